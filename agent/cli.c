@@ -1,0 +1,157 @@
+/* Option parsing shared by the commands, diagnostics printing, and the log
+ * sink (text or JSON lines on stderr). */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const struct option common[] = {
+	{ "repo", required_argument, 0, 0 },
+	{ "ref", required_argument, 0, 0 },
+	{ "path", required_argument, 0, 0 },
+	{ "state-dir", required_argument, 0, 0 },
+	{ "node", required_argument, 0, 0 },
+	{ "label", required_argument, 0, 0 },
+	{ "interval", required_argument, 0, 0 },
+	{ "no-prune", no_argument, 0, 0 },
+	{ "allow-empty", no_argument, 0, 0 },
+	{ "listen", required_argument, 0, 0 },
+	{ "webhook-secret-file", required_argument, 0, 0 },
+	{ "log-format", required_argument, 0, 0 },
+	{ "log-level", required_argument, 0, 0 },
+	{ "container-socket", required_argument, 0, 0 },
+};
+#define NCOMMON (sizeof(common) / sizeof(common[0]))
+
+int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct cli_extra *extra,
+		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage)
+{
+	size_t nextra = 0;
+	while (extra && extra[nextra].name)
+		nextra++;
+	struct option *opts = calloc(NCOMMON + nextra + 3, sizeof(*opts));
+	const char *config_file = NULL;
+	struct gw_error err;
+	int idx, c, rc = 0;
+
+	memcpy(opts, common, sizeof(common));
+	for (size_t i = 0; i < nextra; i++)
+		opts[NCOMMON + i] = (struct option){ extra[i].name, extra[i].has_arg, 0, 0 };
+	opts[NCOMMON + nextra] = (struct option){ "config", required_argument, 0, 0 };
+	opts[NCOMMON + nextra + 1] = (struct option){ "help", no_argument, 0, 'h' };
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+		if (c == 'h') {
+			fputs(usage, stdout);
+			rc = -1; /* exit 0 */
+			goto out;
+		}
+		if (c == '?') {
+			fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1], usage);
+			rc = -2; /* exit 1 */
+			goto out;
+		}
+		if ((size_t)idx < NCOMMON) {
+			if (gw_config_set(cfg, opts[idx].name, optarg ? optarg : "true", &err) < 0) {
+				fprintf(stderr, "gitward: %s\n", err.msg);
+				rc = -2;
+				goto out;
+			}
+		} else if ((size_t)idx < NCOMMON + nextra) {
+			int r = on_extra(extra[idx - NCOMMON].id, optarg, ud);
+			if (r < 0) {
+				rc = r;
+				goto out;
+			}
+		} else {
+			config_file = optarg;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "gitward: unexpected argument \"%s\"\n\n%s", argv[optind], usage);
+		rc = -2;
+		goto out;
+	}
+	if (config_file) {
+		struct gw_diags d;
+		gw_diags_init(&d);
+		if (gw_config_load_file(cfg, config_file, &d) < 0) {
+			cli_print_diags(&d);
+			gw_diags_free(&d);
+			rc = -2;
+			goto out;
+		}
+		gw_diags_free(&d);
+	}
+	gw_config_finish(cfg, &err);
+out:
+	free(opts);
+	return rc;
+}
+
+void cli_print_diags(const struct gw_diags *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		if (d->v[i].line)
+			fprintf(stderr, "%s:%u:%u: %s\n", d->v[i].file, d->v[i].line, d->v[i].col, d->v[i].msg);
+		else
+			fprintf(stderr, "%s: %s\n", d->v[i].file, d->v[i].msg);
+	}
+}
+
+int cli_parse_output(enum output_format *out, const char *arg)
+{
+	if (!strcmp(arg, "text")) {
+		*out = OUTPUT_TEXT;
+		return 0;
+	}
+	if (!strcmp(arg, "json")) {
+		*out = OUTPUT_JSON;
+		return 0;
+	}
+	fprintf(stderr, "gitward: --output: expected text or json, got \"%s\"\n", arg);
+	return -1;
+}
+
+static void log_text(enum gw_log_level level, const char *key, const char *msg, void *ud)
+{
+	(void)ud;
+	static const int prio[] = { 7, 6, 4, 3 };
+	if (getenv("JOURNAL_STREAM"))
+		fprintf(stderr, "<%d>", prio[level]);
+	if (key && *key)
+		fprintf(stderr, "%s %s: %s\n", gw_log_level_name(level), key, msg);
+	else
+		fprintf(stderr, "%s %s\n", gw_log_level_name(level), msg);
+}
+
+static void log_json(enum gw_log_level level, const char *key, const char *msg, void *ud)
+{
+	(void)ud;
+	char ts[64];
+	json_t *o = json_object();
+	gw_time_format_utc(ts, sizeof(ts), gw_now_ms() / 1000);
+	json_object_set_new(o, "time", json_string(ts));
+	json_object_set_new(o, "level", json_string(gw_log_level_name(level)));
+	if (key && *key)
+		json_object_set_new(o, "resource", json_string(key));
+	json_object_set_new(o, "msg", json_string(msg));
+	char *s = json_dumps(o, JSON_COMPACT);
+	fprintf(stderr, "%s\n", s);
+	free(s);
+	json_decref(o);
+}
+
+void cli_install_logging(const struct gw_config *cfg)
+{
+	enum gw_log_level min = GW_LOG_INFO;
+	if (cfg->log_level)
+		gw_log_level_parse(&min, cfg->log_level);
+	gw_log_set_handler(cfg->log_format && !strcmp(cfg->log_format, "json") ? log_json : log_text, NULL, min);
+}

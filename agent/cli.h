@@ -1,0 +1,35 @@
+/* The binary's commands and their shared option parsing. No logic lives in
+ * agent/: each command wires options to the library and maps results to exit
+ * codes. */
+#ifndef GITWARD_AGENT_CLI_H
+#define GITWARD_AGENT_CLI_H
+
+#include "gitward/config.h"
+#include "gitward/manifest.h"
+
+#define GW_VERSION "0.1.0"
+
+enum output_format { OUTPUT_TEXT, OUTPUT_JSON };
+
+int cmd_validate(int argc, char **argv);
+int cmd_reconcile(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+/* Parse the options shared by reconcile and agent (and --config); extra
+ * long options of the command go in `extra` and are reported through
+ * on_extra. Returns 0, or an exit code to stop with (help printed: 0,
+ * usage error: 1) as a negative number minus one. */
+struct cli_extra {
+	const char *name;
+	int has_arg;
+	int id;
+};
+int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct cli_extra *extra,
+		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage);
+
+void cli_print_diags(const struct gw_diags *d);
+void cli_install_logging(const struct gw_config *cfg);
+int cli_parse_output(enum output_format *out, const char *arg);
+
+#endif

@@ -1,0 +1,121 @@
+/* `gitward reconcile`: one pass, then exit. With --dry-run the plan is
+ * printed and nothing is applied: exit 0 when the node matches the commit,
+ * 2 when changes are pending, 1 on any error. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "gitward/pass.h"
+
+static const char reconcile_usage[] =
+	"usage: gitward reconcile [--dry-run] [--output text|json] [OPTIONS]\n"
+	"\n"
+	"One pass: fetch --ref, parse and validate the manifests of that commit, observe\n"
+	"what runs on this node, plan the difference.\n"
+	"\n"
+	"  --dry-run                  print the plan, apply nothing (exit 0 in sync, 2 changes pending)\n"
+	"  --output text|json         plan format\n"
+	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
+	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
+	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
+	"  --state-dir DIR            clone, state and logs (default /var/lib/gitward as root)\n"
+	"  --node NAME                this node's name (default: hostname)\n"
+	"  --label K=V                node label for nodeSelector (repeatable)\n"
+	"  --no-prune                 never delete resources that left Git\n"
+	"  --allow-empty              let a commit with nothing for this node delete everything\n"
+	"  --log-format text|json     logging on stderr\n"
+	"  --log-level LEVEL          debug, info, warn, error\n"
+	"  --container-socket PATH    Docker Engine API socket\n"
+	"  --config FILE              YAML file with the options above (flags win)\n";
+
+enum { OPT_DRY_RUN = 1, OPT_OUTPUT };
+
+struct opts {
+	int dry_run;
+	enum output_format fmt;
+};
+
+static int on_extra(int id, const char *arg, void *ud)
+{
+	struct opts *o = ud;
+	if (id == OPT_DRY_RUN) {
+		o->dry_run = 1;
+		return 0;
+	}
+	return cli_parse_output(&o->fmt, arg) < 0 ? -2 : 0;
+}
+
+static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_config *cfg, const struct gw_error *err)
+{
+	char buf[600];
+	if (o->fmt == OUTPUT_JSON) {
+		struct gw_plan_meta meta = { .commit = pass->commit[0] ? pass->commit : NULL,
+					     .ref = pass->ref ? pass->ref : cfg->ref,
+					     .node = cfg->node };
+		int manifests = pass->set.diags.n > 0;
+		char *s = gw_plan_render_json(NULL, &meta, &pass->set.diags, manifests ? NULL : err);
+		puts(s);
+		free(s);
+	}
+	cli_print_diags(&pass->set.diags);
+	fprintf(stderr, "gitward: error: %s\n", gw_error_format(buf, sizeof(buf), err));
+	return 1;
+}
+
+int cmd_reconcile(int argc, char **argv)
+{
+	static const struct cli_extra extra[] = { { "dry-run", 0, OPT_DRY_RUN }, { "output", 1, OPT_OUTPUT }, { 0 } };
+	struct opts o = { 0 };
+	struct gw_config cfg;
+	struct gw_pass pass;
+	struct gw_error err = { 0 };
+	enum gw_pass_stage stage;
+	int lock_fd = -1, rc;
+
+	gw_config_init(&cfg);
+	gw_pass_init(&pass);
+	rc = cli_parse_common(&cfg, argc, argv, extra, on_extra, &o, reconcile_usage);
+	if (rc < 0) {
+		gw_config_free(&cfg);
+		return rc == -1 ? 0 : 1;
+	}
+	cli_install_logging(&cfg);
+	if (!cfg.repo) {
+		fprintf(stderr, "gitward: --repo is required\n\n%s", reconcile_usage);
+		gw_config_free(&cfg);
+		return 1;
+	}
+	if (!o.dry_run) {
+		fprintf(stderr, "gitward: reconcile without --dry-run applies through the backends, "
+				"which this build does not include yet; use --dry-run\n");
+		gw_config_free(&cfg);
+		return 1;
+	}
+	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0) {
+		rc = fail(&o, &pass, &cfg, &err);
+		goto out;
+	}
+	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
+	if (rc < 0) {
+		rc = fail(&o, &pass, &cfg, &err);
+		goto out;
+	}
+	if (o.fmt == OUTPUT_JSON) {
+		struct gw_plan_meta meta = { .commit = pass.commit, .ref = pass.ref, .node = cfg.node };
+		char *s = gw_plan_render_json(&pass.plan, &meta, &pass.set.diags, NULL);
+		puts(s);
+		free(s);
+	} else {
+		gw_plan_render_text(stdout, &pass.plan);
+	}
+	rc = pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
+out:
+	if (lock_fd >= 0)
+		close(lock_fd);
+	gw_pass_free(&pass);
+	gw_config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,70 @@
+/* `gitward status`: what the node runs, as last recorded. Only reads; never
+ * takes the lock, never waits. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "gitward/state.h"
+
+static const char status_usage[] = "usage: gitward status [--output text|json] [--state-dir DIR]\n"
+				   "\n"
+				   "Print the last applied commit and the state of every managed resource as\n"
+				   "recorded in the state dir. Exit 1 when the state cannot be read.\n";
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = { { "output", required_argument, 0, 'o' },
+					      { "state-dir", required_argument, 0, 's' },
+					      { "help", no_argument, 0, 'h' },
+					      { 0, 0, 0, 0 } };
+	enum output_format fmt = OUTPUT_TEXT;
+	struct gw_state_file st;
+	struct gw_error err;
+	char *dir = NULL, path[4096], buf[600];
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			fputs(status_usage, stdout);
+			free(dir);
+			return 0;
+		case 'o':
+			if (cli_parse_output(&fmt, optarg) < 0) {
+				free(dir);
+				return 1;
+			}
+			break;
+		case 's':
+			free(dir);
+			dir = gw_xstrdup(optarg);
+			break;
+		default:
+			fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1],
+				status_usage);
+			free(dir);
+			return 1;
+		}
+	}
+	if (!dir)
+		dir = gw_state_default_dir();
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	free(dir);
+	if (gw_state_load(&st, path, &err) < 0) {
+		fprintf(stderr, "gitward: %s\n", gw_error_format(buf, sizeof(buf), &err));
+		return 1;
+	}
+	if (fmt == OUTPUT_JSON) {
+		char *s = gw_state_render_status(&st);
+		puts(s);
+		free(s);
+	} else {
+		gw_state_render_status_text(stdout, &st);
+	}
+	gw_state_file_free(&st);
+	return 0;
+}

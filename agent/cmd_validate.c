@@ -1,0 +1,98 @@
+/* `gitward validate PATH...` and `gitward version`. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char validate_usage[] =
+	"usage: gitward validate [--output text|json] PATH...\n"
+	"\n"
+	"Check manifests on disk (files, or folders walked recursively for *.yaml and\n"
+	"*.yml, hidden entries skipped). No git, no backend, files named by manifests\n"
+	"need not exist. Every problem is reported as FILE:LINE:COL: MESSAGE.\n"
+	"Exit 0 when all are valid, 1 when there is at least one problem.\n";
+
+int cmd_validate(int argc, char **argv)
+{
+	static const struct option opts[] = { { "output", required_argument, 0, 'o' },
+					      { "help", no_argument, 0, 'h' },
+					      { 0, 0, 0, 0 } };
+	enum output_format fmt = OUTPUT_TEXT;
+	struct gw_manifest_set set;
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(validate_usage, stdout);
+			return 0;
+		}
+		if (c == 'o') {
+			if (cli_parse_output(&fmt, optarg) < 0)
+				return 1;
+			continue;
+		}
+		fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1],
+			validate_usage);
+		return 1;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "gitward: validate needs at least one PATH\n\n%s", validate_usage);
+		return 1;
+	}
+	gw_manifest_set_init(&set);
+	for (int i = optind; i < argc; i++)
+		gw_manifest_set_add_path(&set, argv[i]);
+	gw_manifest_set_finish(&set);
+
+	if (fmt == OUTPUT_JSON) {
+		json_t *root = json_object(), *errors = json_array(), *res = json_array();
+		for (size_t i = 0; i < set.diags.n; i++) {
+			json_t *e = json_object();
+			json_object_set_new(e, "file", json_string(set.diags.v[i].file));
+			json_object_set_new(e, "line", json_integer(set.diags.v[i].line));
+			json_object_set_new(e, "column", json_integer(set.diags.v[i].col));
+			json_object_set_new(e, "message", json_string(set.diags.v[i].msg));
+			json_array_append_new(errors, e);
+		}
+		for (size_t i = 0; i < set.n; i++) {
+			json_t *r = json_object();
+			json_object_set_new(r, "kind", json_string(gw_kind_to_string(set.v[i]->kind)));
+			json_object_set_new(r, "name", json_string(set.v[i]->name));
+			json_object_set_new(r, "file", json_string(set.v[i]->file));
+			json_object_set_new(r, "spec_hash", json_string(set.v[i]->spec_hash));
+			json_array_append_new(res, r);
+		}
+		json_object_set_new(root, "valid", json_boolean(set.diags.n == 0));
+		json_object_set_new(root, "files", json_integer((json_int_t)set.files));
+		json_object_set_new(root, "resources", res);
+		json_object_set_new(root, "errors", errors);
+		char *s = json_dumps(root, JSON_COMPACT);
+		puts(s);
+		free(s);
+		json_decref(root);
+	} else {
+		cli_print_diags(&set.diags);
+		if (set.diags.n)
+			fprintf(stderr, "%zu problem%s found.\n", set.diags.n, set.diags.n == 1 ? "" : "s");
+		else
+			printf("%zu resource%s in %zu file%s: valid.\n", set.n, set.n == 1 ? "" : "s", set.files,
+			       set.files == 1 ? "" : "s");
+	}
+	int rc = set.diags.n ? 1 : 0;
+	gw_manifest_set_free(&set);
+	return rc;
+}
+
+int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("gitward %s\n", GW_VERSION);
+	return 0;
+}

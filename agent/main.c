@@ -1,0 +1,45 @@
+/* gitward: dispatch to a command, nothing else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+	"usage: gitward COMMAND [OPTIONS]\n"
+	"\n"
+	"commands:\n"
+	"  reconcile [--dry-run] [--output text|json] [OPTIONS]   one pass, then exit\n"
+	"  validate [--output text|json] PATH...                   check manifests on disk\n"
+	"  status [--output text|json] [--state-dir DIR]           what the node runs, as last recorded\n"
+	"  version                                                 print the version\n"
+	"\n"
+	"Run 'gitward COMMAND --help' for the options of a command.\n";
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} commands[] = {
+		{ "reconcile", cmd_reconcile },
+		{ "validate", cmd_validate },
+		{ "status", cmd_status },
+		{ "version", cmd_version },
+	};
+
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "gitward: unknown command \"%s\"\n\n%s", argv[1], usage);
+	return 1;
+}

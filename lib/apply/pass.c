@@ -1,0 +1,76 @@
+/* The first half of a pass, shared by `reconcile --dry-run`, `reconcile` and
+ * the agent: source -> manifests -> selection -> observed -> plan. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gitward/pass.h"
+
+void gw_pass_init(struct gw_pass *pass)
+{
+	memset(pass, 0, sizeof(*pass));
+	gw_manifest_set_init(&pass->set);
+	gw_state_file_init(&pass->state);
+}
+
+void gw_pass_free(struct gw_pass *pass)
+{
+	free(pass->ref);
+	free(pass->selected);
+	gw_plan_free(&pass->plan);
+	gw_manifest_set_free(&pass->set);
+	gw_state_file_free(&pass->state);
+	memset(pass, 0, sizeof(*pass));
+}
+
+int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg,
+		    struct gw_error *err)
+{
+	struct gw_source *src = NULL;
+	char path[4096];
+	int rc;
+
+	*stage = GW_PASS_GIT;
+	snprintf(path, sizeof(path), "%s/repo.git", cfg->state_dir);
+	rc = gw_source_open(&src, path, cfg->repo, err);
+	if (rc < 0)
+		return rc;
+	rc = gw_source_fetch(src, err);
+	if (rc == 0)
+		rc = gw_source_resolve(pass->commit, &pass->ref, src, cfg->ref, err);
+	if (rc < 0) {
+		gw_source_free(src);
+		return rc;
+	}
+	*stage = GW_PASS_MANIFESTS;
+	rc = gw_source_read_manifests(&pass->set, src, pass->commit, (const char *const *)cfg->paths.v,
+				      cfg->paths.n, err);
+	gw_source_free(src);
+	if (rc < 0)
+		return rc;
+	gw_manifest_set_finish(&pass->set);
+	if (pass->set.diags.n)
+		return gw_error_set(err, -EINVAL, "%zu problem%s in the manifests of commit %.12s", pass->set.diags.n,
+				    pass->set.diags.n == 1 ? "" : "s", pass->commit);
+
+	pass->selected = gw_xcalloc(pass->set.n + 1, sizeof(*pass->selected));
+	for (size_t i = 0; i < pass->set.n; i++)
+		if (gw_plan_selects(pass->set.v[i], &cfg->labels))
+			pass->selected[pass->nselected++] = pass->set.v[i];
+
+	*stage = GW_PASS_STATE;
+	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	rc = gw_state_load(&pass->state, path, err);
+	if (rc < 0)
+		return rc;
+
+	*stage = GW_PASS_PLAN;
+	struct gw_plan_opts opts = { .prune = !cfg->no_prune, .allow_empty = cfg->allow_empty };
+	rc = gw_plan_build(&pass->plan, pass->selected, pass->nselected, pass->state.res, pass->state.n, &opts, err);
+	if (rc < 0)
+		return rc;
+	pass->have_plan = 1;
+	return 0;
+}

@@ -1,0 +1,84 @@
+/* Manifests: YAML bytes -> position-carrying nodes -> validated resources.
+ * Every problem of a commit is collected as a diagnostic; nothing stops at
+ * the first one. */
+#ifndef GITWARD_MANIFEST_H
+#define GITWARD_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gitward/resource.h"
+#include "gitward/util.h"
+
+/* Bounds on hostile input. */
+#define GW_MANIFEST_FILE_MAX (1u << 20)           /* bytes per file */
+#define GW_MANIFEST_COMMIT_MAX (128u << 20)       /* bytes per commit */
+#define GW_MANIFEST_FILES_MAX 100000u             /* files per commit */
+#define GW_MANIFEST_DOCS_MAX 10000u               /* documents per file */
+#define GW_MANIFEST_DEPTH_MAX 32u                 /* nesting depth */
+#define GW_MANIFEST_NODES_MAX 200000u             /* nodes per file */
+
+struct gw_diag {
+	char *file;
+	unsigned line, col;
+	char *msg;
+};
+
+struct gw_diags {
+	struct gw_diag *v;
+	size_t n, cap;
+};
+
+void gw_diags_init(struct gw_diags *d);
+void gw_diags_free(struct gw_diags *d);
+void gw_diags_add(struct gw_diags *d, const char *file, unsigned line, unsigned col, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* Order by file, line, column so output is stable whatever the read order. */
+void gw_diags_sort(struct gw_diags *d);
+
+/* A parsed YAML node with its position (1-based). */
+enum gw_ynode_type { GW_YNODE_SCALAR, GW_YNODE_SEQ, GW_YNODE_MAP };
+
+struct gw_ynode {
+	enum gw_ynode_type type;
+	unsigned line, col;
+	/* scalar */
+	const char *value;
+	size_t len;
+	int plain; /* unquoted: may be null/number */
+	/* sequence: items[0..n); mapping: items[2i] key, items[2i+1] value */
+	struct gw_ynode **items;
+	size_t n;
+};
+
+struct gw_arena;
+
+/* Parse one file into its documents. Syntax errors become diagnostics; the
+ * documents parsed before the error are still returned. Nodes live in the
+ * arena. */
+int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *arena, const char *file,
+		  const char *data, size_t len, struct gw_diags *diags);
+
+/* A set of resources: what one commit (or one validate run) declares. */
+struct gw_manifest_set {
+	struct gw_resource **v;
+	size_t n, cap;
+	size_t bytes, files; /* read so far, for the bounds above */
+	struct gw_strmap invalid_names; /* declared by documents that failed validation */
+	struct gw_diags diags;
+};
+
+void gw_manifest_set_init(struct gw_manifest_set *set);
+void gw_manifest_set_free(struct gw_manifest_set *set);
+/* Parse and validate one file's bytes; resources are appended, problems are
+ * added to set->diags. */
+void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, const char *data, size_t len);
+/* Cross-resource checks: duplicate names, dependsOn targets, cycles. */
+void gw_manifest_set_finish(struct gw_manifest_set *set);
+/* Is "name" a valid file to load? (*.yaml / *.yml) */
+int gw_manifest_is_manifest_name(const char *name);
+/* Load files and directories from disk (validate). Directories are walked
+ * recursively, hidden entries skipped, symlinks not followed. */
+void gw_manifest_set_add_path(struct gw_manifest_set *set, const char *path);
+
+#endif

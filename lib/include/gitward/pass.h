@@ -1,0 +1,32 @@
+/* One pass of the pipeline up to the plan: fetch, resolve, read and validate
+ * the manifests of one commit, select this node's, observe, plan. */
+#ifndef GITWARD_PASS_H
+#define GITWARD_PASS_H
+
+#include "gitward/config.h"
+#include "gitward/manifest.h"
+#include "gitward/plan.h"
+#include "gitward/source.h"
+#include "gitward/state.h"
+
+struct gw_pass {
+	char commit[41];
+	char *ref;
+	struct gw_manifest_set set;      /* every resource of the commit */
+	struct gw_resource **selected;   /* borrowed from set: this node's */
+	size_t nselected;
+	struct gw_state_file state;      /* as recorded */
+	struct gw_plan plan;
+	int have_plan;
+};
+
+enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN };
+
+void gw_pass_init(struct gw_pass *pass);
+void gw_pass_free(struct gw_pass *pass);
+/* Runs up to the plan. On failure *stage says where; manifest problems are in
+ * pass->set.diags (return -EINVAL). */
+int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg,
+		    struct gw_error *err);
+
+#endif

@@ -1,0 +1,108 @@
+/* The typed model of one resource, its canonical JSON form and spec hash,
+ * and the kind/enum <-> string tables. */
+#ifndef GITWARD_RESOURCE_H
+#define GITWARD_RESOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum gw_kind { GW_KIND_PROCESS, GW_KIND_CONTAINER, GW_KIND_VM, GW_KIND_MAX };
+enum gw_restart { GW_RESTART_ALWAYS, GW_RESTART_ON_FAILURE, GW_RESTART_NEVER };
+enum gw_check_type { GW_CHECK_NONE, GW_CHECK_HTTP, GW_CHECK_TCP, GW_CHECK_EXEC };
+enum gw_net { GW_NET_DEFAULT, GW_NET_NONE, GW_NET_BRIDGE, GW_NET_HOST, GW_NET_USER };
+enum gw_pull { GW_PULL_MISSING, GW_PULL_NEVER, GW_PULL_ALWAYS };
+enum gw_accel { GW_ACCEL_AUTO, GW_ACCEL_KVM, GW_ACCEL_TCG };
+
+const char *gw_kind_to_string(enum gw_kind k);
+int gw_kind_from_string(enum gw_kind *out, const char *s);
+const char *gw_restart_to_string(enum gw_restart r);
+
+struct gw_strlist {
+	char **v;
+	size_t n;
+};
+
+/* Kept sorted by key. */
+struct gw_strmap {
+	char **k;
+	char **v;
+	size_t n;
+};
+
+const char *gw_strmap_get(const struct gw_strmap *m, const char *key);
+void gw_strmap_set(struct gw_strmap *m, const char *key, const char *value);
+void gw_strmap_free(struct gw_strmap *m);
+void gw_strlist_free(struct gw_strlist *l);
+
+/* "[IP:]HOSTPORT:PORT[/proto]" as used by ports and forwards. */
+struct gw_portmap {
+	char host_ip[64];
+	unsigned host_port, port;
+	char proto[4]; /* "tcp" | "udp" */
+};
+int gw_portmap_parse(struct gw_portmap *out, const char *s);
+
+/* Fields are flat: every kind uses a subset, the schema tables in
+ * lib/manifest/validate.c say which. Durations in ms, sizes in bytes;
+ * 0 / NULL / empty means "not set" (the default applies). */
+struct gw_resource {
+	enum gw_kind kind;
+	char *name;
+	struct gw_strmap labels;
+	char *file; /* where it was declared */
+	unsigned line, col;
+
+	/* every kind */
+	struct gw_strmap node_selector;
+	struct gw_strlist depends_on;
+	enum gw_restart restart;
+	enum gw_check_type health_type;
+	char *health_http_url;
+	char *health_tcp_address;
+	struct gw_strlist health_exec_command;
+	int64_t health_interval_ms, health_timeout_ms, health_retries;
+	int64_t stop_timeout_ms;
+	int stop_signal; /* 0 = default for the kind */
+
+	/* Process (and Container for command/env/envFiles) */
+	struct gw_strlist command;
+	struct gw_strmap env;
+	struct gw_strlist env_files;
+	char *working_dir;
+	char *user;
+	int64_t limit_open_files, limit_processes, limit_memory;
+
+	/* Container */
+	char *image;
+	struct gw_strlist ports;
+	struct gw_strlist volumes;
+	enum gw_net network; /* DEFAULT: bridge for Container, user for VM */
+	int64_t memory; /* Container and VM */
+	int64_t cpus_milli; /* Container: 0.5 -> 500 */
+	int64_t vcpus; /* VM */
+	enum gw_pull pull;
+
+	/* VM */
+	char *kernel, *initrd, *cmdline, *disk;
+	struct gw_strlist forwards;
+	enum gw_accel accel;
+
+	/* derived */
+	char *canonical; /* canonical JSON of kind + spec (no secrets: envFiles are paths) */
+	char spec_hash[65]; /* sha256 hex of canonical */
+};
+
+void gw_resource_free(struct gw_resource *r);
+/* "Process/web" into buf. */
+const char *gw_resource_key(char *buf, size_t size, const struct gw_resource *r);
+/* Compute canonical and spec_hash from the typed fields. */
+void gw_resource_finalize(struct gw_resource *r);
+
+/* Effective defaults where the manifest leaves a field unset. */
+int64_t gw_resource_stop_timeout_ms(const struct gw_resource *r);
+int gw_resource_stop_signal(const struct gw_resource *r);
+
+int gw_signal_from_string(int *out, const char *s);
+const char *gw_signal_to_string(int sig);
+
+#endif

@@ -1,0 +1,29 @@
+/* The Git source: a bare cache under the state dir, fetched (never re-cloned),
+ * refs resolved to commits, manifests read straight from tree objects. */
+#ifndef GITWARD_SOURCE_H
+#define GITWARD_SOURCE_H
+
+#include <stddef.h>
+
+#include "gitward/manifest.h"
+#include "gitward/util.h"
+
+struct gw_source;
+
+/* Open (or create) the bare cache at cache_dir for url. A relative local
+ * path is made absolute. */
+int gw_source_open(struct gw_source **out, const char *cache_dir, const char *url, struct gw_error *err);
+/* Fetch branches and tags from the remote and remember its default branch. */
+int gw_source_fetch(struct gw_source *src, struct gw_error *err);
+/* Resolve ref (NULL: the remote's default branch) to a commit id. *out_ref is
+ * the name used, e.g. "main" (caller frees). */
+int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref,
+		      struct gw_error *err);
+/* Read every manifest under paths (NULL/empty: repo root) of commit into set.
+ * Problems with the manifests go to set->diags; a failure to read the
+ * repository is returned. */
+int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src, const char *commit,
+			     const char *const *paths, size_t npaths, struct gw_error *err);
+void gw_source_free(struct gw_source *src);
+
+#endif

@@ -1,0 +1,36 @@
+/* The state dir: one lock, the state file (written atomically), and the
+ * status document rendered from it. */
+#ifndef GITWARD_STATE_H
+#define GITWARD_STATE_H
+
+#include <stdint.h>
+
+#include "gitward/plan.h"
+#include "gitward/util.h"
+
+struct gw_state_file {
+	char *node;
+	char *commit; /* last applied commit */
+	char *ref;
+	int64_t last_sync; /* unix seconds, 0 = never */
+	char *last_error;
+	struct gw_observed *res;
+	size_t n;
+};
+
+void gw_state_file_init(struct gw_state_file *st);
+void gw_state_file_free(struct gw_state_file *st);
+/* A missing file is an empty state; a torn or corrupt one is an error. */
+int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err);
+int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err);
+/* SPEC's status object (caller frees). */
+char *gw_state_render_status(const struct gw_state_file *st);
+void gw_state_render_status_text(FILE *f, const struct gw_state_file *st);
+
+/* Take the state dir's lock or fail at once naming the holder's pid. The fd
+ * stays open (O_CLOEXEC) for the life of the process. */
+int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err);
+/* Default state dir: /var/lib/gitward as root, else $XDG_STATE_HOME/gitward. */
+char *gw_state_default_dir(void);
+
+#endif

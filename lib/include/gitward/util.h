@@ -1,0 +1,85 @@
+/* Small shared pieces: the error record every layer fills, a growable string,
+ * duration and size parsing, and the log sink the agent installs. */
+#ifndef GITWARD_UTIL_H
+#define GITWARD_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_ERROR_MSG_MAX 256
+
+/* Filled where a failure happens, iff the call fails; passed up untouched
+ * with at most one context prefix per layer. */
+struct gw_error {
+	int code; /* negative errno */
+	char file[256];
+	unsigned line, col; /* 0 when not tied to a position */
+	char msg[GW_ERROR_MSG_MAX];
+};
+
+int gw_error_set(struct gw_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int gw_error_set_at(struct gw_error *err, int code, const char *file, unsigned line, unsigned col,
+		    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Prefix the message with "ctx: " (one layer of context). Returns err->code. */
+int gw_error_prefix(struct gw_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "file:line:col: msg" or "msg" into buf. */
+const char *gw_error_format(char *buf, size_t size, const struct gw_error *err);
+
+/* Growable NUL-terminated byte string. Allocation failure aborts: a daemon that
+ * cannot allocate a few bytes has nothing sane left to do. */
+struct gw_strbuf {
+	char *s;
+	size_t len, cap;
+};
+void gw_strbuf_init(struct gw_strbuf *sb);
+void gw_strbuf_free(struct gw_strbuf *sb);
+void gw_strbuf_add(struct gw_strbuf *sb, const char *data, size_t n);
+void gw_strbuf_puts(struct gw_strbuf *sb, const char *s);
+void gw_strbuf_printf(struct gw_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_strbuf_vprintf(struct gw_strbuf *sb, const char *fmt, va_list ap);
+/* Returns the string and resets the buffer; caller frees. */
+char *gw_strbuf_detach(struct gw_strbuf *sb);
+
+void *gw_xmalloc(size_t n);
+void *gw_xcalloc(size_t n, size_t size);
+void *gw_xrealloc(void *p, size_t n);
+char *gw_xstrdup(const char *s);
+char *gw_xstrndup(const char *s, size_t n);
+
+/* "500ms", "10s", "1m30s", "2h" -> milliseconds. */
+int gw_duration_parse(int64_t *out_ms, const char *s);
+void gw_duration_format(char *buf, size_t size, int64_t ms);
+/* "512Mi", "2Gi", "1000000", "10k", "1G" -> bytes. */
+int gw_size_parse(int64_t *out_bytes, const char *s);
+void gw_size_format(char *buf, size_t size, int64_t bytes);
+
+/* A bump allocator: one parsed file's nodes are freed with one call. */
+struct gw_arena;
+struct gw_arena *gw_arena_new(void);
+void gw_arena_free(struct gw_arena *a);
+void *gw_arena_alloc(struct gw_arena *a, size_t n);
+char *gw_arena_strndup(struct gw_arena *a, const char *s, size_t n);
+
+/* Read a whole regular file, at most max bytes (-EFBIG beyond). */
+int gw_file_read(char **out, size_t *out_len, const char *path, size_t max, struct gw_error *err);
+/* Write atomically: temp file, fsync, rename, fsync of the directory. */
+int gw_file_write_atomic(const char *path, const char *data, size_t len, struct gw_error *err);
+int gw_mkdir_p(const char *path, unsigned mode, struct gw_error *err);
+
+/* Wall-clock and monotonic time. */
+int64_t gw_now_ms(void);
+int64_t gw_monotonic_ms(void);
+void gw_time_format_utc(char *buf, size_t size, int64_t unix_seconds);
+
+/* Logging: the library calls the installed sink; the agent decides the format. */
+enum gw_log_level { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
+typedef void (*gw_log_fn)(enum gw_log_level level, const char *key, const char *msg, void *ud);
+void gw_log_set_handler(gw_log_fn fn, void *ud, enum gw_log_level min);
+void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *gw_log_level_name(enum gw_log_level level);
+int gw_log_level_parse(enum gw_log_level *out, const char *s);
+
+#endif

@@ -1,0 +1,275 @@
+/* The state dir: a lock naming its holder, and the state file — the last
+ * applied commit and what gitward manages — written atomically and checked
+ * on read, so a torn file is reported rather than half-trusted. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "gitward/state.h"
+
+#define STATE_VERSION 1
+#define STATE_MAX (64u << 20)
+
+void gw_state_file_init(struct gw_state_file *st)
+{
+	memset(st, 0, sizeof(*st));
+}
+
+void gw_state_file_free(struct gw_state_file *st)
+{
+	free(st->node);
+	free(st->commit);
+	free(st->ref);
+	free(st->last_error);
+	for (size_t i = 0; i < st->n; i++)
+		gw_observed_clear(&st->res[i]);
+	free(st->res);
+	gw_state_file_init(st);
+}
+
+static char *opt_str(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_string(v) ? gw_xstrdup(json_string_value(v)) : NULL;
+}
+
+int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err)
+{
+	struct gw_state_file st;
+	json_error_t jerr;
+	json_t *root, *res;
+	char *data;
+	size_t len;
+	int rc;
+
+	gw_state_file_init(&st);
+	rc = gw_file_read(&data, &len, path, STATE_MAX, err);
+	if (rc == -ENOENT) {
+		*out = st;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	root = json_loadb(data, len, 0, &jerr);
+	free(data);
+	if (!root)
+		return gw_error_set_at(err, -EBADMSG, path, (unsigned)jerr.line, (unsigned)jerr.column,
+				       "state file is corrupt: %s", jerr.text);
+	if (!json_is_object(root) || json_integer_value(json_object_get(root, "version")) != STATE_VERSION ||
+	    !json_is_array(json_object_get(root, "resources"))) {
+		json_decref(root);
+		return gw_error_set_at(err, -EBADMSG, path, 0, 0, "state file is corrupt: not a gitward state v%d",
+				       STATE_VERSION);
+	}
+	st.node = opt_str(root, "node");
+	st.commit = opt_str(root, "commit");
+	st.ref = opt_str(root, "ref");
+	st.last_error = opt_str(root, "last_error");
+	st.last_sync = json_integer_value(json_object_get(root, "last_sync"));
+	res = json_object_get(root, "resources");
+	st.res = gw_xcalloc(json_array_size(res) + 1, sizeof(*st.res));
+	for (size_t i = 0; i < json_array_size(res); i++) {
+		json_t *r = json_array_get(res, i), *deps;
+		struct gw_observed *o = &st.res[st.n];
+		const char *kind = json_string_value(json_object_get(r, "kind"));
+		const char *name = json_string_value(json_object_get(r, "name"));
+		const char *hash = json_string_value(json_object_get(r, "spec_hash"));
+		const char *state = json_string_value(json_object_get(r, "state"));
+		const char *health = json_string_value(json_object_get(r, "health"));
+		const char *detail = json_string_value(json_object_get(r, "detail"));
+		const char *id = json_string_value(json_object_get(r, "id"));
+		if (!kind || !name || !hash || gw_kind_from_string(&o->kind, kind) < 0 || strlen(hash) != 64) {
+			gw_state_file_free(&st);
+			json_decref(root);
+			return gw_error_set_at(err, -EBADMSG, path, 0, 0, "state file is corrupt: resource %zu", i);
+		}
+		o->name = gw_xstrdup(name);
+		memcpy(o->spec_hash, hash, 65);
+		o->canonical = opt_str(r, "spec");
+		if (!state || gw_state_from_string(&o->state, state) < 0)
+			o->state = GW_STATE_PENDING;
+		if (!health || gw_health_from_string(&o->health, health) < 0)
+			o->health = GW_HEALTH_UNKNOWN;
+		if (detail)
+			snprintf(o->detail, sizeof(o->detail), "%s", detail);
+		if (id)
+			snprintf(o->id, sizeof(o->id), "%s", id);
+		o->pid = json_integer_value(json_object_get(r, "pid"));
+		o->start_time = json_integer_value(json_object_get(r, "start_time"));
+		o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+		const char *restart = json_string_value(json_object_get(r, "restart"));
+		o->restart = restart && strcmp(restart, "never") == 0		? GW_RESTART_NEVER
+			     : restart && strcmp(restart, "on-failure") == 0 ? GW_RESTART_ON_FAILURE
+									   : GW_RESTART_ALWAYS;
+		deps = json_object_get(r, "depends_on");
+		if (json_is_array(deps) && json_array_size(deps)) {
+			o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
+			for (size_t k = 0; k < json_array_size(deps); k++)
+				if (json_is_string(json_array_get(deps, k)))
+					o->depends_on.v[o->depends_on.n++] =
+						gw_xstrdup(json_string_value(json_array_get(deps, k)));
+		}
+		st.n++;
+	}
+	json_decref(root);
+	*out = st;
+	return 0;
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err)
+{
+	json_t *root = json_object(), *res = json_array();
+	char *data;
+	int rc;
+
+	json_object_set_new(root, "version", json_integer(STATE_VERSION));
+	json_object_set_new(root, "node", str_or_null(st->node));
+	json_object_set_new(root, "commit", str_or_null(st->commit));
+	json_object_set_new(root, "ref", str_or_null(st->ref));
+	json_object_set_new(root, "last_sync", json_integer(st->last_sync));
+	json_object_set_new(root, "last_error", str_or_null(st->last_error));
+	for (size_t i = 0; i < st->n; i++) {
+		const struct gw_observed *o = &st->res[i];
+		json_t *r = json_object(), *deps = json_array();
+		json_object_set_new(r, "kind", json_string(gw_kind_to_string(o->kind)));
+		json_object_set_new(r, "name", json_string(o->name));
+		json_object_set_new(r, "spec_hash", json_string(o->spec_hash));
+		json_object_set_new(r, "spec", str_or_null(o->canonical));
+		json_object_set_new(r, "restart", json_string(gw_restart_to_string(o->restart)));
+		json_object_set_new(r, "state", json_string(gw_state_to_string(o->state)));
+		json_object_set_new(r, "health", json_string(gw_health_to_string(o->health)));
+		json_object_set_new(r, "detail", json_string(o->detail));
+		json_object_set_new(r, "pid", json_integer(o->pid));
+		json_object_set_new(r, "start_time", json_integer(o->start_time));
+		json_object_set_new(r, "id", json_string(o->id));
+		json_object_set_new(r, "restarts", json_integer(o->restarts));
+		for (size_t k = 0; k < o->depends_on.n; k++)
+			json_array_append_new(deps, json_string(o->depends_on.v[k]));
+		json_object_set_new(r, "depends_on", deps);
+		json_array_append_new(res, r);
+	}
+	json_object_set_new(root, "resources", res);
+	data = json_dumps(root, JSON_INDENT(1));
+	json_decref(root);
+	rc = gw_file_write_atomic(path, data, strlen(data), err);
+	free(data);
+	return rc;
+}
+
+char *gw_state_render_status(const struct gw_state_file *st)
+{
+	json_t *root = json_object(), *res = json_array();
+	char ts[64];
+	char *out;
+
+	json_object_set_new(root, "node", str_or_null(st->node));
+	json_object_set_new(root, "commit", str_or_null(st->commit));
+	json_object_set_new(root, "ref", str_or_null(st->ref));
+	if (st->last_sync) {
+		gw_time_format_utc(ts, sizeof(ts), st->last_sync);
+		json_object_set_new(root, "last_sync", json_string(ts));
+	} else {
+		json_object_set_new(root, "last_sync", json_null());
+	}
+	json_object_set_new(root, "last_error", str_or_null(st->last_error));
+	for (size_t i = 0; i < st->n; i++) {
+		const struct gw_observed *o = &st->res[i];
+		json_t *r = json_object();
+		json_object_set_new(r, "kind", json_string(gw_kind_to_string(o->kind)));
+		json_object_set_new(r, "name", json_string(o->name));
+		json_object_set_new(r, "state", json_string(gw_state_to_string(o->state)));
+		json_object_set_new(r, "health", json_string(gw_health_to_string(o->health)));
+		if (o->kind == GW_KIND_CONTAINER)
+			json_object_set_new(r, "id", json_string(o->id));
+		else
+			json_object_set_new(r, "pid", o->pid ? json_integer(o->pid) : json_null());
+		json_object_set_new(r, "spec_hash", json_string(o->spec_hash));
+		json_object_set_new(r, "restarts", json_integer(o->restarts));
+		if (o->detail[0])
+			json_object_set_new(r, "detail", json_string(o->detail));
+		json_array_append_new(res, r);
+	}
+	json_object_set_new(root, "resources", res);
+	out = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	return out;
+}
+
+void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
+{
+	char ts[64] = "never";
+	if (st->last_sync)
+		gw_time_format_utc(ts, sizeof(ts), st->last_sync);
+	fprintf(f, "node:      %s\ncommit:    %s\nref:       %s\nlast sync: %s\n", st->node ? st->node : "-",
+		st->commit ? st->commit : "-", st->ref ? st->ref : "-", ts);
+	if (st->last_error)
+		fprintf(f, "last error: %s\n", st->last_error);
+	for (size_t i = 0; i < st->n; i++) {
+		const struct gw_observed *o = &st->res[i];
+		char key[200], ident[100];
+		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(o->kind), o->name);
+		if (o->kind == GW_KIND_CONTAINER)
+			snprintf(ident, sizeof(ident), "id %.12s", o->id);
+		else
+			snprintf(ident, sizeof(ident), "pid %lld", o->pid);
+		fprintf(f, "  %-28s %-8s %-9s %s%s%s\n", key, gw_state_to_string(o->state), gw_health_to_string(o->health),
+			ident, o->detail[0] ? "  " : "", o->detail);
+	}
+}
+
+int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err)
+{
+	char path[4096], buf[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return gw_error_set_at(err, -errno, path, 0, 0, "cannot open lock: %s", strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+		close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (e == EWOULDBLOCK)
+			return gw_error_set(err, -EBUSY, "state dir %s is in use by another gitward (pid %s)", dir,
+					    buf[0] ? buf : "unknown");
+		return gw_error_set_at(err, -e, path, 0, 0, "cannot lock: %s", strerror(e));
+	}
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+		int e = errno;
+		close(fd);
+		return gw_error_set_at(err, -e, path, 0, 0, "cannot write lock: %s", strerror(e));
+	}
+	*out_fd = fd;
+	return 0;
+}
+
+char *gw_state_default_dir(void)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	if (geteuid() == 0) {
+		gw_strbuf_puts(&sb, "/var/lib/gitward");
+	} else {
+		const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+		if (x && *x)
+			gw_strbuf_printf(&sb, "%s/gitward", x);
+		else
+			gw_strbuf_printf(&sb, "%s/.local/state/gitward", home && *home ? home : "/tmp");
+	}
+	return gw_strbuf_detach(&sb);
+}

@@ -1,0 +1,231 @@
+/* Options from flags and from a YAML config file, one setter for both so a
+ * value is checked the same way wherever it comes from. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gitward/config.h"
+#include "gitward/state.h"
+
+static const struct {
+	const char *name;
+	unsigned bit;
+	int repeat; /* list-valued */
+	int boolean;
+} options[] = {
+	{ "repo", GW_CFG_REPO, 0, 0 },
+	{ "ref", GW_CFG_REF, 0, 0 },
+	{ "path", GW_CFG_PATH, 1, 0 },
+	{ "state-dir", GW_CFG_STATE_DIR, 0, 0 },
+	{ "node", GW_CFG_NODE, 0, 0 },
+	{ "label", GW_CFG_LABEL, 1, 0 },
+	{ "interval", GW_CFG_INTERVAL, 0, 0 },
+	{ "no-prune", GW_CFG_NO_PRUNE, 0, 1 },
+	{ "allow-empty", GW_CFG_ALLOW_EMPTY, 0, 1 },
+	{ "listen", GW_CFG_LISTEN, 0, 0 },
+	{ "webhook-secret-file", GW_CFG_WEBHOOK, 0, 0 },
+	{ "log-format", GW_CFG_LOG_FORMAT, 0, 0 },
+	{ "log-level", GW_CFG_LOG_LEVEL, 0, 0 },
+	{ "container-socket", GW_CFG_SOCKET, 0, 0 },
+};
+
+void gw_config_init(struct gw_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+void gw_config_free(struct gw_config *cfg)
+{
+	free(cfg->repo);
+	free(cfg->ref);
+	gw_strlist_free(&cfg->paths);
+	free(cfg->state_dir);
+	free(cfg->node);
+	gw_strmap_free(&cfg->labels);
+	free(cfg->listen);
+	free(cfg->webhook_secret_file);
+	free(cfg->log_format);
+	free(cfg->log_level);
+	free(cfg->container_socket);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+static void replace(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = gw_xstrdup(value);
+}
+
+static int parse_bool(bool *out, const char *v)
+{
+	if (!v || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0")) {
+		*out = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int gw_config_set(struct gw_config *cfg, const char *name, const char *value, struct gw_error *err)
+{
+	if (!strcmp(name, "repo")) {
+		if (!*value)
+			return gw_error_set(err, -EINVAL, "--repo: must not be empty");
+		replace(&cfg->repo, value);
+	} else if (!strcmp(name, "ref")) {
+		replace(&cfg->ref, value);
+	} else if (!strcmp(name, "path")) {
+		cfg->paths.v = gw_xrealloc(cfg->paths.v, (cfg->paths.n + 2) * sizeof(char *));
+		cfg->paths.v[cfg->paths.n++] = gw_xstrdup(value);
+		cfg->paths.v[cfg->paths.n] = NULL;
+	} else if (!strcmp(name, "state-dir")) {
+		replace(&cfg->state_dir, value);
+	} else if (!strcmp(name, "node")) {
+		if (!*value || strlen(value) > 63 || strspn(value, "abcdefghijklmnopqrstuvwxyz"
+							    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(value))
+			return gw_error_set(err, -EINVAL, "--node: expected letters, digits, '-', '_', '.', got \"%s\"",
+					    value);
+		replace(&cfg->node, value);
+	} else if (!strcmp(name, "label")) {
+		const char *eq = strchr(value, '=');
+		if (!eq || eq == value)
+			return gw_error_set(err, -EINVAL, "--label: expected K=V, got \"%s\"", value);
+		char *k = gw_xstrndup(value, (size_t)(eq - value));
+		gw_strmap_set(&cfg->labels, k, eq + 1);
+		free(k);
+	} else if (!strcmp(name, "interval")) {
+		int64_t ms;
+		if (gw_duration_parse(&ms, value) < 0 || ms < 100)
+			return gw_error_set(err, -EINVAL, "--interval: expected a duration of at least 100ms like 30s, got \"%s\"",
+					    value);
+		cfg->interval_ms = ms;
+	} else if (!strcmp(name, "no-prune") || !strcmp(name, "allow-empty")) {
+		bool b;
+		if (parse_bool(&b, value) < 0)
+			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
+		if (!strcmp(name, "no-prune"))
+			cfg->no_prune = b;
+		else
+			cfg->allow_empty = b;
+	} else if (!strcmp(name, "listen")) {
+		const char *colon = strrchr(value, ':');
+		if (!colon || !colon[1] || atoi(colon + 1) < 0 || atoi(colon + 1) > 65535)
+			return gw_error_set(err, -EINVAL, "--listen: expected ADDR:PORT, got \"%s\"", value);
+		replace(&cfg->listen, value);
+	} else if (!strcmp(name, "webhook-secret-file")) {
+		replace(&cfg->webhook_secret_file, value);
+	} else if (!strcmp(name, "log-format")) {
+		if (strcmp(value, "text") && strcmp(value, "json"))
+			return gw_error_set(err, -EINVAL, "--log-format: expected text or json, got \"%s\"", value);
+		replace(&cfg->log_format, value);
+	} else if (!strcmp(name, "log-level")) {
+		enum gw_log_level l;
+		if (gw_log_level_parse(&l, value) < 0)
+			return gw_error_set(err, -EINVAL, "--log-level: expected debug, info, warn or error, got \"%s\"",
+					    value);
+		replace(&cfg->log_level, value);
+	} else if (!strcmp(name, "container-socket")) {
+		replace(&cfg->container_socket, value);
+	} else {
+		return gw_error_set(err, -EINVAL, "unknown option \"%s\"", name);
+	}
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (!strcmp(options[i].name, name))
+			cfg->set_mask |= options[i].bit;
+	return 0;
+}
+
+int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags *diags)
+{
+	struct gw_error err;
+	struct gw_arena *arena;
+	struct gw_ynode **docs;
+	size_t ndocs, before = diags->n;
+	char *data;
+	size_t len;
+	unsigned flags_set = cfg->set_mask;
+
+	if (gw_file_read(&data, &len, path, 1u << 20, &err) < 0) {
+		gw_diags_add(diags, path, 0, 0, "%s", err.msg);
+		return -EINVAL;
+	}
+	arena = gw_arena_new();
+	gw_yaml_parse(&docs, &ndocs, arena, path, data, len, diags);
+	free(data);
+	if (diags->n == before && ndocs > 1)
+		gw_diags_add(diags, path, docs[1] ? docs[1]->line : 0, docs[1] ? docs[1]->col : 0,
+			     "a config file holds one document");
+	const struct gw_ynode *root = ndocs ? docs[0] : NULL;
+	if (diags->n == before && root && root->type != GW_YNODE_MAP)
+		gw_diags_add(diags, path, root->line, root->col, "expected a mapping of options");
+	for (size_t i = 0; diags->n == before && root && root->type == GW_YNODE_MAP && i + 1 < root->n; i += 2) {
+		const struct gw_ynode *k = root->items[i], *v = root->items[i + 1];
+		size_t o;
+		for (o = 0; o < sizeof(options) / sizeof(options[0]); o++)
+			if (!strcmp(options[o].name, k->value))
+				break;
+		if (o == sizeof(options) / sizeof(options[0])) {
+			gw_diags_add(diags, path, k->line, k->col, "%s: unknown option", k->value);
+			continue;
+		}
+		if (flags_set & options[o].bit)
+			continue; /* the flag wins */
+		const struct gw_ynode *const *items = &v;
+		size_t n = 1;
+		if (v->type == GW_YNODE_SEQ && options[o].repeat) {
+			items = (const struct gw_ynode *const *)v->items;
+			n = v->n;
+		} else if (v->type == GW_YNODE_MAP && !strcmp(k->value, "label")) {
+			for (size_t j = 0; j + 1 < v->n; j += 2) {
+				struct gw_strbuf sb;
+				gw_strbuf_init(&sb);
+				gw_strbuf_printf(&sb, "%s=%s", v->items[j]->value,
+						 v->items[j + 1]->type == GW_YNODE_SCALAR ? v->items[j + 1]->value : "");
+				if (gw_config_set(cfg, "label", sb.s, &err) < 0)
+					gw_diags_add(diags, path, v->items[j]->line, v->items[j]->col, "%s", err.msg);
+				gw_strbuf_free(&sb);
+			}
+			continue;
+		}
+		for (size_t j = 0; j < n; j++) {
+			if (items[j]->type != GW_YNODE_SCALAR) {
+				gw_diags_add(diags, path, items[j]->line, items[j]->col, "%s: expected a string", k->value);
+				continue;
+			}
+			if (gw_config_set(cfg, k->value, items[j]->value, &err) < 0)
+				gw_diags_add(diags, path, items[j]->line, items[j]->col, "%s", err.msg);
+		}
+	}
+	gw_arena_free(arena);
+	return diags->n == before ? 0 : -EINVAL;
+}
+
+int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
+{
+	if (!cfg->state_dir)
+		cfg->state_dir = gw_state_default_dir();
+	if (!cfg->node) {
+		char host[256] = "";
+		gethostname(host, sizeof(host) - 1);
+		char *dot = strchr(host, '.');
+		if (dot)
+			*dot = '\0';
+		cfg->node = gw_xstrdup(host[0] ? host : "localhost");
+	}
+	if (!cfg->interval_ms)
+		cfg->interval_ms = 30000;
+	if (!cfg->listen)
+		cfg->listen = gw_xstrdup("127.0.0.1:9420");
+	if (!cfg->log_format)
+		cfg->log_format = gw_xstrdup("text");
+	if (!cfg->log_level)
+		cfg->log_level = gw_xstrdup("info");
+	gw_strmap_set(&cfg->labels, "node", cfg->node);
+	(void)err;
+	return 0;
+}

@@ -1,0 +1,58 @@
+/* The library's only global: the log sink. The agent installs a handler that
+ * formats text or JSON lines; without one, lines go to stderr as text. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <errno.h>
+
+#include "gitward/util.h"
+
+static gw_log_fn log_fn;
+static void *log_ud;
+static enum gw_log_level log_min = GW_LOG_INFO;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+const char *gw_log_level_name(enum gw_log_level level)
+{
+	return (unsigned)level < 4 ? level_names[level] : "info";
+}
+
+int gw_log_level_parse(enum gw_log_level *out, const char *s)
+{
+	for (int i = 0; i < 4; i++)
+		if (strcasecmp(s, level_names[i]) == 0) {
+			*out = (enum gw_log_level)i;
+			return 0;
+		}
+	if (strcasecmp(s, "warning") == 0) {
+		*out = GW_LOG_WARN;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void gw_log_set_handler(gw_log_fn fn, void *ud, enum gw_log_level min)
+{
+	log_fn = fn;
+	log_ud = ud;
+	log_min = min;
+}
+
+void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (log_fn)
+		log_fn(level, key, msg, log_ud);
+	else if (key && *key)
+		fprintf(stderr, "%s %s: %s\n", gw_log_level_name(level), key, msg);
+	else
+		fprintf(stderr, "%s %s\n", gw_log_level_name(level), msg);
+}
