@@ -15,6 +15,7 @@ int cmd_validate(int argc, char **argv);
 int cmd_reconcile(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_schema(int argc, char **argv);
 
 /* Parse the options shared by reconcile and agent (and --config); extra
  * long options of the command go in `extra` and are reported through

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gitward/schema.h"
 
 static const char validate_usage[] =
 	"usage: gitward validate [--output text|json] PATH...\n"
@@ -66,6 +67,7 @@ int cmd_validate(int argc, char **argv)
 			json_object_set_new(r, "name", json_string(set.v[i]->name));
 			json_object_set_new(r, "file", json_string(set.v[i]->file));
 			json_object_set_new(r, "spec_hash", json_string(set.v[i]->spec_hash));
+			json_object_set_new(r, "spec", json_loads(set.v[i]->canonical, 0, NULL));
 			json_array_append_new(res, r);
 		}
 		json_object_set_new(root, "valid", json_boolean(set.diags.n == 0));
@@ -87,6 +89,16 @@ int cmd_validate(int argc, char **argv)
 	int rc = set.diags.n ? 1 : 0;
 	gw_manifest_set_free(&set);
 	return rc;
+}
+
+int cmd_schema(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	char *s = gw_schema_json();
+	puts(s);
+	free(s);
+	return 0;
 }
 
 int cmd_version(int argc, char **argv)

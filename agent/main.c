@@ -12,6 +12,7 @@ static const char usage[] =
 	"  validate [--output text|json] PATH...                   check manifests on disk\n"
 	"  status [--output text|json] [--state-dir DIR]           what the node runs, as last recorded\n"
 	"  version                                                 print the version\n"
+	"  schema                                                  print the manifests' JSON Schema\n"
 	"\n"
 	"Run 'gitward COMMAND --help' for the options of a command.\n";
 
@@ -25,6 +26,7 @@ int main(int argc, char **argv)
 		{ "validate", cmd_validate },
 		{ "status", cmd_status },
 		{ "version", cmd_version },
+		{ "schema", cmd_schema },
 	};
 
 	if (argc < 2) {

@@ -426,7 +426,7 @@ static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_f
 				continue; /* reported by the parser */
 			snprintf(sub, sizeof(sub), "%s.%s", path, k->value);
 			if (f->key_check && f->key_check(k->value)) {
-				verr(c, k, sub, "expected %s as key", f->key_check(k->value));
+				verr(c, k, sub, "expected %s", f->key_check(k->value));
 				continue;
 			}
 			if (val->type != GW_YNODE_SCALAR) {
@@ -783,8 +783,8 @@ void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, con
 	gw_yaml_parse(&docs, &ndocs, arena, file, data, len, &set->diags);
 	for (size_t i = 0; i < ndocs; i++) {
 		struct gw_resource *r;
-		if (!docs[i])
-			continue;
+		if (is_null(docs[i]))
+			continue; /* an empty document */
 		if (validate_doc(&r, &set->diags, &set->invalid_names, file, docs[i]) < 0)
 			continue;
 		if (set->n == set->cap) {
@@ -858,7 +858,8 @@ void gw_manifest_set_finish(struct gw_manifest_set *set)
 {
 	size_t n = set->n;
 
-	qsort(set->v, n, sizeof(*set->v), res_cmp_name);
+	if (n > 1)
+		qsort(set->v, n, sizeof(*set->v), res_cmp_name);
 	/* duplicates: keep the first by (file, line), drop the others */
 	size_t w = 0;
 	for (size_t i = 0; i < n; i++) {

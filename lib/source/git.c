@@ -26,6 +26,31 @@ static int git_fail(struct gw_error *err, int code, const char *what)
 	return gw_error_set(err, code, "%s: %s", what, e && e->message ? e->message : "unknown libgit2 error");
 }
 
+/* Errors that come from the cache on disk rather than from the remote. */
+static int cache_fault(void)
+{
+	const git_error *e = git_error_last();
+	if (!e)
+		return 0;
+	switch (e->klass) {
+	case GIT_ERROR_REFERENCE:
+	case GIT_ERROR_ODB:
+	case GIT_ERROR_OBJECT:
+	case GIT_ERROR_REPOSITORY:
+	case GIT_ERROR_ZLIB:
+	case GIT_ERROR_CONFIG:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int corrupt(struct gw_error *err, const struct gw_source *src)
+{
+	git_fail(err, -EIO, "the git cache is corrupt");
+	return gw_error_prefix(err, "%s (remove it and gitward clones again)", src->cache_dir);
+}
+
 static int init_once(void)
 {
 	static int done;
@@ -66,9 +91,10 @@ int gw_source_open(struct gw_source **out, const char *cache_dir, const char *ur
 	src->cache_dir = gw_xstrdup(cache_dir);
 	if (stat(cache_dir, &st) == 0) {
 		rc = git_repository_open_bare(&src->repo, cache_dir);
+		if (rc == 0 && git_repository_is_empty(src->repo) < 0)
+			rc = -1;
 		if (rc < 0) {
-			git_fail(err, -EIO, "cannot open the git cache");
-			gw_error_prefix(err, "%s (corrupt? remove it and gitward clones again)", cache_dir);
+			corrupt(err, src);
 			gw_source_free(src);
 			return -EIO;
 		}
@@ -149,6 +175,10 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	cbs.credentials = credentials;
 	cbs.payload = &attempts;
 	rc = git_remote_connect(remote, GIT_DIRECTION_FETCH, &cbs, NULL, NULL);
+	if (rc < 0 && cache_fault()) {
+		git_remote_free(remote);
+		return corrupt(err, src);
+	}
 	if (rc < 0) {
 		git_fail(err, -EHOSTUNREACH, "cannot reach the remote");
 		gw_error_prefix(err, "%s", src->url);
@@ -175,6 +205,8 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
 	rc = git_remote_fetch(remote, NULL, &opts, "gitward fetch");
 	git_remote_free(remote);
+	if (rc < 0 && cache_fault())
+		return corrupt(err, src);
 	if (rc < 0) {
 		git_fail(err, -EIO, "fetch failed");
 		return gw_error_prefix(err, "%s", src->url);

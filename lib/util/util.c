@@ -224,14 +224,24 @@ int gw_duration_parse(int64_t *out_ms, const char *s)
 
 void gw_duration_format(char *buf, size_t size, int64_t ms)
 {
-	if (ms % 1000)
+	int64_t h = ms / 3600000, m = ms / 60000 % 60, sec = ms / 1000 % 60, rest = ms % 1000;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	if (ms == 0) {
+		snprintf(buf, size, "0s");
+		return;
+	}
+	if (rest) { /* keep sub-second durations in one unit, as written */
 		snprintf(buf, size, "%lldms", (long long)ms);
-	else if (ms % 60000 || ms == 0)
-		snprintf(buf, size, "%llds", (long long)(ms / 1000));
-	else if (ms % 3600000)
-		snprintf(buf, size, "%lldm", (long long)(ms / 60000));
-	else
-		snprintf(buf, size, "%lldh", (long long)(ms / 3600000));
+		return;
+	}
+	if (h && off < size)
+		off += (size_t)snprintf(buf + off, size - off, "%lldh", (long long)h);
+	if (m && off < size)
+		off += (size_t)snprintf(buf + off, size - off, "%lldm", (long long)m);
+	if (sec && off < size)
+		snprintf(buf + off, size - off, "%llds", (long long)sec);
 }
 
 int gw_size_parse(int64_t *out_bytes, const char *s)

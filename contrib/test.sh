@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, builds, runs ctest (unit, fuzz
+# corpus replay, end to end), then the same suite under ASan+UBSan, then the
+# manifest fuzzer for a bounded time.
+#   GW_SANITIZE=0        skip the sanitizer pass
+#   GW_FUZZ_SECONDS=N    fuzzing time (default 60, 0 skips)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+contrib/install-deps.sh test
+
+echo "== build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$jobs"
+echo "== tests"
+ctest --test-dir build --output-on-failure
+
+if [[ ${GW_SANITIZE:-1} != 0 ]]; then
+  echo "== build with ASan+UBSan"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j "$jobs"
+  echo "== tests with ASan+UBSan"
+  ctest --test-dir build-asan --output-on-failure
+fi
+
+secs=${GW_FUZZ_SECONDS:-60}
+if [[ $secs != 0 ]]; then
+  echo "== fuzz the manifest parser for ${secs}s"
+  CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  mkdir "$work/corpus"
+  cp tests/fuzz/corpus/manifest/* "$work/corpus/"
+  set +e
+  LSAN_OPTIONS=suppressions=$PWD/contrib/lsan.supp \
+    build-fuzz/tests/fuzz_manifest -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    -print_final_stats=1 -artifact_prefix="$work/" "$work/corpus" >"$work/log" 2>&1
+  rc=$?
+  set -e
+  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done )" "$work/log" || true
+  if [[ $rc != 0 ]]; then
+    tail -40 "$work/log"
+    echo "fuzzer found a problem (exit $rc)"
+    exit 1
+  fi
+fi
+echo "== all tests passed"

@@ -1,0 +1,100 @@
+"""Helpers for end-to-end tests: temp dirs, real git repos, running the built
+gitward binary with bounded waits."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+GITWARD = os.path.abspath(os.environ.get("GITWARD_BIN") or
+                          os.path.join(os.path.dirname(__file__), "../../build/agent/gitward"))
+CI = os.environ.get("CI") == "true"
+
+HDR = "apiVersion: gitward/v1\n"
+
+
+def proc_yaml(name, command=("/bin/sleep", "300"), extra=""):
+    cmd = ", ".join(json.dumps(c) for c in command)
+    return f"{HDR}kind: Process\nmetadata: {{name: {name}}}\nspec:\n  command: [{cmd}]\n{extra}"
+
+
+class Repo:
+    """A real git repository in a temp dir, committed to with the git CLI."""
+
+    def __init__(self, path, branch="main", bare_remote=False):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        self.git("init", "-q", "-b", branch)
+        self.git("config", "user.email", "t@example.com")
+        self.git("config", "user.name", "t")
+        self.git("config", "commit.gpgsign", "false")
+
+    def git(self, *args, check=True):
+        r = subprocess.run(["git", "-C", self.path, *args], capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"git {args}: {r.stderr}")
+        return r.stdout.strip()
+
+    def write(self, rel, text):
+        p = os.path.join(self.path, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+
+    def remove(self, rel):
+        self.git("rm", "-q", "-r", rel)
+
+    def commit(self, msg="change", allow_empty=False):
+        self.git("add", "-A")
+        args = ["commit", "-q", "-m", msg]
+        if allow_empty:
+            args.append("--allow-empty")
+        self.git(*args)
+        return self.git("rev-parse", "HEAD")
+
+
+class Result:
+    def __init__(self, cp):
+        self.rc = cp.returncode
+        self.out = cp.stdout
+        self.err = cp.stderr
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return f"rc={self.rc}\nstdout:\n{self.out}\nstderr:\n{self.err}"
+
+
+def run(*args, timeout=120, env=None, input=None, cwd=None):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    cp = subprocess.run([GITWARD, *args], capture_output=True, text=True, timeout=timeout, env=e, input=input,
+                        cwd=cwd)
+    return Result(cp)
+
+
+class TempDirTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="gw-e2e-")
+        self.state = os.path.join(self.tmp, "state")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def repo(self, name="repo", **kw):
+        return Repo(os.path.join(self.tmp, name), **kw)
+
+
+def wait_for(pred, timeout=30.0, step=0.1, what="condition"):
+    """Poll with a deadline instead of fixed sleeps."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

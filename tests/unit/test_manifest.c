@@ -1,0 +1,358 @@
+/* Manifest parsing and validation: every bad document is refused with the
+ * exact position and a message naming what was expected. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gitward/manifest.h"
+
+#define HDR "apiVersion: gitward/v1\n"
+#define PROC HDR "kind: Process\nmetadata: {name: p}\n"
+#define CONT HDR "kind: Container\nmetadata: {name: c}\n"
+#define VMH HDR "kind: VM\nmetadata: {name: v}\n"
+
+struct bad {
+	const char *yaml;
+	unsigned line, col;
+	const char *fragment;
+};
+
+static const struct bad bad_docs[] = {
+	/* document shape */
+	{ "- a\n- b\n", 1, 1, "expected a mapping with apiVersion" },
+	{ "kind: Process\nmetadata: {name: p}\nspec: {command: [/bin/true]}\n", 1, 1, "apiVersion: required field" },
+	{ "apiVersion: gitward/v2\nkind: Process\nmetadata: {name: p}\nspec: {command: [/bin/true]}\n", 1, 13,
+	  "apiVersion: expected \"gitward/v1\"" },
+	{ HDR "metadata: {name: p}\nspec: {}\n", 1, 1, "kind: required field is missing" },
+	{ HDR "kind: Pod\nmetadata: {name: p}\nspec: {}\n", 2, 7, "expected one of Process, Container or VM" },
+	{ HDR "kind: Process\nspec: {command: [/bin/true]}\n", 1, 1, "metadata: required field is missing" },
+	{ HDR "kind: Process\nmetadata: {name: p}\n", 1, 1, "spec: required field is missing" },
+	{ PROC "spec: [1]\n", 4, 7, "spec: expected a mapping, got a list" },
+	{ PROC "spec: {command: [/bin/true]}\nstatus: {}\n", 5, 1, "status: unknown field" },
+	{ PROC "spec: {command: [/bin/true]}\nextra: 1\n", 5, 1, "extra: unknown field" },
+	/* names and labels */
+	{ HDR "kind: Process\nmetadata: {name: Web}\nspec: {command: [/bin/true]}\n", 3, 18, "metadata.name: expected a name" },
+	{ HDR "kind: Process\nmetadata: {name: -web}\nspec: {command: [/bin/true]}\n", 3, 18, "metadata.name" },
+	{ HDR "kind: Process\nmetadata: {name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}\nspec: {command: [/bin/true]}\n",
+	  3, 18, "at most 63 characters" },
+	{ HDR "kind: Process\nmetadata: {}\nspec: {command: [/bin/true]}\n", 3, 11, "metadata.name: required field" },
+	{ HDR "kind: Process\nmetadata: {name: p, labels: {\"a b\": x}}\nspec: {command: [/bin/true]}\n", 3, 30,
+	  "metadata.labels.a b: expected a label key" },
+	{ HDR "kind: Process\nmetadata: {name: p, labels: [a]}\nspec: {command: [/bin/true]}\n", 3, 29,
+	  "metadata.labels: expected a mapping of strings, got a list" },
+	{ HDR "kind: Process\nmetadata: {name: p, owner: me}\nspec: {command: [/bin/true]}\n", 3, 21,
+	  "metadata.owner: unknown field" },
+	/* common spec fields */
+	{ PROC "spec: {command: [/bin/true], restart: sometimes}\n", 4, 39, "expected one of always, on-failure or never" },
+	{ PROC "spec: {command: [/bin/true], nodeSelector: [a]}\n", 4, 44, "spec.nodeSelector: expected a mapping" },
+	{ PROC "spec: {command: [/bin/true], dependsOn: web}\n", 4, 41, "spec.dependsOn: expected a list of strings" },
+	{ PROC "spec: {command: [/bin/true], dependsOn: [Web]}\n", 4, 42, "spec.dependsOn[0]: expected a name" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {}}\n", 4, 43, "expected exactly one of http, tcp or exec, got 0" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {url: \"http://x\"}, tcp: {address: \"a:1\"}}}\n", 4, 43,
+	  "exactly one of http, tcp or exec, got 2" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {url: \"ftp://x\"}}}\n", 4, 56,
+	  "spec.healthCheck.http.url: expected an http:// URL" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {tcp: {address: \"nohost\"}}}\n", 4, 59,
+	  "spec.healthCheck.tcp.address: expected \"HOST:PORT\"" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {exec: {command: []}, interval: 1s}}\n", 4, 60,
+	  "spec.healthCheck.exec.command: expected a non-empty list" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {}}}\n", 4, 50, "spec.healthCheck.http.url: required field" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {tcp: {address: \"a:1\"}, retries: 0}}\n", 4, 76,
+	  "spec.healthCheck.retries: must be between 1 and 100" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {tcp: {address: \"a:1\"}, interval: 1s, timeout: 5s}}\n", 4, 90,
+	  "spec.healthCheck.timeout: must not exceed the interval" },
+	{ PROC "spec: {command: [/bin/true], stopTimeout: ten}\n", 4, 43, "expected a duration like 500ms" },
+	{ PROC "spec: {command: [/bin/true], stopTimeout: 2d}\n", 4, 43, "expected a duration" },
+	{ PROC "spec: {command: [/bin/true], stopTimeout: 5h}\n", 4, 43, "must be between 0s and 1h" },
+	{ PROC "spec: {command: [/bin/true], stopSignal: TERMINATE}\n", 4, 42, "expected a signal name" },
+	/* Process */
+	{ PROC "spec: {env: {A: b}}\n", 4, 7, "spec.command: required field is missing" },
+	{ PROC "spec: {command: []}\n", 4, 17, "spec.command: expected a non-empty list" },
+	{ PROC "spec: {command: \"/bin/sh -c true\"}\n", 4, 17, "spec.command: expected a list of strings, got a scalar" },
+	{ PROC "spec: {command: [python3]}\n", 4, 18, "spec.command[0]: expected an absolute path" },
+	{ PROC "spec: {command: [/bin/true, [x]]}\n", 4, 29, "spec.command[1]: expected a string, got a list" },
+	{ PROC "spec: {command: [/bin/true], env: {1A: x}}\n", 4, 36, "spec.env.1A: expected an environment variable name" },
+	{ PROC "spec: {command: [/bin/true], env: {A: [x]}}\n", 4, 39, "spec.env.A: expected a string, got a list" },
+	{ PROC "spec: {command: [/bin/true], envFiles: [secret.env]}\n", 4, 41, "spec.envFiles[0]: expected an absolute path" },
+	{ PROC "spec: {command: [/bin/true], workingDir: srv}\n", 4, 42, "spec.workingDir: expected an absolute path" },
+	{ PROC "spec: {command: [/bin/true], user: \"a b\"}\n", 4, 36, "spec.user: expected a user name" },
+	{ PROC "spec: {command: [/bin/true], limits: {openFiles: many}}\n", 4, 50, "spec.limits.openFiles: expected an integer" },
+	{ PROC "spec: {command: [/bin/true], limits: {memory: 1Ki}}\n", 4, 47, "spec.limits.memory: must be at least 1Mi" },
+	{ PROC "spec: {command: [/bin/true], limits: {cpu: 1}}\n", 4, 39, "spec.limits.cpu: unknown field" },
+	{ PROC "spec: {command: [/bin/true], comand: [x]}\n", 4, 30, "spec.comand: unknown field (did you mean \"command\"?)" },
+	{ PROC "spec: {command: [/bin/true], image: busybox}\n", 4, 30, "spec.image: field is not valid for kind Process" },
+	/* Container */
+	{ CONT "spec: {command: [x]}\n", 4, 7, "spec.image: required field is missing" },
+	{ CONT "spec: {image: \"a b\"}\n", 4, 15, "spec.image: expected an image reference without spaces" },
+	{ CONT "spec: {image: x, ports: [\"80\"]}\n", 4, 26, "spec.ports[0]: expected \"[IP:]HOSTPORT:PORT[/tcp|udp]\"" },
+	{ CONT "spec: {image: x, ports: [\"8080:80/sctp\"]}\n", 4, 26, "spec.ports[0]: expected" },
+	{ CONT "spec: {image: x, ports: [\"99999:80\"]}\n", 4, 26, "ports 1-65535" },
+	{ CONT "spec: {image: x, ports: [\"8080:80\"], network: none}\n", 4, 25, "spec.ports: needs network: bridge" },
+	{ CONT "spec: {image: x, volumes: [\"data:/data\"]}\n", 4, 28, "spec.volumes[0]: expected \"/HOST/PATH:/CONTAINER/PATH" },
+	{ CONT "spec: {image: x, volumes: [\"/a:/b:rx\"]}\n", 4, 28, "spec.volumes[0]" },
+	{ CONT "spec: {image: x, network: user}\n", 4, 27, "expected one of none, bridge or host" },
+	{ CONT "spec: {image: x, memory: lots}\n", 4, 26, "spec.memory: expected a size like 512Mi" },
+	{ CONT "spec: {image: x, memory: 1Ki}\n", 4, 26, "spec.memory: must be at least 4Mi" },
+	{ CONT "spec: {image: x, cpus: 0.0001}\n", 4, 24, "spec.cpus: expected a number of CPUs" },
+	{ CONT "spec: {image: x, cpus: -1}\n", 4, 24, "spec.cpus: expected a number of CPUs" },
+	{ CONT "spec: {image: x, cpus: 0.001}\n", 4, 24, "spec.cpus: must be between 0.01 and 1024" },
+	{ CONT "spec: {image: x, pull: sometimes}\n", 4, 24, "expected one of missing, never or always" },
+	{ CONT "spec: {image: x, kernel: /k}\n", 4, 18, "spec.kernel: field is not valid for kind Container" },
+	/* VM */
+	{ VMH "spec: {memory: 1Gi}\n", 4, 7, "spec: a VM needs a kernel, a disk, or both" },
+	{ VMH "spec: {disk: /d.qcow2, initrd: /i}\n", 4, 32, "spec.initrd: needs spec.kernel" },
+	{ VMH "spec: {disk: /d.qcow2, cmdline: \"x\"}\n", 4, 33, "spec.cmdline: needs spec.kernel" },
+	{ VMH "spec: {kernel: vmlinuz}\n", 4, 16, "spec.kernel: expected an absolute path" },
+	{ VMH "spec: {disk: /d, memory: 1Mi}\n", 4, 26, "spec.memory: must be between 16Mi and 1Ti" },
+	{ VMH "spec: {disk: /d, cpus: 0.5}\n", 4, 24, "spec.cpus: expected an integer" },
+	{ VMH "spec: {disk: /d, cpus: 0}\n", 4, 24, "spec.cpus: must be between 1 and 256" },
+	{ VMH "spec: {disk: /d, network: bridge}\n", 4, 27, "expected one of none or user" },
+	{ VMH "spec: {disk: /d, network: none, forwards: [\"2222:22\"]}\n", 4, 43, "spec.forwards: needs network: user" },
+	{ VMH "spec: {disk: /d, forwards: [\"22\"]}\n", 4, 29, "spec.forwards[0]: expected" },
+	{ VMH "spec: {disk: /d, accel: hvf}\n", 4, 25, "expected one of auto, kvm or tcg" },
+	{ VMH "spec: {disk: /d, command: [/bin/true]}\n", 4, 18, "spec.command: field is not valid for kind VM" },
+	{ VMH "spec: {disk: /d, healthCheck: {exec: {command: [/bin/true]}}}\n", 4, 32,
+	  "spec.healthCheck.exec: field is not valid for kind VM" },
+	/* hostile YAML */
+	{ "a: &x 1\nb: *x\n", 1, 4, "anchors and aliases are not allowed" },
+	{ "a: !!str 1\n", 1, 4, "YAML tags are not allowed" },
+	{ "a: !custom 1\n", 1, 4, "YAML tags are not allowed" },
+	{ "a: [1, 2\n", 2, 1, "YAML syntax error" },
+	{ "a: 1\na: 2\n", 2, 1, "duplicate key \"a\" (first at line 1)" },
+	{ "? [a]\n: 1\n", 1, 3, "mapping keys must be plain strings" },
+	{ "a: \"x\xff\"\n", 1, 6, "invalid UTF-8 byte 0xff" },
+	{ "a: \"\xed\xa0\x80\"\n", 1, 5, "invalid UTF-8" },
+	{ "a: \"\xc0\xaf\"\n", 1, 5, "invalid UTF-8" },
+	{ "a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n", 1, 35,
+	  "nesting deeper than 32 levels" },
+	{ "a:\t- 1\n", 1, 4, "YAML syntax error" },
+};
+
+static void test_bad_documents_report_position_and_message(void **state)
+{
+	(void)state;
+	size_t n = sizeof(bad_docs) / sizeof(bad_docs[0]);
+	int failures = 0;
+	assert_true(n >= 40);
+	for (size_t i = 0; i < n; i++) {
+		struct gw_manifest_set set;
+		gw_manifest_set_init(&set);
+		gw_manifest_set_add_file(&set, "bad.yaml", bad_docs[i].yaml, strlen(bad_docs[i].yaml));
+		gw_manifest_set_finish(&set);
+		int found = 0;
+		for (size_t d = 0; d < set.diags.n; d++) {
+			const struct gw_diag *g = &set.diags.v[d];
+			if (g->line == bad_docs[i].line && g->col == bad_docs[i].col && strstr(g->msg, bad_docs[i].fragment))
+				found = 1;
+		}
+		if (!found) {
+			fprintf(stderr, "case %zu: wanted %u:%u %s\n", i, bad_docs[i].line, bad_docs[i].col,
+				bad_docs[i].fragment);
+			for (size_t d = 0; d < set.diags.n; d++)
+				fprintf(stderr, "  got %u:%u %s\n", set.diags.v[d].line, set.diags.v[d].col,
+					set.diags.v[d].msg);
+		}
+		failures += !found;
+		assert_int_equal(set.n, 0); /* nothing invalid is kept */
+		gw_manifest_set_free(&set);
+	}
+	assert_int_equal(failures, 0);
+}
+
+static void test_nul_byte_is_refused_with_position(void **state)
+{
+	(void)state;
+	static const char doc[] = "a: 1\nb: x\0y\n";
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "nul.yaml", doc, sizeof(doc) - 1);
+	assert_int_equal(set.diags.n, 1);
+	assert_int_equal(set.diags.v[0].line, 2);
+	assert_int_equal(set.diags.v[0].col, 5);
+	assert_string_equal(set.diags.v[0].msg, "NUL byte in manifest");
+	gw_manifest_set_free(&set);
+}
+
+static void test_billion_laughs_fails_fast(void **state)
+{
+	(void)state;
+	const char *doc = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+			  "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+			  "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+			  "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+			  "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+			  "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+			  "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "lol.yaml", doc, strlen(doc));
+	assert_int_equal(set.diags.n, 1);
+	assert_int_equal(set.diags.v[0].line, 1);
+	assert_int_equal(set.diags.v[0].col, 4);
+	assert_non_null(strstr(set.diags.v[0].msg, "anchors and aliases"));
+	gw_manifest_set_free(&set);
+}
+
+static void test_oversized_file_is_refused(void **state)
+{
+	(void)state;
+	size_t len = GW_MANIFEST_FILE_MAX + 1;
+	char *big = malloc(len);
+	memset(big, '#', len);
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "big.yaml", big, len);
+	assert_int_equal(set.diags.n, 1);
+	assert_non_null(strstr(set.diags.v[0].msg, "larger than the limit"));
+	gw_manifest_set_free(&set);
+	free(big);
+}
+
+static void test_too_many_documents_refused(void **state)
+{
+	(void)state;
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	for (unsigned i = 0; i <= GW_MANIFEST_DOCS_MAX; i++)
+		gw_strbuf_puts(&sb, "---\n");
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "many.yaml", sb.s, sb.len);
+	assert_int_equal(set.diags.n, 1);
+	assert_non_null(strstr(set.diags.v[0].msg, "documents in one file"));
+	gw_manifest_set_free(&set);
+	gw_strbuf_free(&sb);
+}
+
+static void test_all_errors_of_a_file_are_reported(void **state)
+{
+	(void)state;
+	const char *doc = PROC "spec: {command: [x], restart: maybe, stopTimeout: soon}\n"
+			       "---\n" CONT "spec: {image: x, ports: [bad]}\n";
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "m.yaml", doc, strlen(doc));
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, 4);
+	gw_manifest_set_free(&set);
+}
+
+static void add(struct gw_manifest_set *set, const char *file, const char *yaml)
+{
+	gw_manifest_set_add_file(set, file, yaml, strlen(yaml));
+}
+
+static void test_duplicate_names_across_files(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	add(&set, "a.yaml", HDR "kind: Process\nmetadata: {name: web}\nspec: {command: [/bin/true]}\n");
+	add(&set, "b.yaml", HDR "kind: Container\nmetadata:\n  name: web\nspec: {image: x}\n");
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, 1);
+	assert_string_equal(set.diags.v[0].file, "b.yaml");
+	assert_int_equal(set.diags.v[0].line, 4);
+	assert_int_equal(set.diags.v[0].col, 9);
+	assert_non_null(strstr(set.diags.v[0].msg, "duplicate name \"web\" (first declared as Process at a.yaml:3:18)"));
+	assert_int_equal(set.n, 1);
+	gw_manifest_set_free(&set);
+}
+
+static void test_depends_on_unknown_and_cycles(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	add(&set, "a.yaml",
+	    HDR "kind: Process\nmetadata: {name: a}\nspec: {command: [/bin/true], dependsOn: [b]}\n---\n" HDR
+		"kind: Process\nmetadata: {name: b}\nspec: {command: [/bin/true], dependsOn: [c]}\n---\n" HDR
+		"kind: Process\nmetadata: {name: c}\nspec: {command: [/bin/true], dependsOn: [a, ghost]}\n---\n" HDR
+		"kind: Process\nmetadata: {name: d}\nspec: {command: [/bin/true], dependsOn: [d]}\n");
+	gw_manifest_set_finish(&set);
+	int cycle_abc = 0, cycle_d = 0, ghost = 0;
+	for (size_t i = 0; i < set.diags.n; i++) {
+		if (strstr(set.diags.v[i].msg, "dependency cycle: a -> b -> c -> a"))
+			cycle_abc = 1;
+		if (strstr(set.diags.v[i].msg, "dependency cycle: d -> d"))
+			cycle_d = 1;
+		if (strstr(set.diags.v[i].msg, "\"ghost\" names no resource in this commit") &&
+		    set.diags.v[i].line == 13)
+			ghost = 1;
+	}
+	assert_true(cycle_abc);
+	assert_true(cycle_d);
+	assert_true(ghost);
+	assert_int_equal(set.diags.n, 3);
+	gw_manifest_set_free(&set);
+}
+
+static void test_valid_kinds_parse_into_typed_fields(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	add(&set, "ok.yaml",
+	    PROC "spec:\n  command: [/bin/sleep, \"10\"]\n  env: {B: \"2\", A: 1}\n  envFiles: [/etc/x.env]\n"
+		 "  workingDir: /srv\n  user: nobody\n  stopSignal: SIGINT\n  stopTimeout: 1m30s\n"
+		 "  limits: {openFiles: 1024, memory: 256Mi}\n  restart: on-failure\n"
+		 "  healthCheck: {tcp: {address: \"127.0.0.1:80\"}, interval: 5s}\n"
+		 "---\n" CONT "spec: {image: busybox, ports: [\"127.0.0.1:8081:80/udp\"], cpus: 0.5, memory: 64Mi}\n"
+		 "---\n" VMH "spec: {kernel: /k, initrd: /i, cmdline: console=ttyS0, cpus: 2, forwards: [\"2222:22\"]}\n");
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, 0);
+	assert_int_equal(set.n, 3);
+	/* sorted by name: c, p, v */
+	struct gw_resource *c = set.v[0], *p = set.v[1], *v = set.v[2];
+	assert_int_equal(p->kind, GW_KIND_PROCESS);
+	assert_int_equal(p->command.n, 2);
+	assert_string_equal(gw_strmap_get(&p->env, "A"), "1");
+	assert_string_equal(p->env.k[0], "A");
+	assert_int_equal(p->stop_timeout_ms, 90000);
+	assert_int_equal(p->stop_signal, 2);
+	assert_int_equal(p->limit_memory, 256 << 20);
+	assert_int_equal(p->restart, GW_RESTART_ON_FAILURE);
+	assert_int_equal(p->health_type, GW_CHECK_TCP);
+	assert_int_equal(p->health_interval_ms, 5000);
+	assert_int_equal(c->cpus_milli, 500);
+	assert_int_equal(c->memory, 64 << 20);
+	assert_int_equal(v->vcpus, 2);
+	assert_int_equal(v->memory, 0); /* the default 512Mi is folded away */
+	assert_int_equal(set.v[1]->line, 3);
+	gw_manifest_set_free(&set);
+}
+
+static void test_explicit_null_and_empty_documents_are_fine(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	add(&set, "n.yaml", "# only a comment\n---\n---\n" PROC "spec: {command: [/bin/true], env: ~, dependsOn: null}\n");
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, 0);
+	assert_int_equal(set.n, 1);
+	gw_manifest_set_free(&set);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_documents_report_position_and_message),
+		cmocka_unit_test(test_nul_byte_is_refused_with_position),
+		cmocka_unit_test(test_billion_laughs_fails_fast),
+		cmocka_unit_test(test_oversized_file_is_refused),
+		cmocka_unit_test(test_too_many_documents_refused),
+		cmocka_unit_test(test_all_errors_of_a_file_are_reported),
+		cmocka_unit_test(test_duplicate_names_across_files),
+		cmocka_unit_test(test_depends_on_unknown_and_cycles),
+		cmocka_unit_test(test_valid_kinds_parse_into_typed_fields),
+		cmocka_unit_test(test_explicit_null_and_empty_documents_are_fine),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,137 @@
+/* Canonical form and spec hash: stable under formatting, key order and
+ * explicit defaults; sensitive to every real change. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include "gitward/resource.h"
+#include "helpers.h"
+
+#define P "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: web}\n"
+
+static void expect_same_hash(const char *a, const char *b)
+{
+	struct gw_resource *x = parse_one(a), *y = parse_one(b);
+	assert_non_null(x);
+	assert_non_null(y);
+	assert_string_equal(x->canonical, y->canonical);
+	assert_string_equal(x->spec_hash, y->spec_hash);
+	gw_resource_free(x);
+	gw_resource_free(y);
+}
+
+static void expect_other_hash(const char *a, const char *b)
+{
+	struct gw_resource *x = parse_one(a), *y = parse_one(b);
+	assert_non_null(x);
+	assert_non_null(y);
+	assert_string_not_equal(x->spec_hash, y->spec_hash);
+	gw_resource_free(x);
+	gw_resource_free(y);
+}
+
+static void test_canonical_form_is_exact(void **state)
+{
+	(void)state;
+	struct gw_resource *r = parse_one(P "spec:\n  env: {B: \"2\", A: \"1\"}\n  command: [/bin/sleep, \"5\"]\n"
+					    "  stopTimeout: 90s\n  limits: {memory: 268435456}\n"
+					    "  healthCheck: {http: {url: \"http://127.0.0.1/\"}, interval: 10s}\n");
+	assert_non_null(r);
+	assert_string_equal(r->canonical,
+			    "{\"kind\":\"Process\",\"spec\":{\"command\":[\"/bin/sleep\",\"5\"],\"env\":{\"A\":\"1\",\"B\":\"2\"},"
+			    "\"healthCheck\":{\"http\":{\"url\":\"http://127.0.0.1/\"}},\"limits\":{\"memory\":\"256Mi\"},"
+			    "\"stopTimeout\":\"1m30s\"}}");
+	assert_int_equal(strlen(r->spec_hash), 64);
+	gw_resource_free(r);
+}
+
+static void test_hash_ignores_formatting_order_and_defaults(void **state)
+{
+	(void)state;
+	expect_same_hash(P "spec: {command: [/bin/true], env: {A: x, B: y}}\n",
+			 P "spec:\n  env:\n    B: 'y'\n    A: \"x\"\n  command:\n    - /bin/true\n");
+	/* explicit defaults are the same as leaving them out */
+	expect_same_hash(P "spec: {command: [/bin/true]}\n",
+			 P "spec: {command: [/bin/true], restart: always, stopTimeout: 10s, stopSignal: TERM}\n");
+	expect_same_hash(P "spec: {command: [/bin/true], stopTimeout: 90s}\n",
+			 P "spec: {command: [/bin/true], stopTimeout: 1m30s}\n");
+	/* placement and metadata labels are not part of the spec */
+	expect_same_hash(P "spec: {command: [/bin/true]}\n",
+			 "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: web, labels: {a: b}}\n"
+			 "spec: {command: [/bin/true], nodeSelector: {role: edge}}\n");
+	expect_same_hash("apiVersion: gitward/v1\nkind: VM\nmetadata: {name: v}\nspec: {disk: /d, memory: 512Mi}\n",
+			 "apiVersion: gitward/v1\nkind: VM\nmetadata: {name: v}\nspec: {disk: /d, network: user}\n");
+}
+
+static void test_hash_changes_with_the_spec(void **state)
+{
+	(void)state;
+	expect_other_hash(P "spec: {command: [/bin/true], env: {V: \"1\"}}\n",
+			  P "spec: {command: [/bin/true], env: {V: \"2\"}}\n");
+	expect_other_hash(P "spec: {command: [/bin/true, a]}\n", P "spec: {command: [/bin/true, b]}\n");
+	expect_other_hash(P "spec: {command: [/bin/true], restart: never}\n", P "spec: {command: [/bin/true]}\n");
+	expect_other_hash(P "spec: {command: [/bin/true], envFiles: [/a]}\n",
+			  P "spec: {command: [/bin/true], envFiles: [/b]}\n");
+	expect_other_hash("apiVersion: gitward/v1\nkind: VM\nmetadata: {name: v}\nspec: {disk: /d, memory: 512Mi}\n",
+			  "apiVersion: gitward/v1\nkind: VM\nmetadata: {name: v}\nspec: {disk: /d, memory: 1Gi}\n");
+}
+
+static void test_hash_is_stable_across_runs(void **state)
+{
+	(void)state;
+	/* a fixed input has a fixed hash: a silent change here would replace
+	 * every workload on upgrade */
+	struct gw_resource *r = parse_one(P "spec: {command: [/bin/true]}\n");
+	assert_non_null(r);
+	assert_string_equal(r->canonical, "{\"kind\":\"Process\",\"spec\":{\"command\":[\"/bin/true\"]}}");
+	gw_resource_free(r);
+}
+
+static void test_portmap_parse(void **state)
+{
+	(void)state;
+	struct gw_portmap pm;
+	assert_int_equal(gw_portmap_parse(&pm, "127.0.0.1:8081:80/tcp"), 0);
+	assert_string_equal(pm.host_ip, "127.0.0.1");
+	assert_int_equal(pm.host_port, 8081);
+	assert_int_equal(pm.port, 80);
+	assert_string_equal(pm.proto, "tcp");
+	assert_int_equal(gw_portmap_parse(&pm, "53:53/udp"), 0);
+	assert_string_equal(pm.host_ip, "");
+	assert_string_equal(pm.proto, "udp");
+	assert_true(gw_portmap_parse(&pm, "80") < 0);
+	assert_true(gw_portmap_parse(&pm, "0:80") < 0);
+	assert_true(gw_portmap_parse(&pm, ":80:80") < 0);
+	assert_true(gw_portmap_parse(&pm, "1:2:3:4") < 0);
+}
+
+static void test_kind_and_signal_tables_round_trip(void **state)
+{
+	(void)state;
+	for (int k = 0; k < GW_KIND_MAX; k++) {
+		enum gw_kind back;
+		assert_int_equal(gw_kind_from_string(&back, gw_kind_to_string((enum gw_kind)k)), 0);
+		assert_int_equal(back, k);
+	}
+	int sig;
+	assert_int_equal(gw_signal_from_string(&sig, "SIGQUIT"), 0);
+	assert_string_equal(gw_signal_to_string(sig), "QUIT");
+	assert_true(gw_signal_from_string(&sig, "NOPE") < 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_canonical_form_is_exact),
+		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
+		cmocka_unit_test(test_hash_changes_with_the_spec),
+		cmocka_unit_test(test_hash_is_stable_across_runs),
+		cmocka_unit_test(test_portmap_parse),
+		cmocka_unit_test(test_kind_and_signal_tables_round_trip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,295 @@
+/* The planner: actions, field changes, ordering, prune and empty guards,
+ * restart policy, and the rendered text and JSON. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <errno.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "gitward/plan.h"
+#include "helpers.h"
+
+static struct gw_resource *proc(const char *name, const char *extra)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf),
+		 "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: %s}\nspec: {command: [/bin/true]%s%s}\n", name,
+		 extra ? ", " : "", extra ? extra : "");
+	struct gw_resource *r = parse_one(buf);
+	assert_non_null(r);
+	return r;
+}
+
+/* An observed record that matches r exactly. */
+static void observe(struct gw_observed *o, const struct gw_resource *r, enum gw_state st)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = r->kind;
+	o->name = gw_xstrdup(r->name);
+	memcpy(o->spec_hash, r->spec_hash, 65);
+	o->canonical = gw_xstrdup(r->canonical);
+	o->state = st;
+}
+
+static const struct gw_plan_opts prune_on = { .prune = true };
+
+static void test_fresh_node_creates_in_dependency_order(void **state)
+{
+	(void)state;
+	struct gw_resource *r[3] = { proc("a", "dependsOn: [c]"), proc("b", NULL), proc("c", "dependsOn: [b]") };
+	struct gw_plan plan;
+	struct gw_error err;
+	assert_int_equal(gw_plan_build(&plan, r, 3, NULL, 0, &prune_on, &err), 0);
+	assert_int_equal(plan.n, 3);
+	assert_string_equal(plan.v[0].name, "b");
+	assert_string_equal(plan.v[1].name, "c");
+	assert_string_equal(plan.v[2].name, "a");
+	assert_int_equal(plan.count[GW_ACTION_CREATE], 3);
+	assert_int_equal(plan.v[2].nafter, 1);
+	assert_int_equal(plan.v[2].after[0], 1);
+	gw_plan_free(&plan);
+	for (int i = 0; i < 3; i++)
+		gw_resource_free(r[i]);
+}
+
+static void test_unchanged_and_update_with_field_changes(void **state)
+{
+	(void)state;
+	struct gw_resource *old = proc("web", "env: {V: \"1\", KEEP: x}");
+	struct gw_resource *same = proc("db", NULL);
+	struct gw_resource *desired[2] = { proc("web", "env: {V: \"2\", KEEP: x}, workingDir: /srv"), same };
+	struct gw_observed obs[2];
+	struct gw_plan plan;
+	struct gw_error err;
+	observe(&obs[0], old, GW_STATE_RUNNING);
+	observe(&obs[1], same, GW_STATE_RUNNING);
+	assert_int_equal(gw_plan_build(&plan, desired, 2, obs, 2, &prune_on, &err), 0);
+	assert_int_equal(plan.count[GW_ACTION_UPDATE], 1);
+	assert_int_equal(plan.count[GW_ACTION_NONE], 1);
+	const struct gw_action *a = plan.v[0].type == GW_ACTION_UPDATE ? &plan.v[0] : &plan.v[1];
+	assert_string_equal(a->name, "web");
+	assert_int_equal(a->nchanges, 2);
+	assert_string_equal(a->changes[0].path, "spec.env.V");
+	assert_string_equal(a->changes[0].from, "\"1\"");
+	assert_string_equal(a->changes[0].to, "\"2\"");
+	assert_string_equal(a->changes[1].path, "spec.workingDir");
+	assert_null(a->changes[1].from);
+	assert_string_equal(a->changes[1].to, "\"/srv\"");
+
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	gw_plan_render_text(f, &plan);
+	fclose(f);
+	assert_string_equal(text, "  ~ Process/web          update  env.V: \"1\" -> \"2\", workingDir: (unset) -> \"/srv\"\n"
+				  "Plan: 0 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n");
+	free(text);
+
+	struct gw_plan_meta meta = { .commit = "0123456789012345678901234567890123456789", .ref = "main", .node = "n1" };
+	char *js = gw_plan_render_json(&plan, &meta, NULL, NULL);
+	json_t *root = json_loads(js, 0, NULL);
+	assert_non_null(root);
+	json_t *ch = json_array_get(json_object_get(json_array_get(json_object_get(root, "actions"), 0), "changes"), 0);
+	assert_string_equal(json_string_value(json_object_get(ch, "path")), "spec.env.V");
+	assert_string_equal(json_string_value(json_object_get(ch, "from")), "1");
+	assert_string_equal(json_string_value(json_object_get(ch, "to")), "2");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "summary"), "update")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "summary"), "unchanged")), 1);
+	assert_string_equal(json_string_value(json_object_get(root, "node")), "n1");
+	assert_int_equal(json_array_size(json_object_get(root, "errors")), 0);
+	json_decref(root);
+	free(js);
+
+	gw_plan_free(&plan);
+	gw_observed_clear(&obs[0]);
+	gw_observed_clear(&obs[1]);
+	gw_resource_free(old);
+	gw_resource_free(desired[0]);
+	gw_resource_free(same);
+}
+
+static void test_prune_and_no_prune(void **state)
+{
+	(void)state;
+	struct gw_resource *keep = proc("keep", NULL), *gone = proc("gone", NULL);
+	struct gw_observed obs[2];
+	struct gw_plan plan;
+	struct gw_error err;
+	struct gw_plan_opts no_prune = { .prune = false };
+	observe(&obs[0], keep, GW_STATE_RUNNING);
+	observe(&obs[1], gone, GW_STATE_RUNNING);
+	assert_int_equal(gw_plan_build(&plan, &keep, 1, obs, 2, &prune_on, &err), 0);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 1);
+	assert_string_equal(plan.v[1].name, "gone");
+	assert_null(plan.v[1].desired);
+	gw_plan_free(&plan);
+	assert_int_equal(gw_plan_build(&plan, &keep, 1, obs, 2, &no_prune, &err), 0);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 0);
+	assert_int_equal(plan.n, 1);
+	gw_plan_free(&plan);
+	gw_observed_clear(&obs[0]);
+	gw_observed_clear(&obs[1]);
+	gw_resource_free(keep);
+	gw_resource_free(gone);
+}
+
+static void test_empty_commit_is_refused_without_allow_empty(void **state)
+{
+	(void)state;
+	struct gw_resource *r = proc("x", NULL);
+	struct gw_observed o;
+	struct gw_plan plan = { 0 };
+	struct gw_error err = { 0 };
+	struct gw_plan_opts allow = { .prune = true, .allow_empty = true };
+	observe(&o, r, GW_STATE_RUNNING);
+	assert_int_equal(gw_plan_build(&plan, NULL, 0, &o, 1, &prune_on, &err), -ECANCELED);
+	assert_non_null(strstr(err.msg, "--allow-empty"));
+	assert_null(plan.v); /* out-param untouched */
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(gw_plan_build(&plan, NULL, 0, &o, 1, &allow, &err), 0);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 1);
+	assert_int_equal(err.code, 0); /* not filled on success */
+	gw_plan_free(&plan);
+	/* a fresh node with an empty commit has nothing to refuse */
+	assert_int_equal(gw_plan_build(&plan, NULL, 0, NULL, 0, &prune_on, &err), 0);
+	assert_int_equal(plan.n, 0);
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+	gw_resource_free(r);
+}
+
+static enum gw_action_type plan_one(const char *extra, enum gw_state st, enum gw_health h, const char *detail)
+{
+	struct gw_resource *r = proc("w", extra);
+	struct gw_observed o;
+	struct gw_plan plan;
+	struct gw_error err;
+	observe(&o, r, st);
+	o.health = h;
+	snprintf(o.detail, sizeof(o.detail), "%s", detail);
+	assert_int_equal(gw_plan_build(&plan, &r, 1, &o, 1, &prune_on, &err), 0);
+	enum gw_action_type t = plan.v[0].type;
+	if (t == GW_ACTION_RESTART)
+		assert_string_equal(plan.v[0].reason, detail);
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+	gw_resource_free(r);
+	return t;
+}
+
+static void test_restart_policy(void **state)
+{
+	(void)state;
+	assert_int_equal(plan_one(NULL, GW_STATE_STOPPED, GW_HEALTH_UNKNOWN, "exited with status 0"), GW_ACTION_RESTART);
+	assert_int_equal(plan_one(NULL, GW_STATE_FAILED, GW_HEALTH_UNKNOWN, "killed by signal 9"), GW_ACTION_RESTART);
+	assert_int_equal(plan_one(NULL, GW_STATE_RUNNING, GW_HEALTH_UNHEALTHY, "health check failed"), GW_ACTION_RESTART);
+	assert_int_equal(plan_one(NULL, GW_STATE_RUNNING, GW_HEALTH_HEALTHY, ""), GW_ACTION_NONE);
+	assert_int_equal(plan_one("restart: on-failure", GW_STATE_FAILED, GW_HEALTH_UNKNOWN, "exited with status 1"),
+			 GW_ACTION_RESTART);
+	assert_int_equal(plan_one("restart: on-failure", GW_STATE_STOPPED, GW_HEALTH_UNKNOWN, "exited with status 0"),
+			 GW_ACTION_NONE);
+	assert_int_equal(plan_one("restart: never", GW_STATE_FAILED, GW_HEALTH_UNKNOWN, "killed by signal 9"),
+			 GW_ACTION_NONE);
+	assert_int_equal(plan_one(NULL, GW_STATE_PENDING, GW_HEALTH_UNKNOWN, "not started"), GW_ACTION_CREATE);
+}
+
+static void test_deletes_wait_for_their_dependents(void **state)
+{
+	(void)state;
+	struct gw_resource *db = proc("db", NULL), *app = proc("app", "dependsOn: [db]");
+	struct gw_observed obs[2];
+	struct gw_plan plan;
+	struct gw_error err;
+	struct gw_plan_opts allow = { .prune = true, .allow_empty = true };
+	observe(&obs[0], db, GW_STATE_RUNNING);
+	observe(&obs[1], app, GW_STATE_RUNNING);
+	obs[1].depends_on.v = gw_xcalloc(2, sizeof(char *));
+	obs[1].depends_on.v[0] = gw_xstrdup("db");
+	obs[1].depends_on.n = 1;
+	assert_int_equal(gw_plan_build(&plan, NULL, 0, obs, 2, &allow, &err), 0);
+	assert_int_equal(plan.n, 2);
+	const struct gw_action *dba = !strcmp(plan.v[0].name, "db") ? &plan.v[0] : &plan.v[1];
+	const struct gw_action *appa = dba == &plan.v[0] ? &plan.v[1] : &plan.v[0];
+	assert_int_equal(dba->nafter, 1);
+	assert_ptr_equal(&plan.v[dba->after[0]], appa);
+	assert_int_equal(appa->nafter, 0);
+	gw_plan_free(&plan);
+	gw_observed_clear(&obs[0]);
+	gw_observed_clear(&obs[1]);
+	gw_resource_free(db);
+	gw_resource_free(app);
+}
+
+static void test_kind_change_is_delete_plus_create(void **state)
+{
+	(void)state;
+	struct gw_resource *p = proc("svc", NULL);
+	struct gw_resource *c =
+		parse_one("apiVersion: gitward/v1\nkind: Container\nmetadata: {name: svc}\nspec: {image: busybox}\n");
+	struct gw_observed o;
+	struct gw_plan plan;
+	struct gw_error err;
+	observe(&o, p, GW_STATE_RUNNING);
+	assert_int_equal(gw_plan_build(&plan, &c, 1, &o, 1, &prune_on, &err), 0);
+	assert_int_equal(plan.count[GW_ACTION_CREATE], 1);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 1);
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+	gw_resource_free(p);
+	gw_resource_free(c);
+}
+
+static void test_node_selector(void **state)
+{
+	(void)state;
+	struct gw_resource *r = proc("x", "nodeSelector: {role: edge, node: n1}");
+	struct gw_strmap labels = { 0 };
+	gw_strmap_set(&labels, "node", "n1");
+	assert_false(gw_plan_selects(r, &labels));
+	gw_strmap_set(&labels, "role", "edge");
+	assert_true(gw_plan_selects(r, &labels));
+	gw_strmap_set(&labels, "node", "n2");
+	assert_false(gw_plan_selects(r, &labels));
+	gw_strmap_free(&labels);
+	gw_resource_free(r);
+}
+
+static void test_errors_render_in_json(void **state)
+{
+	(void)state;
+	struct gw_diags d;
+	gw_diags_init(&d);
+	gw_diags_add(&d, "web.yaml", 12, 7, "spec.ports[0]: expected \"HOST:PORT\"");
+	char *js = gw_plan_render_json(NULL, NULL, &d, NULL);
+	json_t *root = json_loads(js, 0, NULL);
+	json_t *e = json_array_get(json_object_get(root, "errors"), 0);
+	assert_string_equal(json_string_value(json_object_get(e, "file")), "web.yaml");
+	assert_int_equal(json_integer_value(json_object_get(e, "line")), 12);
+	assert_int_equal(json_integer_value(json_object_get(e, "column")), 7);
+	assert_true(json_is_null(json_object_get(root, "commit")));
+	assert_int_equal(json_array_size(json_object_get(root, "actions")), 0);
+	json_decref(root);
+	free(js);
+	gw_diags_free(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fresh_node_creates_in_dependency_order),
+		cmocka_unit_test(test_unchanged_and_update_with_field_changes),
+		cmocka_unit_test(test_prune_and_no_prune),
+		cmocka_unit_test(test_empty_commit_is_refused_without_allow_empty),
+		cmocka_unit_test(test_restart_policy),
+		cmocka_unit_test(test_deletes_wait_for_their_dependents),
+		cmocka_unit_test(test_kind_change_is_delete_plus_create),
+		cmocka_unit_test(test_node_selector),
+		cmocka_unit_test(test_errors_render_in_json),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
