@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "gitward/backend.h"
 
 static const struct option common[] = {
 	{ "repo", required_argument, 0, 0 },
@@ -154,4 +155,13 @@ void cli_install_logging(const struct gw_config *cfg)
 	if (cfg->log_level)
 		gw_log_level_parse(&min, cfg->log_level);
 	gw_log_set_handler(cfg->log_format && !strcmp(cfg->log_format, "json") ? log_json : log_text, NULL, min);
+}
+
+void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, char *self, size_t size)
+{
+	ssize_t n = readlink("/proc/self/exe", self, size - 1);
+	self[n > 0 ? n : 0] = '\0';
+	ctx->state_dir = cfg->state_dir;
+	ctx->container_socket = cfg->container_socket;
+	ctx->self_exe = self;
 }

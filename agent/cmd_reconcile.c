@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "gitward/apply.h"
 #include "gitward/pass.h"
 
 static const char reconcile_usage[] =
@@ -17,6 +18,7 @@ static const char reconcile_usage[] =
 	"what runs on this node, plan the difference.\n"
 	"\n"
 	"  --dry-run                  print the plan, apply nothing (exit 0 in sync, 2 changes pending)\n"
+	"                             without it: apply, exit 0 only when converged and healthy\n"
 	"  --output text|json         plan format\n"
 	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
 	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
@@ -72,7 +74,9 @@ int cmd_reconcile(int argc, char **argv)
 	struct gw_config cfg;
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
+	struct gw_backend_ctx ctx;
 	enum gw_pass_stage stage;
+	char *state_error = NULL, self[4096];
 	int lock_fd = -1, rc;
 
 	gw_config_init(&cfg);
@@ -88,17 +92,45 @@ int cmd_reconcile(int argc, char **argv)
 		gw_config_free(&cfg);
 		return 1;
 	}
-	if (!o.dry_run) {
-		fprintf(stderr, "gitward: reconcile without --dry-run applies through the backends, "
-				"which this build does not include yet; use --dry-run\n");
-		gw_config_free(&cfg);
-		return 1;
-	}
+	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
 	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
+	if (rc < 0) {
+		if (!o.dry_run) {
+			char buf[600];
+			struct gw_error rerr;
+			gw_apply_record_error(&cfg, gw_error_format(buf, sizeof(buf), &err), &rerr);
+		}
+		rc = fail(&o, &pass, &cfg, &err);
+		goto out;
+	}
+	rc = gw_apply_observe(&pass, &cfg, &ctx, &state_error, &err);
+	if (rc == 0)
+		rc = gw_pass_plan(&pass, &cfg, &err);
+	if (rc < 0) {
+		rc = fail(&o, &pass, &cfg, &err);
+		goto out;
+	}
+	if (o.dry_run) {
+		if (o.fmt == OUTPUT_JSON) {
+			struct gw_plan_meta meta = { .commit = pass.commit, .ref = pass.ref, .node = cfg.node };
+			char *s = gw_plan_render_json(&pass.plan, &meta, &pass.set.diags, NULL);
+			puts(s);
+			free(s);
+		} else {
+			gw_plan_render_text(stdout, &pass.plan);
+		}
+		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
+		goto out;
+	}
+	struct gw_apply_report rep;
+	if (o.fmt == OUTPUT_TEXT)
+		gw_plan_render_text(stdout, &pass.plan);
+	fflush(stdout);
+	rc = gw_apply_execute(&rep, &pass, &cfg, &ctx, &err);
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -106,13 +138,18 @@ int cmd_reconcile(int argc, char **argv)
 	if (o.fmt == OUTPUT_JSON) {
 		struct gw_plan_meta meta = { .commit = pass.commit, .ref = pass.ref, .node = cfg.node };
 		char *s = gw_plan_render_json(&pass.plan, &meta, &pass.set.diags, NULL);
-		puts(s);
+		/* the plan object, plus what applying it did */
+		s[strlen(s) - 1] = '\0';
+		printf("%s,\"result\":{\"converged\":%s,\"ok\":%zu,\"failed\":%zu,\"waiting\":%zu}}\n", s,
+		       rep.converged ? "true" : "false", rep.ok, rep.failed, rep.waiting);
 		free(s);
 	} else {
-		gw_plan_render_text(stdout, &pass.plan);
+		printf("Applied: %zu ok, %zu failed, %zu waiting. %s\n", rep.ok, rep.failed, rep.waiting,
+		       rep.converged ? "Converged." : "Not converged.");
 	}
-	rc = pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
+	rc = rep.converged ? 0 : 1;
 out:
+	free(state_error);
 	if (lock_fd >= 0)
 		close(lock_fd);
 	gw_pass_free(&pass);

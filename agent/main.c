@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gitward/backend.h"
 
 static const char usage[] =
 	"usage: gitward COMMAND [OPTIONS]\n"
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
 		fputs(usage, stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "__shim")) /* the process backend's supervisor */
+		return gw_process_shim_main();
 	if (!strcmp(argv[1], "--version"))
 		return cmd_version(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -22,6 +22,9 @@ void gw_pass_free(struct gw_pass *pass)
 	gw_plan_free(&pass->plan);
 	gw_manifest_set_free(&pass->set);
 	gw_state_file_free(&pass->state);
+	for (size_t i = 0; i < pass->nobserved; i++)
+		gw_observed_clear(&pass->observed[i]);
+	free(pass->observed);
 	memset(pass, 0, sizeof(*pass));
 }
 
@@ -60,15 +63,14 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		if (gw_plan_selects(pass->set.v[i], &cfg->labels))
 			pass->selected[pass->nselected++] = pass->set.v[i];
 
-	*stage = GW_PASS_STATE;
-	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
-	rc = gw_state_load(&pass->state, path, err);
-	if (rc < 0)
-		return rc;
+	return 0;
+}
 
-	*stage = GW_PASS_PLAN;
+int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err)
+{
 	struct gw_plan_opts opts = { .prune = !cfg->no_prune, .allow_empty = cfg->allow_empty };
-	rc = gw_plan_build(&pass->plan, pass->selected, pass->nselected, pass->state.res, pass->state.n, &opts, err);
+	int rc = gw_plan_build(&pass->plan, pass->selected, pass->nselected, pass->observed, pass->nobserved, &opts,
+			       err);
 	if (rc < 0)
 		return rc;
 	pass->have_plan = 1;

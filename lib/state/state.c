@@ -103,6 +103,10 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 		o->pid = json_integer_value(json_object_get(r, "pid"));
 		o->start_time = json_integer_value(json_object_get(r, "start_time"));
 		o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+		o->started_at = json_integer_value(json_object_get(r, "started_at"));
+		o->crash_streak = (int)json_integer_value(json_object_get(r, "crash_streak"));
+		o->backoff_until_ms = json_integer_value(json_object_get(r, "backoff_until_ms"));
+		o->health_failures = (int)json_integer_value(json_object_get(r, "health_failures"));
 		const char *restart = json_string_value(json_object_get(r, "restart"));
 		o->restart = restart && strcmp(restart, "never") == 0		? GW_RESTART_NEVER
 			     : restart && strcmp(restart, "on-failure") == 0 ? GW_RESTART_ON_FAILURE
@@ -154,6 +158,10 @@ int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_er
 		json_object_set_new(r, "start_time", json_integer(o->start_time));
 		json_object_set_new(r, "id", json_string(o->id));
 		json_object_set_new(r, "restarts", json_integer(o->restarts));
+		json_object_set_new(r, "started_at", json_integer(o->started_at));
+		json_object_set_new(r, "crash_streak", json_integer(o->crash_streak));
+		json_object_set_new(r, "backoff_until_ms", json_integer(o->backoff_until_ms));
+		json_object_set_new(r, "health_failures", json_integer(o->health_failures));
 		for (size_t k = 0; k < o->depends_on.n; k++)
 			json_array_append_new(deps, json_string(o->depends_on.v[k]));
 		json_object_set_new(r, "depends_on", deps);

@@ -83,6 +83,7 @@ class TempDirTest(unittest.TestCase):
         self.state = os.path.join(self.tmp, "state")
 
     def tearDown(self):
+        kill_workloads(self.tmp)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def repo(self, name="repo", **kw):
@@ -98,3 +99,41 @@ def wait_for(pred, timeout=30.0, step=0.1, what="condition"):
             return v
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def records(state_dir):
+    """The process records gitward keeps: name -> record."""
+    out = {}
+    d = os.path.join(state_dir, "run", "process")
+    if os.path.isdir(d):
+        for f in os.listdir(d):
+            if f.endswith(".json"):
+                try:
+                    with open(os.path.join(d, f)) as fh:
+                        out[f[:-5]] = json.load(fh)
+                except (OSError, ValueError):
+                    pass
+    return out
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def kill_workloads(root):
+    """Kill every workload (and its supervisor) recorded under root: tests
+    clean up only what they started."""
+    for dirpath, dirnames, _ in os.walk(root):
+        if dirpath.endswith(os.path.join("run", "process")):
+            for rec in records(os.path.dirname(os.path.dirname(dirpath))).values():
+                for pid in (rec.get("pid"), rec.get("shim_pid")):
+                    if pid:
+                        for target in (-pid, pid):
+                            try:
+                                os.kill(target, 9)
+                            except OSError:
+                                pass

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import unittest
 
-from gwtest import HDR, TempDirTest, proc_yaml, run
+from gwtest import HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 
 class DryRun(TempDirTest):
@@ -69,9 +69,14 @@ class DryRun(TempDirTest):
             json.dump({"version": 1, "node": "n1", "commit": None, "ref": "main", "last_sync": 0,
                        "last_error": None, "resources": resources}, f)
 
+    def apply(self, repo, *args):
+        res = run("reconcile", "--repo", repo, "--state-dir", self.state, "--node", "n1", *args)
+        self.assertEqual(res.rc, 0, res)
+        return res
+
     def test_in_sync_exits_0_and_env_change_is_an_update(self):
         r = self.base_repo()
-        self.write_state_from(os.path.join(r.path, "apps"))
+        self.apply(r.path)
         res = self.dry(r.path)
         self.assertEqual(res.rc, 0, res)
         self.assertIn("Plan: 0 to create, 0 to update, 0 to delete, 0 to restart, 3 unchanged.", res.out)
@@ -107,7 +112,7 @@ class DryRun(TempDirTest):
 
     def test_removed_resource_is_pruned_unless_no_prune(self):
         r = self.base_repo()
-        self.write_state_from(os.path.join(r.path, "apps"))
+        self.apply(r.path)
         r.remove("apps/web.yaml")
         r.commit("drop web")
         res = self.dry(r.path)
@@ -118,7 +123,7 @@ class DryRun(TempDirTest):
 
     def test_empty_commit_refused_without_allow_empty(self):
         r = self.base_repo()
-        self.write_state_from(os.path.join(r.path, "apps"))
+        self.apply(r.path)
         r.remove("apps")
         r.commit("empty")
         res = self.dry(r.path)
@@ -130,11 +135,14 @@ class DryRun(TempDirTest):
 
     def test_dead_workload_plans_restart_per_policy(self):
         r = self.base_repo()
-        self.write_state_from(os.path.join(r.path, "apps"), {
-            "web": {"state": "failed", "detail": "exited with status 1"}})
+        self.apply(r.path)
+        pid = records(self.state)["web"]["pid"]
+        os.kill(pid, 9)
+        wait_for(lambda: not pid_alive(pid), what="web to die")
         res = self.dry(r.path)
         self.assertEqual(res.rc, 2, res)
-        self.assertIn("  ! Process/web          restart  exited with status 1\n", res.out)
+        self.assertIn("  ! Process/web          restart  killed by signal 9 (Killed)\n", res.out)
+        self.assertEqual(records(self.state)["web"]["pid"], pid, "a dry-run changes nothing")
 
     def test_branches_tags_and_commit_ids(self):
         r = self.base_repo()

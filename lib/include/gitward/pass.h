@@ -16,6 +16,8 @@ struct gw_pass {
 	struct gw_resource **selected;   /* borrowed from set: this node's */
 	size_t nselected;
 	struct gw_state_file state;      /* as recorded */
+	struct gw_observed *observed;    /* what runs, from the backends (owned) */
+	size_t nobserved;
 	struct gw_plan plan;
 	int have_plan;
 };
@@ -24,9 +26,11 @@ enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_
 
 void gw_pass_init(struct gw_pass *pass);
 void gw_pass_free(struct gw_pass *pass);
-/* Runs up to the plan. On failure *stage says where; manifest problems are in
- * pass->set.diags (return -EINVAL). */
+/* Fetch, resolve, read, validate and select. On failure *stage says where;
+ * manifest problems are in pass->set.diags (return -EINVAL). */
 int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg,
 		    struct gw_error *err);
+/* Plan pass->selected against pass->observed (see gw_apply_observe). */
+int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "gitward/manifest.h"
@@ -34,7 +35,12 @@ struct gw_observed {
 	long long pid;
 	long long start_time; /* /proc/PID/stat field 22, to tell a reused pid apart */
 	char id[80];          /* container id */
-	int restarts;
+	int restarts;         /* restarts by gitward, for status */
+	int64_t started_at;   /* unix seconds */
+	/* restart policy bookkeeping, kept in the state file */
+	int crash_streak;          /* restarts without a healthy run in between */
+	int64_t backoff_until_ms;  /* wall clock; no restart before */
+	int health_failures;       /* consecutive failed probes */
 };
 
 void gw_observed_clear(struct gw_observed *o);

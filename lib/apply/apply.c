@@ -1,0 +1,588 @@
+/* Applying one pass: observe through the backends (merged with the state
+ * file's bookkeeping), probe health, execute the plan in dependency order —
+ * independent resources in parallel, a failure isolated to its resource and
+ * its dependents — apply the restart policy with capped exponential backoff,
+ * then record the outcome atomically. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gitward/apply.h"
+
+#define MAX_WORKERS 8
+#define BACKOFF_MAX_MS 300000
+#define STABLE_AFTER_S 60 /* a workload up this long has stopped crash-looping */
+
+/* ---- a small pool: run fn(i) for i in [0, n) on up to MAX_WORKERS threads ---- */
+
+struct pool {
+	pthread_mutex_t mu;
+	size_t next, n;
+	void (*fn)(size_t i, void *ud);
+	void *ud;
+};
+
+static void *pool_worker(void *arg)
+{
+	struct pool *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		size_t i = p->next < p->n ? p->next++ : p->n;
+		pthread_mutex_unlock(&p->mu);
+		if (i >= p->n)
+			return NULL;
+		p->fn(i, p->ud);
+	}
+}
+
+static void parallel(size_t n, void (*fn)(size_t i, void *ud), void *ud)
+{
+	struct pool p = { .mu = PTHREAD_MUTEX_INITIALIZER, .n = n, .fn = fn, .ud = ud };
+	pthread_t t[MAX_WORKERS];
+	size_t nt = n < MAX_WORKERS ? n : MAX_WORKERS, started = 0;
+	if (n == 0)
+		return;
+	for (size_t i = 1; i < nt; i++)
+		if (pthread_create(&t[started], NULL, pool_worker, &p) == 0)
+			started++;
+	pool_worker(&p);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+}
+
+/* ---- observe ---- */
+
+static const struct gw_resource *desired_for(const struct gw_pass *pass, enum gw_kind kind, const char *name)
+{
+	for (size_t i = 0; i < pass->nselected; i++)
+		if (pass->selected[i]->kind == kind && !strcmp(pass->selected[i]->name, name))
+			return pass->selected[i];
+	return NULL;
+}
+
+static struct gw_observed *state_entry(struct gw_state_file *st, enum gw_kind kind, const char *name)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->res[i].kind == kind && !strcmp(st->res[i].name, name))
+			return &st->res[i];
+	return NULL;
+}
+
+static void copy_observed(struct gw_observed *dst, const struct gw_observed *src)
+{
+	*dst = *src;
+	dst->name = gw_xstrdup(src->name);
+	dst->canonical = src->canonical ? gw_xstrdup(src->canonical) : NULL;
+	memset(&dst->depends_on, 0, sizeof(dst->depends_on));
+	if (src->depends_on.n) {
+		dst->depends_on.v = gw_xcalloc(src->depends_on.n + 1, sizeof(char *));
+		for (size_t i = 0; i < src->depends_on.n; i++)
+			dst->depends_on.v[dst->depends_on.n++] = gw_xstrdup(src->depends_on.v[i]);
+	}
+}
+
+struct probe_job {
+	struct gw_pass *pass;
+	const struct gw_backend_ctx *ctx;
+};
+
+static void probe_one(size_t i, void *ud)
+{
+	struct probe_job *j = ud;
+	struct gw_observed *o = &j->pass->observed[i];
+	const struct gw_resource *r = desired_for(j->pass, o->kind, o->name);
+	struct gw_error err;
+
+	if (o->state != GW_STATE_RUNNING || !r || r->health_type == GW_CHECK_NONE ||
+	    strcmp(r->spec_hash, o->spec_hash) != 0) {
+		if (o->state != GW_STATE_RUNNING)
+			o->health = GW_HEALTH_UNKNOWN;
+		else if (r && r->health_type == GW_CHECK_NONE)
+			o->health = GW_HEALTH_UNKNOWN;
+		return;
+	}
+	int64_t retries = r->health_retries ? r->health_retries : 3;
+	if (gw_health_probe(o, r, j->ctx, &err) == 0) {
+		o->health = GW_HEALTH_HEALTHY;
+		o->health_failures = 0;
+	} else {
+		o->health_failures++;
+		if (o->health_failures >= retries) {
+			o->health = GW_HEALTH_UNHEALTHY;
+			snprintf(o->detail, sizeof(o->detail), "unhealthy: %s", err.msg);
+		} else {
+			o->health = GW_HEALTH_UNKNOWN;
+		}
+		char key[200];
+		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(o->kind), o->name);
+		gw_log(GW_LOG_WARN, key, "health check failed (%d of %lld): %s", o->health_failures, (long long)retries,
+		       err.msg);
+	}
+}
+
+int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
+		     char **state_error, struct gw_error *err)
+{
+	char path[4096], buf[600];
+	struct gw_error serr;
+	struct gw_observed *all = NULL;
+	size_t n = 0;
+
+	*state_error = NULL;
+	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	if (gw_state_load(&pass->state, path, &serr) < 0) {
+		/* the real world below still tells what runs: no duplicates */
+		*state_error = gw_xstrdup(gw_error_format(buf, sizeof(buf), &serr));
+		gw_log(GW_LOG_ERROR, "", "%s; observing the node without it", *state_error);
+		gw_state_file_init(&pass->state);
+	}
+	for (int k = 0; k < GW_KIND_MAX; k++) {
+		const struct gw_backend_ops *b = gw_backend_for((enum gw_kind)k);
+		struct gw_observed *found = NULL;
+		size_t nfound = 0;
+		if (!b) {
+			/* no backend in this build: keep what the state file says */
+			for (size_t i = 0; i < pass->state.n; i++)
+				if (pass->state.res[i].kind == (enum gw_kind)k) {
+					all = gw_xrealloc(all, (n + 1) * sizeof(*all));
+					copy_observed(&all[n++], &pass->state.res[i]);
+				}
+			continue;
+		}
+		int rc = b->discover(&found, &nfound, ctx, err);
+		if (rc < 0) {
+			gw_error_prefix(err, "%s backend", b->name);
+			for (size_t i = 0; i < n; i++)
+				gw_observed_clear(&all[i]);
+			free(all);
+			return rc;
+		}
+		all = gw_xrealloc(all, (n + nfound + pass->state.n + 1) * sizeof(*all));
+		for (size_t i = 0; i < nfound; i++) {
+			struct gw_observed *o = &found[i];
+			const struct gw_observed *rec = state_entry(&pass->state, o->kind, o->name);
+			if (rec && !strcmp(rec->spec_hash, o->spec_hash)) {
+				o->restarts = rec->restarts;
+				o->crash_streak = rec->crash_streak;
+				o->backoff_until_ms = rec->backoff_until_ms;
+				o->health_failures = rec->health_failures;
+			}
+			if (o->state == GW_STATE_RUNNING && o->started_at &&
+			    gw_now_ms() / 1000 - o->started_at >= STABLE_AFTER_S)
+				o->crash_streak = 0;
+			all[n++] = *o;
+		}
+		free(found);
+		/* a resource that never started (its create failed) is known only
+		 * from the state file: keep it so the restart policy applies */
+		for (size_t i = 0; i < pass->state.n; i++) {
+			const struct gw_observed *rec = &pass->state.res[i];
+			int seen = 0;
+			if (rec->kind != (enum gw_kind)k || rec->pid || rec->id[0] || rec->state == GW_STATE_RUNNING)
+				continue;
+			for (size_t j = 0; j < n; j++)
+				if (all[j].kind == rec->kind && !strcmp(all[j].name, rec->name))
+					seen = 1;
+			if (!seen)
+				copy_observed(&all[n++], rec);
+		}
+	}
+	pass->observed = all;
+	pass->nobserved = n;
+	struct probe_job job = { .pass = pass, .ctx = ctx };
+	parallel(n, probe_one, &job);
+	return 0;
+}
+
+/* ---- execute ---- */
+
+struct job {
+	struct gw_action *a;
+	enum gw_outcome out;
+	int started, finished;
+	char detail[300];
+	struct gw_observed result; /* the workload after the action */
+	int have_result;
+	int deleted;
+};
+
+struct exec {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *jobs;
+	size_t n, done;
+	const struct gw_backend_ctx *ctx;
+};
+
+/* Stop settings of a resource known only from its canonical form (it left
+ * Git): parse them back so a deletion honours stopSignal/stopTimeout. */
+static void stub_from_canonical(struct gw_resource *stub, const struct gw_observed *o)
+{
+	memset(stub, 0, sizeof(*stub));
+	stub->kind = o->kind;
+	stub->name = o->name;
+	json_t *root = o->canonical ? json_loads(o->canonical, 0, NULL) : NULL;
+	json_t *spec = json_object_get(root, "spec");
+	const char *sig = json_string_value(json_object_get(spec, "stopSignal"));
+	const char *to = json_string_value(json_object_get(spec, "stopTimeout"));
+	if (sig)
+		gw_signal_from_string(&stub->stop_signal, sig);
+	if (to)
+		gw_duration_parse(&stub->stop_timeout_ms, to);
+	json_decref(root);
+}
+
+static int wait_healthy(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+			struct gw_error *err)
+{
+	int64_t interval = r->health_interval_ms ? r->health_interval_ms : 10000;
+	int64_t retries = r->health_retries ? r->health_retries : 3;
+	int64_t timeout = r->health_timeout_ms ? r->health_timeout_ms : 2000;
+	int64_t budget = interval * retries + timeout;
+	if (budget < 5000)
+		budget = 5000;
+	if (budget > 300000)
+		budget = 300000;
+	int64_t deadline = gw_monotonic_ms() + budget;
+	for (;;) {
+		if (gw_health_probe(o, r, ctx, err) == 0) {
+			o->health = GW_HEALTH_HEALTHY;
+			o->health_failures = 0;
+			return 0;
+		}
+		if (gw_monotonic_ms() >= deadline) {
+			o->health = GW_HEALTH_UNHEALTHY;
+			o->health_failures = (int)retries;
+			return -ETIMEDOUT;
+		}
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void run_action(struct exec *ex, struct job *j)
+{
+	struct gw_action *a = j->a;
+	const struct gw_backend_ops *b = gw_backend_for(a->kind);
+	struct gw_error err = { 0 };
+	char key[200];
+	int rc = 0;
+
+	snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(a->kind), a->name);
+	if (!b) {
+		j->out = GW_OUT_FAILED;
+		snprintf(j->detail, sizeof(j->detail), "no %s backend in this build", gw_kind_to_string(a->kind));
+		gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+		return;
+	}
+	if (b->supported && (rc = b->supported(ex->ctx, &err)) < 0) {
+		j->out = GW_OUT_FAILED;
+		snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
+		gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+		return;
+	}
+	const struct gw_observed *o = a->observed;
+	if (a->type == GW_ACTION_RESTART && o->backoff_until_ms > gw_now_ms()) {
+		j->out = GW_OUT_WAITING;
+		snprintf(j->detail, sizeof(j->detail), "%s; restart backoff, next try in %llds", a->reason,
+			 (long long)((o->backoff_until_ms - gw_now_ms() + 999) / 1000));
+		gw_log(GW_LOG_INFO, key, "%s", j->detail);
+		return;
+	}
+	/* immutable: a changed or dead workload is removed, then created anew */
+	if (o && (a->type == GW_ACTION_UPDATE || a->type == GW_ACTION_RESTART || a->type == GW_ACTION_DELETE ||
+		  a->type == GW_ACTION_CREATE)) {
+		struct gw_resource stub;
+		const struct gw_resource *stop = a->desired;
+		if (a->type != GW_ACTION_RESTART || !a->desired) {
+			stub_from_canonical(&stub, o);
+			stop = &stub;
+		}
+		if (a->type != GW_ACTION_CREATE || o->pid || o->id[0]) {
+			gw_log(GW_LOG_INFO, key, "%s: stopping %s", gw_action_to_string(a->type),
+			       o->pid ? "pid" : "workload");
+			rc = b->destroy(o, stop, ex->ctx, &err);
+			if (rc < 0) {
+				j->out = GW_OUT_FAILED;
+				snprintf(j->detail, sizeof(j->detail), "stop failed: %s", err.msg);
+				gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+				return;
+			}
+		}
+	}
+	if (a->type == GW_ACTION_DELETE) {
+		j->out = GW_OUT_OK;
+		j->deleted = 1;
+		gw_log(GW_LOG_INFO, key, "deleted");
+		return;
+	}
+	rc = b->create(&j->result, a->desired, ex->ctx, &err);
+	if (rc < 0) {
+		j->out = GW_OUT_FAILED;
+		snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
+		gw_log(GW_LOG_ERROR, key, "%s failed: %s", gw_action_to_string(a->type), err.msg);
+		return;
+	}
+	j->have_result = 1;
+	if (o && a->type == GW_ACTION_RESTART) {
+		j->result.restarts = o->restarts + 1;
+		j->result.crash_streak = o->crash_streak + 1;
+		int64_t backoff = 1000LL << (j->result.crash_streak - 1 < 20 ? j->result.crash_streak - 1 : 20);
+		if (backoff > BACKOFF_MAX_MS)
+			backoff = BACKOFF_MAX_MS;
+		j->result.backoff_until_ms = gw_now_ms() + backoff;
+	}
+	if (j->result.pid)
+		gw_log(GW_LOG_INFO, key, "%s: started pid %lld", gw_action_to_string(a->type), j->result.pid);
+	else
+		gw_log(GW_LOG_INFO, key, "%s: started %.12s", gw_action_to_string(a->type), j->result.id);
+	if (a->desired->health_type != GW_CHECK_NONE) {
+		if (wait_healthy(&j->result, a->desired, ex->ctx, &err) < 0) {
+			j->out = GW_OUT_FAILED;
+			snprintf(j->result.detail, sizeof(j->result.detail), "unhealthy: %s", err.msg);
+			snprintf(j->detail, sizeof(j->detail), "started but unhealthy: %s", err.msg);
+			gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+			return;
+		}
+		gw_log(GW_LOG_INFO, key, "healthy");
+	}
+	j->out = GW_OUT_OK;
+}
+
+/* A resource that needs no action is fine for its dependents when it runs
+ * (and is not unhealthy), or finished cleanly under a policy that allows it. */
+static void settle_unchanged(struct job *j)
+{
+	const struct gw_observed *o = j->a->observed;
+	if (o->state == GW_STATE_RUNNING && o->health != GW_HEALTH_UNHEALTHY) {
+		j->out = GW_OUT_OK;
+	} else if (o->state == GW_STATE_STOPPED && o->restart != GW_RESTART_ALWAYS) {
+		j->out = GW_OUT_OK;
+	} else {
+		j->out = GW_OUT_WAITING;
+		snprintf(j->detail, sizeof(j->detail), "%s (restart: %s)", o->detail[0] ? o->detail : "not running",
+			 gw_restart_to_string(j->a->desired ? j->a->desired->restart : o->restart));
+	}
+}
+
+static void *exec_worker(void *arg)
+{
+	struct exec *ex = arg;
+	pthread_mutex_lock(&ex->mu);
+	while (ex->done < ex->n) {
+		struct job *pick = NULL;
+		for (size_t i = 0; i < ex->n && !pick; i++) {
+			struct job *j = &ex->jobs[i];
+			if (j->started)
+				continue;
+			int ready = 1, blocked = -1;
+			for (size_t k = 0; k < j->a->nafter; k++) {
+				struct job *dep = &ex->jobs[j->a->after[k]];
+				if (!dep->finished)
+					ready = 0;
+				else if (dep->out != GW_OUT_OK && blocked < 0)
+					blocked = (int)j->a->after[k];
+			}
+			if (!ready)
+				continue;
+			j->started = 1;
+			if (blocked >= 0) {
+				const struct gw_action *d = ex->jobs[blocked].a;
+				j->out = GW_OUT_WAITING;
+				snprintf(j->detail, sizeof(j->detail), "waiting for %s/%s", gw_kind_to_string(d->kind),
+					 d->name);
+				j->finished = 1;
+				ex->done++;
+				pthread_cond_broadcast(&ex->cv);
+				continue;
+			}
+			pick = j;
+		}
+		if (!pick) {
+			if (ex->done < ex->n)
+				pthread_cond_wait(&ex->cv, &ex->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&ex->mu);
+		if (pick->a->type == GW_ACTION_NONE)
+			settle_unchanged(pick);
+		else
+			run_action(ex, pick);
+		pthread_mutex_lock(&ex->mu);
+		pick->finished = 1;
+		ex->done++;
+		pthread_cond_broadcast(&ex->cv);
+	}
+	pthread_mutex_unlock(&ex->mu);
+	return NULL;
+}
+
+/* Refresh what was recorded with one more look at the world, so the state
+ * file and the verdict reflect workloads that died right after starting. */
+static void final_look(struct gw_state_file *st, const struct gw_backend_ctx *ctx)
+{
+	for (int k = 0; k < GW_KIND_MAX; k++) {
+		const struct gw_backend_ops *b = gw_backend_for((enum gw_kind)k);
+		struct gw_observed *found = NULL;
+		size_t nfound = 0;
+		struct gw_error err;
+		if (!b || b->discover(&found, &nfound, ctx, &err) < 0)
+			continue;
+		for (size_t i = 0; i < nfound; i++) {
+			struct gw_observed *rec = state_entry(st, found[i].kind, found[i].name);
+			if (rec && rec->pid == found[i].pid && !strcmp(rec->id, found[i].id) &&
+			    rec->state == GW_STATE_RUNNING && found[i].state != GW_STATE_RUNNING) {
+				rec->state = found[i].state;
+				memcpy(rec->detail, found[i].detail, sizeof(rec->detail));
+				rec->health = GW_HEALTH_UNKNOWN;
+			}
+			gw_observed_clear(&found[i]);
+		}
+		free(found);
+	}
+}
+
+static void push(struct gw_state_file *st, const struct gw_observed *o)
+{
+	st->res = gw_xrealloc(st->res, (st->n + 1) * sizeof(*st->res));
+	copy_observed(&st->res[st->n++], o);
+}
+
+int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
+		     const struct gw_backend_ctx *ctx, struct gw_error *err)
+{
+	struct gw_plan *plan = &pass->plan;
+	struct exec ex = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .n = plan->n, .ctx = ctx };
+	struct gw_apply_report rep = { 0 };
+	struct gw_state_file st;
+	char path[4096];
+	int rc;
+
+	ex.jobs = gw_xcalloc(plan->n + 1, sizeof(*ex.jobs));
+	for (size_t i = 0; i < plan->n; i++)
+		ex.jobs[i].a = &plan->v[i];
+	pthread_t t[MAX_WORKERS];
+	size_t nt = plan->n < MAX_WORKERS ? plan->n : MAX_WORKERS, started = 0;
+	for (size_t i = 1; i < nt; i++)
+		if (pthread_create(&t[started], NULL, exec_worker, &ex) == 0)
+			started++;
+	exec_worker(&ex);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+
+	/* the new state: every resource with its outcome */
+	gw_state_file_init(&st);
+	st.node = gw_xstrdup(cfg->node);
+	st.commit = gw_xstrdup(pass->commit);
+	st.ref = pass->ref ? gw_xstrdup(pass->ref) : NULL;
+	st.last_sync = gw_now_ms() / 1000;
+	for (size_t i = 0; i < plan->n; i++) {
+		struct job *j = &ex.jobs[i];
+		const struct gw_action *a = j->a;
+		if (j->deleted)
+			continue;
+		if (j->have_result) {
+			if (j->out == GW_OUT_FAILED && j->result.health == GW_HEALTH_UNHEALTHY)
+				rep.unhealthy++;
+			push(&st, &j->result);
+		} else if (a->observed && (a->type == GW_ACTION_NONE || a->type == GW_ACTION_RESTART ||
+					   j->out != GW_OUT_OK)) {
+			/* unchanged, waiting, or an action that failed before
+			 * replacing anything: the workload is as observed */
+			push(&st, a->observed);
+			if (j->out == GW_OUT_FAILED && a->type != GW_ACTION_DELETE)
+				snprintf(st.res[st.n - 1].detail, sizeof(st.res[st.n - 1].detail), "%s", j->detail);
+		} else if (a->desired) {
+			/* never started: remember the failure for status and the
+			 * restart policy */
+			struct gw_observed f = { .kind = a->kind, .name = (char *)a->name,
+						 .canonical = a->desired->canonical, .restart = a->desired->restart,
+						 .state = j->out == GW_OUT_WAITING ? GW_STATE_PENDING : GW_STATE_FAILED };
+			memcpy(f.spec_hash, a->desired->spec_hash, 65);
+			snprintf(f.detail, sizeof(f.detail), "%s", j->detail);
+			f.depends_on = a->desired->depends_on;
+			if (a->observed) {
+				f.restarts = a->observed->restarts;
+				f.crash_streak = a->observed->crash_streak + 1;
+				int64_t backoff = 1000LL << (f.crash_streak - 1 < 20 ? f.crash_streak - 1 : 20);
+				f.backoff_until_ms = gw_now_ms() + (backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff);
+			}
+			push(&st, &f);
+		}
+		switch (j->out) {
+		case GW_OUT_OK:
+			rep.ok++;
+			break;
+		case GW_OUT_FAILED:
+			rep.failed++;
+			if (!st.last_error) {
+				struct gw_strbuf sb;
+				gw_strbuf_init(&sb);
+				gw_strbuf_printf(&sb, "%s/%s: %s", gw_kind_to_string(a->kind), a->name, j->detail);
+				st.last_error = gw_strbuf_detach(&sb);
+			}
+			break;
+		default:
+			rep.waiting++;
+			break;
+		}
+	}
+	/* with --no-prune, resources that left Git stay managed */
+	for (size_t i = 0; i < pass->nobserved; i++) {
+		int planned = 0;
+		for (size_t k = 0; k < plan->n && !planned; k++)
+			planned = plan->v[k].observed == &pass->observed[i];
+		if (!planned)
+			push(&st, &pass->observed[i]);
+	}
+	final_look(&st, ctx);
+	for (size_t i = 0; i < st.n; i++) {
+		const struct gw_observed *o = &st.res[i];
+		if (!desired_for(pass, o->kind, o->name))
+			continue;
+		if (o->state == GW_STATE_RUNNING && o->health != GW_HEALTH_UNHEALTHY)
+			continue;
+		if (o->state == GW_STATE_STOPPED && o->restart != GW_RESTART_ALWAYS)
+			continue;
+		rep.converged = false;
+		goto record;
+	}
+	rep.converged = rep.failed == 0 && rep.waiting == 0;
+record:
+	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	rc = gw_state_save(&st, path, err);
+	for (size_t i = 0; i < plan->n; i++)
+		if (ex.jobs[i].have_result)
+			gw_observed_clear(&ex.jobs[i].result);
+	free(ex.jobs);
+	gw_state_file_free(&st);
+	if (rc < 0)
+		return rc;
+	*out = rep;
+	return 0;
+}
+
+int gw_apply_record_error(const struct gw_config *cfg, const char *message, struct gw_error *err)
+{
+	struct gw_state_file st;
+	struct gw_error lerr;
+	char path[4096];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	if (gw_state_load(&st, path, &lerr) < 0)
+		gw_state_file_init(&st);
+	if (!st.node)
+		st.node = gw_xstrdup(cfg->node);
+	free(st.last_error);
+	st.last_error = gw_xstrdup(message);
+	rc = gw_state_save(&st, path, err);
+	gw_state_file_free(&st);
+	return rc;
+}

@@ -1,0 +1,171 @@
+/* Health probes run from the host: HTTP GET (libcurl), TCP connect, or a
+ * command (posix_spawn, killed at the timeout). Each is bounded by the
+ * check's timeout and safe to run from several threads. */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gitward/apply.h"
+#include "gitward/backend.h"
+
+extern char **environ;
+
+static size_t discard(char *ptr, size_t size, size_t n, void *ud)
+{
+	(void)ptr;
+	(void)ud;
+	return size * n;
+}
+
+static int probe_http(const char *url, int64_t timeout_ms, struct gw_error *err)
+{
+	CURL *c = curl_easy_init();
+	char ebuf[CURL_ERROR_SIZE] = "";
+	long code = 0;
+	int rc;
+
+	if (!c)
+		return gw_error_set(err, -ENOMEM, "cannot create an HTTP client");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+	CURLcode cc = curl_easy_perform(c);
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	if (cc != CURLE_OK)
+		return gw_error_set(err, -EIO, "GET %s: %s", url, ebuf[0] ? ebuf : curl_easy_strerror(cc));
+	rc = code >= 200 && code < 400 ? 0 : gw_error_set(err, -EIO, "GET %s: HTTP %ld", url, code);
+	return rc;
+}
+
+static int probe_tcp(const char *address, int64_t timeout_ms, struct gw_error *err)
+{
+	char host[256];
+	const char *colon = strrchr(address, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	int rc = -ECONNREFUSED;
+
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - address), address);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+		return gw_error_set(err, -EHOSTUNREACH, "tcp %s: cannot resolve", address);
+	for (struct addrinfo *a = ai; a && rc < 0; a = a->ai_next) {
+		int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+			rc = 0;
+		} else if (errno == EINPROGRESS) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			if (poll(&p, 1, (int)timeout_ms) == 1) {
+				int soerr = 0;
+				socklen_t len = sizeof(soerr);
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+				rc = soerr ? -soerr : 0;
+			} else {
+				rc = -ETIMEDOUT;
+			}
+		} else {
+			rc = -errno;
+		}
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	if (rc < 0)
+		return gw_error_set(err, rc, "tcp %s: %s", address, strerror(-rc));
+	return 0;
+}
+
+/* Run argv with stdin/stdout/stderr on /dev/null; kill it at the timeout. */
+int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	pid_t pid;
+	int status = 0, rc;
+
+	posix_spawn_file_actions_init(&fa);
+	for (int fd = 0; fd < 3; fd++)
+		posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd ? O_WRONLY : O_RDONLY, 0);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	posix_spawnattr_setpgroup(&attr, 0);
+	sigset_t all, none;
+	sigfillset(&all);
+	sigemptyset(&none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0)
+		return gw_error_set(err, -rc, "exec %s: %s", argv[0], strerror(rc));
+	int64_t deadline = gw_monotonic_ms() + timeout_ms;
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR) {
+			return gw_error_set(err, -errno, "wait %s: %s", argv[0], strerror(errno));
+		}
+		if (gw_monotonic_ms() >= deadline) {
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return gw_error_set(err, -ETIMEDOUT, "%s: timed out after %lldms", argv[0], (long long)timeout_ms);
+		}
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	*out_status = status;
+	return 0;
+}
+
+int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+		    struct gw_error *err)
+{
+	int64_t timeout = r->health_timeout_ms ? r->health_timeout_ms : 2000;
+	switch (r->health_type) {
+	case GW_CHECK_HTTP:
+		return probe_http(r->health_http_url, timeout, err);
+	case GW_CHECK_TCP:
+		return probe_tcp(r->health_tcp_address, timeout, err);
+	case GW_CHECK_EXEC: {
+		const struct gw_backend_ops *b = gw_backend_for(r->kind);
+		if (b && b->exec_probe)
+			return b->exec_probe(o, r, ctx, timeout, err);
+		int status;
+		int rc = gw_run_command(&status, r->health_exec_command.v, timeout, err);
+		if (rc < 0)
+			return rc;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			return gw_error_set(err, -EIO, "%s exited with status %d", r->health_exec_command.v[0],
+					    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		return 0;
+	}
+	case GW_CHECK_NONE:
+		break;
+	}
+	return 0;
+}

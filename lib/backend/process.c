@@ -1,0 +1,788 @@
+/* The process backend: several services per host as plain OS processes.
+ *
+ * Each workload runs under a small supervisor, the "shim" (this binary run as
+ * `gitward __shim`), started with a double fork so it outlives gitward. The
+ * shim starts the workload in its own session (argv, clean environment,
+ * envFiles, workingDir, user, rlimits), pumps its output into a size-bounded
+ * log, writes the record that identifies it — pid plus the start time from
+ * /proc/PID/stat, so a reused pid is never taken for ours — and, when it
+ * exits, its exit status. The records under STATE_DIR/run/process are the
+ * truth about what runs: a gitward killed at any point leaves no workload
+ * unrecorded, and a new gitward adopts them all.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <jansson.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gitward/backend.h"
+#include "gitward/schema.h"
+
+#define LOG_MAX (10LL << 20) /* bytes per log file before it rotates to .1 */
+#define JOB_MAX (4u << 20)
+#define REPORT_TIMEOUT_MS 30000
+
+static void paths(char *dir, size_t dsize, const struct gw_backend_ctx *ctx)
+{
+	snprintf(dir, dsize, "%s/run/process", ctx->state_dir);
+}
+
+static void record_path(char *buf, size_t size, const char *state_dir, const char *name, const char *ext)
+{
+	snprintf(buf, size, "%s/run/process/%s.%s", state_dir, name, ext);
+}
+
+/* ---- identity: pid + start time ---- */
+
+/* Start time (field 22) and state (field 3) of pid; -ENOENT when gone. */
+static int proc_stat(long long *start, char *state, long long pid)
+{
+	char path[64], buf[1024];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%lld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ENOENT;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+	if (!p || p[1] != ' ')
+		return -EINVAL;
+	p += 2;
+	*state = *p;
+	/* p is field 3; skip to field 22 */
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EINVAL;
+		p++;
+	}
+	*start = strtoll(p, NULL, 10);
+	return 0;
+}
+
+static int alive(long long pid, long long start_time)
+{
+	long long st;
+	char state;
+	if (pid <= 0 || proc_stat(&st, &state, pid) < 0)
+		return 0;
+	return st == start_time && state != 'Z' && state != 'X';
+}
+
+/* ---- discover ---- */
+
+static void read_exit(struct gw_observed *o, const char *state_dir)
+{
+	char path[4096], buf[128];
+	long long pid = 0;
+	int code = -1, sig = 0;
+	FILE *f;
+
+	record_path(path, sizeof(path), state_dir, o->name, "exit");
+	f = fopen(path, "re");
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%lld %d %d", &pid, &code, &sig) != 3)
+			pid = 0;
+		fclose(f);
+	}
+	if (pid == o->pid && sig) {
+		o->state = GW_STATE_FAILED;
+		snprintf(o->detail, sizeof(o->detail), "killed by signal %d (%s)", sig, strsignal(sig));
+	} else if (pid == o->pid && code == 0) {
+		o->state = GW_STATE_STOPPED;
+		snprintf(o->detail, sizeof(o->detail), "exited with status 0");
+	} else if (pid == o->pid) {
+		o->state = GW_STATE_FAILED;
+		snprintf(o->detail, sizeof(o->detail), "exited with status %d", code);
+	} else {
+		o->state = GW_STATE_FAILED;
+		snprintf(o->detail, sizeof(o->detail), "gone (exit status unknown: its supervisor is gone too)");
+	}
+}
+
+static int parse_record(struct gw_observed *o, const char *path, const char *name)
+{
+	json_t *root = json_load_file(path, 0, NULL), *deps;
+	const char *hash, *spec, *restart;
+
+	if (!root)
+		return -EBADMSG;
+	hash = json_string_value(json_object_get(root, "spec_hash"));
+	spec = json_string_value(json_object_get(root, "spec"));
+	if (!hash || strlen(hash) != 64) {
+		json_decref(root);
+		return -EBADMSG;
+	}
+	memset(o, 0, sizeof(*o));
+	o->kind = GW_KIND_PROCESS;
+	o->name = gw_xstrdup(name);
+	memcpy(o->spec_hash, hash, 65);
+	o->canonical = spec ? gw_xstrdup(spec) : NULL;
+	o->pid = json_integer_value(json_object_get(root, "pid"));
+	o->start_time = json_integer_value(json_object_get(root, "start_time"));
+	o->started_at = json_integer_value(json_object_get(root, "started_at"));
+	restart = json_string_value(json_object_get(root, "restart"));
+	o->restart = restart && !strcmp(restart, "never")	 ? GW_RESTART_NEVER
+		     : restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
+								 : GW_RESTART_ALWAYS;
+	deps = json_object_get(root, "depends_on");
+	if (json_array_size(deps)) {
+		o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
+		for (size_t i = 0; i < json_array_size(deps); i++)
+			if (json_is_string(json_array_get(deps, i)))
+				o->depends_on.v[o->depends_on.n++] = gw_xstrdup(json_string_value(json_array_get(deps, i)));
+	}
+	json_decref(root);
+	return 0;
+}
+
+static int process_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
+			    struct gw_error *err)
+{
+	char dir[4096];
+	DIR *d;
+	struct dirent *de;
+	struct gw_observed *v = NULL;
+	size_t n = 0, cap = 0;
+
+	paths(dir, sizeof(dir), ctx);
+	d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT) {
+			*out = NULL;
+			*out_n = 0;
+			return 0;
+		}
+		return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list process records: %s", strerror(errno));
+	}
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char name[128], path[4096 + 256];
+		if (len < 6 || len - 5 >= sizeof(name) || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		memcpy(name, de->d_name, len - 5);
+		name[len - 5] = '\0';
+		if (gw_check_name(name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = gw_xrealloc(v, cap * sizeof(*v));
+		}
+		if (parse_record(&v[n], path, name) < 0) {
+			gw_log(GW_LOG_WARN, name, "unreadable process record %s: ignored", path);
+			continue;
+		}
+		struct gw_observed *o = &v[n++];
+		if (alive(o->pid, o->start_time)) {
+			o->state = GW_STATE_RUNNING;
+		} else {
+			read_exit(o, ctx->state_dir);
+		}
+	}
+	closedir(d);
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+/* ---- create: double fork into the shim ---- */
+
+static json_t *strlist_json(const struct gw_strlist *l)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < l->n; i++)
+		json_array_append_new(a, json_string(l->v[i]));
+	return a;
+}
+
+static char *job_json(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
+{
+	char path[4096];
+	json_t *job = json_object(), *env = json_object();
+
+	json_object_set_new(job, "name", json_string(r->name));
+	record_path(path, sizeof(path), ctx->state_dir, r->name, "json");
+	json_object_set_new(job, "record", json_string(path));
+	record_path(path, sizeof(path), ctx->state_dir, r->name, "exit");
+	json_object_set_new(job, "exit", json_string(path));
+	snprintf(path, sizeof(path), "%s/logs/process-%s.log", ctx->state_dir, r->name);
+	json_object_set_new(job, "log", json_string(path));
+	json_object_set_new(job, "log_max", json_integer(LOG_MAX));
+	json_object_set_new(job, "argv", strlist_json(&r->command));
+	for (size_t i = 0; i < r->env.n; i++)
+		json_object_set_new(env, r->env.k[i], json_string(r->env.v[i]));
+	json_object_set_new(job, "env", env);
+	json_object_set_new(job, "env_files", strlist_json(&r->env_files));
+	if (r->working_dir)
+		json_object_set_new(job, "working_dir", json_string(r->working_dir));
+	if (r->user)
+		json_object_set_new(job, "user", json_string(r->user));
+	json_object_set_new(job, "open_files", json_integer(r->limit_open_files));
+	json_object_set_new(job, "processes", json_integer(r->limit_processes));
+	json_object_set_new(job, "memory", json_integer(r->limit_memory));
+	json_object_set_new(job, "spec_hash", json_string(r->spec_hash));
+	json_object_set_new(job, "spec", json_string(r->canonical));
+	json_object_set_new(job, "depends_on", strlist_json(&r->depends_on));
+	json_object_set_new(job, "restart", json_string(gw_restart_to_string(r->restart)));
+	char *s = json_dumps(job, JSON_COMPACT);
+	json_decref(job);
+	return s;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Read until EOF or the deadline. */
+static ssize_t read_report(int fd, char *buf, size_t size, int64_t timeout_ms)
+{
+	size_t len = 0;
+	int64_t deadline = gw_monotonic_ms() + timeout_ms;
+	while (len < size - 1) {
+		int64_t left = deadline - gw_monotonic_ms();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (left <= 0)
+			return -ETIMEDOUT;
+		int r = poll(&p, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -ETIMEDOUT;
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
+static int process_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+			  struct gw_error *err)
+{
+	char dir[4096], report[1024];
+	int job[2] = { -1, -1 }, rep[2] = { -1, -1 }, devnull = -1, rc;
+	pid_t pid;
+
+	paths(dir, sizeof(dir), ctx);
+	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
+		return rc;
+	snprintf(dir, sizeof(dir), "%s/logs", ctx->state_dir);
+	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
+		return rc;
+
+	char *payload = job_json(r, ctx);
+	char *const argv[] = { "gitward", "__shim", NULL };
+	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	if (pipe2(job, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
+	    (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+		rc = gw_error_set(err, -errno, "cannot create pipes: %s", strerror(errno));
+		goto out;
+	}
+	/* Only async-signal-safe calls between fork and execve: gitward may be
+	 * running other actions on other threads. */
+	pid = fork();
+	if (pid < 0) {
+		rc = gw_error_set(err, -errno, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		setsid();
+		pid_t shim = fork();
+		if (shim != 0)
+			_exit(shim < 0 ? 1 : 0);
+		if (dup2(job[0], 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(rep[1], 3) < 0)
+			_exit(127);
+		close_range(4, ~0U, 0);
+		execve(ctx->self_exe, argv, envp);
+		_exit(127);
+	}
+	close(job[0]);
+	job[0] = -1;
+	close(rep[1]);
+	rep[1] = -1;
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	rc = write_all(job[1], payload, strlen(payload));
+	close(job[1]);
+	job[1] = -1;
+	if (rc < 0) {
+		rc = gw_error_set(err, rc, "cannot start the process supervisor (%s): %s", ctx->self_exe, strerror(-rc));
+		goto out;
+	}
+	ssize_t n = read_report(rep[0], report, sizeof(report), REPORT_TIMEOUT_MS);
+	if (n < 0) {
+		rc = gw_error_set(err, (int)n, "the process supervisor did not report within %ds", REPORT_TIMEOUT_MS / 1000);
+		goto out;
+	}
+	long long wpid = 0, start = 0;
+	if (strncmp(report, "OK ", 3) == 0 && sscanf(report + 3, "%lld %lld", &wpid, &start) == 2) {
+		memset(o, 0, sizeof(*o));
+		o->kind = GW_KIND_PROCESS;
+		o->name = gw_xstrdup(r->name);
+		memcpy(o->spec_hash, r->spec_hash, 65);
+		o->canonical = gw_xstrdup(r->canonical);
+		o->pid = wpid;
+		o->start_time = start;
+		o->started_at = gw_now_ms() / 1000;
+		o->state = GW_STATE_RUNNING;
+		o->restart = r->restart;
+		if (r->depends_on.n) {
+			o->depends_on.v = gw_xcalloc(r->depends_on.n + 1, sizeof(char *));
+			for (size_t i = 0; i < r->depends_on.n; i++)
+				o->depends_on.v[o->depends_on.n++] = gw_xstrdup(r->depends_on.v[i]);
+		}
+		rc = 0;
+	} else if (strncmp(report, "ERR ", 4) == 0) {
+		report[strcspn(report, "\n")] = '\0';
+		rc = gw_error_set(err, -EIO, "%s", report + 4);
+	} else {
+		rc = gw_error_set(err, -EIO, "the process supervisor failed to start (%s)", ctx->self_exe);
+	}
+out:
+	free(payload);
+	for (int i = 0; i < 2; i++) {
+		if (job[i] >= 0)
+			close(job[i]);
+		if (rep[i] >= 0)
+			close(rep[i]);
+	}
+	if (devnull >= 0)
+		close(devnull);
+	return rc;
+}
+
+/* ---- destroy ---- */
+
+static int wait_gone(long long pid, long long start, int64_t timeout_ms)
+{
+	int64_t deadline = gw_monotonic_ms() + timeout_ms;
+	while (alive(pid, start)) {
+		if (gw_monotonic_ms() >= deadline)
+			return -ETIMEDOUT;
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static int process_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+			   struct gw_error *err)
+{
+	char path[4096];
+	int sig = r ? gw_resource_stop_signal(r) : SIGTERM;
+	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
+
+	if (alive(o->pid, o->start_time)) {
+		/* the workload leads its own process group: signal all of it */
+		if (kill(-(pid_t)o->pid, sig) < 0)
+			kill((pid_t)o->pid, sig);
+		if (wait_gone(o->pid, o->start_time, timeout) < 0) {
+			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing",
+			       (long long)timeout, gw_signal_to_string(sig));
+			kill(-(pid_t)o->pid, SIGKILL);
+			kill((pid_t)o->pid, SIGKILL);
+			if (wait_gone(o->pid, o->start_time, 10000) < 0)
+				return gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", o->pid);
+		}
+	}
+	/* forget it, unless a newer instance already took the record */
+	record_path(path, sizeof(path), ctx->state_dir, o->name, "json");
+	struct gw_observed cur;
+	if (parse_record(&cur, path, o->name) == 0) {
+		if (cur.pid == o->pid && unlink(path) < 0 && errno != ENOENT) {
+			int e = errno;
+			gw_observed_clear(&cur);
+			return gw_error_set_at(err, -e, path, 0, 0, "cannot remove: %s", strerror(e));
+		}
+		gw_observed_clear(&cur);
+	}
+	record_path(path, sizeof(path), ctx->state_dir, o->name, "exit");
+	unlink(path);
+	return 0;
+}
+
+const struct gw_backend_ops gw_backend_process = {
+	.name = "process",
+	.kind = GW_KIND_PROCESS,
+	.discover = process_discover,
+	.create = process_create,
+	.destroy = process_destroy,
+};
+
+/* ---- the shim ---- */
+
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		write_all(3, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	close(3);
+}
+
+static void env_put(char ***envp, size_t *n, const char *key, const char *value)
+{
+	size_t klen = strlen(key);
+	char *entry = gw_xmalloc(klen + strlen(value) + 2);
+	sprintf(entry, "%s=%s", key, value);
+	for (size_t i = 0; i < *n; i++)
+		if (strncmp((*envp)[i], key, klen) == 0 && (*envp)[i][klen] == '=') {
+			free((*envp)[i]);
+			(*envp)[i] = entry;
+			return;
+		}
+	*envp = gw_xrealloc(*envp, (*n + 2) * sizeof(char *));
+	(*envp)[(*n)++] = entry;
+	(*envp)[*n] = NULL;
+}
+
+/* KEY=VALUE lines, blank lines and # comments allowed. Values are never
+ * logged: errors name the file and line only. */
+static int load_env_file(char ***envp, size_t *n, const char *path, char *why, size_t whysize)
+{
+	struct gw_error e;
+	char *data;
+	size_t len;
+	if (gw_file_read(&data, &len, path, 1u << 20, &e) < 0) {
+		snprintf(why, whysize, "envFiles: %s: %s", path, e.msg);
+		return -1;
+	}
+	unsigned line = 0;
+	for (char *save = NULL, *l = strtok_r(data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		line++;
+		while (*l == ' ' || *l == '\t')
+			l++;
+		size_t ll = strlen(l);
+		if (ll && l[ll - 1] == '\r')
+			l[--ll] = '\0';
+		if (!*l || *l == '#')
+			continue;
+		if (strncmp(l, "export ", 7) == 0)
+			l += 7;
+		char *eq = strchr(l, '=');
+		if (!eq || eq == l) {
+			snprintf(why, whysize, "envFiles: %s: line %u is not KEY=VALUE", path, line);
+			free(data);
+			return -1;
+		}
+		*eq = '\0';
+		char *v = eq + 1;
+		size_t vl = strlen(v);
+		if (vl >= 2 && ((v[0] == '"' && v[vl - 1] == '"') || (v[0] == '\'' && v[vl - 1] == '\''))) {
+			v[vl - 1] = '\0';
+			v++;
+		}
+		env_put(envp, n, l, v);
+	}
+	free(data);
+	return 0;
+}
+
+static int open_log(const char *path)
+{
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
+}
+
+static void write_exit(const char *path, long long pid, int status)
+{
+	char buf[128];
+	int n = snprintf(buf, sizeof(buf), "%lld %d %d\n", pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+			 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	gw_file_write_atomic(path, buf, (size_t)n, NULL);
+}
+
+int gw_process_shim_main(void)
+{
+	char *payload;
+	size_t len = 0, cap = 65536;
+	json_t *job;
+	char why[512];
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	payload = gw_xmalloc(cap);
+	for (;;) {
+		if (len + 1 >= cap) {
+			if (cap >= JOB_MAX) {
+				report("ERR job too large");
+				return 1;
+			}
+			cap *= 2;
+			payload = gw_xrealloc(payload, cap);
+		}
+		ssize_t n = read(0, payload + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	payload[len] = '\0';
+	job = json_loads(payload, 0, NULL);
+	free(payload);
+	if (!job) {
+		report("ERR unreadable job");
+		return 1;
+	}
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull >= 0)
+		dup2(devnull, 0);
+
+	/* argv */
+	json_t *jargv = json_object_get(job, "argv");
+	size_t argc = json_array_size(jargv);
+	char **argv = gw_xcalloc(argc + 1, sizeof(char *));
+	for (size_t i = 0; i < argc; i++)
+		argv[i] = gw_xstrdup(json_string_value(json_array_get(jargv, i)));
+
+	/* user */
+	const char *user = json_string_value(json_object_get(job, "user"));
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	gid_t groups[256];
+	int ngroups = -1;
+	const char *home = "/", *uname = NULL;
+	struct passwd *pw = NULL;
+	if (user) {
+		char *end;
+		unsigned long num = strtoul(user, &end, 10);
+		pw = (*user && !*end) ? getpwuid((uid_t)num) : getpwnam(user);
+		if (!pw && (!*user || *end)) {
+			report("ERR user \"%s\" does not exist on this node", user);
+			return 1;
+		}
+		uid = pw ? pw->pw_uid : (uid_t)num;
+		gid = pw ? pw->pw_gid : (gid_t)num;
+		ngroups = 256;
+		if (pw && getgrouplist(pw->pw_name, gid, groups, &ngroups) < 0)
+			ngroups = 0;
+		if (!pw) {
+			groups[0] = gid;
+			ngroups = 1;
+		}
+	} else {
+		pw = getpwuid(uid);
+	}
+	if (pw) {
+		home = pw->pw_dir;
+		uname = pw->pw_name;
+	}
+
+	/* environment: clean, then envFiles, then env (env wins) */
+	char **envp = gw_xcalloc(1, sizeof(char *));
+	size_t envn = 0;
+	env_put(&envp, &envn, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	env_put(&envp, &envn, "HOME", home);
+	if (uname) {
+		env_put(&envp, &envn, "USER", uname);
+		env_put(&envp, &envn, "LOGNAME", uname);
+	}
+	json_t *files = json_object_get(job, "env_files");
+	for (size_t i = 0; i < json_array_size(files); i++)
+		if (load_env_file(&envp, &envn, json_string_value(json_array_get(files, i)), why, sizeof(why)) < 0) {
+			report("ERR %s", why);
+			return 1;
+		}
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(job, "env"), k, v) env_put(&envp, &envn, k, json_string_value(v));
+
+	const char *wd = json_string_value(json_object_get(job, "working_dir"));
+	const char *log_path = json_string_value(json_object_get(job, "log"));
+	long long log_max = json_integer_value(json_object_get(job, "log_max"));
+	long long lim_nofile = json_integer_value(json_object_get(job, "open_files"));
+	long long lim_nproc = json_integer_value(json_object_get(job, "processes"));
+	long long lim_mem = json_integer_value(json_object_get(job, "memory"));
+
+	int logfd = open_log(log_path);
+	if (logfd < 0) {
+		report("ERR cannot open log %s: %s", log_path, strerror(errno));
+		return 1;
+	}
+	int out[2], errp[2];
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+		report("ERR pipe: %s", strerror(errno));
+		return 1;
+	}
+	pid_t child = fork();
+	if (child < 0) {
+		report("ERR fork: %s", strerror(errno));
+		return 1;
+	}
+	if (child == 0) {
+		const char *stage = "setsid", *what = "";
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (int s = 1; s < NSIG; s++)
+			signal(s, SIG_DFL);
+		if (setsid() < 0)
+			goto fail;
+		stage = "stdio";
+		if (dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0 || dup2(errp[1], 4) < 0 ||
+		    fcntl(4, F_SETFD, FD_CLOEXEC) < 0)
+			goto fail;
+		close_range(5, ~0U, 0);
+		close(3);
+		stage = "limits";
+		struct rlimit rl;
+		if (lim_nofile > 0) {
+			rl.rlim_cur = rl.rlim_max = (rlim_t)lim_nofile;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				goto fail;
+		}
+		if (lim_nproc > 0) {
+			rl.rlim_cur = rl.rlim_max = (rlim_t)lim_nproc;
+			if (setrlimit(RLIMIT_NPROC, &rl) < 0)
+				goto fail;
+		}
+		if (lim_mem > 0) {
+			rl.rlim_cur = rl.rlim_max = (rlim_t)lim_mem;
+			if (setrlimit(RLIMIT_AS, &rl) < 0)
+				goto fail;
+		}
+		if (user) {
+			stage = "setgroups";
+			if (setgroups((size_t)ngroups, groups) < 0)
+				goto fail;
+			stage = "setgid";
+			if (setgid(gid) < 0)
+				goto fail;
+			stage = "setuid";
+			if (setuid(uid) < 0)
+				goto fail;
+		}
+		stage = "workingDir";
+		what = wd ? wd : "/";
+		if (chdir(wd ? wd : "/") < 0)
+			goto fail;
+		stage = "exec";
+		what = argv[0];
+		execve(argv[0], argv, envp);
+	fail : {
+		char msg[600];
+		int e = errno;
+		int n = snprintf(msg, sizeof(msg), "%s %s: %s", stage, what, strerror(e));
+		if (n > 0)
+			write_all(4, msg, (size_t)n);
+		_exit(127);
+	}
+	}
+	close(out[1]);
+	close(errp[1]);
+	char err_msg[600];
+	ssize_t en = read_report(errp[0], err_msg, sizeof(err_msg), REPORT_TIMEOUT_MS);
+	close(errp[0]);
+	if (en > 0) {
+		int st;
+		waitpid(child, &st, 0);
+		report("ERR %s", err_msg);
+		return 1;
+	}
+
+	/* the workload runs: record it before telling anyone */
+	long long start = 0;
+	char state;
+	proc_stat(&start, &state, child);
+	json_t *rec = json_object();
+	json_object_set_new(rec, "pid", json_integer(child));
+	json_object_set_new(rec, "start_time", json_integer(start));
+	json_object_set_new(rec, "shim_pid", json_integer(getpid()));
+	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
+	json_object_set(rec, "spec_hash", json_object_get(job, "spec_hash"));
+	json_object_set(rec, "spec", json_object_get(job, "spec"));
+	json_object_set(rec, "depends_on", json_object_get(job, "depends_on"));
+	json_object_set(rec, "restart", json_object_get(job, "restart"));
+	char *recs = json_dumps(rec, JSON_COMPACT);
+	json_decref(rec);
+	const char *record = json_string_value(json_object_get(job, "record"));
+	if (gw_file_write_atomic(record, recs, strlen(recs), NULL) < 0) {
+		kill(-child, SIGKILL);
+		report("ERR cannot write %s", record);
+		return 1;
+	}
+	free(recs);
+	report("OK %lld %lld\n", (long long)child, start);
+
+	/* pump output into the bounded log until the workload exits */
+	const char *exit_path = json_string_value(json_object_get(job, "exit"));
+	long long written = lseek(logfd, 0, SEEK_END);
+	int exited = 0, status = 0, open_out = 1;
+	char buf[65536];
+	while (!exited || open_out) {
+		struct pollfd p = { .fd = out[0], .events = POLLIN };
+		int r = open_out ? poll(&p, 1, exited ? 200 : 1000) : 0;
+		if (r > 0) {
+			ssize_t n = read(out[0], buf, sizeof(buf));
+			if (n > 0) {
+				if (written + n > log_max) {
+					char old[4200];
+					snprintf(old, sizeof(old), "%s.1", log_path);
+					rename(log_path, old);
+					close(logfd);
+					logfd = open_log(log_path);
+					written = 0;
+				}
+				if (logfd >= 0 && write_all(logfd, buf, (size_t)n) == 0)
+					written += n;
+			} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+				open_out = 0;
+			}
+		} else if (exited) {
+			break; /* a daemonized grandchild may hold the pipe: stop reading */
+		} else if (!open_out) {
+			struct timespec ts = { 1, 0 };
+			nanosleep(&ts, NULL);
+		}
+		if (!exited) {
+			pid_t w = waitpid(child, &status, open_out ? WNOHANG : 0);
+			if (w == child) {
+				exited = 1;
+				write_exit(exit_path, child, status);
+			}
+		}
+	}
+	json_decref(job);
+	return 0;
+}

@@ -1,0 +1,35 @@
+/* Applying a pass: observe through the backends, plan, execute in dependency
+ * order with independent resources in parallel, record the outcome. */
+#ifndef GITWARD_APPLY_H
+#define GITWARD_APPLY_H
+
+#include <stdbool.h>
+
+#include "gitward/backend.h"
+#include "gitward/pass.h"
+
+/* Per-resource outcome of an apply, parallel to pass->plan.v. */
+enum gw_outcome { GW_OUT_PENDING, GW_OUT_OK, GW_OUT_FAILED, GW_OUT_WAITING };
+
+struct gw_apply_report {
+	size_t ok, failed, waiting, unhealthy;
+	bool converged; /* everything desired runs (healthy where checked), nothing failed or waits */
+};
+
+/* Observe every managed resource (backends, merged with the state file's
+ * bookkeeping) and probe health; fills pass->observed. A corrupt state file
+ * is reported in *state_error (caller frees) and observation goes on. */
+int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
+		     char **state_error, struct gw_error *err);
+/* Execute pass->plan and record the state. */
+int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
+		     const struct gw_backend_ctx *ctx, struct gw_error *err);
+/* Record a failed pass (git, manifests) without touching workloads: keeps the
+ * last good commit and resources, sets last_error. */
+int gw_apply_record_error(const struct gw_config *cfg, const char *message, struct gw_error *err);
+
+int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+		    struct gw_error *err);
+int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err);
+
+#endif
