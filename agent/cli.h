@@ -13,6 +13,7 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON };
 
 int cmd_validate(int argc, char **argv);
 int cmd_reconcile(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_schema(int argc, char **argv);

@@ -10,6 +10,7 @@ static const char usage[] =
 	"\n"
 	"commands:\n"
 	"  reconcile [--dry-run] [--output text|json] [OPTIONS]   one pass, then exit\n"
+	"  agent [OPTIONS]                                         poll and converge until stopped\n"
 	"  validate [--output text|json] PATH...                   check manifests on disk\n"
 	"  status [--output text|json] [--state-dir DIR]           what the node runs, as last recorded\n"
 	"  version                                                 print the version\n"
@@ -24,6 +25,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} commands[] = {
 		{ "reconcile", cmd_reconcile },
+		{ "agent", cmd_agent },
 		{ "validate", cmd_validate },
 		{ "status", cmd_status },
 		{ "version", cmd_version },

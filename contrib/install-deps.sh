@@ -5,7 +5,8 @@
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config git ca-certificates
-      libgit2-dev libyaml-dev libjansson-dev libssl-dev libcurl4-openssl-dev python3)
+      libgit2-dev libyaml-dev libjansson-dev libssl-dev libcurl4-openssl-dev
+      libmicrohttpd-dev libsystemd-dev python3)
 if [[ $what == test ]]; then
   pkgs+=(libcmocka-dev clang python3-yaml python3-jsonschema)
 fi

@@ -541,6 +541,8 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 		if (!planned)
 			push(&st, &pass->observed[i]);
 	}
+	if (!st.last_error && pass->note)
+		st.last_error = gw_xstrdup(pass->note);
 	final_look(&st, ctx);
 	for (size_t i = 0; i < st.n; i++) {
 		const struct gw_observed *o = &st.res[i];

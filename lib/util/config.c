@@ -112,6 +112,8 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 			cfg->no_prune = b;
 		else
 			cfg->allow_empty = b;
+	} else if (!strcmp(name, "listen") && !strcmp(value, "off")) {
+		replace(&cfg->listen, value);
 	} else if (!strcmp(name, "listen")) {
 		const char *colon = strrchr(value, ':');
 		if (!colon || !colon[1] || atoi(colon + 1) < 0 || atoi(colon + 1) > 65535)

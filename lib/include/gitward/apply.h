@@ -28,6 +28,28 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
  * last good commit and resources, sets last_error. */
 int gw_apply_record_error(const struct gw_config *cfg, const char *message, struct gw_error *err);
 
+/* A whole pass for the agent: prepare, observe, plan, execute, record. A
+ * failing fetch touches nothing. An invalid commit is applied not at all:
+ * the last good commit stays in force (and is reconciled, so self-healing
+ * goes on) while last_error names the problem. */
+enum gw_run_result {
+	GW_RUN_CONVERGED,
+	GW_RUN_NOT_CONVERGED,
+	GW_RUN_GIT_ERROR,
+	GW_RUN_INVALID,
+	GW_RUN_ERROR,
+};
+
+struct gw_run_summary {
+	enum gw_run_result result;
+	char commit[41];     /* the commit applied (the last good one after an invalid commit) */
+	size_t count[5];     /* planned actions per gw_action_type */
+	struct gw_apply_report report;
+	char message[512];   /* the error, when there was one */
+};
+
+void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx);
+
 int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 		    struct gw_error *err);
 int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err);

@@ -20,6 +20,7 @@ struct gw_pass {
 	size_t nobserved;
 	struct gw_plan plan;
 	int have_plan;
+	char *note; /* recorded as last_error when the apply itself succeeds */
 };
 
 enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN };

@@ -1,0 +1,106 @@
+/* One whole pass for the long-running agent, with the failure rules of the
+ * SPEC: git errors touch nothing, an invalid commit leaves the last good one
+ * in force, everything is recorded for `status` and the endpoints. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gitward/apply.h"
+
+static void log_plan(const struct gw_plan *plan)
+{
+	char key[200];
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct gw_action *a = &plan->v[i];
+		if (a->type == GW_ACTION_NONE)
+			continue;
+		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(a->kind), a->name);
+		gw_log(GW_LOG_INFO, key, "planned %s%s%s", gw_action_to_string(a->type), a->reason[0] ? ": " : "",
+		       a->reason);
+	}
+}
+
+static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_config *cfg,
+			 const char *msg)
+{
+	struct gw_error err;
+	out->result = res;
+	snprintf(out->message, sizeof(out->message), "%s", msg);
+	gw_log(GW_LOG_ERROR, "", "%s", msg);
+	if (gw_apply_record_error(cfg, msg, &err) < 0)
+		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
+}
+
+void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx)
+{
+	struct gw_pass pass;
+	struct gw_error err = { 0 };
+	enum gw_pass_stage stage;
+	char buf[600], *state_error = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	gw_pass_init(&pass);
+	rc = gw_pass_prepare(&pass, &stage, cfg, &err);
+	if (rc < 0 && stage == GW_PASS_GIT) {
+		finish_error(out, GW_RUN_GIT_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		goto out;
+	}
+	if (rc < 0 && pass.set.diags.n) {
+		/* report every problem, then fall back to the last good commit */
+		for (size_t i = 0; i < pass.set.diags.n; i++)
+			gw_log(GW_LOG_ERROR, "", "%s:%u:%u: %s", pass.set.diags.v[i].file, pass.set.diags.v[i].line,
+			       pass.set.diags.v[i].col, pass.set.diags.v[i].msg);
+		char msg[600];
+		snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", err.msg, pass.set.diags.v[0].file,
+			 pass.set.diags.v[0].line, pass.set.diags.v[0].col, pass.set.diags.v[0].msg);
+		struct gw_state_file st;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+		gw_state_file_init(&st);
+		if (gw_state_load(&st, path, &err) < 0 || !st.commit || !strcmp(st.commit, pass.commit)) {
+			gw_state_file_free(&st);
+			finish_error(out, GW_RUN_INVALID, cfg, msg);
+			goto out;
+		}
+		struct gw_config last = *cfg;
+		last.ref = st.commit;
+		gw_pass_free(&pass);
+		gw_pass_init(&pass);
+		gw_log(GW_LOG_WARN, "", "commit invalid; keeping the last good commit %.12s in force", st.commit);
+		rc = gw_pass_prepare(&pass, &stage, &last, &err);
+		gw_state_file_free(&st);
+		if (rc < 0) {
+			finish_error(out, GW_RUN_INVALID, cfg, msg);
+			goto out;
+		}
+		pass.note = gw_xstrdup(msg);
+		snprintf(out->message, sizeof(out->message), "%s", msg);
+		out->result = GW_RUN_INVALID;
+	} else if (rc < 0) {
+		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		goto out;
+	}
+	rc = gw_apply_observe(&pass, cfg, ctx, &state_error, &err);
+	if (rc == 0)
+		rc = gw_pass_plan(&pass, cfg, &err);
+	if (rc < 0) {
+		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		goto out;
+	}
+	memcpy(out->commit, pass.commit, sizeof(out->commit));
+	memcpy(out->count, pass.plan.count, sizeof(out->count));
+	log_plan(&pass.plan);
+	rc = gw_apply_execute(&out->report, &pass, cfg, ctx, &err);
+	if (rc < 0) {
+		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		goto out;
+	}
+	if (out->result != GW_RUN_INVALID)
+		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
+out:
+	free(state_error);
+	gw_pass_free(&pass);
+}
