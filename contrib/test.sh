@@ -11,14 +11,14 @@ jobs=$(nproc)
 contrib/install-deps.sh test
 
 echo "== build"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_TESTS=ON >/dev/null
 cmake --build build -j "$jobs"
 echo "== tests"
 ctest --test-dir build --output-on-failure
 
 if [[ ${GW_SANITIZE:-1} != 0 ]]; then
   echo "== build with ASan+UBSan"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON >/dev/null
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON -DGW_TESTS=ON >/dev/null
   cmake --build build-asan -j "$jobs"
   echo "== tests with ASan+UBSan"
   ctest --test-dir build-asan --output-on-failure

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -225,6 +226,8 @@ static char *job_json(const struct gw_resource *r, const struct gw_backend_ctx *
 	json_object_set_new(job, "record", json_string(path));
 	record_path(path, sizeof(path), ctx->state_dir, r->name, "exit");
 	json_object_set_new(job, "exit", json_string(path));
+	record_path(path, sizeof(path), ctx->state_dir, r->name, "lock");
+	json_object_set_new(job, "lock", json_string(path));
 	snprintf(path, sizeof(path), "%s/logs/process-%s.log", ctx->state_dir, r->name);
 	json_object_set_new(job, "log", json_string(path));
 	json_object_set_new(job, "log_max", json_integer(LOG_MAX));
@@ -423,6 +426,16 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 	/* forget it, unless a newer instance already took the record */
 	record_path(path, sizeof(path), ctx->state_dir, o->name, "json");
 	struct gw_observed cur;
+	json_t *rec = json_load_file(path, 0, NULL);
+	if (rec && json_integer_value(json_object_get(rec, "pid")) == o->pid) {
+		/* its supervisor exits right after the workload: wait, so the
+		 * next instance finds the resource lock free */
+		long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
+		long long shim_start = json_integer_value(json_object_get(rec, "shim_start_time"));
+		if (shim && wait_gone(shim, shim_start, 5000) < 0)
+			gw_log(GW_LOG_WARN, o->name, "supervisor pid %lld still running", shim);
+	}
+	json_decref(rec);
 	if (parse_record(&cur, path, o->name) == 0) {
 		if (cur.pid == o->pid && unlink(path) < 0 && errno != ENOENT) {
 			int e = errno;
@@ -635,6 +648,25 @@ int gw_process_shim_main(void)
 	long long lim_nproc = json_integer_value(json_object_get(job, "processes"));
 	long long lim_mem = json_integer_value(json_object_get(job, "memory"));
 
+	/* One supervisor per resource at a time: two gitward processes racing
+	 * (one killed mid-create, the next one starting over) can never both
+	 * start the workload. The lock lives as long as this supervisor; an old
+	 * one being replaced is given a few seconds to finish. */
+	const char *lock_path = json_string_value(json_object_get(job, "lock"));
+	int lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0) {
+		report("ERR cannot open %s: %s", lock_path, strerror(errno));
+		return 1;
+	}
+	int64_t lock_deadline = gw_monotonic_ms() + 10000;
+	while (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK || gw_monotonic_ms() >= lock_deadline) {
+			report("ERR another supervisor is still running this resource (%s is locked)", lock_path);
+			return 1;
+		}
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	int logfd = open_log(log_path);
 	if (logfd < 0) {
 		report("ERR cannot open log %s: %s", log_path, strerror(errno));
@@ -728,7 +760,10 @@ int gw_process_shim_main(void)
 	json_t *rec = json_object();
 	json_object_set_new(rec, "pid", json_integer(child));
 	json_object_set_new(rec, "start_time", json_integer(start));
+	long long shim_start = 0;
+	proc_stat(&shim_start, &state, getpid());
 	json_object_set_new(rec, "shim_pid", json_integer(getpid()));
+	json_object_set_new(rec, "shim_start_time", json_integer(shim_start));
 	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
 	json_object_set(rec, "spec_hash", json_object_get(job, "spec_hash"));
 	json_object_set(rec, "spec", json_object_get(job, "spec"));
