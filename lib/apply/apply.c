@@ -485,8 +485,10 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	for (size_t i = 0; i < plan->n; i++) {
 		struct job *j = &ex.jobs[i];
 		const struct gw_action *a = j->a;
-		if (j->deleted)
+		if (j->deleted) {
+			rep.ok++;
 			continue;
+		}
 		if (j->have_result) {
 			if (j->out == GW_OUT_FAILED && j->result.health == GW_HEALTH_UNHEALTHY)
 				rep.unhealthy++;

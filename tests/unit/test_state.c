@@ -1,0 +1,130 @@
+/* The state file round-trips, a torn or foreign file is refused, and the
+ * state dir lock names its holder. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <errno.h>
+
+#include <cmocka.h>
+
+#include "gitward/state.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	strcpy(dir, "/tmp/gw-state-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "%s/state.json", dir);
+	unlink(cmd);
+	snprintf(cmd, sizeof(cmd), "%s/lock", dir);
+	unlink(cmd);
+	rmdir(dir);
+	return 0;
+}
+
+static void test_round_trip(void **state)
+{
+	(void)state;
+	char path[128];
+	struct gw_state_file st, back;
+	struct gw_error err;
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	gw_state_file_init(&st);
+	st.node = gw_xstrdup("n1");
+	st.commit = gw_xstrdup("0123456789012345678901234567890123456789");
+	st.last_sync = 1795400000;
+	st.res = gw_xcalloc(1, sizeof(*st.res));
+	st.n = 1;
+	st.res[0].kind = GW_KIND_PROCESS;
+	st.res[0].name = gw_xstrdup("web");
+	memset(st.res[0].spec_hash, 'a', 64);
+	st.res[0].canonical = gw_xstrdup("{\"kind\":\"Process\",\"spec\":{}}");
+	st.res[0].pid = 42;
+	st.res[0].start_time = 777;
+	st.res[0].restarts = 3;
+	st.res[0].backoff_until_ms = 1234;
+	st.res[0].state = GW_STATE_FAILED;
+	snprintf(st.res[0].detail, sizeof(st.res[0].detail), "exited with status 1");
+	assert_int_equal(gw_state_save(&st, path, &err), 0);
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_string_equal(back.node, "n1");
+	assert_int_equal(back.n, 1);
+	assert_string_equal(back.res[0].name, "web");
+	assert_int_equal(back.res[0].pid, 42);
+	assert_int_equal(back.res[0].start_time, 777);
+	assert_int_equal(back.res[0].restarts, 3);
+	assert_int_equal(back.res[0].backoff_until_ms, 1234);
+	assert_int_equal(back.res[0].state, GW_STATE_FAILED);
+	assert_string_equal(back.res[0].detail, "exited with status 1");
+	assert_string_equal(back.res[0].canonical, st.res[0].canonical);
+	char *js = gw_state_render_status(&back);
+	assert_non_null(strstr(js, "\"last_sync\":\"2026-11-23T02:13:20Z\""));
+	assert_non_null(strstr(js, "\"pid\":42"));
+	free(js);
+	gw_state_file_free(&st);
+	gw_state_file_free(&back);
+}
+
+static void test_missing_is_empty_and_torn_is_refused(void **state)
+{
+	(void)state;
+	char path[128];
+	struct gw_state_file st;
+	struct gw_error err = { 0 };
+	snprintf(path, sizeof(path), "%s/none.json", dir);
+	assert_int_equal(gw_state_load(&st, path, &err), 0);
+	assert_int_equal(st.n, 0);
+	assert_null(st.commit);
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	FILE *f = fopen(path, "w");
+	fputs("{\"version\": 1, \"resources\": [{\"kind\":", f);
+	fclose(f);
+	memset(&st, 0x5a, sizeof(st));
+	assert_int_equal(gw_state_load(&st, path, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "state file is corrupt"));
+	assert_int_equal(st.n, 0x5a5a5a5a5a5a5a5aULL); /* untouched on failure */
+	f = fopen(path, "w");
+	fputs("{\"version\": 99, \"resources\": []}", f);
+	fclose(f);
+	assert_int_equal(gw_state_load(&st, path, &err), -EBADMSG);
+}
+
+static void test_lock_is_exclusive_and_names_the_holder(void **state)
+{
+	(void)state;
+	int fd1 = -1, fd2 = -1;
+	struct gw_error err;
+	char want[64];
+	assert_int_equal(gw_state_lock(&fd1, dir, &err), 0);
+	assert_int_equal(gw_state_lock(&fd2, dir, &err), -EBUSY);
+	assert_int_equal(fd2, -1);
+	snprintf(want, sizeof(want), "(pid %d)", (int)getpid());
+	assert_non_null(strstr(err.msg, want));
+	close(fd1);
+	assert_int_equal(gw_state_lock(&fd2, dir, &err), 0);
+	close(fd2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_missing_is_empty_and_torn_is_refused),
+		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
