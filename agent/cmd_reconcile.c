@@ -124,6 +124,12 @@ int cmd_reconcile(int argc, char **argv)
 			gw_plan_render_text(stdout, &pass.plan);
 		}
 		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
+		for (int k = 0; k < GW_KIND_MAX; k++)
+			if (pass.backend_error[k][0]) {
+				fprintf(stderr, "gitward: error: %s resources: %s\n", gw_kind_to_string((enum gw_kind)k),
+					pass.backend_error[k]);
+				rc = 1;
+			}
 		goto out;
 	}
 	struct gw_apply_report rep;

@@ -99,6 +99,8 @@ static void probe_one(size_t i, void *ud)
 	const struct gw_resource *r = desired_for(j->pass, o->kind, o->name);
 	struct gw_error err;
 
+	if (j->pass->backend_error[o->kind][0])
+		return; /* cannot look: keep what was known */
 	if (o->state != GW_STATE_RUNNING || !r || r->health_type == GW_CHECK_NONE ||
 	    strcmp(r->spec_hash, o->spec_hash) != 0) {
 		if (o->state != GW_STATE_RUNNING)
@@ -155,13 +157,26 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 				}
 			continue;
 		}
-		int rc = b->discover(&found, &nfound, ctx, err);
+		int needed = 0;
+		for (size_t i = 0; i < pass->nselected; i++)
+			needed |= pass->selected[i]->kind == (enum gw_kind)k;
+		for (size_t i = 0; i < pass->state.n; i++)
+			needed |= pass->state.res[i].kind == (enum gw_kind)k;
+		struct gw_error berr;
+		/* an engine this node does not have is no error while nothing
+		 * of that kind is wanted or known here */
+		if (!needed && b->supported && b->supported(ctx, &berr) < 0)
+			continue;
+		int rc = b->discover(&found, &nfound, ctx, &berr);
 		if (rc < 0) {
-			gw_error_prefix(err, "%s backend", b->name);
-			for (size_t i = 0; i < n; i++)
-				gw_observed_clear(&all[i]);
-			free(all);
-			return rc;
+			snprintf(pass->backend_error[k], sizeof(pass->backend_error[k]), "%s", berr.msg);
+			gw_log(GW_LOG_ERROR, "", "%s backend: %s", b->name, berr.msg);
+			/* what it ran, as last recorded: untouched, reported failed */
+			all = gw_xrealloc(all, (n + pass->state.n + 1) * sizeof(*all));
+			for (size_t i = 0; i < pass->state.n; i++)
+				if (pass->state.res[i].kind == (enum gw_kind)k)
+					copy_observed(&all[n++], &pass->state.res[i]);
+			continue;
 		}
 		all = gw_xrealloc(all, (n + nfound + pass->state.n + 1) * sizeof(*all));
 		for (size_t i = 0; i < nfound; i++) {
@@ -218,6 +233,7 @@ struct exec {
 	struct job *jobs;
 	size_t n, done;
 	const struct gw_backend_ctx *ctx;
+	const struct gw_pass *pass;
 };
 
 /* Stop settings of a resource known only from its canonical form (it left
@@ -281,9 +297,9 @@ static void run_action(struct exec *ex, struct job *j)
 		gw_log(GW_LOG_ERROR, key, "%s", j->detail);
 		return;
 	}
-	if (b->supported && (rc = b->supported(ex->ctx, &err)) < 0) {
+	if (ex->pass->backend_error[a->kind][0]) {
 		j->out = GW_OUT_FAILED;
-		snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
+		snprintf(j->detail, sizeof(j->detail), "%s", ex->pass->backend_error[a->kind]);
 		gw_log(GW_LOG_ERROR, key, "%s", j->detail);
 		return;
 	}
@@ -410,7 +426,7 @@ static void *exec_worker(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&ex->mu);
-		if (pick->a->type == GW_ACTION_NONE)
+		if (pick->a->type == GW_ACTION_NONE && !ex->pass->backend_error[pick->a->kind][0])
 			settle_unchanged(pick);
 		else
 			run_action(ex, pick);
@@ -432,7 +448,10 @@ static void final_look(struct gw_state_file *st, const struct gw_backend_ctx *ct
 		struct gw_observed *found = NULL;
 		size_t nfound = 0;
 		struct gw_error err;
-		if (!b || b->discover(&found, &nfound, ctx, &err) < 0)
+		int known = 0;
+		for (size_t i = 0; i < st->n; i++)
+			known |= st->res[i].kind == (enum gw_kind)k;
+		if (!b || !known || b->discover(&found, &nfound, ctx, &err) < 0)
 			continue;
 		for (size_t i = 0; i < nfound; i++) {
 			struct gw_observed *rec = state_entry(st, found[i].kind, found[i].name);
@@ -458,7 +477,8 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 		     const struct gw_backend_ctx *ctx, struct gw_error *err)
 {
 	struct gw_plan *plan = &pass->plan;
-	struct exec ex = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .n = plan->n, .ctx = ctx };
+	struct exec ex = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .n = plan->n, .ctx = ctx,
+			   .pass = pass };
 	struct gw_apply_report rep = { 0 };
 	struct gw_state_file st;
 	char path[4096];

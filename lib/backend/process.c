@@ -488,48 +488,6 @@ static void env_put(char ***envp, size_t *n, const char *key, const char *value)
 	(*envp)[*n] = NULL;
 }
 
-/* KEY=VALUE lines, blank lines and # comments allowed. Values are never
- * logged: errors name the file and line only. */
-static int load_env_file(char ***envp, size_t *n, const char *path, char *why, size_t whysize)
-{
-	struct gw_error e;
-	char *data;
-	size_t len;
-	if (gw_file_read(&data, &len, path, 1u << 20, &e) < 0) {
-		snprintf(why, whysize, "envFiles: %s: %s", path, e.msg);
-		return -1;
-	}
-	unsigned line = 0;
-	for (char *save = NULL, *l = strtok_r(data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		line++;
-		while (*l == ' ' || *l == '\t')
-			l++;
-		size_t ll = strlen(l);
-		if (ll && l[ll - 1] == '\r')
-			l[--ll] = '\0';
-		if (!*l || *l == '#')
-			continue;
-		if (strncmp(l, "export ", 7) == 0)
-			l += 7;
-		char *eq = strchr(l, '=');
-		if (!eq || eq == l) {
-			snprintf(why, whysize, "envFiles: %s: line %u is not KEY=VALUE", path, line);
-			free(data);
-			return -1;
-		}
-		*eq = '\0';
-		char *v = eq + 1;
-		size_t vl = strlen(v);
-		if (vl >= 2 && ((v[0] == '"' && v[vl - 1] == '"') || (v[0] == '\'' && v[vl - 1] == '\''))) {
-			v[vl - 1] = '\0';
-			v++;
-		}
-		env_put(envp, n, l, v);
-	}
-	free(data);
-	return 0;
-}
-
 static int open_log(const char *path)
 {
 	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
@@ -632,11 +590,15 @@ int gw_process_shim_main(void)
 		env_put(&envp, &envn, "LOGNAME", uname);
 	}
 	json_t *files = json_object_get(job, "env_files");
+	struct gw_strmap file_env = { 0 };
 	for (size_t i = 0; i < json_array_size(files); i++)
-		if (load_env_file(&envp, &envn, json_string_value(json_array_get(files, i)), why, sizeof(why)) < 0) {
+		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), why, sizeof(why)) < 0) {
 			report("ERR %s", why);
 			return 1;
 		}
+	for (size_t i = 0; i < file_env.n; i++)
+		env_put(&envp, &envn, file_env.k[i], file_env.v[i]);
+	gw_strmap_free(&file_env);
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(job, "env"), k, v) env_put(&envp, &envn, k, json_string_value(v));

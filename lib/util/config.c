@@ -211,6 +211,17 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 {
 	if (!cfg->state_dir)
 		cfg->state_dir = gw_state_default_dir();
+	if (cfg->state_dir[0] != '/') {
+		/* absolute: supervisors, labels and records must not depend on a cwd */
+		char cwd[4096];
+		if (getcwd(cwd, sizeof(cwd))) {
+			struct gw_strbuf sb;
+			gw_strbuf_init(&sb);
+			gw_strbuf_printf(&sb, "%s/%s", cwd, cfg->state_dir);
+			free(cfg->state_dir);
+			cfg->state_dir = gw_strbuf_detach(&sb);
+		}
+	}
 	if (!cfg->node) {
 		char host[256] = "";
 		gethostname(host, sizeof(host) - 1);

@@ -351,6 +351,17 @@ class Reconcile(Base):
         self.assertIn("3 unchanged", res.out)
         self.assertEqual(self.pids(), before)
 
+    def test_json_logs_are_one_object_per_line(self):
+        r = self.three()
+        res = self.reconcile(r, "--log-format", "json")
+        lines = [json.loads(l) for l in res.err.splitlines()]
+        self.assertTrue(lines)
+        for l in lines:
+            self.assertEqual(set(l) - {"resource"}, {"time", "level", "msg"})
+        started = [l for l in lines if l.get("resource") == "Process/a" and "started pid" in l["msg"]]
+        self.assertEqual(len(started), 1)
+        self.assertEqual(started[0]["level"], "info")
+
     def test_logs_are_written_per_resource(self):
         r = self.repo()
         r.write("a.yaml", proc_yaml("talker", command=("/bin/sh", "-c", "echo hello-out; echo hello-err >&2; "

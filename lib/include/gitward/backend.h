@@ -60,6 +60,7 @@ struct gw_backend_ops {
 const struct gw_backend_ops *gw_backend_for(enum gw_kind kind);
 
 extern const struct gw_backend_ops gw_backend_process;
+extern const struct gw_backend_ops gw_backend_container;
 
 /* Entry point of the process supervisor ("shim"): the helper the process
  * backend starts with `gitward __shim`, reading its job from stdin. Returns

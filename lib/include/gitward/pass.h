@@ -21,6 +21,9 @@ struct gw_pass {
 	struct gw_plan plan;
 	int have_plan;
 	char *note; /* recorded as last_error when the apply itself succeeds */
+	/* a backend that could not observe (engine unreachable): its resources
+	 * fail with this, the others still converge */
+	char backend_error[GW_KIND_MAX][300];
 };
 
 enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN };

@@ -34,6 +34,10 @@ void gw_strmap_set(struct gw_strmap *m, const char *key, const char *value);
 void gw_strmap_free(struct gw_strmap *m);
 void gw_strlist_free(struct gw_strlist *l);
 
+/* Read an envFiles file into out (later keys win). Fails with a reason that
+ * names the file and line, never a value. */
+int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize);
+
 /* "[IP:]HOSTPORT:PORT[/proto]" as used by ports and forwards. */
 struct gw_portmap {
 	char host_ip[64];

@@ -1,0 +1,523 @@
+/* The container backend: one service per container, through the Docker
+ * Engine API (Docker or Podman) over a unix socket.
+ *
+ * Every container gitward creates is named gitward-<name> and carries the
+ * labels gitward.managed=true, gitward.name, gitward.spec-hash (the drift
+ * detector, like compose's config-hash), gitward.spec (the canonical form, for
+ * field-level plans) and gitward.state-dir (which gitward owns it). Only
+ * containers with all of them are ever listed, stopped or removed; a name
+ * clash with any other container is an error, never a takeover. The restart
+ * policy is gitward's: the engine's is always "no".
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gitward/backend.h"
+#include "gitward/container.h"
+#include "gitward/engine.h"
+
+#define CALL_TIMEOUT_MS 30000
+#define PULL_TIMEOUT_MS 600000
+
+const char *gw_container_name(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "gitward-%s", name);
+	return buf;
+}
+
+json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_strmap *file_env,
+				 const char *state_dir)
+{
+	json_t *body = json_object(), *labels = json_object(), *env = json_array(), *host = json_object();
+	struct gw_strmap merged = { 0 };
+	char buf[128];
+
+	json_object_set_new(body, "Image", json_string(r->image));
+	if (r->command.n) {
+		json_t *cmd = json_array();
+		for (size_t i = 0; i < r->command.n; i++)
+			json_array_append_new(cmd, json_string(r->command.v[i]));
+		json_object_set_new(body, "Cmd", cmd);
+	}
+	/* envFiles first, env wins */
+	for (size_t i = 0; file_env && i < file_env->n; i++)
+		gw_strmap_set(&merged, file_env->k[i], file_env->v[i]);
+	for (size_t i = 0; i < r->env.n; i++)
+		gw_strmap_set(&merged, r->env.k[i], r->env.v[i]);
+	for (size_t i = 0; i < merged.n; i++) {
+		struct gw_strbuf sb;
+		gw_strbuf_init(&sb);
+		gw_strbuf_printf(&sb, "%s=%s", merged.k[i], merged.v[i]);
+		json_array_append_new(env, json_string(sb.s));
+		gw_strbuf_free(&sb);
+	}
+	gw_strmap_free(&merged);
+	json_object_set_new(body, "Env", env);
+
+	json_object_set_new(labels, GW_LABEL_MANAGED, json_string("true"));
+	json_object_set_new(labels, GW_LABEL_NAME, json_string(r->name));
+	json_object_set_new(labels, GW_LABEL_HASH, json_string(r->spec_hash));
+	json_object_set_new(labels, GW_LABEL_SPEC, json_string(r->canonical));
+	json_object_set_new(labels, GW_LABEL_STATE_DIR, json_string(state_dir));
+	json_object_set_new(labels, GW_LABEL_RESTART, json_string(gw_restart_to_string(r->restart)));
+	if (r->depends_on.n) {
+		struct gw_strbuf sb;
+		gw_strbuf_init(&sb);
+		for (size_t i = 0; i < r->depends_on.n; i++)
+			gw_strbuf_printf(&sb, "%s%s", i ? "," : "", r->depends_on.v[i]);
+		json_object_set_new(labels, GW_LABEL_DEPENDS_ON, json_string(sb.s));
+		gw_strbuf_free(&sb);
+	}
+	json_object_set_new(body, "Labels", labels);
+	snprintf(buf, sizeof(buf), "SIG%s", gw_signal_to_string(gw_resource_stop_signal(r)));
+	json_object_set_new(body, "StopSignal", json_string(buf));
+	json_object_set_new(body, "StopTimeout", json_integer((gw_resource_stop_timeout_ms(r) + 999) / 1000));
+
+	const char *net = r->network == GW_NET_NONE ? "none" : r->network == GW_NET_HOST ? "host" : "bridge";
+	json_object_set_new(host, "NetworkMode", json_string(net));
+	if (r->ports.n) {
+		json_t *exposed = json_object(), *bindings = json_object();
+		for (size_t i = 0; i < r->ports.n; i++) {
+			struct gw_portmap pm;
+			if (gw_portmap_parse(&pm, r->ports.v[i]) < 0)
+				continue;
+			snprintf(buf, sizeof(buf), "%u/%s", pm.port, pm.proto);
+			json_object_set_new(exposed, buf, json_object());
+			json_t *list = json_object_get(bindings, buf);
+			if (!list) {
+				list = json_array();
+				json_object_set_new(bindings, buf, list);
+			}
+			char hp[16];
+			snprintf(hp, sizeof(hp), "%u", pm.host_port);
+			json_array_append_new(list, json_pack("{s:s, s:s}", "HostIp", pm.host_ip, "HostPort", hp));
+		}
+		json_object_set_new(body, "ExposedPorts", exposed);
+		json_object_set_new(host, "PortBindings", bindings);
+	}
+	if (r->volumes.n) {
+		json_t *binds = json_array();
+		for (size_t i = 0; i < r->volumes.n; i++)
+			json_array_append_new(binds, json_string(r->volumes.v[i]));
+		json_object_set_new(host, "Binds", binds);
+	}
+	if (r->memory)
+		json_object_set_new(host, "Memory", json_integer(r->memory));
+	if (r->cpus_milli)
+		json_object_set_new(host, "NanoCpus", json_integer(r->cpus_milli * 1000000LL));
+	json_object_set_new(host, "RestartPolicy", json_pack("{s:s}", "Name", "no"));
+	json_object_set_new(body, "HostConfig", host);
+	return body;
+}
+
+static int owned(const json_t *labels, const char *state_dir)
+{
+	const char *m = json_string_value(json_object_get(labels, GW_LABEL_MANAGED));
+	const char *n = json_string_value(json_object_get(labels, GW_LABEL_NAME));
+	const char *h = json_string_value(json_object_get(labels, GW_LABEL_HASH));
+	const char *d = json_string_value(json_object_get(labels, GW_LABEL_STATE_DIR));
+	return m && !strcmp(m, "true") && n && h && strlen(h) == 64 && d && !strcmp(d, state_dir);
+}
+
+static enum gw_restart restart_from(const char *s)
+{
+	if (s && !strcmp(s, "never"))
+		return GW_RESTART_NEVER;
+	if (s && !strcmp(s, "on-failure"))
+		return GW_RESTART_ON_FAILURE;
+	return GW_RESTART_ALWAYS;
+}
+
+int gw_container_parse_list(struct gw_observed **out, size_t *out_n, const json_t *list, const char *state_dir)
+{
+	struct gw_observed *v;
+	size_t n = 0;
+
+	if (!json_is_array(list))
+		return -EPROTO;
+	v = gw_xcalloc(json_array_size(list) + 1, sizeof(*v));
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		const json_t *c = json_array_get(list, i);
+		const json_t *labels = json_object_get(c, "Labels");
+		const char *id = json_string_value(json_object_get(c, "Id"));
+		if (!id || !owned(labels, state_dir))
+			continue;
+		struct gw_observed *o = &v[n++];
+		o->kind = GW_KIND_CONTAINER;
+		o->name = gw_xstrdup(json_string_value(json_object_get(labels, GW_LABEL_NAME)));
+		memcpy(o->spec_hash, json_string_value(json_object_get(labels, GW_LABEL_HASH)), 65);
+		const char *spec = json_string_value(json_object_get(labels, GW_LABEL_SPEC));
+		o->canonical = spec ? gw_xstrdup(spec) : NULL;
+		o->restart = restart_from(json_string_value(json_object_get(labels, GW_LABEL_RESTART)));
+		snprintf(o->id, sizeof(o->id), "%s", id);
+		o->started_at = json_integer_value(json_object_get(c, "Created"));
+		const char *deps = json_string_value(json_object_get(labels, GW_LABEL_DEPENDS_ON));
+		if (deps && *deps) {
+			char *copy = gw_xstrdup(deps), *save = NULL;
+			o->depends_on.v = gw_xcalloc(strlen(deps) / 2 + 2, sizeof(char *));
+			for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+				o->depends_on.v[o->depends_on.n++] = gw_xstrdup(t);
+			free(copy);
+		}
+		const char *state = json_string_value(json_object_get(c, "State"));
+		if (state && !strcmp(state, "running")) {
+			o->state = GW_STATE_RUNNING;
+		} else if (state && (!strcmp(state, "created") || !strcmp(state, "configured"))) {
+			o->state = GW_STATE_PENDING;
+			snprintf(o->detail, sizeof(o->detail), "created, never started");
+		} else {
+			/* exited, stopped, dead, paused...: the exit code comes from inspect */
+			o->state = GW_STATE_FAILED;
+			snprintf(o->detail, sizeof(o->detail), "%s", state ? state : "unknown");
+		}
+	}
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+void gw_container_apply_inspect(struct gw_observed *o, const json_t *inspect)
+{
+	const json_t *st = json_object_get(inspect, "State");
+	const char *status = json_string_value(json_object_get(st, "Status"));
+	json_int_t code = json_integer_value(json_object_get(st, "ExitCode"));
+	if (json_is_true(json_object_get(st, "Running")) && !json_is_true(json_object_get(st, "Paused"))) {
+		o->state = GW_STATE_RUNNING;
+		o->detail[0] = '\0';
+	} else if (status && (!strcmp(status, "created") || !strcmp(status, "configured"))) {
+		o->state = GW_STATE_PENDING;
+		snprintf(o->detail, sizeof(o->detail), "created, never started");
+	} else if (json_is_true(json_object_get(st, "OOMKilled"))) {
+		o->state = GW_STATE_FAILED;
+		snprintf(o->detail, sizeof(o->detail), "killed: out of memory");
+	} else if (code == 0 && status && strcmp(status, "paused") != 0) {
+		o->state = GW_STATE_STOPPED;
+		snprintf(o->detail, sizeof(o->detail), "exited with status 0");
+	} else {
+		o->state = GW_STATE_FAILED;
+		if (status && !strcmp(status, "paused"))
+			snprintf(o->detail, sizeof(o->detail), "paused");
+		else
+			snprintf(o->detail, sizeof(o->detail), "exited with status %lld", (long long)code);
+	}
+}
+
+/* ---- the backend ---- */
+
+static int connect_engine(struct gw_engine *e, const struct gw_backend_ctx *ctx, struct gw_error *err)
+{
+	return gw_engine_connect(e, ctx->container_socket, 10000, err);
+}
+
+static int engine_fail(struct gw_error *err, const char *what, long status, const json_t *reply)
+{
+	int code = status == 404 ? -ENOENT : status == 409 ? -EEXIST : -EIO;
+	return gw_error_set(err, code, "%s: %s (HTTP %ld)", what, gw_engine_message(reply), status);
+}
+
+static int container_supported(const struct gw_backend_ctx *ctx, struct gw_error *err)
+{
+	struct gw_engine e;
+	return connect_engine(&e, ctx, err);
+}
+
+static int container_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
+			      struct gw_error *err)
+{
+	struct gw_engine e;
+	json_t *list = NULL;
+	long status = 0;
+	int rc;
+
+	if ((rc = connect_engine(&e, ctx, err)) < 0)
+		return rc;
+	rc = gw_engine_call(&list, &status, &e, "GET",
+			   "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22gitward.managed%3Dtrue%22%5D%7D",
+			   NULL, CALL_TIMEOUT_MS, err);
+	if (rc < 0)
+		return rc;
+	if (status != 200) {
+		rc = engine_fail(err, "list containers", status, list);
+		json_decref(list);
+		return rc;
+	}
+	struct gw_observed *v;
+	size_t n;
+	rc = gw_container_parse_list(&v, &n, list, ctx->state_dir);
+	json_decref(list);
+	if (rc < 0)
+		return gw_error_set(err, rc, "list containers: unexpected reply");
+	/* exit codes are only in inspect: ask for the few that are not running */
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].state == GW_STATE_RUNNING)
+			continue;
+		char path[256];
+		json_t *ins = NULL;
+		snprintf(path, sizeof(path), "/containers/%s/json", v[i].id);
+		if (gw_engine_call(&ins, &status, &e, "GET", path, NULL, CALL_TIMEOUT_MS, err) == 0 && status == 200)
+			gw_container_apply_inspect(&v[i], ins);
+		json_decref(ins);
+	}
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+static int remove_container(const struct gw_engine *e, const char *id, int64_t stop_ms, struct gw_error *err)
+{
+	char path[512];
+	json_t *reply = NULL;
+	long status = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/containers/%s/stop?t=%lld", id, (long long)((stop_ms + 999) / 1000));
+	rc = gw_engine_call(&reply, &status, e, "POST", path, NULL, stop_ms + CALL_TIMEOUT_MS, err);
+	if (rc < 0)
+		return rc;
+	/* 304: already stopped; 404: already gone */
+	if (status != 204 && status != 304 && status != 404) {
+		rc = engine_fail(err, "stop", status, reply);
+		json_decref(reply);
+		return rc;
+	}
+	json_decref(reply);
+	reply = NULL;
+	snprintf(path, sizeof(path), "/containers/%s?force=true&v=true", id);
+	rc = gw_engine_call(&reply, &status, e, "DELETE", path, NULL, CALL_TIMEOUT_MS, err);
+	if (rc < 0)
+		return rc;
+	if (status != 200 && status != 204 && status != 404) {
+		rc = engine_fail(err, "remove", status, reply);
+		json_decref(reply);
+		return rc;
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int container_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+			     struct gw_error *err)
+{
+	struct gw_engine e;
+	int rc;
+
+	if (!o->id[0])
+		return 0; /* never created */
+	if ((rc = connect_engine(&e, ctx, err)) < 0)
+		return rc;
+	return remove_container(&e, o->id, r ? gw_resource_stop_timeout_ms(r) : 10000, err);
+}
+
+static int ensure_image(const struct gw_engine *e, const struct gw_resource *r, struct gw_error *err)
+{
+	char path[2048];
+	json_t *reply = NULL;
+	long status = 0;
+	int rc;
+
+	if (r->pull != GW_PULL_ALWAYS) {
+		snprintf(path, sizeof(path), "/images/%s/json", r->image);
+		rc = gw_engine_call(&reply, &status, e, "GET", path, NULL, CALL_TIMEOUT_MS, err);
+		json_decref(reply);
+		reply = NULL;
+		if (rc < 0)
+			return rc;
+		if (status == 200)
+			return 0;
+		if (r->pull == GW_PULL_NEVER)
+			return gw_error_set(err, -ENOENT, "image %s is not on this node and pull is never", r->image);
+	}
+	char *esc = gw_xstrdup(r->image);
+	/* fromImage carries the whole reference, tag included */
+	struct gw_strbuf q;
+	gw_strbuf_init(&q);
+	gw_strbuf_puts(&q, "/images/create?fromImage=");
+	for (const char *p = esc; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p))
+			gw_strbuf_add(&q, p, 1);
+		else
+			gw_strbuf_printf(&q, "%%%02X", (unsigned char)*p);
+	}
+	free(esc);
+	rc = gw_engine_call(&reply, &status, e, "POST", q.s, NULL, PULL_TIMEOUT_MS, err);
+	gw_strbuf_free(&q);
+	if (rc < 0)
+		return rc;
+	const char *stream = json_string_value(json_object_get(reply, "stream"));
+	const char *errtxt = json_string_value(json_object_get(reply, "error"));
+	if (status != 200 || errtxt || (stream && strstr(stream, "\"error\""))) {
+		char msg[300] = "";
+		if (errtxt)
+			snprintf(msg, sizeof(msg), "%s", errtxt);
+		else if (stream && strstr(stream, "\"error\""))
+			snprintf(msg, sizeof(msg), "%.299s", strstr(stream, "\"error\""));
+		else
+			snprintf(msg, sizeof(msg), "%s", gw_engine_message(reply));
+		json_decref(reply);
+		return gw_error_set(err, -EIO, "pull %s: %s", r->image, msg);
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int container_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+			    struct gw_error *err)
+{
+	struct gw_engine e;
+	struct gw_strmap file_env = { 0 };
+	char name[128], path[512], why[512];
+	json_t *reply = NULL, *body;
+	long status = 0;
+	int rc;
+
+	if ((rc = connect_engine(&e, ctx, err)) < 0)
+		return rc;
+	for (size_t i = 0; i < r->env_files.n; i++)
+		if (gw_envfile_load(&file_env, r->env_files.v[i], why, sizeof(why)) < 0) {
+			gw_strmap_free(&file_env);
+			return gw_error_set(err, -ENOENT, "%s", why);
+		}
+	if ((rc = ensure_image(&e, r, err)) < 0) {
+		gw_strmap_free(&file_env);
+		return rc;
+	}
+	/* the name must be free, or hold a leftover of ours (a pass killed
+	 * between create and record): never take over someone else's */
+	gw_container_name(name, sizeof(name), r->name);
+	snprintf(path, sizeof(path), "/containers/%s/json", name);
+	rc = gw_engine_call(&reply, &status, &e, "GET", path, NULL, CALL_TIMEOUT_MS, err);
+	if (rc < 0) {
+		gw_strmap_free(&file_env);
+		return rc;
+	}
+	if (status == 200) {
+		const json_t *labels = json_object_get(json_object_get(reply, "Config"), "Labels");
+		const char *id = json_string_value(json_object_get(reply, "Id"));
+		if (!owned(labels, ctx->state_dir) || !id) {
+			json_decref(reply);
+			gw_strmap_free(&file_env);
+			return gw_error_set(err, -EEXIST,
+					    "a container named %s exists and is not managed by this gitward; "
+					    "refusing to take it over",
+					    name);
+		}
+		char idc[80];
+		snprintf(idc, sizeof(idc), "%s", id);
+		json_decref(reply);
+		reply = NULL;
+		if ((rc = remove_container(&e, idc, 2000, err)) < 0) {
+			gw_strmap_free(&file_env);
+			return rc;
+		}
+	} else {
+		json_decref(reply);
+		reply = NULL;
+	}
+	body = gw_container_create_body(r, &file_env, ctx->state_dir);
+	gw_strmap_free(&file_env);
+	snprintf(path, sizeof(path), "/containers/create?name=%s", name);
+	rc = gw_engine_call(&reply, &status, &e, "POST", path, body, CALL_TIMEOUT_MS, err);
+	json_decref(body); /* held the envFiles values: gone now */
+	if (rc < 0)
+		return rc;
+	if (status != 201) {
+		rc = engine_fail(err, "create", status, reply);
+		json_decref(reply);
+		return rc;
+	}
+	char id[80];
+	const char *idv = json_string_value(json_object_get(reply, "Id"));
+	snprintf(id, sizeof(id), "%s", idv ? idv : "");
+	json_decref(reply);
+	reply = NULL;
+	snprintf(path, sizeof(path), "/containers/%s/start", id);
+	rc = gw_engine_call(&reply, &status, &e, "POST", path, NULL, CALL_TIMEOUT_MS, err);
+	if (rc == 0 && status != 204 && status != 304) /* 304: already running, fine */
+		rc = engine_fail(err, "start", status, reply);
+	json_decref(reply);
+	if (rc < 0) {
+		struct gw_error ignored;
+		remove_container(&e, id, 1000, &ignored); /* a failure leaves nothing behind */
+		return rc;
+	}
+	memset(o, 0, sizeof(*o));
+	o->kind = GW_KIND_CONTAINER;
+	o->name = gw_xstrdup(r->name);
+	memcpy(o->spec_hash, r->spec_hash, 65);
+	o->canonical = gw_xstrdup(r->canonical);
+	snprintf(o->id, sizeof(o->id), "%s", id);
+	o->state = GW_STATE_RUNNING;
+	o->restart = r->restart;
+	o->started_at = gw_now_ms() / 1000;
+	if (r->depends_on.n) {
+		o->depends_on.v = gw_xcalloc(r->depends_on.n + 1, sizeof(char *));
+		for (size_t i = 0; i < r->depends_on.n; i++)
+			o->depends_on.v[o->depends_on.n++] = gw_xstrdup(r->depends_on.v[i]);
+	}
+	return 0;
+}
+
+static int container_exec_probe(const struct gw_observed *o, const struct gw_resource *r,
+				const struct gw_backend_ctx *ctx, int64_t timeout_ms, struct gw_error *err)
+{
+	struct gw_engine e;
+	json_t *reply = NULL, *body;
+	long status = 0;
+	char path[512], exec_id[128];
+	int rc;
+
+	if ((rc = connect_engine(&e, ctx, err)) < 0)
+		return rc;
+	json_t *cmd = json_array();
+	for (size_t i = 0; i < r->health_exec_command.n; i++)
+		json_array_append_new(cmd, json_string(r->health_exec_command.v[i]));
+	body = json_pack("{s:o, s:b, s:b}", "Cmd", cmd, "AttachStdout", 1, "AttachStderr", 1);
+	snprintf(path, sizeof(path), "/containers/%s/exec", o->id);
+	rc = gw_engine_call(&reply, &status, &e, "POST", path, body, timeout_ms, err);
+	json_decref(body);
+	if (rc < 0)
+		return rc;
+	if (status != 201) {
+		rc = engine_fail(err, "exec", status, reply);
+		json_decref(reply);
+		return rc;
+	}
+	const char *eid = json_string_value(json_object_get(reply, "Id"));
+	snprintf(exec_id, sizeof(exec_id), "%s", eid ? eid : "");
+	json_decref(reply);
+	reply = NULL;
+	body = json_pack("{s:b, s:b}", "Detach", 0, "Tty", 0);
+	snprintf(path, sizeof(path), "/exec/%s/start", exec_id);
+	rc = gw_engine_call(&reply, &status, &e, "POST", path, body, timeout_ms, err);
+	json_decref(body);
+	json_decref(reply);
+	reply = NULL;
+	if (rc < 0)
+		return rc;
+	snprintf(path, sizeof(path), "/exec/%s/json", exec_id);
+	rc = gw_engine_call(&reply, &status, &e, "GET", path, NULL, CALL_TIMEOUT_MS, err);
+	if (rc < 0)
+		return rc;
+	json_int_t code = json_integer_value(json_object_get(reply, "ExitCode"));
+	int running = json_is_true(json_object_get(reply, "Running"));
+	json_decref(reply);
+	if (running)
+		return gw_error_set(err, -ETIMEDOUT, "%s: timed out", r->health_exec_command.v[0]);
+	if (code != 0)
+		return gw_error_set(err, -EIO, "%s exited with status %lld", r->health_exec_command.v[0], (long long)code);
+	return 0;
+}
+
+const struct gw_backend_ops gw_backend_container = {
+	.name = "container",
+	.kind = GW_KIND_CONTAINER,
+	.supported = container_supported,
+	.discover = container_discover,
+	.create = container_create,
+	.destroy = container_destroy,
+	.exec_probe = container_exec_probe,
+};

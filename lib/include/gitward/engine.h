@@ -1,0 +1,33 @@
+/* A Docker Engine API client over a unix socket (libcurl + jansson). Docker
+ * and Podman (`podman system service`) serve the same API. libcurl and engine
+ * errors are translated here, once, keeping the engine's own message. */
+#ifndef GITWARD_ENGINE_H
+#define GITWARD_ENGINE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "gitward/util.h"
+
+#define GW_ENGINE_API_MIN "1.41"
+
+struct gw_engine {
+	char socket[4096];
+	char version[16]; /* negotiated, e.g. "1.41" */
+};
+
+/* The socket to use: explicit, else the first that exists of
+ * /run/podman/podman.sock and /var/run/docker.sock (else the first). */
+const char *gw_engine_default_socket(const char *explicit_path);
+/* Connect: GET /version and negotiate the API version (at least 1.41). */
+int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t timeout_ms, struct gw_error *err);
+/* One request. body may be NULL. On success *status is the HTTP status and
+ * *out the parsed JSON (NULL for an empty or non-JSON body) — also for
+ * 4xx/5xx, which are not failures here; callers decide. Transport failures
+ * (socket unreachable, timeout) fail naming the socket. */
+int gw_engine_call(json_t **out, long *status, const struct gw_engine *e, const char *method, const char *path,
+		   json_t *body, int64_t timeout_ms, struct gw_error *err);
+/* The engine's own error text of a reply ("message", else "cause"). */
+const char *gw_engine_message(const json_t *reply);
+
+#endif

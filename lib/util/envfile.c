@@ -1,0 +1,56 @@
+/* envFiles: KEY=VALUE lines, blank lines and # comments allowed, an optional
+ * "export " prefix and matching quotes around the value. Values are secrets:
+ * errors name the file and line only, never a value. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gitward/resource.h"
+#include "gitward/util.h"
+
+int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize)
+{
+	struct gw_error e;
+	char *data;
+	size_t len;
+	unsigned line = 0;
+
+	if (gw_file_read(&data, &len, path, 1u << 20, &e) < 0) {
+		snprintf(why, whysize, "envFiles: %s: %s", path, e.msg);
+		return -1;
+	}
+	char *p = data;
+	while (p && *p) {
+		char *l = p, *nl = strchr(p, '\n');
+		if (nl)
+			*nl = '\0';
+		p = nl ? nl + 1 : NULL;
+		line++;
+		while (*l == ' ' || *l == '\t')
+			l++;
+		size_t ll = strlen(l);
+		if (ll && l[ll - 1] == '\r')
+			l[--ll] = '\0';
+		if (!*l || *l == '#')
+			continue;
+		if (strncmp(l, "export ", 7) == 0)
+			l += 7;
+		char *eq = strchr(l, '=');
+		if (!eq || eq == l) {
+			snprintf(why, whysize, "envFiles: %s: line %u is not KEY=VALUE", path, line);
+			free(data);
+			return -1;
+		}
+		*eq = '\0';
+		char *v = eq + 1;
+		size_t vl = strlen(v);
+		if (vl >= 2 && ((v[0] == '"' && v[vl - 1] == '"') || (v[0] == '\'' && v[vl - 1] == '\''))) {
+			v[vl - 1] = '\0';
+			v++;
+		}
+		gw_strmap_set(out, l, v);
+	}
+	free(data);
+	return 0;
+}
