@@ -164,4 +164,5 @@ void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, ch
 	ctx->state_dir = cfg->state_dir;
 	ctx->container_socket = cfg->container_socket;
 	ctx->self_exe = self;
+	ctx->qemu_binary = getenv("GITWARD_QEMU");
 }

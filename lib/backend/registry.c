@@ -7,6 +7,7 @@
 static const struct gw_backend_ops *const backends[] = {
 	&gw_backend_process,
 	&gw_backend_container,
+	&gw_backend_vm,
 	NULL,
 };
 

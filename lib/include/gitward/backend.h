@@ -21,6 +21,7 @@ struct gw_backend_ctx {
 	const char *state_dir;        /* records, logs, sockets live under here */
 	const char *container_socket; /* NULL: the SPEC default search */
 	const char *self_exe;         /* this gitward binary, for helper processes */
+	const char *qemu_binary;      /* NULL: qemu-system-x86_64 on PATH */
 };
 
 struct gw_backend_ops {
@@ -61,6 +62,7 @@ const struct gw_backend_ops *gw_backend_for(enum gw_kind kind);
 
 extern const struct gw_backend_ops gw_backend_process;
 extern const struct gw_backend_ops gw_backend_container;
+extern const struct gw_backend_ops gw_backend_vm;
 
 /* Entry point of the process supervisor ("shim"): the helper the process
  * backend starts with `gitward __shim`, reading its job from stdin. Returns

@@ -1,0 +1,643 @@
+/* The VM backend: one service per VM, each its own QEMU process, driven over
+ * QMP.
+ *
+ * QEMU is started with an argv (no shell), daemonized with a pidfile so the
+ * VM outlives gitward, its serial console in a log file and its QMP socket in
+ * the state dir, and -no-shutdown so a guest that powers off is observed as
+ * "stopped" rather than vanishing. The record STATE_DIR/run/vm/NAME.json is
+ * written before QEMU starts (pid 0: pending) and completed from the pidfile,
+ * so a gitward killed mid-create still finds the VM; the pid is checked
+ * against its start time from /proc/PID/stat. Stop = system_powerdown, wait
+ * stopTimeout, quit, then SIGKILL.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gitward/backend.h"
+#include "gitward/qmp.h"
+#include "gitward/schema.h"
+
+#define START_TIMEOUT_MS 60000
+#define QMP_TIMEOUT_MS 5000
+
+extern char **environ;
+
+static void vm_path(char *buf, size_t size, const char *state_dir, const char *name, const char *ext)
+{
+	snprintf(buf, size, "%s/run/vm/%s.%s", state_dir, name, ext);
+}
+
+/* start time (field 22) of pid, or -1 */
+static long long start_time_of(long long pid)
+{
+	char path[64], buf[1024];
+	int fd;
+	ssize_t n;
+	snprintf(path, sizeof(path), "/proc/%lld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -1;
+	p += 2;
+	if (*p == 'Z' || *p == 'X')
+		return -1;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
+	}
+	return strtoll(p, NULL, 10);
+}
+
+static int alive(long long pid, long long start)
+{
+	return pid > 0 && start_time_of(pid) == start;
+}
+
+/* Does pid run QEMU for this VM? (a pidfile left by a killed gitward) */
+static int is_our_qemu(long long pid, const char *name)
+{
+	char path[64], buf[8192], want[128];
+	snprintf(path, sizeof(path), "/proc/%lld/cmdline", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	snprintf(want, sizeof(want), "gitward-%s", name);
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1)
+		if (!strcmp(buf + i, want))
+			return 1;
+	return 0;
+}
+
+static long long read_pidfile(const char *path)
+{
+	char buf[32] = "";
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strtoll(buf, NULL, 10);
+}
+
+static int write_record(const char *path, const struct gw_resource *r, const char *name, const char *hash,
+			const char *spec, long long pid, long long start)
+{
+	json_t *rec = json_object();
+	json_object_set_new(rec, "pid", json_integer(pid));
+	json_object_set_new(rec, "start_time", json_integer(start));
+	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
+	json_object_set_new(rec, "name", json_string(name));
+	json_object_set_new(rec, "spec_hash", json_string(hash));
+	json_object_set_new(rec, "spec", json_string(spec));
+	json_object_set_new(rec, "restart", json_string(gw_restart_to_string(r->restart)));
+	json_t *deps = json_array();
+	for (size_t i = 0; i < r->depends_on.n; i++)
+		json_array_append_new(deps, json_string(r->depends_on.v[i]));
+	json_object_set_new(rec, "depends_on", deps);
+	char *s = json_dumps(rec, JSON_COMPACT);
+	json_decref(rec);
+	int rc = gw_file_write_atomic(path, s, strlen(s), NULL);
+	free(s);
+	return rc;
+}
+
+static void qmp_status(struct gw_observed *o, const char *sock)
+{
+	struct gw_qmp *q;
+	struct gw_error err;
+	json_t *st = NULL;
+	if (gw_qmp_connect(&q, sock, QMP_TIMEOUT_MS, &err) < 0) {
+		o->state = GW_STATE_RUNNING;
+		snprintf(o->detail, sizeof(o->detail), "QEMU runs, QMP unreachable: %s", err.msg);
+		return;
+	}
+	if (gw_qmp_execute(&st, q, "query-status", NULL, QMP_TIMEOUT_MS, &err) < 0) {
+		o->state = GW_STATE_RUNNING;
+		snprintf(o->detail, sizeof(o->detail), "%s", err.msg);
+	} else {
+		const char *s = json_string_value(json_object_get(st, "status"));
+		if (json_is_true(json_object_get(st, "running"))) {
+			o->state = GW_STATE_RUNNING;
+		} else if (s && !strcmp(s, "shutdown")) {
+			o->state = GW_STATE_STOPPED;
+			snprintf(o->detail, sizeof(o->detail), "the guest powered off");
+		} else if (s && (!strcmp(s, "prelaunch") || !strcmp(s, "inmigrate"))) {
+			o->state = GW_STATE_PENDING;
+			snprintf(o->detail, sizeof(o->detail), "QEMU status %s", s);
+		} else {
+			o->state = GW_STATE_FAILED;
+			snprintf(o->detail, sizeof(o->detail), "QEMU status %s", s ? s : "unknown");
+		}
+		json_decref(st);
+	}
+	gw_qmp_close(q);
+}
+
+static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
+		       struct gw_error *err)
+{
+	char dir[4096];
+	DIR *d;
+	struct dirent *de;
+	struct gw_observed *v = NULL;
+	size_t n = 0, cap = 0;
+
+	snprintf(dir, sizeof(dir), "%s/run/vm", ctx->state_dir);
+	d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT) {
+			*out = NULL;
+			*out_n = 0;
+			return 0;
+		}
+		return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list VM records: %s", strerror(errno));
+	}
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char name[128], path[4096 + 256];
+		if (len < 6 || len - 5 >= sizeof(name) || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		memcpy(name, de->d_name, len - 5);
+		name[len - 5] = '\0';
+		if (gw_check_name(name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		json_t *rec = json_load_file(path, 0, NULL);
+		const char *hash = json_string_value(json_object_get(rec, "spec_hash"));
+		if (!rec || !hash || strlen(hash) != 64) {
+			json_decref(rec);
+			gw_log(GW_LOG_WARN, name, "unreadable VM record %s: ignored", path);
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = gw_xrealloc(v, cap * sizeof(*v));
+		}
+		struct gw_observed *o = &v[n++];
+		memset(o, 0, sizeof(*o));
+		o->kind = GW_KIND_VM;
+		o->name = gw_xstrdup(name);
+		memcpy(o->spec_hash, hash, 65);
+		const char *spec = json_string_value(json_object_get(rec, "spec"));
+		o->canonical = spec ? gw_xstrdup(spec) : NULL;
+		o->pid = json_integer_value(json_object_get(rec, "pid"));
+		o->start_time = json_integer_value(json_object_get(rec, "start_time"));
+		o->started_at = json_integer_value(json_object_get(rec, "started_at"));
+		const char *restart = json_string_value(json_object_get(rec, "restart"));
+		o->restart = restart && !strcmp(restart, "never")	 ? GW_RESTART_NEVER
+			     : restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
+									 : GW_RESTART_ALWAYS;
+		json_t *deps = json_object_get(rec, "depends_on");
+		if (json_array_size(deps)) {
+			o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
+			for (size_t i = 0; i < json_array_size(deps); i++)
+				if (json_is_string(json_array_get(deps, i)))
+					o->depends_on.v[o->depends_on.n++] = gw_xstrdup(json_string_value(json_array_get(deps, i)));
+		}
+		json_decref(rec);
+		if (o->pid == 0) {
+			/* pending: a gitward was killed while starting it */
+			char pidfile[4096];
+			vm_path(pidfile, sizeof(pidfile), ctx->state_dir, name, "pid");
+			long long pid = read_pidfile(pidfile);
+			if (pid > 0 && is_our_qemu(pid, name)) {
+				o->pid = pid;
+				o->start_time = start_time_of(pid);
+			}
+		}
+		if (alive(o->pid, o->start_time)) {
+			char sock[4096];
+			vm_path(sock, sizeof(sock), ctx->state_dir, name, "qmp");
+			qmp_status(o, sock);
+		} else {
+			o->state = GW_STATE_FAILED;
+			snprintf(o->detail, sizeof(o->detail), o->pid ? "QEMU exited" : "QEMU never started");
+		}
+	}
+	closedir(d);
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+/* The QEMU binary: $GITWARD_QEMU, else qemu-system-x86_64 on PATH. */
+static int find_qemu(char *out, size_t size, const struct gw_backend_ctx *ctx, struct gw_error *err)
+{
+	const char *want = ctx->qemu_binary && *ctx->qemu_binary ? ctx->qemu_binary : "qemu-system-x86_64";
+	if (strchr(want, '/')) {
+		if (access(want, X_OK) == 0) {
+			snprintf(out, size, "%s", want);
+			return 0;
+		}
+		return gw_error_set(err, -ENOENT, "QEMU binary %s: %s", want, strerror(errno));
+	}
+	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	const char *p = path;
+	while (*p) {
+		const char *colon = strchr(p, ':');
+		size_t len = colon ? (size_t)(colon - p) : strlen(p);
+		snprintf(out, size, "%.*s/%s", (int)len, p, want);
+		if (access(out, X_OK) == 0)
+			return 0;
+		p += len + (colon ? 1 : 0);
+	}
+	return gw_error_set(err, -ENOENT, "QEMU binary %s not found (install qemu-system-x86)", want);
+}
+
+static int vm_supported(const struct gw_backend_ctx *ctx, struct gw_error *err)
+{
+	char bin[4096];
+	return find_qemu(bin, sizeof(bin), ctx, err);
+}
+
+struct argv {
+	char **v;
+	size_t n;
+};
+
+static void arg(struct argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void arg(struct argv *a, const char *fmt, ...)
+{
+	struct gw_strbuf sb;
+	va_list ap;
+	gw_strbuf_init(&sb);
+	va_start(ap, fmt);
+	gw_strbuf_vprintf(&sb, fmt, ap);
+	va_end(ap);
+	a->v = gw_xrealloc(a->v, (a->n + 2) * sizeof(char *));
+	a->v[a->n++] = gw_strbuf_detach(&sb);
+	a->v[a->n] = NULL;
+}
+
+static void argv_free(struct argv *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+}
+
+/* QEMU's option values separate with commas: a comma in a path is doubled. */
+static char *qemu_escape(const char *s)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	for (; *s; s++) {
+		gw_strbuf_add(&sb, s, 1);
+		if (*s == ',')
+			gw_strbuf_add(&sb, ",", 1);
+	}
+	return gw_strbuf_detach(&sb);
+}
+
+static int use_kvm(const struct gw_resource *r)
+{
+	if (r->accel == GW_ACCEL_KVM)
+		return 1;
+	if (r->accel == GW_ACCEL_TCG)
+		return 0;
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+static void build_argv(struct argv *a, const char *qemu, const struct gw_resource *r, const char *log, const char *qmp,
+		       const char *pidfile)
+{
+	int64_t mem = r->memory ? r->memory : 512LL << 20;
+	char *e;
+	arg(a, "%s", qemu);
+	arg(a, "-name");
+	arg(a, "gitward-%s", r->name);
+	arg(a, "-m");
+	arg(a, "%lld", (long long)((mem + (1 << 20) - 1) >> 20));
+	arg(a, "-smp");
+	arg(a, "%lld", (long long)(r->vcpus ? r->vcpus : 1));
+	arg(a, "-accel");
+	arg(a, "%s", use_kvm(r) ? "kvm" : "tcg");
+	arg(a, "-nodefaults");
+	arg(a, "-no-user-config");
+	arg(a, "-display");
+	arg(a, "none");
+	arg(a, "-no-shutdown");
+	e = qemu_escape(log);
+	arg(a, "-serial");
+	arg(a, "file:%s", e);
+	free(e);
+	e = qemu_escape(qmp);
+	arg(a, "-qmp");
+	arg(a, "unix:%s,server=on,wait=off", e);
+	free(e);
+	arg(a, "-pidfile");
+	arg(a, "%s", pidfile);
+	arg(a, "-daemonize");
+	if (r->kernel) {
+		arg(a, "-kernel");
+		arg(a, "%s", r->kernel);
+		if (r->initrd) {
+			arg(a, "-initrd");
+			arg(a, "%s", r->initrd);
+		}
+		if (r->cmdline) {
+			arg(a, "-append");
+			arg(a, "%s", r->cmdline);
+		}
+	}
+	if (r->disk) {
+		size_t dl = strlen(r->disk);
+		e = qemu_escape(r->disk);
+		arg(a, "-drive");
+		arg(a, "file=%s,if=virtio,format=%s", e, dl > 6 && !strcmp(r->disk + dl - 6, ".qcow2") ? "qcow2" : "raw");
+		free(e);
+	}
+	if (r->network == GW_NET_NONE) {
+		arg(a, "-nic");
+		arg(a, "none");
+	} else {
+		struct gw_strbuf nd;
+		gw_strbuf_init(&nd);
+		gw_strbuf_puts(&nd, "user,id=net0");
+		for (size_t i = 0; i < r->forwards.n; i++) {
+			struct gw_portmap pm;
+			if (gw_portmap_parse(&pm, r->forwards.v[i]) == 0)
+				gw_strbuf_printf(&nd, ",hostfwd=%s:%s:%u-:%u", pm.proto, pm.host_ip, pm.host_port, pm.port);
+		}
+		arg(a, "-netdev");
+		arg(a, "%s", nd.s);
+		gw_strbuf_free(&nd);
+		arg(a, "-device");
+		arg(a, "virtio-net-pci,netdev=net0");
+	}
+}
+
+static int check_file(const char *what, const char *path, struct gw_error *err)
+{
+	if (path && access(path, R_OK) < 0)
+		return gw_error_set(err, -errno, "%s %s: %s", what, path, strerror(errno));
+	return 0;
+}
+
+static int wait_gone(long long pid, long long start, int64_t timeout_ms)
+{
+	int64_t deadline = gw_monotonic_ms() + timeout_ms;
+	while (alive(pid, start)) {
+		if (gw_monotonic_ms() >= deadline)
+			return -ETIMEDOUT;
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static void forget(const struct gw_backend_ctx *ctx, const char *name)
+{
+	static const char *const exts[] = { "json", "pid", "qmp" };
+	char path[4096];
+	for (size_t i = 0; i < 3; i++) {
+		vm_path(path, sizeof(path), ctx->state_dir, name, exts[i]);
+		unlink(path);
+	}
+}
+
+static int vm_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+		     struct gw_error *err)
+{
+	char qemu[4096], rec[4096], pidfile[4096], qmp[4096], log[4096], dir[4096];
+	struct argv a = { 0 };
+	int rc, pipefd[2] = { -1, -1 };
+
+	if ((rc = find_qemu(qemu, sizeof(qemu), ctx, err)) < 0)
+		return rc;
+	if ((rc = check_file("kernel", r->kernel, err)) < 0 || (rc = check_file("initrd", r->initrd, err)) < 0 ||
+	    (rc = check_file("disk", r->disk, err)) < 0)
+		return rc;
+	snprintf(dir, sizeof(dir), "%s/run/vm", ctx->state_dir);
+	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
+		return rc;
+	snprintf(dir, sizeof(dir), "%s/logs", ctx->state_dir);
+	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
+		return rc;
+	vm_path(rec, sizeof(rec), ctx->state_dir, r->name, "json");
+	vm_path(pidfile, sizeof(pidfile), ctx->state_dir, r->name, "pid");
+	vm_path(qmp, sizeof(qmp), ctx->state_dir, r->name, "qmp");
+	snprintf(log, sizeof(log), "%s/logs/vm-%s.log", ctx->state_dir, r->name);
+	if (strlen(qmp) >= 108)
+		return gw_error_set(err, -ENAMETOOLONG, "QMP socket path %s is too long for a unix socket", qmp);
+	unlink(pidfile);
+	unlink(qmp);
+	/* pending record first: a gitward killed from here on still finds it */
+	if ((rc = write_record(rec, r, r->name, r->spec_hash, r->canonical, 0, 0)) < 0)
+		return gw_error_set_at(err, rc, rec, 0, 0, "cannot write the VM record");
+
+	build_argv(&a, qemu, r, log, qmp, pidfile);
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	pid_t pid;
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		rc = gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	sigset_t all, none;
+	sigfillset(&all);
+	sigemptyset(&none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	int sp = posix_spawn(&pid, qemu, &fa, &attr, a.v, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	if (sp != 0) {
+		rc = gw_error_set(err, -sp, "exec %s: %s", qemu, strerror(sp));
+		goto fail;
+	}
+	/* the foreground QEMU exits once the daemon is up (or failed): collect
+	 * its words for the error */
+	char out[4096];
+	size_t outlen = 0;
+	int status = 0, exited = 0, eof = 0;
+	int64_t deadline = gw_monotonic_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+		int64_t left = deadline - gw_monotonic_ms();
+		if (left <= 0)
+			break;
+		int pr = eof ? 0 : poll(&p, 1, (int)(left > 100 ? 100 : left));
+		if (eof) {
+			struct timespec ts = { 0, 10 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		if (pr > 0) {
+			char chunk[1024];
+			ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
+			if (n <= 0)
+				eof = 1;
+			if (n > 0) {
+				/* keep the tail */
+				if (outlen + (size_t)n > sizeof(out) - 1) {
+					size_t drop = outlen + (size_t)n - (sizeof(out) - 1);
+					if (drop > outlen)
+						drop = outlen;
+					memmove(out, out + drop, outlen - drop);
+					outlen -= drop;
+				}
+				size_t take = (size_t)n < sizeof(out) - 1 ? (size_t)n : sizeof(out) - 1;
+				memcpy(out + outlen, chunk + n - take, take);
+				outlen += take;
+			}
+		}
+		if (!exited && waitpid(pid, &status, WNOHANG) == pid)
+			exited = 1;
+		if (exited && (pr <= 0 || eof))
+			break; /* drained (the daemon may keep the pipe: do not wait for it) */
+	}
+	out[outlen] = '\0';
+	if (!exited) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		rc = gw_error_set(err, -ETIMEDOUT, "QEMU did not start within %ds", START_TIMEOUT_MS / 1000);
+		goto fail;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char *t = out + outlen;
+		while (t > out && (t[-1] == '\n' || t[-1] == '\r'))
+			*--t = '\0';
+		char *last = out;
+		if (strlen(out) > 300)
+			last = out + strlen(out) - 300;
+		rc = gw_error_set(err, -EIO, "QEMU exited at start (status %d): %s",
+				  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), *last ? last : "no message");
+		goto fail;
+	}
+	long long qpid = read_pidfile(pidfile);
+	long long start = qpid > 0 ? start_time_of(qpid) : -1;
+	if (qpid <= 0 || start < 0) {
+		rc = gw_error_set(err, -ESRCH, "QEMU started but is gone (see %s)", log);
+		goto fail;
+	}
+	write_record(rec, r, r->name, r->spec_hash, r->canonical, qpid, start);
+	memset(o, 0, sizeof(*o));
+	o->kind = GW_KIND_VM;
+	o->name = gw_xstrdup(r->name);
+	memcpy(o->spec_hash, r->spec_hash, 65);
+	o->canonical = gw_xstrdup(r->canonical);
+	o->pid = qpid;
+	o->start_time = start;
+	o->started_at = gw_now_ms() / 1000;
+	o->restart = r->restart;
+	if (r->depends_on.n) {
+		o->depends_on.v = gw_xcalloc(r->depends_on.n + 1, sizeof(char *));
+		for (size_t i = 0; i < r->depends_on.n; i++)
+			o->depends_on.v[o->depends_on.n++] = gw_xstrdup(r->depends_on.v[i]);
+	}
+	qmp_status(o, qmp);
+	if (o->state != GW_STATE_RUNNING) {
+		gw_log(GW_LOG_WARN, r->name, "QEMU started but reports: %s", o->detail);
+		o->state = GW_STATE_RUNNING;
+	}
+	close(pipefd[0]);
+	argv_free(&a);
+	return 0;
+fail:
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	argv_free(&a);
+	forget(ctx, r->name);
+	return rc;
+}
+
+static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+		      struct gw_error *err)
+{
+	char sock[4096];
+	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
+
+	if (alive(o->pid, o->start_time)) {
+		struct gw_qmp *q = NULL;
+		struct gw_error qerr;
+		vm_path(sock, sizeof(sock), ctx->state_dir, o->name, "qmp");
+		if (gw_qmp_connect(&q, sock, QMP_TIMEOUT_MS, &qerr) == 0) {
+			/* graceful first: ACPI power button, until stopTimeout */
+			if (gw_qmp_execute(NULL, q, "system_powerdown", NULL, QMP_TIMEOUT_MS, &qerr) == 0) {
+				int64_t deadline = gw_monotonic_ms() + timeout;
+				while (alive(o->pid, o->start_time) && gw_monotonic_ms() < deadline) {
+					json_t *st = NULL;
+					if (gw_qmp_execute(&st, q, "query-status", NULL, QMP_TIMEOUT_MS, &qerr) < 0)
+						break;
+					const char *s = json_string_value(json_object_get(st, "status"));
+					int off = s && !strcmp(s, "shutdown");
+					json_decref(st);
+					if (off)
+						break;
+					struct timespec ts = { 0, 100 * 1000 * 1000 };
+					nanosleep(&ts, NULL);
+				}
+			}
+			gw_qmp_execute(NULL, q, "quit", NULL, QMP_TIMEOUT_MS, &qerr);
+			gw_qmp_close(q);
+		} else {
+			kill((pid_t)o->pid, SIGTERM); /* QEMU treats it as quit */
+		}
+		if (wait_gone(o->pid, o->start_time, 5000) < 0) {
+			gw_log(GW_LOG_WARN, o->name, "QEMU pid %lld did not quit: killing", o->pid);
+			kill((pid_t)o->pid, SIGKILL);
+			if (wait_gone(o->pid, o->start_time, 10000) < 0)
+				return gw_error_set(err, -ETIMEDOUT, "QEMU pid %lld survived SIGKILL", o->pid);
+		}
+	}
+	/* forget it, unless a newer instance took the record */
+	char rec[4096];
+	vm_path(rec, sizeof(rec), ctx->state_dir, o->name, "json");
+	json_t *cur = json_load_file(rec, 0, NULL);
+	long long cur_pid = json_integer_value(json_object_get(cur, "pid"));
+	json_decref(cur);
+	if (!cur || cur_pid == o->pid || cur_pid == 0)
+		forget(ctx, o->name);
+	return 0;
+}
+
+const struct gw_backend_ops gw_backend_vm = {
+	.name = "vm",
+	.kind = GW_KIND_VM,
+	.supported = vm_supported,
+	.discover = vm_discover,
+	.create = vm_create,
+	.destroy = vm_destroy,
+};
