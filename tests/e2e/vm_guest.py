@@ -31,8 +31,12 @@ while :; do sleep 3600; done
 
 
 def package_name():
-    out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True,
-                         check=True).stdout
+    r = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True)
+    if r.returncode != 0 or "Depends:" not in r.stdout:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
+        r = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True,
+                           check=True)
+    out = r.stdout
     for line in out.splitlines():
         line = line.strip()
         if line.startswith("Depends:") and "linux-image-" in line:
