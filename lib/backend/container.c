@@ -444,20 +444,8 @@ static int container_create(struct gw_observed *o, const struct gw_resource *r, 
 		remove_container(&e, id, 1000, &ignored); /* a failure leaves nothing behind */
 		return rc;
 	}
-	memset(o, 0, sizeof(*o));
-	o->kind = GW_KIND_CONTAINER;
-	o->name = gw_xstrdup(r->name);
-	memcpy(o->spec_hash, r->spec_hash, 65);
-	o->canonical = gw_xstrdup(r->canonical);
+	gw_observed_start(o, r);
 	snprintf(o->id, sizeof(o->id), "%s", id);
-	o->state = GW_STATE_RUNNING;
-	o->restart = r->restart;
-	o->started_at = gw_now_ms() / 1000;
-	if (r->depends_on.n) {
-		o->depends_on.v = gw_xcalloc(r->depends_on.n + 1, sizeof(char *));
-		for (size_t i = 0; i < r->depends_on.n; i++)
-			o->depends_on.v[o->depends_on.n++] = gw_xstrdup(r->depends_on.v[i]);
-	}
 	return 0;
 }
 

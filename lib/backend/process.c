@@ -46,49 +46,6 @@ static void record_path(char *buf, size_t size, const char *state_dir, const cha
 	snprintf(buf, size, "%s/run/process/%s.%s", state_dir, name, ext);
 }
 
-/* ---- identity: pid + start time ---- */
-
-/* Start time (field 22) and state (field 3) of pid; -ENOENT when gone. */
-static int proc_stat(long long *start, char *state, long long pid)
-{
-	char path[64], buf[1024];
-	int fd;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%lld/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ENOENT;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -ENOENT;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
-	if (!p || p[1] != ' ')
-		return -EINVAL;
-	p += 2;
-	*state = *p;
-	/* p is field 3; skip to field 22 */
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -EINVAL;
-		p++;
-	}
-	*start = strtoll(p, NULL, 10);
-	return 0;
-}
-
-static int alive(long long pid, long long start_time)
-{
-	long long st;
-	char state;
-	if (pid <= 0 || proc_stat(&st, &state, pid) < 0)
-		return 0;
-	return st == start_time && state != 'Z' && state != 'X';
-}
-
 /* ---- discover ---- */
 
 static void read_exit(struct gw_observed *o, const char *state_dir)
@@ -194,7 +151,7 @@ static int process_discover(struct gw_observed **out, size_t *out_n, const struc
 			continue;
 		}
 		struct gw_observed *o = &v[n++];
-		if (alive(o->pid, o->start_time)) {
+		if (gw_proc_alive(o->pid, o->start_time)) {
 			o->state = GW_STATE_RUNNING;
 		} else {
 			read_exit(o, ctx->state_dir);
@@ -354,21 +311,9 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 	}
 	long long wpid = 0, start = 0;
 	if (strncmp(report, "OK ", 3) == 0 && sscanf(report + 3, "%lld %lld", &wpid, &start) == 2) {
-		memset(o, 0, sizeof(*o));
-		o->kind = GW_KIND_PROCESS;
-		o->name = gw_xstrdup(r->name);
-		memcpy(o->spec_hash, r->spec_hash, 65);
-		o->canonical = gw_xstrdup(r->canonical);
+		gw_observed_start(o, r);
 		o->pid = wpid;
 		o->start_time = start;
-		o->started_at = gw_now_ms() / 1000;
-		o->state = GW_STATE_RUNNING;
-		o->restart = r->restart;
-		if (r->depends_on.n) {
-			o->depends_on.v = gw_xcalloc(r->depends_on.n + 1, sizeof(char *));
-			for (size_t i = 0; i < r->depends_on.n; i++)
-				o->depends_on.v[o->depends_on.n++] = gw_xstrdup(r->depends_on.v[i]);
-		}
 		rc = 0;
 	} else if (strncmp(report, "ERR ", 4) == 0) {
 		report[strcspn(report, "\n")] = '\0';
@@ -391,18 +336,6 @@ out:
 
 /* ---- destroy ---- */
 
-static int wait_gone(long long pid, long long start, int64_t timeout_ms)
-{
-	int64_t deadline = gw_monotonic_ms() + timeout_ms;
-	while (alive(pid, start)) {
-		if (gw_monotonic_ms() >= deadline)
-			return -ETIMEDOUT;
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	return 0;
-}
-
 static int process_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 			   struct gw_error *err)
 {
@@ -410,16 +343,16 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 	int sig = r ? gw_resource_stop_signal(r) : SIGTERM;
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 
-	if (alive(o->pid, o->start_time)) {
+	if (gw_proc_alive(o->pid, o->start_time)) {
 		/* the workload leads its own process group: signal all of it */
 		if (kill(-(pid_t)o->pid, sig) < 0)
 			kill((pid_t)o->pid, sig);
-		if (wait_gone(o->pid, o->start_time, timeout) < 0) {
+		if (gw_proc_wait_gone(o->pid, o->start_time, timeout) < 0) {
 			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing",
 			       (long long)timeout, gw_signal_to_string(sig));
 			kill(-(pid_t)o->pid, SIGKILL);
 			kill((pid_t)o->pid, SIGKILL);
-			if (wait_gone(o->pid, o->start_time, 10000) < 0)
+			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0)
 				return gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", o->pid);
 		}
 	}
@@ -432,7 +365,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 		 * next instance finds the resource lock free */
 		long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
 		long long shim_start = json_integer_value(json_object_get(rec, "shim_start_time"));
-		if (shim && wait_gone(shim, shim_start, 5000) < 0)
+		if (shim && gw_proc_wait_gone(shim, shim_start, 5000) < 0)
 			gw_log(GW_LOG_WARN, o->name, "supervisor pid %lld still running", shim);
 	}
 	json_decref(rec);
@@ -718,12 +651,12 @@ int gw_process_shim_main(void)
 	/* the workload runs: record it before telling anyone */
 	long long start = 0;
 	char state;
-	proc_stat(&start, &state, child);
+	gw_proc_stat(&start, &state, child);
 	json_t *rec = json_object();
 	json_object_set_new(rec, "pid", json_integer(child));
 	json_object_set_new(rec, "start_time", json_integer(start));
 	long long shim_start = 0;
-	proc_stat(&shim_start, &state, getpid());
+	gw_proc_stat(&shim_start, &state, getpid());
 	json_object_set_new(rec, "shim_pid", json_integer(getpid()));
 	json_object_set_new(rec, "shim_start_time", json_integer(shim_start));
 	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));

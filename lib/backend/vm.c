@@ -40,39 +40,14 @@ static void vm_path(char *buf, size_t size, const char *state_dir, const char *n
 	snprintf(buf, size, "%s/run/vm/%s.%s", state_dir, name, ext);
 }
 
-/* start time (field 22) of pid, or -1 */
+/* start time of pid, or -1 when it is gone */
 static long long start_time_of(long long pid)
 {
-	char path[64], buf[1024];
-	int fd;
-	ssize_t n;
-	snprintf(path, sizeof(path), "/proc/%lld/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	long long start;
+	char state;
+	if (gw_proc_stat(&start, &state, pid) < 0 || state == 'Z' || state == 'X')
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return -1;
-	p += 2;
-	if (*p == 'Z' || *p == 'X')
-		return -1;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -1;
-		p++;
-	}
-	return strtoll(p, NULL, 10);
-}
-
-static int alive(long long pid, long long start)
-{
-	return pid > 0 && start_time_of(pid) == start;
+	return start;
 }
 
 /* Does pid run QEMU for this VM? (a pidfile left by a killed gitward) */
@@ -232,7 +207,7 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 				o->start_time = start_time_of(pid);
 			}
 		}
-		if (alive(o->pid, o->start_time)) {
+		if (gw_proc_alive(o->pid, o->start_time)) {
 			char sock[4096];
 			vm_path(sock, sizeof(sock), ctx->state_dir, name, "qmp");
 			qmp_status(o, sock);
@@ -405,18 +380,6 @@ static int check_file(const char *what, const char *path, struct gw_error *err)
 	return 0;
 }
 
-static int wait_gone(long long pid, long long start, int64_t timeout_ms)
-{
-	int64_t deadline = gw_monotonic_ms() + timeout_ms;
-	while (alive(pid, start)) {
-		if (gw_monotonic_ms() >= deadline)
-			return -ETIMEDOUT;
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	return 0;
-}
-
 static void forget(const struct gw_backend_ctx *ctx, const char *name)
 {
 	static const char *const exts[] = { "json", "pid", "qmp" };
@@ -551,20 +514,9 @@ static int vm_create(struct gw_observed *o, const struct gw_resource *r, const s
 		goto fail;
 	}
 	write_record(rec, r, r->name, r->spec_hash, r->canonical, qpid, start);
-	memset(o, 0, sizeof(*o));
-	o->kind = GW_KIND_VM;
-	o->name = gw_xstrdup(r->name);
-	memcpy(o->spec_hash, r->spec_hash, 65);
-	o->canonical = gw_xstrdup(r->canonical);
+	gw_observed_start(o, r);
 	o->pid = qpid;
 	o->start_time = start;
-	o->started_at = gw_now_ms() / 1000;
-	o->restart = r->restart;
-	if (r->depends_on.n) {
-		o->depends_on.v = gw_xcalloc(r->depends_on.n + 1, sizeof(char *));
-		for (size_t i = 0; i < r->depends_on.n; i++)
-			o->depends_on.v[o->depends_on.n++] = gw_xstrdup(r->depends_on.v[i]);
-	}
 	qmp_status(o, qmp);
 	if (o->state != GW_STATE_RUNNING) {
 		gw_log(GW_LOG_WARN, r->name, "QEMU started but reports: %s", o->detail);
@@ -589,7 +541,7 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 	char sock[4096];
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 
-	if (alive(o->pid, o->start_time)) {
+	if (gw_proc_alive(o->pid, o->start_time)) {
 		struct gw_qmp *q = NULL;
 		struct gw_error qerr;
 		vm_path(sock, sizeof(sock), ctx->state_dir, o->name, "qmp");
@@ -597,7 +549,7 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 			/* graceful first: ACPI power button, until stopTimeout */
 			if (gw_qmp_execute(NULL, q, "system_powerdown", NULL, QMP_TIMEOUT_MS, &qerr) == 0) {
 				int64_t deadline = gw_monotonic_ms() + timeout;
-				while (alive(o->pid, o->start_time) && gw_monotonic_ms() < deadline) {
+				while (gw_proc_alive(o->pid, o->start_time) && gw_monotonic_ms() < deadline) {
 					json_t *st = NULL;
 					if (gw_qmp_execute(&st, q, "query-status", NULL, QMP_TIMEOUT_MS, &qerr) < 0)
 						break;
@@ -615,10 +567,10 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 		} else {
 			kill((pid_t)o->pid, SIGTERM); /* QEMU treats it as quit */
 		}
-		if (wait_gone(o->pid, o->start_time, 5000) < 0) {
+		if (gw_proc_wait_gone(o->pid, o->start_time, 5000) < 0) {
 			gw_log(GW_LOG_WARN, o->name, "QEMU pid %lld did not quit: killing", o->pid);
 			kill((pid_t)o->pid, SIGKILL);
-			if (wait_gone(o->pid, o->start_time, 10000) < 0)
+			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0)
 				return gw_error_set(err, -ETIMEDOUT, "QEMU pid %lld survived SIGKILL", o->pid);
 		}
 	}

@@ -57,6 +57,23 @@ void gw_observed_clear(struct gw_observed *o)
 	memset(o, 0, sizeof(*o));
 }
 
+void gw_observed_start(struct gw_observed *o, const struct gw_resource *r)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = r->kind;
+	o->name = gw_xstrdup(r->name);
+	memcpy(o->spec_hash, r->spec_hash, sizeof(o->spec_hash));
+	o->canonical = gw_xstrdup(r->canonical);
+	o->state = GW_STATE_RUNNING;
+	o->restart = r->restart;
+	o->started_at = gw_now_ms() / 1000;
+	if (r->depends_on.n) {
+		o->depends_on.v = gw_xcalloc(r->depends_on.n + 1, sizeof(char *));
+		for (size_t i = 0; i < r->depends_on.n; i++)
+			o->depends_on.v[o->depends_on.n++] = gw_xstrdup(r->depends_on.v[i]);
+	}
+}
+
 bool gw_plan_selects(const struct gw_resource *r, const struct gw_strmap *node_labels)
 {
 	for (size_t i = 0; i < r->node_selector.n; i++) {

@@ -101,9 +101,13 @@ class Base(TempDirTest):
 
 class Reconcile(Base):
     def three(self):
+        """Three processes; WHO names them uniquely on this host (other
+        suites may run alongside)."""
         r = self.repo()
+        self.tag = os.path.basename(self.tmp)
         for n in ("a", "b", "c"):
-            r.write(f"{n}.yaml", proc_yaml(n, extra=f"  env: {{WHO: {n}, V: \"1\"}}\n  stopTimeout: 2s\n"))
+            r.write(f"{n}.yaml", proc_yaml(n, extra=f"  env: {{WHO: {n}-{self.tag}, V: \"1\"}}\n"
+                                                    "  stopTimeout: 2s\n"))
         r.commit()
         return r
 
@@ -127,7 +131,7 @@ class Reconcile(Base):
         r = self.three()
         self.reconcile(r)
         before = self.pids()
-        r.write("b.yaml", proc_yaml("b", extra="  env: {WHO: b, V: \"2\"}\n  stopTimeout: 2s\n"))
+        r.write("b.yaml", proc_yaml("b", extra=f"  env: {{WHO: b-{self.tag}, V: \"2\"}}\n  stopTimeout: 2s\n"))
         r.commit()
         res = self.reconcile(r)
         self.assertIn('  ~ Process/b            update  env.V: "1" -> "2"', res.out)
@@ -339,7 +343,7 @@ class Reconcile(Base):
         self.assertIn("state file is corrupt", res.err)
         self.assertEqual(self.pids(), before)
         for name, pid in before.items():
-            self.assertEqual(len(pids_with_env(f"WHO={name}")), 1)
+            self.assertEqual(len(pids_with_env(f"WHO={name}-{self.tag}")), 1)
         self.assertEqual(self.status()["commit"], r.git("rev-parse", "HEAD"))
 
     def test_a_new_gitward_adopts_running_workloads(self):

@@ -44,6 +44,8 @@ struct gw_observed {
 };
 
 void gw_observed_clear(struct gw_observed *o);
+/* o = a freshly started workload of r (running, identity left to the backend). */
+void gw_observed_start(struct gw_observed *o, const struct gw_resource *r);
 
 enum gw_action_type { GW_ACTION_NONE, GW_ACTION_CREATE, GW_ACTION_UPDATE, GW_ACTION_DELETE, GW_ACTION_RESTART };
 const char *gw_action_to_string(enum gw_action_type a);

@@ -69,6 +69,11 @@ int gw_file_read(char **out, size_t *out_len, const char *path, size_t max, stru
 int gw_file_write_atomic(const char *path, const char *data, size_t len, struct gw_error *err);
 int gw_mkdir_p(const char *path, unsigned mode, struct gw_error *err);
 
+/* Process identity: pid + start time (/proc/PID/stat field 22). */
+int gw_proc_stat(long long *start, char *state, long long pid);
+bool gw_proc_alive(long long pid, long long start_time);
+int gw_proc_wait_gone(long long pid, long long start_time, int64_t timeout_ms);
+
 /* Wall-clock and monotonic time. */
 int64_t gw_now_ms(void);
 int64_t gw_monotonic_ms(void);
