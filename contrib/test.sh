@@ -26,24 +26,28 @@ fi
 
 secs=${GW_FUZZ_SECONDS:-60}
 if [[ $secs != 0 ]]; then
-  echo "== fuzz the manifest parser for ${secs}s"
-  CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest
+  CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_qmp fuzz_engine
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  mkdir "$work/corpus"
-  cp tests/fuzz/corpus/manifest/* "$work/corpus/"
-  set +e
-  LSAN_OPTIONS=suppressions=$PWD/contrib/lsan.supp \
-    build-fuzz/tests/fuzz_manifest -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
-    -print_final_stats=1 -artifact_prefix="$work/" "$work/corpus" >"$work/log" 2>&1
-  rc=$?
-  set -e
-  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done )" "$work/log" || true
-  if [[ $rc != 0 ]]; then
-    tail -40 "$work/log"
-    echo "fuzzer found a problem (exit $rc)"
-    exit 1
-  fi
+  # the manifest parser gets most of the time; the QMP and Engine readers a share
+  for target in manifest:$secs qmp:$((secs / 3 + 1)) engine:$((secs / 3 + 1)); do
+    name=${target%%:*} t=${target##*:}
+    echo "== fuzz $name for ${t}s"
+    mkdir "$work/$name"
+    cp tests/fuzz/corpus/$name/* "$work/$name/"
+    set +e
+    LSAN_OPTIONS=suppressions=$PWD/contrib/lsan.supp \
+      build-fuzz/tests/fuzz_$name -max_total_time="$t" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+      -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$work/$name.log" 2>&1
+    rc=$?
+    set -e
+    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done )" "$work/$name.log" || true
+    if [[ $rc != 0 ]]; then
+      tail -40 "$work/$name.log"
+      echo "fuzzer $name found a problem (exit $rc)"
+      exit 1
+    fi
+  done
 fi
 echo "== all tests passed"
