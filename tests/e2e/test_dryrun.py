@@ -293,6 +293,14 @@ class DryRun(TempDirTest):
         self.assertEqual(res.rc, 1, res)
         self.assertIn("gitward.yaml:2:1: statedir: unknown option", res.err)
 
+    def test_the_example_config_file_parses(self):
+        r = self.base_repo()
+        example = os.path.join(os.path.dirname(__file__), "../../contrib/gitward.yaml.example")
+        res = run("reconcile", "--dry-run", "--config", example, "--repo", r.path, "--state-dir", self.state,
+                  "--path", "apps", "--output", "json")
+        self.assertEqual(res.rc, 2, res)
+        self.assertEqual(res.json()["summary"]["create"], 3)
+
     def test_usage_errors_and_help(self):
         for cmd in ("reconcile", "validate", "status", "version"):
             res = run(cmd, "--help")

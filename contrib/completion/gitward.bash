@@ -1,0 +1,25 @@
+# bash completion for gitward
+_gitward()
+{
+	local cur prev words cword
+	_init_completion || return
+	local commands="reconcile agent validate status schema version"
+	local common="--repo --ref --path --state-dir --node --label --no-prune --allow-empty --log-format --log-level --container-socket --config --help"
+	if [[ $cword -eq 1 ]]; then
+		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+		return
+	fi
+	case $prev in
+	--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+	--log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+	--log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
+	--state-dir|--path|--config|--webhook-secret-file|--container-socket|--repo) _filedir; return ;;
+	esac
+	case ${words[1]} in
+	reconcile) COMPREPLY=($(compgen -W "$common --dry-run --output" -- "$cur")) ;;
+	agent) COMPREPLY=($(compgen -W "$common --interval --listen --webhook-secret-file" -- "$cur")) ;;
+	validate) [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--output --help" -- "$cur")) || _filedir ;;
+	status) COMPREPLY=($(compgen -W "--output --state-dir --help" -- "$cur")) ;;
+	esac
+}
+complete -F _gitward gitward
