@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 #include "gitward/apply.h"
 #include "gitward/pass.h"
@@ -145,10 +147,15 @@ int cmd_reconcile(int argc, char **argv)
 		struct gw_plan_meta meta = { .commit = pass.commit, .ref = pass.ref, .node = cfg.node };
 		char *s = gw_plan_render_json(&pass.plan, &meta, &pass.set.diags, NULL);
 		/* the plan object, plus what applying it did */
-		s[strlen(s) - 1] = '\0';
-		printf("%s,\"result\":{\"converged\":%s,\"ok\":%zu,\"failed\":%zu,\"waiting\":%zu}}\n", s,
-		       rep.converged ? "true" : "false", rep.ok, rep.failed, rep.waiting);
+		json_t *doc = json_loads(s, 0, NULL);
 		free(s);
+		json_object_set_new(doc, "result",
+				    json_pack("{s:b, s:I, s:I, s:I}", "converged", rep.converged, "ok", (json_int_t)rep.ok,
+					      "failed", (json_int_t)rep.failed, "waiting", (json_int_t)rep.waiting));
+		s = json_dumps(doc, JSON_COMPACT);
+		puts(s);
+		free(s);
+		json_decref(doc);
 	} else {
 		printf("Applied: %zu ok, %zu failed, %zu waiting. %s\n", rep.ok, rep.failed, rep.waiting,
 		       rep.converged ? "Converged." : "Not converged.");

@@ -113,9 +113,12 @@ class Reconcile(Base):
 
     def test_apply_three_then_a_second_pass_keeps_every_pid(self):
         r = self.three()
-        res = self.reconcile(r)
-        self.assertIn("Plan: 3 to create", res.out)
-        self.assertIn("Converged.", res.out)
+        res = self.reconcile(r, "--output", "json")
+        doc = res.json()
+        self.assertEqual(doc["summary"]["create"], 3)
+        self.assertEqual(doc["result"], {"converged": True, "ok": 3, "failed": 0, "waiting": 0})
+        res = self.reconcile(r, "--dry-run", expect=0)
+        self.assertIn("3 unchanged", res.out)
         first = self.pids()
         self.assertEqual(sorted(first), ["a", "b", "c"])
         self.assertTrue(all(pid_alive(p) for p in first.values()))
@@ -378,6 +381,26 @@ class Reconcile(Base):
                 return f.read()
         wait_for(lambda: os.path.exists(log) and "hello-err" in text(), what="log lines")
         self.assertIn("hello-out", text())
+
+    def test_logs_are_bounded(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("chatty", command=("/bin/sh", "-c", "head -c 12000000 /dev/zero | tr '\\0' x; "
+                                                                       "echo; echo done-talking; exec sleep 300")))
+        r.commit()
+        self.reconcile(r)
+        log = os.path.join(self.state, "logs", "process-chatty.log")
+
+        def done():
+            try:
+                with open(log) as f:
+                    return "done-talking" in f.read()
+            except OSError:
+                return False
+        wait_for(done, timeout=30, what="the output")
+        self.assertTrue(os.path.exists(log + ".1"))
+        self.assertLessEqual(os.path.getsize(log), 10 << 20)
+        self.assertLessEqual(os.path.getsize(log + ".1"), 10 << 20)
+        self.assertEqual(os.path.getsize(log) + os.path.getsize(log + ".1"), 12000000 + len("\ndone-talking\n"))
 
     def test_kill_9_of_gitward_mid_apply_never_duplicates_or_orphans(self):
         mark = "GWMARK" + os.urandom(4).hex()

@@ -230,6 +230,30 @@ static void test_too_many_documents_refused(void **state)
 	gw_strbuf_free(&sb);
 }
 
+static void test_commit_bounds_on_files_and_bytes(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	for (unsigned i = 0; i < GW_MANIFEST_FILES_MAX + 5; i++)
+		gw_manifest_set_add_file(&set, "empty.yaml", "", 0);
+	assert_int_equal(set.diags.n, 1);
+	assert_non_null(strstr(set.diags.v[0].msg, "more than 100000 manifest files"));
+	gw_manifest_set_free(&set);
+
+	size_t len = GW_MANIFEST_FILE_MAX;
+	char *big = malloc(len);
+	memset(big, 'x', len);
+	big[0] = '#';
+	gw_manifest_set_init(&set);
+	for (unsigned i = 0; i <= GW_MANIFEST_COMMIT_MAX / GW_MANIFEST_FILE_MAX + 2; i++)
+		gw_manifest_set_add_file(&set, "big.yaml", big, len);
+	assert_int_equal(set.diags.n, 1);
+	assert_non_null(strstr(set.diags.v[0].msg, "manifests exceed 134217728 bytes in total"));
+	gw_manifest_set_free(&set);
+	free(big);
+}
+
 static void test_all_errors_of_a_file_are_reported(void **state)
 {
 	(void)state;
@@ -348,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_billion_laughs_fails_fast),
 		cmocka_unit_test(test_oversized_file_is_refused),
 		cmocka_unit_test(test_too_many_documents_refused),
+		cmocka_unit_test(test_commit_bounds_on_files_and_bytes),
 		cmocka_unit_test(test_all_errors_of_a_file_are_reported),
 		cmocka_unit_test(test_duplicate_names_across_files),
 		cmocka_unit_test(test_depends_on_unknown_and_cycles),
