@@ -204,9 +204,16 @@ int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t ti
 		json_decref(v);
 		return -EPROTONOSUPPORT;
 	}
-	/* speak the oldest version we need that the engine accepts */
-	snprintf(e.version, sizeof(e.version), "%s",
-		 min && version_cmp(min, GW_ENGINE_API_MIN) > 0 ? min : GW_ENGINE_API_MIN);
+	/* speak the engine's newest version, up to the newest we know: old
+	 * enough for every engine from 1.41 on, new enough for engines that
+	 * retire old versions (Docker 29 accepts nothing below 1.44) */
+	snprintf(e.version, sizeof(e.version), "%s", version_cmp(api, GW_ENGINE_API_MAX) > 0 ? GW_ENGINE_API_MAX : api);
+	if (min && version_cmp(min, e.version) > 0) {
+		gw_error_set(err, -EPROTONOSUPPORT, "container engine at %s needs API %s or later; gitward speaks up to %s",
+			     e.socket, min, GW_ENGINE_API_MAX);
+		json_decref(v);
+		return -EPROTONOSUPPORT;
+	}
 	json_decref(v);
 	*out = e;
 	return 0;

@@ -10,6 +10,7 @@
 #include "gitward/util.h"
 
 #define GW_ENGINE_API_MIN "1.41"
+#define GW_ENGINE_API_MAX "1.47" /* the newest whose replies we have checked against */
 
 struct gw_engine {
 	char socket[4096];
@@ -19,7 +20,8 @@ struct gw_engine {
 /* The socket to use: explicit, else the first that exists of
  * /run/podman/podman.sock and /var/run/docker.sock (else the first). */
 const char *gw_engine_default_socket(const char *explicit_path);
-/* Connect: GET /version and negotiate the API version (at least 1.41). */
+/* Connect: GET /_ping (its Api-Version header), else GET /version, and
+ * negotiate the API version: the engine's newest, at most 1.47, at least 1.41. */
 int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t timeout_ms, struct gw_error *err);
 /* One request. body may be NULL. On success *status is the HTTP status and
  * *out the parsed JSON (NULL for an empty or non-JSON body) — also for

@@ -1,0 +1,221 @@
+/* The Engine API client against a fake engine on a unix socket: version
+ * negotiation (from /_ping's Api-Version header, else /version), too-old
+ * engines refused, the engine's own error messages kept, an unreachable
+ * socket named. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gitward/engine.h"
+
+/* One canned reply per request path prefix. */
+struct route {
+	const char *path;
+	const char *reply; /* full HTTP response */
+};
+
+struct fake {
+	int lfd;
+	char sock[108];
+	const struct route *routes;
+	char seen[16][256];
+	int nseen;
+	pthread_t t;
+};
+
+static void *serve(void *arg)
+{
+	struct fake *f = arg;
+	for (;;) {
+		int c = accept(f->lfd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		char req[8192];
+		ssize_t n = 0, r;
+		while ((r = read(c, req + n, sizeof(req) - 1 - (size_t)n)) > 0) {
+			n += r;
+			req[n] = '\0';
+			char *end = strstr(req, "\r\n\r\n");
+			if (end) {
+				char *cl = strcasestr(req, "Content-Length:");
+				size_t body = cl ? (size_t)atoi(cl + 15) : 0;
+				if ((size_t)(n - (end + 4 - req)) >= body)
+					break;
+			}
+		}
+		char method[16] = "", path[200] = "";
+		sscanf(req, "%15s %199s", method, path);
+		if (f->nseen < 16)
+			snprintf(f->seen[f->nseen++], sizeof(f->seen[0]), "%s %s", method, path);
+		const char *reply = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+		for (const struct route *rt = f->routes; rt->path; rt++)
+			if (!strncmp(path, rt->path, strlen(rt->path))) {
+				reply = rt->reply;
+				break;
+			}
+		if (write(c, reply, strlen(reply)) < 0) {
+		}
+		close(c);
+	}
+}
+
+static void start(struct fake *f, const struct route *routes)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	memset(f, 0, sizeof(*f));
+	snprintf(f->sock, sizeof(f->sock), "/tmp/gw-fake-engine-%d.sock", (int)getpid());
+	unlink(f->sock);
+	strcpy(a.sun_path, f->sock);
+	f->routes = routes;
+	f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(f->lfd, 8), 0);
+	pthread_create(&f->t, NULL, serve, f);
+}
+
+static void stop(struct fake *f)
+{
+	shutdown(f->lfd, SHUT_RDWR);
+	close(f->lfd);
+	pthread_join(f->t, NULL);
+	unlink(f->sock);
+}
+
+#define OK_JSON(body) "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " #body "\r\n\r\n"
+
+static void test_negotiates_from_ping_header(void **state)
+{
+	(void)state;
+	static const struct route routes[] = {
+		{ "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK" },
+		{ "/v1.43/containers/json", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]" },
+		{ 0 }
+	};
+	struct fake f;
+	struct gw_engine e;
+	struct gw_error err;
+	start(&f, routes);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_string_equal(e.version, "1.43");
+	json_t *out = NULL;
+	long status = 0;
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/containers/json", NULL, 2000, &err), 0);
+	assert_int_equal(status, 200);
+	assert_true(json_is_array(out));
+	json_decref(out);
+	stop(&f);
+	assert_string_equal(f.seen[0], "GET /_ping");
+	assert_string_equal(f.seen[1], "GET /v1.43/containers/json");
+}
+
+static void test_falls_back_to_version_and_refuses_old_engines(void **state)
+{
+	(void)state;
+	static const char version_new[] = "{\"ApiVersion\":\"1.45\",\"MinAPIVersion\":\"1.42\"}";
+	char reply[256];
+	snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(version_new),
+		 version_new);
+	const struct route routes[] = { { "/_ping", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK" },
+					{ "/version", reply },
+					{ 0 } };
+	struct fake f;
+	struct gw_engine e;
+	struct gw_error err = { 0 };
+	start(&f, routes);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_string_equal(e.version, "1.45");
+	stop(&f);
+	assert_string_equal(f.seen[1], "GET /version");
+
+	static const char version_old[] = "{\"ApiVersion\":\"1.30\",\"MinAPIVersion\":\"1.12\"}";
+	snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(version_old),
+		 version_old);
+	start(&f, routes);
+	memset(&e, 0x5a, sizeof(e));
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.msg, "speaks API 1.30; gitward needs 1.41 or later"));
+	assert_int_equal((unsigned char)e.socket[0], 0x5a); /* untouched on failure */
+	stop(&f);
+}
+
+static void test_newer_engines_are_capped_and_too_new_minimums_refused(void **state)
+{
+	(void)state;
+	static const char v[] = "{\"ApiVersion\":\"1.52\",\"MinAPIVersion\":\"1.50\"}";
+	char reply[256];
+	snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(v), v);
+	const struct route routes[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.52\r\nContent-Length: 0\r\n\r\n" },
+					{ 0 } };
+	const struct route routes2[] = { { "/_ping", "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n" },
+					 { "/version", reply },
+					 { 0 } };
+	struct fake f;
+	struct gw_engine e;
+	struct gw_error err = { 0 };
+	start(&f, routes);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_string_equal(e.version, GW_ENGINE_API_MAX);
+	stop(&f);
+	start(&f, routes2);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.msg, "needs API 1.50 or later"));
+	stop(&f);
+}
+
+static void test_engine_errors_keep_their_message(void **state)
+{
+	(void)state;
+	static const char body[] = "{\"cause\":\"no such container\",\"message\":\"no container with name or ID "
+				   "\\\"x\\\" found: no such container\",\"response\":404}";
+	char reply[512];
+	snprintf(reply, sizeof(reply), "HTTP/1.1 404 Not Found\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+	const struct route routes[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\n\r\n" },
+					{ "/v1.41/containers/x/json", reply },
+					{ 0 } };
+	struct fake f;
+	struct gw_engine e;
+	struct gw_error err;
+	start(&f, routes);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	json_t *out = NULL;
+	long status = 0;
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/containers/x/json", NULL, 2000, &err), 0);
+	assert_int_equal(status, 404);
+	assert_string_equal(gw_engine_message(out), "no container with name or ID \"x\" found: no such container");
+	json_decref(out);
+	stop(&f);
+}
+
+static void test_unreachable_socket_is_named(void **state)
+{
+	(void)state;
+	struct gw_engine e;
+	struct gw_error err = { 0 };
+	assert_int_equal(gw_engine_connect(&e, "/tmp/gw-no-such-engine.sock", 2000, &err), -ECONNREFUSED);
+	assert_string_equal(err.msg, "container engine at /tmp/gw-no-such-engine.sock is unreachable (Couldn't connect "
+				     "to server)");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_negotiates_from_ping_header),
+		cmocka_unit_test(test_falls_back_to_version_and_refuses_old_engines),
+		cmocka_unit_test(test_newer_engines_are_capped_and_too_new_minimums_refused),
+		cmocka_unit_test(test_engine_errors_keep_their_message),
+		cmocka_unit_test(test_unreachable_socket_is_named),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
