@@ -422,10 +422,13 @@ class Reconcile(Base):
             time.sleep(rng.uniform(0.0, 0.15))
             p.kill()
             p.wait(timeout=30)
-        res = self.reconcile(r, expect=None)
-        if res.rc != 0:  # a workload killed mid-replacement may need its restart backoff
-            time.sleep(2)
-            res = self.reconcile(r)
+        # a workload killed mid-replacement may wait out its restart backoff
+        for _ in range(10):
+            res = self.reconcile(r, expect=None)
+            if res.rc == 0:
+                break
+            time.sleep(1)
+        self.assertEqual(res.rc, 0, res)
         recs = self.pids()
         self.assertEqual(len(recs), 30)
         for i in range(30):
