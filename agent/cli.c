@@ -122,9 +122,9 @@ int cli_parse_output(enum output_format *out, const char *arg)
 
 static void log_text(enum gw_log_level level, const char *key, const char *msg, void *ud)
 {
-	(void)ud;
 	static const int prio[] = { 7, 6, 4, 3 };
-	if (getenv("JOURNAL_STREAM"))
+	const int *journald = ud;
+	if (*journald)
 		fprintf(stderr, "<%d>", prio[level]);
 	if (key && *key)
 		fprintf(stderr, "%s %s: %s\n", gw_log_level_name(level), key, msg);
@@ -154,7 +154,9 @@ void cli_install_logging(const struct gw_config *cfg)
 	enum gw_log_level min = GW_LOG_INFO;
 	if (cfg->log_level)
 		gw_log_level_parse(&min, cfg->log_level);
-	gw_log_set_handler(cfg->log_format && !strcmp(cfg->log_format, "json") ? log_json : log_text, NULL, min);
+	static int journald;
+	journald = getenv("JOURNAL_STREAM") != NULL; /* under systemd: sd-daemon priority prefixes */
+	gw_log_set_handler(cfg->log_format && !strcmp(cfg->log_format, "json") ? log_json : log_text, &journald, min);
 }
 
 void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, char *self, size_t size)

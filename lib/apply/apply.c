@@ -217,6 +217,15 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 
 /* ---- execute ---- */
 
+/* When the next restart may happen after the streak-th one in a row:
+ * 1 s, 2 s, 4 s ... capped at BACKOFF_MAX_MS. */
+static int64_t backoff_until(int streak)
+{
+	int shift = streak < 1 ? 0 : streak - 1 < 20 ? streak - 1 : 20;
+	int64_t backoff = 1000LL << shift;
+	return gw_now_ms() + (backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff);
+}
+
 struct job {
 	struct gw_action *a;
 	enum gw_outcome out;
@@ -349,10 +358,7 @@ static void run_action(struct exec *ex, struct job *j)
 	if (o && a->type == GW_ACTION_RESTART) {
 		j->result.restarts = o->restarts + 1;
 		j->result.crash_streak = o->crash_streak + 1;
-		int64_t backoff = 1000LL << (j->result.crash_streak - 1 < 20 ? j->result.crash_streak - 1 : 20);
-		if (backoff > BACKOFF_MAX_MS)
-			backoff = BACKOFF_MAX_MS;
-		j->result.backoff_until_ms = gw_now_ms() + backoff;
+		j->result.backoff_until_ms = backoff_until(j->result.crash_streak);
 	}
 	if (j->result.pid)
 		gw_log(GW_LOG_INFO, key, "%s: started pid %lld", gw_action_to_string(a->type), j->result.pid);
@@ -532,8 +538,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 			if (a->observed) {
 				f.restarts = a->observed->restarts;
 				f.crash_streak = a->observed->crash_streak + 1;
-				int64_t backoff = 1000LL << (f.crash_streak - 1 < 20 ? f.crash_streak - 1 : 20);
-				f.backoff_until_ms = gw_now_ms() + (backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff);
+				f.backoff_until_ms = backoff_until(f.crash_streak);
 			}
 			push(&st, &f);
 		}
