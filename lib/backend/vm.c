@@ -416,6 +416,10 @@ static int vm_create(struct gw_observed *o, const struct gw_resource *r, const s
 		return gw_error_set(err, -ENAMETOOLONG, "QMP socket path %s is too long for a unix socket", qmp);
 	unlink(pidfile);
 	unlink(qmp);
+	/* keep the previous boot's console (a crash's last words) as .1 */
+	char old[4200];
+	snprintf(old, sizeof(old), "%s.1", log);
+	rename(log, old);
 	/* pending record first: a gitward killed from here on still finds it */
 	if ((rc = write_record(rec, r, r->name, r->spec_hash, r->canonical, 0, 0)) < 0)
 		return gw_error_set_at(err, rc, rec, 0, 0, "cannot write the VM record");

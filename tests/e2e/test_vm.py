@@ -146,6 +146,8 @@ class VMs(TempDirTest):
         again = vm_pids(self.state)["guest"]
         self.assertTrue(pid_alive(again))
         self.assertEqual(self.status()["guest"]["restarts"], 1)
+        with open(os.path.join(self.state, "logs", "vm-guest.log.1"), errors="replace") as f:
+            self.assertIn("GUEST-READY", f.read(), "the previous boot's console is kept")
 
         # removal stops it cleanly and forgets it
         r.remove("vm.yaml")
