@@ -116,7 +116,8 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		replace(&cfg->listen, value);
 	} else if (!strcmp(name, "listen")) {
 		const char *colon = strrchr(value, ':');
-		if (!colon || !colon[1] || atoi(colon + 1) < 0 || atoi(colon + 1) > 65535)
+		if (!colon || !colon[1] || strlen(colon + 1) > 5 || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+		    atoi(colon + 1) > 65535)
 			return gw_error_set(err, -EINVAL, "--listen: expected ADDR:PORT, got \"%s\"", value);
 		replace(&cfg->listen, value);
 	} else if (!strcmp(name, "webhook-secret-file")) {

@@ -313,6 +313,13 @@ class DryRun(TempDirTest):
         res = run("reconcile", "--dry-run", "--repo", "x", "--interval", "soon")
         self.assertEqual(res.rc, 1)
         self.assertIn("--interval", res.err)
+        for bad in ("127.0.0.1", "127.0.0.1:http", "127.0.0.1:99999"):
+            res = run("agent", "--repo", "x", "--listen", bad)
+            self.assertEqual(res.rc, 1, res)
+            self.assertIn("--listen: expected ADDR:PORT", res.err)
+        res = run("agent", "--repo", "x", "--label", "novalue")
+        self.assertEqual(res.rc, 1)
+        self.assertIn("--label: expected K=V", res.err)
 
 
 class Validate(TempDirTest):
