@@ -4,6 +4,7 @@ only ever the ones gitward labelled."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import unittest
@@ -190,7 +191,10 @@ class Containers(TempDirTest):
         envfile = os.path.join(self.tmp, "c.env")
         with open(envfile, "w") as f:
             f.write(f"TOKEN={secret}\n")
-        port = 20000 + os.getpid() % 10000
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
         r = self.repo()
         r.write("web.yaml", cont_yaml("web", command=("/bin/httpd", "-f", "-p", "80", "-h", "/www"),
                                       extra=f"  envFiles: [{envfile}]\n  healthCheck:\n"
