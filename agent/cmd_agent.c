@@ -147,12 +147,14 @@ int cmd_agent(int argc, char **argv)
 		switch (sum.result) {
 		case GW_RUN_CONVERGED:
 			/* a quiet node gives quiet logs: no-op passes only at debug */
-			gw_log(sum.count[GW_ACTION_NONE] == sum.report.ok && !sum.report.failed ? GW_LOG_DEBUG : GW_LOG_INFO,
+			gw_log(sum.count[GW_ACTION_NONE] == sum.report.ok && !sum.report.failed ? GW_LOG_DEBUG
+												: GW_LOG_INFO,
 			       "", "pass done: commit %.12s, converged (%lldms)", sum.commit, (long long)took);
 			break;
 		case GW_RUN_NOT_CONVERGED:
-			gw_log(GW_LOG_WARN, "", "pass done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)",
-			       sum.commit, sum.report.failed, sum.report.waiting, (long long)took);
+			gw_log(GW_LOG_WARN, "",
+			       "pass done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", sum.commit,
+			       sum.report.failed, sum.report.waiting, (long long)took);
 			break;
 		default:
 			break;

@@ -128,8 +128,8 @@ int cmd_reconcile(int argc, char **argv)
 		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
 		for (int k = 0; k < GW_KIND_MAX; k++)
 			if (pass.backend_error[k][0]) {
-				fprintf(stderr, "gitward: error: %s resources: %s\n", gw_kind_to_string((enum gw_kind)k),
-					pass.backend_error[k]);
+				fprintf(stderr, "gitward: error: %s resources: %s\n",
+					gw_kind_to_string((enum gw_kind)k), pass.backend_error[k]);
 				rc = 1;
 			}
 		goto out;
@@ -150,8 +150,9 @@ int cmd_reconcile(int argc, char **argv)
 		json_t *doc = json_loads(s, 0, NULL);
 		free(s);
 		json_object_set_new(doc, "result",
-				    json_pack("{s:b, s:I, s:I, s:I}", "converged", rep.converged, "ok", (json_int_t)rep.ok,
-					      "failed", (json_int_t)rep.failed, "waiting", (json_int_t)rep.waiting));
+				    json_pack("{s:b, s:I, s:I, s:I}", "converged", rep.converged, "ok",
+					      (json_int_t)rep.ok, "failed", (json_int_t)rep.failed, "waiting",
+					      (json_int_t)rep.waiting));
 		s = json_dumps(doc, JSON_COMPACT);
 		puts(s);
 		free(s);

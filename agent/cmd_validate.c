@@ -9,13 +9,12 @@
 #include "cli.h"
 #include "gitward/schema.h"
 
-static const char validate_usage[] =
-	"usage: gitward validate [--output text|json] PATH...\n"
-	"\n"
-	"Check manifests on disk (files, or folders walked recursively for *.yaml and\n"
-	"*.yml, hidden entries skipped). No git, no backend, files named by manifests\n"
-	"need not exist. Every problem is reported as FILE:LINE:COL: MESSAGE.\n"
-	"Exit 0 when all are valid, 1 when there is at least one problem.\n";
+static const char validate_usage[] = "usage: gitward validate [--output text|json] PATH...\n"
+				     "\n"
+				     "Check manifests on disk (files, or folders walked recursively for *.yaml and\n"
+				     "*.yml, hidden entries skipped). No git, no backend, files named by manifests\n"
+				     "need not exist. Every problem is reported as FILE:LINE:COL: MESSAGE.\n"
+				     "Exit 0 when all are valid, 1 when there is at least one problem.\n";
 
 int cmd_validate(int argc, char **argv)
 {
@@ -38,8 +37,7 @@ int cmd_validate(int argc, char **argv)
 				return 1;
 			continue;
 		}
-		fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1],
-			validate_usage);
+		fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1], validate_usage);
 		return 1;
 	}
 	if (optind >= argc) {

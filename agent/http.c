@@ -91,8 +91,9 @@ static char *metrics_text(struct gw_metrics *m)
 			 "gitward_reconcile_duration_seconds %.3f\n",
 			 (long long)m->last_sync, m->last_duration);
 	pthread_mutex_unlock(&m->mu);
-	gw_strbuf_puts(&sb, "# HELP gitward_resources Managed resources by kind and state.\n"
-			    "# TYPE gitward_resources gauge\n");
+	gw_strbuf_puts(&sb,
+		       "# HELP gitward_resources Managed resources by kind and state.\n"
+		       "# TYPE gitward_resources gauge\n");
 	gw_state_file_init(&st);
 	if (gw_state_load(&st, m->state_path, &err) == 0) {
 		static const char *const states[] = { "running", "stopped", "failed", "pending" };
@@ -244,7 +245,8 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 		if (!len) {
 			free(h->secret);
 			free(h);
-			return gw_error_set(err, -EINVAL, "--webhook-secret-file %s is empty", cfg->webhook_secret_file);
+			return gw_error_set(err, -EINVAL, "--webhook-secret-file %s is empty",
+					    cfg->webhook_secret_file);
 		}
 		h->secret_len = len;
 	}

@@ -11,9 +11,9 @@
 struct gw_metrics {
 	pthread_mutex_t mu;
 	unsigned long long sync[5]; /* per gw_run_result */
-	int64_t last_sync;          /* unix seconds of the last pass */
-	double last_duration;       /* seconds */
-	int64_t heartbeat;          /* monotonic ms, the loop is alive */
+	int64_t last_sync; /* unix seconds of the last pass */
+	double last_duration; /* seconds */
+	int64_t heartbeat; /* monotonic ms, the loop is alive */
 	int64_t interval_ms;
 	char state_path[4096];
 };

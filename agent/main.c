@@ -24,12 +24,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} commands[] = {
-		{ "reconcile", cmd_reconcile },
-		{ "agent", cmd_agent },
-		{ "validate", cmd_validate },
-		{ "status", cmd_status },
-		{ "version", cmd_version },
-		{ "schema", cmd_schema },
+		{ "reconcile", cmd_reconcile }, { "agent", cmd_agent },	    { "validate", cmd_validate },
+		{ "status", cmd_status },	{ "version", cmd_version }, { "schema", cmd_schema },
 	};
 
 	if (argc < 2) {

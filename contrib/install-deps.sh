@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config git ca-certificates
       libgit2-dev libyaml-dev libjansson-dev libssl-dev libcurl4-openssl-dev
       libmicrohttpd-dev libsystemd-dev python3)
 if [[ $what == test ]]; then
-  pkgs+=(libcmocka-dev clang python3-yaml python3-jsonschema podman runc busybox-static curl tar
+  pkgs+=(libcmocka-dev clang clang-format python3-yaml python3-jsonschema podman runc busybox-static curl tar
         qemu-system-x86)
 fi
 missing=()

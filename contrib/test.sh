@@ -10,6 +10,9 @@ jobs=$(nproc)
 
 contrib/install-deps.sh test
 
+echo "== style (.clang-format)"
+clang-format --dry-run --Werror $(git ls-files '*.c' '*.h')
+
 echo "== build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_TESTS=ON >/dev/null
 cmake --build build -j "$jobs"

@@ -321,8 +321,9 @@ static void run_action(struct exec *ex, struct job *j)
 		return;
 	}
 	/* immutable: a changed or dead workload is removed, then created anew */
-	if (o && (a->type == GW_ACTION_UPDATE || a->type == GW_ACTION_RESTART || a->type == GW_ACTION_DELETE ||
-		  a->type == GW_ACTION_CREATE)) {
+	if (o &&
+	    (a->type == GW_ACTION_UPDATE || a->type == GW_ACTION_RESTART || a->type == GW_ACTION_DELETE ||
+	     a->type == GW_ACTION_CREATE)) {
 		struct gw_resource stub;
 		const struct gw_resource *stop = a->desired;
 		if (a->type != GW_ACTION_RESTART || !a->desired) {
@@ -483,8 +484,9 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 		     const struct gw_backend_ctx *ctx, struct gw_error *err)
 {
 	struct gw_plan *plan = &pass->plan;
-	struct exec ex = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .n = plan->n, .ctx = ctx,
-			   .pass = pass };
+	struct exec ex = {
+		.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .n = plan->n, .ctx = ctx, .pass = pass
+	};
 	struct gw_apply_report rep = { 0 };
 	struct gw_state_file st;
 	char path[4096];
@@ -519,8 +521,8 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 			if (j->out == GW_OUT_FAILED && j->result.health == GW_HEALTH_UNHEALTHY)
 				rep.unhealthy++;
 			push(&st, &j->result);
-		} else if (a->observed && (a->type == GW_ACTION_NONE || a->type == GW_ACTION_RESTART ||
-					   j->out != GW_OUT_OK)) {
+		} else if (a->observed &&
+			   (a->type == GW_ACTION_NONE || a->type == GW_ACTION_RESTART || j->out != GW_OUT_OK)) {
 			/* unchanged, waiting, or an action that failed before
 			 * replacing anything: the workload is as observed */
 			push(&st, a->observed);
@@ -529,9 +531,12 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 		} else if (a->desired) {
 			/* never started: remember the failure for status and the
 			 * restart policy */
-			struct gw_observed f = { .kind = a->kind, .name = (char *)a->name,
-						 .canonical = a->desired->canonical, .restart = a->desired->restart,
-						 .state = j->out == GW_OUT_WAITING ? GW_STATE_PENDING : GW_STATE_FAILED };
+			struct gw_observed f = { .kind = a->kind,
+						 .name = (char *)a->name,
+						 .canonical = a->desired->canonical,
+						 .restart = a->desired->restart,
+						 .state = j->out == GW_OUT_WAITING ? GW_STATE_PENDING
+										   : GW_STATE_FAILED };
 			memcpy(f.spec_hash, a->desired->spec_hash, 65);
 			snprintf(f.detail, sizeof(f.detail), "%s", j->detail);
 			f.depends_on = a->desired->depends_on;

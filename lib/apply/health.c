@@ -133,7 +133,8 @@ int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struc
 			kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			return gw_error_set(err, -ETIMEDOUT, "%s: timed out after %lldms", argv[0], (long long)timeout_ms);
+			return gw_error_set(err, -ETIMEDOUT, "%s: timed out after %lldms", argv[0],
+					    (long long)timeout_ms);
 		}
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);

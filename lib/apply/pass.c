@@ -29,8 +29,7 @@ void gw_pass_free(struct gw_pass *pass)
 	memset(pass, 0, sizeof(*pass));
 }
 
-int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg,
-		    struct gw_error *err)
+int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg, struct gw_error *err)
 {
 	struct gw_source *src = NULL;
 	char path[4096];
@@ -49,8 +48,8 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		return rc;
 	}
 	*stage = GW_PASS_MANIFESTS;
-	rc = gw_source_read_manifests(&pass->set, src, pass->commit, (const char *const *)cfg->paths.v,
-				      cfg->paths.n, err);
+	rc = gw_source_read_manifests(&pass->set, src, pass->commit, (const char *const *)cfg->paths.v, cfg->paths.n,
+				      err);
 	gw_source_free(src);
 	if (rc < 0)
 		return rc;

@@ -29,8 +29,7 @@ const char *gw_container_name(char *buf, size_t size, const char *name)
 	return buf;
 }
 
-json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_strmap *file_env,
-				 const char *state_dir)
+json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_strmap *file_env, const char *state_dir)
 {
 	json_t *body = json_object(), *labels = json_object(), *env = json_array(), *host = json_object();
 	struct gw_strmap merged = { 0 };
@@ -236,8 +235,8 @@ static int container_discover(struct gw_observed **out, size_t *out_n, const str
 	if ((rc = connect_engine(&e, ctx, err)) < 0)
 		return rc;
 	rc = gw_engine_call(&list, &status, &e, "GET",
-			   "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22gitward.managed%3Dtrue%22%5D%7D",
-			   NULL, CALL_TIMEOUT_MS, err);
+			    "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22gitward.managed%3Dtrue%22%5D%7D",
+			    NULL, CALL_TIMEOUT_MS, err);
 	if (rc < 0)
 		return rc;
 	if (status != 200) {
@@ -337,7 +336,8 @@ static int ensure_image(const struct gw_engine *e, const struct gw_resource *r, 
 	gw_strbuf_init(&q);
 	gw_strbuf_puts(&q, "/images/create?fromImage=");
 	for (const char *p = esc; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p))
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr("-._~", *p))
 			gw_strbuf_add(&q, p, 1);
 		else
 			gw_strbuf_printf(&q, "%%%02X", (unsigned char)*p);
@@ -496,7 +496,8 @@ static int container_exec_probe(const struct gw_observed *o, const struct gw_res
 	if (running)
 		return gw_error_set(err, -ETIMEDOUT, "%s: timed out", r->health_exec_command.v[0]);
 	if (code != 0)
-		return gw_error_set(err, -EIO, "%s exited with status %lld", r->health_exec_command.v[0], (long long)code);
+		return gw_error_set(err, -EIO, "%s exited with status %lld", r->health_exec_command.v[0],
+				    (long long)code);
 	return 0;
 }
 

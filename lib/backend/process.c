@@ -99,15 +99,16 @@ static int parse_record(struct gw_observed *o, const char *path, const char *nam
 	o->start_time = json_integer_value(json_object_get(root, "start_time"));
 	o->started_at = json_integer_value(json_object_get(root, "started_at"));
 	restart = json_string_value(json_object_get(root, "restart"));
-	o->restart = restart && !strcmp(restart, "never")	 ? GW_RESTART_NEVER
-		     : restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
-								 : GW_RESTART_ALWAYS;
+	o->restart = restart && !strcmp(restart, "never")   ? GW_RESTART_NEVER
+		: restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
+							    : GW_RESTART_ALWAYS;
 	deps = json_object_get(root, "depends_on");
 	if (json_array_size(deps)) {
 		o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
 		for (size_t i = 0; i < json_array_size(deps); i++)
 			if (json_is_string(json_array_get(deps, i)))
-				o->depends_on.v[o->depends_on.n++] = gw_xstrdup(json_string_value(json_array_get(deps, i)));
+				o->depends_on.v[o->depends_on.n++] =
+					gw_xstrdup(json_string_value(json_array_get(deps, i)));
 	}
 	json_decref(root);
 	return 0;
@@ -301,12 +302,14 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 	close(job[1]);
 	job[1] = -1;
 	if (rc < 0) {
-		rc = gw_error_set(err, rc, "cannot start the process supervisor (%s): %s", ctx->self_exe, strerror(-rc));
+		rc = gw_error_set(err, rc, "cannot start the process supervisor (%s): %s", ctx->self_exe,
+				  strerror(-rc));
 		goto out;
 	}
 	ssize_t n = read_report(rep[0], report, sizeof(report), REPORT_TIMEOUT_MS);
 	if (n < 0) {
-		rc = gw_error_set(err, (int)n, "the process supervisor did not report within %ds", REPORT_TIMEOUT_MS / 1000);
+		rc = gw_error_set(err, (int)n, "the process supervisor did not report within %ds",
+				  REPORT_TIMEOUT_MS / 1000);
 		goto out;
 	}
 	long long wpid = 0, start = 0;
@@ -348,8 +351,8 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 		if (kill(-(pid_t)o->pid, sig) < 0)
 			kill((pid_t)o->pid, sig);
 		if (gw_proc_wait_gone(o->pid, o->start_time, timeout) < 0) {
-			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing",
-			       (long long)timeout, gw_signal_to_string(sig));
+			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
+			       gw_signal_to_string(sig));
 			kill(-(pid_t)o->pid, SIGKILL);
 			kill((pid_t)o->pid, SIGKILL);
 			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0)

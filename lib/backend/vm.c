@@ -135,8 +135,7 @@ static void qmp_status(struct gw_observed *o, const char *sock)
 	gw_qmp_close(q);
 }
 
-static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
-		       struct gw_error *err)
+static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx, struct gw_error *err)
 {
 	char dir[4096];
 	DIR *d;
@@ -186,15 +185,16 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 		o->start_time = json_integer_value(json_object_get(rec, "start_time"));
 		o->started_at = json_integer_value(json_object_get(rec, "started_at"));
 		const char *restart = json_string_value(json_object_get(rec, "restart"));
-		o->restart = restart && !strcmp(restart, "never")	 ? GW_RESTART_NEVER
-			     : restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
-									 : GW_RESTART_ALWAYS;
+		o->restart = restart && !strcmp(restart, "never")   ? GW_RESTART_NEVER
+			: restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
+								    : GW_RESTART_ALWAYS;
 		json_t *deps = json_object_get(rec, "depends_on");
 		if (json_array_size(deps)) {
 			o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
 			for (size_t i = 0; i < json_array_size(deps); i++)
 				if (json_is_string(json_array_get(deps, i)))
-					o->depends_on.v[o->depends_on.n++] = gw_xstrdup(json_string_value(json_array_get(deps, i)));
+					o->depends_on.v[o->depends_on.n++] =
+						gw_xstrdup(json_string_value(json_array_get(deps, i)));
 		}
 		json_decref(rec);
 		if (o->pid == 0) {
@@ -350,7 +350,8 @@ static void build_argv(struct argv *a, const char *qemu, const struct gw_resourc
 		size_t dl = strlen(r->disk);
 		e = qemu_escape(r->disk);
 		arg(a, "-drive");
-		arg(a, "file=%s,if=virtio,format=%s", e, dl > 6 && !strcmp(r->disk + dl - 6, ".qcow2") ? "qcow2" : "raw");
+		arg(a, "file=%s,if=virtio,format=%s", e,
+		    dl > 6 && !strcmp(r->disk + dl - 6, ".qcow2") ? "qcow2" : "raw");
 		free(e);
 	}
 	if (r->network == GW_NET_NONE) {
@@ -363,7 +364,8 @@ static void build_argv(struct argv *a, const char *qemu, const struct gw_resourc
 		for (size_t i = 0; i < r->forwards.n; i++) {
 			struct gw_portmap pm;
 			if (gw_portmap_parse(&pm, r->forwards.v[i]) == 0)
-				gw_strbuf_printf(&nd, ",hostfwd=%s:%s:%u-:%u", pm.proto, pm.host_ip, pm.host_port, pm.port);
+				gw_strbuf_printf(&nd, ",hostfwd=%s:%s:%u-:%u", pm.proto, pm.host_ip, pm.host_port,
+						 pm.port);
 		}
 		arg(a, "-netdev");
 		arg(a, "%s", nd.s);
@@ -508,7 +510,8 @@ static int vm_create(struct gw_observed *o, const struct gw_resource *r, const s
 		if (strlen(out) > 300)
 			last = out + strlen(out) - 300;
 		rc = gw_error_set(err, -EIO, "QEMU exited at start (status %d): %s",
-				  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), *last ? last : "no message");
+				  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+				  *last ? last : "no message");
 		goto fail;
 	}
 	long long qpid = read_pidfile(pidfile);

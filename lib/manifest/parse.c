@@ -177,7 +177,7 @@ static void append(struct builder *b, struct gw_ynode *child)
 static int scalar_eq(const struct gw_ynode *a, const struct gw_ynode *b)
 {
 	return a->type == GW_YNODE_SCALAR && b->type == GW_YNODE_SCALAR && a->len == b->len &&
-	       memcmp(a->value, b->value, a->len) == 0;
+		memcmp(a->value, b->value, a->len) == 0;
 }
 
 /* Keys must be scalars and unique; checked when a mapping closes. */
@@ -193,8 +193,9 @@ static int check_mapping(struct builder *b, const struct gw_ynode *map)
 		}
 		for (size_t j = 0; j < i; j += 2) {
 			if (scalar_eq(map->items[j], k)) {
-				gw_diags_add(b->diags, b->file, k->line, k->col, "duplicate key \"%.*s\" (first at line %u)",
-					     (int)k->len, k->value, map->items[j]->line);
+				gw_diags_add(b->diags, b->file, k->line, k->col,
+					     "duplicate key \"%.*s\" (first at line %u)", (int)k->len, k->value,
+					     map->items[j]->line);
 				bad = 1;
 				break;
 			}
@@ -260,12 +261,14 @@ int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *a
 
 	while (!done) {
 		if (!yaml_parser_parse(&parser, &ev)) {
-			unsigned l = (unsigned)parser.problem_mark.line + 1, c = (unsigned)parser.problem_mark.column + 1;
+			unsigned l = (unsigned)parser.problem_mark.line + 1,
+				 c = (unsigned)parser.problem_mark.column + 1;
 			if (parser.error == YAML_READER_ERROR)
-				offset_position(data, parser.problem_offset < len ? parser.problem_offset : len, &l, &c);
+				offset_position(data, parser.problem_offset < len ? parser.problem_offset : len, &l,
+						&c);
 			gw_diags_add(diags, file, l, c, "YAML syntax error: %s%s%s",
-				     parser.problem ? parser.problem : "invalid document",
-				     parser.context ? " " : "", parser.context ? parser.context : "");
+				     parser.problem ? parser.problem : "invalid document", parser.context ? " " : "",
+				     parser.context ? parser.context : "");
 			rc = -1;
 			break;
 		}
@@ -312,7 +315,8 @@ int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *a
 			break;
 		case YAML_SCALAR_EVENT:
 			node = new_node(&b, GW_YNODE_SCALAR, mark);
-			node->value = gw_arena_strndup(arena, (const char *)ev.data.scalar.value, ev.data.scalar.length);
+			node->value =
+				gw_arena_strndup(arena, (const char *)ev.data.scalar.value, ev.data.scalar.length);
 			node->len = ev.data.scalar.length;
 			node->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 			break;

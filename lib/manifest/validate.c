@@ -159,83 +159,156 @@ static const char *check_user(const char *v)
 	return NULL;
 }
 
-static const struct gw_field health_http[] = {
-	{ .name = "url", .type = GW_F_STR, .offset = OFF(health_http_url), .kinds = GW_K_ALL, .required_kinds = GW_K_ALL,
-	  .check = check_http_url },
-	{ 0 }
-};
-static const struct gw_field health_tcp[] = {
-	{ .name = "address", .type = GW_F_STR, .offset = OFF(health_tcp_address), .kinds = GW_K_ALL,
-	  .required_kinds = GW_K_ALL, .check = check_hostport },
-	{ 0 }
-};
-static const struct gw_field health_exec[] = {
-	{ .name = "command", .type = GW_F_STRLIST, .offset = OFF(health_exec_command), .kinds = GW_K_ALL,
-	  .required_kinds = GW_K_ALL, .flags = GW_FF_NONEMPTY },
-	{ 0 }
-};
+static const struct gw_field health_http[] = { { .name = "url",
+						 .type = GW_F_STR,
+						 .offset = OFF(health_http_url),
+						 .kinds = GW_K_ALL,
+						 .required_kinds = GW_K_ALL,
+						 .check = check_http_url },
+					       { 0 } };
+static const struct gw_field health_tcp[] = { { .name = "address",
+						.type = GW_F_STR,
+						.offset = OFF(health_tcp_address),
+						.kinds = GW_K_ALL,
+						.required_kinds = GW_K_ALL,
+						.check = check_hostport },
+					      { 0 } };
+static const struct gw_field health_exec[] = { { .name = "command",
+						 .type = GW_F_STRLIST,
+						 .offset = OFF(health_exec_command),
+						 .kinds = GW_K_ALL,
+						 .required_kinds = GW_K_ALL,
+						 .flags = GW_FF_NONEMPTY },
+					       { 0 } };
 static const struct gw_field health_fields[] = {
 	{ .name = "http", .type = GW_F_OBJECT, .kinds = GW_K_ALL, .sub = health_http },
 	{ .name = "tcp", .type = GW_F_OBJECT, .kinds = GW_K_ALL, .sub = health_tcp },
 	{ .name = "exec", .type = GW_F_OBJECT, .kinds = KP | KC, .sub = health_exec },
-	{ .name = "interval", .type = GW_F_DURATION, .offset = OFF(health_interval_ms), .kinds = GW_K_ALL,
-	  .min = 100, .max = 86400000, .defval = 10000 },
-	{ .name = "timeout", .type = GW_F_DURATION, .offset = OFF(health_timeout_ms), .kinds = GW_K_ALL, .min = 100,
-	  .max = 3600000, .defval = 2000 },
-	{ .name = "retries", .type = GW_F_INT, .offset = OFF(health_retries), .kinds = GW_K_ALL, .min = 1, .max = 100,
+	{ .name = "interval",
+	  .type = GW_F_DURATION,
+	  .offset = OFF(health_interval_ms),
+	  .kinds = GW_K_ALL,
+	  .min = 100,
+	  .max = 86400000,
+	  .defval = 10000 },
+	{ .name = "timeout",
+	  .type = GW_F_DURATION,
+	  .offset = OFF(health_timeout_ms),
+	  .kinds = GW_K_ALL,
+	  .min = 100,
+	  .max = 3600000,
+	  .defval = 2000 },
+	{ .name = "retries",
+	  .type = GW_F_INT,
+	  .offset = OFF(health_retries),
+	  .kinds = GW_K_ALL,
+	  .min = 1,
+	  .max = 100,
 	  .defval = 3 },
 	{ 0 }
 };
-static const struct gw_field limits_fields[] = {
-	{ .name = "openFiles", .type = GW_F_INT, .offset = OFF(limit_open_files), .kinds = KP, .min = 1,
-	  .max = 1 << 24 },
-	{ .name = "processes", .type = GW_F_INT, .offset = OFF(limit_processes), .kinds = KP, .min = 1,
-	  .max = 1 << 22 },
-	{ .name = "memory", .type = GW_F_SIZE, .offset = OFF(limit_memory), .kinds = KP, .min = 1 << 20,
-	  .max = INT64_MAX },
-	{ 0 }
-};
+static const struct gw_field limits_fields[] = { { .name = "openFiles",
+						   .type = GW_F_INT,
+						   .offset = OFF(limit_open_files),
+						   .kinds = KP,
+						   .min = 1,
+						   .max = 1 << 24 },
+						 { .name = "processes",
+						   .type = GW_F_INT,
+						   .offset = OFF(limit_processes),
+						   .kinds = KP,
+						   .min = 1,
+						   .max = 1 << 22 },
+						 { .name = "memory",
+						   .type = GW_F_SIZE,
+						   .offset = OFF(limit_memory),
+						   .kinds = KP,
+						   .min = 1 << 20,
+						   .max = INT64_MAX },
+						 { 0 } };
 
-const struct gw_field gw_schema_metadata[] = {
-	{ .name = "name", .type = GW_F_STR, .offset = OFF(name), .kinds = GW_K_ALL, .required_kinds = GW_K_ALL,
-	  .check = gw_check_name },
-	{ .name = "labels", .type = GW_F_STRMAP, .offset = OFF(labels), .kinds = GW_K_ALL, .flags = GW_FF_NOHASH,
-	  .check = check_label_value, .key_check = check_label_key },
-	{ 0 }
-};
+const struct gw_field gw_schema_metadata[] = { { .name = "name",
+						 .type = GW_F_STR,
+						 .offset = OFF(name),
+						 .kinds = GW_K_ALL,
+						 .required_kinds = GW_K_ALL,
+						 .check = gw_check_name },
+					       { .name = "labels",
+						 .type = GW_F_STRMAP,
+						 .offset = OFF(labels),
+						 .kinds = GW_K_ALL,
+						 .flags = GW_FF_NOHASH,
+						 .check = check_label_value,
+						 .key_check = check_label_key },
+					       { 0 } };
 
 const struct gw_field gw_schema_spec[] = {
-	{ .name = "nodeSelector", .type = GW_F_STRMAP, .offset = OFF(node_selector), .kinds = GW_K_ALL,
-	  .flags = GW_FF_NOHASH, .check = check_label_value, .key_check = check_label_key },
-	{ .name = "dependsOn", .type = GW_F_STRLIST, .offset = OFF(depends_on), .kinds = GW_K_ALL,
+	{ .name = "nodeSelector",
+	  .type = GW_F_STRMAP,
+	  .offset = OFF(node_selector),
+	  .kinds = GW_K_ALL,
+	  .flags = GW_FF_NOHASH,
+	  .check = check_label_value,
+	  .key_check = check_label_key },
+	{ .name = "dependsOn",
+	  .type = GW_F_STRLIST,
+	  .offset = OFF(depends_on),
+	  .kinds = GW_K_ALL,
 	  .check = gw_check_name },
 	{ .name = "restart", .type = GW_F_ENUM, .offset = OFF(restart), .kinds = GW_K_ALL, .enums = restart_names },
 	{ .name = "healthCheck", .type = GW_F_OBJECT, .kinds = GW_K_ALL, .sub = health_fields },
-	{ .name = "command", .type = GW_F_STRLIST, .offset = OFF(command), .kinds = KP | KC, .required_kinds = KP,
+	{ .name = "command",
+	  .type = GW_F_STRLIST,
+	  .offset = OFF(command),
+	  .kinds = KP | KC,
+	  .required_kinds = KP,
 	  .flags = GW_FF_NONEMPTY },
 	{ .name = "env", .type = GW_F_STRMAP, .offset = OFF(env), .kinds = KP | KC, .key_check = check_env_key },
-	{ .name = "envFiles", .type = GW_F_STRLIST, .offset = OFF(env_files), .kinds = KP | KC,
+	{ .name = "envFiles",
+	  .type = GW_F_STRLIST,
+	  .offset = OFF(env_files),
+	  .kinds = KP | KC,
 	  .check = check_abs_path },
 	{ .name = "workingDir", .type = GW_F_STR, .offset = OFF(working_dir), .kinds = KP, .check = check_abs_path },
 	{ .name = "user", .type = GW_F_STR, .offset = OFF(user), .kinds = KP, .check = check_user },
-	{ .name = "stopSignal", .type = GW_F_SIGNAL, .offset = OFF(stop_signal), .kinds = KP | KC,
-	  .defval = SIGTERM },
-	{ .name = "stopTimeout", .type = GW_F_DURATION, .offset = OFF(stop_timeout_ms), .kinds = GW_K_ALL, .min = 0,
-	  .max = 3600000, .defval = 10000 },
+	{ .name = "stopSignal", .type = GW_F_SIGNAL, .offset = OFF(stop_signal), .kinds = KP | KC, .defval = SIGTERM },
+	{ .name = "stopTimeout",
+	  .type = GW_F_DURATION,
+	  .offset = OFF(stop_timeout_ms),
+	  .kinds = GW_K_ALL,
+	  .min = 0,
+	  .max = 3600000,
+	  .defval = 10000 },
 	{ .name = "limits", .type = GW_F_OBJECT, .kinds = KP, .sub = limits_fields },
-	{ .name = "image", .type = GW_F_STR, .offset = OFF(image), .kinds = KC, .required_kinds = KC,
+	{ .name = "image",
+	  .type = GW_F_STR,
+	  .offset = OFF(image),
+	  .kinds = KC,
+	  .required_kinds = KC,
 	  .check = check_image },
 	{ .name = "pull", .type = GW_F_ENUM, .offset = OFF(pull), .kinds = KC, .enums = pull_names },
 	{ .name = "ports", .type = GW_F_STRLIST, .offset = OFF(ports), .kinds = KC, .check = check_portmap },
 	{ .name = "volumes", .type = GW_F_STRLIST, .offset = OFF(volumes), .kinds = KC, .check = check_volume },
-	{ .name = "network", .type = GW_F_ENUM, .offset = OFF(network), .kinds = KC, .enums = container_net_names,
+	{ .name = "network",
+	  .type = GW_F_ENUM,
+	  .offset = OFF(network),
+	  .kinds = KC,
+	  .enums = container_net_names,
 	  .defval = GW_NET_BRIDGE },
-	{ .name = "network", .type = GW_F_ENUM, .offset = OFF(network), .kinds = KV, .enums = vm_net_names,
+	{ .name = "network",
+	  .type = GW_F_ENUM,
+	  .offset = OFF(network),
+	  .kinds = KV,
+	  .enums = vm_net_names,
 	  .defval = GW_NET_USER },
-	{ .name = "memory", .type = GW_F_SIZE, .offset = OFF(memory), .kinds = KC, .min = 4 << 20,
-	  .max = INT64_MAX },
-	{ .name = "memory", .type = GW_F_SIZE, .offset = OFF(memory), .kinds = KV, .min = 16 << 20,
-	  .max = 1LL << 40, .defval = 512LL << 20 },
+	{ .name = "memory", .type = GW_F_SIZE, .offset = OFF(memory), .kinds = KC, .min = 4 << 20, .max = INT64_MAX },
+	{ .name = "memory",
+	  .type = GW_F_SIZE,
+	  .offset = OFF(memory),
+	  .kinds = KV,
+	  .min = 16 << 20,
+	  .max = 1LL << 40,
+	  .defval = 512LL << 20 },
 	{ .name = "cpus", .type = GW_F_CPUS, .offset = OFF(cpus_milli), .kinds = KC, .min = 10, .max = 1024000 },
 	{ .name = "cpus", .type = GW_F_INT, .offset = OFF(vcpus), .kinds = KV, .min = 1, .max = 256, .defval = 1 },
 	{ .name = "kernel", .type = GW_F_STR, .offset = OFF(kernel), .kinds = KV, .check = check_abs_path },
@@ -290,7 +363,7 @@ static int is_null(const struct gw_ynode *n)
 	if (n->type != GW_YNODE_SCALAR || !n->plain)
 		return 0;
 	return n->len == 0 || strcmp(n->value, "~") == 0 || strcmp(n->value, "null") == 0 ||
-	       strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0;
+		strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0;
 }
 
 /* Quote a scalar for a message, shortened. */
@@ -367,8 +440,8 @@ static int run_check(struct vctx *c, gw_fcheck check, const struct gw_ynode *v, 
 	return 0;
 }
 
-static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_field *table,
-		       const struct gw_ynode *map, const char *path);
+static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_field *table, const struct gw_ynode *map,
+		       const char *path);
 
 static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
 			const char *path)
@@ -512,7 +585,8 @@ static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_f
 			if (f->max == INT64_MAX)
 				verr(c, v, path, "must be at least %s, got %s", lo, shown(buf, sizeof(buf), v));
 			else
-				verr(c, v, path, "must be between %s and %s, got %s", lo, hi, shown(buf, sizeof(buf), v));
+				verr(c, v, path, "must be between %s and %s, got %s", lo, hi,
+				     shown(buf, sizeof(buf), v));
 			return;
 		}
 		*(int64_t *)slot(r, f) = n == f->defval ? 0 : n;
@@ -557,8 +631,8 @@ static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_f
 	}
 }
 
-static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_field *table,
-		       const struct gw_ynode *map, const char *path)
+static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_field *table, const struct gw_ynode *map,
+		       const char *path)
 {
 	char sub[256];
 
@@ -627,10 +701,10 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 		int n = (lookup(hc, "http") != NULL) + (lookup(hc, "tcp") != NULL) + (lookup(hc, "exec") != NULL);
 		if (n != 1)
 			verr(c, hc, "spec.healthCheck", "expected exactly one of http, tcp or exec, got %d", n);
-		r->health_type = r->health_http_url		? GW_CHECK_HTTP
-				 : r->health_tcp_address	? GW_CHECK_TCP
-				 : r->health_exec_command.n ? GW_CHECK_EXEC
-							    : GW_CHECK_NONE;
+		r->health_type = r->health_http_url ? GW_CHECK_HTTP
+			: r->health_tcp_address	    ? GW_CHECK_TCP
+			: r->health_exec_command.n  ? GW_CHECK_EXEC
+						    : GW_CHECK_NONE;
 		if (r->health_timeout_ms && r->health_interval_ms && r->health_timeout_ms > r->health_interval_ms)
 			verr(c, lookup(hc, "timeout"), "spec.healthCheck.timeout", "must not exceed the interval");
 	}
@@ -703,7 +777,8 @@ static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct
 		return -1;
 	}
 	if (kind->type != GW_YNODE_SCALAR || gw_kind_from_string(&c.kind, kind->value) < 0) {
-		verr(&c, kind, "kind", "expected one of Process, Container or VM, got %s", shown(buf, sizeof(buf), kind));
+		verr(&c, kind, "kind", "expected one of Process, Container or VM, got %s",
+		     shown(buf, sizeof(buf), kind));
 		return -1;
 	}
 
@@ -845,7 +920,8 @@ static void dfs(struct gw_manifest_set *set, size_t idx, unsigned char *colour, 
 			for (size_t k = start; k <= depth; k++)
 				gw_strbuf_printf(&sb, "%s -> ", set->v[stack[k]]->name);
 			gw_strbuf_puts(&sb, t->name);
-			gw_diags_add(&set->diags, r->file, r->line, r->col, "spec.dependsOn: dependency cycle: %s", sb.s);
+			gw_diags_add(&set->diags, r->file, r->line, r->col, "spec.dependsOn: dependency cycle: %s",
+				     sb.s);
 			gw_strbuf_free(&sb);
 		} else if (colour[j] == 0) {
 			dfs(set, j, colour, stack, depth + 1);
@@ -866,8 +942,8 @@ void gw_manifest_set_finish(struct gw_manifest_set *set)
 		if (w > 0 && strcmp(set->v[w - 1]->name, set->v[i]->name) == 0) {
 			struct gw_resource *first = set->v[w - 1], *dup = set->v[i];
 			gw_diags_add(&set->diags, dup->file, dup->line, dup->col,
-				     "metadata.name: duplicate name \"%s\" (first declared as %s at %s:%u:%u)", dup->name,
-				     gw_kind_to_string(first->kind), first->file, first->line, first->col);
+				     "metadata.name: duplicate name \"%s\" (first declared as %s at %s:%u:%u)",
+				     dup->name, gw_kind_to_string(first->kind), first->file, first->line, first->col);
 			gw_resource_free(dup);
 			continue;
 		}
@@ -882,7 +958,8 @@ void gw_manifest_set_finish(struct gw_manifest_set *set)
 			if (find_index(set->v, n, r->depends_on.v[d]) == n &&
 			    !gw_strmap_get(&set->invalid_names, r->depends_on.v[d]))
 				gw_diags_add(&set->diags, r->file, r->line, r->col,
-					     "spec.dependsOn: \"%s\" names no resource in this commit", r->depends_on.v[d]);
+					     "spec.dependsOn: \"%s\" names no resource in this commit",
+					     r->depends_on.v[d]);
 		}
 	}
 	if (n) {

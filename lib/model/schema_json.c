@@ -89,8 +89,8 @@ char *gw_schema_json(void)
 		json_t *v = json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:o, s:o}, s:[s,s,s,s], s:b}", "type", "object",
 				      "properties", "apiVersion", "const", "gitward/v1", "kind", "const", kinds[k],
 				      "metadata", object_schema(gw_schema_metadata, k), "spec",
-				      object_schema(gw_schema_spec, k), "required", "apiVersion", "kind", "metadata", "spec",
-				      "additionalProperties", 0);
+				      object_schema(gw_schema_spec, k), "required", "apiVersion", "kind", "metadata",
+				      "spec", "additionalProperties", 0);
 		json_array_append_new(variants, v);
 	}
 	json_t *root = json_pack("{s:s, s:s, s:s, s:o}", "$schema", "https://json-schema.org/draft/2020-12/schema",

@@ -355,8 +355,7 @@ static void order_desired(size_t *order, struct gw_resource *const *d, size_t n,
 }
 
 int gw_plan_build(struct gw_plan *out, struct gw_resource *const *desired, size_t nd,
-		  const struct gw_observed *observed, size_t no, const struct gw_plan_opts *opts,
-		  struct gw_error *err)
+		  const struct gw_observed *observed, size_t no, const struct gw_plan_opts *opts, struct gw_error *err)
 {
 	struct gw_plan plan = { 0 };
 	struct entry *obs = gw_xcalloc(no + 1, sizeof(*obs));

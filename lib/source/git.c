@@ -127,8 +127,8 @@ int gw_source_open(struct gw_source **out, const char *cache_dir, const char *ur
 	return 0;
 }
 
-static int credentials(git_credential **out, const char *url, const char *username_from_url,
-		       unsigned int allowed, void *payload)
+static int credentials(git_credential **out, const char *url, const char *username_from_url, unsigned int allowed,
+		       void *payload)
 {
 	(void)url;
 	int *attempts = payload;
@@ -223,8 +223,7 @@ static int is_hex40(const char *s)
 	return n == 40;
 }
 
-int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref,
-		      struct gw_error *err)
+int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref, struct gw_error *err)
 {
 	git_object *obj = NULL;
 	git_oid oid;

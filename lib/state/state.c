@@ -108,9 +108,9 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 		o->backoff_until_ms = json_integer_value(json_object_get(r, "backoff_until_ms"));
 		o->health_failures = (int)json_integer_value(json_object_get(r, "health_failures"));
 		const char *restart = json_string_value(json_object_get(r, "restart"));
-		o->restart = restart && strcmp(restart, "never") == 0		? GW_RESTART_NEVER
-			     : restart && strcmp(restart, "on-failure") == 0 ? GW_RESTART_ON_FAILURE
-									   : GW_RESTART_ALWAYS;
+		o->restart = restart && strcmp(restart, "never") == 0	? GW_RESTART_NEVER
+			: restart && strcmp(restart, "on-failure") == 0 ? GW_RESTART_ON_FAILURE
+									: GW_RESTART_ALWAYS;
 		deps = json_object_get(r, "depends_on");
 		if (json_is_array(deps) && json_array_size(deps)) {
 			o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
@@ -231,8 +231,8 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
 			snprintf(ident, sizeof(ident), "id %.12s", o->id);
 		else
 			snprintf(ident, sizeof(ident), "pid %lld", o->pid);
-		fprintf(f, "  %-28s %-8s %-9s %s%s%s\n", key, gw_state_to_string(o->state), gw_health_to_string(o->health),
-			ident, o->detail[0] ? "  " : "", o->detail);
+		fprintf(f, "  %-28s %-8s %-9s %s%s%s\n", key, gw_state_to_string(o->state),
+			gw_health_to_string(o->health), ident, o->detail[0] ? "  " : "", o->detail);
 	}
 }
 

@@ -86,8 +86,10 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 	} else if (!strcmp(name, "state-dir")) {
 		replace(&cfg->state_dir, value);
 	} else if (!strcmp(name, "node")) {
-		if (!*value || strlen(value) > 63 || strspn(value, "abcdefghijklmnopqrstuvwxyz"
-							    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(value))
+		if (!*value || strlen(value) > 63 ||
+		    strspn(value,
+			   "abcdefghijklmnopqrstuvwxyz"
+			   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(value))
 			return gw_error_set(err, -EINVAL, "--node: expected letters, digits, '-', '_', '.', got \"%s\"",
 					    value);
 		replace(&cfg->node, value);
@@ -101,7 +103,8 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 	} else if (!strcmp(name, "interval")) {
 		int64_t ms;
 		if (gw_duration_parse(&ms, value) < 0 || ms < 100)
-			return gw_error_set(err, -EINVAL, "--interval: expected a duration of at least 100ms like 30s, got \"%s\"",
+			return gw_error_set(err, -EINVAL,
+					    "--interval: expected a duration of at least 100ms like 30s, got \"%s\"",
 					    value);
 		cfg->interval_ms = ms;
 	} else if (!strcmp(name, "no-prune") || !strcmp(name, "allow-empty")) {
@@ -116,8 +119,8 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		replace(&cfg->listen, value);
 	} else if (!strcmp(name, "listen")) {
 		const char *colon = strrchr(value, ':');
-		if (!colon || !colon[1] || strlen(colon + 1) > 5 || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-		    atoi(colon + 1) > 65535)
+		if (!colon || !colon[1] || strlen(colon + 1) > 5 ||
+		    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
 			return gw_error_set(err, -EINVAL, "--listen: expected ADDR:PORT, got \"%s\"", value);
 		replace(&cfg->listen, value);
 	} else if (!strcmp(name, "webhook-secret-file")) {
@@ -129,8 +132,8 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 	} else if (!strcmp(name, "log-level")) {
 		enum gw_log_level l;
 		if (gw_log_level_parse(&l, value) < 0)
-			return gw_error_set(err, -EINVAL, "--log-level: expected debug, info, warn or error, got \"%s\"",
-					    value);
+			return gw_error_set(err, -EINVAL,
+					    "--log-level: expected debug, info, warn or error, got \"%s\"", value);
 		replace(&cfg->log_level, value);
 	} else if (!strcmp(name, "container-socket")) {
 		replace(&cfg->container_socket, value);
@@ -188,7 +191,8 @@ int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags
 				struct gw_strbuf sb;
 				gw_strbuf_init(&sb);
 				gw_strbuf_printf(&sb, "%s=%s", v->items[j]->value,
-						 v->items[j + 1]->type == GW_YNODE_SCALAR ? v->items[j + 1]->value : "");
+						 v->items[j + 1]->type == GW_YNODE_SCALAR ? v->items[j + 1]->value
+											  : "");
 				if (gw_config_set(cfg, "label", sb.s, &err) < 0)
 					gw_diags_add(diags, path, v->items[j]->line, v->items[j]->col, "%s", err.msg);
 				gw_strbuf_free(&sb);
@@ -197,7 +201,8 @@ int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags
 		}
 		for (size_t j = 0; j < n; j++) {
 			if (items[j]->type != GW_YNODE_SCALAR) {
-				gw_diags_add(diags, path, items[j]->line, items[j]->col, "%s: expected a string", k->value);
+				gw_diags_add(diags, path, items[j]->line, items[j]->col, "%s: expected a string",
+					     k->value);
 				continue;
 			}
 			if (gw_config_set(cfg, k->value, items[j]->value, &err) < 0)

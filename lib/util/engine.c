@@ -48,7 +48,8 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *ud)
 		while (*v == ' ')
 			v++;
 		size_t k = 0;
-		while (k + 1 < sizeof(r->api_version) && v + k < ptr + len && (v[k] == '.' || (v[k] >= '0' && v[k] <= '9'))) {
+		while (k + 1 < sizeof(r->api_version) && v + k < ptr + len &&
+		       (v[k] == '.' || (v[k] >= '0' && v[k] <= '9'))) {
 			r->api_version[k] = v[k];
 			k++;
 		}
@@ -123,7 +124,9 @@ static int do_call(json_t **out, long *status, char *api_version, const char *so
 	curl_slist_free_all(hdr);
 	free(payload);
 	if (cc != CURLE_OK) {
-		int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;
+		int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
+			: cc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
+						       : -EIO;
 		if (r.too_big)
 			gw_error_set(err, -EFBIG, "container engine at %s: reply larger than %u bytes", socket_path,
 				     REPLY_MAX);
@@ -132,7 +135,8 @@ static int do_call(json_t **out, long *status, char *api_version, const char *so
 				     curl_easy_strerror(cc));
 		else
 			gw_error_set(err, e, "container engine at %s: %s %s: %s", socket_path, method,
-				     strchr(url + 7, '/') ? strchr(url + 7, '/') : url, ebuf[0] ? ebuf : curl_easy_strerror(cc));
+				     strchr(url + 7, '/') ? strchr(url + 7, '/') : url,
+				     ebuf[0] ? ebuf : curl_easy_strerror(cc));
 		gw_strbuf_free(&r.buf);
 		return e;
 	}
@@ -192,8 +196,8 @@ int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t ti
 		if (status != 200 || !a) {
 			json_decref(v);
 			return gw_error_set(err, -EPROTO,
-					    "container engine at %s: /version answered HTTP %ld without ApiVersion", e.socket,
-					    status);
+					    "container engine at %s: /version answered HTTP %ld without ApiVersion",
+					    e.socket, status);
 		}
 		snprintf(api, sizeof(api), "%s", a);
 		min = json_string_value(json_object_get(v, "MinAPIVersion"));
@@ -209,8 +213,9 @@ int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t ti
 	 * retire old versions (Docker 29 accepts nothing below 1.44) */
 	snprintf(e.version, sizeof(e.version), "%s", version_cmp(api, GW_ENGINE_API_MAX) > 0 ? GW_ENGINE_API_MAX : api);
 	if (min && version_cmp(min, e.version) > 0) {
-		gw_error_set(err, -EPROTONOSUPPORT, "container engine at %s needs API %s or later; gitward speaks up to %s",
-			     e.socket, min, GW_ENGINE_API_MAX);
+		gw_error_set(err, -EPROTONOSUPPORT,
+			     "container engine at %s needs API %s or later; gitward speaks up to %s", e.socket, min,
+			     GW_ENGINE_API_MAX);
 		json_decref(v);
 		return -EPROTONOSUPPORT;
 	}

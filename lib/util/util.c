@@ -24,8 +24,7 @@ int gw_error_set(struct gw_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
-int gw_error_set_at(struct gw_error *err, int code, const char *file, unsigned line, unsigned col,
-		    const char *fmt, ...)
+int gw_error_set_at(struct gw_error *err, int code, const char *file, unsigned line, unsigned col, const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;
@@ -249,8 +248,10 @@ int gw_size_parse(int64_t *out_bytes, const char *s)
 	static const struct {
 		const char *suffix;
 		int64_t mult;
-	} suffixes[] = { { "Ki", 1LL << 10 }, { "Mi", 1LL << 20 }, { "Gi", 1LL << 30 }, { "Ti", 1LL << 40 },
-			 { "k", 1000LL },     { "K", 1000LL },     { "M", 1000000LL },  { "G", 1000000000LL },
+	} suffixes[] = { { "Ki", 1LL << 10 },	   { "Mi", 1LL << 20 },
+			 { "Gi", 1LL << 30 },	   { "Ti", 1LL << 40 },
+			 { "k", 1000LL },	   { "K", 1000LL },
+			 { "M", 1000000LL },	   { "G", 1000000000LL },
 			 { "T", 1000000000000LL }, { "", 1 } };
 	const char *p = s;
 	int64_t n = 0;

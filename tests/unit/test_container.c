@@ -28,13 +28,13 @@ static json_t *load(const char *name)
 static void test_create_body_carries_spec_labels_and_limits(void **state)
 {
 	(void)state;
-	struct gw_resource *r = parse_one(
-		"apiVersion: gitward/v1\nkind: Container\nmetadata: {name: api}\n"
-		"spec:\n  image: localhost/api:1.4\n  command: [/bin/api, --port, \"80\"]\n"
-		"  env: {MODE: prod, SHARED: from-git}\n  envFiles: [/etc/api.env]\n"
-		"  ports: [\"127.0.0.1:8081:80/tcp\", \"53:53/udp\"]\n  volumes: [\"/srv/data:/data:ro\"]\n"
-		"  memory: 256Mi\n  cpus: 0.5\n  stopSignal: QUIT\n  stopTimeout: 1500ms\n  dependsOn: [db]\n"
-		"  restart: on-failure\n");
+	struct gw_resource *r =
+		parse_one("apiVersion: gitward/v1\nkind: Container\nmetadata: {name: api}\n"
+			  "spec:\n  image: localhost/api:1.4\n  command: [/bin/api, --port, \"80\"]\n"
+			  "  env: {MODE: prod, SHARED: from-git}\n  envFiles: [/etc/api.env]\n"
+			  "  ports: [\"127.0.0.1:8081:80/tcp\", \"53:53/udp\"]\n  volumes: [\"/srv/data:/data:ro\"]\n"
+			  "  memory: 256Mi\n  cpus: 0.5\n  stopSignal: QUIT\n  stopTimeout: 1500ms\n  dependsOn: [db]\n"
+			  "  restart: on-failure\n");
 	assert_non_null(r);
 	struct gw_strmap file_env = { 0 };
 	gw_strmap_set(&file_env, "TOKEN", "secret-value");
@@ -99,8 +99,8 @@ static void test_list_keeps_only_our_containers(void **state)
 	(void)state;
 	json_t *list = load("podman-list.json");
 	/* an unlabelled container and one of another gitward (state dir) */
-	json_array_append_new(list, json_pack("{s:s, s:{s:s}, s:s}", "Id", "aaaa", "Labels", "app", "mine", "State",
-					      "running"));
+	json_array_append_new(
+		list, json_pack("{s:s, s:{s:s}, s:s}", "Id", "aaaa", "Labels", "app", "mine", "State", "running"));
 	json_t *other = json_deep_copy(json_array_get(list, 0));
 	json_object_set_new(json_object_get(other, "Labels"), "gitward.state-dir", json_string("/elsewhere"));
 	json_array_append_new(list, other);
@@ -152,7 +152,8 @@ static void test_engine_messages(void **state)
 {
 	(void)state;
 	json_t *nf = load("podman-inspect-404.json");
-	assert_string_equal(gw_engine_message(nf), "no container with name or ID \"nonexistent\" found: no such container");
+	assert_string_equal(gw_engine_message(nf),
+			    "no container with name or ID \"nonexistent\" found: no such container");
 	json_decref(nf);
 	json_t *v = load("podman-version.json");
 	assert_string_equal(json_string_value(json_object_get(v, "ApiVersion")), "1.41");

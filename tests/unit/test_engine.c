@@ -156,8 +156,9 @@ static void test_newer_engines_are_capped_and_too_new_minimums_refused(void **st
 	static const char v[] = "{\"ApiVersion\":\"1.52\",\"MinAPIVersion\":\"1.50\"}";
 	char reply[256];
 	snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(v), v);
-	const struct route routes[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.52\r\nContent-Length: 0\r\n\r\n" },
-					{ 0 } };
+	const struct route routes[] = {
+		{ "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.52\r\nContent-Length: 0\r\n\r\n" }, { 0 }
+	};
 	const struct route routes2[] = { { "/_ping", "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n" },
 					 { "/version", reply },
 					 { 0 } };
@@ -181,7 +182,8 @@ static void test_engine_errors_keep_their_message(void **state)
 				   "\\\"x\\\" found: no such container\",\"response\":404}";
 	char reply[512];
 	snprintf(reply, sizeof(reply), "HTTP/1.1 404 Not Found\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
-	const struct route routes[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\n\r\n" },
+	const struct route routes[] = { { "/_ping",
+					  "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\n\r\n" },
 					{ "/v1.41/containers/x/json", reply },
 					{ 0 } };
 	struct fake f;
@@ -204,8 +206,9 @@ static void test_unreachable_socket_is_named(void **state)
 	struct gw_engine e;
 	struct gw_error err = { 0 };
 	assert_int_equal(gw_engine_connect(&e, "/tmp/gw-no-such-engine.sock", 2000, &err), -ECONNREFUSED);
-	assert_string_equal(err.msg, "container engine at /tmp/gw-no-such-engine.sock is unreachable (Couldn't connect "
-				     "to server)");
+	assert_string_equal(err.msg,
+			    "container engine at /tmp/gw-no-such-engine.sock is unreachable (Couldn't connect "
+			    "to server)");
 }
 
 int main(void)

@@ -37,9 +37,11 @@ static const struct bad bad_docs[] = {
 	{ PROC "spec: {command: [/bin/true]}\nstatus: {}\n", 5, 1, "status: unknown field" },
 	{ PROC "spec: {command: [/bin/true]}\nextra: 1\n", 5, 1, "extra: unknown field" },
 	/* names and labels */
-	{ HDR "kind: Process\nmetadata: {name: Web}\nspec: {command: [/bin/true]}\n", 3, 18, "metadata.name: expected a name" },
+	{ HDR "kind: Process\nmetadata: {name: Web}\nspec: {command: [/bin/true]}\n", 3, 18,
+	  "metadata.name: expected a name" },
 	{ HDR "kind: Process\nmetadata: {name: -web}\nspec: {command: [/bin/true]}\n", 3, 18, "metadata.name" },
-	{ HDR "kind: Process\nmetadata: {name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}\nspec: {command: [/bin/true]}\n",
+	{ HDR "kind: Process\nmetadata: {name: "
+	      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}\nspec: {command: [/bin/true]}\n",
 	  3, 18, "at most 63 characters" },
 	{ HDR "kind: Process\nmetadata: {}\nspec: {command: [/bin/true]}\n", 3, 11, "metadata.name: required field" },
 	{ HDR "kind: Process\nmetadata: {name: p, labels: {\"a b\": x}}\nspec: {command: [/bin/true]}\n", 3, 30,
@@ -49,24 +51,27 @@ static const struct bad bad_docs[] = {
 	{ HDR "kind: Process\nmetadata: {name: p, owner: me}\nspec: {command: [/bin/true]}\n", 3, 21,
 	  "metadata.owner: unknown field" },
 	/* common spec fields */
-	{ PROC "spec: {command: [/bin/true], restart: sometimes}\n", 4, 39, "expected one of always, on-failure or never" },
+	{ PROC "spec: {command: [/bin/true], restart: sometimes}\n", 4, 39,
+	  "expected one of always, on-failure or never" },
 	{ PROC "spec: {command: [/bin/true], nodeSelector: [a]}\n", 4, 44, "spec.nodeSelector: expected a mapping" },
 	{ PROC "spec: {command: [/bin/true], dependsOn: web}\n", 4, 41, "spec.dependsOn: expected a list of strings" },
 	{ PROC "spec: {command: [/bin/true], dependsOn: [Web]}\n", 4, 42, "spec.dependsOn[0]: expected a name" },
-	{ PROC "spec: {command: [/bin/true], healthCheck: {}}\n", 4, 43, "expected exactly one of http, tcp or exec, got 0" },
-	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {url: \"http://x\"}, tcp: {address: \"a:1\"}}}\n", 4, 43,
-	  "exactly one of http, tcp or exec, got 2" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {}}\n", 4, 43,
+	  "expected exactly one of http, tcp or exec, got 0" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {url: \"http://x\"}, tcp: {address: \"a:1\"}}}\n", 4,
+	  43, "exactly one of http, tcp or exec, got 2" },
 	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {url: \"ftp://x\"}}}\n", 4, 56,
 	  "spec.healthCheck.http.url: expected an http:// URL" },
 	{ PROC "spec: {command: [/bin/true], healthCheck: {tcp: {address: \"nohost\"}}}\n", 4, 59,
 	  "spec.healthCheck.tcp.address: expected \"HOST:PORT\"" },
 	{ PROC "spec: {command: [/bin/true], healthCheck: {exec: {command: []}, interval: 1s}}\n", 4, 60,
 	  "spec.healthCheck.exec.command: expected a non-empty list" },
-	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {}}}\n", 4, 50, "spec.healthCheck.http.url: required field" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {http: {}}}\n", 4, 50,
+	  "spec.healthCheck.http.url: required field" },
 	{ PROC "spec: {command: [/bin/true], healthCheck: {tcp: {address: \"a:1\"}, retries: 0}}\n", 4, 76,
 	  "spec.healthCheck.retries: must be between 1 and 100" },
-	{ PROC "spec: {command: [/bin/true], healthCheck: {tcp: {address: \"a:1\"}, interval: 1s, timeout: 5s}}\n", 4, 90,
-	  "spec.healthCheck.timeout: must not exceed the interval" },
+	{ PROC "spec: {command: [/bin/true], healthCheck: {tcp: {address: \"a:1\"}, interval: 1s, timeout: 5s}}\n", 4,
+	  90, "spec.healthCheck.timeout: must not exceed the interval" },
 	{ PROC "spec: {command: [/bin/true], stopTimeout: ten}\n", 4, 43, "expected a duration like 500ms" },
 	{ PROC "spec: {command: [/bin/true], stopTimeout: 2d}\n", 4, 43, "expected a duration" },
 	{ PROC "spec: {command: [/bin/true], stopTimeout: 5h}\n", 4, 43, "must be between 0s and 1h" },
@@ -74,27 +79,36 @@ static const struct bad bad_docs[] = {
 	/* Process */
 	{ PROC "spec: {env: {A: b}}\n", 4, 7, "spec.command: required field is missing" },
 	{ PROC "spec: {command: []}\n", 4, 17, "spec.command: expected a non-empty list" },
-	{ PROC "spec: {command: \"/bin/sh -c true\"}\n", 4, 17, "spec.command: expected a list of strings, got a scalar" },
+	{ PROC "spec: {command: \"/bin/sh -c true\"}\n", 4, 17,
+	  "spec.command: expected a list of strings, got a scalar" },
 	{ PROC "spec: {command: [python3]}\n", 4, 18, "spec.command[0]: expected an absolute path" },
 	{ PROC "spec: {command: [/bin/true, [x]]}\n", 4, 29, "spec.command[1]: expected a string, got a list" },
-	{ PROC "spec: {command: [/bin/true], env: {1A: x}}\n", 4, 36, "spec.env.1A: expected an environment variable name" },
+	{ PROC "spec: {command: [/bin/true], env: {1A: x}}\n", 4, 36,
+	  "spec.env.1A: expected an environment variable name" },
 	{ PROC "spec: {command: [/bin/true], env: {A: [x]}}\n", 4, 39, "spec.env.A: expected a string, got a list" },
-	{ PROC "spec: {command: [/bin/true], envFiles: [secret.env]}\n", 4, 41, "spec.envFiles[0]: expected an absolute path" },
+	{ PROC "spec: {command: [/bin/true], envFiles: [secret.env]}\n", 4, 41,
+	  "spec.envFiles[0]: expected an absolute path" },
 	{ PROC "spec: {command: [/bin/true], workingDir: srv}\n", 4, 42, "spec.workingDir: expected an absolute path" },
 	{ PROC "spec: {command: [/bin/true], user: \"a b\"}\n", 4, 36, "spec.user: expected a user name" },
-	{ PROC "spec: {command: [/bin/true], limits: {openFiles: many}}\n", 4, 50, "spec.limits.openFiles: expected an integer" },
-	{ PROC "spec: {command: [/bin/true], limits: {memory: 1Ki}}\n", 4, 47, "spec.limits.memory: must be at least 1Mi" },
+	{ PROC "spec: {command: [/bin/true], limits: {openFiles: many}}\n", 4, 50,
+	  "spec.limits.openFiles: expected an integer" },
+	{ PROC "spec: {command: [/bin/true], limits: {memory: 1Ki}}\n", 4, 47,
+	  "spec.limits.memory: must be at least 1Mi" },
 	{ PROC "spec: {command: [/bin/true], limits: {cpu: 1}}\n", 4, 39, "spec.limits.cpu: unknown field" },
-	{ PROC "spec: {command: [/bin/true], comand: [x]}\n", 4, 30, "spec.comand: unknown field (did you mean \"command\"?)" },
-	{ PROC "spec: {command: [/bin/true], image: busybox}\n", 4, 30, "spec.image: field is not valid for kind Process" },
+	{ PROC "spec: {command: [/bin/true], comand: [x]}\n", 4, 30,
+	  "spec.comand: unknown field (did you mean \"command\"?)" },
+	{ PROC "spec: {command: [/bin/true], image: busybox}\n", 4, 30,
+	  "spec.image: field is not valid for kind Process" },
 	/* Container */
 	{ CONT "spec: {command: [x]}\n", 4, 7, "spec.image: required field is missing" },
 	{ CONT "spec: {image: \"a b\"}\n", 4, 15, "spec.image: expected an image reference without spaces" },
-	{ CONT "spec: {image: x, ports: [\"80\"]}\n", 4, 26, "spec.ports[0]: expected \"[IP:]HOSTPORT:PORT[/tcp|udp]\"" },
+	{ CONT "spec: {image: x, ports: [\"80\"]}\n", 4, 26,
+	  "spec.ports[0]: expected \"[IP:]HOSTPORT:PORT[/tcp|udp]\"" },
 	{ CONT "spec: {image: x, ports: [\"8080:80/sctp\"]}\n", 4, 26, "spec.ports[0]: expected" },
 	{ CONT "spec: {image: x, ports: [\"99999:80\"]}\n", 4, 26, "ports 1-65535" },
 	{ CONT "spec: {image: x, ports: [\"8080:80\"], network: none}\n", 4, 25, "spec.ports: needs network: bridge" },
-	{ CONT "spec: {image: x, volumes: [\"data:/data\"]}\n", 4, 28, "spec.volumes[0]: expected \"/HOST/PATH:/CONTAINER/PATH" },
+	{ CONT "spec: {image: x, volumes: [\"data:/data\"]}\n", 4, 28,
+	  "spec.volumes[0]: expected \"/HOST/PATH:/CONTAINER/PATH" },
 	{ CONT "spec: {image: x, volumes: [\"/a:/b:rx\"]}\n", 4, 28, "spec.volumes[0]" },
 	{ CONT "spec: {image: x, network: user}\n", 4, 27, "expected one of none, bridge or host" },
 	{ CONT "spec: {image: x, memory: lots}\n", 4, 26, "spec.memory: expected a size like 512Mi" },
@@ -113,7 +127,8 @@ static const struct bad bad_docs[] = {
 	{ VMH "spec: {disk: /d, cpus: 0.5}\n", 4, 24, "spec.cpus: expected an integer" },
 	{ VMH "spec: {disk: /d, cpus: 0}\n", 4, 24, "spec.cpus: must be between 1 and 256" },
 	{ VMH "spec: {disk: /d, network: bridge}\n", 4, 27, "expected one of none or user" },
-	{ VMH "spec: {disk: /d, network: none, forwards: [\"2222:22\"]}\n", 4, 43, "spec.forwards: needs network: user" },
+	{ VMH "spec: {disk: /d, network: none, forwards: [\"2222:22\"]}\n", 4, 43,
+	  "spec.forwards: needs network: user" },
 	{ VMH "spec: {disk: /d, forwards: [\"22\"]}\n", 4, 29, "spec.forwards[0]: expected" },
 	{ VMH "spec: {disk: /d, accel: hvf}\n", 4, 25, "expected one of auto, kvm or tcg" },
 	{ VMH "spec: {disk: /d, command: [/bin/true]}\n", 4, 18, "spec.command: field is not valid for kind VM" },
@@ -148,7 +163,8 @@ static void test_bad_documents_report_position_and_message(void **state)
 		int found = 0;
 		for (size_t d = 0; d < set.diags.n; d++) {
 			const struct gw_diag *g = &set.diags.v[d];
-			if (g->line == bad_docs[i].line && g->col == bad_docs[i].col && strstr(g->msg, bad_docs[i].fragment))
+			if (g->line == bad_docs[i].line && g->col == bad_docs[i].col &&
+			    strstr(g->msg, bad_docs[i].fragment))
 				found = 1;
 		}
 		if (!found) {
@@ -284,7 +300,8 @@ static void test_duplicate_names_across_files(void **state)
 	assert_string_equal(set.diags.v[0].file, "b.yaml");
 	assert_int_equal(set.diags.v[0].line, 4);
 	assert_int_equal(set.diags.v[0].col, 9);
-	assert_non_null(strstr(set.diags.v[0].msg, "duplicate name \"web\" (first declared as Process at a.yaml:3:18)"));
+	assert_non_null(
+		strstr(set.diags.v[0].msg, "duplicate name \"web\" (first declared as Process at a.yaml:3:18)"));
 	assert_int_equal(set.n, 1);
 	gw_manifest_set_free(&set);
 }
@@ -328,7 +345,8 @@ static void test_valid_kinds_parse_into_typed_fields(void **state)
 		 "  limits: {openFiles: 1024, memory: 256Mi}\n  restart: on-failure\n"
 		 "  healthCheck: {tcp: {address: \"127.0.0.1:80\"}, interval: 5s}\n"
 		 "---\n" CONT "spec: {image: busybox, ports: [\"127.0.0.1:8081:80/udp\"], cpus: 0.5, memory: 64Mi}\n"
-		 "---\n" VMH "spec: {kernel: /k, initrd: /i, cmdline: console=ttyS0, cpus: 2, forwards: [\"2222:22\"]}\n");
+		 "---\n" VMH
+		 "spec: {kernel: /k, initrd: /i, cmdline: console=ttyS0, cpus: 2, forwards: [\"2222:22\"]}\n");
 	gw_manifest_set_finish(&set);
 	assert_int_equal(set.diags.n, 0);
 	assert_int_equal(set.n, 3);
@@ -357,7 +375,8 @@ static void test_explicit_null_and_empty_documents_are_fine(void **state)
 	(void)state;
 	struct gw_manifest_set set;
 	gw_manifest_set_init(&set);
-	add(&set, "n.yaml", "# only a comment\n---\n---\n" PROC "spec: {command: [/bin/true], env: ~, dependsOn: null}\n");
+	add(&set, "n.yaml",
+	    "# only a comment\n---\n---\n" PROC "spec: {command: [/bin/true], env: ~, dependsOn: null}\n");
 	gw_manifest_set_finish(&set);
 	assert_int_equal(set.diags.n, 0);
 	assert_int_equal(set.n, 1);

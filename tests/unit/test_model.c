@@ -41,10 +41,11 @@ static void test_canonical_form_is_exact(void **state)
 					    "  stopTimeout: 90s\n  limits: {memory: 268435456}\n"
 					    "  healthCheck: {http: {url: \"http://127.0.0.1/\"}, interval: 10s}\n");
 	assert_non_null(r);
-	assert_string_equal(r->canonical,
-			    "{\"kind\":\"Process\",\"spec\":{\"command\":[\"/bin/sleep\",\"5\"],\"env\":{\"A\":\"1\",\"B\":\"2\"},"
-			    "\"healthCheck\":{\"http\":{\"url\":\"http://127.0.0.1/\"}},\"limits\":{\"memory\":\"256Mi\"},"
-			    "\"stopTimeout\":\"1m30s\"}}");
+	assert_string_equal(
+		r->canonical,
+		"{\"kind\":\"Process\",\"spec\":{\"command\":[\"/bin/sleep\",\"5\"],\"env\":{\"A\":\"1\",\"B\":\"2\"},"
+		"\"healthCheck\":{\"http\":{\"url\":\"http://127.0.0.1/\"}},\"limits\":{\"memory\":\"256Mi\"},"
+		"\"stopTimeout\":\"1m30s\"}}");
 	assert_int_equal(strlen(r->spec_hash), 64);
 	gw_resource_free(r);
 }

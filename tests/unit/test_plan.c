@@ -18,8 +18,8 @@ static struct gw_resource *proc(const char *name, const char *extra)
 {
 	char buf[1024];
 	snprintf(buf, sizeof(buf),
-		 "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: %s}\nspec: {command: [/bin/true]%s%s}\n", name,
-		 extra ? ", " : "", extra ? extra : "");
+		 "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: %s}\nspec: {command: [/bin/true]%s%s}\n",
+		 name, extra ? ", " : "", extra ? extra : "");
 	struct gw_resource *r = parse_one(buf);
 	assert_non_null(r);
 	return r;
@@ -86,11 +86,14 @@ static void test_unchanged_and_update_with_field_changes(void **state)
 	FILE *f = open_memstream(&text, &len);
 	gw_plan_render_text(f, &plan);
 	fclose(f);
-	assert_string_equal(text, "  ~ Process/web          update  env.V: \"1\" -> \"2\", workingDir: (unset) -> \"/srv\"\n"
-				  "Plan: 0 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n");
+	assert_string_equal(text,
+			    "  ~ Process/web          update  env.V: \"1\" -> \"2\", workingDir: (unset) -> \"/srv\"\n"
+			    "Plan: 0 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n");
 	free(text);
 
-	struct gw_plan_meta meta = { .commit = "0123456789012345678901234567890123456789", .ref = "main", .node = "n1" };
+	struct gw_plan_meta meta = { .commit = "0123456789012345678901234567890123456789",
+				     .ref = "main",
+				     .node = "n1" };
 	char *js = gw_plan_render_json(&plan, &meta, NULL, NULL);
 	json_t *root = json_loads(js, 0, NULL);
 	assert_non_null(root);
@@ -185,9 +188,11 @@ static enum gw_action_type plan_one(const char *extra, enum gw_state st, enum gw
 static void test_restart_policy(void **state)
 {
 	(void)state;
-	assert_int_equal(plan_one(NULL, GW_STATE_STOPPED, GW_HEALTH_UNKNOWN, "exited with status 0"), GW_ACTION_RESTART);
+	assert_int_equal(plan_one(NULL, GW_STATE_STOPPED, GW_HEALTH_UNKNOWN, "exited with status 0"),
+			 GW_ACTION_RESTART);
 	assert_int_equal(plan_one(NULL, GW_STATE_FAILED, GW_HEALTH_UNKNOWN, "killed by signal 9"), GW_ACTION_RESTART);
-	assert_int_equal(plan_one(NULL, GW_STATE_RUNNING, GW_HEALTH_UNHEALTHY, "health check failed"), GW_ACTION_RESTART);
+	assert_int_equal(plan_one(NULL, GW_STATE_RUNNING, GW_HEALTH_UNHEALTHY, "health check failed"),
+			 GW_ACTION_RESTART);
 	assert_int_equal(plan_one(NULL, GW_STATE_RUNNING, GW_HEALTH_HEALTHY, ""), GW_ACTION_NONE);
 	assert_int_equal(plan_one("restart: on-failure", GW_STATE_FAILED, GW_HEALTH_UNKNOWN, "exited with status 1"),
 			 GW_ACTION_RESTART);

@@ -21,8 +21,8 @@
 
 #include "gitward/qmp.h"
 
-#define GREETING                                                                                               \
-	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian " \
+#define GREETING                                                                                                       \
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian "       \
 	"1:7.2+dfsg-7+deb12u18+b3\"}, \"capabilities\": [\"oob\"]}}\r\n"
 
 /* A scripted peer: for each command line it reads, it writes the next

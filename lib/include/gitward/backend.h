@@ -18,10 +18,10 @@
 
 /* What every backend call may use. */
 struct gw_backend_ctx {
-	const char *state_dir;        /* records, logs, sockets live under here */
+	const char *state_dir; /* records, logs, sockets live under here */
 	const char *container_socket; /* NULL: the SPEC default search */
-	const char *self_exe;         /* this gitward binary, for helper processes */
-	const char *qemu_binary;      /* NULL: qemu-system-x86_64 on PATH */
+	const char *self_exe; /* this gitward binary, for helper processes */
+	const char *qemu_binary; /* NULL: qemu-system-x86_64 on PATH */
 };
 
 struct gw_backend_ops {

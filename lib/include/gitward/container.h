@@ -19,8 +19,7 @@
 /* "gitward-<name>" */
 const char *gw_container_name(char *buf, size_t size, const char *name);
 /* The body of POST /containers/create. file_env: values read from envFiles. */
-json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_strmap *file_env,
-				 const char *state_dir);
+json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_strmap *file_env, const char *state_dir);
 /* GET /containers/json -> the containers this gitward owns (by labels). */
 int gw_container_parse_list(struct gw_observed **out, size_t *out_n, const json_t *list, const char *state_dir);
 /* GET /containers/{id}/json -> state and detail (exit code, OOM). */

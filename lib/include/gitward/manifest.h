@@ -11,12 +11,12 @@
 #include "gitward/util.h"
 
 /* Bounds on hostile input. */
-#define GW_MANIFEST_FILE_MAX (1u << 20)           /* bytes per file */
-#define GW_MANIFEST_COMMIT_MAX (128u << 20)       /* bytes per commit */
-#define GW_MANIFEST_FILES_MAX 100000u             /* files per commit */
-#define GW_MANIFEST_DOCS_MAX 10000u               /* documents per file */
-#define GW_MANIFEST_DEPTH_MAX 32u                 /* nesting depth */
-#define GW_MANIFEST_NODES_MAX 200000u             /* nodes per file */
+#define GW_MANIFEST_FILE_MAX (1u << 20) /* bytes per file */
+#define GW_MANIFEST_COMMIT_MAX (128u << 20) /* bytes per commit */
+#define GW_MANIFEST_FILES_MAX 100000u /* files per commit */
+#define GW_MANIFEST_DOCS_MAX 10000u /* documents per file */
+#define GW_MANIFEST_DEPTH_MAX 32u /* nesting depth */
+#define GW_MANIFEST_NODES_MAX 200000u /* nodes per file */
 
 struct gw_diag {
 	char *file;

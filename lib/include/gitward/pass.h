@@ -12,11 +12,11 @@
 struct gw_pass {
 	char commit[41];
 	char *ref;
-	struct gw_manifest_set set;      /* every resource of the commit */
-	struct gw_resource **selected;   /* borrowed from set: this node's */
+	struct gw_manifest_set set; /* every resource of the commit */
+	struct gw_resource **selected; /* borrowed from set: this node's */
 	size_t nselected;
-	struct gw_state_file state;      /* as recorded */
-	struct gw_observed *observed;    /* what runs, from the backends (owned) */
+	struct gw_state_file state; /* as recorded */
+	struct gw_observed *observed; /* what runs, from the backends (owned) */
 	size_t nobserved;
 	struct gw_plan plan;
 	int have_plan;
@@ -32,8 +32,7 @@ void gw_pass_init(struct gw_pass *pass);
 void gw_pass_free(struct gw_pass *pass);
 /* Fetch, resolve, read, validate and select. On failure *stage says where;
  * manifest problems are in pass->set.diags (return -EINVAL). */
-int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg,
-		    struct gw_error *err);
+int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg, struct gw_error *err);
 /* Plan pass->selected against pass->observed (see gw_apply_observe). */
 int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err);
 

@@ -34,13 +34,13 @@ struct gw_observed {
 	/* backend identity */
 	long long pid;
 	long long start_time; /* /proc/PID/stat field 22, to tell a reused pid apart */
-	char id[80];          /* container id */
-	int restarts;         /* restarts by gitward, for status */
-	int64_t started_at;   /* unix seconds */
+	char id[80]; /* container id */
+	int restarts; /* restarts by gitward, for status */
+	int64_t started_at; /* unix seconds */
 	/* restart policy bookkeeping, kept in the state file */
-	int crash_streak;          /* restarts without a healthy run in between */
-	int64_t backoff_until_ms;  /* wall clock; no restart before */
-	int health_failures;       /* consecutive failed probes */
+	int crash_streak; /* restarts without a healthy run in between */
+	int64_t backoff_until_ms; /* wall clock; no restart before */
+	int health_failures; /* consecutive failed probes */
 };
 
 void gw_observed_clear(struct gw_observed *o);
@@ -51,15 +51,15 @@ enum gw_action_type { GW_ACTION_NONE, GW_ACTION_CREATE, GW_ACTION_UPDATE, GW_ACT
 const char *gw_action_to_string(enum gw_action_type a);
 
 struct gw_change {
-	char *path;       /* "spec.env.VERSION" */
-	char *from, *to;  /* compact JSON of the values; NULL when absent */
+	char *path; /* "spec.env.VERSION" */
+	char *from, *to; /* compact JSON of the values; NULL when absent */
 };
 
 struct gw_action {
 	enum gw_action_type type;
 	enum gw_kind kind;
 	const char *name;
-	const struct gw_resource *desired;  /* borrowed; NULL for delete */
+	const struct gw_resource *desired; /* borrowed; NULL for delete */
 	const struct gw_observed *observed; /* borrowed; NULL for create */
 	struct gw_change *changes;
 	size_t nchanges;

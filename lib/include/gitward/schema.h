@@ -13,19 +13,19 @@ enum gw_ftype {
 	GW_F_STRLIST,
 	GW_F_STRMAP,
 	GW_F_DURATION, /* int64 ms */
-	GW_F_SIZE,     /* int64 bytes */
-	GW_F_INT,      /* int64 */
-	GW_F_CPUS,     /* int64 milli-cpus, written 0.5 */
-	GW_F_ENUM,     /* int */
-	GW_F_SIGNAL,   /* int */
-	GW_F_OBJECT,   /* nested table */
+	GW_F_SIZE, /* int64 bytes */
+	GW_F_INT, /* int64 */
+	GW_F_CPUS, /* int64 milli-cpus, written 0.5 */
+	GW_F_ENUM, /* int */
+	GW_F_SIGNAL, /* int */
+	GW_F_OBJECT, /* nested table */
 };
 
 #define GW_KMASK(k) (1u << (k))
 #define GW_K_ALL (GW_KMASK(GW_KIND_PROCESS) | GW_KMASK(GW_KIND_CONTAINER) | GW_KMASK(GW_KIND_VM))
 
 /* field flags */
-#define GW_FF_NOHASH 0x1u  /* placement only: not part of the spec hash */
+#define GW_FF_NOHASH 0x1u /* placement only: not part of the spec hash */
 #define GW_FF_NONEMPTY 0x2u /* lists/strings must not be empty */
 
 struct gw_enum_name {
@@ -41,15 +41,15 @@ struct gw_field {
 	const char *name;
 	enum gw_ftype type;
 	size_t offset;
-	unsigned kinds;          /* kinds this field is valid for */
+	unsigned kinds; /* kinds this field is valid for */
 	unsigned required_kinds; /* kinds this field is required for */
 	unsigned flags;
-	int64_t min, max;        /* numeric bounds (inclusive) when max > 0 */
-	int64_t defval;          /* a value equal to the default is stored as 0 */
+	int64_t min, max; /* numeric bounds (inclusive) when max > 0 */
+	int64_t defval; /* a value equal to the default is stored as 0 */
 	const struct gw_enum_name *enums; /* GW_F_ENUM / value names, NULL-terminated */
-	const struct gw_field *sub;       /* GW_F_OBJECT, terminated by name == NULL */
-	gw_fcheck check;                  /* per string (or list item / map value) */
-	gw_fcheck key_check;              /* GW_F_STRMAP keys */
+	const struct gw_field *sub; /* GW_F_OBJECT, terminated by name == NULL */
+	gw_fcheck check; /* per string (or list item / map value) */
+	gw_fcheck key_check; /* GW_F_STRMAP keys */
 };
 
 extern const struct gw_field gw_schema_spec[];

@@ -19,10 +19,9 @@ struct gw_error {
 	char msg[GW_ERROR_MSG_MAX];
 };
 
-int gw_error_set(struct gw_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-int gw_error_set_at(struct gw_error *err, int code, const char *file, unsigned line, unsigned col,
-		    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+int gw_error_set(struct gw_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int gw_error_set_at(struct gw_error *err, int code, const char *file, unsigned line, unsigned col, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
 /* Prefix the message with "ctx: " (one layer of context). Returns err->code. */
 int gw_error_prefix(struct gw_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "file:line:col: msg" or "msg" into buf. */
