@@ -122,15 +122,6 @@ static int owned(const json_t *labels, const char *state_dir)
 	return m && !strcmp(m, "true") && n && h && strlen(h) == 64 && d && !strcmp(d, state_dir);
 }
 
-static enum gw_restart restart_from(const char *s)
-{
-	if (s && !strcmp(s, "never"))
-		return GW_RESTART_NEVER;
-	if (s && !strcmp(s, "on-failure"))
-		return GW_RESTART_ON_FAILURE;
-	return GW_RESTART_ALWAYS;
-}
-
 int gw_container_parse_list(struct gw_observed **out, size_t *out_n, const json_t *list, const char *state_dir)
 {
 	struct gw_observed *v;
@@ -151,7 +142,7 @@ int gw_container_parse_list(struct gw_observed **out, size_t *out_n, const json_
 		memcpy(o->spec_hash, json_string_value(json_object_get(labels, GW_LABEL_HASH)), 65);
 		const char *spec = json_string_value(json_object_get(labels, GW_LABEL_SPEC));
 		o->canonical = spec ? gw_xstrdup(spec) : NULL;
-		o->restart = restart_from(json_string_value(json_object_get(labels, GW_LABEL_RESTART)));
+		o->restart = gw_restart_from_string(json_string_value(json_object_get(labels, GW_LABEL_RESTART)));
 		snprintf(o->id, sizeof(o->id), "%s", id);
 		o->started_at = json_integer_value(json_object_get(c, "Created"));
 		const char *deps = json_string_value(json_object_get(labels, GW_LABEL_DEPENDS_ON));

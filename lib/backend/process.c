@@ -31,6 +31,7 @@
 
 #include "gitward/backend.h"
 #include "gitward/schema.h"
+#include "gitward/state.h"
 
 #define LOG_MAX (10LL << 20) /* bytes per log file before it rotates to .1 */
 #define JOB_MAX (4u << 20)
@@ -79,39 +80,10 @@ static void read_exit(struct gw_observed *o, const char *state_dir)
 
 static int parse_record(struct gw_observed *o, const char *path, const char *name)
 {
-	json_t *root = json_load_file(path, 0, NULL), *deps;
-	const char *hash, *spec, *restart;
-
-	if (!root)
-		return -EBADMSG;
-	hash = json_string_value(json_object_get(root, "spec_hash"));
-	spec = json_string_value(json_object_get(root, "spec"));
-	if (!hash || strlen(hash) != 64) {
-		json_decref(root);
-		return -EBADMSG;
-	}
-	memset(o, 0, sizeof(*o));
-	o->kind = GW_KIND_PROCESS;
-	o->name = gw_xstrdup(name);
-	memcpy(o->spec_hash, hash, 65);
-	o->canonical = spec ? gw_xstrdup(spec) : NULL;
-	o->pid = json_integer_value(json_object_get(root, "pid"));
-	o->start_time = json_integer_value(json_object_get(root, "start_time"));
-	o->started_at = json_integer_value(json_object_get(root, "started_at"));
-	restart = json_string_value(json_object_get(root, "restart"));
-	o->restart = restart && !strcmp(restart, "never")   ? GW_RESTART_NEVER
-		: restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
-							    : GW_RESTART_ALWAYS;
-	deps = json_object_get(root, "depends_on");
-	if (json_array_size(deps)) {
-		o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
-		for (size_t i = 0; i < json_array_size(deps); i++)
-			if (json_is_string(json_array_get(deps, i)))
-				o->depends_on.v[o->depends_on.n++] =
-					gw_xstrdup(json_string_value(json_array_get(deps, i)));
-	}
+	json_t *root = json_load_file(path, 0, NULL);
+	int rc = root ? gw_record_parse(o, GW_KIND_PROCESS, name, root) : -EBADMSG;
 	json_decref(root);
-	return 0;
+	return rc;
 }
 
 static int process_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,

@@ -29,6 +29,7 @@
 #include "gitward/backend.h"
 #include "gitward/qmp.h"
 #include "gitward/schema.h"
+#include "gitward/state.h"
 
 #define START_TIMEOUT_MS 60000
 #define QMP_TIMEOUT_MS 5000
@@ -164,38 +165,17 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		json_t *rec = json_load_file(path, 0, NULL);
-		const char *hash = json_string_value(json_object_get(rec, "spec_hash"));
-		if (!rec || !hash || strlen(hash) != 64) {
-			json_decref(rec);
-			gw_log(GW_LOG_WARN, name, "unreadable VM record %s: ignored", path);
-			continue;
-		}
 		if (n == cap) {
 			cap = cap ? cap * 2 : 8;
 			v = gw_xrealloc(v, cap * sizeof(*v));
 		}
-		struct gw_observed *o = &v[n++];
-		memset(o, 0, sizeof(*o));
-		o->kind = GW_KIND_VM;
-		o->name = gw_xstrdup(name);
-		memcpy(o->spec_hash, hash, 65);
-		const char *spec = json_string_value(json_object_get(rec, "spec"));
-		o->canonical = spec ? gw_xstrdup(spec) : NULL;
-		o->pid = json_integer_value(json_object_get(rec, "pid"));
-		o->start_time = json_integer_value(json_object_get(rec, "start_time"));
-		o->started_at = json_integer_value(json_object_get(rec, "started_at"));
-		const char *restart = json_string_value(json_object_get(rec, "restart"));
-		o->restart = restart && !strcmp(restart, "never")   ? GW_RESTART_NEVER
-			: restart && !strcmp(restart, "on-failure") ? GW_RESTART_ON_FAILURE
-								    : GW_RESTART_ALWAYS;
-		json_t *deps = json_object_get(rec, "depends_on");
-		if (json_array_size(deps)) {
-			o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
-			for (size_t i = 0; i < json_array_size(deps); i++)
-				if (json_is_string(json_array_get(deps, i)))
-					o->depends_on.v[o->depends_on.n++] =
-						gw_xstrdup(json_string_value(json_array_get(deps, i)));
+		struct gw_observed *o = &v[n];
+		if (!rec || gw_record_parse(o, GW_KIND_VM, name, rec) < 0) {
+			json_decref(rec);
+			gw_log(GW_LOG_WARN, name, "unreadable VM record %s: ignored", path);
+			continue;
 		}
+		n++;
 		json_decref(rec);
 		if (o->pid == 0) {
 			/* pending: a gitward was killed while starting it */

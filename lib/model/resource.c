@@ -43,6 +43,15 @@ const char *gw_restart_to_string(enum gw_restart r)
 	}
 }
 
+enum gw_restart gw_restart_from_string(const char *s)
+{
+	if (s && !strcmp(s, "never"))
+		return GW_RESTART_NEVER;
+	if (s && !strcmp(s, "on-failure"))
+		return GW_RESTART_ON_FAILURE;
+	return GW_RESTART_ALWAYS;
+}
+
 static const struct {
 	const char *name;
 	int sig;

@@ -75,23 +75,20 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 	res = json_object_get(root, "resources");
 	st.res = gw_xcalloc(json_array_size(res) + 1, sizeof(*st.res));
 	for (size_t i = 0; i < json_array_size(res); i++) {
-		json_t *r = json_array_get(res, i), *deps;
+		json_t *r = json_array_get(res, i);
 		struct gw_observed *o = &st.res[st.n];
 		const char *kind = json_string_value(json_object_get(r, "kind"));
-		const char *name = json_string_value(json_object_get(r, "name"));
-		const char *hash = json_string_value(json_object_get(r, "spec_hash"));
+		enum gw_kind k;
 		const char *state = json_string_value(json_object_get(r, "state"));
 		const char *health = json_string_value(json_object_get(r, "health"));
 		const char *detail = json_string_value(json_object_get(r, "detail"));
 		const char *id = json_string_value(json_object_get(r, "id"));
-		if (!kind || !name || !hash || gw_kind_from_string(&o->kind, kind) < 0 || strlen(hash) != 64) {
+		if (!kind || gw_kind_from_string(&k, kind) < 0 ||
+		    gw_record_parse(o, k, json_string_value(json_object_get(r, "name")), r) < 0) {
 			gw_state_file_free(&st);
 			json_decref(root);
 			return gw_error_set_at(err, -EBADMSG, path, 0, 0, "state file is corrupt: resource %zu", i);
 		}
-		o->name = gw_xstrdup(name);
-		memcpy(o->spec_hash, hash, 65);
-		o->canonical = opt_str(r, "spec");
 		if (!state || gw_state_from_string(&o->state, state) < 0)
 			o->state = GW_STATE_PENDING;
 		if (!health || gw_health_from_string(&o->health, health) < 0)
@@ -100,25 +97,10 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 			snprintf(o->detail, sizeof(o->detail), "%s", detail);
 		if (id)
 			snprintf(o->id, sizeof(o->id), "%s", id);
-		o->pid = json_integer_value(json_object_get(r, "pid"));
-		o->start_time = json_integer_value(json_object_get(r, "start_time"));
 		o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
-		o->started_at = json_integer_value(json_object_get(r, "started_at"));
 		o->crash_streak = (int)json_integer_value(json_object_get(r, "crash_streak"));
 		o->backoff_until_ms = json_integer_value(json_object_get(r, "backoff_until_ms"));
 		o->health_failures = (int)json_integer_value(json_object_get(r, "health_failures"));
-		const char *restart = json_string_value(json_object_get(r, "restart"));
-		o->restart = restart && strcmp(restart, "never") == 0	? GW_RESTART_NEVER
-			: restart && strcmp(restart, "on-failure") == 0 ? GW_RESTART_ON_FAILURE
-									: GW_RESTART_ALWAYS;
-		deps = json_object_get(r, "depends_on");
-		if (json_is_array(deps) && json_array_size(deps)) {
-			o->depends_on.v = gw_xcalloc(json_array_size(deps) + 1, sizeof(char *));
-			for (size_t k = 0; k < json_array_size(deps); k++)
-				if (json_is_string(json_array_get(deps, k)))
-					o->depends_on.v[o->depends_on.n++] =
-						gw_xstrdup(json_string_value(json_array_get(deps, k)));
-		}
 		st.n++;
 	}
 	json_decref(root);

@@ -3,6 +3,7 @@ gitward binary with bounded waits."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -137,3 +138,12 @@ def kill_workloads(root):
                                 os.kill(target, 9)
                             except OSError:
                                 pass
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -4,14 +4,13 @@ only ever the ones gitward labelled."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import unittest
 import urllib.request
 
 import podman_env
-from gwtest import HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import free_port, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 
 def setUpModule():
@@ -191,10 +190,7 @@ class Containers(TempDirTest):
         envfile = os.path.join(self.tmp, "c.env")
         with open(envfile, "w") as f:
             f.write(f"TOKEN={secret}\n")
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+        port = free_port()
         r = self.repo()
         r.write("web.yaml", cont_yaml("web", command=("/bin/httpd", "-f", "-p", "80", "-h", "/www"),
                                       extra=f"  envFiles: [{envfile}]\n  healthCheck:\n"

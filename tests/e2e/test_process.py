@@ -6,21 +6,13 @@ import json
 import os
 import random
 import signal
-import socket
 import stat
 import subprocess
 import time
 import urllib.request
 
-from gwtest import GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import free_port, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def environ_of(pid):

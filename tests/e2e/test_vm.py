@@ -11,7 +11,7 @@ import unittest
 import urllib.request
 
 import vm_guest
-from gwtest import CI, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import free_port, CI, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 GUEST = None
 
@@ -24,13 +24,6 @@ def setUpModule():
         raise unittest.SkipTest("QEMU not installed")
     GUEST = vm_guest.build()
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def qmp(sock, command):

@@ -16,6 +16,8 @@ enum gw_accel { GW_ACCEL_AUTO, GW_ACCEL_KVM, GW_ACCEL_TCG };
 const char *gw_kind_to_string(enum gw_kind k);
 int gw_kind_from_string(enum gw_kind *out, const char *s);
 const char *gw_restart_to_string(enum gw_restart r);
+/* "never", "on-failure"; anything else (and NULL) is always, the default. */
+enum gw_restart gw_restart_from_string(const char *s);
 
 struct gw_strlist {
 	char **v;

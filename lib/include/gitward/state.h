@@ -3,6 +3,7 @@
 #ifndef GITWARD_STATE_H
 #define GITWARD_STATE_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "gitward/plan.h"
@@ -23,6 +24,10 @@ void gw_state_file_free(struct gw_state_file *st);
 /* A missing file is an empty state; a torn or corrupt one is an error. */
 int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err);
 int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err);
+/* The fields every workload record shares (state file entries and the
+ * backends' run records). Fails with -EBADMSG without a valid spec_hash. */
+int gw_record_parse(struct gw_observed *o, enum gw_kind kind, const char *name, const json_t *rec);
+
 /* SPEC's status object (caller frees). */
 char *gw_state_render_status(const struct gw_state_file *st);
 void gw_state_render_status_text(FILE *f, const struct gw_state_file *st);
