@@ -197,13 +197,17 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 			git_reference_free(ref);
 	}
 	git_buf_dispose(&head);
-	git_remote_disconnect(remote);
-
+	/* one connection for the default branch and the fetch itself: an ssh
+	 * handshake per pass, not two */
 	opts.callbacks = cbs;
-	attempts = 0;
 	opts.prune = GIT_FETCH_PRUNE;
 	opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
-	rc = git_remote_fetch(remote, NULL, &opts, "gitward fetch");
+	rc = git_remote_download(remote, NULL, &opts);
+	if (rc == 0)
+		rc = git_remote_update_tips(remote, &cbs, 0, GIT_REMOTE_DOWNLOAD_TAGS_ALL, "gitward fetch");
+	if (rc == 0)
+		rc = git_remote_prune(remote, &cbs);
+	git_remote_disconnect(remote);
 	git_remote_free(remote);
 	if (rc < 0 && cache_fault())
 		return corrupt(err, src);

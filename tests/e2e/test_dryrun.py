@@ -160,6 +160,15 @@ class DryRun(TempDirTest):
         # the remote's default branch when --ref is absent
         self.assertEqual(self.dry(r.path, "--output", "json").json()["ref"], "main")
 
+    def test_a_deleted_branch_is_pruned_from_the_cache(self):
+        r = self.base_repo()
+        r.git("branch", "gone")
+        self.assertEqual(self.dry(r.path, "--ref", "gone").rc, 2)
+        r.git("branch", "-D", "gone")
+        res = self.dry(r.path, "--ref", "gone")
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn('ref "gone" not found', res.err)
+
     def test_default_branch_follows_the_remote(self):
         r = self.repo(branch="trunk")
         r.write("a.yaml", proc_yaml("a"))
