@@ -162,6 +162,46 @@ static int credentials(git_credential **out, const char *url, const char *userna
 	return GIT_PASSTHROUGH;
 }
 
+/* A refs/remotes/origin/HEAD whose branch is gone (renamed or deleted on the
+ * server) is removed before negotiating; record_default_branch sets it again. */
+static void drop_dangling_head(git_repository *repo)
+{
+	git_reference *ref = NULL, *resolved = NULL;
+	if (git_reference_lookup(&ref, repo, "refs/remotes/origin/HEAD") == 0 &&
+	    git_reference_resolve(&resolved, ref) < 0)
+		git_reference_remove(repo, "refs/remotes/origin/HEAD");
+	git_reference_free(resolved);
+	git_reference_free(ref);
+	git_error_clear();
+}
+
+/* refs/remotes/origin/HEAD -> the remote's default branch, when that branch
+ * was fetched; a remote without a usable HEAD leaves no symref behind. */
+static int record_default_branch(git_repository *repo, const char *head)
+{
+	git_reference *ref = NULL;
+	char target[512];
+
+	if (!head || strncmp(head, "refs/heads/", 11) != 0) {
+		git_reference_remove(repo, "refs/remotes/origin/HEAD");
+		git_error_clear();
+		return 0;
+	}
+	snprintf(target, sizeof(target), "refs/remotes/origin/%s", head + 11);
+	if (git_reference_lookup(&ref, repo, target) < 0) {
+		git_error_clear();
+		git_reference_remove(repo, "refs/remotes/origin/HEAD");
+		return 0;
+	}
+	git_reference_free(ref);
+	ref = NULL;
+	if (git_reference_symbolic_create(&ref, repo, "refs/remotes/origin/HEAD", target, 1,
+					  "gitward: remote default branch") < 0)
+		return -1;
+	git_reference_free(ref);
+	return 0;
+}
+
 int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 {
 	git_remote *remote = NULL;
@@ -185,20 +225,13 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		git_remote_free(remote);
 		return -EHOSTUNREACH;
 	}
-	if (git_remote_default_branch(&head, remote) == 0) {
-		git_reference *ref = NULL;
-		const char *branch = head.ptr;
-		char target[512];
-		if (strncmp(branch, "refs/heads/", 11) == 0)
-			branch += 11;
-		snprintf(target, sizeof(target), "refs/remotes/origin/%s", branch);
-		if (git_reference_symbolic_create(&ref, src->repo, "refs/remotes/origin/HEAD", target, 1,
-						  "gitward: remote default branch") == 0)
-			git_reference_free(ref);
-	}
-	git_buf_dispose(&head);
-	/* one connection for the default branch and the fetch itself: an ssh
-	 * handshake per pass, not two */
+	/* the default branch is read from this connection's advertisement but
+	 * recorded only once the fetch has created the branch it names: a
+	 * dangling refs/remotes/origin/HEAD makes libgit2's negotiation (which
+	 * walks local refs for "have" lines) fail on the smart HTTP and SSH
+	 * transports, and the first clone brought no refs */
+	git_remote_default_branch(&head, remote);
+	drop_dangling_head(src->repo);
 	opts.callbacks = cbs;
 	opts.prune = GIT_FETCH_PRUNE;
 	opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
@@ -207,6 +240,9 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		rc = git_remote_update_tips(remote, &cbs, 0, GIT_REMOTE_DOWNLOAD_TAGS_ALL, "gitward fetch");
 	if (rc == 0)
 		rc = git_remote_prune(remote, &cbs);
+	if (rc == 0)
+		rc = record_default_branch(src->repo, head.ptr);
+	git_buf_dispose(&head);
 	git_remote_disconnect(remote);
 	git_remote_free(remote);
 	if (rc < 0 && cache_fault())
