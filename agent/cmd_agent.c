@@ -37,6 +37,14 @@ static const char agent_usage[] =
 	"  --log-format text|json     logging on stderr\n"
 	"  --log-level LEVEL          debug, info, warn, error\n"
 	"  --container-socket PATH    Docker Engine API socket\n"
+	"  --ca-file FILE             PEM CA bundle for HTTPS remotes (replaces the system store)\n"
+	"  --insecure-skip-tls-verify do not check the HTTPS server (warned on every fetch)\n"
+	"  --known-hosts FILE         SSH host keys to trust (default ~/.ssh/known_hosts)\n"
+	"  --ssh-key FILE             SSH private key (default $GITWARD_SSH_KEY, ssh-agent, ~/.ssh/id_*)\n"
+	"  --git-username USER        user name for HTTPS (default: the URL's, $GITWARD_GIT_USERNAME)\n"
+	"  --git-password-file FILE   password or token for HTTPS, one line (never printed)\n"
+	"  --git-timeout DUR          end a fetch after this long without progress (default 60s)\n"
+	"  --git-connect-timeout DUR  end a fetch the server does not answer (default 15s)\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
 static int wake[2] = { -1, -1 };

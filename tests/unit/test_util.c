@@ -107,6 +107,48 @@ static void test_atomic_write_and_bounded_read(void **state)
 	rmdir(dir);
 }
 
+static void test_url_password_kept_apart(void **state)
+{
+	(void)state;
+	char *url, *pw;
+	gw_url_split_password(&url, &pw, "https://alice:S3cr%40t@git.example.com:8443/ops/x.git");
+	assert_string_equal(url, "https://alice@git.example.com:8443/ops/x.git");
+	assert_string_equal(pw, "S3cr@t");
+	free(url);
+	free(pw);
+	/* the last '@' of the authority ends the user info; '@' in the path is not one */
+	gw_url_split_password(&url, &pw, "https://u:p@ss@h/a@b");
+	assert_string_equal(url, "https://u@h/a@b");
+	assert_string_equal(pw, "p@ss");
+	free(url);
+	free(pw);
+	static const char *const unchanged[] = { "https://alice@h/x.git", "ssh://git@h:22/x", "git@h:ops/x.git",
+						 "/srv/repo", "file:///srv/a@b", "https://h/x?u=a:b@c" };
+	for (size_t i = 0; i < sizeof(unchanged) / sizeof(unchanged[0]); i++) {
+		gw_url_split_password(&url, &pw, unchanged[i]);
+		assert_string_equal(url, unchanged[i]);
+		assert_null(pw);
+		free(url);
+	}
+}
+
+static void test_redact(void **state)
+{
+	(void)state;
+	char s[] = "auth for S3cr3t failed: S3cr3tS3cr3t";
+	gw_str_redact(s, "S3cr3t");
+	assert_string_equal(s, "auth for *** failed: ******");
+	char t[] = "a*b";
+	gw_str_redact(t, "*"); /* shorter than the mask, and part of it: ends */
+	assert_string_equal(t, "a*b");
+	char u[] = "xyx";
+	gw_str_redact(u, "y");
+	assert_string_equal(u, "x*x");
+	gw_str_redact(u, NULL);
+	gw_str_redact(u, "");
+	assert_string_equal(u, "x*x");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -115,6 +157,8 @@ int main(void)
 		cmocka_unit_test(test_size_parse_and_format),
 		cmocka_unit_test(test_error_filled_and_prefixed),
 		cmocka_unit_test(test_atomic_write_and_bounded_read),
+		cmocka_unit_test(test_url_password_kept_apart),
+		cmocka_unit_test(test_redact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
