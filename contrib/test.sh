@@ -40,8 +40,7 @@ if [[ $secs != 0 ]]; then
     mkdir "$work/$name"
     cp tests/fuzz/corpus/$name/* "$work/$name/"
     set +e
-    LSAN_OPTIONS=suppressions=$PWD/contrib/lsan.supp \
-      build-fuzz/tests/fuzz_$name -max_total_time="$t" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    build-fuzz/tests/fuzz_$name -max_total_time="$t" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$work/$name.log" 2>&1
     rc=$?
     set -e
