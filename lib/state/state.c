@@ -41,23 +41,30 @@ static char *opt_str(json_t *o, const char *key)
 
 int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err)
 {
-	struct gw_state_file st;
-	json_error_t jerr;
-	json_t *root, *res;
 	char *data;
 	size_t len;
 	int rc;
 
-	gw_state_file_init(&st);
 	rc = gw_file_read(&data, &len, path, STATE_MAX, err);
 	if (rc == -ENOENT) {
-		*out = st;
+		gw_state_file_init(out);
 		return 0;
 	}
 	if (rc < 0)
 		return rc;
-	root = json_loadb(data, len, 0, &jerr);
+	rc = gw_state_parse(out, data, len, path, err);
 	free(data);
+	return rc;
+}
+
+int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, const char *path, struct gw_error *err)
+{
+	struct gw_state_file st;
+	json_error_t jerr;
+	json_t *root, *res;
+
+	gw_state_file_init(&st);
+	root = json_loadb(data, len, 0, &jerr);
 	if (!root)
 		return gw_error_set_at(err, -EBADMSG, path, (unsigned)jerr.line, (unsigned)jerr.column,
 				       "state file is corrupt: %s", jerr.text);
