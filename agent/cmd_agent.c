@@ -96,7 +96,7 @@ int cmd_agent(int argc, char **argv)
 	struct gw_error err;
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
-	char self[4096], buf[GW_ERROR_MSG_MAX + 300];
+	char self[4096];
 	int lock_fd = -1, rc, git_streak = 0;
 
 	gw_config_init(&cfg);
@@ -113,7 +113,7 @@ int cmd_agent(int argc, char **argv)
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0) {
-		fprintf(stderr, "gitward: error: %s\n", gw_error_format(buf, sizeof(buf), &err));
+		cli_print_error("error: ", &err);
 		gw_config_free(&cfg);
 		return 1;
 	}
@@ -135,7 +135,7 @@ int cmd_agent(int argc, char **argv)
 	if (strcmp(cfg.listen, "off") != 0) {
 		rc = gw_http_start(&http, &metrics, &cfg, trigger, NULL, &err);
 		if (rc < 0) {
-			fprintf(stderr, "gitward: error: %s\n", gw_error_format(buf, sizeof(buf), &err));
+			cli_print_error("error: ", &err);
 			close(lock_fd);
 			gw_config_free(&cfg);
 			return 1;

@@ -62,7 +62,6 @@ static int on_extra(int id, const char *arg, void *ud)
 
 static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_config *cfg, const struct gw_error *err)
 {
-	char buf[GW_ERROR_MSG_MAX + 300];
 	if (o->fmt == OUTPUT_JSON) {
 		struct gw_plan_meta meta = { .commit = pass->commit[0] ? pass->commit : NULL,
 					     .ref = pass->ref ? pass->ref : cfg->ref,
@@ -73,7 +72,7 @@ static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_conf
 		free(s);
 	}
 	cli_print_diags(&pass->set.diags);
-	fprintf(stderr, "gitward: error: %s\n", gw_error_format(buf, sizeof(buf), err));
+	cli_print_error("error: ", err);
 	return 1;
 }
 
@@ -136,8 +135,10 @@ int cmd_reconcile(int argc, char **argv)
 		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
 		for (int k = 0; k < GW_KIND_MAX; k++)
 			if (pass.backend_error[k][0]) {
+				char esc[1024];
 				fprintf(stderr, "gitward: error: %s resources: %s\n",
-					gw_kind_to_string((enum gw_kind)k), pass.backend_error[k]);
+					gw_kind_to_string((enum gw_kind)k),
+					gw_escape(esc, sizeof(esc), pass.backend_error[k]));
 				rc = 1;
 			}
 		goto out;
