@@ -37,6 +37,10 @@ static const char agent_usage[] =
 	"  --log-format text|json     logging on stderr\n"
 	"  --log-level LEVEL          debug, info, warn, error\n"
 	"  --container-socket PATH    Docker Engine API socket\n"
+	"  --verify-signatures        apply only commits signed by a key of --allowed-signers\n"
+	"                             or --gpg-keyring (the commit itself; not its ancestors)\n"
+	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"
+	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
 static int wake[2] = { -1, -1 };

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "gitward/source.h"
+#include "source_internal.h"
 
 struct gw_source {
 	git_repository *repo;
@@ -467,4 +468,9 @@ void gw_source_free(struct gw_source *src)
 	free(src->url);
 	free(src->cache_dir);
 	free(src);
+}
+
+git_repository *gw_source__repo(struct gw_source *src)
+{
+	return src->repo;
 }

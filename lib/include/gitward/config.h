@@ -25,6 +25,11 @@ struct gw_config {
 	char *log_format;
 	char *log_level;
 	char *container_socket;
+	/* --verify-signatures: only commits signed by a key of allowed_signers
+	 * (SSH) or gpg_keyring (OpenPGP) are applied */
+	bool verify_signatures;
+	char *allowed_signers;
+	char *gpg_keyring;
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -44,6 +49,9 @@ enum gw_config_bit {
 	GW_CFG_LOG_FORMAT = 1u << 11,
 	GW_CFG_LOG_LEVEL = 1u << 12,
 	GW_CFG_SOCKET = 1u << 13,
+	GW_CFG_VERIFY_SIGNATURES = 1u << 24,
+	GW_CFG_ALLOWED_SIGNERS = 1u << 25,
+	GW_CFG_GPG_KEYRING = 1u << 26,
 };
 
 void gw_config_init(struct gw_config *cfg);
@@ -54,7 +62,8 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 /* Read a config file; options already set (by flags) are kept. Problems go
  * to diags with file:line:col. */
 int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags *diags);
-/* Fill defaults (state dir, node name, interval, listen, labels["node"]). */
+/* Fill defaults (state dir, node name, interval, listen, labels["node"]) and
+ * check options that go together (-EINVAL: a usage error). */
 int gw_config_finish(struct gw_config *cfg, struct gw_error *err);
 
 #endif
