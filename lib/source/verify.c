@@ -298,8 +298,8 @@ static int private_home(char *home, size_t size, const struct gw_verify_opts *op
 	snprintf(line, sizeof(line), "%s\n", digest);
 	rc = gw_file_write_atomic(path, line, 65, err);
 	if (rc == 0)
-		gw_log(GW_LOG_INFO, "", "OpenPGP keys of %s imported (%d keys)", opts->gpg_keyring,
-		       res->imported + res->unchanged);
+		gw_log(GW_LOG_INFO, "", "OpenPGP keys of %s imported (%d key%s)", opts->gpg_keyring,
+		       res->imported + res->unchanged, res->imported + res->unchanged == 1 ? "" : "s");
 out:
 	gpgme_data_release(d);
 	gpgme_release(ctx);
