@@ -61,8 +61,11 @@ static int keygen(struct ssh_run *r, char *const *argv, const char *data, size_t
 	gw_strbuf_init(&r->out);
 	gw_strbuf_init(&r->err);
 	int rc = gw_spawn_capture(&r->status, &r->out, &r->err, argv, data, len, TOOL_OUTPUT_MAX, TOOL_TIMEOUT_MS, err);
-	if (rc < 0)
+	if (rc < 0) {
+		gw_strbuf_free(&r->out);
+		gw_strbuf_free(&r->err);
 		gw_error_prefix(err, "verifying an SSH signature");
+	}
 	return rc;
 }
 
