@@ -34,6 +34,9 @@ static const struct option common[] = {
 	{ "git-password-file", required_argument, 0, 0 },
 	{ "git-timeout", required_argument, 0, 0 },
 	{ "git-connect-timeout", required_argument, 0, 0 },
+	{ "verify-signatures", no_argument, 0, 0 },
+	{ "allowed-signers", required_argument, 0, 0 },
+	{ "gpg-keyring", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -119,7 +122,10 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 		}
 		gw_diags_free(&d);
 	}
-	gw_config_finish(cfg, &err);
+	if (gw_config_finish(cfg, &err) < 0) {
+		fprintf(stderr, "gitward: %s\n", err.msg);
+		rc = -2;
+	}
 out:
 	free(opts);
 	return rc;

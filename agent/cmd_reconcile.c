@@ -41,6 +41,10 @@ static const char reconcile_usage[] =
 	"  --git-password-file FILE   password or token for HTTPS, one line (never printed)\n"
 	"  --git-timeout DUR          end a fetch after this long without progress (default 60s)\n"
 	"  --git-connect-timeout DUR  end a fetch the server does not answer (default 15s)\n"
+	"  --verify-signatures        apply only commits signed by a key of --allowed-signers\n"
+	"                             or --gpg-keyring (the commit itself; not its ancestors)\n"
+	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"
+	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
 enum { OPT_DRY_RUN = 1, OPT_OUTPUT };

@@ -18,7 +18,9 @@
 
 #define BODY_MAX (1u << 20)
 
-static const char *const result_names[] = { "success", "not_converged", "git_error", "invalid", "error" };
+/* per gw_run_result; "unverified": a commit whose signature was refused */
+static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
+						      "invalid", "error",	  "unverified" };
 
 void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg)
 {
@@ -80,7 +82,7 @@ static char *metrics_text(struct gw_metrics *m)
 	gw_strbuf_init(&sb);
 	pthread_mutex_lock(&m->mu);
 	gw_strbuf_puts(&sb, "# HELP gitward_sync_total Passes by result.\n# TYPE gitward_sync_total counter\n");
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < GW_RUN_MAX; i++)
 		gw_strbuf_printf(&sb, "gitward_sync_total{result=\"%s\"} %llu\n", result_names[i], m->sync[i]);
 	gw_strbuf_printf(&sb,
 			 "# HELP gitward_last_sync_timestamp_seconds End of the last pass.\n"

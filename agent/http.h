@@ -10,7 +10,7 @@
 
 struct gw_metrics {
 	pthread_mutex_t mu;
-	unsigned long long sync[5]; /* per gw_run_result */
+	unsigned long long sync[GW_RUN_MAX]; /* per gw_run_result */
 	int64_t last_sync; /* unix seconds of the last pass */
 	double last_duration; /* seconds */
 	int64_t heartbeat; /* monotonic ms, the loop is alive */

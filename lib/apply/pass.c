@@ -54,6 +54,14 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	rc = gw_source_fetch(src, err);
 	if (rc == 0)
 		rc = gw_source_resolve(pass->commit, &pass->ref, src, cfg->ref, err);
+	if (rc == 0 && cfg->verify_signatures) {
+		/* before any manifest of the commit is parsed */
+		struct gw_verify_opts v = { .allowed_signers = cfg->allowed_signers,
+					    .gpg_keyring = cfg->gpg_keyring,
+					    .state_dir = cfg->state_dir };
+		*stage = GW_PASS_VERIFY;
+		rc = gw_source_verify_commit(src, pass->commit, &v, err);
+	}
 	if (rc < 0) {
 		gw_source_free(src);
 		return rc;

@@ -1,6 +1,7 @@
 /* One whole pass for the long-running agent, with the failure rules of the
- * SPEC: git errors touch nothing, an invalid commit leaves the last good one
- * in force, everything is recorded for `status` and the endpoints. */
+ * SPEC: git errors touch nothing, an invalid or unverified commit leaves the
+ * last good one in force, everything is recorded for `status` and the
+ * endpoints. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -48,37 +49,45 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		finish_error(out, GW_RUN_GIT_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
 	}
-	if (rc < 0 && pass.set.diags.n) {
+	if (rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
 		/* report every problem, then fall back to the last good commit */
-		for (size_t i = 0; i < pass.set.diags.n; i++)
-			gw_log(GW_LOG_ERROR, "", "%s:%u:%u: %s", pass.set.diags.v[i].file, pass.set.diags.v[i].line,
-			       pass.set.diags.v[i].col, pass.set.diags.v[i].msg);
+		enum gw_run_result bad = stage == GW_PASS_VERIFY ? GW_RUN_UNVERIFIED : GW_RUN_INVALID;
 		char msg[GW_ERROR_MSG_MAX + 300];
-		snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", err.msg, pass.set.diags.v[0].file,
-			 pass.set.diags.v[0].line, pass.set.diags.v[0].col, pass.set.diags.v[0].msg);
+		if (bad == GW_RUN_UNVERIFIED) {
+			snprintf(msg, sizeof(msg), "%s", err.msg);
+			gw_log(GW_LOG_ERROR, "", "%s", msg);
+		} else {
+			for (size_t i = 0; i < pass.set.diags.n; i++)
+				gw_log(GW_LOG_ERROR, "", "%s:%u:%u: %s", pass.set.diags.v[i].file,
+				       pass.set.diags.v[i].line, pass.set.diags.v[i].col, pass.set.diags.v[i].msg);
+			snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", err.msg, pass.set.diags.v[0].file,
+				 pass.set.diags.v[0].line, pass.set.diags.v[0].col, pass.set.diags.v[0].msg);
+		}
 		struct gw_state_file st;
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
 		gw_state_file_init(&st);
 		if (gw_state_load(&st, path, &err) < 0 || !st.commit || !strcmp(st.commit, pass.commit)) {
 			gw_state_file_free(&st);
-			finish_error(out, GW_RUN_INVALID, cfg, msg);
+			finish_error(out, bad, cfg, msg);
 			goto out;
 		}
 		struct gw_config last = *cfg;
 		last.ref = st.commit;
 		gw_pass_free(&pass);
 		gw_pass_init(&pass);
-		gw_log(GW_LOG_WARN, "", "commit invalid; keeping the last good commit %.12s in force", st.commit);
+		gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
+		       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", st.commit);
 		rc = gw_pass_prepare(&pass, &stage, &last, &err);
 		gw_state_file_free(&st);
 		if (rc < 0) {
-			finish_error(out, GW_RUN_INVALID, cfg, msg);
+			gw_log(GW_LOG_ERROR, "", "the last good commit cannot be used either: %s", err.msg);
+			finish_error(out, bad, cfg, msg);
 			goto out;
 		}
 		pass.note = gw_xstrdup(msg);
 		snprintf(out->message, sizeof(out->message), "%s", msg);
-		out->result = GW_RUN_INVALID;
+		out->result = bad;
 	} else if (rc < 0) {
 		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
@@ -98,7 +107,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
 	}
-	if (out->result != GW_RUN_INVALID)
+	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED)
 		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
 out:
 	free(state_error);

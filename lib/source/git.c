@@ -324,3 +324,8 @@ void gw_source_free(struct gw_source *src)
 	free(src->cache_dir);
 	free(src);
 }
+
+git_repository *gw_source__repo(struct gw_source *src)
+{
+	return src->repo;
+}

@@ -16,6 +16,8 @@ struct gw_source {
 /* Errors from the cache on disk rather than from the remote (libgit2's last
  * error). */
 int gw_source__cache_fault(void);
+/* The cache repository, borrowed (NULL before the first fetch). */
+git_repository *gw_source__repo(struct gw_source *src);
 /* Open the cache at src->cache_dir into src->repo (replacing a handle). */
 int gw_source__reopen(struct gw_source *src, struct gw_error *err);
 

@@ -37,6 +37,9 @@ static const struct {
 	{ "git-password-file", GW_CFG_GIT_PASSWORD_FILE, 0, 0 },
 	{ "git-timeout", GW_CFG_GIT_TIMEOUT, 0, 0 },
 	{ "git-connect-timeout", GW_CFG_GIT_CONNECT_TIMEOUT, 0, 0 },
+	{ "verify-signatures", GW_CFG_VERIFY_SIGNATURES, 0, 1 },
+	{ "allowed-signers", GW_CFG_ALLOWED_SIGNERS, 0, 0 },
+	{ "gpg-keyring", GW_CFG_GPG_KEYRING, 0, 0 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -64,6 +67,8 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->git_password_file);
 	if (cfg->repo_password)
 		gw_secure_free(cfg->repo_password);
+	free(cfg->allowed_signers);
+	free(cfg->gpg_keyring);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -183,6 +188,13 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		replace(&cfg->log_level, value);
 	} else if (!strcmp(name, "container-socket")) {
 		replace(&cfg->container_socket, value);
+	} else if (!strcmp(name, "verify-signatures")) {
+		if (parse_bool(&cfg->verify_signatures, value) < 0)
+			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
+	} else if (!strcmp(name, "allowed-signers") || !strcmp(name, "gpg-keyring")) {
+		if (!*value)
+			return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
+		replace(!strcmp(name, "allowed-signers") ? &cfg->allowed_signers : &cfg->gpg_keyring, value);
 	} else {
 		return gw_error_set(err, -EINVAL, "unknown option \"%s\"", name);
 	}
@@ -259,6 +271,19 @@ int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags
 	return diags->n == before ? 0 : -EINVAL;
 }
 
+/* Relative to the cwd at start, so later passes do not depend on it. */
+static void make_absolute(char **p)
+{
+	char cwd[4096];
+	if (!*p || (*p)[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return;
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_printf(&sb, "%s/%s", cwd, *p);
+	free(*p);
+	*p = gw_strbuf_detach(&sb);
+}
+
 int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 {
 	if (!cfg->state_dir)
@@ -295,6 +320,11 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 	if (!cfg->log_level)
 		cfg->log_level = gw_xstrdup("info");
 	gw_strmap_set(&cfg->labels, "node", cfg->node);
-	(void)err;
+	make_absolute(&cfg->allowed_signers);
+	make_absolute(&cfg->gpg_keyring);
+	if (cfg->verify_signatures && !cfg->allowed_signers && !cfg->gpg_keyring)
+		return gw_error_set(err, -EINVAL,
+				    "--verify-signatures needs the keys to accept: --allowed-signers FILE (SSH) "
+				    "and/or --gpg-keyring PATH (OpenPGP)");
 	return 0;
 }

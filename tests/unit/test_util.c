@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-/* Durations, sizes, errors, atomic files. */
+/* Durations, sizes, errors, atomic files, the capturing spawn, options. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,9 @@
 
 #include <jansson.h>
 
+#include <sys/wait.h>
+
+#include "gitward/config.h"
 #include "gitward/util.h"
 
 static void test_duration_parse(void **state)
@@ -197,6 +200,71 @@ static void test_json_string_is_never_dropped(void **state)
 	json_decref(o);
 }
 
+static void test_spawn_capture_feeds_stdin_and_captures_output(void **state)
+{
+	(void)state;
+	struct gw_strbuf out, errout;
+	struct gw_error err;
+	int status = -1;
+	char *const cat[] = { "cat", NULL };
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, cat, "signed data\n", 12, 1024, 5000, &err), 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_string_equal(out.s, "signed data\n");
+	assert_int_equal(errout.len, 0);
+	gw_strbuf_free(&out);
+	gw_strbuf_free(&errout);
+}
+
+static void test_spawn_capture_bounds_output_and_time(void **state)
+{
+	(void)state;
+	struct gw_strbuf out, errout;
+	struct gw_error err = { 0 };
+	int status = -1;
+	char *const flood[] = { "head", "-c", "1000000", "/dev/zero", NULL };
+	char *const hang[] = { "sleep", "30", NULL };
+	char *const missing[] = { "gw-no-such-program", NULL };
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, flood, NULL, 0, 100, 5000, &err), 0);
+	assert_int_equal(out.len, 100);
+	int64_t t0 = gw_monotonic_ms();
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, hang, NULL, 0, 100, 200, &err), -ETIMEDOUT);
+	assert_true(gw_monotonic_ms() - t0 < 5000);
+	assert_string_equal(err.msg, "sleep: killed after 200ms without an answer");
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, missing, NULL, 0, 100, 1000, &err), -ENOENT);
+	assert_string_equal(err.msg, "cannot run gw-no-such-program: No such file or directory");
+	gw_strbuf_free(&out);
+	gw_strbuf_free(&errout);
+}
+
+static void test_config_verify_signatures_needs_keys(void **state)
+{
+	(void)state;
+	struct gw_config cfg;
+	struct gw_error err = { 0 };
+	char cwd[4096], want[4200];
+	gw_config_init(&cfg);
+	assert_int_equal(gw_config_set(&cfg, "verify-signatures", "true", &err), 0);
+	assert_int_equal(gw_config_finish(&cfg, &err), -EINVAL);
+	assert_string_equal(err.msg,
+			    "--verify-signatures needs the keys to accept: --allowed-signers FILE (SSH) "
+			    "and/or --gpg-keyring PATH (OpenPGP)");
+	assert_int_equal(gw_config_set(&cfg, "verify-signatures", "maybe", &err), -EINVAL);
+	assert_string_equal(err.msg, "--verify-signatures: expected true or false, got \"maybe\"");
+	assert_int_equal(gw_config_set(&cfg, "gpg-keyring", "", &err), -EINVAL);
+	assert_string_equal(err.msg, "--gpg-keyring: must not be empty");
+	assert_int_equal(gw_config_set(&cfg, "allowed-signers", "keys/allowed", &err), 0);
+	assert_int_equal(gw_config_finish(&cfg, &err), 0);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "%s/keys/allowed", cwd);
+	assert_string_equal(cfg.allowed_signers, want);
+	assert_true(cfg.verify_signatures);
+	gw_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -209,6 +277,9 @@ int main(void)
 		cmocka_unit_test(test_redact),
 		cmocka_unit_test(test_escape_keeps_one_line_and_valid_utf8),
 		cmocka_unit_test(test_json_string_is_never_dropped),
+		cmocka_unit_test(test_spawn_capture_feeds_stdin_and_captures_output),
+		cmocka_unit_test(test_spawn_capture_bounds_output_and_time),
+		cmocka_unit_test(test_config_verify_signatures_needs_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,15 +29,17 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 int gw_apply_record_error(const struct gw_config *cfg, const char *message, struct gw_error *err);
 
 /* A whole pass for the agent: prepare, observe, plan, execute, record. A
- * failing fetch touches nothing. An invalid commit is applied not at all:
- * the last good commit stays in force (and is reconciled, so self-healing
- * goes on) while last_error names the problem. */
+ * failing fetch touches nothing. An invalid commit, or one whose signature is
+ * refused, is applied not at all: the last good commit stays in force (and is
+ * reconciled, so self-healing goes on) while last_error names the problem. */
 enum gw_run_result {
 	GW_RUN_CONVERGED,
 	GW_RUN_NOT_CONVERGED,
 	GW_RUN_GIT_ERROR,
 	GW_RUN_INVALID,
 	GW_RUN_ERROR,
+	GW_RUN_UNVERIFIED, /* like GW_RUN_INVALID: the commit's signature was refused */
+	GW_RUN_MAX
 };
 
 struct gw_run_summary {

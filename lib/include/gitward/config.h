@@ -37,6 +37,11 @@ struct gw_config {
 	/* a password given inside --repo (user:password@); the URL in repo no
 	 * longer holds it, and it is never printed */
 	char *repo_password;
+	/* --verify-signatures: only commits signed by a key of allowed_signers
+	 * (SSH) or gpg_keyring (OpenPGP) are applied */
+	bool verify_signatures;
+	char *allowed_signers;
+	char *gpg_keyring;
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -64,6 +69,9 @@ enum gw_config_bit {
 	GW_CFG_GIT_PASSWORD_FILE = 1u << 19,
 	GW_CFG_GIT_TIMEOUT = 1u << 20,
 	GW_CFG_GIT_CONNECT_TIMEOUT = 1u << 21,
+	GW_CFG_VERIFY_SIGNATURES = 1u << 24,
+	GW_CFG_ALLOWED_SIGNERS = 1u << 25,
+	GW_CFG_GPG_KEYRING = 1u << 26,
 };
 
 void gw_config_init(struct gw_config *cfg);
@@ -74,7 +82,8 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 /* Read a config file; options already set (by flags) are kept. Problems go
  * to diags with file:line:col. */
 int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags *diags);
-/* Fill defaults (state dir, node name, interval, listen, labels["node"]). */
+/* Fill defaults (state dir, node name, interval, listen, labels["node"]) and
+ * check options that go together (-EINVAL: a usage error). */
 int gw_config_finish(struct gw_config *cfg, struct gw_error *err);
 
 #endif

@@ -26,7 +26,8 @@ struct gw_pass {
 	char backend_error[GW_KIND_MAX][300];
 };
 
-enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN };
+/* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */
+enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN, GW_PASS_VERIFY };
 
 void gw_pass_init(struct gw_pass *pass);
 void gw_pass_free(struct gw_pass *pass);

@@ -46,6 +46,20 @@ int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src
  * repository is returned. */
 int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src, const char *commit,
 			     const char *const *paths, size_t npaths, struct gw_error *err);
+
+/* The keys a commit may be signed with (--verify-signatures). */
+struct gw_verify_opts {
+	const char *allowed_signers; /* SSH: a file in the format of gpg.ssh.allowedSignersFile, or NULL */
+	const char *gpg_keyring; /* OpenPGP: a GnuPG home directory or a file of public keys, or NULL */
+	const char *state_dir; /* a key file is imported into the private home <state_dir>/gnupg */
+};
+/* Check that commit carries a good signature by an allowed key. Only the
+ * commit itself is checked, not its ancestors. -EPERM: the commit is refused
+ * (unsigned, signed by a key not allowed, a bad signature) and err says which,
+ * naming the commit; another negative errno: the check itself could not run
+ * (ssh-keygen or gpg missing, an unreadable key file). */
+int gw_source_verify_commit(struct gw_source *src, const char *commit, const struct gw_verify_opts *opts,
+			    struct gw_error *err);
 void gw_source_free(struct gw_source *src);
 
 #endif
