@@ -27,11 +27,11 @@ static int read_stat(char *state, long long fields[23], long long pid)
 	snprintf(path, sizeof(path), "/proc/%lld/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -ENOENT;
+		return -ESRCH;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return -ENOENT;
+		return -ESRCH;
 	buf[n] = '\0';
 	char *p = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
 	if (!p || p[1] != ' ')
