@@ -160,8 +160,13 @@ class NamesFromDisk(Base):
                                 "state": "failed", "pid": 0, "start_time": 0, "restart": "always"})
         with open(path, "w") as f:
             json.dump(st, f)
+        # and a run record whose file name is no resource name
+        d = os.path.join(self.state, "run", "process")
+        with open(os.path.join(d, "Bad..Name.json"), "w") as f:
+            json.dump({"pid": 0, "spec_hash": HASH}, f)
         res = self.reconcile(r)
         self.assertIn(f"{path}: resource 1 has an invalid name", res.err)
+        self.assertIn(f"{d}/Bad..Name.json: not a valid resource name: ignored", res.err)
         self.assertEqual(read(precious), "keep me\n")
         self.assertEqual([x["name"] for x in json.loads(read(path))["resources"]], ["keep"])
 
