@@ -1,6 +1,8 @@
 /* Health probes run from the host: HTTP GET (libcurl), TCP connect, or a
- * command (posix_spawn, killed at the timeout). Each is bounded by the
- * check's timeout and safe to run from several threads. */
+ * command (posix_spawn, killed at the timeout; a backend that knows how its
+ * workload runs, as whom, where and with what environment, runs it itself).
+ * Each is bounded by the check's timeout and safe to run from several
+ * threads. */
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <errno.h>
@@ -19,8 +21,6 @@
 
 #include "gitward/apply.h"
 #include "gitward/backend.h"
-
-extern char **environ;
 
 static size_t discard(char *ptr, size_t size, size_t n, void *ud)
 {
@@ -97,7 +97,8 @@ static int probe_tcp(const char *address, int64_t timeout_ms, struct gw_error *e
 	return 0;
 }
 
-/* Run argv with stdin/stdout/stderr on /dev/null; kill it at the timeout. */
+/* Run argv with stdin/stdout/stderr on /dev/null and a clean environment
+ * (gitward's own may hold credentials); kill it at the timeout. */
 int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err)
 {
 	posix_spawn_file_actions_t fa;
@@ -116,7 +117,8 @@ int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struc
 	sigemptyset(&none);
 	posix_spawnattr_setsigdefault(&attr, &all);
 	posix_spawnattr_setsigmask(&attr, &none);
-	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (rc != 0)

@@ -19,6 +19,7 @@
 #include "gitward/backend.h"
 #include "gitward/container.h"
 #include "gitward/engine.h"
+#include "gitward/schema.h"
 
 #define CALL_TIMEOUT_MS 30000
 #define PULL_TIMEOUT_MS 600000
@@ -136,6 +137,13 @@ int gw_container_parse_list(struct gw_observed **out, size_t *out_n, const json_
 		const char *id = json_string_value(json_object_get(c, "Id"));
 		if (!id || !owned(labels, state_dir))
 			continue;
+		const char *name = json_string_value(json_object_get(labels, GW_LABEL_NAME));
+		if (gw_check_name(name)) {
+			/* names become paths and log keys: never trusted for being ours */
+			gw_log(GW_LOG_WARN, "", "container %.12s: label %s is not a valid resource name: ignored", id,
+			       GW_LABEL_NAME);
+			continue;
+		}
 		struct gw_observed *o = &v[n++];
 		o->kind = GW_KIND_CONTAINER;
 		o->name = gw_xstrdup(json_string_value(json_object_get(labels, GW_LABEL_NAME)));

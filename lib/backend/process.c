@@ -8,7 +8,9 @@
  * /proc/PID/stat, so a reused pid is never taken for ours — and, when it
  * exits, its exit status. The records under STATE_DIR/run/process are the
  * truth about what runs: a gitward killed at any point leaves no workload
- * unrecorded, and a new gitward adopts them all.
+ * unrecorded, and a new gitward adopts them all. A record is believed only
+ * while its live supervisor vouches for it (see verify_record): nothing a
+ * file names is signalled on the file's word alone.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -36,6 +38,7 @@
 #define LOG_MAX (10LL << 20) /* bytes per log file before it rotates to .1 */
 #define JOB_MAX (4u << 20)
 #define REPORT_TIMEOUT_MS 30000
+#define INFLIGHT_WAIT_MS 15000 /* a supervisor started by a killed gitward, still starting */
 
 static void paths(char *dir, size_t dsize, const struct gw_backend_ctx *ctx)
 {
@@ -57,7 +60,10 @@ static void read_exit(struct gw_observed *o, const char *state_dir)
 	FILE *f;
 
 	record_path(path, sizeof(path), state_dir, o->name, "exit");
-	f = fopen(path, "re");
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (fd >= 0 && !f)
+		close(fd);
 	if (f) {
 		if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%lld %d %d", &pid, &code, &sig) != 3)
 			pid = 0;
@@ -78,12 +84,155 @@ static void read_exit(struct gw_observed *o, const char *state_dir)
 	}
 }
 
-static int parse_record(struct gw_observed *o, const char *path, const char *name)
+static json_t *load_record(const char *path)
 {
-	json_t *root = json_load_file(path, 0, NULL);
-	int rc = root ? gw_record_parse(o, GW_KIND_PROCESS, name, root) : -EBADMSG;
-	json_decref(root);
-	return rc;
+	char *data;
+	size_t len;
+	struct gw_error err;
+	if (gw_file_read_nofollow(&data, &len, path, 1u << 20, &err) < 0)
+		return NULL;
+	json_t *rec = json_loadb(data, len, 0, NULL);
+	free(data);
+	return rec;
+}
+
+static bool lock_held(const char *path);
+
+/* Is pid's executable this gitward binary (or its old file, replaced by an
+ * upgrade since)? */
+static bool exe_is_self(long long pid, const struct gw_backend_ctx *ctx)
+{
+	char exe[4096], want[4200];
+	snprintf(want, sizeof(want), "/proc/%lld/exe", pid);
+	ssize_t n = readlink(want, exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	snprintf(want, sizeof(want), "%s (deleted)", ctx->self_exe);
+	return !strcmp(exe, ctx->self_exe) || !strcmp(exe, want);
+}
+
+/* Does pid run `gitward __shim NAME STATE_DIR` from this gitward binary?
+ * Supervisors started before the name and state dir were in their argv run
+ * `gitward __shim` alone: they count when they hold this resource's lock,
+ * so an upgrade adopts them rather than starting duplicates. */
+static bool is_our_shim(long long pid, const char *name, const struct gw_backend_ctx *ctx)
+{
+	char buf[8192], lock[4096 + 256];
+	ssize_t n = gw_proc_cmdline(buf, sizeof(buf), pid);
+	const char *want_args[] = { "__shim", name, ctx->state_dir };
+	size_t off, i;
+
+	if (n <= 0)
+		return false;
+	off = strlen(buf) + 1; /* argv[0]: how it was named, not trusted */
+	for (i = 0; i < 3; i++) {
+		if (off >= (size_t)n || strcmp(buf + off, want_args[i]) != 0)
+			break;
+		off += strlen(buf + off) + 1;
+	}
+	if (i == 1 && off == (size_t)n) { /* the legacy form */
+		record_path(lock, sizeof(lock), ctx->state_dir, name, "lock");
+		return exe_is_self(pid, ctx) && lock_held(lock);
+	}
+	if (i < 3 || off < (size_t)n)
+		return false;
+	return exe_is_self(pid, ctx);
+}
+
+/* Is the workload a run record names one that gitward started? The live
+ * supervisor is the anchor: it must be this gitward's `__shim` for this
+ * resource and state dir with the recorded start time, and the workload its
+ * child, leading its own session (so its group is its own to signal).
+ * 0: ours and running; -ESRCH: the workload is gone (nothing to signal);
+ * -EPERM: not ours, with why. */
+static int verify_record(const json_t *rec, const char *name, const struct gw_backend_ctx *ctx, char *why, size_t size)
+{
+	long long pid = json_integer_value(json_object_get(rec, "pid"));
+	long long start = json_integer_value(json_object_get(rec, "start_time"));
+	long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
+	long long shim_start = json_integer_value(json_object_get(rec, "shim_start_time"));
+	struct gw_proc_ids w, s;
+
+	if (pid <= 1 || shim <= 1) {
+		snprintf(why, size, "it names pid %lld and supervisor pid %lld", pid, shim);
+		return -EPERM;
+	}
+	if (gw_proc_ids(&w, pid) < 0 || w.start_time != start)
+		return -ESRCH;
+	if (gw_proc_ids(&s, shim) < 0 || s.start_time != shim_start) {
+		snprintf(why, size, "pid %lld runs but the supervisor the record names (pid %lld) is gone", pid, shim);
+		return -EPERM;
+	}
+	if (w.ppid != shim || w.sid != pid || w.pgrp != pid) {
+		snprintf(why, size, "pid %lld is not a session leader started by supervisor pid %lld", pid, shim);
+		return -EPERM;
+	}
+	if (!is_our_shim(shim, name, ctx)) {
+		snprintf(why, size, "pid %lld is not gitward's supervisor of %s in %s", shim, name, ctx->state_dir);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static bool lock_held(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	bool held = false;
+	if (fd < 0)
+		return false;
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+		held = errno == EWOULDBLOCK;
+	close(fd); /* drops our shared lock, if taken */
+	return held;
+}
+
+/* A gitward killed while it started a supervisor leaves that supervisor
+ * running on: it holds the resource's lock but has not written its record
+ * yet. Wait (bounded) until it has, or let go, so this pass sees the truth
+ * rather than planning a second start that would find the lock taken. */
+static void settle_inflight(const char *dir, const char *name)
+{
+	char lock[4096 + 256], rec[4096 + 256];
+	int64_t deadline = gw_monotonic_ms() + INFLIGHT_WAIT_MS;
+	bool said = false;
+
+	snprintf(lock, sizeof(lock), "%s/%s.lock", dir, name);
+	snprintf(rec, sizeof(rec), "%s/%s.json", dir, name);
+	while (lock_held(lock)) {
+		json_t *r = load_record(rec);
+		long long shim = json_integer_value(json_object_get(r, "shim_pid"));
+		long long shim_start = json_integer_value(json_object_get(r, "shim_start_time"));
+		json_decref(r);
+		if (shim > 1 && gw_proc_alive(shim, shim_start))
+			break; /* the holder is the recorded supervisor */
+		if (gw_monotonic_ms() >= deadline) {
+			gw_log(GW_LOG_WARN, name, "its supervisor did not finish starting within %ds",
+			       INFLIGHT_WAIT_MS / 1000);
+			break;
+		}
+		if (!said)
+			gw_log(GW_LOG_INFO, name, "waiting for its supervisor to finish starting");
+		said = true;
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* NAME from NAME.EXT, validated like a manifest name: it becomes a path. */
+static bool entry_name(char *name, size_t size, const char *entry, const char *ext, const char *dir)
+{
+	size_t len = strlen(entry), elen = strlen(ext);
+	if (len <= elen || strcmp(entry + len - elen, ext) != 0)
+		return false;
+	if (len - elen < size) {
+		memcpy(name, entry, len - elen);
+		name[len - elen] = '\0';
+		if (!gw_check_name(name))
+			return true;
+	}
+	gw_log(GW_LOG_WARN, "", "%s/%s: not a valid resource name: ignored", dir, entry);
+	return false;
 }
 
 static int process_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
@@ -106,29 +255,41 @@ static int process_discover(struct gw_observed **out, size_t *out_n, const struc
 		return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list process records: %s", strerror(errno));
 	}
 	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		char name[128], path[4096 + 256];
-		if (len < 6 || len - 5 >= sizeof(name) || strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;
-		memcpy(name, de->d_name, len - 5);
-		name[len - 5] = '\0';
-		if (gw_check_name(name))
+		char name[128];
+		if (entry_name(name, sizeof(name), de->d_name, ".lock", dir))
+			settle_inflight(dir, name);
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		char name[128], path[4096 + 256], why[300], key[200];
+		if (!entry_name(name, sizeof(name), de->d_name, ".json", dir))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		snprintf(key, sizeof(key), "Process/%s", name);
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
 			v = gw_xrealloc(v, cap * sizeof(*v));
 		}
-		if (parse_record(&v[n], path, name) < 0) {
-			gw_log(GW_LOG_WARN, name, "unreadable process record %s: ignored", path);
+		json_t *rec = load_record(path);
+		if (!rec || gw_record_parse(&v[n], GW_KIND_PROCESS, name, rec) < 0) {
+			json_decref(rec);
+			gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
 			continue;
 		}
-		struct gw_observed *o = &v[n++];
-		if (gw_proc_alive(o->pid, o->start_time)) {
-			o->state = GW_STATE_RUNNING;
-		} else {
-			read_exit(o, ctx->state_dir);
+		struct gw_observed *o = &v[n];
+		int rc = verify_record(rec, name, ctx, why, sizeof(why));
+		json_decref(rec);
+		if (rc == -EPERM) {
+			gw_log(GW_LOG_WARN, key, "run record %s is not ours: %s; ignored, nothing signalled", path,
+			       why);
+			gw_observed_clear(o);
+			continue;
 		}
+		n++;
+		if (rc == 0)
+			o->state = GW_STATE_RUNNING;
+		else
+			read_exit(o, ctx->state_dir);
 	}
 	closedir(d);
 	*out = v;
@@ -146,7 +307,7 @@ static json_t *strlist_json(const struct gw_strlist *l)
 	return a;
 }
 
-static char *job_json(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
+static json_t *job_object(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
 {
 	char path[4096];
 	json_t *job = json_object(), *env = json_object();
@@ -177,6 +338,12 @@ static char *job_json(const struct gw_resource *r, const struct gw_backend_ctx *
 	json_object_set_new(job, "spec", json_string(r->canonical));
 	json_object_set_new(job, "depends_on", strlist_json(&r->depends_on));
 	json_object_set_new(job, "restart", json_string(gw_restart_to_string(r->restart)));
+	return job;
+}
+
+static char *job_json(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
+{
+	json_t *job = job_object(r, ctx);
 	char *s = json_dumps(job, JSON_COMPACT);
 	json_decref(job);
 	return s;
@@ -238,7 +405,9 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 		return rc;
 
 	char *payload = job_json(r, ctx);
-	char *const argv[] = { "gitward", "__shim", NULL };
+	/* the name and state dir in its argv let a later gitward tell this
+	 * supervisor from anything a forged record may name */
+	char *const argv[] = { "gitward", "__shim", (char *)r->name, (char *)ctx->state_dir, NULL };
 	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
 	if (pipe2(job, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
 	    (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
@@ -314,71 +483,56 @@ out:
 static int process_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 			   struct gw_error *err)
 {
-	char path[4096];
+	char path[4096], why[300] = "no run record names it";
 	int sig = r ? gw_resource_stop_signal(r) : SIGTERM;
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
+	int rc = 0;
 
+	record_path(path, sizeof(path), ctx->state_dir, o->name, "json");
+	json_t *rec = load_record(path);
+	long long rec_pid = json_integer_value(json_object_get(rec, "pid"));
 	if (gw_proc_alive(o->pid, o->start_time)) {
-		/* the workload leads its own process group: signal all of it */
-		if (kill(-(pid_t)o->pid, sig) < 0)
-			kill((pid_t)o->pid, sig);
+		/* believe the record of the moment, vouched for by its supervisor */
+		if (!rec || rec_pid != o->pid || verify_record(rec, o->name, ctx, why, sizeof(why)) != 0) {
+			rc = gw_error_set(err, -EPERM, "pid %lld is not a workload gitward started (%s): not signalled",
+					  o->pid, why);
+			goto out;
+		}
+		gw_proc_signal(o->pid, sig);
 		if (gw_proc_wait_gone(o->pid, o->start_time, timeout) < 0) {
 			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
 			       gw_signal_to_string(sig));
-			kill(-(pid_t)o->pid, SIGKILL);
-			kill((pid_t)o->pid, SIGKILL);
-			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0)
-				return gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", o->pid);
+			gw_proc_signal(o->pid, SIGKILL);
+			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0) {
+				rc = gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", o->pid);
+				goto out;
+			}
 		}
 	}
 	/* forget it, unless a newer instance already took the record */
-	record_path(path, sizeof(path), ctx->state_dir, o->name, "json");
-	struct gw_observed cur;
-	json_t *rec = json_load_file(path, 0, NULL);
-	if (rec && json_integer_value(json_object_get(rec, "pid")) == o->pid) {
+	if (rec && rec_pid == o->pid) {
 		/* its supervisor exits right after the workload: wait, so the
 		 * next instance finds the resource lock free */
 		long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
 		long long shim_start = json_integer_value(json_object_get(rec, "shim_start_time"));
-		if (shim && gw_proc_wait_gone(shim, shim_start, 5000) < 0)
+		if (shim > 1 && gw_proc_wait_gone(shim, shim_start, 5000) < 0)
 			gw_log(GW_LOG_WARN, o->name, "supervisor pid %lld still running", shim);
 	}
 	json_decref(rec);
-	if (parse_record(&cur, path, o->name) == 0) {
-		if (cur.pid == o->pid && unlink(path) < 0 && errno != ENOENT) {
-			int e = errno;
-			gw_observed_clear(&cur);
-			return gw_error_set_at(err, -e, path, 0, 0, "cannot remove: %s", strerror(e));
-		}
-		gw_observed_clear(&cur);
+	rec = load_record(path);
+	if (rec && json_integer_value(json_object_get(rec, "pid")) == o->pid && unlink(path) < 0 && errno != ENOENT) {
+		int e = errno;
+		rc = gw_error_set_at(err, -e, path, 0, 0, "cannot remove: %s", strerror(e));
+		goto out;
 	}
 	record_path(path, sizeof(path), ctx->state_dir, o->name, "exit");
 	unlink(path);
-	return 0;
+out:
+	json_decref(rec);
+	return rc;
 }
 
-const struct gw_backend_ops gw_backend_process = {
-	.name = "process",
-	.kind = GW_KIND_PROCESS,
-	.discover = process_discover,
-	.create = process_create,
-	.destroy = process_destroy,
-};
-
-/* ---- the shim ---- */
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		write_all(3, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
-	close(3);
-}
+/* ---- launch: how a workload, and its exec health check, start ---- */
 
 static void env_put(char ***envp, size_t *n, const char *key, const char *value)
 {
@@ -396,9 +550,268 @@ static void env_put(char ***envp, size_t *n, const char *key, const char *value)
 	(*envp)[*n] = NULL;
 }
 
+/* Everything a start needs, resolved from the job before fork so that the
+ * child makes only async-signal-safe calls (gitward runs probes on several
+ * threads at once). */
+struct launch {
+	char **envp;
+	size_t envn;
+	int set_user;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[256];
+	int ngroups;
+	char *wd;
+	long long nofile, nproc, mem;
+};
+
+static void launch_free(struct launch *l)
+{
+	for (size_t i = 0; i < l->envn; i++)
+		free(l->envp[i]);
+	free(l->envp);
+	free(l->wd);
+	memset(l, 0, sizeof(*l));
+}
+
+/* The user (name or number), groups and home from the job. */
+static int launch_user(struct launch *l, const char **home, char *uname, size_t usize, const char *user, char *why,
+		       size_t size)
+{
+	struct passwd pwbuf, *pw = NULL;
+	char buf[16384];
+
+	l->uid = getuid();
+	l->gid = getgid();
+	if (user) {
+		char *end;
+		unsigned long num = strtoul(user, &end, 10);
+		if (*user && !*end)
+			getpwuid_r((uid_t)num, &pwbuf, buf, sizeof(buf), &pw);
+		else
+			getpwnam_r(user, &pwbuf, buf, sizeof(buf), &pw);
+		if (!pw && (!*user || *end)) {
+			snprintf(why, size, "user \"%s\" does not exist on this node", user);
+			return -ENOENT;
+		}
+		l->set_user = 1;
+		l->uid = pw ? pw->pw_uid : (uid_t)num;
+		l->gid = pw ? pw->pw_gid : (gid_t)num;
+		l->ngroups = 256;
+		if (pw && getgrouplist(pw->pw_name, l->gid, l->groups, &l->ngroups) < 0)
+			l->ngroups = 0;
+		if (!pw) {
+			l->groups[0] = l->gid;
+			l->ngroups = 1;
+		}
+	} else {
+		getpwuid_r(l->uid, &pwbuf, buf, sizeof(buf), &pw);
+	}
+	snprintf(uname, usize, "%s", pw ? pw->pw_name : "");
+	*home = "/";
+	if (pw && pw->pw_dir)
+		*home = gw_xstrdup(pw->pw_dir);
+	return 0;
+}
+
+/* Credentials, the clean environment (then envFiles, then env: env wins),
+ * workingDir and limits of the job. */
+static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t size)
+{
+	const char *home;
+	char uname[256];
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	l->envp = gw_xcalloc(1, sizeof(char *));
+	if ((rc = launch_user(l, &home, uname, sizeof(uname), json_string_value(json_object_get(job, "user")), why,
+			      size)) < 0)
+		return rc;
+	env_put(&l->envp, &l->envn, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	env_put(&l->envp, &l->envn, "HOME", home);
+	if (strcmp(home, "/") != 0)
+		free((char *)home);
+	if (uname[0]) {
+		env_put(&l->envp, &l->envn, "USER", uname);
+		env_put(&l->envp, &l->envn, "LOGNAME", uname);
+	}
+	json_t *files = json_object_get(job, "env_files");
+	struct gw_strmap file_env = { 0 };
+	for (size_t i = 0; i < json_array_size(files); i++)
+		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), why, size) < 0) {
+			gw_strmap_free(&file_env);
+			return -EINVAL;
+		}
+	for (size_t i = 0; i < file_env.n; i++)
+		env_put(&l->envp, &l->envn, file_env.k[i], file_env.v[i]);
+	gw_strmap_free(&file_env);
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)json_object_get(job, "env"), k, v)
+		env_put(&l->envp, &l->envn, k, json_string_value(v));
+	const char *wd = json_string_value(json_object_get(job, "working_dir"));
+	l->wd = gw_xstrdup(wd ? wd : "/");
+	l->nofile = json_integer_value(json_object_get(job, "open_files"));
+	l->nproc = json_integer_value(json_object_get(job, "processes"));
+	l->mem = json_integer_value(json_object_get(job, "memory"));
+	return 0;
+}
+
+static int set_limit(int resource, long long value)
+{
+	struct rlimit rl;
+	if (value <= 0)
+		return 0;
+	rl.rlim_cur = rl.rlim_max = (rlim_t)value;
+	return setrlimit(resource, &rl);
+}
+
+/* In the forked child, with its stdio in place: limits, credentials,
+ * working directory, exec. Returns never; on failure the stage and errno
+ * go to errfd (when >= 0) and the child exits 127. */
+static void launch_exec(const struct launch *l, char *const *argv, int errfd) __attribute__((noreturn));
+static void launch_exec(const struct launch *l, char *const *argv, int errfd)
+{
+	const char *stage = "limits", *what = "";
+
+	if (set_limit(RLIMIT_NOFILE, l->nofile) < 0 || set_limit(RLIMIT_NPROC, l->nproc) < 0 ||
+	    set_limit(RLIMIT_AS, l->mem) < 0)
+		goto fail;
+	if (l->set_user) {
+		stage = "setgroups";
+		if (setgroups((size_t)l->ngroups, l->groups) < 0)
+			goto fail;
+		stage = "setgid";
+		if (setgid(l->gid) < 0)
+			goto fail;
+		stage = "setuid";
+		if (setuid(l->uid) < 0)
+			goto fail;
+	}
+	stage = "workingDir";
+	what = l->wd;
+	if (chdir(l->wd) < 0)
+		goto fail;
+	stage = "exec";
+	what = argv[0];
+	execve(argv[0], argv, l->envp);
+fail : {
+	char msg[600];
+	int e = errno;
+	int n = snprintf(msg, sizeof(msg), "%s %s: %s", stage, what, strerror(e));
+	if (n > 0 && errfd >= 0)
+		write_all(errfd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+	_exit(127);
+}
+}
+
+/* A fresh child: default signals, nothing blocked, its own session. */
+static void child_reset(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	setsid();
+}
+
+/* ---- exec health checks: as the workload, with its environment ---- */
+
+static int wait_child(int *status, pid_t pid, int64_t deadline)
+{
+	for (;;) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+		if (w == pid)
+			return 0;
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (gw_monotonic_ms() >= deadline)
+			return -ETIMEDOUT;
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int process_exec_probe(const struct gw_observed *o, const struct gw_resource *r,
+			      const struct gw_backend_ctx *ctx, int64_t timeout_ms, struct gw_error *err)
+{
+	char why[600] = "";
+	char *const *argv = r->health_exec_command.v;
+	struct launch l;
+	int errp[2] = { -1, -1 }, devnull = -1, rc, status = 0;
+	int64_t deadline = gw_monotonic_ms() + timeout_ms;
+	pid_t pid;
+
+	(void)o;
+	json_t *job = job_object(r, ctx);
+	rc = launch_prepare(&l, job, why, sizeof(why));
+	json_decref(job);
+	if (rc < 0) {
+		launch_free(&l);
+		return gw_error_set(err, rc, "%s", why);
+	}
+	if (pipe2(errp, O_CLOEXEC) < 0 || (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+		rc = gw_error_set(err, -errno, "cannot create pipes: %s", strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = gw_error_set(err, -errno, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		child_reset();
+		if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(errp[1], 3) < 0 ||
+		    fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
+			_exit(127);
+		close_range(4, ~0U, 0);
+		launch_exec(&l, argv, 3);
+	}
+	close(errp[1]);
+	errp[1] = -1;
+	ssize_t n = read_report(errp[0], why, sizeof(why), timeout_ms);
+	rc = n < 0 ? (int)n : wait_child(&status, pid, deadline);
+	if (rc == -ETIMEDOUT) {
+		gw_proc_signal(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		rc = gw_error_set(err, -ETIMEDOUT, "%s: timed out after %lldms", argv[0], (long long)timeout_ms);
+	} else if (rc < 0) {
+		rc = gw_error_set(err, rc, "wait %s: %s", argv[0], strerror(-rc));
+	} else if (n > 0) {
+		rc = gw_error_set(err, -EIO, "health check %s", why);
+	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		rc = gw_error_set(err, -EIO, "%s exited with status %d", argv[0],
+				  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+out:
+	launch_free(&l);
+	for (int i = 0; i < 2; i++)
+		if (errp[i] >= 0)
+			close(errp[i]);
+	if (devnull >= 0)
+		close(devnull);
+	return rc;
+}
+
+/* ---- the shim ---- */
+
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		write_all(3, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	close(3);
+}
+
 static int open_log(const char *path)
 {
-	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
 }
 
 static void write_exit(const char *path, long long pid, int status)
@@ -455,75 +868,20 @@ int gw_process_shim_main(void)
 	for (size_t i = 0; i < argc; i++)
 		argv[i] = gw_xstrdup(json_string_value(json_array_get(jargv, i)));
 
-	/* user */
-	const char *user = json_string_value(json_object_get(job, "user"));
-	uid_t uid = getuid();
-	gid_t gid = getgid();
-	gid_t groups[256];
-	int ngroups = -1;
-	const char *home = "/", *uname = NULL;
-	struct passwd *pw = NULL;
-	if (user) {
-		char *end;
-		unsigned long num = strtoul(user, &end, 10);
-		pw = (*user && !*end) ? getpwuid((uid_t)num) : getpwnam(user);
-		if (!pw && (!*user || *end)) {
-			report("ERR user \"%s\" does not exist on this node", user);
-			return 1;
-		}
-		uid = pw ? pw->pw_uid : (uid_t)num;
-		gid = pw ? pw->pw_gid : (gid_t)num;
-		ngroups = 256;
-		if (pw && getgrouplist(pw->pw_name, gid, groups, &ngroups) < 0)
-			ngroups = 0;
-		if (!pw) {
-			groups[0] = gid;
-			ngroups = 1;
-		}
-	} else {
-		pw = getpwuid(uid);
+	struct launch l;
+	if (launch_prepare(&l, job, why, sizeof(why)) < 0) {
+		report("ERR %s", why);
+		return 1;
 	}
-	if (pw) {
-		home = pw->pw_dir;
-		uname = pw->pw_name;
-	}
-
-	/* environment: clean, then envFiles, then env (env wins) */
-	char **envp = gw_xcalloc(1, sizeof(char *));
-	size_t envn = 0;
-	env_put(&envp, &envn, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-	env_put(&envp, &envn, "HOME", home);
-	if (uname) {
-		env_put(&envp, &envn, "USER", uname);
-		env_put(&envp, &envn, "LOGNAME", uname);
-	}
-	json_t *files = json_object_get(job, "env_files");
-	struct gw_strmap file_env = { 0 };
-	for (size_t i = 0; i < json_array_size(files); i++)
-		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), why, sizeof(why)) < 0) {
-			report("ERR %s", why);
-			return 1;
-		}
-	for (size_t i = 0; i < file_env.n; i++)
-		env_put(&envp, &envn, file_env.k[i], file_env.v[i]);
-	gw_strmap_free(&file_env);
-	const char *k;
-	json_t *v;
-	json_object_foreach(json_object_get(job, "env"), k, v) env_put(&envp, &envn, k, json_string_value(v));
-
-	const char *wd = json_string_value(json_object_get(job, "working_dir"));
 	const char *log_path = json_string_value(json_object_get(job, "log"));
 	long long log_max = json_integer_value(json_object_get(job, "log_max"));
-	long long lim_nofile = json_integer_value(json_object_get(job, "open_files"));
-	long long lim_nproc = json_integer_value(json_object_get(job, "processes"));
-	long long lim_mem = json_integer_value(json_object_get(job, "memory"));
 
 	/* One supervisor per resource at a time: two gitward processes racing
 	 * (one killed mid-create, the next one starting over) can never both
 	 * start the workload. The lock lives as long as this supervisor; an old
 	 * one being replaced is given a few seconds to finish. */
 	const char *lock_path = json_string_value(json_object_get(job, "lock"));
-	int lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (lockfd < 0) {
 		report("ERR cannot open %s: %s", lock_path, strerror(errno));
 		return 1;
@@ -553,63 +911,13 @@ int gw_process_shim_main(void)
 		return 1;
 	}
 	if (child == 0) {
-		const char *stage = "setsid", *what = "";
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		for (int s = 1; s < NSIG; s++)
-			signal(s, SIG_DFL);
-		if (setsid() < 0)
-			goto fail;
-		stage = "stdio";
+		child_reset();
 		if (dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0 || dup2(errp[1], 4) < 0 ||
 		    fcntl(4, F_SETFD, FD_CLOEXEC) < 0)
-			goto fail;
+			_exit(127);
 		close_range(5, ~0U, 0);
 		close(3);
-		stage = "limits";
-		struct rlimit rl;
-		if (lim_nofile > 0) {
-			rl.rlim_cur = rl.rlim_max = (rlim_t)lim_nofile;
-			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-				goto fail;
-		}
-		if (lim_nproc > 0) {
-			rl.rlim_cur = rl.rlim_max = (rlim_t)lim_nproc;
-			if (setrlimit(RLIMIT_NPROC, &rl) < 0)
-				goto fail;
-		}
-		if (lim_mem > 0) {
-			rl.rlim_cur = rl.rlim_max = (rlim_t)lim_mem;
-			if (setrlimit(RLIMIT_AS, &rl) < 0)
-				goto fail;
-		}
-		if (user) {
-			stage = "setgroups";
-			if (setgroups((size_t)ngroups, groups) < 0)
-				goto fail;
-			stage = "setgid";
-			if (setgid(gid) < 0)
-				goto fail;
-			stage = "setuid";
-			if (setuid(uid) < 0)
-				goto fail;
-		}
-		stage = "workingDir";
-		what = wd ? wd : "/";
-		if (chdir(wd ? wd : "/") < 0)
-			goto fail;
-		stage = "exec";
-		what = argv[0];
-		execve(argv[0], argv, envp);
-	fail : {
-		char msg[GW_ERROR_MSG_MAX + 300];
-		int e = errno;
-		int n = snprintf(msg, sizeof(msg), "%s %s: %s", stage, what, strerror(e));
-		if (n > 0)
-			write_all(4, msg, (size_t)n);
-		_exit(127);
-	}
+		launch_exec(&l, argv, 4);
 	}
 	close(out[1]);
 	close(errp[1]);
@@ -691,3 +999,12 @@ int gw_process_shim_main(void)
 	json_decref(job);
 	return 0;
 }
+
+const struct gw_backend_ops gw_backend_process = {
+	.name = "process",
+	.kind = GW_KIND_PROCESS,
+	.discover = process_discover,
+	.create = process_create,
+	.destroy = process_destroy,
+	.exec_probe = process_exec_probe,
+};

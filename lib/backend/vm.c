@@ -7,8 +7,9 @@
  * "stopped" rather than vanishing. The record STATE_DIR/run/vm/NAME.json is
  * written before QEMU starts (pid 0: pending) and completed from the pidfile,
  * so a gitward killed mid-create still finds the VM; the pid is checked
- * against its start time from /proc/PID/stat. Stop = system_powerdown, wait
- * stopTimeout, quit, then SIGKILL.
+ * against its start time from /proc/PID/stat, and only a QEMU whose argv
+ * names this VM and its QMP socket in our state dir is ever signalled.
+ * Stop = system_powerdown, wait stopTimeout, quit, then SIGKILL.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -17,6 +18,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,35 +53,58 @@ static long long start_time_of(long long pid)
 	return start;
 }
 
-/* Does pid run QEMU for this VM? (a pidfile left by a killed gitward) */
-static int is_our_qemu(long long pid, const char *name)
+static char *qemu_escape(const char *s);
+
+/* Does pid run QEMU for this VM of this state dir? Its argv must carry
+ * `-name gitward-NAME` and `-qmp unix:STATE_DIR/run/vm/NAME.qmp,...` exactly
+ * as build_argv writes them: a pidfile or record naming anything else (a
+ * reused pid, a forged file) is not ours. */
+static bool is_our_qemu(long long pid, const char *name, const char *state_dir)
 {
-	char path[64], buf[8192], want[128];
-	snprintf(path, sizeof(path), "/proc/%lld/cmdline", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	snprintf(want, sizeof(want), "gitward-%s", name);
-	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1)
-		if (!strcmp(buf + i, want))
-			return 1;
-	return 0;
+	char buf[16384], want_name[128], qmp[4096];
+	ssize_t n = gw_proc_cmdline(buf, sizeof(buf), pid);
+	bool named = false, sock = false;
+
+	if (pid <= 1 || n <= 0)
+		return false;
+	snprintf(want_name, sizeof(want_name), "gitward-%s", name);
+	snprintf(qmp, sizeof(qmp), "%s/run/vm/%s.qmp", state_dir, name);
+	char *e = qemu_escape(qmp);
+	struct gw_strbuf want_qmp;
+	gw_strbuf_init(&want_qmp);
+	gw_strbuf_printf(&want_qmp, "unix:%s,server=on,wait=off", e);
+	free(e);
+	const char *prev = "";
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+		named |= !strcmp(prev, "-name") && !strcmp(buf + i, want_name);
+		sock |= !strcmp(prev, "-qmp") && !strcmp(buf + i, want_qmp.s);
+		prev = buf + i;
+	}
+	gw_strbuf_free(&want_qmp);
+	return named && sock;
 }
 
 static long long read_pidfile(const char *path)
 {
-	char buf[32] = "";
-	FILE *f = fopen(path, "re");
-	if (!f)
+	char *data = NULL;
+	struct gw_error err;
+	if (gw_file_read_nofollow(&data, NULL, path, 64, &err) < 0)
 		return 0;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = '\0';
-	fclose(f);
-	return strtoll(buf, NULL, 10);
+	long long pid = strtoll(data, NULL, 10);
+	free(data);
+	return pid;
+}
+
+static json_t *load_record(const char *path)
+{
+	char *data;
+	size_t len;
+	struct gw_error err;
+	if (gw_file_read_nofollow(&data, &len, path, 1u << 20, &err) < 0)
+		return NULL;
+	json_t *rec = json_loadb(data, len, 0, NULL);
+	free(data);
+	return rec;
 }
 
 static int write_record(const char *path, const struct gw_resource *r, const char *name, const char *hash,
@@ -161,10 +186,12 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 			continue;
 		memcpy(name, de->d_name, len - 5);
 		name[len - 5] = '\0';
-		if (gw_check_name(name))
+		if (gw_check_name(name)) {
+			gw_log(GW_LOG_WARN, "", "%s/%s: not a valid resource name: ignored", dir, de->d_name);
 			continue;
+		}
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		json_t *rec = json_load_file(path, 0, NULL);
+		json_t *rec = load_record(path);
 		if (n == cap) {
 			cap = cap ? cap * 2 : 8;
 			v = gw_xrealloc(v, cap * sizeof(*v));
@@ -182,10 +209,18 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 			char pidfile[4096];
 			vm_path(pidfile, sizeof(pidfile), ctx->state_dir, name, "pid");
 			long long pid = read_pidfile(pidfile);
-			if (pid > 0 && is_our_qemu(pid, name)) {
+			if (pid > 1 && is_our_qemu(pid, name, ctx->state_dir)) {
 				o->pid = pid;
 				o->start_time = start_time_of(pid);
 			}
+		}
+		if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, name, ctx->state_dir)) {
+			gw_log(GW_LOG_WARN, name,
+			       "run record %s names pid %lld, which is not QEMU running this VM: not ours, ignored",
+			       path, o->pid);
+			gw_observed_clear(o);
+			n--;
+			continue;
 		}
 		if (gw_proc_alive(o->pid, o->start_time)) {
 			char sock[4096];
@@ -528,6 +563,8 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 	char sock[4096];
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 
+	if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, o->name, ctx->state_dir))
+		return gw_error_set(err, -EPERM, "pid %lld is not QEMU running this VM: not signalled", o->pid);
 	if (gw_proc_alive(o->pid, o->start_time)) {
 		struct gw_qmp *q = NULL;
 		struct gw_error qerr;
@@ -552,11 +589,11 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 			gw_qmp_execute(NULL, q, "quit", NULL, QMP_TIMEOUT_MS, &qerr);
 			gw_qmp_close(q);
 		} else {
-			kill((pid_t)o->pid, SIGTERM); /* QEMU treats it as quit */
+			gw_proc_signal(o->pid, SIGTERM); /* QEMU treats it as quit */
 		}
 		if (gw_proc_wait_gone(o->pid, o->start_time, 5000) < 0) {
 			gw_log(GW_LOG_WARN, o->name, "QEMU pid %lld did not quit: killing", o->pid);
-			kill((pid_t)o->pid, SIGKILL);
+			gw_proc_signal(o->pid, SIGKILL);
 			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0)
 				return gw_error_set(err, -ETIMEDOUT, "QEMU pid %lld survived SIGKILL", o->pid);
 		}
@@ -564,7 +601,7 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 	/* forget it, unless a newer instance took the record */
 	char rec[4096];
 	vm_path(rec, sizeof(rec), ctx->state_dir, o->name, "json");
-	json_t *cur = json_load_file(rec, 0, NULL);
+	json_t *cur = load_record(rec);
 	long long cur_pid = json_integer_value(json_object_get(cur, "pid"));
 	json_decref(cur);
 	if (!cur || cur_pid == o->pid || cur_pid == 0)

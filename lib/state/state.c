@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "gitward/schema.h"
 #include "gitward/state.h"
 
 #define STATE_VERSION 1
@@ -45,7 +47,7 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 	size_t len;
 	int rc;
 
-	rc = gw_file_read(&data, &len, path, STATE_MAX, err);
+	rc = gw_file_read_nofollow(&data, &len, path, STATE_MAX, err);
 	if (rc == -ENOENT) {
 		gw_state_file_init(out);
 		return 0;
@@ -90,6 +92,13 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		const char *health = json_string_value(json_object_get(r, "health"));
 		const char *detail = json_string_value(json_object_get(r, "detail"));
 		const char *id = json_string_value(json_object_get(r, "id"));
+		const char *name = json_string_value(json_object_get(r, "name"));
+		if (name && gw_check_name(name)) {
+			/* it becomes a path: never trusted because it is on disk */
+			gw_log(GW_LOG_WARN, "", "%s: resource %zu has an invalid name (%s): ignored", path, i,
+			       gw_check_name(name));
+			continue;
+		}
 		if (!kind || gw_kind_from_string(&k, kind) < 0 ||
 		    gw_record_parse(o, k, json_string_value(json_object_get(r, "name")), r) < 0) {
 			gw_state_file_free(&st);
@@ -230,15 +239,64 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
 	}
 }
 
+/* One entry of the state dir: a real directory (no link), ours, writable by
+ * nobody else — whoever could write here could make gitward signal, delete
+ * or overwrite what they choose. */
+static int check_dir(const char *path, int follow, struct gw_error *err)
+{
+	struct stat st;
+	if ((follow ? stat(path, &st) : lstat(path, &st)) < 0) {
+		if (errno == ENOENT && !follow)
+			return 0;
+		return gw_error_set_at(err, -errno, path, 0, 0, "state dir: %s", strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return gw_error_set_at(err, -ENOTDIR, path, 0, 0,
+				       "state dir: not a directory%s (remove it; gitward creates its own)",
+				       S_ISLNK(st.st_mode) ? " but a symbolic link" : "");
+	if (st.st_uid != geteuid())
+		return gw_error_set_at(
+			err, -EPERM, path, 0, 0,
+			"state dir is owned by uid %u, not by this user (uid %u): chown it or use another "
+			"--state-dir",
+			(unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return gw_error_set_at(err, -EPERM, path, 0, 0,
+				       "state dir is writable by %s (mode %04o): chmod go-w it",
+				       st.st_mode & S_IWOTH ? "others" : "its group", (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+int gw_state_dir_check(const char *dir, struct gw_error *err)
+{
+	static const char *const subdirs[] = { "run", "run/process", "run/vm", "logs" };
+	char path[4096];
+	int rc = check_dir(dir, 1, err);
+	for (size_t i = 0; rc == 0 && i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, subdirs[i]);
+		rc = check_dir(path, 0, err);
+	}
+	return rc;
+}
+
 int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err)
 {
 	char path[4096], buf[32];
-	int fd;
+	int fd, rc;
 
+	if ((rc = gw_state_dir_check(dir, err)) < 0)
+		return rc;
 	snprintf(path, sizeof(path), "%s/lock", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+	if (fd < 0 && errno == ELOOP)
+		return gw_error_set_at(err, -ELOOP, path, 0, 0, "lock is a symbolic link: remove it");
 	if (fd < 0)
 		return gw_error_set_at(err, -errno, path, 0, 0, "cannot open lock: %s", strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		return gw_error_set_at(err, -EINVAL, path, 0, 0, "lock is not a plain file of its own: remove it");
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;
 		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);

@@ -13,13 +13,15 @@
 
 #include "gitward/util.h"
 
-int gw_file_read(char **out, size_t *out_len, const char *path, size_t max, struct gw_error *err)
+static int read_file(char **out, size_t *out_len, const char *path, size_t max, int flags, struct gw_error *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | flags);
 	struct stat st;
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 
+	if (fd < 0 && errno == ELOOP && (flags & O_NOFOLLOW))
+		return gw_error_set_at(err, -ELOOP, path, 0, 0, "is a symbolic link: not followed in the state dir");
 	if (fd < 0)
 		return gw_error_set_at(err, -errno, path, 0, 0, "cannot open: %s", strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -59,6 +61,16 @@ int gw_file_read(char **out, size_t *out_len, const char *path, size_t max, stru
 	return 0;
 }
 
+int gw_file_read(char **out, size_t *out_len, const char *path, size_t max, struct gw_error *err)
+{
+	return read_file(out, out_len, path, max, 0, err);
+}
+
+int gw_file_read_nofollow(char **out, size_t *out_len, const char *path, size_t max, struct gw_error *err)
+{
+	return read_file(out, out_len, path, max, O_NOFOLLOW | O_NONBLOCK, err);
+}
+
 int gw_file_write_atomic(const char *path, const char *data, size_t len, struct gw_error *err)
 {
 	char tmp[4096], dir[4096];
@@ -66,7 +78,9 @@ int gw_file_write_atomic(const char *path, const char *data, size_t len, struct 
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
 		return gw_error_set(err, -ENAMETOOLONG, "%s: path too long", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* a new file of our own: never through a link or into someone's file */
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return gw_error_set_at(err, -errno, tmp, 0, 0, "cannot create: %s", strerror(errno));
 	size_t off = 0;

@@ -104,6 +104,10 @@ static void test_list_keeps_only_our_containers(void **state)
 	json_t *other = json_deep_copy(json_array_get(list, 0));
 	json_object_set_new(json_object_get(other, "Labels"), "gitward.state-dir", json_string("/elsewhere"));
 	json_array_append_new(list, other);
+	/* ours by its labels, but a name that would become a path: ignored */
+	json_t *bad = json_deep_copy(json_array_get(list, 0));
+	json_object_set_new(json_object_get(bad, "Labels"), "gitward.name", json_string("../../etc/x"));
+	json_array_append_new(list, bad);
 	struct gw_observed *v;
 	size_t n;
 	assert_int_equal(gw_container_parse_list(&v, &n, list, "/var/lib/gitward"), 0);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <errno.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -34,6 +35,14 @@ static int teardown(void **state)
 	unlink(cmd);
 	rmdir(dir);
 	return 0;
+}
+
+static void f_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
 }
 
 static void test_round_trip(void **state)
@@ -176,6 +185,67 @@ static void test_record_reader_on_bytes(void **state)
 	assert_int_equal(gw_record_parse_buf(&o, GW_KIND_VM, "v", "{\"spec_hash\": \"short\"}", 22), -EBADMSG);
 }
 
+static void test_invalid_names_on_disk_are_ignored(void **state)
+{
+	(void)state;
+	char path[128];
+	struct gw_state_file st;
+	struct gw_error err = { 0 };
+	const char *hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	snprintf(path, sizeof(path), "%s/names.json", dir);
+	FILE *f = fopen(path, "w");
+	fprintf(f,
+		"{\"version\": 1, \"resources\": ["
+		"{\"kind\": \"Process\", \"name\": \"../../../../tmp/x/precious\", \"spec_hash\": \"%s\"},"
+		"{\"kind\": \"Process\", \"name\": \"Upper\", \"spec_hash\": \"%s\"},"
+		"{\"kind\": \"Process\", \"name\": \"good\", \"spec_hash\": \"%s\"}]}",
+		hash, hash, hash);
+	fclose(f);
+	assert_int_equal(gw_state_load(&st, path, &err), 0);
+	assert_int_equal(st.n, 1);
+	assert_string_equal(st.res[0].name, "good");
+	gw_state_file_free(&st);
+	unlink(path);
+}
+
+static void test_state_dir_must_be_ours_and_private(void **state)
+{
+	(void)state;
+	char sub[160], link[200], lock[200];
+	int fd = -1;
+	struct gw_error err;
+	snprintf(sub, sizeof(sub), "%s/shared", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(chmod(sub, 0777), 0);
+	assert_int_equal(gw_state_lock(&fd, sub, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "state dir is writable by others (mode 0777): chmod go-w it"));
+	assert_string_equal(err.file, sub);
+	assert_int_equal(chmod(sub, 0770), 0);
+	assert_int_equal(gw_state_lock(&fd, sub, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "writable by its group"));
+	assert_int_equal(chmod(sub, 0700), 0);
+	/* a subdir that is a link: refused, not followed */
+	snprintf(link, sizeof(link), "%s/logs", sub);
+	assert_int_equal(symlink("/tmp", link), 0);
+	assert_int_equal(gw_state_lock(&fd, sub, &err), -ENOTDIR);
+	assert_non_null(strstr(err.msg, "not a directory but a symbolic link"));
+	unlink(link);
+	/* the lock as a link: refused, the target untouched */
+	snprintf(link, sizeof(link), "%s/victim", dir);
+	f_write(link, "precious");
+	snprintf(lock, sizeof(lock), "%s/lock", sub);
+	assert_int_equal(symlink(link, lock), 0);
+	assert_int_equal(gw_state_lock(&fd, sub, &err), -ELOOP);
+	assert_string_equal(err.msg, "lock is a symbolic link: remove it");
+	assert_int_equal(fd, -1);
+	unlink(lock);
+	assert_int_equal(gw_state_lock(&fd, sub, &err), 0);
+	close(fd);
+	unlink(lock);
+	unlink(link);
+	rmdir(sub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +254,8 @@ int main(void)
 		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),
 		cmocka_unit_test(test_status_escapes_what_was_read_back),
 		cmocka_unit_test(test_record_reader_on_bytes),
+		cmocka_unit_test(test_invalid_names_on_disk_are_ignored),
+		cmocka_unit_test(test_state_dir_must_be_ours_and_private),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -265,6 +268,84 @@ static void test_config_verify_signatures_needs_keys(void **state)
 	gw_config_free(&cfg);
 }
 
+static void test_nofollow_read_refuses_links_and_fifos(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gw-util-XXXXXX", path[256], link[256], fifo[256];
+	struct gw_error err;
+	char *data = NULL;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(link, sizeof(link), "%s/l", dir);
+	snprintf(fifo, sizeof(fifo), "%s/p", dir);
+	assert_int_equal(gw_file_write_atomic(path, "x", 1, &err), 0);
+	assert_int_equal(symlink(path, link), 0);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(gw_file_read_nofollow(&data, NULL, link, 100, &err), -ELOOP);
+	assert_string_equal(err.msg, "is a symbolic link: not followed in the state dir");
+	assert_int_equal(gw_file_read_nofollow(&data, NULL, fifo, 100, &err), -EINVAL); /* and never blocks */
+	assert_null(data);
+	/* an atomic write replaces a link, never writes through it */
+	assert_int_equal(gw_file_write_atomic(link, "new", 3, &err), 0);
+	assert_int_equal(gw_file_read(&data, NULL, path, 100, &err), 0);
+	assert_string_equal(data, "x");
+	free(data);
+	unlink(path);
+	unlink(link);
+	unlink(fifo);
+	rmdir(dir);
+}
+
+/* A child that does not lead its process group, and its own group. */
+static pid_t spawn_sleeper(int own_group)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (own_group)
+			setpgid(0, 0);
+		pause();
+		_exit(0);
+	}
+	if (own_group)
+		setpgid(pid, pid); /* no race with the child's own call */
+	return pid;
+}
+
+static void test_signal_refuses_everything_pids(void **state)
+{
+	(void)state;
+	/* kill(1), kill(0) = our group, kill(-1) = everything, kill(-N) = a group */
+	assert_int_equal(gw_proc_signal(1, 0), -EPERM);
+	assert_int_equal(gw_proc_signal(0, 0), -EPERM);
+	assert_int_equal(gw_proc_signal(-1, 0), -EPERM);
+	assert_int_equal(gw_proc_signal(-12345, 0), -EPERM);
+	assert_int_equal(gw_proc_signal(getpid(), 0), -EPERM);
+	assert_int_equal(gw_proc_signal(1LL << 40, 0), -EPERM);
+	assert_false(gw_proc_alive(1, 0) && gw_proc_alive(0, 0));
+}
+
+static void test_signal_reaches_a_group_only_when_pid_leads_it(void **state)
+{
+	(void)state;
+	int status;
+	/* a child in our own group: only it is signalled (we would die too) */
+	pid_t plain = spawn_sleeper(0);
+	assert_int_equal(gw_proc_signal(plain, SIGTERM), 0);
+	assert_int_equal(waitpid(plain, &status, 0), plain);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+	/* a group leader: its group is signalled */
+	pid_t leader = spawn_sleeper(1);
+	struct gw_proc_ids ids;
+	assert_int_equal(gw_proc_ids(&ids, leader), 0);
+	assert_int_equal(ids.pgrp, leader);
+	assert_int_equal(ids.ppid, getpid());
+	assert_int_equal(gw_proc_signal(leader, SIGKILL), 0);
+	assert_int_equal(waitpid(leader, &status, 0), leader);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_int_equal(gw_proc_ids(&ids, leader), -ESRCH);
+	assert_int_equal(gw_proc_signal(leader, 0), -ESRCH);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +361,9 @@ int main(void)
 		cmocka_unit_test(test_spawn_capture_feeds_stdin_and_captures_output),
 		cmocka_unit_test(test_spawn_capture_bounds_output_and_time),
 		cmocka_unit_test(test_config_verify_signatures_needs_keys),
+		cmocka_unit_test(test_nofollow_read_refuses_links_and_fifos),
+		cmocka_unit_test(test_signal_refuses_everything_pids),
+		cmocka_unit_test(test_signal_reaches_a_group_only_when_pid_leads_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

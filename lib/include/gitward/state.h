@@ -37,7 +37,10 @@ int gw_record_parse_buf(struct gw_observed *o, enum gw_kind kind, const char *na
 char *gw_state_render_status(const struct gw_state_file *st);
 void gw_state_render_status_text(FILE *f, const struct gw_state_file *st);
 
-/* Take the state dir's lock or fail at once naming the holder's pid. The fd
+/* The state dir and its subdirs are directories (no links) owned by this
+ * user and writable by no one else; else -EPERM/-ENOTDIR naming the fix. */
+int gw_state_dir_check(const char *dir, struct gw_error *err);
+/* Check the state dir (gw_state_dir_check), then take its lock or fail at once naming the holder's pid. The fd
  * stays open (O_CLOEXEC) for the life of the process. */
 int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err);
 /* Default state dir: /var/lib/gitward as root, else $XDG_STATE_HOME/gitward. */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define GW_ERROR_MSG_MAX 1024
 
@@ -85,6 +86,9 @@ char *gw_arena_strndup(struct gw_arena *a, const char *s, size_t n);
 
 /* Read a whole regular file, at most max bytes (-EFBIG beyond). */
 int gw_file_read(char **out, size_t *out_len, const char *path, size_t max, struct gw_error *err);
+/* The same for files in the state dir: a symbolic link is refused (-ELOOP),
+ * never followed, and a FIFO never blocks. */
+int gw_file_read_nofollow(char **out, size_t *out_len, const char *path, size_t max, struct gw_error *err);
 /* Write atomically: temp file, fsync, rename, fsync of the directory. */
 int gw_file_write_atomic(const char *path, const char *data, size_t len, struct gw_error *err);
 int gw_mkdir_p(const char *path, unsigned mode, struct gw_error *err);
@@ -101,6 +105,18 @@ int gw_proc_wait_gone(long long pid, long long start_time, int64_t timeout_ms);
  * timeout_ms (-ETIMEDOUT). *out_status is the wait status. */
 int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
 		     const char *in, size_t in_len, size_t max, int64_t timeout_ms, struct gw_error *err);
+/* Parent, process group, session and start time of a live pid (-ESRCH when
+ * it is gone or a zombie). */
+struct gw_proc_ids {
+	long long ppid, pgrp, sid, start_time;
+};
+int gw_proc_ids(struct gw_proc_ids *out, long long pid);
+/* /proc/PID/cmdline: NUL-separated arguments, NUL-terminated; the length. */
+ssize_t gw_proc_cmdline(char *buf, size_t size, long long pid);
+/* The one way gitward signals a process: refuses pid <= 1, pids beyond
+ * pid_t and itself (-EPERM); signals pid's whole group only when pid leads
+ * it, else pid alone. 0 or negative errno from kill(2). */
+int gw_proc_signal(long long pid, int sig);
 
 /* Wall-clock and monotonic time. */
 int64_t gw_now_ms(void);
