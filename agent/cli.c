@@ -26,8 +26,36 @@ static const struct option common[] = {
 	{ "log-format", required_argument, 0, 0 },
 	{ "log-level", required_argument, 0, 0 },
 	{ "container-socket", required_argument, 0, 0 },
+	{ "ca-file", required_argument, 0, 0 },
+	{ "insecure-skip-tls-verify", no_argument, 0, 0 },
+	{ "known-hosts", required_argument, 0, 0 },
+	{ "ssh-key", required_argument, 0, 0 },
+	{ "git-username", required_argument, 0, 0 },
+	{ "git-password-file", required_argument, 0, 0 },
+	{ "git-timeout", required_argument, 0, 0 },
+	{ "git-connect-timeout", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
+
+/* A password inside a URL argument is starred out in our own argv, so
+ * /proc/PID/cmdline and ps never show it (the config keeps it apart). */
+static void scrub_url_passwords(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		char *auth = strstr(argv[i], "://");
+		if (!auth)
+			continue;
+		auth += 3;
+		size_t alen = strcspn(auth, "/?#");
+		char *at = NULL;
+		for (char *p = auth; p < auth + alen; p++)
+			if (*p == '@')
+				at = p;
+		char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon)
+			memset(colon + 1, '*', (size_t)(at - colon - 1));
+	}
+}
 
 int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct cli_extra *extra,
 		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage)
@@ -74,6 +102,7 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 			config_file = optarg;
 		}
 	}
+	scrub_url_passwords(argc, argv);
 	if (optind < argc) {
 		fprintf(stderr, "gitward: unexpected argument \"%s\"\n\n%s", argv[optind], usage);
 		rc = -2;

@@ -88,7 +88,7 @@ int cmd_agent(int argc, char **argv)
 	struct gw_error err;
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
-	char self[4096], buf[600];
+	char self[4096], buf[GW_ERROR_MSG_MAX + 300];
 	int lock_fd = -1, rc, git_streak = 0;
 
 	gw_config_init(&cfg);

@@ -54,7 +54,7 @@ static int on_extra(int id, const char *arg, void *ud)
 
 static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_config *cfg, const struct gw_error *err)
 {
-	char buf[600];
+	char buf[GW_ERROR_MSG_MAX + 300];
 	if (o->fmt == OUTPUT_JSON) {
 		struct gw_plan_meta meta = { .commit = pass->commit[0] ? pass->commit : NULL,
 					     .ref = pass->ref ? pass->ref : cfg->ref,
@@ -102,7 +102,7 @@ int cmd_reconcile(int argc, char **argv)
 	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
 	if (rc < 0) {
 		if (!o.dry_run) {
-			char buf[600];
+			char buf[GW_ERROR_MSG_MAX + 300];
 			struct gw_error rerr;
 			gw_apply_record_error(&cfg, gw_error_format(buf, sizeof(buf), &err), &rerr);
 		}

@@ -22,7 +22,7 @@ int cmd_status(int argc, char **argv)
 	enum output_format fmt = OUTPUT_TEXT;
 	struct gw_state_file st;
 	struct gw_error err;
-	char *dir = NULL, path[4096], buf[600];
+	char *dir = NULL, path[4096], buf[GW_ERROR_MSG_MAX + 300];
 	int c;
 
 	optind = 1;

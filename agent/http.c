@@ -197,7 +197,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (!strcmp(url, "/status")) {
 		struct gw_state_file st;
 		struct gw_error err;
-		char buf[600];
+		char buf[GW_ERROR_MSG_MAX + 300];
 		gw_state_file_init(&st);
 		if (gw_state_load(&st, h->m->state_path, &err) < 0) {
 			struct gw_strbuf sb;

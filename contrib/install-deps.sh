@@ -11,7 +11,7 @@ set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config git ca-certificates
       libgit2-dev libyaml-dev libjansson-dev libssl-dev libcurl4-openssl-dev
-      libmicrohttpd-dev libsystemd-dev libgpgme-dev python3)
+      libmicrohttpd-dev libsystemd-dev libgpgme-dev libssh2-1-dev python3)
 if [[ $what == test || $what == bench ]]; then
   # libclang-rt-14-dev: clang's ASan/UBSan and libFuzzer runtimes (a recommend of clang,
   # so --no-install-recommends leaves it out)

@@ -131,7 +131,7 @@ static void probe_one(size_t i, void *ud)
 int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
 		     char **state_error, struct gw_error *err)
 {
-	char path[4096], buf[600];
+	char path[4096], buf[GW_ERROR_MSG_MAX + 300];
 	struct gw_error serr;
 	struct gw_observed *all = NULL;
 	size_t n = 0;

@@ -37,7 +37,18 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 
 	*stage = GW_PASS_GIT;
 	snprintf(path, sizeof(path), "%s/repo.git", cfg->state_dir);
-	rc = gw_source_open(&src, path, cfg->repo, err);
+	struct gw_source_opts sopts = {
+		.ca_file = cfg->ca_file,
+		.insecure_skip_tls_verify = cfg->insecure_skip_tls_verify,
+		.known_hosts = cfg->known_hosts,
+		.ssh_key = cfg->ssh_key,
+		.username = cfg->git_username,
+		.password_file = cfg->git_password_file,
+		.password = cfg->repo_password,
+		.connect_timeout_ms = cfg->git_connect_timeout_ms,
+		.idle_timeout_ms = cfg->git_timeout_ms,
+	};
+	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
 	if (rc < 0)
 		return rc;
 	rc = gw_source_fetch(src, err);

@@ -38,7 +38,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
 	enum gw_pass_stage stage;
-	char buf[600], *state_error = NULL;
+	char buf[GW_ERROR_MSG_MAX + 300], *state_error = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -53,7 +53,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		for (size_t i = 0; i < pass.set.diags.n; i++)
 			gw_log(GW_LOG_ERROR, "", "%s:%u:%u: %s", pass.set.diags.v[i].file, pass.set.diags.v[i].line,
 			       pass.set.diags.v[i].col, pass.set.diags.v[i].msg);
-		char msg[600];
+		char msg[GW_ERROR_MSG_MAX + 300];
 		snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", err.msg, pass.set.diags.v[0].file,
 			 pass.set.diags.v[0].line, pass.set.diags.v[0].col, pass.set.diags.v[0].msg);
 		struct gw_state_file st;

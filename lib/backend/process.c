@@ -603,7 +603,7 @@ int gw_process_shim_main(void)
 		what = argv[0];
 		execve(argv[0], argv, envp);
 	fail : {
-		char msg[600];
+		char msg[GW_ERROR_MSG_MAX + 300];
 		int e = errno;
 		int n = snprintf(msg, sizeof(msg), "%s %s: %s", stage, what, strerror(e));
 		if (n > 0)
@@ -613,7 +613,7 @@ int gw_process_shim_main(void)
 	}
 	close(out[1]);
 	close(errp[1]);
-	char err_msg[600];
+	char err_msg[GW_ERROR_MSG_MAX + 300];
 	ssize_t en = read_report(errp[0], err_msg, sizeof(err_msg), REPORT_TIMEOUT_MS);
 	close(errp[0]);
 	if (en > 0) {

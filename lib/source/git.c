@@ -12,13 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gitward/source.h"
-
-struct gw_source {
-	git_repository *repo;
-	char *url;
-	char *cache_dir;
-};
+#include "source_int.h"
 
 static int git_fail(struct gw_error *err, int code, const char *what)
 {
@@ -26,8 +20,7 @@ static int git_fail(struct gw_error *err, int code, const char *what)
 	return gw_error_set(err, code, "%s: %s", what, e && e->message ? e->message : "unknown libgit2 error");
 }
 
-/* Errors that come from the cache on disk rather than from the remote. */
-static int cache_fault(void)
+int gw_source__cache_fault(void)
 {
 	const git_error *e = git_error_last();
 	if (!e)
@@ -78,179 +71,38 @@ static char *normalize_url(const char *url)
 	return gw_xstrdup(url);
 }
 
-int gw_source_open(struct gw_source **out, const char *cache_dir, const char *url, struct gw_error *err)
+int gw_source__reopen(struct gw_source *src, struct gw_error *err)
+{
+	git_repository *repo = NULL;
+	int rc = git_repository_open_bare(&repo, src->cache_dir);
+	if (rc == 0 && git_repository_is_empty(repo) < 0)
+		rc = -1;
+	if (rc < 0) {
+		git_repository_free(repo);
+		return corrupt(err, src);
+	}
+	git_repository_free(src->repo);
+	src->repo = repo;
+	return 0;
+}
+
+int gw_source_open(struct gw_source **out, const char *cache_dir, const char *url, const struct gw_source_opts *opts,
+		   struct gw_error *err)
 {
 	struct gw_source *src;
-	git_remote *remote = NULL;
 	struct stat st;
-	int rc;
 
 	init_once();
 	src = gw_xcalloc(1, sizeof(*src));
 	src->url = normalize_url(url);
 	src->cache_dir = gw_xstrdup(cache_dir);
-	if (stat(cache_dir, &st) == 0) {
-		rc = git_repository_open_bare(&src->repo, cache_dir);
-		if (rc == 0 && git_repository_is_empty(src->repo) < 0)
-			rc = -1;
-		if (rc < 0) {
-			corrupt(err, src);
-			gw_source_free(src);
-			return -EIO;
-		}
-	} else {
-		rc = git_repository_init(&src->repo, cache_dir, 1);
-		if (rc < 0) {
-			git_fail(err, -EIO, "cannot create the git cache");
-			gw_error_prefix(err, "%s", cache_dir);
-			gw_source_free(src);
-			return -EIO;
-		}
-	}
-	rc = git_remote_lookup(&remote, src->repo, "origin");
-	if (rc == GIT_ENOTFOUND) {
-		rc = git_remote_create_with_fetchspec(&remote, src->repo, "origin", src->url,
-						      "+refs/heads/*:refs/remotes/origin/*");
-		if (rc == 0)
-			rc = git_remote_add_fetch(src->repo, "origin", "+refs/tags/*:refs/tags/*");
-	} else if (rc == 0 && strcmp(git_remote_url(remote), src->url) != 0) {
-		rc = git_remote_set_url(src->repo, "origin", src->url);
-	}
-	git_remote_free(remote);
-	if (rc < 0) {
-		git_fail(err, -EIO, "cannot configure the remote");
-		gw_error_prefix(err, "%s", cache_dir);
+	if (opts)
+		src->opts = *opts;
+	if (stat(cache_dir, &st) == 0 && gw_source__reopen(src, err) < 0) {
 		gw_source_free(src);
 		return -EIO;
 	}
 	*out = src;
-	return 0;
-}
-
-static int credentials(git_credential **out, const char *url, const char *username_from_url, unsigned int allowed,
-		       void *payload)
-{
-	(void)url;
-	int *attempts = payload;
-	const char *user = username_from_url ? username_from_url : "git";
-
-	if (++*attempts > 4)
-		return GIT_EUSER;
-	if (allowed & GIT_CREDENTIAL_SSH_KEY) {
-		const char *key = getenv("GITWARD_SSH_KEY");
-		if (key && *attempts <= 2) {
-			char pub[PATH_MAX];
-			snprintf(pub, sizeof(pub), "%s.pub", key);
-			return git_credential_ssh_key_new(out, user, access(pub, R_OK) == 0 ? pub : NULL, key, NULL);
-		}
-		if (getenv("SSH_AUTH_SOCK") && *attempts <= 3)
-			return git_credential_ssh_key_from_agent(out, user);
-		const char *home = getenv("HOME");
-		static const char *const names[] = { ".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa" };
-		for (size_t i = 0; home && i < 3; i++) {
-			char priv[PATH_MAX];
-			snprintf(priv, sizeof(priv), "%s/%s", home, names[i]);
-			if (access(priv, R_OK) == 0)
-				return git_credential_ssh_key_new(out, user, NULL, priv, NULL);
-		}
-	}
-	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
-		const char *u = getenv("GITWARD_GIT_USERNAME"), *p = getenv("GITWARD_GIT_PASSWORD");
-		if (p)
-			return git_credential_userpass_plaintext_new(out, u ? u : user, p);
-	}
-	return GIT_PASSTHROUGH;
-}
-
-/* A refs/remotes/origin/HEAD whose branch is gone (renamed or deleted on the
- * server) is removed before negotiating; record_default_branch sets it again. */
-static void drop_dangling_head(git_repository *repo)
-{
-	git_reference *ref = NULL, *resolved = NULL;
-	if (git_reference_lookup(&ref, repo, "refs/remotes/origin/HEAD") == 0 &&
-	    git_reference_resolve(&resolved, ref) < 0)
-		git_reference_remove(repo, "refs/remotes/origin/HEAD");
-	git_reference_free(resolved);
-	git_reference_free(ref);
-	git_error_clear();
-}
-
-/* refs/remotes/origin/HEAD -> the remote's default branch, when that branch
- * was fetched; a remote without a usable HEAD leaves no symref behind. */
-static int record_default_branch(git_repository *repo, const char *head)
-{
-	git_reference *ref = NULL;
-	char target[512];
-
-	if (!head || strncmp(head, "refs/heads/", 11) != 0) {
-		git_reference_remove(repo, "refs/remotes/origin/HEAD");
-		git_error_clear();
-		return 0;
-	}
-	snprintf(target, sizeof(target), "refs/remotes/origin/%s", head + 11);
-	if (git_reference_lookup(&ref, repo, target) < 0) {
-		git_error_clear();
-		git_reference_remove(repo, "refs/remotes/origin/HEAD");
-		return 0;
-	}
-	git_reference_free(ref);
-	ref = NULL;
-	if (git_reference_symbolic_create(&ref, repo, "refs/remotes/origin/HEAD", target, 1,
-					  "gitward: remote default branch") < 0)
-		return -1;
-	git_reference_free(ref);
-	return 0;
-}
-
-int gw_source_fetch(struct gw_source *src, struct gw_error *err)
-{
-	git_remote *remote = NULL;
-	git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
-	git_remote_callbacks cbs = GIT_REMOTE_CALLBACKS_INIT;
-	git_buf head = GIT_BUF_INIT;
-	int attempts = 0, rc;
-
-	if (git_remote_lookup(&remote, src->repo, "origin") < 0)
-		return git_fail(err, -EIO, "git cache has no remote");
-	cbs.credentials = credentials;
-	cbs.payload = &attempts;
-	rc = git_remote_connect(remote, GIT_DIRECTION_FETCH, &cbs, NULL, NULL);
-	if (rc < 0 && cache_fault()) {
-		git_remote_free(remote);
-		return corrupt(err, src);
-	}
-	if (rc < 0) {
-		git_fail(err, -EHOSTUNREACH, "cannot reach the remote");
-		gw_error_prefix(err, "%s", src->url);
-		git_remote_free(remote);
-		return -EHOSTUNREACH;
-	}
-	/* the default branch is read from this connection's advertisement but
-	 * recorded only once the fetch has created the branch it names: a
-	 * dangling refs/remotes/origin/HEAD makes libgit2's negotiation (which
-	 * walks local refs for "have" lines) fail on the smart HTTP and SSH
-	 * transports, and the first clone brought no refs */
-	git_remote_default_branch(&head, remote);
-	drop_dangling_head(src->repo);
-	opts.callbacks = cbs;
-	opts.prune = GIT_FETCH_PRUNE;
-	opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
-	rc = git_remote_download(remote, NULL, &opts);
-	if (rc == 0)
-		rc = git_remote_update_tips(remote, &cbs, 0, GIT_REMOTE_DOWNLOAD_TAGS_ALL, "gitward fetch");
-	if (rc == 0)
-		rc = git_remote_prune(remote, &cbs);
-	if (rc == 0)
-		rc = record_default_branch(src->repo, head.ptr);
-	git_buf_dispose(&head);
-	git_remote_disconnect(remote);
-	git_remote_free(remote);
-	if (rc < 0 && cache_fault())
-		return corrupt(err, src);
-	if (rc < 0) {
-		git_fail(err, -EIO, "fetch failed");
-		return gw_error_prefix(err, "%s", src->url);
-	}
 	return 0;
 }
 
@@ -271,6 +123,8 @@ int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src
 	char *used = NULL;
 	int rc = GIT_ENOTFOUND;
 
+	if (!src->repo)
+		return gw_error_set(err, -ENOENT, "%s: nothing fetched yet", src->url);
 	if (!ref || !*ref) {
 		git_reference *head = NULL;
 		if (git_reference_lookup(&head, src->repo, "refs/remotes/origin/HEAD") < 0 ||
@@ -409,6 +263,8 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 	struct walk w = { .set = set, .repo = src->repo, .err = err, .seen = npaths > 1 ? &seen : NULL };
 	const char *const root_path[] = { "" };
 
+	if (!src->repo)
+		return gw_error_set(err, -ENOENT, "%s: nothing fetched yet", src->url);
 	if (git_oid_fromstr(&oid, commit_hex) < 0 || git_commit_lookup(&commit, src->repo, &oid) < 0)
 		return git_fail(err, -EIO, commit_hex);
 	if (git_commit_tree(&root, commit) < 0) {

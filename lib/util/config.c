@@ -29,6 +29,14 @@ static const struct {
 	{ "log-format", GW_CFG_LOG_FORMAT, 0, 0 },
 	{ "log-level", GW_CFG_LOG_LEVEL, 0, 0 },
 	{ "container-socket", GW_CFG_SOCKET, 0, 0 },
+	{ "ca-file", GW_CFG_CA_FILE, 0, 0 },
+	{ "insecure-skip-tls-verify", GW_CFG_INSECURE_TLS, 0, 1 },
+	{ "known-hosts", GW_CFG_KNOWN_HOSTS, 0, 0 },
+	{ "ssh-key", GW_CFG_SSH_KEY, 0, 0 },
+	{ "git-username", GW_CFG_GIT_USERNAME, 0, 0 },
+	{ "git-password-file", GW_CFG_GIT_PASSWORD_FILE, 0, 0 },
+	{ "git-timeout", GW_CFG_GIT_TIMEOUT, 0, 0 },
+	{ "git-connect-timeout", GW_CFG_GIT_CONNECT_TIMEOUT, 0, 0 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -49,6 +57,13 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->log_format);
 	free(cfg->log_level);
 	free(cfg->container_socket);
+	free(cfg->ca_file);
+	free(cfg->known_hosts);
+	free(cfg->ssh_key);
+	free(cfg->git_username);
+	free(cfg->git_password_file);
+	if (cfg->repo_password)
+		gw_secure_free(cfg->repo_password);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -74,9 +89,17 @@ static int parse_bool(bool *out, const char *v)
 int gw_config_set(struct gw_config *cfg, const char *name, const char *value, struct gw_error *err)
 {
 	if (!strcmp(name, "repo")) {
+		char *clean, *password;
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--repo: must not be empty");
-		replace(&cfg->repo, value);
+		/* a password inside the URL is kept apart at once: the URL that is
+		 * stored, logged and shown never holds it */
+		gw_url_split_password(&clean, &password, value);
+		free(cfg->repo);
+		cfg->repo = clean;
+		if (cfg->repo_password)
+			gw_secure_free(cfg->repo_password);
+		cfg->repo_password = password;
 	} else if (!strcmp(name, "ref")) {
 		replace(&cfg->ref, value);
 	} else if (!strcmp(name, "path")) {
@@ -107,14 +130,37 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 					    "--interval: expected a duration of at least 100ms like 30s, got \"%s\"",
 					    value);
 		cfg->interval_ms = ms;
-	} else if (!strcmp(name, "no-prune") || !strcmp(name, "allow-empty")) {
+	} else if (!strcmp(name, "git-timeout") || !strcmp(name, "git-connect-timeout")) {
+		int64_t ms;
+		if (gw_duration_parse(&ms, value) < 0 || ms < 100 || ms > 3600000)
+			return gw_error_set(err, -EINVAL,
+					    "--%s: expected a duration between 100ms and 1h like 30s, got \"%s\"", name,
+					    value);
+		*(!strcmp(name, "git-timeout") ? &cfg->git_timeout_ms : &cfg->git_connect_timeout_ms) = ms;
+	} else if (!strcmp(name, "ca-file") || !strcmp(name, "known-hosts") || !strcmp(name, "ssh-key") ||
+		   !strcmp(name, "git-password-file")) {
+		if (!*value)
+			return gw_error_set(err, -EINVAL, "--%s: expected a file name", name);
+		char **slot = !strcmp(name, "ca-file") ? &cfg->ca_file
+			: !strcmp(name, "known-hosts") ? &cfg->known_hosts
+			: !strcmp(name, "ssh-key")     ? &cfg->ssh_key
+						       : &cfg->git_password_file;
+		replace(slot, value);
+	} else if (!strcmp(name, "git-username")) {
+		if (!*value || strpbrk(value, "\n\r"))
+			return gw_error_set(err, -EINVAL, "--git-username: expected a user name");
+		replace(&cfg->git_username, value);
+	} else if (!strcmp(name, "no-prune") || !strcmp(name, "allow-empty") ||
+		   !strcmp(name, "insecure-skip-tls-verify")) {
 		bool b;
 		if (parse_bool(&b, value) < 0)
 			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
 		if (!strcmp(name, "no-prune"))
 			cfg->no_prune = b;
-		else
+		else if (!strcmp(name, "allow-empty"))
 			cfg->allow_empty = b;
+		else
+			cfg->insecure_skip_tls_verify = b;
 	} else if (!strcmp(name, "listen") && !strcmp(value, "off")) {
 		replace(&cfg->listen, value);
 	} else if (!strcmp(name, "listen")) {
@@ -238,6 +284,10 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 	}
 	if (!cfg->interval_ms)
 		cfg->interval_ms = 30000;
+	if (!cfg->git_timeout_ms)
+		cfg->git_timeout_ms = 60000;
+	if (!cfg->git_connect_timeout_ms)
+		cfg->git_connect_timeout_ms = 15000;
 	if (!cfg->listen)
 		cfg->listen = gw_xstrdup("127.0.0.1:9420");
 	if (!cfg->log_format)

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,4 +122,20 @@ int gw_mkdir_p(const char *path, unsigned mode, struct gw_error *err)
 	if (mkdir(buf, mode) < 0 && errno != EEXIST)
 		return gw_error_set_at(err, -errno, buf, 0, 0, "cannot create directory: %s", strerror(errno));
 	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int gw_rm_rf(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	/* FTW_PHYS: a symlink inside is removed, never followed */
+	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 ? -EIO : 0;
 }

@@ -109,6 +109,80 @@ char *gw_xstrndup(const char *s, size_t n)
 	return p;
 }
 
+void gw_secure_free(char *s)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+void gw_url_split_password(char **out_url, char **out_password, const char *url)
+{
+	const char *auth = strstr(url, "://");
+	*out_password = NULL;
+	if (!auth) {
+		*out_url = gw_xstrdup(url);
+		return;
+	}
+	auth += 3;
+	size_t alen = strcspn(auth, "/?#");
+	const char *at = NULL;
+	for (const char *p = auth; p < auth + alen; p++)
+		if (*p == '@')
+			at = p; /* the last '@' ends the user info */
+	const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (!colon) {
+		*out_url = gw_xstrdup(url);
+		return;
+	}
+	size_t plen = (size_t)(at - colon - 1);
+	char *pw = gw_xmalloc(plen + 1), *w = pw;
+	for (const char *p = colon + 1; p < at; p++) {
+		if (*p == '%' && p + 2 < at && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+			*w++ = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+			p += 2;
+		} else {
+			*w++ = *p;
+		}
+	}
+	*w = '\0';
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_printf(&sb, "%.*s%s", (int)(colon - url), url, at);
+	*out_url = gw_strbuf_detach(&sb);
+	*out_password = pw;
+}
+
+void gw_str_redact(char *s, const char *secret)
+{
+	size_t n = secret ? strlen(secret) : 0;
+	char *from = s, *hit;
+	if (!n)
+		return;
+	while ((hit = strstr(from, secret)) != NULL) {
+		if (n >= 3) {
+			memcpy(hit, "***", 3);
+			memmove(hit + 3, hit + n, strlen(hit + n) + 1);
+			from = hit + 3;
+		} else { /* shorter than the mask: starred in place */
+			memset(hit, '*', n);
+			from = hit + n;
+		}
+	}
+}
+
 void gw_strbuf_init(struct gw_strbuf *sb)
 {
 	sb->s = NULL;

@@ -45,7 +45,7 @@ struct gw_run_summary {
 	char commit[41]; /* the commit applied (the last good one after an invalid commit) */
 	size_t count[5]; /* planned actions per gw_action_type */
 	struct gw_apply_report report;
-	char message[512]; /* the error, when there was one */
+	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
 };
 
 void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx);

@@ -25,6 +25,18 @@ struct gw_config {
 	char *log_format;
 	char *log_level;
 	char *container_socket;
+	/* Git transport: trust, credentials, bounds (see lib/source) */
+	char *ca_file;
+	bool insecure_skip_tls_verify;
+	char *known_hosts;
+	char *ssh_key;
+	char *git_username;
+	char *git_password_file;
+	int64_t git_timeout_ms; /* idle: no progress for this long ends the fetch */
+	int64_t git_connect_timeout_ms; /* until the server answers */
+	/* a password given inside --repo (user:password@); the URL in repo no
+	 * longer holds it, and it is never printed */
+	char *repo_password;
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -44,6 +56,14 @@ enum gw_config_bit {
 	GW_CFG_LOG_FORMAT = 1u << 11,
 	GW_CFG_LOG_LEVEL = 1u << 12,
 	GW_CFG_SOCKET = 1u << 13,
+	GW_CFG_CA_FILE = 1u << 14,
+	GW_CFG_INSECURE_TLS = 1u << 15,
+	GW_CFG_KNOWN_HOSTS = 1u << 16,
+	GW_CFG_SSH_KEY = 1u << 17,
+	GW_CFG_GIT_USERNAME = 1u << 18,
+	GW_CFG_GIT_PASSWORD_FILE = 1u << 19,
+	GW_CFG_GIT_TIMEOUT = 1u << 20,
+	GW_CFG_GIT_CONNECT_TIMEOUT = 1u << 21,
 };
 
 void gw_config_init(struct gw_config *cfg);

@@ -3,17 +3,39 @@
 #ifndef GITWARD_SOURCE_H
 #define GITWARD_SOURCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gitward/manifest.h"
 #include "gitward/util.h"
 
 struct gw_source;
 
-/* Open (or create) the bare cache at cache_dir for url. A relative local
- * path is made absolute. */
-int gw_source_open(struct gw_source **out, const char *cache_dir, const char *url, struct gw_error *err);
-/* Fetch branches and tags from the remote and remember its default branch. */
+/* How to reach the remote: trust, credentials and bounds. Strings are
+ * borrowed for the life of the source. */
+struct gw_source_opts {
+	const char *ca_file; /* PEM bundle replacing the system CA store */
+	bool insecure_skip_tls_verify; /* warned about on every fetch */
+	const char *known_hosts; /* default ~/.ssh/known_hosts */
+	const char *ssh_key; /* private key; default $GITWARD_SSH_KEY, ssh-agent, ~/.ssh/id_* */
+	const char *username; /* default: the URL's, $GITWARD_GIT_USERNAME */
+	const char *password_file; /* default $GITWARD_GIT_PASSWORD */
+	const char *password; /* from the URL; wins over the file */
+	int64_t connect_timeout_ms; /* until the server first answers */
+	int64_t idle_timeout_ms; /* then, the longest time without progress */
+};
+
+/* Prepare the bare cache at cache_dir for url (opened if it exists; made by
+ * the first fetch otherwise). A relative local path is made absolute. opts
+ * may be NULL (defaults). */
+int gw_source_open(struct gw_source **out, const char *cache_dir, const char *url, const struct gw_source_opts *opts,
+		   struct gw_error *err);
+/* Fetch branches and tags from the remote and remember its default branch.
+ * The fetch runs in a child process bounded by the timeouts of opts: a
+ * server that stops answering ends the fetch with an error, and the cache
+ * is left as before it. A first clone is made aside and moved into place
+ * only when complete, so a failed one leaves nothing behind. */
 int gw_source_fetch(struct gw_source *src, struct gw_error *err);
 /* Resolve ref (NULL: the remote's default branch) to a commit id. *out_ref is
  * the name used, e.g. "main" (caller frees). */

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_ERROR_MSG_MAX 256
+#define GW_ERROR_MSG_MAX 1024
 
 /* Filled where a failure happens, iff the call fails; passed up untouched
  * with at most one context prefix per layer. */
@@ -47,6 +47,15 @@ void *gw_xcalloc(size_t n, size_t size);
 void *gw_xrealloc(void *p, size_t n);
 char *gw_xstrdup(const char *s);
 char *gw_xstrndup(const char *s, size_t n);
+/* Wipe a secret string before freeing it. */
+void gw_secure_free(char *s);
+
+/* Split "scheme://user:password@host/path" into the URL without the password
+ * ("scheme://user@host/path") and the password (percent-decoded; NULL when
+ * there is none). Both are the caller's. Other URLs come back unchanged. */
+void gw_url_split_password(char **out_url, char **out_password, const char *url);
+/* Replace every occurrence of secret (if non-empty) in s by "***", in place. */
+void gw_str_redact(char *s, const char *secret);
 
 /* "500ms", "10s", "1m30s", "2h" -> milliseconds. */
 int gw_duration_parse(int64_t *out_ms, const char *s);
@@ -67,6 +76,8 @@ int gw_file_read(char **out, size_t *out_len, const char *path, size_t max, stru
 /* Write atomically: temp file, fsync, rename, fsync of the directory. */
 int gw_file_write_atomic(const char *path, const char *data, size_t len, struct gw_error *err);
 int gw_mkdir_p(const char *path, unsigned mode, struct gw_error *err);
+/* Remove path and everything under it, never following symlinks (0 when absent). */
+int gw_rm_rf(const char *path);
 
 /* Process identity: pid + start time (/proc/PID/stat field 22). */
 int gw_proc_stat(long long *start, char *state, long long pid);

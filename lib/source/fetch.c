@@ -1,0 +1,691 @@
+/* The bounded fetch. libgit2 1.5 has no network timeouts, so the fetch runs
+ * in a child process that reports every sign of progress on a pipe; the
+ * parent ends it when the server stays silent too long. The child also
+ * carries the trust decisions (TLS: system store or --ca-file; SSH: a
+ * known_hosts file, checked here with libssh2 so an unknown and a changed
+ * key get different answers) and the credentials, which never leave it.
+ * Whatever libgit2 allocates while talking to the remote goes away with the
+ * child, so a long-running agent does not grow with it.
+ *
+ * Child -> parent, one line each: "c" connected, "p" progress,
+ * "e<kind> <message>" the error (kind: c corrupt cache, n unreachable,
+ * f fetch failed, x refused, message complete). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <arpa/inet.h>
+#include <libssh2.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "source_int.h"
+
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define SYSTEM_CA_DIR "/etc/ssl/certs"
+#define SECRET_MAX 4096
+
+struct child {
+	const struct gw_source *src;
+	int fd;
+	int64_t last_note;
+	char host[256];
+	int port;
+	char *password; /* from the URL, the file or the environment */
+	const char *username;
+	int userpass_tries, key_tries;
+	char key_used[PATH_MAX];
+	char reason[1024]; /* set by a callback that refused */
+};
+
+/* ---- the child ---------------------------------------------------------- */
+
+static void say(struct child *c, const char *line)
+{
+	size_t n = strlen(line), off = 0;
+	while (off < n) {
+		ssize_t w = write(c->fd, line + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+static void note(struct child *c, int connected)
+{
+	int64_t now = gw_now_ms();
+	if (connected) {
+		say(c, "c\n");
+	} else if (now - c->last_note >= 100) {
+		say(c, "p\n");
+	} else {
+		return;
+	}
+	c->last_note = now;
+}
+
+static void refuse(struct child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(struct child *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	va_end(ap);
+	git_error_set_str(GIT_ERROR_CALLBACK, c->reason);
+}
+
+/* host and port of the URL, for the known_hosts lookup (libgit2 hands the
+ * callback the host only) */
+static void parse_host(struct child *c, const char *url)
+{
+	const char *h = strstr(url, "://");
+	int scp = 0;
+	c->port = 22;
+	if (h) {
+		h += 3;
+	} else {
+		h = url;
+		scp = 1;
+	}
+	size_t alen = scp ? strcspn(h, ":") : strcspn(h, "/");
+	const char *at = memchr(h, '@', alen);
+	if (at) {
+		alen -= (size_t)(at + 1 - h);
+		h = at + 1;
+	}
+	size_t hlen = alen;
+	if (h[0] == '[') { /* [v6]:port */
+		const char *end = memchr(h, ']', alen);
+		hlen = end ? (size_t)(end - h - 1) : alen;
+		snprintf(c->host, sizeof(c->host), "%.*s", (int)hlen, h + 1);
+		if (end && end + 1 < h + alen && end[1] == ':')
+			c->port = atoi(end + 2);
+		return;
+	}
+	const char *colon = scp ? NULL : memchr(h, ':', alen);
+	if (colon) {
+		hlen = (size_t)(colon - h);
+		c->port = atoi(colon + 1);
+	}
+	snprintf(c->host, sizeof(c->host), "%.*s", (int)hlen, h);
+}
+
+static const char *known_hosts_file(const struct child *c, char *buf, size_t size)
+{
+	if (c->src->opts.known_hosts)
+		return c->src->opts.known_hosts;
+	const char *home = getenv("HOME");
+	snprintf(buf, size, "%s/.ssh/known_hosts", home && *home ? home : "/root");
+	return buf;
+}
+
+static int ssh_key_type(git_cert_ssh_raw_type_t t)
+{
+	switch (t) {
+	case GIT_CERT_SSH_RAW_TYPE_RSA:
+		return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+	case GIT_CERT_SSH_RAW_TYPE_DSS:
+		return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+	case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_256:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+	case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_384:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+	case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_521:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+	case GIT_CERT_SSH_RAW_TYPE_KEY_ED25519:
+		return LIBSSH2_KNOWNHOST_KEY_ED25519;
+	default:
+		return -1;
+	}
+}
+
+static int check_host_key(struct child *c, const git_cert_hostkey *cert)
+{
+	char buf[PATH_MAX], name[300];
+	const char *file = known_hosts_file(c, buf, sizeof(buf));
+	struct libssh2_knownhost *entry = NULL;
+	int type, rc;
+
+	if (c->port == 22)
+		snprintf(name, sizeof(name), "%s", c->host);
+	else
+		snprintf(name, sizeof(name), "[%s]:%d", c->host, c->port);
+	if (!(cert->type & GIT_CERT_SSH_RAW) || (type = ssh_key_type(cert->raw_type)) < 0) {
+		refuse(c, "the host key of %s is of a type gitward cannot check against %s", name, file);
+		return GIT_ECERTIFICATE;
+	}
+	LIBSSH2_SESSION *session = libssh2_session_init();
+	LIBSSH2_KNOWNHOSTS *kh = session ? libssh2_knownhost_init(session) : NULL;
+	if (!kh) {
+		if (session)
+			libssh2_session_free(session);
+		refuse(c, "cannot check the host key of %s: out of memory", name);
+		return GIT_ECERTIFICATE;
+	}
+	int loaded = access(file, R_OK) == 0 ? libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH) : 0;
+	rc = libssh2_knownhost_checkp(kh, c->host, c->port, cert->hostkey, cert->hostkey_len,
+				      LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | type, &entry);
+	libssh2_knownhost_free(kh);
+	libssh2_session_free(session);
+	if (loaded < 0) {
+		refuse(c, "%s: not a known_hosts file gitward can read", file);
+		return GIT_ECERTIFICATE;
+	}
+	switch (rc) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		return 0;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		refuse(c,
+		       "the host key of %s has CHANGED: it is not the key recorded in %s. Someone may be "
+		       "intercepting the connection; if the server's key really changed, remove the old entry "
+		       "(ssh-keygen -R '%s' -f %s) and add the new one",
+		       name, file, name, file);
+		return GIT_ECERTIFICATE;
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		refuse(c,
+		       "the host key of %s is not in %s%s; if this is the right server, trust it with: "
+		       "ssh-keyscan -p %d %s >> %s",
+		       name, file, access(file, F_OK) == 0 ? "" : " (no such file)", c->port, c->host, file);
+		return GIT_ECERTIFICATE;
+	default:
+		refuse(c, "cannot check the host key of %s against %s", name, file);
+		return GIT_ECERTIFICATE;
+	}
+}
+
+/* Why a server certificate was refused, for the message only: libgit2 (on
+ * mbedTLS) says no more than "invalid". OpenSSL reads the certificate; the
+ * decision stays libgit2's. */
+static void tls_diagnose(char *out, size_t size, const git_cert_x509 *x, const char *host, const char *ca_file)
+{
+	const unsigned char *p = x->data;
+	X509 *crt = d2i_X509(NULL, &p, (long)x->len);
+	unsigned char addr[16];
+	int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+
+	if (!crt)
+		return;
+	int name_ok = is_ip ? X509_check_ip_asc(crt, host, 0) == 1 : X509_check_host(crt, host, 0, 0, NULL) == 1;
+	if (X509_cmp_current_time(X509_get0_notAfter(crt)) < 0) {
+		snprintf(out, size, ": it has expired");
+	} else if (X509_cmp_current_time(X509_get0_notBefore(crt)) > 0) {
+		snprintf(out, size, ": it is not valid yet");
+	} else if (!name_ok) {
+		snprintf(out, size, ": it is not issued for %s", host);
+	} else {
+		X509_STORE *store = X509_STORE_new();
+		X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+		const char *file = ca_file ? ca_file : SYSTEM_CA_FILE, *dir = ca_file ? NULL : SYSTEM_CA_DIR;
+		int ok = store && ctx && X509_STORE_load_locations(store, file, dir) == 1 &&
+			X509_STORE_CTX_init(ctx, store, crt, NULL) == 1 && X509_verify_cert(ctx) == 1;
+		if (!ok && ctx)
+			snprintf(out, size, ": %s", X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+		else if (ok && is_ip)
+			snprintf(out, size,
+				 ": it names %s as an IP address only, which mbedTLS (under Debian's libgit2) cannot "
+				 "match; add DNS:%s to its subjectAltName or use a host name",
+				 host, host);
+		X509_STORE_CTX_free(ctx);
+		X509_STORE_free(store);
+	}
+	X509_free(crt);
+}
+
+static int certificate_check(git_cert *cert, int valid, const char *host, void *payload)
+{
+	struct child *c = payload;
+	note(c, 1);
+	if (cert->cert_type == GIT_CERT_HOSTKEY_LIBSSH2)
+		return check_host_key(c, (const git_cert_hostkey *)cert);
+	if (valid)
+		return 0;
+	if (c->src->opts.insecure_skip_tls_verify)
+		return 0;
+	char why[400] = "";
+	if (cert->cert_type == GIT_CERT_X509)
+		tls_diagnose(why, sizeof(why), (const git_cert_x509 *)cert, host, c->src->opts.ca_file);
+	if (c->src->opts.ca_file)
+		refuse(c,
+		       "the TLS certificate of %s does not verify against --ca-file %s%s; give the CA that signed "
+		       "the server's certificate",
+		       host, c->src->opts.ca_file, why);
+	else
+		refuse(c,
+		       "the TLS certificate of %s does not verify against the system CA store (%s)%s; if the "
+		       "server uses a private CA, pass --ca-file with that CA's certificate (PEM)",
+		       host, SYSTEM_CA_DIR, why);
+	return GIT_ECERTIFICATE;
+}
+
+static const char *user_for(const struct child *c, const char *from_url)
+{
+	if (from_url && *from_url)
+		return from_url;
+	if (c->username)
+		return c->username;
+	return "git";
+}
+
+static int ssh_key(git_credential **out, struct child *c, const char *user, const char *priv)
+{
+	char pub[PATH_MAX];
+	if (access(priv, R_OK) < 0) {
+		refuse(c, "ssh key %s: %s", priv, strerror(errno));
+		return GIT_EUSER;
+	}
+	snprintf(c->key_used, sizeof(c->key_used), "%s", priv);
+	snprintf(pub, sizeof(pub), "%s.pub", priv);
+	return git_credential_ssh_key_new(out, user, access(pub, R_OK) == 0 ? pub : NULL, priv, NULL);
+}
+
+static int credentials(git_credential **out, const char *url, const char *username_from_url, unsigned int allowed,
+		       void *payload)
+{
+	(void)url;
+	struct child *c = payload;
+	const char *user = user_for(c, username_from_url);
+
+	note(c, 1);
+	if (allowed & GIT_CREDENTIAL_USERNAME)
+		return git_credential_username_new(out, user);
+	if (allowed & GIT_CREDENTIAL_SSH_KEY) {
+		/* the configured key alone, or else: ssh-agent, then ~/.ssh/id_* */
+		const char *key = c->src->opts.ssh_key ? c->src->opts.ssh_key : getenv("GITWARD_SSH_KEY");
+		int n = c->key_tries++;
+		if (key && *key) {
+			if (n == 0)
+				return ssh_key(out, c, user, key);
+			refuse(c, "authentication failed: %s@%s refused the ssh key %s", user, c->host, key);
+			return GIT_EUSER;
+		}
+		if (n == 0 && getenv("SSH_AUTH_SOCK"))
+			return git_credential_ssh_key_from_agent(out, user);
+		const char *home = getenv("HOME");
+		static const char *const names[] = { ".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa" };
+		for (int i = 0, seen = getenv("SSH_AUTH_SOCK") ? 1 : 0; home && i < 3; i++) {
+			char priv[PATH_MAX];
+			snprintf(priv, sizeof(priv), "%s/%s", home, names[i]);
+			if (access(priv, R_OK) == 0 && seen++ == n)
+				return ssh_key(out, c, user, priv);
+		}
+		refuse(c,
+		       "authentication failed: %s@%s accepted none of the ssh keys tried (ssh-agent, ~/.ssh/id_*); "
+		       "give --ssh-key FILE",
+		       user, c->host);
+		return GIT_EUSER;
+	}
+	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
+		if (!c->password) {
+			refuse(c,
+			       "authentication required: the server asks for a user name and password; give "
+			       "--git-username and --git-password-file");
+			return GIT_EUSER;
+		}
+		if (c->userpass_tries++ > 0) {
+			refuse(c, "authentication failed for user %s: the server refused the password or token", user);
+			return GIT_EUSER;
+		}
+		return git_credential_userpass_plaintext_new(out, user, c->password);
+	}
+	refuse(c, "authentication failed: the server asks for a kind of credentials gitward cannot give");
+	return GIT_EUSER;
+}
+
+static int on_sideband(const char *str, int len, void *payload)
+{
+	(void)str;
+	(void)len;
+	note(payload, 0);
+	return 0;
+}
+
+static int on_transfer(const git_indexer_progress *stats, void *payload)
+{
+	(void)stats;
+	note(payload, 0);
+	return 0;
+}
+
+static int on_tip(const char *refname, const git_oid *a, const git_oid *b, void *payload)
+{
+	(void)refname;
+	(void)a;
+	(void)b;
+	note(payload, 0);
+	return 0;
+}
+
+static void drop_dangling_head(git_repository *repo)
+{
+	git_reference *ref = NULL, *resolved = NULL;
+	if (git_reference_lookup(&ref, repo, "refs/remotes/origin/HEAD") == 0 &&
+	    git_reference_resolve(&resolved, ref) < 0)
+		git_reference_remove(repo, "refs/remotes/origin/HEAD");
+	git_reference_free(resolved);
+	git_reference_free(ref);
+	git_error_clear();
+}
+
+/* refs/remotes/origin/HEAD -> the remote's default branch, once that branch
+ * was fetched: a dangling symref makes libgit2's negotiation (which walks
+ * local refs for "have" lines) fail on the smart HTTP and SSH transports. */
+static int record_default_branch(git_repository *repo, const char *head)
+{
+	git_reference *ref = NULL;
+	char target[512];
+
+	if (!head || strncmp(head, "refs/heads/", 11) != 0) {
+		git_reference_remove(repo, "refs/remotes/origin/HEAD");
+		git_error_clear();
+		return 0;
+	}
+	snprintf(target, sizeof(target), "refs/remotes/origin/%s", head + 11);
+	if (git_reference_lookup(&ref, repo, target) < 0) {
+		git_error_clear();
+		git_reference_remove(repo, "refs/remotes/origin/HEAD");
+		git_error_clear();
+		return 0;
+	}
+	git_reference_free(ref);
+	ref = NULL;
+	if (git_reference_symbolic_create(&ref, repo, "refs/remotes/origin/HEAD", target, 1,
+					  "gitward: remote default branch") < 0)
+		return -1;
+	git_reference_free(ref);
+	return 0;
+}
+
+static int read_password(struct child *c)
+{
+	const struct gw_source_opts *o = &c->src->opts;
+	struct gw_error err;
+	if (o->password) {
+		c->password = gw_xstrdup(o->password);
+	} else if (o->password_file) {
+		char *data;
+		size_t len;
+		if (gw_file_read(&data, &len, o->password_file, SECRET_MAX, &err) < 0) {
+			refuse(c, "--git-password-file %s: %s", o->password_file, err.msg);
+			return -1;
+		}
+		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+			data[--len] = '\0';
+		if (memchr(data, '\0', len) || memchr(data, '\n', len)) {
+			gw_secure_free(data);
+			refuse(c, "--git-password-file %s: expected one line", o->password_file);
+			return -1;
+		}
+		c->password = data;
+	} else if (getenv("GITWARD_GIT_PASSWORD")) {
+		c->password = gw_xstrdup(getenv("GITWARD_GIT_PASSWORD"));
+	}
+	c->username = o->username ? o->username : getenv("GITWARD_GIT_USERNAME");
+	return 0;
+}
+
+static void trust_store(struct child *c)
+{
+	const char *file = c->src->opts.ca_file;
+	const char *dir = NULL;
+	if (!file) {
+		file = getenv("SSL_CERT_FILE");
+		dir = getenv("SSL_CERT_DIR");
+		if (!file && !dir) {
+			file = access(SYSTEM_CA_FILE, R_OK) == 0 ? SYSTEM_CA_FILE : NULL;
+			dir = SYSTEM_CA_DIR;
+		}
+	}
+	git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, file, dir);
+}
+
+/* The error line, secrets masked. */
+static void fail(struct child *c, char kind, const char *what)
+{
+	const git_error *e = git_error_last();
+	char msg[1400];
+	if (c->reason[0])
+		snprintf(msg, sizeof(msg), "e%c %s", kind, c->reason);
+	else
+		snprintf(msg, sizeof(msg), "e%c %s: %s", kind, what, e && e->message ? e->message : "unknown error");
+	gw_str_redact(msg, c->password);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	strcat(msg, "\n");
+	say(c, msg);
+}
+
+static int child_main(struct child *c, const char *path, int fresh)
+{
+	const struct gw_source *src = c->src;
+	git_repository *repo = NULL;
+	git_remote *remote = NULL;
+	git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
+	git_remote_callbacks cbs = GIT_REMOTE_CALLBACKS_INIT;
+	git_buf head = GIT_BUF_INIT;
+	int rc;
+
+	parse_host(c, src->url);
+	if (read_password(c) < 0) {
+		fail(c, 'x', "");
+		return 1;
+	}
+	if (src->opts.ca_file && access(src->opts.ca_file, R_OK) < 0) {
+		refuse(c, "--ca-file %s: %s", src->opts.ca_file, strerror(errno));
+		fail(c, 'x', "");
+		return 1;
+	}
+	trust_store(c);
+	rc = fresh ? git_repository_init(&repo, path, 1) : git_repository_open_bare(&repo, path);
+	if (rc < 0) {
+		fail(c, fresh ? 'f' : 'c', fresh ? "cannot create the git cache" : "the git cache is corrupt");
+		return 1;
+	}
+	rc = git_remote_lookup(&remote, repo, "origin");
+	if (rc == GIT_ENOTFOUND) {
+		rc = git_remote_create_with_fetchspec(&remote, repo, "origin", src->url,
+						      "+refs/heads/*:refs/remotes/origin/*");
+		if (rc == 0)
+			rc = git_remote_add_fetch(repo, "origin", "+refs/tags/*:refs/tags/*");
+	} else if (rc == 0 && strcmp(git_remote_url(remote), src->url) != 0) {
+		rc = git_remote_set_url(repo, "origin", src->url);
+		git_remote_free(remote);
+		remote = NULL;
+		if (rc == 0)
+			rc = git_remote_lookup(&remote, repo, "origin");
+	}
+	if (rc < 0) {
+		fail(c, 'c', "cannot configure the remote");
+		return 1;
+	}
+	cbs.credentials = credentials;
+	cbs.certificate_check = certificate_check;
+	cbs.sideband_progress = on_sideband;
+	cbs.transfer_progress = on_transfer;
+	cbs.update_tips = on_tip;
+	cbs.payload = c;
+	rc = git_remote_connect(remote, GIT_DIRECTION_FETCH, &cbs, NULL, NULL);
+	if (rc < 0) {
+		fail(c, !c->reason[0] && gw_source__cache_fault() ? 'c' : 'n', "cannot reach the remote");
+		return 1;
+	}
+	note(c, 1);
+	/* one connection for the default branch and the fetch itself: one ssh
+	 * handshake per pass */
+	git_remote_default_branch(&head, remote);
+	drop_dangling_head(repo);
+	opts.callbacks = cbs;
+	opts.prune = GIT_FETCH_PRUNE;
+	opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
+	rc = git_remote_download(remote, NULL, &opts);
+	if (rc == 0)
+		rc = git_remote_update_tips(remote, &cbs, 0, GIT_REMOTE_DOWNLOAD_TAGS_ALL, "gitward fetch");
+	if (rc == 0)
+		rc = git_remote_prune(remote, &cbs);
+	if (rc == 0)
+		rc = record_default_branch(repo, head.ptr);
+	if (rc < 0)
+		fail(c, !c->reason[0] && gw_source__cache_fault() ? 'c' : 'f', "fetch failed");
+	/* no frees: the process ends here and the kernel takes it all back */
+	return rc < 0 ? 1 : 0;
+}
+
+/* ---- the parent --------------------------------------------------------- */
+
+static time_t fetch_started;
+
+/* Lock files and pack temporaries a killed fetch left in the cache. */
+static int drop_leftover(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	const char *base = path + ftw->base;
+	size_t n = strlen(base);
+	if (flag == FTW_F && st->st_mtime >= fetch_started - 1 &&
+	    ((n > 5 && !strcmp(base + n - 5, ".lock")) || !strncmp(base, "pack_git2_", 10) ||
+	     !strncmp(base, "tmp_", 4)))
+		unlink(path);
+	return 0;
+}
+
+static int parent_fail(struct gw_error *err, const struct gw_source *src, const char *line)
+{
+	char kind = line[1];
+	const char *msg = line[2] ? line + 3 : "unknown error";
+	switch (kind) {
+	case 'c':
+		gw_error_set(err, -EIO, "%s", msg);
+		return gw_error_prefix(err, "%s (remove it and gitward clones again)", src->cache_dir);
+	case 'n':
+		gw_error_set(err, -EHOSTUNREACH, "%s", msg);
+		return gw_error_prefix(err, "%s", src->url);
+	case 'x':
+		gw_error_set(err, -EACCES, "%s", msg);
+		return gw_error_prefix(err, "%s", src->url);
+	default:
+		gw_error_set(err, -EIO, "%s", msg);
+		return gw_error_prefix(err, "%s", src->url);
+	}
+}
+
+int gw_source_fetch(struct gw_source *src, struct gw_error *err)
+{
+	const struct gw_source_opts *o = &src->opts;
+	int64_t idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
+	int64_t connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000;
+	int fresh = src->repo == NULL, fds[2], status = 0, connected = 0, timed_out = 0;
+	char partial[PATH_MAX], line[1600] = "";
+	size_t have = 0;
+	pid_t pid;
+
+	int connect_is_idle = connect >= idle; /* which option to name in a timeout */
+	if (connect > idle)
+		connect = idle;
+	if (o->insecure_skip_tls_verify && !strncmp(src->url, "https://", 8))
+		gw_log(GW_LOG_WARN, "",
+		       "TLS verification is OFF (--insecure-skip-tls-verify): anyone between this node and %s can "
+		       "change what it runs",
+		       src->url);
+	snprintf(partial, sizeof(partial), "%s.partial", src->cache_dir);
+	if (fresh)
+		gw_rm_rf(partial);
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	fetch_started = time(NULL);
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		return gw_error_set(err, -e, "fork: %s", strerror(e));
+	}
+	if (pid == 0) {
+		struct child c = { .src = src, .fd = fds[1] };
+		close(fds[0]);
+		signal(SIGPIPE, SIG_IGN);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		_exit(child_main(&c, fresh ? partial : src->cache_dir, fresh));
+	}
+	close(fds[1]);
+	int64_t last = gw_now_ms();
+	for (;;) {
+		int64_t limit = connected ? idle : connect;
+		int64_t left = last + limit - gw_now_ms();
+		if (left <= 0) {
+			timed_out = 1;
+			break;
+		}
+		struct pollfd p = { .fd = fds[0], .events = POLLIN };
+		int r = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			continue;
+		char buf[512];
+		ssize_t n = read(fds[0], buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* the child is done */
+		last = gw_now_ms();
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (have + 1 < sizeof(line))
+					line[have++] = buf[i];
+				continue;
+			}
+			line[have] = '\0';
+			if (line[0] == 'c')
+				connected = 1;
+			if (line[0] != 'e')
+				have = 0; /* keep an error line once read */
+		}
+	}
+	close(fds[0]);
+	if (timed_out)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		if (fresh)
+			gw_rm_rf(partial);
+		else
+			nftw(src->cache_dir, drop_leftover, 16, FTW_PHYS | FTW_MOUNT);
+	}
+	if (timed_out) {
+		char d[32];
+		gw_duration_format(d, sizeof(d), connected ? idle : connect);
+		return gw_error_set(err, -ETIMEDOUT, "%s: timed out: %s for %s (--git-%stimeout)", src->url,
+				    connected ? "no progress from the server" : "no answer from the server", d,
+				    connected || connect_is_idle ? "" : "connect-");
+	}
+	if (!WIFEXITED(status))
+		return gw_error_set(err, -EIO, "%s: the fetch process died (signal %d)", src->url,
+				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	if (WEXITSTATUS(status) != 0) {
+		line[have] = '\0';
+		if (line[0] != 'e')
+			return gw_error_set(err, -EIO, "%s: the fetch failed (exit %d)", src->url, WEXITSTATUS(status));
+		return parent_fail(err, src, line);
+	}
+	if (fresh && rename(partial, src->cache_dir) < 0) {
+		int e = errno;
+		gw_rm_rf(partial);
+		return gw_error_set(err, -e, "%s: cannot move the new clone into place: %s", src->cache_dir,
+				    strerror(e));
+	}
+	return gw_source__reopen(src, err);
+}
