@@ -74,13 +74,12 @@ def main():
                 "HTTPS": servers.https_url("bench", port=fwd["HTTPS"].port),
                 "SSH": servers.ssh_url("bench", port=fwd["SSH"].port)}
         genv = dict(servers.git_env(kh), HOME=home)
-        wenv = dict(os.environ, HOME=home, GITWARD_SSH_KEY=servers.client_key, SSH_AUTH_SOCK="")
-        helptext = subprocess.run([gitward, "reconcile", "--help"], capture_output=True, text=True).stdout
-        has_ca_file = "--ca-file" in helptext
+        wenv = dict(os.environ, HOME=home, SSH_AUTH_SOCK="")
         rows = []
         for t, url in urls.items():
             state = os.path.join(tmp, "state-" + t)
-            extra = ["--ca-file", servers.ca_file] if t == "HTTPS" and has_ca_file else []
+            extra = {"HTTPS": ["--ca-file", servers.ca_file],
+                     "SSH": ["--ssh-key", servers.client_key, "--known-hosts", kh]}.get(t, [])
             clone = os.path.join(tmp, "clone-" + t)
             clients = {
                 "gitward pass": [gitward, "reconcile", "--dry-run", "--repo", url, "--state-dir", state, "--node", "n1",
