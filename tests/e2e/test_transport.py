@@ -14,9 +14,19 @@ import urllib.error
 import urllib.request
 
 from gitservers import CI, GitServers, SilentServer, free_port
-from gwtest import GITWARD, Repo, proc_yaml, run, wait_for
+from gwtest import GITWARD, Repo, Result, proc_yaml, wait_for
 
-TRANSPORTS = ("http", "https", "https_auth", "ssh", "scp")
+# what a developer's shell may hold that would change how gitward authenticates
+SCRUB = ("SSH_AUTH_SOCK", "GITWARD_SSH_KEY", "GITWARD_GIT_USERNAME", "GITWARD_GIT_PASSWORD", "SSL_CERT_FILE",
+         "SSL_CERT_DIR")
+
+
+def run(*args, env=None, timeout=120):
+    """gitward with a scrubbed environment plus env."""
+    e = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    e.update(env or {})
+    cp = subprocess.run([GITWARD, *args], capture_output=True, text=True, timeout=timeout, env=e)
+    return Result(cp)
 
 
 class Servers(unittest.TestCase):
@@ -56,10 +66,7 @@ class Servers(unittest.TestCase):
     # ---- helpers -----------------------------------------------------------
 
     def env(self, **extra):
-        e = {"HOME": self.home, "SSH_AUTH_SOCK": "", "GITWARD_SSH_KEY": "", "GITWARD_GIT_USERNAME": "",
-             "GITWARD_GIT_PASSWORD": ""}
-        e.update(extra)
-        return e
+        return {"HOME": self.home, **extra}
 
     def unique(self, stem):
         type(self).counter += 1
@@ -163,7 +170,9 @@ class Servers(unittest.TestCase):
         with open(log, "w") as f:
             p = subprocess.Popen([GITWARD, "agent", "--repo", url, "--state-dir", state, "--node", "n1",
                                   "--listen", f"127.0.0.1:{port}", "--interval", "1s", *args],
-                                 stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **self.env(**(env or {}))})
+                                 stdout=f, stderr=subprocess.STDOUT,
+                                 env={**{k: v for k, v in os.environ.items() if k not in SCRUB},
+                                      **self.env(**(env or {}))})
         p.port, p.log = port, log
         self.agents.append(p)
         wait_for(lambda: self.http(p, "/healthz") == (200, "ok\n") or p.poll() is not None, timeout=30,
@@ -332,8 +341,14 @@ class Trust(Servers):
         _, _, name, c1 = self.publish()
         stranger = os.path.join(self.tmp, "stranger")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", stranger], check=True, timeout=30)
-        url, state = self.url("ssh", name), self.state_dir()
-        self.fails(url, state, "--ssh-key", stranger, "--known-hosts", self.servers.known_hosts)
+        url, state, kh = self.url("ssh", name), self.state_dir(), self.servers.known_hosts
+        self.fails(url, state, "--ssh-key", stranger, "--known-hosts", kh,
+                   fragments=("authentication failed", "refused the ssh key " + stranger))
+        missing = os.path.join(self.tmp, "no-such-key")
+        self.fails(url, state, "--ssh-key", missing, "--known-hosts", kh,
+                   fragments=(f"ssh key {missing}: No such file or directory",))
+        # no key at all: no agent, no ~/.ssh/id_*
+        self.fails(url, state, "--known-hosts", kh, fragments=("authentication failed", "give --ssh-key FILE"))
         self.ok(url, state, *self.trust_args("ssh"), commit=c1)
 
     def test_credentials_from_options_env_and_url(self):
