@@ -165,10 +165,10 @@ class GitServers:
         for name in reversed(list(self.procs)):
             p = self.procs.pop(name)
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except OSError:
-                    pass
+                # the leader only: nginx's master and sshd's listener stop
+                # and reap their own children (children orphaned by a group
+                # kill would stay zombies where init does not reap)
+                p.terminate()
                 try:
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -287,7 +287,7 @@ class GitServers:
     def _start_http(self):
         os.makedirs(os.path.join(self.tmp, "nginx"), exist_ok=True)
         sock = os.path.join(self.tmp, "fcgi.sock")
-        self._spawn("fcgiwrap", [_which("fcgiwrap"), "-c", "4", "-s", "unix:" + sock])
+        self._spawn("fcgiwrap", [_which("fcgiwrap"), "-s", "unix:" + sock])  # one process: nothing to orphan
         self._wait("fcgiwrap", lambda: os.path.exists(sock))
         for attempt in range(5):
             self.http_port, self.https_port = free_port(), free_port()

@@ -241,13 +241,16 @@ class Fetch(Servers):
         self.ok(url, state, *args, "--ref", c1, commit=c1, ref=c1)
 
         # a deleted branch is pruned from the cache; --ref to it fails cleanly
+        def cached_gone():
+            return subprocess.run(["git", "-C", os.path.join(state, "repo.git"), "for-each-ref",
+                                   "refs/remotes/origin/gone"], capture_output=True, text=True, timeout=30).stdout
+
         work.git("push", "-q", bare, f"{c3}:refs/heads/gone")
         self.ok(url, state, *args, "--ref", "gone", commit=c3, ref="gone")
+        self.assertIn(c3, cached_gone())
         work.git("push", "-q", bare, ":refs/heads/gone")
         self.fails(url, state, *args, "--ref", "gone", fragments=('ref "gone" not found',))
-        left = subprocess.run(["git", "-C", os.path.join(state, "repo.git"), "for-each-ref", "refs/remotes/origin/gone"],
-                              capture_output=True, text=True, timeout=30)
-        self.assertEqual(left.stdout, "", "the deleted branch is still in the cache")
+        self.assertEqual(cached_gone(), "", "the deleted branch is still in the cache")
 
         # the server's default branch changes
         subprocess.run(["git", "-C", bare, "symbolic-ref", "HEAD", "refs/heads/other"], check=True, timeout=30)
