@@ -127,12 +127,30 @@ out:
 
 void cli_print_diags(const struct gw_diags *d)
 {
+	struct gw_strbuf file, msg;
+	gw_strbuf_init(&file);
+	gw_strbuf_init(&msg);
 	for (size_t i = 0; i < d->n; i++) {
+		/* file names come from Git, messages quote the manifest */
+		file.len = msg.len = 0;
+		gw_strbuf_add_escaped(&file, d->v[i].file);
+		gw_strbuf_add_escaped(&msg, d->v[i].msg);
+		gw_strbuf_add(&file, "", 0);
+		gw_strbuf_add(&msg, "", 0);
 		if (d->v[i].line)
-			fprintf(stderr, "%s:%u:%u: %s\n", d->v[i].file, d->v[i].line, d->v[i].col, d->v[i].msg);
+			fprintf(stderr, "%s:%u:%u: %s\n", file.s, d->v[i].line, d->v[i].col, msg.s);
 		else
-			fprintf(stderr, "%s: %s\n", d->v[i].file, d->v[i].msg);
+			fprintf(stderr, "%s: %s\n", file.s, msg.s);
 	}
+	gw_strbuf_free(&file);
+	gw_strbuf_free(&msg);
+}
+
+void cli_print_error(const char *prefix, const struct gw_error *err)
+{
+	char buf[600], esc[2400];
+	gw_error_format(buf, sizeof(buf), err);
+	fprintf(stderr, "gitward: %s%s\n", prefix, gw_escape(esc, sizeof(esc), buf));
 }
 
 int cli_parse_output(enum output_format *out, const char *arg)
@@ -153,12 +171,20 @@ static void log_text(enum gw_log_level level, const char *key, const char *msg, 
 {
 	static const int prio[] = { 7, 6, 4, 3 };
 	const int *journald = ud;
+	struct gw_strbuf sb;
+	/* one event, one line: nothing in key or msg may start another */
+	gw_strbuf_init(&sb);
 	if (*journald)
-		fprintf(stderr, "<%d>", prio[level]);
-	if (key && *key)
-		fprintf(stderr, "%s %s: %s\n", gw_log_level_name(level), key, msg);
-	else
-		fprintf(stderr, "%s %s\n", gw_log_level_name(level), msg);
+		gw_strbuf_printf(&sb, "<%d>", prio[level]);
+	gw_strbuf_printf(&sb, "%s ", gw_log_level_name(level));
+	if (key && *key) {
+		gw_strbuf_add_escaped(&sb, key);
+		gw_strbuf_puts(&sb, ": ");
+	}
+	gw_strbuf_add_escaped(&sb, msg);
+	gw_strbuf_puts(&sb, "\n");
+	fputs(sb.s, stderr);
+	gw_strbuf_free(&sb);
 }
 
 static void log_json(enum gw_log_level level, const char *key, const char *msg, void *ud)
@@ -170,8 +196,8 @@ static void log_json(enum gw_log_level level, const char *key, const char *msg, 
 	json_object_set_new(o, "time", json_string(ts));
 	json_object_set_new(o, "level", json_string(gw_log_level_name(level)));
 	if (key && *key)
-		json_object_set_new(o, "resource", json_string(key));
-	json_object_set_new(o, "msg", json_string(msg));
+		json_object_set_new(o, "resource", gw_json_string(key));
+	json_object_set_new(o, "msg", gw_json_string(msg));
 	char *s = json_dumps(o, JSON_COMPACT);
 	fprintf(stderr, "%s\n", s);
 	free(s);

@@ -31,6 +31,8 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage);
 
 void cli_print_diags(const struct gw_diags *d);
+/* "gitward: PREFIXfile:line:col: msg" on stderr, escaped like every untrusted text. */
+void cli_print_error(const char *prefix, const struct gw_error *err);
 struct gw_backend_ctx;
 /* Backend context from the options; self is a buffer for this binary's path. */
 void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, char *self, size_t size);

@@ -37,6 +37,14 @@ static const char agent_usage[] =
 	"  --log-format text|json     logging on stderr\n"
 	"  --log-level LEVEL          debug, info, warn, error\n"
 	"  --container-socket PATH    Docker Engine API socket\n"
+	"  --ca-file FILE             PEM CA bundle for HTTPS remotes (replaces the system store)\n"
+	"  --insecure-skip-tls-verify do not check the HTTPS server (warned on every fetch)\n"
+	"  --known-hosts FILE         SSH host keys to trust (default ~/.ssh/known_hosts)\n"
+	"  --ssh-key FILE             SSH private key (default $GITWARD_SSH_KEY, ssh-agent, ~/.ssh/id_*)\n"
+	"  --git-username USER        user name for HTTPS (default: the URL's, $GITWARD_GIT_USERNAME)\n"
+	"  --git-password-file FILE   password or token for HTTPS, one line (never printed)\n"
+	"  --git-timeout DUR          end a fetch after this long without progress (default 60s)\n"
+	"  --git-connect-timeout DUR  end a fetch the server does not answer (default 15s)\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
 static int wake[2] = { -1, -1 };
@@ -88,7 +96,7 @@ int cmd_agent(int argc, char **argv)
 	struct gw_error err;
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
-	char self[4096], buf[GW_ERROR_MSG_MAX + 300];
+	char self[4096];
 	int lock_fd = -1, rc, git_streak = 0;
 
 	gw_config_init(&cfg);
@@ -105,7 +113,7 @@ int cmd_agent(int argc, char **argv)
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0) {
-		fprintf(stderr, "gitward: error: %s\n", gw_error_format(buf, sizeof(buf), &err));
+		cli_print_error("error: ", &err);
 		gw_config_free(&cfg);
 		return 1;
 	}
@@ -127,7 +135,7 @@ int cmd_agent(int argc, char **argv)
 	if (strcmp(cfg.listen, "off") != 0) {
 		rc = gw_http_start(&http, &metrics, &cfg, trigger, NULL, &err);
 		if (rc < 0) {
-			fprintf(stderr, "gitward: error: %s\n", gw_error_format(buf, sizeof(buf), &err));
+			cli_print_error("error: ", &err);
 			close(lock_fd);
 			gw_config_free(&cfg);
 			return 1;

@@ -33,6 +33,14 @@ static const char reconcile_usage[] =
 	"  --log-format text|json     logging on stderr\n"
 	"  --log-level LEVEL          debug, info, warn, error\n"
 	"  --container-socket PATH    Docker Engine API socket\n"
+	"  --ca-file FILE             PEM CA bundle for HTTPS remotes (replaces the system store)\n"
+	"  --insecure-skip-tls-verify do not check the HTTPS server (warned on every fetch)\n"
+	"  --known-hosts FILE         SSH host keys to trust (default ~/.ssh/known_hosts)\n"
+	"  --ssh-key FILE             SSH private key (default $GITWARD_SSH_KEY, ssh-agent, ~/.ssh/id_*)\n"
+	"  --git-username USER        user name for HTTPS (default: the URL's, $GITWARD_GIT_USERNAME)\n"
+	"  --git-password-file FILE   password or token for HTTPS, one line (never printed)\n"
+	"  --git-timeout DUR          end a fetch after this long without progress (default 60s)\n"
+	"  --git-connect-timeout DUR  end a fetch the server does not answer (default 15s)\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
 enum { OPT_DRY_RUN = 1, OPT_OUTPUT };
@@ -54,7 +62,6 @@ static int on_extra(int id, const char *arg, void *ud)
 
 static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_config *cfg, const struct gw_error *err)
 {
-	char buf[GW_ERROR_MSG_MAX + 300];
 	if (o->fmt == OUTPUT_JSON) {
 		struct gw_plan_meta meta = { .commit = pass->commit[0] ? pass->commit : NULL,
 					     .ref = pass->ref ? pass->ref : cfg->ref,
@@ -65,7 +72,7 @@ static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_conf
 		free(s);
 	}
 	cli_print_diags(&pass->set.diags);
-	fprintf(stderr, "gitward: error: %s\n", gw_error_format(buf, sizeof(buf), err));
+	cli_print_error("error: ", err);
 	return 1;
 }
 
@@ -128,8 +135,10 @@ int cmd_reconcile(int argc, char **argv)
 		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
 		for (int k = 0; k < GW_KIND_MAX; k++)
 			if (pass.backend_error[k][0]) {
+				char esc[1024];
 				fprintf(stderr, "gitward: error: %s resources: %s\n",
-					gw_kind_to_string((enum gw_kind)k), pass.backend_error[k]);
+					gw_kind_to_string((enum gw_kind)k),
+					gw_escape(esc, sizeof(esc), pass.backend_error[k]));
 				rc = 1;
 			}
 		goto out;

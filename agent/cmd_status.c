@@ -22,7 +22,7 @@ int cmd_status(int argc, char **argv)
 	enum output_format fmt = OUTPUT_TEXT;
 	struct gw_state_file st;
 	struct gw_error err;
-	char *dir = NULL, path[4096], buf[GW_ERROR_MSG_MAX + 300];
+	char *dir = NULL, path[4096];
 	int c;
 
 	optind = 1;
@@ -55,7 +55,7 @@ int cmd_status(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	free(dir);
 	if (gw_state_load(&st, path, &err) < 0) {
-		fprintf(stderr, "gitward: %s\n", gw_error_format(buf, sizeof(buf), &err));
+		cli_print_error("", &err);
 		return 1;
 	}
 	if (fmt == OUTPUT_JSON) {

@@ -53,17 +53,17 @@ int cmd_validate(int argc, char **argv)
 		json_t *root = json_object(), *errors = json_array(), *res = json_array();
 		for (size_t i = 0; i < set.diags.n; i++) {
 			json_t *e = json_object();
-			json_object_set_new(e, "file", json_string(set.diags.v[i].file));
+			json_object_set_new(e, "file", gw_json_string(set.diags.v[i].file));
 			json_object_set_new(e, "line", json_integer(set.diags.v[i].line));
 			json_object_set_new(e, "column", json_integer(set.diags.v[i].col));
-			json_object_set_new(e, "message", json_string(set.diags.v[i].msg));
+			json_object_set_new(e, "message", gw_json_string(set.diags.v[i].msg));
 			json_array_append_new(errors, e);
 		}
 		for (size_t i = 0; i < set.n; i++) {
 			json_t *r = json_object();
 			json_object_set_new(r, "kind", json_string(gw_kind_to_string(set.v[i]->kind)));
 			json_object_set_new(r, "name", json_string(set.v[i]->name));
-			json_object_set_new(r, "file", json_string(set.v[i]->file));
+			json_object_set_new(r, "file", gw_json_string(set.v[i]->file));
 			json_object_set_new(r, "spec_hash", json_string(set.v[i]->spec_hash));
 			json_object_set_new(r, "spec", json_loads(set.v[i]->canonical, 0, NULL));
 			json_array_append_new(res, r);

@@ -30,18 +30,17 @@ fi
 secs=${GW_FUZZ_SECONDS:-60}
 if [[ $secs != 0 ]]; then
   CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_qmp fuzz_engine
+  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_qmp fuzz_engine fuzz_state fuzz_record
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  # the manifest parser gets most of the time; the QMP and Engine readers a share
-  for target in manifest:$secs qmp:$((secs / 3 + 1)) engine:$((secs / 3 + 1)); do
+  # the manifest parser gets most of the time; the QMP, Engine, state file and run record readers a share
+  for target in manifest:$secs qmp:$((secs / 3 + 1)) engine:$((secs / 3 + 1)) state:$((secs / 3 + 1)) record:$((secs / 3 + 1)); do
     name=${target%%:*} t=${target##*:}
     echo "== fuzz $name for ${t}s"
     mkdir "$work/$name"
     cp tests/fuzz/corpus/$name/* "$work/$name/"
     set +e
-    LSAN_OPTIONS=suppressions=$PWD/contrib/lsan.supp \
-      build-fuzz/tests/fuzz_$name -max_total_time="$t" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    build-fuzz/tests/fuzz_$name -max_total_time="$t" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$work/$name.log" 2>&1
     rc=$?
     set -e

@@ -1,7 +1,8 @@
 /* YAML bytes -> nodes with positions, on libyaml's event parser. Hostile
- * input is refused here: NUL bytes, invalid UTF-8, anchors and aliases
- * (no "billion laughs"), explicit tags, deep nesting, too many nodes or
- * documents, duplicate keys. */
+ * input is refused here: NUL bytes (raw, or escaped as \0, \x00, \u0000),
+ * invalid UTF-8, anchors and aliases (no "billion laughs"), explicit tags,
+ * deep nesting, too many nodes or documents, duplicate keys. A leading UTF-8
+ * byte order mark is skipped, as editors on some systems write one. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdio.h>
@@ -243,7 +244,7 @@ int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *a
 	struct builder b = { .arena = arena, .file = file, .diags = diags };
 	struct gw_ynode **docs = NULL, *root = NULL;
 	size_t ndocs = 0, capdocs = 0;
-	int rc = 0, done = 0;
+	int rc = 0, done = 0, doc_bad = 0;
 
 	*out_docs = NULL;
 	*out_n = 0;
@@ -251,6 +252,11 @@ int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *a
 		gw_diags_add(diags, file, 0, 0, "file is %zu bytes, larger than the limit of %u", len,
 			     GW_MANIFEST_FILE_MAX);
 		return -1;
+	}
+	/* the BOM is invisible in editors: positions count from what follows it */
+	if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) {
+		data += 3;
+		len -= 3;
 	}
 	if (check_bytes(file, data, len, diags) < 0)
 		return -1;
@@ -295,6 +301,7 @@ int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *a
 			break;
 		case YAML_DOCUMENT_START_EVENT:
 			root = NULL;
+			doc_bad = 0;
 			break;
 		case YAML_DOCUMENT_END_EVENT:
 			if (ndocs >= GW_MANIFEST_DOCS_MAX) {
@@ -311,9 +318,17 @@ int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *a
 					memcpy(nd, docs, ndocs * sizeof(*nd));
 				docs = nd;
 			}
-			docs[ndocs++] = root; /* NULL for an empty document */
+			/* NULL for an empty document, or one already refused */
+			docs[ndocs++] = doc_bad ? NULL : root;
 			break;
 		case YAML_SCALAR_EVENT:
+			/* values are C strings from here on: a NUL would cut them short */
+			if (memchr(ev.data.scalar.value, '\0', ev.data.scalar.length)) {
+				gw_diags_add(diags, file, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
+					     "NUL character in a string (escaped as \\0, \\x00 or \\u0000)");
+				rc = -1;
+				doc_bad = 1;
+			}
 			node = new_node(&b, GW_YNODE_SCALAR, mark);
 			node->value =
 				gw_arena_strndup(arena, (const char *)ev.data.scalar.value, ev.data.scalar.length);

@@ -12,7 +12,7 @@ static const char marks[] = { ' ', '+', '~', '-', '!' };
 void gw_plan_render_text(FILE *f, const struct gw_plan *plan)
 {
 	size_t width = 20;
-	char key[200];
+	char key[200], esc[1024];
 
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct gw_action *a = &plan->v[i];
@@ -24,18 +24,20 @@ void gw_plan_render_text(FILE *f, const struct gw_plan *plan)
 		const struct gw_action *a = &plan->v[i];
 		if (a->type == GW_ACTION_NONE)
 			continue;
-		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(a->kind), a->name);
+		snprintf(esc, sizeof(esc), "%s/%s", gw_kind_to_string(a->kind), a->name);
+		gw_escape(key, sizeof(key), esc);
 		fprintf(f, "  %c %-*s %s", marks[a->type], (int)width, key, gw_action_to_string(a->type));
 		if (a->nchanges) {
 			fputs("  ", f);
 			for (size_t c = 0; c < a->nchanges; c++) {
 				const struct gw_change *ch = &a->changes[c];
 				const char *path = strncmp(ch->path, "spec.", 5) == 0 ? ch->path + 5 : ch->path;
-				fprintf(f, "%s%s: %s -> %s", c ? ", " : "", path, ch->from ? ch->from : "(unset)",
-					ch->to ? ch->to : "(unset)");
+				fprintf(f, "%s%s: ", c ? ", " : "", gw_escape(esc, sizeof(esc), path));
+				fprintf(f, "%s -> ", gw_escape(esc, sizeof(esc), ch->from ? ch->from : "(unset)"));
+				fputs(gw_escape(esc, sizeof(esc), ch->to ? ch->to : "(unset)"), f);
 			}
 		} else if (a->reason[0]) {
-			fprintf(f, "  %s", a->reason);
+			fprintf(f, "  %s", gw_escape(esc, sizeof(esc), a->reason));
 		}
 		fputc('\n', f);
 	}
@@ -50,7 +52,7 @@ static json_t *value_or_null(const char *compact)
 	if (!compact)
 		return json_null();
 	v = json_loads(compact, JSON_DECODE_ANY, NULL);
-	return v ? v : json_string(compact);
+	return v ? v : gw_json_string(compact);
 }
 
 char *gw_plan_render_json(const struct gw_plan *plan, const struct gw_plan_meta *meta, const struct gw_diags *diags,
@@ -59,27 +61,27 @@ char *gw_plan_render_json(const struct gw_plan *plan, const struct gw_plan_meta 
 	json_t *root = json_object(), *actions = json_array(), *summary = json_object(), *errors = json_array();
 	char *out;
 
-	json_object_set_new(root, "commit", meta && meta->commit ? json_string(meta->commit) : json_null());
-	json_object_set_new(root, "ref", meta && meta->ref ? json_string(meta->ref) : json_null());
-	json_object_set_new(root, "node", meta && meta->node ? json_string(meta->node) : json_null());
+	json_object_set_new(root, "commit", gw_json_string(meta ? meta->commit : NULL));
+	json_object_set_new(root, "ref", gw_json_string(meta ? meta->ref : NULL));
+	json_object_set_new(root, "node", gw_json_string(meta ? meta->node : NULL));
 	for (size_t i = 0; plan && i < plan->n; i++) {
 		const struct gw_action *a = &plan->v[i];
 		if (a->type == GW_ACTION_NONE)
 			continue;
 		json_t *o = json_object(), *changes = json_array();
 		json_object_set_new(o, "kind", json_string(gw_kind_to_string(a->kind)));
-		json_object_set_new(o, "name", json_string(a->name));
+		json_object_set_new(o, "name", gw_json_string(a->name));
 		json_object_set_new(o, "action", json_string(gw_action_to_string(a->type)));
 		for (size_t c = 0; c < a->nchanges; c++) {
 			json_t *ch = json_object();
-			json_object_set_new(ch, "path", json_string(a->changes[c].path));
+			json_object_set_new(ch, "path", gw_json_string(a->changes[c].path));
 			json_object_set_new(ch, "from", value_or_null(a->changes[c].from));
 			json_object_set_new(ch, "to", value_or_null(a->changes[c].to));
 			json_array_append_new(changes, ch);
 		}
 		json_object_set_new(o, "changes", changes);
 		if (a->reason[0])
-			json_object_set_new(o, "reason", json_string(a->reason));
+			json_object_set_new(o, "reason", gw_json_string(a->reason));
 		json_array_append_new(actions, o);
 	}
 	static const char *const names[] = { "create", "update", "delete", "restart" };
@@ -90,18 +92,18 @@ char *gw_plan_render_json(const struct gw_plan *plan, const struct gw_plan_meta 
 	json_object_set_new(summary, "unchanged", json_integer(plan ? (json_int_t)plan->count[GW_ACTION_NONE] : 0));
 	for (size_t i = 0; diags && i < diags->n; i++) {
 		json_t *e = json_object();
-		json_object_set_new(e, "file", json_string(diags->v[i].file));
+		json_object_set_new(e, "file", gw_json_string(diags->v[i].file));
 		json_object_set_new(e, "line", json_integer(diags->v[i].line));
 		json_object_set_new(e, "column", json_integer(diags->v[i].col));
-		json_object_set_new(e, "message", json_string(diags->v[i].msg));
+		json_object_set_new(e, "message", gw_json_string(diags->v[i].msg));
 		json_array_append_new(errors, e);
 	}
 	if (fatal) {
 		json_t *e = json_object();
-		json_object_set_new(e, "file", fatal->file[0] ? json_string(fatal->file) : json_null());
+		json_object_set_new(e, "file", gw_json_string(fatal->file[0] ? fatal->file : NULL));
 		json_object_set_new(e, "line", fatal->line ? json_integer(fatal->line) : json_null());
 		json_object_set_new(e, "column", fatal->line ? json_integer(fatal->col) : json_null());
-		json_object_set_new(e, "message", json_string(fatal->msg));
+		json_object_set_new(e, "message", gw_json_string(fatal->msg));
 		json_array_append_new(errors, e);
 	}
 	json_object_set_new(root, "actions", actions);

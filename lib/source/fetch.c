@@ -291,6 +291,33 @@ static int ssh_key(git_credential **out, struct child *c, const char *user, cons
 	return git_credential_ssh_key_new(out, user, access(pub, R_OK) == 0 ? pub : NULL, priv, NULL);
 }
 
+static int read_password(struct child *c)
+{
+	const struct gw_source_opts *o = &c->src->opts;
+	struct gw_error err;
+	if (o->password) {
+		c->password = gw_xstrdup(o->password);
+	} else if (o->password_file) {
+		char *data;
+		size_t len;
+		if (gw_file_read(&data, &len, o->password_file, SECRET_MAX, &err) < 0) {
+			refuse(c, "--git-password-file %s: %s", o->password_file, err.msg);
+			return -1;
+		}
+		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+			data[--len] = '\0';
+		if (memchr(data, '\0', len) || memchr(data, '\n', len)) {
+			gw_secure_free(data);
+			refuse(c, "--git-password-file %s: expected one line", o->password_file);
+			return -1;
+		}
+		c->password = data;
+	} else if (getenv("GITWARD_GIT_PASSWORD")) {
+		c->password = gw_xstrdup(getenv("GITWARD_GIT_PASSWORD"));
+	}
+	return 0;
+}
+
 static int credentials(git_credential **out, const char *url, const char *username_from_url, unsigned int allowed,
 		       void *payload)
 {
@@ -328,6 +355,8 @@ static int credentials(git_credential **out, const char *url, const char *userna
 		return GIT_EUSER;
 	}
 	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
+		if (c->userpass_tries == 0 && read_password(c) < 0)
+			return GIT_EUSER;
 		if (!c->password) {
 			refuse(c,
 			       "authentication required: the server asks for a user name and password; give "
@@ -408,34 +437,6 @@ static int record_default_branch(git_repository *repo, const char *head)
 	return 0;
 }
 
-static int read_password(struct child *c)
-{
-	const struct gw_source_opts *o = &c->src->opts;
-	struct gw_error err;
-	if (o->password) {
-		c->password = gw_xstrdup(o->password);
-	} else if (o->password_file) {
-		char *data;
-		size_t len;
-		if (gw_file_read(&data, &len, o->password_file, SECRET_MAX, &err) < 0) {
-			refuse(c, "--git-password-file %s: %s", o->password_file, err.msg);
-			return -1;
-		}
-		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-			data[--len] = '\0';
-		if (memchr(data, '\0', len) || memchr(data, '\n', len)) {
-			gw_secure_free(data);
-			refuse(c, "--git-password-file %s: expected one line", o->password_file);
-			return -1;
-		}
-		c->password = data;
-	} else if (getenv("GITWARD_GIT_PASSWORD")) {
-		c->password = gw_xstrdup(getenv("GITWARD_GIT_PASSWORD"));
-	}
-	c->username = o->username ? o->username : getenv("GITWARD_GIT_USERNAME");
-	return 0;
-}
-
 static void trust_store(struct child *c)
 {
 	const char *file = c->src->opts.ca_file;
@@ -461,6 +462,7 @@ static void fail(struct child *c, char kind, const char *what)
 	else
 		snprintf(msg, sizeof(msg), "e%c %s: %s", kind, what, e && e->message ? e->message : "unknown error");
 	gw_str_redact(msg, c->password);
+	gw_str_redact(msg, c->src->opts.password);
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
@@ -479,11 +481,8 @@ static int child_main(struct child *c, const char *path, int fresh)
 	int rc;
 
 	parse_host(c, src->url);
-	if (read_password(c) < 0) {
-		fail(c, 'x', "");
-		return 1;
-	}
-	if (src->opts.ca_file && access(src->opts.ca_file, R_OK) < 0) {
+	c->username = src->opts.username ? src->opts.username : getenv("GITWARD_GIT_USERNAME");
+	if (src->opts.ca_file && !strncmp(src->url, "https://", 8) && access(src->opts.ca_file, R_OK) < 0) {
 		refuse(c, "--ca-file %s: %s", src->opts.ca_file, strerror(errno));
 		fail(c, 'x', "");
 		return 1;

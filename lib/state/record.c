@@ -33,3 +33,11 @@ int gw_record_parse(struct gw_observed *o, enum gw_kind kind, const char *name, 
 	}
 	return 0;
 }
+
+int gw_record_parse_buf(struct gw_observed *o, enum gw_kind kind, const char *name, const char *data, size_t len)
+{
+	json_t *rec = json_loadb(data, len, 0, NULL);
+	int rc = json_is_object(rec) ? gw_record_parse(o, kind, name, rec) : -EBADMSG;
+	json_decref(rec);
+	return rc;
+}

@@ -41,23 +41,30 @@ static char *opt_str(json_t *o, const char *key)
 
 int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err)
 {
-	struct gw_state_file st;
-	json_error_t jerr;
-	json_t *root, *res;
 	char *data;
 	size_t len;
 	int rc;
 
-	gw_state_file_init(&st);
 	rc = gw_file_read(&data, &len, path, STATE_MAX, err);
 	if (rc == -ENOENT) {
-		*out = st;
+		gw_state_file_init(out);
 		return 0;
 	}
 	if (rc < 0)
 		return rc;
-	root = json_loadb(data, len, 0, &jerr);
+	rc = gw_state_parse(out, data, len, path, err);
 	free(data);
+	return rc;
+}
+
+int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, const char *path, struct gw_error *err)
+{
+	struct gw_state_file st;
+	json_error_t jerr;
+	json_t *root, *res;
+
+	gw_state_file_init(&st);
+	root = json_loadb(data, len, 0, &jerr);
 	if (!root)
 		return gw_error_set_at(err, -EBADMSG, path, (unsigned)jerr.line, (unsigned)jerr.column,
 				       "state file is corrupt: %s", jerr.text);
@@ -108,9 +115,10 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 	return 0;
 }
 
+/* every string may hold what a library or Git said: kept valid UTF-8 */
 static json_t *str_or_null(const char *s)
 {
-	return s ? json_string(s) : json_null();
+	return gw_json_string(s);
 }
 
 int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err)
@@ -129,23 +137,23 @@ int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_er
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object(), *deps = json_array();
 		json_object_set_new(r, "kind", json_string(gw_kind_to_string(o->kind)));
-		json_object_set_new(r, "name", json_string(o->name));
-		json_object_set_new(r, "spec_hash", json_string(o->spec_hash));
+		json_object_set_new(r, "name", gw_json_string(o->name));
+		json_object_set_new(r, "spec_hash", gw_json_string(o->spec_hash));
 		json_object_set_new(r, "spec", str_or_null(o->canonical));
 		json_object_set_new(r, "restart", json_string(gw_restart_to_string(o->restart)));
 		json_object_set_new(r, "state", json_string(gw_state_to_string(o->state)));
 		json_object_set_new(r, "health", json_string(gw_health_to_string(o->health)));
-		json_object_set_new(r, "detail", json_string(o->detail));
+		json_object_set_new(r, "detail", gw_json_string(o->detail));
 		json_object_set_new(r, "pid", json_integer(o->pid));
 		json_object_set_new(r, "start_time", json_integer(o->start_time));
-		json_object_set_new(r, "id", json_string(o->id));
+		json_object_set_new(r, "id", gw_json_string(o->id));
 		json_object_set_new(r, "restarts", json_integer(o->restarts));
 		json_object_set_new(r, "started_at", json_integer(o->started_at));
 		json_object_set_new(r, "crash_streak", json_integer(o->crash_streak));
 		json_object_set_new(r, "backoff_until_ms", json_integer(o->backoff_until_ms));
 		json_object_set_new(r, "health_failures", json_integer(o->health_failures));
 		for (size_t k = 0; k < o->depends_on.n; k++)
-			json_array_append_new(deps, json_string(o->depends_on.v[k]));
+			json_array_append_new(deps, gw_json_string(o->depends_on.v[k]));
 		json_object_set_new(r, "depends_on", deps);
 		json_array_append_new(res, r);
 	}
@@ -177,17 +185,17 @@ char *gw_state_render_status(const struct gw_state_file *st)
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object();
 		json_object_set_new(r, "kind", json_string(gw_kind_to_string(o->kind)));
-		json_object_set_new(r, "name", json_string(o->name));
+		json_object_set_new(r, "name", gw_json_string(o->name));
 		json_object_set_new(r, "state", json_string(gw_state_to_string(o->state)));
 		json_object_set_new(r, "health", json_string(gw_health_to_string(o->health)));
 		if (o->kind == GW_KIND_CONTAINER)
-			json_object_set_new(r, "id", json_string(o->id));
+			json_object_set_new(r, "id", gw_json_string(o->id));
 		else
 			json_object_set_new(r, "pid", o->pid ? json_integer(o->pid) : json_null());
-		json_object_set_new(r, "spec_hash", json_string(o->spec_hash));
+		json_object_set_new(r, "spec_hash", gw_json_string(o->spec_hash));
 		json_object_set_new(r, "restarts", json_integer(o->restarts));
 		if (o->detail[0])
-			json_object_set_new(r, "detail", json_string(o->detail));
+			json_object_set_new(r, "detail", gw_json_string(o->detail));
 		json_array_append_new(res, r);
 	}
 	json_object_set_new(root, "resources", res);
@@ -198,23 +206,27 @@ char *gw_state_render_status(const struct gw_state_file *st)
 
 void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
 {
-	char ts[64] = "never";
+	char ts[64] = "never", esc[2048];
 	if (st->last_sync)
 		gw_time_format_utc(ts, sizeof(ts), st->last_sync);
-	fprintf(f, "node:      %s\ncommit:    %s\nref:       %s\nlast sync: %s\n", st->node ? st->node : "-",
-		st->commit ? st->commit : "-", st->ref ? st->ref : "-", ts);
+	/* all of it read back from a file: escaped */
+	fprintf(f, "node:      %s\n", gw_escape(esc, sizeof(esc), st->node ? st->node : "-"));
+	fprintf(f, "commit:    %s\n", gw_escape(esc, sizeof(esc), st->commit ? st->commit : "-"));
+	fprintf(f, "ref:       %s\nlast sync: %s\n", gw_escape(esc, sizeof(esc), st->ref ? st->ref : "-"), ts);
 	if (st->last_error)
-		fprintf(f, "last error: %s\n", st->last_error);
+		fprintf(f, "last error: %s\n", gw_escape(esc, sizeof(esc), st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
-		char key[200], ident[100];
-		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(o->kind), o->name);
+		char key[200], ident[100], id[13];
+		snprintf(esc, sizeof(esc), "%s/%s", gw_kind_to_string(o->kind), o->name);
+		gw_escape(key, sizeof(key), esc);
 		if (o->kind == GW_KIND_CONTAINER)
-			snprintf(ident, sizeof(ident), "id %.12s", o->id);
+			snprintf(ident, sizeof(ident), "id %s", gw_escape(id, sizeof(id), o->id));
 		else
 			snprintf(ident, sizeof(ident), "pid %lld", o->pid);
 		fprintf(f, "  %-28s %-8s %-9s %s%s%s\n", key, gw_state_to_string(o->state),
-			gw_health_to_string(o->health), ident, o->detail[0] ? "  " : "", o->detail);
+			gw_health_to_string(o->health), ident, o->detail[0] ? "  " : "",
+			gw_escape(esc, sizeof(esc), o->detail));
 	}
 }
 

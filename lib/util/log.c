@@ -1,5 +1,7 @@
 /* The library's only global: the log sink. The agent installs a handler that
- * formats text or JSON lines; without one, lines go to stderr as text. */
+ * formats text or JSON lines; without one, lines go to stderr as text. Either
+ * way a handler escapes key and msg (gw_escape, gw_json_string): they carry
+ * untrusted text. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -49,10 +51,14 @@ void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (log_fn)
+	if (log_fn) {
 		log_fn(level, key, msg, log_ud);
-	else if (key && *key)
-		fprintf(stderr, "%s %s: %s\n", gw_log_level_name(level), key, msg);
-	else
-		fprintf(stderr, "%s %s\n", gw_log_level_name(level), msg);
+	} else {
+		char k[512], m[4096];
+		if (key && *key)
+			fprintf(stderr, "%s %s: %s\n", gw_log_level_name(level), gw_escape(k, sizeof(k), key),
+				gw_escape(m, sizeof(m), msg));
+		else
+			fprintf(stderr, "%s %s\n", gw_log_level_name(level), gw_escape(m, sizeof(m), msg));
+	}
 }

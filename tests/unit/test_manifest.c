@@ -147,6 +147,17 @@ static const struct bad bad_docs[] = {
 	{ "a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n", 1, 35,
 	  "nesting deeper than 32 levels" },
 	{ "a:\t- 1\n", 1, 4, "YAML syntax error" },
+	/* an escaped NUL would cut the C string short: refused at the scalar, key or value */
+	{ HDR "kind: Process\nmetadata: {name: \"a\\0b\"}\nspec: {command: [/bin/true]}\n", 3, 18,
+	  "NUL character in a string" },
+	{ PROC "spec: {command: [/bin/true], user: \"nobody\\0\"}\n", 4, 36, "NUL character in a string" },
+	{ PROC "spec: {command: [/bin/true], workingDir: \"/srv\\x00\"}\n", 4, 42, "NUL character in a string" },
+	{ PROC "spec: {command: [/bin/true], env: {A: \"x\\0tail\"}}\n", 4, 39, "NUL character in a string" },
+	{ PROC "spec: {command: [/bin/true], env: {\"A\\u0000\": x}}\n", 4, 36, "NUL character in a string" },
+	{ PROC "spec: {command: [\"/bin/true\\U00000000\"]}\n", 4, 18, "NUL character in a string" },
+	{ HDR "kind: Process\nmetadata: {name: p, labels: {a: \"\\0\"}}\nspec: {command: [/bin/true]}\n", 3, 33,
+	  "NUL character in a string" },
+	{ "\"\\0\": 1\n", 1, 1, "NUL character in a string (escaped as \\0, \\x00 or \\u0000)" },
 };
 
 static void test_bad_documents_report_position_and_message(void **state)
@@ -192,6 +203,59 @@ static void test_nul_byte_is_refused_with_position(void **state)
 	assert_int_equal(set.diags.v[0].line, 2);
 	assert_int_equal(set.diags.v[0].col, 5);
 	assert_string_equal(set.diags.v[0].msg, "NUL byte in manifest");
+	gw_manifest_set_free(&set);
+}
+
+static void test_escaped_nul_drops_only_its_document(void **state)
+{
+	(void)state;
+	static const char doc[] = PROC "spec: {command: [/bin/true]}\n---\n" HDR
+				       "kind: Process\nmetadata: {name: \"q\\0\"}\nspec: {command: [/bin/true]}\n";
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "nul.yaml", doc, sizeof(doc) - 1);
+	assert_int_equal(set.diags.n, 1);
+	assert_int_equal(set.diags.v[0].line, 8);
+	assert_int_equal(set.diags.v[0].col, 18);
+	assert_string_equal(set.diags.v[0].msg, "NUL character in a string (escaped as \\0, \\x00 or \\u0000)");
+	assert_int_equal(set.n, 1);
+	assert_string_equal(set.v[0]->name, "p");
+	gw_manifest_set_free(&set);
+}
+
+static void test_leading_bom_is_skipped(void **state)
+{
+	(void)state;
+	static const char good[] = "\xEF\xBB\xBF" PROC "spec: {command: [/bin/true]}\n";
+	static const char bad[] =
+		"\xEF\xBB\xBF"
+		"apiVersion: gitward/v2\nkind: Process\nmetadata: {name: p}\nspec: {command: [/bin/true]}\n";
+	static const char nul[] = "\xEF\xBB\xBF"
+				  "a: \"\\0\"\n";
+	struct gw_manifest_set set;
+
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "bom.yaml", good, sizeof(good) - 1);
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, 0);
+	assert_int_equal(set.n, 1);
+	assert_string_equal(set.v[0]->name, "p");
+	gw_manifest_set_free(&set);
+
+	/* positions count from after the mark, as an editor shows them */
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "bom.yaml", bad, sizeof(bad) - 1);
+	assert_int_equal(set.diags.n, 1);
+	assert_int_equal(set.diags.v[0].line, 1);
+	assert_int_equal(set.diags.v[0].col, 13);
+	assert_non_null(strstr(set.diags.v[0].msg, "apiVersion: expected \"gitward/v1\""));
+	gw_manifest_set_free(&set);
+
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "bom.yaml", nul, sizeof(nul) - 1);
+	assert_int_equal(set.diags.n, 1);
+	assert_int_equal(set.diags.v[0].line, 1);
+	assert_int_equal(set.diags.v[0].col, 4);
 	gw_manifest_set_free(&set);
 }
 
@@ -387,6 +451,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_documents_report_position_and_message),
+		cmocka_unit_test(test_escaped_nul_drops_only_its_document),
+		cmocka_unit_test(test_leading_bom_is_skipped),
 		cmocka_unit_test(test_nul_byte_is_refused_with_position),
 		cmocka_unit_test(test_billion_laughs_fails_fast),
 		cmocka_unit_test(test_oversized_file_is_refused),

@@ -283,6 +283,44 @@ static void test_errors_render_in_json(void **state)
 	gw_diags_free(&d);
 }
 
+static void test_untrusted_text_is_escaped_in_text_and_kept_in_json(void **state)
+{
+	(void)state;
+	struct gw_action a = { .type = GW_ACTION_RESTART, .kind = GW_KIND_PROCESS, .name = "web" };
+	struct gw_plan plan = { .v = &a, .n = 1 };
+	struct gw_diags d;
+	struct gw_error fatal = { .code = -EIO };
+	char *text = NULL;
+	size_t len = 0;
+
+	plan.count[GW_ACTION_RESTART] = 1;
+	snprintf(a.reason, sizeof(a.reason), "backend said: x\ninfo pass done");
+	FILE *f = open_memstream(&text, &len);
+	gw_plan_render_text(f, &plan);
+	fclose(f);
+	assert_string_equal(text,
+			    "  ! Process/web          restart  backend said: x\\ninfo pass done\n"
+			    "Plan: 0 to create, 0 to update, 0 to delete, 1 to restart, 0 unchanged.\n");
+	free(text);
+
+	gw_diags_init(&d);
+	gw_diags_add(&d, "b\xff.yaml", 4, 30, "spec.bogus: unknown field");
+	snprintf(fatal.file, sizeof(fatal.file), "c\xfe.yaml");
+	snprintf(fatal.msg, sizeof(fatal.msg), "cannot read \xc3");
+	char *js = gw_plan_render_json(&plan, NULL, &d, &fatal);
+	json_t *root = json_loads(js, 0, NULL);
+	json_t *errors = json_object_get(root, "errors");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "file")), "b\\xff.yaml");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 1), "file")), "c\\xfe.yaml");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 1), "message")),
+			    "cannot read \\xc3");
+	json_t *act = json_array_get(json_object_get(root, "actions"), 0);
+	assert_string_equal(json_string_value(json_object_get(act, "reason")), "backend said: x\ninfo pass done");
+	json_decref(root);
+	free(js);
+	gw_diags_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_kind_change_is_delete_plus_create),
 		cmocka_unit_test(test_node_selector),
 		cmocka_unit_test(test_errors_render_in_json),
+		cmocka_unit_test(test_untrusted_text_is_escaped_in_text_and_kept_in_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

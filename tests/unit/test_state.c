@@ -119,12 +119,71 @@ static void test_lock_is_exclusive_and_names_the_holder(void **state)
 	close(fd2);
 }
 
+static void test_status_escapes_what_was_read_back(void **state)
+{
+	(void)state;
+	/* a last error quoting a Git file name with a newline and a byte that is not UTF-8 */
+	static const char doc[] =
+		"{\"version\": 1, \"node\": \"n1\", \"last_error\": \"bad: a\\ninfo pass done \\u001b[2J\","
+		" \"resources\": [{\"kind\": \"Process\", \"name\": \"p\", \"spec_hash\":"
+		" \"3b3c7c05244498ac76029ed4d984d72ea4940f3ae492d93c2e5d9f2af086ddda\", \"detail\": \"x\\ny\"}]}";
+	struct gw_state_file st;
+	struct gw_error err;
+	char *text = NULL, *json;
+	size_t len = 0;
+
+	assert_int_equal(gw_state_parse(&st, doc, sizeof(doc) - 1, "state.json", &err), 0);
+	assert_string_equal(st.last_error, "bad: a\ninfo pass done \x1b[2J");
+	FILE *f = open_memstream(&text, &len);
+	gw_state_render_status_text(f, &st);
+	fclose(f);
+	assert_non_null(strstr(text, "last error: bad: a\\ninfo pass done \\x1b[2J\n"));
+	assert_non_null(strstr(text, "x\\ny\n"));
+	assert_null(strstr(text, "\ninfo pass done"));
+	free(text);
+
+	/* invalid UTF-8 in a value keeps its key in the status document */
+	free(st.last_error);
+	st.last_error = strdup("first: b\xff.yaml");
+	json = gw_state_render_status(&st);
+	assert_non_null(strstr(json, "\"last_error\":\"first: b\\\\xff.yaml\""));
+	free(json);
+	gw_state_file_free(&st);
+
+	/* the buffer reader fills err iff it fails */
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(gw_state_parse(&st, "{\"version\": 1}", 14, "s.json", &err), -EBADMSG);
+	assert_string_equal(err.file, "s.json");
+	assert_non_null(strstr(err.msg, "state file is corrupt"));
+}
+
+static void test_record_reader_on_bytes(void **state)
+{
+	(void)state;
+	static const char rec[] = "{\"pid\": 7, \"spec_hash\": "
+				  "\"3b3c7c05244498ac76029ed4d984d72ea4940f3ae492d93c2e5d9f2af086ddda\","
+				  " \"depends_on\": [\"db\", 3], \"restart\": \"never\"}";
+	struct gw_observed o;
+
+	assert_int_equal(gw_record_parse_buf(&o, GW_KIND_PROCESS, "web", rec, sizeof(rec) - 1), 0);
+	assert_string_equal(o.name, "web");
+	assert_int_equal(o.pid, 7);
+	assert_int_equal(o.depends_on.n, 1);
+	assert_string_equal(o.depends_on.v[0], "db");
+	gw_observed_clear(&o);
+	assert_int_equal(gw_record_parse_buf(&o, GW_KIND_PROCESS, "web", "[]", 2), -EBADMSG);
+	assert_int_equal(gw_record_parse_buf(&o, GW_KIND_PROCESS, "web", rec, 20), -EBADMSG);
+	assert_int_equal(gw_record_parse_buf(&o, GW_KIND_VM, "v", "{\"spec_hash\": \"short\"}", 22), -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_missing_is_empty_and_torn_is_refused),
 		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),
+		cmocka_unit_test(test_status_escapes_what_was_read_back),
+		cmocka_unit_test(test_record_reader_on_bytes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,10 +23,15 @@ void gw_state_file_init(struct gw_state_file *st);
 void gw_state_file_free(struct gw_state_file *st);
 /* A missing file is an empty state; a torn or corrupt one is an error. */
 int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err);
+/* The reader behind gw_state_load, on len bytes read from path (for errors). */
+int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, const char *path, struct gw_error *err);
 int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err);
 /* The fields every workload record shares (state file entries and the
  * backends' run records). Fails with -EBADMSG without a valid spec_hash. */
 int gw_record_parse(struct gw_observed *o, enum gw_kind kind, const char *name, const json_t *rec);
+/* The same on a record's bytes (a backend's run record file): -EBADMSG
+ * unless they hold one JSON object with a valid record. */
+int gw_record_parse_buf(struct gw_observed *o, enum gw_kind kind, const char *name, const char *data, size_t len);
 
 /* SPEC's status object (caller frees). */
 char *gw_state_render_status(const struct gw_state_file *st);

@@ -42,6 +42,18 @@ void gw_strbuf_vprintf(struct gw_strbuf *sb, const char *fmt, va_list ap);
 /* Returns the string and resets the buffer; caller frees. */
 char *gw_strbuf_detach(struct gw_strbuf *sb);
 
+/* Untrusted text (Git file names, anything read back from disk, libraries'
+ * error messages) made safe for output. Text: control characters and bytes
+ * that are not UTF-8 become \n \r \t \xNN \u0085, so a string can neither
+ * start a line of its own nor drive a terminal. JSON: only bytes that are
+ * not UTF-8 become \xNN (the encoder escapes the rest), so a value is never
+ * dropped; NULL gives JSON null. */
+void gw_strbuf_add_escaped(struct gw_strbuf *sb, const char *s);
+/* Into buf, cut at a character or escape boundary to fit; returns buf. */
+const char *gw_escape(char *buf, size_t size, const char *s);
+struct json_t;
+struct json_t *gw_json_string(const char *s);
+
 void *gw_xmalloc(size_t n);
 void *gw_xcalloc(size_t n, size_t size);
 void *gw_xrealloc(void *p, size_t n);

@@ -1,0 +1,84 @@
+"""A short soak of the agent: hundreds of passes over 100 managed processes,
+fetching from a real repository every pass. Memory and descriptors must stay
+flat after warm-up (the long version is tests/bench/bench_soak.py)."""
+import os
+import re
+import signal
+import subprocess
+import time
+import unittest
+import urllib.request
+
+from gwtest import GITWARD, TempDirTest, free_port, proc_yaml, wait_for
+
+N = 100
+WARMUP = 60
+PASSES = 300
+
+
+def passes(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0
+    return sum(int(v) for v in re.findall(r'^gitward_sync_total\{result="[a-z_]+"\} (\d+)$', text, re.M))
+
+
+def memory(pid):
+    """(RSS KiB, private dirty KiB, open fds) of pid. The fd count is the least
+    of several samples: a pass in flight holds a pipe or a scrape's socket."""
+    fds = []
+    for _ in range(20):
+        fds.append(len(os.listdir(f"/proc/{pid}/fd")))
+        time.sleep(0.02)
+    with open(f"/proc/{pid}/status") as f:
+        rss = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        text = f.read()
+    dirty = int(re.search(r"^Private_Dirty:\s+(\d+)", text, re.M).group(1))
+    return rss, dirty, min(fds)
+
+
+def sanitized(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+class Soak(TempDirTest):
+    def test_memory_and_fds_flat_over_hundreds_of_passes(self):
+        r = self.repo()
+        for i in range(N):
+            r.write(f"apps/p{i:03}.yaml", proc_yaml(f"p{i:03}", ("/bin/sleep", "3600")))
+        r.commit("100 processes")
+        port = free_port()
+        agent = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--path", "apps", "--state-dir", self.state,
+                                  "--interval", "100ms", "--listen", f"127.0.0.1:{port}"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: passes(port) >= WARMUP, timeout=240, step=0.2, what=f"{WARMUP} passes")
+            rss0, dirty0, fds0 = memory(agent.pid)
+            t0 = time.monotonic()
+            wait_for(lambda: passes(port) >= PASSES, timeout=600, step=0.5, what=f"{PASSES} passes")
+            rss1, dirty1, fds1 = memory(agent.pid)
+            took = time.monotonic() - t0
+            asan = sanitized(agent.pid)
+            print(f"\nsoak: {PASSES - WARMUP} passes in {took:.1f}s; RSS {rss0} -> {rss1} KiB, "
+                  f"private dirty {dirty0} -> {dirty1} KiB, fds {fds0} -> {fds1}" + (" (ASan)" if asan else ""))
+            self.assertEqual(fds1, fds0, "open descriptors changed over the soak")
+            if not asan:  # ASan's quarantine holds freed memory; LeakSanitizer judges that build at exit
+                self.assertLess(rss1 - rss0, 1024, "RSS grew by 1 MiB or more after warm-up")
+                self.assertLess(dirty1 - dirty0, 1024, "private memory grew by 1 MiB or more after warm-up")
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                _, err = agent.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                _, err = agent.communicate()
+        self.assertEqual(agent.returncode, 0, err[-3000:])
+        self.assertNotIn("LeakSanitizer", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
