@@ -338,11 +338,12 @@ static int credentials(git_credential **out, const char *url, const char *userna
 			refuse(c, "authentication failed: %s@%s refused the ssh key %s", user, c->host, key);
 			return GIT_EUSER;
 		}
-		if (n == 0 && getenv("SSH_AUTH_SOCK"))
+		const char *agent = getenv("SSH_AUTH_SOCK");
+		if (n == 0 && agent && *agent)
 			return git_credential_ssh_key_from_agent(out, user);
 		const char *home = getenv("HOME");
 		static const char *const names[] = { ".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa" };
-		for (int i = 0, seen = getenv("SSH_AUTH_SOCK") ? 1 : 0; home && i < 3; i++) {
+		for (int i = 0, seen = agent && *agent ? 1 : 0; home && i < 3; i++) {
 			char priv[PATH_MAX];
 			snprintf(priv, sizeof(priv), "%s/%s", home, names[i]);
 			if (access(priv, R_OK) == 0 && seen++ == n)
