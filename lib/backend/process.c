@@ -322,7 +322,11 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 		/* the workload leads its own process group: signal all of it */
 		if (kill(-(pid_t)o->pid, sig) < 0)
 			kill((pid_t)o->pid, sig);
-		if (gw_proc_wait_gone(o->pid, o->start_time, timeout) < 0) {
+		int w = gw_proc_wait_gone_cancel(o->pid, o->start_time, timeout, ctx->cancel);
+		if (w == -ECANCELED)
+			return gw_error_set(err, -ECANCELED, "stop of pid %lld abandoned: the agent is stopping",
+					    o->pid);
+		if (w < 0) {
 			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
 			       gw_signal_to_string(sig));
 			kill(-(pid_t)o->pid, SIGKILL);

@@ -29,6 +29,7 @@ static const struct {
 	{ "log-format", GW_CFG_LOG_FORMAT, 0, 0 },
 	{ "log-level", GW_CFG_LOG_LEVEL, 0, 0 },
 	{ "container-socket", GW_CFG_SOCKET, 0, 0 },
+	{ "stuck-after", GW_CFG_STUCK_AFTER, 0, 0 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -137,6 +138,13 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		replace(&cfg->log_level, value);
 	} else if (!strcmp(name, "container-socket")) {
 		replace(&cfg->container_socket, value);
+	} else if (!strcmp(name, "stuck-after")) {
+		int64_t ms;
+		if (gw_duration_parse(&ms, value) < 0 || ms < 1000)
+			return gw_error_set(err, -EINVAL,
+					    "--stuck-after: expected a duration of at least 1s like 15m, got \"%s\"",
+					    value);
+		cfg->stuck_after_ms = ms;
 	} else {
 		return gw_error_set(err, -EINVAL, "unknown option \"%s\"", name);
 	}

@@ -25,6 +25,7 @@ struct gw_config {
 	char *log_format;
 	char *log_level;
 	char *container_socket;
+	int64_t stuck_after_ms; /* agent: /healthz fails for a pass running longer; 0: the default */
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -44,6 +45,7 @@ enum gw_config_bit {
 	GW_CFG_LOG_FORMAT = 1u << 11,
 	GW_CFG_LOG_LEVEL = 1u << 12,
 	GW_CFG_SOCKET = 1u << 13,
+	GW_CFG_STUCK_AFTER = 1u << 14,
 };
 
 void gw_config_init(struct gw_config *cfg);
