@@ -22,6 +22,8 @@
 #define IDLE_TIMEOUT_S 10u
 #define PER_IP 16u
 #define CONNECTIONS 512u
+/* A body past the limit is read and dropped up to here, then cut. */
+#define DISCARD_MAX (8 * (size_t)GW_HOOK_BODY_MAX)
 
 struct gw_http {
 	struct MHD_Daemon *d;
@@ -36,6 +38,7 @@ struct upload {
 	struct gw_strbuf body;
 	bool keep; /* POST /hooks/git: the body is needed */
 	bool too_big;
+	size_t received;
 };
 
 static const char *mhd_header(void *ud, const char *name)
@@ -90,18 +93,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		gw_strbuf_init(&u->body);
 		u->keep = !strcmp(method, "POST") && !strcmp(url, "/hooks/git");
 		*con_cls = u;
-		/* a declared body over the limit is refused before it is read */
+		/* A declared body over the limit is refused before it is read
+		 * when the client waits for "100 Continue" or the body is
+		 * absurd; otherwise it is read and dropped, since closing on
+		 * unread data resets the connection before the 413 arrives. */
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (u->keep && cl && strtoull(cl, NULL, 10) > GW_HOOK_BODY_MAX) {
+		const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+		unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+		if (u->keep && declared > GW_HOOK_BODY_MAX && (expect || declared > DISCARD_MAX)) {
 			u->too_big = true;
 			return respond(h, c, method, url, u);
 		}
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (u->body.len + *upload_size > GW_HOOK_BODY_MAX)
+		u->received += *upload_size;
+		if (u->received > DISCARD_MAX)
+			return MHD_NO; /* an endless body: close the connection */
+		if (u->received > GW_HOOK_BODY_MAX)
 			u->too_big = true;
-		else if (u->keep && !u->too_big)
+		else if (u->keep)
 			gw_strbuf_add(&u->body, upload_data, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;

@@ -256,12 +256,23 @@ class Webhooks(AgentBase):
         r = c.getresponse()
         self.assertEqual((r.status, r.read()), (413, b"body too large\n"))
         c.close()
+        # a client that waits for "100 Continue" is refused before it sends
+        with socket.create_connection(("127.0.0.1", self.a.port), timeout=10) as s:
+            s.sendall(b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(big))
+            s.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413 "), reply)
+        self.assertTrue(reply.endswith(b"\r\n\r\nbody too large\n"), reply)
         body = json.dumps(gitlab_push("f.yaml")).encode()
         self.assertEqual(self.post(body, gitlab_headers(token=b"nope"))[0], 401)
         self.assertEqual(self.post(body, gitlab_headers())[0], 202)
         self.assertEqual(self.http(self.a, "/hooks/git")[0], 405)
         _, m = self.http(self.a, "/metrics")
         self.assertIn('gitward_webhook_requests_total{source="github",result="too_large"} 2\n', m)
+        self.assertIn('gitward_webhook_requests_total{source="none",result="too_large"} 1\n', m)
         self.assertIn('gitward_webhook_requests_total{source="gitlab",result="unauthorized"} 1\n', m)
         self.assertIn('gitward_webhook_requests_total{source="gitlab",result="accepted"} 1\n', m)
         self.assertIn('gitward_webhook_requests_total{source="github",result="accepted"} 0\n', m)
