@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,14 +17,21 @@
 #include "http.h"
 
 /* Slow clients: a connection idle this long is closed; one address holds at
- * most PER_IP connections and all of them at most CONNECTIONS, so a client
- * trickling headers on many sockets cannot take the endpoints from others
- * (epoll: the count is not bounded by select's FD_SETSIZE). */
+ * most PER_IP connections and all of them at most CONNECTIONS (epoll: not
+ * bounded by select's FD_SETSIZE), so a client trickling headers on many
+ * sockets cannot take the endpoints from others. 127.0.0.1, where the host's
+ * own probes come from (and, with the default --listen, every client), has
+ * no share of its own: it may use all CONNECTIONS. */
 #define IDLE_TIMEOUT_S 10u
 #define PER_IP 16u
 #define CONNECTIONS 512u
 /* A body past the limit is read and dropped up to here, then cut. */
 #define DISCARD_MAX (8 * (size_t)GW_HOOK_BODY_MAX)
+
+struct peer {
+	uint32_t addr; /* network order */
+	unsigned n; /* connections open; 0: a free slot */
+};
 
 struct gw_http {
 	struct MHD_Daemon *d;
@@ -32,7 +40,72 @@ struct gw_http {
 	size_t secret_len;
 	void (*trigger)(void *);
 	void *ud;
+	pthread_mutex_t mu;
+	struct peer peers[CONNECTIONS]; /* every counted connection has one */
 };
+
+/* The IPv4 address of a client that has a share, else 0. */
+static uint32_t shared_addr(const struct sockaddr *sa)
+{
+	if (!sa || sa->sa_family != AF_INET)
+		return 0;
+	uint32_t a = ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+	return a == htonl(INADDR_LOOPBACK) ? 0 : a;
+}
+
+static struct peer *peer_find(struct gw_http *h, uint32_t a)
+{
+	for (size_t i = 0; i < CONNECTIONS; i++)
+		if (h->peers[i].n && h->peers[i].addr == a)
+			return &h->peers[i];
+	return NULL;
+}
+
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct gw_http *h = cls;
+	uint32_t a = len >= (socklen_t)sizeof(struct sockaddr_in) ? shared_addr(sa) : 0;
+	if (!a)
+		return MHD_YES;
+	pthread_mutex_lock(&h->mu);
+	const struct peer *p = peer_find(h, a);
+	bool ok = !p || p->n < PER_IP;
+	pthread_mutex_unlock(&h->mu);
+	return ok ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct gw_http *h = cls;
+	struct peer *p = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (p) {
+			pthread_mutex_lock(&h->mu);
+			p->n--;
+			pthread_mutex_unlock(&h->mu);
+			*socket_context = NULL;
+		}
+		return;
+	}
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	uint32_t a = ci ? shared_addr(ci->client_addr) : 0;
+	if (!a)
+		return;
+	pthread_mutex_lock(&h->mu);
+	p = peer_find(h, a);
+	for (size_t i = 0; !p && i < CONNECTIONS; i++)
+		if (!h->peers[i].n) {
+			p = &h->peers[i];
+			p->addr = a;
+		}
+	if (p) {
+		p->n++;
+		*socket_context = p;
+	}
+	pthread_mutex_unlock(&h->mu);
+}
 
 struct upload {
 	struct gw_strbuf body;
@@ -171,12 +244,14 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 	h->ep.m = m;
 	h->ep.secret = h->secret;
 	h->ep.secret_len = h->secret_len;
-	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, h,
+	pthread_mutex_init(&h->mu, NULL);
+	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, accept_policy, h, handle, h,
 				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed,
-				NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
-				CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+				NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER,
+				mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
 				IDLE_TIMEOUT_S, MHD_OPTION_END);
 	if (!h->d) {
+		pthread_mutex_destroy(&h->mu);
 		free(h->secret);
 		free(h);
 		return gw_error_set(err, -EADDRINUSE, "--listen %s: cannot listen (address in use?)", cfg->listen);
@@ -192,6 +267,7 @@ void gw_http_stop(struct gw_http *h)
 	if (!h)
 		return;
 	MHD_stop_daemon(h->d);
+	pthread_mutex_destroy(&h->mu);
 	if (h->secret)
 		OPENSSL_cleanse(h->secret, h->secret_len);
 	free(h->secret);
