@@ -37,6 +37,7 @@ static const struct option common[] = {
 	{ "verify-signatures", no_argument, 0, 0 },
 	{ "allowed-signers", required_argument, 0, 0 },
 	{ "gpg-keyring", required_argument, 0, 0 },
+	{ "stuck-after", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -224,6 +225,7 @@ void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, ch
 {
 	ssize_t n = readlink("/proc/self/exe", self, size - 1);
 	self[n > 0 ? n : 0] = '\0';
+	memset(ctx, 0, sizeof(*ctx));
 	ctx->state_dir = cfg->state_dir;
 	ctx->container_socket = cfg->container_socket;
 	ctx->self_exe = self;

@@ -1,6 +1,7 @@
 /* `gitward agent`: poll and converge until stopped. Signal handlers only set
  * flags and wake the loop through a pipe; one poll() waits for the next pass,
- * a signal, or a webhook. Stopping the agent never stops the workloads. */
+ * a signal, or a webhook. SIGTERM also cancels the running pass's waits, so
+ * the agent stops within seconds. Stopping it never stops the workloads. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,9 @@ static const char agent_usage[] =
 	"Poll the repository and converge the node until stopped: every --interval a\n"
 	"full pass (fetch, plan, apply, record) runs, even when the commit did not\n"
 	"change, so dead or unhealthy workloads are healed. SIGHUP runs a pass now;\n"
-	"SIGTERM/SIGINT stop the agent (exit 0) and leave every workload running.\n"
+	"SIGTERM/SIGINT stop the agent (exit 0) and leave every workload running: a\n"
+	"running pass stops waiting (health checks, stop timeouts), starts nothing\n"
+	"new and records what runs.\n"
 	"\n"
 	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
 	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
@@ -33,7 +36,10 @@ static const char agent_usage[] =
 	"  --no-prune                 never delete resources that left Git\n"
 	"  --allow-empty              let a commit with nothing for this node delete everything\n"
 	"  --listen ADDR:PORT         HTTP endpoints /healthz /metrics /status (default 127.0.0.1:9420; \"off\")\n"
-	"  --webhook-secret-file F    enables POST /hooks/git (X-Hub-Signature-256 checked)\n"
+	"  --webhook-secret-file F    enables POST /hooks/git: GitHub (X-Hub-Signature-256), GitLab\n"
+	"                             (X-Gitlab-Token), Gitea/Forgejo (X-Gitea-Signature) are checked\n"
+	"  --stuck-after DUR          /healthz answers 503 while a pass runs longer (default: 10\n"
+	"                             intervals, at least 15m)\n"
 	"  --log-format text|json     logging on stderr\n"
 	"  --log-level LEVEL          debug, info, warn, error\n"
 	"  --container-socket PATH    Docker Engine API socket\n"
@@ -53,14 +59,17 @@ static const char agent_usage[] =
 
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;
+static struct gw_cancel stop_request; /* seen by the running pass */
 
 static void on_signal(int sig)
 {
 	int saved = errno;
-	if (sig == SIGHUP)
+	if (sig == SIGHUP) {
 		want_pass = 1;
-	else
+	} else {
 		want_stop = 1;
+		gw_cancel_request(&stop_request);
+	}
 	if (wake[1] >= 0)
 		(void)!write(wake[1], "x", 1);
 	errno = saved;
@@ -116,6 +125,7 @@ int cmd_agent(int argc, char **argv)
 		return 1;
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
+	ctx.cancel = &stop_request;
 	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0) {
 		cli_print_error("error: ", &err);
 		gw_config_free(&cfg);
@@ -153,9 +163,10 @@ int cmd_agent(int argc, char **argv)
 		struct gw_run_summary sum;
 		int64_t t0 = gw_monotonic_ms();
 		want_pass = 0;
+		gw_metrics_pass_begin(&metrics);
 		gw_pass_run(&sum, &cfg, &ctx);
 		int64_t took = gw_monotonic_ms() - t0;
-		gw_metrics_record(&metrics, &sum, took, &cfg);
+		gw_metrics_record(&metrics, &sum, took);
 		switch (sum.result) {
 		case GW_RUN_CONVERGED:
 			/* a quiet node gives quiet logs: no-op passes only at debug */

@@ -1,139 +1,145 @@
-/* GET /healthz, /metrics, /status and POST /hooks/git on libmicrohttpd's own
- * thread. Handlers only read: the state file from disk, the counters under a
- * mutex; a webhook only wakes the loop. */
+/* The endpoints on libmicrohttpd's own thread: this file only moves bytes
+ * (bounded bodies, bounded slow clients) between the socket and
+ * gw_endpoints_handle; a signed webhook only wakes the loop. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
-#include "gitward/state.h"
 #include "http.h"
 
-#define BODY_MAX (1u << 20)
+/* Slow clients: a connection idle this long is closed; one address holds at
+ * most PER_IP connections and all of them at most CONNECTIONS (epoll: not
+ * bounded by select's FD_SETSIZE), so a client trickling headers on many
+ * sockets cannot take the endpoints from others. 127.0.0.1, where the host's
+ * own probes come from (and, with the default --listen, every client), has
+ * no share of its own: it may use all CONNECTIONS. */
+#define IDLE_TIMEOUT_S 10u
+#define PER_IP 16u
+#define CONNECTIONS 512u
+/* A body past the limit is read and dropped up to here, then cut. */
+#define DISCARD_MAX (8 * (size_t)GW_HOOK_BODY_MAX)
 
-/* per gw_run_result; "unverified": a commit whose signature was refused */
-static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
-						      "invalid", "error",	  "unverified" };
-
-void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg)
-{
-	memset(m, 0, sizeof(*m));
-	pthread_mutex_init(&m->mu, NULL);
-	m->interval_ms = cfg->interval_ms;
-	m->heartbeat = gw_monotonic_ms();
-	snprintf(m->state_path, sizeof(m->state_path), "%s/state.json", cfg->state_dir);
-}
-
-void gw_metrics_free(struct gw_metrics *m)
-{
-	pthread_mutex_destroy(&m->mu);
-}
-
-void gw_metrics_record(struct gw_metrics *m, const struct gw_run_summary *sum, int64_t took_ms,
-		       const struct gw_config *cfg)
-{
-	(void)cfg;
-	pthread_mutex_lock(&m->mu);
-	m->sync[sum->result]++;
-	m->last_sync = gw_now_ms() / 1000;
-	m->last_duration = (double)took_ms / 1000.0;
-	m->heartbeat = gw_monotonic_ms();
-	pthread_mutex_unlock(&m->mu);
-}
-
-void gw_metrics_heartbeat(struct gw_metrics *m)
-{
-	pthread_mutex_lock(&m->mu);
-	m->heartbeat = gw_monotonic_ms();
-	pthread_mutex_unlock(&m->mu);
-}
+struct peer {
+	uint32_t addr; /* network order */
+	unsigned n; /* connections open; 0: a free slot */
+};
 
 struct gw_http {
 	struct MHD_Daemon *d;
-	struct gw_metrics *m;
+	struct gw_endpoints ep;
 	char *secret;
 	size_t secret_len;
 	void (*trigger)(void *);
 	void *ud;
+	pthread_mutex_t mu;
+	struct peer peers[CONNECTIONS]; /* every counted connection has one */
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type, char *body)
+/* The IPv4 address of a client that has a share, else 0. */
+static uint32_t shared_addr(const struct sockaddr *sa)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(r, "Content-Type", type);
-	enum MHD_Result ret = MHD_queue_response(c, code, r);
-	MHD_destroy_response(r);
-	return ret;
+	if (!sa || sa->sa_family != AF_INET)
+		return 0;
+	uint32_t a = ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+	return a == htonl(INADDR_LOOPBACK) ? 0 : a;
 }
 
-static char *metrics_text(struct gw_metrics *m)
+static struct peer *peer_find(struct gw_http *h, uint32_t a)
 {
-	struct gw_strbuf sb;
-	struct gw_state_file st;
-	struct gw_error err;
+	for (size_t i = 0; i < CONNECTIONS; i++)
+		if (h->peers[i].n && h->peers[i].addr == a)
+			return &h->peers[i];
+	return NULL;
+}
 
-	gw_strbuf_init(&sb);
-	pthread_mutex_lock(&m->mu);
-	gw_strbuf_puts(&sb, "# HELP gitward_sync_total Passes by result.\n# TYPE gitward_sync_total counter\n");
-	for (int i = 0; i < GW_RUN_MAX; i++)
-		gw_strbuf_printf(&sb, "gitward_sync_total{result=\"%s\"} %llu\n", result_names[i], m->sync[i]);
-	gw_strbuf_printf(&sb,
-			 "# HELP gitward_last_sync_timestamp_seconds End of the last pass.\n"
-			 "# TYPE gitward_last_sync_timestamp_seconds gauge\n"
-			 "gitward_last_sync_timestamp_seconds %lld\n"
-			 "# HELP gitward_reconcile_duration_seconds Duration of the last pass.\n"
-			 "# TYPE gitward_reconcile_duration_seconds gauge\n"
-			 "gitward_reconcile_duration_seconds %.3f\n",
-			 (long long)m->last_sync, m->last_duration);
-	pthread_mutex_unlock(&m->mu);
-	gw_strbuf_puts(&sb,
-		       "# HELP gitward_resources Managed resources by kind and state.\n"
-		       "# TYPE gitward_resources gauge\n");
-	gw_state_file_init(&st);
-	if (gw_state_load(&st, m->state_path, &err) == 0) {
-		static const char *const states[] = { "running", "stopped", "failed", "pending" };
-		for (int k = 0; k < GW_KIND_MAX; k++)
-			for (int s = 0; s < 4; s++) {
-				size_t n = 0;
-				for (size_t i = 0; i < st.n; i++)
-					n += st.res[i].kind == (enum gw_kind)k && st.res[i].state == (enum gw_state)s;
-				gw_strbuf_printf(&sb, "gitward_resources{kind=\"%s\",state=\"%s\"} %zu\n",
-						 gw_kind_to_string((enum gw_kind)k), states[s], n);
-			}
-		gw_state_file_free(&st);
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct gw_http *h = cls;
+	uint32_t a = len >= (socklen_t)sizeof(struct sockaddr_in) ? shared_addr(sa) : 0;
+	if (!a)
+		return MHD_YES;
+	pthread_mutex_lock(&h->mu);
+	const struct peer *p = peer_find(h, a);
+	bool ok = !p || p->n < PER_IP;
+	pthread_mutex_unlock(&h->mu);
+	return ok ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct gw_http *h = cls;
+	struct peer *p = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (p) {
+			pthread_mutex_lock(&h->mu);
+			p->n--;
+			pthread_mutex_unlock(&h->mu);
+			*socket_context = NULL;
+		}
+		return;
 	}
-	return gw_strbuf_detach(&sb);
-}
-
-static int signature_ok(const struct gw_http *h, const char *header, const char *body, size_t len)
-{
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
-
-	if (!header || strncmp(header, "sha256=", 7) != 0)
-		return 0;
-	if (!HMAC(EVP_sha256(), h->secret, (int)h->secret_len, (const unsigned char *)body, len, mac, &maclen))
-		return 0;
-	for (unsigned i = 0; i < maclen; i++)
-		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-	size_t want = 2 * (size_t)maclen;
-	if (strlen(header + 7) != want)
-		return 0;
-	return CRYPTO_memcmp(hex, header + 7, want) == 0;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	uint32_t a = ci ? shared_addr(ci->client_addr) : 0;
+	if (!a)
+		return;
+	pthread_mutex_lock(&h->mu);
+	p = peer_find(h, a);
+	for (size_t i = 0; !p && i < CONNECTIONS; i++)
+		if (!h->peers[i].n) {
+			p = &h->peers[i];
+			p->addr = a;
+		}
+	if (p) {
+		p->n++;
+		*socket_context = p;
+	}
+	pthread_mutex_unlock(&h->mu);
 }
 
 struct upload {
 	struct gw_strbuf body;
-	int too_big;
+	bool keep; /* POST /hooks/git: the body is needed */
+	bool too_big;
+	size_t received;
 };
+
+static const char *mhd_header(void *ud, const char *name)
+{
+	return MHD_lookup_connection_value(ud, MHD_HEADER_KIND, name);
+}
+
+static enum MHD_Result respond(struct gw_http *h, struct MHD_Connection *c, const char *method, const char *url,
+			       struct upload *u)
+{
+	struct gw_http_request req = { .method = method,
+				       .url = url,
+				       .header = mhd_header,
+				       .header_ud = c,
+				       .body = u->body.s,
+				       .body_len = u->body.len,
+				       .body_too_large = u->too_big };
+	struct gw_http_response res;
+
+	gw_endpoints_handle(&res, &h->ep, &req);
+	if (res.trigger)
+		h->trigger(h->ud);
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(res.body), res.body, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", res.content_type);
+	enum MHD_Result ret = MHD_queue_response(c, res.status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
@@ -152,66 +158,50 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 			      const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
 	struct gw_http *h = cls;
+	struct upload *u = *con_cls;
 	(void)version;
 
-	if (!strcmp(method, "POST") && !strcmp(url, "/hooks/git")) {
-		struct upload *u = *con_cls;
-		if (!u) {
-			u = gw_xcalloc(1, sizeof(*u));
-			gw_strbuf_init(&u->body);
-			*con_cls = u;
-			return MHD_YES;
+	if (!u) {
+		u = gw_xcalloc(1, sizeof(*u));
+		gw_strbuf_init(&u->body);
+		u->keep = !strcmp(method, "POST") && !strcmp(url, "/hooks/git");
+		*con_cls = u;
+		/* A declared body over the limit is refused before it is read
+		 * when the client waits for "100 Continue" or the body is
+		 * absurd; otherwise it is read and dropped, since closing on
+		 * unread data resets the connection before the 413 arrives. */
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+		unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+		if (u->keep && declared > GW_HOOK_BODY_MAX && (expect || declared > DISCARD_MAX)) {
+			u->too_big = true;
+			return respond(h, c, method, url, u);
 		}
-		if (*upload_size) {
-			if (u->body.len + *upload_size > BODY_MAX)
-				u->too_big = 1;
-			else
-				gw_strbuf_add(&u->body, upload_data, *upload_size);
-			*upload_size = 0;
-			return MHD_YES;
-		}
-		if (!h->secret)
-			return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", gw_xstrdup("webhook not enabled\n"));
-		if (u->too_big)
-			return reply(c, MHD_HTTP_CONTENT_TOO_LARGE, "text/plain", gw_xstrdup("body too large\n"));
-		const char *sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Hub-Signature-256");
-		if (!signature_ok(h, sig, u->body.s ? u->body.s : "", u->body.len)) {
-			gw_log(GW_LOG_WARN, "", "webhook refused: bad or missing X-Hub-Signature-256");
-			return reply(c, MHD_HTTP_UNAUTHORIZED, "text/plain", gw_xstrdup("bad signature\n"));
-		}
-		gw_log(GW_LOG_INFO, "", "webhook: pass requested");
-		h->trigger(h->ud);
-		return reply(c, MHD_HTTP_ACCEPTED, "text/plain", gw_xstrdup("pass triggered\n"));
+		return MHD_YES;
 	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", gw_xstrdup("method not allowed\n"));
-	if (!strcmp(url, "/healthz")) {
-		pthread_mutex_lock(&h->m->mu);
-		int64_t age = gw_monotonic_ms() - h->m->heartbeat;
-		int64_t limit = 3 * h->m->interval_ms + 600000; /* a pass may take long: its own timeouts bound it */
-		pthread_mutex_unlock(&h->m->mu);
-		if (age > limit)
-			return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", gw_xstrdup("loop stalled\n"));
-		return reply(c, MHD_HTTP_OK, "text/plain", gw_xstrdup("ok\n"));
+	if (*upload_size) {
+		u->received += *upload_size;
+		if (u->received > DISCARD_MAX)
+			return MHD_NO; /* an endless body: close the connection */
+		if (u->received > GW_HOOK_BODY_MAX)
+			u->too_big = true;
+		else if (u->keep)
+			gw_strbuf_add(&u->body, upload_data, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
 	}
-	if (!strcmp(url, "/metrics"))
-		return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4", metrics_text(h->m));
-	if (!strcmp(url, "/status")) {
-		struct gw_state_file st;
-		struct gw_error err;
-		char buf[GW_ERROR_MSG_MAX + 300];
-		gw_state_file_init(&st);
-		if (gw_state_load(&st, h->m->state_path, &err) < 0) {
-			struct gw_strbuf sb;
-			gw_strbuf_init(&sb);
-			gw_strbuf_printf(&sb, "{\"error\":\"%s\"}\n", gw_error_format(buf, sizeof(buf), &err));
-			return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "application/json", gw_strbuf_detach(&sb));
-		}
-		char *s = gw_state_render_status(&st);
-		gw_state_file_free(&st);
-		return reply(c, MHD_HTTP_OK, "application/json", s);
-	}
-	return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", gw_xstrdup("not found\n"));
+	return respond(h, c, method, url, u);
+}
+
+/* libmicrohttpd's own messages (refused connections under load, bad
+ * requests) at debug level: a flood of clients must not flood the log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[300];
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	gw_log(GW_LOG_DEBUG, "", "http: %s", buf);
 }
 
 int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_config *cfg, void (*trigger)(void *),
@@ -232,7 +222,6 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 		return gw_error_set(err, -EINVAL, "--listen %s: expected an IPv4 address and a port", cfg->listen);
 	}
 	addr.sin_port = htons((uint16_t)atoi(colon + 1));
-	h->m = m;
 	h->trigger = trigger;
 	h->ud = ud;
 	if (cfg->webhook_secret_file) {
@@ -252,11 +241,17 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 		}
 		h->secret_len = len;
 	}
-	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, h,
+	h->ep.m = m;
+	h->ep.secret = h->secret;
+	h->ep.secret_len = h->secret_len;
+	pthread_mutex_init(&h->mu, NULL);
+	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, accept_policy, h, handle, h,
 				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed,
-				NULL, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-				MHD_OPTION_END);
+				NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER,
+				mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+				IDLE_TIMEOUT_S, MHD_OPTION_END);
 	if (!h->d) {
+		pthread_mutex_destroy(&h->mu);
 		free(h->secret);
 		free(h);
 		return gw_error_set(err, -EADDRINUSE, "--listen %s: cannot listen (address in use?)", cfg->listen);
@@ -272,6 +267,7 @@ void gw_http_stop(struct gw_http *h)
 	if (!h)
 		return;
 	MHD_stop_daemon(h->d);
+	pthread_mutex_destroy(&h->mu);
 	if (h->secret)
 		OPENSSL_cleanse(h->secret, h->secret_len);
 	free(h->secret);

@@ -1,28 +1,8 @@
-/* The agent's HTTP endpoints (libmicrohttpd) and the metrics they serve. */
+/* Serving the agent's endpoints (endpoints.h) over HTTP with libmicrohttpd. */
 #ifndef GITWARD_AGENT_HTTP_H
 #define GITWARD_AGENT_HTTP_H
 
-#include <pthread.h>
-#include <stdint.h>
-
-#include "gitward/apply.h"
-#include "gitward/config.h"
-
-struct gw_metrics {
-	pthread_mutex_t mu;
-	unsigned long long sync[GW_RUN_MAX]; /* per gw_run_result */
-	int64_t last_sync; /* unix seconds of the last pass */
-	double last_duration; /* seconds */
-	int64_t heartbeat; /* monotonic ms, the loop is alive */
-	int64_t interval_ms;
-	char state_path[4096];
-};
-
-void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg);
-void gw_metrics_free(struct gw_metrics *m);
-void gw_metrics_record(struct gw_metrics *m, const struct gw_run_summary *sum, int64_t took_ms,
-		       const struct gw_config *cfg);
-void gw_metrics_heartbeat(struct gw_metrics *m);
+#include "endpoints.h"
 
 struct gw_http;
 /* trigger is called (from the server thread) when a signed webhook asks for a pass. */

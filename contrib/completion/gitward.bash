@@ -17,7 +17,7 @@ _gitward()
 	esac
 	case ${words[1]} in
 	reconcile) COMPREPLY=($(compgen -W "$common --dry-run --output" -- "$cur")) ;;
-	agent) COMPREPLY=($(compgen -W "$common --interval --listen --webhook-secret-file" -- "$cur")) ;;
+	agent) COMPREPLY=($(compgen -W "$common --interval --listen --webhook-secret-file --stuck-after" -- "$cur")) ;;
 	validate) [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--output --help" -- "$cur")) || _filedir ;;
 	status) COMPREPLY=($(compgen -W "--output --state-dir --help" -- "$cur")) ;;
 	esac

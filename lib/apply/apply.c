@@ -110,7 +110,10 @@ static void probe_one(size_t i, void *ud)
 		return;
 	}
 	int64_t retries = r->health_retries ? r->health_retries : 3;
-	if (gw_health_probe(o, r, j->ctx, &err) == 0) {
+	int rc = gw_health_probe(o, r, j->ctx, &err);
+	if (rc == -ECANCELED) {
+		return; /* the agent is stopping: no verdict, keep what was known */
+	} else if (rc == 0) {
 		o->health = GW_HEALTH_HEALTHY;
 		o->health_failures = 0;
 	} else {
@@ -276,18 +279,19 @@ static int wait_healthy(struct gw_observed *o, const struct gw_resource *r, cons
 		budget = 300000;
 	int64_t deadline = gw_monotonic_ms() + budget;
 	for (;;) {
-		if (gw_health_probe(o, r, ctx, err) == 0) {
+		int rc = gw_health_probe(o, r, ctx, err);
+		if (rc == 0) {
 			o->health = GW_HEALTH_HEALTHY;
 			o->health_failures = 0;
 			return 0;
 		}
+		if (rc == -ECANCELED || gw_cancel_sleep(ctx->cancel, 200) < 0)
+			return gw_error_set(err, -ECANCELED, "not yet healthy when the agent stopped");
 		if (gw_monotonic_ms() >= deadline) {
 			o->health = GW_HEALTH_UNHEALTHY;
 			o->health_failures = (int)retries;
 			return -ETIMEDOUT;
 		}
-		struct timespec ts = { 0, 200 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
 	}
 }
 
@@ -334,6 +338,13 @@ static void run_action(struct exec *ex, struct job *j)
 			gw_log(GW_LOG_INFO, key, "%s: stopping %s", gw_action_to_string(a->type),
 			       o->pid ? "pid" : "workload");
 			rc = b->destroy(o, stop, ex->ctx, &err);
+			if (rc == -ECANCELED) {
+				/* left as it was: the next agent plans this again */
+				j->out = GW_OUT_WAITING;
+				snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
+				gw_log(GW_LOG_WARN, key, "%s", j->detail);
+				return;
+			}
 			if (rc < 0) {
 				j->out = GW_OUT_FAILED;
 				snprintf(j->detail, sizeof(j->detail), "stop failed: %s", err.msg);
@@ -366,7 +377,16 @@ static void run_action(struct exec *ex, struct job *j)
 	else
 		gw_log(GW_LOG_INFO, key, "%s: started %.12s", gw_action_to_string(a->type), j->result.id);
 	if (a->desired->health_type != GW_CHECK_NONE) {
-		if (wait_healthy(&j->result, a->desired, ex->ctx, &err) < 0) {
+		rc = wait_healthy(&j->result, a->desired, ex->ctx, &err);
+		if (rc == -ECANCELED) {
+			/* it runs and is recorded; the next pass probes it */
+			j->out = GW_OUT_WAITING;
+			j->result.health = GW_HEALTH_UNKNOWN;
+			snprintf(j->detail, sizeof(j->detail), "started; %s", err.msg);
+			gw_log(GW_LOG_WARN, key, "%s", j->detail);
+			return;
+		}
+		if (rc < 0) {
 			j->out = GW_OUT_FAILED;
 			snprintf(j->result.detail, sizeof(j->result.detail), "unhealthy: %s", err.msg);
 			snprintf(j->detail, sizeof(j->detail), "started but unhealthy: %s", err.msg);
@@ -433,10 +453,15 @@ static void *exec_worker(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&ex->mu);
-		if (pick->a->type == GW_ACTION_NONE && !ex->pass->backend_error[pick->a->kind][0])
+		if (pick->a->type == GW_ACTION_NONE && !ex->pass->backend_error[pick->a->kind][0]) {
 			settle_unchanged(pick);
-		else
+		} else if (gw_cancel_requested(ex->ctx->cancel)) {
+			/* the agent is stopping: start nothing new, record as is */
+			pick->out = GW_OUT_WAITING;
+			snprintf(pick->detail, sizeof(pick->detail), "not started: the agent is stopping");
+		} else {
 			run_action(ex, pick);
+		}
 		pthread_mutex_lock(&ex->mu);
 		pick->finished = 1;
 		ex->done++;

@@ -1,8 +1,8 @@
 /* Health probes run from the host: HTTP GET (libcurl), TCP connect, or a
  * command (posix_spawn, killed at the timeout; a backend that knows how its
  * workload runs, as whom, where and with what environment, runs it itself).
- * Each is bounded by the check's timeout and safe to run from several
- * threads. */
+ * Each is bounded by the check's timeout, ends early (-ECANCELED) on a stop
+ * request, and is safe to run from several threads. */
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <errno.h>
@@ -29,7 +29,18 @@ static size_t discard(char *ptr, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
-static int probe_http(const char *url, int64_t timeout_ms, struct gw_error *err)
+/* libcurl calls this about once a second and more often while data flows:
+ * a nonzero answer aborts the transfer. */
+static int http_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return gw_cancel_requested(ud);
+}
+
+static int probe_http(const char *url, int64_t timeout_ms, const struct gw_cancel *cancel, struct gw_error *err)
 {
 	CURL *c = curl_easy_init();
 	char ebuf[CURL_ERROR_SIZE] = "";
@@ -46,17 +57,45 @@ static int probe_http(const char *url, int64_t timeout_ms, struct gw_error *err)
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
 	curl_easy_setopt(c, CURLOPT_PROXY, "");
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
 	CURLcode cc = curl_easy_perform(c);
 	if (cc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(c);
+	if (cc == CURLE_ABORTED_BY_CALLBACK)
+		return gw_error_set(err, -ECANCELED, "GET %s: abandoned, the agent is stopping", url);
 	if (cc != CURLE_OK)
 		return gw_error_set(err, -EIO, "GET %s: %s", url, ebuf[0] ? ebuf : curl_easy_strerror(cc));
 	rc = code >= 200 && code < 400 ? 0 : gw_error_set(err, -EIO, "GET %s: HTTP %ld", url, code);
 	return rc;
 }
 
-static int probe_tcp(const char *address, int64_t timeout_ms, struct gw_error *err)
+/* Wait for a non-blocking connect in slices, so a stop request ends it. */
+static int connect_wait(int fd, int64_t timeout_ms, const struct gw_cancel *cancel)
+{
+	int64_t deadline = gw_monotonic_ms() + timeout_ms;
+	for (;;) {
+		int64_t left = deadline - gw_monotonic_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (gw_cancel_requested(cancel))
+			return -ECANCELED;
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int r = poll(&p, 1, (int)(left > 50 ? 50 : left));
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0) {
+			int soerr = 0;
+			socklen_t len = sizeof(soerr);
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+			return soerr ? -soerr : 0;
+		}
+	}
+}
+
+static int probe_tcp(const char *address, int64_t timeout_ms, const struct gw_cancel *cancel, struct gw_error *err)
 {
 	char host[256];
 	const char *colon = strrchr(address, ':');
@@ -70,28 +109,22 @@ static int probe_tcp(const char *address, int64_t timeout_ms, struct gw_error *e
 	}
 	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
 		return gw_error_set(err, -EHOSTUNREACH, "tcp %s: cannot resolve", address);
-	for (struct addrinfo *a = ai; a && rc < 0; a = a->ai_next) {
+	for (struct addrinfo *a = ai; a && rc < 0 && rc != -ECANCELED; a = a->ai_next) {
 		int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
 			rc = 0;
 		} else if (errno == EINPROGRESS) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			if (poll(&p, 1, (int)timeout_ms) == 1) {
-				int soerr = 0;
-				socklen_t len = sizeof(soerr);
-				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
-				rc = soerr ? -soerr : 0;
-			} else {
-				rc = -ETIMEDOUT;
-			}
+			rc = connect_wait(fd, timeout_ms, cancel);
 		} else {
 			rc = -errno;
 		}
 		close(fd);
 	}
 	freeaddrinfo(ai);
+	if (rc == -ECANCELED)
+		return gw_error_set(err, rc, "tcp %s: abandoned, the agent is stopping", address);
 	if (rc < 0)
 		return gw_error_set(err, rc, "tcp %s: %s", address, strerror(-rc));
 	return 0;
@@ -100,6 +133,12 @@ static int probe_tcp(const char *address, int64_t timeout_ms, struct gw_error *e
 /* Run argv with stdin/stdout/stderr on /dev/null and a clean environment
  * (gitward's own may hold credentials); kill it at the timeout. */
 int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err)
+{
+	return gw_run_command_cancel(out_status, argv, timeout_ms, NULL, err);
+}
+
+int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms, const struct gw_cancel *cancel,
+			  struct gw_error *err)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -131,10 +170,13 @@ int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struc
 		if (w < 0 && errno != EINTR) {
 			return gw_error_set(err, -errno, "wait %s: %s", argv[0], strerror(errno));
 		}
-		if (gw_monotonic_ms() >= deadline) {
+		int cancelled = gw_cancel_requested(cancel);
+		if (cancelled || gw_monotonic_ms() >= deadline) {
 			kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
+			if (cancelled)
+				return gw_error_set(err, -ECANCELED, "%s: abandoned, the agent is stopping", argv[0]);
 			return gw_error_set(err, -ETIMEDOUT, "%s: timed out after %lldms", argv[0],
 					    (long long)timeout_ms);
 		}
@@ -151,15 +193,15 @@ int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, co
 	int64_t timeout = r->health_timeout_ms ? r->health_timeout_ms : 2000;
 	switch (r->health_type) {
 	case GW_CHECK_HTTP:
-		return probe_http(r->health_http_url, timeout, err);
+		return probe_http(r->health_http_url, timeout, ctx->cancel, err);
 	case GW_CHECK_TCP:
-		return probe_tcp(r->health_tcp_address, timeout, err);
+		return probe_tcp(r->health_tcp_address, timeout, ctx->cancel, err);
 	case GW_CHECK_EXEC: {
 		const struct gw_backend_ops *b = gw_backend_for(r->kind);
 		if (b && b->exec_probe)
 			return b->exec_probe(o, r, ctx, timeout, err);
 		int status;
-		int rc = gw_run_command(&status, r->health_exec_command.v, timeout, err);
+		int rc = gw_run_command_cancel(&status, r->health_exec_command.v, timeout, ctx->cancel, err);
 		if (rc < 0)
 			return rc;
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

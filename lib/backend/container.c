@@ -307,6 +307,7 @@ static int container_destroy(const struct gw_observed *o, const struct gw_resour
 		return 0; /* never created */
 	if ((rc = connect_engine(&e, ctx, err)) < 0)
 		return rc;
+	e.cancel = ctx->cancel; /* the engine's stop waits up to stopTimeout */
 	return remove_container(&e, o->id, r ? gw_resource_stop_timeout_ms(r) : 10000, err);
 }
 

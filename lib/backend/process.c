@@ -499,7 +499,12 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 			goto out;
 		}
 		gw_proc_signal(o->pid, sig);
-		if (gw_proc_wait_gone(o->pid, o->start_time, timeout) < 0) {
+		int w = gw_proc_wait_gone_cancel(o->pid, o->start_time, timeout, ctx->cancel);
+		if (w == -ECANCELED) {
+			rc = gw_error_set(err, -ECANCELED, "stop of pid %lld abandoned: the agent is stopping", o->pid);
+			goto out;
+		}
+		if (w < 0) {
 			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
 			       gw_signal_to_string(sig));
 			gw_proc_signal(o->pid, SIGKILL);

@@ -575,6 +575,11 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 				int64_t deadline = gw_monotonic_ms() + timeout;
 				while (gw_proc_alive(o->pid, o->start_time) && gw_monotonic_ms() < deadline) {
 					json_t *st = NULL;
+					if (gw_cancel_requested(ctx->cancel)) {
+						gw_qmp_close(q);
+						return gw_error_set(err, -ECANCELED,
+								    "power-down abandoned: the agent is stopping");
+					}
 					if (gw_qmp_execute(&st, q, "query-status", NULL, QMP_TIMEOUT_MS, &qerr) < 0)
 						break;
 					const char *s = json_string_value(json_object_get(st, "status"));
@@ -582,8 +587,7 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 					json_decref(st);
 					if (off)
 						break;
-					struct timespec ts = { 0, 100 * 1000 * 1000 };
-					nanosleep(&ts, NULL);
+					(void)gw_cancel_sleep(ctx->cancel, 100); /* a stop request is seen above */
 				}
 			}
 			gw_qmp_execute(NULL, q, "quit", NULL, QMP_TIMEOUT_MS, &qerr);

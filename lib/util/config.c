@@ -40,6 +40,7 @@ static const struct {
 	{ "verify-signatures", GW_CFG_VERIFY_SIGNATURES, 0, 1 },
 	{ "allowed-signers", GW_CFG_ALLOWED_SIGNERS, 0, 0 },
 	{ "gpg-keyring", GW_CFG_GPG_KEYRING, 0, 0 },
+	{ "stuck-after", GW_CFG_STUCK_AFTER, 0, 0 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -195,6 +196,13 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
 		replace(!strcmp(name, "allowed-signers") ? &cfg->allowed_signers : &cfg->gpg_keyring, value);
+	} else if (!strcmp(name, "stuck-after")) {
+		int64_t ms;
+		if (gw_duration_parse(&ms, value) < 0 || ms < 1000)
+			return gw_error_set(err, -EINVAL,
+					    "--stuck-after: expected a duration of at least 1s like 15m, got \"%s\"",
+					    value);
+		cfg->stuck_after_ms = ms;
 	} else {
 		return gw_error_set(err, -EINVAL, "unknown option \"%s\"", name);
 	}

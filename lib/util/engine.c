@@ -78,8 +78,19 @@ const char *gw_engine_message(const json_t *reply)
 	return m ? m : "no message";
 }
 
+/* libcurl calls this at least once a second: nonzero aborts the call. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return gw_cancel_requested(ud);
+}
+
 static int do_call(json_t **out, long *status, char *api_version, const char *socket_path, const char *url,
-		   const char *method, json_t *body, int64_t timeout_ms, struct gw_error *err)
+		   const char *method, json_t *body, int64_t timeout_ms, const struct gw_cancel *cancel,
+		   struct gw_error *err)
 {
 	CURL *c;
 	struct curl_slist *hdr = NULL;
@@ -106,6 +117,11 @@ static int do_call(json_t **out, long *status, char *api_version, const char *so
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+	if (cancel) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
+	}
 	if (body) {
 		payload = json_dumps(body, JSON_COMPACT);
 		hdr = curl_slist_append(hdr, "Content-Type: application/json");
@@ -123,6 +139,11 @@ static int do_call(json_t **out, long *status, char *api_version, const char *so
 	curl_easy_cleanup(c);
 	curl_slist_free_all(hdr);
 	free(payload);
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		gw_strbuf_free(&r.buf);
+		return gw_error_set(err, -ECANCELED, "container engine at %s: %s abandoned: the agent is stopping",
+				    socket_path, method);
+	}
 	if (cc != CURLE_OK) {
 		int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
 			: cc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
@@ -157,7 +178,7 @@ int gw_engine_call(json_t **out, long *status, const struct gw_engine *e, const 
 {
 	char url[8192];
 	snprintf(url, sizeof(url), "http://d/v%s%s", e->version, path);
-	return do_call(out, status, NULL, e->socket, url, method, body, timeout_ms, err);
+	return do_call(out, status, NULL, e->socket, url, method, body, timeout_ms, e->cancel, err);
 }
 
 static int version_cmp(const char *a, const char *b)
@@ -183,13 +204,13 @@ int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t ti
 	snprintf(e.socket, sizeof(e.socket), "%s", gw_engine_default_socket(socket_path));
 	/* /_ping is cheap and names the API version in a header; /version can
 	 * take a third of a second on Podman (it asks every runtime binary) */
-	rc = do_call(&v, &status, api, e.socket, "http://d/_ping", "GET", NULL, timeout_ms, err);
+	rc = do_call(&v, &status, api, e.socket, "http://d/_ping", "GET", NULL, timeout_ms, NULL, err);
 	if (rc < 0)
 		return rc;
 	json_decref(v);
 	v = NULL;
 	if (status != 200 || !api[0]) {
-		rc = do_call(&v, &status, NULL, e.socket, "http://d/version", "GET", NULL, timeout_ms, err);
+		rc = do_call(&v, &status, NULL, e.socket, "http://d/version", "GET", NULL, timeout_ms, NULL, err);
 		if (rc < 0)
 			return rc;
 		const char *a = json_string_value(json_object_get(v, "ApiVersion"));

@@ -1,7 +1,8 @@
 /* Process identity from /proc: a pid together with its start time (field 22
  * of /proc/PID/stat), so a reused pid is never taken for a workload; and the
  * one place gitward signals a process, which refuses the pids that mean
- * "everything" to kill(2). */
+ * "everything" to kill(2).
+ * A wait for a process to go ends early on a stop request. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -112,12 +113,18 @@ bool gw_proc_alive(long long pid, long long start_time)
 
 int gw_proc_wait_gone(long long pid, long long start_time, int64_t timeout_ms)
 {
+	return gw_proc_wait_gone_cancel(pid, start_time, timeout_ms, NULL);
+}
+
+int gw_proc_wait_gone_cancel(long long pid, long long start_time, int64_t timeout_ms, const struct gw_cancel *c)
+{
 	int64_t deadline = gw_monotonic_ms() + timeout_ms;
 	while (gw_proc_alive(pid, start_time)) {
-		if (gw_monotonic_ms() >= deadline)
+		int64_t left = deadline - gw_monotonic_ms();
+		if (left <= 0)
 			return -ETIMEDOUT;
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
+		if (gw_cancel_sleep(c, left < 20 ? left : 20) < 0)
+			return -ECANCELED;
 	}
 	return 0;
 }
@@ -134,4 +141,33 @@ int gw_proc_signal(long long pid, int sig)
 	if (kill(target, sig) < 0)
 		return -errno;
 	return 0;
+}
+
+/* ---- stop requests ---- */
+
+void gw_cancel_request(struct gw_cancel *c)
+{
+	atomic_store(&c->requested, 1);
+}
+
+bool gw_cancel_requested(const struct gw_cancel *c)
+{
+	/* a relaxed load through a non-const pointer: C11 has no const atomic_load */
+	return c && atomic_load_explicit((atomic_int *)&c->requested, memory_order_relaxed) != 0;
+}
+
+int gw_cancel_sleep(const struct gw_cancel *c, int64_t ms)
+{
+	int64_t deadline = gw_monotonic_ms() + ms;
+	for (;;) {
+		if (gw_cancel_requested(c))
+			return -ECANCELED;
+		int64_t left = deadline - gw_monotonic_ms();
+		if (left <= 0)
+			return 0;
+		if (left > 50)
+			left = 50;
+		struct timespec ts = { left / 1000, (left % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }

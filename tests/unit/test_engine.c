@@ -1,7 +1,7 @@
 /* The Engine API client against a fake engine on a unix socket: version
  * negotiation (from /_ping's Api-Version header, else /version), too-old
  * engines refused, the engine's own error messages kept, an unreachable
- * socket named. */
+ * socket named, a call in flight abandoned on a stop request. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -211,6 +211,50 @@ static void test_unreachable_socket_is_named(void **state)
 			    "to server)");
 }
 
+struct later {
+	struct gw_cancel *c;
+	int ms;
+};
+
+static void *request_later(void *arg)
+{
+	struct later *l = arg;
+	usleep((useconds_t)l->ms * 1000);
+	gw_cancel_request(l->c);
+	return NULL;
+}
+
+static void test_a_stop_request_abandons_a_call_in_flight(void **state)
+{
+	(void)state;
+	/* an engine that takes the request and never answers (a long stop) */
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "/tmp/gw-mute-engine-%d.sock", (int)getpid());
+	unlink(a.sun_path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 8), 0);
+	struct gw_cancel c = { 0 };
+	struct gw_engine e = { .cancel = &c };
+	snprintf(e.socket, sizeof(e.socket), "%s", a.sun_path);
+	strcpy(e.version, "1.43");
+	struct later l = { .c = &c, .ms = 200 };
+	pthread_t t;
+	pthread_create(&t, NULL, request_later, &l);
+	json_t *out = NULL;
+	long status = 0;
+	struct gw_error err;
+	int64_t t0 = gw_monotonic_ms();
+	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/containers/x/stop?t=3600", NULL, 3600000, &err),
+			 -ECANCELED);
+	assert_true(gw_monotonic_ms() - t0 < 3000);
+	assert_non_null(strstr(err.msg, "POST abandoned: the agent is stopping"));
+	assert_null(out);
+	pthread_join(t, NULL);
+	close(lfd);
+	unlink(a.sun_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -219,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_newer_engines_are_capped_and_too_new_minimums_refused),
 		cmocka_unit_test(test_engine_errors_keep_their_message),
 		cmocka_unit_test(test_unreachable_socket_is_named),
+		cmocka_unit_test(test_a_stop_request_abandons_a_call_in_flight),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -346,6 +346,29 @@ static void test_signal_reaches_a_group_only_when_pid_leads_it(void **state)
 	assert_int_equal(gw_proc_signal(leader, 0), -ESRCH);
 }
 
+static void test_cancel_ends_sleeps_and_process_waits(void **state)
+{
+	(void)state;
+	struct gw_cancel c = { 0 };
+	int64_t t0 = gw_monotonic_ms();
+	assert_int_equal(gw_cancel_sleep(&c, 60), 0);
+	assert_int_equal(gw_cancel_sleep(NULL, 10), 0);
+	assert_true(gw_monotonic_ms() - t0 >= 70);
+	assert_false(gw_cancel_requested(&c));
+	assert_false(gw_cancel_requested(NULL));
+	/* this test's own process never goes: only the request ends the wait */
+	long long start;
+	char st;
+	assert_int_equal(gw_proc_stat(&start, &st, getpid()), 0);
+	assert_int_equal(gw_proc_wait_gone_cancel(getpid(), start, 50, &c), -ETIMEDOUT);
+	gw_cancel_request(&c);
+	assert_true(gw_cancel_requested(&c));
+	t0 = gw_monotonic_ms();
+	assert_int_equal(gw_cancel_sleep(&c, 3600000), -ECANCELED);
+	assert_int_equal(gw_proc_wait_gone_cancel(getpid(), start, 3600000, &c), -ECANCELED);
+	assert_true(gw_monotonic_ms() - t0 < 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +387,7 @@ int main(void)
 		cmocka_unit_test(test_nofollow_read_refuses_links_and_fifos),
 		cmocka_unit_test(test_signal_refuses_everything_pids),
 		cmocka_unit_test(test_signal_reaches_a_group_only_when_pid_leads_it),
+		cmocka_unit_test(test_cancel_ends_sleeps_and_process_waits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

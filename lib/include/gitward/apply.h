@@ -55,5 +55,9 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 		    struct gw_error *err);
 int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err);
+/* gw_run_command that kills the command and fails with -ECANCELED when
+ * cancel is requested. */
+int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms, const struct gw_cancel *cancel,
+			  struct gw_error *err);
 
 #endif

@@ -22,6 +22,9 @@ struct gw_backend_ctx {
 	const char *container_socket; /* NULL: the SPEC default search */
 	const char *self_exe; /* this gitward binary, for helper processes */
 	const char *qemu_binary; /* NULL: qemu-system-x86_64 on PATH */
+	/* NULL: never. When requested, long waits (stop timeouts, health
+	 * waits) give up with -ECANCELED and leave the workload as it is. */
+	const struct gw_cancel *cancel;
 };
 
 struct gw_backend_ops {
@@ -47,7 +50,8 @@ struct gw_backend_ops {
 
 	/* Required. Stop gracefully (r may be NULL when the resource left Git:
 	 * use the backend's defaults), then force, then forget. Succeeds when
-	 * the workload is already gone. */
+	 * the workload is already gone. -ECANCELED when ctx->cancel is
+	 * requested during the graceful wait: nothing forced, nothing forgotten. */
 	int (*destroy)(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 		       struct gw_error *err);
 

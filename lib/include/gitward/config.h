@@ -42,6 +42,7 @@ struct gw_config {
 	bool verify_signatures;
 	char *allowed_signers;
 	char *gpg_keyring;
+	int64_t stuck_after_ms; /* agent: /healthz fails for a pass running longer; 0: the default */
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -72,6 +73,7 @@ enum gw_config_bit {
 	GW_CFG_VERIFY_SIGNATURES = 1u << 24,
 	GW_CFG_ALLOWED_SIGNERS = 1u << 25,
 	GW_CFG_GPG_KEYRING = 1u << 26,
+	GW_CFG_STUCK_AFTER = 1u << 27,
 };
 
 void gw_config_init(struct gw_config *cfg);

@@ -15,6 +15,9 @@
 struct gw_engine {
 	char socket[4096];
 	char version[16]; /* negotiated, e.g. "1.41" */
+	/* NULL (as connected): never. When requested, a call in flight is
+	 * abandoned with -ECANCELED (the engine may still finish it). */
+	const struct gw_cancel *cancel;
 };
 
 /* The socket to use: explicit, else the first that exists of

@@ -4,6 +4,7 @@
 #define GITWARD_UTIL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,6 +118,20 @@ ssize_t gw_proc_cmdline(char *buf, size_t size, long long pid);
  * pid_t and itself (-EPERM); signals pid's whole group only when pid leads
  * it, else pid alone. 0 or negative errno from kill(2). */
 int gw_proc_signal(long long pid, int sig);
+
+/* A stop request shared by the agent's loop and a running pass. The agent
+ * sets it once (from a signal handler too: the store is lock-free); every
+ * long wait of a pass (health waits, stop timeouts, probes) looks at it at
+ * least every 50 ms and ends early with -ECANCELED. NULL: never requested. */
+struct gw_cancel {
+	atomic_int requested;
+};
+void gw_cancel_request(struct gw_cancel *c);
+bool gw_cancel_requested(const struct gw_cancel *c);
+/* Sleep ms: 0 after the whole sleep, -ECANCELED as soon as c is requested. */
+int gw_cancel_sleep(const struct gw_cancel *c, int64_t ms);
+/* gw_proc_wait_gone that gives up with -ECANCELED when c is requested. */
+int gw_proc_wait_gone_cancel(long long pid, long long start_time, int64_t timeout_ms, const struct gw_cancel *c);
 
 /* Wall-clock and monotonic time. */
 int64_t gw_now_ms(void);
