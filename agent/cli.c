@@ -101,6 +101,8 @@ void cli_print_diags(const struct gw_diags *d)
 	for (size_t i = 0; i < d->n; i++) {
 		if (d->v[i].line)
 			fprintf(stderr, "%s:%u:%u: %s\n", d->v[i].file, d->v[i].line, d->v[i].col, d->v[i].msg);
+		else if (!d->v[i].file[0])
+			fprintf(stderr, "%s\n", d->v[i].msg);
 		else
 			fprintf(stderr, "%s: %s\n", d->v[i].file, d->v[i].msg);
 	}
