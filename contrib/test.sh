@@ -30,11 +30,12 @@ fi
 secs=${GW_FUZZ_SECONDS:-60}
 if [[ $secs != 0 ]]; then
   CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_qmp fuzz_engine
+  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_manifest_struct fuzz_qmp fuzz_engine
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  # the manifest parser gets most of the time; the QMP and Engine readers a share
-  for target in manifest:$secs qmp:$((secs / 3 + 1)) engine:$((secs / 3 + 1)); do
+  # the manifest parser gets most of the time; the structure-aware manifest
+  # generator, the QMP and Engine readers a share
+  for target in manifest:$secs manifest_struct:$((secs / 3 + 1)) qmp:$((secs / 3 + 1)) engine:$((secs / 3 + 1)); do
     name=${target%%:*} t=${target##*:}
     echo "== fuzz $name for ${t}s"
     mkdir "$work/$name"
