@@ -30,7 +30,14 @@ static unsigned u8(struct prog *g)
 
 static unsigned u16(struct prog *g)
 {
-	return u8(g) | u8(g) << 8;
+	unsigned lo = u8(g); /* sequenced: the same input, the same program */
+	return lo | u8(g) << 8;
+}
+
+/* Most shapes small (fast runs), one in sixteen near the limits (slow ones). */
+static unsigned size(struct prog *g, unsigned big, unsigned small)
+{
+	return u8(g) % 16 == 9 ? big : small;
 }
 
 /* A name from a small set, so names collide, repeat and close cycles. */
@@ -76,7 +83,7 @@ static void one_doc(struct gw_strbuf *sb, struct prog *g)
 /* op 1: c0 -> c1 -> ... -> c(K-1), closed into a cycle or not */
 static void chain(struct gw_strbuf *sb, struct prog *g)
 {
-	unsigned k = u16(g) % 9000 + 1, cycle = u8(g) & 1;
+	unsigned max = size(g, 9000, 300), k = u16(g) % max + 1, cycle = u8(g) & 1;
 	char nm[32];
 	for (unsigned i = 0; i < k; i++) {
 		snprintf(nm, sizeof(nm), "c%u", i);
@@ -89,7 +96,7 @@ static void chain(struct gw_strbuf *sb, struct prog *g)
 /* op 2: dependsOn holding one name many times */
 static void repeats(struct gw_strbuf *sb, struct prog *g)
 {
-	unsigned k = u16(g) % 30000 + 2;
+	unsigned max = size(g, 30000, 500), k = u16(g) % max + 2;
 	head(sb, "Process", "rep");
 	gw_strbuf_puts(sb, "  dependsOn: [");
 	for (unsigned i = 0; i < k; i++)
@@ -97,10 +104,11 @@ static void repeats(struct gw_strbuf *sb, struct prog *g)
 	gw_strbuf_puts(sb, "]\n");
 }
 
-/* op 3: env of many keys, descending, maybe with a repeat */
+/* op 3: env of many keys (past the node limit when big), descending, maybe
+ * with a repeat */
 static void many_keys(struct gw_strbuf *sb, struct prog *g)
 {
-	unsigned k = u16(g) * 2u % 99000 + 1, dup = u8(g) & 1;
+	unsigned max = size(g, 101000, 2000), k = u16(g) * 2u % max + 1, dup = u8(g) & 1;
 	head(sb, "Process", "keys");
 	gw_strbuf_puts(sb, "  env: {");
 	for (unsigned i = k; i > 0; i--)
@@ -127,7 +135,7 @@ static void deep(struct gw_strbuf *sb, struct prog *g)
 /* op 5: many documents, around the per-file limit */
 static void many_docs(struct gw_strbuf *sb, struct prog *g)
 {
-	unsigned k = u16(g) % 10100;
+	unsigned max = size(g, 10100, 50), k = u16(g) % max;
 	for (unsigned i = 0; i < k; i++)
 		gw_strbuf_puts(sb, "---\n");
 }
@@ -143,14 +151,15 @@ static void raw(struct gw_strbuf *sb, struct prog *g)
 	g->n -= k;
 }
 
-/* op 7: a file padded to the size limit, or one byte past it */
+/* op 7: a file padded to 4 KiB or to the size limit, or one byte past */
 static void pad(struct gw_strbuf *sb, struct prog *g)
 {
-	size_t want = GW_MANIFEST_FILE_MAX + (u8(g) & 1);
+	size_t want = size(g, GW_MANIFEST_FILE_MAX, 4096) + (u8(g) & 1);
 	gw_strbuf_puts(sb, "\n#");
 	while (sb->len < want)
-		gw_strbuf_puts(sb, sb->len + 64 <= want ? "################################################################"
-							: "#");
+		gw_strbuf_puts(sb,
+			       sb->len + 64 <= want ? "################################################################"
+						    : "#");
 }
 
 static void check_plan(const struct gw_plan *plan)
