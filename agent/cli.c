@@ -38,6 +38,7 @@ static const struct option common[] = {
 	{ "allowed-signers", required_argument, 0, 0 },
 	{ "gpg-keyring", required_argument, 0, 0 },
 	{ "stuck-after", required_argument, 0, 0 },
+	{ "splay", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
