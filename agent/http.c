@@ -13,6 +13,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "gitward/paths.h"
 #include "gitward/state.h"
 #include "http.h"
 
@@ -28,7 +29,7 @@ void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg)
 	pthread_mutex_init(&m->mu, NULL);
 	m->interval_ms = cfg->interval_ms;
 	m->heartbeat = gw_monotonic_ms();
-	snprintf(m->state_path, sizeof(m->state_path), "%s/state.json", cfg->state_dir);
+	gw_path_state_file(m->state_path, sizeof(m->state_path), cfg->state_dir);
 }
 
 void gw_metrics_free(struct gw_metrics *m)

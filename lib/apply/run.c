@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gitward/apply.h"
+#include "gitward/paths.h"
 
 static void log_plan(const struct gw_plan *plan)
 {
@@ -65,7 +66,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		}
 		struct gw_state_file st;
 		char path[4096];
-		snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+		gw_path_state_file(path, sizeof(path), cfg->state_dir);
 		gw_state_file_init(&st);
 		if (gw_state_load(&st, path, &err) < 0 || !st.commit || !strcmp(st.commit, pass.commit)) {
 			gw_state_file_free(&st);

@@ -112,19 +112,28 @@ static void test_missing_is_empty_and_torn_is_refused(void **state)
 	assert_int_equal(gw_state_load(&st, path, &err), -EBADMSG);
 }
 
+/* the lock of a state dir given alone: run and log dirs inside it */
+static int lock_dir(int *fd, const char *state_dir, struct gw_error *err)
+{
+	char run[300], log[300];
+	snprintf(run, sizeof(run), "%s/run", state_dir);
+	snprintf(log, sizeof(log), "%s/logs", state_dir);
+	return gw_state_lock(fd, state_dir, run, log, err);
+}
+
 static void test_lock_is_exclusive_and_names_the_holder(void **state)
 {
 	(void)state;
 	int fd1 = -1, fd2 = -1;
 	struct gw_error err;
 	char want[64];
-	assert_int_equal(gw_state_lock(&fd1, dir, &err), 0);
-	assert_int_equal(gw_state_lock(&fd2, dir, &err), -EBUSY);
+	assert_int_equal(lock_dir(&fd1, dir, &err), 0);
+	assert_int_equal(lock_dir(&fd2, dir, &err), -EBUSY);
 	assert_int_equal(fd2, -1);
 	snprintf(want, sizeof(want), "(pid %d)", (int)getpid());
 	assert_non_null(strstr(err.msg, want));
 	close(fd1);
-	assert_int_equal(gw_state_lock(&fd2, dir, &err), 0);
+	assert_int_equal(lock_dir(&fd2, dir, &err), 0);
 	close(fd2);
 }
 
@@ -217,17 +226,17 @@ static void test_state_dir_must_be_ours_and_private(void **state)
 	snprintf(sub, sizeof(sub), "%s/shared", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
 	assert_int_equal(chmod(sub, 0777), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -EPERM);
+	assert_int_equal(lock_dir(&fd, sub, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "state dir is writable by others (mode 0777): chmod go-w it"));
 	assert_string_equal(err.file, sub);
 	assert_int_equal(chmod(sub, 0770), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -EPERM);
+	assert_int_equal(lock_dir(&fd, sub, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "writable by its group"));
 	assert_int_equal(chmod(sub, 0700), 0);
 	/* a subdir that is a link: refused, not followed */
 	snprintf(link, sizeof(link), "%s/logs", sub);
 	assert_int_equal(symlink("/tmp", link), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -ENOTDIR);
+	assert_int_equal(lock_dir(&fd, sub, &err), -ENOTDIR);
 	assert_non_null(strstr(err.msg, "not a directory but a symbolic link"));
 	unlink(link);
 	/* the lock as a link: refused, the target untouched */
@@ -235,11 +244,11 @@ static void test_state_dir_must_be_ours_and_private(void **state)
 	f_write(link, "precious");
 	snprintf(lock, sizeof(lock), "%s/lock", sub);
 	assert_int_equal(symlink(link, lock), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -ELOOP);
+	assert_int_equal(lock_dir(&fd, sub, &err), -ELOOP);
 	assert_string_equal(err.msg, "lock is a symbolic link: remove it");
 	assert_int_equal(fd, -1);
 	unlink(lock);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), 0);
+	assert_int_equal(lock_dir(&fd, sub, &err), 0);
 	close(fd);
 	unlink(lock);
 	unlink(link);

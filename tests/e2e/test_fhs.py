@@ -1,0 +1,193 @@
+"""Where things live: state and the Git cache in the state dir, the lock, run
+records and QMP sockets in the run dir, workload logs in the log dir — each
+movable on its own (--state-dir, --run-dir, --log-dir); with --state-dir
+alone the other two stay inside it, as in earlier versions. Supervisors
+show in ps as `gitward-shim Process/NAME`."""
+import fcntl
+import os
+import signal
+import stat
+import subprocess
+
+from gwtest import HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def ps_args(pid):
+    return subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+
+
+class Layout(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        # RUN ends in run/ so the shared clean-up finds RUN/process too
+        self.run_dir = os.path.join(self.tmp, "volatile", "run")
+        self.log_dir = os.path.join(self.tmp, "var-log", "gitward")
+
+    def reconcile(self, repo, *args, expect=0, dirs=True, env=None):
+        more = ("--run-dir", self.run_dir, "--log-dir", self.log_dir) if dirs else ()
+        res = run("reconcile", "--repo", repo.path, "--state-dir", self.state, *more, "--node", "n1", *args,
+                  env=env)
+        if expect is not None:
+            self.assertEqual(res.rc, expect, res)
+        return res
+
+    def talker_repo(self, name="app"):
+        r = self.repo()
+        r.write(f"{name}.yaml", proc_yaml(name, command=("/bin/sh", "-c", "echo hello-fhs; exec sleep 300")))
+        r.commit()
+        return r
+
+    def assert_private_dir(self, path):
+        st = os.lstat(path)
+        self.assertTrue(stat.S_ISDIR(st.st_mode), path)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o700, path)
+
+    def test_three_dirs_hold_each_their_own_and_a_crash_is_healed(self):
+        r = self.talker_repo()
+        self.reconcile(r)
+        # the state dir holds state and clone, nothing else
+        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "state.json"])
+        # the run dir: the lock and the records
+        self.assert_private_dir(self.run_dir)
+        self.assert_private_dir(self.log_dir)
+        self.assertEqual(sorted(os.listdir(self.run_dir)), ["lock", "process"])
+        self.assertEqual(sorted(os.listdir(os.path.join(self.run_dir, "process"))), ["app.json", "app.lock"])
+        rec = records(os.path.dirname(self.run_dir))["app"]
+        self.assertTrue(pid_alive(rec["pid"]))
+        # the log dir: the workload's output
+        log = os.path.join(self.log_dir, "process-app.log")
+        wait_for(lambda: os.path.exists(log) and "hello-fhs" in read(log), what="the workload's log")
+        self.assertEqual(os.listdir(self.log_dir), ["process-app.log"])
+
+        # kill -9 of the workload: the next pass starts it again
+        os.kill(rec["pid"], signal.SIGKILL)
+        wait_for(lambda: not pid_alive(rec["pid"]), what="the workload to die")
+        res = self.reconcile(r)
+        self.assertIn("Process/app", res.out)
+        again = records(os.path.dirname(self.run_dir))["app"]
+        self.assertNotEqual(again["pid"], rec["pid"])
+        self.assertTrue(pid_alive(again["pid"]))
+        wait_for(lambda: read(log).count("hello-fhs") == 2, what="the second start's output in the same log")
+        st = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(st.rc, 0, st)
+        self.assertEqual([(x["name"], x["state"], x["pid"]) for x in st.json()["resources"]],
+                         [("app", "running", again["pid"])])
+
+        # removal cleans its records, and still nothing lands in the state dir
+        r.remove("app.yaml")
+        r.commit()
+        self.reconcile(r, "--allow-empty")
+        self.assertFalse(pid_alive(again["pid"]))
+        self.assertEqual(records(os.path.dirname(self.run_dir)), {})
+        left = os.listdir(os.path.join(self.run_dir, "process"))
+        self.assertFalse([f for f in left if f.endswith((".json", ".exit"))], left)
+        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "state.json"])
+
+    def test_supervisor_shows_in_ps_as_gitward_shim_process_name(self):
+        r = self.talker_repo("web")
+        self.reconcile(r)
+        shim = records(os.path.dirname(self.run_dir))["web"]["shim_pid"]
+        self.assertEqual(ps_args(shim), f"gitward-shim Process/web {self.run_dir}")
+        with open(f"/proc/{shim}/comm") as f:
+            self.assertEqual(f.read().strip(), "gitward-shim")
+        # a later pass adopts it by that name: nothing restarted
+        pid = records(os.path.dirname(self.run_dir))["web"]["pid"]
+        res = self.reconcile(r, "--log-level", "debug")
+        self.assertNotIn("is not ours", res.err)
+        self.assertEqual(records(os.path.dirname(self.run_dir))["web"]["pid"], pid)
+
+    def test_state_dir_alone_keeps_run_and_logs_inside_it(self):
+        r = self.talker_repo()
+        self.reconcile(r, dirs=False)
+        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "logs", "repo.git", "run", "state.json"])
+        self.assertIn("app", records(self.state))
+        log = os.path.join(self.state, "logs", "process-app.log")
+        wait_for(lambda: os.path.exists(log) and "hello-fhs" in read(log), what="the workload's log")
+        shim = records(self.state)["app"]["shim_pid"]
+        self.assertEqual(ps_args(shim), f"gitward-shim Process/app {self.state}/run")
+        self.assertFalse(os.path.exists(self.run_dir))
+        self.assertFalse(os.path.exists(self.log_dir))
+
+    def test_run_and_log_dirs_from_the_config_file(self):
+        r = self.talker_repo()
+        cfg = os.path.join(self.tmp, "gitward.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"state-dir: {self.state}\nrun-dir: {self.run_dir}\nlog-dir: {self.log_dir}\n")
+        res = run("reconcile", "--repo", r.path, "--config", cfg, "--node", "n1")
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("app", records(os.path.dirname(self.run_dir)))
+        self.assertTrue(os.path.exists(os.path.join(self.log_dir, "process-app.log")))
+        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "state.json"])
+
+    def test_second_gitward_on_the_run_dir_exits_1_naming_the_pid(self):
+        r = self.talker_repo()
+        os.makedirs(self.run_dir, mode=0o700)
+        with open(os.path.join(self.run_dir, "lock"), "w") as f:
+            f.write("4242\n")
+            f.flush()
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            res = self.reconcile(r, expect=1)
+            self.assertIn(f"state dir {self.state} is in use by another gitward (pid 4242)", res.err)
+        self.assertEqual(records(os.path.dirname(self.run_dir)), {})
+
+    def test_run_and_log_dirs_must_be_private(self):
+        r = self.talker_repo()
+        os.makedirs(self.run_dir, mode=0o700)
+        os.chmod(self.run_dir, 0o777)
+        res = self.reconcile(r, expect=1)
+        self.assertIn(f"{self.run_dir}: run dir is writable by others (mode 0777): chmod go-w it", res.err)
+        os.chmod(self.run_dir, 0o700)
+        os.makedirs(self.log_dir, mode=0o700)
+        os.chmod(self.log_dir, 0o770)
+        res = self.reconcile(r, expect=1)
+        self.assertIn(f"{self.log_dir}: log dir is writable by its group (mode 0770): chmod go-w it", res.err)
+        os.chmod(self.log_dir, 0o700)
+        # records under the run dir: a link there is refused, not followed
+        target = os.path.join(self.tmp, "elsewhere")
+        os.makedirs(target)
+        os.symlink(target, os.path.join(self.run_dir, "process"))
+        res = self.reconcile(r, expect=1)
+        self.assertIn(f"{self.run_dir}/process: run dir: not a directory but a symbolic link", res.err)
+        self.assertEqual(os.listdir(target), [])
+        os.unlink(os.path.join(self.run_dir, "process"))
+        if os.geteuid() == 0:
+            os.chown(self.log_dir, 65534, 65534)
+            res = self.reconcile(r, expect=1)
+            self.assertIn(f"{self.log_dir}: log dir is owned by uid 65534, not by this user (uid 0): chown it or "
+                          "use another --log-dir", res.err)
+            os.chown(self.log_dir, 0, 0)
+        self.reconcile(r)
+
+    def test_records_left_in_the_state_dir_are_not_stranded_by_a_new_run_dir(self):
+        r = self.talker_repo()
+        self.reconcile(r, dirs=False)  # the layout of earlier versions
+        pid = records(self.state)["app"]["pid"]
+        res = self.reconcile(r, expect=1)
+        self.assertIn(f"{self.state}/run/process: holds run records of workloads started with the run dir "
+                      f"{self.state}/run: keep managing them with --run-dir {self.state}/run (and --log-dir "
+                      f"{self.state}/logs)", res.err)
+        self.assertTrue(pid_alive(pid))
+        self.assertFalse(os.path.exists(os.path.join(self.run_dir, "process")))
+        self.reconcile(r, dirs=False)
+        self.assertEqual(records(self.state)["app"]["pid"], pid)
+
+    def test_a_run_dir_too_long_for_qmp_sockets_is_named(self):
+        self.run_dir = os.path.join(self.tmp, "r" * (120 - len(self.tmp)), "run")
+        kernel = os.path.join(self.tmp, "kernel")
+        with open(kernel, "w") as f:
+            f.write("not booted\n")
+        r = self.repo()
+        r.write("vm.yaml", f"{HDR}kind: VM\nmetadata: {{name: guest}}\nspec:\n  memory: 64Mi\n  cpus: 1\n"
+                f"  kernel: {kernel}\n  network: none\n")
+        r.commit()
+        res = self.reconcile(r, expect=1, env={"GITWARD_QEMU": "/bin/true"})
+        sock = os.path.join(self.run_dir, "vm", "guest.qmp")
+        self.assertIn(f"QMP socket path {sock} is {len(sock)} bytes, longer than a unix socket takes (107): "
+                      "choose a shorter --run-dir", res.err)
+        self.assertFalse(os.path.exists(os.path.join(self.run_dir, "vm")))
