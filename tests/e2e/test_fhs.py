@@ -4,12 +4,13 @@ movable on its own (--state-dir, --run-dir, --log-dir); with --state-dir
 alone the other two stay inside it, as in earlier versions. Supervisors
 show in ps as `gitward-shim Process/NAME`."""
 import fcntl
+import json
 import os
 import signal
 import stat
 import subprocess
 
-from gwtest import HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 
 def read(path):
@@ -191,3 +192,83 @@ class Layout(TempDirTest):
         self.assertIn(f"QMP socket path {sock} is {len(sock)} bytes, longer than a unix socket takes (107): "
                       "choose a shorter --run-dir", res.err)
         self.assertFalse(os.path.exists(os.path.join(self.run_dir, "vm")))
+
+
+class Upgrade(TempDirTest):
+    """Supervisors started by an earlier version (`gitward __shim NAME
+    STATE_DIR`) are adopted, not doubled, and only for their own state dir."""
+
+    def previous_shim(self, rec, state_arg):
+        """Start a supervisor as the previous version did, on the job it was given."""
+        d = os.path.join(self.state, "run", "process")
+        job = {"name": "app", "record": os.path.join(d, "app.json"), "exit": os.path.join(d, "app.exit"),
+               "lock": os.path.join(d, "app.lock"), "log": os.path.join(self.state, "logs", "process-app.log"),
+               "log_max": 1 << 20, "argv": ["/bin/sleep", "300"], "env": {}, "env_files": [],
+               "spec_hash": rec["spec_hash"], "spec": rec["spec"], "depends_on": [], "restart": "always"}
+        job_r, job_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                os.dup2(job_r, 0)
+                os.dup2(rep_w, 3)
+                os.execv(GITWARD, ["gitward", "__shim", "app", state_arg])
+            finally:
+                os._exit(127)
+        os.close(job_r)
+        os.close(rep_w)
+        os.write(job_w, json.dumps(job).encode())
+        os.close(job_w)
+        with os.fdopen(rep_r) as f:
+            report = f.read()
+        self.assertTrue(report.startswith("OK "), report)
+        self.shims.append(pid)
+        return pid, int(report.split()[1])
+
+    def setUp(self):
+        super().setUp()
+        self.shims = []
+
+    def tearDown(self):
+        super().tearDown()
+        for pid in self.shims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+
+    def reconcile(self, repo, expect=0):
+        res = run("reconcile", "--repo", repo.path, "--state-dir", self.state, "--node", "n1")
+        self.assertEqual(res.rc, expect, res)
+        return res
+
+    def test_previous_supervisor_is_adopted_only_for_its_state_dir(self):
+        r = self.repo()
+        r.write("app.yaml", proc_yaml("app"))
+        r.commit()
+        self.reconcile(r)
+        rec = records(self.state)["app"]
+        # replace today's supervisor by one the previous version started
+        os.kill(rec["shim_pid"], signal.SIGKILL)
+        os.kill(-rec["pid"], signal.SIGKILL)
+        wait_for(lambda: not pid_alive(rec["pid"]) and not pid_alive(rec["shim_pid"]), what="the old pair to go")
+        shim, workload = self.previous_shim(rec, self.state)
+        self.assertEqual(records(self.state)["app"]["pid"], workload)
+        res = self.reconcile(r)
+        self.assertNotIn("is not ours", res.err)
+        self.assertEqual(records(self.state)["app"]["pid"], workload)
+        self.assertTrue(pid_alive(workload))
+        # the same argv naming another state dir vouches for nothing: its
+        # workload is not signalled, and no second one starts beside it
+        os.kill(-workload, signal.SIGKILL)
+        wait_for(lambda: os.waitpid(shim, os.WNOHANG)[0] == shim, what="the supervisor to exit")
+        self.shims.remove(shim)
+        shim, workload = self.previous_shim(rec, self.state + "-other")
+        res = self.reconcile(r, expect=1)
+        self.assertIn(f"Process/app: run record {self.state}/run/process/app.json is not ours: pid {shim} is not "
+                      f"gitward's supervisor of Process/app in {self.state}/run", res.err)
+        self.assertIn("Process/app: create failed: another supervisor is still running this resource", res.err)
+        self.assertTrue(pid_alive(workload))
+        self.assertEqual(records(self.state)["app"]["pid"], workload)
