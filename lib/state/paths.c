@@ -56,7 +56,9 @@ void gw_dirs_resolve(char **state, char **run, char **log, const struct gw_dirs_
 
 	if (!*state)
 		*state = gw_dirs_default_state(env);
-	char *legacy_run = join(*state, "/run"), *legacy_log = join(*state, "/logs");
+	char buf[4096];
+	char *legacy_run = gw_xstrdup(gw_path_state_run(buf, sizeof(buf), *state));
+	char *legacy_log = gw_xstrdup(gw_path_state_logs(buf, sizeof(buf), *state));
 	if (!*run) {
 		if (state_given || is_dir(legacy_run))
 			*run = legacy_run;
@@ -81,10 +83,22 @@ void gw_dirs_resolve(char **state, char **run, char **log, const struct gw_dirs_
 	free(legacy_log);
 }
 
+char *gw_path_state_run(char *buf, size_t size, const char *state_dir)
+{
+	snprintf(buf, size, "%s/run", state_dir);
+	return buf;
+}
+
+char *gw_path_state_logs(char *buf, size_t size, const char *state_dir)
+{
+	snprintf(buf, size, "%s/logs", state_dir);
+	return buf;
+}
+
 bool gw_dirs_run_is_legacy(const char *state_dir, const char *run_dir)
 {
-	size_t n = strlen(state_dir);
-	return !strncmp(run_dir, state_dir, n) && !strcmp(run_dir + n, "/run");
+	char buf[4096];
+	return !strcmp(run_dir, gw_path_state_run(buf, sizeof(buf), state_dir));
 }
 
 char *gw_path_state_file(char *buf, size_t size, const char *state_dir)

@@ -270,12 +270,11 @@ static int check_dir(const char *path, int follow, const char *what, const char 
 /* The run or log dir: inside the state dir (the default with --state-dir)
  * it is an entry of it, made when first needed; on its own (/run/gitward)
  * it is made now, then checked like the state dir. */
-static int check_own_dir(const char *state_dir, const char *dir, const char *sub, const char *what, const char *option,
+static int check_own_dir(const char *inside, const char *dir, const char *what, const char *option,
 			 struct gw_error *err)
 {
-	size_t n = strlen(state_dir);
 	int rc;
-	if (!strncmp(dir, state_dir, n) && dir[n] == '/' && !strcmp(dir + n + 1, sub))
+	if (!strcmp(dir, inside))
 		return check_dir(dir, 0, "state dir", "--state-dir", err);
 	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
 		return rc;
@@ -288,13 +287,15 @@ int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *l
 	char path[4096];
 	int rc = check_dir(state_dir, 1, "state dir", "--state-dir", err);
 	if (rc == 0)
-		rc = check_own_dir(state_dir, run_dir, "run", "run dir", "--run-dir", err);
+		rc = check_own_dir(gw_path_state_run(path, sizeof(path), state_dir), run_dir, "run dir", "--run-dir",
+				   err);
 	for (size_t i = 0; rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		rc = check_dir(gw_path_kind_dir(path, sizeof(path), run_dir, kinds[i]), 0,
 			       gw_dirs_run_is_legacy(state_dir, run_dir) ? "state dir" : "run dir",
 			       gw_dirs_run_is_legacy(state_dir, run_dir) ? "--state-dir" : "--run-dir", err);
 	if (rc == 0)
-		rc = check_own_dir(state_dir, log_dir, "logs", "log dir", "--log-dir", err);
+		rc = check_own_dir(gw_path_state_logs(path, sizeof(path), state_dir), log_dir, "log dir", "--log-dir",
+				   err);
 	return rc;
 }
 
@@ -303,10 +304,10 @@ int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *l
 static int check_no_stranded_records(const char *state_dir, const char *run_dir, struct gw_error *err)
 {
 	static const enum gw_kind kinds[] = { GW_KIND_PROCESS, GW_KIND_VM };
-	char old[4096], dir[4200];
+	char old[4096], logs[4096], dir[4200];
 	if (gw_dirs_run_is_legacy(state_dir, run_dir))
 		return 0;
-	snprintf(old, sizeof(old), "%s/run", state_dir);
+	gw_path_state_run(old, sizeof(old), state_dir);
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		DIR *d = opendir(gw_path_kind_dir(dir, sizeof(dir), old, kinds[i]));
 		struct dirent *de;
@@ -320,8 +321,8 @@ static int check_no_stranded_records(const char *state_dir, const char *run_dir,
 		if (found)
 			return gw_error_set_at(err, -EEXIST, dir, 0, 0,
 					       "holds run records of workloads started with the run dir %s: keep "
-					       "managing them with --run-dir %s (and --log-dir %s/logs)",
-					       old, old, state_dir);
+					       "managing them with --run-dir %s (and --log-dir %s)",
+					       old, old, gw_path_state_logs(logs, sizeof(logs), state_dir));
 	}
 	return 0;
 }

@@ -48,6 +48,9 @@ void gw_dirs_resolve(char **state, char **run, char **log, const struct gw_dirs_
 bool gw_dirs_run_is_legacy(const char *state_dir, const char *run_dir);
 
 /* The names. Each writes into buf (truncated to size) and returns buf. */
+/* STATE/run and STATE/logs: the run and log dirs inside the state dir */
+char *gw_path_state_run(char *buf, size_t size, const char *state_dir);
+char *gw_path_state_logs(char *buf, size_t size, const char *state_dir);
 char *gw_path_state_file(char *buf, size_t size, const char *state_dir);
 char *gw_path_repo(char *buf, size_t size, const char *state_dir);
 /* RUN/lock; STATE/lock while the run dir is STATE/run. */
