@@ -194,6 +194,30 @@ class Layout(TempDirTest):
         self.assertFalse(os.path.exists(os.path.join(self.run_dir, "vm")))
 
 
+class Defaults(TempDirTest):
+    def test_nothing_given_as_a_user_takes_the_xdg_dirs(self):
+        """As a user (nobody, when the tests run as root): the state under
+        $HOME/.local/state, the lock under $XDG_RUNTIME_DIR — never /var/lib,
+        /run or /var/log (the root defaults are unit-tested with an injected
+        root, see unit_state)."""
+        home, rt = os.path.join(self.tmp, "home"), os.path.join(self.tmp, "rt")
+        os.chmod(self.tmp, 0o755)
+        os.makedirs(home)
+        os.makedirs(rt, mode=0o700)
+        cmd = [GITWARD, "reconcile", "--dry-run", "--repo", os.path.join(self.tmp, "no-repo")]
+        if os.geteuid() == 0:
+            for d in (home, rt):
+                os.chown(d, 65534, 65534)
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/",
+                            env={"PATH": os.environ["PATH"], "HOME": home, "XDG_RUNTIME_DIR": rt})
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("no-repo: cannot reach the remote", cp.stderr)
+        state = os.path.join(home, ".local", "state", "gitward")
+        self.assertEqual(os.listdir(state), [])
+        self.assertEqual(os.listdir(os.path.join(rt, "gitward")), ["lock"])
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(rt, "gitward")).st_mode), 0o700)
+
 class Upgrade(TempDirTest):
     """Supervisors started by an earlier version (`gitward __shim NAME
     STATE_DIR`) are adopted, not doubled, and only for their own state dir."""
