@@ -16,6 +16,8 @@ static const struct option common[] = {
 	{ "ref", required_argument, 0, 0 },
 	{ "path", required_argument, 0, 0 },
 	{ "state-dir", required_argument, 0, 0 },
+	{ "run-dir", required_argument, 0, 0 },
+	{ "log-dir", required_argument, 0, 0 },
 	{ "node", required_argument, 0, 0 },
 	{ "label", required_argument, 0, 0 },
 	{ "interval", required_argument, 0, 0 },
@@ -230,6 +232,8 @@ void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, ch
 	self[n > 0 ? n : 0] = '\0';
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->state_dir = cfg->state_dir;
+	ctx->run_dir = cfg->run_dir;
+	ctx->log_dir = cfg->log_dir;
 	ctx->container_socket = cfg->container_socket;
 	ctx->self_exe = self;
 	ctx->qemu_binary = getenv("GITWARD_QEMU");

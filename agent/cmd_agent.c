@@ -35,7 +35,11 @@ static const char agent_usage[] =
 	"  --interval DUR             time between passes (default 30s)\n"
 	"  --splay DUR                random extra delay per interval, so nodes do not poll in\n"
 	"                             lockstep (default a tenth of the interval; 0: none)\n"
-	"  --state-dir DIR            clone, state and logs (default /var/lib/gitward as root)\n"
+	"  --state-dir DIR            state and Git cache (default /var/lib/gitward as root)\n"
+	"  --run-dir DIR              lock, run records, QMP sockets (default /run/gitward as root;\n"
+	"                             STATE-DIR/run when --state-dir is given)\n"
+	"  --log-dir DIR              workload logs (default /var/log/gitward as root;\n"
+	"                             STATE-DIR/logs when --state-dir is given)\n"
 	"  --node NAME                this node's name (default: hostname)\n"
 	"  --label K=V                node label for nodeSelector (repeatable)\n"
 	"  --no-prune                 never delete resources that left Git\n"
@@ -286,7 +290,8 @@ int cmd_agent(int argc, char **argv)
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	ctx.cancel = &stop_request;
-	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0) {
+	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
+	    gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err) < 0) {
 		cli_print_error("error: ", &err);
 		gw_config_free(&cfg);
 		return 1;
@@ -315,8 +320,8 @@ int cmd_agent(int argc, char **argv)
 			return 1;
 		}
 	}
-	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %llds, state dir %s", cfg.repo, cfg.node,
-	       (long long)(cfg.interval_ms / 1000), cfg.state_dir);
+	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %llds, state dir %s, run dir %s, log dir %s",
+	       cfg.repo, cfg.node, (long long)(cfg.interval_ms / 1000), cfg.state_dir, cfg.run_dir, cfg.log_dir);
 	gw_notify_ready();
 
 	struct gw_watch watch = { 0 };
@@ -343,7 +348,7 @@ int cmd_agent(int argc, char **argv)
 			if (sum.result == GW_RUN_GIT_ERROR) {
 				git_streak++;
 				delay = retry_delay(cfg.interval_ms, git_streak);
-				gw_log(GW_LOG_WARN, "", "next fetch in %lldms", (long long)delay);
+				gw_log(GW_LOG_WARN, "", "next try in %lldms", (long long)delay);
 			} else {
 				git_streak = 0;
 			}

@@ -25,7 +25,11 @@ static const char reconcile_usage[] =
 	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
 	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
 	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
-	"  --state-dir DIR            clone, state and logs (default /var/lib/gitward as root)\n"
+	"  --state-dir DIR            state and Git cache (default /var/lib/gitward as root)\n"
+	"  --run-dir DIR              lock, run records, QMP sockets (default /run/gitward as root;\n"
+	"                             STATE-DIR/run when --state-dir is given)\n"
+	"  --log-dir DIR              workload logs (default /var/log/gitward as root;\n"
+	"                             STATE-DIR/logs when --state-dir is given)\n"
 	"  --node NAME                this node's name (default: hostname)\n"
 	"  --label K=V                node label for nodeSelector (repeatable)\n"
 	"  --no-prune                 never delete resources that left Git\n"
@@ -106,7 +110,8 @@ int cmd_reconcile(int argc, char **argv)
 		return 1;
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
-	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0) {
+	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
+	    gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}

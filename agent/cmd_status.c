@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "gitward/paths.h"
 #include "gitward/state.h"
 
 static const char status_usage[] = "usage: gitward status [--output text|json] [--state-dir DIR]\n"
@@ -52,7 +53,7 @@ int cmd_status(int argc, char **argv)
 	}
 	if (!dir)
 		dir = gw_state_default_dir();
-	snprintf(path, sizeof(path), "%s/state.json", dir);
+	gw_path_state_file(path, sizeof(path), dir);
 	free(dir);
 	if (gw_state_load(&st, path, &err) < 0) {
 		cli_print_error("", &err);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "endpoints.h"
+#include "gitward/paths.h"
 #include "gitward/state.h"
 
 /* per gw_run_result; "unverified": a commit whose signature was refused */
@@ -37,7 +38,7 @@ void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg)
 	m->interval_ms = cfg->interval_ms;
 	m->stuck_after_ms = cfg->stuck_after_ms ? cfg->stuck_after_ms : gw_stuck_after_default(cfg->interval_ms);
 	m->heartbeat = gw_monotonic_ms();
-	snprintf(m->state_path, sizeof(m->state_path), "%s/state.json", cfg->state_dir);
+	gw_path_state_file(m->state_path, sizeof(m->state_path), cfg->state_dir);
 }
 
 void gw_metrics_free(struct gw_metrics *m)

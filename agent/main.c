@@ -28,6 +28,10 @@ int main(int argc, char **argv)
 		{ "status", cmd_status },	{ "version", cmd_version }, { "schema", cmd_schema },
 	};
 
+	/* the process backend's supervisor: `gitward-shim Process/NAME RUN_DIR` */
+	const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	if (argc > 0 && !strcmp(base ? base + 1 : argv[0], "gitward-shim"))
+		return gw_process_shim_main();
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 1;
@@ -36,7 +40,7 @@ int main(int argc, char **argv)
 		fputs(usage, stdout);
 		return 0;
 	}
-	if (!strcmp(argv[1], "__shim")) /* the process backend's supervisor */
+	if (!strcmp(argv[1], "__shim")) /* the same, as earlier versions started it */
 		return gw_process_shim_main();
 	if (!strcmp(argv[1], "--version"))
 		return cmd_version(argc - 1, argv + 1);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "gitward/apply.h"
+#include "gitward/paths.h"
 
 #define MAX_WORKERS 8
 #define BACKOFF_MAX_MS 300000
@@ -140,7 +141,7 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 	size_t n = 0;
 
 	*state_error = NULL;
-	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), cfg->state_dir);
 	if (gw_state_load(&pass->state, path, &serr) < 0) {
 		/* the real world below still tells what runs: no duplicates */
 		*state_error = gw_xstrdup(gw_error_format(buf, sizeof(buf), &serr));
@@ -633,7 +634,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	}
 	rep.converged = rep.failed == 0 && rep.waiting == 0;
 record:
-	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), cfg->state_dir);
 	rc = gw_state_save(&st, path, err);
 	for (size_t i = 0; i < plan->n; i++)
 		if (ex.jobs[i].have_result)
@@ -653,7 +654,7 @@ int gw_apply_record_error(const struct gw_config *cfg, const char *message, stru
 	char path[4096];
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), cfg->state_dir);
 	if (gw_state_load(&st, path, &lerr) < 0)
 		gw_state_file_init(&st);
 	if (!st.node)

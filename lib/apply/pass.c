@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gitward/pass.h"
+#include "gitward/paths.h"
 
 void gw_pass_init(struct gw_pass *pass)
 {
@@ -36,7 +37,7 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	int rc;
 
 	*stage = GW_PASS_GIT;
-	snprintf(path, sizeof(path), "%s/repo.git", cfg->state_dir);
+	gw_path_repo(path, sizeof(path), cfg->state_dir);
 	struct gw_source_opts sopts = {
 		.ca_file = cfg->ca_file,
 		.insecure_skip_tls_verify = cfg->insecure_skip_tls_verify,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gitward/apply.h"
+#include "gitward/paths.h"
 
 static void log_plan(const struct gw_plan *plan)
 {
@@ -42,7 +43,7 @@ static char *last_applied(const struct gw_config *cfg, char **last_error)
 	struct gw_error err;
 	char path[4096], *commit = NULL;
 
-	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), cfg->state_dir);
 	gw_state_file_init(&st);
 	if (gw_state_load(&st, path, &err) == 0 && st.commit) {
 		commit = st.commit;

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "gitward/paths.h"
 #include "gitward/apply.h"
 #include "gitward/engine.h"
 
@@ -36,7 +37,7 @@ int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg)
 	int64_t now = gw_now_ms();
 
 	memset(w, 0, sizeof(*w));
-	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), cfg->state_dir);
 	gw_state_file_init(&st);
 	if (gw_state_load(&st, path, &err) < 0)
 		return 0; /* nothing known to watch; the next pass reports it */

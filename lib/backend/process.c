@@ -1,12 +1,13 @@
 /* The process backend: several services per host as plain OS processes.
  *
  * Each workload runs under a small supervisor, the "shim" (this binary run as
- * `gitward __shim`), started with a double fork so it outlives gitward. The
+ * `gitward-shim Process/NAME RUN_DIR`, so `ps` tells what it supervises),
+ * started with a double fork so it outlives gitward. The
  * shim starts the workload in its own session (argv, clean environment,
  * envFiles, workingDir, user, rlimits), pumps its output into a size-bounded
  * log, writes the record that identifies it — pid plus the start time from
  * /proc/PID/stat, so a reused pid is never taken for ours — and, when it
- * exits, its exit status. The records under STATE_DIR/run/process are the
+ * exits, its exit status. The records under RUN_DIR/process are the
  * truth about what runs: a gitward killed at any point leaves no workload
  * unrecorded, and a new gitward adopts them all. A record is believed only
  * while its live supervisor vouches for it (see verify_record): nothing a
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "gitward/backend.h"
+#include "gitward/paths.h"
 #include "gitward/schema.h"
 #include "gitward/state.h"
 
@@ -40,26 +43,23 @@
 #define REPORT_TIMEOUT_MS 30000
 #define INFLIGHT_WAIT_MS 15000 /* a supervisor started by a killed gitward, still starting */
 
-static void paths(char *dir, size_t dsize, const struct gw_backend_ctx *ctx)
-{
-	snprintf(dir, dsize, "%s/run/process", ctx->state_dir);
-}
+#define SHIM_ARGV0 "gitward-shim"
 
-static void record_path(char *buf, size_t size, const char *state_dir, const char *name, const char *ext)
+static void record_path(char *buf, size_t size, const struct gw_backend_ctx *ctx, const char *name, const char *ext)
 {
-	snprintf(buf, size, "%s/run/process/%s.%s", state_dir, name, ext);
+	gw_path_record(buf, size, ctx->run_dir, GW_KIND_PROCESS, name, ext);
 }
 
 /* ---- discover ---- */
 
-static void read_exit(struct gw_observed *o, const char *state_dir)
+static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
 {
 	char path[4096], buf[128];
 	long long pid = 0;
 	int code = -1, sig = 0;
 	FILE *f;
 
-	record_path(path, sizeof(path), state_dir, o->name, "exit");
+	record_path(path, sizeof(path), ctx, o->name, "exit");
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	f = fd >= 0 ? fdopen(fd, "r") : NULL;
 	if (fd >= 0 && !f)
@@ -112,37 +112,49 @@ static bool exe_is_self(long long pid, const struct gw_backend_ctx *ctx)
 	return !strcmp(exe, ctx->self_exe) || !strcmp(exe, want);
 }
 
-/* Does pid run `gitward __shim NAME STATE_DIR` from this gitward binary?
- * Supervisors started before the name and state dir were in their argv run
- * `gitward __shim` alone: they count when they hold this resource's lock,
- * so an upgrade adopts them rather than starting duplicates. */
+/* Does argv (n NUL-terminated strings in buf) equal want[0..nwant)? */
+static bool argv_is(const char *buf, size_t n, const char *const *want, size_t nwant)
+{
+	size_t off = 0, i;
+	for (i = 0; i < nwant && off < n; i++) {
+		if (strcmp(buf + off, want[i]) != 0)
+			return false;
+		off += strlen(buf + off) + 1;
+	}
+	return i == nwant && off == n;
+}
+
+/* Does pid run this gitward binary as `gitward-shim Process/NAME RUN_DIR`,
+ * our supervisor of this resource for this run dir? Supervisors of earlier
+ * versions are ours too, so an upgrade adopts them rather than starting
+ * duplicates: `gitward __shim NAME STATE_DIR`, and `gitward __shim` alone
+ * when it holds this resource's lock. */
 static bool is_our_shim(long long pid, const char *name, const struct gw_backend_ctx *ctx)
 {
-	char buf[8192], lock[4096 + 256];
+	char buf[8192], lock[4096 + 256], key[160];
 	ssize_t n = gw_proc_cmdline(buf, sizeof(buf), pid);
-	const char *want_args[] = { "__shim", name, ctx->state_dir };
-	size_t off, i;
 
 	if (n <= 0)
 		return false;
-	off = strlen(buf) + 1; /* argv[0]: how it was named, not trusted */
-	for (i = 0; i < 3; i++) {
-		if (off >= (size_t)n || strcmp(buf + off, want_args[i]) != 0)
-			break;
-		off += strlen(buf + off) + 1;
-	}
-	if (i == 1 && off == (size_t)n) { /* the legacy form */
-		record_path(lock, sizeof(lock), ctx->state_dir, name, "lock");
+	snprintf(key, sizeof(key), "Process/%s", name);
+	const char *const now[] = { SHIM_ARGV0, key, ctx->run_dir };
+	const char *const before[] = { "__shim", name, ctx->state_dir };
+	const char *const legacy[] = { "__shim" };
+	size_t argv0 = strlen(buf) + 1; /* the earlier forms' argv[0]: how it was named, not trusted */
+	if (argv0 > (size_t)n) /* a cmdline without its final NUL: rewritten, no form of ours */
+		return false;
+	if (argv_is(buf, (size_t)n, now, 3) || argv_is(buf + argv0, (size_t)n - argv0, before, 3))
+		return exe_is_self(pid, ctx);
+	if (argv_is(buf + argv0, (size_t)n - argv0, legacy, 1)) {
+		record_path(lock, sizeof(lock), ctx, name, "lock");
 		return exe_is_self(pid, ctx) && lock_held(lock);
 	}
-	if (i < 3 || off < (size_t)n)
-		return false;
-	return exe_is_self(pid, ctx);
+	return false;
 }
 
 /* Is the workload a run record names one that gitward started? The live
- * supervisor is the anchor: it must be this gitward's `__shim` for this
- * resource and state dir with the recorded start time, and the workload its
+ * supervisor is the anchor: it must be this gitward's `gitward-shim` for this
+ * resource and run dir with the recorded start time, and the workload its
  * child, leading its own session (so its group is its own to signal).
  * 0: ours and running; -ESRCH: the workload is gone (nothing to signal);
  * -EPERM: not ours, with why. */
@@ -169,7 +181,8 @@ static int verify_record(const json_t *rec, const char *name, const struct gw_ba
 		return -EPERM;
 	}
 	if (!is_our_shim(shim, name, ctx)) {
-		snprintf(why, size, "pid %lld is not gitward's supervisor of %s in %s", shim, name, ctx->state_dir);
+		snprintf(why, size, "pid %lld is not gitward's supervisor of Process/%s in %s", shim, name,
+			 ctx->run_dir);
 		return -EPERM;
 	}
 	return 0;
@@ -244,7 +257,7 @@ static int process_discover(struct gw_observed **out, size_t *out_n, const struc
 	struct gw_observed *v = NULL;
 	size_t n = 0, cap = 0;
 
-	paths(dir, sizeof(dir), ctx);
+	gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_PROCESS);
 	d = opendir(dir);
 	if (!d) {
 		if (errno == ENOENT) {
@@ -289,7 +302,7 @@ static int process_discover(struct gw_observed **out, size_t *out_n, const struc
 		if (rc == 0)
 			o->state = GW_STATE_RUNNING;
 		else
-			read_exit(o, ctx->state_dir);
+			read_exit(o, ctx);
 	}
 	closedir(d);
 	*out = v;
@@ -313,13 +326,13 @@ static json_t *job_object(const struct gw_resource *r, const struct gw_backend_c
 	json_t *job = json_object(), *env = json_object();
 
 	json_object_set_new(job, "name", json_string(r->name));
-	record_path(path, sizeof(path), ctx->state_dir, r->name, "json");
+	record_path(path, sizeof(path), ctx, r->name, "json");
 	json_object_set_new(job, "record", json_string(path));
-	record_path(path, sizeof(path), ctx->state_dir, r->name, "exit");
+	record_path(path, sizeof(path), ctx, r->name, "exit");
 	json_object_set_new(job, "exit", json_string(path));
-	record_path(path, sizeof(path), ctx->state_dir, r->name, "lock");
+	record_path(path, sizeof(path), ctx, r->name, "lock");
 	json_object_set_new(job, "lock", json_string(path));
-	snprintf(path, sizeof(path), "%s/logs/process-%s.log", ctx->state_dir, r->name);
+	gw_path_log(path, sizeof(path), ctx->log_dir, GW_KIND_PROCESS, r->name);
 	json_object_set_new(job, "log", json_string(path));
 	json_object_set_new(job, "log_max", json_integer(LOG_MAX));
 	json_object_set_new(job, "argv", strlist_json(&r->command));
@@ -393,21 +406,19 @@ static ssize_t read_report(int fd, char *buf, size_t size, int64_t timeout_ms)
 static int process_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 			  struct gw_error *err)
 {
-	char dir[4096], report[1024];
+	char dir[4096], report[1024], key[160];
 	int job[2] = { -1, -1 }, rep[2] = { -1, -1 }, devnull = -1, rc;
 	pid_t pid;
 
-	paths(dir, sizeof(dir), ctx);
-	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
-		return rc;
-	snprintf(dir, sizeof(dir), "%s/logs", ctx->state_dir);
-	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
+	if ((rc = gw_mkdir_p(gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_PROCESS), 0700, err)) < 0 ||
+	    (rc = gw_mkdir_p(ctx->log_dir, 0700, err)) < 0)
 		return rc;
 
 	char *payload = job_json(r, ctx);
-	/* the name and state dir in its argv let a later gitward tell this
-	 * supervisor from anything a forged record may name */
-	char *const argv[] = { "gitward", "__shim", (char *)r->name, (char *)ctx->state_dir, NULL };
+	/* its name in ps; the resource and run dir in its argv let a later
+	 * gitward tell this supervisor from anything a forged record may name */
+	snprintf(key, sizeof(key), "Process/%s", r->name);
+	char *const argv[] = { SHIM_ARGV0, key, (char *)ctx->run_dir, NULL };
 	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
 	if (pipe2(job, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
 	    (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
@@ -488,7 +499,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 	int rc = 0;
 
-	record_path(path, sizeof(path), ctx->state_dir, o->name, "json");
+	record_path(path, sizeof(path), ctx, o->name, "json");
 	json_t *rec = load_record(path);
 	long long rec_pid = json_integer_value(json_object_get(rec, "pid"));
 	if (gw_proc_alive(o->pid, o->start_time)) {
@@ -530,7 +541,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 		rc = gw_error_set_at(err, -e, path, 0, 0, "cannot remove: %s", strerror(e));
 		goto out;
 	}
-	record_path(path, sizeof(path), ctx->state_dir, o->name, "exit");
+	record_path(path, sizeof(path), ctx, o->name, "exit");
 	unlink(path);
 out:
 	json_decref(rec);
@@ -834,6 +845,7 @@ int gw_process_shim_main(void)
 	json_t *job;
 	char why[512];
 
+	prctl(PR_SET_NAME, SHIM_ARGV0); /* its comm too, for top and pgrep */
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);

@@ -3,12 +3,12 @@
  *
  * QEMU is started with an argv (no shell), daemonized with a pidfile so the
  * VM outlives gitward, its serial console in a log file and its QMP socket in
- * the state dir, and -no-shutdown so a guest that powers off is observed as
- * "stopped" rather than vanishing. The record STATE_DIR/run/vm/NAME.json is
+ * the run dir, and -no-shutdown so a guest that powers off is observed as
+ * "stopped" rather than vanishing. The record RUN_DIR/vm/NAME.json is
  * written before QEMU starts (pid 0: pending) and completed from the pidfile,
  * so a gitward killed mid-create still finds the VM; the pid is checked
  * against its start time from /proc/PID/stat, and only a QEMU whose argv
- * names this VM and its QMP socket in our state dir is ever signalled.
+ * names this VM and its QMP socket in our run dir is ever signalled.
  * Stop = system_powerdown, wait stopTimeout, quit, then SIGKILL.
  */
 #define _GNU_SOURCE
@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "gitward/backend.h"
+#include "gitward/paths.h"
 #include "gitward/qmp.h"
 #include "gitward/schema.h"
 #include "gitward/state.h"
@@ -38,9 +39,9 @@
 
 extern char **environ;
 
-static void vm_path(char *buf, size_t size, const char *state_dir, const char *name, const char *ext)
+static void vm_path(char *buf, size_t size, const char *run_dir, const char *name, const char *ext)
 {
-	snprintf(buf, size, "%s/run/vm/%s.%s", state_dir, name, ext);
+	gw_path_record(buf, size, run_dir, GW_KIND_VM, name, ext);
 }
 
 /* start time of pid, or -1 when it is gone */
@@ -55,11 +56,11 @@ static long long start_time_of(long long pid)
 
 static char *qemu_escape(const char *s);
 
-/* Does pid run QEMU for this VM of this state dir? Its argv must carry
- * `-name gitward-NAME` and `-qmp unix:STATE_DIR/run/vm/NAME.qmp,...` exactly
+/* Does pid run QEMU for this VM of this run dir? Its argv must carry
+ * `-name gitward-NAME` and `-qmp unix:RUN_DIR/vm/NAME.qmp,...` exactly
  * as build_argv writes them: a pidfile or record naming anything else (a
  * reused pid, a forged file) is not ours. */
-static bool is_our_qemu(long long pid, const char *name, const char *state_dir)
+static bool is_our_qemu(long long pid, const char *name, const char *run_dir)
 {
 	char buf[16384], want_name[128], qmp[4096];
 	ssize_t n = gw_proc_cmdline(buf, sizeof(buf), pid);
@@ -68,7 +69,7 @@ static bool is_our_qemu(long long pid, const char *name, const char *state_dir)
 	if (pid <= 1 || n <= 0)
 		return false;
 	snprintf(want_name, sizeof(want_name), "gitward-%s", name);
-	snprintf(qmp, sizeof(qmp), "%s/run/vm/%s.qmp", state_dir, name);
+	vm_path(qmp, sizeof(qmp), run_dir, name, "qmp");
 	char *e = qemu_escape(qmp);
 	struct gw_strbuf want_qmp;
 	gw_strbuf_init(&want_qmp);
@@ -169,7 +170,7 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 	struct gw_observed *v = NULL;
 	size_t n = 0, cap = 0;
 
-	snprintf(dir, sizeof(dir), "%s/run/vm", ctx->state_dir);
+	gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_VM);
 	d = opendir(dir);
 	if (!d) {
 		if (errno == ENOENT) {
@@ -207,14 +208,14 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 		if (o->pid == 0) {
 			/* pending: a gitward was killed while starting it */
 			char pidfile[4096];
-			vm_path(pidfile, sizeof(pidfile), ctx->state_dir, name, "pid");
+			vm_path(pidfile, sizeof(pidfile), ctx->run_dir, name, "pid");
 			long long pid = read_pidfile(pidfile);
-			if (pid > 1 && is_our_qemu(pid, name, ctx->state_dir)) {
+			if (pid > 1 && is_our_qemu(pid, name, ctx->run_dir)) {
 				o->pid = pid;
 				o->start_time = start_time_of(pid);
 			}
 		}
-		if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, name, ctx->state_dir)) {
+		if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, name, ctx->run_dir)) {
 			gw_log(GW_LOG_WARN, name,
 			       "run record %s names pid %lld, which is not QEMU running this VM: not ours, ignored",
 			       path, o->pid);
@@ -224,7 +225,7 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 		}
 		if (gw_proc_alive(o->pid, o->start_time)) {
 			char sock[4096];
-			vm_path(sock, sizeof(sock), ctx->state_dir, name, "qmp");
+			vm_path(sock, sizeof(sock), ctx->run_dir, name, "qmp");
 			qmp_status(o, sock);
 		} else {
 			o->state = GW_STATE_FAILED;
@@ -402,7 +403,7 @@ static void forget(const struct gw_backend_ctx *ctx, const char *name)
 	static const char *const exts[] = { "json", "pid", "qmp" };
 	char path[4096];
 	for (size_t i = 0; i < 3; i++) {
-		vm_path(path, sizeof(path), ctx->state_dir, name, exts[i]);
+		vm_path(path, sizeof(path), ctx->run_dir, name, exts[i]);
 		unlink(path);
 	}
 }
@@ -419,18 +420,18 @@ static int vm_create(struct gw_observed *o, const struct gw_resource *r, const s
 	if ((rc = check_file("kernel", r->kernel, err)) < 0 || (rc = check_file("initrd", r->initrd, err)) < 0 ||
 	    (rc = check_file("disk", r->disk, err)) < 0)
 		return rc;
-	snprintf(dir, sizeof(dir), "%s/run/vm", ctx->state_dir);
-	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
+	vm_path(qmp, sizeof(qmp), ctx->run_dir, r->name, "qmp");
+	if (strlen(qmp) > GW_SOCKET_PATH_MAX)
+		return gw_error_set(err, -ENAMETOOLONG,
+				    "QMP socket path %s is %zu bytes, longer than a unix socket takes (%d): choose a "
+				    "shorter --run-dir",
+				    qmp, strlen(qmp), GW_SOCKET_PATH_MAX);
+	if ((rc = gw_mkdir_p(gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_VM), 0700, err)) < 0 ||
+	    (rc = gw_mkdir_p(ctx->log_dir, 0700, err)) < 0)
 		return rc;
-	snprintf(dir, sizeof(dir), "%s/logs", ctx->state_dir);
-	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
-		return rc;
-	vm_path(rec, sizeof(rec), ctx->state_dir, r->name, "json");
-	vm_path(pidfile, sizeof(pidfile), ctx->state_dir, r->name, "pid");
-	vm_path(qmp, sizeof(qmp), ctx->state_dir, r->name, "qmp");
-	snprintf(log, sizeof(log), "%s/logs/vm-%s.log", ctx->state_dir, r->name);
-	if (strlen(qmp) >= 108)
-		return gw_error_set(err, -ENAMETOOLONG, "QMP socket path %s is too long for a unix socket", qmp);
+	vm_path(rec, sizeof(rec), ctx->run_dir, r->name, "json");
+	vm_path(pidfile, sizeof(pidfile), ctx->run_dir, r->name, "pid");
+	gw_path_log(log, sizeof(log), ctx->log_dir, GW_KIND_VM, r->name);
 	unlink(pidfile);
 	unlink(qmp);
 	/* keep the previous boot's console (a crash's last words) as .1 */
@@ -563,12 +564,12 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 	char sock[4096];
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 
-	if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, o->name, ctx->state_dir))
+	if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, o->name, ctx->run_dir))
 		return gw_error_set(err, -EPERM, "pid %lld is not QEMU running this VM: not signalled", o->pid);
 	if (gw_proc_alive(o->pid, o->start_time)) {
 		struct gw_qmp *q = NULL;
 		struct gw_error qerr;
-		vm_path(sock, sizeof(sock), ctx->state_dir, o->name, "qmp");
+		vm_path(sock, sizeof(sock), ctx->run_dir, o->name, "qmp");
 		if (gw_qmp_connect(&q, sock, QMP_TIMEOUT_MS, &qerr) == 0) {
 			/* graceful first: ACPI power button, until stopTimeout */
 			if (gw_qmp_execute(NULL, q, "system_powerdown", NULL, QMP_TIMEOUT_MS, &qerr) == 0) {
@@ -604,7 +605,7 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 	}
 	/* forget it, unless a newer instance took the record */
 	char rec[4096];
-	vm_path(rec, sizeof(rec), ctx->state_dir, o->name, "json");
+	vm_path(rec, sizeof(rec), ctx->run_dir, o->name, "json");
 	json_t *cur = load_record(rec);
 	long long cur_pid = json_integer_value(json_object_get(cur, "pid"));
 	json_decref(cur);

@@ -2,6 +2,7 @@
  * applied commit and what gitward manages — written atomically and checked
  * on read, so a torn file is reported rather than half-trusted. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gitward/paths.h"
 #include "gitward/schema.h"
 #include "gitward/state.h"
 
@@ -239,54 +241,101 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
 	}
 }
 
-/* One entry of the state dir: a real directory (no link), ours, writable by
- * nobody else — whoever could write here could make gitward signal, delete
- * or overwrite what they choose. */
-static int check_dir(const char *path, int follow, struct gw_error *err)
+/* One of gitward's directories or an entry of one: a real directory (no
+ * link), ours, writable by nobody else — whoever could write here could make
+ * gitward signal, delete or overwrite what they choose. `what` names the
+ * dir in messages, `option` the flag that moves it. */
+static int check_dir(const char *path, int follow, const char *what, const char *option, struct gw_error *err)
 {
 	struct stat st;
 	if ((follow ? stat(path, &st) : lstat(path, &st)) < 0) {
 		if (errno == ENOENT && !follow)
 			return 0;
-		return gw_error_set_at(err, -errno, path, 0, 0, "state dir: %s", strerror(errno));
+		return gw_error_set_at(err, -errno, path, 0, 0, "%s: %s", what, strerror(errno));
 	}
 	if (!S_ISDIR(st.st_mode))
 		return gw_error_set_at(err, -ENOTDIR, path, 0, 0,
-				       "state dir: not a directory%s (remove it; gitward creates its own)",
+				       "%s: not a directory%s (remove it; gitward creates its own)", what,
 				       S_ISLNK(st.st_mode) ? " but a symbolic link" : "");
 	if (st.st_uid != geteuid())
-		return gw_error_set_at(
-			err, -EPERM, path, 0, 0,
-			"state dir is owned by uid %u, not by this user (uid %u): chown it or use another "
-			"--state-dir",
-			(unsigned)st.st_uid, (unsigned)geteuid());
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
 		return gw_error_set_at(err, -EPERM, path, 0, 0,
-				       "state dir is writable by %s (mode %04o): chmod go-w it",
+				       "%s is owned by uid %u, not by this user (uid %u): chown it or use another %s",
+				       what, (unsigned)st.st_uid, (unsigned)geteuid(), option);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return gw_error_set_at(err, -EPERM, path, 0, 0, "%s is writable by %s (mode %04o): chmod go-w it", what,
 				       st.st_mode & S_IWOTH ? "others" : "its group", (unsigned)(st.st_mode & 07777));
 	return 0;
 }
 
-int gw_state_dir_check(const char *dir, struct gw_error *err)
+/* The run or log dir: inside the state dir (the default with --state-dir)
+ * it is an entry of it, made when first needed; on its own (/run/gitward)
+ * it is made now, then checked like the state dir. */
+static int check_own_dir(const char *inside, const char *dir, const char *what, const char *option,
+			 struct gw_error *err)
 {
-	static const char *const subdirs[] = { "run", "run/process", "run/vm", "logs" };
+	int rc;
+	if (!strcmp(dir, inside))
+		return check_dir(dir, 0, "state dir", "--state-dir", err);
+	if ((rc = gw_mkdir_p(dir, 0700, err)) < 0)
+		return rc;
+	return check_dir(dir, 1, what, option, err);
+}
+
+int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err)
+{
+	static const enum gw_kind kinds[] = { GW_KIND_PROCESS, GW_KIND_VM };
 	char path[4096];
-	int rc = check_dir(dir, 1, err);
-	for (size_t i = 0; rc == 0 && i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, subdirs[i]);
-		rc = check_dir(path, 0, err);
-	}
+	int rc = check_dir(state_dir, 1, "state dir", "--state-dir", err);
+	if (rc == 0)
+		rc = check_own_dir(gw_path_state_run(path, sizeof(path), state_dir), run_dir, "run dir", "--run-dir",
+				   err);
+	for (size_t i = 0; rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		rc = check_dir(gw_path_kind_dir(path, sizeof(path), run_dir, kinds[i]), 0,
+			       gw_dirs_run_is_legacy(state_dir, run_dir) ? "state dir" : "run dir",
+			       gw_dirs_run_is_legacy(state_dir, run_dir) ? "--state-dir" : "--run-dir", err);
+	if (rc == 0)
+		rc = check_own_dir(gw_path_state_logs(path, sizeof(path), state_dir), log_dir, "log dir", "--log-dir",
+				   err);
 	return rc;
 }
 
-int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err)
+/* Run records an earlier version left in STATE/run while the run dir is now
+ * elsewhere: their workloads would be started a second time. */
+static int check_no_stranded_records(const char *state_dir, const char *run_dir, struct gw_error *err)
+{
+	static const enum gw_kind kinds[] = { GW_KIND_PROCESS, GW_KIND_VM };
+	char old[4096], logs[4096], dir[4200];
+	if (gw_dirs_run_is_legacy(state_dir, run_dir))
+		return 0;
+	gw_path_state_run(old, sizeof(old), state_dir);
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		DIR *d = opendir(gw_path_kind_dir(dir, sizeof(dir), old, kinds[i]));
+		struct dirent *de;
+		bool found = false;
+		while (d && !found && (de = readdir(d))) {
+			size_t len = strlen(de->d_name);
+			found = len > 5 && !strcmp(de->d_name + len - 5, ".json");
+		}
+		if (d)
+			closedir(d);
+		if (found)
+			return gw_error_set_at(err, -EEXIST, dir, 0, 0,
+					       "holds run records of workloads started with the run dir %s: keep "
+					       "managing them with --run-dir %s (and --log-dir %s)",
+					       old, old, gw_path_state_logs(logs, sizeof(logs), state_dir));
+	}
+	return 0;
+}
+
+int gw_state_lock(int *out_fd, const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err)
 {
 	char path[4096], buf[32];
 	int fd, rc;
 
-	if ((rc = gw_state_dir_check(dir, err)) < 0)
+	if ((rc = gw_state_dir_check(state_dir, run_dir, log_dir, err)) < 0 ||
+	    (rc = check_no_stranded_records(state_dir, run_dir, err)) < 0)
 		return rc;
-	snprintf(path, sizeof(path), "%s/lock", dir);
+	gw_path_lock(path, sizeof(path), state_dir, run_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (fd < 0 && errno == ELOOP)
 		return gw_error_set_at(err, -ELOOP, path, 0, 0, "lock is a symbolic link: remove it");
@@ -304,8 +353,8 @@ int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err)
 		buf[n > 0 ? n : 0] = '\0';
 		buf[strcspn(buf, "\n")] = '\0';
 		if (e == EWOULDBLOCK)
-			return gw_error_set(err, -EBUSY, "state dir %s is in use by another gitward (pid %s)", dir,
-					    buf[0] ? buf : "unknown");
+			return gw_error_set(err, -EBUSY, "state dir %s is in use by another gitward (pid %s)",
+					    state_dir, buf[0] ? buf : "unknown");
 		return gw_error_set_at(err, -e, path, 0, 0, "cannot lock: %s", strerror(e));
 	}
 	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
@@ -320,16 +369,7 @@ int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err)
 
 char *gw_state_default_dir(void)
 {
-	struct gw_strbuf sb;
-	gw_strbuf_init(&sb);
-	if (geteuid() == 0) {
-		gw_strbuf_puts(&sb, "/var/lib/gitward");
-	} else {
-		const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-		if (x && *x)
-			gw_strbuf_printf(&sb, "%s/gitward", x);
-		else
-			gw_strbuf_printf(&sb, "%s/.local/state/gitward", home && *home ? home : "/tmp");
-	}
-	return gw_strbuf_detach(&sb);
+	struct gw_dirs_env env;
+	gw_dirs_env_from_process(&env);
+	return gw_dirs_default_state(&env);
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "gitward/config.h"
+#include "gitward/paths.h"
 #include "gitward/state.h"
 
 static const struct {
@@ -19,6 +20,8 @@ static const struct {
 	{ "ref", GW_CFG_REF, 0, 0 },
 	{ "path", GW_CFG_PATH, 1, 0 },
 	{ "state-dir", GW_CFG_STATE_DIR, 0, 0 },
+	{ "run-dir", GW_CFG_RUN_DIR, 0, 0 },
+	{ "log-dir", GW_CFG_LOG_DIR, 0, 0 },
 	{ "node", GW_CFG_NODE, 0, 0 },
 	{ "label", GW_CFG_LABEL, 1, 0 },
 	{ "interval", GW_CFG_INTERVAL, 0, 0 },
@@ -56,6 +59,8 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->ref);
 	gw_strlist_free(&cfg->paths);
 	free(cfg->state_dir);
+	free(cfg->run_dir);
+	free(cfg->log_dir);
 	free(cfg->node);
 	gw_strmap_free(&cfg->labels);
 	free(cfg->listen);
@@ -114,8 +119,13 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		cfg->paths.v = gw_xrealloc(cfg->paths.v, (cfg->paths.n + 2) * sizeof(char *));
 		cfg->paths.v[cfg->paths.n++] = gw_xstrdup(value);
 		cfg->paths.v[cfg->paths.n] = NULL;
-	} else if (!strcmp(name, "state-dir")) {
-		replace(&cfg->state_dir, value);
+	} else if (!strcmp(name, "state-dir") || !strcmp(name, "run-dir") || !strcmp(name, "log-dir")) {
+		if (!*value)
+			return gw_error_set(err, -EINVAL, "--%s: expected a directory", name);
+		replace(!strcmp(name, "state-dir")	   ? &cfg->state_dir
+				: !strcmp(name, "run-dir") ? &cfg->run_dir
+							   : &cfg->log_dir,
+			value);
 	} else if (!strcmp(name, "node")) {
 		if (!*value || strlen(value) > 63 ||
 		    strspn(value,
@@ -302,19 +312,13 @@ static void make_absolute(char **p)
 
 int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 {
-	if (!cfg->state_dir)
-		cfg->state_dir = gw_state_default_dir();
-	if (cfg->state_dir[0] != '/') {
-		/* absolute: supervisors, labels and records must not depend on a cwd */
-		char cwd[4096];
-		if (getcwd(cwd, sizeof(cwd))) {
-			struct gw_strbuf sb;
-			gw_strbuf_init(&sb);
-			gw_strbuf_printf(&sb, "%s/%s", cwd, cfg->state_dir);
-			free(cfg->state_dir);
-			cfg->state_dir = gw_strbuf_detach(&sb);
-		}
-	}
+	struct gw_dirs_env env;
+	/* absolute: supervisors, labels and records must not depend on a cwd */
+	make_absolute(&cfg->state_dir);
+	make_absolute(&cfg->run_dir);
+	make_absolute(&cfg->log_dir);
+	gw_dirs_env_from_process(&env);
+	gw_dirs_resolve(&cfg->state_dir, &cfg->run_dir, &cfg->log_dir, &env);
 	if (!cfg->node) {
 		char host[256] = "";
 		gethostname(host, sizeof(host) - 1);

@@ -1,5 +1,6 @@
-/* The state file round-trips, a torn or foreign file is refused, and the
- * state dir lock names its holder. */
+/* The state file round-trips, a torn or foreign file is refused, the
+ * state dir lock names its holder, and the state, run and log dirs follow
+ * their rule (FHS, XDG, or inside a given state dir). */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "gitward/paths.h"
 #include "gitward/state.h"
 
 static char dir[64];
@@ -112,19 +114,28 @@ static void test_missing_is_empty_and_torn_is_refused(void **state)
 	assert_int_equal(gw_state_load(&st, path, &err), -EBADMSG);
 }
 
+/* the lock of a state dir given alone: run and log dirs inside it */
+static int lock_dir(int *fd, const char *state_dir, struct gw_error *err)
+{
+	char run[300], log[300];
+	snprintf(run, sizeof(run), "%s/run", state_dir);
+	snprintf(log, sizeof(log), "%s/logs", state_dir);
+	return gw_state_lock(fd, state_dir, run, log, err);
+}
+
 static void test_lock_is_exclusive_and_names_the_holder(void **state)
 {
 	(void)state;
 	int fd1 = -1, fd2 = -1;
 	struct gw_error err;
 	char want[64];
-	assert_int_equal(gw_state_lock(&fd1, dir, &err), 0);
-	assert_int_equal(gw_state_lock(&fd2, dir, &err), -EBUSY);
+	assert_int_equal(lock_dir(&fd1, dir, &err), 0);
+	assert_int_equal(lock_dir(&fd2, dir, &err), -EBUSY);
 	assert_int_equal(fd2, -1);
 	snprintf(want, sizeof(want), "(pid %d)", (int)getpid());
 	assert_non_null(strstr(err.msg, want));
 	close(fd1);
-	assert_int_equal(gw_state_lock(&fd2, dir, &err), 0);
+	assert_int_equal(lock_dir(&fd2, dir, &err), 0);
 	close(fd2);
 }
 
@@ -217,17 +228,17 @@ static void test_state_dir_must_be_ours_and_private(void **state)
 	snprintf(sub, sizeof(sub), "%s/shared", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
 	assert_int_equal(chmod(sub, 0777), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -EPERM);
+	assert_int_equal(lock_dir(&fd, sub, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "state dir is writable by others (mode 0777): chmod go-w it"));
 	assert_string_equal(err.file, sub);
 	assert_int_equal(chmod(sub, 0770), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -EPERM);
+	assert_int_equal(lock_dir(&fd, sub, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "writable by its group"));
 	assert_int_equal(chmod(sub, 0700), 0);
 	/* a subdir that is a link: refused, not followed */
 	snprintf(link, sizeof(link), "%s/logs", sub);
 	assert_int_equal(symlink("/tmp", link), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -ENOTDIR);
+	assert_int_equal(lock_dir(&fd, sub, &err), -ENOTDIR);
 	assert_non_null(strstr(err.msg, "not a directory but a symbolic link"));
 	unlink(link);
 	/* the lock as a link: refused, the target untouched */
@@ -235,15 +246,190 @@ static void test_state_dir_must_be_ours_and_private(void **state)
 	f_write(link, "precious");
 	snprintf(lock, sizeof(lock), "%s/lock", sub);
 	assert_int_equal(symlink(link, lock), 0);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), -ELOOP);
+	assert_int_equal(lock_dir(&fd, sub, &err), -ELOOP);
 	assert_string_equal(err.msg, "lock is a symbolic link: remove it");
 	assert_int_equal(fd, -1);
 	unlink(lock);
-	assert_int_equal(gw_state_lock(&fd, sub, &err), 0);
+	assert_int_equal(lock_dir(&fd, sub, &err), 0);
 	close(fd);
 	unlink(lock);
 	unlink(link);
 	rmdir(sub);
+}
+
+static void resolve(char **state, char **run, char **log, const struct gw_dirs_env *env)
+{
+	gw_dirs_resolve(state, run, log, env);
+	assert_non_null(*state);
+	assert_non_null(*run);
+	assert_non_null(*log);
+}
+
+static void free3(char **a, char **b, char **c)
+{
+	free(*a);
+	free(*b);
+	free(*c);
+	*a = *b = *c = NULL;
+}
+
+static void test_nothing_given_as_root_is_the_fhs_layout(void **state)
+{
+	(void)state;
+	char root[128], want[200];
+	char *s = NULL, *r = NULL, *l = NULL;
+	snprintf(root, sizeof(root), "%s/root", dir); /* never the host's /var/lib, /run, /var/log */
+	struct gw_dirs_env env = { .euid = 0, .xdg_state_home = "/x/state", .xdg_runtime_dir = "/x/rt", .root = root };
+	resolve(&s, &r, &l, &env);
+	snprintf(want, sizeof(want), "%s/var/lib/gitward", root);
+	assert_string_equal(s, want);
+	snprintf(want, sizeof(want), "%s/run/gitward", root);
+	assert_string_equal(r, want);
+	snprintf(want, sizeof(want), "%s/var/log/gitward", root);
+	assert_string_equal(l, want);
+	free3(&s, &r, &l);
+	/* and nothing was created to find that out */
+	struct stat st;
+	assert_int_equal(lstat(root, &st), -1);
+}
+
+static void test_nothing_given_as_a_user_is_the_xdg_layout(void **state)
+{
+	(void)state;
+	char *s = NULL, *r = NULL, *l = NULL;
+	struct gw_dirs_env env = { .euid = 1000,
+				   .xdg_state_home = "/x/state",
+				   .xdg_runtime_dir = "/x/rt",
+				   .home = "/home/u",
+				   .root = "/nonexistent" };
+	resolve(&s, &r, &l, &env);
+	assert_string_equal(s, "/x/state/gitward");
+	assert_string_equal(r, "/x/rt/gitward");
+	assert_string_equal(l, "/x/state/gitward/logs");
+	free3(&s, &r, &l);
+	/* no runtime dir: the run dir stays in the state dir; relative XDG values are ignored */
+	env.xdg_runtime_dir = NULL;
+	env.xdg_state_home = "relative";
+	resolve(&s, &r, &l, &env);
+	assert_string_equal(s, "/home/u/.local/state/gitward");
+	assert_string_equal(r, "/home/u/.local/state/gitward/run");
+	assert_string_equal(l, "/home/u/.local/state/gitward/logs");
+	free3(&s, &r, &l);
+}
+
+static void test_state_dir_given_keeps_run_and_logs_inside_it(void **state)
+{
+	(void)state;
+	char *s = gw_xstrdup("/srv/gw"), *r = NULL, *l = NULL;
+	struct gw_dirs_env env = { .euid = 0, .xdg_runtime_dir = "/x/rt", .root = "" };
+	resolve(&s, &r, &l, &env);
+	assert_string_equal(s, "/srv/gw");
+	assert_string_equal(r, "/srv/gw/run");
+	assert_string_equal(l, "/srv/gw/logs");
+	free3(&s, &r, &l);
+	/* each one given is kept */
+	s = gw_xstrdup("/srv/gw");
+	r = gw_xstrdup("/run/other");
+	resolve(&s, &r, &l, &env);
+	assert_string_equal(r, "/run/other");
+	assert_string_equal(l, "/srv/gw/logs");
+	free3(&s, &r, &l);
+	l = gw_xstrdup("/var/log/other");
+	resolve(&s, &r, &l, &env);
+	assert_string_equal(r, "/run/gitward");
+	assert_string_equal(l, "/var/log/other");
+	free3(&s, &r, &l);
+}
+
+static void test_an_earlier_layout_is_kept_when_nothing_is_given(void **state)
+{
+	(void)state;
+	char root[128], path[200];
+	char *s = NULL, *r = NULL, *l = NULL;
+	struct gw_error err;
+	snprintf(root, sizeof(root), "%s/old", dir);
+	snprintf(path, sizeof(path), "%s/var/lib/gitward/run", root);
+	assert_int_equal(gw_mkdir_p(path, 0700, &err), 0);
+	struct gw_dirs_env env = { .euid = 0, .root = root };
+	resolve(&s, &r, &l, &env);
+	assert_string_equal(r, path);
+	snprintf(path, sizeof(path), "%s/var/log/gitward", root);
+	assert_string_equal(l, path); /* no STATE/logs: the log dir moves */
+	free3(&s, &r, &l);
+	snprintf(path, sizeof(path), "%s/var/lib/gitward/logs", root);
+	assert_int_equal(gw_mkdir_p(path, 0700, &err), 0);
+	resolve(&s, &r, &l, &env);
+	assert_string_equal(l, path);
+	free3(&s, &r, &l);
+	gw_rm_rf(root);
+}
+
+static void test_paths_are_named_in_one_place(void **state)
+{
+	(void)state;
+	char b[256];
+	assert_string_equal(gw_path_state_file(b, sizeof(b), "/s"), "/s/state.json");
+	assert_string_equal(gw_path_repo(b, sizeof(b), "/s"), "/s/repo.git");
+	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/run"), "/s/lock");
+	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/run/gitward"), "/run/gitward/lock");
+	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/runner"), "/s/runner/lock");
+	assert_string_equal(gw_path_kind_dir(b, sizeof(b), "/r", GW_KIND_PROCESS), "/r/process");
+	assert_string_equal(gw_path_kind_dir(b, sizeof(b), "/r", GW_KIND_VM), "/r/vm");
+	assert_string_equal(gw_path_record(b, sizeof(b), "/r", GW_KIND_PROCESS, "web", "json"), "/r/process/web.json");
+	assert_string_equal(gw_path_record(b, sizeof(b), "/r", GW_KIND_VM, "db", "qmp"), "/r/vm/db.qmp");
+	assert_string_equal(gw_path_log(b, sizeof(b), "/l", GW_KIND_PROCESS, "web"), "/l/process-web.log");
+	assert_string_equal(gw_path_log(b, sizeof(b), "/l", GW_KIND_VM, "db"), "/l/vm-db.log");
+}
+
+static void test_run_and_log_dirs_are_checked_like_the_state_dir(void **state)
+{
+	(void)state;
+	char top[128], s[160], r[160], l[160], path[256];
+	int fd = -1;
+	struct gw_error err;
+	snprintf(top, sizeof(top), "%s/three", dir);
+	snprintf(s, sizeof(s), "%s/state", top);
+	snprintf(r, sizeof(r), "%s/run/gitward", top);
+	snprintf(l, sizeof(l), "%s/log/gitward", top);
+	assert_int_equal(gw_mkdir_p(s, 0700, &err), 0);
+	/* made when missing, private; the lock in the run dir */
+	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), 0);
+	close(fd);
+	struct stat st;
+	assert_int_equal(stat(r, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(stat(l, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	snprintf(path, sizeof(path), "%s/lock", r);
+	assert_int_equal(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/lock", s);
+	assert_int_equal(stat(path, &st), -1);
+	/* writable by others: refused, naming the option */
+	assert_int_equal(chmod(r, 0777), 0);
+	fd = -1;
+	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), -EPERM);
+	assert_int_equal(fd, -1);
+	assert_string_equal(err.file, r);
+	assert_string_equal(err.msg, "run dir is writable by others (mode 0777): chmod go-w it");
+	assert_int_equal(chmod(r, 0700), 0);
+	assert_int_equal(chmod(l, 0750), 0);
+	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), 0);
+	close(fd);
+	assert_int_equal(chmod(l, 0720), 0);
+	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), -EPERM);
+	assert_string_equal(err.msg, "log dir is writable by its group (mode 0720): chmod go-w it");
+	assert_int_equal(chmod(l, 0700), 0);
+	/* records an earlier layout left in STATE/run: not stranded */
+	snprintf(path, sizeof(path), "%s/run/process", s);
+	assert_int_equal(gw_mkdir_p(path, 0700, &err), 0);
+	snprintf(path, sizeof(path), "%s/run/process/web.json", s);
+	f_write(path, "{}");
+	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "holds run records of workloads started with the run dir"));
+	unlink(path);
+	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), 0);
+	close(fd);
+	gw_rm_rf(top);
 }
 
 int main(void)
@@ -256,6 +442,12 @@ int main(void)
 		cmocka_unit_test(test_record_reader_on_bytes),
 		cmocka_unit_test(test_invalid_names_on_disk_are_ignored),
 		cmocka_unit_test(test_state_dir_must_be_ours_and_private),
+		cmocka_unit_test(test_nothing_given_as_root_is_the_fhs_layout),
+		cmocka_unit_test(test_nothing_given_as_a_user_is_the_xdg_layout),
+		cmocka_unit_test(test_state_dir_given_keeps_run_and_logs_inside_it),
+		cmocka_unit_test(test_an_earlier_layout_is_kept_when_nothing_is_given),
+		cmocka_unit_test(test_paths_are_named_in_one_place),
+		cmocka_unit_test(test_run_and_log_dirs_are_checked_like_the_state_dir),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

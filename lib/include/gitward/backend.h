@@ -18,7 +18,9 @@
 
 /* What every backend call may use. */
 struct gw_backend_ctx {
-	const char *state_dir; /* records, logs, sockets live under here */
+	const char *state_dir; /* whose node this is: containers are labelled with it */
+	const char *run_dir; /* run records, pidfiles, QMP sockets (gitward/paths.h names them) */
+	const char *log_dir; /* workload output, VM consoles */
 	const char *container_socket; /* NULL: the SPEC default search */
 	const char *self_exe; /* this gitward binary, for helper processes */
 	const char *qemu_binary; /* NULL: qemu-system-x86_64 on PATH */

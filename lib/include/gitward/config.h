@@ -15,6 +15,8 @@ struct gw_config {
 	char *ref;
 	struct gw_strlist paths;
 	char *state_dir;
+	char *run_dir; /* lock, run records, QMP sockets (see gitward/paths.h) */
+	char *log_dir; /* workload logs */
 	char *node;
 	struct gw_strmap labels; /* plus "node" = node name */
 	int64_t interval_ms;
@@ -76,6 +78,8 @@ enum gw_config_bit {
 	GW_CFG_GPG_KEYRING = 1u << 26,
 	GW_CFG_STUCK_AFTER = 1u << 27,
 	GW_CFG_SPLAY = 1u << 28,
+	GW_CFG_RUN_DIR = 1u << 29,
+	GW_CFG_LOG_DIR = 1u << 30,
 };
 
 void gw_config_init(struct gw_config *cfg);
@@ -86,7 +90,7 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 /* Read a config file; options already set (by flags) are kept. Problems go
  * to diags with file:line:col. */
 int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags *diags);
-/* Fill defaults (state dir, node name, interval, listen, labels["node"]) and
+/* Fill defaults (state, run and log dirs by gw_dirs_resolve, node name, interval, listen, labels["node"]) and
  * check options that go together (-EINVAL: a usage error). */
 int gw_config_finish(struct gw_config *cfg, struct gw_error *err);
 

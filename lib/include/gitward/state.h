@@ -37,13 +37,17 @@ int gw_record_parse_buf(struct gw_observed *o, enum gw_kind kind, const char *na
 char *gw_state_render_status(const struct gw_state_file *st);
 void gw_state_render_status_text(FILE *f, const struct gw_state_file *st);
 
-/* The state dir and its subdirs are directories (no links) owned by this
- * user and writable by no one else; else -EPERM/-ENOTDIR naming the fix. */
-int gw_state_dir_check(const char *dir, struct gw_error *err);
-/* Check the state dir (gw_state_dir_check), then take its lock or fail at once naming the holder's pid. The fd
- * stays open (O_CLOEXEC) for the life of the process. */
-int gw_state_lock(int *out_fd, const char *dir, struct gw_error *err);
-/* Default state dir: /var/lib/gitward as root, else $XDG_STATE_HOME/gitward. */
+/* The state dir, the run dir (and its process/ and vm/) and the log dir are
+ * directories (no links) owned by this user and writable by no one else;
+ * else -EPERM/-ENOTDIR naming the fix. A run or log dir outside the state
+ * dir is created first. */
+int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err);
+/* Check the dirs (gw_state_dir_check), then take the lock (gw_path_lock) or
+ * fail at once naming the holder's pid. Refused too when the run dir moved
+ * away from STATE/run while records remain there. The fd stays open
+ * (O_CLOEXEC) for the life of the process. */
+int gw_state_lock(int *out_fd, const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err);
+/* Default state dir (gw_dirs_default_state of this process). */
 char *gw_state_default_dir(void);
 
 #endif

@@ -1,0 +1,68 @@
+/* Where gitward keeps what: the one place that names the files of its three
+ * directories, and the rule that picks those directories.
+ *
+ *   state dir  state.json, repo.git (the Git cache)       /var/lib/gitward
+ *   run dir    lock, process/ and vm/ records, pidfiles,   /run/gitward
+ *              QMP sockets: they describe running processes and are gone
+ *              after a reboot, like the processes
+ *   log dir    workload output and VM consoles             /var/log/gitward
+ */
+#ifndef GITWARD_PATHS_H
+#define GITWARD_PATHS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gitward/resource.h"
+
+/* What the default rule looks at, injectable so tests never touch the real
+ * /var/lib, /run and /var/log. */
+struct gw_dirs_env {
+	unsigned euid;
+	const char *xdg_state_home; /* NULL or "": unset */
+	const char *xdg_runtime_dir;
+	const char *home;
+	const char *root; /* prefix of the system paths: "" on a real host */
+};
+
+/* This process's euid and environment, root "". */
+void gw_dirs_env_from_process(struct gw_dirs_env *env);
+
+/* The default state dir: ROOT/var/lib/gitward as root, else
+ * $XDG_STATE_HOME/gitward (~/.local/state/gitward). Caller frees. */
+char *gw_dirs_default_state(const struct gw_dirs_env *env);
+
+/* Fill each of *state, *run, *log left NULL (given ones are kept; all are
+ * absolute already). The rule:
+ *  - --state-dir given: run = STATE/run, log = STATE/logs (the layout of
+ *    earlier versions, so existing installs and scripts keep working);
+ *  - nothing given: the FHS dirs — as root ROOT/var/lib/gitward,
+ *    ROOT/run/gitward, ROOT/var/log/gitward; otherwise the XDG dirs
+ *    $XDG_STATE_HOME/gitward, $XDG_RUNTIME_DIR/gitward (STATE/run without
+ *    it) and STATE/logs. A STATE/run or STATE/logs left by an earlier
+ *    version is kept in use, so its supervisors are adopted, not doubled. */
+void gw_dirs_resolve(char **state, char **run, char **log, const struct gw_dirs_env *env);
+
+/* Is run the run dir inside state (STATE/run), the layout of earlier
+ * versions? Then the lock stays STATE/lock. */
+bool gw_dirs_run_is_legacy(const char *state_dir, const char *run_dir);
+
+/* The names. Each writes into buf (truncated to size) and returns buf. */
+/* STATE/run and STATE/logs: the run and log dirs inside the state dir */
+char *gw_path_state_run(char *buf, size_t size, const char *state_dir);
+char *gw_path_state_logs(char *buf, size_t size, const char *state_dir);
+char *gw_path_state_file(char *buf, size_t size, const char *state_dir);
+char *gw_path_repo(char *buf, size_t size, const char *state_dir);
+/* RUN/lock; STATE/lock while the run dir is STATE/run. */
+char *gw_path_lock(char *buf, size_t size, const char *state_dir, const char *run_dir);
+/* RUN/process or RUN/vm: a kind's run records. */
+char *gw_path_kind_dir(char *buf, size_t size, const char *run_dir, enum gw_kind kind);
+/* RUN/KIND/NAME.EXT: json (record), lock, exit, pid, qmp */
+char *gw_path_record(char *buf, size_t size, const char *run_dir, enum gw_kind kind, const char *name, const char *ext);
+/* LOG/process-NAME.log, LOG/vm-NAME.log */
+char *gw_path_log(char *buf, size_t size, const char *log_dir, enum gw_kind kind, const char *name);
+
+/* The longest path a unix socket takes (sun_path less its NUL). */
+#define GW_SOCKET_PATH_MAX 107
+
+#endif
