@@ -37,6 +37,7 @@ static const struct option common[] = {
 	{ "verify-signatures", no_argument, 0, 0 },
 	{ "allowed-signers", required_argument, 0, 0 },
 	{ "gpg-keyring", required_argument, 0, 0 },
+	{ "move-to-repo", no_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 

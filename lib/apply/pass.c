@@ -47,6 +47,7 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		.password = cfg->repo_password,
 		.connect_timeout_ms = cfg->git_connect_timeout_ms,
 		.idle_timeout_ms = cfg->git_timeout_ms,
+		.read_only = pass->read_only,
 	};
 	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
 	if (rc < 0)
@@ -58,7 +59,8 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		/* before any manifest of the commit is parsed */
 		struct gw_verify_opts v = { .allowed_signers = cfg->allowed_signers,
 					    .gpg_keyring = cfg->gpg_keyring,
-					    .state_dir = cfg->state_dir };
+					    .state_dir =
+						    pass->read_only ? gw_source_scratch_dir(src) : cfg->state_dir };
 		*stage = GW_PASS_VERIFY;
 		rc = gw_source_verify_commit(src, pass->commit, &v, err);
 	}
@@ -83,6 +85,33 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 			pass->selected[pass->nselected++] = pass->set.v[i];
 
 	return 0;
+}
+
+int gw_pass_check_repo(const struct gw_config *cfg, bool record, struct gw_error *err)
+{
+	char *want = gw_source_canonical_url(cfg->repo), *have = NULL;
+	int rc = gw_state_repo_read(&have, cfg->state_dir, err);
+
+	if (rc < 0)
+		goto out;
+	if (have && strcmp(have, want) != 0 && !cfg->move_to_repo) {
+		rc = gw_error_set(err, -EEXIST,
+				  "state dir %s belongs to repository %s, not %s: give this repository a state dir of "
+				  "its own (--state-dir), or pass --move-to-repo to move this one and its resources "
+				  "to %s (what %s does not declare is then deleted)",
+				  cfg->state_dir, have, want, want, want);
+		goto out;
+	}
+	if (record && (!have || strcmp(have, want) != 0)) {
+		rc = gw_state_repo_write(cfg->state_dir, want, err);
+		if (rc == 0 && have)
+			gw_log(GW_LOG_WARN, "", "state dir %s moved from repository %s to %s (--move-to-repo)",
+			       cfg->state_dir, have, want);
+	}
+out:
+	free(have);
+	free(want);
+	return rc;
 }
 
 int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err)

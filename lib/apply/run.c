@@ -23,6 +23,24 @@ static void log_plan(const struct gw_plan *plan)
 	}
 }
 
+/* per gw_run_result: the names of the metrics and of last_attempt_result */
+static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
+						      "invalid", "error",	  "unverified" };
+
+const char *gw_run_result_to_string(enum gw_run_result r)
+{
+	return r < GW_RUN_MAX ? result_names[r] : "error";
+}
+
+enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass)
+{
+	if (stage == GW_PASS_GIT)
+		return GW_RUN_GIT_ERROR;
+	if (stage == GW_PASS_VERIFY)
+		return GW_RUN_UNVERIFIED;
+	return pass->set.diags.n ? GW_RUN_INVALID : GW_RUN_ERROR;
+}
+
 static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_config *cfg,
 			 const char *msg)
 {
@@ -30,7 +48,7 @@ static void finish_error(struct gw_run_summary *out, enum gw_run_result res, con
 	out->result = res;
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	if (gw_apply_record_error(cfg, msg, &err) < 0)
+	if (gw_apply_record_error(cfg, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 
@@ -86,6 +104,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 			goto out;
 		}
 		pass.note = gw_xstrdup(msg);
+		pass.result = gw_run_result_to_string(bad);
 		snprintf(out->message, sizeof(out->message), "%s", msg);
 		out->result = bad;
 	} else if (rc < 0) {

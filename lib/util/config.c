@@ -40,6 +40,7 @@ static const struct {
 	{ "verify-signatures", GW_CFG_VERIFY_SIGNATURES, 0, 1 },
 	{ "allowed-signers", GW_CFG_ALLOWED_SIGNERS, 0, 0 },
 	{ "gpg-keyring", GW_CFG_GPG_KEYRING, 0, 0 },
+	{ "move-to-repo", GW_CFG_MOVE_TO_REPO, 0, 1 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -190,6 +191,9 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		replace(&cfg->container_socket, value);
 	} else if (!strcmp(name, "verify-signatures")) {
 		if (parse_bool(&cfg->verify_signatures, value) < 0)
+			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
+	} else if (!strcmp(name, "move-to-repo")) {
+		if (parse_bool(&cfg->move_to_repo, value) < 0)
 			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
 	} else if (!strcmp(name, "allowed-signers") || !strcmp(name, "gpg-keyring")) {
 		if (!*value)

@@ -42,6 +42,9 @@ struct gw_config {
 	bool verify_signatures;
 	char *allowed_signers;
 	char *gpg_keyring;
+	/* --move-to-repo: a state dir recorded for another repository is moved
+	 * to this one rather than refused */
+	bool move_to_repo;
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -72,6 +75,7 @@ enum gw_config_bit {
 	GW_CFG_VERIFY_SIGNATURES = 1u << 24,
 	GW_CFG_ALLOWED_SIGNERS = 1u << 25,
 	GW_CFG_GPG_KEYRING = 1u << 26,
+	GW_CFG_MOVE_TO_REPO = 1u << 30,
 };
 
 void gw_config_init(struct gw_config *cfg);
