@@ -118,8 +118,9 @@ int cmd_agent(int argc, char **argv)
 		return 1;
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
-	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 || gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0 ||
-	    gw_pass_check_repo(&cfg, true, &err) < 0) {
+	/* another repository's state dir is refused before anything is touched */
+	if (gw_pass_check_repo(&cfg, false, &err) < 0 || gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
+	    gw_state_lock(&lock_fd, cfg.state_dir, &err) < 0 || gw_pass_check_repo(&cfg, true, &err) < 0) {
 		cli_print_error("error: ", &err);
 		if (lock_fd >= 0)
 			close(lock_fd);

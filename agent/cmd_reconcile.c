@@ -108,10 +108,11 @@ int cmd_reconcile(int argc, char **argv)
 		return 1;
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
-	/* a dry-run only reads: no lock, nothing created, beside an agent */
+	/* a dry-run only reads: no lock, nothing created, beside an agent;
+	 * another repository's state dir is refused before anything is touched */
 	if (o.dry_run)
 		rc = gw_state_dir_check_existing(cfg.state_dir, &err);
-	else if ((rc = gw_mkdir_p(cfg.state_dir, 0700, &err)) == 0)
+	else if ((rc = gw_pass_check_repo(&cfg, false, &err)) == 0 && (rc = gw_mkdir_p(cfg.state_dir, 0700, &err)) == 0)
 		rc = gw_state_lock(&lock_fd, cfg.state_dir, &err);
 	if (rc == 0)
 		rc = gw_pass_check_repo(&cfg, !o.dry_run, &err);

@@ -87,6 +87,21 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	return 0;
 }
 
+static bool applied_anything(const char *state_dir)
+{
+	struct gw_state_file st;
+	struct gw_error err;
+	char path[4096];
+	bool any;
+
+	snprintf(path, sizeof(path), "%s/state.json", state_dir);
+	if (gw_state_load(&st, path, &err) < 0)
+		return true; /* unreadable: assume the worst */
+	any = st.commit || st.n;
+	gw_state_file_free(&st);
+	return any;
+}
+
 int gw_pass_check_repo(const struct gw_config *cfg, bool record, struct gw_error *err)
 {
 	char *want = gw_source_canonical_url(cfg->repo), *have = NULL;
@@ -94,12 +109,18 @@ int gw_pass_check_repo(const struct gw_config *cfg, bool record, struct gw_error
 
 	if (rc < 0)
 		goto out;
+	if (have && strcmp(have, want) != 0 && !applied_anything(cfg->state_dir)) {
+		/* a first --repo that never got as far as a commit (a typo, an
+		 * unreachable server) claims nothing */
+		free(have);
+		have = NULL;
+	}
 	if (have && strcmp(have, want) != 0 && !cfg->move_to_repo) {
 		rc = gw_error_set(err, -EEXIST,
-				  "state dir %s belongs to repository %s, not %s: give this repository a state dir of "
-				  "its own (--state-dir), or pass --move-to-repo to move this one and its resources "
-				  "to %s (what %s does not declare is then deleted)",
-				  cfg->state_dir, have, want, want, want);
+				  "state dir %s belongs to repository %s, not %s: use another --state-dir for %s, or "
+				  "pass --move-to-repo to move this state dir and its resources to it (what it does "
+				  "not declare is then deleted)",
+				  cfg->state_dir, have, want, want);
 		goto out;
 	}
 	if (record && (!have || strcmp(have, want) != 0)) {

@@ -44,7 +44,9 @@ void gw_pass_free(struct gw_pass *pass);
  * manifest problems are in pass->set.diags (return -EINVAL). */
 int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg, struct gw_error *err);
 /* The state dir belongs to the repository that first used it: refuse
- * cfg->repo when another one is recorded, unless cfg->move_to_repo. With
+ * cfg->repo when another one is recorded (and a commit or a resource was
+ * recorded since: a first --repo that never got that far claims nothing),
+ * unless cfg->move_to_repo. With
  * record (the holder of the state lock), the repository is recorded the
  * first time (also in a state dir of an earlier version, which adopts it)
  * and on a move. */
