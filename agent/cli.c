@@ -41,6 +41,7 @@ static const struct option common[] = {
 	{ "gpg-keyring", required_argument, 0, 0 },
 	{ "stuck-after", required_argument, 0, 0 },
 	{ "splay", required_argument, 0, 0 },
+	{ "move-to-repo", no_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 

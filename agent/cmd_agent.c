@@ -64,6 +64,8 @@ static const char agent_usage[] =
 	"                             or --gpg-keyring (the commit itself; not its ancestors)\n"
 	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"
 	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"
+	"  --move-to-repo             use a state dir recorded for another repository with this one\n"
+	"                             (what this repository does not declare is deleted)\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
 static int wake[2] = { -1, -1 };
@@ -290,9 +292,13 @@ int cmd_agent(int argc, char **argv)
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	ctx.cancel = &stop_request;
-	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
-	    gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err) < 0) {
+	/* another repository's state dir is refused before anything is touched */
+	if (gw_pass_check_repo(&cfg, false, &err) < 0 || gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
+	    gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err) < 0 ||
+	    gw_pass_check_repo(&cfg, true, &err) < 0) {
 		cli_print_error("error: ", &err);
+		if (lock_fd >= 0)
+			close(lock_fd);
 		gw_config_free(&cfg);
 		return 1;
 	}

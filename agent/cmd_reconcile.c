@@ -49,6 +49,8 @@ static const char reconcile_usage[] =
 	"                             or --gpg-keyring (the commit itself; not its ancestors)\n"
 	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"
 	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"
+	"  --move-to-repo             use a state dir recorded for another repository with this one\n"
+	"                             (what this repository does not declare is deleted)\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
 enum { OPT_DRY_RUN = 1, OPT_OUTPUT };
@@ -110,25 +112,33 @@ int cmd_reconcile(int argc, char **argv)
 		return 1;
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
-	if (gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
-	    gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err) < 0) {
+	/* a dry-run only reads: no lock, nothing created, beside an agent;
+	 * another repository's state dir is refused before anything is touched */
+	if (o.dry_run)
+		rc = gw_state_dir_check_existing(cfg.state_dir, &err);
+	else if ((rc = gw_pass_check_repo(&cfg, false, &err)) == 0 && (rc = gw_mkdir_p(cfg.state_dir, 0700, &err)) == 0)
+		rc = gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err);
+	if (rc == 0)
+		rc = gw_pass_check_repo(&cfg, !o.dry_run, &err);
+	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
+	pass.read_only = o.dry_run;
 	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
+	if (rc == 0) {
+		stage = GW_PASS_PLAN;
+		rc = gw_apply_observe(&pass, &cfg, &ctx, &state_error, &err);
+		if (rc == 0)
+			rc = gw_pass_plan(&pass, &cfg, &err);
+	}
 	if (rc < 0) {
 		if (!o.dry_run) {
 			char buf[GW_ERROR_MSG_MAX + 300];
 			struct gw_error rerr;
-			gw_apply_record_error(&cfg, gw_error_format(buf, sizeof(buf), &err), &rerr);
+			gw_apply_record_error(&cfg, gw_run_result_of_stage(stage, &pass),
+					      gw_error_format(buf, sizeof(buf), &err), &rerr);
 		}
-		rc = fail(&o, &pass, &cfg, &err);
-		goto out;
-	}
-	rc = gw_apply_observe(&pass, &cfg, &ctx, &state_error, &err);
-	if (rc == 0)
-		rc = gw_pass_plan(&pass, &cfg, &err);
-	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}

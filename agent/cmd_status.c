@@ -12,7 +12,8 @@
 static const char status_usage[] = "usage: gitward status [--output text|json] [--state-dir DIR]\n"
 				   "\n"
 				   "Print the last applied commit and the state of every managed resource as\n"
-				   "recorded in the state dir. Exit 1 when the state cannot be read.\n";
+				   "recorded in the state dir: the last success and, apart, the last attempt\n"
+				   "with its result. Exit 1 when the state dir does not exist or cannot be read.\n";
 
 int cmd_status(int argc, char **argv)
 {
@@ -54,11 +55,12 @@ int cmd_status(int argc, char **argv)
 	if (!dir)
 		dir = gw_state_default_dir();
 	gw_path_state_file(path, sizeof(path), dir);
-	free(dir);
-	if (gw_state_load(&st, path, &err) < 0) {
-		cli_print_error("", &err);
+	if (gw_state_dir_readable(dir, &err) < 0 || gw_state_load(&st, path, &err) < 0) {
+		free(dir);
+		cli_print_error("error: ", &err);
 		return 1;
 	}
+	free(dir);
 	if (fmt == OUTPUT_JSON) {
 		char *s = gw_state_render_status(&st);
 		puts(s);

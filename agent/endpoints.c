@@ -17,9 +17,6 @@
 #include "gitward/paths.h"
 #include "gitward/state.h"
 
-/* per gw_run_result; "unverified": a commit whose signature was refused */
-static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
-						      "invalid", "error",	  "unverified" };
 static const char *const hook_sources[GW_HOOK_SOURCE_MAX] = { "github", "gitlab", "gitea", "none" };
 static const char *const hook_results[GW_HOOK_RESULT_MAX] = { "accepted", "unauthorized", "too_large", "disabled" };
 
@@ -155,7 +152,8 @@ static char *metrics_text(struct gw_metrics *m)
 	pthread_mutex_lock(&m->mu);
 	gw_strbuf_puts(&sb, "# HELP gitward_sync_total Passes by result.\n# TYPE gitward_sync_total counter\n");
 	for (int i = 0; i < GW_RUN_MAX; i++)
-		gw_strbuf_printf(&sb, "gitward_sync_total{result=\"%s\"} %llu\n", result_names[i], m->sync[i]);
+		gw_strbuf_printf(&sb, "gitward_sync_total{result=\"%s\"} %llu\n",
+				 gw_run_result_to_string((enum gw_run_result)i), m->sync[i]);
 	gw_strbuf_printf(&sb,
 			 "# HELP gitward_last_sync_timestamp_seconds End of the last pass.\n"
 			 "# TYPE gitward_last_sync_timestamp_seconds gauge\n"

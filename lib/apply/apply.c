@@ -553,7 +553,8 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	st.node = gw_xstrdup(cfg->node);
 	st.commit = gw_xstrdup(pass->commit);
 	st.ref = pass->ref ? gw_xstrdup(pass->ref) : NULL;
-	st.last_sync = gw_now_ms() / 1000;
+	st.last_attempt = gw_now_ms() / 1000;
+	st.last_sync = pass->state.last_sync; /* until this pass succeeds */
 	for (size_t i = 0; i < plan->n; i++) {
 		struct job *j = &ex.jobs[i];
 		const struct gw_action *a = j->a;
@@ -634,6 +635,11 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	}
 	rep.converged = rep.failed == 0 && rep.waiting == 0;
 record:
+	if (rep.converged && !pass->result)
+		st.last_sync = st.last_attempt;
+	st.last_attempt_result = gw_xstrdup(
+		pass->result ? pass->result
+			     : gw_run_result_to_string(rep.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED));
 	gw_path_state_file(path, sizeof(path), cfg->state_dir);
 	rc = gw_state_save(&st, path, err);
 	for (size_t i = 0; i < plan->n; i++)
@@ -647,7 +653,8 @@ record:
 	return 0;
 }
 
-int gw_apply_record_error(const struct gw_config *cfg, const char *message, struct gw_error *err)
+int gw_apply_record_error(const struct gw_config *cfg, enum gw_run_result result, const char *message,
+			  struct gw_error *err)
 {
 	struct gw_state_file st;
 	struct gw_error lerr;
@@ -661,6 +668,9 @@ int gw_apply_record_error(const struct gw_config *cfg, const char *message, stru
 		st.node = gw_xstrdup(cfg->node);
 	free(st.last_error);
 	st.last_error = gw_xstrdup(message);
+	st.last_attempt = gw_now_ms() / 1000;
+	free(st.last_attempt_result);
+	st.last_attempt_result = gw_xstrdup(gw_run_result_to_string(result));
 	rc = gw_state_save(&st, path, err);
 	gw_state_file_free(&st);
 	return rc;

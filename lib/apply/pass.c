@@ -49,6 +49,7 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		.connect_timeout_ms = cfg->git_connect_timeout_ms,
 		.idle_timeout_ms = cfg->git_timeout_ms,
 		.cancel = pass->cancel,
+		.read_only = pass->read_only,
 	};
 	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
 	if (rc < 0)
@@ -62,7 +63,8 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		/* before any manifest of the commit is parsed */
 		struct gw_verify_opts v = { .allowed_signers = cfg->allowed_signers,
 					    .gpg_keyring = cfg->gpg_keyring,
-					    .state_dir = cfg->state_dir };
+					    .state_dir =
+						    pass->read_only ? gw_source_scratch_dir(src) : cfg->state_dir };
 		*stage = GW_PASS_VERIFY;
 		rc = gw_source_verify_commit(src, pass->commit, &v, err);
 	}
@@ -87,6 +89,54 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 			pass->selected[pass->nselected++] = pass->set.v[i];
 
 	return 0;
+}
+
+static bool applied_anything(const char *state_dir)
+{
+	struct gw_state_file st;
+	struct gw_error err;
+	char path[4096];
+	bool any;
+
+	snprintf(path, sizeof(path), "%s/state.json", state_dir);
+	if (gw_state_load(&st, path, &err) < 0)
+		return true; /* unreadable: assume the worst */
+	any = st.commit || st.n;
+	gw_state_file_free(&st);
+	return any;
+}
+
+int gw_pass_check_repo(const struct gw_config *cfg, bool record, struct gw_error *err)
+{
+	char *want = gw_source_canonical_url(cfg->repo), *have = NULL;
+	int rc = gw_state_repo_read(&have, cfg->state_dir, err);
+
+	if (rc < 0)
+		goto out;
+	if (have && strcmp(have, want) != 0 && !applied_anything(cfg->state_dir)) {
+		/* a first --repo that never got as far as a commit (a typo, an
+		 * unreachable server) claims nothing */
+		free(have);
+		have = NULL;
+	}
+	if (have && strcmp(have, want) != 0 && !cfg->move_to_repo) {
+		rc = gw_error_set(err, -EEXIST,
+				  "state dir %s belongs to repository %s, not %s: use another --state-dir for %s, or "
+				  "pass --move-to-repo to move this state dir and its resources to it (what it does "
+				  "not declare is then deleted)",
+				  cfg->state_dir, have, want, want);
+		goto out;
+	}
+	if (record && (!have || strcmp(have, want) != 0)) {
+		rc = gw_state_repo_write(cfg->state_dir, want, err);
+		if (rc == 0 && have)
+			gw_log(GW_LOG_WARN, "", "state dir %s moved from repository %s to %s (--move-to-repo)",
+			       cfg->state_dir, have, want);
+	}
+out:
+	free(have);
+	free(want);
+	return rc;
 }
 
 int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err)

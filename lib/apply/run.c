@@ -24,6 +24,24 @@ static void log_plan(const struct gw_plan *plan)
 	}
 }
 
+/* per gw_run_result: the names of the metrics and of last_attempt_result */
+static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
+						      "invalid", "error",	  "unverified" };
+
+const char *gw_run_result_to_string(enum gw_run_result r)
+{
+	return r < GW_RUN_MAX ? result_names[r] : "error";
+}
+
+enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass)
+{
+	if (stage == GW_PASS_GIT)
+		return GW_RUN_GIT_ERROR;
+	if (stage == GW_PASS_VERIFY)
+		return GW_RUN_UNVERIFIED;
+	return pass->set.diags.n ? GW_RUN_INVALID : GW_RUN_ERROR;
+}
+
 static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_config *cfg,
 			 const char *msg)
 {
@@ -31,13 +49,15 @@ static void finish_error(struct gw_run_summary *out, enum gw_run_result res, con
 	out->result = res;
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	if (gw_apply_record_error(cfg, msg, &err) < 0)
+	if (gw_apply_record_error(cfg, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 
 /* The commit the node last applied, from the state file (caller frees), and
- * the error recorded with it. */
-static char *last_applied(const struct gw_config *cfg, char **last_error)
+ * the error recorded with it; *failed: the result of the last attempt when
+ * it was not a pass over the wanted commit (git_error, invalid, ...), a
+ * static string. */
+static char *last_applied(const struct gw_config *cfg, char **last_error, const char **failed)
 {
 	struct gw_state_file st;
 	struct gw_error err;
@@ -52,6 +72,10 @@ static char *last_applied(const struct gw_config *cfg, char **last_error)
 			*last_error = st.last_error;
 			st.last_error = NULL;
 		}
+		for (int r = 0; failed && st.last_attempt_result && r < GW_RUN_MAX; r++)
+			if (r != GW_RUN_CONVERGED && r != GW_RUN_NOT_CONVERGED &&
+			    !strcmp(st.last_attempt_result, gw_run_result_to_string((enum gw_run_result)r)))
+				*failed = gw_run_result_to_string((enum gw_run_result)r);
 	}
 	gw_state_file_free(&st);
 	return commit;
@@ -86,13 +110,15 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 	if (mode == GW_PASS_HEAL) {
 		/* a workload died: heal against the commit in force, no fetch,
 		 * keeping whatever error was recorded with it */
-		char *recorded = NULL, *commit = last_applied(cfg, &recorded);
+		const char *failed = NULL;
+		char *recorded = NULL, *commit = last_applied(cfg, &recorded, &failed);
 		out->result = GW_RUN_CONVERGED;
 		if (!commit)
 			goto out;
 		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
 		free(commit);
 		pass.note = recorded;
+		pass.result = failed; /* a heal keeps what the last attempt said */
 		if (rc < 0) {
 			finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
 			goto out;
@@ -104,7 +130,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 	if (mode == GW_PASS_FULL && rc < 0 && stage == GW_PASS_GIT) {
 		/* Git is down: the workloads are healed anyway, against the commit in
 		 * force; the error is reported and the fetch retried */
-		char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(cfg, NULL);
+		char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(cfg, NULL, NULL);
 		gw_error_format(msg, sizeof(msg), &err);
 		if (!commit || gw_cancel_requested(ctx->cancel)) {
 			free(commit);
@@ -120,6 +146,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 			goto out;
 		}
 		pass.note = gw_xstrdup(msg);
+		pass.result = gw_run_result_to_string(GW_RUN_GIT_ERROR);
 		snprintf(out->message, sizeof(out->message), "%s", msg);
 		out->result = GW_RUN_GIT_ERROR;
 		out->healing = true;
@@ -137,7 +164,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 			snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", err.msg, pass.set.diags.v[0].file,
 				 pass.set.diags.v[0].line, pass.set.diags.v[0].col, pass.set.diags.v[0].msg);
 		}
-		char *commit = last_applied(cfg, NULL);
+		char *commit = last_applied(cfg, NULL, NULL);
 		if (!commit || !strcmp(commit, pass.commit)) {
 			free(commit);
 			finish_error(out, bad, cfg, msg);
@@ -154,6 +181,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 			goto out;
 		}
 		pass.note = gw_xstrdup(msg);
+		pass.result = gw_run_result_to_string(bad);
 		snprintf(out->message, sizeof(out->message), "%s", msg);
 		out->result = bad;
 	} else if (rc < 0) {

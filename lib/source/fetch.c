@@ -547,7 +547,10 @@ static int child_main(struct child *c, const char *path, int fresh)
 
 static time_t fetch_started;
 
-/* Lock files and pack temporaries a killed fetch left in the cache. */
+/* Lock files and pack temporaries a killed fetch left in the cache. Only
+ * ours: the state dir's cache is written by the holder of the state lock
+ * alone (a read-only source fetches into its private repository), so
+ * whatever is newer than this fetch there is this fetch's. */
 static int drop_leftover(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	const char *base = path + ftw->base;
@@ -566,7 +569,7 @@ static int parent_fail(struct gw_error *err, const struct gw_source *src, const 
 	switch (kind) {
 	case 'c':
 		gw_error_set(err, -EIO, "%s", msg);
-		return gw_error_prefix(err, "%s (remove it and gitward clones again)", src->cache_dir);
+		return gw_error_prefix(err, "%s (remove it and gitward clones again)", gw_source__cache_name(src));
 	case 'n':
 		gw_error_set(err, -EHOSTUNREACH, "%s", msg);
 		return gw_error_prefix(err, "%s", src->url);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,10 +39,15 @@ int gw_source__cache_fault(void)
 	}
 }
 
+const char *gw_source__cache_name(const struct gw_source *src)
+{
+	return src->shared_dir ? src->shared_dir : src->cache_dir;
+}
+
 static int corrupt(struct gw_error *err, const struct gw_source *src)
 {
 	git_fail(err, -EIO, "the git cache is corrupt");
-	return gw_error_prefix(err, "%s (remove it and gitward clones again)", src->cache_dir);
+	return gw_error_prefix(err, "%s (remove it and gitward clones again)", gw_source__cache_name(src));
 }
 
 static int init_once(void)
@@ -56,15 +62,19 @@ static int init_once(void)
 	return 0;
 }
 
+/* "user@host:path", as git reads it: a colon before any slash */
+static int is_scp_like(const char *url)
+{
+	const char *colon = strchr(url, ':');
+	const char *slash = strchr(url, '/');
+	return !strstr(url, "://") && colon && (!slash || colon < slash) && url[0] != '/' && url[0] != '.';
+}
+
 /* A local path (not a URL, not scp-like "user@host:path") made absolute. */
 static char *normalize_url(const char *url)
 {
-	if (strstr(url, "://"))
+	if (strstr(url, "://") || is_scp_like(url))
 		return gw_xstrdup(url);
-	const char *colon = strchr(url, ':');
-	const char *slash = strchr(url, '/');
-	if (colon && (!slash || colon < slash) && url[0] != '/' && url[0] != '.')
-		return gw_xstrdup(url); /* scp-like */
 	char buf[PATH_MAX];
 	if (realpath(url, buf))
 		return gw_xstrdup(buf);
@@ -86,6 +96,77 @@ int gw_source__reopen(struct gw_source *src, struct gw_error *err)
 	return 0;
 }
 
+/* copy every ref of the cache into the private repository (objects are
+ * reached through the alternates): a ref that cannot be copied only costs
+ * a larger download */
+static int copy_refs(struct gw_source *src, git_repository *cache)
+{
+	git_reference_iterator *it = NULL;
+	git_reference *ref = NULL;
+	int rc;
+
+	if (git_reference_iterator_new(&it, cache) < 0)
+		return -1;
+	while ((rc = git_reference_next(&ref, it)) == 0) {
+		git_reference *made = NULL;
+		if (git_reference_type(ref) == GIT_REFERENCE_DIRECT)
+			git_reference_create(&made, src->repo, git_reference_name(ref), git_reference_target(ref), 1,
+					     NULL);
+		else
+			git_reference_symbolic_create(&made, src->repo, git_reference_name(ref),
+						      git_reference_symbolic_target(ref), 1, NULL);
+		git_reference_free(made);
+		git_reference_free(ref);
+	}
+	git_reference_iterator_free(it);
+	return rc == GIT_ITEROVER ? 0 : -1;
+}
+
+/* A read-only source: a private bare repository in $TMPDIR that borrows the
+ * cache's objects, as `git clone --shared` does. The agent alone writes the
+ * cache (it holds the state lock), so a dry-run never meets its ref locks
+ * (refs/...lock, packed-refs.lock), never makes it meet ours, and never
+ * removes a lock it did not create. Reading the cache is safe beside a
+ * fetch: refs and packs are replaced by rename, and a ref is only updated
+ * once its objects are in place. */
+static int open_private(struct gw_source *src, const char *shared, struct gw_error *err)
+{
+	const char *tmp = getenv("TMPDIR");
+	char path[PATH_MAX], alt[PATH_MAX + 64];
+	git_repository *repo = NULL;
+	struct stat st;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/gitward-dry-run.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(path))
+		return gw_error_set(err, -errno, "%s: cannot make a private directory: %s", path, strerror(errno));
+	src->scratch = gw_xstrdup(path);
+	src->shared_dir = gw_xstrdup(shared);
+	snprintf(path, sizeof(path), "%s/repo.git", src->scratch);
+	free(src->cache_dir);
+	src->cache_dir = gw_xstrdup(path);
+	if (git_repository_init(&repo, path, 1) < 0)
+		return git_fail(err, -EIO, "cannot create a private git repository");
+	git_repository_free(repo);
+	if (stat(shared, &st) < 0)
+		return gw_source__reopen(src, err); /* nothing to borrow yet: a whole clone */
+	repo = NULL;
+	if (git_repository_open_bare(&repo, shared) < 0 || git_repository_is_empty(repo) < 0) {
+		git_repository_free(repo);
+		return corrupt(err, src);
+	}
+	snprintf(alt, sizeof(alt), "%s/objects/info/alternates", path);
+	snprintf(path, sizeof(path), "%s/objects\n", shared);
+	rc = gw_file_write_atomic(alt, path, strlen(path), err);
+	if (rc == 0)
+		rc = gw_source__reopen(src, err);
+	if (rc == 0 && copy_refs(src, repo) < 0)
+		rc = corrupt(err, src);
+	git_repository_free(repo);
+	git_error_clear();
+	return rc;
+}
+
 int gw_source_open(struct gw_source **out, const char *cache_dir, const char *url, const struct gw_source_opts *opts,
 		   struct gw_error *err)
 {
@@ -98,6 +179,15 @@ int gw_source_open(struct gw_source **out, const char *cache_dir, const char *ur
 	src->cache_dir = gw_xstrdup(cache_dir);
 	if (opts)
 		src->opts = *opts;
+	if (src->opts.read_only) {
+		int rc = open_private(src, cache_dir, err);
+		if (rc < 0) {
+			gw_source_free(src);
+			return rc;
+		}
+		*out = src;
+		return 0;
+	}
 	if (stat(cache_dir, &st) == 0 && gw_source__reopen(src, err) < 0) {
 		gw_source_free(src);
 		return -EIO;
@@ -355,12 +445,154 @@ void gw_source_free(struct gw_source *src)
 	if (!src)
 		return;
 	git_repository_free(src->repo);
+	if (src->scratch)
+		gw_rm_rf(src->scratch);
+	free(src->scratch);
+	free(src->shared_dir);
 	free(src->url);
 	free(src->cache_dir);
 	free(src);
 }
 
+const char *gw_source_scratch_dir(const struct gw_source *src)
+{
+	return src->scratch;
+}
+
 git_repository *gw_source__repo(struct gw_source *src)
 {
 	return src->repo;
+}
+
+/* ---- the repository's identity ------------------------------------------ */
+
+/* trailing slashes (and on a remote, one ".git") off what follows keep */
+static void strip_tail(struct gw_strbuf *sb, size_t keep, int remote)
+{
+	while (sb->len > keep && sb->s[sb->len - 1] == '/')
+		sb->s[--sb->len] = '\0';
+	if (remote && sb->len > keep + 4 && !strcmp(sb->s + sb->len - 4, ".git")) {
+		sb->len -= 4;
+		sb->s[sb->len] = '\0';
+		while (sb->len > keep && sb->s[sb->len - 1] == '/')
+			sb->s[--sb->len] = '\0';
+	}
+}
+
+static void add_lower(struct gw_strbuf *sb, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+		gw_strbuf_add(sb, &c, 1);
+	}
+}
+
+/* a local path: absolute, links resolved where it exists, the .git folder
+ * of a work tree named by the work tree */
+static void canonical_path(struct gw_strbuf *sb, const char *path)
+{
+	char buf[PATH_MAX], head[PATH_MAX];
+	size_t start = sb->len;
+	if (realpath(path, buf)) {
+		gw_strbuf_puts(sb, buf);
+	} else if (path[0] != '/' && getcwd(buf, sizeof(buf))) {
+		gw_strbuf_printf(sb, "%s/%s", buf, path);
+	} else {
+		gw_strbuf_puts(sb, path);
+	}
+	strip_tail(sb, start + 1, 0);
+	size_t n = sb->len - start;
+	if (n > 5 && !strcmp(sb->s + sb->len - 5, "/.git")) {
+		snprintf(head, sizeof(head), "%.*s/HEAD", (int)n, sb->s + start);
+		struct stat st;
+		if (stat(head, &st) == 0) { /* a repository inside a work tree */
+			sb->len -= 5;
+			sb->s[sb->len] = '\0';
+			if (sb->len == start)
+				gw_strbuf_puts(sb, "/");
+		}
+	}
+}
+
+char *gw_source_canonical_url(const char *url)
+{
+	struct gw_strbuf sb;
+	const char *sep = strstr(url, "://");
+
+	gw_strbuf_init(&sb);
+	if (sep && (size_t)(sep - url) == 4 && !strncasecmp(url, "file", 4)) {
+		const char *p = sep + 3;
+		if (strncasecmp(p, "localhost/", 10) == 0)
+			p += 9;
+		canonical_path(&sb, p);
+		return gw_strbuf_detach(&sb);
+	}
+	if (!sep && is_scp_like(url)) {
+		/* user@host:path */
+		const char *colon = strchr(url, ':');
+		const char *at = memchr(url, '@', (size_t)(colon - url));
+		const char *host = at ? at + 1 : url;
+		gw_strbuf_add(&sb, url, (size_t)(host - url));
+		add_lower(&sb, host, (size_t)(colon - host));
+		gw_strbuf_puts(&sb, ":");
+		size_t keep = sb.len;
+		gw_strbuf_puts(&sb, colon + 1);
+		strip_tail(&sb, keep, 1);
+		return gw_strbuf_detach(&sb);
+	}
+	if (!sep) {
+		canonical_path(&sb, url);
+		return gw_strbuf_detach(&sb);
+	}
+	/* scheme://[user[:password]@]host[:port]/path */
+	size_t slen = (size_t)(sep - url);
+	add_lower(&sb, url, slen);
+	gw_strbuf_puts(&sb, "://");
+	const char *auth = sep + 3;
+	size_t alen = strcspn(auth, "/?#");
+	const char *at = NULL;
+	for (const char *p = auth; p < auth + alen; p++)
+		if (*p == '@')
+			at = p;
+	int http = (slen == 4 && !strncasecmp(url, "http", 4)) || (slen == 5 && !strncasecmp(url, "https", 5));
+	const char *host = auth;
+	if (at) {
+		const char *colon = memchr(auth, ':', (size_t)(at - auth));
+		/* HTTP credentials are not part of the address; an SSH user is */
+		if (!http) {
+			gw_strbuf_add(&sb, auth, (size_t)((colon ? colon : at) - auth));
+			gw_strbuf_puts(&sb, "@");
+		}
+		host = at + 1;
+	}
+	size_t hlen = (size_t)(auth + alen - host);
+	const char *port = NULL;
+	for (const char *p = host + hlen; p > host; p--)
+		if (p[-1] == ':') {
+			port = p;
+			break;
+		} else if (p[-1] == ']') {
+			break;
+		}
+	size_t name_len = port ? (size_t)(port - 1 - host) : hlen;
+	add_lower(&sb, host, name_len);
+	if (port) {
+		size_t plen = (size_t)(host + hlen - port);
+		static const struct {
+			const char *scheme, *port;
+		} defaults[] = { { "http", "80" }, { "https", "443" }, { "ssh", "22" }, { "git", "9418" } };
+		int dflt = plen == 0;
+		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+			if (strlen(defaults[i].scheme) == slen && !strncasecmp(url, defaults[i].scheme, slen) &&
+			    strlen(defaults[i].port) == plen && !strncmp(port, defaults[i].port, plen))
+				dflt = 1;
+		if (!dflt) {
+			gw_strbuf_puts(&sb, ":");
+			gw_strbuf_add(&sb, port, plen);
+		}
+	}
+	size_t keep = sb.len;
+	gw_strbuf_puts(&sb, auth + alen);
+	strip_tail(&sb, keep, 1);
+	return gw_strbuf_detach(&sb);
 }

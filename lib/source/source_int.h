@@ -9,7 +9,9 @@
 struct gw_source {
 	git_repository *repo; /* NULL until the first fetch made the cache */
 	char *url; /* never holds a password */
-	char *cache_dir;
+	char *cache_dir; /* read_only: the private repository inside scratch */
+	char *shared_dir; /* read_only: the state dir's cache, only read */
+	char *scratch; /* read_only: the temporary directory */
 	struct gw_source_opts opts;
 };
 
@@ -20,5 +22,8 @@ int gw_source__cache_fault(void);
 git_repository *gw_source__repo(struct gw_source *src);
 /* Open the cache at src->cache_dir into src->repo (replacing a handle). */
 int gw_source__reopen(struct gw_source *src, struct gw_error *err);
+/* The cache named in errors: the state dir's, also when read through a
+ * private copy. */
+const char *gw_source__cache_name(const struct gw_source *src);
 
 #endif

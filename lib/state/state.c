@@ -30,6 +30,7 @@ void gw_state_file_free(struct gw_state_file *st)
 	free(st->node);
 	free(st->commit);
 	free(st->ref);
+	free(st->last_attempt_result);
 	free(st->last_error);
 	for (size_t i = 0; i < st->n; i++)
 		gw_observed_clear(&st->res[i]);
@@ -83,6 +84,8 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 	st.ref = opt_str(root, "ref");
 	st.last_error = opt_str(root, "last_error");
 	st.last_sync = json_integer_value(json_object_get(root, "last_sync"));
+	st.last_attempt = json_integer_value(json_object_get(root, "last_attempt"));
+	st.last_attempt_result = opt_str(root, "last_attempt_result");
 	res = json_object_get(root, "resources");
 	st.res = gw_xcalloc(json_array_size(res) + 1, sizeof(*st.res));
 	for (size_t i = 0; i < json_array_size(res); i++) {
@@ -143,6 +146,8 @@ int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_er
 	json_object_set_new(root, "commit", str_or_null(st->commit));
 	json_object_set_new(root, "ref", str_or_null(st->ref));
 	json_object_set_new(root, "last_sync", json_integer(st->last_sync));
+	json_object_set_new(root, "last_attempt", json_integer(st->last_attempt));
+	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
 	json_object_set_new(root, "last_error", str_or_null(st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
@@ -176,21 +181,28 @@ int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_er
 	return rc;
 }
 
+static json_t *time_or_null(int64_t t)
+{
+	char ts[64];
+	if (!t)
+		return json_null();
+	gw_time_format_utc(ts, sizeof(ts), t);
+	return json_string(ts);
+}
+
 char *gw_state_render_status(const struct gw_state_file *st)
 {
 	json_t *root = json_object(), *res = json_array();
-	char ts[64];
 	char *out;
 
 	json_object_set_new(root, "node", str_or_null(st->node));
 	json_object_set_new(root, "commit", str_or_null(st->commit));
 	json_object_set_new(root, "ref", str_or_null(st->ref));
-	if (st->last_sync) {
-		gw_time_format_utc(ts, sizeof(ts), st->last_sync);
-		json_object_set_new(root, "last_sync", json_string(ts));
-	} else {
-		json_object_set_new(root, "last_sync", json_null());
-	}
+	/* last_sync (SPEC) is the last success; the attempt may have failed since */
+	json_object_set_new(root, "last_sync", time_or_null(st->last_sync));
+	json_object_set_new(root, "last_success", time_or_null(st->last_sync));
+	json_object_set_new(root, "last_attempt", time_or_null(st->last_attempt));
+	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
 	json_object_set_new(root, "last_error", str_or_null(st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
@@ -221,9 +233,14 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
 	if (st->last_sync)
 		gw_time_format_utc(ts, sizeof(ts), st->last_sync);
 	/* all of it read back from a file: escaped */
-	fprintf(f, "node:      %s\n", gw_escape(esc, sizeof(esc), st->node ? st->node : "-"));
-	fprintf(f, "commit:    %s\n", gw_escape(esc, sizeof(esc), st->commit ? st->commit : "-"));
-	fprintf(f, "ref:       %s\nlast sync: %s\n", gw_escape(esc, sizeof(esc), st->ref ? st->ref : "-"), ts);
+	fprintf(f, "node:         %s\n", gw_escape(esc, sizeof(esc), st->node ? st->node : "-"));
+	fprintf(f, "commit:       %s\n", gw_escape(esc, sizeof(esc), st->commit ? st->commit : "-"));
+	fprintf(f, "ref:          %s\nlast success: %s\n", gw_escape(esc, sizeof(esc), st->ref ? st->ref : "-"), ts);
+	if (st->last_attempt) {
+		gw_time_format_utc(ts, sizeof(ts), st->last_attempt);
+		fprintf(f, "last attempt: %s (%s)\n", ts,
+			gw_escape(esc, sizeof(esc), st->last_attempt_result ? st->last_attempt_result : "unknown"));
+	}
 	if (st->last_error)
 		fprintf(f, "last error: %s\n", gw_escape(esc, sizeof(esc), st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
@@ -365,6 +382,72 @@ int gw_state_lock(int *out_fd, const char *state_dir, const char *run_dir, const
 	}
 	*out_fd = fd;
 	return 0;
+}
+
+int gw_state_dir_check_existing(const char *dir, struct gw_error *err)
+{
+	struct stat st;
+	if (lstat(dir, &st) < 0 && errno == ENOENT)
+		return 0;
+	/* the state dir alone: a reader creates nothing, not even a run dir */
+	return check_dir(dir, 0, "state dir", "--state-dir", err);
+}
+
+int gw_state_dir_readable(const char *dir, struct gw_error *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno == ENOENT)
+		return gw_error_set_at(err, -ENOENT, dir, 0, 0,
+				       "no such state dir: no gitward has used it (give the --state-dir of the node's "
+				       "agent)");
+	if (errno == ENOTDIR)
+		return gw_error_set_at(err, -ENOTDIR, dir, 0, 0, "state dir is not a directory");
+	return gw_error_set_at(err, -errno, dir, 0, 0, "cannot read the state dir: %s", strerror(errno));
+}
+
+#define REPO_RECORD_MAX 4096
+
+int gw_state_repo_read(char **out, const char *dir, struct gw_error *err)
+{
+	char path[4096], *data;
+	size_t len;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/repository", dir);
+	rc = gw_file_read_nofollow(&data, &len, path, REPO_RECORD_MAX, err);
+	if (rc == -ENOENT) {
+		*out = NULL;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		data[--len] = '\0';
+	if (len == 0 || memchr(data, '\0', len) || memchr(data, '\n', len)) {
+		free(data);
+		return gw_error_set_at(err, -EBADMSG, path, 0, 0,
+				       "not one line naming a repository: remove it and the next --repo is recorded");
+	}
+	*out = data;
+	return 0;
+}
+
+int gw_state_repo_write(const char *dir, const char *repo, struct gw_error *err)
+{
+	char path[4096];
+	struct gw_strbuf sb;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/repository", dir);
+	gw_strbuf_init(&sb);
+	gw_strbuf_printf(&sb, "%s\n", repo);
+	rc = gw_file_write_atomic(path, sb.s, sb.len, err);
+	gw_strbuf_free(&sb);
+	return rc;
 }
 
 char *gw_state_default_dir(void)

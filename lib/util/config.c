@@ -45,6 +45,7 @@ static const struct {
 	{ "gpg-keyring", GW_CFG_GPG_KEYRING, 0, 0 },
 	{ "stuck-after", GW_CFG_STUCK_AFTER, 0, 0 },
 	{ "splay", GW_CFG_SPLAY, 0, 0 },
+	{ "move-to-repo", GW_CFG_MOVE_TO_REPO, 0, 1 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -203,6 +204,9 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		replace(&cfg->container_socket, value);
 	} else if (!strcmp(name, "verify-signatures")) {
 		if (parse_bool(&cfg->verify_signatures, value) < 0)
+			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
+	} else if (!strcmp(name, "move-to-repo")) {
+		if (parse_bool(&cfg->move_to_repo, value) < 0)
 			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
 	} else if (!strcmp(name, "allowed-signers") || !strcmp(name, "gpg-keyring")) {
 		if (!*value)

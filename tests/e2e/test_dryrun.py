@@ -32,7 +32,10 @@ class DryRun(TempDirTest):
                          "  + Process/web          create\n"
                          "  + Process/worker       create\n"
                          "Plan: 3 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n")
-        # the bare cache exists and holds no working tree
+        # a dry-run only reads: not even the state dir was made
+        self.assertFalse(os.path.exists(self.state))
+        # the cache an apply makes is bare: no working tree
+        self.apply(r.path)
         self.assertTrue(os.path.isfile(os.path.join(self.state, "repo.git", "HEAD")))
         self.assertFalse(os.path.exists(os.path.join(self.state, "repo.git", "apps")))
 
@@ -95,7 +98,8 @@ class DryRun(TempDirTest):
         res = run("status", "--output", "json", "--state-dir", self.state)
         self.assertEqual(res.rc, 0, res)
         doc = res.json()
-        self.assertEqual(set(doc), {"node", "commit", "ref", "last_sync", "last_error", "resources"})
+        self.assertEqual(set(doc), {"node", "commit", "ref", "last_sync", "last_success", "last_attempt",
+                                    "last_attempt_result", "last_error", "resources"})
         self.assertEqual(doc["node"], "n1")
         self.assertEqual(sorted(x["name"] for x in doc["resources"]), ["queue", "web", "worker"])
         self.assertEqual(doc["resources"][0]["state"], "running")
@@ -182,13 +186,15 @@ class DryRun(TempDirTest):
         subprocess.run(["git", "clone", "-q", "--bare", r.path, bare], check=True, timeout=60)
         url = "file://" + bare
         self.assertEqual(self.dry(url).rc, 2)
+        self.apply(url)
         marker = os.path.join(self.state, "repo.git", "gitward-marker")
         open(marker, "w").close()
         r.write("apps/new.yaml", proc_yaml("new"))
         r.commit("new")
         subprocess.run(["git", "-C", r.path, "push", "-q", bare, "main"], check=True, timeout=60)
         doc = self.dry(url, "--output", "json").json()
-        self.assertEqual(doc["summary"]["create"], 4)
+        self.assertEqual(doc["summary"]["create"], 1)
+        self.apply(url)
         self.assertTrue(os.path.exists(marker), "the cache was re-cloned instead of fetched")
 
     def test_relative_local_path(self):
@@ -266,14 +272,14 @@ class DryRun(TempDirTest):
                   "--state-dir", os.path.join(self.tmp, "s3"), timeout=60)
         self.assertEqual(res.rc, 1, res)
         self.assertIn("cannot reach the remote", res.err)
-        # corrupt the cache
-        self.assertEqual(self.dry(r.path).rc, 2)
+        # corrupt the cache (a dry-run reads the one an apply made)
+        self.apply(r.path)
         with open(os.path.join(self.state, "repo.git", "HEAD"), "w") as f:
             f.write("garbage\n")
         res = self.dry(r.path)
         self.assertEqual(res.rc, 1, res)
-        self.assertIn("repo.git", res.err)
-        self.assertIn("corrupt", res.err)
+        self.assertIn(f"{self.state}/repo.git (remove it and gitward clones again): the git cache is corrupt",
+                      res.err)
 
     def test_second_gitward_on_the_state_dir_exits_1_naming_the_pid(self):
         r = self.base_repo()
@@ -282,9 +288,11 @@ class DryRun(TempDirTest):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             f.write("4242\n")
             f.flush()
-            res = self.dry(r.path)
-        self.assertEqual(res.rc, 1, res)
-        self.assertIn("in use by another gitward (pid 4242)", res.err)
+            res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1")
+            self.assertEqual(res.rc, 1, res)
+            self.assertIn("in use by another gitward (pid 4242)", res.err)
+            # a dry-run needs no lock
+            self.assertEqual(self.dry(r.path).rc, 2)
 
     def test_config_file_and_flags_win(self):
         r = self.base_repo()

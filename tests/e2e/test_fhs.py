@@ -53,7 +53,7 @@ class Layout(TempDirTest):
         r = self.talker_repo()
         self.reconcile(r)
         # the state dir holds state and clone, nothing else
-        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "repository", "state.json"])
         # the run dir: the lock and the records
         self.assert_private_dir(self.run_dir)
         self.assert_private_dir(self.log_dir)
@@ -88,7 +88,7 @@ class Layout(TempDirTest):
         self.assertEqual(records(os.path.dirname(self.run_dir)), {})
         left = os.listdir(os.path.join(self.run_dir, "process"))
         self.assertFalse([f for f in left if f.endswith((".json", ".exit"))], left)
-        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "repository", "state.json"])
 
     def test_supervisor_shows_in_ps_as_gitward_shim_process_name(self):
         r = self.talker_repo("web")
@@ -106,7 +106,7 @@ class Layout(TempDirTest):
     def test_state_dir_alone_keeps_run_and_logs_inside_it(self):
         r = self.talker_repo()
         self.reconcile(r, dirs=False)
-        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "logs", "repo.git", "run", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "logs", "repo.git", "repository", "run", "state.json"])
         self.assertIn("app", records(self.state))
         log = os.path.join(self.state, "logs", "process-app.log")
         wait_for(lambda: os.path.exists(log) and "hello-fhs" in read(log), what="the workload's log")
@@ -124,7 +124,7 @@ class Layout(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         self.assertIn("app", records(os.path.dirname(self.run_dir)))
         self.assertTrue(os.path.exists(os.path.join(self.log_dir, "process-app.log")))
-        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "repository", "state.json"])
 
     def test_second_gitward_on_the_run_dir_exits_1_naming_the_pid(self):
         r = self.talker_repo()
@@ -204,7 +204,7 @@ class Defaults(TempDirTest):
         os.chmod(self.tmp, 0o755)
         os.makedirs(home)
         os.makedirs(rt, mode=0o700)
-        cmd = [GITWARD, "reconcile", "--dry-run", "--repo", os.path.join(self.tmp, "no-repo")]
+        cmd = [GITWARD, "reconcile", "--repo", os.path.join(self.tmp, "no-repo")]
         if os.geteuid() == 0:
             for d in (home, rt):
                 os.chown(d, 65534, 65534)
@@ -214,7 +214,8 @@ class Defaults(TempDirTest):
         self.assertEqual(cp.returncode, 1, cp.stderr)
         self.assertIn("no-repo: cannot reach the remote", cp.stderr)
         state = os.path.join(home, ".local", "state", "gitward")
-        self.assertEqual(os.listdir(state), [])
+        # the attempt is recorded; a first clone that failed leaves no cache behind
+        self.assertEqual(sorted(os.listdir(state)), ["repository", "state.json"])
         self.assertEqual(os.listdir(os.path.join(rt, "gitward")), ["lock"])
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(rt, "gitward")).st_mode), 0o700)
 

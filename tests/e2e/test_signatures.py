@@ -260,12 +260,21 @@ class Signatures(TempDirTest):
             res = self.dry(r, "--gpg-keyring", keyfile)
             self.assert_accepted(res)
             self.assertIn(f"OpenPGP keys of {keyfile} imported (1 key)", res.err)
-            # imported into gitward's own home under the state dir, not the user's
+            # a dry-run imports into a private home of its own: nothing in the state dir
+            self.assertFalse(os.path.exists(self.state))
+            self.assertEqual(sorted(os.listdir(self.gpg["pgp_good"][0])), before)
+        # an apply imports into gitward's own home under the state dir, not the user's
+        for keyfile in (self.pgp_asc, self.pgp_bin):
+            res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                      "--verify-signatures", "--gpg-keyring", keyfile)
+            self.assertEqual(res.rc, 0, res)
+            self.assertIn(f"OpenPGP keys of {keyfile} imported (1 key)", res.err)
             self.assertTrue(os.path.isfile(os.path.join(self.state, "gnupg", "pubring.kbx")))
             self.assertEqual(sorted(os.listdir(self.gpg["pgp_good"][0])), before)
         # unchanged key file: not imported again
-        res = self.dry(r, "--gpg-keyring", self.pgp_bin)
-        self.assert_accepted(res)
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                  "--verify-signatures", "--gpg-keyring", self.pgp_bin)
+        self.assertEqual(res.rc, 0, res)
         self.assertNotIn("imported", res.err)
 
     def test_openpgp_key_taken_out_of_the_file_is_no_longer_accepted(self):

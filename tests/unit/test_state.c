@@ -58,6 +58,8 @@ static void test_round_trip(void **state)
 	st.node = gw_xstrdup("n1");
 	st.commit = gw_xstrdup("0123456789012345678901234567890123456789");
 	st.last_sync = 1795400000;
+	st.last_attempt = 1795400060;
+	st.last_attempt_result = gw_xstrdup("git_error");
 	st.res = gw_xcalloc(1, sizeof(*st.res));
 	st.n = 1;
 	st.res[0].kind = GW_KIND_PROCESS;
@@ -84,6 +86,11 @@ static void test_round_trip(void **state)
 	assert_string_equal(back.res[0].canonical, st.res[0].canonical);
 	char *js = gw_state_render_status(&back);
 	assert_non_null(strstr(js, "\"last_sync\":\"2026-11-23T02:13:20Z\""));
+	assert_non_null(strstr(js, "\"last_success\":\"2026-11-23T02:13:20Z\""));
+	assert_non_null(strstr(js, "\"last_attempt\":\"2026-11-23T02:14:20Z\""));
+	assert_non_null(strstr(js, "\"last_attempt_result\":\"git_error\""));
+	assert_int_equal(back.last_attempt, 1795400060);
+	assert_string_equal(back.last_attempt_result, "git_error");
 	assert_non_null(strstr(js, "\"pid\":42"));
 	free(js);
 	gw_state_file_free(&st);
@@ -432,6 +439,44 @@ static void test_run_and_log_dirs_are_checked_like_the_state_dir(void **state)
 	gw_rm_rf(top);
 }
 
+static void test_repository_record(void **state)
+{
+	(void)state;
+	char path[128], *repo = (char *)"x";
+	struct gw_error err = { 0 };
+	snprintf(path, sizeof(path), "%s/repository", dir);
+	/* none recorded yet: NULL, no error */
+	assert_int_equal(gw_state_repo_read(&repo, dir, &err), 0);
+	assert_null(repo);
+	assert_int_equal(gw_state_repo_write(dir, "https://example.com/team/repo", &err), 0);
+	assert_int_equal(gw_state_repo_read(&repo, dir, &err), 0);
+	assert_string_equal(repo, "https://example.com/team/repo");
+	free(repo);
+	f_write(path, "a\nb\n");
+	assert_int_equal(gw_state_repo_read(&repo, dir, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "not one line naming a repository"));
+	unlink(path);
+}
+
+static void test_status_needs_a_readable_state_dir(void **state)
+{
+	(void)state;
+	struct gw_error err = { 0 };
+	char path[128];
+	assert_int_equal(gw_state_dir_readable(dir, &err), 0);
+	assert_int_equal(gw_state_dir_readable("/no/such/dir", &err), -ENOENT);
+	assert_string_equal(err.msg,
+			    "no such state dir: no gitward has used it (give the --state-dir of the node's agent)");
+	snprintf(path, sizeof(path), "%s/file", dir);
+	f_write(path, "");
+	assert_int_equal(gw_state_dir_readable(path, &err), -ENOTDIR);
+	assert_string_equal(err.msg, "state dir is not a directory");
+	/* a reader is fine with a state dir that does not exist yet */
+	assert_int_equal(gw_state_dir_check_existing("/no/such/dir", &err), 0);
+	assert_int_equal(gw_state_dir_check_existing(path, &err), -ENOTDIR);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -448,6 +493,8 @@ int main(void)
 		cmocka_unit_test(test_an_earlier_layout_is_kept_when_nothing_is_given),
 		cmocka_unit_test(test_paths_are_named_in_one_place),
 		cmocka_unit_test(test_run_and_log_dirs_are_checked_like_the_state_dir),
+		cmocka_unit_test(test_repository_record),
+		cmocka_unit_test(test_status_needs_a_readable_state_dir),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,9 +24,6 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 /* Execute pass->plan and record the state. */
 int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
 		     const struct gw_backend_ctx *ctx, struct gw_error *err);
-/* Record a failed pass (git, manifests) without touching workloads: keeps the
- * last good commit and resources, sets last_error. */
-int gw_apply_record_error(const struct gw_config *cfg, const char *message, struct gw_error *err);
 
 /* A whole pass for the agent: prepare, observe, plan, execute, record. A
  * failing fetch touches nothing. An invalid commit, or one whose signature is
@@ -57,6 +54,15 @@ struct gw_run_summary {
 enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
 void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
 		 enum gw_pass_mode mode);
+/* "success", "not_converged", "git_error", "invalid", "error", "unverified" */
+const char *gw_run_result_to_string(enum gw_run_result r);
+/* The result of a pass that gw_pass_prepare failed at stage. */
+enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass);
+/* Record a failed pass (git, manifests) without touching workloads: keeps the
+ * last good commit, resources and last success; sets last_error and the
+ * last attempt with its result. */
+int gw_apply_record_error(const struct gw_config *cfg, enum gw_run_result result, const char *message,
+			  struct gw_error *err);
 
 int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 		    struct gw_error *err);

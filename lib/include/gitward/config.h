@@ -46,6 +46,9 @@ struct gw_config {
 	char *allowed_signers;
 	char *gpg_keyring;
 	int64_t stuck_after_ms; /* agent: /healthz fails for a pass running longer; 0: the default */
+	/* --move-to-repo: a state dir recorded for another repository is moved
+	 * to this one rather than refused */
+	bool move_to_repo;
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -80,6 +83,7 @@ enum gw_config_bit {
 	GW_CFG_SPLAY = 1u << 28,
 	GW_CFG_RUN_DIR = 1u << 29,
 	GW_CFG_LOG_DIR = 1u << 30,
+	GW_CFG_MOVE_TO_REPO = 1u << 22,
 };
 
 void gw_config_init(struct gw_config *cfg);

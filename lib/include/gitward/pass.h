@@ -3,6 +3,8 @@
 #ifndef GITWARD_PASS_H
 #define GITWARD_PASS_H
 
+#include <stdbool.h>
+
 #include "gitward/config.h"
 #include "gitward/manifest.h"
 #include "gitward/plan.h"
@@ -21,6 +23,13 @@ struct gw_pass {
 	struct gw_plan plan;
 	int have_plan;
 	char *note; /* recorded as last_error when the apply itself succeeds */
+	/* recorded as last_attempt_result instead of "success" or
+	 * "not_converged" (static): the last good commit stood in for an
+	 * invalid or refused one */
+	const char *result;
+	/* set before gw_pass_prepare: write nothing under the state dir (a
+	 * dry-run beside the agent; see gw_source_opts.read_only) */
+	bool read_only;
 	/* a backend that could not observe (engine unreachable): its resources
 	 * fail with this, the others still converge */
 	char backend_error[GW_KIND_MAX][300];
@@ -37,6 +46,14 @@ void gw_pass_free(struct gw_pass *pass);
 /* Fetch, resolve, read, validate and select. On failure *stage says where;
  * manifest problems are in pass->set.diags (return -EINVAL). */
 int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg, struct gw_error *err);
+/* The state dir belongs to the repository that first used it: refuse
+ * cfg->repo when another one is recorded (and a commit or a resource was
+ * recorded since: a first --repo that never got that far claims nothing),
+ * unless cfg->move_to_repo. With
+ * record (the holder of the state lock), the repository is recorded the
+ * first time (also in a state dir of an earlier version, which adopts it)
+ * and on a move. */
+int gw_pass_check_repo(const struct gw_config *cfg, bool record, struct gw_error *err);
 /* Plan pass->selected against pass->observed (see gw_apply_observe). */
 int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err);
 

@@ -25,6 +25,11 @@ struct gw_source_opts {
 	int64_t connect_timeout_ms; /* until the server first answers */
 	int64_t idle_timeout_ms; /* then, the longest time without progress */
 	const struct gw_cancel *cancel; /* a stop request ends the fetch at once */
+	/* Never write under cache_dir (a dry-run beside the agent, which alone
+	 * writes the cache): fetch into a private temporary repository that
+	 * borrows the cache's objects (alternates) and its refs (for the
+	 * negotiation), removed by gw_source_free. */
+	bool read_only;
 };
 
 /* Prepare the bare cache at cache_dir for url (opened if it exists; made by
@@ -62,5 +67,15 @@ struct gw_verify_opts {
 int gw_source_verify_commit(struct gw_source *src, const char *commit, const struct gw_verify_opts *opts,
 			    struct gw_error *err);
 void gw_source_free(struct gw_source *src);
+/* read_only: the private temporary directory (for files a check needs, such
+ * as a signature or a GnuPG home), else NULL. */
+const char *gw_source_scratch_dir(const struct gw_source *src);
+/* The repository url names, as recorded to tell state dirs apart (caller
+ * frees): no user info for HTTP(S) and never a password; a local path or
+ * file:// URL absolute, symlinks resolved, "DIR/.git" of a work tree as DIR;
+ * scheme and host in lower case, default ports dropped; no trailing slash,
+ * no ".git" suffix on a remote path. Two spellings of one repository give
+ * the same string. */
+char *gw_source_canonical_url(const char *url);
 
 #endif

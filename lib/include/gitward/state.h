@@ -13,7 +13,9 @@ struct gw_state_file {
 	char *node;
 	char *commit; /* last applied commit */
 	char *ref;
-	int64_t last_sync; /* unix seconds, 0 = never */
+	int64_t last_sync; /* unix seconds of the last successful pass, 0 = never */
+	int64_t last_attempt; /* unix seconds of the last pass, whatever its result; 0 = never */
+	char *last_attempt_result; /* its result: "success", "not_converged", "git_error", ... */
 	char *last_error;
 	struct gw_observed *res;
 	size_t n;
@@ -47,6 +49,17 @@ int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *l
  * away from STATE/run while records remain there. The fd stays open
  * (O_CLOEXEC) for the life of the process. */
 int gw_state_lock(int *out_fd, const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err);
+/* gw_state_dir_check for readers (a dry-run): a state dir that does not
+ * exist yet is fine, nothing is recorded there. */
+int gw_state_dir_check_existing(const char *dir, struct gw_error *err);
+/* For `status`: the state dir exists and can be read; else an error naming
+ * it (-ENOENT: no gitward has used it). */
+int gw_state_dir_readable(const char *dir, struct gw_error *err);
+/* The repository a state dir belongs to (gw_source_canonical_url of the
+ * first --repo), from DIR/repository: *out is NULL when none is recorded
+ * (a state dir of an earlier version, or never used). Caller frees. */
+int gw_state_repo_read(char **out, const char *dir, struct gw_error *err);
+int gw_state_repo_write(const char *dir, const char *repo, struct gw_error *err);
 /* Default state dir (gw_dirs_default_state of this process). */
 char *gw_state_default_dir(void);
 
