@@ -47,6 +47,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 	rc = gw_pass_prepare(&pass, &stage, cfg, &err);
 	if (rc < 0 && stage == GW_PASS_GIT) {
 		finish_error(out, GW_RUN_GIT_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		out->git_failed = true;
 		goto out;
 	}
 	if (rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {

@@ -44,6 +44,7 @@ enum gw_run_result {
 
 struct gw_run_summary {
 	enum gw_run_result result;
+	bool git_failed; /* fetching or resolving the ref failed this pass */
 	char commit[41]; /* the commit applied (the last good one after an invalid commit) */
 	size_t count[5]; /* planned actions per gw_action_type */
 	struct gw_apply_report report;

@@ -61,5 +61,7 @@ struct gw_verify_opts {
 int gw_source_verify_commit(struct gw_source *src, const char *commit, const struct gw_verify_opts *opts,
 			    struct gw_error *err);
 void gw_source_free(struct gw_source *src);
+/* The version of the libgit2 linked at run time, e.g. "1.5.1". */
+void gw_source_libgit2_version(char *buf, size_t size);
 
 #endif
