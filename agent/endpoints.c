@@ -77,9 +77,11 @@ void gw_metrics_record(struct gw_metrics *m, const struct gw_run_summary *sum, i
 	m->passes++;
 	m->pass_seconds += took;
 	m->last_attempt_ms = now;
-	if (sum->result == GW_RUN_CONVERGED)
+	bool git_failed = sum->git_failed || sum->result == GW_RUN_GIT_ERROR;
+	/* a pass that healed the node without reaching Git is no success */
+	if (sum->result == GW_RUN_CONVERGED && !git_failed)
 		m->last_success_ms = now;
-	if (sum->git_failed || sum->result == GW_RUN_GIT_ERROR)
+	if (git_failed)
 		m->fetch_errors++;
 	else
 		m->last_fetch_ok_ms = now;
@@ -227,7 +229,7 @@ static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 	       "End of the last pass, whatever its result (0: none yet).");
 	gw_strbuf_printf(sb, "gitward_last_attempt_timestamp_seconds %.3f\n", seconds(m->last_attempt_ms));
 	family(sb, "gitward_last_success_timestamp_seconds", "gauge",
-	       "End of the last pass that converged (0: none since the agent started).");
+	       "End of the last pass that fetched and converged (0: none since the agent started).");
 	gw_strbuf_printf(sb, "gitward_last_success_timestamp_seconds %.3f\n", seconds(m->last_success_ms));
 	family(sb, "gitward_reconcile_duration_seconds", "gauge", "Duration of the last pass.");
 	gw_strbuf_printf(sb, "gitward_reconcile_duration_seconds %.3f\n", m->last_duration);
