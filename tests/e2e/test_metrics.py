@@ -54,6 +54,7 @@ class MetricsBase(TempDirTest):
         self.agents = []
 
     def tearDown(self):
+        codes = []
         for a in self.agents:
             if a.poll() is None:
                 a.send_signal(signal.SIGTERM)
@@ -62,7 +63,11 @@ class MetricsBase(TempDirTest):
                 except subprocess.TimeoutExpired:
                     a.kill()
                     a.wait(timeout=10)
+            codes.append(a.returncode)
+        log = self.log() if self.agents else ""
         super().tearDown()
+        # a clean stop (and, under the sanitizers, no report)
+        self.assertEqual(codes, [0] * len(codes), log[-3000:])
 
     def agent(self, repo_path, *args):
         port = free_port()
