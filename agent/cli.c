@@ -38,6 +38,7 @@ static const struct option common[] = {
 	{ "allowed-signers", required_argument, 0, 0 },
 	{ "gpg-keyring", required_argument, 0, 0 },
 	{ "stuck-after", required_argument, 0, 0 },
+	{ "splay", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -146,6 +147,8 @@ void cli_print_diags(const struct gw_diags *d)
 		gw_strbuf_add(&msg, "", 0);
 		if (d->v[i].line)
 			fprintf(stderr, "%s:%u:%u: %s\n", file.s, d->v[i].line, d->v[i].col, msg.s);
+		else if (!d->v[i].file[0])
+			fprintf(stderr, "%s\n", msg.s);
 		else
 			fprintf(stderr, "%s: %s\n", file.s, msg.s);
 	}

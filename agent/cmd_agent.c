@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,8 @@ static const char agent_usage[] =
 	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
 	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
 	"  --interval DUR             time between passes (default 30s)\n"
+	"  --splay DUR                random extra delay per interval, so nodes do not poll in\n"
+	"                             lockstep (default a tenth of the interval; 0: none)\n"
 	"  --state-dir DIR            clone, state and logs (default /var/lib/gitward as root)\n"
 	"  --node NAME                this node's name (default: hostname)\n"
 	"  --label K=V                node label for nodeSelector (repeatable)\n"
@@ -59,6 +64,7 @@ static const char agent_usage[] =
 
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;
+static atomic_int want_heal; /* set by the container events thread */
 static struct gw_cancel stop_request; /* seen by the running pass */
 
 static void on_signal(int sig)
@@ -83,6 +89,14 @@ static void trigger(void *ud)
 		(void)!write(wake[1], "w", 1);
 }
 
+static void on_heal_event(void *ud)
+{
+	(void)ud;
+	atomic_store(&want_heal, 1);
+	if (wake[1] >= 0)
+		(void)!write(wake[1], "e", 1);
+}
+
 static int on_extra(int id, const char *arg, void *ud)
 {
 	(void)id;
@@ -100,6 +114,152 @@ static int64_t retry_delay(int64_t interval, int streak)
 	if (d > 300000)
 		d = 300000;
 	return d + (int64_t)(random() % (d / 5 + 1)); /* + up to 20% */
+}
+
+/* A random part of the interval, so a fleet does not poll in lockstep. */
+static int64_t splay(const struct gw_config *cfg)
+{
+	int64_t sp = cfg->splay_ms >= 0 ? cfg->splay_ms : cfg->interval_ms / 10;
+	return sp > 0 ? (int64_t)(random() % (sp + 1)) : 0;
+}
+
+static void log_pass(const struct gw_run_summary *sum, enum gw_pass_mode mode, int64_t took)
+{
+	const char *what = mode == GW_PASS_HEAL ? "heal pass" : "pass";
+	bool quiet = sum->count[GW_ACTION_NONE] == sum->report.ok && !sum->report.failed;
+	switch (sum->result) {
+	case GW_RUN_CONVERGED:
+		/* a quiet node gives quiet logs: no-op passes only at debug */
+		gw_log(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", "%s done: commit %.12s, converged (%lldms)", what,
+		       sum->commit, (long long)took);
+		break;
+	case GW_RUN_NOT_CONVERGED:
+		gw_log(GW_LOG_WARN, "", "%s done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", what,
+		       sum->commit, sum->report.failed, sum->report.waiting, (long long)took);
+		break;
+	case GW_RUN_GIT_ERROR:
+		if (sum->healing)
+			gw_log(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "",
+			       "%s done without Git: commit %.12s kept in force, %zu failed (%lldms)", what,
+			       sum->commit, sum->report.failed, (long long)took);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Did the pass start, stop or replace anything? */
+static bool changed(const struct gw_run_summary *sum)
+{
+	return sum->count[GW_ACTION_CREATE] + sum->count[GW_ACTION_UPDATE] + sum->count[GW_ACTION_DELETE] +
+		sum->count[GW_ACTION_RESTART] >
+		sum->report.waiting + sum->report.failed;
+}
+
+#define HEAL_GAP_MS 200 /* heal passes at most this often */
+#define HEAL_SETTLE_MS 100 /* after a death: time for its supervisor to record the exit */
+
+/* Wait for the next pass: the interval's end (a full pass), or a workload
+ * that died, a restart backoff that ended, a container event (a heal pass,
+ * no fetch), or a signal or webhook. */
+static enum gw_pass_mode wait_next(const struct gw_watch *w, int64_t deadline, int64_t last_heal, int idle_heals,
+				   struct gw_metrics *m)
+{
+	struct pollfd *p = gw_xcalloc(w->n + 1, sizeof(*p));
+	enum gw_pass_mode mode = GW_PASS_FULL;
+	int64_t heal_at = 0; /* monotonic ms of the heal pass to come; 0: none */
+
+	while (!want_stop && !want_pass) {
+		int64_t now = gw_monotonic_ms(), until = deadline;
+		if ((w->gone || atomic_load(&want_heal)) && !heal_at)
+			heal_at = now + HEAL_SETTLE_MS;
+		if (w->down && !heal_at) {
+			/* a resource still down after passes that changed nothing (say,
+			 * its dependency failed): each such pass waits twice as long */
+			int64_t gap = (int64_t)HEAL_GAP_MS << (idle_heals < 12 ? idle_heals : 12);
+			heal_at = last_heal + gap;
+		}
+		if (heal_at && heal_at < last_heal + HEAL_GAP_MS)
+			heal_at = last_heal + HEAL_GAP_MS;
+		if (heal_at && now >= heal_at) {
+			mode = GW_PASS_HEAL;
+			break;
+		}
+		if (heal_at && heal_at < until)
+			until = heal_at;
+		if (w->wake_at_ms && !heal_at) {
+			int64_t at = now + (w->wake_at_ms - gw_now_ms()); /* a restart backoff ends */
+			if (at <= now)
+				at = now;
+			if (at < until) {
+				until = at;
+				if (until <= now) {
+					heal_at = now;
+					continue;
+				}
+			}
+		}
+		if (until <= now)
+			break; /* the interval is over: a full pass */
+		size_t n = 1;
+		p[0] = (struct pollfd){ .fd = wake[0], .events = POLLIN };
+		for (size_t i = 0; !heal_at && i < w->n; i++)
+			p[n++] = (struct pollfd){ .fd = w->fds[i], .events = POLLIN };
+		int64_t left = until - now;
+		if (poll(p, n, (int)(left > 1000 ? 1000 : left)) > 0) {
+			char drain[64];
+			if (p[0].revents)
+				while (read(wake[0], drain, sizeof(drain)) > 0)
+					;
+			for (size_t i = 1; i < n; i++)
+				if (p[i].revents && !heal_at)
+					heal_at = gw_monotonic_ms() + HEAL_SETTLE_MS; /* a workload exited */
+		}
+		gw_metrics_heartbeat(m);
+	}
+	free(p);
+	if (want_pass && !want_stop)
+		gw_log(GW_LOG_INFO, "", "pass requested (SIGHUP or webhook)");
+	return mode;
+}
+
+/* sd_notify WATCHDOG=1 while the loop is healthy: waiting, or in a pass that
+ * has not run past --stuck-after (the rule of /healthz). */
+struct watchdog {
+	struct gw_metrics *m;
+	uint64_t usec;
+	pthread_t thread;
+	struct gw_cancel stop;
+	bool running;
+};
+
+static void *watchdog_main(void *arg)
+{
+	struct watchdog *d = arg;
+	while (!gw_cancel_requested(&d->stop)) {
+		pthread_mutex_lock(&d->m->mu);
+		bool stuck = d->m->pass_started && gw_monotonic_ms() - d->m->pass_started > d->m->stuck_after_ms;
+		pthread_mutex_unlock(&d->m->mu);
+		if (!stuck)
+			gw_notify_watchdog();
+		gw_cancel_sleep(&d->stop, (int64_t)(d->usec / 3000));
+	}
+	return NULL;
+}
+
+static void watchdog_start(struct watchdog *d)
+{
+	d->usec = gw_watchdog_usec();
+	if (d->usec && pthread_create(&d->thread, NULL, watchdog_main, d) == 0)
+		d->running = true;
+}
+
+static void watchdog_stop(struct watchdog *d)
+{
+	if (!d->running)
+		return;
+	gw_cancel_request(&d->stop);
+	pthread_join(d->thread, NULL);
 }
 
 int cmd_agent(int argc, char **argv)
@@ -159,53 +319,54 @@ int cmd_agent(int argc, char **argv)
 	       (long long)(cfg.interval_ms / 1000), cfg.state_dir);
 	gw_notify_ready();
 
+	struct gw_watch watch = { 0 };
+	struct gw_events *events = NULL;
+	struct watchdog dog = { .m = &metrics };
+	enum gw_pass_mode mode = GW_PASS_FULL;
+	int64_t deadline = 0, last_heal = 0;
+	int idle_heals = 0; /* heal passes in a row that changed nothing */
+
+	watchdog_start(&dog);
 	while (!want_stop) {
 		struct gw_run_summary sum;
 		int64_t t0 = gw_monotonic_ms();
-		want_pass = 0;
+		if (mode == GW_PASS_FULL)
+			want_pass = 0;
+		want_heal = 0;
 		gw_metrics_pass_begin(&metrics);
-		gw_pass_run(&sum, &cfg, &ctx);
+		gw_pass_run(&sum, &cfg, &ctx, mode);
 		int64_t took = gw_monotonic_ms() - t0;
 		gw_metrics_record(&metrics, &sum, took);
-		switch (sum.result) {
-		case GW_RUN_CONVERGED:
-			/* a quiet node gives quiet logs: no-op passes only at debug */
-			gw_log(sum.count[GW_ACTION_NONE] == sum.report.ok && !sum.report.failed ? GW_LOG_DEBUG
-												: GW_LOG_INFO,
-			       "", "pass done: commit %.12s, converged (%lldms)", sum.commit, (long long)took);
-			break;
-		case GW_RUN_NOT_CONVERGED:
-			gw_log(GW_LOG_WARN, "",
-			       "pass done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", sum.commit,
-			       sum.report.failed, sum.report.waiting, (long long)took);
-			break;
-		default:
-			break;
-		}
-		int64_t delay = cfg.interval_ms;
-		if (sum.result == GW_RUN_GIT_ERROR) {
-			git_streak++;
-			delay = retry_delay(cfg.interval_ms, git_streak);
-			gw_log(GW_LOG_WARN, "", "next try in %lldms", (long long)delay);
-		} else {
-			git_streak = 0;
-		}
-		int64_t deadline = gw_monotonic_ms() + delay;
-		while (!want_stop && !want_pass) {
-			int64_t left = deadline - gw_monotonic_ms();
-			if (left <= 0)
-				break;
-			struct pollfd p = { .fd = wake[0], .events = POLLIN };
-			if (poll(&p, 1, (int)(left > 60000 ? 60000 : left)) > 0) {
-				char drain[64];
-				while (read(wake[0], drain, sizeof(drain)) > 0)
-					;
+		log_pass(&sum, mode, took);
+		if (mode == GW_PASS_FULL) {
+			int64_t delay = cfg.interval_ms + splay(&cfg);
+			if (sum.result == GW_RUN_GIT_ERROR) {
+				git_streak++;
+				delay = retry_delay(cfg.interval_ms, git_streak);
+				gw_log(GW_LOG_WARN, "", "next fetch in %lldms", (long long)delay);
+			} else {
+				git_streak = 0;
 			}
-			gw_metrics_heartbeat(&metrics);
+			deadline = gw_monotonic_ms() + delay;
+		} else {
+			last_heal = gw_monotonic_ms();
 		}
-		if (want_pass && !want_stop)
-			gw_log(GW_LOG_INFO, "", "pass requested (SIGHUP or webhook)");
+		/* what can make a workload need healing before the next pass */
+		gw_watch_clear(&watch);
+		gw_watch_build(&watch, &cfg);
+		if (watch.containers && !events && gw_events_start(&events, &ctx, on_heal_event, NULL) < 0)
+			gw_log(GW_LOG_WARN, "", "cannot follow the container engine's events");
+		if (mode == GW_PASS_HEAL && changed(&sum))
+			idle_heals = 0;
+		else if (mode == GW_PASS_HEAL)
+			idle_heals++;
+		else
+			idle_heals = 0;
+		mode = wait_next(&watch, deadline, last_heal, idle_heals, &metrics);
 	}
+	gw_events_stop(events);
+	gw_watch_clear(&watch);
+	watchdog_stop(&dog);
 	gw_log(GW_LOG_INFO, "", "agent stopping; workloads keep running");
 	gw_http_stop(http);
 	gw_metrics_free(&metrics);

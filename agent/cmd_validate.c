@@ -78,8 +78,9 @@ int cmd_validate(int argc, char **argv)
 		json_decref(root);
 	} else {
 		cli_print_diags(&set.diags);
-		if (set.diags.n)
-			fprintf(stderr, "%zu problem%s found.\n", set.diags.n, set.diags.n == 1 ? "" : "s");
+		size_t problems = gw_diags_count(&set.diags);
+		if (problems)
+			fprintf(stderr, "%zu problem%s found.\n", problems, problems == 1 ? "" : "s");
 		else
 			printf("%zu resource%s in %zu file%s: valid.\n", set.n, set.n == 1 ? "" : "s", set.files,
 			       set.files == 1 ? "" : "s");

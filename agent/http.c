@@ -274,6 +274,17 @@ void gw_http_stop(struct gw_http *h)
 	free(h);
 }
 
+void gw_notify_watchdog(void)
+{
+	sd_notify(0, "WATCHDOG=1");
+}
+
+uint64_t gw_watchdog_usec(void)
+{
+	uint64_t usec = 0;
+	return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
+}
+
 void gw_notify_ready(void)
 {
 	sd_notify(0, "READY=1");

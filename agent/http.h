@@ -2,6 +2,8 @@
 #ifndef GITWARD_AGENT_HTTP_H
 #define GITWARD_AGENT_HTTP_H
 
+#include <stdint.h>
+
 #include "endpoints.h"
 
 struct gw_http;
@@ -12,5 +14,8 @@ void gw_http_stop(struct gw_http *h);
 
 /* Tell systemd (Type=notify) that the agent is up; no-op elsewhere. */
 void gw_notify_ready(void);
+/* WATCHDOG=1 to systemd; the watchdog period (0: none asked for). */
+void gw_notify_watchdog(void);
+uint64_t gw_watchdog_usec(void);
 
 #endif

@@ -243,7 +243,7 @@ struct exec {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct job *jobs;
-	size_t n, done;
+	size_t n, done, running;
 	const struct gw_backend_ctx *ctx;
 	const struct gw_pass *pass;
 };
@@ -447,11 +447,28 @@ static void *exec_worker(void *arg)
 			}
 			pick = j;
 		}
+		if (!pick && ex->running == 0 && ex->done < ex->n) {
+			/* nothing runs and nothing is ready: what is left waits on a
+			 * cycle (the planner never makes one; this is the backstop) */
+			for (size_t i = 0; i < ex->n; i++) {
+				struct job *j = &ex->jobs[i];
+				if (j->started)
+					continue;
+				j->started = j->finished = 1;
+				j->out = GW_OUT_FAILED;
+				snprintf(j->detail, sizeof(j->detail),
+					 "not run: its ordering waits on a dependency cycle");
+				ex->done++;
+			}
+			pthread_cond_broadcast(&ex->cv);
+			continue;
+		}
 		if (!pick) {
 			if (ex->done < ex->n)
 				pthread_cond_wait(&ex->cv, &ex->mu);
 			continue;
 		}
+		ex->running++;
 		pthread_mutex_unlock(&ex->mu);
 		if (pick->a->type == GW_ACTION_NONE && !ex->pass->backend_error[pick->a->kind][0]) {
 			settle_unchanged(pick);
@@ -464,6 +481,7 @@ static void *exec_worker(void *arg)
 		}
 		pthread_mutex_lock(&ex->mu);
 		pick->finished = 1;
+		ex->running--;
 		ex->done++;
 		pthread_cond_broadcast(&ex->cv);
 	}
@@ -594,13 +612,14 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 		}
 	}
 	/* with --no-prune, resources that left Git stay managed */
-	for (size_t i = 0; i < pass->nobserved; i++) {
-		int planned = 0;
-		for (size_t k = 0; k < plan->n && !planned; k++)
-			planned = plan->v[k].observed == &pass->observed[i];
-		if (!planned)
+	unsigned char *planned = gw_xcalloc(pass->nobserved + 1, 1);
+	for (size_t k = 0; k < plan->n; k++)
+		if (plan->v[k].observed)
+			planned[plan->v[k].observed - pass->observed] = 1;
+	for (size_t i = 0; i < pass->nobserved; i++)
+		if (!planned[i])
 			push(&st, &pass->observed[i]);
-	}
+	free(planned);
 	if (!st.last_error && pass->note)
 		st.last_error = gw_xstrdup(pass->note);
 	final_look(&st, ctx);

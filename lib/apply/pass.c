@@ -47,11 +47,14 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		.password = cfg->repo_password,
 		.connect_timeout_ms = cfg->git_connect_timeout_ms,
 		.idle_timeout_ms = cfg->git_timeout_ms,
+		.cancel = pass->cancel,
 	};
 	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
 	if (rc < 0)
 		return rc;
-	rc = gw_source_fetch(src, err);
+	/* offline: the commit is taken from the cache as it is (a heal pass, or
+	 * the last good commit after this pass already fetched) */
+	rc = pass->offline ? 0 : gw_source_fetch(src, err);
 	if (rc == 0)
 		rc = gw_source_resolve(pass->commit, &pass->ref, src, cfg->ref, err);
 	if (rc == 0 && cfg->verify_signatures) {

@@ -34,7 +34,44 @@ static void finish_error(struct gw_run_summary *out, enum gw_run_result res, con
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 
-void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx)
+/* The commit the node last applied, from the state file (caller frees), and
+ * the error recorded with it. */
+static char *last_applied(const struct gw_config *cfg, char **last_error)
+{
+	struct gw_state_file st;
+	struct gw_error err;
+	char path[4096], *commit = NULL;
+
+	snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
+	gw_state_file_init(&st);
+	if (gw_state_load(&st, path, &err) == 0 && st.commit) {
+		commit = st.commit;
+		st.commit = NULL;
+		if (last_error) {
+			*last_error = st.last_error;
+			st.last_error = NULL;
+		}
+	}
+	gw_state_file_free(&st);
+	return commit;
+}
+
+/* Prepare pass against commit from the cache, without fetching. */
+static int prepare_offline(struct gw_pass *pass, const struct gw_config *cfg, const char *commit,
+			   const struct gw_cancel *cancel, struct gw_error *err)
+{
+	struct gw_config at = *cfg;
+	enum gw_pass_stage stage;
+	at.ref = (char *)commit;
+	gw_pass_free(pass);
+	gw_pass_init(pass);
+	pass->offline = true;
+	pass->cancel = cancel;
+	return gw_pass_prepare(pass, &stage, &at, err);
+}
+
+void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
+		 enum gw_pass_mode mode)
 {
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
@@ -44,13 +81,49 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 
 	memset(out, 0, sizeof(*out));
 	gw_pass_init(&pass);
-	rc = gw_pass_prepare(&pass, &stage, cfg, &err);
-	if (rc < 0 && stage == GW_PASS_GIT) {
-		finish_error(out, GW_RUN_GIT_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
-		out->git_failed = true;
-		goto out;
+	pass.cancel = ctx->cancel;
+	if (mode == GW_PASS_HEAL) {
+		/* a workload died: heal against the commit in force, no fetch,
+		 * keeping whatever error was recorded with it */
+		char *recorded = NULL, *commit = last_applied(cfg, &recorded);
+		out->result = GW_RUN_CONVERGED;
+		if (!commit)
+			goto out;
+		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
+		free(commit);
+		pass.note = recorded;
+		if (rc < 0) {
+			finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+			goto out;
+		}
+		out->healing = true;
+	} else {
+		rc = gw_pass_prepare(&pass, &stage, cfg, &err);
+		out->fetched = rc == 0 || stage != GW_PASS_GIT;
 	}
-	if (rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
+	if (mode == GW_PASS_FULL && rc < 0 && stage == GW_PASS_GIT) {
+		/* Git is down: the workloads are healed anyway, against the commit in
+		 * force; the error is reported and the fetch retried */
+		char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(cfg, NULL);
+		gw_error_format(msg, sizeof(msg), &err);
+		if (!commit || gw_cancel_requested(ctx->cancel)) {
+			free(commit);
+			finish_error(out, GW_RUN_GIT_ERROR, cfg, msg);
+			goto out;
+		}
+		gw_log(GW_LOG_ERROR, "", "%s", msg);
+		gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", commit);
+		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
+		free(commit);
+		if (rc < 0) {
+			finish_error(out, GW_RUN_GIT_ERROR, cfg, msg);
+			goto out;
+		}
+		pass.note = gw_xstrdup(msg);
+		snprintf(out->message, sizeof(out->message), "%s", msg);
+		out->result = GW_RUN_GIT_ERROR;
+		out->healing = true;
+	} else if (mode == GW_PASS_FULL && rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
 		/* report every problem, then fall back to the last good commit */
 		enum gw_run_result bad = stage == GW_PASS_VERIFY ? GW_RUN_UNVERIFIED : GW_RUN_INVALID;
 		char msg[GW_ERROR_MSG_MAX + 300];
@@ -64,23 +137,17 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 			snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", err.msg, pass.set.diags.v[0].file,
 				 pass.set.diags.v[0].line, pass.set.diags.v[0].col, pass.set.diags.v[0].msg);
 		}
-		struct gw_state_file st;
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/state.json", cfg->state_dir);
-		gw_state_file_init(&st);
-		if (gw_state_load(&st, path, &err) < 0 || !st.commit || !strcmp(st.commit, pass.commit)) {
-			gw_state_file_free(&st);
+		char *commit = last_applied(cfg, NULL);
+		if (!commit || !strcmp(commit, pass.commit)) {
+			free(commit);
 			finish_error(out, bad, cfg, msg);
 			goto out;
 		}
-		struct gw_config last = *cfg;
-		last.ref = st.commit;
-		gw_pass_free(&pass);
-		gw_pass_init(&pass);
 		gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
-		       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", st.commit);
-		rc = gw_pass_prepare(&pass, &stage, &last, &err);
-		gw_state_file_free(&st);
+		       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", commit);
+		/* just fetched: the last good commit is in the cache */
+		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
+		free(commit);
 		if (rc < 0) {
 			gw_log(GW_LOG_ERROR, "", "the last good commit cannot be used either: %s", err.msg);
 			finish_error(out, bad, cfg, msg);
@@ -108,7 +175,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
 	}
-	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED)
+	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR)
 		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
 out:
 	free(state_error);

@@ -49,8 +49,9 @@ static void add_dir(struct gw_manifest_set *set, const char *dir, unsigned depth
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 
-	if (depth > 64) {
-		gw_diags_add(&set->diags, dir, 0, 0, "folders nested too deep");
+	if (depth > GW_MANIFEST_TREE_DEPTH_MAX) {
+		gw_diags_add(&set->diags, dir, 0, 0, "folders nested deeper than %u levels",
+			     GW_MANIFEST_TREE_DEPTH_MAX);
 		return;
 	}
 	d = opendir(dir);

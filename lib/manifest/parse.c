@@ -14,8 +14,7 @@
 
 void gw_diags_init(struct gw_diags *d)
 {
-	d->v = NULL;
-	d->n = d->cap = 0;
+	memset(d, 0, sizeof(*d));
 }
 
 void gw_diags_free(struct gw_diags *d)
@@ -25,7 +24,29 @@ void gw_diags_free(struct gw_diags *d)
 		free(d->v[i].msg);
 	}
 	free(d->v);
+	free(d->cur);
 	gw_diags_init(d);
+}
+
+static struct gw_diag *diags_push(struct gw_diags *d, const char *file, unsigned line, unsigned col, char *msg,
+				  size_t more)
+{
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 16;
+		d->v = gw_xrealloc(d->v, d->cap * sizeof(*d->v));
+	}
+	d->v[d->n] = (struct gw_diag){ .file = gw_xstrdup(file), .line = line, .col = col, .msg = msg, .more = more };
+	return &d->v[d->n++];
+}
+
+static int same_file(const struct gw_diags *d, const char *file)
+{
+	return d->cur && strcmp(d->cur, file) == 0;
+}
+
+int gw_diags_full(const struct gw_diags *d, const char *file)
+{
+	return d->n >= GW_DIAGS_COMMIT_MAX || (same_file(d, file ? file : "") && d->cur_n >= GW_DIAGS_FILE_MAX);
 }
 
 void gw_diags_add(struct gw_diags *d, const char *file, unsigned line, unsigned col, const char *fmt, ...)
@@ -33,27 +54,56 @@ void gw_diags_add(struct gw_diags *d, const char *file, unsigned line, unsigned 
 	struct gw_strbuf sb;
 	va_list ap;
 
-	if (d->n == d->cap) {
-		d->cap = d->cap ? d->cap * 2 : 16;
-		d->v = gw_xrealloc(d->v, d->cap * sizeof(*d->v));
+	if (!file)
+		file = "";
+	if (!same_file(d, file)) {
+		free(d->cur);
+		d->cur = gw_xstrdup(file);
+		d->cur_n = 0;
 	}
+	if (d->n >= GW_DIAGS_COMMIT_MAX) {
+		d->dropped++;
+		return;
+	}
+	if (d->cur_n >= GW_DIAGS_FILE_MAX) {
+		/* the file's summary is the last entry while its diagnostics run */
+		if (d->n && d->v[d->n - 1].more && strcmp(d->v[d->n - 1].file, file) == 0)
+			d->v[d->n - 1].more++;
+		else
+			diags_push(d, file, 0, 0, gw_xstrdup(""), 1);
+		return;
+	}
+	d->cur_n++;
 	gw_strbuf_init(&sb);
 	va_start(ap, fmt);
 	gw_strbuf_vprintf(&sb, fmt, ap);
 	va_end(ap);
-	d->v[d->n].file = gw_xstrdup(file ? file : "");
-	d->v[d->n].line = line;
-	d->v[d->n].col = col;
-	d->v[d->n].msg = gw_strbuf_detach(&sb);
-	d->n++;
+	diags_push(d, file, line, col, gw_strbuf_detach(&sb), 0);
+}
+
+size_t gw_diags_count(const struct gw_diags *d)
+{
+	size_t n = d->dropped;
+	for (size_t i = 0; i < d->n; i++)
+		n += d->v[i].more ? d->v[i].more : 1;
+	return n;
+}
+
+static int is_commit_summary(const struct gw_diag *x)
+{
+	return x->more && !x->file[0];
 }
 
 static int diag_cmp(const void *a, const void *b)
 {
 	const struct gw_diag *x = a, *y = b;
+	if (is_commit_summary(x) != is_commit_summary(y))
+		return is_commit_summary(x) ? 1 : -1;
 	int c = strcmp(x->file, y->file);
 	if (c)
 		return c;
+	if (!x->more != !y->more) /* a file's summary after its diagnostics */
+		return x->more ? 1 : -1;
 	if (x->line != y->line)
 		return x->line < y->line ? -1 : 1;
 	if (x->col != y->col)
@@ -61,10 +111,59 @@ static int diag_cmp(const void *a, const void *b)
 	return strcmp(x->msg, y->msg);
 }
 
+static char *more_msg(size_t n, const char *where, unsigned cap)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_printf(&sb, "\u2026 and %zu more problem%s %s (at most %u are reported)", n, n == 1 ? "" : "s", where,
+			 cap);
+	return gw_strbuf_detach(&sb);
+}
+
 void gw_diags_sort(struct gw_diags *d)
 {
+	size_t w = 0, commit_more = d->dropped;
+
 	if (d->n > 1)
 		qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
+	/* per file: keep the first GW_DIAGS_FILE_MAX, fold the rest and every
+	 * summary of the file into one summary */
+	for (size_t i = 0; i < d->n;) {
+		size_t j = i, kept = 0, more = 0;
+		if (is_commit_summary(&d->v[i])) {
+			commit_more += d->v[i].more;
+			free(d->v[i].file);
+			free(d->v[i].msg);
+			i++;
+			continue;
+		}
+		for (; j < d->n && !is_commit_summary(&d->v[j]) && strcmp(d->v[j].file, d->v[i].file) == 0; j++) {
+			if (!d->v[j].more && kept < GW_DIAGS_FILE_MAX) {
+				d->v[w++] = d->v[j];
+				kept++;
+				continue;
+			}
+			more += d->v[j].more ? d->v[j].more : 1;
+			if (more ==
+			    (d->v[j].more ? d->v[j].more : 1)) { /* the first folded entry becomes the summary */
+				free(d->v[j].msg);
+				d->v[j].line = d->v[j].col = 0;
+				d->v[w++] = d->v[j];
+			} else {
+				free(d->v[j].file);
+				free(d->v[j].msg);
+			}
+		}
+		if (more) {
+			d->v[w - 1].more = more;
+			d->v[w - 1].msg = more_msg(more, "in this file", GW_DIAGS_FILE_MAX);
+		}
+		i = j;
+	}
+	d->n = w;
+	d->dropped = 0;
+	if (commit_more)
+		diags_push(d, "", 0, 0, more_msg(commit_more, "in this commit", GW_DIAGS_COMMIT_MAX), commit_more);
 }
 
 /* Position of a byte offset, 1-based, columns counted in characters. */
@@ -181,10 +280,31 @@ static int scalar_eq(const struct gw_ynode *a, const struct gw_ynode *b)
 		memcmp(a->value, b->value, a->len) == 0;
 }
 
-/* Keys must be scalars and unique; checked when a mapping closes. */
+struct key_ref {
+	const struct gw_ynode *k;
+	size_t idx;
+};
+
+static int key_ref_cmp(const void *a, const void *b)
+{
+	const struct key_ref *x = a, *y = b;
+	size_t n = x->k->len < y->k->len ? x->k->len : y->k->len;
+	int c = memcmp(x->k->value, y->k->value, n);
+	if (c)
+		return c;
+	if (x->k->len != y->k->len)
+		return x->k->len < y->k->len ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Keys must be scalars and unique; checked when a mapping closes, by sorting
+ * the keys (n log n: a mapping may hold 100,000 keys). */
 static int check_mapping(struct builder *b, const struct gw_ynode *map)
 {
 	int bad = 0;
+	size_t n = 0;
+	struct key_ref *keys = gw_xcalloc(map->n / 2 + 1, sizeof(*keys));
+
 	for (size_t i = 0; i + 1 < map->n; i += 2) {
 		const struct gw_ynode *k = map->items[i];
 		if (k->type != GW_YNODE_SCALAR) {
@@ -192,16 +312,21 @@ static int check_mapping(struct builder *b, const struct gw_ynode *map)
 			bad = 1;
 			continue;
 		}
-		for (size_t j = 0; j < i; j += 2) {
-			if (scalar_eq(map->items[j], k)) {
-				gw_diags_add(b->diags, b->file, k->line, k->col,
-					     "duplicate key \"%.*s\" (first at line %u)", (int)k->len, k->value,
-					     map->items[j]->line);
-				bad = 1;
-				break;
-			}
-		}
+		keys[n++] = (struct key_ref){ .k = k, .idx = i };
 	}
+	if (n > 1)
+		qsort(keys, n, sizeof(*keys), key_ref_cmp);
+	for (size_t i = 1, first = 0; i < n; i++) {
+		if (!scalar_eq(keys[first].k, keys[i].k)) {
+			first = i;
+			continue;
+		}
+		gw_diags_add(b->diags, b->file, keys[i].k->line, keys[i].k->col,
+			     "duplicate key \"%.*s\" (first at line %u)",
+			     (int)(keys[i].k->len > 60 ? 60 : keys[i].k->len), keys[i].k->value, keys[first].k->line);
+		bad = 1;
+	}
+	free(keys);
 	return bad ? -1 : 0;
 }
 

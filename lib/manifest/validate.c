@@ -443,6 +443,21 @@ static int run_check(struct vctx *c, gw_fcheck check, const struct gw_ynode *v, 
 static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_field *table, const struct gw_ynode *map,
 		       const char *path);
 
+/* A mapping entry or list item with its position, for sorting. */
+struct pair {
+	const char *k, *v;
+	size_t idx;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+	int c = strcmp(x->k, y->k);
+	if (c)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
 static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
 			const char *path)
 {
@@ -492,6 +507,8 @@ static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_f
 			return;
 		}
 		struct gw_strmap *m = slot(r, f);
+		struct pair *ok = gw_xcalloc(v->n / 2 + 1, sizeof(*ok));
+		size_t nok = 0;
 		gw_strmap_free(m);
 		for (size_t i = 0; i + 1 < v->n; i += 2) {
 			const struct gw_ynode *k = v->items[i], *val = v->items[i + 1];
@@ -508,8 +525,21 @@ static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_f
 			}
 			if (run_check(c, f->check, val, sub) < 0)
 				continue;
-			gw_strmap_set(m, k->value, is_null(val) ? "" : val->value);
+			ok[nok++] = (struct pair){ .k = k->value, .v = is_null(val) ? "" : val->value, .idx = i };
 		}
+		/* sorted once (inserting key by key is quadratic); a repeated
+		 * key, already an error of the parser, keeps its last value */
+		if (nok > 1)
+			qsort(ok, nok, sizeof(*ok), pair_cmp);
+		m->k = gw_xcalloc(nok + 1, sizeof(char *));
+		m->v = gw_xcalloc(nok + 1, sizeof(char *));
+		for (size_t i = 0; i < nok; i++) {
+			if (i + 1 < nok && strcmp(ok[i].k, ok[i + 1].k) == 0)
+				continue;
+			m->k[m->n] = gw_xstrdup(ok[i].k);
+			m->v[m->n++] = gw_xstrdup(ok[i].v);
+		}
+		free(ok);
 		return;
 	}
 	case GW_F_DURATION:
@@ -650,7 +680,7 @@ static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_fi
 			}
 			const struct gw_field *best = NULL;
 			unsigned bestd = 3;
-			for (const struct gw_field *t = table; t->name; t++) {
+			for (const struct gw_field *t = table; t->name && !gw_diags_full(c->diags, c->file); t++) {
 				unsigned d = edit_distance(k->value, t->name);
 				if ((t->kinds & GW_KMASK(c->kind)) && d < bestd) {
 					bestd = d;
@@ -728,17 +758,24 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 	if (r->kind == GW_KIND_CONTAINER && r->ports.n && (r->network == GW_NET_NONE || r->network == GW_NET_HOST))
 		verr(c, lookup(spec, "ports"), "spec.ports", "needs network: bridge (ports are not published on %s)",
 		     r->network == GW_NET_NONE ? "none" : "host");
-	for (size_t i = 0; i < r->depends_on.n; i++)
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(r->depends_on.v[i], r->depends_on.v[j]) == 0) {
-				const struct gw_ynode *d = lookup(spec, "dependsOn");
-				verr(c, d && d->type == GW_YNODE_SEQ && i < d->n ? d->items[i] : spec, "spec.dependsOn",
-				     "\"%s\" is listed twice", r->depends_on.v[i]);
-			}
+	if (r->depends_on.n > 1) { /* repeats, by sorting: the list may hold 100,000 names */
+		const struct gw_ynode *d = lookup(spec, "dependsOn");
+		struct pair *names = gw_xcalloc(r->depends_on.n, sizeof(*names));
+		for (size_t i = 0; i < r->depends_on.n; i++)
+			names[i] = (struct pair){ .k = r->depends_on.v[i], .idx = i };
+		qsort(names, r->depends_on.n, sizeof(*names), pair_cmp);
+		for (size_t i = 1; i < r->depends_on.n; i++) {
+			size_t at = names[i].idx;
+			if (strcmp(names[i].k, names[i - 1].k) == 0)
+				verr(c, d && d->type == GW_YNODE_SEQ && at < d->n ? d->items[at] : spec,
+				     "spec.dependsOn", "\"%s\" is listed twice", names[i].k);
+		}
+		free(names);
+	}
 }
 
 /* Validate one document; on success *out is a finalized resource. */
-static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct gw_strmap *invalid_names,
+static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct gw_manifest_set *invalid_names,
 			const char *file, const struct gw_ynode *doc)
 {
 	struct vctx c = { .diags = diags, .file = file };
@@ -802,8 +839,16 @@ static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct
 		check_kind_rules(&c, r, spec);
 	}
 	if (c.errors) {
-		if (r->name && invalid_names)
-			gw_strmap_set(invalid_names, r->name, "");
+		if (r->name && invalid_names) {
+			struct gw_manifest_set *set = invalid_names;
+			if (set->invalid_names.n == set->invalid_cap) {
+				set->invalid_cap = set->invalid_cap ? set->invalid_cap * 2 : 16;
+				set->invalid_names.v =
+					gw_xrealloc(set->invalid_names.v, set->invalid_cap * sizeof(char *));
+			}
+			set->invalid_names.v[set->invalid_names.n++] = r->name;
+			r->name = NULL; /* now owned by set->invalid_names */
+		}
 		gw_resource_free(r);
 		return -1;
 	}
@@ -831,7 +876,9 @@ void gw_manifest_set_free(struct gw_manifest_set *set)
 		gw_resource_free(set->v[i]);
 	free(set->v);
 	gw_diags_free(&set->diags);
-	gw_strmap_free(&set->invalid_names);
+	for (size_t i = 0; i < set->invalid_names.n; i++)
+		free(set->invalid_names.v[i]);
+	free(set->invalid_names.v);
 	memset(set, 0, sizeof(*set));
 }
 
@@ -860,7 +907,7 @@ void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, con
 		struct gw_resource *r;
 		if (is_null(docs[i]))
 			continue; /* an empty document */
-		if (validate_doc(&r, &set->diags, &set->invalid_names, file, docs[i]) < 0)
+		if (validate_doc(&r, &set->diags, set, file, docs[i]) < 0)
 			continue;
 		if (set->n == set->cap) {
 			set->cap = set->cap ? set->cap * 2 : 64;
@@ -900,34 +947,78 @@ static size_t find_index(struct gw_resource **v, size_t n, const char *name)
 	return n;
 }
 
-/* Depth-first search for cycles; colour 0 white, 1 grey, 2 black. */
-static void dfs(struct gw_manifest_set *set, size_t idx, unsigned char *colour, size_t *stack, size_t depth)
+static int str_cmp(const void *a, const void *b)
 {
-	struct gw_resource *r = set->v[idx];
-	colour[idx] = 1;
-	stack[depth] = idx;
-	for (size_t i = 0; i < r->depends_on.n; i++) {
-		size_t j = find_index(set->v, set->n, r->depends_on.v[i]);
-		if (j == set->n)
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A cycle found at the back edge from stack[depth] to stack[start]: named in
+ * full when short, else its first and last names. */
+static void report_cycle(struct gw_manifest_set *set, const size_t *stack, size_t start, size_t depth)
+{
+	struct gw_resource *r = set->v[stack[depth]];
+	struct gw_strbuf sb;
+	if (gw_diags_full(&set->diags, r->file)) {
+		gw_diags_add(&set->diags, r->file, r->line, r->col, "spec.dependsOn: dependency cycle");
+		return;
+	}
+	gw_strbuf_init(&sb);
+	for (size_t k = start; k <= depth; k++) {
+		if (depth - start > 16 && k == start + 8) {
+			gw_strbuf_printf(&sb, "(%zu more) -> ", depth - start - 16);
+			k = depth - 8;
+		}
+		gw_strbuf_printf(&sb, "%s -> ", set->v[stack[k]]->name);
+	}
+	gw_strbuf_puts(&sb, set->v[stack[start]]->name);
+	gw_diags_add(&set->diags, r->file, r->line, r->col, "spec.dependsOn: dependency cycle: %s", sb.s);
+	gw_strbuf_free(&sb);
+}
+
+/* Depth-first search for cycles with an explicit stack (a chain may be
+ * 250,000 resources long); colour 0 white, 1 grey, 2 black. */
+static void find_cycles(struct gw_manifest_set *set)
+{
+	size_t n = set->n;
+	unsigned char *colour = gw_xcalloc(n + 1, 1);
+	size_t *stack = gw_xcalloc(n + 1, sizeof(size_t)); /* resource on the path */
+	size_t *edge = gw_xcalloc(n + 1, sizeof(size_t)); /* next dependsOn entry to follow */
+	size_t *at = gw_xcalloc(n + 1, sizeof(size_t)); /* position of a grey resource on the path */
+
+	for (size_t root = 0; root < n; root++) {
+		if (colour[root])
 			continue;
-		struct gw_resource *t = set->v[j];
-		if (colour[j] == 1) {
-			struct gw_strbuf sb;
-			size_t start = depth;
-			while (start > 0 && stack[start] != j)
-				start--;
-			gw_strbuf_init(&sb);
-			for (size_t k = start; k <= depth; k++)
-				gw_strbuf_printf(&sb, "%s -> ", set->v[stack[k]]->name);
-			gw_strbuf_puts(&sb, t->name);
-			gw_diags_add(&set->diags, r->file, r->line, r->col, "spec.dependsOn: dependency cycle: %s",
-				     sb.s);
-			gw_strbuf_free(&sb);
-		} else if (colour[j] == 0) {
-			dfs(set, j, colour, stack, depth + 1);
+		size_t depth = 0;
+		stack[0] = root;
+		edge[0] = 0;
+		at[root] = 0;
+		colour[root] = 1;
+		for (;;) {
+			struct gw_resource *r = set->v[stack[depth]];
+			if (edge[depth] == r->depends_on.n) {
+				colour[stack[depth]] = 2;
+				if (depth == 0)
+					break;
+				depth--;
+				continue;
+			}
+			size_t j = find_index(set->v, n, r->depends_on.v[edge[depth]++]);
+			if (j == n)
+				continue;
+			if (colour[j] == 1) {
+				report_cycle(set, stack, at[j], depth);
+			} else if (colour[j] == 0) {
+				colour[j] = 1;
+				stack[++depth] = j;
+				edge[depth] = 0;
+				at[j] = depth;
+			}
 		}
 	}
-	colour[idx] = 2;
+	free(colour);
+	free(stack);
+	free(edge);
+	free(at);
 }
 
 void gw_manifest_set_finish(struct gw_manifest_set *set)
@@ -950,26 +1041,22 @@ void gw_manifest_set_finish(struct gw_manifest_set *set)
 		set->v[w++] = set->v[i];
 	}
 	set->n = n = w;
+	if (set->invalid_names.n > 1)
+		qsort(set->invalid_names.v, set->invalid_names.n, sizeof(char *), str_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct gw_resource *r = set->v[i];
 		for (size_t d = 0; d < r->depends_on.n; d++) {
 			if (strcmp(r->depends_on.v[d], r->name) == 0)
 				continue; /* reported as a cycle below */
 			if (find_index(set->v, n, r->depends_on.v[d]) == n &&
-			    !gw_strmap_get(&set->invalid_names, r->depends_on.v[d]))
+			    !(set->invalid_names.n &&
+			      bsearch(&r->depends_on.v[d], set->invalid_names.v, set->invalid_names.n, sizeof(char *),
+				      str_cmp)))
 				gw_diags_add(&set->diags, r->file, r->line, r->col,
 					     "spec.dependsOn: \"%s\" names no resource in this commit",
 					     r->depends_on.v[d]);
 		}
 	}
-	if (n) {
-		unsigned char *colour = gw_xcalloc(n, 1);
-		size_t *stack = gw_xcalloc(n + 1, sizeof(size_t));
-		for (size_t i = 0; i < n; i++)
-			if (colour[i] == 0)
-				dfs(set, i, colour, stack, 0);
-		free(colour);
-		free(stack);
-	}
+	find_cycles(set);
 	gw_diags_sort(&set->diags);
 }

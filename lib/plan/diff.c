@@ -331,16 +331,15 @@ static void order_desired(size_t *order, struct gw_resource *const *d, size_t n,
 	for (size_t i = 0; i < n; i++)
 		if (indeg[i] == 0)
 			heap_push(&h, rank[i]);
-	size_t out = 0;
+	size_t out = 0, cursor = 0;
 	while (out < n) {
 		size_t pick;
 		if (h.n) {
 			pick = byname[heap_pop(&h)].idx;
 		} else { /* a cycle, which validation rejects; keep going in name order */
-			pick = n;
-			for (size_t j = 0; j < n && pick == n; j++)
-				if (!done[byname[j].idx])
-					pick = byname[j].idx;
+			while (done[byname[cursor].idx])
+				cursor++;
+			pick = byname[cursor].idx;
 		}
 		if (done[pick])
 			continue;
@@ -363,6 +362,139 @@ static void order_desired(size_t *order, struct gw_resource *const *d, size_t n,
 	free(done);
 }
 
+static int name_idx_cmp(const void *x, const void *y)
+{
+	const struct entry *a = x, *b = y;
+	int c = strcmp(a->name, b->name);
+	if (c)
+		return c;
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Deletions go dependents first: y, which depends on x, is deleted before x.
+ * Records of resources that left Git are history, not a validated commit, and
+ * may hold a cycle (a -> b from one commit, b -> a from a later one kept by
+ * --no-prune) or repeat a name: the order comes from Kahn's algorithm with
+ * ties and cycles broken by name, and an action only ever waits for actions
+ * placed before it, so execution cannot deadlock. */
+static void order_deletions(struct gw_plan *plan, const struct gw_observed *observed, const struct entry *obs,
+			    size_t no, const unsigned char *matched, bool prune)
+{
+	size_t nx = 0;
+	size_t *who = gw_xcalloc(no + 1, sizeof(size_t)); /* deletion rank -> observed index */
+	struct entry *byname = gw_xcalloc(no + 1, sizeof(*byname));
+
+	for (size_t j = 0; j < no; j++)
+		if (!matched[obs[j].idx] && prune)
+			who[nx++] = obs[j].idx;
+	if (nx == 0)
+		goto out;
+	for (size_t r = 0; r < nx; r++)
+		byname[r] = (struct entry){ .name = observed[who[r]].name, .idx = r };
+	qsort(byname, nx, sizeof(*byname), name_idx_cmp);
+
+	/* edges y -> x (y depends on x), each counted once */
+	size_t *nout = gw_xcalloc(nx + 1, sizeof(size_t)); /* per x: its dependents */
+	size_t *indeg = gw_xcalloc(nx + 1, sizeof(size_t)); /* per y: what it depends on */
+	size_t *stamp = gw_xcalloc(nx + 1, sizeof(size_t));
+	size_t **deps = gw_xcalloc(nx + 1, sizeof(size_t *));
+	size_t *ndeps = gw_xcalloc(nx + 1, sizeof(size_t));
+	for (size_t y = 0; y < nx; y++) {
+		const struct gw_strlist *l = &observed[who[y]].depends_on;
+		size_t cap = l->n + 1;
+		deps[y] = gw_xcalloc(cap, sizeof(size_t));
+		for (size_t k = 0; k < l->n; k++) {
+			/* first entry with that name, then every one after it */
+			size_t lo = 0, hi = nx;
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				if (strcmp(byname[mid].name, l->v[k]) < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			for (; lo < nx && strcmp(byname[lo].name, l->v[k]) == 0; lo++) {
+				size_t x = byname[lo].idx;
+				if (x == y || stamp[x] == y + 1)
+					continue;
+				stamp[x] = y + 1;
+				if (ndeps[y] == cap) { /* one name kept by two kinds */
+					cap *= 2;
+					deps[y] = gw_xrealloc(deps[y], cap * sizeof(size_t));
+				}
+				deps[y][ndeps[y]++] = x;
+				nout[x]++;
+			}
+		}
+	}
+	/* dependents of x = the y with x in deps[y]: x waits until they are gone */
+	size_t **rdep = gw_xcalloc(nx + 1, sizeof(size_t *));
+	for (size_t x = 0; x < nx; x++) {
+		rdep[x] = gw_xcalloc(nout[x] + 1, sizeof(size_t));
+		indeg[x] = nout[x];
+		nout[x] = 0;
+	}
+	for (size_t y = 0; y < nx; y++)
+		for (size_t k = 0; k < ndeps[y]; k++)
+			rdep[deps[y][k]][nout[deps[y][k]]++] = y;
+
+	size_t *pos = gw_xcalloc(nx + 1, sizeof(size_t)); /* rank -> plan index + 1, 0 = not placed */
+	struct heap h = { .v = gw_xcalloc(nx + 1, sizeof(size_t)) };
+	size_t next_unplaced = 0;
+	for (size_t x = 0; x < nx; x++)
+		if (indeg[x] == 0)
+			heap_push(&h, x);
+	for (size_t placed = 0; placed < nx;) {
+		size_t x;
+		bool broken = false;
+		if (h.n) {
+			x = heap_pop(&h);
+			if (pos[x])
+				continue;
+		} else { /* every remaining deletion is on a cycle or behind one: take the first by name */
+			while (pos[next_unplaced])
+				next_unplaced++;
+			x = next_unplaced;
+			broken = true;
+		}
+		struct gw_action *a = &plan->v[plan->n];
+		a->type = GW_ACTION_DELETE;
+		a->kind = observed[who[x]].kind;
+		a->name = observed[who[x]].name;
+		a->observed = &observed[who[x]];
+		a->after = gw_xcalloc(nout[x] + 1, sizeof(size_t));
+		for (size_t k = 0; k < nout[x]; k++)
+			if (pos[rdep[x][k]])
+				a->after[a->nafter++] = pos[rdep[x][k]] - 1;
+		if (broken)
+			snprintf(a->reason, sizeof(a->reason),
+				 "dependency cycle among deletions (recorded dependsOn): deleted first by name");
+		pos[x] = ++plan->n;
+		placed++;
+		/* what x depends on loses one dependent still to delete */
+		for (size_t k = 0; k < ndeps[x]; k++) {
+			size_t t = deps[x][k];
+			if (indeg[t] > 0 && --indeg[t] == 0 && !pos[t])
+				heap_push(&h, t);
+		}
+	}
+	for (size_t x = 0; x < nx; x++) {
+		free(deps[x]);
+		free(rdep[x]);
+	}
+	free(h.v);
+	free(pos);
+	free(rdep);
+	free(deps);
+	free(ndeps);
+	free(stamp);
+	free(indeg);
+	free(nout);
+out:
+	free(byname);
+	free(who);
+}
+
 int gw_plan_build(struct gw_plan *out, struct gw_resource *const *desired, size_t nd,
 		  const struct gw_observed *observed, size_t no, const struct gw_plan_opts *opts, struct gw_error *err)
 {
@@ -372,7 +504,7 @@ int gw_plan_build(struct gw_plan *out, struct gw_resource *const *desired, size_
 	size_t *order = gw_xcalloc(nd + 1, sizeof(size_t));
 	size_t **deps = gw_xcalloc(nd + 1, sizeof(size_t *));
 	size_t *ndeps = gw_xcalloc(nd + 1, sizeof(size_t));
-	size_t *pos = gw_xcalloc(nd + 1, sizeof(size_t)); /* desired index -> plan index */
+	size_t *pos = gw_xcalloc(nd + 1, sizeof(size_t)); /* desired index -> plan index + 1, 0 = not placed */
 
 	if (nd == 0 && no > 0 && opts->prune && !opts->allow_empty) {
 		free(obs);
@@ -404,33 +536,12 @@ int gw_plan_build(struct gw_plan *out, struct gw_resource *const *desired, size_
 			matched[hit->idx] = 1;
 		decide(a, d, hit ? &observed[hit->idx] : NULL);
 		a->after = gw_xcalloc(ndeps[i] + 1, sizeof(size_t));
-		for (size_t j = 0; j < ndeps[i]; j++)
-			a->after[a->nafter++] = pos[deps[i][j]];
-		pos[i] = plan.n++;
+		for (size_t j = 0; j < ndeps[i]; j++) /* only actions already placed: never a wait cycle */
+			if (pos[deps[i][j]])
+				a->after[a->nafter++] = pos[deps[i][j]] - 1;
+		pos[i] = ++plan.n;
 	}
-	/* deletions: dependents before what they depend on, i.e. reverse order */
-	size_t first_delete = plan.n;
-	for (size_t j = 0; j < no; j++) {
-		size_t i = obs[j].idx;
-		if (matched[i] || !opts->prune)
-			continue;
-		struct gw_action *a = &plan.v[plan.n++];
-		a->type = GW_ACTION_DELETE;
-		a->kind = observed[i].kind;
-		a->name = observed[i].name;
-		a->observed = &observed[i];
-	}
-	/* a deleted resource waits for the deletion of its deleted dependents */
-	for (size_t x = first_delete; x < plan.n; x++) {
-		struct gw_action *a = &plan.v[x];
-		a->after = gw_xcalloc(plan.n + 1, sizeof(size_t));
-		for (size_t y = first_delete; y < plan.n; y++) {
-			const struct gw_observed *dep = plan.v[y].observed;
-			for (size_t k = 0; k < dep->depends_on.n; k++)
-				if (y != x && strcmp(dep->depends_on.v[k], a->name) == 0)
-					a->after[a->nafter++] = y;
-		}
-	}
+	order_deletions(&plan, observed, obs, no, matched, opts->prune);
 	for (size_t i = 0; i < plan.n; i++)
 		plan.count[plan.v[i].type]++;
 	for (size_t i = 0; i < nd; i++)

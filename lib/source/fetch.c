@@ -584,7 +584,7 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	const struct gw_source_opts *o = &src->opts;
 	int64_t idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
 	int64_t connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000;
-	int fresh = src->repo == NULL, fds[2], status = 0, connected = 0, timed_out = 0;
+	int fresh = src->repo == NULL, fds[2], status = 0, connected = 0, timed_out = 0, cancelled = 0;
 	char partial[PATH_MAX], line[1600] = "";
 	size_t have = 0;
 	pid_t pid;
@@ -628,8 +628,12 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 			timed_out = 1;
 			break;
 		}
+		if (gw_cancel_requested(o->cancel)) {
+			cancelled = 1;
+			break;
+		}
 		struct pollfd p = { .fd = fds[0], .events = POLLIN };
-		int r = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+		int r = poll(&p, 1, (int)(left > 50 ? 50 : left));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -655,16 +659,18 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		}
 	}
 	close(fds[0]);
-	if (timed_out)
+	if (timed_out || cancelled)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	if (timed_out || cancelled || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (fresh)
 			gw_rm_rf(partial);
 		else
 			nftw(src->cache_dir, drop_leftover, 16, FTW_PHYS | FTW_MOUNT);
 	}
+	if (cancelled)
+		return gw_error_set(err, -ECANCELED, "%s: fetch abandoned: the agent is stopping", src->url);
 	if (timed_out) {
 		char d[32];
 		gw_duration_format(d, sizeof(d), connected ? idle : connect);

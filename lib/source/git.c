@@ -208,36 +208,71 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 	git_blob_free(blob);
 }
 
-static void walk_tree(struct walk *w, const git_tree *tree, const char *prefix)
+/* The tree in name order with an explicit stack: a commit may nest folders
+ * thousands deep, so recursion would overflow; deeper than
+ * GW_MANIFEST_TREE_DEPTH_MAX is a diagnostic of the commit. depth0 is the
+ * depth of tree itself. */
+static void walk_tree(struct walk *w, const git_tree *tree, const char *prefix, unsigned depth0)
 {
-	size_t n = git_tree_entrycount(tree);
-	for (size_t i = 0; i < n && w->rc == 0; i++) {
-		const git_tree_entry *e = git_tree_entry_byindex(tree, i);
+	struct frame {
+		git_tree *tree; /* owned, except the first */
+		size_t i;
+		char *prefix;
+	} stack[GW_MANIFEST_TREE_DEPTH_MAX + 1];
+	size_t top = 0;
+
+	stack[0] = (struct frame){ .tree = (git_tree *)tree, .prefix = gw_xstrdup(prefix) };
+	for (;;) {
+		struct frame *f = &stack[top];
+		if (f->i == git_tree_entrycount(f->tree) || w->rc != 0) {
+			free(f->prefix);
+			if (top == 0)
+				break;
+			git_tree_free(f->tree);
+			top--;
+			continue;
+		}
+		const git_tree_entry *e = git_tree_entry_byindex(f->tree, f->i++);
 		const char *name = git_tree_entry_name(e);
-		char path[4096];
 		if (name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "/" : "", name);
+		struct gw_strbuf path;
+		gw_strbuf_init(&path);
+		gw_strbuf_printf(&path, "%s%s%s", f->prefix, *f->prefix ? "/" : "", name);
 		switch (git_tree_entry_filemode(e)) {
 		case GIT_FILEMODE_TREE: {
 			git_tree *sub = NULL;
-			if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(e)) < 0) {
-				w->rc = git_fail(w->err, -EIO, path);
-				return;
+			if (depth0 + top + 1 > GW_MANIFEST_TREE_DEPTH_MAX) {
+				gw_diags_add(&w->set->diags, path.s, 0, 0, "folders nested deeper than %u levels",
+					     GW_MANIFEST_TREE_DEPTH_MAX);
+				break;
 			}
-			walk_tree(w, sub, path);
-			git_tree_free(sub);
+			if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(e)) < 0) {
+				w->rc = git_fail(w->err, -EIO, path.s);
+				break;
+			}
+			stack[++top] = (struct frame){ .tree = sub, .prefix = gw_strbuf_detach(&path) };
 			break;
 		}
 		case GIT_FILEMODE_BLOB:
 		case GIT_FILEMODE_BLOB_EXECUTABLE:
 			if (gw_manifest_is_manifest_name(name))
-				read_blob(w, git_tree_entry_id(e), path);
+				read_blob(w, git_tree_entry_id(e), path.s);
 			break;
 		default: /* symlinks and submodules are never followed */
 			break;
 		}
+		gw_strbuf_free(&path);
 	}
+}
+
+/* Folders in a --path: "a/b" is 2 deep. */
+static unsigned path_depth(const char *p)
+{
+	unsigned n = *p ? 1 : 0;
+	for (; *p; p++)
+		n += *p == '/';
+	return n;
 }
 
 static char *clean_path(const char *p)
@@ -283,7 +318,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 	for (size_t i = 0; i < npaths && w.rc == 0; i++) {
 		char *p = clean_path(paths[i]);
 		if (!*p) {
-			walk_tree(&w, root, "");
+			walk_tree(&w, root, "", 0);
 		} else {
 			git_tree_entry *e = NULL;
 			if (git_tree_entry_bypath(&e, root, p) < 0) {
@@ -294,7 +329,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 				if (git_tree_lookup(&sub, src->repo, git_tree_entry_id(e)) < 0) {
 					w.rc = git_fail(err, -EIO, p);
 				} else {
-					walk_tree(&w, sub, p);
+					walk_tree(&w, sub, p, path_depth(p));
 					git_tree_free(sub);
 				}
 			} else if (git_tree_entry_filemode(e) == GIT_FILEMODE_BLOB ||

@@ -41,11 +41,13 @@ static const struct {
 	{ "allowed-signers", GW_CFG_ALLOWED_SIGNERS, 0, 0 },
 	{ "gpg-keyring", GW_CFG_GPG_KEYRING, 0, 0 },
 	{ "stuck-after", GW_CFG_STUCK_AFTER, 0, 0 },
+	{ "splay", GW_CFG_SPLAY, 0, 0 },
 };
 
 void gw_config_init(struct gw_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->splay_ms = -1;
 }
 
 void gw_config_free(struct gw_config *cfg)
@@ -196,6 +198,12 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
 		replace(!strcmp(name, "allowed-signers") ? &cfg->allowed_signers : &cfg->gpg_keyring, value);
+	} else if (!strcmp(name, "splay")) {
+		int64_t ms;
+		if (gw_duration_parse(&ms, value) < 0 && strcmp(value, "0"))
+			return gw_error_set(err, -EINVAL, "--splay: expected a duration like 3s (or 0), got \"%s\"",
+					    value);
+		cfg->splay_ms = strcmp(value, "0") ? ms : 0;
 	} else if (!strcmp(name, "stuck-after")) {
 		int64_t ms;
 		if (gw_duration_parse(&ms, value) < 0 || ms < 1000)

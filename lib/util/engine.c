@@ -244,3 +244,70 @@ int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t ti
 	*out = e;
 	return 0;
 }
+
+struct stream {
+	struct gw_strbuf line;
+	int (*on_line)(const char *line, size_t len, void *ud);
+	void *ud;
+	int stopped;
+};
+
+static size_t on_stream(char *ptr, size_t size, size_t n, void *ud)
+{
+	struct stream *st = ud;
+	size_t len = size * n;
+	for (size_t i = 0; i < len; i++) {
+		if (ptr[i] != '\n') {
+			if (st->line.len < REPLY_MAX)
+				gw_strbuf_add(&st->line, ptr + i, 1);
+			continue;
+		}
+		if (st->line.len && st->on_line(st->line.s, st->line.len, st->ud) < 0) {
+			st->stopped = 1;
+			return 0;
+		}
+		st->line.len = 0;
+		if (st->line.s)
+			st->line.s[0] = '\0';
+	}
+	return len;
+}
+
+int gw_engine_stream(const struct gw_engine *e, const char *path,
+		     int (*on_line)(const char *line, size_t len, void *ud), void *ud, struct gw_error *err)
+{
+	char url[8192], ebuf[CURL_ERROR_SIZE] = "";
+	struct stream st = { .on_line = on_line, .ud = ud };
+	CURL *c;
+
+	pthread_once(&curl_once, curl_init);
+	c = curl_easy_init();
+	if (!c)
+		return gw_error_set(err, -ENOMEM, "cannot create an HTTP client");
+	gw_strbuf_init(&st.line);
+	snprintf(url, sizeof(url), "http://d/v%s%s", e->version, path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, e->socket);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)e->cancel);
+	CURLcode cc = curl_easy_perform(c);
+	long code = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	gw_strbuf_free(&st.line);
+	if (cc == CURLE_ABORTED_BY_CALLBACK || st.stopped)
+		return 0;
+	if (cc != CURLE_OK)
+		return gw_error_set(err, cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO,
+				    "container engine at %s: event stream: %s", e->socket,
+				    ebuf[0] ? ebuf : curl_easy_strerror(cc));
+	if (code >= 400)
+		return gw_error_set(err, -EIO, "container engine at %s: event stream: HTTP %ld", e->socket, code);
+	return gw_error_set(err, -EPIPE, "container engine at %s: the event stream ended", e->socket);
+}

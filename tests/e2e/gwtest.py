@@ -147,3 +147,19 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def fast_import(path, files, branch="main"):
+    """A repository at path whose branch holds one commit of files ({relative
+    path: text}), written with one `git fast-import` (large trees in
+    seconds, not one git call per file)."""
+    subprocess.run(["git", "init", "-q", "-b", branch, path], check=True, timeout=60)
+    chunks = [f"commit refs/heads/{branch}\ncommitter t <t@example.com> 0 +0000\ndata 4\ngen\n".encode()]
+    for rel, text in files.items():
+        data = text.encode()
+        chunks.append(b"M 100644 inline " + rel.encode() + b"\ndata " + str(len(data)).encode() + b"\n" + data +
+                      b"\n")
+    chunks.append(b"\n")
+    subprocess.run(["git", "-C", path, "fast-import", "--quiet"], input=b"".join(chunks), check=True, timeout=300)
+    return subprocess.run(["git", "-C", path, "rev-parse", branch], capture_output=True, text=True,
+                          check=True).stdout.strip()

@@ -10,7 +10,7 @@ import unittest
 import urllib.request
 
 import podman_env
-from gwtest import free_port, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import GITWARD, free_port, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 
 def setUpModule():
@@ -150,6 +150,35 @@ class Containers(TempDirTest):
         res = self.reconcile(r, "--dry-run", expect=0)
         self.assertIn("2 unchanged", res.out)
         self.assertEqual(self.ids(), after)
+
+    def test_agent_restarts_a_killed_container_at_once_from_the_engine_events(self):
+        r = self.repo()
+        r.write("a.yaml", cont_yaml("a"))
+        r.commit()
+        port = free_port()
+        log = open(os.path.join(self.tmp, "agent.log"), "w")
+        agent = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                                  "--container-socket", self.pm.socket, "--interval", "1h",
+                                  "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            first = wait_for(lambda: (x := self.ids().get("a")) and x[1] == "running" and x[0], timeout=120,
+                             what="container a running")
+            t0 = time.monotonic()
+            self.pm.podman("kill", "gitward-a")
+            again = wait_for(lambda: (x := self.ids().get("a")) and x[1] == "running" and x[0] != first and x[0],
+                             timeout=30, step=0.05, what="container a replaced after the kill")
+            took = time.monotonic() - t0
+            print(f"\ncontainer killed -> running again: {took:.2f}s")
+            self.assertNotEqual(again, first)
+            self.assertLess(took, 15)  # the interval is an hour: only the event stream can have done it
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=60)
+            log.close()
+        with open(os.path.join(self.tmp, "agent.log")) as f:
+            text = f.read()
+        self.assertIn("heal pass done", text)
+        self.assertEqual(agent.returncode, 0, text[-2000:])
 
     def test_unreachable_engine_fails_containers_only(self):
         r = self.repo()

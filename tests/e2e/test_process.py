@@ -152,6 +152,39 @@ class Reconcile(Base):
         self.assertEqual(sorted(self.pids()), ["a", "b"])
         self.assertEqual(sorted(x["name"] for x in self.status()["resources"]), ["a", "b"])
 
+    def test_deletion_cycle_from_recorded_dependencies_terminates(self):
+        """Issue 11, finding 1: records a -> b and b -> a (the second kept
+        by --no-prune) once made the deleting pass wait forever."""
+        r = self.repo()
+        tag = os.path.basename(self.tmp)
+        extra = f"  env: {{WHO: %s-{tag}}}\n  stopTimeout: 2s\n"
+        r.write("a.yaml", proc_yaml("a", extra=extra % "a" + "  dependsOn: [b]\n"))
+        r.write("b.yaml", proc_yaml("b", extra=extra % "b"))
+        r.write("c.yaml", proc_yaml("c", extra=extra % "c"))
+        r.commit()
+        self.reconcile(r)
+        first = self.pids()
+        r.write("a.yaml", proc_yaml("a", extra=extra % "a" + "  nodeSelector: {role: other}\n"))
+        r.write("b.yaml", proc_yaml("b", extra=extra % "b" + "  dependsOn: [a]\n"))
+        r.commit()
+        self.reconcile(r, "--no-prune")
+        self.assertEqual(records(self.state)["a"]["depends_on"], ["b"])
+        self.assertEqual(records(self.state)["b"]["depends_on"], ["a"])
+        before = self.pids()
+        r.remove("a.yaml")
+        r.remove("b.yaml")
+        r.commit()
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", timeout=60)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("  - Process/a            delete  dependency cycle among deletions (recorded dependsOn): "
+                      "deleted first by name", res.out)
+        self.assertIn("  - Process/b            delete", res.out)
+        self.assertLess(res.out.index("Process/a "), res.out.index("Process/b "))
+        wait_for(lambda: not pid_alive(before["a"]) and not pid_alive(before["b"]), what="a and b to stop")
+        self.assertEqual(sorted(self.pids()), ["c"])
+        self.assertEqual(self.pids()["c"], first["c"])
+        self.assertTrue(pid_alive(first["c"]))
+
     def test_empty_commit_is_refused_without_allow_empty(self):
         r = self.three()
         self.reconcile(r)

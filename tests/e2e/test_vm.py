@@ -11,7 +11,7 @@ import unittest
 import urllib.request
 
 import vm_guest
-from gwtest import free_port, CI, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import GITWARD, free_port, CI, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 GUEST = None
 
@@ -43,12 +43,14 @@ def qmp(sock, command):
     return msg["return"]
 
 
-def vm_yaml(name, port, memory="256Mi", extra=""):
+def vm_yaml(name, port, memory="256Mi", extra="", health=True):
     kernel, initrd = GUEST
+    check = (f"  healthCheck: {{http: {{url: \"http://127.0.0.1:{port}/\"}}, interval: 2s, retries: 15}}\n"
+             if health else "")
     return (f"{HDR}kind: VM\nmetadata: {{name: {name}}}\nspec:\n  memory: {memory}\n  cpus: 1\n"
             f"  kernel: {kernel}\n  initrd: {initrd}\n  cmdline: \"console=ttyS0 quiet panic=-1\"\n"
             f"  network: user\n  forwards: [\"127.0.0.1:{port}:80/tcp\"]\n  accel: tcg\n  stopTimeout: 2s\n"
-            f"  healthCheck: {{http: {{url: \"http://127.0.0.1:{port}/\"}}, interval: 2s, retries: 15}}\n{extra}")
+            f"{check}{extra}")
 
 
 def vm_pids(state):
@@ -153,6 +155,33 @@ class VMs(TempDirTest):
         self.assertEqual(vm_pids(self.state), {})
         self.assertFalse(os.path.exists(sock))
         self.assertLess(time.monotonic() - t0, 30)
+
+    def test_agent_restarts_a_killed_qemu_at_once(self):
+        r = self.repo()
+        r.write("vm.yaml", vm_yaml("guest", free_port(), health=False))
+        r.commit()
+        log = open(os.path.join(self.tmp, "agent.log"), "w")
+        agent = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                                  "--interval", "1h", "--listen", "off"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            pid = wait_for(lambda: (p := vm_pids(self.state).get("guest")) and pid_alive(p) and p, timeout=60,
+                           what="QEMU started")
+            t0 = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            again = wait_for(lambda: (p := vm_pids(self.state).get("guest")) and p != pid and pid_alive(p) and p,
+                             timeout=30, step=0.05, what="QEMU restarted")
+            took = time.monotonic() - t0
+            print(f"\nQEMU killed -> running again: {took:.2f}s")
+            self.assertLess(took, 15)  # the interval is an hour: the pidfd woke the agent
+            self.assertNotEqual(again, pid)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=60)
+            log.close()
+        with open(os.path.join(self.tmp, "agent.log")) as f:
+            text = f.read()
+        self.assertIn("heal pass done", text)
+        self.assertEqual(agent.returncode, 0, text[-3000:])
 
     def test_faults_stay_with_their_resource(self):
         bad_disk = os.path.join(self.tmp, "bad.qcow2")

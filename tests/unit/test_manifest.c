@@ -14,6 +14,7 @@
 
 #define HDR "apiVersion: gitward/v1\n"
 #define PROC HDR "kind: Process\nmetadata: {name: p}\n"
+#define PROC_NAMED HDR "kind: Process\nmetadata: {name: %s}\n"
 #define CONT HDR "kind: Container\nmetadata: {name: c}\n"
 #define VMH HDR "kind: VM\nmetadata: {name: v}\n"
 
@@ -315,7 +316,10 @@ static void test_commit_bounds_on_files_and_bytes(void **state)
 	(void)state;
 	struct gw_manifest_set set;
 	gw_manifest_set_init(&set);
-	for (unsigned i = 0; i < GW_MANIFEST_FILES_MAX + 5; i++)
+	for (unsigned i = 0; i < GW_MANIFEST_FILES_MAX; i++)
+		gw_manifest_set_add_file(&set, "empty.yaml", "", 0);
+	assert_int_equal(set.diags.n, 0); /* at the limit: fine */
+	for (unsigned i = 0; i < 5; i++)
 		gw_manifest_set_add_file(&set, "empty.yaml", "", 0);
 	assert_int_equal(set.diags.n, 1);
 	assert_non_null(strstr(set.diags.v[0].msg, "more than 100000 manifest files"));
@@ -326,8 +330,11 @@ static void test_commit_bounds_on_files_and_bytes(void **state)
 	memset(big, 'x', len);
 	big[0] = '#';
 	gw_manifest_set_init(&set);
-	for (unsigned i = 0; i <= GW_MANIFEST_COMMIT_MAX / GW_MANIFEST_FILE_MAX + 2; i++)
+	for (unsigned i = 0; i < GW_MANIFEST_COMMIT_MAX / GW_MANIFEST_FILE_MAX; i++)
 		gw_manifest_set_add_file(&set, "big.yaml", big, len);
+	assert_int_equal(set.bytes, GW_MANIFEST_COMMIT_MAX); /* at the limit: fine */
+	assert_int_equal(set.diags.n, 0);
+	gw_manifest_set_add_file(&set, "one-more.yaml", "#", 1);
 	assert_int_equal(set.diags.n, 1);
 	assert_non_null(strstr(set.diags.v[0].msg, "manifests exceed 134217728 bytes in total"));
 	gw_manifest_set_free(&set);
@@ -398,6 +405,212 @@ static void test_depends_on_unknown_and_cycles(void **state)
 	gw_manifest_set_free(&set);
 }
 
+/* Parse only: the problems of one file. */
+static size_t parse_diags(struct gw_diags *d, const char *data, size_t len)
+{
+	struct gw_arena *arena = gw_arena_new();
+	struct gw_ynode **docs;
+	size_t ndocs;
+	gw_diags_init(d);
+	gw_yaml_parse(&docs, &ndocs, arena, "l.yaml", data, len, d);
+	gw_arena_free(arena);
+	return d->n;
+}
+
+static void test_limits_at_the_limit_are_fine(void **state)
+{
+	(void)state;
+	struct gw_diags d;
+	struct gw_strbuf sb;
+
+	/* a file of exactly GW_MANIFEST_FILE_MAX bytes */
+	char *big = malloc(GW_MANIFEST_FILE_MAX);
+	memset(big, '#', GW_MANIFEST_FILE_MAX);
+	assert_int_equal(parse_diags(&d, big, GW_MANIFEST_FILE_MAX), 0);
+	gw_diags_free(&d);
+	free(big);
+
+	/* GW_MANIFEST_DOCS_MAX documents */
+	gw_strbuf_init(&sb);
+	for (unsigned i = 0; i < GW_MANIFEST_DOCS_MAX; i++)
+		gw_strbuf_puts(&sb, "---\n");
+	assert_int_equal(parse_diags(&d, sb.s, sb.len), 0);
+	gw_diags_free(&d);
+	gw_strbuf_free(&sb);
+
+	/* GW_MANIFEST_NODES_MAX nodes (a list and its items), then one more */
+	for (unsigned extra = 0; extra < 2; extra++) {
+		gw_strbuf_init(&sb);
+		gw_strbuf_puts(&sb, "[");
+		for (unsigned i = 0; i < GW_MANIFEST_NODES_MAX - 1 + extra; i++)
+			gw_strbuf_puts(&sb, i ? ",1" : "1");
+		gw_strbuf_puts(&sb, "]\n");
+		assert_int_equal(parse_diags(&d, sb.s, sb.len), extra);
+		if (extra)
+			assert_string_equal(d.v[0].msg, "more than 200000 YAML nodes in one file");
+		gw_diags_free(&d);
+		gw_strbuf_free(&sb);
+	}
+
+	/* GW_MANIFEST_DEPTH_MAX nested collections, then one more */
+	for (unsigned extra = 0; extra < 2; extra++) {
+		gw_strbuf_init(&sb);
+		for (unsigned i = 0; i < GW_MANIFEST_DEPTH_MAX + extra; i++)
+			gw_strbuf_puts(&sb, "[");
+		for (unsigned i = 0; i < GW_MANIFEST_DEPTH_MAX + extra; i++)
+			gw_strbuf_puts(&sb, "]");
+		assert_int_equal(parse_diags(&d, sb.s, sb.len), extra);
+		if (extra) {
+			assert_string_equal(d.v[0].msg, "nesting deeper than 32 levels");
+			assert_int_equal(d.v[0].col, GW_MANIFEST_DEPTH_MAX + 1);
+		}
+		gw_diags_free(&d);
+		gw_strbuf_free(&sb);
+	}
+}
+
+/* A valid Process document with n unknown top-level fields: n problems. */
+static char *unknown_fields(const char *name, unsigned n)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_printf(&sb, PROC_NAMED "spec: {command: [/bin/true]}\n", name);
+	for (unsigned i = 0; i < n; i++)
+		gw_strbuf_printf(&sb, "z%u: 1\n", i);
+	return gw_strbuf_detach(&sb);
+}
+
+static void test_diagnostics_are_capped_per_file(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	char *at = unknown_fields("a", GW_DIAGS_FILE_MAX), *past = unknown_fields("b", GW_DIAGS_FILE_MAX + 1);
+
+	gw_manifest_set_init(&set);
+	add(&set, "at.yaml", at);
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, GW_DIAGS_FILE_MAX);
+	assert_int_equal(gw_diags_count(&set.diags), GW_DIAGS_FILE_MAX);
+	assert_string_equal(set.diags.v[GW_DIAGS_FILE_MAX - 1].msg, "z99: unknown field");
+	gw_manifest_set_free(&set);
+
+	gw_manifest_set_init(&set);
+	add(&set, "past.yaml", past);
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, GW_DIAGS_FILE_MAX + 1);
+	assert_int_equal(gw_diags_count(&set.diags), GW_DIAGS_FILE_MAX + 1);
+	const struct gw_diag *last = &set.diags.v[GW_DIAGS_FILE_MAX];
+	assert_string_equal(last->file, "past.yaml");
+	assert_int_equal(last->line, 0);
+	assert_string_equal(last->msg, "\u2026 and 1 more problem in this file (at most 100 are reported)");
+	gw_manifest_set_free(&set);
+	free(at);
+	free(past);
+}
+
+static void test_diagnostics_are_capped_per_commit(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	char file[32], *doc = unknown_fields("a", GW_DIAGS_FILE_MAX);
+
+	gw_manifest_set_init(&set);
+	for (unsigned i = 0; i < GW_DIAGS_COMMIT_MAX / GW_DIAGS_FILE_MAX; i++) {
+		snprintf(file, sizeof(file), "f%02u.yaml", i);
+		add(&set, file, doc);
+	}
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, GW_DIAGS_COMMIT_MAX); /* at the limit: every one */
+	add(&set, "g.yaml", doc); /* one past: summarised */
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, GW_DIAGS_COMMIT_MAX + 1);
+	assert_int_equal(gw_diags_count(&set.diags), GW_DIAGS_COMMIT_MAX + GW_DIAGS_FILE_MAX);
+	const struct gw_diag *last = &set.diags.v[GW_DIAGS_COMMIT_MAX];
+	assert_string_equal(last->file, "");
+	assert_string_equal(last->msg, "\u2026 and 100 more problems in this commit (at most 1000 are reported)");
+	gw_manifest_set_free(&set);
+	free(doc);
+}
+
+static void test_repeated_depends_on_is_linear_and_capped(void **state)
+{
+	(void)state;
+	/* issue 11: 3,000 repeats gave 4.5 million diagnostics */
+	struct gw_strbuf sb;
+	struct gw_manifest_set set;
+	gw_strbuf_init(&sb);
+	gw_strbuf_puts(&sb, PROC "spec:\n  command: [/bin/true]\n  dependsOn: [b");
+	for (unsigned i = 1; i < 3000; i++)
+		gw_strbuf_puts(&sb, ", b");
+	gw_strbuf_puts(&sb, "]\n");
+	gw_manifest_set_init(&set);
+	add(&set, "dups.yaml", sb.s);
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, GW_DIAGS_FILE_MAX + 1);
+	assert_int_equal(gw_diags_count(&set.diags), 2999);
+	assert_string_equal(set.diags.v[0].msg, "spec.dependsOn: \"b\" is listed twice");
+	assert_int_equal(set.diags.v[0].line, 6);
+	assert_int_equal(set.diags.v[0].col, 18); /* the second b */
+	assert_string_equal(set.diags.v[GW_DIAGS_FILE_MAX].msg,
+			    "\u2026 and 2899 more problems in this file (at most 100 are reported)");
+	gw_manifest_set_free(&set);
+	gw_strbuf_free(&sb);
+}
+
+static void test_duplicate_keys_in_a_large_mapping(void **state)
+{
+	(void)state;
+	/* keys in descending order with two repeats: each reported once, at the
+	 * repeat, naming the first */
+	struct gw_strbuf sb;
+	struct gw_diags d;
+	gw_strbuf_init(&sb);
+	for (unsigned i = 50000; i > 0; i--)
+		gw_strbuf_printf(&sb, "k%u: 1\n", i);
+	gw_strbuf_puts(&sb, "k7: 2\nk49999: 2\n");
+	assert_int_equal(parse_diags(&d, sb.s, sb.len), 2);
+	gw_diags_sort(&d);
+	assert_string_equal(d.v[0].msg, "duplicate key \"k7\" (first at line 49994)");
+	assert_int_equal(d.v[0].line, 50001);
+	assert_string_equal(d.v[1].msg, "duplicate key \"k49999\" (first at line 2)");
+	gw_diags_free(&d);
+	gw_strbuf_free(&sb);
+}
+
+/* A chain c0 -> c1 -> ... -> c249999 -> c0 built without YAML, so the cycle
+ * search alone is under test (it recursed once per link). */
+static void test_long_dependency_chain_is_searched_without_recursion(void **state)
+{
+	(void)state;
+	const size_t n = 250000;
+	struct gw_manifest_set set;
+	char name[32];
+	gw_manifest_set_init(&set);
+	set.v = calloc(n, sizeof(*set.v));
+	set.cap = n;
+	for (size_t i = 0; i < n; i++) {
+		struct gw_resource *r = calloc(1, sizeof(*r));
+		snprintf(name, sizeof(name), "c%zu", i);
+		r->name = gw_xstrdup(name);
+		r->file = gw_xstrdup("chain.yaml");
+		r->line = (unsigned)i + 1;
+		r->col = 1;
+		r->depends_on.v = calloc(2, sizeof(char *));
+		snprintf(name, sizeof(name), "c%zu", (i + 1) % n);
+		r->depends_on.v[0] = gw_xstrdup(name);
+		r->depends_on.n = 1;
+		set.v[set.n++] = r;
+	}
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, 1);
+	assert_int_equal(set.diags.v[0].line, n);
+	assert_string_equal(set.diags.v[0].msg,
+			    "spec.dependsOn: dependency cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> "
+			    "(249983 more) -> c249991 -> c249992 -> c249993 -> c249994 -> c249995 -> c249996 -> "
+			    "c249997 -> c249998 -> c249999 -> c0");
+	gw_manifest_set_free(&set);
+}
+
 static void test_valid_kinds_parse_into_typed_fields(void **state)
 {
 	(void)state;
@@ -461,6 +674,12 @@ int main(void)
 		cmocka_unit_test(test_all_errors_of_a_file_are_reported),
 		cmocka_unit_test(test_duplicate_names_across_files),
 		cmocka_unit_test(test_depends_on_unknown_and_cycles),
+		cmocka_unit_test(test_limits_at_the_limit_are_fine),
+		cmocka_unit_test(test_diagnostics_are_capped_per_file),
+		cmocka_unit_test(test_diagnostics_are_capped_per_commit),
+		cmocka_unit_test(test_repeated_depends_on_is_linear_and_capped),
+		cmocka_unit_test(test_duplicate_keys_in_a_large_mapping),
+		cmocka_unit_test(test_long_dependency_chain_is_searched_without_recursion),
 		cmocka_unit_test(test_valid_kinds_parse_into_typed_fields),
 		cmocka_unit_test(test_explicit_null_and_empty_documents_are_fine),
 	};

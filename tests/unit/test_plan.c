@@ -256,6 +256,86 @@ static void test_deletes_wait_for_their_dependents(void **state)
 	gw_resource_free(app);
 }
 
+/* A record with the given dependsOn, as read back from the state file. */
+static void observe_named(struct gw_observed *o, const char *name, const char *const *deps, size_t ndeps)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = GW_KIND_PROCESS;
+	o->name = gw_xstrdup(name);
+	memset(o->spec_hash, 'a', 64);
+	o->state = GW_STATE_PENDING;
+	o->depends_on.v = gw_xcalloc(ndeps + 1, sizeof(char *));
+	for (size_t i = 0; i < ndeps; i++)
+		o->depends_on.v[o->depends_on.n++] = gw_xstrdup(deps[i]);
+}
+
+/* Every action waits only for actions placed before it: no wait cycle. */
+static void assert_waits_point_back(const struct gw_plan *plan)
+{
+	for (size_t i = 0; i < plan->n; i++)
+		for (size_t k = 0; k < plan->v[i].nafter; k++)
+			assert_true(plan->v[i].after[k] < i);
+}
+
+static void test_deletion_cycle_is_broken_by_name(void **state)
+{
+	(void)state;
+	/* records a -> b (an old commit) and b -> a (a later one, kept by
+	 * --no-prune), c -> a outside the cycle */
+	const char *on_b[] = { "b" }, *on_a[] = { "a" };
+	struct gw_observed obs[3];
+	struct gw_plan plan;
+	struct gw_error err;
+	struct gw_plan_opts allow = { .prune = true, .allow_empty = true };
+	observe_named(&obs[0], "b", on_a, 1);
+	observe_named(&obs[1], "a", on_b, 1);
+	observe_named(&obs[2], "c", on_a, 1);
+	assert_int_equal(gw_plan_build(&plan, NULL, 0, obs, 3, &allow, &err), 0);
+	assert_int_equal(plan.n, 3);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 3);
+	/* c depends on a and nothing depends on c: it goes first; then the
+	 * cycle a <-> b is broken by name: a, then b (which waits for a) */
+	assert_string_equal(plan.v[0].name, "c");
+	assert_int_equal(plan.v[0].nafter, 0);
+	assert_string_equal(plan.v[1].name, "a");
+	assert_int_equal(plan.v[1].nafter, 1);
+	assert_int_equal(plan.v[1].after[0], 0);
+	assert_string_equal(plan.v[1].reason,
+			    "dependency cycle among deletions (recorded dependsOn): deleted first by name");
+	assert_string_equal(plan.v[2].name, "b");
+	assert_int_equal(plan.v[2].nafter, 1);
+	assert_int_equal(plan.v[2].after[0], 1);
+	assert_waits_point_back(&plan);
+	gw_plan_free(&plan);
+	for (int i = 0; i < 3; i++)
+		gw_observed_clear(&obs[i]);
+}
+
+static void test_repeated_recorded_dependency_is_one_wait(void **state)
+{
+	(void)state;
+	/* x depends on y 50 times in its record (the heap overflow of issue 11) */
+	const char *deps[50];
+	for (int i = 0; i < 50; i++)
+		deps[i] = "y";
+	struct gw_observed obs[2];
+	struct gw_plan plan;
+	struct gw_error err;
+	struct gw_plan_opts allow = { .prune = true, .allow_empty = true };
+	observe_named(&obs[0], "x", deps, 50);
+	observe_named(&obs[1], "y", NULL, 0);
+	assert_int_equal(gw_plan_build(&plan, NULL, 0, obs, 2, &allow, &err), 0);
+	assert_int_equal(plan.n, 2);
+	assert_string_equal(plan.v[0].name, "x");
+	assert_int_equal(plan.v[0].nafter, 0);
+	assert_string_equal(plan.v[1].name, "y");
+	assert_int_equal(plan.v[1].nafter, 1);
+	assert_int_equal(plan.v[1].after[0], 0);
+	gw_plan_free(&plan);
+	gw_observed_clear(&obs[0]);
+	gw_observed_clear(&obs[1]);
+}
+
 static void test_kind_change_is_delete_plus_create(void **state)
 {
 	(void)state;
@@ -356,6 +436,8 @@ int main(void)
 		cmocka_unit_test(test_empty_commit_is_refused_without_allow_empty),
 		cmocka_unit_test(test_restart_policy),
 		cmocka_unit_test(test_deletes_wait_for_their_dependents),
+		cmocka_unit_test(test_deletion_cycle_is_broken_by_name),
+		cmocka_unit_test(test_repeated_recorded_dependency_is_one_wait),
 		cmocka_unit_test(test_kind_change_is_delete_plus_create),
 		cmocka_unit_test(test_node_selector),
 		cmocka_unit_test(test_observed_converged),

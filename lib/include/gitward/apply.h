@@ -49,9 +49,15 @@ struct gw_run_summary {
 	size_t count[5]; /* planned actions per gw_action_type */
 	struct gw_apply_report report;
 	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
+	bool healing; /* converged to the commit in force without fetching */
 };
 
-void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx);
+/* GW_PASS_FULL: fetch, then converge (with the fallbacks of the SPEC: Git
+ * down or a bad commit keep the commit in force, healed). GW_PASS_HEAL: no
+ * fetch; converge to the commit in force (a workload died). */
+enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
+void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
+		 enum gw_pass_mode mode);
 
 int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 		    struct gw_error *err);
@@ -60,5 +66,28 @@ int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struc
  * cancel is requested. */
 int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms, const struct gw_cancel *cancel,
 			  struct gw_error *err);
+
+/* What the agent waits on between passes (lib/apply/watch.c): a pidfd per
+ * running Process and VM workload recorded in the state file, and the end of
+ * the earliest restart backoff (wall clock ms, 0: none). gone: a recorded
+ * workload has already exited. down: a resource is down with no backoff to
+ * wait for, and its restart policy restarts it. containers: the state holds
+ * containers, whose deaths come from the engine's event stream. */
+struct gw_watch {
+	int *fds;
+	size_t n;
+	int64_t wake_at_ms;
+	bool gone;
+	bool down;
+	bool containers;
+};
+int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg);
+void gw_watch_clear(struct gw_watch *w);
+/* Follow the container engine's events in a thread: notify is called (from
+ * that thread) when one of this state dir's containers dies, and once each
+ * time the stream is (re)established. */
+struct gw_events;
+int gw_events_start(struct gw_events **out, const struct gw_backend_ctx *ctx, void (*notify)(void *ud), void *ud);
+void gw_events_stop(struct gw_events *ev);
 
 #endif

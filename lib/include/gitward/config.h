@@ -18,6 +18,7 @@ struct gw_config {
 	char *node;
 	struct gw_strmap labels; /* plus "node" = node name */
 	int64_t interval_ms;
+	int64_t splay_ms; /* agent: random extra delay per interval; -1: interval / 10 */
 	bool no_prune;
 	bool allow_empty;
 	char *listen;
@@ -74,6 +75,7 @@ enum gw_config_bit {
 	GW_CFG_ALLOWED_SIGNERS = 1u << 25,
 	GW_CFG_GPG_KEYRING = 1u << 26,
 	GW_CFG_STUCK_AFTER = 1u << 27,
+	GW_CFG_SPLAY = 1u << 28,
 };
 
 void gw_config_init(struct gw_config *cfg);

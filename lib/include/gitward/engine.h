@@ -32,6 +32,11 @@ int gw_engine_connect(struct gw_engine *out, const char *socket_path, int64_t ti
  * (socket unreachable, timeout) fail naming the socket. */
 int gw_engine_call(json_t **out, long *status, const struct gw_engine *e, const char *method, const char *path,
 		   json_t *body, int64_t timeout_ms, struct gw_error *err);
+/* A streaming GET (e.g. /events): on_line is called for every line as it
+ * arrives, until it returns < 0 or e->cancel is requested (both 0), or the
+ * stream fails or ends (an error). */
+int gw_engine_stream(const struct gw_engine *e, const char *path,
+		     int (*on_line)(const char *line, size_t len, void *ud), void *ud, struct gw_error *err);
 /* The engine's own error text of a reply ("message", else "cause"). */
 const char *gw_engine_message(const json_t *reply);
 

@@ -17,24 +17,40 @@
 #define GW_MANIFEST_DOCS_MAX 10000u /* documents per file */
 #define GW_MANIFEST_DEPTH_MAX 32u /* nesting depth */
 #define GW_MANIFEST_NODES_MAX 200000u /* nodes per file */
+#define GW_MANIFEST_TREE_DEPTH_MAX 64u /* folders inside folders, from the top of the tree */
+
+/* Diagnostics kept: a hostile commit can hold millions of problems, so at
+ * most GW_DIAGS_FILE_MAX per file and GW_DIAGS_COMMIT_MAX in all are kept;
+ * the rest are counted into "… and N more" diagnostics. */
+#define GW_DIAGS_FILE_MAX 100u
+#define GW_DIAGS_COMMIT_MAX 1000u
 
 struct gw_diag {
 	char *file;
 	unsigned line, col;
 	char *msg;
+	size_t more; /* > 0: the "… and N more" summary of its file ("" file: of the commit) */
 };
 
 struct gw_diags {
 	struct gw_diag *v;
 	size_t n, cap;
+	size_t dropped; /* past the commit cap */
+	char *cur; /* the file of the last diagnostic, and how many it has */
+	size_t cur_n;
 };
 
 void gw_diags_init(struct gw_diags *d);
 void gw_diags_free(struct gw_diags *d);
 void gw_diags_add(struct gw_diags *d, const char *file, unsigned line, unsigned col, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
-/* Order by file, line, column so output is stable whatever the read order. */
+/* Order by file, line, column so output is stable whatever the read order;
+ * apply the per-file cap exactly and add the "… and N more" summaries. */
 void gw_diags_sort(struct gw_diags *d);
+/* Would a diagnostic for file be dropped by the caps? (skip costly hints) */
+int gw_diags_full(const struct gw_diags *d, const char *file);
+/* Problems found, the ones folded into summaries included. */
+size_t gw_diags_count(const struct gw_diags *d);
 
 /* A parsed YAML node with its position (1-based). */
 enum gw_ynode_type { GW_YNODE_SCALAR, GW_YNODE_SEQ, GW_YNODE_MAP };
@@ -64,7 +80,8 @@ struct gw_manifest_set {
 	struct gw_resource **v;
 	size_t n, cap;
 	size_t bytes, files; /* read so far, for the bounds above */
-	struct gw_strmap invalid_names; /* declared by documents that failed validation */
+	struct gw_strlist invalid_names; /* declared by documents that failed validation */
+	size_t invalid_cap;
 	struct gw_diags diags;
 };
 

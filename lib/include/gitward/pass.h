@@ -24,6 +24,9 @@ struct gw_pass {
 	/* a backend that could not observe (engine unreachable): its resources
 	 * fail with this, the others still converge */
 	char backend_error[GW_KIND_MAX][300];
+	/* set by the caller before gw_pass_prepare */
+	bool offline; /* no fetch: resolve the ref in the cache */
+	const struct gw_cancel *cancel; /* a stop request ends the fetch */
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */

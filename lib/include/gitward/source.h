@@ -24,6 +24,7 @@ struct gw_source_opts {
 	const char *password; /* from the URL; wins over the file */
 	int64_t connect_timeout_ms; /* until the server first answers */
 	int64_t idle_timeout_ms; /* then, the longest time without progress */
+	const struct gw_cancel *cancel; /* a stop request ends the fetch at once */
 };
 
 /* Prepare the bare cache at cache_dir for url (opened if it exists; made by
