@@ -77,13 +77,13 @@ void gw_metrics_record(struct gw_metrics *m, const struct gw_run_summary *sum, i
 	m->passes++;
 	m->pass_seconds += took;
 	m->last_attempt_ms = now;
-	bool git_failed = sum->git_failed || sum->result == GW_RUN_GIT_ERROR;
-	/* a pass that healed the node without reaching Git is no success */
-	if (sum->result == GW_RUN_CONVERGED && !git_failed)
+	/* a pass that healed the node without fetching (Git down, or a heal
+	 * pass after a workload died) is an attempt, not a success */
+	if (sum->result == GW_RUN_CONVERGED && sum->fetched)
 		m->last_success_ms = now;
-	if (git_failed)
+	if (sum->result == GW_RUN_GIT_ERROR)
 		m->fetch_errors++;
-	else
+	if (sum->fetched)
 		m->last_fetch_ok_ms = now;
 	m->heartbeat = gw_monotonic_ms();
 	m->pass_started = 0;

@@ -44,12 +44,12 @@ enum gw_run_result {
 
 struct gw_run_summary {
 	enum gw_run_result result;
-	bool git_failed; /* fetching or resolving the ref failed this pass */
 	char commit[41]; /* the commit applied (the last good one after an invalid commit) */
 	size_t count[5]; /* planned actions per gw_action_type */
 	struct gw_apply_report report;
 	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
 	bool healing; /* converged to the commit in force without fetching */
+	bool fetched; /* a full pass whose fetch (and resolving the ref) succeeded */
 };
 
 /* GW_PASS_FULL: fetch, then converge (with the fallbacks of the SPEC: Git
