@@ -13,12 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "endpoints.h"
 #include "gitward/paths.h"
+#include "gitward/source.h"
 #include "gitward/state.h"
 
 static const char *const hook_sources[GW_HOOK_SOURCE_MAX] = { "github", "gitlab", "gitea", "none" };
 static const char *const hook_results[GW_HOOK_RESULT_MAX] = { "accepted", "unauthorized", "too_large", "disabled" };
+static const double pass_bounds[GW_PASS_BUCKETS] = {
+	0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
+};
 
 /* ---- the loop's counters ---- */
 
@@ -36,6 +41,8 @@ void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg)
 	m->stuck_after_ms = cfg->stuck_after_ms ? cfg->stuck_after_ms : gw_stuck_after_default(cfg->interval_ms);
 	m->heartbeat = gw_monotonic_ms();
 	gw_path_state_file(m->state_path, sizeof(m->state_path), cfg->state_dir);
+	snprintf(m->version, sizeof(m->version), "%s", GW_VERSION);
+	gw_source_libgit2_version(m->libgit2, sizeof(m->libgit2));
 }
 
 void gw_metrics_free(struct gw_metrics *m)
@@ -53,10 +60,29 @@ void gw_metrics_pass_begin(struct gw_metrics *m)
 
 void gw_metrics_record(struct gw_metrics *m, const struct gw_run_summary *sum, int64_t took_ms)
 {
+	int64_t now = gw_now_ms();
+	double took = (double)took_ms / 1000.0;
+	size_t b = 0;
+
+	while (b < GW_PASS_BUCKETS && took > pass_bounds[b])
+		b++;
 	pthread_mutex_lock(&m->mu);
 	m->sync[sum->result]++;
-	m->last_sync = gw_now_ms() / 1000;
-	m->last_duration = (double)took_ms / 1000.0;
+	m->last_sync = now / 1000;
+	m->last_duration = took;
+	if (b < GW_PASS_BUCKETS)
+		m->pass_buckets[b]++;
+	m->passes++;
+	m->pass_seconds += took;
+	m->last_attempt_ms = now;
+	/* a pass that healed the node without fetching (Git down, or a heal
+	 * pass after a workload died) is an attempt, not a success */
+	if (sum->result == GW_RUN_CONVERGED && sum->fetched)
+		m->last_success_ms = now;
+	if (sum->result == GW_RUN_GIT_ERROR)
+		m->fetch_errors++;
+	if (sum->fetched)
+		m->last_fetch_ok_ms = now;
 	m->heartbeat = gw_monotonic_ms();
 	m->pass_started = 0;
 	pthread_mutex_unlock(&m->mu);
@@ -142,54 +168,145 @@ static void healthz(struct gw_http_response *out, struct gw_metrics *m)
 
 /* ---- GET /metrics ---- */
 
-static char *metrics_text(struct gw_metrics *m)
+/* Prometheus text format 0.0.4: every family with HELP and TYPE, base units
+ * (seconds), counters ending in _total, label values escaped. */
+
+static void family(struct gw_strbuf *sb, const char *name, const char *type, const char *help)
 {
-	struct gw_strbuf sb;
+	gw_strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value: backslash, quote and newline escaped; bytes that are not
+ * printable ASCII become '?' so the text stays valid UTF-8. */
+static void label_value(struct gw_strbuf *sb, const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			gw_strbuf_printf(sb, "\\%c", *p);
+		else if (*p == '\n')
+			gw_strbuf_puts(sb, "\\n");
+		else
+			gw_strbuf_printf(sb, "%c", *p >= 0x20 && *p < 0x7f ? *p : '?');
+	}
+}
+
+/* name{k1="v1",k2="v2"} with escaped values; k2 may be NULL */
+static void series(struct gw_strbuf *sb, const char *name, const char *k1, const char *v1, const char *k2,
+		   const char *v2)
+{
+	gw_strbuf_printf(sb, "%s{%s=\"", name, k1);
+	label_value(sb, v1);
+	if (k2) {
+		gw_strbuf_printf(sb, "\",%s=\"", k2);
+		label_value(sb, v2);
+	}
+	gw_strbuf_puts(sb, "\"} ");
+}
+
+static double seconds(int64_t ms)
+{
+	return (double)ms / 1000.0;
+}
+
+/* What the loop counted: passes, their timing, Git, webhooks. */
+static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
+{
+	pthread_mutex_lock(&m->mu);
+	family(sb, "gitward_build_info", "gauge", "The gitward version and the libgit2 it runs with (always 1).");
+	series(sb, "gitward_build_info", "version", m->version, "libgit2", m->libgit2);
+	gw_strbuf_puts(sb, "1\n");
+	family(sb, "gitward_sync_total", "counter", "Passes by result.");
+	for (int i = 0; i < GW_RUN_MAX; i++) {
+		series(sb, "gitward_sync_total", "result", gw_run_result_to_string((enum gw_run_result)i), NULL, NULL);
+		gw_strbuf_printf(sb, "%llu\n", m->sync[i]);
+	}
+	family(sb, "gitward_last_sync_timestamp_seconds", "gauge",
+	       "End of the last pass, whatever its result (0: none yet).");
+	gw_strbuf_printf(sb, "gitward_last_sync_timestamp_seconds %lld\n", (long long)m->last_sync);
+	family(sb, "gitward_last_attempt_timestamp_seconds", "gauge",
+	       "End of the last pass, whatever its result (0: none yet).");
+	gw_strbuf_printf(sb, "gitward_last_attempt_timestamp_seconds %.3f\n", seconds(m->last_attempt_ms));
+	family(sb, "gitward_last_success_timestamp_seconds", "gauge",
+	       "End of the last pass that fetched and converged (0: none since the agent started).");
+	gw_strbuf_printf(sb, "gitward_last_success_timestamp_seconds %.3f\n", seconds(m->last_success_ms));
+	family(sb, "gitward_reconcile_duration_seconds", "gauge", "Duration of the last pass.");
+	gw_strbuf_printf(sb, "gitward_reconcile_duration_seconds %.3f\n", m->last_duration);
+	family(sb, "gitward_pass_duration_seconds", "histogram", "Duration of passes.");
+	unsigned long long cum = 0;
+	for (int b = 0; b < GW_PASS_BUCKETS; b++) {
+		cum += m->pass_buckets[b];
+		gw_strbuf_printf(sb, "gitward_pass_duration_seconds_bucket{le=\"%g\"} %llu\n", pass_bounds[b], cum);
+	}
+	gw_strbuf_printf(sb,
+			 "gitward_pass_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+			 "gitward_pass_duration_seconds_sum %.3f\n"
+			 "gitward_pass_duration_seconds_count %llu\n",
+			 m->passes, m->pass_seconds, m->passes);
+	family(sb, "gitward_pass_running_seconds", "gauge", "How long the running pass has run (0 between passes).");
+	gw_strbuf_printf(sb, "gitward_pass_running_seconds %.3f\n",
+			 m->pass_started ? seconds(gw_monotonic_ms() - m->pass_started) : 0.0);
+	family(sb, "gitward_git_fetch_errors_total", "counter",
+	       "Passes whose fetch from the repository (or resolving the ref) failed.");
+	gw_strbuf_printf(sb, "gitward_git_fetch_errors_total %llu\n", m->fetch_errors);
+	family(sb, "gitward_git_last_fetch_success_timestamp_seconds", "gauge",
+	       "End of the last pass whose fetch succeeded (0: none since the agent started).");
+	gw_strbuf_printf(sb, "gitward_git_last_fetch_success_timestamp_seconds %.3f\n", seconds(m->last_fetch_ok_ms));
+	family(sb, "gitward_webhook_requests_total", "counter", "Requests to /hooks/git by signing server and result.");
+	for (int s = 0; s < GW_HOOK_SOURCE_MAX; s++)
+		for (int r = 0; r < GW_HOOK_RESULT_MAX; r++) {
+			series(sb, "gitward_webhook_requests_total", "source", hook_sources[s], "result",
+			       hook_results[r]);
+			gw_strbuf_printf(sb, "%llu\n", m->hooks[s][r]);
+		}
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* What the state file records: resources by kind and state, and per
+ * resource its restarts and whether it is as desired. Nothing when the file
+ * cannot be read (/status says why). */
+static void state_metrics(struct gw_strbuf *sb, const char *state_path)
+{
+	static const char *const states[] = { "running", "stopped", "failed", "pending" };
 	struct gw_state_file st;
 	struct gw_error err;
 
-	gw_strbuf_init(&sb);
-	pthread_mutex_lock(&m->mu);
-	gw_strbuf_puts(&sb, "# HELP gitward_sync_total Passes by result.\n# TYPE gitward_sync_total counter\n");
-	for (int i = 0; i < GW_RUN_MAX; i++)
-		gw_strbuf_printf(&sb, "gitward_sync_total{result=\"%s\"} %llu\n",
-				 gw_run_result_to_string((enum gw_run_result)i), m->sync[i]);
-	gw_strbuf_printf(&sb,
-			 "# HELP gitward_last_sync_timestamp_seconds End of the last pass.\n"
-			 "# TYPE gitward_last_sync_timestamp_seconds gauge\n"
-			 "gitward_last_sync_timestamp_seconds %lld\n"
-			 "# HELP gitward_reconcile_duration_seconds Duration of the last pass.\n"
-			 "# TYPE gitward_reconcile_duration_seconds gauge\n"
-			 "gitward_reconcile_duration_seconds %.3f\n"
-			 "# HELP gitward_pass_running_seconds How long the running pass has run (0 between passes).\n"
-			 "# TYPE gitward_pass_running_seconds gauge\n"
-			 "gitward_pass_running_seconds %.3f\n",
-			 (long long)m->last_sync, m->last_duration,
-			 m->pass_started ? (double)(gw_monotonic_ms() - m->pass_started) / 1000.0 : 0.0);
-	gw_strbuf_puts(&sb,
-		       "# HELP gitward_webhook_requests_total Requests to /hooks/git by signing server and result.\n"
-		       "# TYPE gitward_webhook_requests_total counter\n");
-	for (int s = 0; s < GW_HOOK_SOURCE_MAX; s++)
-		for (int r = 0; r < GW_HOOK_RESULT_MAX; r++)
-			gw_strbuf_printf(&sb, "gitward_webhook_requests_total{source=\"%s\",result=\"%s\"} %llu\n",
-					 hook_sources[s], hook_results[r], m->hooks[s][r]);
-	pthread_mutex_unlock(&m->mu);
-	gw_strbuf_puts(&sb,
-		       "# HELP gitward_resources Managed resources by kind and state.\n"
-		       "# TYPE gitward_resources gauge\n");
+	family(sb, "gitward_resources", "gauge", "Managed resources by kind and state.");
 	gw_state_file_init(&st);
-	if (gw_state_load(&st, m->state_path, &err) == 0) {
-		static const char *const states[] = { "running", "stopped", "failed", "pending" };
-		for (int k = 0; k < GW_KIND_MAX; k++)
-			for (int s = 0; s < 4; s++) {
-				size_t n = 0;
-				for (size_t i = 0; i < st.n; i++)
-					n += st.res[i].kind == (enum gw_kind)k && st.res[i].state == (enum gw_state)s;
-				gw_strbuf_printf(&sb, "gitward_resources{kind=\"%s\",state=\"%s\"} %zu\n",
-						 gw_kind_to_string((enum gw_kind)k), states[s], n);
-			}
-		gw_state_file_free(&st);
+	if (gw_state_load(&st, state_path, &err) < 0)
+		return;
+	for (int k = 0; k < GW_KIND_MAX; k++)
+		for (int s = 0; s < 4; s++) {
+			size_t n = 0;
+			for (size_t i = 0; i < st.n; i++)
+				n += st.res[i].kind == (enum gw_kind)k && st.res[i].state == (enum gw_state)s;
+			series(sb, "gitward_resources", "kind", gw_kind_to_string((enum gw_kind)k), "state", states[s]);
+			gw_strbuf_printf(sb, "%zu\n", n);
+		}
+	family(sb, "gitward_resource_restarts_total", "counter",
+	       "Restarts of a resource by gitward (since its spec last changed).");
+	for (size_t i = 0; i < st.n; i++) {
+		series(sb, "gitward_resource_restarts_total", "kind", gw_kind_to_string(st.res[i].kind), "name",
+		       st.res[i].name);
+		gw_strbuf_printf(sb, "%d\n", st.res[i].restarts);
 	}
+	family(sb, "gitward_resource_converged", "gauge",
+	       "1 when a resource is as desired (its spec applied, running and not unhealthy, or finished under "
+	       "its restart policy), else 0.");
+	for (size_t i = 0; i < st.n; i++) {
+		series(sb, "gitward_resource_converged", "kind", gw_kind_to_string(st.res[i].kind), "name",
+		       st.res[i].name);
+		gw_strbuf_printf(sb, "%d\n", gw_observed_converged(&st.res[i]) ? 1 : 0);
+	}
+	gw_state_file_free(&st);
+}
+
+static char *metrics_text(struct gw_metrics *m)
+{
+	struct gw_strbuf sb;
+
+	gw_strbuf_init(&sb);
+	loop_metrics(&sb, m);
+	state_metrics(&sb, m->state_path);
 	return gw_strbuf_detach(&sb);
 }
 

@@ -20,12 +20,24 @@ enum gw_hook_source { GW_HOOK_GITHUB, GW_HOOK_GITLAB, GW_HOOK_GITEA, GW_HOOK_NON
 /* How a webhook request ended: 202, 401, 413, 404 (no secret configured). */
 enum gw_hook_result { GW_HOOK_ACCEPTED, GW_HOOK_UNAUTHORIZED, GW_HOOK_TOO_LARGE, GW_HOOK_DISABLED, GW_HOOK_RESULT_MAX };
 
+/* Buckets of gitward_pass_duration_seconds (upper bounds, seconds; +Inf
+ * is the count): from a no-op pass on a local repo to a slow fetch. */
+#define GW_PASS_BUCKETS 14
+
 struct gw_metrics {
 	pthread_mutex_t mu;
 	unsigned long long sync[GW_RUN_MAX]; /* per gw_run_result */
 	unsigned long long hooks[GW_HOOK_SOURCE_MAX][GW_HOOK_RESULT_MAX];
 	int64_t last_sync; /* unix seconds of the last pass */
 	double last_duration; /* seconds */
+	unsigned long long pass_buckets[GW_PASS_BUCKETS]; /* passes per bucket, not cumulative */
+	unsigned long long passes; /* passes recorded */
+	double pass_seconds; /* their total duration */
+	int64_t last_attempt_ms; /* unix ms: end of the last pass; 0 = none yet */
+	int64_t last_success_ms; /* end of the last pass that converged */
+	int64_t last_fetch_ok_ms; /* end of the last pass whose fetch succeeded */
+	unsigned long long fetch_errors; /* passes whose fetch failed */
+	char version[32], libgit2[32]; /* gitward_build_info */
 	int64_t heartbeat; /* monotonic ms, the loop is alive */
 	int64_t pass_started; /* monotonic ms of the running pass; 0 between passes */
 	int64_t interval_ms;

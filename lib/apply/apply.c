@@ -558,6 +558,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	for (size_t i = 0; i < plan->n; i++) {
 		struct job *j = &ex.jobs[i];
 		const struct gw_action *a = j->a;
+		size_t before = st.n;
 		if (j->deleted) {
 			rep.ok++;
 			continue;
@@ -592,6 +593,8 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 			}
 			push(&st, &f);
 		}
+		if (st.n > before)
+			st.res[st.n - 1].not_converged = j->out != GW_OUT_OK;
 		switch (j->out) {
 		case GW_OUT_OK:
 			rep.ok++;

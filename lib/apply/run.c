@@ -126,6 +126,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		out->healing = true;
 	} else {
 		rc = gw_pass_prepare(&pass, &stage, cfg, &err);
+		out->fetched = rc == 0 || stage != GW_PASS_GIT;
 	}
 	if (mode == GW_PASS_FULL && rc < 0 && stage == GW_PASS_GIT) {
 		/* Git is down: the workloads are healed anyway, against the commit in

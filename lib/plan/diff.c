@@ -57,6 +57,15 @@ void gw_observed_clear(struct gw_observed *o)
 	memset(o, 0, sizeof(*o));
 }
 
+bool gw_observed_converged(const struct gw_observed *o)
+{
+	if (o->not_converged)
+		return false;
+	if (o->state == GW_STATE_RUNNING)
+		return o->health != GW_HEALTH_UNHEALTHY;
+	return o->state == GW_STATE_STOPPED && o->restart != GW_RESTART_ALWAYS;
+}
+
 void gw_observed_start(struct gw_observed *o, const struct gw_resource *r)
 {
 	memset(o, 0, sizeof(*o));

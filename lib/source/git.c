@@ -459,6 +459,13 @@ const char *gw_source_scratch_dir(const struct gw_source *src)
 	return src->scratch;
 }
 
+void gw_source_libgit2_version(char *buf, size_t size)
+{
+	int major = 0, minor = 0, rev = 0;
+	git_libgit2_version(&major, &minor, &rev);
+	snprintf(buf, size, "%d.%d.%d", major, minor, rev);
+}
+
 git_repository *gw_source__repo(struct gw_source *src)
 {
 	return src->repo;

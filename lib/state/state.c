@@ -122,6 +122,8 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		o->crash_streak = (int)json_integer_value(json_object_get(r, "crash_streak"));
 		o->backoff_until_ms = json_integer_value(json_object_get(r, "backoff_until_ms"));
 		o->health_failures = (int)json_integer_value(json_object_get(r, "health_failures"));
+		/* absent in state files of earlier versions: converged */
+		o->not_converged = json_is_false(json_object_get(r, "converged"));
 		st.n++;
 	}
 	json_decref(root);
@@ -168,6 +170,7 @@ int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_er
 		json_object_set_new(r, "crash_streak", json_integer(o->crash_streak));
 		json_object_set_new(r, "backoff_until_ms", json_integer(o->backoff_until_ms));
 		json_object_set_new(r, "health_failures", json_integer(o->health_failures));
+		json_object_set_new(r, "converged", json_boolean(!o->not_converged));
 		for (size_t k = 0; k < o->depends_on.n; k++)
 			json_array_append_new(deps, gw_json_string(o->depends_on.v[k]));
 		json_object_set_new(r, "depends_on", deps);

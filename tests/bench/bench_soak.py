@@ -44,11 +44,23 @@ def passes(port):
     return sum(int(v) for v in re.findall(r'^gitward_sync_total\{result="[a-z_]+"\} (\d+)$', text, re.M))
 
 
+def open_fds(pid):
+    """Descriptors other than the pidfds the agent holds, one per running
+    workload, dropped and made anew around every pass."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[pidfd]"
+        except OSError:
+            pass
+    return n
+
+
 def footprint(pid):
     """KiB: RSS, PSS, private (clean + dirty), private dirty; and fds (least of samples)."""
     fds = []
     for _ in range(20):
-        fds.append(len(os.listdir(f"/proc/{pid}/fd")))
+        fds.append(open_fds(pid))
         time.sleep(0.02)
     with open(f"/proc/{pid}/smaps_rollup") as f:
         t = f.read()

@@ -25,12 +25,24 @@ def passes(port):
     return sum(int(v) for v in re.findall(r'^gitward_sync_total\{result="[a-z_]+"\} (\d+)$', text, re.M))
 
 
+def open_fds(pid):
+    """Descriptors other than the pidfds the agent holds, one per running
+    workload, dropped and made anew around every pass."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[pidfd]"
+        except OSError:
+            pass
+    return n
+
+
 def memory(pid):
     """(RSS KiB, private dirty KiB, open fds) of pid. The fd count is the least
     of several samples: a pass in flight holds a pipe or a scrape's socket."""
     fds = []
     for _ in range(20):
-        fds.append(len(os.listdir(f"/proc/{pid}/fd")))
+        fds.append(open_fds(pid))
         time.sleep(0.02)
     with open(f"/proc/{pid}/status") as f:
         rss = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))

@@ -38,6 +38,32 @@ static void observe(struct gw_observed *o, const struct gw_resource *r, enum gw_
 
 static const struct gw_plan_opts prune_on = { .prune = true };
 
+/* Converged: running and not unhealthy, or stopped under a policy that lets
+ * it stay stopped; never when the last pass left its action failed or waiting. */
+static void test_observed_converged(void **state)
+{
+	(void)state;
+	struct gw_observed o = { .state = GW_STATE_RUNNING, .health = GW_HEALTH_UNKNOWN };
+	assert_true(gw_observed_converged(&o));
+	o.health = GW_HEALTH_HEALTHY;
+	assert_true(gw_observed_converged(&o));
+	o.health = GW_HEALTH_UNHEALTHY;
+	assert_false(gw_observed_converged(&o));
+	o.health = GW_HEALTH_HEALTHY;
+	o.not_converged = true; /* e.g. its update failed: the old spec runs */
+	assert_false(gw_observed_converged(&o));
+	o.not_converged = false;
+	o.state = GW_STATE_STOPPED;
+	o.restart = GW_RESTART_ALWAYS;
+	assert_false(gw_observed_converged(&o));
+	o.restart = GW_RESTART_ON_FAILURE;
+	assert_true(gw_observed_converged(&o));
+	o.state = GW_STATE_FAILED;
+	assert_false(gw_observed_converged(&o));
+	o.state = GW_STATE_PENDING;
+	assert_false(gw_observed_converged(&o));
+}
+
 static void test_fresh_node_creates_in_dependency_order(void **state)
 {
 	(void)state;
@@ -414,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_repeated_recorded_dependency_is_one_wait),
 		cmocka_unit_test(test_kind_change_is_delete_plus_create),
 		cmocka_unit_test(test_node_selector),
+		cmocka_unit_test(test_observed_converged),
 		cmocka_unit_test(test_errors_render_in_json),
 		cmocka_unit_test(test_untrusted_text_is_escaped_in_text_and_kept_in_json),
 	};

@@ -130,6 +130,46 @@ static int lock_dir(int *fd, const char *state_dir, struct gw_error *err)
 	return gw_state_lock(fd, state_dir, run, log, err);
 }
 
+/* A resource the last pass left short of desired is recorded so; a record
+ * of an earlier version (no "converged") reads as converged. */
+static void test_convergence_round_trips_and_defaults_to_converged(void **state)
+{
+	(void)state;
+	char path[128];
+	struct gw_state_file st, back;
+	struct gw_error err;
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	gw_state_file_init(&st);
+	st.res = gw_xcalloc(2, sizeof(*st.res));
+	st.n = 2;
+	for (size_t i = 0; i < 2; i++) {
+		st.res[i].kind = GW_KIND_PROCESS;
+		st.res[i].name = gw_xstrdup(i ? "old" : "new");
+		memset(st.res[i].spec_hash, 'a', 64);
+		st.res[i].state = GW_STATE_RUNNING;
+	}
+	st.res[1].not_converged = true;
+	assert_int_equal(gw_state_save(&st, path, &err), 0);
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_int_equal(back.n, 2);
+	assert_false(back.res[0].not_converged);
+	assert_true(back.res[1].not_converged);
+	assert_true(gw_observed_converged(&back.res[0]));
+	assert_false(gw_observed_converged(&back.res[1]));
+	gw_state_file_free(&back);
+	gw_state_file_free(&st);
+
+	f_write(path,
+		"{\"version\": 1, \"resources\": [{\"kind\": \"Process\", \"name\": \"a\", \"state\": "
+		"\"running\", \"spec_hash\": \""
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}]}");
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_int_equal(back.n, 1);
+	assert_false(back.res[0].not_converged);
+	assert_true(gw_observed_converged(&back.res[0]));
+	gw_state_file_free(&back);
+}
+
 static void test_lock_is_exclusive_and_names_the_holder(void **state)
 {
 	(void)state;
@@ -482,6 +522,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_missing_is_empty_and_torn_is_refused),
+		cmocka_unit_test(test_convergence_round_trips_and_defaults_to_converged),
 		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),
 		cmocka_unit_test(test_status_escapes_what_was_read_back),
 		cmocka_unit_test(test_record_reader_on_bytes),

@@ -46,6 +46,7 @@ struct gw_run_summary {
 	struct gw_apply_report report;
 	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
 	bool healing; /* converged to the commit in force without fetching */
+	bool fetched; /* a full pass whose fetch (and resolving the ref) succeeded */
 };
 
 /* GW_PASS_FULL: fetch, then converge (with the fallbacks of the SPEC: Git

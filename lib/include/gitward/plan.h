@@ -41,11 +41,17 @@ struct gw_observed {
 	int crash_streak; /* restarts without a healthy run in between */
 	int64_t backoff_until_ms; /* wall clock; no restart before */
 	int health_failures; /* consecutive failed probes */
+	/* the last pass left it short of desired: its action failed or waits
+	 * (e.g. a failed update leaves the old spec running) */
+	bool not_converged;
 };
 
 void gw_observed_clear(struct gw_observed *o);
 /* o = a freshly started workload of r (running, identity left to the backend). */
 void gw_observed_start(struct gw_observed *o, const struct gw_resource *r);
+/* As desired: the last pass left nothing failed or waiting on it, and it runs
+ * (not unhealthy) or finished under a policy that lets it stay stopped. */
+bool gw_observed_converged(const struct gw_observed *o);
 
 enum gw_action_type { GW_ACTION_NONE, GW_ACTION_CREATE, GW_ACTION_UPDATE, GW_ACTION_DELETE, GW_ACTION_RESTART };
 const char *gw_action_to_string(enum gw_action_type a);

@@ -77,5 +77,7 @@ const char *gw_source_scratch_dir(const struct gw_source *src);
  * no ".git" suffix on a remote path. Two spellings of one repository give
  * the same string. */
 char *gw_source_canonical_url(const char *url);
+/* The version of the libgit2 linked at run time, e.g. "1.5.1". */
+void gw_source_libgit2_version(char *buf, size_t size);
 
 #endif
