@@ -79,6 +79,7 @@ class Servers(unittest.TestCase):
         bare = self.servers.bare(name, private=private)
         work = Repo(os.path.join(self.tmp, "work-" + name))
         work.write("apps/a.yaml", proc_yaml("a"))
+        work.write("none/README", "a folder without manifests: --path none applies nothing\n")
         c1 = work.commit("init")
         work.git("push", "-q", bare, "main")
         return work, bare, name, c1
@@ -125,6 +126,22 @@ class Servers(unittest.TestCase):
         self.assertNotIn("corrupt", res.err, res)
         self.assertNotIn(self.secret, res.out + res.err, "the password leaked")
         return res
+
+    def fetch_ok(self, url, state, *args, commit=None, ref=None):
+        """A real `reconcile` (not a dry-run: that never writes the cache) of a
+        folder without manifests: it fetches into the state dir's cache and
+        applies nothing."""
+        res = run("reconcile", "--output", "json", "--repo", url, "--state-dir", state, "--node", "n1",
+                  "--path", "none", *args, env=self.env(), timeout=120)
+        self.assertNotIn("corrupt", res.err, res)
+        self.assertNotIn(self.secret, res.out + res.err, "the password leaked")
+        self.assertEqual(res.rc, 0, res)
+        doc = res.json()
+        if commit:
+            self.assertEqual(doc["commit"], commit, res)
+        if ref:
+            self.assertEqual(doc["ref"], ref, res)
+        return doc
 
     def ok(self, url, state, *args, commit=None, ref=None, **kw):
         res = self.dry(url, state, *args, **kw)
@@ -216,29 +233,33 @@ class Fetch(Servers):
         work.git("push", "-q", bare, "v1", "other")
         url, args, state = self.url(transport, name), self.trust_args(transport), self.state_dir()
 
-        # first clone, then an unchanged fetch that fetches (not re-clones)
+        # a dry-run sees the commit and writes nothing in the state dir
         self.ok(url, state, *args, commit=c1, ref="main")
+        self.assertFalse(os.path.exists(state), "a dry-run wrote the state dir")
+
+        # first clone, then an unchanged fetch that fetches (not re-clones)
+        self.fetch_ok(url, state, *args, commit=c1, ref="main")
         marker = os.path.join(state, "repo.git", "gitward-marker")
         open(marker, "w").close()
-        self.ok(url, state, *args, commit=c1, ref="main")
+        self.fetch_ok(url, state, *args, commit=c1, ref="main")
 
         # a new commit
         work.write("apps/b.yaml", proc_yaml("b"))
         c2 = work.commit("b")
         work.git("push", "-q", bare, "main")
-        self.ok(url, state, *args, commit=c2, ref="main")
+        self.fetch_ok(url, state, *args, commit=c2, ref="main")
 
         # a force-push rewrites history: c2 is gone from main
         work.git("reset", "-q", "--hard", c1)
         work.write("apps/c.yaml", proc_yaml("c"))
         c3 = work.commit("c")
         work.git("push", "-q", "-f", bare, "main")
-        self.ok(url, state, *args, commit=c3, ref="main")
+        self.fetch_ok(url, state, *args, commit=c3, ref="main")
 
         # pins: an annotated tag, full commit ids
-        self.ok(url, state, *args, "--ref", "v1", commit=c1)
-        self.ok(url, state, *args, "--ref", c3, commit=c3, ref=c3)
-        self.ok(url, state, *args, "--ref", c1, commit=c1, ref=c1)
+        self.fetch_ok(url, state, *args, "--ref", "v1", commit=c1)
+        self.fetch_ok(url, state, *args, "--ref", c3, commit=c3, ref=c3)
+        self.fetch_ok(url, state, *args, "--ref", c1, commit=c1, ref=c1)
 
         # a deleted branch is pruned from the cache; --ref to it fails cleanly
         def cached_gone():
@@ -246,17 +267,22 @@ class Fetch(Servers):
                                    "refs/remotes/origin/gone"], capture_output=True, text=True, timeout=30).stdout
 
         work.git("push", "-q", bare, f"{c3}:refs/heads/gone")
-        self.ok(url, state, *args, "--ref", "gone", commit=c3, ref="gone")
+        self.fetch_ok(url, state, *args, "--ref", "gone", commit=c3, ref="gone")
         self.assertIn(c3, cached_gone())
         work.git("push", "-q", bare, ":refs/heads/gone")
-        self.fails(url, state, *args, "--ref", "gone", fragments=('ref "gone" not found',))
+        res = run("reconcile", "--repo", url, "--state-dir", state, "--node", "n1", "--path", "none", *args,
+                  "--ref", "gone", env=self.env(), timeout=120)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn('ref "gone" not found', res.err, res)
         self.assertEqual(cached_gone(), "", "the deleted branch is still in the cache")
 
         # the server's default branch changes
         subprocess.run(["git", "-C", bare, "symbolic-ref", "HEAD", "refs/heads/other"], check=True, timeout=30)
-        self.ok(url, state, *args, commit=c1, ref="other")
+        self.fetch_ok(url, state, *args, commit=c1, ref="other")
 
         self.assertTrue(os.path.exists(marker), "the cache was re-cloned instead of fetched")
+        # a dry-run beside that cache borrows it and sees the same commit
+        self.ok(url, state, *args, commit=c1, ref="other")
         self.assert_secret_absent(state)
 
     def test_lifecycle_http(self):
@@ -396,6 +422,14 @@ class Trust(Servers):
         st = self.state_dir()
         self.fails(f"http://127.0.0.1:{free_port()}/{name}.git", st, fragments=("cannot reach the remote",))
         self.ok(self.url("http", name), st, commit=c1)
+        # the same with runs that keep a cache: the failed first clone leaves none behind
+        res = run("reconcile", "--repo", f"http://127.0.0.1:{free_port()}/{name}.git", "--state-dir", st,
+                  "--node", "n1", "--path", "none", env=self.env(), timeout=120)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn("cannot reach the remote", res.err)
+        self.assertFalse(os.path.exists(os.path.join(st, "repo.git")), "a failed first clone left a cache")
+        self.assertFalse(os.path.exists(os.path.join(st, "repo.git.partial")))
+        self.fetch_ok(self.url("http", name), st, commit=c1)
 
     def test_config_file_equivalents(self):
         _, _, name, c1 = self.publish(private=True)
