@@ -638,6 +638,12 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	}
 	rep.converged = rep.failed == 0 && rep.waiting == 0;
 record:
+	/* since when each resource is in its state: kept while it stays */
+	for (size_t i = 0; i < st.n; i++) {
+		struct gw_observed *o = &st.res[i];
+		const struct gw_observed *was = state_entry(&pass->state, o->kind, o->name);
+		o->since = was && was->state == o->state && was->since ? was->since : gw_now_ms() / 1000;
+	}
 	if (rep.converged && !pass->result)
 		st.last_sync = st.last_attempt;
 	st.last_attempt_result = gw_xstrdup(

@@ -119,6 +119,7 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		if (id)
 			snprintf(o->id, sizeof(o->id), "%s", id);
 		o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+		o->since = json_integer_value(json_object_get(r, "since"));
 		o->crash_streak = (int)json_integer_value(json_object_get(r, "crash_streak"));
 		o->backoff_until_ms = json_integer_value(json_object_get(r, "backoff_until_ms"));
 		o->health_failures = (int)json_integer_value(json_object_get(r, "health_failures"));
@@ -167,6 +168,8 @@ int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_er
 		json_object_set_new(r, "id", gw_json_string(o->id));
 		json_object_set_new(r, "restarts", json_integer(o->restarts));
 		json_object_set_new(r, "started_at", json_integer(o->started_at));
+		if (o->since)
+			json_object_set_new(r, "since", json_integer(o->since));
 		json_object_set_new(r, "crash_streak", json_integer(o->crash_streak));
 		json_object_set_new(r, "backoff_until_ms", json_integer(o->backoff_until_ms));
 		json_object_set_new(r, "health_failures", json_integer(o->health_failures));
@@ -220,6 +223,7 @@ char *gw_state_render_status(const struct gw_state_file *st)
 			json_object_set_new(r, "pid", o->pid ? json_integer(o->pid) : json_null());
 		json_object_set_new(r, "spec_hash", gw_json_string(o->spec_hash));
 		json_object_set_new(r, "restarts", json_integer(o->restarts));
+		json_object_set_new(r, "since", time_or_null(o->since));
 		if (o->detail[0])
 			json_object_set_new(r, "detail", gw_json_string(o->detail));
 		json_array_append_new(res, r);
@@ -255,8 +259,13 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
 			snprintf(ident, sizeof(ident), "id %s", gw_escape(id, sizeof(id), o->id));
 		else
 			snprintf(ident, sizeof(ident), "pid %lld", o->pid);
-		fprintf(f, "  %-28s %-8s %-9s %s%s%s\n", key, gw_state_to_string(o->state),
-			gw_health_to_string(o->health), ident, o->detail[0] ? "  " : "",
+		char since[64] = "";
+		if (o->since) {
+			strcpy(since, "  since ");
+			gw_time_format_utc(since + 8, sizeof(since) - 8, o->since);
+		}
+		fprintf(f, "  %-28s %-8s %-9s %s%s%s%s\n", key, gw_state_to_string(o->state),
+			gw_health_to_string(o->health), ident, since, o->detail[0] ? "  " : "",
 			gw_escape(esc, sizeof(esc), o->detail));
 	}
 }

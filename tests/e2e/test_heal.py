@@ -81,6 +81,30 @@ class Heal(AgentBase):
         bad = next(x for x in self.state_json()["resources"] if x["name"] == "bad")
         self.assertGreaterEqual(bad["restarts"], 2)  # ... and the crash loop was still served
 
+    def test_status_tells_the_death_at_once_with_since_when(self):
+        r = self.repo()
+        r.write("apps/once.yaml", proc_yaml("once", ("/bin/sleep", "3600"), extra="  restart: never\n"))
+        r.commit("once")
+        a = self.agent(r, "--path", "apps", "--interval", "1h")
+        pid = wait_for(lambda: self.pids().get("once"), what="once started")
+
+        def entry():
+            doc = json.loads(run("status", "--output", "json", "--state-dir", self.state).out)
+            return next(x for x in doc["resources"] if x["name"] == "once")
+        wait_for(lambda: entry()["state"] == "running", what="status running")
+        since_running = entry()["since"]
+        self.assertRegex(since_running, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        time.sleep(1.1)  # the clock must move on for "since" to tell the states apart
+        os.kill(pid, signal.SIGKILL)
+        # the interval is an hour: only the agent's own watch can record it
+        wait_for(lambda: entry()["state"] in ("stopped", "failed"), timeout=BOUND, step=0.05,
+                 what="the death recorded in the state file")
+        e = entry()
+        self.assertGreater(e["since"], since_running)
+        text = run("status", "--state-dir", self.state).out
+        self.assertRegex(text, r"Process/once\s+(stopped|failed)\s.*since \d{4}-")
+        self.assertEqual(a.poll(), None)
+
     def test_git_down_at_the_first_pass_records_the_error_and_starts_nothing(self):
         r = self.repo()
         r.write("apps/web.yaml", proc_yaml("web"))
@@ -120,6 +144,22 @@ class Watchdog(AgentBase):
         self.assertLess(time.monotonic() - t0, 4.0)  # every 100 ms with WATCHDOG_USEC=300ms
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(timeout=30), 0)
+
+
+class Install(AgentBase):
+    def test_the_unit_follows_the_install_prefix_and_asks_for_the_watchdog(self):
+        build = os.path.dirname(os.path.dirname(GITWARD))
+        prefix = os.path.join(self.tmp, "prefix")
+        cp = subprocess.run(["cmake", "--install", build, "--prefix", prefix], capture_output=True, text=True,
+                            timeout=120)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        with open(os.path.join(prefix, "lib/systemd/system/gitward.service")) as f:
+            unit = f.read()
+        self.assertIn(f"ExecStart={prefix}/bin/gitward agent --config /etc/gitward/gitward.yaml\n", unit)
+        self.assertIn("Type=notify\n", unit)
+        self.assertIn("WatchdogSec=", unit)
+        self.assertIn("KillMode=process\n", unit)
+        self.assertTrue(os.access(os.path.join(prefix, "bin/gitward"), os.X_OK))
 
 
 class Splay(AgentBase):
