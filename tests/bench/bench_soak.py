@@ -57,7 +57,9 @@ def open_fds(pid):
 
 
 def footprint(pid):
-    """KiB: RSS, PSS, private (clean + dirty), private dirty; and fds (least of samples)."""
+    """KiB: RSS, PSS, private (clean + dirty), dirty (private + shared: pages
+    shared only with a fetch process forked for a moment count too); and fds
+    (least of samples, pidfds aside)."""
     fds = []
     for _ in range(20):
         fds.append(open_fds(pid))
@@ -69,7 +71,7 @@ def footprint(pid):
         return int(re.search(rf"^{name}:\s+(\d+)", t, re.M).group(1))
     return {"rss": field("Rss"), "pss": field("Pss"),
             "private": field("Private_Clean") + field("Private_Dirty"),
-            "dirty": field("Private_Dirty"), "fds": min(fds)}
+            "dirty": field("Private_Dirty") + field("Shared_Dirty"), "fds": min(fds)}
 
 
 def cpu_seconds(pid):

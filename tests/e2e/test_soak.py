@@ -48,7 +48,9 @@ def memory(pid):
         rss = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
     with open(f"/proc/{pid}/smaps_rollup") as f:
         text = f.read()
-    dirty = int(re.search(r"^Private_Dirty:\s+(\d+)", text, re.M).group(1))
+    # dirty pages, private or (while a fetch process forked from the agent
+    # lives) shared with it: the sum does not depend on when the sample falls
+    dirty = sum(int(re.search(rf"^{f}:\s+(\d+)", text, re.M).group(1)) for f in ("Private_Dirty", "Shared_Dirty"))
     return rss, dirty, min(fds)
 
 
