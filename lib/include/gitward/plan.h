@@ -37,7 +37,7 @@ struct gw_observed {
 	char id[80]; /* container id */
 	int restarts; /* restarts by gitward, for status */
 	int64_t started_at; /* unix seconds */
-	int64_t since;	    /* unix seconds: in this state since (state file) */
+	int64_t since; /* unix seconds: in this state since (state file) */
 	/* restart policy bookkeeping, kept in the state file */
 	int crash_streak; /* restarts without a healthy run in between */
 	int64_t backoff_until_ms; /* wall clock; no restart before */
