@@ -46,6 +46,7 @@ static const struct {
 	{ "stuck-after", GW_CFG_STUCK_AFTER, 0, 0 },
 	{ "splay", GW_CFG_SPLAY, 0, 0 },
 	{ "move-to-repo", GW_CFG_MOVE_TO_REPO, 0, 1 },
+	{ "age-identity", GW_CFG_AGE_IDENTITY, 0, 0 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -78,6 +79,7 @@ void gw_config_free(struct gw_config *cfg)
 		gw_secure_free(cfg->repo_password);
 	free(cfg->allowed_signers);
 	free(cfg->gpg_keyring);
+	free(cfg->age_identity);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -212,6 +214,10 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
 		replace(!strcmp(name, "allowed-signers") ? &cfg->allowed_signers : &cfg->gpg_keyring, value);
+	} else if (!strcmp(name, "age-identity")) {
+		if (!*value)
+			return gw_error_set(err, -EINVAL, "--age-identity: must not be empty");
+		replace(&cfg->age_identity, value);
 	} else if (!strcmp(name, "splay")) {
 		int64_t ms;
 		if (gw_duration_parse(&ms, value) < 0 && strcmp(value, "0"))
@@ -346,6 +352,7 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 	gw_strmap_set(&cfg->labels, "node", cfg->node);
 	make_absolute(&cfg->allowed_signers);
 	make_absolute(&cfg->gpg_keyring);
+	make_absolute(&cfg->age_identity);
 	if (cfg->verify_signatures && !cfg->allowed_signers && !cfg->gpg_keyring)
 		return gw_error_set(err, -EINVAL,
 				    "--verify-signatures needs the keys to accept: --allowed-signers FILE (SSH) "
