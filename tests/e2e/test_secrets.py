@@ -291,7 +291,7 @@ class ContainerSecrets(Keys):
         encrypt(f"TOKEN={rotated}\n", [self.recipient], os.path.join(r.path, "secrets/api.env.age"))
         r.commit("rotate")
         res = self.reconcile(r, "--age-identity", self.key, expect=1)
-        self.assertIn("  ~ Container/api          update  secret secrets/api.env.age changed\n", res.out)
+        self.assertIn("  ~ Container/api        update  secret secrets/api.env.age changed\n", res.out)
         self.assertNotEqual(self.ids()["api"], first)
         env = json.loads(self.pm.podman("inspect", "gitward-api", "--format", "{{json .Config.Env}}"))
         self.assertIn(f"TOKEN={rotated}", env)
