@@ -45,6 +45,11 @@ def read_proc(pid, what):
         return b""
 
 
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def env_of(pid):
     return dict(e.split(b"=", 1) for e in read_proc(pid, "environ").split(b"\0") if b"=" in e)
 
@@ -200,6 +205,44 @@ class ProcessSecrets(Keys):
         # with the identity, it starts
         self.reconcile(r, "--age-identity", self.key)
         self.assertEqual(env_of(records(self.state)["app"]["pid"])[b"TOKEN"], self.secret.encode())
+
+    def test_reencrypt_helper_moves_every_secret_file_to_a_new_recipient_list(self):
+        r = self.repo()
+        third_key = os.path.join(self.tmp, "third.key")
+        third = keygen(third_key)
+        encrypt(f"TOKEN={self.secret}\n", [self.other], os.path.join(r.path, "secrets/a.env.age"))
+        encrypt("B=2\n", [self.other], os.path.join(r.path, "group1/b.env.age"))
+        r.write("app.yaml", proc_yaml("app", extra="  secretEnvFiles: [secrets/a.env.age, group1/b.env.age]\n"))
+        r.commit()
+        res = self.reconcile(r, "--age-identity", self.key, expect=1)
+        self.assertIn("secrets/a.env.age: does not decrypt with this node's age identity", res.err)
+        rec = os.path.join(self.tmp, "recipients.txt")
+        with open(rec, "w") as f:
+            f.write(f"# nodes of group 1\n{self.recipient}\n{third}\n")
+        helper = os.path.join(os.path.dirname(__file__), "../../contrib/gitward-reencrypt")
+        cp = subprocess.run([helper, "-i", self.other_key, "-R", rec], cwd=r.path, capture_output=True, text=True,
+                            timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("2 file(s) re-encrypted to 2 recipient(s)", cp.stdout)
+        self.assertNotIn(self.secret, cp.stdout + cp.stderr)
+        r.commit("re-encrypt")
+        for k in (self.key, third_key):  # both new recipients read it, the old one no longer does
+            out = subprocess.run(["age", "-d", "-i", k, os.path.join(r.path, "secrets/a.env.age")],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.stdout, f"TOKEN={self.secret}\n")
+        old = subprocess.run(["age", "-d", "-i", self.other_key, os.path.join(r.path, "secrets/a.env.age")],
+                             capture_output=True, timeout=30)
+        self.assertNotEqual(old.returncode, 0)
+        self.reconcile(r, "--age-identity", self.key)
+        env = env_of(records(self.state)["app"]["pid"])
+        self.assertEqual((env[b"TOKEN"], env[b"B"]), (self.secret.encode(), b"2"))
+        # a file the identity cannot read stops the helper and is left as it was
+        before = read_file(os.path.join(r.path, "group1/b.env.age"))
+        cp = subprocess.run([helper, "-i", self.other_key, "-R", rec, "group1/b.env.age"], cwd=r.path,
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 1)
+        self.assertIn("group1/b.env.age: not re-encrypted (left as it was)", cp.stderr)
+        self.assertEqual(read_file(os.path.join(r.path, "group1/b.env.age")), before)
 
     def test_a_file_missing_from_the_commit_is_an_error_at_its_entry(self):
         r = self.repo()
