@@ -42,6 +42,7 @@ static const struct option common[] = {
 	{ "stuck-after", required_argument, 0, 0 },
 	{ "splay", required_argument, 0, 0 },
 	{ "move-to-repo", no_argument, 0, 0 },
+	{ "age-identity", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -238,4 +239,5 @@ void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, ch
 	ctx->container_socket = cfg->container_socket;
 	ctx->self_exe = self;
 	ctx->qemu_binary = getenv("GITWARD_QEMU");
+	ctx->age_identity = cfg->age_identity;
 }

@@ -49,6 +49,7 @@ static const char reconcile_usage[] =
 	"                             or --gpg-keyring (the commit itself; not its ancestors)\n"
 	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"
 	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"
+	"  --age-identity FILE        the node's age identity: decrypts secretEnvFiles when a workload starts\n"
 	"  --move-to-repo             use a state dir recorded for another repository with this one\n"
 	"                             (what this repository does not declare is deleted)\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";

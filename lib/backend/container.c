@@ -43,7 +43,7 @@ json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_st
 			json_array_append_new(cmd, json_string(r->command.v[i]));
 		json_object_set_new(body, "Cmd", cmd);
 	}
-	/* envFiles first, env wins */
+	/* envFiles and secretEnvFiles first, env wins */
 	for (size_t i = 0; file_env && i < file_env->n; i++)
 		gw_strmap_set(&merged, file_env->k[i], file_env->v[i]);
 	for (size_t i = 0; i < r->env.n; i++)
@@ -381,6 +381,14 @@ static int container_create(struct gw_observed *o, const struct gw_resource *r, 
 			gw_strmap_free(&file_env);
 			return gw_error_set(err, -ENOENT, "%s", why);
 		}
+	/* decrypted here, in the process that makes the create call; the engine
+	 * keeps the values in the container's config (inspect shows them) */
+	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)
+		if ((rc = gw_secret_env_load(&file_env, ctx->age_identity, r->secret_env_files.v[i],
+					     r->secrets[i].cipher, r->secrets[i].len, why, sizeof(why))) < 0) {
+			gw_strmap_free(&file_env);
+			return gw_error_set(err, rc, "%s", why);
+		}
 	if ((rc = ensure_image(&e, r, err)) < 0) {
 		gw_strmap_free(&file_env);
 		return rc;
@@ -421,7 +429,7 @@ static int container_create(struct gw_observed *o, const struct gw_resource *r, 
 	gw_strmap_free(&file_env);
 	snprintf(path, sizeof(path), "/containers/create?name=%s", name);
 	rc = gw_engine_call(&reply, &status, &e, "POST", path, body, CALL_TIMEOUT_MS, err);
-	json_decref(body); /* held the envFiles values: gone now */
+	json_decref(body); /* held the envFiles and secretEnvFiles values: gone now */
 	if (rc < 0)
 		return rc;
 	if (status != 201) {

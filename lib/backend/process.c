@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -320,6 +321,51 @@ static json_t *strlist_json(const struct gw_strlist *l)
 	return a;
 }
 
+/* secretEnvFiles travel to the supervisor as ciphertext (base64) with the
+ * identity's path: it decrypts them itself, so the plaintext exists only in
+ * the process that starts the workload. */
+static json_t *secrets_json(const struct gw_resource *r)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++) {
+		const struct gw_secret_file *sf = &r->secrets[i];
+		char *b64 = gw_xmalloc(4 * ((sf->len + 2) / 3) + 1);
+		EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)(sf->cipher ? sf->cipher : ""),
+				(int)sf->len);
+		json_array_append_new(a, json_pack("{s:s, s:s}", "path", r->secret_env_files.v[i], "cipher", b64));
+		free(b64);
+	}
+	return a;
+}
+
+/* Decrypt the job's secretEnvFiles into env: all or nothing. */
+static int secrets_load(struct gw_strmap *env, const json_t *job, char *why, size_t size)
+{
+	const json_t *list = json_object_get(job, "secrets");
+	const char *identity = json_string_value(json_object_get(job, "age_identity"));
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		const json_t *it = json_array_get(list, i);
+		const char *path = json_string_value(json_object_get(it, "path"));
+		const char *b64 = json_string_value(json_object_get(it, "cipher"));
+		size_t blen = b64 ? strlen(b64) : 0, len;
+		if (!path || !b64 || blen % 4) {
+			snprintf(why, size, "secretEnvFiles: unreadable job");
+			return -EINVAL;
+		}
+		unsigned char *cipher = gw_xmalloc(blen / 4 * 3 + 1);
+		int n = EVP_DecodeBlock(cipher, (const unsigned char *)b64, (int)blen);
+		len = n < 0 ? 0 : (size_t)n - (blen && b64[blen - 1] == '=') - (blen > 1 && b64[blen - 2] == '=');
+		int rc =
+			n < 0 ? -EINVAL : gw_secret_env_load(env, identity, path, (const char *)cipher, len, why, size);
+		if (n < 0)
+			snprintf(why, size, "secretEnvFiles: %s: unreadable job", path);
+		free(cipher);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static json_t *job_object(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
 {
 	char path[4096];
@@ -340,6 +386,9 @@ static json_t *job_object(const struct gw_resource *r, const struct gw_backend_c
 		json_object_set_new(env, r->env.k[i], json_string(r->env.v[i]));
 	json_object_set_new(job, "env", env);
 	json_object_set_new(job, "env_files", strlist_json(&r->env_files));
+	json_object_set_new(job, "secrets", secrets_json(r));
+	if (ctx->age_identity)
+		json_object_set_new(job, "age_identity", json_string(ctx->age_identity));
 	if (r->working_dir)
 		json_object_set_new(job, "working_dir", json_string(r->working_dir));
 	if (r->user)
@@ -630,7 +679,8 @@ static int launch_user(struct launch *l, const char **home, char *uname, size_t 
 	return 0;
 }
 
-/* Credentials, the clean environment (then envFiles, then env: env wins),
+/* Credentials, the clean environment (then envFiles, then secretEnvFiles,
+ * then env: env wins),
  * workingDir and limits of the job. */
 static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t size)
 {
@@ -658,6 +708,10 @@ static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t
 			gw_strmap_free(&file_env);
 			return -EINVAL;
 		}
+	if ((rc = secrets_load(&file_env, job, why, size)) < 0) {
+		gw_strmap_free(&file_env);
+		return rc;
+	}
 	for (size_t i = 0; i < file_env.n; i++)
 		env_put(&l->envp, &l->envn, file_env.k[i], file_env.v[i]);
 	gw_strmap_free(&file_env);

@@ -98,6 +98,25 @@ static const char *check_abs_path(const char *v)
 	return v[0] == '/' ? NULL : "an absolute path";
 }
 
+/* A file of the repository, as git names it in a tree: relative to the
+ * root, no empty, "." or ".." parts. */
+static const char *check_repo_path(const char *v)
+{
+	const char *want = "a path relative to the repository root (no leading /, no . or .. parts)";
+	const char *p = v;
+	if (!*v || strlen(v) > 4096)
+		return want;
+	while (*p) {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return want;
+		p += n;
+		if (*p == '/' && !*++p)
+			return want;
+	}
+	return NULL;
+}
+
 static const char *check_portmap(const char *v)
 {
 	struct gw_portmap pm;
@@ -269,6 +288,11 @@ const struct gw_field gw_schema_spec[] = {
 	  .offset = OFF(env_files),
 	  .kinds = KP | KC,
 	  .check = check_abs_path },
+	{ .name = "secretEnvFiles",
+	  .type = GW_F_STRLIST,
+	  .offset = OFF(secret_env_files),
+	  .kinds = KP | KC,
+	  .check = check_repo_path },
 	{ .name = "workingDir", .type = GW_F_STR, .offset = OFF(working_dir), .kinds = KP, .check = check_abs_path },
 	{ .name = "user", .type = GW_F_STR, .offset = OFF(user), .kinds = KP, .check = check_user },
 	{ .name = "stopSignal", .type = GW_F_SIGNAL, .offset = OFF(stop_signal), .kinds = KP | KC, .defval = SIGTERM },
@@ -758,6 +782,15 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 	if (r->kind == GW_KIND_CONTAINER && r->ports.n && (r->network == GW_NET_NONE || r->network == GW_NET_HOST))
 		verr(c, lookup(spec, "ports"), "spec.ports", "needs network: bridge (ports are not published on %s)",
 		     r->network == GW_NET_NONE ? "none" : "host");
+	if (r->secret_env_files.n) { /* where each entry is, for the source's diagnostics */
+		const struct gw_ynode *l = lookup(spec, "secretEnvFiles");
+		r->secrets = gw_xcalloc(r->secret_env_files.n, sizeof(*r->secrets));
+		for (size_t i = 0; i < r->secret_env_files.n; i++) {
+			const struct gw_ynode *at = l && l->type == GW_YNODE_SEQ && i < l->n ? l->items[i] : spec;
+			r->secrets[i].line = at->line;
+			r->secrets[i].col = at->col;
+		}
+	}
 	if (r->depends_on.n > 1) { /* repeats, by sorting: the list may hold 100,000 names */
 		const struct gw_ynode *d = lookup(spec, "dependsOn");
 		struct pair *names = gw_xcalloc(r->depends_on.n, sizeof(*names));

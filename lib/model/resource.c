@@ -208,6 +208,10 @@ void gw_resource_free(struct gw_resource *r)
 	gw_strlist_free(&r->command);
 	gw_strmap_free(&r->env);
 	gw_strlist_free(&r->env_files);
+	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)
+		free(r->secrets[i].cipher);
+	free(r->secrets);
+	gw_strlist_free(&r->secret_env_files);
 	free(r->working_dir);
 	free(r->user);
 	free(r->image);
@@ -331,7 +335,17 @@ void gw_resource_finalize(struct gw_resource *r)
 	unsigned int mdlen = 0;
 
 	json_object_set_new(doc, "kind", json_string(gw_kind_to_string(r->kind)));
-	json_object_set_new(doc, "spec", table_json(r, gw_schema_spec));
+	json_t *spec = table_json(r, gw_schema_spec);
+	/* the blob id of each secret file: a rotated secret changes the hash */
+	json_t *secrets = json_object();
+	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)
+		if (r->secrets[i].blob[0])
+			json_object_set_new(secrets, r->secret_env_files.v[i], json_string(r->secrets[i].blob));
+	if (json_object_size(secrets))
+		json_object_set_new(spec, "secrets", secrets);
+	else
+		json_decref(secrets);
+	json_object_set_new(doc, "spec", spec);
 	free(r->canonical);
 	r->canonical = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 	json_decref(doc);

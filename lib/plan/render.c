@@ -1,5 +1,6 @@
 /* Plans for people (one line per change and a summary) and for scripts (the
- * SPEC JSON object). Secrets never reach here: envFiles are paths only. */
+ * SPEC JSON object). Secrets never reach here: envFiles are paths only, and a
+ * secretEnvFiles file shows as its path and blob id ("secret F changed"). */
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <stdlib.h>
@@ -32,6 +33,14 @@ void gw_plan_render_text(FILE *f, const struct gw_plan *plan)
 			for (size_t c = 0; c < a->nchanges; c++) {
 				const struct gw_change *ch = &a->changes[c];
 				const char *path = strncmp(ch->path, "spec.", 5) == 0 ? ch->path + 5 : ch->path;
+				if (strncmp(path, "secrets.", 8) == 0) {
+					fprintf(f, "%ssecret %s %s", c ? ", " : "",
+						gw_escape(esc, sizeof(esc), path + 8),
+						!ch->from	  ? "added"
+							: !ch->to ? "removed"
+								  : "changed");
+					continue;
+				}
 				fprintf(f, "%s%s: ", c ? ", " : "", gw_escape(esc, sizeof(esc), path));
 				fprintf(f, "%s -> ", gw_escape(esc, sizeof(esc), ch->from ? ch->from : "(unset)"));
 				fputs(gw_escape(esc, sizeof(esc), ch->to ? ch->to : "(unset)"), f);

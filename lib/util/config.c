@@ -11,42 +11,43 @@
 #include "gitward/state.h"
 
 static const struct {
-	const char *name;
-	unsigned bit;
+	const char *name; /* its index in this table is its bit in set_mask */
 	int repeat; /* list-valued */
 	int boolean;
 } options[] = {
-	{ "repo", GW_CFG_REPO, 0, 0 },
-	{ "ref", GW_CFG_REF, 0, 0 },
-	{ "path", GW_CFG_PATH, 1, 0 },
-	{ "state-dir", GW_CFG_STATE_DIR, 0, 0 },
-	{ "run-dir", GW_CFG_RUN_DIR, 0, 0 },
-	{ "log-dir", GW_CFG_LOG_DIR, 0, 0 },
-	{ "node", GW_CFG_NODE, 0, 0 },
-	{ "label", GW_CFG_LABEL, 1, 0 },
-	{ "interval", GW_CFG_INTERVAL, 0, 0 },
-	{ "no-prune", GW_CFG_NO_PRUNE, 0, 1 },
-	{ "allow-empty", GW_CFG_ALLOW_EMPTY, 0, 1 },
-	{ "listen", GW_CFG_LISTEN, 0, 0 },
-	{ "webhook-secret-file", GW_CFG_WEBHOOK, 0, 0 },
-	{ "log-format", GW_CFG_LOG_FORMAT, 0, 0 },
-	{ "log-level", GW_CFG_LOG_LEVEL, 0, 0 },
-	{ "container-socket", GW_CFG_SOCKET, 0, 0 },
-	{ "ca-file", GW_CFG_CA_FILE, 0, 0 },
-	{ "insecure-skip-tls-verify", GW_CFG_INSECURE_TLS, 0, 1 },
-	{ "known-hosts", GW_CFG_KNOWN_HOSTS, 0, 0 },
-	{ "ssh-key", GW_CFG_SSH_KEY, 0, 0 },
-	{ "git-username", GW_CFG_GIT_USERNAME, 0, 0 },
-	{ "git-password-file", GW_CFG_GIT_PASSWORD_FILE, 0, 0 },
-	{ "git-timeout", GW_CFG_GIT_TIMEOUT, 0, 0 },
-	{ "git-connect-timeout", GW_CFG_GIT_CONNECT_TIMEOUT, 0, 0 },
-	{ "verify-signatures", GW_CFG_VERIFY_SIGNATURES, 0, 1 },
-	{ "allowed-signers", GW_CFG_ALLOWED_SIGNERS, 0, 0 },
-	{ "gpg-keyring", GW_CFG_GPG_KEYRING, 0, 0 },
-	{ "stuck-after", GW_CFG_STUCK_AFTER, 0, 0 },
-	{ "splay", GW_CFG_SPLAY, 0, 0 },
-	{ "move-to-repo", GW_CFG_MOVE_TO_REPO, 0, 1 },
+	{ "repo", 0, 0 },
+	{ "ref", 0, 0 },
+	{ "path", 1, 0 },
+	{ "state-dir", 0, 0 },
+	{ "run-dir", 0, 0 },
+	{ "log-dir", 0, 0 },
+	{ "node", 0, 0 },
+	{ "label", 1, 0 },
+	{ "interval", 0, 0 },
+	{ "no-prune", 0, 1 },
+	{ "allow-empty", 0, 1 },
+	{ "listen", 0, 0 },
+	{ "webhook-secret-file", 0, 0 },
+	{ "log-format", 0, 0 },
+	{ "log-level", 0, 0 },
+	{ "container-socket", 0, 0 },
+	{ "ca-file", 0, 0 },
+	{ "insecure-skip-tls-verify", 0, 1 },
+	{ "known-hosts", 0, 0 },
+	{ "ssh-key", 0, 0 },
+	{ "git-username", 0, 0 },
+	{ "git-password-file", 0, 0 },
+	{ "git-timeout", 0, 0 },
+	{ "git-connect-timeout", 0, 0 },
+	{ "verify-signatures", 0, 1 },
+	{ "allowed-signers", 0, 0 },
+	{ "gpg-keyring", 0, 0 },
+	{ "stuck-after", 0, 0 },
+	{ "splay", 0, 0 },
+	{ "move-to-repo", 0, 1 },
+	{ "age-identity", 0, 0 },
 };
+_Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
 void gw_config_init(struct gw_config *cfg)
 {
@@ -78,6 +79,7 @@ void gw_config_free(struct gw_config *cfg)
 		gw_secure_free(cfg->repo_password);
 	free(cfg->allowed_signers);
 	free(cfg->gpg_keyring);
+	free(cfg->age_identity);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -212,6 +214,10 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
 		replace(!strcmp(name, "allowed-signers") ? &cfg->allowed_signers : &cfg->gpg_keyring, value);
+	} else if (!strcmp(name, "age-identity")) {
+		if (!*value)
+			return gw_error_set(err, -EINVAL, "--age-identity: must not be empty");
+		replace(&cfg->age_identity, value);
 	} else if (!strcmp(name, "splay")) {
 		int64_t ms;
 		if (gw_duration_parse(&ms, value) < 0 && strcmp(value, "0"))
@@ -230,7 +236,7 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 	}
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
 		if (!strcmp(options[i].name, name))
-			cfg->set_mask |= options[i].bit;
+			cfg->set_mask |= 1ull << i;
 	return 0;
 }
 
@@ -242,7 +248,7 @@ int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags
 	size_t ndocs, before = diags->n;
 	char *data;
 	size_t len;
-	unsigned flags_set = cfg->set_mask;
+	uint64_t flags_set = cfg->set_mask;
 
 	if (gw_file_read(&data, &len, path, 1u << 20, &err) < 0) {
 		gw_diags_add(diags, path, 0, 0, "%s", err.msg);
@@ -267,7 +273,7 @@ int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags
 			gw_diags_add(diags, path, k->line, k->col, "%s: unknown option", k->value);
 			continue;
 		}
-		if (flags_set & options[o].bit)
+		if (flags_set & (1ull << o))
 			continue; /* the flag wins */
 		const struct gw_ynode *const *items = &v;
 		size_t n = 1;
@@ -346,6 +352,7 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 	gw_strmap_set(&cfg->labels, "node", cfg->node);
 	make_absolute(&cfg->allowed_signers);
 	make_absolute(&cfg->gpg_keyring);
+	make_absolute(&cfg->age_identity);
 	if (cfg->verify_signatures && !cfg->allowed_signers && !cfg->gpg_keyring)
 		return gw_error_set(err, -EINVAL,
 				    "--verify-signatures needs the keys to accept: --allowed-signers FILE (SSH) "

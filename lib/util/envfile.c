@@ -12,15 +12,25 @@
 int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize)
 {
 	struct gw_error e;
-	char *data;
+	char *data, what[4200];
 	size_t len;
-	unsigned line = 0;
 
 	if (gw_file_read(&data, &len, path, 1u << 20, &e) < 0) {
 		snprintf(why, whysize, "envFiles: %s: %s", path, e.msg);
 		return -1;
 	}
+	snprintf(what, sizeof(what), "envFiles: %s", path);
+	int rc = gw_envfile_parse(out, what, data, why, whysize);
+	explicit_bzero(data, len);
+	free(data);
+	return rc;
+}
+
+int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *why, size_t whysize)
+{
+	unsigned line = 0;
 	char *p = data;
+
 	while (p && *p) {
 		char *l = p, *nl = strchr(p, '\n');
 		if (nl)
@@ -38,8 +48,7 @@ int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t w
 			l += 7;
 		char *eq = strchr(l, '=');
 		if (!eq || eq == l) {
-			snprintf(why, whysize, "envFiles: %s: line %u is not KEY=VALUE", path, line);
-			free(data);
+			snprintf(why, whysize, "%s: line %u is not KEY=VALUE", what, line);
 			return -1;
 		}
 		*eq = '\0';
@@ -51,6 +60,5 @@ int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t w
 		}
 		gw_strmap_set(out, l, v);
 	}
-	free(data);
 	return 0;
 }

@@ -5,10 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "gitward/resource.h"
+#include "gitward/util.h"
 #include "helpers.h"
 
 #define P "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: web}\n"
@@ -81,6 +83,36 @@ static void test_hash_changes_with_the_spec(void **state)
 			  "apiVersion: gitward/v1\nkind: VM\nmetadata: {name: v}\nspec: {disk: /d, memory: 1Gi}\n");
 }
 
+/* The blob id of a secret file is part of the hash and the canonical form;
+ * its content never is. */
+static void test_hash_covers_the_blob_id_of_each_secret_file(void **state)
+{
+	(void)state;
+	struct gw_resource *r = parse_one(P "spec: {command: [/bin/true], secretEnvFiles: [s/a.env.age]}\n");
+	assert_non_null(r);
+	assert_non_null(r->secrets);
+	assert_int_equal(r->secrets[0].line, 4);
+	assert_int_equal(r->secrets[0].col, 47);
+	assert_string_equal(r->canonical,
+			    "{\"kind\":\"Process\",\"spec\":{\"command\":[\"/bin/true\"],"
+			    "\"secretEnvFiles\":[\"s/a.env.age\"]}}");
+	char before[65];
+	snprintf(before, sizeof(before), "%s", r->spec_hash);
+	snprintf(r->secrets[0].blob, sizeof(r->secrets[0].blob), "%040d", 1);
+	r->secrets[0].cipher = gw_xstrdup("TOKEN=never-hashed");
+	r->secrets[0].len = 18;
+	gw_resource_finalize(r);
+	assert_string_not_equal(r->spec_hash, before);
+	assert_non_null(
+		strstr(r->canonical, "\"secrets\":{\"s/a.env.age\":\"0000000000000000000000000000000000000001\"}"));
+	assert_null(strstr(r->canonical, "never-hashed"));
+	snprintf(before, sizeof(before), "%s", r->spec_hash);
+	r->secrets[0].blob[39] = '2';
+	gw_resource_finalize(r);
+	assert_string_not_equal(r->spec_hash, before);
+	gw_resource_free(r);
+}
+
 static void test_hash_is_stable_across_runs(void **state)
 {
 	(void)state;
@@ -130,6 +162,7 @@ int main(void)
 		cmocka_unit_test(test_canonical_form_is_exact),
 		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
 		cmocka_unit_test(test_hash_changes_with_the_spec),
+		cmocka_unit_test(test_hash_covers_the_blob_id_of_each_secret_file),
 		cmocka_unit_test(test_hash_is_stable_across_runs),
 		cmocka_unit_test(test_portmap_parse),
 		cmocka_unit_test(test_kind_and_signal_tables_round_trip),

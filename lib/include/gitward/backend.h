@@ -24,6 +24,7 @@ struct gw_backend_ctx {
 	const char *container_socket; /* NULL: the SPEC default search */
 	const char *self_exe; /* this gitward binary, for helper processes */
 	const char *qemu_binary; /* NULL: qemu-system-x86_64 on PATH */
+	const char *age_identity; /* --age-identity, for secretEnvFiles; NULL: none */
 	/* NULL: never. When requested, long waits (stop timeouts, health
 	 * waits) give up with -ECANCELED and leave the workload as it is. */
 	const struct gw_cancel *cancel;

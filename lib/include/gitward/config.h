@@ -49,41 +49,10 @@ struct gw_config {
 	/* --move-to-repo: a state dir recorded for another repository is moved
 	 * to this one rather than refused */
 	bool move_to_repo;
+	/* --age-identity: the node's age identity, for secretEnvFiles */
+	char *age_identity;
 	/* which of the above were set explicitly (flags win over the file) */
-	unsigned set_mask;
-};
-
-enum gw_config_bit {
-	GW_CFG_REPO = 1u << 0,
-	GW_CFG_REF = 1u << 1,
-	GW_CFG_PATH = 1u << 2,
-	GW_CFG_STATE_DIR = 1u << 3,
-	GW_CFG_NODE = 1u << 4,
-	GW_CFG_LABEL = 1u << 5,
-	GW_CFG_INTERVAL = 1u << 6,
-	GW_CFG_NO_PRUNE = 1u << 7,
-	GW_CFG_ALLOW_EMPTY = 1u << 8,
-	GW_CFG_LISTEN = 1u << 9,
-	GW_CFG_WEBHOOK = 1u << 10,
-	GW_CFG_LOG_FORMAT = 1u << 11,
-	GW_CFG_LOG_LEVEL = 1u << 12,
-	GW_CFG_SOCKET = 1u << 13,
-	GW_CFG_CA_FILE = 1u << 14,
-	GW_CFG_INSECURE_TLS = 1u << 15,
-	GW_CFG_KNOWN_HOSTS = 1u << 16,
-	GW_CFG_SSH_KEY = 1u << 17,
-	GW_CFG_GIT_USERNAME = 1u << 18,
-	GW_CFG_GIT_PASSWORD_FILE = 1u << 19,
-	GW_CFG_GIT_TIMEOUT = 1u << 20,
-	GW_CFG_GIT_CONNECT_TIMEOUT = 1u << 21,
-	GW_CFG_VERIFY_SIGNATURES = 1u << 24,
-	GW_CFG_ALLOWED_SIGNERS = 1u << 25,
-	GW_CFG_GPG_KEYRING = 1u << 26,
-	GW_CFG_STUCK_AFTER = 1u << 27,
-	GW_CFG_SPLAY = 1u << 28,
-	GW_CFG_RUN_DIR = 1u << 29,
-	GW_CFG_LOG_DIR = 1u << 30,
-	GW_CFG_MOVE_TO_REPO = 1u << 22,
+	uint64_t set_mask; /* bit i: options[i] of config.c was given as a flag */
 };
 
 void gw_config_init(struct gw_config *cfg);

@@ -40,6 +40,28 @@ void gw_strlist_free(struct gw_strlist *l);
  * names the file and line, never a value. */
 int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize);
 
+/* Parse envFiles text (KEY=VALUE lines) from memory into out; what names it
+ * in a reason (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in why. */
+int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *why, size_t whysize);
+
+/* One entry of secretEnvFiles, resolved against the commit by the source
+ * (lib/source/git.c): its blob id (part of the spec hash, never the
+ * content) and the ciphertext, which the backends decrypt at start. */
+#define GW_SECRET_FILE_MAX (64u << 10) /* bytes of one encrypted file */
+struct gw_secret_file {
+	unsigned line, col; /* of the list entry in the manifest */
+	char blob[41]; /* "" until resolved */
+	char *cipher;
+	size_t len;
+};
+
+/* Decrypt one secretEnvFiles file (path: its name in the repository, for
+ * messages) with the age identity file and add its KEY=VALUE lines to out:
+ * all of them or, on failure, none. why names the file and the cause, never
+ * a value. Negative errno on failure. */
+int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *path, const char *cipher, size_t len,
+		       char *why, size_t whysize);
+
 /* "[IP:]HOSTPORT:PORT[/proto]" as used by ports and forwards. */
 struct gw_portmap {
 	char host_ip[64];
@@ -74,6 +96,8 @@ struct gw_resource {
 	struct gw_strlist command;
 	struct gw_strmap env;
 	struct gw_strlist env_files;
+	struct gw_strlist secret_env_files; /* paths in the repository */
+	struct gw_secret_file *secrets; /* one per secret_env_files entry */
 	char *working_dir;
 	char *user;
 	int64_t limit_open_files, limit_processes, limit_memory;
@@ -94,14 +118,17 @@ struct gw_resource {
 	enum gw_accel accel;
 
 	/* derived */
-	char *canonical; /* canonical JSON of kind + spec (no secrets: envFiles are paths) */
+	/* canonical JSON of kind + spec (no secrets: envFiles are paths, and
+	 * secretEnvFiles add {"secrets": {path: blob id}}) */
+	char *canonical;
 	char spec_hash[65]; /* sha256 hex of canonical */
 };
 
 void gw_resource_free(struct gw_resource *r);
 /* "Process/web" into buf. */
 const char *gw_resource_key(char *buf, size_t size, const struct gw_resource *r);
-/* Compute canonical and spec_hash from the typed fields. */
+/* Compute canonical and spec_hash from the typed fields (and the blob ids of
+ * resolved secrets). */
 void gw_resource_finalize(struct gw_resource *r);
 
 /* Effective defaults where the manifest leaves a field unset. */

@@ -1,0 +1,89 @@
+/* secretEnvFiles: env files encrypted with age, decrypted on the node by the
+ * Debian `age` program (argv, ciphertext on stdin, plaintext captured in
+ * memory, bounded time and size) and parsed like envFiles. No crypto of our
+ * own. The plaintext never reaches argv, an environment, a file or a message:
+ * errors name the file and the cause only, never age's text (which may quote
+ * a file committed in clear). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gitward/resource.h"
+#include "gitward/util.h"
+
+#define AGE_TIMEOUT_MS 10000
+
+static int is_age_file(const char *cipher, size_t len)
+{
+	static const char bin[] = "age-encryption.org/v1\n", armor[] = "-----BEGIN AGE ENCRYPTED FILE-----";
+	return (len >= sizeof(bin) - 1 && memcmp(cipher, bin, sizeof(bin) - 1) == 0) ||
+		(len >= sizeof(armor) - 1 && memcmp(cipher, armor, sizeof(armor) - 1) == 0);
+}
+
+int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *path, const char *cipher, size_t len,
+		       char *why, size_t whysize)
+{
+	struct gw_strbuf plain, errout;
+	struct gw_error e;
+	char what[4200];
+	int status = 0, rc;
+
+	snprintf(what, sizeof(what), "secretEnvFiles: %s", path);
+	if (!identity || !*identity) {
+		snprintf(why, whysize, "%s: no age identity on this node (--age-identity FILE)", what);
+		return -ENOKEY;
+	}
+	if (access(identity, R_OK) < 0) {
+		int en = errno;
+		snprintf(why, whysize, "%s: cannot read the age identity %s: %s", what, identity, strerror(en));
+		return -en;
+	}
+	if (!cipher || !is_age_file(cipher, len)) {
+		snprintf(why, whysize, "%s: not an age-encrypted file (age-encryption.org/v1)", what);
+		return -EINVAL;
+	}
+	char *const argv[] = { "age", "--decrypt", "-i", (char *)identity, NULL };
+	gw_strbuf_init(&plain);
+	gw_strbuf_init(&errout);
+	{ /* sized once: a growing buffer would leave copies of the plaintext behind */
+		static const char zeros[1024];
+		for (size_t n = 0; n < GW_SECRET_FILE_MAX + 2; n += sizeof(zeros))
+			gw_strbuf_add(&plain, zeros, sizeof(zeros));
+		plain.len = 0;
+		plain.s[0] = '\0';
+	}
+	rc = gw_spawn_capture(&status, &plain, &errout, argv, cipher, len, GW_SECRET_FILE_MAX + 1, AGE_TIMEOUT_MS, &e);
+	if (rc < 0) {
+		snprintf(why, whysize, "%s: %s", what, e.msg);
+	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		rc = -EBADMSG;
+		if (errout.s && strstr(errout.s, "no identity matched"))
+			snprintf(why, whysize, "%s: does not decrypt with this node's age identity %s", what, identity);
+		else if (errout.s && strstr(errout.s, "header"))
+			snprintf(why, whysize, "%s: malformed age file (its header does not parse)", what);
+		else
+			snprintf(why, whysize, "%s: age could not decrypt it (exit status %d)", what,
+				 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	} else if (plain.len > GW_SECRET_FILE_MAX) {
+		rc = -EFBIG;
+		snprintf(why, whysize, "%s: decrypts to more than %u bytes", what, GW_SECRET_FILE_MAX);
+	} else {
+		/* whole or nothing: a bad line leaves out untouched */
+		struct gw_strmap env = { 0 };
+		rc = gw_envfile_parse(&env, what, plain.s ? plain.s : (char *)"", why, whysize) < 0 ? -EINVAL : 0;
+		for (size_t i = 0; rc == 0 && i < env.n; i++)
+			gw_strmap_set(out, env.k[i], env.v[i]);
+		for (size_t i = 0; i < env.n; i++)
+			explicit_bzero(env.v[i], strlen(env.v[i]));
+		gw_strmap_free(&env);
+	}
+	if (plain.s)
+		explicit_bzero(plain.s, plain.cap);
+	gw_strbuf_free(&plain);
+	gw_strbuf_free(&errout);
+	return rc;
+}
