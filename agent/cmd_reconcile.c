@@ -25,6 +25,8 @@ static const char reconcile_usage[] =
 	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
 	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
 	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
+	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"
+	"                             the repository's .gitwardignore)\n"
 	"  --state-dir DIR            state and Git cache (default /var/lib/gitward as root)\n"
 	"  --run-dir DIR              lock, run records, QMP sockets (default /run/gitward as root;\n"
 	"                             STATE-DIR/run when --state-dir is given)\n"

@@ -73,6 +73,7 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		return rc;
 	}
 	*stage = GW_PASS_MANIFESTS;
+	pass->set.exclude = &cfg->excludes;
 	rc = gw_source_read_manifests(&pass->set, src, pass->commit, (const char *const *)cfg->paths.v, cfg->paths.n,
 				      err);
 	gw_source_free(src);

@@ -46,6 +46,7 @@ static const struct {
 	{ "stuck-after", GW_CFG_STUCK_AFTER, 0, 0 },
 	{ "splay", GW_CFG_SPLAY, 0, 0 },
 	{ "move-to-repo", GW_CFG_MOVE_TO_REPO, 0, 1 },
+	{ "exclude", GW_CFG_EXCLUDE, 1, 0 },
 };
 
 void gw_config_init(struct gw_config *cfg)
@@ -59,6 +60,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->repo);
 	free(cfg->ref);
 	gw_strlist_free(&cfg->paths);
+	gw_strlist_free(&cfg->excludes);
 	free(cfg->state_dir);
 	free(cfg->run_dir);
 	free(cfg->log_dir);
@@ -120,6 +122,12 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		cfg->paths.v = gw_xrealloc(cfg->paths.v, (cfg->paths.n + 2) * sizeof(char *));
 		cfg->paths.v[cfg->paths.n++] = gw_xstrdup(value);
 		cfg->paths.v[cfg->paths.n] = NULL;
+	} else if (!strcmp(name, "exclude")) {
+		if (!*value || strlen(value) > 4096)
+			return gw_error_set(err, -EINVAL, "--exclude: expected a glob like docs/ or ci/*.yml");
+		cfg->excludes.v = gw_xrealloc(cfg->excludes.v, (cfg->excludes.n + 2) * sizeof(char *));
+		cfg->excludes.v[cfg->excludes.n++] = gw_xstrdup(value);
+		cfg->excludes.v[cfg->excludes.n] = NULL;
 	} else if (!strcmp(name, "state-dir") || !strcmp(name, "run-dir") || !strcmp(name, "log-dir")) {
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--%s: expected a directory", name);

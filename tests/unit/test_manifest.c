@@ -390,12 +390,15 @@ static void test_depends_on_unknown_and_cycles(void **state)
 	gw_manifest_set_finish(&set);
 	int cycle_abc = 0, cycle_d = 0, ghost = 0;
 	for (size_t i = 0; i < set.diags.n; i++) {
-		if (strstr(set.diags.v[i].msg, "dependency cycle: a -> b -> c -> a"))
+		/* each at the dependsOn entry that closes it */
+		if (!strcmp(set.diags.v[i].msg, "spec.dependsOn[0]: dependency cycle: a -> b -> c -> a") &&
+		    set.diags.v[i].line == 14 && set.diags.v[i].col == 42)
 			cycle_abc = 1;
-		if (strstr(set.diags.v[i].msg, "dependency cycle: d -> d"))
+		if (!strcmp(set.diags.v[i].msg, "spec.dependsOn[0]: dependency cycle: d -> d") &&
+		    set.diags.v[i].line == 19 && set.diags.v[i].col == 42)
 			cycle_d = 1;
 		if (strstr(set.diags.v[i].msg, "\"ghost\" names no resource in this commit") &&
-		    set.diags.v[i].line == 13)
+		    set.diags.v[i].line == 14 && set.diags.v[i].col == 45)
 			ghost = 1;
 	}
 	assert_true(cycle_abc);
@@ -605,7 +608,7 @@ static void test_long_dependency_chain_is_searched_without_recursion(void **stat
 	assert_int_equal(set.diags.n, 1);
 	assert_int_equal(set.diags.v[0].line, n);
 	assert_string_equal(set.diags.v[0].msg,
-			    "spec.dependsOn: dependency cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> "
+			    "spec.dependsOn[0]: dependency cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> "
 			    "(249983 more) -> c249991 -> c249992 -> c249993 -> c249994 -> c249995 -> c249996 -> "
 			    "c249997 -> c249998 -> c249999 -> c0");
 	gw_manifest_set_free(&set);

@@ -49,6 +49,9 @@ struct gw_config {
 	/* --move-to-repo: a state dir recorded for another repository is moved
 	 * to this one rather than refused */
 	bool move_to_repo;
+	/* --exclude: files under --path left out (gitignore syntax, after the
+	 * repository's .gitwardignore) */
+	struct gw_strlist excludes;
 	/* which of the above were set explicitly (flags win over the file) */
 	unsigned set_mask;
 };
@@ -84,6 +87,7 @@ enum gw_config_bit {
 	GW_CFG_RUN_DIR = 1u << 29,
 	GW_CFG_LOG_DIR = 1u << 30,
 	GW_CFG_MOVE_TO_REPO = 1u << 22,
+	GW_CFG_EXCLUDE = 1u << 23,
 };
 
 void gw_config_init(struct gw_config *cfg);
