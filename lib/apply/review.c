@@ -4,6 +4,7 @@
  * called: the plan of each node is head's selection against base's (or the
  * status's resources) taken as running. */
 #define _GNU_SOURCE
+#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -272,4 +273,81 @@ int gw_review_observed_from_status(struct gw_observed **out, size_t *out_n, char
 	*out = v;
 	*out_n = n;
 	return 0;
+}
+
+struct body {
+	struct gw_strbuf sb;
+	bool too_big;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	struct body *b = ud;
+	if (b->sb.len + size * n > GW_STATUS_BYTES_MAX) {
+		b->too_big = true;
+		return 0;
+	}
+	gw_strbuf_add(&b->sb, p, size * n);
+	return size * n;
+}
+
+static int get_url(char **out, size_t *out_len, const char *url, struct gw_error *err)
+{
+	struct body b = { 0 };
+	long code = 0;
+	CURL *c = curl_easy_init();
+	CURLcode cc;
+
+	if (!c)
+		return gw_error_set(err, -ENOMEM, "%s: cannot start libcurl", url);
+	gw_strbuf_init(&b.sb);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	if (cc != CURLE_OK || code != 200) {
+		int rc = b.too_big
+			? gw_error_set(err, -EFBIG, "--against %s: larger than %u bytes", url, GW_STATUS_BYTES_MAX)
+			: cc != CURLE_OK ? gw_error_set(err, -EIO, "--against %s: %s", url, curl_easy_strerror(cc))
+					 : gw_error_set(err, -EIO, "--against %s: HTTP status %ld", url, code);
+		gw_strbuf_free(&b.sb);
+		return rc;
+	}
+	gw_strbuf_add(&b.sb, "", 0);
+	*out_len = b.sb.len;
+	*out = gw_strbuf_detach(&b.sb);
+	return 0;
+}
+
+int gw_review_status_read(char **out, size_t *out_len, const char *file_or_url, struct gw_error *err)
+{
+	if (!strncmp(file_or_url, "http://", 7) || !strncmp(file_or_url, "https://", 8))
+		return get_url(out, out_len, file_or_url, err);
+	int rc = gw_file_read(out, out_len, file_or_url, GW_STATUS_BYTES_MAX, err);
+	return rc < 0 ? gw_error_prefix(err, "--against") : 0;
+}
+
+int gw_review_against(struct gw_plan *out, struct gw_review *rv, struct gw_observed *obs, size_t nobs,
+		      const struct gw_strmap *labels, const struct gw_config *cfg, struct gw_error *err)
+{
+	struct gw_plan_opts opts = { .prune = !cfg->no_prune, .allow_empty = cfg->allow_empty };
+	size_t nh;
+	/* the specs of the recorded commit, where the hashes agree: field-level changes */
+	for (size_t i = 0; i < nobs; i++)
+		for (size_t j = 0; !obs[i].canonical && j < rv->base.n; j++) {
+			const struct gw_resource *r = rv->base.v[j];
+			if (r->kind == obs[i].kind && !strcmp(r->name, obs[i].name) &&
+			    !strcmp(r->spec_hash, obs[i].spec_hash))
+				obs[i].canonical = gw_xstrdup(r->canonical);
+		}
+	struct gw_resource **head = select_for(&nh, &rv->head, labels);
+	int rc = gw_plan_build(out, head, nh, obs, nobs, &opts, err);
+	free(head);
+	return rc;
 }

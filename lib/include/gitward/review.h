@@ -58,4 +58,13 @@ void gw_inventory_free(struct gw_inventory *inv);
 int gw_review_observed_from_status(struct gw_observed **out, size_t *out_n, char **out_node, char **out_commit,
 				   const char *text, size_t len, const char *origin, struct gw_error *err);
 
+/* The status document of --against: a file, or an http(s):// URL (an
+ * agent's GET /status), at most GW_STATUS_BYTES_MAX bytes; caller frees. */
+int gw_review_status_read(char **out, size_t *out_len, const char *file_or_url, struct gw_error *err);
+/* The plan of rv->head's selection for labels against what the status
+ * recorded (obs); rv->base, when read from the status's commit, gives the
+ * recorded resources their specs so changes are field by field. */
+int gw_review_against(struct gw_plan *out, struct gw_review *rv, struct gw_observed *obs, size_t nobs,
+		      const struct gw_strmap *labels, const struct gw_config *cfg, struct gw_error *err);
+
 #endif
