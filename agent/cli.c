@@ -43,6 +43,7 @@ static const struct option common[] = {
 	{ "splay", required_argument, 0, 0 },
 	{ "move-to-repo", no_argument, 0, 0 },
 	{ "age-identity", required_argument, 0, 0 },
+	{ "exclude", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -177,8 +178,79 @@ int cli_parse_output(enum output_format *out, const char *arg)
 		*out = OUTPUT_JSON;
 		return 0;
 	}
-	fprintf(stderr, "gitward: --output: expected text or json, got \"%s\"\n", arg);
+	if (!strcmp(arg, "markdown")) {
+		*out = OUTPUT_MARKDOWN;
+		return 0;
+	}
+	if (!strcmp(arg, "github")) {
+		*out = OUTPUT_GITHUB;
+		return 0;
+	}
+	fprintf(stderr, "gitward: --output: expected text, json, markdown or github, got \"%s\"\n", arg);
 	return -1;
+}
+
+/* Workflow command data: '%', CR and LF are escaped; in a property also ':'
+ * and ','. Untrusted text is made printable first. */
+static void add_workflow(struct gw_strbuf *sb, const char *s, int property)
+{
+	struct gw_strbuf esc;
+	gw_strbuf_init(&esc);
+	gw_strbuf_add_escaped(&esc, s);
+	for (size_t i = 0; i < esc.len; i++) {
+		char c = esc.s[i];
+		if (c == '%')
+			gw_strbuf_puts(sb, "%25");
+		else if (c == '\r')
+			gw_strbuf_puts(sb, "%0D");
+		else if (c == '\n')
+			gw_strbuf_puts(sb, "%0A");
+		else if (property && c == ':')
+			gw_strbuf_puts(sb, "%3A");
+		else if (property && c == ',')
+			gw_strbuf_puts(sb, "%2C");
+		else
+			gw_strbuf_add(sb, &c, 1);
+	}
+	gw_strbuf_free(&esc);
+}
+
+static void print_annotation(FILE *f, const char *file, unsigned line, unsigned col, const char *msg)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_puts(&sb, "::error");
+	if (file && *file) {
+		gw_strbuf_puts(&sb, " file=");
+		add_workflow(&sb, file, 1);
+		if (line)
+			gw_strbuf_printf(&sb, ",line=%u,col=%u", line, col);
+	}
+	gw_strbuf_puts(&sb, "::");
+	add_workflow(&sb, msg, 0);
+	fprintf(f, "%s\n", sb.s);
+	gw_strbuf_free(&sb);
+}
+
+void cli_print_github(FILE *f, const struct gw_diags *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		print_annotation(f, d->v[i].file, d->v[i].line, d->v[i].col, d->v[i].msg);
+}
+
+void cli_print_github_error(FILE *f, const struct gw_error *err)
+{
+	print_annotation(f, err->file, err->line, err->col, err->msg);
+}
+
+void cli_print_skipped(FILE *f, const struct gw_manifest_set *set)
+{
+	char path[1024], rule[1024];
+	for (size_t i = 0; i < set->skipped.n; i++)
+		fprintf(f, "skipped %s (%s)\n", gw_escape(path, sizeof(path), set->skipped.k[i]),
+			gw_escape(rule, sizeof(rule), set->skipped.v[i]));
+	if (set->skipped_more)
+		fprintf(f, "skipped %zu more\n", set->skipped_more);
 }
 
 static void log_text(enum gw_log_level level, const char *key, const char *msg, void *ud)

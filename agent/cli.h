@@ -4,17 +4,20 @@
 #ifndef GITWARD_AGENT_CLI_H
 #define GITWARD_AGENT_CLI_H
 
+#include <stdio.h>
+
 #include "gitward/config.h"
 #include "gitward/manifest.h"
 
 #define GW_VERSION "0.1.0"
 
-enum output_format { OUTPUT_TEXT, OUTPUT_JSON };
+enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 
 int cmd_validate(int argc, char **argv);
 int cmd_reconcile(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_schema(int argc, char **argv);
 
@@ -38,5 +41,11 @@ struct gw_backend_ctx;
 void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, char *self, size_t size);
 void cli_install_logging(const struct gw_config *cfg);
 int cli_parse_output(enum output_format *out, const char *arg);
+/* GitHub Actions workflow annotations, one "::error file=F,line=L,col=C::MSG"
+ * per problem (err: one more, when not NULL). */
+void cli_print_github(FILE *f, const struct gw_diags *d);
+void cli_print_github_error(FILE *f, const struct gw_error *err);
+/* "skipped PATH (RULE)" per file or folder left out by the exclusions. */
+void cli_print_skipped(FILE *f, const struct gw_manifest_set *set);
 
 #endif

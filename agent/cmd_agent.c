@@ -32,6 +32,8 @@ static const char agent_usage[] =
 	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
 	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
 	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
+	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"
+	"                             the repository's .gitwardignore)\n"
 	"  --interval DUR             time between passes (default 30s)\n"
 	"  --splay DUR                random extra delay per interval, so nodes do not poll in\n"
 	"                             lockstep (default a tenth of the interval; 0: none)\n"

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "gitward/apply.h"
 #include "gitward/pass.h"
+#include "gitward/review.h"
 
 static const char reconcile_usage[] =
 	"usage: gitward reconcile [--dry-run] [--output text|json] [OPTIONS]\n"
@@ -21,10 +22,15 @@ static const char reconcile_usage[] =
 	"\n"
 	"  --dry-run                  print the plan, apply nothing (exit 0 in sync, 2 changes pending)\n"
 	"                             without it: apply, exit 0 only when converged and healthy\n"
-	"  --output text|json         plan format\n"
+	"  --output FORMAT            plan format: text, json; with --dry-run also markdown (a\n"
+	"                             pull-request comment) and github (workflow annotations)\n"
+	"  --against FILE|URL         (--dry-run) plan against a node's recorded state: the JSON of\n"
+	"                             `gitward status --output json` or an agent's GET /status\n"
 	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
 	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
 	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
+	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"
+	"                             the repository's .gitwardignore)\n"
 	"  --state-dir DIR            state and Git cache (default /var/lib/gitward as root)\n"
 	"  --run-dir DIR              lock, run records, QMP sockets (default /run/gitward as root;\n"
 	"                             STATE-DIR/run when --state-dir is given)\n"
@@ -54,11 +60,12 @@ static const char reconcile_usage[] =
 	"                             (what this repository does not declare is deleted)\n"
 	"  --config FILE              YAML file with the options above (flags win)\n";
 
-enum { OPT_DRY_RUN = 1, OPT_OUTPUT };
+enum { OPT_DRY_RUN = 1, OPT_OUTPUT, OPT_AGAINST };
 
 struct opts {
 	int dry_run;
 	enum output_format fmt;
+	const char *against;
 };
 
 static int on_extra(int id, const char *arg, void *ud)
@@ -68,16 +75,42 @@ static int on_extra(int id, const char *arg, void *ud)
 		o->dry_run = 1;
 		return 0;
 	}
+	if (id == OPT_AGAINST) {
+		o->against = arg;
+		return 0;
+	}
 	return cli_parse_output(&o->fmt, arg) < 0 ? -2 : 0;
+}
+
+static void title(char *buf, size_t size, const char *commit, const char *node, const char *against)
+{
+	char esc[300];
+	/* names from outside may hold markdown: only [A-Za-z0-9._-] are shown */
+	snprintf(esc, sizeof(esc), "%s", node);
+	for (char *p = esc; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
+			*p = '_';
+	snprintf(buf, size, "Commit <code>%.12s</code> against %s of node <code>%s</code>.", commit,
+		 against ? "the recorded status" : "what runs", esc);
 }
 
 static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_config *cfg, const struct gw_error *err)
 {
+	int manifests = pass->set.diags.n > 0;
+	if (o->fmt == OUTPUT_GITHUB) {
+		cli_print_github(stdout, &pass->set.diags);
+		if (!manifests)
+			cli_print_github_error(stdout, err);
+	} else if (o->fmt == OUTPUT_MARKDOWN) {
+		char t[400] = "The commit could not be planned.";
+		if (pass->commit[0])
+			title(t, sizeof(t), pass->commit, cfg->node, o->against);
+		gw_plan_render_markdown(stdout, t, NULL, 0, &pass->set.diags, manifests ? NULL : err);
+	}
 	if (o->fmt == OUTPUT_JSON) {
 		struct gw_plan_meta meta = { .commit = pass->commit[0] ? pass->commit : NULL,
 					     .ref = pass->ref ? pass->ref : cfg->ref,
 					     .node = cfg->node };
-		int manifests = pass->set.diags.n > 0;
 		char *s = gw_plan_render_json(NULL, &meta, &pass->set.diags, manifests ? NULL : err);
 		puts(s);
 		free(s);
@@ -87,9 +120,93 @@ static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_conf
 	return 1;
 }
 
+static void print_dry_run(const struct opts *o, const struct gw_pass *pass, const struct gw_config *cfg)
+{
+	if (o->fmt == OUTPUT_JSON) {
+		struct gw_plan_meta meta = { .commit = pass->commit, .ref = pass->ref, .node = cfg->node };
+		char *s = gw_plan_render_json(&pass->plan, &meta, &pass->set.diags, NULL);
+		puts(s);
+		free(s);
+	} else if (o->fmt == OUTPUT_MARKDOWN) {
+		char t[400];
+		struct gw_plan_node nd = { .node = cfg->node, .plan = &pass->plan };
+		title(t, sizeof(t), pass->commit, cfg->node, o->against);
+		gw_plan_render_markdown(stdout, t, &nd, 1, NULL, NULL);
+	} else if (o->fmt == OUTPUT_GITHUB) {
+		const struct gw_plan *p = &pass->plan;
+		char node[200];
+		printf("::notice title=gitward plan::%s: %zu to create, %zu to update, %zu to delete, %zu to restart, "
+		       "%zu unchanged.\n",
+		       gw_escape(node, sizeof(node), cfg->node), p->count[GW_ACTION_CREATE], p->count[GW_ACTION_UPDATE],
+		       p->count[GW_ACTION_DELETE], p->count[GW_ACTION_RESTART], p->count[GW_ACTION_NONE]);
+	} else {
+		gw_plan_render_text(stdout, &pass->plan);
+	}
+}
+
+/* --dry-run --against: the commit planned against a node's recorded status
+ * (no state dir of this host, no backend); the recorded commit, when the
+ * repository has it, gives the field-level changes. */
+static int dry_run_against(const struct opts *o, struct gw_config *cfg)
+{
+	struct gw_review rv;
+	struct gw_pass pass; /* only to render through the same paths */
+	struct gw_error err = { 0 };
+	struct gw_observed *obs = NULL;
+	char *text = NULL, *node = NULL, *commit = NULL;
+	size_t len, nobs = 0;
+	enum gw_pass_stage stage;
+	int rc;
+
+	gw_review_init(&rv);
+	gw_pass_init(&pass);
+	rc = gw_review_status_read(&text, &len, o->against, &err);
+	if (rc == 0)
+		rc = gw_review_observed_from_status(&obs, &nobs, &node, &commit, text, len, o->against, &err);
+	if (rc == 0 && node && !gw_config_given(cfg, "node")) {
+		free(cfg->node); /* the status's node, unless --node says otherwise */
+		cfg->node = gw_xstrdup(node);
+		gw_strmap_set(&cfg->labels, "node", node);
+	}
+	if (rc == 0) {
+		rc = gw_review_prepare(&rv, &stage, cfg, commit, NULL, &err);
+		if (rc < 0 && commit && stage == GW_PASS_GIT && !rv.head.diags.n) {
+			/* the recorded commit is not in the repository (force-pushed
+			 * away): compare by spec hash only */
+			gw_review_free(&rv);
+			gw_review_init(&rv);
+			rc = gw_review_prepare(&rv, &stage, cfg, NULL, NULL, &err);
+		}
+	}
+	memcpy(pass.commit, rv.head_commit, sizeof(pass.commit));
+	pass.ref = rv.head_ref ? gw_xstrdup(rv.head_ref) : NULL;
+	/* the head's problems, shown as a pass shows them */
+	struct gw_diags keep = pass.set.diags;
+	pass.set.diags = rv.head.diags;
+	if (rc == 0)
+		rc = gw_review_against(&pass.plan, &rv, obs, nobs, &cfg->labels, cfg, &err);
+	if (rc < 0)
+		rc = fail(o, &pass, cfg, &err);
+	else {
+		print_dry_run(o, &pass, cfg);
+		rc = pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
+	}
+	pass.set.diags = keep;
+	gw_plan_free(&pass.plan);
+	gw_pass_free(&pass);
+	gw_review_observed_free(obs, nobs);
+	gw_review_free(&rv);
+	free(text);
+	free(node);
+	free(commit);
+	return rc;
+}
+
 int cmd_reconcile(int argc, char **argv)
 {
-	static const struct cli_extra extra[] = { { "dry-run", 0, OPT_DRY_RUN }, { "output", 1, OPT_OUTPUT }, { 0 } };
+	static const struct cli_extra extra[] = {
+		{ "dry-run", 0, OPT_DRY_RUN }, { "output", 1, OPT_OUTPUT }, { "against", 1, OPT_AGAINST }, { 0 }
+	};
 	struct opts o = { 0 };
 	struct gw_config cfg;
 	struct gw_pass pass;
@@ -111,6 +228,16 @@ int cmd_reconcile(int argc, char **argv)
 		fprintf(stderr, "gitward: --repo is required\n\n%s", reconcile_usage);
 		gw_config_free(&cfg);
 		return 1;
+	}
+	if (!o.dry_run && (o.against || o.fmt == OUTPUT_MARKDOWN || o.fmt == OUTPUT_GITHUB)) {
+		fprintf(stderr, "gitward: %s needs --dry-run\n\n%s",
+			o.against ? "--against" : "--output markdown|github", reconcile_usage);
+		gw_config_free(&cfg);
+		return 1;
+	}
+	if (o.against) {
+		rc = dry_run_against(&o, &cfg);
+		goto out;
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	/* a dry-run only reads: no lock, nothing created, beside an agent;
@@ -144,14 +271,7 @@ int cmd_reconcile(int argc, char **argv)
 		goto out;
 	}
 	if (o.dry_run) {
-		if (o.fmt == OUTPUT_JSON) {
-			struct gw_plan_meta meta = { .commit = pass.commit, .ref = pass.ref, .node = cfg.node };
-			char *s = gw_plan_render_json(&pass.plan, &meta, &pass.set.diags, NULL);
-			puts(s);
-			free(s);
-		} else {
-			gw_plan_render_text(stdout, &pass.plan);
-		}
+		print_dry_run(&o, &pass, &cfg);
 		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
 		for (int k = 0; k < GW_KIND_MAX; k++)
 			if (pass.backend_error[k][0]) {

@@ -36,7 +36,9 @@ int cmd_status(int argc, char **argv)
 			free(dir);
 			return 0;
 		case 'o':
-			if (cli_parse_output(&fmt, optarg) < 0) {
+			if (cli_parse_output(&fmt, optarg) < 0 || fmt > OUTPUT_JSON) {
+				if (fmt > OUTPUT_JSON)
+					fprintf(stderr, "gitward: --output: status prints text or json\n");
 				free(dir);
 				return 1;
 			}

@@ -9,42 +9,66 @@
 #include "cli.h"
 #include "gitward/schema.h"
 
-static const char validate_usage[] = "usage: gitward validate [--output text|json] PATH...\n"
-				     "\n"
-				     "Check manifests on disk (files, or folders walked recursively for *.yaml and\n"
-				     "*.yml, hidden entries skipped). No git, no backend, files named by manifests\n"
-				     "need not exist. Every problem is reported as FILE:LINE:COL: MESSAGE.\n"
-				     "Exit 0 when all are valid, 1 when there is at least one problem.\n";
+static const char validate_usage[] =
+	"usage: gitward validate [--output text|json|github] [--exclude GLOB] [--verbose] PATH...\n"
+	"\n"
+	"Check manifests on disk (files, or folders walked recursively for *.yaml and\n"
+	"*.yml, hidden entries skipped). No git, no backend, files named by manifests\n"
+	"need not exist. Every problem is reported as FILE:LINE:COL: MESSAGE.\n"
+	"Exit 0 when all are valid, 1 when there is at least one problem.\n"
+	"\n"
+	"  --output text|json|github  github: one workflow annotation per problem\n"
+	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"
+	"                             the .gitwardignore at the root of the work tree)\n"
+	"  --verbose                  also list the files and folders left out, and by which rule\n";
 
 int cmd_validate(int argc, char **argv)
 {
 	static const struct option opts[] = { { "output", required_argument, 0, 'o' },
+					      { "exclude", required_argument, 0, 'x' },
+					      { "verbose", no_argument, 0, 'v' },
 					      { "help", no_argument, 0, 'h' },
 					      { 0, 0, 0, 0 } };
 	enum output_format fmt = OUTPUT_TEXT;
 	struct gw_manifest_set set;
-	int c;
+	struct gw_config cfg; /* only its --exclude list, checked by the one setter */
+	struct gw_error err;
+	int c, verbose = 0;
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+	gw_config_init(&cfg);
+	while ((c = getopt_long(argc, argv, "ho:v", opts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(validate_usage, stdout);
+			gw_config_free(&cfg);
 			return 0;
 		}
-		if (c == 'o') {
-			if (cli_parse_output(&fmt, optarg) < 0)
-				return 1;
+		if (c == 'v') {
+			verbose = 1;
 			continue;
 		}
-		fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1], validate_usage);
+		if (c == 'o' && cli_parse_output(&fmt, optarg) == 0 && fmt != OUTPUT_MARKDOWN)
+			continue;
+		if (c == 'x' && gw_config_set(&cfg, "exclude", optarg, &err) == 0)
+			continue;
+		if (c == 'x')
+			fprintf(stderr, "gitward: %s\n", err.msg);
+		else if (c == 'o' && fmt == OUTPUT_MARKDOWN)
+			fprintf(stderr, "gitward: --output: validate prints text, json or github\n");
+		else if (c != 'o')
+			fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1],
+				validate_usage);
+		gw_config_free(&cfg);
 		return 1;
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "gitward: validate needs at least one PATH\n\n%s", validate_usage);
+		gw_config_free(&cfg);
 		return 1;
 	}
 	gw_manifest_set_init(&set);
+	set.exclude = &cfg.excludes;
 	for (int i = optind; i < argc; i++)
 		gw_manifest_set_add_path(&set, argv[i]);
 	gw_manifest_set_finish(&set);
@@ -72,11 +96,21 @@ int cmd_validate(int argc, char **argv)
 		json_object_set_new(root, "files", json_integer((json_int_t)set.files));
 		json_object_set_new(root, "resources", res);
 		json_object_set_new(root, "errors", errors);
+		json_t *skipped = json_array();
+		for (size_t i = 0; i < set.skipped.n; i++)
+			json_array_append_new(skipped,
+					      json_pack("{s:o, s:o}", "path", gw_json_string(set.skipped.k[i]), "rule",
+							gw_json_string(set.skipped.v[i])));
+		json_object_set_new(root, "skipped", skipped);
 		char *s = json_dumps(root, JSON_COMPACT);
 		puts(s);
 		free(s);
 		json_decref(root);
+	} else if (fmt == OUTPUT_GITHUB) {
+		cli_print_github(stdout, &set.diags);
 	} else {
+		if (verbose)
+			cli_print_skipped(stdout, &set);
 		cli_print_diags(&set.diags);
 		size_t problems = gw_diags_count(&set.diags);
 		if (problems)
@@ -87,6 +121,7 @@ int cmd_validate(int argc, char **argv)
 	}
 	int rc = set.diags.n ? 1 : 0;
 	gw_manifest_set_free(&set);
+	gw_config_free(&cfg);
 	return rc;
 }
 

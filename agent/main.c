@@ -13,6 +13,7 @@ static const char usage[] =
 	"  agent [OPTIONS]                                         poll and converge until stopped\n"
 	"  validate [--output text|json] PATH...                   check manifests on disk\n"
 	"  status [--output text|json] [--state-dir DIR]           what the node runs, as last recorded\n"
+	"  diff --base REF [--head REF] [--output ...] [OPTIONS]   two commits compared per node (CI review)\n"
 	"  version                                                 print the version\n"
 	"  schema                                                  print the manifests' JSON Schema\n"
 	"\n"
@@ -26,6 +27,7 @@ int main(int argc, char **argv)
 	} commands[] = {
 		{ "reconcile", cmd_reconcile }, { "agent", cmd_agent },	    { "validate", cmd_validate },
 		{ "status", cmd_status },	{ "version", cmd_version }, { "schema", cmd_schema },
+		{ "diff", cmd_diff },
 	};
 
 	/* the process backend's supervisor: `gitward-shim Process/NAME RUN_DIR` */

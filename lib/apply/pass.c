@@ -30,15 +30,10 @@ void gw_pass_free(struct gw_pass *pass)
 	memset(pass, 0, sizeof(*pass));
 }
 
-int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg, struct gw_error *err)
+void gw_pass__source_opts(struct gw_source_opts *o, const struct gw_config *cfg, bool read_only,
+			  const struct gw_cancel *cancel)
 {
-	struct gw_source *src = NULL;
-	char path[4096];
-	int rc;
-
-	*stage = GW_PASS_GIT;
-	gw_path_repo(path, sizeof(path), cfg->state_dir);
-	struct gw_source_opts sopts = {
+	*o = (struct gw_source_opts){
 		.ca_file = cfg->ca_file,
 		.insecure_skip_tls_verify = cfg->insecure_skip_tls_verify,
 		.known_hosts = cfg->known_hosts,
@@ -48,9 +43,21 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		.password = cfg->repo_password,
 		.connect_timeout_ms = cfg->git_connect_timeout_ms,
 		.idle_timeout_ms = cfg->git_timeout_ms,
-		.cancel = pass->cancel,
-		.read_only = pass->read_only,
+		.cancel = cancel,
+		.read_only = read_only,
 	};
+}
+
+int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg, struct gw_error *err)
+{
+	struct gw_source *src = NULL;
+	char path[4096];
+	int rc;
+
+	*stage = GW_PASS_GIT;
+	gw_path_repo(path, sizeof(path), cfg->state_dir);
+	struct gw_source_opts sopts;
+	gw_pass__source_opts(&sopts, cfg, pass->read_only, pass->cancel);
 	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
 	if (rc < 0)
 		return rc;
@@ -73,6 +80,7 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 		return rc;
 	}
 	*stage = GW_PASS_MANIFESTS;
+	pass->set.exclude = &cfg->excludes;
 	rc = gw_source_read_manifests(&pass->set, src, pass->commit, (const char *const *)cfg->paths.v, cfg->paths.n,
 				      err);
 	gw_source_free(src);

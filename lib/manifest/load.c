@@ -1,8 +1,10 @@
 /* Manifests from disk, for `validate`: files and folders walked recursively
  * in name order, hidden entries skipped, symlinks inside folders not followed
- * (as in a Git tree). */
+ * (as in a Git tree); the work tree's .gitwardignore and --exclude leave
+ * files out as they do in a pass. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +44,21 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void add_dir(struct gw_manifest_set *set, const char *dir, unsigned depth)
+/* Where exclusions are matched from: the work tree holding path (the
+ * nearest folder with a .git), else path's own folder. */
+struct scope {
+	struct gw_ignore *ignore;
+};
+
+static char *rel_join(const char *rel, const char *name)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_printf(&sb, "%s%s%s", rel, *rel ? "/" : "", name);
+	return gw_strbuf_detach(&sb);
+}
+
+static void add_dir(struct gw_manifest_set *set, const char *dir, const char *rel, struct scope *sc, unsigned depth)
 {
 	DIR *d;
 	struct dirent *de;
@@ -76,26 +92,99 @@ static void add_dir(struct gw_manifest_set *set, const char *dir, unsigned depth
 		struct stat st;
 		snprintf(path, sizeof(path), "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
 		if (lstat(path, &st) == 0) {
-			if (S_ISDIR(st.st_mode))
-				add_dir(set, path, depth + 1);
+			char *sub = rel_join(rel, names[i]);
+			const char *by = gw_ignore_match(sc->ignore, sub, S_ISDIR(st.st_mode));
+			if (by) {
+				if (S_ISDIR(st.st_mode) || gw_manifest_is_manifest_name(names[i]))
+					gw_manifest_set_skip(set, path, by);
+			} else if (S_ISDIR(st.st_mode))
+				add_dir(set, path, sub, sc, depth + 1);
 			else if (S_ISREG(st.st_mode) && gw_manifest_is_manifest_name(names[i]))
 				add_file(set, path);
+			free(sub);
 		}
 		free(names[i]);
 	}
 	free(names);
 }
 
+/* The work tree root above abs (a folder), or abs itself; caller frees. */
+static char *find_root(const char *abs)
+{
+	char *dir = gw_xstrdup(abs);
+	for (;;) {
+		struct gw_strbuf git;
+		struct stat st;
+		gw_strbuf_init(&git);
+		gw_strbuf_printf(&git, "%s/.git", dir);
+		int found = lstat(git.s, &st) == 0;
+		gw_strbuf_free(&git);
+		if (found)
+			return dir;
+		char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir)
+			break;
+		*slash = '\0';
+	}
+	free(dir);
+	return gw_xstrdup(abs);
+}
+
+/* The scope of path: its root's .gitwardignore and --exclude; *rel is
+ * path relative to that root (caller frees). */
+static void scope_open(struct scope *sc, char **rel, const struct gw_manifest_set *set, const char *path, bool is_dir)
+{
+	char abs[PATH_MAX], *root, *text = NULL;
+	size_t len = 0;
+	struct gw_error err;
+
+	sc->ignore = NULL;
+	*rel = gw_xstrdup("");
+	if (!realpath(path, abs))
+		return;
+	if (!is_dir) {
+		char *slash = strrchr(abs, '/');
+		root = gw_xstrndup(abs, slash && slash != abs ? (size_t)(slash - abs) : 1);
+		char *r = find_root(root);
+		free(root);
+		root = r;
+	} else {
+		root = find_root(abs);
+	}
+	struct gw_strbuf f;
+	gw_strbuf_init(&f);
+	gw_strbuf_printf(&f, "%s/.gitwardignore", root);
+	if (gw_file_read(&text, &len, f.s, GW_MANIFEST_FILE_MAX, &err) < 0)
+		text = NULL;
+	gw_strbuf_free(&f);
+	sc->ignore = gw_manifest_ignore_new(set, text, len);
+	free(text);
+	size_t n = strlen(root);
+	if (strcmp(root, "/") != 0 && strncmp(abs, root, n) == 0 && abs[n] == '/') {
+		free(*rel);
+		*rel = gw_xstrdup(abs + n + 1);
+	}
+	free(root);
+}
+
 void gw_manifest_set_add_path(struct gw_manifest_set *set, const char *path)
 {
 	struct stat st;
+	struct scope sc;
+	char *rel;
 
 	if (stat(path, &st) < 0) {
 		gw_diags_add(&set->diags, path, 0, 0, "cannot read: %s", strerror(errno));
 		return;
 	}
-	if (S_ISDIR(st.st_mode))
-		add_dir(set, path, 0);
+	scope_open(&sc, &rel, set, path, S_ISDIR(st.st_mode));
+	const char *by = *rel ? gw_ignore_match(sc.ignore, rel, S_ISDIR(st.st_mode)) : NULL;
+	if (by)
+		gw_manifest_set_skip(set, path, by);
+	else if (S_ISDIR(st.st_mode))
+		add_dir(set, path, rel, &sc, 0);
 	else
 		add_file(set, path);
+	free(rel);
+	gw_ignore_free(sc.ignore);
 }

@@ -791,6 +791,15 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 			r->secrets[i].col = at->col;
 		}
 	}
+	const struct gw_ynode *deps = lookup(spec, "dependsOn");
+	if (r->depends_on.n && deps && deps->type == GW_YNODE_SEQ && deps->n == r->depends_on.n) {
+		/* where each entry is written, for problems found across the commit */
+		r->depends_on_pos = gw_xcalloc(deps->n, sizeof(*r->depends_on_pos));
+		for (size_t i = 0; i < deps->n; i++) {
+			r->depends_on_pos[i][0] = deps->items[i]->line;
+			r->depends_on_pos[i][1] = deps->items[i]->col;
+		}
+	}
 	if (r->depends_on.n > 1) { /* repeats, by sorting: the list may hold 100,000 names */
 		const struct gw_ynode *d = lookup(spec, "dependsOn");
 		struct pair *names = gw_xcalloc(r->depends_on.n, sizeof(*names));
@@ -912,6 +921,7 @@ void gw_manifest_set_free(struct gw_manifest_set *set)
 	for (size_t i = 0; i < set->invalid_names.n; i++)
 		free(set->invalid_names.v[i]);
 	free(set->invalid_names.v);
+	gw_strmap_free(&set->skipped);
 	memset(set, 0, sizeof(*set));
 }
 
@@ -987,12 +997,16 @@ static int str_cmp(const void *a, const void *b)
 
 /* A cycle found at the back edge from stack[depth] to stack[start]: named in
  * full when short, else its first and last names. */
-static void report_cycle(struct gw_manifest_set *set, const size_t *stack, size_t start, size_t depth)
+/* Reported at the dependsOn entry (index entry of the last resource on the
+ * path) that closes the cycle. */
+static void report_cycle(struct gw_manifest_set *set, const size_t *stack, size_t start, size_t depth, size_t entry)
 {
 	struct gw_resource *r = set->v[stack[depth]];
+	unsigned line = r->depends_on_pos ? r->depends_on_pos[entry][0] : r->line;
+	unsigned col = r->depends_on_pos ? r->depends_on_pos[entry][1] : r->col;
 	struct gw_strbuf sb;
 	if (gw_diags_full(&set->diags, r->file)) {
-		gw_diags_add(&set->diags, r->file, r->line, r->col, "spec.dependsOn: dependency cycle");
+		gw_diags_add(&set->diags, r->file, line, col, "spec.dependsOn[%zu]: dependency cycle", entry);
 		return;
 	}
 	gw_strbuf_init(&sb);
@@ -1004,7 +1018,7 @@ static void report_cycle(struct gw_manifest_set *set, const size_t *stack, size_
 		gw_strbuf_printf(&sb, "%s -> ", set->v[stack[k]]->name);
 	}
 	gw_strbuf_puts(&sb, set->v[stack[start]]->name);
-	gw_diags_add(&set->diags, r->file, r->line, r->col, "spec.dependsOn: dependency cycle: %s", sb.s);
+	gw_diags_add(&set->diags, r->file, line, col, "spec.dependsOn[%zu]: dependency cycle: %s", entry, sb.s);
 	gw_strbuf_free(&sb);
 }
 
@@ -1039,7 +1053,7 @@ static void find_cycles(struct gw_manifest_set *set)
 			if (j == n)
 				continue;
 			if (colour[j] == 1) {
-				report_cycle(set, stack, at[j], depth);
+				report_cycle(set, stack, at[j], depth, edge[depth] - 1);
 			} else if (colour[j] == 0) {
 				colour[j] = 1;
 				stack[++depth] = j;
@@ -1085,8 +1099,10 @@ void gw_manifest_set_finish(struct gw_manifest_set *set)
 			    !(set->invalid_names.n &&
 			      bsearch(&r->depends_on.v[d], set->invalid_names.v, set->invalid_names.n, sizeof(char *),
 				      str_cmp)))
-				gw_diags_add(&set->diags, r->file, r->line, r->col,
-					     "spec.dependsOn: \"%s\" names no resource in this commit",
+				gw_diags_add(&set->diags, r->file,
+					     r->depends_on_pos ? r->depends_on_pos[d][0] : r->line,
+					     r->depends_on_pos ? r->depends_on_pos[d][1] : r->col,
+					     "spec.dependsOn[%zu]: \"%s\" names no resource in this commit", d,
 					     r->depends_on.v[d]);
 		}
 	}

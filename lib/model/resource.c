@@ -202,6 +202,7 @@ void gw_resource_free(struct gw_resource *r)
 	free(r->file);
 	gw_strmap_free(&r->node_selector);
 	gw_strlist_free(&r->depends_on);
+	free(r->depends_on_pos);
 	free(r->health_http_url);
 	free(r->health_tcp_address);
 	gw_strlist_free(&r->health_exec_command);

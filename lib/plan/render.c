@@ -122,3 +122,184 @@ char *gw_plan_render_json(const struct gw_plan *plan, const struct gw_plan_meta 
 	json_decref(root);
 	return out;
 }
+
+/* ---- markdown, for a pull-request comment ---- */
+
+/* Inside an HTML element of a table cell: nothing may close it, start a
+ * tag, split the cell or the line. */
+static void md_text(struct gw_strbuf *sb, const char *s)
+{
+	struct gw_strbuf esc;
+	gw_strbuf_init(&esc);
+	gw_strbuf_add_escaped(&esc, s);
+	for (size_t i = 0; i < esc.len; i++) {
+		switch (esc.s[i]) {
+		case '&':
+			gw_strbuf_puts(sb, "&amp;");
+			break;
+		case '<':
+			gw_strbuf_puts(sb, "&lt;");
+			break;
+		case '>':
+			gw_strbuf_puts(sb, "&gt;");
+			break;
+		case '|':
+			gw_strbuf_puts(sb, "&#124;");
+			break;
+		case '`':
+			gw_strbuf_puts(sb, "&#96;");
+			break;
+		default:
+			gw_strbuf_add(sb, &esc.s[i], 1);
+		}
+	}
+	gw_strbuf_free(&esc);
+}
+
+static void md_code(struct gw_strbuf *sb, const char *s)
+{
+	gw_strbuf_puts(sb, "<code>");
+	md_text(sb, s);
+	gw_strbuf_puts(sb, "</code>");
+}
+
+/* An env key that names a secret: its value is never shown in a comment. */
+static bool secret_key(const char *key)
+{
+	static const char *const words[] = { "PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "AUTH" };
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasestr(key, words[i]))
+			return true;
+	return false;
+}
+
+/* A value of a change with secret-looking env values masked: path is
+ * "spec.env.KEY" (the value) or "spec.env" (an object of them). */
+static char *masked(const char *path, const char *compact)
+{
+	if (!compact)
+		return gw_xstrdup("(unset)");
+	if (!strncmp(path, "spec.env.", 9))
+		return gw_xstrdup(secret_key(path + 9) ? "\"***\"" : compact);
+	if (strcmp(path, "spec.env") != 0)
+		return gw_xstrdup(compact);
+	json_t *v = json_loads(compact, JSON_DECODE_ANY, NULL);
+	const char *k;
+	json_t *x;
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return gw_xstrdup("\"***\"");
+	}
+	json_object_foreach(v, k, x)
+	{
+		if (secret_key(k))
+			json_object_set_new(v, k, json_string("***"));
+	}
+	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(v);
+	return s;
+}
+
+static void md_summary(struct gw_strbuf *sb, const struct gw_plan *p)
+{
+	gw_strbuf_printf(sb, "%zu to create, %zu to update, %zu to delete, %zu to restart, %zu unchanged.",
+			 p->count[GW_ACTION_CREATE], p->count[GW_ACTION_UPDATE], p->count[GW_ACTION_DELETE],
+			 p->count[GW_ACTION_RESTART], p->count[GW_ACTION_NONE]);
+}
+
+static void md_node(struct gw_strbuf *sb, const struct gw_plan_node *nd)
+{
+	const struct gw_plan *p = nd->plan;
+	size_t changes = 0;
+
+	gw_strbuf_puts(sb, "**");
+	md_text(sb, nd->node);
+	gw_strbuf_puts(sb, "**: ");
+	if (p->count[GW_ACTION_NONE] == p->n) {
+		gw_strbuf_printf(sb, "no changes (%zu unchanged).\n\n", p->n);
+		return;
+	}
+	md_summary(sb, p);
+	gw_strbuf_puts(sb, "\n\n| | Resource | Action | Detail |\n|:-:|---|---|---|\n");
+	for (size_t i = 0; i < p->n; i++) {
+		const struct gw_action *a = &p->v[i];
+		if (a->type == GW_ACTION_NONE)
+			continue;
+		gw_strbuf_printf(sb, "| %c | %s/", marks[a->type], gw_kind_to_string(a->kind));
+		md_text(sb, a->name);
+		gw_strbuf_printf(sb, " | %s | ", gw_action_to_string(a->type));
+		if (a->nchanges)
+			gw_strbuf_printf(sb, "%zu field%s changed", a->nchanges, a->nchanges == 1 ? "" : "s");
+		else
+			md_text(sb, a->reason);
+		gw_strbuf_puts(sb, " |\n");
+		changes += a->nchanges;
+	}
+	gw_strbuf_puts(sb, "\n");
+	if (!changes)
+		return;
+	gw_strbuf_puts(sb, "<details><summary>Field changes on ");
+	md_text(sb, nd->node);
+	gw_strbuf_puts(sb, "</summary>\n\n| Resource | Field | From | To |\n|---|---|---|---|\n");
+	for (size_t i = 0; i < p->n; i++) {
+		const struct gw_action *a = &p->v[i];
+		for (size_t c = 0; c < a->nchanges; c++) {
+			const struct gw_change *ch = &a->changes[c];
+			char *from = masked(ch->path, ch->from), *to = masked(ch->path, ch->to);
+			gw_strbuf_printf(sb, "| %s/", gw_kind_to_string(a->kind));
+			md_text(sb, a->name);
+			gw_strbuf_puts(sb, " | ");
+			md_code(sb, strncmp(ch->path, "spec.", 5) == 0 ? ch->path + 5 : ch->path);
+			gw_strbuf_puts(sb, " | ");
+			md_code(sb, from);
+			gw_strbuf_puts(sb, " | ");
+			md_code(sb, to);
+			gw_strbuf_puts(sb, " |\n");
+			free(from);
+			free(to);
+		}
+	}
+	gw_strbuf_puts(sb, "\n</details>\n\n");
+}
+
+void gw_plan_render_markdown(FILE *f, const char *title, const struct gw_plan_node *nodes, size_t n,
+			     const struct gw_diags *diags, const struct gw_error *fatal)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_printf(&sb, "### gitward plan\n\n%s\n\n", title);
+	for (size_t i = 0; i < n; i++)
+		md_node(&sb, &nodes[i]);
+	if ((diags && diags->n) || fatal) {
+		gw_strbuf_puts(&sb, "**Errors** (nothing of this commit would be applied):\n\n");
+		for (size_t i = 0; diags && i < diags->n; i++) {
+			const struct gw_diag *d = &diags->v[i];
+			gw_strbuf_puts(&sb, "- ");
+			if (d->file[0]) {
+				char pos[64] = "";
+				struct gw_strbuf where;
+				gw_strbuf_init(&where);
+				if (d->line)
+					snprintf(pos, sizeof(pos), ":%u:%u", d->line, d->col);
+				gw_strbuf_printf(&where, "%s%s", d->file, pos);
+				md_code(&sb, where.s);
+				gw_strbuf_free(&where);
+				gw_strbuf_puts(&sb, " ");
+			}
+			md_text(&sb, d->msg);
+			gw_strbuf_puts(&sb, "\n");
+		}
+		if (fatal) {
+			char buf[GW_ERROR_MSG_MAX + 300];
+			gw_strbuf_puts(&sb, "- ");
+			md_text(&sb, gw_error_format(buf, sizeof(buf), fatal));
+			gw_strbuf_puts(&sb, "\n");
+		}
+		gw_strbuf_puts(&sb, "\n");
+	}
+	/* one trailing newline */
+	while (sb.len > 1 && sb.s[sb.len - 1] == '\n' && sb.s[sb.len - 2] == '\n')
+		sb.s[--sb.len] = '\0';
+	fputs(sb.s, f);
+	gw_strbuf_free(&sb);
+}

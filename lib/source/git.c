@@ -265,6 +265,7 @@ struct walk {
 	git_repository *repo;
 	git_odb *odb;
 	struct gw_strmap *seen; /* only when several --path may overlap */
+	struct gw_ignore *ignore; /* .gitwardignore and --exclude */
 	int rc;
 	struct gw_error *err;
 };
@@ -298,6 +299,37 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 	git_blob_free(blob);
 }
 
+/* Left out by .gitwardignore or --exclude (before anything is parsed);
+ * folders and manifest files are reported. */
+static bool skip(struct walk *w, const char *path, const char *name, bool is_dir)
+{
+	const char *by = gw_ignore_match(w->ignore, path, is_dir);
+	if (by && (is_dir || gw_manifest_is_manifest_name(name)))
+		gw_manifest_set_skip(w->set, path, by);
+	return by != NULL;
+}
+
+/* The repository's .gitwardignore, read from the root of the commit. */
+static struct gw_ignore *load_ignore(struct walk *w, const git_tree *root)
+{
+	const git_tree_entry *e = git_tree_entry_byname(root, ".gitwardignore");
+	git_blob *blob = NULL;
+	struct gw_ignore *ig;
+
+	if (e && git_tree_entry_type(e) == GIT_OBJECT_BLOB &&
+	    git_blob_lookup(&blob, w->repo, git_tree_entry_id(e)) == 0 &&
+	    git_blob_rawsize(blob) <= GW_MANIFEST_FILE_MAX) {
+		ig = gw_manifest_ignore_new(w->set, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+	} else {
+		if (blob)
+			gw_diags_add(&w->set->diags, ".gitwardignore", 0, 0, "file larger than the limit of %u bytes",
+				     GW_MANIFEST_FILE_MAX);
+		ig = gw_manifest_ignore_new(w->set, NULL, 0);
+	}
+	git_blob_free(blob);
+	return ig;
+}
+
 /* The tree in name order with an explicit stack: a commit may nest folders
  * thousands deep, so recursion would overflow; deeper than
  * GW_MANIFEST_TREE_DEPTH_MAX is a diagnostic of the commit. depth0 is the
@@ -329,6 +361,10 @@ static void walk_tree(struct walk *w, const git_tree *tree, const char *prefix, 
 		struct gw_strbuf path;
 		gw_strbuf_init(&path);
 		gw_strbuf_printf(&path, "%s%s%s", f->prefix, *f->prefix ? "/" : "", name);
+		if (skip(w, path.s, name, git_tree_entry_filemode(e) == GIT_FILEMODE_TREE)) {
+			gw_strbuf_free(&path);
+			continue;
+		}
 		switch (git_tree_entry_filemode(e)) {
 		case GIT_FILEMODE_TREE: {
 			git_tree *sub = NULL;
@@ -457,6 +493,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 		git_commit_free(commit);
 		return git_fail(err, -EIO, "git object database");
 	}
+	w.ignore = load_ignore(&w, root);
 	if (npaths == 0) {
 		paths = root_path;
 		npaths = 1;
@@ -467,9 +504,12 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 			walk_tree(&w, root, "", 0);
 		} else {
 			git_tree_entry *e = NULL;
+			const char *base = strrchr(p, '/');
 			if (git_tree_entry_bypath(&e, root, p) < 0) {
 				w.rc = gw_error_set(err, -ENOENT, "--path %s: no such folder in commit %.12s", p,
 						    commit_hex);
+			} else if (skip(&w, p, base ? base + 1 : p, git_tree_entry_type(e) == GIT_OBJECT_TREE)) {
+				/* a --path inside an excluded folder reads nothing */
 			} else if (git_tree_entry_type(e) == GIT_OBJECT_TREE) {
 				git_tree *sub = NULL;
 				if (git_tree_lookup(&sub, src->repo, git_tree_entry_id(e)) < 0) {
@@ -492,6 +532,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 	if (w.rc == 0)
 		w.rc = resolve_secrets(set, src->repo, root, commit_hex, err);
 	gw_strmap_free(&seen);
+	gw_ignore_free(w.ignore);
 	git_odb_free(w.odb);
 	git_tree_free(root);
 	git_commit_free(commit);

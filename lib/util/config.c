@@ -46,8 +46,17 @@ static const struct {
 	{ "splay", 0, 0 },
 	{ "move-to-repo", 0, 1 },
 	{ "age-identity", 0, 0 },
+	{ "exclude", 1, 0 },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
+
+bool gw_config_given(const struct gw_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (!strcmp(options[i].name, name))
+			return (cfg->set_mask >> i) & 1;
+	return false;
+}
 
 void gw_config_init(struct gw_config *cfg)
 {
@@ -60,6 +69,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->repo);
 	free(cfg->ref);
 	gw_strlist_free(&cfg->paths);
+	gw_strlist_free(&cfg->excludes);
 	free(cfg->state_dir);
 	free(cfg->run_dir);
 	free(cfg->log_dir);
@@ -122,6 +132,12 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		cfg->paths.v = gw_xrealloc(cfg->paths.v, (cfg->paths.n + 2) * sizeof(char *));
 		cfg->paths.v[cfg->paths.n++] = gw_xstrdup(value);
 		cfg->paths.v[cfg->paths.n] = NULL;
+	} else if (!strcmp(name, "exclude")) {
+		if (!*value || strlen(value) > 4096)
+			return gw_error_set(err, -EINVAL, "--exclude: expected a glob like docs/ or ci/*.yml");
+		cfg->excludes.v = gw_xrealloc(cfg->excludes.v, (cfg->excludes.n + 2) * sizeof(char *));
+		cfg->excludes.v[cfg->excludes.n++] = gw_xstrdup(value);
+		cfg->excludes.v[cfg->excludes.n] = NULL;
 	} else if (!strcmp(name, "state-dir") || !strcmp(name, "run-dir") || !strcmp(name, "log-dir")) {
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--%s: expected a directory", name);

@@ -386,6 +386,66 @@ static void test_duplicate_names_across_files(void **state)
 	gw_manifest_set_free(&set);
 }
 
+static void test_ignore_follows_gitignore_rules(void **state)
+{
+	(void)state;
+	static const char text[] = "# comment\n"
+				   "\n"
+				   "docs/\n"
+				   "*.yml\n"
+				   "!apps/**/*.yml\n"
+				   "/top.yaml\n"
+				   "build/**\n"
+				   "a/**/z.yaml   \n"
+				   "\\#hash.yaml\n";
+	struct gw_ignore *ig = gw_ignore_new();
+	gw_ignore_add_text(ig, ".gitwardignore", text, sizeof(text) - 1);
+	gw_ignore_add_pattern(ig, "apps/x/drop.yml");
+	/* folder patterns match folders only, at any depth; nothing inside comes back */
+	assert_string_equal(gw_ignore_match(ig, "docs", true), ".gitwardignore:3: docs/");
+	assert_string_equal(gw_ignore_match(ig, "sub/docs", true), ".gitwardignore:3: docs/");
+	assert_null(gw_ignore_match(ig, "docs", false));
+	assert_string_equal(gw_ignore_match(ig, "docs/apps/b/c.yml", false), ".gitwardignore:3: docs/");
+	/* the last rule that matches wins: a negation re-includes */
+	assert_string_equal(gw_ignore_match(ig, "ci.yml", false), ".gitwardignore:4: *.yml");
+	assert_null(gw_ignore_match(ig, "apps/b/c.yml", false));
+	assert_null(gw_ignore_match(ig, "apps/c.yml", false));
+	assert_string_equal(gw_ignore_match(ig, "apps/x/drop.yml", false), "--exclude apps/x/drop.yml");
+	/* anchored at the root */
+	assert_string_equal(gw_ignore_match(ig, "top.yaml", false), ".gitwardignore:6: /top.yaml");
+	assert_null(gw_ignore_match(ig, "sub/top.yaml", false));
+	/* a last "**": what is inside, not the folder */
+	assert_null(gw_ignore_match(ig, "build", true));
+	assert_string_equal(gw_ignore_match(ig, "build/x/y.yaml", false), ".gitwardignore:7: build/**");
+	/* a middle "**": zero or more folders; trailing spaces dropped */
+	assert_string_equal(gw_ignore_match(ig, "a/z.yaml", false), ".gitwardignore:8: a/**/z.yaml   ");
+	assert_non_null(gw_ignore_match(ig, "a/b/c/z.yaml", false));
+	assert_null(gw_ignore_match(ig, "b/a/z.yaml", false));
+	assert_non_null(gw_ignore_match(ig, "#hash.yaml", false));
+	gw_ignore_free(ig);
+	gw_ignore_free(NULL);
+}
+
+static void test_ignore_many_stars_stay_cheap(void **state)
+{
+	(void)state;
+	struct gw_strbuf pat, path;
+	gw_strbuf_init(&pat);
+	gw_strbuf_init(&path);
+	for (int i = 0; i < 200; i++)
+		gw_strbuf_puts(&pat, "**/a*/");
+	gw_strbuf_puts(&pat, "nomatch");
+	for (int i = 0; i < 64; i++)
+		gw_strbuf_puts(&path, "aaaa/");
+	gw_strbuf_puts(&path, "x.yaml");
+	struct gw_ignore *ig = gw_ignore_new();
+	gw_ignore_add_pattern(ig, pat.s);
+	assert_null(gw_ignore_match(ig, path.s, false));
+	gw_ignore_free(ig);
+	gw_strbuf_free(&pat);
+	gw_strbuf_free(&path);
+}
+
 static void test_depends_on_unknown_and_cycles(void **state)
 {
 	(void)state;
@@ -399,12 +459,15 @@ static void test_depends_on_unknown_and_cycles(void **state)
 	gw_manifest_set_finish(&set);
 	int cycle_abc = 0, cycle_d = 0, ghost = 0;
 	for (size_t i = 0; i < set.diags.n; i++) {
-		if (strstr(set.diags.v[i].msg, "dependency cycle: a -> b -> c -> a"))
+		/* each at the dependsOn entry that closes it */
+		if (!strcmp(set.diags.v[i].msg, "spec.dependsOn[0]: dependency cycle: a -> b -> c -> a") &&
+		    set.diags.v[i].line == 14 && set.diags.v[i].col == 42)
 			cycle_abc = 1;
-		if (strstr(set.diags.v[i].msg, "dependency cycle: d -> d"))
+		if (!strcmp(set.diags.v[i].msg, "spec.dependsOn[0]: dependency cycle: d -> d") &&
+		    set.diags.v[i].line == 19 && set.diags.v[i].col == 42)
 			cycle_d = 1;
 		if (strstr(set.diags.v[i].msg, "\"ghost\" names no resource in this commit") &&
-		    set.diags.v[i].line == 13)
+		    set.diags.v[i].line == 14 && set.diags.v[i].col == 45)
 			ghost = 1;
 	}
 	assert_true(cycle_abc);
@@ -614,7 +677,7 @@ static void test_long_dependency_chain_is_searched_without_recursion(void **stat
 	assert_int_equal(set.diags.n, 1);
 	assert_int_equal(set.diags.v[0].line, n);
 	assert_string_equal(set.diags.v[0].msg,
-			    "spec.dependsOn: dependency cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> "
+			    "spec.dependsOn[0]: dependency cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> "
 			    "(249983 more) -> c249991 -> c249992 -> c249993 -> c249994 -> c249995 -> c249996 -> "
 			    "c249997 -> c249998 -> c249999 -> c0");
 	gw_manifest_set_free(&set);
@@ -683,6 +746,8 @@ int main(void)
 		cmocka_unit_test(test_all_errors_of_a_file_are_reported),
 		cmocka_unit_test(test_duplicate_names_across_files),
 		cmocka_unit_test(test_depends_on_unknown_and_cycles),
+		cmocka_unit_test(test_ignore_follows_gitignore_rules),
+		cmocka_unit_test(test_ignore_many_stars_stay_cheap),
 		cmocka_unit_test(test_limits_at_the_limit_are_fine),
 		cmocka_unit_test(test_diagnostics_are_capped_per_file),
 		cmocka_unit_test(test_diagnostics_are_capped_per_commit),

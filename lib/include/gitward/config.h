@@ -51,11 +51,16 @@ struct gw_config {
 	bool move_to_repo;
 	/* --age-identity: the node's age identity, for secretEnvFiles */
 	char *age_identity;
+	/* --exclude: files under --path left out (gitignore syntax, after the
+	 * repository's .gitwardignore) */
+	struct gw_strlist excludes;
 	/* which of the above were set explicitly (flags win over the file) */
 	uint64_t set_mask; /* bit i: options[i] of config.c was given as a flag */
 };
 
 void gw_config_init(struct gw_config *cfg);
+/* Was option name ("node", "state-dir", ...) set by a flag or the file? */
+bool gw_config_given(const struct gw_config *cfg, const char *name);
 void gw_config_free(struct gw_config *cfg);
 /* Set one option by its flag name ("state-dir", "label", ...). Repeatable
  * options append. */

@@ -4,6 +4,7 @@
 #ifndef GITWARD_MANIFEST_H
 #define GITWARD_MANIFEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,6 +84,12 @@ struct gw_manifest_set {
 	struct gw_strlist invalid_names; /* declared by documents that failed validation */
 	size_t invalid_cap;
 	struct gw_diags diags;
+	/* borrowed, set before reading: --exclude patterns (gitignore syntax),
+	 * applied after the repository's .gitwardignore */
+	const struct gw_strlist *exclude;
+	/* files and folders left out by those rules: path -> the rule */
+	struct gw_strmap skipped;
+	size_t skipped_more; /* past GW_DIAGS_COMMIT_MAX entries: only counted */
 };
 
 void gw_manifest_set_init(struct gw_manifest_set *set);
@@ -97,5 +104,24 @@ int gw_manifest_is_manifest_name(const char *name);
 /* Load files and directories from disk (validate). Directories are walked
  * recursively, hidden entries skipped, symlinks not followed. */
 void gw_manifest_set_add_path(struct gw_manifest_set *set, const char *path);
+
+/* Exclusions in gitignore syntax (negation, folder patterns, "**", anchored
+ * patterns), matched against paths relative to the repository root. */
+struct gw_ignore;
+struct gw_ignore *gw_ignore_new(void);
+void gw_ignore_free(struct gw_ignore *ig);
+/* The lines of a .gitwardignore; file names them in the origin of each rule. */
+void gw_ignore_add_text(struct gw_ignore *ig, const char *file, const char *text, size_t len);
+/* One --exclude GLOB (the same syntax); added last, it wins. */
+void gw_ignore_add_pattern(struct gw_ignore *ig, const char *pattern);
+/* NULL when path is kept; else the rule that excludes it (".gitwardignore:2:
+ * docs/" or "--exclude ci/ci.yml"), the path's folders included: nothing
+ * inside an excluded folder comes back. */
+const char *gw_ignore_match(const struct gw_ignore *ig, const char *path, bool is_dir);
+/* The rules for a repository: its .gitwardignore (text may be NULL) then
+ * set->exclude. */
+struct gw_ignore *gw_manifest_ignore_new(const struct gw_manifest_set *set, const char *text, size_t len);
+/* Record that path was left out by rule `by` (manifest files and folders only). */
+void gw_manifest_set_skip(struct gw_manifest_set *set, const char *path, const char *by);
 
 #endif

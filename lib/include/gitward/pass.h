@@ -54,6 +54,9 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
  * first time (also in a state dir of an earlier version, which adopts it)
  * and on a move. */
 int gw_pass_check_repo(const struct gw_config *cfg, bool record, struct gw_error *err);
+/* How a pass reaches the remote, from the options (shared with review.c). */
+void gw_pass__source_opts(struct gw_source_opts *o, const struct gw_config *cfg, bool read_only,
+			  const struct gw_cancel *cancel);
 /* Plan pass->selected against pass->observed (see gw_apply_observe). */
 int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err);
 

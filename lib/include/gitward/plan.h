@@ -112,4 +112,15 @@ void gw_plan_render_text(FILE *f, const struct gw_plan *plan);
 char *gw_plan_render_json(const struct gw_plan *plan, const struct gw_plan_meta *meta, const struct gw_diags *diags,
 			  const struct gw_error *fatal);
 
+/* Markdown for a pull-request comment: title (a line of markdown, the
+ * caller's), then per node a summary line, a table of its actions and the
+ * field changes in a collapsible <details>; env values whose key looks
+ * secret (PASSWORD, TOKEN, KEY, ...) are masked; then the problems. */
+struct gw_plan_node {
+	const char *node;
+	const struct gw_plan *plan;
+};
+void gw_plan_render_markdown(FILE *f, const char *title, const struct gw_plan_node *nodes, size_t n,
+			     const struct gw_diags *diags, const struct gw_error *fatal);
+
 #endif

@@ -83,6 +83,7 @@ struct gw_resource {
 	/* every kind */
 	struct gw_strmap node_selector;
 	struct gw_strlist depends_on;
+	unsigned (*depends_on_pos)[2]; /* line, col of each entry in its file (NULL: unknown) */
 	enum gw_restart restart;
 	enum gw_check_type health_type;
 	char *health_http_url;

@@ -1,0 +1,246 @@
+/* `gitward diff`: the desired state of two commits compared per node, for
+ * review in CI. Writes nothing but a private fetch beside the Git cache,
+ * calls no backend. Exit 0 when the commits declare the same, 2 when they
+ * differ, 1 on any error. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "gitward/review.h"
+
+static const char diff_usage[] =
+	"usage: gitward diff --base REF [--head REF] [--output text|json|markdown|github] [OPTIONS]\n"
+	"\n"
+	"Compare the desired state of two commits, field by field, per node: what\n"
+	"merging head would change on each node. Exit 0 when they declare the same,\n"
+	"2 when they differ, 1 on any error.\n"
+	"\n"
+	"  --base REF                 branch, tag or commit compared against (required; in CI:\n"
+	"                             the merge base)\n"
+	"  --head REF                 the commit under review (default: the --ref tip)\n"
+	"  --nodes FILE               an inventory (YAML: nodes: [{name, labels}]): one plan per\n"
+	"                             node (default: --node and --label)\n"
+	"  --output FORMAT            text, json, markdown (a pull-request comment) or github\n"
+	"                             (workflow annotations)\n"
+	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
+	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
+	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
+	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"
+	"                             the repository's .gitwardignore)\n"
+	"  --state-dir DIR            where the Git cache is (only read; default /var/lib/gitward as root)\n"
+	"  --node NAME                the node's name (default: hostname)\n"
+	"  --label K=V                node label for nodeSelector (repeatable)\n"
+	"  --no-prune                 resources that left Git are kept, not deleted\n"
+	"  --config FILE              YAML file with these options (flags win)\n"
+	"  (and the Git transport options of reconcile: --ca-file, --ssh-key, ...)\n";
+
+enum { OPT_BASE = 1, OPT_HEAD, OPT_NODES, OPT_OUTPUT };
+
+struct opts {
+	const char *base, *head, *nodes;
+	enum output_format fmt;
+};
+
+static int on_extra(int id, const char *arg, void *ud)
+{
+	struct opts *o = ud;
+	if (id == OPT_BASE)
+		o->base = arg;
+	else if (id == OPT_HEAD)
+		o->head = arg;
+	else if (id == OPT_NODES)
+		o->nodes = arg;
+	else
+		return cli_parse_output(&o->fmt, arg) < 0 ? -2 : 0;
+	return 0;
+}
+
+static void title(char *buf, size_t size, const struct gw_review *rv)
+{
+	char ref[300];
+	gw_escape(ref, sizeof(ref), rv->head_ref);
+	/* ref names may hold markdown: only [A-Za-z0-9._/-] are shown */
+	for (char *p = ref; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-", *p))
+			*p = '_';
+	snprintf(buf, size, "Commit <code>%.12s</code> (<code>%s</code>) against <code>%.12s</code>.", rv->head_commit,
+		 ref, rv->base_commit);
+}
+
+static int report_error(const struct opts *o, const struct gw_review *rv, const struct gw_config *cfg,
+			const struct gw_error *err)
+{
+	const struct gw_diags *d = &rv->head.diags;
+	if (o->fmt == OUTPUT_JSON) {
+		struct gw_plan_meta meta = { .commit = rv->head_commit[0] ? rv->head_commit : NULL,
+					     .ref = rv->head_ref ? rv->head_ref : cfg->ref,
+					     .node = cfg->node };
+		char *s = gw_plan_render_json(NULL, &meta, d, d->n ? NULL : err);
+		puts(s);
+		free(s);
+	} else if (o->fmt == OUTPUT_GITHUB) {
+		cli_print_github(stdout, d);
+		if (!d->n)
+			cli_print_github_error(stdout, err);
+	} else if (o->fmt == OUTPUT_MARKDOWN) {
+		char t[400] = "The commits could not be compared.";
+		if (rv->head_commit[0] && rv->base_commit[0])
+			title(t, sizeof(t), rv);
+		gw_plan_render_markdown(stdout, t, NULL, 0, d, d->n ? NULL : err);
+	}
+	cli_print_diags(d);
+	cli_print_error("error: ", err);
+	return 1;
+}
+
+static char *plan_json(const struct gw_plan *plan, const struct gw_review *rv, const char *node)
+{
+	struct gw_plan_meta meta = { .commit = rv->head_commit, .ref = rv->head_ref, .node = node };
+	return gw_plan_render_json(plan, &meta, &rv->head.diags, NULL);
+}
+
+static void print_plans(const struct opts *o, const struct gw_review *rv, const struct gw_plan_node *v, size_t n)
+{
+	if (o->fmt == OUTPUT_MARKDOWN) {
+		char t[400];
+		title(t, sizeof(t), rv);
+		gw_plan_render_markdown(stdout, t, v, n, NULL, NULL);
+	} else if (o->fmt == OUTPUT_GITHUB) {
+		char node[200];
+		for (size_t i = 0; i < n; i++) {
+			const struct gw_plan *p = v[i].plan;
+			printf("::notice title=gitward plan::%s: %zu to create, %zu to update, %zu to delete, %zu to "
+			       "restart, %zu unchanged.\n",
+			       gw_escape(node, sizeof(node), v[i].node), p->count[GW_ACTION_CREATE],
+			       p->count[GW_ACTION_UPDATE], p->count[GW_ACTION_DELETE], p->count[GW_ACTION_RESTART],
+			       p->count[GW_ACTION_NONE]);
+		}
+	} else if (o->fmt == OUTPUT_JSON && !o->nodes) {
+		char *s = plan_json(v[0].plan, rv, v[0].node);
+		json_t *doc = json_loads(s, 0, NULL);
+		free(s);
+		json_object_set_new(doc, "base", json_string(rv->base_commit));
+		s = json_dumps(doc, JSON_COMPACT);
+		puts(s);
+		free(s);
+		json_decref(doc);
+	} else if (o->fmt == OUTPUT_JSON) {
+		json_t *doc = json_object(), *nodes = json_array();
+		json_object_set_new(doc, "commit", json_string(rv->head_commit));
+		json_object_set_new(doc, "base", json_string(rv->base_commit));
+		json_object_set_new(doc, "ref", gw_json_string(rv->head_ref));
+		for (size_t i = 0; i < n; i++) {
+			char *s = plan_json(v[i].plan, rv, v[i].node);
+			json_array_append_new(nodes, json_loads(s, 0, NULL));
+			free(s);
+		}
+		json_object_set_new(doc, "nodes", nodes);
+		json_object_set_new(doc, "errors", json_array());
+		char *s = json_dumps(doc, JSON_COMPACT);
+		puts(s);
+		free(s);
+		json_decref(doc);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			char node[200];
+			if (o->nodes)
+				printf("%sNode %s:\n", i ? "\n" : "", gw_escape(node, sizeof(node), v[i].node));
+			gw_plan_render_text(stdout, v[i].plan);
+		}
+	}
+}
+
+int cmd_diff(int argc, char **argv)
+{
+	static const struct cli_extra extra[] = { { "base", 1, OPT_BASE },
+						  { "head", 1, OPT_HEAD },
+						  { "nodes", 1, OPT_NODES },
+						  { "output", 1, OPT_OUTPUT },
+						  { 0 } };
+	struct opts o = { 0 };
+	struct gw_config cfg;
+	struct gw_review rv;
+	struct gw_inventory inv = { 0 };
+	struct gw_error err = { 0 };
+	struct gw_plan *plans = NULL;
+	struct gw_plan_node *nodes = NULL;
+	struct gw_observed **obs = NULL;
+	size_t *nobs = NULL, n = 0, built = 0;
+	enum gw_pass_stage stage;
+	int rc;
+
+	gw_config_init(&cfg);
+	gw_review_init(&rv);
+	rc = cli_parse_common(&cfg, argc, argv, extra, on_extra, &o, diff_usage);
+	if (rc < 0) {
+		gw_config_free(&cfg);
+		return rc == -1 ? 0 : 1;
+	}
+	cli_install_logging(&cfg);
+	if (!cfg.repo || !o.base) {
+		fprintf(stderr, "gitward: %s is required\n\n%s", cfg.repo ? "--base" : "--repo", diff_usage);
+		gw_config_free(&cfg);
+		return 1;
+	}
+	if (o.nodes) {
+		struct gw_diags d;
+		gw_diags_init(&d);
+		rc = gw_inventory_load(&inv, o.nodes, &d);
+		cli_print_diags(&d);
+		gw_diags_free(&d);
+		if (rc < 0) {
+			rc = 1;
+			goto out;
+		}
+	}
+	/* only reads: the cache is borrowed, another repository's state dir refused */
+	rc = gw_state_dir_check_existing(cfg.state_dir, &err);
+	if (rc == 0)
+		rc = gw_pass_check_repo(&cfg, false, &err);
+	if (rc == 0)
+		rc = gw_review_prepare(&rv, &stage, &cfg, o.base, o.head, &err);
+	if (rc < 0) {
+		rc = report_error(&o, &rv, &cfg, &err);
+		goto out;
+	}
+	if (rv.base.diags.n)
+		fprintf(stderr,
+			"gitward: warning: the base commit %.12s has %zu problem%s; its valid resources are "
+			"compared\n",
+			rv.base_commit, rv.base.diags.n, rv.base.diags.n == 1 ? "" : "s");
+	n = o.nodes ? inv.n : 1;
+	plans = gw_xcalloc(n, sizeof(*plans));
+	nodes = gw_xcalloc(n, sizeof(*nodes));
+	obs = gw_xcalloc(n, sizeof(*obs));
+	nobs = gw_xcalloc(n, sizeof(*nobs));
+	rc = 0;
+	for (built = 0; built < n; built++) {
+		const struct gw_strmap *labels = o.nodes ? &inv.v[built].labels : &cfg.labels;
+		nodes[built] =
+			(struct gw_plan_node){ .node = o.nodes ? inv.v[built].name : cfg.node, .plan = &plans[built] };
+		if (gw_review_plan(&plans[built], &obs[built], &nobs[built], &rv, labels, &cfg, &err) < 0) {
+			rc = report_error(&o, &rv, &cfg, &err);
+			goto out;
+		}
+		if (plans[built].count[GW_ACTION_NONE] != plans[built].n)
+			rc = 2;
+	}
+	print_plans(&o, &rv, nodes, n);
+out:
+	for (size_t i = 0; i < built; i++) {
+		gw_plan_free(&plans[i]);
+		gw_review_observed_free(obs[i], nobs[i]);
+	}
+	free(plans);
+	free(nodes);
+	free(obs);
+	free(nobs);
+	gw_inventory_free(&inv);
+	gw_review_free(&rv);
+	gw_config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,353 @@
+/* Review in CI: two commits of one fetch compared per node, inventories of
+ * nodes, and a node's recorded status taken as what it runs. Nothing is
+ * written but a private fetch beside the Git cache, and no backend is
+ * called: the plan of each node is head's selection against base's (or the
+ * status's resources) taken as running. */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gitward/paths.h"
+#include "gitward/review.h"
+#include "gitward/source.h"
+
+void gw_review_init(struct gw_review *rv)
+{
+	memset(rv, 0, sizeof(*rv));
+	gw_manifest_set_init(&rv->base);
+	gw_manifest_set_init(&rv->head);
+}
+
+void gw_review_free(struct gw_review *rv)
+{
+	free(rv->head_ref);
+	gw_manifest_set_free(&rv->base);
+	gw_manifest_set_free(&rv->head);
+	memset(rv, 0, sizeof(*rv));
+}
+
+static int read_commit(struct gw_manifest_set *set, struct gw_source *src, const char *commit,
+		       const struct gw_config *cfg, struct gw_error *err)
+{
+	set->exclude = &cfg->excludes;
+	int rc = gw_source_read_manifests(set, src, commit, (const char *const *)cfg->paths.v, cfg->paths.n, err);
+	if (rc == 0)
+		gw_manifest_set_finish(set);
+	return rc;
+}
+
+int gw_review_prepare(struct gw_review *rv, enum gw_pass_stage *stage, const struct gw_config *cfg,
+		      const char *base_ref, const char *head_ref, struct gw_error *err)
+{
+	struct gw_source *src = NULL;
+	struct gw_source_opts sopts;
+	char path[4096], *used = NULL;
+	int rc;
+
+	*stage = GW_PASS_GIT;
+	gw_path_repo(path, sizeof(path), cfg->state_dir);
+	gw_pass__source_opts(&sopts, cfg, true, NULL);
+	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
+	if (rc < 0)
+		return rc;
+	rc = gw_source_fetch(src, err);
+	if (rc == 0)
+		rc = gw_source_resolve(rv->head_commit, &rv->head_ref, src, head_ref ? head_ref : cfg->ref, err);
+	if (rc == 0 && base_ref) {
+		rc = gw_source_resolve(rv->base_commit, &used, src, base_ref, err);
+		if (rc < 0)
+			gw_error_prefix(err, "--base");
+		free(used);
+	}
+	*stage = GW_PASS_MANIFESTS;
+	if (rc == 0 && base_ref)
+		rc = read_commit(&rv->base, src, rv->base_commit, cfg, err);
+	if (rc == 0)
+		rc = read_commit(&rv->head, src, rv->head_commit, cfg, err);
+	gw_source_free(src);
+	if (rc == 0 && rv->head.diags.n)
+		rc = gw_error_set(err, -EINVAL, "%zu problem%s in the manifests of commit %.12s", rv->head.diags.n,
+				  rv->head.diags.n == 1 ? "" : "s", rv->head_commit);
+	return rc;
+}
+
+static struct gw_resource **select_for(size_t *out_n, const struct gw_manifest_set *set, const struct gw_strmap *labels)
+{
+	struct gw_resource **v = gw_xcalloc(set->n + 1, sizeof(*v));
+	size_t n = 0;
+	for (size_t i = 0; i < set->n; i++)
+		if (gw_plan_selects(set->v[i], labels))
+			v[n++] = set->v[i];
+	*out_n = n;
+	return v;
+}
+
+void gw_review_observed_free(struct gw_observed *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		gw_observed_clear(&v[i]);
+	free(v);
+}
+
+int gw_review_plan(struct gw_plan *out, struct gw_observed **out_observed, size_t *out_n, const struct gw_review *rv,
+		   const struct gw_strmap *labels, const struct gw_config *cfg, struct gw_error *err)
+{
+	/* a review shows what would go, even all of it: never refused */
+	struct gw_plan_opts opts = { .prune = !cfg->no_prune, .allow_empty = true };
+	size_t nb, nh;
+	struct gw_resource **base = select_for(&nb, &rv->base, labels);
+	struct gw_resource **head = select_for(&nh, &rv->head, labels);
+	struct gw_observed *obs = gw_xcalloc(nb + 1, sizeof(*obs));
+
+	for (size_t i = 0; i < nb; i++) {
+		gw_observed_start(&obs[i], base[i]);
+		obs[i].started_at = 0; /* a commit, not a workload: nothing time-dependent */
+	}
+	int rc = gw_plan_build(out, head, nh, obs, nb, &opts, err);
+	free(base);
+	free(head);
+	if (rc < 0) {
+		gw_review_observed_free(obs, nb);
+		return rc;
+	}
+	*out_observed = obs;
+	*out_n = nb;
+	return 0;
+}
+
+/* ---- inventories ---- */
+
+void gw_inventory_free(struct gw_inventory *inv)
+{
+	for (size_t i = 0; i < inv->n; i++) {
+		free(inv->v[i].name);
+		gw_strmap_free(&inv->v[i].labels);
+	}
+	free(inv->v);
+	memset(inv, 0, sizeof(*inv));
+}
+
+static const struct gw_ynode *map_get(const struct gw_ynode *m, const char *key)
+{
+	for (size_t i = 0; m && m->type == GW_YNODE_MAP && i + 1 < m->n; i += 2)
+		if (m->items[i]->type == GW_YNODE_SCALAR && !strcmp(m->items[i]->value, key))
+			return m->items[i + 1];
+	return NULL;
+}
+
+static void load_node(struct gw_inventory *inv, const char *path, const struct gw_ynode *n, struct gw_diags *d)
+{
+	struct gw_config probe; /* node names and labels checked by the one setter */
+	struct gw_error err;
+	const struct gw_ynode *name = map_get(n, "name"), *labels = map_get(n, "labels");
+
+	if (n->type != GW_YNODE_MAP) {
+		gw_diags_add(d, path, n->line, n->col, "nodes: expected a mapping with name and labels");
+		return;
+	}
+	for (size_t i = 0; i + 1 < n->n; i += 2)
+		if (strcmp(n->items[i]->value, "name") && strcmp(n->items[i]->value, "labels"))
+			gw_diags_add(d, path, n->items[i]->line, n->items[i]->col, "%s: unknown field (name, labels)",
+				     n->items[i]->value);
+	if (!name || name->type != GW_YNODE_SCALAR) {
+		gw_diags_add(d, path, name ? name->line : n->line, name ? name->col : n->col,
+			     "name: expected the node's name");
+		return;
+	}
+	gw_config_init(&probe);
+	if (gw_config_set(&probe, "node", name->value, &err) < 0)
+		gw_diags_add(d, path, name->line, name->col, "name: %s", err.msg);
+	for (size_t i = 0; i < inv->n; i++)
+		if (!strcmp(inv->v[i].name, name->value))
+			gw_diags_add(d, path, name->line, name->col, "name: node \"%s\" is listed twice", name->value);
+	if (labels && labels->type != GW_YNODE_MAP)
+		gw_diags_add(d, path, labels->line, labels->col, "labels: expected a mapping of label: value");
+	for (size_t i = 0; labels && labels->type == GW_YNODE_MAP && i + 1 < labels->n; i += 2) {
+		const struct gw_ynode *k = labels->items[i], *v = labels->items[i + 1];
+		if (v->type != GW_YNODE_SCALAR || !strcmp(k->value, "node")) {
+			gw_diags_add(d, path, k->line, k->col, "labels.%s: expected a string%s", k->value,
+				     !strcmp(k->value, "node") ? " (and not \"node\", which is the name)" : "");
+			continue;
+		}
+		gw_strmap_set(&probe.labels, k->value, v->value);
+	}
+	struct gw_inventory_node *in = &inv->v[inv->n++];
+	in->name = gw_xstrdup(name->value);
+	in->labels = probe.labels;
+	probe.labels = (struct gw_strmap){ 0 }; /* now owned by the inventory */
+	gw_strmap_set(&in->labels, "node", in->name);
+	gw_config_free(&probe);
+}
+
+int gw_inventory_load(struct gw_inventory *out, const char *path, struct gw_diags *diags)
+{
+	struct gw_error err;
+	struct gw_arena *arena;
+	struct gw_ynode **docs;
+	size_t ndocs, before = diags->n, len;
+	char *data;
+
+	memset(out, 0, sizeof(*out));
+	if (gw_file_read(&data, &len, path, GW_MANIFEST_FILE_MAX, &err) < 0) {
+		gw_diags_add(diags, path, 0, 0, "%s", err.msg);
+		return -EINVAL;
+	}
+	arena = gw_arena_new();
+	gw_yaml_parse(&docs, &ndocs, arena, path, data, len, diags);
+	free(data);
+	const struct gw_ynode *nodes = ndocs == 1 ? map_get(docs[0], "nodes") : NULL;
+	if (diags->n == before && (!nodes || nodes->type != GW_YNODE_SEQ || nodes->n == 0))
+		gw_diags_add(diags, path, nodes ? nodes->line : 1, nodes ? nodes->col : 1,
+			     "expected one document with \"nodes:\", a list of {name, labels}");
+	else if (diags->n == before && nodes->n > GW_INVENTORY_NODES_MAX)
+		gw_diags_add(diags, path, nodes->line, nodes->col, "more than %u nodes", GW_INVENTORY_NODES_MAX);
+	else if (diags->n == before) {
+		out->v = gw_xcalloc(nodes->n, sizeof(*out->v));
+		for (size_t i = 0; i < nodes->n; i++)
+			load_node(out, path, nodes->items[i], diags);
+	}
+	gw_arena_free(arena);
+	if (diags->n != before) {
+		gw_inventory_free(out);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- a node's recorded status ---- */
+
+static int bad_status(struct gw_error *err, const char *origin, const char *why)
+{
+	return gw_error_set(err, -EBADMSG, "%s: not the JSON of `gitward status --output json`: %s", origin, why);
+}
+
+int gw_review_observed_from_status(struct gw_observed **out, size_t *out_n, char **out_node, char **out_commit,
+				   const char *text, size_t len, const char *origin, struct gw_error *err)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(text, len, 0, &jerr), *res;
+	struct gw_observed *v = NULL;
+	size_t n = 0;
+
+	if (!root)
+		return bad_status(err, origin, jerr.text);
+	res = json_object_get(root, "resources");
+	if (!json_is_object(root) || !json_is_array(res)) {
+		json_decref(root);
+		return bad_status(err, origin, "no \"resources\" list");
+	}
+	v = gw_xcalloc(json_array_size(res) + 1, sizeof(*v));
+	for (size_t i = 0; i < json_array_size(res); i++) {
+		json_t *r = json_array_get(res, i);
+		const char *kind = json_string_value(json_object_get(r, "kind"));
+		const char *name = json_string_value(json_object_get(r, "name"));
+		const char *state = json_string_value(json_object_get(r, "state"));
+		const char *health = json_string_value(json_object_get(r, "health"));
+		const char *detail = json_string_value(json_object_get(r, "detail"));
+		enum gw_kind k;
+		char why[200];
+		if (!kind || gw_kind_from_string(&k, kind) < 0 || gw_record_parse(&v[n], k, name, r) < 0) {
+			snprintf(why, sizeof(why), "resources[%zu]: expected kind, name and a spec_hash of 64 hex", i);
+			gw_review_observed_free(v, n);
+			json_decref(root);
+			return bad_status(err, origin, why);
+		}
+		if (!state || gw_state_from_string(&v[n].state, state) < 0)
+			v[n].state = GW_STATE_PENDING;
+		if (!health || gw_health_from_string(&v[n].health, health) < 0)
+			v[n].health = GW_HEALTH_UNKNOWN;
+		if (detail)
+			snprintf(v[n].detail, sizeof(v[n].detail), "%s", detail);
+		v[n].restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+		n++;
+	}
+	const char *node = json_string_value(json_object_get(root, "node"));
+	const char *commit = json_string_value(json_object_get(root, "commit"));
+	*out_node = node ? gw_xstrdup(node) : NULL;
+	*out_commit = commit ? gw_xstrdup(commit) : NULL;
+	json_decref(root);
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+struct body {
+	struct gw_strbuf sb;
+	bool too_big;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	struct body *b = ud;
+	if (b->sb.len + size * n > GW_STATUS_BYTES_MAX) {
+		b->too_big = true;
+		return 0;
+	}
+	gw_strbuf_add(&b->sb, p, size * n);
+	return size * n;
+}
+
+static int get_url(char **out, size_t *out_len, const char *url, struct gw_error *err)
+{
+	struct body b = { 0 };
+	long code = 0;
+	CURL *c = curl_easy_init();
+	CURLcode cc;
+
+	if (!c)
+		return gw_error_set(err, -ENOMEM, "%s: cannot start libcurl", url);
+	gw_strbuf_init(&b.sb);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	if (cc != CURLE_OK || code != 200) {
+		int rc = b.too_big
+			? gw_error_set(err, -EFBIG, "--against %s: larger than %u bytes", url, GW_STATUS_BYTES_MAX)
+			: cc != CURLE_OK ? gw_error_set(err, -EIO, "--against %s: %s", url, curl_easy_strerror(cc))
+					 : gw_error_set(err, -EIO, "--against %s: HTTP status %ld", url, code);
+		gw_strbuf_free(&b.sb);
+		return rc;
+	}
+	gw_strbuf_add(&b.sb, "", 0);
+	*out_len = b.sb.len;
+	*out = gw_strbuf_detach(&b.sb);
+	return 0;
+}
+
+int gw_review_status_read(char **out, size_t *out_len, const char *file_or_url, struct gw_error *err)
+{
+	if (!strncmp(file_or_url, "http://", 7) || !strncmp(file_or_url, "https://", 8))
+		return get_url(out, out_len, file_or_url, err);
+	int rc = gw_file_read(out, out_len, file_or_url, GW_STATUS_BYTES_MAX, err);
+	return rc < 0 ? gw_error_prefix(err, "--against") : 0;
+}
+
+int gw_review_against(struct gw_plan *out, struct gw_review *rv, struct gw_observed *obs, size_t nobs,
+		      const struct gw_strmap *labels, const struct gw_config *cfg, struct gw_error *err)
+{
+	struct gw_plan_opts opts = { .prune = !cfg->no_prune, .allow_empty = cfg->allow_empty };
+	size_t nh;
+	/* the specs of the recorded commit, where the hashes agree: field-level changes */
+	for (size_t i = 0; i < nobs; i++)
+		for (size_t j = 0; !obs[i].canonical && j < rv->base.n; j++) {
+			const struct gw_resource *r = rv->base.v[j];
+			if (r->kind == obs[i].kind && !strcmp(r->name, obs[i].name) &&
+			    !strcmp(r->spec_hash, obs[i].spec_hash))
+				obs[i].canonical = gw_xstrdup(r->canonical);
+		}
+	struct gw_resource **head = select_for(&nh, &rv->head, labels);
+	int rc = gw_plan_build(out, head, nh, obs, nobs, &opts, err);
+	free(head);
+	return rc;
+}
