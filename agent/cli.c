@@ -2,6 +2,7 @@
  * sink (text or JSON lines on stderr). */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,88 @@ static void scrub_url_passwords(int argc, char **argv)
 	}
 }
 
+const char *cli_nearest(const char *word, const char *const *names, size_t n)
+{
+	const char *best = NULL;
+	unsigned bestd = 3;
+	size_t wl = strlen(word);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned d = gw_edit_distance(word, names[i]);
+		if (wl >= 3 && !strncmp(word, names[i], wl)) /* a start of the name */
+			d = 1;
+		if (d < bestd && d < wl) {
+			bestd = d;
+			best = names[i];
+		}
+	}
+	return best;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (cmd)
+		fprintf(stderr, "gitward: %s\nRun 'gitward %s --help' for its options.\n", msg, cmd);
+	else
+		fprintf(stderr, "gitward: %s\nRun 'gitward --help' for the commands.\n", msg);
+	return EXIT_USAGE;
+}
+
+int cli_option_error(const char *cmd, const struct option *opts, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+	char esc[300];
+
+	if (!arg || strncmp(arg, "--", 2) != 0) {
+		/* a short option: getopt keeps the letter */
+		for (const struct option *o = opts; o->name; o++)
+			if (optopt && o->val == optopt && o->has_arg == required_argument)
+				return cli_usage_error(cmd, "-%c (--%s) needs a value", optopt, o->name);
+		if (optopt > ' ' && optopt < 127)
+			return cli_usage_error(cmd, "unknown option \"-%c\"", optopt);
+		return cli_usage_error(cmd, "unknown option \"%s\"", gw_escape(esc, sizeof(esc), arg ? arg : ""));
+	}
+	const char *name = arg + 2, *eq = strchr(name, '=');
+	size_t len = eq ? (size_t)(eq - name) : strlen(name), n = 0, prefixes = 0;
+	const struct option *found = NULL;
+	for (const struct option *o = opts; o->name; o++, n++)
+		if (!strncmp(o->name, name, len)) {
+			if (strlen(o->name) == len) { /* exact */
+				found = o;
+				prefixes = 1;
+				break;
+			}
+			found = prefixes++ ? found : o;
+		}
+	if (found && prefixes == 1) {
+		if (found->has_arg == required_argument && !eq)
+			return cli_usage_error(cmd, "--%s needs a value", found->name);
+		if (found->has_arg == no_argument && eq)
+			return cli_usage_error(cmd, "--%s takes no value", found->name);
+	}
+	char shown[300];
+	snprintf(esc, sizeof(esc), "%.*s", (int)(len < 200 ? len : 200), name);
+	gw_escape(shown, sizeof(shown), esc);
+	if (prefixes > 1)
+		return cli_usage_error(cmd, "option \"--%s\" is ambiguous (--%s or another)", shown, found->name);
+	const char **names = calloc(n ? n : 1, sizeof(*names));
+	for (size_t i = 0; i < n; i++)
+		names[i] = opts[i].name;
+	const char *near = cli_nearest(esc, names, n);
+	int rc;
+	if (near)
+		rc = cli_usage_error(cmd, "unknown option \"--%s\" (did you mean \"--%s\"?)", shown, near);
+	else
+		rc = cli_usage_error(cmd, "unknown option \"--%s\"", shown);
+	free(names);
+	return rc;
+}
+
 int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct cli_extra *extra,
 		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage)
 {
@@ -90,14 +173,14 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 			goto out;
 		}
 		if (c == '?') {
-			fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1], usage);
-			rc = -2; /* exit 1 */
+			cli_option_error(argv[0], opts, argv);
+			rc = CLI_STOP_USAGE;
 			goto out;
 		}
 		if ((size_t)idx < NCOMMON) {
 			if (gw_config_set(cfg, opts[idx].name, optarg ? optarg : "true", &err) < 0) {
-				fprintf(stderr, "gitward: %s\n", err.msg);
-				rc = -2;
+				cli_usage_error(argv[0], "%s", err.msg);
+				rc = CLI_STOP_USAGE;
 				goto out;
 			}
 		} else if ((size_t)idx < NCOMMON + nextra) {
@@ -112,8 +195,19 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 	}
 	scrub_url_passwords(argc, argv);
 	if (optind < argc) {
-		fprintf(stderr, "gitward: unexpected argument \"%s\"\n\n%s", argv[optind], usage);
-		rc = -2;
+		/* `reconcile dry-run`: a flag without its dashes */
+		const char *names[NCOMMON + 32];
+		size_t n = 0;
+		char esc[300];
+		for (const struct option *o = opts; o->name && n < sizeof(names) / sizeof(names[0]); o++)
+			names[n++] = o->name;
+		const char *near = cli_nearest(argv[optind], names, n);
+		gw_escape(esc, sizeof(esc), argv[optind]);
+		if (near)
+			cli_usage_error(argv[0], "unexpected argument \"%s\" (did you mean \"--%s\"?)", esc, near);
+		else
+			cli_usage_error(argv[0], "unexpected argument \"%s\"", esc);
+		rc = CLI_STOP_USAGE;
 		goto out;
 	}
 	if (config_file) {
@@ -128,8 +222,8 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 		gw_diags_free(&d);
 	}
 	if (gw_config_finish(cfg, &err) < 0) {
-		fprintf(stderr, "gitward: %s\n", err.msg);
-		rc = -2;
+		cli_usage_error(argv[0], "%s", err.msg);
+		rc = CLI_STOP_USAGE;
 	}
 out:
 	free(opts);
@@ -176,7 +270,8 @@ int cli_parse_output(enum output_format *out, const char *arg)
 		*out = OUTPUT_JSON;
 		return 0;
 	}
-	fprintf(stderr, "gitward: --output: expected text or json, got \"%s\"\n", arg);
+	char esc[300];
+	fprintf(stderr, "gitward: --output: expected text or json, got \"%s\"\n", gw_escape(esc, sizeof(esc), arg));
 	return -1;
 }
 

@@ -282,13 +282,12 @@ int cmd_agent(int argc, char **argv)
 	rc = cli_parse_common(&cfg, argc, argv, NULL, on_extra, NULL, agent_usage);
 	if (rc < 0) {
 		gw_config_free(&cfg);
-		return rc == -1 ? 0 : 1;
+		return -rc - 1;
 	}
 	cli_install_logging(&cfg);
 	if (!cfg.repo) {
-		fprintf(stderr, "gitward: --repo is required\n\n%s", agent_usage);
 		gw_config_free(&cfg);
-		return 1;
+		return cli_usage_error("agent", "--repo is required: the Git repository to read (URL or local path)");
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	ctx.cancel = &stop_request;

@@ -67,7 +67,7 @@ static int on_extra(int id, const char *arg, void *ud)
 		o->dry_run = 1;
 		return 0;
 	}
-	return cli_parse_output(&o->fmt, arg) < 0 ? -2 : 0;
+	return cli_parse_output(&o->fmt, arg) < 0 ? CLI_STOP_USAGE : 0;
 }
 
 static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_config *cfg, const struct gw_error *err)
@@ -103,13 +103,13 @@ int cmd_reconcile(int argc, char **argv)
 	rc = cli_parse_common(&cfg, argc, argv, extra, on_extra, &o, reconcile_usage);
 	if (rc < 0) {
 		gw_config_free(&cfg);
-		return rc == -1 ? 0 : 1;
+		return -rc - 1;
 	}
 	cli_install_logging(&cfg);
 	if (!cfg.repo) {
-		fprintf(stderr, "gitward: --repo is required\n\n%s", reconcile_usage);
 		gw_config_free(&cfg);
-		return 1;
+		return cli_usage_error("reconcile",
+				       "--repo is required: the Git repository to read (URL or local path)");
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	/* a dry-run only reads: no lock, nothing created, beside an agent;

@@ -129,7 +129,7 @@ class Splay(AgentBase):
         r.commit()
         res = subprocess.run([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--splay", "soon"],
                              capture_output=True, text=True, timeout=30)
-        self.assertNotEqual(res.returncode, 0)
+        self.assertEqual(res.returncode, 64)
         self.assertIn('--splay: expected a duration like 3s (or 0), got "soon"', res.stderr)
         usage = subprocess.run([GITWARD, "agent", "--help"], capture_output=True, text=True, timeout=30)
         self.assertIn("--splay DUR", usage.stdout)

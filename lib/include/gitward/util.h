@@ -53,6 +53,9 @@ char *gw_strbuf_detach(struct gw_strbuf *sb);
 void gw_strbuf_add_escaped(struct gw_strbuf *sb, const char *s);
 /* Into buf, cut at a character or escape boundary to fit; returns buf. */
 const char *gw_escape(char *buf, size_t size, const char *s);
+/* Case-insensitive edit distance for "did you mean" (99 when either is past
+ * 40 characters). */
+unsigned gw_edit_distance(const char *a, const char *b);
 struct json_t;
 struct json_t *gw_json_string(const char *s);
 
