@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <jansson.h>
 #include <unistd.h>
 
@@ -275,15 +276,33 @@ int cli_parse_output(enum output_format *out, const char *arg)
 	return -1;
 }
 
-static void log_text(enum gw_log_level level, const char *key, const char *msg, void *ud)
+/* RFC 3339, UTC, milliseconds: 2024-05-01T12:00:00.123Z */
+static void timestamp(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+static void log_text(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *msg,
+		     void *ud)
 {
 	static const int prio[] = { 7, 6, 4, 3 };
 	const int *journald = ud;
 	struct gw_strbuf sb;
+	char ts[40];
+	(void)fields; /* the text says it */
 	/* one event, one line: nothing in key or msg may start another */
 	gw_strbuf_init(&sb);
-	if (*journald)
+	if (*journald) { /* the journal stamps each line itself */
 		gw_strbuf_printf(&sb, "<%d>", prio[level]);
+	} else {
+		timestamp(ts, sizeof(ts));
+		gw_strbuf_printf(&sb, "%s ", ts);
+	}
 	gw_strbuf_printf(&sb, "%s ", gw_log_level_name(level));
 	if (key && *key) {
 		gw_strbuf_add_escaped(&sb, key);
@@ -295,16 +314,32 @@ static void log_text(enum gw_log_level level, const char *key, const char *msg, 
 	gw_strbuf_free(&sb);
 }
 
-static void log_json(enum gw_log_level level, const char *key, const char *msg, void *ud)
+static void log_json(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *msg,
+		     void *ud)
 {
 	(void)ud;
-	char ts[64];
+	char ts[40];
 	json_t *o = json_object();
-	gw_time_format_utc(ts, sizeof(ts), gw_now_ms() / 1000);
+	timestamp(ts, sizeof(ts));
 	json_object_set_new(o, "time", json_string(ts));
 	json_object_set_new(o, "level", json_string(gw_log_level_name(level)));
-	if (key && *key)
+	if (key && *key) {
+		/* "Kind/name": the key whole, and its parts */
+		const char *slash = strchr(key, '/');
 		json_object_set_new(o, "resource", gw_json_string(key));
+		if (slash) {
+			char kind[64];
+			snprintf(kind, sizeof(kind), "%.*s", (int)(slash - key), key);
+			json_object_set_new(o, "kind", gw_json_string(kind));
+			json_object_set_new(o, "name", gw_json_string(slash + 1));
+		}
+	}
+	if (fields && fields->action)
+		json_object_set_new(o, "action", json_string(fields->action));
+	if (fields && fields->commit && fields->commit[0])
+		json_object_set_new(o, "commit", gw_json_string(fields->commit));
+	if (fields && fields->duration_ms >= 0)
+		json_object_set_new(o, "duration_ms", json_integer(fields->duration_ms));
 	json_object_set_new(o, "msg", gw_json_string(msg));
 	char *s = json_dumps(o, JSON_COMPACT);
 	fprintf(stderr, "%s\n", s);

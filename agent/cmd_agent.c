@@ -133,21 +133,23 @@ static void log_pass(const struct gw_run_summary *sum, enum gw_pass_mode mode, i
 {
 	const char *what = mode == GW_PASS_HEAL ? "heal pass" : "pass";
 	bool quiet = sum->count[GW_ACTION_NONE] == sum->report.ok && !sum->report.failed;
+	struct gw_log_fields lf = { NULL, sum->commit, took };
 	switch (sum->result) {
 	case GW_RUN_CONVERGED:
 		/* a quiet node gives quiet logs: no-op passes only at debug */
-		gw_log(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", "%s done: commit %.12s, converged (%lldms)", what,
-		       sum->commit, (long long)took);
+		gw_log_with(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", &lf, "%s done: commit %.12s, converged (%lldms)",
+			    what, sum->commit, (long long)took);
 		break;
 	case GW_RUN_NOT_CONVERGED:
-		gw_log(GW_LOG_WARN, "", "%s done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", what,
-		       sum->commit, sum->report.failed, sum->report.waiting, (long long)took);
+		gw_log_with(GW_LOG_WARN, "", &lf,
+			    "%s done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", what, sum->commit,
+			    sum->report.failed, sum->report.waiting, (long long)took);
 		break;
 	case GW_RUN_GIT_ERROR:
 		if (sum->healing)
-			gw_log(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "",
-			       "%s done without Git: commit %.12s kept in force, %zu failed (%lldms)", what,
-			       sum->commit, sum->report.failed, (long long)took);
+			gw_log_with(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", &lf,
+				    "%s done without Git: commit %.12s kept in force, %zu failed (%lldms)", what,
+				    sum->commit, sum->report.failed, (long long)took);
 		break;
 	default:
 		break;

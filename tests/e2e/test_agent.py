@@ -387,7 +387,7 @@ class Stopping(AgentBase):
         r.write("c.yaml", proc_yaml("c", extra="  dependsOn: [a]\n"))
         r.commit()
         a.send_signal(signal.SIGHUP)
-        wait_for(lambda: "Process/a: update: stopping pid" in self.log(), timeout=15, what="the update")
+        wait_for(lambda: f"Process/a: update: stopping pid {old}\n" in self.log(), timeout=15, what="the update")
         time.sleep(0.3)
         self.stop_within(a, 5)
         self.assertTrue(pid_alive(old))

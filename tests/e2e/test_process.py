@@ -389,10 +389,15 @@ class Reconcile(Base):
         lines = [json.loads(l) for l in res.err.splitlines()]
         self.assertTrue(lines)
         for l in lines:
-            self.assertEqual(set(l) - {"resource"}, {"time", "level", "msg"})
+            self.assertEqual(set(l) - {"resource", "kind", "name", "action", "commit", "duration_ms"},
+                             {"time", "level", "msg"})
+            self.assertRegex(l["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         started = [l for l in lines if l.get("resource") == "Process/a" and "started pid" in l["msg"]]
         self.assertEqual(len(started), 1)
         self.assertEqual(started[0]["level"], "info")
+        self.assertEqual((started[0]["kind"], started[0]["name"], started[0]["action"]), ("Process", "a", "create"))
+        self.assertEqual(started[0]["commit"], r.git("rev-parse", "HEAD"))
+        self.assertGreaterEqual(started[0]["duration_ms"], 0)
 
     def test_logs_are_written_per_resource(self):
         r = self.repo()
