@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +277,15 @@ int cli_parse_output(enum output_format *out, const char *arg)
 	return -1;
 }
 
+static atomic_int progress_shown; /* a progress line is on the terminal */
+
+void cli_progress(size_t done, size_t total, void *ud)
+{
+	(void)ud;
+	fprintf(stderr, "\r\033[Kapplying: %zu of %zu resources done%s", done, total, done == total ? "\n" : "");
+	atomic_store(&progress_shown, done < total);
+}
+
 /* RFC 3339, UTC, milliseconds: 2024-05-01T12:00:00.123Z */
 static void timestamp(char *buf, size_t size)
 {
@@ -297,6 +307,8 @@ static void log_text(enum gw_log_level level, const char *key, const struct gw_l
 	(void)fields; /* the text says it */
 	/* one event, one line: nothing in key or msg may start another */
 	gw_strbuf_init(&sb);
+	if (atomic_load(&progress_shown))
+		gw_strbuf_puts(&sb, "\r\033[K"); /* over the progress line, which comes back */
 	if (*journald) { /* the journal stamps each line itself */
 		gw_strbuf_printf(&sb, "<%d>", prio[level]);
 	} else {

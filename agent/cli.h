@@ -56,5 +56,9 @@ struct gw_backend_ctx;
 void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, char *self, size_t size);
 void cli_install_logging(const struct gw_config *cfg);
 int cli_parse_output(enum output_format *out, const char *arg);
+/* "applying: N of M resources done" on stderr, rewritten in place (a
+ * terminal only: the caller checks); log lines clear it first. done ==
+ * total ends the line. */
+void cli_progress(size_t done, size_t total, void *ud);
 
 #endif

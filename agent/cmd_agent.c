@@ -327,8 +327,10 @@ int cmd_agent(int argc, char **argv)
 			return 1;
 		}
 	}
-	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %llds, state dir %s, run dir %s, log dir %s",
-	       cfg.repo, cfg.node, (long long)(cfg.interval_ms / 1000), cfg.state_dir, cfg.run_dir, cfg.log_dir);
+	char every[32];
+	gw_duration_format(every, sizeof(every), cfg.interval_ms);
+	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s",
+	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir);
 	gw_notify_ready();
 
 	struct gw_watch watch = { 0 };

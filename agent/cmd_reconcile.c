@@ -55,6 +55,8 @@ static const char reconcile_usage[] =
 
 enum { OPT_DRY_RUN = 1, OPT_OUTPUT };
 
+#define PROGRESS_MIN 3 /* a progress line past this many resources */
+
 struct opts {
 	int dry_run;
 	enum output_format fmt;
@@ -166,6 +168,10 @@ int cmd_reconcile(int argc, char **argv)
 	if (o.fmt == OUTPUT_TEXT)
 		gw_plan_render_text(stdout, &pass.plan);
 	fflush(stdout);
+	/* progress for a person at a terminal: never in pipes, logs or JSON */
+	if (pass.plan.n > PROGRESS_MIN && o.fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
+	    !(cfg.log_format && !strcmp(cfg.log_format, "json")) && !getenv("JOURNAL_STREAM"))
+		pass.progress = cli_progress;
 	rc = gw_apply_execute(&rep, &pass, &cfg, &ctx, &err);
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);

@@ -425,6 +425,12 @@ static void settle_unchanged(struct job *j)
 	}
 }
 
+static void report_progress(struct exec *ex)
+{
+	if (ex->pass->progress)
+		ex->pass->progress(ex->done, ex->n, ex->pass->progress_ud);
+}
+
 static void *exec_worker(void *arg)
 {
 	struct exec *ex = arg;
@@ -453,6 +459,7 @@ static void *exec_worker(void *arg)
 					 d->name);
 				j->finished = 1;
 				ex->done++;
+				report_progress(ex);
 				pthread_cond_broadcast(&ex->cv);
 				continue;
 			}
@@ -494,6 +501,7 @@ static void *exec_worker(void *arg)
 		pick->finished = 1;
 		ex->running--;
 		ex->done++;
+		report_progress(ex);
 		pthread_cond_broadcast(&ex->cv);
 	}
 	pthread_mutex_unlock(&ex->mu);
