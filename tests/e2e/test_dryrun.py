@@ -266,7 +266,7 @@ class DryRun(TempDirTest):
         res = run("reconcile", "--dry-run", "--repo", "file://" + os.path.join(self.tmp, "missing.git"),
                   "--state-dir", os.path.join(self.tmp, "s2"))
         self.assertEqual(res.rc, 1, res)
-        self.assertIn("cannot reach the remote", res.err)
+        self.assertIn("missing.git: no such directory", res.err)
         self.assertEqual(res.err.count("\n"), 1, "one clear error line")
         res = run("reconcile", "--dry-run", "--repo", "ssh://git@127.0.0.1:1/none.git",
                   "--state-dir", os.path.join(self.tmp, "s3"), timeout=60)

@@ -4,6 +4,7 @@ read-only commands leave nothing on disk; progress only on a terminal."""
 import json
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -228,6 +229,32 @@ class ReadOnly(TempDirTest):
             self.assertEqual(os.listdir(tree), [], args)
             for d in defaults:
                 self.assertFalse(os.path.exists(d), (args, d))
+
+
+MAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../contrib/man")
+
+
+class ManPages(unittest.TestCase):
+    def render(self, page):
+        cp = subprocess.run(["groff", "-ww", "-man", "-Tutf8", os.path.join(MAN, page)], capture_output=True,
+                            timeout=60, env={**os.environ, "LC_ALL": "C.UTF-8"})
+        self.assertEqual((cp.returncode, cp.stderr.decode()), (0, ""), page)
+        return re.sub(r".\x08", "", cp.stdout.decode())  # overstrike bold and underline
+
+    def test_pages_render_without_warnings(self):
+        self.render("gitward-manifests.5")
+        text = self.render("gitward.1")
+        for section in ("COMMANDS", "OPTIONS", "EXIT STATUS", "SIGNALS", "FILES", "ENVIRONMENT", "EXAMPLES"):
+            self.assertRegex(text, rf"\n{section}\n", section)
+        self.assertIn("gitward-manifests(5)", text)
+
+    def test_every_option_of_the_usage_is_in_the_page(self):
+        text = self.render("gitward.1").replace("\u2010", "-")
+        for cmd in ("reconcile", "agent", "validate", "status"):
+            for opt in re.findall(r"^  (--[a-z-]+)", run(cmd, "--help").out, re.M):
+                self.assertIn(opt, text, f"{cmd} {opt}")
+        for cmd in ("reconcile", "agent", "validate", "status", "schema", "version"):
+            self.assertIn(f"gitward {cmd}", text)
 
 
 class Progress(TempDirTest):

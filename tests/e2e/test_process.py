@@ -551,7 +551,7 @@ class Agent(Base):
         pid = self.pids()["a"]
         os.rename(r.path, r.path + ".away")
         wait_for(lambda: "next try in" in self.agent_log(), timeout=15, what="a failed fetch")
-        wait_for(lambda: (self.status()["last_error"] or "").find("cannot reach the remote") >= 0,
+        wait_for(lambda: (self.status()["last_error"] or "").find(": no such directory") >= 0,
                  timeout=15, what="last_error")
         self.assertEqual(self.pids()["a"], pid)
         self.assertTrue(pid_alive(pid))
