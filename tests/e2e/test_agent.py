@@ -415,7 +415,7 @@ class Stopping(AgentBase):
         r = self.repo()
         res = subprocess.run([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--stuck-after", "soon"],
                              capture_output=True, text=True, timeout=30)
-        self.assertEqual(res.returncode, 1)
+        self.assertEqual(res.returncode, 64)
         self.assertIn('--stuck-after: expected a duration of at least 1s like 15m, got "soon"', res.stderr)
 
 
