@@ -2,9 +2,12 @@
  * sink (text or JSON lines on stderr). */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <jansson.h>
 #include <unistd.h>
 
@@ -67,6 +70,88 @@ static void scrub_url_passwords(int argc, char **argv)
 	}
 }
 
+const char *cli_nearest(const char *word, const char *const *names, size_t n)
+{
+	const char *best = NULL;
+	unsigned bestd = 3;
+	size_t wl = strlen(word);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned d = gw_edit_distance(word, names[i]);
+		if (wl >= 3 && !strncmp(word, names[i], wl)) /* a start of the name */
+			d = 1;
+		if (d < bestd && d < wl) {
+			bestd = d;
+			best = names[i];
+		}
+	}
+	return best;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (cmd)
+		fprintf(stderr, "gitward: %s\nRun 'gitward %s --help' for its options.\n", msg, cmd);
+	else
+		fprintf(stderr, "gitward: %s\nRun 'gitward --help' for the commands.\n", msg);
+	return EXIT_USAGE;
+}
+
+int cli_option_error(const char *cmd, const struct option *opts, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+	char esc[300];
+
+	if (!arg || strncmp(arg, "--", 2) != 0) {
+		/* a short option: getopt keeps the letter */
+		for (const struct option *o = opts; o->name; o++)
+			if (optopt && o->val == optopt && o->has_arg == required_argument)
+				return cli_usage_error(cmd, "-%c (--%s) needs a value", optopt, o->name);
+		if (optopt > ' ' && optopt < 127)
+			return cli_usage_error(cmd, "unknown option \"-%c\"", optopt);
+		return cli_usage_error(cmd, "unknown option \"%s\"", gw_escape(esc, sizeof(esc), arg ? arg : ""));
+	}
+	const char *name = arg + 2, *eq = strchr(name, '=');
+	size_t len = eq ? (size_t)(eq - name) : strlen(name), n = 0, prefixes = 0;
+	const struct option *found = NULL;
+	for (const struct option *o = opts; o->name; o++, n++)
+		if (!strncmp(o->name, name, len)) {
+			if (strlen(o->name) == len) { /* exact */
+				found = o;
+				prefixes = 1;
+				break;
+			}
+			found = prefixes++ ? found : o;
+		}
+	if (found && prefixes == 1) {
+		if (found->has_arg == required_argument && !eq)
+			return cli_usage_error(cmd, "--%s needs a value", found->name);
+		if (found->has_arg == no_argument && eq)
+			return cli_usage_error(cmd, "--%s takes no value", found->name);
+	}
+	char shown[300];
+	snprintf(esc, sizeof(esc), "%.*s", (int)(len < 200 ? len : 200), name);
+	gw_escape(shown, sizeof(shown), esc);
+	if (prefixes > 1)
+		return cli_usage_error(cmd, "option \"--%s\" is ambiguous (--%s or another)", shown, found->name);
+	const char **names = calloc(n ? n : 1, sizeof(*names));
+	for (size_t i = 0; i < n; i++)
+		names[i] = opts[i].name;
+	const char *near = cli_nearest(esc, names, n);
+	int rc;
+	if (near)
+		rc = cli_usage_error(cmd, "unknown option \"--%s\" (did you mean \"--%s\"?)", shown, near);
+	else
+		rc = cli_usage_error(cmd, "unknown option \"--%s\"", shown);
+	free(names);
+	return rc;
+}
+
 int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct cli_extra *extra,
 		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage)
 {
@@ -92,14 +177,14 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 			goto out;
 		}
 		if (c == '?') {
-			fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1], usage);
-			rc = -2; /* exit 1 */
+			cli_option_error(argv[0], opts, argv);
+			rc = CLI_STOP_USAGE;
 			goto out;
 		}
 		if ((size_t)idx < NCOMMON) {
 			if (gw_config_set(cfg, opts[idx].name, optarg ? optarg : "true", &err) < 0) {
-				fprintf(stderr, "gitward: %s\n", err.msg);
-				rc = -2;
+				cli_usage_error(argv[0], "%s", err.msg);
+				rc = CLI_STOP_USAGE;
 				goto out;
 			}
 		} else if ((size_t)idx < NCOMMON + nextra) {
@@ -114,8 +199,19 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 	}
 	scrub_url_passwords(argc, argv);
 	if (optind < argc) {
-		fprintf(stderr, "gitward: unexpected argument \"%s\"\n\n%s", argv[optind], usage);
-		rc = -2;
+		/* `reconcile dry-run`: a flag without its dashes */
+		const char *names[NCOMMON + 32];
+		size_t n = 0;
+		char esc[300];
+		for (const struct option *o = opts; o->name && n < sizeof(names) / sizeof(names[0]); o++)
+			names[n++] = o->name;
+		const char *near = cli_nearest(argv[optind], names, n);
+		gw_escape(esc, sizeof(esc), argv[optind]);
+		if (near)
+			cli_usage_error(argv[0], "unexpected argument \"%s\" (did you mean \"--%s\"?)", esc, near);
+		else
+			cli_usage_error(argv[0], "unexpected argument \"%s\"", esc);
+		rc = CLI_STOP_USAGE;
 		goto out;
 	}
 	if (config_file) {
@@ -130,8 +226,8 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 		gw_diags_free(&d);
 	}
 	if (gw_config_finish(cfg, &err) < 0) {
-		fprintf(stderr, "gitward: %s\n", err.msg);
-		rc = -2;
+		cli_usage_error(argv[0], "%s", err.msg);
+		rc = CLI_STOP_USAGE;
 	}
 out:
 	free(opts);
@@ -186,7 +282,9 @@ int cli_parse_output(enum output_format *out, const char *arg)
 		*out = OUTPUT_GITHUB;
 		return 0;
 	}
-	fprintf(stderr, "gitward: --output: expected text, json, markdown or github, got \"%s\"\n", arg);
+	char esc[300];
+	fprintf(stderr, "gitward: --output: expected text, json, markdown or github, got \"%s\"\n",
+		gw_escape(esc, sizeof(esc), arg));
 	return -1;
 }
 
@@ -253,15 +351,44 @@ void cli_print_skipped(FILE *f, const struct gw_manifest_set *set)
 		fprintf(f, "skipped %zu more\n", set->skipped_more);
 }
 
-static void log_text(enum gw_log_level level, const char *key, const char *msg, void *ud)
+static atomic_int progress_shown; /* a progress line is on the terminal */
+
+void cli_progress(size_t done, size_t total, void *ud)
+{
+	(void)ud;
+	fprintf(stderr, "\r\033[Kapplying: %zu of %zu resources done%s", done, total, done == total ? "\n" : "");
+	atomic_store(&progress_shown, done < total);
+}
+
+/* RFC 3339, UTC, milliseconds: 2024-05-01T12:00:00.123Z */
+static void timestamp(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+static void log_text(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *msg,
+		     void *ud)
 {
 	static const int prio[] = { 7, 6, 4, 3 };
 	const int *journald = ud;
 	struct gw_strbuf sb;
+	char ts[40];
+	(void)fields; /* the text says it */
 	/* one event, one line: nothing in key or msg may start another */
 	gw_strbuf_init(&sb);
-	if (*journald)
+	if (atomic_load(&progress_shown))
+		gw_strbuf_puts(&sb, "\r\033[K"); /* over the progress line, which comes back */
+	if (*journald) { /* the journal stamps each line itself */
 		gw_strbuf_printf(&sb, "<%d>", prio[level]);
+	} else {
+		timestamp(ts, sizeof(ts));
+		gw_strbuf_printf(&sb, "%s ", ts);
+	}
 	gw_strbuf_printf(&sb, "%s ", gw_log_level_name(level));
 	if (key && *key) {
 		gw_strbuf_add_escaped(&sb, key);
@@ -273,16 +400,32 @@ static void log_text(enum gw_log_level level, const char *key, const char *msg, 
 	gw_strbuf_free(&sb);
 }
 
-static void log_json(enum gw_log_level level, const char *key, const char *msg, void *ud)
+static void log_json(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *msg,
+		     void *ud)
 {
 	(void)ud;
-	char ts[64];
+	char ts[40];
 	json_t *o = json_object();
-	gw_time_format_utc(ts, sizeof(ts), gw_now_ms() / 1000);
+	timestamp(ts, sizeof(ts));
 	json_object_set_new(o, "time", json_string(ts));
 	json_object_set_new(o, "level", json_string(gw_log_level_name(level)));
-	if (key && *key)
+	if (key && *key) {
+		/* "Kind/name": the key whole, and its parts */
+		const char *slash = strchr(key, '/');
 		json_object_set_new(o, "resource", gw_json_string(key));
+		if (slash) {
+			char kind[64];
+			snprintf(kind, sizeof(kind), "%.*s", (int)(slash - key), key);
+			json_object_set_new(o, "kind", gw_json_string(kind));
+			json_object_set_new(o, "name", gw_json_string(slash + 1));
+		}
+	}
+	if (fields && fields->action)
+		json_object_set_new(o, "action", json_string(fields->action));
+	if (fields && fields->commit && fields->commit[0])
+		json_object_set_new(o, "commit", gw_json_string(fields->commit));
+	if (fields && fields->duration_ms >= 0)
+		json_object_set_new(o, "duration_ms", json_integer(fields->duration_ms));
 	json_object_set_new(o, "msg", gw_json_string(msg));
 	char *s = json_dumps(o, JSON_COMPACT);
 	fprintf(stderr, "%s\n", s);

@@ -13,6 +13,12 @@
 
 enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 
+/* Usage errors (unknown command or flag, missing or bad value, unexpected
+ * argument) exit 64 like sysexits.h's EX_USAGE, apart from runtime errors (1). */
+#define EXIT_USAGE 64
+/* cli_parse_common's and on_extra's "stop with exit code 64" */
+#define CLI_STOP_USAGE (-EXIT_USAGE - 1)
+
 int cmd_validate(int argc, char **argv);
 int cmd_reconcile(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
@@ -24,7 +30,8 @@ int cmd_schema(int argc, char **argv);
 /* Parse the options shared by reconcile and agent (and --config); extra
  * long options of the command go in `extra` and are reported through
  * on_extra. Returns 0, or an exit code to stop with (help printed: 0,
- * usage error: 1) as a negative number minus one. */
+ * --config unreadable: 1, usage error: 64) as a negative number minus one:
+ * the caller returns -rc - 1. */
 struct cli_extra {
 	const char *name;
 	int has_arg;
@@ -32,6 +39,17 @@ struct cli_extra {
 };
 int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct cli_extra *extra,
 		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage);
+
+/* "gitward: MSG" and where to read the command's options, on stderr; returns
+ * EXIT_USAGE. cmd is the command's name, NULL for the binary's commands. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct option;
+/* After getopt_long (opterr = 0) returned '?': says which option is wrong and
+ * how (unknown, with the nearest known name; needs a value; takes none;
+ * ambiguous), returns EXIT_USAGE. */
+int cli_option_error(const char *cmd, const struct option *opts, char **argv);
+/* The name nearest to word (edit distance at most 2, or a prefix), or NULL. */
+const char *cli_nearest(const char *word, const char *const *names, size_t n);
 
 void cli_print_diags(const struct gw_diags *d);
 /* "gitward: PREFIXfile:line:col: msg" on stderr, escaped like every untrusted text. */
@@ -47,5 +65,9 @@ void cli_print_github(FILE *f, const struct gw_diags *d);
 void cli_print_github_error(FILE *f, const struct gw_error *err);
 /* "skipped PATH (RULE)" per file or folder left out by the exclusions. */
 void cli_print_skipped(FILE *f, const struct gw_manifest_set *set);
+/* "applying: N of M resources done" on stderr, rewritten in place (a
+ * terminal only: the caller checks); log lines clear it first. done ==
+ * total ends the line. */
+void cli_progress(size_t done, size_t total, void *ud);
 
 #endif

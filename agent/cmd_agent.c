@@ -136,21 +136,23 @@ static void log_pass(const struct gw_run_summary *sum, enum gw_pass_mode mode, i
 {
 	const char *what = mode == GW_PASS_HEAL ? "heal pass" : "pass";
 	bool quiet = sum->count[GW_ACTION_NONE] == sum->report.ok && !sum->report.failed;
+	struct gw_log_fields lf = { NULL, sum->commit, took };
 	switch (sum->result) {
 	case GW_RUN_CONVERGED:
 		/* a quiet node gives quiet logs: no-op passes only at debug */
-		gw_log(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", "%s done: commit %.12s, converged (%lldms)", what,
-		       sum->commit, (long long)took);
+		gw_log_with(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", &lf, "%s done: commit %.12s, converged (%lldms)",
+			    what, sum->commit, (long long)took);
 		break;
 	case GW_RUN_NOT_CONVERGED:
-		gw_log(GW_LOG_WARN, "", "%s done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", what,
-		       sum->commit, sum->report.failed, sum->report.waiting, (long long)took);
+		gw_log_with(GW_LOG_WARN, "", &lf,
+			    "%s done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", what, sum->commit,
+			    sum->report.failed, sum->report.waiting, (long long)took);
 		break;
 	case GW_RUN_GIT_ERROR:
 		if (sum->healing)
-			gw_log(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "",
-			       "%s done without Git: commit %.12s kept in force, %zu failed (%lldms)", what,
-			       sum->commit, sum->report.failed, (long long)took);
+			gw_log_with(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", &lf,
+				    "%s done without Git: commit %.12s kept in force, %zu failed (%lldms)", what,
+				    sum->commit, sum->report.failed, (long long)took);
 		break;
 	default:
 		break;
@@ -285,13 +287,12 @@ int cmd_agent(int argc, char **argv)
 	rc = cli_parse_common(&cfg, argc, argv, NULL, on_extra, NULL, agent_usage);
 	if (rc < 0) {
 		gw_config_free(&cfg);
-		return rc == -1 ? 0 : 1;
+		return -rc - 1;
 	}
 	cli_install_logging(&cfg);
 	if (!cfg.repo) {
-		fprintf(stderr, "gitward: --repo is required\n\n%s", agent_usage);
 		gw_config_free(&cfg);
-		return 1;
+		return cli_usage_error("agent", "--repo is required: the Git repository to read (URL or local path)");
 	}
 	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
 	ctx.cancel = &stop_request;
@@ -329,8 +330,10 @@ int cmd_agent(int argc, char **argv)
 			return 1;
 		}
 	}
-	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %llds, state dir %s, run dir %s, log dir %s",
-	       cfg.repo, cfg.node, (long long)(cfg.interval_ms / 1000), cfg.state_dir, cfg.run_dir, cfg.log_dir);
+	char every[32];
+	gw_duration_format(every, sizeof(every), cfg.interval_ms);
+	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s",
+	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir);
 	gw_notify_ready();
 
 	struct gw_watch watch = { 0 };

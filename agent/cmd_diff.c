@@ -3,6 +3,7 @@
  * calls no backend. Exit 0 when the commits declare the same, 2 when they
  * differ, 1 on any error. */
 #define _GNU_SOURCE
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ static int on_extra(int id, const char *arg, void *ud)
 	else if (id == OPT_NODES)
 		o->nodes = arg;
 	else
-		return cli_parse_output(&o->fmt, arg) < 0 ? -2 : 0;
+		return cli_parse_output(&o->fmt, arg) < 0 ? CLI_STOP_USAGE : 0;
 	return 0;
 }
 
@@ -178,13 +179,15 @@ int cmd_diff(int argc, char **argv)
 	rc = cli_parse_common(&cfg, argc, argv, extra, on_extra, &o, diff_usage);
 	if (rc < 0) {
 		gw_config_free(&cfg);
-		return rc == -1 ? 0 : 1;
+		return -rc - 1;
 	}
 	cli_install_logging(&cfg);
 	if (!cfg.repo || !o.base) {
-		fprintf(stderr, "gitward: %s is required\n\n%s", cfg.repo ? "--base" : "--repo", diff_usage);
+		bool no_repo = !cfg.repo;
 		gw_config_free(&cfg);
-		return 1;
+		return cli_usage_error("diff", "%s is required: %s", no_repo ? "--repo" : "--base",
+				       no_repo ? "the Git repository to read (URL or local path)"
+					       : "the commit to compare with (e.g. the merge base)");
 	}
 	if (o.nodes) {
 		struct gw_diags d;

@@ -2,6 +2,7 @@
  * printed and nothing is applied: exit 0 when the node matches the commit,
  * 2 when changes are pending, 1 on any error. */
 #define _GNU_SOURCE
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ static const char reconcile_usage[] =
 
 enum { OPT_DRY_RUN = 1, OPT_OUTPUT, OPT_AGAINST };
 
+#define PROGRESS_MIN 3 /* a progress line past this many resources */
+
 struct opts {
 	int dry_run;
 	enum output_format fmt;
@@ -79,7 +82,7 @@ static int on_extra(int id, const char *arg, void *ud)
 		o->against = arg;
 		return 0;
 	}
-	return cli_parse_output(&o->fmt, arg) < 0 ? -2 : 0;
+	return cli_parse_output(&o->fmt, arg) < 0 ? CLI_STOP_USAGE : 0;
 }
 
 static void title(char *buf, size_t size, const char *commit, const char *node, const char *against)
@@ -221,19 +224,19 @@ int cmd_reconcile(int argc, char **argv)
 	rc = cli_parse_common(&cfg, argc, argv, extra, on_extra, &o, reconcile_usage);
 	if (rc < 0) {
 		gw_config_free(&cfg);
-		return rc == -1 ? 0 : 1;
+		return -rc - 1;
 	}
 	cli_install_logging(&cfg);
 	if (!cfg.repo) {
-		fprintf(stderr, "gitward: --repo is required\n\n%s", reconcile_usage);
 		gw_config_free(&cfg);
-		return 1;
+		return cli_usage_error("reconcile",
+				       "--repo is required: the Git repository to read (URL or local path)");
 	}
 	if (!o.dry_run && (o.against || o.fmt == OUTPUT_MARKDOWN || o.fmt == OUTPUT_GITHUB)) {
-		fprintf(stderr, "gitward: %s needs --dry-run\n\n%s",
-			o.against ? "--against" : "--output markdown|github", reconcile_usage);
+		bool against = o.against != NULL;
 		gw_config_free(&cfg);
-		return 1;
+		return cli_usage_error("reconcile", "%s needs --dry-run",
+				       against ? "--against" : "--output markdown|github");
 	}
 	if (o.against) {
 		rc = dry_run_against(&o, &cfg);
@@ -287,6 +290,10 @@ int cmd_reconcile(int argc, char **argv)
 	if (o.fmt == OUTPUT_TEXT)
 		gw_plan_render_text(stdout, &pass.plan);
 	fflush(stdout);
+	/* progress for a person at a terminal: never in pipes, logs or JSON */
+	if (pass.plan.n > PROGRESS_MIN && o.fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
+	    !(cfg.log_format && !strcmp(cfg.log_format, "json")) && !getenv("JOURNAL_STREAM"))
+		pass.progress = cli_progress;
 	rc = gw_apply_execute(&rep, &pass, &cfg, &ctx, &err);
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);

@@ -40,7 +40,7 @@ int cmd_status(int argc, char **argv)
 				if (fmt > OUTPUT_JSON)
 					fprintf(stderr, "gitward: --output: status prints text or json\n");
 				free(dir);
-				return 1;
+				return EXIT_USAGE;
 			}
 			break;
 		case 's':
@@ -48,11 +48,15 @@ int cmd_status(int argc, char **argv)
 			dir = gw_xstrdup(optarg);
 			break;
 		default:
-			fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1],
-				status_usage);
 			free(dir);
-			return 1;
+			return cli_option_error("status", opts, argv);
 		}
+	}
+	if (optind < argc) {
+		char esc[300];
+		free(dir);
+		return cli_usage_error("status", "unexpected argument \"%s\"",
+				       gw_escape(esc, sizeof(esc), argv[optind]));
 	}
 	if (!dir)
 		dir = gw_state_default_dir();

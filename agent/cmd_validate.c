@@ -48,24 +48,27 @@ int cmd_validate(int argc, char **argv)
 			verbose = 1;
 			continue;
 		}
-		if (c == 'o' && cli_parse_output(&fmt, optarg) == 0 && fmt != OUTPUT_MARKDOWN)
-			continue;
-		if (c == 'x' && gw_config_set(&cfg, "exclude", optarg, &err) == 0)
-			continue;
-		if (c == 'x')
+		if (c == 'x') {
+			if (gw_config_set(&cfg, "exclude", optarg, &err) == 0)
+				continue;
 			fprintf(stderr, "gitward: %s\n", err.msg);
-		else if (c == 'o' && fmt == OUTPUT_MARKDOWN)
-			fprintf(stderr, "gitward: --output: validate prints text, json or github\n");
-		else if (c != 'o')
-			fprintf(stderr, "gitward: %s: unknown option or missing value\n\n%s", argv[optind - 1],
-				validate_usage);
+			gw_config_free(&cfg);
+			return EXIT_USAGE;
+		}
+		if (c == 'o') {
+			if (cli_parse_output(&fmt, optarg) == 0 && fmt != OUTPUT_MARKDOWN)
+				continue;
+			if (fmt == OUTPUT_MARKDOWN)
+				fprintf(stderr, "gitward: --output: validate prints text, json or github\n");
+			gw_config_free(&cfg);
+			return EXIT_USAGE;
+		}
 		gw_config_free(&cfg);
-		return 1;
+		return cli_option_error("validate", opts, argv);
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "gitward: validate needs at least one PATH\n\n%s", validate_usage);
 		gw_config_free(&cfg);
-		return 1;
+		return cli_usage_error("validate", "validate needs at least one PATH (a manifest file or a folder)");
 	}
 	gw_manifest_set_init(&set);
 	set.exclude = &cfg.excludes;
@@ -125,10 +128,36 @@ int cmd_validate(int argc, char **argv)
 	return rc;
 }
 
+/* `schema` and `version` take no argument but --help. */
+static int no_arguments(const char *cmd, const char *usage, int argc, char **argv)
+{
+	static const struct option opts[] = { { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(usage, stdout);
+			return 0;
+		}
+		return cli_option_error(cmd, opts, argv);
+	}
+	if (optind < argc) {
+		char esc[300];
+		return cli_usage_error(cmd, "unexpected argument \"%s\": %s takes none",
+				       gw_escape(esc, sizeof(esc), argv[optind]), cmd);
+	}
+	return -1;
+}
+
 int cmd_schema(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
+	int rc = no_arguments("schema",
+			      "usage: gitward schema\n\nPrint the JSON Schema (draft 2020-12) of the manifests.\n",
+			      argc, argv);
+	if (rc >= 0)
+		return rc;
 	char *s = gw_schema_json();
 	puts(s);
 	free(s);
@@ -137,8 +166,9 @@ int cmd_schema(int argc, char **argv)
 
 int cmd_version(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
+	int rc = no_arguments("version", "usage: gitward version\n\nPrint the version of gitward.\n", argc, argv);
+	if (rc >= 0)
+		return rc;
 	printf("gitward %s\n", GW_VERSION);
 	return 0;
 }

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "http.h"
 
@@ -244,17 +246,34 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 	h->ep.m = m;
 	h->ep.secret = h->secret;
 	h->ep.secret_len = h->secret_len;
+	/* bound here, so a taken port is told with its cause, once */
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 64) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		free(h->secret);
+		free(h);
+		if (e == EADDRINUSE)
+			return gw_error_set(err, -e,
+					    "--listen %s: the port is in use (another gitward agent?); choose another "
+					    "ADDR:PORT or \"off\"",
+					    cfg->listen);
+		return gw_error_set(err, -e, "--listen %s: cannot listen: %s", cfg->listen, strerror(e));
+	}
 	pthread_mutex_init(&h->mu, NULL);
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, accept_policy, h, handle, h,
-				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed,
-				NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER,
-				mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-				IDLE_TIMEOUT_S, MHD_OPTION_END);
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+				on_connection, h, MHD_OPTION_CONNECTION_LIMIT, CONNECTIONS,
+				MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S, MHD_OPTION_END);
 	if (!h->d) {
+		close(fd);
 		pthread_mutex_destroy(&h->mu);
 		free(h->secret);
 		free(h);
-		return gw_error_set(err, -EADDRINUSE, "--listen %s: cannot listen (address in use?)", cfg->listen);
+		return gw_error_set(err, -EIO, "--listen %s: the HTTP server did not start", cfg->listen);
 	}
 	gw_log(GW_LOG_INFO, "", "endpoints on http://%s/ (healthz, metrics, status%s)", cfg->listen,
 	       cfg->webhook_secret_file ? ", hooks/git" : "");

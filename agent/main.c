@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "gitward/backend.h"
+#include "gitward/util.h"
 
 static const char usage[] =
 	"usage: gitward COMMAND [OPTIONS]\n"
@@ -17,7 +18,9 @@ static const char usage[] =
 	"  version                                                 print the version\n"
 	"  schema                                                  print the manifests' JSON Schema\n"
 	"\n"
-	"Run 'gitward COMMAND --help' for the options of a command.\n";
+	"Run 'gitward COMMAND --help' for the options of a command.\n"
+	"Exit status: 0 success, 1 error, 2 changes pending (reconcile --dry-run),\n"
+	"64 usage error (unknown command or option, missing or bad value). See gitward(1).\n";
 
 int main(int argc, char **argv)
 {
@@ -36,7 +39,7 @@ int main(int argc, char **argv)
 		return gw_process_shim_main();
 	if (argc < 2) {
 		fputs(usage, stderr);
-		return 1;
+		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(usage, stdout);
@@ -49,6 +52,15 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	fprintf(stderr, "gitward: unknown command \"%s\"\n\n%s", argv[1], usage);
-	return 1;
+	const char *names[sizeof(commands) / sizeof(commands[0])];
+	char esc[300];
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		names[i] = commands[i].name;
+	const char *near = cli_nearest(argv[1], names, sizeof(names) / sizeof(names[0]));
+	gw_escape(esc, sizeof(esc), argv[1]);
+	if (argv[1][0] == '-')
+		return cli_usage_error(NULL, "\"%s\": give a command first, then its options", esc);
+	if (near)
+		return cli_usage_error(NULL, "unknown command \"%s\" (did you mean \"%s\"?)", esc, near);
+	return cli_usage_error(NULL, "unknown command \"%s\"", esc);
 }

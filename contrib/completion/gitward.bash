@@ -3,23 +3,24 @@ _gitward()
 {
 	local cur prev words cword
 	_init_completion || return
-	local commands="reconcile agent validate status schema version"
-	local common="--repo --ref --path --state-dir --run-dir --log-dir --node --label --no-prune --allow-empty --log-format --log-level --container-socket --ca-file --insecure-skip-tls-verify --known-hosts --ssh-key --git-username --git-password-file --git-timeout --git-connect-timeout --verify-signatures --allowed-signers --gpg-keyring --move-to-repo --age-identity --config --help"
+	local commands="reconcile agent validate status diff schema version"
+	local common="--repo --ref --path --state-dir --run-dir --log-dir --node --label --no-prune --allow-empty --log-format --log-level --container-socket --ca-file --insecure-skip-tls-verify --known-hosts --ssh-key --git-username --git-password-file --git-timeout --git-connect-timeout --verify-signatures --allowed-signers --gpg-keyring --move-to-repo --age-identity --exclude --config --help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
 		return
 	fi
 	case $prev in
-	--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+	--output) COMPREPLY=($(compgen -W "text json markdown github" -- "$cur")); return ;;
 	--log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
 	--log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
 	--state-dir|--run-dir|--log-dir) _filedir -d; return ;;
-	--path|--config|--webhook-secret-file|--container-socket|--repo|--ca-file|--known-hosts|--ssh-key|--git-password-file|--allowed-signers|--gpg-keyring|--age-identity) _filedir; return ;;
+	--path|--config|--webhook-secret-file|--container-socket|--repo|--ca-file|--known-hosts|--ssh-key|--git-password-file|--allowed-signers|--gpg-keyring|--age-identity|--nodes|--against) _filedir; return ;;
 	esac
 	case ${words[1]} in
-	reconcile) COMPREPLY=($(compgen -W "$common --dry-run --output" -- "$cur")) ;;
-	agent) COMPREPLY=($(compgen -W "$common --interval --listen --webhook-secret-file --stuck-after" -- "$cur")) ;;
-	validate) [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--output --help" -- "$cur")) || _filedir ;;
+	reconcile) COMPREPLY=($(compgen -W "$common --dry-run --output --against" -- "$cur")) ;;
+	agent) COMPREPLY=($(compgen -W "$common --interval --splay --listen --webhook-secret-file --stuck-after" -- "$cur")) ;;
+	diff) COMPREPLY=($(compgen -W "$common --base --head --nodes --output" -- "$cur")) ;;
+	validate) [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--output --exclude --verbose --help" -- "$cur")) || _filedir ;;
 	status) COMPREPLY=($(compgen -W "--output --state-dir --help" -- "$cur")) ;;
 	esac
 }

@@ -118,7 +118,8 @@ static void probe_one(size_t i, void *ud)
 		o->health = GW_HEALTH_HEALTHY;
 		o->health_failures = 0;
 	} else {
-		o->health_failures++;
+		if (o->health_failures < retries) /* counts up to retries, then stays */
+			o->health_failures++;
 		if (o->health_failures >= retries) {
 			o->health = GW_HEALTH_UNHEALTHY;
 			snprintf(o->detail, sizeof(o->detail), "unhealthy: %s", err.msg);
@@ -127,8 +128,8 @@ static void probe_one(size_t i, void *ud)
 		}
 		char key[200];
 		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(o->kind), o->name);
-		gw_log(GW_LOG_WARN, key, "health check failed (%d of %lld): %s", o->health_failures, (long long)retries,
-		       err.msg);
+		gw_log(GW_LOG_WARN, key, "health check failed (%d of %lld%s): %s", o->health_failures,
+		       (long long)retries, o->health == GW_HEALTH_UNHEALTHY ? ", unhealthy" : "", err.msg);
 	}
 }
 
@@ -303,18 +304,22 @@ static void run_action(struct exec *ex, struct job *j)
 	struct gw_error err = { 0 };
 	char key[200];
 	int rc = 0;
+	/* JSON lines carry the action, the commit and the time since it began */
+	struct gw_log_fields lf = { gw_action_to_string(a->type), ex->pass->commit, -1 };
+	int64_t t0 = gw_monotonic_ms();
+#define ALOG(level, ...) (lf.duration_ms = gw_monotonic_ms() - t0, gw_log_with(level, key, &lf, __VA_ARGS__))
 
 	snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(a->kind), a->name);
 	if (!b) {
 		j->out = GW_OUT_FAILED;
 		snprintf(j->detail, sizeof(j->detail), "no %s backend in this build", gw_kind_to_string(a->kind));
-		gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+		ALOG(GW_LOG_ERROR, "%s", j->detail);
 		return;
 	}
 	if (ex->pass->backend_error[a->kind][0]) {
 		j->out = GW_OUT_FAILED;
 		snprintf(j->detail, sizeof(j->detail), "%s", ex->pass->backend_error[a->kind]);
-		gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+		ALOG(GW_LOG_ERROR, "%s", j->detail);
 		return;
 	}
 	const struct gw_observed *o = a->observed;
@@ -322,7 +327,7 @@ static void run_action(struct exec *ex, struct job *j)
 		j->out = GW_OUT_WAITING;
 		snprintf(j->detail, sizeof(j->detail), "%s; restart backoff, next try in %llds", a->reason,
 			 (long long)((o->backoff_until_ms - gw_now_ms() + 999) / 1000));
-		gw_log(GW_LOG_INFO, key, "%s", j->detail);
+		ALOG(GW_LOG_INFO, "%s", j->detail);
 		return;
 	}
 	/* immutable: a changed or dead workload is removed, then created anew */
@@ -336,20 +341,24 @@ static void run_action(struct exec *ex, struct job *j)
 			stop = &stub;
 		}
 		if (a->type != GW_ACTION_CREATE || o->pid || o->id[0]) {
-			gw_log(GW_LOG_INFO, key, "%s: stopping %s", gw_action_to_string(a->type),
-			       o->pid ? "pid" : "workload");
+			if (o->pid)
+				ALOG(GW_LOG_INFO, "%s: stopping pid %lld", gw_action_to_string(a->type), o->pid);
+			else if (o->id[0])
+				ALOG(GW_LOG_INFO, "%s: stopping container %.12s", gw_action_to_string(a->type), o->id);
+			else
+				ALOG(GW_LOG_INFO, "%s: stopping the workload", gw_action_to_string(a->type));
 			rc = b->destroy(o, stop, ex->ctx, &err);
 			if (rc == -ECANCELED) {
 				/* left as it was: the next agent plans this again */
 				j->out = GW_OUT_WAITING;
 				snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
-				gw_log(GW_LOG_WARN, key, "%s", j->detail);
+				ALOG(GW_LOG_WARN, "%s", j->detail);
 				return;
 			}
 			if (rc < 0) {
 				j->out = GW_OUT_FAILED;
 				snprintf(j->detail, sizeof(j->detail), "stop failed: %s", err.msg);
-				gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+				ALOG(GW_LOG_ERROR, "%s", j->detail);
 				return;
 			}
 		}
@@ -357,14 +366,14 @@ static void run_action(struct exec *ex, struct job *j)
 	if (a->type == GW_ACTION_DELETE) {
 		j->out = GW_OUT_OK;
 		j->deleted = 1;
-		gw_log(GW_LOG_INFO, key, "deleted");
+		ALOG(GW_LOG_INFO, "deleted");
 		return;
 	}
 	rc = b->create(&j->result, a->desired, ex->ctx, &err);
 	if (rc < 0) {
 		j->out = GW_OUT_FAILED;
 		snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
-		gw_log(GW_LOG_ERROR, key, "%s failed: %s", gw_action_to_string(a->type), err.msg);
+		ALOG(GW_LOG_ERROR, "%s failed: %s", gw_action_to_string(a->type), err.msg);
 		return;
 	}
 	j->have_result = 1;
@@ -374,9 +383,9 @@ static void run_action(struct exec *ex, struct job *j)
 		j->result.backoff_until_ms = backoff_until(j->result.crash_streak);
 	}
 	if (j->result.pid)
-		gw_log(GW_LOG_INFO, key, "%s: started pid %lld", gw_action_to_string(a->type), j->result.pid);
+		ALOG(GW_LOG_INFO, "%s: started pid %lld", gw_action_to_string(a->type), j->result.pid);
 	else
-		gw_log(GW_LOG_INFO, key, "%s: started %.12s", gw_action_to_string(a->type), j->result.id);
+		ALOG(GW_LOG_INFO, "%s: started %.12s", gw_action_to_string(a->type), j->result.id);
 	if (a->desired->health_type != GW_CHECK_NONE) {
 		rc = wait_healthy(&j->result, a->desired, ex->ctx, &err);
 		if (rc == -ECANCELED) {
@@ -384,19 +393,20 @@ static void run_action(struct exec *ex, struct job *j)
 			j->out = GW_OUT_WAITING;
 			j->result.health = GW_HEALTH_UNKNOWN;
 			snprintf(j->detail, sizeof(j->detail), "started; %s", err.msg);
-			gw_log(GW_LOG_WARN, key, "%s", j->detail);
+			ALOG(GW_LOG_WARN, "%s", j->detail);
 			return;
 		}
 		if (rc < 0) {
 			j->out = GW_OUT_FAILED;
 			snprintf(j->result.detail, sizeof(j->result.detail), "unhealthy: %s", err.msg);
 			snprintf(j->detail, sizeof(j->detail), "started but unhealthy: %s", err.msg);
-			gw_log(GW_LOG_ERROR, key, "%s", j->detail);
+			ALOG(GW_LOG_ERROR, "%s", j->detail);
 			return;
 		}
-		gw_log(GW_LOG_INFO, key, "healthy");
+		ALOG(GW_LOG_INFO, "healthy");
 	}
 	j->out = GW_OUT_OK;
+#undef ALOG
 }
 
 /* A resource that needs no action is fine for its dependents when it runs
@@ -413,6 +423,12 @@ static void settle_unchanged(struct job *j)
 		snprintf(j->detail, sizeof(j->detail), "%s (restart: %s)", o->detail[0] ? o->detail : "not running",
 			 gw_restart_to_string(j->a->desired ? j->a->desired->restart : o->restart));
 	}
+}
+
+static void report_progress(struct exec *ex)
+{
+	if (ex->pass->progress)
+		ex->pass->progress(ex->done, ex->n, ex->pass->progress_ud);
 }
 
 static void *exec_worker(void *arg)
@@ -443,6 +459,7 @@ static void *exec_worker(void *arg)
 					 d->name);
 				j->finished = 1;
 				ex->done++;
+				report_progress(ex);
 				pthread_cond_broadcast(&ex->cv);
 				continue;
 			}
@@ -484,6 +501,7 @@ static void *exec_worker(void *arg)
 		pick->finished = 1;
 		ex->running--;
 		ex->done++;
+		report_progress(ex);
 		pthread_cond_broadcast(&ex->cv);
 	}
 	pthread_mutex_unlock(&ex->mu);

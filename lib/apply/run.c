@@ -19,8 +19,9 @@ static void log_plan(const struct gw_plan *plan)
 		if (a->type == GW_ACTION_NONE)
 			continue;
 		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(a->kind), a->name);
-		gw_log(GW_LOG_INFO, key, "planned %s%s%s", gw_action_to_string(a->type), a->reason[0] ? ": " : "",
-		       a->reason);
+		struct gw_log_fields lf = { gw_action_to_string(a->type), NULL, -1 };
+		gw_log_with(GW_LOG_INFO, key, &lf, "planned %s%s%s", gw_action_to_string(a->type),
+			    a->reason[0] ? ": " : "", a->reason);
 	}
 }
 

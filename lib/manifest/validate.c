@@ -402,29 +402,6 @@ static const char *shown(char *buf, size_t size, const struct gw_ynode *n)
 	return buf;
 }
 
-static unsigned edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	if (la > 40 || lb > 40)
-		return 99;
-	unsigned d[41][41];
-	for (size_t i = 0; i <= la; i++)
-		d[i][0] = (unsigned)i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = (unsigned)j;
-	for (size_t i = 1; i <= la; i++)
-		for (size_t j = 1; j <= lb; j++) {
-			unsigned cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-			unsigned m = d[i - 1][j] + 1;
-			if (d[i][j - 1] + 1 < m)
-				m = d[i][j - 1] + 1;
-			if (d[i - 1][j - 1] + cost < m)
-				m = d[i - 1][j - 1] + cost;
-			d[i][j] = m;
-		}
-	return d[la][lb];
-}
-
 static const struct gw_field *find_field(const struct gw_field *table, const char *name, enum gw_kind kind,
 					 int *other_kind)
 {
@@ -705,7 +682,7 @@ static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_fi
 			const struct gw_field *best = NULL;
 			unsigned bestd = 3;
 			for (const struct gw_field *t = table; t->name && !gw_diags_full(c->diags, c->file); t++) {
-				unsigned d = edit_distance(k->value, t->name);
+				unsigned d = gw_edit_distance(k->value, t->name);
 				if ((t->kinds & GW_KMASK(c->kind)) && d < bestd) {
 					bestd = d;
 					best = t;

@@ -582,6 +582,38 @@ static int parent_fail(struct gw_error *err, const struct gw_source *src, const 
 	}
 }
 
+/* A local repository is checked here, before the child runs: libgit2 reports
+ * a missing folder as an unsupported URL and a folder that is not a
+ * repository like a broken cache. */
+static int check_local(const struct gw_source *src, struct gw_error *err)
+{
+	const char *path = gw_source__local_path(src->url);
+	struct stat st;
+
+	if (!path)
+		return 0;
+	if (stat(path, &st) < 0) {
+		int e = errno;
+		if (e == ENOENT || e == ENOTDIR)
+			return gw_error_set(
+				err, -ENOENT,
+				"%s: no such directory (--repo takes a URL or the path of a Git repository)", src->url);
+		return gw_error_set(err, -e, "%s: %s", src->url, strerror(e));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return gw_error_set(err, -ENOTDIR, "%s is not a directory (--repo takes a URL or a Git repository)",
+				    src->url);
+	int rc = git_repository_open_ext(NULL, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+	if (rc == GIT_ENOTFOUND)
+		return gw_error_set(err, -ENOENT, "%s is not a Git repository (no .git or bare layout)", src->url);
+	if (rc < 0) {
+		const git_error *e = git_error_last();
+		return gw_error_set(err, -EIO, "%s: cannot open the repository: %s", src->url,
+				    e && e->message ? e->message : "unknown libgit2 error");
+	}
+	return 0;
+}
+
 int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 {
 	const struct gw_source_opts *o = &src->opts;
@@ -600,6 +632,8 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		       "TLS verification is OFF (--insecure-skip-tls-verify): anyone between this node and %s can "
 		       "change what it runs",
 		       src->url);
+	if (check_local(src, err) < 0)
+		return err->code;
 	snprintf(partial, sizeof(partial), "%s.partial", src->cache_dir);
 	if (fresh)
 		gw_rm_rf(partial);

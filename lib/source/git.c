@@ -70,6 +70,15 @@ static int is_scp_like(const char *url)
 	return !strstr(url, "://") && colon && (!slash || colon < slash) && url[0] != '/' && url[0] != '.';
 }
 
+const char *gw_source__local_path(const char *url)
+{
+	if (!strncasecmp(url, "file://", 7)) {
+		url += 7;
+		return strncasecmp(url, "localhost/", 10) ? url : url + 9;
+	}
+	return strstr(url, "://") || is_scp_like(url) ? NULL : url;
+}
+
 /* A local path (not a URL, not scp-like "user@host:path") made absolute. */
 static char *normalize_url(const char *url)
 {
@@ -205,6 +214,16 @@ static int is_hex40(const char *s)
 	return n == 40;
 }
 
+/* an abbreviated commit id, as git prints them: 7 to 39 hex digits */
+static int is_short_hex(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f') || (s[n] >= 'A' && s[n] <= 'F')))
+			return 0;
+	return n >= 7 && n < 40;
+}
+
 int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref, struct gw_error *err)
 {
 	git_object *obj = NULL;
@@ -215,7 +234,8 @@ int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src
 
 	if (!src->repo)
 		return gw_error_set(err, -ENOENT, "%s: nothing fetched yet", src->url);
-	if (!ref || !*ref) {
+	/* HEAD of the remote is its default branch, which the fetch records */
+	if (!ref || !*ref || !strcmp(ref, "HEAD")) {
 		git_reference *head = NULL;
 		if (git_reference_lookup(&head, src->repo, "refs/remotes/origin/HEAD") < 0 ||
 		    git_reference_type(head) != GIT_REFERENCE_SYMBOLIC) {
@@ -242,8 +262,23 @@ int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src
 			}
 		}
 	}
+	if (rc < 0 && is_short_hex(ref) && git_oid_fromstrn(&oid, ref, strlen(ref)) == 0) {
+		rc = git_object_lookup_prefix(&obj, src->repo, &oid, strlen(ref), GIT_OBJECT_ANY);
+		if (rc == GIT_EAMBIGUOUS) {
+			gw_error_set(
+				err, -ENOENT,
+				"ref \"%s\" is ambiguous: several objects of %s start with it; give more digits or the "
+				"full commit id",
+				ref, src->url);
+			free(used);
+			return -ENOENT;
+		}
+	}
 	if (rc < 0) {
-		gw_error_set(err, -ENOENT, "ref \"%s\" not found in %s (no such branch, tag or commit)", ref, src->url);
+		gw_error_set(err, -ENOENT,
+			     "ref \"%s\" not found in %s (no such branch, tag or commit): give a branch, a tag or a "
+			     "commit id (at least 7 digits)",
+			     ref, src->url);
 		free(used);
 		return -ENOENT;
 	}

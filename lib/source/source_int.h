@@ -26,4 +26,8 @@ int gw_source__reopen(struct gw_source *src, struct gw_error *err);
  * private copy. */
 const char *gw_source__cache_name(const struct gw_source *src);
 
+/* The folder a local --repo names (a path or file://), inside url; NULL for
+ * a remote URL. */
+const char *gw_source__local_path(const char *url);
+
 #endif

@@ -2,6 +2,7 @@
  * formats text or JSON lines; without one, lines go to stderr as text. Either
  * way a handler escapes key and msg (gw_escape, gw_json_string): they carry
  * untrusted text. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -41,18 +42,14 @@ void gw_log_set_handler(gw_log_fn fn, void *ud, enum gw_log_level min)
 	log_min = min;
 }
 
-void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...)
+static void emit(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *fmt,
+		 va_list ap)
 {
 	char msg[1024];
-	va_list ap;
 
-	if (level < log_min)
-		return;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (log_fn) {
-		log_fn(level, key, msg, log_ud);
+		log_fn(level, key, fields, msg, log_ud);
 	} else {
 		char k[512], m[4096];
 		if (key && *key)
@@ -61,4 +58,26 @@ void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...)
 		else
 			fprintf(stderr, "%s %s\n", gw_log_level_name(level), gw_escape(m, sizeof(m), msg));
 	}
+}
+
+void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	emit(level, key, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void gw_log_with(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	emit(level, key, fields, fmt, ap);
+	va_end(ap);
 }

@@ -4,6 +4,7 @@
  * JSON, bytes that are not UTF-8 make the encoder drop the value. One escape
  * syntax (\n \r \t \xNN \u0085) serves both, so a name reads the same. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -120,4 +121,28 @@ json_t *gw_json_string(const char *s)
 	j = json_string(sb.len ? sb.s : "");
 	gw_strbuf_free(&sb);
 	return j;
+}
+
+/* Levenshtein distance, case-insensitive; 99 past 40 characters. */
+unsigned gw_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 40 || lb > 40)
+		return 99;
+	unsigned d[41][41];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (unsigned)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			unsigned m = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < m)
+				m = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < m)
+				m = d[i - 1][j - 1] + cost;
+			d[i][j] = m;
+		}
+	return d[la][lb];
 }

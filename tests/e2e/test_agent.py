@@ -387,7 +387,7 @@ class Stopping(AgentBase):
         r.write("c.yaml", proc_yaml("c", extra="  dependsOn: [a]\n"))
         r.commit()
         a.send_signal(signal.SIGHUP)
-        wait_for(lambda: "Process/a: update: stopping pid" in self.log(), timeout=15, what="the update")
+        wait_for(lambda: f"Process/a: update: stopping pid {old}\n" in self.log(), timeout=15, what="the update")
         time.sleep(0.3)
         self.stop_within(a, 5)
         self.assertTrue(pid_alive(old))
@@ -415,7 +415,7 @@ class Stopping(AgentBase):
         r = self.repo()
         res = subprocess.run([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--stuck-after", "soon"],
                              capture_output=True, text=True, timeout=30)
-        self.assertEqual(res.returncode, 1)
+        self.assertEqual(res.returncode, 64)
         self.assertIn('--stuck-after: expected a duration of at least 1s like 15m, got "soon"', res.stderr)
 
 

@@ -266,7 +266,7 @@ class DryRun(TempDirTest):
         res = run("reconcile", "--dry-run", "--repo", "file://" + os.path.join(self.tmp, "missing.git"),
                   "--state-dir", os.path.join(self.tmp, "s2"))
         self.assertEqual(res.rc, 1, res)
-        self.assertIn("cannot reach the remote", res.err)
+        self.assertIn("missing.git: no such directory", res.err)
         self.assertEqual(res.err.count("\n"), 1, "one clear error line")
         res = run("reconcile", "--dry-run", "--repo", "ssh://git@127.0.0.1:1/none.git",
                   "--state-dir", os.path.join(self.tmp, "s3"), timeout=60)
@@ -323,19 +323,19 @@ class DryRun(TempDirTest):
             res = run(cmd, "--help")
             self.assertEqual(res.rc, 0, res)
             self.assertIn("usage: gitward", res.out if cmd != "version" else "usage: gitward")
-        self.assertEqual(run("reconcile", "--dry-run").rc, 1)
-        self.assertEqual(run("reconcile", "--bogus").rc, 1)
-        self.assertEqual(run("nosuch").rc, 1)
+        self.assertEqual(run("reconcile", "--dry-run").rc, 64)
+        self.assertEqual(run("reconcile", "--bogus").rc, 64)
+        self.assertEqual(run("nosuch").rc, 64)
         self.assertRegex(run("version").out, r"^gitward \d+\.\d+\.\d+\n$")
         res = run("reconcile", "--dry-run", "--repo", "x", "--interval", "soon")
-        self.assertEqual(res.rc, 1)
+        self.assertEqual(res.rc, 64)
         self.assertIn("--interval", res.err)
         for bad in ("127.0.0.1", "127.0.0.1:http", "127.0.0.1:99999"):
             res = run("agent", "--repo", "x", "--listen", bad)
-            self.assertEqual(res.rc, 1, res)
+            self.assertEqual(res.rc, 64, res)
             self.assertIn("--listen: expected ADDR:PORT", res.err)
         res = run("agent", "--repo", "x", "--label", "novalue")
-        self.assertEqual(res.rc, 1)
+        self.assertEqual(res.rc, 64)
         self.assertIn("--label: expected K=V", res.err)
 
 

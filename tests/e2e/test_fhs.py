@@ -212,7 +212,7 @@ class Defaults(TempDirTest):
         cp = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/",
                             env={"PATH": os.environ["PATH"], "HOME": home, "XDG_RUNTIME_DIR": rt})
         self.assertEqual(cp.returncode, 1, cp.stderr)
-        self.assertIn("no-repo: cannot reach the remote", cp.stderr)
+        self.assertIn("no-repo: no such directory (--repo takes a URL or the path of a Git repository)", cp.stderr)
         state = os.path.join(home, ".local", "state", "gitward")
         # the attempt is recorded; a first clone that failed leaves no cache behind
         self.assertEqual(sorted(os.listdir(state)), ["repository", "state.json"])

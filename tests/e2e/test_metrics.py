@@ -187,7 +187,8 @@ class Conventions(MetricsBase):
         self.wait_metric(a, 'gitward_sync_total{result="not_converged"}', lambda v: v >= 1, "a failed pass")
         m = self.metrics(a)
         self.assertLess(m[SUCCESS], m[ATTEMPT])
-        self.assertIn("Process/h: health check failed (1 of 1)", self.log())
+        self.assertIn("Process/h: health check failed (1 of 1, unhealthy): ", self.log())
+        self.assertNotIn("health check failed (2 of 1", self.log())
         rc, out = promtool_check(self.get(a, "/metrics")[2])
         self.assertEqual((rc, out), (0, ""))
 

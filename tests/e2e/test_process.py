@@ -389,10 +389,15 @@ class Reconcile(Base):
         lines = [json.loads(l) for l in res.err.splitlines()]
         self.assertTrue(lines)
         for l in lines:
-            self.assertEqual(set(l) - {"resource"}, {"time", "level", "msg"})
+            self.assertEqual(set(l) - {"resource", "kind", "name", "action", "commit", "duration_ms"},
+                             {"time", "level", "msg"})
+            self.assertRegex(l["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         started = [l for l in lines if l.get("resource") == "Process/a" and "started pid" in l["msg"]]
         self.assertEqual(len(started), 1)
         self.assertEqual(started[0]["level"], "info")
+        self.assertEqual((started[0]["kind"], started[0]["name"], started[0]["action"]), ("Process", "a", "create"))
+        self.assertEqual(started[0]["commit"], r.git("rev-parse", "HEAD"))
+        self.assertGreaterEqual(started[0]["duration_ms"], 0)
 
     def test_logs_are_written_per_resource(self):
         r = self.repo()
@@ -546,7 +551,7 @@ class Agent(Base):
         pid = self.pids()["a"]
         os.rename(r.path, r.path + ".away")
         wait_for(lambda: "next try in" in self.agent_log(), timeout=15, what="a failed fetch")
-        wait_for(lambda: (self.status()["last_error"] or "").find("cannot reach the remote") >= 0,
+        wait_for(lambda: (self.status()["last_error"] or "").find(": no such directory") >= 0,
                  timeout=15, what="last_error")
         self.assertEqual(self.pids()["a"], pid)
         self.assertTrue(pid_alive(pid))

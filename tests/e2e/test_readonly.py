@@ -186,7 +186,7 @@ class WritesNothing(Base):
         # nor does a failing one
         res = self.dry(os.path.join(self.tmp, "missing"))
         self.assertEqual(res.rc, 1, res)
-        self.assertIn("cannot reach the remote", res.err)
+        self.assertIn("missing: no such directory", res.err)
         self.assertFalse(os.path.lexists(self.state))
         self.assertEqual(os.listdir(self.scratch), [])
 

@@ -75,8 +75,8 @@ class ExcludeTest(TempDirTest):
 
     def test_exclude_is_checked(self):
         res = run("reconcile", "--dry-run", "--repo", self.tmp, "--exclude", "")
-        self.assertNotEqual(res.rc, 0)
-        self.assertEqual(res.err, "gitward: --exclude: expected a glob like docs/ or ci/*.yml\n")
+        self.assertEqual(res.rc, 64, res)
+        self.assertTrue(res.err.startswith("gitward: --exclude: expected a glob like docs/ or ci/*.yml\n"), res.err)
 
 
 class PositionTest(TempDirTest):
@@ -186,8 +186,8 @@ class DiffTest(TempDirTest):
         self.assertEqual(res.rc, 1, res)
         self.assertIn("gitward: error: --base: ref \"nosuch\" not found in ", res.err)
         res = self.diff("--ref", "feature")
-        self.assertEqual(res.rc, 1, res)
-        self.assertTrue(res.err.startswith("gitward: --base is required\n"), res.err)
+        self.assertEqual(res.rc, 64, res)
+        self.assertTrue(res.err.startswith("gitward: --base is required: the commit to compare with"), res.err)
 
     def test_markdown_and_github(self):
         res = self.diff("--base", "main", "--ref", "feature", "--nodes", self.nodes, "--output", "markdown")
@@ -254,7 +254,7 @@ class AgainstTest(AgentBase):
         self.assertEqual((res.rc, res.err), (1, f"gitward: error: --against http://127.0.0.1:{a.port}/nosuch: "
                                                 "HTTP status 404\n"), res)
         res = run("reconcile", "--repo", r.path, "--against", status)
-        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.rc, 64, res)
         self.assertTrue(res.err.startswith("gitward: --against needs --dry-run\n"), res.err)
 
 

@@ -143,7 +143,7 @@ class Signatures(TempDirTest):
         r = self.base()
         self.commit(r, "a", "ssh_good")
         res = self.dry(r)
-        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.rc, 64, res)
         self.assertIn("gitward: --verify-signatures needs the keys to accept: --allowed-signers FILE (SSH) "
                       "and/or --gpg-keyring PATH (OpenPGP)\n", res.err)
         self.assertFalse(os.path.exists(os.path.join(self.state, "repo.git")))

@@ -36,10 +36,12 @@ static const char *lookup(void *ud, const char *name)
 	return NULL;
 }
 
-static void quiet(enum gw_log_level level, const char *key, const char *msg, void *ud)
+static void quiet(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *msg,
+		  void *ud)
 {
 	(void)level;
 	(void)key;
+	(void)fields;
 	(void)msg;
 	(void)ud;
 }

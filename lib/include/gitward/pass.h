@@ -36,6 +36,10 @@ struct gw_pass {
 	/* set by the caller before gw_pass_prepare */
 	bool offline; /* no fetch: resolve the ref in the cache */
 	const struct gw_cancel *cancel; /* a stop request ends the fetch */
+	/* optional: told after each action of gw_apply_execute (from any of
+	 * its threads, one at a time) */
+	void (*progress)(size_t done, size_t total, void *ud);
+	void *progress_ud;
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */

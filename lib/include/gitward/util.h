@@ -53,6 +53,9 @@ char *gw_strbuf_detach(struct gw_strbuf *sb);
 void gw_strbuf_add_escaped(struct gw_strbuf *sb, const char *s);
 /* Into buf, cut at a character or escape boundary to fit; returns buf. */
 const char *gw_escape(char *buf, size_t size, const char *s);
+/* Case-insensitive edit distance for "did you mean" (99 when either is past
+ * 40 characters). */
+unsigned gw_edit_distance(const char *a, const char *b);
 struct json_t;
 struct json_t *gw_json_string(const char *s);
 
@@ -140,9 +143,20 @@ void gw_time_format_utc(char *buf, size_t size, int64_t unix_seconds);
 
 /* Logging: the library calls the installed sink; the agent decides the format. */
 enum gw_log_level { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
-typedef void (*gw_log_fn)(enum gw_log_level level, const char *key, const char *msg, void *ud);
+/* What a line is about, beside its text, for JSON lines to carry as fields:
+ * NULL or a negative duration when not known. */
+struct gw_log_fields {
+	const char *action; /* create, update, delete, restart */
+	const char *commit;
+	long long duration_ms;
+};
+typedef void (*gw_log_fn)(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *msg,
+			  void *ud);
 void gw_log_set_handler(gw_log_fn fn, void *ud, enum gw_log_level min);
 void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* gw_log with structured fields (fields may be NULL) */
+void gw_log_with(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 const char *gw_log_level_name(enum gw_log_level level);
 int gw_log_level_parse(enum gw_log_level *out, const char *s);
 
