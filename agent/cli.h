@@ -15,6 +15,50 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 
 /* Usage errors (unknown command or flag, missing or bad value, unexpected
  * argument) exit 64 like sysexits.h's EX_USAGE, apart from runtime errors (1). */
+
+/* Help lines of the options the commands that read a repository share,
+ * written once (string literals, pasted into each command's usage). */
+#define CLI_HELP_SOURCE                                                                                                \
+	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"          \
+	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"          \
+	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"              \
+	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"                 \
+	"                             the repository's .gitwardignore)\n"
+
+#define CLI_HELP_DIRS                                                                                                  \
+	"  --state-dir DIR            state and Git cache (default /var/lib/gitward as root)\n"                        \
+	"  --run-dir DIR              lock, run records, QMP sockets (default /run/gitward as root;\n"                 \
+	"                             STATE-DIR/run when --state-dir is given)\n"                                      \
+	"  --log-dir DIR              workload logs (default /var/log/gitward as root;\n"                              \
+	"                             STATE-DIR/logs when --state-dir is given)\n"                                     \
+	"  --node NAME                this node's name (default: hostname)\n"                                          \
+	"  --label K=V                node label for nodeSelector (repeatable)\n"                                      \
+	"  --no-prune                 never delete resources that left Git\n"                                          \
+	"  --allow-empty              let a commit with nothing for this node delete everything\n"
+
+#define CLI_HELP_GIT                                                                                                   \
+	"  --ca-file FILE             PEM CA bundle for HTTPS remotes (replaces the system store)\n"                   \
+	"  --insecure-skip-tls-verify do not check the HTTPS server (warned on every fetch)\n"                         \
+	"  --known-hosts FILE         SSH host keys to trust (default ~/.ssh/known_hosts)\n"                           \
+	"  --ssh-key FILE             SSH private key (default $GITWARD_SSH_KEY, ssh-agent, ~/.ssh/id_*)\n"            \
+	"  --git-username USER        user name for HTTPS (default: the URL's, $GITWARD_GIT_USERNAME)\n"               \
+	"  --git-password-file FILE   password or token for HTTPS, one line (never printed)\n"                         \
+	"  --git-timeout DUR          end a fetch after this long without progress (default 60s)\n"                    \
+	"  --git-connect-timeout DUR  end a fetch the server does not answer (default 15s)\n"
+
+#define CLI_HELP_REST                                                                                                  \
+	"  --log-format text|json     logging on stderr\n"                                                             \
+	"  --log-level LEVEL          debug, info, warn, error\n"                                                      \
+	"  --container-socket PATH    Docker Engine API socket\n" CLI_HELP_GIT                                         \
+	"  --verify-signatures        apply only commits signed by a key of --allowed-signers\n"                       \
+	"                             or --gpg-keyring (the commit itself; not its ancestors)\n"                       \
+	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"                   \
+	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"                 \
+	"  --age-identity FILE        the node's age identity: decrypts secretEnvFiles when a workload starts\n"       \
+	"  --move-to-repo             use a state dir recorded for another repository with this one\n"                 \
+	"                             (what this repository does not declare is deleted)\n"                            \
+	"  --config FILE              YAML file with the options above (flags win)\n"
+
 #define EXIT_USAGE 64
 /* cli_parse_common's and on_extra's "stop with exit code 64" */
 #define CLI_STOP_USAGE (-EXIT_USAGE - 1)

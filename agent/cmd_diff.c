@@ -26,18 +26,12 @@ static const char diff_usage[] =
 	"  --nodes FILE               an inventory (YAML: nodes: [{name, labels}]): one plan per\n"
 	"                             node (default: --node and --label)\n"
 	"  --output FORMAT            text, json, markdown (a pull-request comment) or github\n"
-	"                             (workflow annotations)\n"
-	"  --repo URL|PATH            https://, ssh://, user@host:path, file:// or a local path (required)\n"
-	"  --ref REF                  branch, tag or full commit id (default: the remote's default branch)\n"
-	"  --path DIR                 folder in the repo holding manifests (repeatable; default: root)\n"
-	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"
-	"                             the repository's .gitwardignore)\n"
+	"                             (workflow annotations)\n" CLI_HELP_SOURCE
 	"  --state-dir DIR            where the Git cache is (only read; default /var/lib/gitward as root)\n"
 	"  --node NAME                the node's name (default: hostname)\n"
 	"  --label K=V                node label for nodeSelector (repeatable)\n"
-	"  --no-prune                 resources that left Git are kept, not deleted\n"
-	"  --config FILE              YAML file with these options (flags win)\n"
-	"  (and the Git transport options of reconcile: --ca-file, --ssh-key, ...)\n";
+	"  --no-prune                 resources that left Git are kept, not deleted\n" CLI_HELP_GIT
+	"  --config FILE              YAML file with these options (flags win)\n";
 
 enum { OPT_BASE = 1, OPT_HEAD, OPT_NODES, OPT_OUTPUT };
 
