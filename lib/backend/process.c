@@ -85,18 +85,6 @@ static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
 	}
 }
 
-static json_t *load_record(const char *path)
-{
-	char *data;
-	size_t len;
-	struct gw_error err;
-	if (gw_file_read_nofollow(&data, &len, path, 1u << 20, &err) < 0)
-		return NULL;
-	json_t *rec = json_loadb(data, len, 0, NULL);
-	free(data);
-	return rec;
-}
-
 static bool lock_held(const char *path);
 
 /* Is pid's executable this gitward binary (or its old file, replaced by an
@@ -214,7 +202,7 @@ static void settle_inflight(const char *dir, const char *name)
 	snprintf(lock, sizeof(lock), "%s/%s.lock", dir, name);
 	snprintf(rec, sizeof(rec), "%s/%s.json", dir, name);
 	while (lock_held(lock)) {
-		json_t *r = load_record(rec);
+		json_t *r = gw_record_load(rec);
 		long long shim = json_integer_value(json_object_get(r, "shim_pid"));
 		long long shim_start = json_integer_value(json_object_get(r, "shim_start_time"));
 		json_decref(r);
@@ -284,7 +272,7 @@ static int process_discover(struct gw_observed **out, size_t *out_n, const struc
 			cap = cap ? cap * 2 : 16;
 			v = gw_xrealloc(v, cap * sizeof(*v));
 		}
-		json_t *rec = load_record(path);
+		json_t *rec = gw_record_load(path);
 		if (!rec || gw_record_parse(&v[n], GW_KIND_PROCESS, name, rec) < 0) {
 			json_decref(rec);
 			gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
@@ -549,7 +537,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 	int rc = 0;
 
 	record_path(path, sizeof(path), ctx, o->name, "json");
-	json_t *rec = load_record(path);
+	json_t *rec = gw_record_load(path);
 	long long rec_pid = json_integer_value(json_object_get(rec, "pid"));
 	if (gw_proc_alive(o->pid, o->start_time)) {
 		/* believe the record of the moment, vouched for by its supervisor */
@@ -584,7 +572,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 			gw_log(GW_LOG_WARN, o->name, "supervisor pid %lld still running", shim);
 	}
 	json_decref(rec);
-	rec = load_record(path);
+	rec = gw_record_load(path);
 	if (rec && json_integer_value(json_object_get(rec, "pid")) == o->pid && unlink(path) < 0 && errno != ENOENT) {
 		int e = errno;
 		rc = gw_error_set_at(err, -e, path, 0, 0, "cannot remove: %s", strerror(e));

@@ -96,18 +96,6 @@ static long long read_pidfile(const char *path)
 	return pid;
 }
 
-static json_t *load_record(const char *path)
-{
-	char *data;
-	size_t len;
-	struct gw_error err;
-	if (gw_file_read_nofollow(&data, &len, path, 1u << 20, &err) < 0)
-		return NULL;
-	json_t *rec = json_loadb(data, len, 0, NULL);
-	free(data);
-	return rec;
-}
-
 static int write_record(const char *path, const struct gw_resource *r, const char *name, const char *hash,
 			const char *spec, long long pid, long long start)
 {
@@ -192,7 +180,7 @@ static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_
 			continue;
 		}
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		json_t *rec = load_record(path);
+		json_t *rec = gw_record_load(path);
 		if (n == cap) {
 			cap = cap ? cap * 2 : 8;
 			v = gw_xrealloc(v, cap * sizeof(*v));
@@ -606,7 +594,7 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 	/* forget it, unless a newer instance took the record */
 	char rec[4096];
 	vm_path(rec, sizeof(rec), ctx->run_dir, o->name, "json");
-	json_t *cur = load_record(rec);
+	json_t *cur = gw_record_load(rec);
 	long long cur_pid = json_integer_value(json_object_get(cur, "pid"));
 	json_decref(cur);
 	if (!cur || cur_pid == o->pid || cur_pid == 0)

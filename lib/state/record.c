@@ -3,6 +3,7 @@
  * restart, depends_on), read in one place. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gitward/state.h"
@@ -40,4 +41,16 @@ int gw_record_parse_buf(struct gw_observed *o, enum gw_kind kind, const char *na
 	int rc = json_is_object(rec) ? gw_record_parse(o, kind, name, rec) : -EBADMSG;
 	json_decref(rec);
 	return rc;
+}
+
+json_t *gw_record_load(const char *path)
+{
+	char *data;
+	size_t len;
+	struct gw_error err;
+	if (gw_file_read_nofollow(&data, &len, path, 1u << 20, &err) < 0)
+		return NULL;
+	json_t *rec = json_loadb(data, len, 0, NULL);
+	free(data);
+	return rec;
 }

@@ -30,6 +30,9 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err);
 /* The fields every workload record shares (state file entries and the
  * backends' run records). Fails with -EBADMSG without a valid spec_hash. */
+/* A run record file as JSON (at most 1 MiB, never through a symlink), or
+ * NULL when it is missing, unreadable or not JSON. */
+json_t *gw_record_load(const char *path);
 int gw_record_parse(struct gw_observed *o, enum gw_kind kind, const char *name, const json_t *rec);
 /* The same on a record's bytes (a backend's run record file): -EBADMSG
  * unless they hold one JSON object with a valid record. */
