@@ -45,7 +45,7 @@ def qmp(sock, command):
 
 def vm_yaml(name, port, memory="256Mi", extra="", health=True):
     kernel, initrd = GUEST
-    check = (f"  healthCheck: {{http: {{url: \"http://127.0.0.1:{port}/\"}}, interval: 2s, retries: 15}}\n"
+    check = (f"  healthCheck: {{http: {{url: \"http://127.0.0.1:{port}/\"}}, interval: 2s, retries: 45}}\n"
              if health else "")
     return (f"{HDR}kind: VM\nmetadata: {{name: {name}}}\nspec:\n  memory: {memory}\n  cpus: 1\n"
             f"  kernel: {kernel}\n  initrd: {initrd}\n  cmdline: \"console=ttyS0 quiet panic=-1\"\n"
