@@ -141,6 +141,21 @@ def kill_workloads(root):
                                 pass
 
 
+def binary_for_anyone(tmp):
+    """A copy of the built binary that another user (nobody) can run: the
+    checkout may sit under a home only root can enter (/root on a fresh
+    machine, and in CI). tmp must be a folder everyone can enter."""
+    d = os.path.join(tmp, "bin-for-anyone")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(tmp, 0o755)
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "gitward")
+    if not os.path.exists(path):
+        shutil.copy2(GITWARD, path)
+        os.chmod(path, 0o755)
+    return path
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that is free right now."""
     s = socket.socket()

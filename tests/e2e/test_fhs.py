@@ -10,7 +10,7 @@ import signal
 import stat
 import subprocess
 
-from gwtest import GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import GITWARD, HDR, binary_for_anyone, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 
 def read(path):
@@ -206,6 +206,7 @@ class Defaults(TempDirTest):
         os.makedirs(rt, mode=0o700)
         cmd = [GITWARD, "reconcile", "--repo", os.path.join(self.tmp, "no-repo")]
         if os.geteuid() == 0:
+            cmd[0] = binary_for_anyone(self.tmp)
             for d in (home, rt):
                 os.chown(d, 65534, 65534)
             cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]

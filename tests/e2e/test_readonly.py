@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.request
 
-from gwtest import GITWARD, HDR, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import GITWARD, HDR, binary_for_anyone, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for
 
 
 def snapshot(root):
@@ -214,8 +214,9 @@ class Status(Base):
             preexec = lambda: os.setuid(65534)  # noqa: E731 (nobody)
         else:
             os.chmod(self.state, 0)
-        cp = subprocess.run([GITWARD, "status", "--state-dir", self.state], capture_output=True, text=True,
-                            timeout=30, preexec_fn=preexec)
+        binary = binary_for_anyone(self.tmp) if os.geteuid() == 0 else GITWARD
+        cp = subprocess.run([binary, "status", "--state-dir", self.state], capture_output=True, text=True,
+                            timeout=30, preexec_fn=preexec, cwd="/")
         os.chmod(self.state, 0o700)
         self.assertEqual(cp.returncode, 1, cp)
         self.assertEqual(cp.stdout, "")
