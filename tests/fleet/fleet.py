@@ -149,7 +149,6 @@ class FleetGit(GitServers):
     def __init__(self, tmp, workers=2):
         super().__init__(tmp)
         self.workers = workers
-        self.cpu_gone = 0.0  # CPU of server processes stopped during the outage
 
     def start(self):
         require_tools()
@@ -191,16 +190,25 @@ class FleetGit(GitServers):
         self._wait("nginx", ready)
 
     def down(self):
-        self.cpu_gone += self.cpu()
         for name in ("nginx", "fcgiwrap"):
             p = self.procs.pop(name)
-            p.terminate()
+            if name == "fcgiwrap":
+                # `fcgiwrap -c N` leaves its prefork workers running when
+                # the master ends: signal the whole group (its own session)
+                os.killpg(p.pid, signal.SIGTERM)
+            else:
+                p.terminate()
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=10)
             self.logs.pop(name).close()
+
+    def stop(self):
+        if "nginx" in self.procs:
+            self.down()
+        super().stop()
 
     def cpu(self, table=None):
         return tree_cpu([p.pid for p in self.procs.values()], table)
@@ -349,8 +357,7 @@ class Agent:
             self.proc = subprocess.Popen(
                 [GITWARD, "agent", "--repo", url, "--ref", BRANCH[self.ring], "--state-dir", self.state,
                  "--node", self.node, "--label", f"ring={self.ring}", "--interval", f"{interval}s",
-                 "--splay", f"{splay}s", "--listen", self.listen, "--git-connect-timeout", "5s",
-                 "--git-timeout", "30s"],
+                 "--splay", f"{splay}s", "--listen", self.listen],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self):
@@ -657,8 +664,10 @@ class Fleet:
                     self.wait(lambda: self.prom.scalar(q) == len(members), 3 * self.a.scrape + 30,
                               f"{q} == {len(members)}", step=1)
                     firing = [al for al in self.prom.alerts() if al["labels"].get("ring") == ring]
-                    self.check(not firing, f"gate: Prometheus has ring {ring} converged, no alert firing")
-                    mark(f"gate passed: {q} = {len(members)}, no alert for ring {ring}")
+                    names = sorted({al["labels"]["alertname"] for al in firing})
+                    if self.check(not firing, f"gate: Prometheus has ring {ring} converged, no alert firing"
+                                  + (f" ({len(firing)} firing: {', '.join(names)})" if firing else "")):
+                        mark(f"gate passed: {q} = {len(members)}, no alert for ring {ring}")
                 except Failed as e:
                     self.check(False, str(e))
         # a promotion that is not a fast-forward is refused by a plain push
