@@ -646,7 +646,6 @@ class Fleet:
             t = time.time() - start
             timeline.append((round(t, 2), what))
             log(f"  t={t:7.2f}s  {what}")
-        before = {x.node: x.seen.copy() for x in self.agents}
         for ring in RINGS:
             members = [x for x in self.agents if x.ring == ring]
             self.push(c3, [ring])
@@ -679,7 +678,6 @@ class Fleet:
         self.git_work("checkout", "-q", "main")
         self.check(cp.returncode != 0 and "non-fast-forward" in cp.stderr,
                    "promoting a commit that is not a descendant is refused (non-fast-forward)")
-        del before
         self.figures["rollout_timeline"] = timeline
 
     def outage(self):
@@ -699,8 +697,9 @@ class Fleet:
         errs = sum(1 for x in self.agents if x.doc.get("last_attempt_result") == "git_error")
         alive = sum(1 for x in self.agents for r in records(x.state).values() if pid_alive(r.get("pid") or 0))
         want = sum(len(records(x.state)) for x in self.agents)
+        idle = self.figures["idle"]
         log(f"  while down: {attempts} fetch attempts by {len(self.agents)} agents in {a.outage}s "
-            f"({attempts / a.outage:.1f}/s; up, it was {self.figures['idle']['passes'] / self.figures['idle']['window_s']:.1f}/s), "
+            f"({attempts / a.outage:.1f}/s; up, it was {idle['passes'] / idle['window_s']:.1f}/s), "
             f"{errs} agents recorded a git error")
         self.check(alive == want, f"all {want} workloads kept running while Git was down")
         if self.prom:
