@@ -297,6 +297,13 @@ static void state_metrics(struct gw_strbuf *sb, const char *state_path)
 		       st.res[i].name);
 		gw_strbuf_printf(sb, "%d\n", gw_observed_converged(&st.res[i]) ? 1 : 0);
 	}
+	/* the commit in force, as a label: "commit by node" and rollout gates
+	 * in Prometheus alone */
+	if (st.commit) {
+		family(sb, "gitward_commit_info", "gauge", "Always 1; the commit in force on this node and its ref.");
+		series(sb, "gitward_commit_info", "commit", st.commit, "ref", st.ref ? st.ref : "");
+		gw_strbuf_puts(sb, "1\n");
+	}
 	gw_state_file_free(&st);
 }
 

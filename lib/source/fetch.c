@@ -488,7 +488,10 @@ static int child_main(struct child *c, const char *path, int fresh)
 		fail(c, 'x', "");
 		return 1;
 	}
-	trust_store(c);
+	/* the CA store is parsed for HTTPS only: reading every certificate of
+	 * /etc/ssl/certs was most of an idle pass's CPU over plain HTTP */
+	if (!strncmp(src->url, "https://", 8))
+		trust_store(c);
 	rc = fresh ? git_repository_init(&repo, path, 1) : git_repository_open_bare(&repo, path);
 	if (rc < 0) {
 		fail(c, fresh ? 'f' : 'c', fresh ? "cannot create the git cache" : "the git cache is corrupt");

@@ -154,6 +154,11 @@ class Conventions(MetricsBase):
         self.assertRegex(build[0], r'^gitward_build_info\{version="%s",libgit2="\d+\.\d+\.\d+"\}$'
                          % re.escape(gitward_version()))
         self.assertEqual(m[build[0]], 1)
+        # the commit in force, for "commit by node" and rollout gates
+        commit = [k for k in m if k.startswith("gitward_commit_info{")]
+        self.assertEqual(len(commit), 1, commit)
+        self.assertRegex(commit[0], r'^gitward_commit_info\{commit="[0-9a-f]{40}",ref="[^"]*"\}$')
+        self.assertEqual(m[commit[0]], 1)
         # the histogram: cumulative buckets, +Inf = count = passes recorded
         buckets = [(k, v) for k, v in m.items() if k.startswith("gitward_pass_duration_seconds_bucket{")]
         self.assertEqual(buckets[-1][0], 'gitward_pass_duration_seconds_bucket{le="+Inf"}')
