@@ -472,11 +472,14 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 	if (pid == 0) {
 		setsid();
 		pid_t shim = fork();
-		if (shim != 0)
+		if (shim != 0) {
+			GW_COVERAGE_DUMP();
 			_exit(shim < 0 ? 1 : 0);
+		}
 		if (dup2(job[0], 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(rep[1], 3) < 0)
 			_exit(127);
 		close_range(4, ~0U, 0);
+		GW_COVERAGE_DUMP();
 		execve(ctx->self_exe, argv, envp);
 		_exit(127);
 	}
@@ -736,6 +739,7 @@ static void launch_exec(const struct launch *l, char *const *argv, int errfd)
 	    set_limit(RLIMIT_AS, l->mem) < 0)
 		goto fail;
 	if (l->set_user) {
+		GW_COVERAGE_DUMP(); /* while it may still write the build tree */
 		stage = "setgroups";
 		if (setgroups((size_t)l->ngroups, l->groups) < 0)
 			goto fail;
@@ -752,6 +756,7 @@ static void launch_exec(const struct launch *l, char *const *argv, int errfd)
 		goto fail;
 	stage = "exec";
 	what = argv[0];
+	GW_COVERAGE_DUMP();
 	execve(argv[0], argv, l->envp);
 fail : {
 	char msg[600];
@@ -759,6 +764,7 @@ fail : {
 	int n = snprintf(msg, sizeof(msg), "%s %s: %s", stage, what, strerror(e));
 	if (n > 0 && errfd >= 0)
 		write_all(errfd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+	GW_COVERAGE_DUMP();
 	_exit(127);
 }
 }

@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.request
 
-from gwtest import free_port, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import free_port, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for, stop
 
 
 
@@ -47,9 +47,7 @@ class Base(TempDirTest):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         super().tearDown()
 
     def reconcile(self, repo, *args, expect=0):

@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.request
 
-from gwtest import GITWARD, HDR, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import GITWARD, HDR, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for, stop
 
 
 def snapshot(root):
@@ -48,9 +48,7 @@ class Base(TempDirTest):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         super().tearDown()
 
     def reconcile(self, repo, *args, expect=0, state=None):
