@@ -509,7 +509,8 @@ class Timeouts(Servers):
         wait_for(lambda: self.agent_log(a).count("timed out") >= 2 or a.poll() is not None, timeout=60,
                  what="two passes that timed out")
         self.assertIsNone(a.poll(), self.agent_log(a))
-        self.assertGreaterEqual(self.passes(a, "git_error"), 2)
+        # the failure is logged before the pass is counted: wait for the count
+        wait_for(lambda: self.passes(a, "git_error") >= 2, timeout=15, what="two git_error passes counted")
         self.assertEqual(self.http(a, "/healthz"), (200, "ok\n"))
         self.stop_agent(a)
 
