@@ -1,13 +1,14 @@
 """Promises of the README that no other module tests: stopSignal reaches the
-workload, a numeric uid runs it (known to the user database or not), the
-agent with --listen off listens nowhere, and an agent whose --listen address
-is taken exits 1 naming it."""
+workload, a numeric uid runs it (known to the user database or not), tcp and
+http health checks of a Process (healthy, and refused), the agent with
+--listen off listens nowhere, and an agent whose --listen address is taken
+exits 1 naming it."""
 import os
 import socket
 import subprocess
 import unittest
 
-from gwtest import CI, GITWARD, TempDirTest, pid_alive, proc_yaml, records, run, stop, wait_for
+from gwtest import CI, GITWARD, free_port, TempDirTest, pid_alive, proc_yaml, records, run, stop, wait_for
 
 # stops on INT or TERM, saying which it got
 TRAP = ("trap 'echo INT > {out}; exit 0' INT; trap 'echo TERM > {out}; exit 0' TERM; "
@@ -75,6 +76,39 @@ class Workloads(TempDirTest):
         self.assertEqual(unknown, {"Uid": 54321, "Gid": 54321, "Groups": [54321]})
         st = {x["name"]: x for x in run("status", "--output", "json", "--state-dir", self.state).json()["resources"]}
         self.assertEqual(st["unknown"]["state"], "running")
+
+    def health_of(self, name):
+        st = run("status", "--output", "json", "--state-dir", self.state).json()
+        return {x["name"]: x for x in st["resources"]}[name]
+
+    def test_tcp_and_http_health_checks_of_a_process(self):
+        port = free_port()
+        server = ("/usr/bin/python3", "-m", "http.server", str(port), "--bind", "127.0.0.1")
+        checks = {"tcp": f"tcp: {{address: \"127.0.0.1:{port}\"}}",
+                  "http": f"http: {{url: \"http://127.0.0.1:{port}/\"}}"}
+        r = self.repo()
+        r.write("web.yaml", proc_yaml("web", command=server, extra=f"  healthCheck:\n    {checks['tcp']}\n"
+                                                                  "    interval: 1s\n    retries: 20\n"))
+        r.write("byhttp.yaml", proc_yaml("byhttp", extra=f"  dependsOn: [web]\n  healthCheck:\n    {checks['http']}\n"
+                                                         "    interval: 1s\n    retries: 20\n"))
+        r.commit()
+        self.reconcile(r)
+        self.assertEqual(self.health_of("web")["health"], "healthy")
+        self.assertEqual(self.health_of("byhttp")["health"], "healthy")
+
+    def test_a_refused_tcp_check_is_unhealthy(self):
+        # a bound socket that does not listen: connections to it are refused
+        closed = socket.socket()
+        self.addCleanup(closed.close)
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a", extra=f"  healthCheck:\n    tcp: {{address: \"127.0.0.1:{port}\"}}\n"
+                                               "    interval: 1s\n    timeout: 1s\n    retries: 2\n"))
+        r.commit()
+        res = self.reconcile(r, expect=1)
+        self.assertIn(f"started but unhealthy: tcp 127.0.0.1:{port}: Connection refused", res.err)
+        self.assertEqual(self.health_of("a")["health"], "unhealthy")
 
 
 def listening_inodes():
