@@ -4,7 +4,8 @@
 #   install-deps.sh build   compiler, CMake and the libraries
 #   install-deps.sh test    build + everything contrib/test.sh runs: cmocka, clang with its
 #                           sanitizer and libFuzzer runtimes, Podman, QEMU, the Git servers
-#                           (nginx, fcgiwrap, openssh-server), signing tools, Prometheus
+#                           (nginx, fcgiwrap, openssh-server), signing tools, Prometheus,
+#                           gcovr (GW_COVERAGE=1 contrib/test.sh)
 #   install-deps.sh bench   test + the peers the benchmarks measure (supervisor,
 #                           podman-compose, catatonit for podman kube play, hyperfine)
 set -euo pipefail
@@ -18,7 +19,7 @@ if [[ $what == test || $what == bench ]]; then
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev clang-format python3-yaml python3-jsonschema
          podman runc catatonit busybox-static curl tar qemu-system-x86
          nginx fcgiwrap openssh-server openssh-client openssl apache2-utils gnupg age
-         prometheus procps iproute2 groff-base)
+         prometheus procps iproute2 groff-base gcovr)
 fi
 if [[ $what == bench ]]; then
   pkgs+=(supervisor podman-compose hyperfine valgrind)

@@ -4,6 +4,8 @@
 # manifest fuzzer for a bounded time.
 #   GW_SANITIZE=0        skip the sanitizer pass
 #   GW_FUZZ_SECONDS=N    fuzzing time (default 60, 0 skips)
+#   GW_COVERAGE=1        instead: one gcc --coverage build (build-cov), the same ctest,
+#                        then gcovr line and branch figures over lib/ and agent/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -12,6 +14,21 @@ contrib/install-deps.sh test
 
 echo "== style (.clang-format)"
 clang-format --dry-run --Werror $(git ls-files '*.c' '*.h')
+
+if [[ ${GW_COVERAGE:-0} != 0 ]]; then
+  echo "== build with --coverage"
+  cmake -S . -B build-cov -DCMAKE_BUILD_TYPE=Debug -DGW_COVERAGE=ON -DGW_TESTS=ON >/dev/null
+  cmake --build build-cov -j "$jobs"
+  find build-cov -name '*.gcda' -delete
+  echo "== tests with --coverage"
+  # a failing test still leaves its counts: report them, then fail
+  rc=0
+  ctest --test-dir build-cov --output-on-failure || rc=$?
+  echo "== coverage of lib/ and agent/"
+  gcovr --root . --filter 'lib/' --filter 'agent/' --exclude-unreachable-branches \
+    --exclude-throw-branches --sort-percentage --print-summary build-cov
+  exit "$rc"
+fi
 
 echo "== build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_TESTS=ON >/dev/null

@@ -193,9 +193,7 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 				o->backoff_until_ms = rec->backoff_until_ms;
 				o->health_failures = rec->health_failures;
 			}
-			if (o->state == GW_STATE_RUNNING && o->started_at &&
-			    gw_now_ms() / 1000 - o->started_at >= STABLE_AFTER_S)
-				o->crash_streak = 0;
+			o->crash_streak = gw_apply__crash_streak(o, gw_now_ms() / 1000);
 			all[n++] = *o;
 		}
 		free(found);
@@ -222,13 +220,24 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 
 /* ---- execute ---- */
 
-/* When the next restart may happen after the streak-th one in a row:
- * 1 s, 2 s, 4 s ... capped at BACKOFF_MAX_MS. */
-static int64_t backoff_until(int streak)
+int64_t gw_apply__backoff_ms(int streak)
 {
 	int shift = streak < 1 ? 0 : streak - 1 < 20 ? streak - 1 : 20;
 	int64_t backoff = 1000LL << shift;
-	return gw_now_ms() + (backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff);
+	return backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff;
+}
+
+int gw_apply__crash_streak(const struct gw_observed *o, long long now_s)
+{
+	if (o->state == GW_STATE_RUNNING && o->started_at && now_s - o->started_at >= STABLE_AFTER_S)
+		return 0;
+	return o->crash_streak;
+}
+
+/* When the next restart may happen after the streak-th one in a row. */
+static int64_t backoff_until(int streak)
+{
+	return gw_now_ms() + gw_apply__backoff_ms(streak);
 }
 
 struct job {

@@ -43,6 +43,7 @@
 #define JOB_MAX (4u << 20)
 #define REPORT_TIMEOUT_MS 30000
 #define INFLIGHT_WAIT_MS 15000 /* a supervisor started by a killed gitward, still starting */
+#define EXIT_WAIT_MS 2000 /* a supervisor that has reaped its workload, writing the exit file */
 
 #define SHIM_ARGV0 "gitward-shim"
 
@@ -53,22 +54,39 @@ static void record_path(char *buf, size_t size, const struct gw_backend_ctx *ctx
 
 /* ---- discover ---- */
 
-static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
-{
-	char path[4096], buf[128];
-	long long pid = 0;
-	int code = -1, sig = 0;
-	FILE *f;
+static bool lock_held(const char *path);
 
-	record_path(path, sizeof(path), ctx, o->name, "exit");
+/* The exit file: "pid code signal"; pid 0 when missing or unreadable. */
+static long long read_exit_file(const char *path, int *code, int *sig)
+{
+	char buf[128];
+	long long pid = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
 	if (fd >= 0 && !f)
 		close(fd);
 	if (f) {
-		if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%lld %d %d", &pid, &code, &sig) != 3)
+		if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%lld %d %d", &pid, code, sig) != 3)
 			pid = 0;
 		fclose(f);
+	}
+	return pid;
+}
+
+static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
+{
+	char path[4096], lock[4096];
+	long long pid;
+	int code = -1, sig = 0;
+
+	record_path(path, sizeof(path), ctx, o->name, "exit");
+	record_path(lock, sizeof(lock), ctx, o->name, "lock");
+	/* the supervisor reaps its workload, then writes the exit file: while
+	 * it still holds the lock, the file is a moment away (bounded wait) */
+	int64_t deadline = gw_monotonic_ms() + EXIT_WAIT_MS;
+	while ((pid = read_exit_file(path, &code, &sig)) != o->pid && lock_held(lock) && gw_monotonic_ms() < deadline) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
 	}
 	if (pid == o->pid && sig) {
 		o->state = GW_STATE_FAILED;
@@ -84,8 +102,6 @@ static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
 		snprintf(o->detail, sizeof(o->detail), "gone (exit status unknown: its supervisor is gone too)");
 	}
 }
-
-static bool lock_held(const char *path);
 
 /* Is pid's executable this gitward binary (or its old file, replaced by an
  * upgrade since)? */
@@ -472,11 +488,14 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 	if (pid == 0) {
 		setsid();
 		pid_t shim = fork();
-		if (shim != 0)
+		if (shim != 0) {
+			GW_COVERAGE_DUMP();
 			_exit(shim < 0 ? 1 : 0);
+		}
 		if (dup2(job[0], 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(rep[1], 3) < 0)
 			_exit(127);
 		close_range(4, ~0U, 0);
+		GW_COVERAGE_DUMP();
 		execve(ctx->self_exe, argv, envp);
 		_exit(127);
 	}
@@ -736,6 +755,7 @@ static void launch_exec(const struct launch *l, char *const *argv, int errfd)
 	    set_limit(RLIMIT_AS, l->mem) < 0)
 		goto fail;
 	if (l->set_user) {
+		GW_COVERAGE_DUMP(); /* while it may still write the build tree */
 		stage = "setgroups";
 		if (setgroups((size_t)l->ngroups, l->groups) < 0)
 			goto fail;
@@ -752,6 +772,7 @@ static void launch_exec(const struct launch *l, char *const *argv, int errfd)
 		goto fail;
 	stage = "exec";
 	what = argv[0];
+	GW_COVERAGE_DUMP();
 	execve(argv[0], argv, l->envp);
 fail : {
 	char msg[600];
@@ -759,6 +780,7 @@ fail : {
 	int n = snprintf(msg, sizeof(msg), "%s %s: %s", stage, what, strerror(e));
 	if (n > 0 && errfd >= 0)
 		write_all(errfd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+	GW_COVERAGE_DUMP();
 	_exit(127);
 }
 }

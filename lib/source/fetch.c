@@ -657,7 +657,9 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
-		_exit(child_main(&c, fresh ? partial : src->cache_dir, fresh));
+		int code = child_main(&c, fresh ? partial : src->cache_dir, fresh);
+		GW_COVERAGE_DUMP();
+		_exit(code);
 	}
 	close(fds[1]);
 	int64_t last = gw_now_ms();

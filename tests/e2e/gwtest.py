@@ -3,6 +3,7 @@ gitward binary with bounded waits."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -126,19 +127,60 @@ def pid_alive(pid):
         return False
 
 
-def kill_workloads(root):
-    """Kill every workload (and its supervisor) recorded under root: tests
-    clean up only what they started."""
+def _started_at(pid):
+    """The start time of pid in clock ticks (/proc/<pid>/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def kill_workloads(root, grace=3.0):
+    """Stop every workload (and its supervisor) recorded under root: tests
+    clean up only what they started. Gently first: SIGTERM to each workload's
+    process group lets its supervisor see the exit and leave normally (a
+    coverage build then writes the supervisor's counts); whatever still runs
+    after `grace` seconds gets SIGKILL. A pid whose start time no longer
+    matches its record is someone else's and is left alone."""
+    pids = []
     for dirpath, dirnames, _ in os.walk(root):
         if dirpath.endswith(os.path.join("run", "process")):
             for rec in records(os.path.dirname(os.path.dirname(dirpath))).values():
-                for pid in (rec.get("pid"), rec.get("shim_pid")):
-                    if pid:
-                        for target in (-pid, pid):
-                            try:
-                                os.kill(target, 9)
-                            except OSError:
-                                pass
+                for pid, start in ((rec.get("pid"), rec.get("start_time")),
+                                   (rec.get("shim_pid"), rec.get("shim_start_time"))):
+                    if pid and (not start or _started_at(pid) in (None, start)):
+                        pids.append(pid)
+    if not pids:
+        return
+    for pid in pids:  # a supervisor ignores SIGTERM and waits for its workload
+        for target in (-pid, pid):
+            try:
+                os.kill(target, signal.SIGTERM)
+            except OSError:
+                pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        for target in (-pid, pid):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def stop(proc, timeout=10):
+    """End a gitward process a test started: SIGTERM, so it leaves through
+    its normal exit (and a coverage build writes its counts), then SIGKILL
+    if it has not gone within timeout seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def binary_for_anyone(tmp):

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from gwtest import free_port, GITWARD, TempDirTest, pid_alive, proc_yaml, records, wait_for
+from gwtest import free_port, GITWARD, TempDirTest, pid_alive, proc_yaml, records, wait_for, stop
 
 SECRET = b"hook-secret-\xc3\xa9-42"
 SHA_A = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
@@ -135,9 +135,7 @@ class AgentBase(TempDirTest):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         super().tearDown()
 
     def agent(self, repo, *args, state=None):

@@ -322,7 +322,9 @@ class DryRun(TempDirTest):
         for cmd in ("reconcile", "validate", "status", "version"):
             res = run(cmd, "--help")
             self.assertEqual(res.rc, 0, res)
-            self.assertIn("usage: gitward", res.out if cmd != "version" else "usage: gitward")
+            # each command's own usage line, first on stdout, nothing on stderr
+            self.assertTrue(res.out.startswith(f"usage: gitward {cmd}"), res)
+            self.assertEqual(res.err, "", res)
         self.assertEqual(run("reconcile", "--dry-run").rc, 64)
         self.assertEqual(run("reconcile", "--bogus").rc, 64)
         self.assertEqual(run("nosuch").rc, 64)

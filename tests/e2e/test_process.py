@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.request
 
-from gwtest import free_port, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import free_port, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for, stop
 
 
 
@@ -47,9 +47,7 @@ class Base(TempDirTest):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         super().tearDown()
 
     def reconcile(self, repo, *args, expect=0):
@@ -80,6 +78,13 @@ class Base(TempDirTest):
             return e.code, e.read().decode()
         except OSError:
             return None, ""
+
+    def passes(self, agent):
+        """Passes the agent has finished, whatever their result (/metrics)."""
+        code, body = self.http(agent, "/metrics")
+        self.assertEqual(code, 200)
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in body.splitlines()
+                   if line.startswith("gitward_sync_total{"))
 
     def agent_log(self):
         with open(os.path.join(self.tmp, "agent.log")) as f:
@@ -207,7 +212,11 @@ class Reconcile(Base):
         r.write("b.yaml", proc_yaml("once", extra="  restart: never\n"))
         r.write("c.yaml", proc_yaml("onfail", command=("/bin/sh", "-c", "exit 0"), extra="  restart: on-failure\n"))
         r.commit()
-        self.reconcile(r, expect=None)
+        # converged: onfail's clean exit is what on-failure leaves stopped
+        self.reconcile(r, expect=0)
+        st = {x["name"]: x for x in self.status()["resources"]}
+        self.assertEqual(st["onfail"]["state"], "stopped", st)
+        self.assertEqual(st["onfail"]["detail"], "exited with status 0", st)
         pids = self.pids()
         for name in ("keep", "once"):
             os.kill(pids[name], signal.SIGKILL)
@@ -230,19 +239,30 @@ class Reconcile(Base):
         r = self.repo()
         r.write("a.yaml", proc_yaml("crash", command=("/bin/sh", "-c", "exit 3")))
         r.commit()
-        self.reconcile(r, expect=None)
+        res = self.reconcile(r, expect=None)
+        self.assert_rc_matches_state(res, "crash")
         waited = None
         for attempt in range(6):
             wait_for(lambda: not pid_alive(self.pids()["crash"]), what="the crash")
             res = self.reconcile(r, expect=None)
+            self.assert_rc_matches_state(res, "crash")
             if "restart backoff" in res.err:
                 waited = res
                 break
         self.assertIsNotNone(waited, "a crash loop is never held back")
         self.assertEqual(waited.rc, 1)
+        # the steps, the cap and the reset are unit_plan's
+        # test_restart_backoff_steps_cap_and_reset; here the first step shows
+        self.assertRegex(waited.err, r"exited with status 3; restart backoff, next try in [12]s")
         st = {x["name"]: x for x in self.status()["resources"]}
         self.assertLessEqual(st["crash"]["restarts"], attempt)
         self.assertIn("exited with status 3", self.status_detail("crash"))
+
+    def assert_rc_matches_state(self, res, name):
+        """A pass exits 0 exactly when name ends it running (a crash right
+        after the start may or may not have happened by its final look)."""
+        state = {x["name"]: x for x in self.status()["resources"]}[name]["state"]
+        self.assertEqual(res.rc, 0 if state == "running" else 1, (state, res))
 
     def status_detail(self, name):
         with open(os.path.join(self.state, "state.json")) as f:
@@ -525,22 +545,30 @@ class Agent(Base):
             f.write("topsecret\n")
         a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret)
         wait_for(lambda: "a" in self.pids(), what="first apply")
+        wait_for(lambda: self.passes(a) == 1, what="the first pass counted")
+        # with --interval 1h, the new commit is applied by the one pass SIGHUP
+        # asks for and no other: no bare sleep, the pass count tells
         r.write("b.yaml", proc_yaml("b"))
         r.commit()
-        time.sleep(0.5)
         self.assertNotIn("b", self.pids())
         a.send_signal(signal.SIGHUP)
-        wait_for(lambda: "b" in self.pids(), timeout=15, what="SIGHUP pass")
+        wait_for(lambda: "b" in self.pids() and self.passes(a) > 1, timeout=15, what="SIGHUP pass")
+        self.assertEqual(self.passes(a), 2)
+        self.assertEqual(self.agent_log().count("pass requested (SIGHUP or webhook)"), 1, self.agent_log())
         r.write("c.yaml", proc_yaml("c"))
         r.commit()
         body = b'{"ref": "refs/heads/main"}'
         self.assertEqual(self.http(a, "/hooks/git", data=body, headers={"X-Hub-Signature-256": "sha256=00"})[0], 401)
         self.assertEqual(self.http(a, "/hooks/git", data=body)[0], 401)
-        time.sleep(0.5)
+        # a webhook asks for its pass before it answers: a refused one has
+        # asked for nothing by the time its 401 is read
+        self.assertNotIn("webhook from", self.agent_log())
         self.assertNotIn("c", self.pids())
         sig = "sha256=" + hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()
         self.assertEqual(self.http(a, "/hooks/git", data=body, headers={"X-Hub-Signature-256": sig})[0], 202)
-        wait_for(lambda: "c" in self.pids(), timeout=15, what="webhook pass")
+        self.assertEqual(self.agent_log().count("webhook from"), 1, self.agent_log())
+        wait_for(lambda: "c" in self.pids() and self.passes(a) > 2, timeout=15, what="webhook pass")
+        self.assertEqual(self.passes(a), 3)
 
     def test_unreachable_remote_never_touches_workloads(self):
         r = self.repo()

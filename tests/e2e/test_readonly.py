@@ -12,7 +12,8 @@ import time
 import unittest
 import urllib.request
 
-from gwtest import GITWARD, HDR, binary_for_anyone, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import (GITWARD, HDR, TempDirTest, binary_for_anyone, free_port, pid_alive, proc_yaml, records, run,
+                    stop, wait_for)
 
 
 def snapshot(root):
@@ -48,9 +49,7 @@ class Base(TempDirTest):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         super().tearDown()
 
     def reconcile(self, repo, *args, expect=0, state=None):

@@ -11,7 +11,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from gwtest import CI, GITWARD, HDR, TempDirTest, free_port, proc_yaml, records, run, wait_for
+from gwtest import CI, GITWARD, HDR, TempDirTest, free_port, proc_yaml, records, run, wait_for, stop
 
 
 def need_age():
@@ -68,9 +68,7 @@ class Keys(TempDirTest):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         super().tearDown()
 
     def assert_nowhere(self, value, *texts):
@@ -159,8 +157,7 @@ class ProcessSecrets(Keys):
         for v in (self.secret, self.leaked):
             self.assert_nowhere(v, status, metrics, agent_log, read_proc(a.pid, "cmdline"),
                                 read_proc(a.pid, "environ"))
-        a.kill()
-        a.wait(timeout=10)
+        stop(a)
 
         # rotation: a new file replaces the workload, the plan names the file only
         old_pid = recs["app"]["pid"]

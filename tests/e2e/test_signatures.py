@@ -11,7 +11,7 @@ import tempfile
 import unittest
 import urllib.request
 
-from gwtest import GITWARD, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import GITWARD, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for, stop
 
 TOOLS = [t for t in ("ssh-keygen", "gpg", "gpgconf") if not shutil.which(t)]
 CI = bool(os.environ.get("CI"))  # under CI a missing tool fails, never skips
@@ -87,9 +87,7 @@ class Signatures(TempDirTest):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         kill_gpg(os.path.join(self.state, "gnupg"))
         super().tearDown()
 

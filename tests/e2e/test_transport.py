@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 from gitservers import CI, GitServers, SilentServer, free_port
-from gwtest import GITWARD, Repo, Result, proc_yaml, wait_for
+from gwtest import GITWARD, Repo, Result, proc_yaml, wait_for, stop
 
 # what a developer's shell may hold that would change how gitward authenticates
 SCRUB = ("SSH_AUTH_SOCK", "GITWARD_SSH_KEY", "GITWARD_GIT_USERNAME", "GITWARD_GIT_PASSWORD", "SSL_CERT_FILE",
@@ -58,9 +58,7 @@ class Servers(unittest.TestCase):
 
     def tearDown(self):
         for a in self.agents:
-            if a.poll() is None:
-                a.kill()
-                a.wait(timeout=10)
+            stop(a)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # ---- helpers -----------------------------------------------------------
@@ -511,7 +509,8 @@ class Timeouts(Servers):
         wait_for(lambda: self.agent_log(a).count("timed out") >= 2 or a.poll() is not None, timeout=60,
                  what="two passes that timed out")
         self.assertIsNone(a.poll(), self.agent_log(a))
-        self.assertGreaterEqual(self.passes(a, "git_error"), 2)
+        # the failure is logged before the pass is counted: wait for the count
+        wait_for(lambda: self.passes(a, "git_error") >= 2, timeout=15, what="two git_error passes counted")
         self.assertEqual(self.http(a, "/healthz"), (200, "ok\n"))
         self.stop_agent(a)
 

@@ -150,6 +150,33 @@ static void test_falls_back_to_version_and_refuses_old_engines(void **state)
 	stop(&f);
 }
 
+/* The /version reply of a real Podman 4.3.1 (recorded in unit/data): its
+ * ApiVersion 1.41 is what gitward speaks, and its MinAPIVersion (Podman's
+ * own 4.0.0, not an Engine API version) refuses nothing. */
+static void test_negotiates_with_a_recorded_podman_version_reply(void **state)
+{
+	(void)state;
+	char body[8192], reply[8400];
+	FILE *fp = fopen(GW_TEST_DATA "/podman-version.json", "r");
+	assert_non_null(fp);
+	size_t n = fread(body, 1, sizeof(body) - 1, fp);
+	fclose(fp);
+	assert_true(n > 0 && n < sizeof(body) - 1);
+	body[n] = '\0';
+	snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", n, body);
+	const struct route routes[] = { { "/_ping", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK" },
+					{ "/version", reply },
+					{ 0 } };
+	struct fake f;
+	struct gw_engine e;
+	struct gw_error err = { 0 };
+	start(&f, routes);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_string_equal(e.version, "1.41");
+	stop(&f);
+	assert_string_equal(f.seen[1], "GET /version");
+}
+
 static void test_newer_engines_are_capped_and_too_new_minimums_refused(void **state)
 {
 	(void)state;
@@ -260,6 +287,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_negotiates_from_ping_header),
 		cmocka_unit_test(test_falls_back_to_version_and_refuses_old_engines),
+		cmocka_unit_test(test_negotiates_with_a_recorded_podman_version_reply),
 		cmocka_unit_test(test_newer_engines_are_capped_and_too_new_minimums_refused),
 		cmocka_unit_test(test_engine_errors_keep_their_message),
 		cmocka_unit_test(test_unreachable_socket_is_named),

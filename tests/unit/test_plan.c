@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "gitward/apply.h"
 #include "gitward/plan.h"
 #include "helpers.h"
 
@@ -427,6 +428,31 @@ static void test_untrusted_text_is_escaped_in_text_and_kept_in_json(void **state
 	gw_diags_free(&d);
 }
 
+/* The restart policy's clock: 1 s, 2 s, 4 s ... doubling up to the 5 min
+ * cap, and a crash streak forgotten only after 60 s up. */
+static void test_restart_backoff_steps_cap_and_reset(void **state)
+{
+	(void)state;
+	assert_int_equal(gw_apply__backoff_ms(0), 1000);
+	assert_int_equal(gw_apply__backoff_ms(1), 1000);
+	assert_int_equal(gw_apply__backoff_ms(2), 2000);
+	assert_int_equal(gw_apply__backoff_ms(3), 4000);
+	assert_int_equal(gw_apply__backoff_ms(4), 8000);
+	assert_int_equal(gw_apply__backoff_ms(9), 256000);
+	assert_int_equal(gw_apply__backoff_ms(10), 300000); /* 512 s, capped */
+	assert_int_equal(gw_apply__backoff_ms(22), 300000);
+	assert_int_equal(gw_apply__backoff_ms(1000000), 300000); /* no overflow */
+
+	struct gw_observed o = { .state = GW_STATE_RUNNING, .started_at = 1000, .crash_streak = 5 };
+	assert_int_equal(gw_apply__crash_streak(&o, 1059), 5); /* 59 s up: still looping */
+	assert_int_equal(gw_apply__crash_streak(&o, 1060), 0); /* 60 s up: reset */
+	o.state = GW_STATE_STOPPED;
+	assert_int_equal(gw_apply__crash_streak(&o, 5000), 5); /* down: never reset */
+	o.state = GW_STATE_RUNNING;
+	o.started_at = 0;
+	assert_int_equal(gw_apply__crash_streak(&o, 5000), 5); /* start unknown */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -443,6 +469,7 @@ int main(void)
 		cmocka_unit_test(test_observed_converged),
 		cmocka_unit_test(test_errors_render_in_json),
 		cmocka_unit_test(test_untrusted_text_is_escaped_in_text_and_kept_in_json),
+		cmocka_unit_test(test_restart_backoff_steps_cap_and_reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,6 +65,13 @@ enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct
 int gw_apply_record_error(const struct gw_config *cfg, enum gw_run_result result, const char *message,
 			  struct gw_error *err);
 
+/* The restart policy's clock (exposed for its unit test): the wait before
+ * the next restart after the streak-th one in a row, 1 s, 2 s, 4 s ...
+ * capped at 5 min; and the crash streak an observed workload keeps (reset to
+ * 0 once it has run 60 s, now_s wall clock seconds). */
+int64_t gw_apply__backoff_ms(int streak);
+int gw_apply__crash_streak(const struct gw_observed *o, long long now_s);
+
 int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 		    struct gw_error *err);
 int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err);

@@ -12,6 +12,15 @@
 
 #define GW_ERROR_MSG_MAX 1024
 
+/* A child that leaves by execve or _exit never runs gcov's exit handler:
+ * under GW_COVERAGE it writes its counts first (a no-op otherwise). */
+#ifdef GW_COVERAGE
+void __gcov_dump(void);
+#define GW_COVERAGE_DUMP() __gcov_dump()
+#else
+#define GW_COVERAGE_DUMP() ((void)0)
+#endif
+
 /* Filled where a failure happens, iff the call fails; passed up untouched
  * with at most one context prefix per layer. */
 struct gw_error {
