@@ -19,6 +19,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "../../build")
 PASSES = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 GITWARD = os.path.join(BUILD, "agent/gitward")
+
+# the same readings as the CI soak (tests/e2e/test_soak.py): passes from /metrics,
+# descriptors without the per-workload pidfds
+sys.path.insert(0, os.path.join(HERE, "../e2e"))
+from gwtest import free_port  # noqa: E402
+from test_soak import open_fds, passes  # noqa: E402
+
 N = 100
 
 
@@ -26,34 +33,10 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
-def passes(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0
-    return sum(int(v) for v in re.findall(r'^gitward_sync_total\{result="[a-z_]+"\} (\d+)$', text, re.M))
 
 
-def open_fds(pid):
-    """Descriptors other than the pidfds the agent holds, one per running
-    workload, dropped and made anew around every pass."""
-    n = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            n += os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[pidfd]"
-        except OSError:
-            pass
-    return n
 
 
 def footprint(pid):
