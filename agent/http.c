@@ -275,8 +275,16 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 		free(h);
 		return gw_error_set(err, -EIO, "--listen %s: the HTTP server did not start", cfg->listen);
 	}
-	gw_log(GW_LOG_INFO, "", "endpoints on http://%s/ (healthz, metrics, status%s)", cfg->listen,
-	       cfg->webhook_secret_file ? ", hooks/git" : "");
+	/* the address bound, so port 0 (any free port) tells which one it got */
+	struct sockaddr_in bound;
+	socklen_t blen = sizeof(bound);
+	char ip[INET_ADDRSTRLEN] = "?";
+	if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+		inet_ntop(AF_INET, &bound.sin_addr, ip, sizeof(ip));
+	else
+		bound.sin_port = addr.sin_port;
+	gw_log(GW_LOG_INFO, "", "endpoints on http://%s:%u/ (healthz, metrics, status%s)", ip,
+	       (unsigned)ntohs(bound.sin_port), cfg->webhook_secret_file ? ", hooks/git" : "");
 	*out = h;
 	return 0;
 }

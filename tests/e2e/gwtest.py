@@ -2,6 +2,7 @@
 gitward binary with bounded waits."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -199,12 +200,48 @@ def binary_for_anyone(tmp):
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that is free right now."""
+    """A TCP port on 127.0.0.1 that was free when asked: another process may
+    take it before the caller binds it. Agents bind port 0 themselves
+    (LISTEN_ANY, agent_port); a server a test starts on a port of its
+    choosing goes through retry_port."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# an agent's --listen: any free port, bound by the agent itself and read back with agent_port
+LISTEN_ANY = "127.0.0.1:0"
+_ENDPOINTS = re.compile(r"endpoints on http://127\.0\.0\.1:([0-9]+)/")
+
+
+def agent_port(proc, log_path, timeout=30.0):
+    """The port an agent started with --listen LISTEN_ANY bound, as its log
+    tells it ("endpoints on http://127.0.0.1:PORT/"). Fails at once, with
+    the log, if the agent exits first."""
+    def bound():
+        with open(log_path, errors="replace") as f:
+            text = f.read()
+        m = _ENDPOINTS.search(text)
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            raise AssertionError(f"the agent exited with {proc.returncode} before listening:\n{text[-3000:]}")
+        return None
+    return wait_for(bound, timeout=timeout, step=0.05, what=f"the agent's endpoints line in {log_path}")
+
+
+def retry_port(start, attempts=5):
+    """start(port) on a port free a moment ago; start returns its result, or
+    None when the port was taken in between (its server could not bind):
+    then again on another port, at most `attempts` times."""
+    for _ in range(attempts):
+        port = free_port()
+        got = start(port)
+        if got is not None:
+            return port, got
+    raise AssertionError(f"no free port could be bound in {attempts} attempts")
 
 
 def fast_import(path, files, branch="main"):

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from gwtest import free_port, GITWARD, TempDirTest, pid_alive, proc_yaml, records, wait_for, stop
+from gwtest import agent_port, LISTEN_ANY, GITWARD, TempDirTest, pid_alive, proc_yaml, records, wait_for, stop
 
 SECRET = b"hook-secret-\xc3\xa9-42"
 SHA_A = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
@@ -139,14 +139,13 @@ class AgentBase(TempDirTest):
         super().tearDown()
 
     def agent(self, repo, *args, state=None):
-        port = free_port()
         self.log_path = os.path.join(self.tmp, "agent.log")
         with open(self.log_path, "w") as log:
             p = subprocess.Popen([GITWARD, "agent", "--repo", repo.path, "--state-dir", state or self.state,
-                                  "--node", "n1", "--listen", f"127.0.0.1:{port}", *args],
+                                  "--node", "n1", "--listen", LISTEN_ANY, *args],
                                  stdout=log, stderr=subprocess.STDOUT)
         self.agents.append(p)
-        p.port = port
+        p.port = agent_port(p, self.log_path)
         wait_for(lambda: self.http(p, "/healthz") == (200, "ok\n"), what="agent endpoints")
         return p
 

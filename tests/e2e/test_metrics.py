@@ -13,7 +13,8 @@ import tempfile
 import unittest
 import urllib.parse
 
-from gwtest import free_port, GITWARD, TempDirTest, pid_alive, proc_yaml, records, wait_for
+from gwtest import (agent_port, LISTEN_ANY, GITWARD, TempDirTest, pid_alive, proc_yaml, records, retry_port, stop,
+                    wait_for)
 
 # Under CI (any non-empty value) a missing promtool or prometheus fails.
 CI = bool(os.environ.get("CI"))
@@ -70,13 +71,12 @@ class MetricsBase(TempDirTest):
         self.assertEqual(codes, [0] * len(codes), log[-3000:])
 
     def agent(self, repo_path, *args):
-        port = free_port()
         self.log_path = os.path.join(self.tmp, "agent.log")
         with open(self.log_path, "w") as log:
             p = subprocess.Popen([GITWARD, "agent", "--repo", repo_path, "--state-dir", self.state, "--node", "n1",
-                                  "--listen", f"127.0.0.1:{port}", *args], stdout=log, stderr=subprocess.STDOUT)
+                                  "--listen", LISTEN_ANY, *args], stdout=log, stderr=subprocess.STDOUT)
         self.agents.append(p)
-        p.port = port
+        p.port = agent_port(p, self.log_path)
         wait_for(lambda: self.get(p, "/healthz")[0] == 200, what="agent endpoints")
         return p
 
@@ -228,7 +228,6 @@ class Conventions(MetricsBase):
 class RealPrometheus(MetricsBase):
     def prometheus(self, target):
         binary = need(PROMETHEUS, "prometheus")
-        port = free_port()
         d = tempfile.mkdtemp(prefix="gw-prom-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)
         conf = os.path.join(d, "prometheus.yml")
@@ -236,20 +235,25 @@ class RealPrometheus(MetricsBase):
             f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
                     "scrape_configs:\n  - job_name: gitward\n"
                     f"    static_configs:\n      - targets: ['{target}']\n")
-        log = open(os.path.join(d, "prometheus.log"), "w")
-        self.addCleanup(log.close)
-        p = subprocess.Popen([binary, f"--config.file={conf}", f"--storage.tsdb.path={d}/data",
-                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+        log_path = os.path.join(d, "prometheus.log")
 
-        def stop():
+        def start(port):
+            """prometheus on port, or None when another process took the port first"""
+            with open(log_path, "w") as log:
+                p = subprocess.Popen([binary, f"--config.file={conf}", f"--storage.tsdb.path={d}/data",
+                                      f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+            self.addCleanup(stop, p, 30)  # runs before the rmtree registered above
+
+            def log():
+                with open(log_path, errors="replace") as f:
+                    return f.read()
+            wait_for(lambda: p.poll() is not None or "Server is ready to receive web requests" in log(),
+                     timeout=60, what="prometheus to listen or exit")
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=10)
-        self.addCleanup(stop)  # runs before the rmtree registered above
+                return p
+            self.assertIn("address already in use", log())
+            return None
+        port, p = retry_port(start)
         p.port = port
         p.dir = d
         return p

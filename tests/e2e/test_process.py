@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.request
 
-from gwtest import free_port, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for, stop
+from gwtest import agent_port, LISTEN_ANY, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for, stop
 
 
 
@@ -60,12 +60,11 @@ class Base(TempDirTest):
         return {n: r["pid"] for n, r in records(self.state).items()}
 
     def agent(self, repo, *args):
-        port = free_port()
         with open(os.path.join(self.tmp, "agent.log"), "w") as log:
             p = subprocess.Popen([GITWARD, "agent", "--repo", repo.path, "--state-dir", self.state, "--node", "n1",
-                                  "--listen", f"127.0.0.1:{port}", *args], stdout=log, stderr=subprocess.STDOUT)
+                                  "--listen", LISTEN_ANY, *args], stdout=log, stderr=subprocess.STDOUT)
         self.agents.append(p)
-        p.port = port
+        p.port = agent_port(p, os.path.join(self.tmp, "agent.log"))
         wait_for(lambda: self.http(p, "/healthz") == (200, "ok\n"), what="agent endpoints")
         return p
 

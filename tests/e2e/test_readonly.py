@@ -12,8 +12,8 @@ import time
 import unittest
 import urllib.request
 
-from gwtest import (GITWARD, HDR, TempDirTest, binary_for_anyone, free_port, pid_alive, proc_yaml, records, run,
-                    stop, wait_for)
+from gwtest import (GITWARD, HDR, LISTEN_ANY, TempDirTest, agent_port, binary_for_anyone, pid_alive, proc_yaml,
+                    records, run, stop, wait_for)
 
 
 def snapshot(root):
@@ -69,12 +69,11 @@ class Base(TempDirTest):
         return res.json()
 
     def agent(self, repo, *args):
-        port = free_port()
         with open(os.path.join(self.tmp, "agent.log"), "w") as log:
             p = subprocess.Popen([GITWARD, "agent", "--repo", repo, "--state-dir", self.state, "--node", "n1",
-                                  "--listen", f"127.0.0.1:{port}", *args], stdout=log, stderr=subprocess.STDOUT)
+                                  "--listen", LISTEN_ANY, *args], stdout=log, stderr=subprocess.STDOUT)
         self.agents.append(p)
-        p.port = port
+        p.port = agent_port(p, os.path.join(self.tmp, "agent.log"))
         return p
 
     def agent_log(self):

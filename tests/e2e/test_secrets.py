@@ -11,7 +11,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from gwtest import CI, GITWARD, HDR, TempDirTest, free_port, proc_yaml, records, run, wait_for, stop
+from gwtest import CI, GITWARD, HDR, TempDirTest, agent_port, LISTEN_ANY, proc_yaml, records, run, wait_for, stop
 
 
 def need_age():
@@ -135,13 +135,13 @@ class ProcessSecrets(Keys):
                                 read_proc(shim, "environ"))
 
         # the agent: its endpoints, argv, environment and log
-        port = free_port()
         log = os.path.join(self.tmp, "agent.log")
         with open(log, "w") as f:
             a = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
-                                  "--interval", "1h", "--listen", f"127.0.0.1:{port}", "--age-identity", self.key,
+                                  "--interval", "1h", "--listen", LISTEN_ANY, "--age-identity", self.key,
                                   "--log-level", "debug"], stdout=f, stderr=subprocess.STDOUT)
         self.agents.append(a)
+        port = agent_port(a, log)
         wait_for(lambda: self.http(port, "/healthz")[0] in (200, 503), what="agent endpoints")
         def logged():
             with open(log) as f:

@@ -11,7 +11,7 @@ import tempfile
 import unittest
 import urllib.request
 
-from gwtest import GITWARD, TempDirTest, free_port, pid_alive, proc_yaml, records, run, wait_for, stop
+from gwtest import GITWARD, TempDirTest, agent_port, LISTEN_ANY, pid_alive, proc_yaml, records, run, wait_for, stop
 
 TOOLS = [t for t in ("ssh-keygen", "gpg", "gpgconf") if not shutil.which(t)]
 CI = bool(os.environ.get("CI"))  # under CI a missing tool fails, never skips
@@ -351,14 +351,13 @@ class Signatures(TempDirTest):
         r = self.repo()
         r.write("a.yaml", proc_yaml("a"))
         good = self.commit(r, "A", "ssh_good")
-        port = free_port()
         log_path = os.path.join(self.tmp, "agent.log")
         with open(log_path, "w") as log:
             a = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
-                                  "--listen", f"127.0.0.1:{port}", "--interval", "1s", "--verify-signatures",
+                                  "--listen", LISTEN_ANY, "--interval", "1s", "--verify-signatures",
                                   "--allowed-signers", self.allowed], stdout=log, stderr=subprocess.STDOUT)
         self.agents.append(a)
-        a.port = port
+        a.port = agent_port(a, log_path)
 
         def agent_log():
             with open(log_path) as f:

@@ -3,13 +3,12 @@ fetching from a real repository every pass. Memory and descriptors must stay
 flat after warm-up (the long version is tests/bench/bench_soak.py)."""
 import os
 import re
-import signal
 import subprocess
 import time
 import unittest
 import urllib.request
 
-from gwtest import GITWARD, TempDirTest, free_port, proc_yaml, wait_for
+from gwtest import GITWARD, LISTEN_ANY, TempDirTest, agent_port, proc_yaml, stop, wait_for
 
 N = 100
 WARMUP = 60
@@ -65,11 +64,13 @@ class Soak(TempDirTest):
         for i in range(N):
             r.write(f"apps/p{i:03}.yaml", proc_yaml(f"p{i:03}", ("/bin/sleep", "3600")))
         r.commit("100 processes")
-        port = free_port()
-        agent = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--path", "apps", "--state-dir", self.state,
-                                  "--interval", "100ms", "--listen", f"127.0.0.1:{port}"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        log_path = os.path.join(self.tmp, "agent.log")
+        with open(log_path, "w") as log:
+            agent = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--path", "apps", "--state-dir", self.state,
+                                      "--interval", "100ms", "--listen", LISTEN_ANY],
+                                     stdout=subprocess.DEVNULL, stderr=log)
         try:
+            port = agent_port(agent, log_path)
             wait_for(lambda: passes(port) >= WARMUP, timeout=240, step=0.2, what=f"{WARMUP} passes")
             rss0, dirty0, fds0 = memory(agent.pid)
             t0 = time.monotonic()
@@ -84,12 +85,9 @@ class Soak(TempDirTest):
                 self.assertLess(rss1 - rss0, 1024, "RSS grew by 1 MiB or more after warm-up")
                 self.assertLess(dirty1 - dirty0, 1024, "private memory grew by 1 MiB or more after warm-up")
         finally:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                _, err = agent.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                _, err = agent.communicate()
+            stop(agent, timeout=60)
+            with open(log_path, errors="replace") as f:
+                err = f.read()
         self.assertEqual(agent.returncode, 0, err[-3000:])
         self.assertNotIn("LeakSanitizer", err)
 

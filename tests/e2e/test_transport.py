@@ -7,14 +7,15 @@ import os
 import shutil
 import signal
 import subprocess
+import socket
 import tempfile
 import time
 import unittest
 import urllib.error
 import urllib.request
 
-from gitservers import CI, GitServers, SilentServer, free_port
-from gwtest import GITWARD, Repo, Result, proc_yaml, wait_for, stop
+from gitservers import CI, GitServers, SilentServer
+from gwtest import GITWARD, LISTEN_ANY, agent_port, Repo, Result, proc_yaml, wait_for, stop
 
 # what a developer's shell may hold that would change how gitward authenticates
 SCRUB = ("SSH_AUTH_SOCK", "GITWARD_SSH_KEY", "GITWARD_GIT_USERNAME", "GITWARD_GIT_PASSWORD", "SSL_CERT_FILE",
@@ -180,16 +181,15 @@ class Servers(unittest.TestCase):
     # ---- agent -------------------------------------------------------------
 
     def agent(self, url, state, *args, env=None):
-        port = free_port()
         log = os.path.join(self.tmp, self.unique("agent") + ".log")
         with open(log, "w") as f:
             p = subprocess.Popen([GITWARD, "agent", "--repo", url, "--state-dir", state, "--node", "n1",
-                                  "--listen", f"127.0.0.1:{port}", "--interval", "1s", *args],
+                                  "--listen", LISTEN_ANY, "--interval", "1s", *args],
                                  stdout=f, stderr=subprocess.STDOUT,
                                  env={**{k: v for k, v in os.environ.items() if k not in SCRUB},
                                       **self.env(**(env or {}))})
-        p.port, p.log = port, log
         self.agents.append(p)
+        p.port, p.log = agent_port(p, log), log
         wait_for(lambda: self.http(p, "/healthz") == (200, "ok\n") or p.poll() is not None, timeout=30,
                  what="agent endpoints")
         self.assertIsNone(p.poll(), self.agent_log(p))
@@ -418,10 +418,15 @@ class Trust(Servers):
     def test_closed_port_then_the_right_url(self):
         _, _, name, c1 = self.publish()
         st = self.state_dir()
-        self.fails(f"http://127.0.0.1:{free_port()}/{name}.git", st, fragments=("cannot reach the remote",))
+        # a port bound by this test and never listened on: connections to it are refused
+        closed = socket.socket()
+        self.addCleanup(closed.close)
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        self.fails(f"http://127.0.0.1:{port}/{name}.git", st, fragments=("cannot reach the remote",))
         self.ok(self.url("http", name), st, commit=c1)
         # the same with runs that keep a cache: the failed first clone leaves none behind
-        res = run("reconcile", "--repo", f"http://127.0.0.1:{free_port()}/{name}.git", "--state-dir", st,
+        res = run("reconcile", "--repo", f"http://127.0.0.1:{port}/{name}.git", "--state-dir", st,
                   "--node", "n1", "--path", "none", env=self.env(), timeout=120)
         self.assertEqual(res.rc, 1, res)
         self.assertIn("cannot reach the remote", res.err)
