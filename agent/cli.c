@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <jansson.h>
 #include <unistd.h>
@@ -433,13 +434,28 @@ static void log_json(enum gw_log_level level, const char *key, const struct gw_l
 	json_decref(o);
 }
 
+/* stderr is the journal itself: JOURNAL_STREAM names its device and inode
+ * ("DEV:INO"), as systemd sets it. A child whose stderr went elsewhere (a
+ * file, a pipe) inherits the variable but not the stream: no prefixes there. */
+static int stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	int end = 0;
+	struct stat st;
+
+	if (!v || sscanf(v, "%llu:%llu%n", &dev, &ino, &end) != 2 || v[end] != '\0' || fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void cli_install_logging(const struct gw_config *cfg)
 {
 	enum gw_log_level min = GW_LOG_INFO;
 	if (cfg->log_level)
 		gw_log_level_parse(&min, cfg->log_level);
 	static int journald;
-	journald = getenv("JOURNAL_STREAM") != NULL; /* under systemd: sd-daemon priority prefixes */
+	journald = stderr_is_journal(); /* under systemd: sd-daemon priority prefixes */
 	gw_log_set_handler(cfg->log_format && !strcmp(cfg->log_format, "json") ? log_json : log_text, &journald, min);
 }
 

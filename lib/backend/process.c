@@ -211,10 +211,11 @@ static bool lock_held(const char *path)
  * rather than planning a second start that would find the lock taken. */
 static void settle_inflight(const char *dir, const char *name)
 {
-	char lock[4096 + 256], rec[4096 + 256];
+	char lock[4096 + 256], rec[4096 + 256], key[200];
 	int64_t deadline = gw_monotonic_ms() + INFLIGHT_WAIT_MS;
 	bool said = false;
 
+	snprintf(key, sizeof(key), "Process/%s", name);
 	snprintf(lock, sizeof(lock), "%s/%s.lock", dir, name);
 	snprintf(rec, sizeof(rec), "%s/%s.json", dir, name);
 	while (lock_held(lock)) {
@@ -225,12 +226,12 @@ static void settle_inflight(const char *dir, const char *name)
 		if (shim > 1 && gw_proc_alive(shim, shim_start))
 			break; /* the holder is the recorded supervisor */
 		if (gw_monotonic_ms() >= deadline) {
-			gw_log(GW_LOG_WARN, name, "its supervisor did not finish starting within %ds",
+			gw_log(GW_LOG_WARN, key, "its supervisor did not finish starting within %ds",
 			       INFLIGHT_WAIT_MS / 1000);
 			break;
 		}
 		if (!said)
-			gw_log(GW_LOG_INFO, name, "waiting for its supervisor to finish starting");
+			gw_log(GW_LOG_INFO, key, "waiting for its supervisor to finish starting");
 		said = true;
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
@@ -550,11 +551,12 @@ out:
 static int process_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 			   struct gw_error *err)
 {
-	char path[4096], why[300] = "no run record names it";
+	char path[4096], why[300] = "no run record names it", key[200];
 	int sig = r ? gw_resource_stop_signal(r) : SIGTERM;
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 	int rc = 0;
 
+	snprintf(key, sizeof(key), "Process/%s", o->name);
 	record_path(path, sizeof(path), ctx, o->name, "json");
 	json_t *rec = gw_record_load(path);
 	long long rec_pid = json_integer_value(json_object_get(rec, "pid"));
@@ -572,7 +574,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 			goto out;
 		}
 		if (w < 0) {
-			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
+			gw_log(GW_LOG_WARN, key, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
 			       gw_signal_to_string(sig));
 			gw_proc_signal(o->pid, SIGKILL);
 			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0) {
@@ -588,7 +590,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 		long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
 		long long shim_start = json_integer_value(json_object_get(rec, "shim_start_time"));
 		if (shim > 1 && gw_proc_wait_gone(shim, shim_start, 5000) < 0)
-			gw_log(GW_LOG_WARN, o->name, "supervisor pid %lld still running", shim);
+			gw_log(GW_LOG_WARN, key, "supervisor pid %lld still running", shim);
 	}
 	json_decref(rec);
 	rec = gw_record_load(path);

@@ -133,12 +133,18 @@ class Logs(TempDirTest):
         # replace it: the stop names the pid
         r.write("a.yaml", proc_yaml("a", extra="  env: {V: \"2\"}\n"))
         r.commit()
-        env = dict(os.environ)
-        env["JOURNAL_STREAM"] = "8:1234"
-        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, env=env)
-        self.assertEqual(res.rc, 0, res)
-        self.assertIn(f"<6>info Process/a: update: stopping pid {pid}\n", res.err)
-        self.assertNotRegex(res.err, TS)
+        # under journald: JOURNAL_STREAM names stderr's device and inode
+        err_path = os.path.join(self.tmp, "journal")
+        with open(err_path, "w") as err:
+            st = os.fstat(err.fileno())
+            env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+            rc = subprocess.run([GITWARD, "reconcile", "--repo", r.path, "--state-dir", self.state], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err, timeout=120).returncode
+        with open(err_path) as f:
+            err = f.read()
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"<6>info Process/a: update: stopping pid {pid}\n", err)
+        self.assertNotRegex(err, TS)
         del head
 
     def test_json_logs_have_milliseconds_and_fields(self):

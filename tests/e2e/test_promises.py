@@ -3,16 +3,33 @@ workload, a numeric uid runs it (known to the user database or not), tcp and
 http health checks of a Process (healthy, and refused), the agent with
 --listen off listens nowhere, and an agent whose --listen address is taken
 exits 1 naming it."""
+import http.server
 import os
 import socket
 import subprocess
+import threading
 import unittest
 
-from gwtest import CI, GITWARD, free_port, TempDirTest, pid_alive, proc_yaml, records, run, stop, wait_for
+from gwtest import CI, GITWARD, TempDirTest, pid_alive, proc_yaml, records, run, stop, wait_for
 
 # stops on INT or TERM, saying which it got
 TRAP = ("trap 'echo INT > {out}; exit 0' INT; trap 'echo TERM > {out}; exit 0' TERM; "
         "while :; do sleep 0.1; done")
+
+
+class Quiet(http.server.BaseHTTPRequestHandler):
+    """200 to every GET, remembering the paths asked, logging nothing."""
+    paths = []
+
+    def do_GET(self):
+        Quiet.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, *args):
+        pass
 
 
 def read(path):
@@ -82,19 +99,28 @@ class Workloads(TempDirTest):
         return {x["name"]: x for x in st["resources"]}[name]
 
     def test_tcp_and_http_health_checks_of_a_process(self):
-        port = free_port()
-        server = ("/usr/bin/python3", "-m", "http.server", str(port), "--bind", "127.0.0.1")
-        checks = {"tcp": f"tcp: {{address: \"127.0.0.1:{port}\"}}",
-                  "http": f"http: {{url: \"http://127.0.0.1:{port}/\"}}"}
+        # the servers the checks probe are this test's, on ports they bound themselves
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        tcp_port = listening.getsockname()[1]
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        self.addCleanup(web.server_close)
+        self.addCleanup(web.shutdown)
+        http_port = web.server_address[1]
         r = self.repo()
-        r.write("web.yaml", proc_yaml("web", command=server, extra=f"  healthCheck:\n    {checks['tcp']}\n"
-                                                                  "    interval: 1s\n    retries: 20\n"))
-        r.write("byhttp.yaml", proc_yaml("byhttp", extra=f"  dependsOn: [web]\n  healthCheck:\n    {checks['http']}\n"
+        r.write("bytcp.yaml", proc_yaml("bytcp", extra=f"  healthCheck:\n    tcp: {{address: \"127.0.0.1:{tcp_port}\"}}\n"
+                                                       "    interval: 1s\n    retries: 20\n"))
+        r.write("byhttp.yaml", proc_yaml("byhttp", extra="  dependsOn: [bytcp]\n  healthCheck:\n"
+                                                         f"    http: {{url: \"http://127.0.0.1:{http_port}/ok\"}}\n"
                                                          "    interval: 1s\n    retries: 20\n"))
         r.commit()
         self.reconcile(r)
-        self.assertEqual(self.health_of("web")["health"], "healthy")
+        self.assertEqual(self.health_of("bytcp")["health"], "healthy")
         self.assertEqual(self.health_of("byhttp")["health"], "healthy")
+        self.assertIn("/ok", Quiet.paths)
 
     def test_a_refused_tcp_check_is_unhealthy(self):
         # a bound socket that does not listen: connections to it are refused

@@ -1,0 +1,322 @@
+"""Host-side promises of the README that no other module pins: limits,
+the clean environment, the SIGKILL fallback after a stopSignal, dependents
+waiting for health, the pid-reuse check, a dry-run over a corrupt state
+file, journald priority prefixes, SIGINT to the agent and the pass counts
+of /metrics by result."""
+import http.client
+import json
+import os
+import pwd
+import re
+import signal
+import subprocess
+import time
+import unittest
+
+from gwtest import (GITWARD, LISTEN_ANY, TempDirTest, agent_port, pid_alive, proc_yaml, records, run, stop,
+                    wait_for)
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def read(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def environ_of(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(e.decode().split("=", 1) for e in f.read().split(b"\0") if e)
+
+
+def limits_of(pid):
+    """{name: (soft, hard)} from /proc/<pid>/limits."""
+    out = {}
+    for line in read(f"/proc/{pid}/limits").splitlines()[1:]:
+        m = re.match(r"^(.+?)\s{2,}(\S+)\s+(\S+)", line)
+        if m:
+            out[m.group(1)] = (m.group(2), m.group(3))
+    return out
+
+
+def start_time(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+class Host(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.victims = []
+
+    def tearDown(self):
+        for p in self.victims:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        super().tearDown()
+
+    def reconcile(self, r, *args, expect=0, env=None):
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", *args, env=env)
+        if expect is not None:
+            self.assertEqual(res.rc, expect, res)
+        return res
+
+    def pids(self):
+        return {n: rec["pid"] for n, rec in records(self.state).items()}
+
+    def test_limits_are_the_workloads_rlimits(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a", extra="  limits: {openFiles: 4096, processes: 777, memory: 256Mi}\n"))
+        r.write("b.yaml", proc_yaml("b"))  # no limits: the agent's own
+        r.commit()
+        self.reconcile(r)
+        lim = limits_of(self.pids()["a"])
+        self.assertEqual(lim["Max open files"], ("4096", "4096"))
+        self.assertEqual(lim["Max processes"], ("777", "777"))
+        self.assertEqual(lim["Max address space"], ("268435456", "268435456"))
+        mine = limits_of(os.getpid())
+        other = limits_of(self.pids()["b"])
+        self.assertEqual(other["Max address space"], mine["Max address space"])
+        self.assertEqual(other["Max processes"], mine["Max processes"])
+
+    def test_the_workload_gets_a_clean_environment(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a", extra="  env: {MODE: prod, PATH: /opt/bin}\n"))
+        r.write("b.yaml", proc_yaml("b"))
+        r.commit()
+        # what the agent's caller holds never reaches a workload
+        leak = {"LEAK_TOKEN": "s3cr3t", "NOTIFY_SOCKET": "/nonexistent", "JOURNAL_STREAM": "1:2", "LD_PRELOAD": "",
+                "HOME": "/root/elsewhere", "GIT_DIR": "/tmp/x", "LANG": "C.UTF-8"}
+        self.reconcile(r, env=leak)
+        pids = self.pids()
+        # the user it runs as (the agent's, without `user`) from the user database; env wins, even over PATH
+        me = pwd.getpwuid(os.geteuid())
+        who = {"HOME": me.pw_dir, "USER": me.pw_name, "LOGNAME": me.pw_name}
+        self.assertEqual(environ_of(pids["a"]), {"PATH": "/opt/bin", **who, "MODE": "prod"})
+        self.assertEqual(environ_of(pids["b"]), {"PATH": PATH, **who})
+        # and the supervisor's environment holds none of it either
+        shim = records(self.state)["b"]["shim_pid"]
+        self.assertEqual(set(environ_of(shim)) & set(leak), set())
+
+    def test_a_workload_ignoring_its_stop_signal_is_killed_after_its_stop_timeout(self):
+        r = self.repo()
+        script = "trap '' INT; trap 'exit 0' TERM; while :; do sleep 0.1; done"
+        r.write("a.yaml", proc_yaml("a", command=("/bin/sh", "-c", script),
+                                    extra="  stopSignal: INT\n  stopTimeout: 1s\n"))
+        r.write("keep.yaml", proc_yaml("keep"))
+        r.commit()
+        self.reconcile(r)
+        old = self.pids()["a"]
+        r.remove("a.yaml")
+        r.commit()
+        t0 = time.monotonic()
+        res = self.reconcile(r)
+        took = time.monotonic() - t0
+        # INT ignored, TERM never sent (it would have ended it at once): KILL after the second
+        self.assertIn("Process/a: did not stop within 1000ms of SIGINT: killing\n", res.err)
+        self.assertGreaterEqual(took, 1.0)
+        self.assertFalse(pid_alive(old))
+        self.assertEqual(sorted(records(self.state)), ["keep"])
+
+    def test_dependents_wait_until_their_dependency_is_healthy(self):
+        r = self.repo()
+        flag = os.path.join(self.tmp, "ready")
+        seen = os.path.join(self.tmp, "seen")
+        # a is healthy once it made the flag, over a second after its start
+        r.write("a.yaml", proc_yaml("a", command=("/bin/sh", "-c", f"sleep 1.5; : > {flag}; exec sleep 300"),
+                                    extra=f"  healthCheck:\n    exec: {{command: [/usr/bin/test, -e, {flag}]}}\n"
+                                          "    interval: 1s\n    timeout: 1s\n    retries: 30\n"))
+        # b writes whether the flag was there when it started
+        r.write("b.yaml", proc_yaml("b", command=("/bin/sh", "-c",
+                                                  f"if test -e {flag}; then echo after; else echo before; fi > {seen};"
+                                                  " exec sleep 300"), extra="  dependsOn: [a]\n"))
+        r.commit()
+        self.reconcile(r)
+        wait_for(lambda: os.path.exists(seen) and read(seen), what="b's start")
+        self.assertEqual(read(seen), "after\n")
+
+    def test_dependents_of_an_unhealthy_resource_are_never_started(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a", extra="  healthCheck:\n    exec: {command: [/bin/false]}\n"
+                                               "    interval: 1s\n    timeout: 1s\n    retries: 2\n"))
+        r.write("b.yaml", proc_yaml("b", extra="  dependsOn: [a]\n"))
+        r.write("c.yaml", proc_yaml("c", extra="  dependsOn: [b]\n"))
+        r.write("d.yaml", proc_yaml("d"))
+        r.commit()
+        res = self.reconcile(r, "--output", "json", expect=1)
+        doc = res.json()
+        self.assertEqual(doc["result"], {"converged": False, "ok": 1, "failed": 1, "waiting": 2}, res)
+        self.assertEqual(sorted(self.pids()), ["a", "d"])
+        st = {x["name"]: x for x in run("status", "--output", "json", "--state-dir", self.state).json()["resources"]}
+        self.assertEqual((st["a"]["state"], st["a"]["health"]), ("running", "unhealthy"))
+        self.assertEqual(st["a"]["detail"], "unhealthy: /bin/false exited with status 1")
+        for name, dep in (("b", "a"), ("c", "b")):
+            self.assertEqual((st[name]["state"], st[name]["pid"], st[name]["detail"]),
+                             ("pending", None, f"waiting for Process/{dep}"))
+
+    def test_a_record_whose_pid_was_reused_is_never_signalled(self):
+        r = self.repo()
+        r.write("keep.yaml", proc_yaml("keep"))
+        r.commit()
+        self.reconcile(r)
+        # the record of a workload that died, whose pid now belongs to another process
+        v = subprocess.Popen(["/bin/sleep", "300"], start_new_session=True)
+        self.victims.append(v)
+        keep = records(self.state)["keep"]
+        rec = dict(keep, pid=v.pid, start_time=start_time(v.pid) - 1)
+        with open(os.path.join(self.state, "run", "process", "gone.json"), "w") as f:
+            json.dump(rec, f)
+        res = self.reconcile(r, "--dry-run", expect=2)
+        self.assertIn("  - Process/gone         delete\n", res.out)
+        # its deletion forgets the record and signals nothing
+        self.reconcile(r)
+        self.assertTrue(pid_alive(v.pid))
+        self.assertEqual(sorted(records(self.state)), ["keep"])
+        self.assertEqual(self.pids()["keep"], keep["pid"])
+        # in Git under that name, it is started afresh beside the stranger
+        with open(os.path.join(self.state, "run", "process", "gone.json"), "w") as f:
+            json.dump(rec, f)
+        r.write("gone.yaml", proc_yaml("gone"))
+        r.commit()
+        res = self.reconcile(r)
+        self.assertTrue(pid_alive(v.pid))
+        fresh = self.pids()["gone"]
+        self.assertNotEqual(fresh, v.pid)
+        self.assertTrue(pid_alive(fresh))
+
+    def test_a_dry_run_over_a_corrupt_state_file_reports_it_and_writes_nothing(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.commit()
+        self.reconcile(r)
+        before = self.pids()
+        path = os.path.join(self.state, "state.json")
+        bad = b'{"version": 1, "resources": [{"kind": "Proc'
+        with open(path, "wb") as f:
+            f.write(bad)
+        mtime = os.stat(path).st_mtime_ns
+        r.write("b.yaml", proc_yaml("b"))
+        r.commit()
+        res = self.reconcile(r, "--dry-run", expect=1)
+        self.assertIn(f"{path}:1:43: state file is corrupt: premature end of input near '\"Proc'; "
+                      "observing the node without it\n", res.err)
+        # the plan is still made, against what runs
+        self.assertIn("  + Process/b            create\n", res.out)
+        self.assertNotIn("Process/a", res.out)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), bad)
+        self.assertEqual(os.stat(path).st_mtime_ns, mtime)
+        self.assertEqual(self.pids(), before)
+        self.assertTrue(pid_alive(before["a"]))
+
+    def test_journald_prefixes_only_when_stderr_is_the_journal(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a", command=("/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"),
+                                    extra="  stopTimeout: 1s\n"))
+        r.write("bad.yaml", proc_yaml("bad", command=("/nonexistent/program",), extra="  restart: never\n"))
+        r.commit()
+        err_path = os.path.join(self.tmp, "stderr")
+
+        def reconcile_into_file(stream):
+            with open(err_path, "w") as err:
+                st = os.fstat(err.fileno())
+                env = dict(os.environ, JOURNAL_STREAM=stream(st))
+                p = subprocess.run([GITWARD, "reconcile", "--repo", r.path, "--state-dir", self.state],
+                                   stdout=subprocess.PIPE, stderr=err, env=env, timeout=120, text=True)
+            return p.returncode, read(err_path)
+
+        # the variable names this very stream: sd-daemon priorities, no timestamps
+        rc, err = reconcile_into_file(lambda st: f"{st.st_dev}:{st.st_ino}")
+        self.assertEqual(rc, 1, err)
+        pid = self.pids()["a"]
+        self.assertIn(f"<6>info Process/a: create: started pid {pid}\n", err)
+        self.assertIn("<3>error Process/bad: create failed: exec /nonexistent/program: No such file or directory\n",
+                      err)
+        r.remove("a.yaml")
+        r.commit()
+        rc, err = reconcile_into_file(lambda st: f"{st.st_dev}:{st.st_ino}")
+        self.assertIn("<4>warn Process/a: did not stop within 1000ms of SIGTERM: killing\n", err)
+        self.assertTrue(all(re.match(r"^<[3-7]>[a-z]+ ", line) for line in err.splitlines()), err)
+        # inherited from a unit but stderr went elsewhere (another inode), or not DEV:INO: plain text lines
+        for n, stream in enumerate((lambda st: f"{st.st_dev}:{st.st_ino + 1}", lambda st: "not-a-stream")):
+            r.write(f"c{n}.yaml", proc_yaml(f"c{n}"))
+            r.commit()
+            rc, err = reconcile_into_file(stream)
+            self.assertRegex(err, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info Process/c%d: create: started pid "
+                                  r"%d\n$" % (n, self.pids()[f"c{n}"]))
+
+
+class Agent(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.agents = []
+
+    def tearDown(self):
+        for a in self.agents:
+            stop(a)
+        super().tearDown()
+
+    def agent(self, r, *args):
+        self.log_path = os.path.join(self.tmp, "agent.log")
+        with open(self.log_path, "w") as log:
+            p = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                                  "--interval", "1h", "--listen", LISTEN_ANY, *args],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        self.agents.append(p)
+        p.port = agent_port(p, self.log_path)
+        return p
+
+    def metrics(self, a):
+        c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=5)
+        try:
+            c.request("GET", "/metrics")
+            resp = c.getresponse()
+            self.assertEqual(resp.status, 200)
+            body = resp.read().decode()
+        finally:
+            c.close()
+        return {m.group(1): float(m.group(2))
+                for m in re.finditer(r"^([a-z_]+(?:\{[^}]*\})?) ([-+0-9.e]+)$", body, re.M)}
+
+    def test_sigint_stops_the_agent_with_exit_0_and_workloads_keep_running(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.commit()
+        a = self.agent(r)
+        wait_for(lambda: "a" in records(self.state) and "pass done" in read(self.log_path), what="the first pass")
+        pid = records(self.state)["a"]["pid"]
+        a.send_signal(signal.SIGINT)
+        self.assertEqual(a.wait(timeout=30), 0, read(self.log_path))
+        self.assertIn("agent stopping; workloads keep running", read(self.log_path))
+        self.assertTrue(pid_alive(pid))
+        self.assertEqual(records(self.state)["a"]["pid"], pid)
+
+    def test_metrics_count_an_invalid_commit_and_keep_the_good_one(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        good = r.commit()
+        a = self.agent(r)
+        wait_for(lambda: self.metrics(a).get('gitward_sync_total{result="success"}') == 1, what="the first pass")
+        r.write("b.yaml", "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: b}\nspec: {comand: [x]}\n")
+        r.commit()
+        a.send_signal(signal.SIGHUP)
+        m = wait_for(lambda: (lambda m: m if m.get('gitward_sync_total{result="invalid"}') == 1 else None)(
+            self.metrics(a)), what="the invalid pass counted")
+        self.assertEqual(m['gitward_sync_total{result="success"}'], 1)
+        for result in ("not_converged", "git_error", "error", "unverified"):
+            self.assertEqual(m[f'gitward_sync_total{{result="{result}"}}'], 0, result)
+        info = [k for k in m if k.startswith("gitward_commit_info{")]
+        self.assertEqual(len(info), 1, info)
+        self.assertTrue(info[0].startswith(f'gitward_commit_info{{commit="{good}",'), info)
+        self.assertEqual(m[info[0]], 1)
+        self.assertEqual(m['gitward_resources{kind="Process",state="running"}'], 1)
+        self.assertEqual(m['gitward_resource_converged{kind="Process",name="a"}'], 1)
+        self.assertGreaterEqual(m["gitward_last_attempt_timestamp_seconds"],
+                                m["gitward_last_success_timestamp_seconds"])
+        self.assertEqual(m["gitward_pass_duration_seconds_count"], 2)
+        self.assertNotIn("b", records(self.state))
+
+
+if __name__ == "__main__":
+    unittest.main()
