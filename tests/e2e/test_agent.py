@@ -356,12 +356,16 @@ class Stopping(AgentBase):
 
     def test_sigterm_during_a_health_wait_stops_within_seconds(self):
         r = self.repo()
-        r.write("a.yaml", proc_yaml("a", extra=self.NEVER_HEALTHY))
+        probed = os.path.join(self.tmp, "probed")
+        # never healthy; each probe leaves a mark, so the test knows the health wait runs
+        r.write("a.yaml", proc_yaml("a", extra="  healthCheck:\n"
+                                               f"    exec: {{command: [/bin/sh, -c, \"echo >> {probed}; exit 1\"]}}\n"
+                                               "    interval: 5s\n    retries: 100\n"))
         r.commit()
         a = self.agent(r, "--interval", "1h")
         wait_for(lambda: "a" in self.pids(), what="the start")
         pid = self.pids()["a"]
-        time.sleep(0.5)  # inside the health wait (up to 300 s)
+        wait_for(lambda: os.path.exists(probed), what="the first probe of the health wait (up to 500 s)")
         self.assertNotIn("pass done", self.log())
         self.stop_within(a, 5)
         self.assertTrue(pid_alive(pid))
@@ -372,7 +376,9 @@ class Stopping(AgentBase):
 
     def test_sigterm_during_a_long_stop_timeout_leaves_the_old_workload_recorded(self):
         r = self.repo()
-        stubborn = ("/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done")
+        termed = os.path.join(self.tmp, "termed")
+        # survives TERM, and says it got it
+        stubborn = ("/bin/sh", "-c", f"trap 'echo TERM >> {termed}' TERM; while :; do sleep 0.2; done")
         r.write("a.yaml", proc_yaml("a", command=stubborn, extra="  env: {V: \"1\"}\n  stopTimeout: 1h\n"))
         r.write("b.yaml", proc_yaml("b"))
         r.commit()
@@ -385,7 +391,7 @@ class Stopping(AgentBase):
         r.commit()
         a.send_signal(signal.SIGHUP)
         wait_for(lambda: f"Process/a: update: stopping pid {old}\n" in self.log(), timeout=15, what="the update")
-        time.sleep(0.3)
+        wait_for(lambda: os.path.exists(termed), what="the SIGTERM of the stop, whose timeout is an hour")
         self.stop_within(a, 5)
         self.assertTrue(pid_alive(old))
         self.assertEqual(self.pids()["a"], old)

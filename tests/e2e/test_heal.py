@@ -94,7 +94,9 @@ class Heal(AgentBase):
         wait_for(lambda: entry()["state"] == "running", what="status running")
         since_running = entry()["since"]
         self.assertRegex(since_running, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-        time.sleep(1.1)  # the clock must move on for "since" to tell the states apart
+        # "since" has a resolution of a second: the death must come in a later one to tell the states apart
+        wait_for(lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > since_running, timeout=5, step=0.05,
+                 what="the next second")
         os.kill(pid, signal.SIGKILL)
         # the interval is an hour: only the agent's own watch can record it
         wait_for(lambda: entry()["state"] in ("stopped", "failed"), timeout=BOUND, step=0.05,
