@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <errno.h>
 #include <signal.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -296,6 +297,138 @@ static void test_nofollow_read_refuses_links_and_fifos(void **state)
 	rmdir(dir);
 }
 
+/* Reads of every size and kind: empty, larger than its first buffer, a
+ * /proc file whose size stat() does not tell, a folder. */
+static void test_file_read_sizes_and_kinds(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gw-util-XXXXXX", path[256];
+	struct gw_error err;
+	char *data = NULL, *big = malloc(100000);
+	size_t len = 1;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/empty", dir);
+	assert_int_equal(gw_file_write_atomic(path, "", 0, &err), 0);
+	assert_int_equal(gw_file_read(&data, &len, path, 100, &err), 0);
+	assert_int_equal(len, 0);
+	assert_string_equal(data, "");
+	free(data);
+	for (int i = 0; i < 100000; i++)
+		big[i] = (char)('a' + i % 26);
+	snprintf(path, sizeof(path), "%s/big", dir);
+	assert_int_equal(gw_file_write_atomic(path, big, 100000, &err), 0);
+	assert_int_equal(gw_file_read(&data, &len, path, 100000, &err), 0);
+	assert_int_equal(len, 100000);
+	assert_memory_equal(data, big, 100000);
+	free(data);
+	data = NULL;
+	assert_int_equal(gw_file_read(&data, &len, path, 99999, &err), -EFBIG);
+	assert_null(data);
+	assert_string_equal(err.msg, "file larger than 99999 bytes");
+	/* st_size 0, content all the same: read until the end, not the size */
+	assert_int_equal(gw_file_read(&data, &len, "/proc/self/status", 1 << 20, &err), 0);
+	assert_true(len > 100);
+	assert_non_null(strstr(data, "\nPid:\t"));
+	free(data);
+	data = NULL;
+	assert_int_equal(gw_file_read(&data, NULL, dir, 100, &err), -EINVAL);
+	assert_string_equal(err.msg, "not a regular file");
+	assert_string_equal(err.file, dir);
+	assert_int_equal(gw_file_read(&data, NULL, "/nonexistent/x", 4, &err), -ENOENT);
+	assert_string_equal(err.msg, "cannot open: No such file or directory");
+	assert_null(data);
+	free(big);
+	assert_int_equal(gw_rm_rf(dir), 0);
+}
+
+static int count_entries(const char *dir)
+{
+	int n = 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* A write that cannot land leaves the old file and no temporary behind. */
+static void test_atomic_write_failures_leave_nothing(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gw-util-XXXXXX", path[256], want[300], longp[5000];
+	struct gw_error err;
+	char *data = NULL;
+	assert_non_null(mkdtemp(dir));
+	/* the target is a folder that holds something: the rename fails */
+	snprintf(path, sizeof(path), "%s/d", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(want, sizeof(want), "%s/d/keep", dir);
+	assert_int_equal(gw_file_write_atomic(want, "k", 1, &err), 0);
+	assert_true(gw_file_write_atomic(path, "new", 3, &err) < 0);
+	assert_string_equal(err.file, path);
+	assert_memory_equal(err.msg, "cannot write: ", 14);
+	assert_int_equal(count_entries(dir), 1); /* d only: no d.tmp.PID */
+	assert_int_equal(gw_file_read(&data, NULL, want, 10, &err), 0);
+	assert_string_equal(data, "k");
+	free(data);
+	/* a folder that does not exist: the temporary cannot be made */
+	snprintf(path, sizeof(path), "%s/missing/f", dir);
+	assert_int_equal(gw_file_write_atomic(path, "x", 1, &err), -ENOENT);
+	snprintf(want, sizeof(want), "%s.tmp.%d", path, (int)getpid());
+	assert_string_equal(err.file, want);
+	assert_string_equal(err.msg, "cannot create: No such file or directory");
+	/* a path too long for its temporary's name */
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	assert_int_equal(gw_file_write_atomic(longp, "x", 1, &err), -ENAMETOOLONG);
+	assert_memory_equal(err.msg, "/aaaa", 5); /* the path, cut to the message size */
+	assert_int_equal(gw_rm_rf(dir), 0);
+}
+
+static void test_mkdir_p_and_rm_rf(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gw-util-XXXXXX", path[256], file[256], outside[256], link[300];
+	struct gw_error err;
+	struct stat st;
+	char *data = NULL;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a/b/c/", dir);
+	assert_int_equal(gw_mkdir_p(path, 0750, &err), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(gw_mkdir_p(path, 0750, &err), 0); /* again: already there */
+	/* a file in the way */
+	snprintf(file, sizeof(file), "%s/a/file", dir);
+	assert_int_equal(gw_file_write_atomic(file, "x", 1, &err), 0);
+	snprintf(path, sizeof(path), "%s/a/file/sub", dir);
+	assert_int_equal(gw_mkdir_p(path, 0700, &err), -ENOTDIR);
+	assert_string_equal(err.file, path);
+	assert_string_equal(err.msg, "cannot create directory: Not a directory");
+	snprintf(path, sizeof(path), "%s/a/file/sub/deeper", dir);
+	assert_int_equal(gw_mkdir_p(path, 0700, &err), -ENOTDIR);
+	snprintf(path, sizeof(path), "%s/a/file/sub", dir);
+	assert_string_equal(err.file, path);
+	assert_int_equal(gw_mkdir_p("", 0700, &err), -ENAMETOOLONG);
+	assert_string_equal(err.msg, ": bad directory path");
+	/* rm -rf: a link inside is removed, never followed */
+	snprintf(outside, sizeof(outside), "%s.outside", dir);
+	assert_int_equal(gw_file_write_atomic(outside, "keep", 4, &err), 0);
+	snprintf(link, sizeof(link), "%s/a/b/link", dir);
+	assert_int_equal(symlink(outside, link), 0);
+	assert_int_equal(gw_rm_rf(dir), 0);
+	assert_int_equal(lstat(dir, &st), -1);
+	assert_int_equal(gw_file_read(&data, NULL, outside, 10, &err), 0);
+	assert_string_equal(data, "keep");
+	free(data);
+	assert_int_equal(gw_rm_rf(dir), 0); /* nothing there: nothing to do */
+	assert_int_equal(gw_rm_rf(outside), 0); /* a single file */
+	assert_int_equal(lstat(outside, &st), -1);
+}
+
 /* A child that does not lead its process group, and its own group. */
 static pid_t spawn_sleeper(int own_group)
 {
@@ -385,6 +518,9 @@ int main(void)
 		cmocka_unit_test(test_spawn_capture_bounds_output_and_time),
 		cmocka_unit_test(test_config_verify_signatures_needs_keys),
 		cmocka_unit_test(test_nofollow_read_refuses_links_and_fifos),
+		cmocka_unit_test(test_file_read_sizes_and_kinds),
+		cmocka_unit_test(test_atomic_write_failures_leave_nothing),
+		cmocka_unit_test(test_mkdir_p_and_rm_rf),
 		cmocka_unit_test(test_signal_refuses_everything_pids),
 		cmocka_unit_test(test_signal_reaches_a_group_only_when_pid_leads_it),
 		cmocka_unit_test(test_cancel_ends_sleeps_and_process_waits),
