@@ -3,13 +3,17 @@ the clean environment, the SIGKILL fallback after a stopSignal, dependents
 waiting for health, the pid-reuse check, a dry-run over a corrupt state
 file, journald priority prefixes, SIGINT to the agent and the pass counts
 of /metrics by result."""
+import base64
 import http.client
+import http.server
 import json
 import os
 import pwd
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -316,6 +320,94 @@ class Agent(TempDirTest):
                                 m["gitward_last_success_timestamp_seconds"])
         self.assertEqual(m["gitward_pass_duration_seconds_count"], 2)
         self.assertNotIn("b", records(self.state))
+
+
+class AskingForAPassword(http.server.BaseHTTPRequestHandler):
+    """A Git server that answers every request with 401 Basic, remembering
+    the Authorization headers it was sent."""
+    auths = []
+
+    def do_GET(self):
+        AskingForAPassword.auths.append(self.headers.get("Authorization"))
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="git"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Fetch(TempDirTest):
+    """How the fetch process refuses before or while it talks to a remote:
+    each a clear error, exit 1, nothing cached, nothing run."""
+
+    def dry_run(self, repo, *args):
+        res = run("reconcile", "--dry-run", "--repo", repo, "--state-dir", self.state, *args, timeout=60)
+        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.out, "")
+        self.assertFalse(os.path.exists(os.path.join(self.state, "repo.git")), "a failed clone left a cache")
+        return res.err
+
+    def test_a_missing_ca_file_is_refused_before_connecting(self):
+        err = self.dry_run("https://127.0.0.1:1/x.git", "--ca-file", "/nonexistent/ca.pem")
+        self.assertEqual(err, "gitward: error: https://127.0.0.1:1/x.git: --ca-file /nonexistent/ca.pem: "
+                              "No such file or directory\n")
+
+    def test_a_bracketed_ipv6_remote_that_refuses(self):
+        try:
+            closed = socket.socket(socket.AF_INET6)
+            closed.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        self.addCleanup(closed.close)
+        url = f"http://[::1]:{closed.getsockname()[1]}/x.git"
+        err = self.dry_run(url)
+        self.assertEqual(err, f"gitward: error: {url}: cannot reach the remote: failed to connect to ::1: "
+                              "Connection refused\n")
+
+    def test_a_repo_that_is_a_file(self):
+        path = os.path.join(self.tmp, "file")
+        with open(path, "w") as f:
+            f.write("x\n")
+        err = self.dry_run(path)
+        self.assertEqual(err, f"gitward: error: {path} is not a directory (--repo takes a URL or a Git "
+                              "repository)\n")
+
+    def test_password_files_and_a_refused_password(self):
+        AskingForAPassword.auths = []
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AskingForAPassword)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = f"http://127.0.0.1:{server.server_address[1]}/x.git"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GITWARD_")}
+        missing = os.path.join(self.tmp, "missing")
+
+        def refused(*args):
+            res = run("reconcile", "--dry-run", "--repo", url, "--state-dir", self.state, "--git-username", "ops",
+                      *args, timeout=60, env=env)
+            self.assertEqual(res.rc, 1, res)
+            return res.err
+
+        self.assertEqual(refused("--git-password-file", missing),
+                         f"gitward: error: {url}: --git-password-file {missing}: cannot open: No such file or "
+                         "directory\n")
+        two = os.path.join(self.tmp, "two-lines")
+        with open(two, "w") as f:
+            f.write("first\nsecond\n")
+        self.assertEqual(refused("--git-password-file", two),
+                         f"gitward: error: {url}: --git-password-file {two}: expected one line\n")
+        self.assertEqual(AskingForAPassword.auths, [None, None])  # nothing sent from a bad file
+        good = os.path.join(self.tmp, "token")
+        with open(good, "w") as f:
+            f.write("t0ken-\u00e9\r\n")
+        err = refused("--git-password-file", good)
+        self.assertEqual(err, f"gitward: error: {url}: authentication failed for user ops: the server refused the "
+                              "password or token\n")
+        self.assertNotIn("t0ken", err)
+        sent = "Basic " + base64.b64encode("ops:t0ken-\u00e9".encode()).decode()
+        self.assertEqual(AskingForAPassword.auths[2:], [None, sent])  # once, without the line end
 
 
 if __name__ == "__main__":
