@@ -410,5 +410,136 @@ class Fetch(TempDirTest):
         self.assertEqual(AskingForAPassword.auths[2:], [None, sent])  # once, without the line end
 
 
+class Outputs(TempDirTest):
+    """The machine-readable outputs of diff and reconcile --dry-run on
+    errors and per node, and the formats a command does not print."""
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.repo()
+        self.r.write("a.yaml", proc_yaml("a"))
+        self.base = self.r.commit("a")
+        self.r.git("checkout", "-q", "-b", "feature")
+        self.r.write("b.yaml", proc_yaml("b"))
+        self.head = self.r.commit("b")
+        self.nodes = os.path.join(self.tmp, "nodes.yaml")
+        with open(self.nodes, "w") as f:
+            f.write("nodes:\n  - name: web-01\n    labels: {role: edge}\n  - name: db-01\n")
+        self.missing = (f'ref "nosuch" not found in {self.r.path} (no such branch, tag or commit): give a branch, '
+                        "a tag or a commit id (at least 7 digits)")
+
+    def gw(self, *args, expect):
+        res = run(*args, timeout=60)
+        self.assertEqual(res.rc, expect, res)
+        return res
+
+    def diff(self, *args, expect):
+        return self.gw("diff", "--repo", self.r.path, "--state-dir", self.state, *args, expect=expect)
+
+    def dry_run(self, *args, expect):
+        return self.gw("reconcile", "--dry-run", "--repo", self.r.path, "--state-dir", self.state, "--node", "n1",
+                       *args, expect=expect)
+
+    def test_diff_errors_in_json_and_github(self):
+        res = self.diff("--base", "nosuch", "--ref", "feature", "--output", "json", expect=1)
+        doc = res.json()
+        self.assertEqual((doc["commit"], doc["ref"], doc["actions"]), (self.head, "feature", []))
+        self.assertEqual(doc["errors"], [{"file": None, "line": None, "column": None,
+                                          "message": "--base: " + self.missing}])
+        self.assertEqual(res.err, f"gitward: error: --base: {self.missing}\n")
+        res = self.diff("--base", "nosuch", "--ref", "feature", "--output", "github", expect=1)
+        self.assertEqual(res.out, f"::error::--base: {self.missing}\n")
+
+    def test_diff_json_per_node_of_an_inventory(self):
+        res = self.diff("--base", "main", "--ref", "feature", "--output", "json", "--nodes", self.nodes, expect=2)
+        doc = res.json()
+        self.assertEqual({k: doc[k] for k in ("commit", "base", "ref", "errors")},
+                         {"commit": self.head, "base": self.base, "ref": "feature", "errors": []})
+        self.assertEqual([n["node"] for n in doc["nodes"]], ["web-01", "db-01"])
+        for n in doc["nodes"]:
+            self.assertEqual([(a["name"], a["action"]) for a in n["actions"]], [("b", "create")])
+            self.assertEqual(n["summary"], {"create": 1, "update": 0, "delete": 0, "restart": 0, "unchanged": 1})
+        self.assertFalse(os.path.exists(self.state))
+
+    def test_diff_warns_of_a_base_with_problems_and_compares_its_valid_resources(self):
+        self.r.git("checkout", "-q", "main")
+        self.r.write("bad.yaml", proc_yaml("bad", extra="  restart: sometimes\n"))
+        base = self.r.commit("a broken base")
+        res = self.diff("--base", base, "--ref", "feature", expect=2)
+        self.assertEqual(res.err, f"gitward: warning: the base commit {base[:12]} has 1 problem; its valid "
+                                  "resources are compared\n")
+        self.assertEqual(res.out, "  + Process/b            create\n"
+                                  "Plan: 1 to create, 0 to update, 0 to delete, 0 to restart, 1 unchanged.\n")
+
+    def test_dry_run_errors_and_plans_in_github_and_markdown(self):
+        res = self.dry_run("--ref", "nosuch", "--output", "github", expect=1)
+        self.assertEqual(res.out, f"::error::{self.missing}\n")
+        res = self.dry_run("--ref", "nosuch", "--output", "markdown", expect=1)
+        self.assertEqual(res.out, "### gitward plan\n\nThe commit could not be planned.\n\n**Errors** (nothing of "
+                                  f"this commit would be applied):\n\n- {self.missing}\n")
+        res = self.dry_run("--ref", "feature", "--output", "github", expect=2)
+        self.assertEqual(res.out, "::notice title=gitward plan::n1: 2 to create, 0 to update, 0 to delete, 0 to "
+                                  "restart, 0 unchanged.\n")
+
+    def test_formats_a_command_does_not_print_are_usage_errors(self):
+        res = self.gw("status", "--output", "markdown", "--state-dir", self.state, expect=64)
+        self.assertEqual(res.err, "gitward: --output: status prints text or json\n")
+        res = self.gw("validate", "--output", "markdown", self.r.path, expect=64)
+        self.assertEqual(res.err, "gitward: --output: validate prints text, json or github\n")
+        res = self.diff("--base", "main", "--bogus", expect=64)
+        self.assertIn('gitward: unknown option "--bogus"', res.err)
+        self.assertEqual(res.out, "")
+
+
+class Listening(TempDirTest):
+    """--listen and --webhook-secret-file: what an agent accepts, what it
+    refuses before it applies anything."""
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.repo()
+        self.r.write("a.yaml", proc_yaml("a"))
+        self.r.commit()
+
+    def refused(self, *args):
+        res = run("agent", "--repo", self.r.path, "--state-dir", self.state, "--interval", "1h", *args, timeout=60)
+        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(records(self.state), {}, "an agent that refused its options applied something")
+        return res.err
+
+    def test_bad_listen_host_and_webhook_secrets_exit_1_before_any_pass(self):
+        self.assertEqual(self.refused("--listen", "nothost:1"),
+                         "gitward: error: --listen nothost:1: expected an IPv4 address and a port\n")
+        missing = os.path.join(self.tmp, "missing.secret")
+        self.assertIn(f"{missing}: --webhook-secret-file: cannot open: No such file or directory",
+                      self.refused("--listen", LISTEN_ANY, "--webhook-secret-file", missing))
+        empty = os.path.join(self.tmp, "empty.secret")
+        with open(empty, "w") as f:
+            f.write("\n")
+        self.assertEqual(self.refused("--listen", LISTEN_ANY, "--webhook-secret-file", empty),
+                         f"gitward: error: --webhook-secret-file {empty} is empty\n")
+
+    def test_localhost_names_the_address_it_bound(self):
+        # (loopback only: "*" would listen on every interface of this machine)
+        for listen, shown in (("localhost:0", "127.0.0.1"),):
+            log_path = os.path.join(self.tmp, "agent.log")
+            with open(log_path, "w") as log:
+                a = subprocess.Popen([GITWARD, "agent", "--repo", self.r.path, "--state-dir", self.state,
+                                      "--interval", "1h", "--listen", listen], stdout=log, stderr=subprocess.STDOUT)
+            try:
+                m = wait_for(lambda: re.search(r"endpoints on http://([0-9.]+):([0-9]+)/ \(healthz, metrics, "
+                                               r"status\)\n", read(log_path)) or a.poll() is not None,
+                             what="the endpoints line")
+                self.assertIsNot(m, True, read(log_path))
+                self.assertEqual(m.group(1), shown)
+                c = http.client.HTTPConnection("127.0.0.1", int(m.group(2)), timeout=5)
+                c.request("GET", "/healthz")
+                self.assertEqual(c.getresponse().status, 200)
+                c.close()
+            finally:
+                stop(a)
+            self.assertEqual(a.returncode, 0, read(log_path))
+
+
 if __name__ == "__main__":
     unittest.main()
