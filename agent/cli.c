@@ -103,6 +103,31 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* glibc's getopt_long takes a prefix shared by several options as the first
+ * of them when they all take the same kind of argument (--git for
+ * --git-username): refuse it, as an ambiguous option, with a usage error. */
+static bool prefix_of_several(const struct option *opts, int idx, char **argv)
+{
+	const char *tok = argv[optind - 1];
+	if (optarg && optarg == argv[optind - 1] && optind >= 2)
+		tok = argv[optind - 2]; /* "--name value" */
+	if (strncmp(tok, "--", 2) != 0)
+		return false;
+	const char *name = tok + 2;
+	size_t len = strcspn(name, "="), n = 0;
+	if (len == strlen(opts[idx].name))
+		return false; /* exact */
+	for (const struct option *o = opts; o->name; o++)
+		n += strncmp(o->name, name, len) == 0;
+	if (n < 2)
+		return false;
+	char esc[300], shown[300];
+	snprintf(esc, sizeof(esc), "%.*s", (int)(len < 200 ? len : 200), name);
+	gw_escape(shown, sizeof(shown), esc);
+	cli_usage_error(argv[0], "option \"--%s\" is ambiguous (--%s or another)", shown, opts[idx].name);
+	return true;
+}
+
 int cli_option_error(const char *cmd, const struct option *opts, char **argv)
 {
 	const char *arg = optind > 0 ? argv[optind - 1] : NULL;
@@ -179,6 +204,10 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 		}
 		if (c == '?') {
 			cli_option_error(argv[0], opts, argv);
+			rc = CLI_STOP_USAGE;
+			goto out;
+		}
+		if (prefix_of_several(opts, idx, argv)) {
 			rc = CLI_STOP_USAGE;
 			goto out;
 		}

@@ -541,5 +541,51 @@ class Listening(TempDirTest):
             self.assertEqual(a.returncode, 0, read(log_path))
 
 
+class Usage(TempDirTest):
+    """Usage errors exit 64 with their cause, before anything is read or run."""
+
+    def usage(self, *args, message):
+        res = run(*args, timeout=60)
+        self.assertEqual(res.rc, 64, res)
+        self.assertEqual(res.out, "")
+        self.assertEqual(res.err.splitlines()[0], "gitward: " + message)
+        self.assertFalse(os.path.exists(self.state), "a usage error created the state dir")
+        return res
+
+    def test_usage_errors(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.commit()
+        self.usage("agent", "--state-dir", self.state,
+                   message="--repo is required: the Git repository to read (URL or local path)")
+        self.usage("status", "--state-dir", self.state, "stray", message='unexpected argument "stray"')
+        self.usage("validate", "-q", r.path, message='unknown option "-q"')
+        # a prefix of several options is none of them (glibc took the first one)
+        for args in (("--git", "x"), ("--git=x",)):
+            self.usage("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, *args,
+                       message='option "--git" is ambiguous (--git-username or another)')
+        # a prefix of one option is that option
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--no-pr", "--nod", "n1",
+                  "--output", "text", timeout=60)
+        self.assertEqual((res.rc, res.out), (2, "  + Process/a            create\nPlan: 1 to create, 0 to update, "
+                                                "0 to delete, 0 to restart, 0 unchanged.\n"), res)
+
+    def test_version_flag_is_the_version_command(self):
+        a, b = run("--version"), run("version")
+        self.assertEqual((a.rc, b.rc), (0, 0))
+        self.assertRegex(a.out, r"^gitward \d+\.\d+\.\d+\n")
+        self.assertEqual(a.out, b.out)
+
+    def test_github_annotations_escape_their_properties_and_data(self):
+        d = os.path.join(self.tmp, "m")
+        os.makedirs(d)
+        with open(os.path.join(d, "a,b:c%.yaml"), "w") as f:
+            f.write(proc_yaml("a", extra="  restart: \"50%x\"\n"))
+        res = run("validate", "--output", "github", d)
+        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.out, f"::error file={d}/a%2Cb%3Ac%25.yaml,line=6,col=12::spec.restart: expected one "
+                                  "of always, on-failure or never, got \"50%25x\"\n")
+
+
 if __name__ == "__main__":
     unittest.main()
