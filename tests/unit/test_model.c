@@ -156,9 +156,54 @@ static void test_kind_and_signal_tables_round_trip(void **state)
 	assert_true(gw_signal_from_string(&sig, "NOPE") < 0);
 }
 
+/* envFiles: what each line form gives, and the first bad line named by
+ * number, never by its value. */
+static void test_envfile_forms_and_a_bad_line(void **state)
+{
+	(void)state;
+	struct gw_strmap m = { 0 };
+	char why[300] = "";
+	char data[] = "# a comment\n"
+		      "\n"
+		      "  PLAIN=one\n"
+		      "\tTABBED=two\r\n"
+		      "export EXPORTED=three\n"
+		      "DQ=\"four five\"\n"
+		      "SQ='six'\n"
+		      "MIXED=\"seven'\n"
+		      "EMPTY=\n"
+		      "ONE=\"\n"
+		      "EQ=a=b\n"
+		      "PLAIN=last wins";
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", data, why, sizeof(why)), 0);
+	assert_string_equal(gw_strmap_get(&m, "PLAIN"), "last wins");
+	assert_string_equal(gw_strmap_get(&m, "TABBED"), "two");
+	assert_string_equal(gw_strmap_get(&m, "EXPORTED"), "three");
+	assert_string_equal(gw_strmap_get(&m, "DQ"), "four five");
+	assert_string_equal(gw_strmap_get(&m, "SQ"), "six");
+	assert_string_equal(gw_strmap_get(&m, "MIXED"), "\"seven'");
+	assert_string_equal(gw_strmap_get(&m, "EMPTY"), "");
+	assert_string_equal(gw_strmap_get(&m, "ONE"), "\"");
+	assert_string_equal(gw_strmap_get(&m, "EQ"), "a=b");
+	assert_null(gw_strmap_get(&m, "export EXPORTED"));
+	gw_strmap_free(&m);
+	char bad[] = "A=1\nsecret-value-without-equals\n";
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", bad, why, sizeof(why)), -1);
+	assert_string_equal(why, "envFiles: f: line 2 is not KEY=VALUE");
+	gw_strmap_free(&m);
+	char noname[] = "=value\n";
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", noname, why, sizeof(why)), -1);
+	assert_string_equal(why, "envFiles: f: line 1 is not KEY=VALUE");
+	gw_strmap_free(&m);
+	assert_int_equal(gw_envfile_load(&m, "/nonexistent/secret.env", why, sizeof(why)), -1);
+	assert_string_equal(why, "envFiles: /nonexistent/secret.env: cannot open: No such file or directory");
+	gw_strmap_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_envfile_forms_and_a_bad_line),
 		cmocka_unit_test(test_canonical_form_is_exact),
 		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
 		cmocka_unit_test(test_hash_changes_with_the_spec),

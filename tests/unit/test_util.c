@@ -238,6 +238,12 @@ static void test_spawn_capture_bounds_output_and_time(void **state)
 	assert_int_equal(gw_spawn_capture(&status, &out, &errout, hang, NULL, 0, 100, 200, &err), -ETIMEDOUT);
 	assert_true(gw_monotonic_ms() - t0 < 5000);
 	assert_string_equal(err.msg, "sleep: killed after 200ms without an answer");
+	/* its output closed, the program never exits: killed at the bound all the same */
+	char *const mute[] = { "/bin/sh", "-c", "exec >&- 2>&-; exec sleep 30", NULL };
+	t0 = gw_monotonic_ms();
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, mute, NULL, 0, 100, 300, &err), -ETIMEDOUT);
+	assert_true(gw_monotonic_ms() - t0 < 5000);
+	assert_string_equal(err.msg, "/bin/sh: killed after 300ms without exiting");
 	assert_int_equal(gw_spawn_capture(&status, &out, &errout, missing, NULL, 0, 100, 1000, &err), -ENOENT);
 	assert_string_equal(err.msg, "cannot run gw-no-such-program: No such file or directory");
 	gw_strbuf_free(&out);
@@ -429,6 +435,40 @@ static void test_mkdir_p_and_rm_rf(void **state)
 	assert_int_equal(lstat(outside, &st), -1);
 }
 
+static void test_log_levels_parse_and_the_default_sink(void **state)
+{
+	(void)state;
+	enum gw_log_level l = GW_LOG_DEBUG;
+	assert_int_equal(gw_log_level_parse(&l, "ERROR"), 0);
+	assert_int_equal(l, GW_LOG_ERROR);
+	assert_int_equal(gw_log_level_parse(&l, "warning"), 0);
+	assert_int_equal(l, GW_LOG_WARN);
+	assert_int_equal(gw_log_level_parse(&l, "Debug"), 0);
+	assert_int_equal(l, GW_LOG_DEBUG);
+	assert_int_equal(gw_log_level_parse(&l, "verbose"), -EINVAL);
+	assert_int_equal(l, GW_LOG_DEBUG);
+	assert_string_equal(gw_log_level_name(GW_LOG_WARN), "warn");
+	assert_string_equal(gw_log_level_name((enum gw_log_level)9), "info");
+	/* without a handler: "level key: msg" on stderr, one line, escaped */
+	int p[2], saved = dup(STDERR_FILENO);
+	assert_int_equal(pipe(p), 0);
+	dup2(p[1], STDERR_FILENO);
+	gw_log_set_handler(NULL, NULL, GW_LOG_INFO);
+	gw_log(GW_LOG_DEBUG, "Process/a", "not shown");
+	gw_log(GW_LOG_WARN, "Process/a", "two\nlines");
+	gw_log(GW_LOG_ERROR, "", "no key");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(p[1]);
+	char buf[256];
+	ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_string_equal(buf, "warn Process/a: two\\nlines\nerror no key\n");
+}
+
 /* A child that does not lead its process group, and its own group. */
 static pid_t spawn_sleeper(int own_group)
 {
@@ -521,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_file_read_sizes_and_kinds),
 		cmocka_unit_test(test_atomic_write_failures_leave_nothing),
 		cmocka_unit_test(test_mkdir_p_and_rm_rf),
+		cmocka_unit_test(test_log_levels_parse_and_the_default_sink),
 		cmocka_unit_test(test_signal_refuses_everything_pids),
 		cmocka_unit_test(test_signal_reaches_a_group_only_when_pid_leads_it),
 		cmocka_unit_test(test_cancel_ends_sleeps_and_process_waits),
