@@ -471,6 +471,32 @@ class Outputs(TempDirTest):
         self.assertEqual(res.out, "  + Process/b            create\n"
                                   "Plan: 1 to create, 0 to update, 0 to delete, 0 to restart, 1 unchanged.\n")
 
+    def test_markdown_escapes_values_and_masks_secret_keys(self):
+        self.r.write("a.yaml", proc_yaml("a", extra="  env: {API_TOKEN: s3cr3t, MODE: \"<b>|&`x`\"}\n"
+                                                     "  workingDir: /srv\n"))
+        self.r.write("long.yaml", proc_yaml("a-rather-long-resource-name-here"))
+        head = self.r.commit("c")
+        res = self.diff("--base", "main", "--ref", "feature", "--node", "n1", "--output", "markdown", expect=2)
+        self.assertEqual(res.out, (
+            "### gitward plan\n\n"
+            f"Commit <code>{head[:12]}</code> (<code>feature</code>) against <code>{self.base[:12]}</code>.\n\n"
+            "**n1**: 2 to create, 1 to update, 0 to delete, 0 to restart, 0 unchanged.\n\n"
+            "| | Resource | Action | Detail |\n|:-:|---|---|---|\n"
+            "| ~ | Process/a | update | 2 fields changed |\n"
+            "| + | Process/a-rather-long-resource-name-here | create |  |\n"
+            "| + | Process/b | create |  |\n\n"
+            "<details><summary>Field changes on n1</summary>\n\n"
+            "| Resource | Field | From | To |\n|---|---|---|---|\n"
+            "| Process/a | <code>env</code> | <code>(unset)</code> | "
+            "<code>{\"API_TOKEN\":\"***\",\"MODE\":\"&lt;b&gt;&#124;&amp;&#96;x&#96;\"}</code> |\n"
+            "| Process/a | <code>workingDir</code> | <code>(unset)</code> | <code>\"/srv\"</code> |\n\n"
+            "</details>\n"))
+        self.assertNotIn("s3cr3t", res.out)
+        # the text plan, for people at a terminal, widens its column to the longest name
+        res = self.diff("--base", "main", "--ref", "feature", "--node", "n1", expect=2)
+        self.assertIn("  + Process/a-rather-long-resource-name-here create\n", res.out)
+        self.assertIn("  + Process/b                                create\n", res.out)
+
     def test_dry_run_errors_and_plans_in_github_and_markdown(self):
         res = self.dry_run("--ref", "nosuch", "--output", "github", expect=1)
         self.assertEqual(res.out, f"::error::{self.missing}\n")
