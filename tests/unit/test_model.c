@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* Canonical form and spec hash: stable under formatting, key order and
  * explicit defaults; sensitive to every real change. */
 #include <setjmp.h>
@@ -5,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 
 #include <cmocka.h>
 
@@ -200,10 +203,106 @@ static void test_envfile_forms_and_a_bad_line(void **state)
 	gw_strmap_free(&m);
 }
 
+/* Run argv (feeding in), return its stdout; the test fails if it does not exit 0. */
+static char *run_tool(char *const *argv, const char *in, size_t inlen, size_t *outlen)
+{
+	struct gw_strbuf out, errout;
+	struct gw_error e;
+	int status = -1;
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, argv, in, inlen, 1u << 20, 30000, &e), 0);
+	assert_int_equal(status, 0);
+	gw_strbuf_free(&errout);
+	if (outlen)
+		*outlen = out.len;
+	if (!out.s)
+		return calloc(1, 1);
+	return out.s;
+}
+
+/* secretEnvFiles through the real age: armored and binary files, the kinds
+ * of failure told apart, a plaintext over the bound, a bad line leaving the
+ * environment untouched. */
+static void test_secret_env_files_through_age(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gw-age-XXXXXX", id[300], why[600];
+	assert_non_null(mkdtemp(dir));
+	snprintf(id, sizeof(id), "%s/id.txt", dir);
+	char *const keygen[] = { "age-keygen", "-o", id, NULL };
+	free(run_tool(keygen, NULL, 0, NULL));
+	char *const pub[] = { "age-keygen", "-y", id, NULL };
+	char *recipient = run_tool(pub, NULL, 0, NULL);
+	recipient[strcspn(recipient, "\n")] = '\0';
+	char *const armor[] = { "age", "-a", "-r", recipient, NULL };
+	char *const binary[] = { "age", "-r", recipient, NULL };
+	struct gw_strmap m = { 0 };
+	size_t len;
+
+	char *c = run_tool(armor, "A=1\nB='two'\n", 12, &len);
+	assert_int_equal(gw_secret_env_load(&m, id, "s/a.env.age", c, len, why, sizeof(why)), 0);
+	assert_string_equal(gw_strmap_get(&m, "A"), "1");
+	assert_string_equal(gw_strmap_get(&m, "B"), "two");
+	free(c);
+	gw_strmap_free(&m);
+
+	/* a bad line: nothing of the file is taken */
+	gw_strmap_set(&m, "KEEP", "k");
+	c = run_tool(binary, "C=3\nnot a pair\n", 15, &len);
+	assert_int_equal(gw_secret_env_load(&m, id, "s/b.env.age", c, len, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "secretEnvFiles: s/b.env.age: line 2 is not KEY=VALUE");
+	assert_null(gw_strmap_get(&m, "C"));
+	assert_string_equal(gw_strmap_get(&m, "KEEP"), "k");
+	/* cut short: the payload does not authenticate */
+	assert_int_equal(gw_secret_env_load(&m, id, "s/b.env.age", c, len - 5, why, sizeof(why)), -EBADMSG);
+	assert_string_equal(why, "secretEnvFiles: s/b.env.age: age could not decrypt it (exit status 1)");
+	free(c);
+
+	static const char header[] = "age-encryption.org/v1\n-> X25519 garbage\n---\n";
+	assert_int_equal(gw_secret_env_load(&m, id, "s/c.env.age", header, strlen(header), why, sizeof(why)), -EBADMSG);
+	assert_string_equal(why, "secretEnvFiles: s/c.env.age: malformed age file (its header does not parse)");
+	assert_int_equal(gw_secret_env_load(&m, id, "s/d.env", "A=1\n", 4, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "secretEnvFiles: s/d.env: not an age-encrypted file (age-encryption.org/v1)");
+
+	/* over the bound once decrypted */
+	size_t big = GW_SECRET_FILE_MAX + 100;
+	char *plain = malloc(big);
+	memset(plain, 'a', big);
+	memcpy(plain, "X=", 2);
+	c = run_tool(binary, plain, big, &len);
+	assert_int_equal(gw_secret_env_load(&m, id, "s/e.env.age", c, len, why, sizeof(why)), -EFBIG);
+	snprintf(plain, big, "secretEnvFiles: s/e.env.age: decrypts to more than %u bytes", GW_SECRET_FILE_MAX);
+	assert_string_equal(why, plain);
+	free(plain);
+
+	/* age missing from PATH: named as such */
+	char *path = strdup(getenv("PATH"));
+	setenv("PATH", dir, 1);
+	int rc = gw_secret_env_load(&m, id, "s/e.env.age", c, len, why, sizeof(why));
+	setenv("PATH", path, 1);
+	free(path);
+	assert_int_equal(rc, -ENOENT);
+	assert_string_equal(why, "secretEnvFiles: s/e.env.age: cannot run age: No such file or directory");
+	free(c);
+
+	assert_int_equal(gw_secret_env_load(&m, NULL, "s/f.env.age", "x", 1, why, sizeof(why)), -ENOKEY);
+	assert_string_equal(why, "secretEnvFiles: s/f.env.age: no age identity on this node (--age-identity FILE)");
+	assert_int_equal(gw_secret_env_load(&m, "/nonexistent/id", "s/f.env.age", "x", 1, why, sizeof(why)), -ENOENT);
+	assert_string_equal(why,
+			    "secretEnvFiles: s/f.env.age: cannot read the age identity /nonexistent/id: No such "
+			    "file or directory");
+	assert_int_equal(m.n, 1);
+	gw_strmap_free(&m);
+	free(recipient);
+	assert_int_equal(gw_rm_rf(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_envfile_forms_and_a_bad_line),
+		cmocka_unit_test(test_secret_env_files_through_age),
 		cmocka_unit_test(test_canonical_form_is_exact),
 		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
 		cmocka_unit_test(test_hash_changes_with_the_spec),
