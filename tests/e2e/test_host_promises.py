@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -611,6 +612,60 @@ class Usage(TempDirTest):
         self.assertEqual(res.rc, 1, res)
         self.assertEqual(res.out, f"::error file={d}/a%2Cb%3Ac%25.yaml,line=6,col=12::spec.restart: expected one "
                                   "of always, on-failure or never, got \"50%25x\"\n")
+
+
+class RevokedKey(TempDirTest):
+    """A commit signed by a key that has been revoked since is refused,
+    though its signature is good."""
+
+    def gpg(self, *args, env=None):
+        r = subprocess.run(["gpg", "--batch", "--homedir", self.home, *args], capture_output=True, text=True,
+                           timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def test_a_commit_signed_by_a_key_revoked_since_is_refused(self):
+        if not (shutil.which("gpg") and shutil.which("gpgconf")):
+            self.fail("gpg is needed (contrib/install-deps.sh)")
+        self.home = os.path.join(self.tmp, "gnupg-ops")
+        os.mkdir(self.home, 0o700)
+        for home in (self.home, os.path.join(self.state, "gnupg")):
+            self.addCleanup(subprocess.run, ["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True,
+                            timeout=30)
+        self.gpg("--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", "ops <ops@example.com>",
+                 "ed25519", "sign", "1y")
+        fpr = [line.split(":")[9] for line in self.gpg("--with-colons", "--list-keys").splitlines()
+               if line.startswith("fpr:")][0]
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.git("add", "-A")
+        signed = subprocess.run(["git", "-C", r.path, "-c", "gpg.format=openpgp", "-c", f"user.signingkey={fpr}",
+                                 "commit", "-q", "-S", "-m", "signed"], capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, GNUPGHOME=self.home))
+        self.assertEqual(signed.returncode, 0, signed.stderr)
+        keys = os.path.join(self.tmp, "keys.asc")
+
+        def dry_run():
+            with open(keys, "w") as f:
+                f.write(self.gpg("--armor", "--export", fpr))
+            return run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                       "--verify-signatures", "--gpg-keyring", keys, timeout=60)
+
+        res = dry_run()
+        self.assertEqual(res.rc, 2, res)
+        self.assertIn("  + Process/a            create\n", res.out)
+        # the revocation certificate gpg made with the key, imported: the key is revoked
+        with open(os.path.join(self.home, "openpgp-revocs.d", f"{fpr}.rev")) as f:
+            cert = f.read().replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        rev = os.path.join(self.tmp, "revoke.asc")
+        with open(rev, "w") as f:
+            f.write(cert)
+        self.gpg("--import", rev)
+        res = dry_run()
+        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.out, "")
+        self.assertIn("is signed by a revoked key", res.err)
+        self.assertIn(fpr[-16:], res.err.upper())
 
 
 if __name__ == "__main__":
