@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "gitward/config.h"
+#include "gitward/manifest.h"
 #include "gitward/util.h"
 
 static void test_duration_parse(void **state)
@@ -469,6 +470,106 @@ static void test_log_levels_parse_and_the_default_sink(void **state)
 	assert_string_equal(buf, "warn Process/a: two\\nlines\nerror no key\n");
 }
 
+/* Every option's value is checked where it is given, with the option and
+ * the value in the message. */
+static void test_config_values_are_checked(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *value, *msg;
+	} bad[] = {
+		{ "repo", "", "--repo: must not be empty" },
+		{ "state-dir", "", "--state-dir: expected a directory" },
+		{ "log-dir", "", "--log-dir: expected a directory" },
+		{ "node", "web 01", "--node: expected letters, digits, '-', '_', '.', got \"web 01\"" },
+		{ "interval", "50ms", "--interval: expected a duration of at least 100ms like 30s, got \"50ms\"" },
+		{ "git-timeout", "2h", "--git-timeout: expected a duration between 100ms and 1h like 30s, got \"2h\"" },
+		{ "git-connect-timeout", "soon",
+		  "--git-connect-timeout: expected a duration between 100ms and 1h like 30s, got \"soon\"" },
+		{ "ssh-key", "", "--ssh-key: expected a file name" },
+		{ "git-username", "a\nb", "--git-username: expected a user name" },
+		{ "no-prune", "maybe", "--no-prune: expected true or false, got \"maybe\"" },
+		{ "move-to-repo", "2", "--move-to-repo: expected true or false, got \"2\"" },
+		{ "log-format", "xml", "--log-format: expected text or json, got \"xml\"" },
+		{ "log-level", "loud", "--log-level: expected debug, info, warn or error, got \"loud\"" },
+		{ "age-identity", "", "--age-identity: must not be empty" },
+		{ "listen", "127.0.0.1", "--listen: expected ADDR:PORT, got \"127.0.0.1\"" },
+		{ "listen", "127.0.0.1:70000", "--listen: expected ADDR:PORT, got \"127.0.0.1:70000\"" },
+		{ "no-such-option", "x", "unknown option \"no-such-option\"" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct gw_config cfg;
+		struct gw_error err = { 0 };
+		gw_config_init(&cfg);
+		assert_int_equal(gw_config_set(&cfg, bad[i].name, bad[i].value, &err), -EINVAL);
+		assert_string_equal(err.msg, bad[i].msg);
+		gw_config_free(&cfg);
+	}
+	struct gw_config cfg;
+	struct gw_error err = { 0 };
+	gw_config_init(&cfg);
+	assert_int_equal(gw_config_set(&cfg, "no-prune", "off", &err), 0);
+	assert_false(cfg.no_prune);
+	assert_int_equal(gw_config_set(&cfg, "no-prune", "yes", &err), 0);
+	assert_true(cfg.no_prune);
+	assert_true(gw_config_given(&cfg, "no-prune"));
+	assert_false(gw_config_given(&cfg, "interval"));
+	assert_false(gw_config_given(&cfg, "not-an-option"));
+	/* a second --repo replaces the first, its password too */
+	assert_int_equal(gw_config_set(&cfg, "repo", "https://u:pw1@example.com/a.git", &err), 0);
+	assert_int_equal(gw_config_set(&cfg, "repo", "https://example.com/b.git", &err), 0);
+	assert_string_equal(cfg.repo, "https://example.com/b.git");
+	assert_null(cfg.repo_password);
+	gw_config_free(&cfg);
+}
+
+/* The config file: the problems of its shape at their line and column. */
+static void test_config_file_problems_at_their_place(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		unsigned line, col;
+		const char *msg;
+	} cases[] = {
+		{ "- a\n- b\n", 1, 1, "expected a mapping of options" },
+		{ "interval: 1m\n---\ninterval: 2m\n", 3, 1, "a config file holds one document" },
+		{ "path: [a, {b: c}]\n", 1, 11, "path: expected a string" },
+		{ "label: [\"role\"]\n", 1, 9, "--label: expected K=V, got \"role\"" },
+		{ "label: {\"\": x}\n", 1, 9, "--label: expected K=V, got \"=x\"" },
+		{ "interval: 1ms\n", 1, 11, "--interval: expected a duration of at least 100ms like 30s, got \"1ms\"" },
+	};
+	char dir[] = "/tmp/gw-cfg-XXXXXX", path[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/gitward.yaml", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct gw_config cfg;
+		struct gw_diags d;
+		struct gw_error err;
+		gw_config_init(&cfg);
+		gw_diags_init(&d);
+		assert_int_equal(gw_file_write_atomic(path, cases[i].text, strlen(cases[i].text), &err), 0);
+		gw_config_load_file(&cfg, path, &d);
+		assert_int_equal(d.n, 1);
+		assert_string_equal(d.v[0].msg, cases[i].msg);
+		assert_int_equal(d.v[0].line, cases[i].line);
+		assert_int_equal(d.v[0].col, cases[i].col);
+		gw_diags_free(&d);
+		gw_config_free(&cfg);
+	}
+	struct gw_config cfg;
+	struct gw_diags d;
+	gw_config_init(&cfg);
+	gw_diags_init(&d);
+	snprintf(path, sizeof(path), "%s/missing.yaml", dir);
+	assert_int_equal(gw_config_load_file(&cfg, path, &d), -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.v[0].msg, "cannot open: No such file or directory");
+	gw_diags_free(&d);
+	gw_config_free(&cfg);
+	assert_int_equal(gw_rm_rf(dir), 0);
+}
+
 /* A child that does not lead its process group, and its own group. */
 static pid_t spawn_sleeper(int own_group)
 {
@@ -562,6 +663,8 @@ int main(void)
 		cmocka_unit_test(test_atomic_write_failures_leave_nothing),
 		cmocka_unit_test(test_mkdir_p_and_rm_rf),
 		cmocka_unit_test(test_log_levels_parse_and_the_default_sink),
+		cmocka_unit_test(test_config_values_are_checked),
+		cmocka_unit_test(test_config_file_problems_at_their_place),
 		cmocka_unit_test(test_signal_refuses_everything_pids),
 		cmocka_unit_test(test_signal_reaches_a_group_only_when_pid_leads_it),
 		cmocka_unit_test(test_cancel_ends_sleeps_and_process_waits),
