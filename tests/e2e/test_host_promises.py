@@ -190,6 +190,37 @@ class Host(TempDirTest):
         self.assertNotEqual(fresh, v.pid)
         self.assertTrue(pid_alive(fresh))
 
+    def test_unreadable_records_and_records_whose_supervisor_is_gone_signal_nothing(self):
+        r = self.repo()
+        r.write("keep.yaml", proc_yaml("keep"))
+        r.commit()
+        self.reconcile(r)
+        d = os.path.join(self.state, "run", "process")
+        with open(os.path.join(d, "junk.json"), "w") as f:
+            f.write("{not json")
+        # a live process with its true start time, "supervised" by a pid that is gone
+        v = subprocess.Popen(["/bin/sleep", "300"], start_new_session=True)
+        self.victims.append(v)
+        gone = subprocess.Popen(["/bin/true"])
+        gone.wait(timeout=10)
+        rec = dict(records(self.state)["keep"], pid=v.pid, start_time=start_time(v.pid), shim_pid=gone.pid,
+                   shim_start_time=1)
+        orphan = os.path.join(d, "orphan.json")
+        with open(orphan, "w") as f:
+            json.dump(rec, f)
+        try:
+            res = self.reconcile(r)
+            self.assertIn(f"warn Process/junk: unreadable process record {d}/junk.json: ignored\n", res.err)
+            self.assertIn(f"warn Process/orphan: run record {orphan} is not ours: pid {v.pid} runs but the supervisor "
+                          f"the record names (pid {gone.pid}) is gone; ignored, nothing signalled\n", res.err)
+            self.assertTrue(pid_alive(v.pid))
+            st = run("status", "--output", "json", "--state-dir", self.state).json()
+            self.assertEqual([x["name"] for x in st["resources"]], ["keep"])
+            # left for a person to look at, never deleted
+            self.assertEqual(sorted(os.listdir(d)), ["junk.json", "keep.json", "keep.lock", "orphan.json"])
+        finally:
+            os.unlink(orphan)  # the teardown signals what records name: not a stranger's pids
+
     def test_a_dry_run_over_a_corrupt_state_file_reports_it_and_writes_nothing(self):
         r = self.repo()
         r.write("a.yaml", proc_yaml("a"))
