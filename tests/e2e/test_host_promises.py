@@ -699,5 +699,119 @@ class RevokedKey(TempDirTest):
         self.assertIn(fpr[-16:], res.err.upper())
 
 
+H = "apiVersion: gitward/v1\n"
+
+
+def _p(name, extra, cmd='["/bin/true"]'):
+    return f"{H}kind: Process\nmetadata: {{name: {name}}}\nspec:\n  command: {cmd}\n{extra}"
+
+
+def _c(name, extra, image="localhost/x:1"):
+    return f"{H}kind: Container\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n{extra}"
+
+
+def _v(name, extra):
+    return f"{H}kind: VM\nmetadata: {{name: {name}}}\nspec:\n{extra}"
+
+
+def _meta(name, labels):
+    return f"{H}kind: Process\nmetadata: {{name: {name}, labels: {labels}}}\nspec:\n  command: [/bin/true]\n"
+
+
+# one problem each: every check of a field's value, at its line and column
+BAD = {
+    "n01": _p("a" * 64, ""), "n02": _p("Web", ""), "n03": _p("-web", ""), "n04": _p("web-", ""),
+    "l01": _meta("l1", '{"bad key": x}'), "l02": _meta("l2", '{k: "' + "v" * 64 + '"}'),
+    "l03": _meta("l3", '{k: "a b"}'),
+    "e01": _p("e1", "  env: {1BAD: x}\n"), "e02": _p("e2", "  env: {A-B: x}\n"),
+    "w02": _p("w2", '  envFiles: [""]\n'),
+    "c01": _p("c1", "", cmd="[]"), "c02": _p("c2", "", cmd='[sleep, "1"]'),
+    "s01": _p("s1", "  stopSignal: FOO\n"), "s02": _p("s2", "  stopTimeout: soon\n"),
+    "m01": _p("m1", "  limits: {memory: 12Q}\n"), "m02": _p("m2", "  limits: {openFiles: x}\n"),
+    "h01": _p("h1", '  healthCheck:\n    http: {url: "ftp://x/"}\n'),
+    "h02": _p("h2", "  healthCheck:\n    tcp: {address: nohost}\n"),
+    "h03": _p("h3", '  healthCheck:\n    tcp: {address: "h:70000"}\n'),
+    "h04": _p("h4", '  healthCheck:\n    tcp: {address: ":80"}\n'),
+    "h05": _p("h5", '  healthCheck:\n    tcp: {address: "h:1"}\n    http: {url: "http://h/"}\n'),
+    "h06": _p("h6", "  healthCheck:\n    interval: 1s\n"),
+    "h07": _p("h7", '  healthCheck:\n    http: {url: "http://a b/"}\n'),
+    "u01": _p("u1", '  user: "a b"\n'),
+    "k01": _c("k1", '  ports: ["127.0.0.1:80"]\n'),
+    "k02": _c("k2", '  network: none\n  ports: ["127.0.0.1:8080:80/tcp"]\n'),
+    "k03": _c("k3", '  volumes: ["relative:/data"]\n'), "k04": _c("k4", '  volumes: ["/a:/b:rx"]\n'),
+    "k06": _c("k6", "  cpus: 1.5.2\n"), "k07": _c("k7", "  cpus: abc\n"),
+    "k08": _c("k8", '  ports: ["127.0.0.1:0:80/tcp"]\n'),
+    "i01": _c("i1", "", image='"bad image"'),
+    "v01": _v("v1", "  memory: 512Mi\n"), "v02": _v("v2", '  disk: /d\n  forwards: ["2222:22"]\n'),
+    "v03": _v("v3", "  disk: /d\n  network: bridge\n"),
+    "a01": "apiVersion: gitward/v2\nkind: Process\nmetadata: {name: a1}\nspec: {command: [/bin/true]}\n",
+    "a02": f"{H}metadata: {{name: a2}}\nspec: {{command: [/bin/true]}}\n",
+    "a03": f"{H}kind: Pod\nmetadata: {{name: a3}}\nspec: {{command: [/bin/true]}}\n",
+    "a04": f"{H}kind: Process\nmetadata: [a4]\nspec: {{command: [/bin/true]}}\n",
+    "a05": f"{H}kind: Process\nmetadata: {{name: a5}}\n",
+    "d01": _p("d1", "  dependsOn: [n02x, n02x]\n"),
+    "x01": _p("x1", '  nodeSelector: {role: "a b"}\n'),
+    "zz": _p("n02x", ""),
+}
+
+EXPECTED = [
+    'a01.yaml:1:13: apiVersion: expected "gitward/v1", got "gitward/v2"',
+    'a02.yaml:1:1: kind: required field is missing',
+    'a03.yaml:2:7: kind: expected one of Process, Container or VM, got "Pod"',
+    'a04.yaml:3:11: metadata: expected a mapping, got a list',
+    'a05.yaml:1:1: spec: required field is missing',
+    'c01.yaml:5:12: spec.command: expected a non-empty list',
+    'c02.yaml:5:13: spec.command[0]: expected an absolute path to the program (argv is executed directly, no shell, no PATH search), got "sleep"',
+    'd01.yaml:6:21: spec.dependsOn: "n02x" is listed twice',
+    'e01.yaml:6:9: spec.env.1BAD: expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)',
+    'e02.yaml:6:9: spec.env.A-B: expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)',
+    'h01.yaml:7:17: spec.healthCheck.http.url: expected an http:// URL, got "ftp://x/"',
+    'h02.yaml:7:20: spec.healthCheck.tcp.address: expected "HOST:PORT", got "nohost"',
+    'h03.yaml:7:20: spec.healthCheck.tcp.address: expected "HOST:PORT", got "h:70000"',
+    'h04.yaml:7:20: spec.healthCheck.tcp.address: expected "HOST:PORT", got ":80"',
+    'h05.yaml:7:5: spec.healthCheck: expected exactly one of http, tcp or exec, got 2',
+    'h06.yaml:7:5: spec.healthCheck: expected exactly one of http, tcp or exec, got 0',
+    'h07.yaml:7:17: spec.healthCheck.http.url: expected an http:// URL, got "http://a b/"',
+    'i01.yaml:5:10: spec.image: expected an image reference without spaces, got "bad image"',
+    'k01.yaml:6:11: spec.ports[0]: expected "[IP:]HOSTPORT:PORT[/tcp|udp]" with ports 1-65535, got "127.0.0.1:80"',
+    'k02.yaml:7:10: spec.ports: needs network: bridge (ports are not published on none)',
+    'k03.yaml:6:13: spec.volumes[0]: expected "/HOST/PATH:/CONTAINER/PATH[:ro|:rw]", got "relative:/data"',
+    'k04.yaml:6:13: spec.volumes[0]: expected "/HOST/PATH:/CONTAINER/PATH[:ro|:rw]", got "/a:/b:rx"',
+    'k06.yaml:6:9: spec.cpus: expected a number of CPUs like 0.5 or 2, got "1.5.2"',
+    'k07.yaml:6:9: spec.cpus: expected a number of CPUs like 0.5 or 2, got "abc"',
+    'k08.yaml:6:11: spec.ports[0]: expected "[IP:]HOSTPORT:PORT[/tcp|udp]" with ports 1-65535, got "127.0.0.1:0:80/tcp"',
+    "l01.yaml:3:31: metadata.labels.bad key: expected a label key of letters, digits, '-', '_', '.', '/', at most 63 characters",
+    'l02.yaml:3:34: metadata.labels.k: expected a label value of letters, digits, \'-\', \'_\', \'.\', at most 63 characters, got "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv..."',
+    'l03.yaml:3:34: metadata.labels.k: expected a label value of letters, digits, \'-\', \'_\', \'.\', at most 63 characters, got "a b"',
+    'm01.yaml:6:20: spec.limits.memory: expected a size like 512Mi, 2Gi or 1000000, got "12Q"',
+    'm02.yaml:6:23: spec.limits.openFiles: expected an integer, got "x"',
+    'n01.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa..."',
+    'n02.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "Web"',
+    'n03.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "-web"',
+    'n04.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "web-"',
+    's01.yaml:6:15: spec.stopSignal: expected a signal name like TERM, INT, QUIT, HUP, KILL, got "FOO"',
+    's02.yaml:6:16: spec.stopTimeout: expected a duration like 500ms, 10s, 1m30s or 2h, got "soon"',
+    'u01.yaml:6:9: spec.user: expected a user name or numeric uid, got "a b"',
+    'v01.yaml:5:3: spec: a VM needs a kernel, a disk, or both',
+    'v03.yaml:6:12: spec.network: expected one of none or user, got "bridge"',
+    'w02.yaml:6:14: spec.envFiles[0]: expected an absolute path, got ""',
+    'x01.yaml:6:24: spec.nodeSelector.role: expected a label value of letters, digits, \'-\', \'_\', \'.\', at most 63 characters, got "a b"',
+]
+
+
+class Validate(TempDirTest):
+    def test_every_field_check_names_its_place_and_what_it_expected(self):
+        d = os.path.join(self.tmp, "m")
+        os.makedirs(d)
+        for name, text in BAD.items():
+            with open(os.path.join(d, f"{name}.yaml"), "w") as f:
+                f.write(text)
+        res = run("validate", d)
+        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.out, "")
+        got = [line[len(d) + 1:] if line.startswith(d + "/") else line for line in res.err.splitlines()]
+        self.assertEqual(got, EXPECTED + [f"{len(EXPECTED)} problems found."])
+
+
 if __name__ == "__main__":
     unittest.main()
