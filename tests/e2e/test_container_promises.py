@@ -4,9 +4,11 @@ in HostConfig, an image pulled from a registry on loopback (Debian's
 docker-registry), dependsOn order in create and delete, two state dirs on one
 engine that never see each other's containers, and a failing health check
 that replaces the container after `retries` failed probes."""
+import datetime
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -32,7 +34,6 @@ class Registry:
 
     def start(self):
         for _ in range(10):
-            import socket
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -121,7 +122,6 @@ def cont_yaml(name, command=("/bin/sleep", "300"), extra="", image=podman_env.IM
 
 def ns(stamp):
     """Go's RFC 3339 time with nanoseconds (podman inspect) -> integer ns since the epoch."""
-    import datetime
     date, frac = stamp.split(".", 1) if "." in stamp else (stamp, "0Z")
     digits = "".join(c for c in frac if c.isdigit())
     tz = frac[len(digits):]
