@@ -71,7 +71,7 @@ struct gw_portmap {
 int gw_portmap_parse(struct gw_portmap *out, const char *s);
 
 /* Fields are flat: every kind uses a subset, the schema tables in
- * lib/manifest/validate.c say which. Durations in ms, sizes in bytes;
+ * lib/model/schema.c say which. Durations in ms, sizes in bytes;
  * 0 / NULL / empty means "not set" (the default applies). */
 struct gw_resource {
 	enum gw_kind kind;
