@@ -148,7 +148,7 @@ static int ssh_key_type(git_cert_ssh_raw_type_t t)
 	case GIT_CERT_SSH_RAW_TYPE_KEY_ED25519:
 		return LIBSSH2_KNOWNHOST_KEY_ED25519;
 	default:
-		return -1;
+		return -ENOTSUP;
 	}
 }
 
@@ -302,14 +302,14 @@ static int read_password(struct child *c)
 		size_t len;
 		if (gw_file_read(&data, &len, o->password_file, SECRET_MAX, &err) < 0) {
 			refuse(c, "--git-password-file %s: %s", o->password_file, err.msg);
-			return -1;
+			return err.code;
 		}
 		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
 			data[--len] = '\0';
 		if (memchr(data, '\0', len) || memchr(data, '\n', len)) {
 			gw_secure_free(data);
 			refuse(c, "--git-password-file %s: expected one line", o->password_file);
-			return -1;
+			return -EINVAL;
 		}
 		c->password = data;
 	} else if (getenv("GITWARD_GIT_PASSWORD")) {
@@ -433,7 +433,7 @@ static int record_default_branch(git_repository *repo, const char *head)
 	ref = NULL;
 	if (git_reference_symbolic_create(&ref, repo, "refs/remotes/origin/HEAD", target, 1,
 					  "gitward: remote default branch") < 0)
-		return -1;
+		return -EIO;
 	git_reference_free(ref);
 	return 0;
 }
