@@ -66,6 +66,16 @@ class CheckLayers(unittest.TestCase):
         self.write("lib/util/util.c", '#include "gitward/util.h"\n/* #include "gitward/resource.h" */\n')
         self.assertEqual(self.run_check()[0], 0)
 
+    def test_comment_marks_inside_strings_hide_nothing(self):
+        # "/*" in a string is no comment: the definition after it is still seen
+        self.write("lib/include/gitward/resource.h", "int gw_resource_one(void);\nint gw_envfile_load(int x);\n")
+        self.write("lib/util/env.c", '#include "gitward/util.h"\nstatic const char *glob = "dir/*";\n'
+                   "int gw_envfile_load(int x)\n{\n\treturn x; /* */\n}\n")
+        rc, out, _ = self.run_check()
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, ["lib/util/env.c:3: gw_envfile_load is declared in gitward/resource.h (model) but "
+                               "defined in util: move one of them"])
+
     def test_file_and_header_of_no_layer_fail(self):
         self.write("lib/newroom/x.c", '#include "gitward/nowhere.h"\n')
         rc, out, _ = self.run_check()
