@@ -209,15 +209,15 @@ static bool lock_held(const char *path)
  * running on: it holds the resource's lock but has not written its record
  * yet. Wait (bounded) until it has, or let go, so this pass sees the truth
  * rather than planning a second start that would find the lock taken. */
-static void settle_inflight(const char *dir, const char *name)
+static void settle_inflight(const char *run_dir, const char *name)
 {
 	char lock[4096 + 256], rec[4096 + 256], key[200];
 	int64_t deadline = gw_monotonic_ms() + INFLIGHT_WAIT_MS;
 	bool said = false;
 
 	snprintf(key, sizeof(key), "Process/%s", name);
-	snprintf(lock, sizeof(lock), "%s/%s.lock", dir, name);
-	snprintf(rec, sizeof(rec), "%s/%s.json", dir, name);
+	gw_path_record(lock, sizeof(lock), run_dir, GW_KIND_PROCESS, name, "lock");
+	gw_path_record(rec, sizeof(rec), run_dir, GW_KIND_PROCESS, name, "json");
 	while (lock_held(lock)) {
 		json_t *r = gw_record_load(rec);
 		long long shim = json_integer_value(json_object_get(r, "shim_pid"));
@@ -276,7 +276,7 @@ static int process_discover(struct gw_observed **out, size_t *out_n, const struc
 	while ((de = readdir(d))) {
 		char name[128];
 		if (entry_name(name, sizeof(name), de->d_name, ".lock", dir))
-			settle_inflight(dir, name);
+			settle_inflight(ctx->run_dir, name);
 	}
 	rewinddir(d);
 	while ((de = readdir(d))) {

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 /* Canonical form and spec hash: stable under formatting, key order and
  * explicit defaults; sensitive to every real change. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -191,14 +192,14 @@ static void test_envfile_forms_and_a_bad_line(void **state)
 	assert_null(gw_strmap_get(&m, "export EXPORTED"));
 	gw_strmap_free(&m);
 	char bad[] = "A=1\nsecret-value-without-equals\n";
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", bad, why, sizeof(why)), -1);
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", bad, why, sizeof(why)), -EINVAL);
 	assert_string_equal(why, "envFiles: f: line 2 is not KEY=VALUE");
 	gw_strmap_free(&m);
 	char noname[] = "=value\n";
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", noname, why, sizeof(why)), -1);
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", noname, why, sizeof(why)), -EINVAL);
 	assert_string_equal(why, "envFiles: f: line 1 is not KEY=VALUE");
 	gw_strmap_free(&m);
-	assert_int_equal(gw_envfile_load(&m, "/nonexistent/secret.env", why, sizeof(why)), -1);
+	assert_int_equal(gw_envfile_load(&m, "/nonexistent/secret.env", why, sizeof(why)), -ENOENT);
 	assert_string_equal(why, "envFiles: /nonexistent/secret.env: cannot open: No such file or directory");
 	gw_strmap_free(&m);
 }
@@ -298,12 +299,30 @@ static void test_secret_env_files_through_age(void **state)
 	assert_int_equal(gw_rm_rf(dir), 0);
 }
 
+static void test_envfile_errors_are_negative_errno_and_name_the_line(void **state)
+{
+	(void)state;
+	struct gw_strmap m = { 0 };
+	char why[256] = "";
+	char good[] = "# c\nexport A=1\nB='two'\n", bad[] = "A=1\nnot a pair\n";
+
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", good, why, sizeof(why)), 0);
+	assert_string_equal(gw_strmap_get(&m, "A"), "1");
+	assert_string_equal(gw_strmap_get(&m, "B"), "two");
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", bad, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "envFiles: e: line 2 is not KEY=VALUE");
+	assert_int_equal(gw_envfile_load(&m, "/nonexistent/gitward.env", why, sizeof(why)), -ENOENT);
+	assert_non_null(strstr(why, "envFiles: /nonexistent/gitward.env: "));
+	gw_strmap_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_envfile_forms_and_a_bad_line),
 		cmocka_unit_test(test_secret_env_files_through_age),
 		cmocka_unit_test(test_canonical_form_is_exact),
+		cmocka_unit_test(test_envfile_errors_are_negative_errno_and_name_the_line),
 		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
 		cmocka_unit_test(test_hash_changes_with_the_spec),
 		cmocka_unit_test(test_hash_covers_the_blob_id_of_each_secret_file),
