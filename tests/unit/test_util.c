@@ -127,6 +127,12 @@ static void test_url_password_kept_apart(void **state)
 	free(url);
 	free(pw);
 	/* the last '@' of the authority ends the user info; '@' in the path is not one */
+	/* %XX in either case is decoded; a '%' that starts no escape is kept */
+	gw_url_split_password(&url, &pw, "https://u:%4a%4B%zz%4@h/x");
+	assert_string_equal(url, "https://u@h/x");
+	assert_string_equal(pw, "JK%zz%4");
+	free(url);
+	free(pw);
 	gw_url_split_password(&url, &pw, "https://u:p@ss@h/a@b");
 	assert_string_equal(url, "https://u@h/a@b");
 	assert_string_equal(pw, "p@ss");
