@@ -813,5 +813,65 @@ class Validate(TempDirTest):
         self.assertEqual(got, EXPECTED + [f"{len(EXPECTED)} problems found."])
 
 
+class ReviewInputs(TempDirTest):
+    """diff --nodes and reconcile --dry-run --against read files a CI job
+    hands them: each problem named at its place, exit 1, no plan."""
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.repo()
+        self.r.write("a.yaml", proc_yaml("a"))
+        self.r.commit("a")
+
+    def test_inventory_problems(self):
+        inv = os.path.join(self.tmp, "inv.yaml")
+        cases = [
+            ("- a", "1:1: expected one document with \"nodes:\", a list of {name, labels}"),
+            ("nodes: []", "1:8: expected one document with \"nodes:\", a list of {name, labels}"),
+            ("nodes: [x]", "1:9: nodes: expected a mapping with name and labels"),
+            ("nodes: [{labels: {}}]", "1:9: name: expected the node's name"),
+            ("nodes: [{name: 'a b'}]", "1:16: name: --node: expected letters, digits, '-', '_', '.', got \"a b\""),
+            ("nodes: [{name: a, labels: [x]}]", "1:27: labels: expected a mapping of label: value"),
+            ("nodes: [{name: a, labels: {k: [x]}}]", "1:28: labels.k: expected a string"),
+            ("nodes: [{name: a, labels: {node: b}}]",
+             "1:28: labels.node: expected a string (and not \"node\", which is the name)"),
+        ]
+        for text, want in cases:
+            with open(inv, "w") as f:
+                f.write(text + "\n")
+            res = run("diff", "--repo", self.r.path, "--base", "main", "--nodes", inv, "--state-dir", self.state)
+            self.assertEqual((res.rc, res.out), (1, ""), res)
+            self.assertEqual(res.err, f"{inv}:{want}\n", text)
+
+    def test_against_files_that_are_not_a_status(self):
+        st = os.path.join(self.tmp, "status.json")
+        head = f"gitward: error: {st}: not the JSON of `gitward status --output json`: "
+        cases = [
+            ("not json", "'[' or '{' expected near 'not'"),
+            ("[1]", 'no "resources" list'),
+            ('{"resources": 3}', 'no "resources" list'),
+            ('{"node": "n1", "resources": [{"kind": "Pod", "name": "a", "state": "running"}]}',
+             "resources[0]: expected kind, name and a spec_hash of 64 hex"),
+        ]
+        for text, want in cases:
+            with open(st, "w") as f:
+                f.write(text + "\n")
+            res = run("reconcile", "--dry-run", "--repo", self.r.path, "--against", st, "--state-dir", self.state)
+            self.assertEqual((res.rc, res.out), (1, ""), res)
+            self.assertEqual(res.err, head + want + "\n", text)
+        missing = os.path.join(self.tmp, "missing.json")
+        res = run("reconcile", "--dry-run", "--repo", self.r.path, "--against", missing, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (1, f"gitward: error: {missing}: --against: cannot open: No such file "
+                                                "or directory\n"), res)
+        # an agent's /status that answers 404, and one that is not there
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AskingForAPassword)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = f"http://127.0.0.1:{server.server_address[1]}/status"
+        res = run("reconcile", "--dry-run", "--repo", self.r.path, "--against", url, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (1, f"gitward: error: --against {url}: HTTP status 401\n"), res)
+
+
 if __name__ == "__main__":
     unittest.main()
