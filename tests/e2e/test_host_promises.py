@@ -275,7 +275,8 @@ class Host(TempDirTest):
         self.assertIn("<4>warn Process/a: did not stop within 1000ms of SIGTERM: killing\n", err)
         self.assertTrue(all(re.match(r"^<[3-7]>[a-z]+ ", line) for line in err.splitlines()), err)
         # inherited from a unit but stderr went elsewhere (another inode), or not DEV:INO: plain text lines
-        for n, stream in enumerate((lambda st: f"{st.st_dev}:{st.st_ino + 1}", lambda st: "not-a-stream")):
+        for n, stream in enumerate((lambda st: f"{st.st_dev}:{st.st_ino + 1}", lambda st: "not-a-stream",
+                                    lambda st: f"{st.st_dev}:{st.st_ino}x")):
             r.write(f"c{n}.yaml", proc_yaml(f"c{n}"))
             r.commit()
             rc, err = reconcile_into_file(stream)
@@ -577,6 +578,25 @@ class Listening(TempDirTest):
         self.assertEqual(self.refused("--listen", LISTEN_ANY, "--webhook-secret-file", empty),
                          f"gitward: error: --webhook-secret-file {empty} is empty\n")
 
+    def test_json_logs_of_the_agent_name_the_bound_address(self):
+        log_path = os.path.join(self.tmp, "agent.log")
+        with open(log_path, "w") as log:
+            a = subprocess.Popen([GITWARD, "agent", "--repo", self.r.path, "--state-dir", self.state, "--interval", "1h",
+                                  "--listen", LISTEN_ANY, "--log-format", "json"], stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            port = agent_port(a, log_path)
+            wait_for(lambda: "a" in records(self.state), what="the first pass")
+        finally:
+            stop(a)
+        self.assertEqual(a.returncode, 0, read(log_path))
+        lines = [json.loads(line) for line in read(log_path).splitlines()]
+        endpoints = [x for x in lines if x["msg"].startswith("endpoints on ")]
+        self.assertEqual([{k: v for k, v in x.items() if k != "time"} for x in endpoints],
+                         [{"level": "info", "msg": f"endpoints on http://127.0.0.1:{port}/ (healthz, metrics, status)"}])
+        started = [x for x in lines if x.get("resource") == "Process/a"]
+        self.assertEqual((started[0]["kind"], started[0]["name"], started[0]["action"]), ("Process", "a", "create"))
+
     def test_localhost_names_the_address_it_bound(self):
         # (loopback only: "*" would listen on every interface of this machine)
         for listen, shown in (("localhost:0", "127.0.0.1"),):
@@ -618,6 +638,10 @@ class Usage(TempDirTest):
                    message="--repo is required: the Git repository to read (URL or local path)")
         self.usage("status", "--state-dir", self.state, "stray", message='unexpected argument "stray"')
         self.usage("validate", "-q", r.path, message='unknown option "-q"')
+        self.usage("validate", "-o", message="-o (--output) needs a value")
+        self.usage("reconcile", "--dry-run=yes", message="--dry-run takes no value")
+        self.usage("reconcile", "--repo", message="--repo needs a value")
+        self.usage("reconcile", "--bogus=1", message='unknown option "--bogus"')
         # a prefix of several options is none of them (glibc took the first one)
         for args in (("--git", "x"), ("--git=x",)):
             self.usage("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, *args,
