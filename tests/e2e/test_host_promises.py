@@ -776,6 +776,17 @@ BAD = {
     "d01": _p("d1", "  dependsOn: [n02x, n02x]\n"),
     "x01": _p("x1", '  nodeSelector: {role: "a b"}\n'),
     "zz": _p("n02x", ""),
+    "l04": _meta("l4", '{"-k": x}'), "l05": _meta("l5", '{"' + "k" * 64 + '": x}'),
+    "p01": _p("p1", '  secretEnvFiles: ["../x.age"]\n'), "p02": _p("p2", '  secretEnvFiles: ["a//b.age"]\n'),
+    "p03": _p("p3", '  secretEnvFiles: ["a/./b.age"]\n'), "p04": _p("p4", '  secretEnvFiles: ["a/"]\n'),
+    "p05": _p("p5", '  secretEnvFiles: [""]\n'),
+    "k09": _c("k9", '  volumes: ["/a"]\n'), "k10": _c("k10", '  volumes: ["/a:rel"]\n'),
+    "k11": _c("k11", '  volumes: ["/a:"]\n'), "k12": _c("k12", "", image='""'),
+    "h08": _p("h8", '  healthCheck:\n    http: {url: "http://"}\n'),
+    "h09": _p("h9", '  healthCheck:\n    tcp: {address: "h:0"}\n'),
+    "h10": _p("h10", '  healthCheck:\n    tcp: {address: "h:abc"}\n'),
+    "u02": _p("u2", '  user: ""\n'), "u03": _p("u3", '  user: "' + "u" * 33 + '"\n'),
+    "u04": _p("u4", '  user: "a\\tb"\n'),
 }
 
 EXPECTED = [
@@ -796,6 +807,9 @@ EXPECTED = [
     'h05.yaml:7:5: spec.healthCheck: expected exactly one of http, tcp or exec, got 2',
     'h06.yaml:7:5: spec.healthCheck: expected exactly one of http, tcp or exec, got 0',
     'h07.yaml:7:17: spec.healthCheck.http.url: expected an http:// URL, got "http://a b/"',
+    'h08.yaml:7:17: spec.healthCheck.http.url: expected an http:// URL, got "http://"',
+    'h09.yaml:7:20: spec.healthCheck.tcp.address: expected "HOST:PORT", got "h:0"',
+    'h10.yaml:7:20: spec.healthCheck.tcp.address: expected "HOST:PORT", got "h:abc"',
     'i01.yaml:5:10: spec.image: expected an image reference without spaces, got "bad image"',
     'k01.yaml:6:11: spec.ports[0]: expected "[IP:]HOSTPORT:PORT[/tcp|udp]" with ports 1-65535, got "127.0.0.1:80"',
     'k02.yaml:7:10: spec.ports: needs network: bridge (ports are not published on none)',
@@ -804,18 +818,32 @@ EXPECTED = [
     'k06.yaml:6:9: spec.cpus: expected a number of CPUs like 0.5 or 2, got "1.5.2"',
     'k07.yaml:6:9: spec.cpus: expected a number of CPUs like 0.5 or 2, got "abc"',
     'k08.yaml:6:11: spec.ports[0]: expected "[IP:]HOSTPORT:PORT[/tcp|udp]" with ports 1-65535, got "127.0.0.1:0:80/tcp"',
+    'k09.yaml:6:13: spec.volumes[0]: expected "/HOST/PATH:/CONTAINER/PATH[:ro|:rw]", got "/a"',
+    'k10.yaml:6:13: spec.volumes[0]: expected "/HOST/PATH:/CONTAINER/PATH[:ro|:rw]", got "/a:rel"',
+    'k11.yaml:6:13: spec.volumes[0]: expected "/HOST/PATH:/CONTAINER/PATH[:ro|:rw]", got "/a:"',
+    'k12.yaml:5:10: spec.image: expected an image reference, got ""',
     "l01.yaml:3:31: metadata.labels.bad key: expected a label key of letters, digits, '-', '_', '.', '/', at most 63 characters",
     'l02.yaml:3:34: metadata.labels.k: expected a label value of letters, digits, \'-\', \'_\', \'.\', at most 63 characters, got "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv..."',
     'l03.yaml:3:34: metadata.labels.k: expected a label value of letters, digits, \'-\', \'_\', \'.\', at most 63 characters, got "a b"',
+    "l04.yaml:3:31: metadata.labels.-k: expected a label key of letters, digits, '-', '_', '.', '/', at most 63 characters",
+    "l05.yaml:3:31: metadata.labels.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk: expected a label key of letters, digits, '-', '_', '.', '/', at most 63 characters",
     'm01.yaml:6:20: spec.limits.memory: expected a size like 512Mi, 2Gi or 1000000, got "12Q"',
     'm02.yaml:6:23: spec.limits.openFiles: expected an integer, got "x"',
     'n01.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa..."',
     'n02.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "Web"',
     'n03.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "-web"',
     'n04.yaml:3:18: metadata.name: expected a name of lowercase letters, digits and \'-\', starting and ending alphanumeric, at most 63 characters, got "web-"',
+    'p01.yaml:6:20: spec.secretEnvFiles[0]: expected a path relative to the repository root (no leading /, no . or .. parts), got "../x.age"',
+    'p02.yaml:6:20: spec.secretEnvFiles[0]: expected a path relative to the repository root (no leading /, no . or .. parts), got "a//b.age"',
+    'p03.yaml:6:20: spec.secretEnvFiles[0]: expected a path relative to the repository root (no leading /, no . or .. parts), got "a/./b.age"',
+    'p04.yaml:6:20: spec.secretEnvFiles[0]: expected a path relative to the repository root (no leading /, no . or .. parts), got "a/"',
+    'p05.yaml:6:20: spec.secretEnvFiles[0]: expected a path relative to the repository root (no leading /, no . or .. parts), got ""',
     's01.yaml:6:15: spec.stopSignal: expected a signal name like TERM, INT, QUIT, HUP, KILL, got "FOO"',
     's02.yaml:6:16: spec.stopTimeout: expected a duration like 500ms, 10s, 1m30s or 2h, got "soon"',
     'u01.yaml:6:9: spec.user: expected a user name or numeric uid, got "a b"',
+    'u02.yaml:6:9: spec.user: expected a user name or numeric uid, got ""',
+    'u03.yaml:6:9: spec.user: expected a user name or numeric uid, got "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"',
+    'u04.yaml:6:9: spec.user: expected a user name or numeric uid, got "a\\tb"',
     'v01.yaml:5:3: spec: a VM needs a kernel, a disk, or both',
     'v03.yaml:6:12: spec.network: expected one of none or user, got "bridge"',
     'w02.yaml:6:14: spec.envFiles[0]: expected an absolute path, got ""',
@@ -895,6 +923,38 @@ class ReviewInputs(TempDirTest):
         url = f"http://127.0.0.1:{server.server_address[1]}/status"
         res = run("reconcile", "--dry-run", "--repo", self.r.path, "--against", url, "--state-dir", self.state)
         self.assertEqual((res.rc, res.err), (1, f"gitward: error: --against {url}: HTTP status 401\n"), res)
+
+
+class StateFile(TempDirTest):
+    """status over state files of another shape: refused whole with the
+    file named, or a bad entry left out, never a crash or a guess."""
+
+    def status(self, doc):
+        os.makedirs(self.state, mode=0o700, exist_ok=True)
+        with open(os.path.join(self.state, "state.json"), "w") as f:
+            f.write(doc if isinstance(doc, str) else json.dumps(doc))
+        return run("status", "--state-dir", self.state)
+
+    def test_state_files_of_another_shape(self):
+        path = os.path.join(self.state, "state.json")
+        for doc in ({"version": 2, "resources": []}, {"version": 1, "resources": {}}, []):
+            res = self.status(doc)
+            self.assertEqual((res.rc, res.out), (1, ""), res)
+            self.assertEqual(res.err, f"gitward: error: {path}: state file is corrupt: not a gitward state v1\n")
+        one = {"kind": "Process", "name": "a", "state": "running", "health": "healthy", "spec_hash": "a" * 64}
+        res = self.status({"version": 1, "resources": [dict(one, kind="Pod")]})
+        self.assertEqual((res.rc, res.err), (1, f"gitward: error: {path}: state file is corrupt: resource 0\n"))
+        # a name that could be a path is left out, said once
+        res = self.status({"version": 1, "resources": [dict(one, name="../x"), dict(one, name="b")]})
+        self.assertEqual(res.rc, 0, res)
+        self.assertEqual(res.err, f"warn {path}: resource 0 has an invalid name (a name of lowercase letters, digits "
+                                  "and '-', starting and ending alphanumeric, at most 63 characters): ignored\n")
+        self.assertRegex(res.out, r"\n  Process/b +running +healthy +pid 0\n$")
+        self.assertNotIn("../x", res.out)
+        # states and healths of another version read as the least they can mean
+        res = self.status({"version": 1, "resources": [dict(one, state="dancing"), dict(one, name="b", health="so-so")]})
+        self.assertEqual(res.rc, 0, res)
+        self.assertRegex(res.out, r"\n  Process/a +pending +healthy +pid 0\n  Process/b +running +unknown +pid 0\n$")
 
 
 if __name__ == "__main__":
