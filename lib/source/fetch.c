@@ -1,6 +1,10 @@
 /* The bounded fetch. libgit2 1.5 has no network timeouts, so the fetch runs
  * in a child process that reports every sign of progress on a pipe; the
- * parent ends it when the server stays silent too long. The child also
+ * parent ends it when the server stays silent too long. The child is a fresh
+ * process (`gitward __fetch`, this binary again through /proc/self/exe, its
+ * job as JSON on stdin), never a bare fork of the multi-threaded agent:
+ * libgit2 allocates, and after a fork only the forking thread exists, so a
+ * lock another thread held (the allocator's) would never be released. The child also
  * carries the trust decisions (TLS: system store or --ca-file; SSH: a
  * known_hosts file, checked here with libssh2 so an unknown and a changed
  * key get different answers) and the credentials, which never leave it.
@@ -14,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <arpa/inet.h>
 #include <libssh2.h>
 #include <openssl/x509.h>
@@ -25,12 +30,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "gitward/spawn.h"
 #include "source_int.h"
+
+extern char **environ;
 
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 #define SYSTEM_CA_DIR "/etc/ssl/certs"
@@ -546,7 +555,131 @@ static int child_main(struct child *c, const char *path, int fresh)
 	return rc < 0 ? 1 : 0;
 }
 
+#define JOB_MAX (1u << 20)
+
+static const char *job_str(const json_t *job, const char *key)
+{
+	return json_string_value(json_object_get(job, key));
+}
+
+/* The job from stdin: the source and where to fetch it. */
+static json_t *read_job(void)
+{
+	struct gw_strbuf sb;
+	char buf[4096];
+	gw_strbuf_init(&sb);
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || sb.len + (size_t)n > JOB_MAX)
+			break;
+		gw_strbuf_add(&sb, buf, (size_t)n);
+	}
+	json_t *job = sb.s ? json_loads(sb.s, 0, NULL) : NULL;
+	if (sb.s)
+		explicit_bzero(sb.s, sb.len); /* it holds the password */
+	gw_strbuf_free(&sb);
+	return job;
+}
+
+int gw_source_fetch_main(void)
+{
+	struct gw_source src = { 0 };
+	struct child c = { .src = &src, .fd = 3 };
+
+	signal(SIGPIPE, SIG_IGN);
+	json_t *job = read_job();
+	if (!job || !job_str(job, "url") || !job_str(job, "path")) {
+		say(&c, "ef the fetch job is unreadable\n");
+		GW_COVERAGE_DUMP();
+		_exit(1);
+	}
+	src.url = (char *)job_str(job, "url");
+	src.opts.ca_file = job_str(job, "ca_file");
+	src.opts.insecure_skip_tls_verify = json_is_true(json_object_get(job, "insecure_skip_tls_verify"));
+	src.opts.known_hosts = job_str(job, "known_hosts");
+	src.opts.ssh_key = job_str(job, "ssh_key");
+	src.opts.username = job_str(job, "username");
+	src.opts.password_file = job_str(job, "password_file");
+	src.opts.password = job_str(job, "password");
+	git_libgit2_init();
+	/* the cache is ours alone; skip the ownership check of safe.directory */
+	git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
+	int code = child_main(&c, job_str(job, "path"), json_is_true(json_object_get(job, "fresh")));
+	GW_COVERAGE_DUMP();
+	_exit(code); /* no frees, no exit handlers: the kernel takes it all back */
+}
+
 /* ---- the parent --------------------------------------------------------- */
+
+static void job_set(json_t *job, const char *key, const char *value)
+{
+	if (value)
+		json_object_set_new(job, key, json_string(value));
+}
+
+static char *job_json(const struct gw_source *src, const char *path, int fresh)
+{
+	const struct gw_source_opts *o = &src->opts;
+	json_t *job = json_object();
+	job_set(job, "url", src->url);
+	job_set(job, "path", path);
+	json_object_set_new(job, "fresh", json_boolean(fresh));
+	job_set(job, "ca_file", o->ca_file);
+	json_object_set_new(job, "insecure_skip_tls_verify", json_boolean(o->insecure_skip_tls_verify));
+	job_set(job, "known_hosts", o->known_hosts);
+	job_set(job, "ssh_key", o->ssh_key);
+	job_set(job, "username", o->username);
+	job_set(job, "password_file", o->password_file);
+	job_set(job, "password", o->password);
+	char *s = json_dumps(job, JSON_COMPACT);
+	json_decref(job);
+	return s;
+}
+
+/* Start `gitward __fetch` with the job on its stdin (a socket: a child gone
+ * early gives EPIPE, never SIGPIPE) and its reports on fd 3 = report. It
+ * keeps gitward's environment (credentials, HOME, SSL_CERT_*, SSH_AUTH_SOCK),
+ * stdout, stderr and process group. */
+static int start_child(pid_t *out, int report, const struct gw_source *src, const char *path, int fresh,
+		       struct gw_error *err)
+{
+	static char *const argv[] = { "gitward", "__fetch", NULL };
+	int job[2];
+	struct gw_error serr;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, job) < 0)
+		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	struct gw_spawn s = {
+		.path = "/proc/self/exe",
+		.argv = argv,
+		.envp = environ,
+		.fds = { job[1], GW_SPAWN_FD_KEEP, GW_SPAWN_FD_KEEP, report },
+		.nfds = 4,
+		.group = GW_SPAWN_GROUP_SAME,
+	};
+	int rc = gw_spawn_start(out, &s, &serr);
+	close(job[1]);
+	if (rc < 0) {
+		close(job[0]);
+		return gw_error_set(err, rc, "cannot start the fetch process: %s", serr.msg);
+	}
+	char *payload = job_json(src, path, fresh);
+	size_t len = strlen(payload), off = 0;
+	while (off < len) {
+		ssize_t n = send(job[0], payload + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* the child is gone: its exit status tells */
+		off += (size_t)n;
+	}
+	explicit_bzero(payload, len);
+	free(payload);
+	close(job[0]);
+	return 0;
+}
 
 static time_t fetch_started;
 
@@ -643,23 +776,10 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
 	fetch_started = time(NULL);
-	pid = fork();
-	if (pid < 0) {
-		int e = errno;
+	if (start_child(&pid, fds[1], src, fresh ? partial : src->cache_dir, fresh, err) < 0) {
 		close(fds[0]);
 		close(fds[1]);
-		return gw_error_set(err, -e, "fork: %s", strerror(e));
-	}
-	if (pid == 0) {
-		struct child c = { .src = src, .fd = fds[1] };
-		close(fds[0]);
-		signal(SIGPIPE, SIG_IGN);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		int code = child_main(&c, fresh ? partial : src->cache_dir, fresh);
-		GW_COVERAGE_DUMP();
-		_exit(code);
+		return err->code;
 	}
 	close(fds[1]);
 	int64_t last = gw_now_ms();
