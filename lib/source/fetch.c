@@ -750,14 +750,58 @@ static int check_local(const struct gw_source *src, struct gw_error *err)
 	return 0;
 }
 
+/* What the child said: whether it reached the server, and its error line. */
+struct reports {
+	int connected;
+	char line[1600];
+	size_t have;
+};
+
+/* Read the child's lines until it is done (0), or it stays silent past the
+ * connect or idle timeout (-ETIMEDOUT), or a stop is requested (-ECANCELED). */
+static int follow(struct reports *r, int fd, int64_t connect, int64_t idle, const struct gw_cancel *cancel)
+{
+	int64_t last = gw_now_ms();
+	for (;;) {
+		int64_t left = last + (r->connected ? idle : connect) - gw_now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (gw_cancel_requested(cancel))
+			return -ECANCELED;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, (int)(left > 50 ? 50 : left));
+		if (pr <= 0)
+			continue;
+		char buf[512];
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return 0; /* the child is done */
+		last = gw_now_ms();
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (r->have + 1 < sizeof(r->line))
+					r->line[r->have++] = buf[i];
+				continue;
+			}
+			r->line[r->have] = '\0';
+			if (r->line[0] == 'c')
+				r->connected = 1;
+			if (r->line[0] != 'e')
+				r->have = 0; /* keep an error line once read */
+		}
+	}
+}
+
 int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 {
 	const struct gw_source_opts *o = &src->opts;
 	int64_t idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
 	int64_t connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000;
-	int fresh = src->repo == NULL, fds[2], status = 0, connected = 0, timed_out = 0, cancelled = 0;
-	char partial[PATH_MAX], line[1600] = "";
-	size_t have = 0;
+	int fresh = src->repo == NULL, fds[2], status = 0, timed_out, cancelled;
+	struct reports r = { 0 };
+	char partial[PATH_MAX];
 	pid_t pid;
 
 	int connect_is_idle = connect >= idle; /* which option to name in a timeout */
@@ -782,44 +826,9 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		return err->code;
 	}
 	close(fds[1]);
-	int64_t last = gw_now_ms();
-	for (;;) {
-		int64_t limit = connected ? idle : connect;
-		int64_t left = last + limit - gw_now_ms();
-		if (left <= 0) {
-			timed_out = 1;
-			break;
-		}
-		if (gw_cancel_requested(o->cancel)) {
-			cancelled = 1;
-			break;
-		}
-		struct pollfd p = { .fd = fds[0], .events = POLLIN };
-		int r = poll(&p, 1, (int)(left > 50 ? 50 : left));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			continue;
-		char buf[512];
-		ssize_t n = read(fds[0], buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break; /* the child is done */
-		last = gw_now_ms();
-		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] != '\n') {
-				if (have + 1 < sizeof(line))
-					line[have++] = buf[i];
-				continue;
-			}
-			line[have] = '\0';
-			if (line[0] == 'c')
-				connected = 1;
-			if (line[0] != 'e')
-				have = 0; /* keep an error line once read */
-		}
-	}
+	int ended = follow(&r, fds[0], connect, idle, o->cancel);
+	timed_out = ended == -ETIMEDOUT;
+	cancelled = ended == -ECANCELED;
 	close(fds[0]);
 	if (timed_out || cancelled)
 		kill(pid, SIGKILL);
@@ -835,19 +844,19 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		return gw_error_set(err, -ECANCELED, "%s: fetch abandoned: the agent is stopping", src->url);
 	if (timed_out) {
 		char d[32];
-		gw_duration_format(d, sizeof(d), connected ? idle : connect);
+		gw_duration_format(d, sizeof(d), r.connected ? idle : connect);
 		return gw_error_set(err, -ETIMEDOUT, "%s: timed out: %s for %s (--git-%stimeout)", src->url,
-				    connected ? "no progress from the server" : "no answer from the server", d,
-				    connected || connect_is_idle ? "" : "connect-");
+				    r.connected ? "no progress from the server" : "no answer from the server", d,
+				    r.connected || connect_is_idle ? "" : "connect-");
 	}
 	if (!WIFEXITED(status))
 		return gw_error_set(err, -EIO, "%s: the fetch process died (signal %d)", src->url,
 				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (WEXITSTATUS(status) != 0) {
-		line[have] = '\0';
-		if (line[0] != 'e')
+		r.line[r.have] = '\0';
+		if (r.line[0] != 'e')
 			return gw_error_set(err, -EIO, "%s: the fetch failed (exit %d)", src->url, WEXITSTATUS(status));
-		return parent_fail(err, src, line);
+		return parent_fail(err, src, r.line);
 	}
 	if (fresh && rename(partial, src->cache_dir) < 0) {
 		int e = errno;
