@@ -19,7 +19,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,7 @@
 #include "gitward/paths.h"
 #include "gitward/qmp.h"
 #include "gitward/schema.h"
+#include "gitward/spawn.h"
 #include "gitward/state.h"
 
 #define START_TIMEOUT_MS 60000
@@ -237,16 +237,8 @@ static int find_qemu(char *out, size_t size, const struct gw_backend_ctx *ctx, s
 		}
 		return gw_error_set(err, -ENOENT, "QEMU binary %s: %s", want, strerror(errno));
 	}
-	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	const char *p = path;
-	while (*p) {
-		const char *colon = strchr(p, ':');
-		size_t len = colon ? (size_t)(colon - p) : strlen(p);
-		snprintf(out, size, "%.*s/%s", (int)len, p, want);
-		if (access(out, X_OK) == 0)
-			return 0;
-		p += len + (colon ? 1 : 0);
-	}
+	if (gw_spawn_find(out, size, want, NULL) == 0)
+		return 0;
 	return gw_error_set(err, -ENOENT, "QEMU binary %s not found (install qemu-system-x86)", want);
 }
 
@@ -396,12 +388,106 @@ static void forget(const struct gw_backend_ctx *ctx, const char *name)
 	}
 }
 
+/* The foreground QEMU exits once the daemon is up (or failed): collect its
+ * words (the tail, for the error) and its status; -ETIMEDOUT, QEMU killed,
+ * when it does not exit in time. */
+static int wait_foreground(int *status, char *out, size_t size, pid_t pid, int fd)
+{
+	size_t outlen = 0;
+	int exited = 0, eof = 0;
+	int64_t deadline = gw_monotonic_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - gw_monotonic_ms();
+		if (left <= 0)
+			break;
+		int pr = eof ? 0 : poll(&p, 1, (int)(left > 100 ? 100 : left));
+		if (eof) {
+			struct timespec ts = { 0, 10 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		if (pr > 0) {
+			char chunk[1024];
+			ssize_t n = read(fd, chunk, sizeof(chunk));
+			if (n <= 0)
+				eof = 1;
+			if (n > 0) {
+				/* keep the tail */
+				if (outlen + (size_t)n > size - 1) {
+					size_t drop = outlen + (size_t)n - (size - 1);
+					if (drop > outlen)
+						drop = outlen;
+					memmove(out, out + drop, outlen - drop);
+					outlen -= drop;
+				}
+				size_t take = (size_t)n < size - 1 ? (size_t)n : size - 1;
+				memcpy(out + outlen, chunk + n - take, take);
+				outlen += take;
+			}
+		}
+		if (!exited && waitpid(pid, status, WNOHANG) == pid)
+			exited = 1;
+		if (exited && (pr <= 0 || eof))
+			break; /* drained (the daemon may keep the pipe: do not wait for it) */
+	}
+	out[outlen] = '\0';
+	if (!exited) {
+		kill(pid, SIGKILL);
+		waitpid(pid, status, 0);
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* Run QEMU (it daemonizes) in its own session, stdin on /dev/null and its
+ * output on a pipe; 0 once the foreground QEMU exited 0. */
+static int start_qemu(const char *qemu, char *const *argv, struct gw_error *err)
+{
+	char out[4096];
+	int pipefd[2], status = 0, rc;
+	struct gw_error serr;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	struct gw_spawn s = {
+		.path = qemu,
+		.argv = argv,
+		.fds = { GW_SPAWN_FD_NULL, pipefd[1], pipefd[1] },
+		.nfds = 3,
+		.group = GW_SPAWN_SESSION,
+	};
+	rc = gw_spawn_start(&pid, &s, &serr);
+	close(pipefd[1]);
+	if (rc < 0) {
+		close(pipefd[0]);
+		return gw_error_set(err, rc, "exec %s: %s", qemu, strerror(-rc));
+	}
+	rc = wait_foreground(&status, out, sizeof(out), pid, pipefd[0]);
+	close(pipefd[0]);
+	if (rc < 0)
+		return gw_error_set(err, -ETIMEDOUT, "QEMU did not start within %ds", START_TIMEOUT_MS / 1000);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		size_t outlen = strlen(out);
+		char *t = out + outlen;
+		while (t > out && (t[-1] == '\n' || t[-1] == '\r'))
+			*--t = '\0';
+		char *last = out;
+		if (strlen(out) > 300)
+			last = out + strlen(out) - 300;
+		return gw_error_set(err, -EIO, "QEMU exited at start (status %d): %s",
+				    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+				    *last ? last : "no message");
+	}
+	return 0;
+}
+
 static int vm_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
 		     struct gw_error *err)
 {
 	char qemu[4096], rec[4096], pidfile[4096], qmp[4096], log[4096], dir[4096];
 	struct argv a = { 0 };
-	int rc, pipefd[2] = { -1, -1 };
+	int rc;
 
 	if ((rc = find_qemu(qemu, sizeof(qemu), ctx, err)) < 0)
 		return rc;
@@ -431,93 +517,10 @@ static int vm_create(struct gw_observed *o, const struct gw_resource *r, const s
 		return gw_error_set_at(err, rc, rec, 0, 0, "cannot write the VM record");
 
 	build_argv(&a, qemu, r, log, qmp, pidfile);
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	pid_t pid;
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		rc = gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	rc = start_qemu(qemu, a.v, err);
+	argv_free(&a);
+	if (rc < 0)
 		goto fail;
-	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-	sigset_t all, none;
-	sigfillset(&all);
-	sigemptyset(&none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-	int sp = posix_spawn(&pid, qemu, &fa, &attr, a.v, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	close(pipefd[1]);
-	pipefd[1] = -1;
-	if (sp != 0) {
-		rc = gw_error_set(err, -sp, "exec %s: %s", qemu, strerror(sp));
-		goto fail;
-	}
-	/* the foreground QEMU exits once the daemon is up (or failed): collect
-	 * its words for the error */
-	char out[4096];
-	size_t outlen = 0;
-	int status = 0, exited = 0, eof = 0;
-	int64_t deadline = gw_monotonic_ms() + START_TIMEOUT_MS;
-	for (;;) {
-		struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
-		int64_t left = deadline - gw_monotonic_ms();
-		if (left <= 0)
-			break;
-		int pr = eof ? 0 : poll(&p, 1, (int)(left > 100 ? 100 : left));
-		if (eof) {
-			struct timespec ts = { 0, 10 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
-		}
-		if (pr > 0) {
-			char chunk[1024];
-			ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
-			if (n <= 0)
-				eof = 1;
-			if (n > 0) {
-				/* keep the tail */
-				if (outlen + (size_t)n > sizeof(out) - 1) {
-					size_t drop = outlen + (size_t)n - (sizeof(out) - 1);
-					if (drop > outlen)
-						drop = outlen;
-					memmove(out, out + drop, outlen - drop);
-					outlen -= drop;
-				}
-				size_t take = (size_t)n < sizeof(out) - 1 ? (size_t)n : sizeof(out) - 1;
-				memcpy(out + outlen, chunk + n - take, take);
-				outlen += take;
-			}
-		}
-		if (!exited && waitpid(pid, &status, WNOHANG) == pid)
-			exited = 1;
-		if (exited && (pr <= 0 || eof))
-			break; /* drained (the daemon may keep the pipe: do not wait for it) */
-	}
-	out[outlen] = '\0';
-	if (!exited) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-		rc = gw_error_set(err, -ETIMEDOUT, "QEMU did not start within %ds", START_TIMEOUT_MS / 1000);
-		goto fail;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char *t = out + outlen;
-		while (t > out && (t[-1] == '\n' || t[-1] == '\r'))
-			*--t = '\0';
-		char *last = out;
-		if (strlen(out) > 300)
-			last = out + strlen(out) - 300;
-		rc = gw_error_set(err, -EIO, "QEMU exited at start (status %d): %s",
-				  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-				  *last ? last : "no message");
-		goto fail;
-	}
 	long long qpid = read_pidfile(pidfile);
 	long long start = qpid > 0 ? start_time_of(qpid) : -1;
 	if (qpid <= 0 || start < 0) {
@@ -533,15 +536,8 @@ static int vm_create(struct gw_observed *o, const struct gw_resource *r, const s
 		gw_log(GW_LOG_WARN, r->name, "QEMU started but reports: %s", o->detail);
 		o->state = GW_STATE_RUNNING;
 	}
-	close(pipefd[0]);
-	argv_free(&a);
 	return 0;
 fail:
-	if (pipefd[0] >= 0)
-		close(pipefd[0]);
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	argv_free(&a);
 	forget(ctx, r->name);
 	return rc;
 }

@@ -43,6 +43,9 @@ int gw_source_open(struct gw_source **out, const char *cache_dir, const char *ur
  * is left as before it. A first clone is made aside and moved into place
  * only when complete, so a failed one leaves nothing behind. */
 int gw_source_fetch(struct gw_source *src, struct gw_error *err);
+/* The fetch child, `gitward __fetch`: its job (JSON) on stdin, its reports
+ * on fd 3. Never returns. */
+int gw_source_fetch_main(void);
 /* Resolve ref (NULL: the remote's default branch) to a commit id. *out_ref is
  * the name used, e.g. "main" (caller frees). */
 int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref,
