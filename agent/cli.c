@@ -47,6 +47,7 @@ static const struct option common[] = {
 	{ "move-to-repo", no_argument, 0, 0 },
 	{ "age-identity", required_argument, 0, 0 },
 	{ "exclude", required_argument, 0, 0 },
+	{ "plugin-dir", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -455,4 +456,5 @@ void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, ch
 	ctx->self_exe = self;
 	ctx->qemu_binary = getenv("GITWARD_QEMU");
 	ctx->age_identity = cfg->age_identity;
+	ctx->plugin_dir = cfg->plugin_dir;
 }

@@ -55,6 +55,7 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"                   \
 	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"                 \
 	"  --age-identity FILE        the node's age identity: decrypts secretEnvFiles when a workload starts\n"       \
+	"  --plugin-dir DIR           External resources' plugins (default PREFIX/lib/gitward/plugins)\n"              \
 	"  --move-to-repo             use a state dir recorded for another repository with this one\n"                 \
 	"                             (what this repository does not declare is deleted)\n"                            \
 	"  --config FILE              YAML file with the options above (flags win)\n"

@@ -8,6 +8,7 @@ static const struct gw_backend_ops *const backends[] = {
 	&gw_backend_process,
 	&gw_backend_container,
 	&gw_backend_vm,
+	&gw_backend_external, /* plugins speaking contrib/plugins/PROTOCOL.md */
 	NULL,
 };
 

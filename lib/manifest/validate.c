@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #define KP GW_KMASK(GW_KIND_PROCESS)
 #define KC GW_KMASK(GW_KIND_CONTAINER)
 #define KV GW_KMASK(GW_KIND_VM)
+#define KE GW_KMASK(GW_KIND_EXTERNAL)
 
 static const struct gw_enum_name restart_names[] = {
 	{ "always", GW_RESTART_ALWAYS }, { "on-failure", GW_RESTART_ON_FAILURE }, { "never", GW_RESTART_NEVER }, { 0 }
@@ -114,6 +116,20 @@ static const char *check_repo_path(const char *v)
 		if (*p == '/' && !*++p)
 			return want;
 	}
+	return NULL;
+}
+
+/* External: a plugin is a file of the plugin directory, never a path. */
+static const char *check_plugin_name(const char *v)
+{
+	const char *want = "a plugin name of letters, digits, '.', '_' and '-', not starting with '.', "
+			   "at most 64 characters";
+	size_t n = strlen(v);
+	if (n == 0 || n > 64 || v[0] == '.')
+		return want;
+	for (const char *p = v; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+			return want;
 	return NULL;
 }
 
@@ -299,7 +315,7 @@ const struct gw_field gw_schema_spec[] = {
 	{ .name = "stopTimeout",
 	  .type = GW_F_DURATION,
 	  .offset = OFF(stop_timeout_ms),
-	  .kinds = GW_K_ALL,
+	  .kinds = KP | KC | KV,
 	  .min = 0,
 	  .max = 3600000,
 	  .defval = 10000 },
@@ -341,6 +357,23 @@ const struct gw_field gw_schema_spec[] = {
 	{ .name = "disk", .type = GW_F_STR, .offset = OFF(disk), .kinds = KV, .check = check_abs_path },
 	{ .name = "forwards", .type = GW_F_STRLIST, .offset = OFF(forwards), .kinds = KV, .check = check_portmap },
 	{ .name = "accel", .type = GW_F_ENUM, .offset = OFF(accel), .kinds = KV, .enums = accel_names },
+	/* External (lib/backend/external.c) */
+	{ .name = "plugin",
+	  .type = GW_F_STR,
+	  .offset = OFF(plugin),
+	  .kinds = KE,
+	  .required_kinds = KE,
+	  .check = check_plugin_name },
+	{ .name = "config", .type = GW_F_JSON, .offset = OFF(plugin_config), .kinds = KE },
+	{ .name = "sources", .type = GW_F_STRLIST, .offset = OFF(sources), .kinds = KE, .check = check_repo_path },
+	{ .name = "timeout",
+	  .type = GW_F_DURATION,
+	  .offset = OFF(plugin_timeout_ms),
+	  .kinds = KE,
+	  .flags = GW_FF_NOHASH,
+	  .min = 100,
+	  .max = 3600000,
+	  .defval = 30000 },
 	{ 0 }
 };
 
@@ -457,6 +490,30 @@ static int pair_cmp(const void *a, const void *b)
 	if (c)
 		return c;
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Free-form YAML (External's config) as JSON: mappings are objects, lists
+ * arrays, scalars strings (no YAML 1.1 guessing of booleans or numbers), a
+ * plain null null. Depth and size are bounded by the parser. */
+static json_t *yaml_json(const struct gw_ynode *v)
+{
+	json_t *j;
+	switch (v->type) {
+	case GW_YNODE_MAP:
+		j = json_object();
+		for (size_t i = 0; i + 1 < v->n; i += 2)
+			if (v->items[i]->type == GW_YNODE_SCALAR)
+				json_object_setn_new_nocheck(j, v->items[i]->value, v->items[i]->len,
+							     yaml_json(v->items[i + 1]));
+		return j;
+	case GW_YNODE_SEQ:
+		j = json_array();
+		for (size_t i = 0; i < v->n; i++)
+			json_array_append_new(j, yaml_json(v->items[i]));
+		return j;
+	default:
+		return is_null(v) ? json_null() : json_stringn_nocheck(v->value, v->len);
+	}
 }
 
 static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
@@ -659,6 +716,18 @@ static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_f
 		}
 		walk_table(c, r, f->sub, v, path);
 		return;
+	case GW_F_JSON: {
+		if (v->type != GW_YNODE_MAP) {
+			verr(c, v, path, "expected a mapping, got %s", node_desc(v));
+			return;
+		}
+		json_t *j = yaml_json(v);
+		char **p = slot(r, f);
+		free(*p);
+		*p = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+		json_decref(j);
+		return;
+	}
 	}
 }
 
@@ -724,6 +793,23 @@ static const struct gw_ynode *lookup(const struct gw_ynode *map, const char *key
 	return NULL;
 }
 
+/* External: sources are bounded in number; where each entry is, for the
+ * source's diagnostics when it resolves them against the commit. */
+static void check_external_rules(struct vctx *c, struct gw_resource *r, const struct gw_ynode *spec)
+{
+	const struct gw_ynode *l = lookup(spec, "sources");
+	if (r->sources.n > GW_SOURCES_MAX)
+		verr(c, l, "spec.sources", "at most %u files, got %zu", GW_SOURCES_MAX, r->sources.n);
+	if (!r->sources.n)
+		return;
+	r->source_files = gw_xcalloc(r->sources.n, sizeof(*r->source_files));
+	for (size_t i = 0; i < r->sources.n; i++) {
+		const struct gw_ynode *at = l && l->type == GW_YNODE_SEQ && i < l->n ? l->items[i] : spec;
+		r->source_files[i].line = at->line;
+		r->source_files[i].col = at->col;
+	}
+}
+
 /* Rules that span fields. */
 static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct gw_ynode *spec)
 {
@@ -768,6 +854,8 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 			r->secrets[i].col = at->col;
 		}
 	}
+	if (r->kind == GW_KIND_EXTERNAL)
+		check_external_rules(c, r, spec);
 	const struct gw_ynode *deps = lookup(spec, "dependsOn");
 	if (r->depends_on.n && deps && deps->type == GW_YNODE_SEQ && deps->n == r->depends_on.n) {
 		/* where each entry is written, for problems found across the commit */
@@ -833,7 +921,7 @@ static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct
 		return -1;
 	}
 	if (kind->type != GW_YNODE_SCALAR || gw_kind_from_string(&c.kind, kind->value) < 0) {
-		verr(&c, kind, "kind", "expected one of Process, Container or VM, got %s",
+		verr(&c, kind, "kind", "expected one of Process, Container, VM or External, got %s",
 		     shown(buf, sizeof(buf), kind));
 		return -1;
 	}

@@ -25,6 +25,7 @@ struct gw_backend_ctx {
 	const char *self_exe; /* this gitward binary, for helper processes */
 	const char *qemu_binary; /* NULL: qemu-system-x86_64 on PATH */
 	const char *age_identity; /* --age-identity, for secretEnvFiles; NULL: none */
+	const char *plugin_dir; /* --plugin-dir, External's plugins; NULL: the default */
 	/* NULL: never. When requested, long waits (stop timeouts, health
 	 * waits) give up with -ECANCELED and leave the workload as it is. */
 	const struct gw_cancel *cancel;
@@ -70,6 +71,7 @@ const struct gw_backend_ops *gw_backend_for(enum gw_kind kind);
 extern const struct gw_backend_ops gw_backend_process;
 extern const struct gw_backend_ops gw_backend_container;
 extern const struct gw_backend_ops gw_backend_vm;
+extern const struct gw_backend_ops gw_backend_external;
 
 /* Entry point of the process supervisor ("shim"): the helper the process
  * backend starts with `gitward __shim`, reading its job from stdin. Returns

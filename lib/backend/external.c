@@ -1,0 +1,378 @@
+/* The External backend: resources handled by an executable plugin that
+ * speaks a small JSON protocol on stdin/stdout (contrib/plugins/PROTOCOL.md),
+ * much like a CNI plugin or a Terraform provider cut to four operations:
+ * create, observe, destroy, probe.
+ *
+ * The plugin is a file of the plugin directory (--plugin-dir), run with an
+ * argv and a clean environment (gw_spawn_capture), one process per call,
+ * bounded in time (spec.timeout) and in reply size; whatever it does wrong is
+ * an error of its own resources only. What it returns at create is an opaque
+ * handle, kept with the spec in STATE/external/NAME.json and handed back at
+ * every later call. Immutable like the other kinds: a changed spec (or a
+ * changed source file) is destroy + create.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gitward/backend.h"
+#include "gitward/external.h"
+#include "gitward/schema.h"
+#include "gitward/state.h"
+
+/* ---- the protocol client ---- */
+
+/* The last line of a plugin's stderr, for an error message. */
+static const char *stderr_tail(char *buf, size_t size, struct gw_strbuf *errout)
+{
+	char *s = errout->s ? errout->s : "";
+	size_t n = errout->len;
+	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	char *nl = memrchr(s, '\n', n);
+	gw_escape(buf, size, nl ? nl + 1 : s);
+	return buf;
+}
+
+static int check_reply(json_t **reply, const char *what, struct gw_strbuf *out, struct gw_error *err)
+{
+	json_error_t jerr;
+	char esc[300];
+
+	if (out->len > GW_PLUGIN_REPLY_MAX)
+		return gw_error_set(err, -EMSGSIZE, "%s: answered more than %u bytes", what, GW_PLUGIN_REPLY_MAX);
+	json_t *j = json_loadb(out->s ? out->s : "", out->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j || !json_is_object(j)) {
+		json_decref(j);
+		return gw_error_set(err, -EBADMSG, "%s: answered something other than one JSON object (%s)", what,
+				    j ? "not an object" : gw_escape(esc, sizeof(esc), jerr.text));
+	}
+	json_t *proto = json_object_get(j, "protocol");
+	if (!json_is_integer(proto) || json_integer_value(proto) != GW_PLUGIN_PROTOCOL) {
+		json_decref(j);
+		return gw_error_set(err, -EPROTO, "%s: answered with protocol %s, gitward speaks %d", what,
+				    json_is_integer(proto) ? "another version" : "missing", GW_PLUGIN_PROTOCOL);
+	}
+	json_t *ok = json_object_get(j, "ok");
+	if (!json_is_boolean(ok)) {
+		json_decref(j);
+		return gw_error_set(err, -EBADMSG, "%s: answered without \"ok\": true or false", what);
+	}
+	if (!json_is_true(ok)) {
+		const char *why = json_string_value(json_object_get(j, "error"));
+		gw_error_set(err, -EIO, "%s: %s", what,
+			     gw_escape(esc, sizeof(esc), why ? why : "failed (no error given)"));
+		json_decref(j);
+		return -EIO;
+	}
+	*reply = j;
+	return 0;
+}
+
+int gw_plugin_call(json_t **reply, const char *dir, const char *name, const char *op, json_t *request,
+		   int64_t timeout_ms, struct gw_error *err)
+{
+	char path[4096], what[200], tail[300];
+	struct gw_strbuf out, errout;
+	struct stat st;
+	int status = 0, rc;
+
+	snprintf(what, sizeof(what), "plugin %s %s", name, op);
+	if (!*name || strchr(name, '/') || name[0] == '.')
+		return gw_error_set(err, -EINVAL, "plugin \"%s\": not a plugin name", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return gw_error_set(err, -ENOENT, "plugin %s: no such plugin in %s (--plugin-dir)", name, dir);
+	if (access(path, X_OK) < 0)
+		return gw_error_set(err, -EACCES, "plugin %s: %s is not executable", name, path);
+
+	json_object_set_new(request, "protocol", json_integer(GW_PLUGIN_PROTOCOL));
+	json_object_set_new(request, "op", json_string(op));
+	char *in = json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS);
+	char *argv[] = { path, (char *)op, NULL };
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	rc = gw_spawn_capture(&status, &out, &errout, argv, in, strlen(in), GW_PLUGIN_REPLY_MAX + 1, timeout_ms, err);
+	free(in);
+	if (rc == -ETIMEDOUT) {
+		char d[32];
+		gw_duration_format(d, sizeof(d), timeout_ms);
+		rc = gw_error_set(err, -ETIMEDOUT, "%s: no answer within %s (spec.timeout): killed", what, d);
+	} else if (rc < 0) {
+		gw_error_prefix(err, "%s", what);
+	} else if (WIFSIGNALED(status)) {
+		rc = gw_error_set(err, -EIO, "%s: killed by signal %d", what, WTERMSIG(status));
+	} else if (WEXITSTATUS(status) != 0) {
+		rc = gw_error_set(err, -EIO, "%s: exited with status %d%s%s", what, WEXITSTATUS(status),
+				  errout.len ? ": " : "", stderr_tail(tail, sizeof(tail), &errout));
+	} else {
+		rc = check_reply(reply, what, &out, err);
+	}
+	gw_strbuf_free(&out);
+	gw_strbuf_free(&errout);
+	return rc;
+}
+
+/* ---- records: STATE/external/NAME.json ---- */
+
+static char *record_dir(char *buf, size_t size, const struct gw_backend_ctx *ctx)
+{
+	snprintf(buf, size, "%s/external", ctx->state_dir);
+	return buf;
+}
+
+static char *record_path(char *buf, size_t size, const struct gw_backend_ctx *ctx, const char *name)
+{
+	snprintf(buf, size, "%s/external/%s.json", ctx->state_dir, name);
+	return buf;
+}
+
+/* What a later call needs: the plugin, its handle, the spec it was given. */
+struct record {
+	const char *plugin, *handle, *spec;
+	int64_t timeout_ms;
+};
+
+static int record_fields(struct record *out, const json_t *rec)
+{
+	out->plugin = json_string_value(json_object_get(rec, "plugin"));
+	out->handle = json_string_value(json_object_get(rec, "handle"));
+	out->spec = json_string_value(json_object_get(rec, "spec"));
+	out->timeout_ms = json_integer_value(json_object_get(rec, "timeout_ms"));
+	if (out->timeout_ms <= 0)
+		out->timeout_ms = GW_PLUGIN_TIMEOUT_MS;
+	return out->plugin && out->handle && out->spec ? 0 : -EBADMSG;
+}
+
+static const char *plugin_dir(const struct gw_backend_ctx *ctx)
+{
+	return ctx->plugin_dir ? ctx->plugin_dir : GW_PLUGIN_DIR_DEFAULT;
+}
+
+/* The request every operation starts from: the resource's name and its
+ * canonical spec (the "spec" member of canonical). */
+static json_t *request_new(const char *name, const char *canonical, const char *handle)
+{
+	json_t *req = json_object();
+	json_t *doc = canonical ? json_loads(canonical, 0, NULL) : NULL;
+	json_t *spec = json_object_get(doc, "spec");
+	json_object_set_new(req, "name", json_string(name));
+	json_object_set_new(req, "spec", spec ? json_incref(spec) : json_object());
+	if (handle)
+		json_object_set_new(req, "handle", json_string(handle));
+	json_decref(doc);
+	return req;
+}
+
+/* ---- the backend ---- */
+
+/* Observe one recorded resource: present and healthy is running; gone,
+ * drifted, unhealthy or a plugin that fails is failed, with the reason. */
+static void observe_one(struct gw_observed *o, const struct record *rec, const struct gw_backend_ctx *ctx)
+{
+	struct gw_error err;
+	json_t *reply = NULL;
+	char esc[120];
+
+	o->state = GW_STATE_FAILED;
+	json_t *req = request_new(o->name, rec->spec, rec->handle);
+	int rc = gw_plugin_call(&reply, plugin_dir(ctx), rec->plugin, "observe", req, rec->timeout_ms, &err);
+	json_decref(req);
+	if (rc < 0) {
+		snprintf(o->detail, sizeof(o->detail), "%s", err.msg);
+		return;
+	}
+	const char *state = json_string_value(json_object_get(reply, "state"));
+	const char *detail = json_string_value(json_object_get(reply, "detail"));
+	gw_escape(esc, sizeof(esc), detail ? detail : "");
+	if (!state || (strcmp(state, "present") && strcmp(state, "absent") && strcmp(state, "drifted"))) {
+		snprintf(o->detail, sizeof(o->detail),
+			 "plugin %s observe: answered without \"state\": present, absent or drifted", rec->plugin);
+	} else if (!strcmp(state, "absent")) {
+		snprintf(o->detail, sizeof(o->detail), "gone%s%s", *esc ? ": " : "", esc);
+	} else if (!strcmp(state, "drifted")) {
+		snprintf(o->detail, sizeof(o->detail), "drifted%s%s", *esc ? ": " : "", esc);
+	} else {
+		json_decref(reply);
+		reply = NULL;
+		req = request_new(o->name, rec->spec, rec->handle);
+		rc = gw_plugin_call(&reply, plugin_dir(ctx), rec->plugin, "probe", req, rec->timeout_ms, &err);
+		json_decref(req);
+		detail = json_string_value(json_object_get(reply, "detail"));
+		if (rc < 0)
+			snprintf(o->detail, sizeof(o->detail), "%s", err.msg);
+		else if (!json_is_boolean(json_object_get(reply, "healthy")))
+			snprintf(o->detail, sizeof(o->detail), "plugin %s probe: answered without \"healthy\"",
+				 rec->plugin);
+		else if (!json_is_true(json_object_get(reply, "healthy")))
+			snprintf(o->detail, sizeof(o->detail), "unhealthy: %s",
+				 gw_escape(esc, sizeof(esc), detail ? detail : "the plugin's probe failed"));
+		else
+			o->state = GW_STATE_RUNNING;
+	}
+	json_decref(reply);
+}
+
+static int external_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
+			     struct gw_error *err)
+{
+	char dir[4096], path[4400];
+	struct gw_observed *v = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	DIR *d = opendir(record_dir(dir, sizeof(dir), ctx));
+
+	if (!d) {
+		if (errno != ENOENT)
+			return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list External records: %s",
+					       strerror(errno));
+		*out = NULL;
+		*out_n = 0;
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char name[128];
+		struct record rec;
+		if (len < 6 || len - 5 >= sizeof(name) || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		memcpy(name, de->d_name, len - 5);
+		name[len - 5] = '\0';
+		if (gw_check_name(name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		json_t *j = gw_record_load(path);
+		v = gw_xrealloc(v, (n + 1) * sizeof(*v));
+		if (!j || record_fields(&rec, j) < 0 || gw_record_parse(&v[n], GW_KIND_EXTERNAL, name, j) < 0) {
+			gw_log(GW_LOG_WARN, name, "unreadable External record %s: ignored", path);
+			json_decref(j);
+			continue;
+		}
+		observe_one(&v[n++], &rec, ctx);
+		json_decref(j);
+	}
+	closedir(d);
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+/* {"path": "base64 of its content"} for the resource's source files. */
+static json_t *sources_json(const struct gw_resource *r)
+{
+	json_t *s = json_object();
+	for (size_t i = 0; r->source_files && i < r->sources.n; i++) {
+		const struct gw_secret_file *f = &r->source_files[i];
+		char *b64 = gw_xmalloc(4 * ((f->len + 2) / 3) + 1);
+		EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)(f->cipher ? f->cipher : ""), (int)f->len);
+		json_object_set_new(s, r->sources.v[i], json_string(b64));
+		free(b64);
+	}
+	return s;
+}
+
+static int call_destroy(const char *name, const struct record *rec, const struct gw_backend_ctx *ctx,
+			struct gw_error *err)
+{
+	json_t *reply = NULL;
+	json_t *req = request_new(name, rec->spec, rec->handle);
+	int rc = gw_plugin_call(&reply, plugin_dir(ctx), rec->plugin, "destroy", req, rec->timeout_ms, err);
+	json_decref(req);
+	json_decref(reply);
+	return rc;
+}
+
+static int external_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+			   struct gw_error *err)
+{
+	char dir[4096], path[4400];
+	json_t *reply = NULL;
+	int64_t timeout = r->plugin_timeout_ms ? r->plugin_timeout_ms : GW_PLUGIN_TIMEOUT_MS;
+	int rc;
+
+	if (r->sources.n && (!r->source_files || !r->source_files[r->sources.n - 1].blob[0]))
+		return gw_error_set(err, -EINVAL, "spec.sources: not read from the commit");
+	if ((rc = gw_mkdir_p(record_dir(dir, sizeof(dir), ctx), 0700, err)) < 0)
+		return rc;
+	json_t *req = request_new(r->name, r->canonical, NULL);
+	json_object_set_new(req, "sources", sources_json(r));
+	rc = gw_plugin_call(&reply, plugin_dir(ctx), r->plugin, "create", req, timeout, err);
+	json_decref(req);
+	if (rc < 0)
+		return rc;
+	const char *handle = json_string_value(json_object_get(reply, "handle"));
+	if (!handle || !*handle || strlen(handle) > GW_PLUGIN_HANDLE_MAX) {
+		rc = gw_error_set(err, -EBADMSG, "plugin %s create: answered without a \"handle\" of 1 to %u bytes",
+				  r->plugin, GW_PLUGIN_HANDLE_MAX);
+		json_decref(reply);
+		return rc;
+	}
+	json_t *rec = json_object(), *deps = json_array();
+	for (size_t i = 0; i < r->depends_on.n; i++)
+		json_array_append_new(deps, json_string(r->depends_on.v[i]));
+	json_object_set_new(rec, "spec_hash", json_string(r->spec_hash));
+	json_object_set_new(rec, "spec", json_string(r->canonical));
+	json_object_set_new(rec, "restart", json_string(gw_restart_to_string(r->restart)));
+	json_object_set_new(rec, "depends_on", deps);
+	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
+	json_object_set_new(rec, "plugin", json_string(r->plugin));
+	json_object_set_new(rec, "handle", json_string(handle));
+	json_object_set_new(rec, "timeout_ms", json_integer(timeout));
+	char *text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(rec);
+	json_decref(reply);
+	rc = gw_file_write_atomic(record_path(path, sizeof(path), ctx, r->name), text, strlen(text), err);
+	if (rc < 0) { /* unrecorded, it would never be found again: undone */
+		json_t *j = json_loads(text, 0, NULL);
+		struct record back;
+		struct gw_error ignored;
+		if (j && record_fields(&back, j) == 0)
+			call_destroy(r->name, &back, ctx, &ignored);
+		json_decref(j);
+	}
+	free(text);
+	if (rc < 0)
+		return rc;
+	gw_observed_start(o, r);
+	return 0;
+}
+
+static int external_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
+			    struct gw_error *err)
+{
+	char path[4400];
+	struct record rec;
+	json_t *j = gw_record_load(record_path(path, sizeof(path), ctx, o->name));
+	int rc;
+
+	if (!j) {
+		if (access(path, F_OK) < 0 && errno == ENOENT)
+			return 0; /* never created, or already gone */
+		return gw_error_set_at(err, -EBADMSG, path, 0, 0, "unreadable External record");
+	}
+	if (record_fields(&rec, j) < 0) {
+		json_decref(j);
+		return gw_error_set_at(err, -EBADMSG, path, 0, 0, "External record without plugin, handle or spec");
+	}
+	rc = call_destroy(o->name, &rec, ctx, err);
+	json_decref(j);
+	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
+		rc = gw_error_set_at(err, -errno, path, 0, 0, "cannot remove: %s", strerror(errno));
+	return rc;
+}
+
+const struct gw_backend_ops gw_backend_external = {
+	.name = "external",
+	.kind = GW_KIND_EXTERNAL,
+	.discover = external_discover,
+	.create = external_create,
+	.destroy = external_destroy,
+};
