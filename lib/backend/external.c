@@ -57,9 +57,13 @@ static int check_reply(json_t **reply, const char *what, struct gw_strbuf *out, 
 	}
 	json_t *proto = json_object_get(j, "protocol");
 	if (!json_is_integer(proto) || json_integer_value(proto) != GW_PLUGIN_PROTOCOL) {
+		if (json_is_integer(proto))
+			gw_error_set(err, -EPROTO, "%s: answered in protocol %lld, gitward speaks %d", what,
+				     (long long)json_integer_value(proto), GW_PLUGIN_PROTOCOL);
+		else
+			gw_error_set(err, -EPROTO, "%s: answered without \"protocol\": %d", what, GW_PLUGIN_PROTOCOL);
 		json_decref(j);
-		return gw_error_set(err, -EPROTO, "%s: answered with protocol %s, gitward speaks %d", what,
-				    json_is_integer(proto) ? "another version" : "missing", GW_PLUGIN_PROTOCOL);
+		return -EPROTO;
 	}
 	json_t *ok = json_object_get(j, "ok");
 	if (!json_is_boolean(ok)) {
