@@ -44,13 +44,13 @@ enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct
 }
 
 static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_config *cfg,
-			 const char *msg)
+			 const struct gw_backend_set *set, const char *msg)
 {
 	struct gw_error err;
 	out->result = res;
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	if (gw_apply_record_error(cfg, res, msg, &err) < 0)
+	if (gw_apply_record_error(cfg, set, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 
@@ -96,8 +96,8 @@ static int prepare_offline(struct gw_pass *pass, const struct gw_config *cfg, co
 	return gw_pass_prepare(pass, &stage, &at, err);
 }
 
-void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
-		 enum gw_pass_mode mode)
+void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
+		 const struct gw_cancel *cancel, enum gw_pass_mode mode)
 {
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
@@ -106,8 +106,9 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	gw_backend_set_pass_begin(set);
 	gw_pass_init(&pass);
-	pass.cancel = ctx->cancel;
+	pass.cancel = cancel;
 	if (mode == GW_PASS_HEAL) {
 		/* a workload died: heal against the commit in force, no fetch,
 		 * keeping whatever error was recorded with it */
@@ -116,12 +117,12 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		out->result = GW_RUN_CONVERGED;
 		if (!commit)
 			goto out;
-		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
+		rc = prepare_offline(&pass, cfg, commit, cancel, &err);
 		free(commit);
 		pass.note = recorded;
 		pass.result = failed; /* a heal keeps what the last attempt said */
 		if (rc < 0) {
-			finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+			finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
 			goto out;
 		}
 		out->healing = true;
@@ -134,17 +135,17 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		 * force; the error is reported and the fetch retried */
 		char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(cfg, NULL, NULL);
 		gw_error_format(msg, sizeof(msg), &err);
-		if (!commit || gw_cancel_requested(ctx->cancel)) {
+		if (!commit || gw_cancel_requested(cancel)) {
 			free(commit);
-			finish_error(out, GW_RUN_GIT_ERROR, cfg, msg);
+			finish_error(out, GW_RUN_GIT_ERROR, cfg, set, msg);
 			goto out;
 		}
 		gw_log(GW_LOG_ERROR, "", "%s", msg);
 		gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", commit);
-		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
+		rc = prepare_offline(&pass, cfg, commit, cancel, &err);
 		free(commit);
 		if (rc < 0) {
-			finish_error(out, GW_RUN_GIT_ERROR, cfg, msg);
+			finish_error(out, GW_RUN_GIT_ERROR, cfg, set, msg);
 			goto out;
 		}
 		pass.note = gw_xstrdup(msg);
@@ -169,17 +170,17 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		char *commit = last_applied(cfg, NULL, NULL);
 		if (!commit || !strcmp(commit, pass.commit)) {
 			free(commit);
-			finish_error(out, bad, cfg, msg);
+			finish_error(out, bad, cfg, set, msg);
 			goto out;
 		}
 		gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
 		       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", commit);
 		/* just fetched: the last good commit is in the cache */
-		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
+		rc = prepare_offline(&pass, cfg, commit, cancel, &err);
 		free(commit);
 		if (rc < 0) {
 			gw_log(GW_LOG_ERROR, "", "the last good commit cannot be used either: %s", err.msg);
-			finish_error(out, bad, cfg, msg);
+			finish_error(out, bad, cfg, set, msg);
 			goto out;
 		}
 		pass.note = gw_xstrdup(msg);
@@ -187,22 +188,22 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 		snprintf(out->message, sizeof(out->message), "%s", msg);
 		out->result = bad;
 	} else if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
 	}
-	rc = gw_apply_observe(&pass, cfg, ctx, &state_error, &err);
+	rc = gw_apply_observe(&pass, cfg, set, &state_error, &err);
 	if (rc == 0)
 		rc = gw_pass_plan(&pass, cfg, &err);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
 	}
 	memcpy(out->commit, pass.commit, sizeof(out->commit));
 	memcpy(out->count, pass.plan.count, sizeof(out->count));
 	log_plan(&pass.plan);
-	rc = gw_apply_execute(&out->report, &pass, cfg, ctx, &err);
+	rc = gw_apply_execute(&out->report, &pass, cfg, set, &err);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
 	}
 	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR)
@@ -210,4 +211,5 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 out:
 	free(state_error);
 	gw_pass_free(&pass);
+	gw_backend_set_pass_end(set);
 }

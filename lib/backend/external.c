@@ -12,7 +12,6 @@
  * changed source file) is destroy + create.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -125,17 +124,20 @@ int gw_plugin_call(json_t **reply, const char *dir, const char *name, const char
 	return rc;
 }
 
-/* ---- records: STATE/external/NAME.json ---- */
+/* ---- records: STATE/external/NAME.json ----
+ * In the state dir, not the run dir: what a plugin makes (files, cloud
+ * objects) outlives a reboot. The shared record fields plus the plugin, its
+ * handle and the timeout of the calls. */
 
-static char *record_dir(char *buf, size_t size, const struct gw_backend_ctx *ctx)
+static char *record_dir(char *buf, size_t size, const struct gw_backend *b)
 {
-	snprintf(buf, size, "%s/external", ctx->state_dir);
+	snprintf(buf, size, "%s/external", b->cfg.state_dir);
 	return buf;
 }
 
-static char *record_path(char *buf, size_t size, const struct gw_backend_ctx *ctx, const char *name)
+static char *record_path(char *buf, size_t size, const struct gw_backend *b, const char *name)
 {
-	snprintf(buf, size, "%s/external/%s.json", ctx->state_dir, name);
+	snprintf(buf, size, "%s/external/%s.json", b->cfg.state_dir, name);
 	return buf;
 }
 
@@ -156,9 +158,9 @@ static int record_fields(struct record *out, const json_t *rec)
 	return out->plugin && out->handle && out->spec ? 0 : -EBADMSG;
 }
 
-static const char *plugin_dir(const struct gw_backend_ctx *ctx)
+static const char *plugin_dir(const struct gw_backend *b)
 {
-	return ctx->plugin_dir ? ctx->plugin_dir : GW_PLUGIN_DIR_DEFAULT;
+	return b->cfg.plugin_dir ? b->cfg.plugin_dir : GW_PLUGIN_DIR_DEFAULT;
 }
 
 /* The request every operation starts from: the resource's name and its
@@ -180,7 +182,7 @@ static json_t *request_new(const char *name, const char *canonical, const char *
 
 /* Observe one recorded resource: present and healthy is running; gone,
  * drifted, unhealthy or a plugin that fails is failed, with the reason. */
-static void observe_one(struct gw_observed *o, const struct record *rec, const struct gw_backend_ctx *ctx)
+static void observe_one(struct gw_observed *o, const struct record *rec, const struct gw_backend *b)
 {
 	struct gw_error err;
 	json_t *reply = NULL;
@@ -188,7 +190,7 @@ static void observe_one(struct gw_observed *o, const struct record *rec, const s
 
 	o->state = GW_STATE_FAILED;
 	json_t *req = request_new(o->name, rec->spec, rec->handle);
-	int rc = gw_plugin_call(&reply, plugin_dir(ctx), rec->plugin, "observe", req, rec->timeout_ms, &err);
+	int rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "observe", req, rec->timeout_ms, &err);
 	json_decref(req);
 	if (rc < 0) {
 		snprintf(o->detail, sizeof(o->detail), "%s", err.msg);
@@ -208,7 +210,7 @@ static void observe_one(struct gw_observed *o, const struct record *rec, const s
 		json_decref(reply);
 		reply = NULL;
 		req = request_new(o->name, rec->spec, rec->handle);
-		rc = gw_plugin_call(&reply, plugin_dir(ctx), rec->plugin, "probe", req, rec->timeout_ms, &err);
+		rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "probe", req, rec->timeout_ms, &err);
 		json_decref(req);
 		detail = json_string_value(json_object_get(reply, "detail"));
 		if (rc < 0)
@@ -225,47 +227,45 @@ static void observe_one(struct gw_observed *o, const struct record *rec, const s
 	json_decref(reply);
 }
 
-static int external_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
-			     struct gw_error *err)
-{
-	char dir[4096], path[4400];
-	struct gw_observed *v = NULL;
-	size_t n = 0;
-	struct dirent *de;
-	DIR *d = opendir(record_dir(dir, sizeof(dir), ctx));
+struct scan {
+	const struct gw_backend *b;
+	struct gw_observed *v;
+	size_t n;
+};
 
-	if (!d) {
-		if (errno != ENOENT)
-			return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list External records: %s",
-					       strerror(errno));
-		*out = NULL;
-		*out_n = 0;
+static int discover_one(const char *name, const char *path, void *ud)
+{
+	struct scan *sc = ud;
+	struct record rec;
+	json_t *j = gw_record_load(path);
+	sc->v = gw_xrealloc(sc->v, (sc->n + 1) * sizeof(*sc->v));
+	struct gw_observed *o = &sc->v[sc->n];
+	if (!j || record_fields(&rec, j) < 0 || gw_record_parse(o, GW_KIND_EXTERNAL, name, j) < 0) {
+		gw_log(GW_LOG_WARN, name, "unreadable External record %s: ignored", path);
+		json_decref(j);
 		return 0;
 	}
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		char name[128];
-		struct record rec;
-		if (len < 6 || len - 5 >= sizeof(name) || strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;
-		memcpy(name, de->d_name, len - 5);
-		name[len - 5] = '\0';
-		if (gw_check_name(name))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		json_t *j = gw_record_load(path);
-		v = gw_xrealloc(v, (n + 1) * sizeof(*v));
-		if (!j || record_fields(&rec, j) < 0 || gw_record_parse(&v[n], GW_KIND_EXTERNAL, name, j) < 0) {
-			gw_log(GW_LOG_WARN, name, "unreadable External record %s: ignored", path);
-			json_decref(j);
-			continue;
-		}
-		observe_one(&v[n++], &rec, ctx);
-		json_decref(j);
+	sc->n++;
+	o->handle = gw_xstrdup(rec.handle);
+	observe_one(o, &rec, sc->b);
+	json_decref(j);
+	return 0;
+}
+
+static int external_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
+			     const struct gw_backend_call *call, struct gw_error *err)
+{
+	char dir[4096];
+	struct scan sc = { .b = b };
+	int rc = gw_record_scan(record_dir(dir, sizeof(dir), b), ".json", discover_one, &sc, err);
+	if (rc < 0) {
+		for (size_t i = 0; i < sc.n; i++)
+			gw_observed_clear(&sc.v[i]);
+		free(sc.v);
+		return rc;
 	}
-	closedir(d);
-	*out = v;
-	*out_n = n;
+	*out = sc.v;
+	*out_n = sc.n;
 	return 0;
 }
 
@@ -283,78 +283,78 @@ static json_t *sources_json(const struct gw_resource *r)
 	return s;
 }
 
-static int call_destroy(const char *name, const struct record *rec, const struct gw_backend_ctx *ctx,
-			struct gw_error *err)
+static int call_destroy(const char *name, const struct record *rec, const struct gw_backend *b, struct gw_error *err)
 {
 	json_t *reply = NULL;
 	json_t *req = request_new(name, rec->spec, rec->handle);
-	int rc = gw_plugin_call(&reply, plugin_dir(ctx), rec->plugin, "destroy", req, rec->timeout_ms, err);
+	int rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "destroy", req, rec->timeout_ms, err);
 	json_decref(req);
 	json_decref(reply);
 	return rc;
 }
 
-static int external_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-			   struct gw_error *err)
+/* Ask the plugin to create r; *handle is what it answered (caller frees). */
+static int call_create(char **handle, const struct gw_backend *b, const struct gw_resource *r, int64_t timeout,
+		       struct gw_error *err)
+{
+	json_t *reply = NULL;
+	json_t *req = request_new(r->name, r->canonical, NULL);
+	json_object_set_new(req, "sources", sources_json(r));
+	int rc = gw_plugin_call(&reply, plugin_dir(b), r->plugin, "create", req, timeout, err);
+	json_decref(req);
+	if (rc < 0)
+		return rc;
+	const char *h = json_string_value(json_object_get(reply, "handle"));
+	if (!h || !*h || strlen(h) > GW_PLUGIN_HANDLE_MAX)
+		rc = gw_error_set(err, -EBADMSG, "plugin %s create: answered without a \"handle\" of 1 to %u bytes",
+				  r->plugin, GW_PLUGIN_HANDLE_MAX);
+	else
+		*handle = gw_xstrdup(h);
+	json_decref(reply);
+	return rc;
+}
+
+static int external_create(struct gw_observed *o, struct gw_backend *b, const struct gw_resource *r,
+			   const struct gw_backend_call *call, struct gw_error *err)
 {
 	char dir[4096], path[4400];
-	json_t *reply = NULL;
 	int64_t timeout = r->plugin_timeout_ms ? r->plugin_timeout_ms : GW_PLUGIN_TIMEOUT_MS;
+	struct gw_observed made;
+	char *handle = NULL;
 	int rc;
 
 	if (r->sources.n && (!r->source_files || !r->source_files[r->sources.n - 1].blob[0]))
 		return gw_error_set(err, -EINVAL, "spec.sources: not read from the commit");
-	if ((rc = gw_mkdir_p(record_dir(dir, sizeof(dir), ctx), 0700, err)) < 0)
+	if ((rc = gw_mkdir_p(record_dir(dir, sizeof(dir), b), 0700, err)) < 0)
 		return rc;
-	json_t *req = request_new(r->name, r->canonical, NULL);
-	json_object_set_new(req, "sources", sources_json(r));
-	rc = gw_plugin_call(&reply, plugin_dir(ctx), r->plugin, "create", req, timeout, err);
-	json_decref(req);
-	if (rc < 0)
+	if ((rc = call_create(&handle, b, r, timeout, err)) < 0)
 		return rc;
-	const char *handle = json_string_value(json_object_get(reply, "handle"));
-	if (!handle || !*handle || strlen(handle) > GW_PLUGIN_HANDLE_MAX) {
-		rc = gw_error_set(err, -EBADMSG, "plugin %s create: answered without a \"handle\" of 1 to %u bytes",
-				  r->plugin, GW_PLUGIN_HANDLE_MAX);
-		json_decref(reply);
-		return rc;
-	}
-	json_t *rec = json_object(), *deps = json_array();
-	for (size_t i = 0; i < r->depends_on.n; i++)
-		json_array_append_new(deps, json_string(r->depends_on.v[i]));
-	json_object_set_new(rec, "spec_hash", json_string(r->spec_hash));
-	json_object_set_new(rec, "spec", json_string(r->canonical));
-	json_object_set_new(rec, "restart", json_string(gw_restart_to_string(r->restart)));
-	json_object_set_new(rec, "depends_on", deps);
-	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
+	gw_observed_start(&made, r);
+	made.handle = handle; /* now owned by made */
+	json_t *rec = gw_record_new(&made);
 	json_object_set_new(rec, "plugin", json_string(r->plugin));
 	json_object_set_new(rec, "handle", json_string(handle));
 	json_object_set_new(rec, "timeout_ms", json_integer(timeout));
-	char *text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(rec);
-	json_decref(reply);
-	rc = gw_file_write_atomic(record_path(path, sizeof(path), ctx, r->name), text, strlen(text), err);
+	rc = gw_record_write(record_path(path, sizeof(path), b, r->name), rec, err);
 	if (rc < 0) { /* unrecorded, it would never be found again: undone */
-		json_t *j = json_loads(text, 0, NULL);
 		struct record back;
 		struct gw_error ignored;
-		if (j && record_fields(&back, j) == 0)
-			call_destroy(r->name, &back, ctx, &ignored);
-		json_decref(j);
+		if (record_fields(&back, rec) == 0)
+			call_destroy(r->name, &back, b, &ignored);
+		gw_observed_clear(&made);
+	} else {
+		*o = made;
 	}
-	free(text);
-	if (rc < 0)
-		return rc;
-	gw_observed_start(o, r);
-	return 0;
+	json_decref(rec);
+	return rc;
 }
 
-static int external_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-			    struct gw_error *err)
+static int external_destroy(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+			    const struct gw_backend_call *call, struct gw_error *err)
 {
 	char path[4400];
 	struct record rec;
-	json_t *j = gw_record_load(record_path(path, sizeof(path), ctx, o->name));
+	json_t *j = gw_record_load(record_path(path, sizeof(path), b, o->name));
 	int rc;
 
 	if (!j) {
@@ -366,11 +366,20 @@ static int external_destroy(const struct gw_observed *o, const struct gw_resourc
 		json_decref(j);
 		return gw_error_set_at(err, -EBADMSG, path, 0, 0, "External record without plugin, handle or spec");
 	}
-	rc = call_destroy(o->name, &rec, ctx, err);
+	rc = call_destroy(o->name, &rec, b, err);
 	json_decref(j);
 	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
 		rc = gw_error_set_at(err, -errno, path, 0, 0, "cannot remove: %s", strerror(errno));
 	return rc;
+}
+
+/* The handle is the plugin's: shown as it is, shortened. */
+static void external_describe(json_t *fields, char *text, size_t size, const struct gw_backend *b, const char *handle)
+{
+	char esc[64];
+	json_object_set_new(fields, "handle", handle ? gw_json_string(handle) : json_null());
+	if (size)
+		snprintf(text, size, "handle %s", handle ? gw_escape(esc, sizeof(esc), handle) : "-");
 }
 
 const struct gw_backend_ops gw_backend_external = {
@@ -379,4 +388,5 @@ const struct gw_backend_ops gw_backend_external = {
 	.discover = external_discover,
 	.create = external_create,
 	.destroy = external_destroy,
+	.describe = external_describe,
 };

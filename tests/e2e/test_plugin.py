@@ -74,7 +74,12 @@ class FilesPlugin(PluginTest):
         self.assertEqual(read(f"{self.out}/motd"), "hello from git\n")
         self.assertEqual(stat.S_IMODE(os.stat(f"{self.out}/motd").st_mode), 0o640)
         self.assertEqual(read(f"{self.out}/app/flag"), "on\n")
-        self.assertEqual(self.status()["motd"]["state"], "running")
+        st = self.status()["motd"]
+        self.assertEqual(st["state"], "running")
+        # the plugin's handle, opaque to gitward, shown as it is
+        self.assertEqual(json.loads(st["handle"])["files"][f"{self.out}/app/flag"]["mode"], 0o644)
+        self.assertIn('External/motd', run("status", "--state-dir", self.state).out)
+        self.assertIn('handle {"files":', run("status", "--state-dir", self.state).out)
         self.assertEqual(self.external_records(), ["motd"])
         ino = os.stat(f"{self.out}/motd").st_ino
 
