@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,29 +229,45 @@ static void observe_one(struct gw_observed *o, const struct record *rec, const s
 	json_decref(reply);
 }
 
+#define OBSERVERS_MAX 8 /* plugin calls at once while observing */
+
 struct scan {
 	const struct gw_backend *b;
 	struct gw_observed *v;
+	json_t **recs; /* the record of each, read once */
 	size_t n;
+	atomic_size_t next; /* the next one an observer takes */
 };
 
-static int discover_one(const char *name, const char *path, void *ud)
+static int scan_one(const char *name, const char *path, void *ud)
 {
 	struct scan *sc = ud;
 	struct record rec;
 	json_t *j = gw_record_load(path);
 	sc->v = gw_xrealloc(sc->v, (sc->n + 1) * sizeof(*sc->v));
+	sc->recs = gw_xrealloc(sc->recs, (sc->n + 1) * sizeof(*sc->recs));
 	struct gw_observed *o = &sc->v[sc->n];
 	if (!j || record_fields(&rec, j) < 0 || gw_record_parse(o, GW_KIND_EXTERNAL, name, j) < 0) {
 		gw_log(GW_LOG_WARN, name, "unreadable External record %s: ignored", path);
 		json_decref(j);
 		return 0;
 	}
-	sc->n++;
 	o->handle = gw_xstrdup(rec.handle);
-	observe_one(o, &rec, sc->b);
-	json_decref(j);
+	sc->recs[sc->n++] = j;
 	return 0;
+}
+
+/* An observer: plugins are slow to start and one may hang for its whole
+ * timeout, so several are asked at once. */
+static void *observer(void *ud)
+{
+	struct scan *sc = ud;
+	for (size_t i; (i = atomic_fetch_add(&sc->next, 1)) < sc->n;) {
+		struct record rec;
+		record_fields(&rec, sc->recs[i]);
+		observe_one(&sc->v[i], &rec, sc->b);
+	}
+	return NULL;
 }
 
 static int external_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
@@ -257,10 +275,24 @@ static int external_discover(struct gw_observed **out, size_t *out_n, struct gw_
 {
 	char dir[4096];
 	struct scan sc = { .b = b };
-	int rc = gw_record_scan(record_dir(dir, sizeof(dir), b), ".json", discover_one, &sc, err);
-	if (rc < 0) {
-		for (size_t i = 0; i < sc.n; i++)
+	pthread_t t[OBSERVERS_MAX];
+	size_t nt = 0;
+	int rc = gw_record_scan(record_dir(dir, sizeof(dir), b), ".json", scan_one, &sc, err);
+	if (rc == 0) {
+		atomic_init(&sc.next, 0);
+		while (nt < OBSERVERS_MAX && nt + 1 < sc.n && pthread_create(&t[nt], NULL, observer, &sc) == 0)
+			nt++;
+		observer(&sc); /* and this thread too */
+		for (size_t i = 0; i < nt; i++)
+			pthread_join(t[i], NULL);
+	}
+	for (size_t i = 0; i < sc.n; i++) {
+		json_decref(sc.recs[i]);
+		if (rc < 0)
 			gw_observed_clear(&sc.v[i]);
+	}
+	free(sc.recs);
+	if (rc < 0) {
 		free(sc.v);
 		return rc;
 	}

@@ -221,6 +221,25 @@ class Isolation(PluginTest):
             wait_for(lambda: not os.path.exists(f"/proc/{pid}") or " Z " in read(f"/proc/{pid}/stat"),
                      timeout=10, what=f"pid {pid} gone")
 
+    def test_hanging_observes_are_waited_for_together(self):
+        r = self.repo()
+        for i in range(6):
+            r.write(f"h{i}.yaml", external(f"h{i}", "misbehave", {"how": "hang", "when": "observe"},
+                                           "  timeout: 1s\n"))
+        r.write("good.yaml", external("good", "misbehave", {}))
+        r.commit()
+        self.reconcile(r, expect=1)
+        t0 = time.monotonic()
+        res = self.reconcile(r, expect=1)
+        took = time.monotonic() - t0
+        for i in range(6):
+            self.assertIn(f"! External/h{i}          restart  plugin misbehave observe: no answer within 1s "
+                          "(spec.timeout): killed", res.out)
+        # 6 hanging calls of 1s at each of the pass's two looks: one after
+        # the other it would take 12s
+        self.assertLess(took, 9, res)
+        self.assertEqual(self.status()["good"]["state"], "running")
+
     def test_a_plugin_failing_at_observe_has_its_resource_replaced(self):
         r = self.repo()
         log = os.path.join(self.tmp, "calls.log")
