@@ -5,7 +5,7 @@
 #   install-deps.sh test    build + everything contrib/test.sh runs: cmocka, clang with its
 #                           sanitizer and libFuzzer runtimes, Podman, QEMU, the Git servers
 #                           (nginx, fcgiwrap, openssh-server), signing tools, Prometheus,
-#                           gcovr (GW_COVERAGE=1 contrib/test.sh)
+#                           gcovr (GW_COVERAGE=1 contrib/test.sh), docker-registry (the pull test)
 #   install-deps.sh bench   test + the peers the benchmarks measure (supervisor,
 #                           podman-compose, catatonit for podman kube play, hyperfine)
 set -euo pipefail
@@ -17,7 +17,7 @@ if [[ $what == test || $what == bench ]]; then
   # libclang-rt-14-dev: clang's ASan/UBSan and libFuzzer runtimes (a recommend of clang,
   # so --no-install-recommends leaves it out)
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev clang-format python3-yaml python3-jsonschema
-         podman runc catatonit busybox-static curl tar qemu-system-x86
+         podman runc catatonit busybox-static curl tar qemu-system-x86 docker-registry
          nginx fcgiwrap openssh-server openssh-client openssl apache2-utils gnupg age
          prometheus procps iproute2 groff-base gcovr)
 fi
