@@ -127,6 +127,21 @@ class FilesPlugin(PluginTest):
         self.assertEqual(self.external_records(), [])
         self.assertEqual(sorted(self.status()), ["keep"])
 
+    def test_the_minimal_plugin_of_the_protocol_page_works(self):
+        with open(os.path.join(HERE, "../../contrib/plugins/PROTOCOL.md")) as f:
+            text = f.read()
+        sh = text.split("```sh\n", 1)[1].split("```", 1)[0]
+        path = os.path.join(self.plugins, "nothing")
+        with open(path, "w") as f:
+            f.write(sh)
+        os.chmod(path, 0o755)
+        r = self.repo()
+        r.write("n.yaml", f"{HDR}kind: External\nmetadata: {{name: n}}\nspec: {{plugin: nothing}}\n")
+        r.commit()
+        self.assertIn("+ External/n", self.reconcile(r).out)
+        self.assertIn("1 unchanged", self.reconcile(r).out)
+        self.assertEqual(self.status()["n"]["handle"], "nothing")
+
     def test_config_file_key_and_a_missing_plugin(self):
         r = self.repo()
         r.write("a.yaml", external("a", "files", {"files": [{"path": f"{self.out}/a", "content": "a\n"}]}))
