@@ -448,92 +448,102 @@ static int ensure_image(const struct gw_engine *e, const struct gw_resource *r, 
 	return 0;
 }
 
-static int create_on(struct gw_observed *o, const struct gw_engine *ep, const struct gw_backend_config *ctx,
-		     const struct gw_resource *r, struct gw_error *err)
+/* Step 1: the values of envFiles and secretEnvFiles, all or nothing. */
+static int load_file_env(struct gw_strmap *file_env, const struct gw_backend_config *ctx, const struct gw_resource *r,
+			 struct gw_error *err)
 {
-	struct gw_engine e = *ep;
-	struct gw_strmap file_env = { 0 };
-	char name[128], path[512], why[512];
-	json_t *reply = NULL, *body;
-	long status = 0;
+	char why[512];
 	int rc;
-
 	for (size_t i = 0; i < r->env_files.n; i++)
-		if (gw_envfile_load(&file_env, r->env_files.v[i], why, sizeof(why)) < 0) {
-			gw_strmap_free(&file_env);
+		if (gw_envfile_load(file_env, r->env_files.v[i], why, sizeof(why)) < 0)
 			return gw_error_set(err, -ENOENT, "%s", why);
-		}
 	/* decrypted here, in the process that makes the create call; the engine
 	 * keeps the values in the container's config (inspect shows them) */
 	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)
-		if ((rc = gw_secret_env_load(&file_env, ctx->age_identity, r->secret_env_files.v[i],
-					     r->secrets[i].cipher, r->secrets[i].len, why, sizeof(why))) < 0) {
-			gw_strmap_free(&file_env);
+		if ((rc = gw_secret_env_load(file_env, ctx->age_identity, r->secret_env_files.v[i],
+					     r->secrets[i].cipher, r->secrets[i].len, why, sizeof(why))) < 0)
 			return gw_error_set(err, rc, "%s", why);
-		}
-	if ((rc = ensure_image(&e, r, err)) < 0) {
-		gw_strmap_free(&file_env);
-		return rc;
-	}
-	/* the name must be free, or hold a leftover of ours (a pass killed
-	 * between create and record): never take over someone else's */
-	gw_container_name(name, sizeof(name), r->name);
+	return 0;
+}
+
+/* Step 2: the name must be free, or hold a leftover of ours (a pass killed
+ * between create and record), which goes: never take over someone else's. */
+static int free_the_name(const struct gw_engine *e, const char *name, const char *state_dir, struct gw_error *err)
+{
+	char path[512], id[80];
+	json_t *reply = NULL;
+	long status = 0;
+	int rc;
+
 	snprintf(path, sizeof(path), "/containers/%s/json", name);
-	rc = gw_engine_call(&reply, &status, &e, "GET", path, NULL, CALL_TIMEOUT_MS, err);
-	if (rc < 0) {
-		gw_strmap_free(&file_env);
-		return rc;
-	}
-	if (status == 200) {
-		const json_t *labels = json_object_get(json_object_get(reply, "Config"), "Labels");
-		const char *id = json_string_value(json_object_get(reply, "Id"));
-		if (!owned(labels, ctx->state_dir) || !id) {
-			json_decref(reply);
-			gw_strmap_free(&file_env);
-			return gw_error_set(err, -EEXIST,
-					    "a container named %s exists and is not managed by this gitward; "
-					    "refusing to take it over",
-					    name);
-		}
-		char idc[80];
-		snprintf(idc, sizeof(idc), "%s", id);
-		json_decref(reply);
-		reply = NULL;
-		if ((rc = remove_container(&e, idc, 2000, err)) < 0) {
-			gw_strmap_free(&file_env);
-			return rc;
-		}
-	} else {
-		json_decref(reply);
-		reply = NULL;
-	}
-	body = gw_container_create_body(r, &file_env, ctx->state_dir);
-	gw_strmap_free(&file_env);
-	snprintf(path, sizeof(path), "/containers/create?name=%s", name);
-	rc = gw_engine_call(&reply, &status, &e, "POST", path, body, CALL_TIMEOUT_MS, err);
-	json_decref(body); /* held the envFiles and secretEnvFiles values: gone now */
-	if (rc < 0)
-		return rc;
-	if (status != 201) {
-		rc = engine_fail(err, "create", status, reply);
+	rc = gw_engine_call(&reply, &status, e, "GET", path, NULL, CALL_TIMEOUT_MS, err);
+	if (rc < 0 || status != 200) {
 		json_decref(reply);
 		return rc;
 	}
-	char id[80];
+	const json_t *labels = json_object_get(json_object_get(reply, "Config"), "Labels");
 	const char *idv = json_string_value(json_object_get(reply, "Id"));
 	snprintf(id, sizeof(id), "%s", idv ? idv : "");
+	rc = owned(labels, state_dir) && idv;
+	json_decref(reply);
+	if (!rc)
+		return gw_error_set(err, -EEXIST,
+				    "a container named %s exists and is not managed by this gitward; refusing to take "
+				    "it over",
+				    name);
+	return remove_container(e, id, 2000, err);
+}
+
+/* Step 3: create and start it; a failure leaves nothing behind. */
+static int create_and_start(char *id, size_t size, const struct gw_engine *e, const char *name, json_t *body,
+			    struct gw_error *err)
+{
+	char path[512];
+	json_t *reply = NULL;
+	long status = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/containers/create?name=%s", name);
+	rc = gw_engine_call(&reply, &status, e, "POST", path, body, CALL_TIMEOUT_MS, err);
+	if (rc == 0 && status != 201)
+		rc = engine_fail(err, "create", status, reply);
+	const char *idv = json_string_value(json_object_get(reply, "Id"));
+	snprintf(id, size, "%s", idv ? idv : "");
 	json_decref(reply);
 	reply = NULL;
+	if (rc < 0)
+		return rc;
 	snprintf(path, sizeof(path), "/containers/%s/start", id);
-	rc = gw_engine_call(&reply, &status, &e, "POST", path, NULL, CALL_TIMEOUT_MS, err);
+	rc = gw_engine_call(&reply, &status, e, "POST", path, NULL, CALL_TIMEOUT_MS, err);
 	if (rc == 0 && status != 204 && status != 304) /* 304: already running, fine */
 		rc = engine_fail(err, "start", status, reply);
 	json_decref(reply);
 	if (rc < 0) {
 		struct gw_error ignored;
-		remove_container(&e, id, 1000, &ignored); /* a failure leaves nothing behind */
+		remove_container(e, id, 1000, &ignored);
+	}
+	return rc;
+}
+
+static int create_on(struct gw_observed *o, const struct gw_engine *e, const struct gw_backend_config *ctx,
+		     const struct gw_resource *r, struct gw_error *err)
+{
+	struct gw_strmap file_env = { 0 };
+	char name[128], id[80];
+	int rc;
+
+	gw_container_name(name, sizeof(name), r->name);
+	if ((rc = load_file_env(&file_env, ctx, r, err)) < 0 || (rc = ensure_image(e, r, err)) < 0 ||
+	    (rc = free_the_name(e, name, ctx->state_dir, err)) < 0) {
+		gw_strmap_free(&file_env);
 		return rc;
 	}
+	json_t *body = gw_container_create_body(r, &file_env, ctx->state_dir);
+	gw_strmap_free(&file_env);
+	rc = create_and_start(id, sizeof(id), e, name, body, err);
+	json_decref(body); /* held the envFiles and secretEnvFiles values: gone now */
+	if (rc < 0)
+		return rc;
 	gw_observed_start(o, r);
 	o->handle = gw_container_handle(id);
 	return 0;

@@ -2,7 +2,6 @@
  * applied commit and what gitward manages — written atomically and checked
  * on read, so a torn file is reported rather than half-trusted. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -354,6 +353,14 @@ int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *l
 	return rc;
 }
 
+static int found_one(const char *name, const char *path, void *ud)
+{
+	(void)name;
+	(void)path;
+	(void)ud;
+	return -EEXIST; /* one is enough */
+}
+
 /* Run records an earlier version left in STATE/run while the run dir is now
  * elsewhere: their workloads would be started a second time. */
 static int check_no_stranded_records(const char *state_dir, const char *run_dir, struct gw_error *err)
@@ -364,16 +371,9 @@ static int check_no_stranded_records(const char *state_dir, const char *run_dir,
 		return 0;
 	gw_path_state_run(old, sizeof(old), state_dir);
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		DIR *d = opendir(gw_path_kind_dir(dir, sizeof(dir), old, kinds[i]));
-		struct dirent *de;
-		bool found = false;
-		while (d && !found && (de = readdir(d))) {
-			size_t len = strlen(de->d_name);
-			found = len > 5 && !strcmp(de->d_name + len - 5, ".json");
-		}
-		if (d)
-			closedir(d);
-		if (found)
+		struct gw_error serr;
+		gw_path_kind_dir(dir, sizeof(dir), old, kinds[i]);
+		if (gw_record_scan(dir, ".json", found_one, NULL, &serr) == -EEXIST)
 			return gw_error_set_at(err, -EEXIST, dir, 0, 0,
 					       "holds run records of workloads started with the run dir %s: keep "
 					       "managing them with --run-dir %s (and --log-dir %s)",

@@ -26,7 +26,8 @@
 #include "gitward/resource.h"
 #include "gitward/util.h"
 
-/* Node-wide settings, given to init (the instance keeps its own copy). */
+/* Node-wide settings, given to init (the instance keeps its own copy: a new
+ * field is copied and freed in registry.c, config_copy/config_free). */
 struct gw_backend_config {
 	const char *state_dir; /* whose node this is: containers are labelled with it */
 	const char *run_dir; /* run records, pidfiles, QMP sockets (gitward/paths.h names them) */
