@@ -14,6 +14,8 @@ contrib/install-deps.sh test
 
 echo "== style (.clang-format)"
 clang-format --dry-run --Werror $(git ls-files '*.c' '*.h')
+echo "== layers (contrib/layers.txt)"
+contrib/check-layers
 
 if [[ ${GW_COVERAGE:-0} != 0 ]]; then
   echo "== build with --coverage"

@@ -106,7 +106,7 @@ static bool applied_anything(const char *state_dir)
 	char path[4096];
 	bool any;
 
-	snprintf(path, sizeof(path), "%s/state.json", state_dir);
+	gw_path_state_file(path, sizeof(path), state_dir);
 	if (gw_state_load(&st, path, &err) < 0)
 		return true; /* unreadable: assume the worst */
 	any = st.commit || st.n;

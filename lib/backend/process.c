@@ -211,14 +211,14 @@ static bool lock_held(const char *path)
  * running on: it holds the resource's lock but has not written its record
  * yet. Wait (bounded) until it has, or let go, so this pass sees the truth
  * rather than planning a second start that would find the lock taken. */
-static void settle_inflight(const char *dir, const char *name)
+static void settle_inflight(const char *run_dir, const char *name)
 {
 	char lock[4096 + 256], rec[4096 + 256];
 	int64_t deadline = gw_monotonic_ms() + INFLIGHT_WAIT_MS;
 	bool said = false;
 
-	snprintf(lock, sizeof(lock), "%s/%s.lock", dir, name);
-	snprintf(rec, sizeof(rec), "%s/%s.json", dir, name);
+	gw_path_record(lock, sizeof(lock), run_dir, GW_KIND_PROCESS, name, "lock");
+	gw_path_record(rec, sizeof(rec), run_dir, GW_KIND_PROCESS, name, "json");
 	while (lock_held(lock)) {
 		json_t *r = gw_record_load(rec);
 		long long shim = json_integer_value(json_object_get(r, "shim_pid"));
@@ -241,7 +241,6 @@ static void settle_inflight(const char *dir, const char *name)
 
 struct scan {
 	const struct gw_backend_config *ctx;
-	const char *dir;
 	struct gw_observed *v;
 	size_t n, cap;
 };
@@ -250,7 +249,7 @@ static int settle_one(const char *name, const char *path, void *ud)
 {
 	struct scan *sc = ud;
 	(void)path;
-	settle_inflight(sc->dir, name);
+	settle_inflight(sc->ctx->run_dir, name);
 	return 0;
 }
 
@@ -292,7 +291,7 @@ static int process_discover(struct gw_observed **out, size_t *out_n, struct gw_b
 			    const struct gw_backend_call *call, struct gw_error *err)
 {
 	char dir[4096];
-	struct scan sc = { .ctx = &b->cfg, .dir = dir };
+	struct scan sc = { .ctx = &b->cfg };
 	int rc;
 
 	(void)call;

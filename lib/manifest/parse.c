@@ -4,7 +4,9 @@
  * deep nesting, too many nodes or documents, duplicate keys. A leading UTF-8
  * byte order mark is skipped, as editors on some systems write one. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,7 +200,7 @@ static int check_bytes(const char *file, const char *data, size_t len, struct gw
 			unsigned l, col;
 			offset_position(data, i, &l, &col);
 			gw_diags_add(diags, file, l, col, "NUL byte in manifest");
-			return -1;
+			return -EINVAL;
 		}
 		if (c < 0x80) {
 			i++;
@@ -233,10 +235,11 @@ bad : {
 	unsigned l, col;
 	offset_position(data, i, &l, &col);
 	gw_diags_add(diags, file, l, col, "invalid UTF-8 byte 0x%02x", s[i]);
-	return -1;
+	return -EINVAL;
 }
 }
 
+/* One parse: the nodes built so far, the documents read, and how it went. */
 struct builder {
 	struct gw_arena *arena;
 	const char *file;
@@ -248,7 +251,22 @@ struct builder {
 		size_t cap;
 	} stack[GW_MANIFEST_DEPTH_MAX + 1];
 	size_t depth;
+	struct gw_ynode **docs, *root;
+	size_t ndocs, capdocs;
+	bool doc_bad; /* the current document has a problem: it is not returned */
+	bool done; /* the stream ended, or the rest of the file cannot be read */
+	int rc; /* 0, or the first problem: -EINVAL (content), -E2BIG (a limit) */
 };
+
+/* A problem already recorded as a diagnostic; stop: the rest of the file
+ * is not read. */
+static void problem(struct builder *b, int code, bool stop)
+{
+	if (!b->rc)
+		b->rc = code;
+	if (stop)
+		b->done = true;
+}
 
 static struct gw_ynode *new_node(struct builder *b, enum gw_ynode_type type, const yaml_mark_t *mark)
 {
@@ -327,7 +345,7 @@ static int check_mapping(struct builder *b, const struct gw_ynode *map)
 		bad = 1;
 	}
 	free(keys);
-	return bad ? -1 : 0;
+	return bad ? -EINVAL : 0;
 }
 
 static const char *event_anchor(const yaml_event_t *ev)
@@ -361,148 +379,183 @@ static const char *event_tag(const yaml_event_t *ev)
 	}
 }
 
+static void at(unsigned *line, unsigned *col, const yaml_mark_t *mark)
+{
+	*line = (unsigned)mark->line + 1;
+	*col = (unsigned)mark->column + 1;
+}
+
+static void syntax_error(struct builder *b, const yaml_parser_t *parser, const char *data, size_t len)
+{
+	unsigned l, c;
+	at(&l, &c, &parser->problem_mark);
+	if (parser->error == YAML_READER_ERROR)
+		offset_position(data, parser->problem_offset < len ? parser->problem_offset : len, &l, &c);
+	gw_diags_add(b->diags, b->file, l, c, "YAML syntax error: %s%s%s",
+		     parser->problem ? parser->problem : "invalid document", parser->context ? " " : "",
+		     parser->context ? parser->context : "");
+	problem(b, -EINVAL, true);
+}
+
+/* Anchors, aliases and explicit tags end the file: 0 when ev has none. */
+static int refuse_event(struct builder *b, const yaml_event_t *ev)
+{
+	unsigned l, c;
+	at(&l, &c, &ev->start_mark);
+	if (event_anchor(ev) || ev->type == YAML_ALIAS_EVENT) {
+		gw_diags_add(b->diags, b->file, l, c, "YAML anchors and aliases are not allowed in manifests");
+		problem(b, -EINVAL, true);
+		return -EINVAL;
+	}
+	if (event_tag(ev)) {
+		gw_diags_add(b->diags, b->file, l, c, "YAML tags are not allowed in manifests (got \"%s\")",
+			     event_tag(ev));
+		problem(b, -EINVAL, true);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void end_document(struct builder *b, const yaml_mark_t *mark)
+{
+	unsigned l, c;
+	if (b->ndocs >= GW_MANIFEST_DOCS_MAX) {
+		at(&l, &c, mark);
+		gw_diags_add(b->diags, b->file, l, c, "more than %u documents in one file", GW_MANIFEST_DOCS_MAX);
+		problem(b, -E2BIG, true);
+		return;
+	}
+	if (b->ndocs == b->capdocs) {
+		b->capdocs = b->capdocs ? b->capdocs * 2 : 4;
+		struct gw_ynode **nd = gw_arena_alloc(b->arena, b->capdocs * sizeof(*nd));
+		if (b->ndocs)
+			memcpy(nd, b->docs, b->ndocs * sizeof(*nd));
+		b->docs = nd;
+	}
+	/* NULL for an empty document, or one already refused */
+	b->docs[b->ndocs++] = b->doc_bad ? NULL : b->root;
+}
+
+static struct gw_ynode *scalar_node(struct builder *b, const yaml_event_t *ev)
+{
+	unsigned l, c;
+	/* values are C strings from here on: a NUL would cut them short */
+	if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length)) {
+		at(&l, &c, &ev->start_mark);
+		gw_diags_add(b->diags, b->file, l, c, "NUL character in a string (escaped as \\0, \\x00 or \\u0000)");
+		problem(b, -EINVAL, false);
+		b->doc_bad = true;
+	}
+	struct gw_ynode *node = new_node(b, GW_YNODE_SCALAR, &ev->start_mark);
+	node->value = gw_arena_strndup(b->arena, (const char *)ev->data.scalar.value, ev->data.scalar.length);
+	node->len = ev->data.scalar.length;
+	node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+	return node;
+}
+
+/* Hang a new node into the tree, and open it when it is a collection. */
+static void add_node(struct builder *b, struct gw_ynode *node)
+{
+	if (++b->nodes > GW_MANIFEST_NODES_MAX) {
+		gw_diags_add(b->diags, b->file, node->line, node->col, "more than %u YAML nodes in one file",
+			     GW_MANIFEST_NODES_MAX);
+		problem(b, -E2BIG, true);
+		return;
+	}
+	if (b->depth)
+		append(b, node);
+	else
+		b->root = node;
+	if (node->type == GW_YNODE_SCALAR)
+		return;
+	if (b->depth >= GW_MANIFEST_DEPTH_MAX) {
+		gw_diags_add(b->diags, b->file, node->line, node->col, "nesting deeper than %u levels",
+			     GW_MANIFEST_DEPTH_MAX);
+		problem(b, -E2BIG, true);
+		return;
+	}
+	b->stack[b->depth].node = node;
+	b->stack[b->depth].cap = 0;
+	b->depth++;
+}
+
+static void on_event(struct builder *b, const yaml_event_t *ev)
+{
+	struct gw_ynode *node = NULL;
+
+	if (refuse_event(b, ev) < 0)
+		return;
+	switch (ev->type) {
+	case YAML_STREAM_END_EVENT:
+		b->done = true;
+		break;
+	case YAML_DOCUMENT_START_EVENT:
+		b->root = NULL;
+		b->doc_bad = false;
+		break;
+	case YAML_DOCUMENT_END_EVENT:
+		end_document(b, &ev->start_mark);
+		break;
+	case YAML_SCALAR_EVENT:
+		node = scalar_node(b, ev);
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT:
+		node = new_node(b, ev->type == YAML_MAPPING_START_EVENT ? GW_YNODE_MAP : GW_YNODE_SEQ, &ev->start_mark);
+		break;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT: {
+		struct gw_ynode *closed = b->stack[--b->depth].node;
+		if (closed->type == GW_YNODE_MAP && check_mapping(b, closed) < 0)
+			problem(b, -EINVAL, false);
+		break;
+	}
+	default:
+		break;
+	}
+	if (node)
+		add_node(b, node);
+}
+
 int gw_yaml_parse(struct gw_ynode ***out_docs, size_t *out_n, struct gw_arena *arena, const char *file,
 		  const char *data, size_t len, struct gw_diags *diags)
 {
 	yaml_parser_t parser;
 	yaml_event_t ev;
 	struct builder b = { .arena = arena, .file = file, .diags = diags };
-	struct gw_ynode **docs = NULL, *root = NULL;
-	size_t ndocs = 0, capdocs = 0;
-	int rc = 0, done = 0, doc_bad = 0;
+	int rc;
 
 	*out_docs = NULL;
 	*out_n = 0;
 	if (len > GW_MANIFEST_FILE_MAX) {
 		gw_diags_add(diags, file, 0, 0, "file is %zu bytes, larger than the limit of %u", len,
 			     GW_MANIFEST_FILE_MAX);
-		return -1;
+		return -EFBIG;
 	}
 	/* the BOM is invisible in editors: positions count from what follows it */
 	if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) {
 		data += 3;
 		len -= 3;
 	}
-	if (check_bytes(file, data, len, diags) < 0)
-		return -1;
-	if (!yaml_parser_initialize(&parser))
-		return -1;
+	rc = check_bytes(file, data, len, diags);
+	if (rc < 0)
+		return rc;
+	if (!yaml_parser_initialize(&parser)) {
+		gw_diags_add(diags, file, 0, 0, "cannot start the YAML parser: out of memory");
+		return -ENOMEM;
+	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
 	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
-
-	while (!done) {
+	while (!b.done) {
 		if (!yaml_parser_parse(&parser, &ev)) {
-			unsigned l = (unsigned)parser.problem_mark.line + 1,
-				 c = (unsigned)parser.problem_mark.column + 1;
-			if (parser.error == YAML_READER_ERROR)
-				offset_position(data, parser.problem_offset < len ? parser.problem_offset : len, &l,
-						&c);
-			gw_diags_add(diags, file, l, c, "YAML syntax error: %s%s%s",
-				     parser.problem ? parser.problem : "invalid document", parser.context ? " " : "",
-				     parser.context ? parser.context : "");
-			rc = -1;
+			syntax_error(&b, &parser, data, len);
 			break;
 		}
-		const yaml_mark_t *mark = &ev.start_mark;
-		struct gw_ynode *node = NULL;
-
-		if (event_anchor(&ev) || ev.type == YAML_ALIAS_EVENT) {
-			gw_diags_add(diags, file, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
-				     "YAML anchors and aliases are not allowed in manifests");
-			rc = -1;
-			yaml_event_delete(&ev);
-			break;
-		}
-		if (event_tag(&ev)) {
-			gw_diags_add(diags, file, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
-				     "YAML tags are not allowed in manifests (got \"%s\")", event_tag(&ev));
-			rc = -1;
-			yaml_event_delete(&ev);
-			break;
-		}
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = 1;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			root = NULL;
-			doc_bad = 0;
-			break;
-		case YAML_DOCUMENT_END_EVENT:
-			if (ndocs >= GW_MANIFEST_DOCS_MAX) {
-				gw_diags_add(diags, file, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
-					     "more than %u documents in one file", GW_MANIFEST_DOCS_MAX);
-				rc = -1;
-				done = 1;
-				break;
-			}
-			if (ndocs == capdocs) {
-				capdocs = capdocs ? capdocs * 2 : 4;
-				struct gw_ynode **nd = gw_arena_alloc(arena, capdocs * sizeof(*nd));
-				if (ndocs)
-					memcpy(nd, docs, ndocs * sizeof(*nd));
-				docs = nd;
-			}
-			/* NULL for an empty document, or one already refused */
-			docs[ndocs++] = doc_bad ? NULL : root;
-			break;
-		case YAML_SCALAR_EVENT:
-			/* values are C strings from here on: a NUL would cut them short */
-			if (memchr(ev.data.scalar.value, '\0', ev.data.scalar.length)) {
-				gw_diags_add(diags, file, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
-					     "NUL character in a string (escaped as \\0, \\x00 or \\u0000)");
-				rc = -1;
-				doc_bad = 1;
-			}
-			node = new_node(&b, GW_YNODE_SCALAR, mark);
-			node->value =
-				gw_arena_strndup(arena, (const char *)ev.data.scalar.value, ev.data.scalar.length);
-			node->len = ev.data.scalar.length;
-			node->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			node = new_node(&b, ev.type == YAML_MAPPING_START_EVENT ? GW_YNODE_MAP : GW_YNODE_SEQ, mark);
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT: {
-			struct gw_ynode *closed = b.stack[--b.depth].node;
-			if (closed->type == GW_YNODE_MAP && check_mapping(&b, closed) < 0)
-				rc = -1;
-			break;
-		}
-		default:
-			break;
-		}
-		if (node) {
-			if (++b.nodes > GW_MANIFEST_NODES_MAX) {
-				gw_diags_add(diags, file, node->line, node->col, "more than %u YAML nodes in one file",
-					     GW_MANIFEST_NODES_MAX);
-				rc = -1;
-				done = 1;
-			} else {
-				if (b.depth)
-					append(&b, node);
-				else
-					root = node;
-				if (node->type != GW_YNODE_SCALAR) {
-					if (b.depth >= GW_MANIFEST_DEPTH_MAX) {
-						gw_diags_add(diags, file, node->line, node->col,
-							     "nesting deeper than %u levels", GW_MANIFEST_DEPTH_MAX);
-						rc = -1;
-						done = 1;
-					} else {
-						b.stack[b.depth].node = node;
-						b.stack[b.depth].cap = 0;
-						b.depth++;
-					}
-				}
-			}
-		}
+		on_event(&b, &ev);
 		yaml_event_delete(&ev);
 	}
 	yaml_parser_delete(&parser);
-	*out_docs = docs;
-	*out_n = ndocs;
-	return rc;
+	*out_docs = b.docs;
+	*out_n = b.ndocs;
+	return b.rc;
 }

@@ -1,6 +1,8 @@
-/* The schema of every kind, and the walk that turns parsed YAML nodes into
- * typed resources while collecting every problem with its position. */
+/* The walk that turns parsed YAML nodes into typed resources along the
+ * schema tables (lib/model/schema.c), collecting every problem with its
+ * position. */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -11,373 +13,6 @@
 
 #include "gitward/manifest.h"
 #include "gitward/schema.h"
-
-#define OFF(f) offsetof(struct gw_resource, f)
-#define KP GW_KMASK(GW_KIND_PROCESS)
-#define KC GW_KMASK(GW_KIND_CONTAINER)
-#define KV GW_KMASK(GW_KIND_VM)
-#define KE GW_KMASK(GW_KIND_EXTERNAL)
-
-static const struct gw_enum_name restart_names[] = {
-	{ "always", GW_RESTART_ALWAYS }, { "on-failure", GW_RESTART_ON_FAILURE }, { "never", GW_RESTART_NEVER }, { 0 }
-};
-static const struct gw_enum_name container_net_names[] = {
-	{ "none", GW_NET_NONE }, { "bridge", GW_NET_BRIDGE }, { "host", GW_NET_HOST }, { 0 }
-};
-static const struct gw_enum_name vm_net_names[] = { { "none", GW_NET_NONE }, { "user", GW_NET_USER }, { 0 } };
-static const struct gw_enum_name pull_names[] = {
-	{ "missing", GW_PULL_MISSING }, { "never", GW_PULL_NEVER }, { "always", GW_PULL_ALWAYS }, { 0 }
-};
-static const struct gw_enum_name accel_names[] = {
-	{ "auto", GW_ACCEL_AUTO }, { "kvm", GW_ACCEL_KVM }, { "tcg", GW_ACCEL_TCG }, { 0 }
-};
-
-const char *gw_enum_name(const struct gw_enum_name *e, int value)
-{
-	for (; e && e->name; e++)
-		if (e->value == value)
-			return e->name;
-	return "?";
-}
-
-const char *gw_check_name(const char *v)
-{
-	size_t n = strlen(v);
-	const char *want = "a name of lowercase letters, digits and '-', starting and ending alphanumeric, "
-			   "at most 63 characters";
-	if (n == 0 || n > 63)
-		return want;
-	for (size_t i = 0; i < n; i++) {
-		char c = v[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-			return want;
-	}
-	if (v[0] == '-' || v[n - 1] == '-')
-		return want;
-	return NULL;
-}
-
-static const char *check_label_key(const char *v)
-{
-	size_t n = strlen(v);
-	if (n == 0 || n > 63 || !isalnum((unsigned char)v[0]) || !isalnum((unsigned char)v[n - 1]))
-		goto bad;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)v[i]) && !strchr("-_./", v[i]))
-			goto bad;
-	return NULL;
-bad:
-	return "a label key of letters, digits, '-', '_', '.', '/', at most 63 characters";
-}
-
-static const char *check_label_value(const char *v)
-{
-	size_t n = strlen(v);
-	if (n > 63)
-		goto bad;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)v[i]) && !strchr("-_.", v[i]))
-			goto bad;
-	return NULL;
-bad:
-	return "a label value of letters, digits, '-', '_', '.', at most 63 characters";
-}
-
-static const char *check_env_key(const char *v)
-{
-	if (!*v || !(isalpha((unsigned char)v[0]) || v[0] == '_'))
-		goto bad;
-	for (const char *p = v; *p; p++)
-		if (!isalnum((unsigned char)*p) && *p != '_')
-			goto bad;
-	return NULL;
-bad:
-	return "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)";
-}
-
-static const char *check_abs_path(const char *v)
-{
-	return v[0] == '/' ? NULL : "an absolute path";
-}
-
-/* A file of the repository, as git names it in a tree: relative to the
- * root, no empty, "." or ".." parts. */
-static const char *check_repo_path(const char *v)
-{
-	const char *want = "a path relative to the repository root (no leading /, no . or .. parts)";
-	const char *p = v;
-	if (!*v || strlen(v) > 4096)
-		return want;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return want;
-		p += n;
-		if (*p == '/' && !*++p)
-			return want;
-	}
-	return NULL;
-}
-
-/* External: a plugin is a file of the plugin directory, never a path. */
-static const char *check_plugin_name(const char *v)
-{
-	const char *want = "a plugin name of letters, digits, '.', '_' and '-', not starting with '.', "
-			   "at most 64 characters";
-	size_t n = strlen(v);
-	if (n == 0 || n > 64 || v[0] == '.')
-		return want;
-	for (const char *p = v; *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
-			return want;
-	return NULL;
-}
-
-static const char *check_portmap(const char *v)
-{
-	struct gw_portmap pm;
-	return gw_portmap_parse(&pm, v) == 0 ? NULL : "\"[IP:]HOSTPORT:PORT[/tcp|udp]\" with ports 1-65535";
-}
-
-static const char *check_volume(const char *v)
-{
-	const char *want = "\"/HOST/PATH:/CONTAINER/PATH[:ro|:rw]\"";
-	const char *c1 = strchr(v, ':');
-	if (!c1 || v[0] != '/' || c1[1] != '/')
-		return want;
-	const char *c2 = strchr(c1 + 1, ':');
-	if (c2 && strcmp(c2, ":ro") != 0 && strcmp(c2, ":rw") != 0)
-		return want;
-	if ((c2 ? (size_t)(c2 - c1) : strlen(c1)) < 2)
-		return want;
-	return NULL;
-}
-
-static const char *check_http_url(const char *v)
-{
-	if (strncmp(v, "http://", 7) != 0 || !v[7] || strchr(v, ' '))
-		return "an http:// URL";
-	return NULL;
-}
-
-static const char *check_hostport(const char *v)
-{
-	const char *colon = strrchr(v, ':');
-	const char *want = "\"HOST:PORT\"";
-	if (!colon || colon == v || !colon[1])
-		return want;
-	char *end;
-	errno = 0;
-	long port = strtol(colon + 1, &end, 10);
-	if (*end || errno || port < 1 || port > 65535)
-		return want;
-	return NULL;
-}
-
-static const char *check_image(const char *v)
-{
-	if (!*v)
-		return "an image reference";
-	for (const char *p = v; *p; p++)
-		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-			return "an image reference without spaces";
-	return NULL;
-}
-
-static const char *check_user(const char *v)
-{
-	if (!*v || strlen(v) > 32)
-		return "a user name or numeric uid";
-	for (const char *p = v; *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
-			return "a user name or numeric uid";
-	return NULL;
-}
-
-static const struct gw_field health_http[] = { { .name = "url",
-						 .type = GW_F_STR,
-						 .offset = OFF(health_http_url),
-						 .kinds = GW_K_ALL,
-						 .required_kinds = GW_K_ALL,
-						 .check = check_http_url },
-					       { 0 } };
-static const struct gw_field health_tcp[] = { { .name = "address",
-						.type = GW_F_STR,
-						.offset = OFF(health_tcp_address),
-						.kinds = GW_K_ALL,
-						.required_kinds = GW_K_ALL,
-						.check = check_hostport },
-					      { 0 } };
-static const struct gw_field health_exec[] = { { .name = "command",
-						 .type = GW_F_STRLIST,
-						 .offset = OFF(health_exec_command),
-						 .kinds = GW_K_ALL,
-						 .required_kinds = GW_K_ALL,
-						 .flags = GW_FF_NONEMPTY },
-					       { 0 } };
-static const struct gw_field health_fields[] = {
-	{ .name = "http", .type = GW_F_OBJECT, .kinds = GW_K_ALL, .sub = health_http },
-	{ .name = "tcp", .type = GW_F_OBJECT, .kinds = GW_K_ALL, .sub = health_tcp },
-	{ .name = "exec", .type = GW_F_OBJECT, .kinds = KP | KC, .sub = health_exec },
-	{ .name = "interval",
-	  .type = GW_F_DURATION,
-	  .offset = OFF(health_interval_ms),
-	  .kinds = GW_K_ALL,
-	  .min = 100,
-	  .max = 86400000,
-	  .defval = 10000 },
-	{ .name = "timeout",
-	  .type = GW_F_DURATION,
-	  .offset = OFF(health_timeout_ms),
-	  .kinds = GW_K_ALL,
-	  .min = 100,
-	  .max = 3600000,
-	  .defval = 2000 },
-	{ .name = "retries",
-	  .type = GW_F_INT,
-	  .offset = OFF(health_retries),
-	  .kinds = GW_K_ALL,
-	  .min = 1,
-	  .max = 100,
-	  .defval = 3 },
-	{ 0 }
-};
-static const struct gw_field limits_fields[] = { { .name = "openFiles",
-						   .type = GW_F_INT,
-						   .offset = OFF(limit_open_files),
-						   .kinds = KP,
-						   .min = 1,
-						   .max = 1 << 24 },
-						 { .name = "processes",
-						   .type = GW_F_INT,
-						   .offset = OFF(limit_processes),
-						   .kinds = KP,
-						   .min = 1,
-						   .max = 1 << 22 },
-						 { .name = "memory",
-						   .type = GW_F_SIZE,
-						   .offset = OFF(limit_memory),
-						   .kinds = KP,
-						   .min = 1 << 20,
-						   .max = INT64_MAX },
-						 { 0 } };
-
-const struct gw_field gw_schema_metadata[] = { { .name = "name",
-						 .type = GW_F_STR,
-						 .offset = OFF(name),
-						 .kinds = GW_K_ALL,
-						 .required_kinds = GW_K_ALL,
-						 .check = gw_check_name },
-					       { .name = "labels",
-						 .type = GW_F_STRMAP,
-						 .offset = OFF(labels),
-						 .kinds = GW_K_ALL,
-						 .flags = GW_FF_NOHASH,
-						 .check = check_label_value,
-						 .key_check = check_label_key },
-					       { 0 } };
-
-const struct gw_field gw_schema_spec[] = {
-	{ .name = "nodeSelector",
-	  .type = GW_F_STRMAP,
-	  .offset = OFF(node_selector),
-	  .kinds = GW_K_ALL,
-	  .flags = GW_FF_NOHASH,
-	  .check = check_label_value,
-	  .key_check = check_label_key },
-	{ .name = "dependsOn",
-	  .type = GW_F_STRLIST,
-	  .offset = OFF(depends_on),
-	  .kinds = GW_K_ALL,
-	  .check = gw_check_name },
-	{ .name = "restart", .type = GW_F_ENUM, .offset = OFF(restart), .kinds = GW_K_ALL, .enums = restart_names },
-	{ .name = "healthCheck", .type = GW_F_OBJECT, .kinds = GW_K_ALL, .sub = health_fields },
-	{ .name = "command",
-	  .type = GW_F_STRLIST,
-	  .offset = OFF(command),
-	  .kinds = KP | KC,
-	  .required_kinds = KP,
-	  .flags = GW_FF_NONEMPTY },
-	{ .name = "env", .type = GW_F_STRMAP, .offset = OFF(env), .kinds = KP | KC, .key_check = check_env_key },
-	{ .name = "envFiles",
-	  .type = GW_F_STRLIST,
-	  .offset = OFF(env_files),
-	  .kinds = KP | KC,
-	  .check = check_abs_path },
-	{ .name = "secretEnvFiles",
-	  .type = GW_F_STRLIST,
-	  .offset = OFF(secret_env_files),
-	  .kinds = KP | KC,
-	  .check = check_repo_path },
-	{ .name = "workingDir", .type = GW_F_STR, .offset = OFF(working_dir), .kinds = KP, .check = check_abs_path },
-	{ .name = "user", .type = GW_F_STR, .offset = OFF(user), .kinds = KP, .check = check_user },
-	{ .name = "stopSignal", .type = GW_F_SIGNAL, .offset = OFF(stop_signal), .kinds = KP | KC, .defval = SIGTERM },
-	{ .name = "stopTimeout",
-	  .type = GW_F_DURATION,
-	  .offset = OFF(stop_timeout_ms),
-	  .kinds = KP | KC | KV,
-	  .min = 0,
-	  .max = 3600000,
-	  .defval = 10000 },
-	{ .name = "limits", .type = GW_F_OBJECT, .kinds = KP, .sub = limits_fields },
-	{ .name = "image",
-	  .type = GW_F_STR,
-	  .offset = OFF(image),
-	  .kinds = KC,
-	  .required_kinds = KC,
-	  .check = check_image },
-	{ .name = "pull", .type = GW_F_ENUM, .offset = OFF(pull), .kinds = KC, .enums = pull_names },
-	{ .name = "ports", .type = GW_F_STRLIST, .offset = OFF(ports), .kinds = KC, .check = check_portmap },
-	{ .name = "volumes", .type = GW_F_STRLIST, .offset = OFF(volumes), .kinds = KC, .check = check_volume },
-	{ .name = "network",
-	  .type = GW_F_ENUM,
-	  .offset = OFF(network),
-	  .kinds = KC,
-	  .enums = container_net_names,
-	  .defval = GW_NET_BRIDGE },
-	{ .name = "network",
-	  .type = GW_F_ENUM,
-	  .offset = OFF(network),
-	  .kinds = KV,
-	  .enums = vm_net_names,
-	  .defval = GW_NET_USER },
-	{ .name = "memory", .type = GW_F_SIZE, .offset = OFF(memory), .kinds = KC, .min = 4 << 20, .max = INT64_MAX },
-	{ .name = "memory",
-	  .type = GW_F_SIZE,
-	  .offset = OFF(memory),
-	  .kinds = KV,
-	  .min = 16 << 20,
-	  .max = 1LL << 40,
-	  .defval = 512LL << 20 },
-	{ .name = "cpus", .type = GW_F_CPUS, .offset = OFF(cpus_milli), .kinds = KC, .min = 10, .max = 1024000 },
-	{ .name = "cpus", .type = GW_F_INT, .offset = OFF(vcpus), .kinds = KV, .min = 1, .max = 256, .defval = 1 },
-	{ .name = "kernel", .type = GW_F_STR, .offset = OFF(kernel), .kinds = KV, .check = check_abs_path },
-	{ .name = "initrd", .type = GW_F_STR, .offset = OFF(initrd), .kinds = KV, .check = check_abs_path },
-	{ .name = "cmdline", .type = GW_F_STR, .offset = OFF(cmdline), .kinds = KV },
-	{ .name = "disk", .type = GW_F_STR, .offset = OFF(disk), .kinds = KV, .check = check_abs_path },
-	{ .name = "forwards", .type = GW_F_STRLIST, .offset = OFF(forwards), .kinds = KV, .check = check_portmap },
-	{ .name = "accel", .type = GW_F_ENUM, .offset = OFF(accel), .kinds = KV, .enums = accel_names },
-	/* External (lib/backend/external.c) */
-	{ .name = "plugin",
-	  .type = GW_F_STR,
-	  .offset = OFF(plugin),
-	  .kinds = KE,
-	  .required_kinds = KE,
-	  .check = check_plugin_name },
-	{ .name = "config", .type = GW_F_JSON, .offset = OFF(plugin_config), .kinds = KE },
-	{ .name = "sources", .type = GW_F_STRLIST, .offset = OFF(sources), .kinds = KE, .check = check_repo_path },
-	{ .name = "timeout",
-	  .type = GW_F_DURATION,
-	  .offset = OFF(plugin_timeout_ms),
-	  .kinds = KE,
-	  .flags = GW_FF_NOHASH,
-	  .min = 100,
-	  .max = 3600000,
-	  .defval = 30000 },
-	{ 0 }
-};
-
-/* ---- the walk ---- */
 
 struct vctx {
 	struct gw_diags *diags;
@@ -458,7 +93,7 @@ static int scalar_string(struct vctx *c, const struct gw_ynode *v, const char *p
 {
 	if (v->type != GW_YNODE_SCALAR) {
 		verr(c, v, path, "expected %s, got %s", what, node_desc(v));
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -469,7 +104,7 @@ static int run_check(struct vctx *c, gw_fcheck check, const struct gw_ynode *v, 
 	const char *want = check ? check(v->value) : NULL;
 	if (want) {
 		verr(c, v, path, "expected %s, got %s", want, shown(buf, sizeof(buf), v));
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -490,6 +125,272 @@ static int pair_cmp(const void *a, const void *b)
 	if (c)
 		return c;
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* One function per field type: each checks the YAML value, reports what is
+ * wrong (-EINVAL, a diagnostic added) or stores it in the resource. */
+
+static int field_str(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+		     const char *path)
+{
+	int rc = scalar_string(c, v, path, "a string");
+	if (rc < 0)
+		return rc;
+	if (memchr(v->value, '\0', v->len))
+		return -EINVAL; /* reported by the parser */
+	rc = run_check(c, f->check, v, path);
+	if (rc < 0)
+		return rc;
+	char **p = slot(r, f);
+	free(*p);
+	*p = gw_xstrdup(v->value);
+	return 0;
+}
+
+static int field_strlist(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+			 const char *path)
+{
+	char sub[256];
+	int rc = 0;
+
+	if (v->type != GW_YNODE_SEQ) {
+		verr(c, v, path, "expected a list of strings, got %s", node_desc(v));
+		return -EINVAL;
+	}
+	if ((f->flags & GW_FF_NONEMPTY) && v->n == 0) {
+		verr(c, v, path, "expected a non-empty list");
+		return -EINVAL;
+	}
+	struct gw_strlist *l = slot(r, f);
+	gw_strlist_free(l);
+	l->v = gw_xcalloc(v->n + 1, sizeof(char *));
+	for (size_t i = 0; i < v->n; i++) {
+		const struct gw_ynode *it = v->items[i];
+		snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+		if (scalar_string(c, it, sub, "a string") < 0 || run_check(c, f->check, it, sub) < 0) {
+			rc = -EINVAL;
+			continue;
+		}
+		if (is_null(it) && it->len == 0) {
+			verr(c, it, sub, "expected a string, got null");
+			rc = -EINVAL;
+			continue;
+		}
+		l->v[l->n++] = gw_xstrdup(it->value);
+	}
+	if ((f->flags & GW_FF_NONEMPTY) && l->n > 0 && !l->v[0][0]) {
+		verr(c, v->items[0], path, "first element must not be empty");
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
+static int field_strmap(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+			const char *path)
+{
+	char sub[256];
+	int rc = 0;
+
+	if (v->type != GW_YNODE_MAP) {
+		verr(c, v, path, "expected a mapping of strings, got %s", node_desc(v));
+		return -EINVAL;
+	}
+	struct gw_strmap *m = slot(r, f);
+	struct pair *ok = gw_xcalloc(v->n / 2 + 1, sizeof(*ok));
+	size_t nok = 0;
+	gw_strmap_free(m);
+	for (size_t i = 0; i + 1 < v->n; i += 2) {
+		const struct gw_ynode *k = v->items[i], *val = v->items[i + 1];
+		if (k->type != GW_YNODE_SCALAR)
+			continue; /* reported by the parser */
+		snprintf(sub, sizeof(sub), "%s.%s", path, k->value);
+		if (f->key_check && f->key_check(k->value)) {
+			verr(c, k, sub, "expected %s", f->key_check(k->value));
+			rc = -EINVAL;
+			continue;
+		}
+		if (val->type != GW_YNODE_SCALAR) {
+			verr(c, val, sub, "expected a string, got %s", node_desc(val));
+			rc = -EINVAL;
+			continue;
+		}
+		if (run_check(c, f->check, val, sub) < 0) {
+			rc = -EINVAL;
+			continue;
+		}
+		ok[nok++] = (struct pair){ .k = k->value, .v = is_null(val) ? "" : val->value, .idx = i };
+	}
+	/* sorted once (inserting key by key is quadratic); a repeated
+	 * key, already an error of the parser, keeps its last value */
+	if (nok > 1)
+		qsort(ok, nok, sizeof(*ok), pair_cmp);
+	m->k = gw_xcalloc(nok + 1, sizeof(char *));
+	m->v = gw_xcalloc(nok + 1, sizeof(char *));
+	for (size_t i = 0; i < nok; i++) {
+		if (i + 1 < nok && strcmp(ok[i].k, ok[i + 1].k) == 0)
+			continue;
+		m->k[m->n] = gw_xstrdup(ok[i].k);
+		m->v[m->n++] = gw_xstrdup(ok[i].v);
+	}
+	free(ok);
+	return rc;
+}
+
+/* What a number of this type looks like, for "expected ..." */
+static const char *number_want(enum gw_ftype type)
+{
+	switch (type) {
+	case GW_F_DURATION:
+		return "a duration like 500ms, 10s, 1m30s or 2h";
+	case GW_F_SIZE:
+		return "a size like 512Mi, 2Gi or 1000000";
+	case GW_F_CPUS:
+		return "a number of CPUs like 0.5 or 2";
+	default:
+		return "an integer";
+	}
+}
+
+/* A decimal with at most 3 fraction digits, kept as milli-CPUs. */
+static int cpus_parse(int64_t *out, const char *p)
+{
+	int64_t whole = 0, frac = 0, scale = 100;
+	int rc = isdigit((unsigned char)*p) ? 0 : -EINVAL;
+	while (rc == 0 && isdigit((unsigned char)*p) && whole < 10000000)
+		whole = whole * 10 + (*p++ - '0');
+	if (rc == 0 && *p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			rc = -EINVAL;
+		while (rc == 0 && isdigit((unsigned char)*p)) {
+			if (scale == 0)
+				rc = -EINVAL;
+			else
+				frac += (*p++ - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (rc == 0 && *p)
+		rc = -EINVAL;
+	*out = whole * 1000 + frac;
+	return rc;
+}
+
+static int number_parse(int64_t *out, enum gw_ftype type, const struct gw_ynode *v)
+{
+	switch (type) {
+	case GW_F_DURATION:
+		return gw_duration_parse(out, v->value);
+	case GW_F_SIZE:
+		return gw_size_parse(out, v->value);
+	case GW_F_CPUS:
+		return cpus_parse(out, v->value);
+	default: {
+		char *end;
+		errno = 0;
+		long long ll = strtoll(v->value, &end, 10);
+		*out = ll;
+		return (!v->len || *end || errno || !v->plain) ? -EINVAL : 0;
+	}
+	}
+}
+
+/* A bound written the way the field is written. */
+static void number_format(char *buf, size_t size, enum gw_ftype type, int64_t n)
+{
+	switch (type) {
+	case GW_F_DURATION:
+		gw_duration_format(buf, size, n);
+		break;
+	case GW_F_SIZE:
+		gw_size_format(buf, size, n);
+		break;
+	case GW_F_CPUS:
+		snprintf(buf, size, "%g", n / 1000.0);
+		break;
+	default:
+		snprintf(buf, size, "%lld", (long long)n);
+		break;
+	}
+}
+
+static int field_number(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+			const char *path)
+{
+	char buf[80], lo[32], hi[32];
+	const char *want = number_want(f->type);
+	int64_t n = 0;
+	int rc = scalar_string(c, v, path, want);
+
+	if (rc < 0)
+		return rc;
+	if (number_parse(&n, f->type, v) < 0) {
+		verr(c, v, path, "expected %s, got %s", want, shown(buf, sizeof(buf), v));
+		return -EINVAL;
+	}
+	if (f->max > 0 && (n < f->min || n > f->max)) {
+		number_format(lo, sizeof(lo), f->type, f->min);
+		number_format(hi, sizeof(hi), f->type, f->max);
+		if (f->max == INT64_MAX)
+			verr(c, v, path, "must be at least %s, got %s", lo, shown(buf, sizeof(buf), v));
+		else
+			verr(c, v, path, "must be between %s and %s, got %s", lo, hi, shown(buf, sizeof(buf), v));
+		return -ERANGE;
+	}
+	*(int64_t *)slot(r, f) = n == f->defval ? 0 : n;
+	return 0;
+}
+
+static int field_enum(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+		      const char *path)
+{
+	char buf[80];
+	int rc = scalar_string(c, v, path, "a string");
+
+	if (rc < 0)
+		return rc;
+	for (const struct gw_enum_name *e = f->enums; e->name; e++) {
+		if (strcmp(e->name, v->value) == 0) {
+			*(int *)slot(r, f) = e->value == f->defval ? 0 : e->value;
+			return 0;
+		}
+	}
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	for (const struct gw_enum_name *e = f->enums; e->name; e++)
+		gw_strbuf_printf(&sb, "%s%s", e == f->enums ? "" : (e[1].name ? ", " : " or "), e->name);
+	verr(c, v, path, "expected one of %s, got %s", sb.s, shown(buf, sizeof(buf), v));
+	gw_strbuf_free(&sb);
+	return -EINVAL;
+}
+
+static int field_signal(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+			const char *path)
+{
+	char buf[80];
+	int sig;
+	int rc = scalar_string(c, v, path, "a signal name");
+
+	if (rc < 0)
+		return rc;
+	if (gw_signal_from_string(&sig, v->value) < 0) {
+		verr(c, v, path, "expected a signal name like TERM, INT, QUIT, HUP, KILL, got %s",
+		     shown(buf, sizeof(buf), v));
+		return -EINVAL;
+	}
+	*(int *)slot(r, f) = sig == f->defval ? 0 : sig;
+	return 0;
+}
+
+static int field_object(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+			const char *path)
+{
+	if (v->type != GW_YNODE_MAP) {
+		verr(c, v, path, "expected a mapping, got %s", node_desc(v));
+		return -EINVAL;
+	}
+	walk_table(c, r, f->sub, v, path);
+	return 0;
 }
 
 /* Free-form YAML (External's config) as JSON: mappings are objects, lists
@@ -516,219 +417,49 @@ static json_t *yaml_json(const struct gw_ynode *v)
 	}
 }
 
-static void parse_field(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
-			const char *path)
+static int field_json(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+		      const char *path)
 {
-	char buf[80], sub[256];
+	if (v->type != GW_YNODE_MAP) {
+		verr(c, v, path, "expected a mapping, got %s", node_desc(v));
+		return -EINVAL;
+	}
+	json_t *j = yaml_json(v);
+	char **p = slot(r, f);
+	free(*p);
+	*p = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	json_decref(j);
+	return 0;
+}
 
+/* Problems are diagnostics (c->errors counts them); the result says whether
+ * this field had one. */
+static int parse_field(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+		       const char *path)
+{
 	switch (f->type) {
-	case GW_F_STR: {
-		if (scalar_string(c, v, path, "a string") < 0)
-			return;
-		if (memchr(v->value, '\0', v->len) || run_check(c, f->check, v, path) < 0)
-			return;
-		char **p = slot(r, f);
-		free(*p);
-		*p = gw_xstrdup(v->value);
-		return;
-	}
-	case GW_F_STRLIST: {
-		if (v->type != GW_YNODE_SEQ) {
-			verr(c, v, path, "expected a list of strings, got %s", node_desc(v));
-			return;
-		}
-		if ((f->flags & GW_FF_NONEMPTY) && v->n == 0) {
-			verr(c, v, path, "expected a non-empty list");
-			return;
-		}
-		struct gw_strlist *l = slot(r, f);
-		gw_strlist_free(l);
-		l->v = gw_xcalloc(v->n + 1, sizeof(char *));
-		for (size_t i = 0; i < v->n; i++) {
-			const struct gw_ynode *it = v->items[i];
-			snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
-			if (scalar_string(c, it, sub, "a string") < 0 || run_check(c, f->check, it, sub) < 0)
-				continue;
-			if (is_null(it) && it->len == 0) {
-				verr(c, it, sub, "expected a string, got null");
-				continue;
-			}
-			l->v[l->n++] = gw_xstrdup(it->value);
-		}
-		if ((f->flags & GW_FF_NONEMPTY) && l->n > 0 && !l->v[0][0])
-			verr(c, v->items[0], path, "first element must not be empty");
-		return;
-	}
-	case GW_F_STRMAP: {
-		if (v->type != GW_YNODE_MAP) {
-			verr(c, v, path, "expected a mapping of strings, got %s", node_desc(v));
-			return;
-		}
-		struct gw_strmap *m = slot(r, f);
-		struct pair *ok = gw_xcalloc(v->n / 2 + 1, sizeof(*ok));
-		size_t nok = 0;
-		gw_strmap_free(m);
-		for (size_t i = 0; i + 1 < v->n; i += 2) {
-			const struct gw_ynode *k = v->items[i], *val = v->items[i + 1];
-			if (k->type != GW_YNODE_SCALAR)
-				continue; /* reported by the parser */
-			snprintf(sub, sizeof(sub), "%s.%s", path, k->value);
-			if (f->key_check && f->key_check(k->value)) {
-				verr(c, k, sub, "expected %s", f->key_check(k->value));
-				continue;
-			}
-			if (val->type != GW_YNODE_SCALAR) {
-				verr(c, val, sub, "expected a string, got %s", node_desc(val));
-				continue;
-			}
-			if (run_check(c, f->check, val, sub) < 0)
-				continue;
-			ok[nok++] = (struct pair){ .k = k->value, .v = is_null(val) ? "" : val->value, .idx = i };
-		}
-		/* sorted once (inserting key by key is quadratic); a repeated
-		 * key, already an error of the parser, keeps its last value */
-		if (nok > 1)
-			qsort(ok, nok, sizeof(*ok), pair_cmp);
-		m->k = gw_xcalloc(nok + 1, sizeof(char *));
-		m->v = gw_xcalloc(nok + 1, sizeof(char *));
-		for (size_t i = 0; i < nok; i++) {
-			if (i + 1 < nok && strcmp(ok[i].k, ok[i + 1].k) == 0)
-				continue;
-			m->k[m->n] = gw_xstrdup(ok[i].k);
-			m->v[m->n++] = gw_xstrdup(ok[i].v);
-		}
-		free(ok);
-		return;
-	}
+	case GW_F_STR:
+		return field_str(c, r, f, v, path);
+	case GW_F_STRLIST:
+		return field_strlist(c, r, f, v, path);
+	case GW_F_STRMAP:
+		return field_strmap(c, r, f, v, path);
 	case GW_F_DURATION:
 	case GW_F_SIZE:
 	case GW_F_INT:
-	case GW_F_CPUS: {
-		int64_t n = 0;
-		int rc;
-		const char *want;
-		if (f->type == GW_F_DURATION) {
-			want = "a duration like 500ms, 10s, 1m30s or 2h";
-		} else if (f->type == GW_F_SIZE) {
-			want = "a size like 512Mi, 2Gi or 1000000";
-		} else if (f->type == GW_F_CPUS) {
-			want = "a number of CPUs like 0.5 or 2";
-		} else {
-			want = "an integer";
-		}
-		if (scalar_string(c, v, path, want) < 0)
-			return;
-		if (f->type == GW_F_DURATION) {
-			rc = gw_duration_parse(&n, v->value);
-		} else if (f->type == GW_F_SIZE) {
-			rc = gw_size_parse(&n, v->value);
-		} else if (f->type == GW_F_CPUS) {
-			/* decimal with at most 3 fraction digits, kept as milli-CPUs */
-			const char *p = v->value;
-			int64_t whole = 0, frac = 0, scale = 100;
-			rc = isdigit((unsigned char)*p) ? 0 : -EINVAL;
-			while (rc == 0 && isdigit((unsigned char)*p) && whole < 10000000)
-				whole = whole * 10 + (*p++ - '0');
-			if (rc == 0 && *p == '.') {
-				p++;
-				if (!isdigit((unsigned char)*p))
-					rc = -EINVAL;
-				while (rc == 0 && isdigit((unsigned char)*p)) {
-					if (scale == 0)
-						rc = -EINVAL;
-					else
-						frac += (*p++ - '0') * scale;
-					scale /= 10;
-				}
-			}
-			if (rc == 0 && *p)
-				rc = -EINVAL;
-			n = whole * 1000 + frac;
-		} else {
-			char *end;
-			errno = 0;
-			long long ll = strtoll(v->value, &end, 10);
-			rc = (!v->len || *end || errno || !v->plain) ? -EINVAL : 0;
-			n = ll;
-		}
-		if (rc < 0) {
-			verr(c, v, path, "expected %s, got %s", want, shown(buf, sizeof(buf), v));
-			return;
-		}
-		if (f->max > 0 && (n < f->min || n > f->max)) {
-			char lo[32], hi[32];
-			if (f->type == GW_F_DURATION) {
-				gw_duration_format(lo, sizeof(lo), f->min);
-				gw_duration_format(hi, sizeof(hi), f->max);
-			} else if (f->type == GW_F_SIZE) {
-				gw_size_format(lo, sizeof(lo), f->min);
-				gw_size_format(hi, sizeof(hi), f->max);
-			} else if (f->type == GW_F_CPUS) {
-				snprintf(lo, sizeof(lo), "%g", f->min / 1000.0);
-				snprintf(hi, sizeof(hi), "%g", f->max / 1000.0);
-			} else {
-				snprintf(lo, sizeof(lo), "%lld", (long long)f->min);
-				snprintf(hi, sizeof(hi), "%lld", (long long)f->max);
-			}
-			if (f->max == INT64_MAX)
-				verr(c, v, path, "must be at least %s, got %s", lo, shown(buf, sizeof(buf), v));
-			else
-				verr(c, v, path, "must be between %s and %s, got %s", lo, hi,
-				     shown(buf, sizeof(buf), v));
-			return;
-		}
-		*(int64_t *)slot(r, f) = n == f->defval ? 0 : n;
-		return;
-	}
-	case GW_F_ENUM: {
-		if (scalar_string(c, v, path, "a string") < 0)
-			return;
-		for (const struct gw_enum_name *e = f->enums; e->name; e++) {
-			if (strcmp(e->name, v->value) == 0) {
-				*(int *)slot(r, f) = e->value == f->defval ? 0 : e->value;
-				return;
-			}
-		}
-		struct gw_strbuf sb;
-		gw_strbuf_init(&sb);
-		for (const struct gw_enum_name *e = f->enums; e->name; e++)
-			gw_strbuf_printf(&sb, "%s%s", e == f->enums ? "" : (e[1].name ? ", " : " or "), e->name);
-		verr(c, v, path, "expected one of %s, got %s", sb.s, shown(buf, sizeof(buf), v));
-		gw_strbuf_free(&sb);
-		return;
-	}
-	case GW_F_SIGNAL: {
-		int sig;
-		if (scalar_string(c, v, path, "a signal name") < 0)
-			return;
-		if (gw_signal_from_string(&sig, v->value) < 0) {
-			verr(c, v, path, "expected a signal name like TERM, INT, QUIT, HUP, KILL, got %s",
-			     shown(buf, sizeof(buf), v));
-			return;
-		}
-		*(int *)slot(r, f) = sig == f->defval ? 0 : sig;
-		return;
-	}
+	case GW_F_CPUS:
+		return field_number(c, r, f, v, path);
+	case GW_F_ENUM:
+		return field_enum(c, r, f, v, path);
+	case GW_F_SIGNAL:
+		return field_signal(c, r, f, v, path);
 	case GW_F_OBJECT:
-		if (v->type != GW_YNODE_MAP) {
-			verr(c, v, path, "expected a mapping, got %s", node_desc(v));
-			return;
-		}
-		walk_table(c, r, f->sub, v, path);
-		return;
-	case GW_F_JSON: {
-		if (v->type != GW_YNODE_MAP) {
-			verr(c, v, path, "expected a mapping, got %s", node_desc(v));
-			return;
-		}
-		json_t *j = yaml_json(v);
-		char **p = slot(r, f);
-		free(*p);
-		*p = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
-		json_decref(j);
-		return;
+		return field_object(c, r, f, v, path);
+	case GW_F_JSON:
+		return field_json(c, r, f, v, path);
 	}
-	}
+	assert(!"a field type without a parser");
+	return -EINVAL;
 }
 
 static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_field *table, const struct gw_ynode *map,
@@ -793,6 +524,7 @@ static const struct gw_ynode *lookup(const struct gw_ynode *map, const char *key
 	return NULL;
 }
 
+/* Rules that span fields. */
 /* External: sources are bounded in number; where each entry is, for the
  * source's diagnostics when it resolves them against the commit. */
 static void check_external_rules(struct vctx *c, struct gw_resource *r, const struct gw_ynode *spec)
@@ -810,7 +542,6 @@ static void check_external_rules(struct vctx *c, struct gw_resource *r, const st
 	}
 }
 
-/* Rules that span fields. */
 static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct gw_ynode *spec)
 {
 	const struct gw_ynode *hc = lookup(spec, "healthCheck");
@@ -881,85 +612,119 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 	}
 }
 
-/* Validate one document; on success *out is a finalized resource. */
-static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct gw_manifest_set *invalid_names,
-			const char *file, const struct gw_ynode *doc)
-{
-	struct vctx c = { .diags = diags, .file = file };
-	char buf[80];
-	const struct gw_ynode *api = NULL, *kind = NULL, *meta = NULL, *spec = NULL;
+/* The top-level keys of a document: apiVersion, kind, metadata, spec. */
+struct doc_parts {
+	const struct gw_ynode *api, *kind, *meta, *spec;
+};
 
-	*out = NULL;
-	if (doc->type != GW_YNODE_MAP) {
-		verr(&c, doc, "", "expected a mapping with apiVersion, kind, metadata and spec, got %s",
-		     node_desc(doc));
-		return -1;
-	}
+static void doc_split(struct doc_parts *p, struct vctx *c, const struct gw_ynode *doc)
+{
+	memset(p, 0, sizeof(*p));
 	for (size_t i = 0; i + 1 < doc->n; i += 2) {
 		const struct gw_ynode *k = doc->items[i], *v = doc->items[i + 1];
 		if (k->type != GW_YNODE_SCALAR)
 			continue;
 		if (strcmp(k->value, "apiVersion") == 0)
-			api = v;
+			p->api = v;
 		else if (strcmp(k->value, "kind") == 0)
-			kind = v;
+			p->kind = v;
 		else if (strcmp(k->value, "metadata") == 0)
-			meta = v;
+			p->meta = v;
 		else if (strcmp(k->value, "spec") == 0)
-			spec = v;
+			p->spec = v;
 		else if (strcmp(k->value, "status") == 0)
-			verr(&c, k, k->value, "unknown field (status is reported by gitward, not declared)");
+			verr(c, k, k->value, "unknown field (status is reported by gitward, not declared)");
 		else
-			verr(&c, k, k->value, "unknown field");
+			verr(c, k, k->value, "unknown field");
 	}
-	if (!api || is_null(api))
-		verr(&c, doc, "apiVersion", "required field is missing");
-	else if (api->type != GW_YNODE_SCALAR || strcmp(api->value, "gitward/v1") != 0)
-		verr(&c, api, "apiVersion", "expected \"gitward/v1\", got %s", shown(buf, sizeof(buf), api));
-	if (!kind || is_null(kind)) {
-		verr(&c, doc, "kind", "required field is missing");
-		return -1;
+}
+
+/* apiVersion and kind; without a kind nothing else can be checked. */
+static int doc_kind(struct vctx *c, const struct gw_ynode *doc, const struct doc_parts *p)
+{
+	char buf[80];
+
+	if (!p->api || is_null(p->api))
+		verr(c, doc, "apiVersion", "required field is missing");
+	else if (p->api->type != GW_YNODE_SCALAR || strcmp(p->api->value, "gitward/v1") != 0)
+		verr(c, p->api, "apiVersion", "expected \"gitward/v1\", got %s", shown(buf, sizeof(buf), p->api));
+	if (!p->kind || is_null(p->kind)) {
+		verr(c, doc, "kind", "required field is missing");
+		return -EINVAL;
 	}
-	if (kind->type != GW_YNODE_SCALAR || gw_kind_from_string(&c.kind, kind->value) < 0) {
-		verr(&c, kind, "kind", "expected one of Process, Container, VM or External, got %s",
-		     shown(buf, sizeof(buf), kind));
-		return -1;
+	if (p->kind->type != GW_YNODE_SCALAR || gw_kind_from_string(&c->kind, p->kind->value) < 0) {
+		verr(c, p->kind, "kind", "expected one of Process, Container, VM or External, got %s",
+		     shown(buf, sizeof(buf), p->kind));
+		return -EINVAL;
 	}
+	return 0;
+}
+
+/* metadata and spec along the schema tables, then the rules across fields. */
+static void doc_fields(struct vctx *c, struct gw_resource *r, const struct gw_ynode *doc, const struct doc_parts *p)
+{
+	if (!p->meta || is_null(p->meta))
+		verr(c, doc, "metadata", "required field is missing");
+	else if (p->meta->type != GW_YNODE_MAP)
+		verr(c, p->meta, "metadata", "expected a mapping, got %s", node_desc(p->meta));
+	else
+		walk_table(c, r, gw_schema_metadata, p->meta, "metadata");
+	if (!p->spec || is_null(p->spec)) {
+		verr(c, doc, "spec", "required field is missing");
+	} else if (p->spec->type != GW_YNODE_MAP) {
+		verr(c, p->spec, "spec", "expected a mapping, got %s", node_desc(p->spec));
+	} else {
+		walk_table(c, r, gw_schema_spec, p->spec, "spec");
+		check_kind_rules(c, r, p->spec);
+	}
+}
+
+/* The name of a refused document is still declared: dependsOn on it is not
+ * reported a second time as a missing resource. */
+static void keep_invalid_name(struct gw_manifest_set *set, struct gw_resource *r)
+{
+	if (!r->name || !set)
+		return;
+	if (set->invalid_names.n == set->invalid_cap) {
+		set->invalid_cap = set->invalid_cap ? set->invalid_cap * 2 : 16;
+		set->invalid_names.v = gw_xrealloc(set->invalid_names.v, set->invalid_cap * sizeof(char *));
+	}
+	set->invalid_names.v[set->invalid_names.n++] = r->name;
+	r->name = NULL; /* now owned by set->invalid_names */
+}
+
+/* Validate one document; on success *out is a finalized resource, else
+ * -EINVAL and the problems are in diags. */
+static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct gw_manifest_set *invalid_names,
+			const char *file, const struct gw_ynode *doc)
+{
+	struct vctx c = { .diags = diags, .file = file };
+	struct doc_parts p;
+	int rc;
+
+	*out = NULL;
+	if (doc->type != GW_YNODE_MAP) {
+		verr(&c, doc, "", "expected a mapping with apiVersion, kind, metadata and spec, got %s",
+		     node_desc(doc));
+		return -EINVAL;
+	}
+	doc_split(&p, &c, doc);
+	rc = doc_kind(&c, doc, &p);
+	if (rc < 0)
+		return rc;
 
 	struct gw_resource *r = gw_xcalloc(1, sizeof(*r));
 	r->kind = c.kind;
 	r->file = gw_xstrdup(file);
 	r->line = doc->line;
 	r->col = doc->col;
-	if (!meta || is_null(meta))
-		verr(&c, doc, "metadata", "required field is missing");
-	else if (meta->type != GW_YNODE_MAP)
-		verr(&c, meta, "metadata", "expected a mapping, got %s", node_desc(meta));
-	else
-		walk_table(&c, r, gw_schema_metadata, meta, "metadata");
-	if (!spec || is_null(spec)) {
-		verr(&c, doc, "spec", "required field is missing");
-	} else if (spec->type != GW_YNODE_MAP) {
-		verr(&c, spec, "spec", "expected a mapping, got %s", node_desc(spec));
-	} else {
-		walk_table(&c, r, gw_schema_spec, spec, "spec");
-		check_kind_rules(&c, r, spec);
-	}
+	doc_fields(&c, r, doc, &p);
 	if (c.errors) {
-		if (r->name && invalid_names) {
-			struct gw_manifest_set *set = invalid_names;
-			if (set->invalid_names.n == set->invalid_cap) {
-				set->invalid_cap = set->invalid_cap ? set->invalid_cap * 2 : 16;
-				set->invalid_names.v =
-					gw_xrealloc(set->invalid_names.v, set->invalid_cap * sizeof(char *));
-			}
-			set->invalid_names.v[set->invalid_names.n++] = r->name;
-			r->name = NULL; /* now owned by set->invalid_names */
-		}
+		keep_invalid_name(invalid_names, r);
 		gw_resource_free(r);
-		return -1;
+		return -EINVAL;
 	}
-	const struct gw_ynode *name = lookup(meta, "name");
+	const struct gw_ynode *name = lookup(p.meta, "name");
 	if (name) {
 		r->line = name->line;
 		r->col = name->col;

@@ -2,6 +2,7 @@
  * "export " prefix and matching quotes around the value. Values are secrets:
  * errors name the file and line only, never a value. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,13 @@ int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t w
 	char *data, what[4200];
 	size_t len;
 
-	if (gw_file_read(&data, &len, path, 1u << 20, &e) < 0) {
+	int rc = gw_file_read(&data, &len, path, 1u << 20, &e);
+	if (rc < 0) {
 		snprintf(why, whysize, "envFiles: %s: %s", path, e.msg);
-		return -1;
+		return rc;
 	}
 	snprintf(what, sizeof(what), "envFiles: %s", path);
-	int rc = gw_envfile_parse(out, what, data, why, whysize);
+	rc = gw_envfile_parse(out, what, data, why, whysize);
 	explicit_bzero(data, len);
 	free(data);
 	return rc;
@@ -49,7 +51,7 @@ int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *
 		char *eq = strchr(l, '=');
 		if (!eq || eq == l) {
 			snprintf(why, whysize, "%s: line %u is not KEY=VALUE", what, line);
-			return -1;
+			return -EINVAL;
 		}
 		*eq = '\0';
 		char *v = eq + 1;

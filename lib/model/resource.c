@@ -249,90 +249,98 @@ int gw_resource_stop_signal(const struct gw_resource *r)
 	return r->stop_signal ? r->stop_signal : SIGTERM;
 }
 
+static json_t *table_json(const struct gw_resource *r, const struct gw_field *table);
+
+static json_t *list_json(const struct gw_strlist *l)
+{
+	if (!l->n)
+		return NULL;
+	json_t *v = json_array();
+	for (size_t i = 0; i < l->n; i++)
+		json_array_append_new(v, json_string(l->v[i]));
+	return v;
+}
+
+static json_t *map_json(const struct gw_strmap *m)
+{
+	if (!m->n)
+		return NULL;
+	json_t *v = json_object();
+	for (size_t i = 0; i < m->n; i++)
+		json_object_set_new(v, m->k[i], json_string(m->v[i]));
+	return v;
+}
+
+/* milli-CPUs as written: 500 -> "0.5", 2000 -> "2" */
+static json_t *cpus_json(int64_t m)
+{
+	char buf[64];
+	if (!m)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%lld.%03lld", (long long)(m / 1000), (long long)(m % 1000));
+	/* trim "0.500" to "0.5", "2.000" to "2" */
+	char *e = buf + strlen(buf) - 1;
+	while (*e == '0')
+		*e-- = '\0';
+	if (*e == '.')
+		*e = '\0';
+	return json_string(buf);
+}
+
+/* The value of one field, NULL when unset (the default). */
+static json_t *field_json(const struct gw_resource *r, const struct gw_field *f)
+{
+	const void *p = (const char *)r + f->offset;
+	char buf[64];
+	json_t *v;
+
+	switch (f->type) {
+	case GW_F_STR:
+		return *(char *const *)p ? json_string(*(char *const *)p) : NULL;
+	case GW_F_STRLIST:
+		return list_json(p);
+	case GW_F_STRMAP:
+		return map_json(p);
+	case GW_F_DURATION:
+		if (!*(const int64_t *)p)
+			return NULL;
+		gw_duration_format(buf, sizeof(buf), *(const int64_t *)p);
+		return json_string(buf);
+	case GW_F_SIZE:
+		if (!*(const int64_t *)p)
+			return NULL;
+		gw_size_format(buf, sizeof(buf), *(const int64_t *)p);
+		return json_string(buf);
+	case GW_F_INT:
+		return *(const int64_t *)p ? json_integer(*(const int64_t *)p) : NULL;
+	case GW_F_CPUS:
+		return cpus_json(*(const int64_t *)p);
+	case GW_F_ENUM:
+		return *(const int *)p ? json_string(gw_enum_name(f->enums, *(const int *)p)) : NULL;
+	case GW_F_SIGNAL:
+		return *(const int *)p ? json_string(gw_signal_to_string(*(const int *)p)) : NULL;
+	case GW_F_JSON:
+		return *(char *const *)p ? json_loads(*(char *const *)p, JSON_DECODE_ANY, NULL) : NULL;
+	case GW_F_OBJECT:
+		v = table_json(r, f->sub);
+		if (json_object_size(v) == 0) {
+			json_decref(v);
+			v = NULL;
+		}
+		return v;
+	}
+	return NULL;
+}
+
 /* JSON for the fields of one schema table that this kind uses and sets. */
 static json_t *table_json(const struct gw_resource *r, const struct gw_field *table)
 {
 	json_t *obj = json_object();
-	char buf[64];
 
 	for (const struct gw_field *f = table; f->name; f++) {
-		const void *p = (const char *)r + f->offset;
-		json_t *v = NULL;
 		if (!(f->kinds & GW_KMASK(r->kind)) || (f->flags & GW_FF_NOHASH))
 			continue;
-		switch (f->type) {
-		case GW_F_STR:
-			if (*(char *const *)p)
-				v = json_string(*(char *const *)p);
-			break;
-		case GW_F_STRLIST: {
-			const struct gw_strlist *l = p;
-			if (l->n) {
-				v = json_array();
-				for (size_t i = 0; i < l->n; i++)
-					json_array_append_new(v, json_string(l->v[i]));
-			}
-			break;
-		}
-		case GW_F_STRMAP: {
-			const struct gw_strmap *m = p;
-			if (m->n) {
-				v = json_object();
-				for (size_t i = 0; i < m->n; i++)
-					json_object_set_new(v, m->k[i], json_string(m->v[i]));
-			}
-			break;
-		}
-		case GW_F_DURATION:
-			if (*(const int64_t *)p) {
-				gw_duration_format(buf, sizeof(buf), *(const int64_t *)p);
-				v = json_string(buf);
-			}
-			break;
-		case GW_F_SIZE:
-			if (*(const int64_t *)p) {
-				gw_size_format(buf, sizeof(buf), *(const int64_t *)p);
-				v = json_string(buf);
-			}
-			break;
-		case GW_F_INT:
-			if (*(const int64_t *)p)
-				v = json_integer(*(const int64_t *)p);
-			break;
-		case GW_F_CPUS: {
-			int64_t m = *(const int64_t *)p;
-			if (m) {
-				snprintf(buf, sizeof(buf), "%lld.%03lld", (long long)(m / 1000), (long long)(m % 1000));
-				/* trim "0.500" to "0.5", "2.000" to "2" */
-				char *e = buf + strlen(buf) - 1;
-				while (*e == '0')
-					*e-- = '\0';
-				if (*e == '.')
-					*e = '\0';
-				v = json_string(buf);
-			}
-			break;
-		}
-		case GW_F_ENUM:
-			if (*(const int *)p)
-				v = json_string(gw_enum_name(f->enums, *(const int *)p));
-			break;
-		case GW_F_SIGNAL:
-			if (*(const int *)p)
-				v = json_string(gw_signal_to_string(*(const int *)p));
-			break;
-		case GW_F_JSON:
-			if (*(char *const *)p)
-				v = json_loads(*(char *const *)p, JSON_DECODE_ANY, NULL);
-			break;
-		case GW_F_OBJECT:
-			v = table_json(r, f->sub);
-			if (json_object_size(v) == 0) {
-				json_decref(v);
-				v = NULL;
-			}
-			break;
-		}
+		json_t *v = field_json(r, f);
 		if (v)
 			json_object_set_new(obj, f->name, v);
 	}

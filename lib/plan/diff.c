@@ -372,78 +372,124 @@ static int name_idx_cmp(const void *x, const void *y)
 	return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-/* Deletions go dependents first: y, which depends on x, is deleted before x.
- * Records of resources that left Git are history, not a validated commit, and
- * may hold a cycle (a -> b from one commit, b -> a from a later one kept by
- * --no-prune) or repeat a name: the order comes from Kahn's algorithm with
- * ties and cycles broken by name, and an action only ever waits for actions
- * placed before it, so execution cannot deadlock. */
-static void order_deletions(struct gw_plan *plan, const struct gw_observed *observed, const struct entry *obs,
-			    size_t no, const unsigned char *matched, bool prune)
+/* The deletions of one plan as a graph: rank r is observed[who[r]]; deps[y]
+ * lists what y depends on, rdep[x] the dependents of x (nout[x] of them),
+ * indeg[x] how many of those are still to delete. */
+struct del_graph {
+	size_t nx;
+	size_t *who;
+	struct entry *byname; /* (name, rank) sorted by name */
+	size_t **deps, *ndeps;
+	size_t **rdep, *nout, *indeg;
+};
+
+static void del_graph_free(struct del_graph *g)
 {
-	size_t nx = 0;
-	size_t *who = gw_xcalloc(no + 1, sizeof(size_t)); /* deletion rank -> observed index */
-	struct entry *byname = gw_xcalloc(no + 1, sizeof(*byname));
+	for (size_t x = 0; g->deps && x < g->nx; x++)
+		free(g->deps[x]);
+	for (size_t x = 0; g->rdep && x < g->nx; x++)
+		free(g->rdep[x]);
+	free(g->rdep);
+	free(g->deps);
+	free(g->ndeps);
+	free(g->indeg);
+	free(g->nout);
+	free(g->byname);
+	free(g->who);
+}
 
-	for (size_t j = 0; j < no; j++)
-		if (!matched[obs[j].idx] && prune)
-			who[nx++] = obs[j].idx;
-	if (nx == 0)
-		goto out;
-	for (size_t r = 0; r < nx; r++)
-		byname[r] = (struct entry){ .name = observed[who[r]].name, .idx = r };
-	qsort(byname, nx, sizeof(*byname), name_idx_cmp);
+/* The first rank named name in byname (nx if none). */
+static size_t del_graph_find(const struct del_graph *g, const char *name)
+{
+	size_t lo = 0, hi = g->nx;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (strcmp(g->byname[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
 
-	/* edges y -> x (y depends on x), each counted once */
-	size_t *nout = gw_xcalloc(nx + 1, sizeof(size_t)); /* per x: its dependents */
-	size_t *indeg = gw_xcalloc(nx + 1, sizeof(size_t)); /* per y: what it depends on */
+/* edges y -> x (y depends on x), each counted once */
+static void del_graph_edges(struct del_graph *g, const struct gw_observed *observed)
+{
+	size_t nx = g->nx;
 	size_t *stamp = gw_xcalloc(nx + 1, sizeof(size_t));
-	size_t **deps = gw_xcalloc(nx + 1, sizeof(size_t *));
-	size_t *ndeps = gw_xcalloc(nx + 1, sizeof(size_t));
+
+	g->nout = gw_xcalloc(nx + 1, sizeof(size_t));
+	g->deps = gw_xcalloc(nx + 1, sizeof(size_t *));
+	g->ndeps = gw_xcalloc(nx + 1, sizeof(size_t));
 	for (size_t y = 0; y < nx; y++) {
-		const struct gw_strlist *l = &observed[who[y]].depends_on;
+		const struct gw_strlist *l = &observed[g->who[y]].depends_on;
 		size_t cap = l->n + 1;
-		deps[y] = gw_xcalloc(cap, sizeof(size_t));
+		g->deps[y] = gw_xcalloc(cap, sizeof(size_t));
 		for (size_t k = 0; k < l->n; k++) {
 			/* first entry with that name, then every one after it */
-			size_t lo = 0, hi = nx;
-			while (lo < hi) {
-				size_t mid = (lo + hi) / 2;
-				if (strcmp(byname[mid].name, l->v[k]) < 0)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			for (; lo < nx && strcmp(byname[lo].name, l->v[k]) == 0; lo++) {
-				size_t x = byname[lo].idx;
+			for (size_t lo = del_graph_find(g, l->v[k]);
+			     lo < nx && strcmp(g->byname[lo].name, l->v[k]) == 0; lo++) {
+				size_t x = g->byname[lo].idx;
 				if (x == y || stamp[x] == y + 1)
 					continue;
 				stamp[x] = y + 1;
-				if (ndeps[y] == cap) { /* one name kept by two kinds */
+				if (g->ndeps[y] == cap) { /* one name kept by two kinds */
 					cap *= 2;
-					deps[y] = gw_xrealloc(deps[y], cap * sizeof(size_t));
+					g->deps[y] = gw_xrealloc(g->deps[y], cap * sizeof(size_t));
 				}
-				deps[y][ndeps[y]++] = x;
-				nout[x]++;
+				g->deps[y][g->ndeps[y]++] = x;
+				g->nout[x]++;
 			}
 		}
 	}
-	/* dependents of x = the y with x in deps[y]: x waits until they are gone */
-	size_t **rdep = gw_xcalloc(nx + 1, sizeof(size_t *));
-	for (size_t x = 0; x < nx; x++) {
-		rdep[x] = gw_xcalloc(nout[x] + 1, sizeof(size_t));
-		indeg[x] = nout[x];
-		nout[x] = 0;
-	}
-	for (size_t y = 0; y < nx; y++)
-		for (size_t k = 0; k < ndeps[y]; k++)
-			rdep[deps[y][k]][nout[deps[y][k]]++] = y;
+	free(stamp);
+}
 
-	size_t *pos = gw_xcalloc(nx + 1, sizeof(size_t)); /* rank -> plan index + 1, 0 = not placed */
+/* dependents of x = the y with x in deps[y]: x waits until they are gone */
+static void del_graph_reverse(struct del_graph *g)
+{
+	g->rdep = gw_xcalloc(g->nx + 1, sizeof(size_t *));
+	g->indeg = gw_xcalloc(g->nx + 1, sizeof(size_t));
+	for (size_t x = 0; x < g->nx; x++) {
+		g->rdep[x] = gw_xcalloc(g->nout[x] + 1, sizeof(size_t));
+		g->indeg[x] = g->nout[x];
+		g->nout[x] = 0;
+	}
+	for (size_t y = 0; y < g->nx; y++)
+		for (size_t k = 0; k < g->ndeps[y]; k++)
+			g->rdep[g->deps[y][k]][g->nout[g->deps[y][k]]++] = y;
+}
+
+/* Append the delete action of rank x, after its dependents already placed
+ * (pos: rank -> plan index + 1, 0 = not placed). */
+static void place_deletion(struct gw_plan *plan, const struct gw_observed *observed, const struct del_graph *g,
+			   size_t *pos, size_t x, bool broken)
+{
+	struct gw_action *a = &plan->v[plan->n];
+	a->type = GW_ACTION_DELETE;
+	a->kind = observed[g->who[x]].kind;
+	a->name = observed[g->who[x]].name;
+	a->observed = &observed[g->who[x]];
+	a->after = gw_xcalloc(g->nout[x] + 1, sizeof(size_t));
+	for (size_t k = 0; k < g->nout[x]; k++)
+		if (pos[g->rdep[x][k]])
+			a->after[a->nafter++] = pos[g->rdep[x][k]] - 1;
+	if (broken)
+		snprintf(a->reason, sizeof(a->reason),
+			 "dependency cycle among deletions (recorded dependsOn): deleted first by name");
+	pos[x] = ++plan->n;
+}
+
+/* Kahn's algorithm, ties by name; a cycle is broken at its first name. */
+static void del_graph_place(struct del_graph *g, struct gw_plan *plan, const struct gw_observed *observed)
+{
+	size_t nx = g->nx;
+	size_t *pos = gw_xcalloc(nx + 1, sizeof(size_t));
 	struct heap h = { .v = gw_xcalloc(nx + 1, sizeof(size_t)) };
 	size_t next_unplaced = 0;
+
 	for (size_t x = 0; x < nx; x++)
-		if (indeg[x] == 0)
+		if (g->indeg[x] == 0)
 			heap_push(&h, x);
 	for (size_t placed = 0; placed < nx;) {
 		size_t x;
@@ -458,42 +504,44 @@ static void order_deletions(struct gw_plan *plan, const struct gw_observed *obse
 			x = next_unplaced;
 			broken = true;
 		}
-		struct gw_action *a = &plan->v[plan->n];
-		a->type = GW_ACTION_DELETE;
-		a->kind = observed[who[x]].kind;
-		a->name = observed[who[x]].name;
-		a->observed = &observed[who[x]];
-		a->after = gw_xcalloc(nout[x] + 1, sizeof(size_t));
-		for (size_t k = 0; k < nout[x]; k++)
-			if (pos[rdep[x][k]])
-				a->after[a->nafter++] = pos[rdep[x][k]] - 1;
-		if (broken)
-			snprintf(a->reason, sizeof(a->reason),
-				 "dependency cycle among deletions (recorded dependsOn): deleted first by name");
-		pos[x] = ++plan->n;
+		place_deletion(plan, observed, g, pos, x, broken);
 		placed++;
 		/* what x depends on loses one dependent still to delete */
-		for (size_t k = 0; k < ndeps[x]; k++) {
-			size_t t = deps[x][k];
-			if (indeg[t] > 0 && --indeg[t] == 0 && !pos[t])
+		for (size_t k = 0; k < g->ndeps[x]; k++) {
+			size_t t = g->deps[x][k];
+			if (g->indeg[t] > 0 && --g->indeg[t] == 0 && !pos[t])
 				heap_push(&h, t);
 		}
 	}
-	for (size_t x = 0; x < nx; x++) {
-		free(deps[x]);
-		free(rdep[x]);
-	}
 	free(h.v);
 	free(pos);
-	free(rdep);
-	free(deps);
-	free(ndeps);
-	free(stamp);
-	free(indeg);
-	free(nout);
+}
+
+/* Deletions go dependents first: y, which depends on x, is deleted before x.
+ * Records of resources that left Git are history, not a validated commit, and
+ * may hold a cycle (a -> b from one commit, b -> a from a later one kept by
+ * --no-prune) or repeat a name: the order comes from Kahn's algorithm with
+ * ties and cycles broken by name, and an action only ever waits for actions
+ * placed before it, so execution cannot deadlock. */
+static void order_deletions(struct gw_plan *plan, const struct gw_observed *observed, const struct entry *obs,
+			    size_t no, const unsigned char *matched, bool prune)
+{
+	struct del_graph g = { .who = gw_xcalloc(no + 1, sizeof(size_t)),
+			       .byname = gw_xcalloc(no + 1, sizeof(struct entry)) };
+
+	for (size_t j = 0; j < no; j++)
+		if (!matched[obs[j].idx] && prune)
+			g.who[g.nx++] = obs[j].idx;
+	if (g.nx == 0)
+		goto out;
+	for (size_t r = 0; r < g.nx; r++)
+		g.byname[r] = (struct entry){ .name = observed[g.who[r]].name, .idx = r };
+	qsort(g.byname, g.nx, sizeof(*g.byname), name_idx_cmp);
+	del_graph_edges(&g, observed);
+	del_graph_reverse(&g);
+	del_graph_place(&g, plan, observed);
 out:
-	free(byname);
-	free(who);
+	del_graph_free(&g);
 }
 
 int gw_plan_build(struct gw_plan *out, struct gw_resource *const *desired, size_t nd,

@@ -148,7 +148,7 @@ static int ssh_key_type(git_cert_ssh_raw_type_t t)
 	case GIT_CERT_SSH_RAW_TYPE_KEY_ED25519:
 		return LIBSSH2_KNOWNHOST_KEY_ED25519;
 	default:
-		return -1;
+		return -ENOTSUP;
 	}
 }
 
@@ -302,14 +302,14 @@ static int read_password(struct child *c)
 		size_t len;
 		if (gw_file_read(&data, &len, o->password_file, SECRET_MAX, &err) < 0) {
 			refuse(c, "--git-password-file %s: %s", o->password_file, err.msg);
-			return -1;
+			return err.code;
 		}
 		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
 			data[--len] = '\0';
 		if (memchr(data, '\0', len) || memchr(data, '\n', len)) {
 			gw_secure_free(data);
 			refuse(c, "--git-password-file %s: expected one line", o->password_file);
-			return -1;
+			return -EINVAL;
 		}
 		c->password = data;
 	} else if (getenv("GITWARD_GIT_PASSWORD")) {
@@ -433,7 +433,7 @@ static int record_default_branch(git_repository *repo, const char *head)
 	ref = NULL;
 	if (git_reference_symbolic_create(&ref, repo, "refs/remotes/origin/HEAD", target, 1,
 					  "gitward: remote default branch") < 0)
-		return -1;
+		return -EIO;
 	git_reference_free(ref);
 	return 0;
 }
@@ -617,33 +617,70 @@ static int check_local(const struct gw_source *src, struct gw_error *err)
 	return 0;
 }
 
-int gw_source_fetch(struct gw_source *src, struct gw_error *err)
-{
-	const struct gw_source_opts *o = &src->opts;
-	int64_t idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
-	int64_t connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000;
-	int fresh = src->repo == NULL, fds[2], status = 0, connected = 0, timed_out = 0, cancelled = 0;
-	char partial[PATH_MAX], line[1600] = "";
-	size_t have = 0;
-	pid_t pid;
+/* The parent's side of a fetch: the child's lines as they come (a 'c' line
+ * once connected, an 'e' line with the error it ends on) and the clocks. */
+struct fetch_watch {
+	int fd;
+	int64_t idle, connect; /* ms without a line before and after connecting */
+	const struct gw_cancel *cancel;
+	int connected, timed_out, cancelled;
+	char line[1600];
+	size_t have;
+};
 
-	int connect_is_idle = connect >= idle; /* which option to name in a timeout */
-	if (connect > idle)
-		connect = idle;
-	if (o->insecure_skip_tls_verify && !strncmp(src->url, "https://", 8))
-		gw_log(GW_LOG_WARN, "",
-		       "TLS verification is OFF (--insecure-skip-tls-verify): anyone between this node and %s can "
-		       "change what it runs",
-		       src->url);
-	if (check_local(src, err) < 0)
-		return err->code;
-	snprintf(partial, sizeof(partial), "%s.partial", src->cache_dir);
-	if (fresh)
-		gw_rm_rf(partial);
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
-	fetch_started = time(NULL);
-	pid = fork();
+static void watch_lines(struct fetch_watch *w, const char *buf, ssize_t n)
+{
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] != '\n') {
+			if (w->have + 1 < sizeof(w->line))
+				w->line[w->have++] = buf[i];
+			continue;
+		}
+		w->line[w->have] = '\0';
+		if (w->line[0] == 'c')
+			w->connected = 1;
+		if (w->line[0] != 'e')
+			w->have = 0; /* keep an error line once read */
+	}
+}
+
+/* Read the child's lines until it is done, silent too long, or cancelled. */
+static void watch_child(struct fetch_watch *w)
+{
+	int64_t last = gw_now_ms();
+	for (;;) {
+		int64_t limit = w->connected ? w->idle : w->connect;
+		int64_t left = last + limit - gw_now_ms();
+		if (left <= 0) {
+			w->timed_out = 1;
+			return;
+		}
+		if (gw_cancel_requested(w->cancel)) {
+			w->cancelled = 1;
+			return;
+		}
+		struct pollfd p = { .fd = w->fd, .events = POLLIN };
+		int r = poll(&p, 1, (int)(left > 50 ? 50 : left));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			continue;
+		char buf[512];
+		ssize_t n = read(w->fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* the child is done */
+		last = gw_now_ms();
+		watch_lines(w, buf, n);
+	}
+}
+
+/* libgit2 runs in a child: a fetch that hangs in the library is killed
+ * without taking the agent with it. */
+static int start_child(pid_t *out, struct gw_source *src, int fds[2], const char *path, int fresh, struct gw_error *err)
+{
+	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
 		close(fds[0]);
@@ -657,77 +694,37 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
-		int code = child_main(&c, fresh ? partial : src->cache_dir, fresh);
+		int code = child_main(&c, path, fresh);
 		GW_COVERAGE_DUMP();
 		_exit(code);
 	}
 	close(fds[1]);
-	int64_t last = gw_now_ms();
-	for (;;) {
-		int64_t limit = connected ? idle : connect;
-		int64_t left = last + limit - gw_now_ms();
-		if (left <= 0) {
-			timed_out = 1;
-			break;
-		}
-		if (gw_cancel_requested(o->cancel)) {
-			cancelled = 1;
-			break;
-		}
-		struct pollfd p = { .fd = fds[0], .events = POLLIN };
-		int r = poll(&p, 1, (int)(left > 50 ? 50 : left));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			continue;
-		char buf[512];
-		ssize_t n = read(fds[0], buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break; /* the child is done */
-		last = gw_now_ms();
-		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] != '\n') {
-				if (have + 1 < sizeof(line))
-					line[have++] = buf[i];
-				continue;
-			}
-			line[have] = '\0';
-			if (line[0] == 'c')
-				connected = 1;
-			if (line[0] != 'e')
-				have = 0; /* keep an error line once read */
-		}
-	}
-	close(fds[0]);
-	if (timed_out || cancelled)
-		kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (timed_out || cancelled || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		if (fresh)
-			gw_rm_rf(partial);
-		else
-			nftw(src->cache_dir, drop_leftover, 16, FTW_PHYS | FTW_MOUNT);
-	}
-	if (cancelled)
+	*out = pid;
+	return 0;
+}
+
+/* What the ended child means: an error named after its cause, or the new
+ * clone moved into place and the cache reopened. */
+static int fetch_outcome(struct gw_source *src, struct fetch_watch *w, int status, const char *partial, int fresh,
+			 int connect_is_idle, struct gw_error *err)
+{
+	if (w->cancelled)
 		return gw_error_set(err, -ECANCELED, "%s: fetch abandoned: the agent is stopping", src->url);
-	if (timed_out) {
+	if (w->timed_out) {
 		char d[32];
-		gw_duration_format(d, sizeof(d), connected ? idle : connect);
+		gw_duration_format(d, sizeof(d), w->connected ? w->idle : w->connect);
 		return gw_error_set(err, -ETIMEDOUT, "%s: timed out: %s for %s (--git-%stimeout)", src->url,
-				    connected ? "no progress from the server" : "no answer from the server", d,
-				    connected || connect_is_idle ? "" : "connect-");
+				    w->connected ? "no progress from the server" : "no answer from the server", d,
+				    w->connected || connect_is_idle ? "" : "connect-");
 	}
 	if (!WIFEXITED(status))
 		return gw_error_set(err, -EIO, "%s: the fetch process died (signal %d)", src->url,
 				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (WEXITSTATUS(status) != 0) {
-		line[have] = '\0';
-		if (line[0] != 'e')
+		w->line[w->have] = '\0';
+		if (w->line[0] != 'e')
 			return gw_error_set(err, -EIO, "%s: the fetch failed (exit %d)", src->url, WEXITSTATUS(status));
-		return parent_fail(err, src, line);
+		return parent_fail(err, src, w->line);
 	}
 	if (fresh && rename(partial, src->cache_dir) < 0) {
 		int e = errno;
@@ -736,4 +733,49 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 				    strerror(e));
 	}
 	return gw_source__reopen(src, err);
+}
+
+int gw_source_fetch(struct gw_source *src, struct gw_error *err)
+{
+	const struct gw_source_opts *o = &src->opts;
+	struct fetch_watch w = { .idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000,
+				 .connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000,
+				 .cancel = o->cancel };
+	int fresh = src->repo == NULL, fds[2], status = 0, rc;
+	char partial[PATH_MAX];
+	pid_t pid = 0;
+
+	int connect_is_idle = w.connect >= w.idle; /* which option to name in a timeout */
+	if (w.connect > w.idle)
+		w.connect = w.idle;
+	if (o->insecure_skip_tls_verify && !strncmp(src->url, "https://", 8))
+		gw_log(GW_LOG_WARN, "",
+		       "TLS verification is OFF (--insecure-skip-tls-verify): anyone between this node and %s can "
+		       "change what it runs",
+		       src->url);
+	if (check_local(src, err) < 0)
+		return err->code;
+	snprintf(partial, sizeof(partial), "%s.partial", src->cache_dir);
+	if (fresh)
+		gw_rm_rf(partial);
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	fetch_started = time(NULL);
+	rc = start_child(&pid, src, fds, fresh ? partial : src->cache_dir, fresh, err);
+	if (rc < 0)
+		return rc;
+	w.fd = fds[0];
+	watch_child(&w);
+	close(fds[0]);
+	if (w.timed_out || w.cancelled)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (w.timed_out || w.cancelled || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		if (fresh)
+			gw_rm_rf(partial);
+		else
+			nftw(src->cache_dir, drop_leftover, 16, FTW_PHYS | FTW_MOUNT);
+	}
+	return fetch_outcome(src, &w, status, partial, fresh, connect_is_idle, err);
 }

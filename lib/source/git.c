@@ -95,7 +95,7 @@ int gw_source__reopen(struct gw_source *src, struct gw_error *err)
 	git_repository *repo = NULL;
 	int rc = git_repository_open_bare(&repo, src->cache_dir);
 	if (rc == 0 && git_repository_is_empty(repo) < 0)
-		rc = -1;
+		rc = -EIO;
 	if (rc < 0) {
 		git_repository_free(repo);
 		return corrupt(err, src);
@@ -115,7 +115,7 @@ static int copy_refs(struct gw_source *src, git_repository *cache)
 	int rc;
 
 	if (git_reference_iterator_new(&it, cache) < 0)
-		return -1;
+		return -EIO;
 	while ((rc = git_reference_next(&ref, it)) == 0) {
 		git_reference *made = NULL;
 		if (git_reference_type(ref) == GIT_REFERENCE_DIRECT)
@@ -128,7 +128,7 @@ static int copy_refs(struct gw_source *src, git_repository *cache)
 		git_reference_free(ref);
 	}
 	git_reference_iterator_free(it);
-	return rc == GIT_ITEROVER ? 0 : -1;
+	return rc == GIT_ITEROVER ? 0 : -EIO;
 }
 
 /* A read-only source: a private bare repository in $TMPDIR that borrows the

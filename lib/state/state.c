@@ -455,7 +455,7 @@ int gw_state_repo_read(char **out, const char *dir, struct gw_error *err)
 	size_t len;
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/repository", dir);
+	gw_path_repository(path, sizeof(path), dir);
 	rc = gw_file_read_nofollow(&data, &len, path, REPO_RECORD_MAX, err);
 	if (rc == -ENOENT) {
 		*out = NULL;
@@ -480,7 +480,7 @@ int gw_state_repo_write(const char *dir, const char *repo, struct gw_error *err)
 	struct gw_strbuf sb;
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/repository", dir);
+	gw_path_repository(path, sizeof(path), dir);
 	gw_strbuf_init(&sb);
 	gw_strbuf_printf(&sb, "%s\n", repo);
 	rc = gw_file_write_atomic(path, sb.s, sb.len, err);

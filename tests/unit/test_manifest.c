@@ -1,5 +1,6 @@
 /* Manifest parsing and validation: every bad document is refused with the
  * exact position and a message naming what was expected. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -787,6 +788,54 @@ static void test_explicit_null_and_empty_documents_are_fine(void **state)
 	gw_manifest_set_free(&set);
 }
 
+/* The parser's result is 0 or the negative errno of its first problem, and a
+ * diagnostic says what it was. */
+static int parse_rc(struct gw_diags *d, const char *data, size_t len)
+{
+	struct gw_arena *arena = gw_arena_new();
+	struct gw_ynode **docs;
+	size_t ndocs;
+	gw_diags_init(d);
+	int rc = gw_yaml_parse(&docs, &ndocs, arena, "r.yaml", data, len, d);
+	gw_arena_free(arena);
+	return rc;
+}
+
+static void test_parse_returns_negative_errno_with_a_diagnostic(void **state)
+{
+	(void)state;
+	struct gw_diags d;
+	static const char deep[] =
+		"a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n";
+
+	assert_int_equal(parse_rc(&d, "a: 1\n---\nb: 2\n", 14), 0);
+	assert_int_equal(d.n, 0);
+	gw_diags_free(&d);
+
+	assert_int_equal(parse_rc(&d, "a: [1\n", 6), -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.v[0].msg, "YAML syntax error"));
+	gw_diags_free(&d);
+
+	assert_int_equal(parse_rc(&d, "a: 1\na: 2\n", 10), -EINVAL);
+	assert_string_equal(d.v[0].msg, "duplicate key \"a\" (first at line 1)");
+	gw_diags_free(&d);
+
+	assert_int_equal(parse_rc(&d, "a: \xff\n", 5), -EINVAL);
+	assert_string_equal(d.v[0].msg, "invalid UTF-8 byte 0xff");
+	gw_diags_free(&d);
+
+	assert_int_equal(parse_rc(&d, deep, sizeof(deep) - 1), -E2BIG);
+	assert_string_equal(d.v[0].msg, "nesting deeper than 32 levels");
+	gw_diags_free(&d);
+
+	char *big = calloc(1, GW_MANIFEST_FILE_MAX + 1);
+	assert_int_equal(parse_rc(&d, big, GW_MANIFEST_FILE_MAX + 1), -EFBIG);
+	assert_int_equal(d.n, 1);
+	gw_diags_free(&d);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -812,6 +861,7 @@ int main(void)
 		cmocka_unit_test(test_valid_kinds_parse_into_typed_fields),
 		cmocka_unit_test(test_explicit_null_and_empty_documents_are_fine),
 		cmocka_unit_test(test_external_config_is_canonical_json),
+		cmocka_unit_test(test_parse_returns_negative_errno_with_a_diagnostic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Canonical form and spec hash: stable under formatting, key order and
  * explicit defaults; sensitive to every real change. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,10 +157,28 @@ static void test_kind_and_signal_tables_round_trip(void **state)
 	assert_true(gw_signal_from_string(&sig, "NOPE") < 0);
 }
 
+static void test_envfile_errors_are_negative_errno_and_name_the_line(void **state)
+{
+	(void)state;
+	struct gw_strmap m = { 0 };
+	char why[256] = "";
+	char good[] = "# c\nexport A=1\nB='two'\n", bad[] = "A=1\nnot a pair\n";
+
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", good, why, sizeof(why)), 0);
+	assert_string_equal(gw_strmap_get(&m, "A"), "1");
+	assert_string_equal(gw_strmap_get(&m, "B"), "two");
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", bad, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "envFiles: e: line 2 is not KEY=VALUE");
+	assert_int_equal(gw_envfile_load(&m, "/nonexistent/gitward.env", why, sizeof(why)), -ENOENT);
+	assert_non_null(strstr(why, "envFiles: /nonexistent/gitward.env: "));
+	gw_strmap_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_canonical_form_is_exact),
+		cmocka_unit_test(test_envfile_errors_are_negative_errno_and_name_the_line),
 		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
 		cmocka_unit_test(test_hash_changes_with_the_spec),
 		cmocka_unit_test(test_hash_covers_the_blob_id_of_each_secret_file),

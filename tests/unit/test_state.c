@@ -477,6 +477,7 @@ static void test_paths_are_named_in_one_place(void **state)
 	char b[256];
 	assert_string_equal(gw_path_state_file(b, sizeof(b), "/s"), "/s/state.json");
 	assert_string_equal(gw_path_repo(b, sizeof(b), "/s"), "/s/repo.git");
+	assert_string_equal(gw_path_repository(b, sizeof(b), "/s"), "/s/repository");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/run"), "/s/lock");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/run/gitward"), "/run/gitward/lock");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/runner"), "/s/runner/lock");

@@ -36,12 +36,13 @@ void gw_strmap_set(struct gw_strmap *m, const char *key, const char *value);
 void gw_strmap_free(struct gw_strmap *m);
 void gw_strlist_free(struct gw_strlist *l);
 
-/* Read an envFiles file into out (later keys win). Fails with a reason that
- * names the file and line, never a value. */
+/* Read an envFiles file into out (later keys win). Fails (negative errno)
+ * with a reason that names the file and line, never a value. */
 int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize);
 
 /* Parse envFiles text (KEY=VALUE lines) from memory into out; what names it
- * in a reason (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in why. */
+ * in a reason (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in
+ * why. -EINVAL on a line that is not KEY=VALUE. */
 int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *why, size_t whysize);
 
 /* One entry of secretEnvFiles, resolved against the commit by the source
@@ -76,7 +77,7 @@ struct gw_portmap {
 int gw_portmap_parse(struct gw_portmap *out, const char *s);
 
 /* Fields are flat: every kind uses a subset, the schema tables in
- * lib/manifest/validate.c say which. Durations in ms, sizes in bytes;
+ * lib/model/schema.c say which. Durations in ms, sizes in bytes;
  * 0 / NULL / empty means "not set" (the default applies). */
 struct gw_resource {
 	enum gw_kind kind;
