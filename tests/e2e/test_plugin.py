@@ -187,12 +187,17 @@ class Validation(PluginTest):
         self.assertIn("y.yaml:5:11: spec.plugin: expected a plugin name of letters, digits, '.', '_' and '-', "
                       "not starting with '.', at most 64 characters, got \"../../bin/sh\"", res.out + res.err)
 
-    def test_a_source_missing_from_the_commit_refuses_the_commit(self):
+    def test_a_source_missing_from_the_commit_or_too_large_refuses_the_commit(self):
         r = self.repo()
-        r.write("x.yaml", external("x", "files", {}, "  sources: [etc/none]\n"))
+        r.write("big.bin", "x" * ((1 << 20) + 1))
+        r.write("x.yaml", external("x", "files", {}, "  sources: [etc/none, big.bin, etc]\n"))
+        r.write("etc/keep", "")
         head = r.commit()
         res = self.reconcile(r, expect=1)
         self.assertIn(f"x.yaml:7:13: spec.sources[0]: etc/none does not exist in commit {head[:12]}", res.err)
+        self.assertIn("x.yaml:7:23: spec.sources[1]: big.bin is 1048577 bytes, larger than the limit of 1048576",
+                      res.err)
+        self.assertIn(f"x.yaml:7:32: spec.sources[2]: etc is not a file in commit {head[:12]}", res.err)
         self.assertEqual(self.external_records(), [])
 
 
