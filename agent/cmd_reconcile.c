@@ -182,7 +182,7 @@ int cmd_reconcile(int argc, char **argv)
 	struct gw_config cfg;
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
-	struct gw_backend_ctx ctx;
+	struct gw_backend_set backends = { 0 };
 	enum gw_pass_stage stage;
 	char *state_error = NULL, self[4096];
 	int lock_fd = -1, rc;
@@ -210,7 +210,8 @@ int cmd_reconcile(int argc, char **argv)
 		rc = dry_run_against(&o, &cfg);
 		goto out;
 	}
-	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
+	cli_backends_open(&backends, &cfg, self, sizeof(self));
+	gw_backend_set_pass_begin(&backends);
 	/* a dry-run only reads: no lock, nothing created, beside an agent;
 	 * another repository's state dir is refused before anything is touched */
 	if (o.dry_run)
@@ -227,7 +228,7 @@ int cmd_reconcile(int argc, char **argv)
 	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
 	if (rc == 0) {
 		stage = GW_PASS_PLAN;
-		rc = gw_apply_observe(&pass, &cfg, &ctx, &state_error, &err);
+		rc = gw_apply_observe(&pass, &cfg, &backends, &state_error, &err);
 		if (rc == 0)
 			rc = gw_pass_plan(&pass, &cfg, &err);
 	}
@@ -235,7 +236,7 @@ int cmd_reconcile(int argc, char **argv)
 		if (!o.dry_run) {
 			char buf[GW_ERROR_MSG_MAX + 300];
 			struct gw_error rerr;
-			gw_apply_record_error(&cfg, gw_run_result_of_stage(stage, &pass),
+			gw_apply_record_error(&cfg, &backends, gw_run_result_of_stage(stage, &pass),
 					      gw_error_format(buf, sizeof(buf), &err), &rerr);
 		}
 		rc = fail(&o, &pass, &cfg, &err);
@@ -262,7 +263,7 @@ int cmd_reconcile(int argc, char **argv)
 	if (pass.plan.n > PROGRESS_MIN && o.fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
 	    !(cfg.log_format && !strcmp(cfg.log_format, "json")) && !getenv("JOURNAL_STREAM"))
 		pass.progress = cli_progress;
-	rc = gw_apply_execute(&rep, &pass, &cfg, &ctx, &err);
+	rc = gw_apply_execute(&rep, &pass, &cfg, &backends, &err);
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -291,6 +292,9 @@ out:
 	if (lock_fd >= 0)
 		close(lock_fd);
 	gw_pass_free(&pass);
+	if (backends.v)
+		gw_backend_set_pass_end(&backends);
+	gw_backend_set_close(&backends);
 	gw_config_free(&cfg);
 	return rc;
 }

@@ -177,21 +177,22 @@ int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms
 	return 0;
 }
 
-int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-		    struct gw_error *err)
+int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, struct gw_backend *b,
+		    const struct gw_cancel *cancel, struct gw_error *err)
 {
 	int64_t timeout = r->health_timeout_ms ? r->health_timeout_ms : 2000;
 	switch (r->health_type) {
 	case GW_CHECK_HTTP:
-		return probe_http(r->health_http_url, timeout, ctx->cancel, err);
+		return probe_http(r->health_http_url, timeout, cancel, err);
 	case GW_CHECK_TCP:
-		return probe_tcp(r->health_tcp_address, timeout, ctx->cancel, err);
+		return probe_tcp(r->health_tcp_address, timeout, cancel, err);
 	case GW_CHECK_EXEC: {
-		const struct gw_backend_ops *b = gw_backend_for(r->kind);
-		if (b && b->exec_probe)
-			return b->exec_probe(o, r, ctx, timeout, err);
+		if (b && b->ops->exec_probe) {
+			struct gw_backend_call call = { .cancel = cancel };
+			return b->ops->exec_probe(b, o, r, timeout, &call, err);
+		}
 		int status;
-		int rc = gw_run_command_cancel(&status, r->health_exec_command.v, timeout, ctx->cancel, err);
+		int rc = gw_run_command_cancel(&status, r->health_exec_command.v, timeout, cancel, err);
 		if (rc < 0)
 			return rc;
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

@@ -39,6 +39,7 @@
 #include "gitward/schema.h"
 #include "gitward/spawn.h"
 #include "gitward/state.h"
+#include "pidref.h"
 
 #define LOG_MAX (10LL << 20) /* bytes per log file before it rotates to .1 */
 #define JOB_MAX (4u << 20)
@@ -48,7 +49,7 @@
 
 #define SHIM_ARGV0 "gitward-shim"
 
-static void record_path(char *buf, size_t size, const struct gw_backend_ctx *ctx, const char *name, const char *ext)
+static void record_path(char *buf, size_t size, const struct gw_backend_config *ctx, const char *name, const char *ext)
 {
 	gw_path_record(buf, size, ctx->run_dir, GW_KIND_PROCESS, name, ext);
 }
@@ -74,7 +75,7 @@ static long long read_exit_file(const char *path, int *code, int *sig)
 	return pid;
 }
 
-static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
+static void read_exit(struct gw_observed *o, long long wpid, const struct gw_backend_config *ctx)
 {
 	char path[4096], lock[4096];
 	long long pid;
@@ -85,17 +86,17 @@ static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
 	/* the supervisor reaps its workload, then writes the exit file: while
 	 * it still holds the lock, the file is a moment away (bounded wait) */
 	int64_t deadline = gw_monotonic_ms() + EXIT_WAIT_MS;
-	while ((pid = read_exit_file(path, &code, &sig)) != o->pid && lock_held(lock) && gw_monotonic_ms() < deadline) {
+	while ((pid = read_exit_file(path, &code, &sig)) != wpid && lock_held(lock) && gw_monotonic_ms() < deadline) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	if (pid == o->pid && sig) {
+	if (pid == wpid && sig) {
 		o->state = GW_STATE_FAILED;
 		snprintf(o->detail, sizeof(o->detail), "killed by signal %d (%s)", sig, strsignal(sig));
-	} else if (pid == o->pid && code == 0) {
+	} else if (pid == wpid && code == 0) {
 		o->state = GW_STATE_STOPPED;
 		snprintf(o->detail, sizeof(o->detail), "exited with status 0");
-	} else if (pid == o->pid) {
+	} else if (pid == wpid) {
 		o->state = GW_STATE_FAILED;
 		snprintf(o->detail, sizeof(o->detail), "exited with status %d", code);
 	} else {
@@ -106,7 +107,7 @@ static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
 
 /* Is pid's executable this gitward binary (or its old file, replaced by an
  * upgrade since)? */
-static bool exe_is_self(long long pid, const struct gw_backend_ctx *ctx)
+static bool exe_is_self(long long pid, const struct gw_backend_config *ctx)
 {
 	char exe[4096], want[4200];
 	snprintf(want, sizeof(want), "/proc/%lld/exe", pid);
@@ -135,7 +136,7 @@ static bool argv_is(const char *buf, size_t n, const char *const *want, size_t n
  * versions are ours too, so an upgrade adopts them rather than starting
  * duplicates: `gitward __shim NAME STATE_DIR`, and `gitward __shim` alone
  * when it holds this resource's lock. */
-static bool is_our_shim(long long pid, const char *name, const struct gw_backend_ctx *ctx)
+static bool is_our_shim(long long pid, const char *name, const struct gw_backend_config *ctx)
 {
 	char buf[8192], lock[4096 + 256], key[160];
 	ssize_t n = gw_proc_cmdline(buf, sizeof(buf), pid);
@@ -164,7 +165,8 @@ static bool is_our_shim(long long pid, const char *name, const struct gw_backend
  * child, leading its own session (so its group is its own to signal).
  * 0: ours and running; -ESRCH: the workload is gone (nothing to signal);
  * -EPERM: not ours, with why. */
-static int verify_record(const json_t *rec, const char *name, const struct gw_backend_ctx *ctx, char *why, size_t size)
+static int verify_record(const json_t *rec, const char *name, const struct gw_backend_config *ctx, char *why,
+			 size_t size)
 {
 	long long pid = json_integer_value(json_object_get(rec, "pid"));
 	long long start = json_integer_value(json_object_get(rec, "start_time"));
@@ -238,81 +240,74 @@ static void settle_inflight(const char *run_dir, const char *name)
 	}
 }
 
-/* NAME from NAME.EXT, validated like a manifest name: it becomes a path. */
-static bool entry_name(char *name, size_t size, const char *entry, const char *ext, const char *dir)
+struct scan {
+	const struct gw_backend_config *ctx;
+	struct gw_observed *v;
+	size_t n, cap;
+};
+
+static int settle_one(const char *name, const char *path, void *ud)
 {
-	size_t len = strlen(entry), elen = strlen(ext);
-	if (len <= elen || strcmp(entry + len - elen, ext) != 0)
-		return false;
-	if (len - elen < size) {
-		memcpy(name, entry, len - elen);
-		name[len - elen] = '\0';
-		if (!gw_check_name(name))
-			return true;
-	}
-	gw_log(GW_LOG_WARN, "", "%s/%s: not a valid resource name: ignored", dir, entry);
-	return false;
+	struct scan *sc = ud;
+	(void)path;
+	settle_inflight(sc->ctx->run_dir, name);
+	return 0;
 }
 
-static int process_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
-			    struct gw_error *err)
+static int discover_one(const char *name, const char *path, void *ud)
+{
+	struct scan *sc = ud;
+	char why[300], key[200];
+
+	snprintf(key, sizeof(key), "Process/%s", name);
+	if (sc->n == sc->cap) {
+		sc->cap = sc->cap ? sc->cap * 2 : 16;
+		sc->v = gw_xrealloc(sc->v, sc->cap * sizeof(*sc->v));
+	}
+	struct gw_observed *o = &sc->v[sc->n];
+	json_t *rec = gw_record_load(path);
+	if (!rec || gw_record_parse(o, GW_KIND_PROCESS, name, rec) < 0) {
+		json_decref(rec);
+		gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
+		return 0;
+	}
+	long long pid = json_integer_value(json_object_get(rec, "pid"));
+	o->handle = gw_pidref__handle(pid, json_integer_value(json_object_get(rec, "start_time")));
+	int rc = verify_record(rec, name, sc->ctx, why, sizeof(why));
+	json_decref(rec);
+	if (rc == -EPERM) {
+		gw_log(GW_LOG_WARN, key, "run record %s is not ours: %s; ignored, nothing signalled", path, why);
+		gw_observed_clear(o);
+		return 0;
+	}
+	sc->n++;
+	if (rc == 0)
+		o->state = GW_STATE_RUNNING;
+	else
+		read_exit(o, pid, sc->ctx);
+	return 0;
+}
+
+static int process_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
+			    const struct gw_backend_call *call, struct gw_error *err)
 {
 	char dir[4096];
-	DIR *d;
-	struct dirent *de;
-	struct gw_observed *v = NULL;
-	size_t n = 0, cap = 0;
+	struct scan sc = { .ctx = &b->cfg };
+	int rc;
 
-	gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_PROCESS);
-	d = opendir(dir);
-	if (!d) {
-		if (errno == ENOENT) {
-			*out = NULL;
-			*out_n = 0;
-			return 0;
-		}
-		return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list process records: %s", strerror(errno));
+	(void)call;
+	gw_path_kind_dir(dir, sizeof(dir), b->cfg.run_dir, GW_KIND_PROCESS);
+	rc = gw_record_scan(dir, ".lock", settle_one, &sc, err);
+	if (rc == 0)
+		rc = gw_record_scan(dir, ".json", discover_one, &sc, err);
+	if (rc < 0) {
+		for (size_t i = 0; i < sc.n; i++)
+			gw_observed_clear(&sc.v[i]);
+		free(sc.v);
+		return rc;
 	}
-	while ((de = readdir(d))) {
-		char name[128];
-		if (entry_name(name, sizeof(name), de->d_name, ".lock", dir))
-			settle_inflight(ctx->run_dir, name);
-	}
-	rewinddir(d);
-	while ((de = readdir(d))) {
-		char name[128], path[4096 + 256], why[300], key[200];
-		if (!entry_name(name, sizeof(name), de->d_name, ".json", dir))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		snprintf(key, sizeof(key), "Process/%s", name);
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = gw_xrealloc(v, cap * sizeof(*v));
-		}
-		json_t *rec = gw_record_load(path);
-		if (!rec || gw_record_parse(&v[n], GW_KIND_PROCESS, name, rec) < 0) {
-			json_decref(rec);
-			gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
-			continue;
-		}
-		struct gw_observed *o = &v[n];
-		int rc = verify_record(rec, name, ctx, why, sizeof(why));
-		json_decref(rec);
-		if (rc == -EPERM) {
-			gw_log(GW_LOG_WARN, key, "run record %s is not ours: %s; ignored, nothing signalled", path,
-			       why);
-			gw_observed_clear(o);
-			continue;
-		}
-		n++;
-		if (rc == 0)
-			o->state = GW_STATE_RUNNING;
-		else
-			read_exit(o, ctx);
-	}
-	closedir(d);
-	*out = v;
-	*out_n = n;
+	*out = sc.v;
+	*out_n = sc.n;
 	return 0;
 }
 
@@ -371,7 +366,7 @@ static int secrets_load(struct gw_strmap *env, const json_t *job, char *why, siz
 	return 0;
 }
 
-static json_t *job_object(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
+static json_t *job_object(const struct gw_resource *r, const struct gw_backend_config *ctx)
 {
 	char path[4096];
 	json_t *job = json_object(), *env = json_object();
@@ -408,7 +403,7 @@ static json_t *job_object(const struct gw_resource *r, const struct gw_backend_c
 	return job;
 }
 
-static char *job_json(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
+static char *job_json(const struct gw_resource *r, const struct gw_backend_config *ctx)
 {
 	json_t *job = job_object(r, ctx);
 	char *s = json_dumps(job, JSON_COMPACT);
@@ -457,9 +452,10 @@ static ssize_t read_report(int fd, char *buf, size_t size, int64_t timeout_ms)
 	return (ssize_t)len;
 }
 
-static int process_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-			  struct gw_error *err)
+static int process_create(struct gw_observed *o, struct gw_backend *b, const struct gw_resource *r,
+			  const struct gw_backend_call *call, struct gw_error *err)
 {
+	const struct gw_backend_config *ctx = &b->cfg;
 	char dir[4096], report[1024], key[160];
 	int job[2] = { -1, -1 }, rep[2] = { -1, -1 }, rc;
 	pid_t pid;
@@ -511,8 +507,7 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 	long long wpid = 0, start = 0;
 	if (strncmp(report, "OK ", 3) == 0 && sscanf(report + 3, "%lld %lld", &wpid, &start) == 2) {
 		gw_observed_start(o, r);
-		o->pid = wpid;
-		o->start_time = start;
+		o->handle = gw_pidref__handle(wpid, start);
 		rc = 0;
 	} else if (strncmp(report, "ERR ", 4) == 0) {
 		report[strcspn(report, "\n")] = '\0';
@@ -533,42 +528,45 @@ out:
 
 /* ---- destroy ---- */
 
-static int process_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-			   struct gw_error *err)
+static int process_destroy(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+			   const struct gw_backend_call *call, struct gw_error *err)
 {
+	const struct gw_backend_config *ctx = &b->cfg;
 	char path[4096], why[300] = "no run record names it";
+	long long pid, start;
 	int sig = r ? gw_resource_stop_signal(r) : SIGTERM;
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 	int rc = 0;
 
+	gw_pidref__parse(&pid, &start, o->handle);
 	record_path(path, sizeof(path), ctx, o->name, "json");
 	json_t *rec = gw_record_load(path);
 	long long rec_pid = json_integer_value(json_object_get(rec, "pid"));
-	if (gw_proc_alive(o->pid, o->start_time)) {
+	if (gw_proc_alive(pid, start)) {
 		/* believe the record of the moment, vouched for by its supervisor */
-		if (!rec || rec_pid != o->pid || verify_record(rec, o->name, ctx, why, sizeof(why)) != 0) {
+		if (!rec || rec_pid != pid || verify_record(rec, o->name, ctx, why, sizeof(why)) != 0) {
 			rc = gw_error_set(err, -EPERM, "pid %lld is not a workload gitward started (%s): not signalled",
-					  o->pid, why);
+					  pid, why);
 			goto out;
 		}
-		gw_proc_signal(o->pid, sig);
-		int w = gw_proc_wait_gone_cancel(o->pid, o->start_time, timeout, ctx->cancel);
+		gw_proc_signal(pid, sig);
+		int w = gw_proc_wait_gone_cancel(pid, start, timeout, call->cancel);
 		if (w == -ECANCELED) {
-			rc = gw_error_set(err, -ECANCELED, "stop of pid %lld abandoned: the agent is stopping", o->pid);
+			rc = gw_error_set(err, -ECANCELED, "stop of pid %lld abandoned: the agent is stopping", pid);
 			goto out;
 		}
 		if (w < 0) {
 			gw_log(GW_LOG_WARN, o->name, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
 			       gw_signal_to_string(sig));
-			gw_proc_signal(o->pid, SIGKILL);
-			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0) {
-				rc = gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", o->pid);
+			gw_proc_signal(pid, SIGKILL);
+			if (gw_proc_wait_gone(pid, start, 10000) < 0) {
+				rc = gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", pid);
 				goto out;
 			}
 		}
 	}
 	/* forget it, unless a newer instance already took the record */
-	if (rec && rec_pid == o->pid) {
+	if (rec && rec_pid == pid) {
 		/* its supervisor exits right after the workload: wait, so the
 		 * next instance finds the resource lock free */
 		long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
@@ -578,7 +576,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 	}
 	json_decref(rec);
 	rec = gw_record_load(path);
-	if (rec && json_integer_value(json_object_get(rec, "pid")) == o->pid && unlink(path) < 0 && errno != ENOENT) {
+	if (rec && json_integer_value(json_object_get(rec, "pid")) == pid && unlink(path) < 0 && errno != ENOENT) {
 		int e = errno;
 		rc = gw_error_set_at(err, -e, path, 0, 0, "cannot remove: %s", strerror(e));
 		goto out;
@@ -758,9 +756,10 @@ static int wait_child(int *status, pid_t pid, int64_t deadline)
 	}
 }
 
-static int process_exec_probe(const struct gw_observed *o, const struct gw_resource *r,
-			      const struct gw_backend_ctx *ctx, int64_t timeout_ms, struct gw_error *err)
+static int process_exec_probe(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+			      int64_t timeout_ms, const struct gw_backend_call *call, struct gw_error *err)
 {
+	const struct gw_backend_config *ctx = &b->cfg;
 	char why[600] = "";
 	char *const *argv = r->health_exec_command.v;
 	struct launch l;
@@ -769,6 +768,7 @@ static int process_exec_probe(const struct gw_observed *o, const struct gw_resou
 	pid_t pid;
 
 	(void)o;
+	(void)call;
 	json_t *job = job_object(r, ctx);
 	rc = launch_prepare(&l, job, why, sizeof(why));
 	json_decref(job);
@@ -919,26 +919,25 @@ static int shim_record(long long *out_start, const json_t *job, pid_t child)
 	char state;
 
 	gw_proc_stat(&start, &state, child);
-	json_t *rec = json_object();
+	struct gw_observed o = { 0 };
+	gw_proc_stat(&shim_start_time, &state, getpid());
+	/* the job carries the record's shared fields under the same keys */
+	gw_record_parse(&o, GW_KIND_PROCESS, json_string_value(json_object_get(job, "name")), job);
+	o.started_at = gw_now_ms() / 1000;
+	json_t *rec = gw_record_new(&o);
+	gw_observed_clear(&o);
 	json_object_set_new(rec, "pid", json_integer(child));
 	json_object_set_new(rec, "start_time", json_integer(start));
-	gw_proc_stat(&shim_start_time, &state, getpid());
 	json_object_set_new(rec, "shim_pid", json_integer(getpid()));
 	json_object_set_new(rec, "shim_start_time", json_integer(shim_start_time));
-	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
-	json_object_set(rec, "spec_hash", json_object_get(job, "spec_hash"));
-	json_object_set(rec, "spec", json_object_get(job, "spec"));
-	json_object_set(rec, "depends_on", json_object_get(job, "depends_on"));
-	json_object_set(rec, "restart", json_object_get(job, "restart"));
-	char *recs = json_dumps(rec, JSON_COMPACT);
-	json_decref(rec);
 	const char *record = json_string_value(json_object_get(job, "record"));
-	if (gw_file_write_atomic(record, recs, strlen(recs), NULL) < 0) {
+	int wrc = gw_record_write(record, rec, NULL);
+	json_decref(rec);
+	if (wrc < 0) {
 		kill(-child, SIGKILL);
 		report("ERR cannot write %s", record);
 		return -1;
 	}
-	free(recs);
 	*out_start = start;
 	return 0;
 }
@@ -1037,4 +1036,6 @@ const struct gw_backend_ops gw_backend_process = {
 	.create = process_create,
 	.destroy = process_destroy,
 	.exec_probe = process_exec_probe,
+	.describe = gw_pidref__describe,
+	.watch = gw_pidref__watch,
 };

@@ -47,6 +47,7 @@ static const struct {
 	{ "move-to-repo", 0, 1 },
 	{ "age-identity", 0, 0 },
 	{ "exclude", 1, 0 },
+	{ "plugin-dir", 0, 0 },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -90,6 +91,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->allowed_signers);
 	free(cfg->gpg_keyring);
 	free(cfg->age_identity);
+	free(cfg->plugin_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -230,6 +232,10 @@ int gw_config_set(struct gw_config *cfg, const char *name, const char *value, st
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
 		replace(!strcmp(name, "allowed-signers") ? &cfg->allowed_signers : &cfg->gpg_keyring, value);
+	} else if (!strcmp(name, "plugin-dir")) {
+		if (!*value)
+			return gw_error_set(err, -EINVAL, "--plugin-dir: must not be empty");
+		replace(&cfg->plugin_dir, value);
 	} else if (!strcmp(name, "age-identity")) {
 		if (!*value)
 			return gw_error_set(err, -EINVAL, "--age-identity: must not be empty");
@@ -369,6 +375,7 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 	make_absolute(&cfg->allowed_signers);
 	make_absolute(&cfg->gpg_keyring);
 	make_absolute(&cfg->age_identity);
+	make_absolute(&cfg->plugin_dir);
 	if (cfg->verify_signatures && !cfg->allowed_signers && !cfg->gpg_keyring)
 		return gw_error_set(err, -EINVAL,
 				    "--verify-signatures needs the keys to accept: --allowed-signers FILE (SSH) "

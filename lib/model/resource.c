@@ -14,7 +14,7 @@
 #include "gitward/schema.h"
 #include "gitward/util.h"
 
-static const char *const kind_names[GW_KIND_MAX] = { "Process", "Container", "VM" };
+static const char *const kind_names[GW_KIND_MAX] = { "Process", "Container", "VM", "External" };
 
 const char *gw_kind_to_string(enum gw_kind k)
 {
@@ -223,6 +223,12 @@ void gw_resource_free(struct gw_resource *r)
 	free(r->cmdline);
 	free(r->disk);
 	gw_strlist_free(&r->forwards);
+	free(r->plugin);
+	free(r->plugin_config);
+	for (size_t i = 0; r->source_files && i < r->sources.n; i++)
+		free(r->source_files[i].cipher);
+	free(r->source_files);
+	gw_strlist_free(&r->sources);
 	free(r->canonical);
 	free(r);
 }
@@ -313,6 +319,8 @@ static json_t *field_json(const struct gw_resource *r, const struct gw_field *f)
 		return *(const int *)p ? json_string(gw_enum_name(f->enums, *(const int *)p)) : NULL;
 	case GW_F_SIGNAL:
 		return *(const int *)p ? json_string(gw_signal_to_string(*(const int *)p)) : NULL;
+	case GW_F_JSON:
+		return *(char *const *)p ? json_loads(*(char *const *)p, JSON_DECODE_ANY, NULL) : NULL;
 	case GW_F_OBJECT:
 		v = table_json(r, f->sub);
 		if (json_object_size(v) == 0) {
@@ -356,6 +364,15 @@ void gw_resource_finalize(struct gw_resource *r)
 		json_object_set_new(spec, "secrets", secrets);
 	else
 		json_decref(secrets);
+	/* and of each source file: a changed file replaces the resource */
+	json_t *sources = json_object();
+	for (size_t i = 0; r->source_files && i < r->sources.n; i++)
+		if (r->source_files[i].blob[0])
+			json_object_set_new(sources, r->sources.v[i], json_string(r->source_files[i].blob));
+	if (json_object_size(sources))
+		json_object_set_new(spec, "sources", sources);
+	else
+		json_decref(sources);
 	json_object_set_new(doc, "spec", spec);
 	free(r->canonical);
 	r->canonical = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);

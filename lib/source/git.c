@@ -427,56 +427,76 @@ static void walk_tree(struct walk *w, const git_tree *tree, const char *prefix, 
 	}
 }
 
-/* secretEnvFiles name files of the commit: each is looked up in the whole
- * tree (not only under --path), its blob id goes into the spec hash and its
- * ciphertext to the backends. A missing file is a problem of the manifest. */
+/* Files of the commit a resource names (secretEnvFiles, an External's
+ * sources): each is looked up in the whole tree (not only under --path), its
+ * blob id goes into the spec hash and its content to the backend. A missing
+ * or oversized file is a problem of the manifest. */
+struct repo_files {
+	const char *field; /* "spec.secretEnvFiles" */
+	const struct gw_strlist *paths;
+	struct gw_secret_file *files; /* one per path; NULL: none */
+	size_t max; /* bytes of one file */
+};
+
+static int resolve_files(struct gw_manifest_set *set, git_repository *repo, const git_tree *root,
+			 const char *commit_hex, struct gw_resource *r, const struct repo_files *rf, int *changed,
+			 struct gw_error *err)
+{
+	for (size_t j = 0; rf->files && j < rf->paths->n; j++) {
+		struct gw_secret_file *sf = &rf->files[j];
+		const char *path = rf->paths->v[j];
+		git_tree_entry *e = NULL;
+		git_blob *blob = NULL;
+		if (sf->blob[0])
+			continue;
+		if (git_tree_entry_bypath(&e, root, path) < 0) {
+			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s does not exist in commit %.12s", rf->field, j, path, commit_hex);
+			continue;
+		}
+		if (git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB &&
+		    git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB_EXECUTABLE) {
+			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s is not a file in commit %.12s", rf->field, j, path, commit_hex);
+			git_tree_entry_free(e);
+			continue;
+		}
+		if (git_blob_lookup(&blob, repo, git_tree_entry_id(e)) < 0) {
+			git_tree_entry_free(e);
+			return git_fail(err, -EIO, path);
+		}
+		size_t len = (size_t)git_blob_rawsize(blob);
+		if (len > rf->max) {
+			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s is %zu bytes, larger than the limit of %zu", rf->field, j, path, len,
+				     rf->max);
+		} else {
+			git_oid_tostr(sf->blob, sizeof(sf->blob), git_tree_entry_id(e));
+			sf->cipher = gw_xmalloc(len + 1);
+			memcpy(sf->cipher, git_blob_rawcontent(blob), len);
+			sf->cipher[len] = '\0';
+			sf->len = len;
+			*changed = 1;
+		}
+		git_blob_free(blob);
+		git_tree_entry_free(e);
+	}
+	return 0;
+}
+
 static int resolve_secrets(struct gw_manifest_set *set, git_repository *repo, const git_tree *root,
 			   const char *commit_hex, struct gw_error *err)
 {
 	for (size_t i = 0; i < set->n; i++) {
 		struct gw_resource *r = set->v[i];
-		int changed = 0;
-		for (size_t j = 0; r->secrets && j < r->secret_env_files.n; j++) {
-			struct gw_secret_file *sf = &r->secrets[j];
-			const char *path = r->secret_env_files.v[j];
-			git_tree_entry *e = NULL;
-			git_blob *blob = NULL;
-			if (sf->blob[0])
-				continue;
-			if (git_tree_entry_bypath(&e, root, path) < 0) {
-				gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-					     "spec.secretEnvFiles[%zu]: %s does not exist in commit %.12s", j, path,
-					     commit_hex);
-				continue;
-			}
-			if (git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB &&
-			    git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB_EXECUTABLE) {
-				gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-					     "spec.secretEnvFiles[%zu]: %s is not a file in commit %.12s", j, path,
-					     commit_hex);
-				git_tree_entry_free(e);
-				continue;
-			}
-			if (git_blob_lookup(&blob, repo, git_tree_entry_id(e)) < 0) {
-				git_tree_entry_free(e);
-				return git_fail(err, -EIO, path);
-			}
-			size_t len = (size_t)git_blob_rawsize(blob);
-			if (len > GW_SECRET_FILE_MAX) {
-				gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-					     "spec.secretEnvFiles[%zu]: %s is %zu bytes, larger than the limit of %u",
-					     j, path, len, GW_SECRET_FILE_MAX);
-			} else {
-				git_oid_tostr(sf->blob, sizeof(sf->blob), git_tree_entry_id(e));
-				sf->cipher = gw_xmalloc(len + 1);
-				memcpy(sf->cipher, git_blob_rawcontent(blob), len);
-				sf->cipher[len] = '\0';
-				sf->len = len;
-				changed = 1;
-			}
-			git_blob_free(blob);
-			git_tree_entry_free(e);
-		}
+		const struct repo_files lists[] = {
+			{ "spec.secretEnvFiles", &r->secret_env_files, r->secrets, GW_SECRET_FILE_MAX },
+			{ "spec.sources", &r->sources, r->source_files, GW_SOURCE_FILE_MAX },
+		};
+		int changed = 0, rc;
+		for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++)
+			if ((rc = resolve_files(set, repo, root, commit_hex, r, &lists[l], &changed, err)) < 0)
+				return rc;
 		if (changed)
 			gw_resource_finalize(r);
 	}

@@ -40,6 +40,9 @@ struct gw_pass {
 	 * its threads, one at a time) */
 	void (*progress)(size_t done, size_t total, void *ud);
 	void *progress_ud;
+	/* optional: the restart policy's wall clock in ms (NULL: gw_now_ms);
+	 * tests step it instead of sleeping through backoffs */
+	int64_t (*now_ms)(void);
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */

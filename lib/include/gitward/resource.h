@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum gw_kind { GW_KIND_PROCESS, GW_KIND_CONTAINER, GW_KIND_VM, GW_KIND_MAX };
+enum gw_kind { GW_KIND_PROCESS, GW_KIND_CONTAINER, GW_KIND_VM, GW_KIND_EXTERNAL, GW_KIND_MAX };
 enum gw_restart { GW_RESTART_ALWAYS, GW_RESTART_ON_FAILURE, GW_RESTART_NEVER };
 enum gw_check_type { GW_CHECK_NONE, GW_CHECK_HTTP, GW_CHECK_TCP, GW_CHECK_EXEC };
 enum gw_net { GW_NET_DEFAULT, GW_NET_NONE, GW_NET_BRIDGE, GW_NET_HOST, GW_NET_USER };
@@ -62,6 +62,11 @@ struct gw_secret_file {
  * a value. Negative errno on failure. */
 int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *path, const char *cipher, size_t len,
 		       char *why, size_t whysize);
+
+/* One entry of an External resource's sources: a file of the commit read
+ * by the source like a secret file, its content handed to the plugin. */
+#define GW_SOURCE_FILE_MAX (1u << 20) /* bytes of one file */
+#define GW_SOURCES_MAX 64u /* entries of one resource */
 
 /* "[IP:]HOSTPORT:PORT[/proto]" as used by ports and forwards. */
 struct gw_portmap {
@@ -119,9 +124,17 @@ struct gw_resource {
 	struct gw_strlist forwards;
 	enum gw_accel accel;
 
+	/* External: handled by an executable plugin (contrib/plugins/PROTOCOL.md) */
+	char *plugin; /* its file name in the plugin directory */
+	char *plugin_config; /* spec.config as canonical JSON (NULL: none) */
+	struct gw_strlist sources; /* files of the repository handed to the plugin */
+	struct gw_secret_file *source_files; /* one per sources entry: blob id and content */
+	int64_t plugin_timeout_ms; /* per plugin call; 0: the default */
+
 	/* derived */
 	/* canonical JSON of kind + spec (no secrets: envFiles are paths, and
-	 * secretEnvFiles add {"secrets": {path: blob id}}) */
+	 * secretEnvFiles add {"secrets": {path: blob id}}, sources add
+	 * {"sources": {path: blob id}}) */
 	char *canonical;
 	char spec_hash[65]; /* sha256 hex of canonical */
 };
