@@ -88,16 +88,24 @@ static int prepare_offline(struct gw_pass *pass, const struct gw_config *cfg, co
 {
 	struct gw_config at = *cfg;
 	enum gw_pass_stage stage;
+	struct gw_manifest_cache *cache = pass->cache;
 	at.ref = (char *)commit;
 	gw_pass_free(pass);
 	gw_pass_init(pass);
 	pass->offline = true;
 	pass->cancel = cancel;
+	pass->cache = cache;
 	return gw_pass_prepare(pass, &stage, &at, err);
 }
 
 void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
 		 enum gw_pass_mode mode)
+{
+	gw_pass_run_cached(out, cfg, ctx, mode, NULL);
+}
+
+void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
+			enum gw_pass_mode mode, struct gw_manifest_cache *cache)
 {
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
@@ -108,6 +116,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 	memset(out, 0, sizeof(*out));
 	gw_pass_init(&pass);
 	pass.cancel = ctx->cancel;
+	pass.cache = cache;
 	if (mode == GW_PASS_HEAL) {
 		/* a workload died: heal against the commit in force, no fetch,
 		 * keeping whatever error was recorded with it */

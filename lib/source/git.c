@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "source_int.h"
+#include "gitward/manifest_cache.h"
+#include "gitward/prof.h"
 
 static int git_fail(struct gw_error *err, int code, const char *what)
 {
@@ -316,6 +318,9 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 			return;
 		gw_strmap_set(w->seen, path, "");
 	}
+	if (gw_manifest_set_add_cached(w->set, path, id->id, GIT_OID_RAWSZ))
+		return;
+	GW_PROF_BEGIN(blob);
 	if (git_odb_read_header(&len, &type, w->odb, id) < 0) {
 		w->rc = git_fail(w->err, -EIO, path);
 		return;
@@ -330,7 +335,9 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 		w->rc = git_fail(w->err, -EIO, path);
 		return;
 	}
-	gw_manifest_set_add_file(w->set, path, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+	GW_PROF_END(blob, "blob read");
+	gw_manifest_set_add_blob(w->set, path, id->id, GIT_OID_RAWSZ, git_blob_rawcontent(blob),
+				 (size_t)git_blob_rawsize(blob));
 	git_blob_free(blob);
 }
 
