@@ -31,6 +31,7 @@ struct entry {
 	unsigned gen; /* the last read that used it */
 	char *data; /* the resources, serialised */
 	size_t datalen;
+	bool owned; /* else data lies in the loaded file's buffer */
 };
 
 struct gw_manifest_cache {
@@ -39,6 +40,7 @@ struct gw_manifest_cache {
 	unsigned gen;
 	bool loaded, added;
 	size_t hits, misses;
+	char *file; /* the loaded file: entries read from it point into it */
 };
 
 struct gw_manifest_cache *gw_manifest_cache_new(void)
@@ -51,9 +53,12 @@ struct gw_manifest_cache *gw_manifest_cache_new(void)
 static void clear(struct gw_manifest_cache *c)
 {
 	for (size_t i = 0; i < c->cap; i++)
-		free(c->v[i].data);
+		if (c->v[i].owned)
+			free(c->v[i].data);
 	free(c->v);
+	free(c->file);
 	c->v = NULL;
+	c->file = NULL;
 	c->n = c->cap = 0;
 }
 
@@ -101,17 +106,19 @@ static struct entry *find(const struct gw_manifest_cache *c, const unsigned char
 	}
 }
 
-/* Takes data; the entry is marked used by the current read. */
+/* Takes data when owned; the entry is marked used by read gen. */
 static void insert(struct gw_manifest_cache *c, const unsigned char *id, size_t idlen, size_t len, char *data,
-		   size_t datalen, unsigned gen)
+		   size_t datalen, unsigned gen, bool owned)
 {
 	struct entry *old = find(c, id, idlen);
 	if (old) {
-		free(old->data);
+		if (old->owned)
+			free(old->data);
 		old->data = data;
 		old->datalen = datalen;
 		old->len = len;
 		old->gen = gen;
+		old->owned = owned;
 		return;
 	}
 	if ((c->n + 1) * 2 > c->cap) {
@@ -138,6 +145,7 @@ static void insert(struct gw_manifest_cache *c, const unsigned char *id, size_t 
 	e->gen = gen;
 	e->data = data;
 	e->datalen = datalen;
+	e->owned = owned;
 	c->n++;
 }
 
@@ -156,10 +164,12 @@ bool gw_manifest_cache_end_read(struct gw_manifest_cache *c, unsigned keep)
 		for (size_t i = 0; i < cap; i++) {
 			if (!v[i].idlen)
 				continue;
-			if (c->gen - v[i].gen >= keep)
-				free(v[i].data);
-			else
-				insert(c, v[i].id, v[i].idlen, v[i].len, v[i].data, v[i].datalen, v[i].gen);
+			if (c->gen - v[i].gen >= keep) {
+				if (v[i].owned)
+					free(v[i].data);
+			} else {
+				insert(c, v[i].id, v[i].idlen, v[i].len, v[i].data, v[i].datalen, v[i].gen, v[i].owned);
+			}
 		}
 		free(v);
 	}
@@ -494,7 +504,7 @@ void gw_manifest_set_add_blob(struct gw_manifest_set *set, const char *file, con
 	for (size_t i = n0; i < set->n; i++)
 		gw_manifest_cache__put_resource(&sb, set->v[i]);
 	size_t datalen = sb.len;
-	insert(c, id, idlen, len, gw_strbuf_detach(&sb), datalen, c->gen);
+	insert(c, id, idlen, len, gw_strbuf_detach(&sb), datalen, c->gen, true);
 	c->added = true;
 }
 
@@ -564,10 +574,8 @@ int gw_manifest_cache_load(struct gw_manifest_cache *c, const char *path, struct
 			d.bad = 1;
 			break;
 		}
-		char *copy = gw_xmalloc(dlen ? dlen : 1);
-		memcpy(copy, d.p, dlen);
+		insert(c, id, idlen, blen, (char *)d.p, dlen, c->gen - 1, false);
 		d.p += dlen;
-		insert(c, id, idlen, blen, copy, dlen, c->gen - 1);
 	}
 	if (d.bad || d.p != d.end) {
 		clear(c);
@@ -575,6 +583,8 @@ int gw_manifest_cache_load(struct gw_manifest_cache *c, const char *path, struct
 		goto out;
 	}
 	c->added = false;
+	c->file = data; /* the entries point into it */
+	data = NULL;
 	rc = 0;
 out:
 	gw_strbuf_free(&want);
