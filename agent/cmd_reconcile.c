@@ -300,7 +300,9 @@ out:
 	free(state_error);
 	if (lock_fd >= 0)
 		close(lock_fd);
+	GW_PROF_BEGIN(free);
 	gw_pass_free(&pass);
+	GW_PROF_END(free, "free");
 	gw_config_free(&cfg);
 	return rc;
 }

@@ -94,7 +94,9 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	gw_path_repo(path, sizeof(path), cfg->state_dir);
 	struct gw_source_opts sopts;
 	gw_pass__source_opts(&sopts, cfg, pass->read_only, pass->cancel);
+	GW_PROF_BEGIN(open);
 	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
+	GW_PROF_END(open, "open Git cache");
 	if (rc < 0)
 		return rc;
 	/* offline: the commit is taken from the cache as it is (a heal pass, or
@@ -102,8 +104,10 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	GW_PROF_BEGIN(fetch);
 	rc = pass->offline ? 0 : gw_source_fetch(src, err);
 	GW_PROF_END(fetch, "fetch (clone/index)");
+	GW_PROF_BEGIN(resolve);
 	if (rc == 0)
 		rc = gw_source_resolve(pass->commit, &pass->ref, src, cfg->ref, err);
+	GW_PROF_END(resolve, "resolve ref");
 	if (rc == 0 && cfg->verify_signatures) {
 		/* before any manifest of the commit is parsed */
 		struct gw_verify_opts v = { .allowed_signers = cfg->allowed_signers,
@@ -127,7 +131,9 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	rc = gw_source_read_manifests(&pass->set, src, pass->commit, (const char *const *)cfg->paths.v, cfg->paths.n,
 				      err);
 	GW_PROF_END(read, "read manifests (all)");
+	GW_PROF_BEGIN(close);
 	gw_source_free(src);
+	GW_PROF_END(close, "close Git cache");
 	/* a one-shot run keeps what this commit uses; the agent also the
 	 * commits of its last few passes (a heal of the last good one) */
 	if (rc == 0 && gw_manifest_cache_end_read(pass->set.cache, own ? 1 : 4))
