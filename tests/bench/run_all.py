@@ -13,12 +13,15 @@ Rows (gitward figure | floor | peer):
   cold converge, 20 containers              | raw Engine API create+start, parallel (and sequential) | podman kube play; podman-compose up -d
 
 Each figure is the median of RUNS runs (default 5) with its spread (min-max);
-the ratio is gitward's median over the floor's. With GW_PROFILE=1 gitward
-prints its phase timings: the dry-run rows show the breakdown of one run.
+the ratio is gitward's median over the floor's. The dry-run rows run gitward
+with GW_PROFILE=1 and print the phase breakdown of their last run (fetch,
+tree walk and blob reads, parse, validate + canonical form + hash, cache,
+cross-file checks, plan, output, free).
 
 usage: tests/bench/run_all.py [BUILD_DIR]   (default: build; needs root for the container row)
 env:   RUNS=5            runs per figure
-       SLOW_RUNS=3       runs of a peer that takes tens of seconds (supervisord removing 50)
+       SLOW_RUNS=3       runs of a peer that takes tens of seconds (supervisord adding and
+                         removing 50, podman-compose up): the default run stays near 10 min
        BENCH_ROWS=a,b    only these rows: dryrun, process, container
        MANIFESTS=10000   size of the dry-run repository
 """
@@ -497,7 +500,7 @@ def container_rows(tmp):
                         f"    network_mode: none\n")
         pc = ["podman-compose", "--podman-args", " ".join(pm.base[1:])]
         cp = []
-        for _ in range(RUNS):
+        for _ in range(SLOW_RUNS):  # about 50 s each on the 2-core machine
             cp.append(timed([*pc, "up", "-d"], cwd=comp, env=pm.env)[0])
             timed([*pc, "down", "-t", "0"], cwd=comp, env=pm.env)
         row("cold converge, 20 containers", stat(cold), stat(par), stat(kp), "≤ 1.1 × floor",
