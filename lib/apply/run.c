@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gitward/apply.h"
+#include "gitward/prof.h"
 #include "gitward/paths.h"
 
 static void log_plan(const struct gw_plan *plan)
@@ -199,7 +200,9 @@ void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg,
 		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
 		goto out;
 	}
+	GW_PROF_BEGIN(observe);
 	rc = gw_apply_observe(&pass, cfg, ctx, &state_error, &err);
+	GW_PROF_END(observe, "observe");
 	if (rc == 0)
 		rc = gw_pass_plan(&pass, cfg, &err);
 	if (rc < 0) {
@@ -209,7 +212,9 @@ void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg,
 	memcpy(out->commit, pass.commit, sizeof(out->commit));
 	memcpy(out->count, pass.plan.count, sizeof(out->count));
 	log_plan(&pass.plan);
+	GW_PROF_BEGIN(execute);
 	rc = gw_apply_execute(&out->report, &pass, cfg, ctx, &err);
+	GW_PROF_END(execute, "apply (execute, record)");
 	if (rc < 0) {
 		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
 		goto out;

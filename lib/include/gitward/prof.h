@@ -1,6 +1,7 @@
 /* Phase timings for the benchmarks: with GW_PROFILE=1 in the environment,
- * the time spent in each named phase (and how often it ran) is printed to
- * stderr when the process exits. Off, a timer costs one branch. */
+ * the wall time spent in each named phase (and how often it ran) is printed
+ * to stderr when the process exits; GW_PROFILE=cpu counts the process's CPU
+ * time instead. Off, a timer costs one branch. */
 #ifndef GITWARD_PROF_H
 #define GITWARD_PROF_H
 
