@@ -224,12 +224,59 @@ static void test_cache_file_is_verified_before_use(void **state)
 	free(dir);
 }
 
+/* The canonical form is the spec hash: the direct writer must give exactly
+ * what jansson gives, for every escape. */
+static void test_canonical_writer_matches_jansson_byte_for_byte(void **state)
+{
+	(void)state;
+	static const char tricky[] =
+		HDR "kind: Process\nmetadata: {name: t, labels: {a: b}}\n"
+		    "spec:\n  command: [\"/bin/echo\", \"q\\\"b\\\\s/\", \"\\t\\n\\r\\b\\f\\x01\\x1f\\x7f\",\n"
+		    "    \"\\u00e9\\u4e2d\\U0001F600\\uFFFF\", \"\"]\n"
+		    "  env: {Z: \"\\u2028\", A_B: \"x y\", \"K1\": \"\\\\\"}\n"
+		    "  secretEnvFiles: [b.age, a.age]\n";
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "rich.yaml", rich, strlen(rich));
+	gw_manifest_set_add_file(&set, "tricky.yaml", tricky, strlen(tricky));
+	for (size_t i = 0; i < set.diags.n; i++)
+		fprintf(stderr, "%s:%u:%u: %s\n", set.diags.v[i].file, set.diags.v[i].line, set.diags.v[i].col,
+			set.diags.v[i].msg);
+	assert_int_equal(set.diags.n, 0);
+	assert_int_equal(set.n, 4);
+	for (size_t i = 0; i < set.n; i++) {
+		struct gw_resource *r = set.v[i];
+		for (int resolved = 0; resolved < 2; resolved++) {
+			if (resolved && r->secrets)
+				for (size_t j = 0; j < r->secret_env_files.n; j++)
+					snprintf(r->secrets[j].blob, sizeof(r->secrets[j].blob), "%040zu", j);
+			char *fast = gw_resource__canonical_fast(r), *slow = gw_resource__canonical_jansson(r);
+			assert_non_null(fast);
+			assert_string_equal(fast, slow);
+			free(fast);
+			free(slow);
+		}
+	}
+	/* not UTF-8: left to jansson */
+	struct gw_resource *t = set.v[3];
+	assert_string_equal(t->name, "t");
+	free(t->command.v[4]);
+	t->command.v[4] = gw_xstrdup("\xff\xfe");
+	assert_null(gw_resource__canonical_fast(t));
+	gw_resource_finalize(t);
+	char *slow = gw_resource__canonical_jansson(t);
+	assert_string_equal(t->canonical, slow);
+	free(slow);
+	gw_manifest_set_free(&set);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_resource_round_trips_field_for_field),
 		cmocka_unit_test(test_only_clean_files_are_cached_and_hits_match_a_fresh_read),
 		cmocka_unit_test(test_cache_file_is_verified_before_use),
+		cmocka_unit_test(test_canonical_writer_matches_jansson_byte_for_byte),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
