@@ -61,14 +61,14 @@ static void cache_load(struct gw_manifest_cache *c, const char *path)
 		return;
 	int rc = gw_manifest_cache_load(c, path, &err);
 	if (rc == -ESTALE)
-		gw_log(GW_LOG_INFO, "", "manifest cache: %s; rebuilt", err.msg);
+		gw_log(GW_LOG_INFO, "", "manifest cache: %s; every manifest is parsed", err.msg);
 	else if (rc < 0 && rc != -ENOENT)
-		gw_log(GW_LOG_WARN, "", "manifest cache ignored: %s; rebuilt", err.msg);
+		gw_log(GW_LOG_WARN, "", "manifest cache ignored: %s; every manifest is parsed", err.msg);
 }
 
-/* Written beside the Git objects only where the state dir's Git cache
- * already is (a dry-run creates nothing); the rename is atomic, so a
- * dry-run and the agent may both write it. A failure costs only time. */
+/* Written beside the Git objects by the holder of the state lock (a
+ * dry-run writes nothing: it reads what the agent or the last reconcile
+ * left), where the Git cache already is. A failure costs only time. */
 static void cache_save(struct gw_manifest_cache *c, const char *path)
 {
 	struct gw_error err;
@@ -136,7 +136,7 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	GW_PROF_END(close, "close Git cache");
 	/* a one-shot run keeps what this commit uses; the agent also the
 	 * commits of its last few passes (a heal of the last good one) */
-	if (rc == 0 && gw_manifest_cache_end_read(pass->set.cache, own ? 1 : 4))
+	if (rc == 0 && gw_manifest_cache_end_read(pass->set.cache, own ? 1 : 4) && !pass->read_only)
 		cache_save(pass->set.cache, path);
 	pass->set.cache = NULL;
 	gw_manifest_cache_free(own);
