@@ -130,7 +130,7 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	GW_PROF_BEGIN(read);
 	rc = gw_source_read_manifests(&pass->set, src, pass->commit, (const char *const *)cfg->paths.v, cfg->paths.n,
 				      err);
-	GW_PROF_END(read, "read manifests (all)");
+	GW_PROF_END(read, "tree walk + blob read + parse + validate, or cache");
 	GW_PROF_BEGIN(close);
 	gw_source_free(src);
 	GW_PROF_END(close, "close Git cache");

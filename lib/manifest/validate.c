@@ -948,7 +948,7 @@ void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, con
 		set->v[set->n++] = r;
 	}
 	gw_arena_free(arena);
-	GW_PROF_END(validate, "validate+canonical");
+	GW_PROF_END(validate, "validate (with canonical form and hash)");
 }
 
 static int res_cmp_name(const void *a, const void *b)

@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "gitward/prof.h"
 #include "gitward/resource.h"
 #include "gitward/schema.h"
 #include "gitward/util.h"
@@ -619,16 +621,36 @@ char *gw_resource__canonical_fast(const struct gw_resource *r)
 	return canonical_fast(r);
 }
 
+/* SHA-256 fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up
+ * again on every digest, most of the cost of hashing a small document. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void gw_resource_finalize(struct gw_resource *r)
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
+	GW_PROF_BEGIN(canonical);
 	free(r->canonical);
 	r->canonical = canonical_fast(r);
 	if (!r->canonical)
 		r->canonical = gw_resource__canonical_jansson(r);
-	EVP_Digest(r->canonical, strlen(r->canonical), md, &mdlen, EVP_sha256(), NULL);
-	for (unsigned i = 0; i < mdlen && i < 32; i++)
-		snprintf(r->spec_hash + 2 * i, 3, "%02x", md[i]);
+	GW_PROF_END(canonical, "  canonical form");
+	GW_PROF_BEGIN(hash);
+	pthread_once(&sha256_once, sha256_fetch);
+	if (!EVP_Digest(r->canonical, strlen(r->canonical), md, &mdlen, sha256 ? sha256 : EVP_sha256(), NULL))
+		abort();
+	for (unsigned i = 0; i < mdlen && i < 32; i++) {
+		r->spec_hash[2 * i] = hex[md[i] >> 4];
+		r->spec_hash[2 * i + 1] = hex[md[i] & 15];
+	}
+	r->spec_hash[64] = '\0';
+	GW_PROF_END(hash, "  spec hash");
 }

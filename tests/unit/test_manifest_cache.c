@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "gitward/manifest_cache.h"
 
@@ -253,6 +254,17 @@ static void test_canonical_writer_matches_jansson_byte_for_byte(void **state)
 			char *fast = gw_resource__canonical_fast(r), *slow = gw_resource__canonical_jansson(r);
 			assert_non_null(fast);
 			assert_string_equal(fast, slow);
+			/* and the hash is the SHA-256 of it, in lower-case hex */
+			gw_resource_finalize(r);
+			unsigned char md[EVP_MAX_MD_SIZE];
+			unsigned int mdlen = 0;
+			char hexd[65];
+			EVP_Digest(slow, strlen(slow), md, &mdlen, EVP_sha256(), NULL);
+			assert_int_equal(mdlen, 32);
+			for (unsigned k = 0; k < 32; k++)
+				snprintf(hexd + 2 * k, 3, "%02x", md[k]);
+			assert_string_equal(r->spec_hash, hexd);
+			assert_string_equal(r->canonical, slow);
 			free(fast);
 			free(slow);
 		}
