@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "gitward/apply.h"
+#include "gitward/manifest_cache.h"
 #include "http.h"
 
 static const char agent_usage[] =
@@ -311,6 +312,8 @@ int cmd_agent(int argc, char **argv)
 	enum gw_pass_mode mode = GW_PASS_FULL;
 	int64_t deadline = 0, last_heal = 0;
 	int idle_heals = 0; /* heal passes in a row that changed nothing */
+	/* parsed manifests by blob id: a pass parses only what changed */
+	struct gw_manifest_cache *manifests = gw_manifest_cache_new();
 
 	watchdog_start(&dog);
 	while (!want_stop) {
@@ -320,7 +323,7 @@ int cmd_agent(int argc, char **argv)
 			want_pass = 0;
 		want_heal = 0;
 		gw_metrics_pass_begin(&metrics);
-		gw_pass_run(&sum, &cfg, &backends, &stop_request, mode);
+		gw_pass_run_cached(&sum, &cfg, &backends, &stop_request, mode, manifests);
 		int64_t took = gw_monotonic_ms() - t0;
 		gw_metrics_record(&metrics, &sum, took);
 		log_pass(&sum, mode, took);
@@ -350,6 +353,7 @@ int cmd_agent(int argc, char **argv)
 			idle_heals = 0;
 		mode = wait_next(&watch, deadline, last_heal, idle_heals, &metrics);
 	}
+	gw_manifest_cache_free(manifests);
 	gw_events_stop(events);
 	gw_watch_clear(&watch);
 	watchdog_stop(&dog);

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "gitward/apply.h"
 #include "gitward/pass.h"
+#include "gitward/prof.h"
 #include "gitward/review.h"
 
 static const char reconcile_usage[] =
@@ -214,12 +215,14 @@ int cmd_reconcile(int argc, char **argv)
 	gw_backend_set_pass_begin(&backends);
 	/* a dry-run only reads: no lock, nothing created, beside an agent;
 	 * another repository's state dir is refused before anything is touched */
+	GW_PROF_BEGIN(lock);
 	if (o.dry_run)
 		rc = gw_state_dir_check_existing(cfg.state_dir, &err);
 	else if ((rc = gw_pass_check_repo(&cfg, false, &err)) == 0 && (rc = gw_mkdir_p(cfg.state_dir, 0700, &err)) == 0)
 		rc = gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err);
 	if (rc == 0)
 		rc = gw_pass_check_repo(&cfg, !o.dry_run, &err);
+	GW_PROF_END(lock, "state dir, lock");
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -228,7 +231,9 @@ int cmd_reconcile(int argc, char **argv)
 	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
 	if (rc == 0) {
 		stage = GW_PASS_PLAN;
+		GW_PROF_BEGIN(observe);
 		rc = gw_apply_observe(&pass, &cfg, &backends, &state_error, &err);
+		GW_PROF_END(observe, "observe");
 		if (rc == 0)
 			rc = gw_pass_plan(&pass, &cfg, &err);
 	}
@@ -243,7 +248,10 @@ int cmd_reconcile(int argc, char **argv)
 		goto out;
 	}
 	if (o.dry_run) {
+		GW_PROF_BEGIN(output);
 		print_dry_run(&o, &pass, &cfg);
+		fflush(stdout);
+		GW_PROF_END(output, "output");
 		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
 		for (int k = 0; k < GW_KIND_MAX; k++)
 			if (pass.backend_error[k][0]) {
@@ -263,7 +271,9 @@ int cmd_reconcile(int argc, char **argv)
 	if (pass.plan.n > PROGRESS_MIN && o.fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
 	    !(cfg.log_format && !strcmp(cfg.log_format, "json")) && !getenv("JOURNAL_STREAM"))
 		pass.progress = cli_progress;
+	GW_PROF_BEGIN(execute);
 	rc = gw_apply_execute(&rep, &pass, &cfg, &backends, &err);
+	GW_PROF_END(execute, "apply (execute, record)");
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -291,10 +301,12 @@ out:
 	free(state_error);
 	if (lock_fd >= 0)
 		close(lock_fd);
+	GW_PROF_BEGIN(free);
 	gw_pass_free(&pass);
 	if (backends.v)
 		gw_backend_set_pass_end(&backends);
 	gw_backend_set_close(&backends);
+	GW_PROF_END(free, "free");
 	gw_config_free(&cfg);
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gitward/apply.h"
+#include "gitward/prof.h"
 #include "gitward/paths.h"
 
 static void log_plan(const struct gw_plan *plan)
@@ -88,11 +89,13 @@ static int prepare_offline(struct gw_pass *pass, const struct gw_config *cfg, co
 {
 	struct gw_config at = *cfg;
 	enum gw_pass_stage stage;
+	struct gw_manifest_cache *cache = pass->cache;
 	at.ref = (char *)commit;
 	gw_pass_free(pass);
 	gw_pass_init(pass);
 	pass->offline = true;
 	pass->cancel = cancel;
+	pass->cache = cache;
 	return gw_pass_prepare(pass, &stage, &at, err);
 }
 
@@ -208,7 +211,9 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 {
 	struct gw_error err = { 0 };
 	char buf[GW_ERROR_MSG_MAX + 300], *state_error = NULL;
+	GW_PROF_BEGIN(observe);
 	int rc = gw_apply_observe(pass, cfg, set, &state_error, &err);
+	GW_PROF_END(observe, "observe");
 
 	free(state_error); /* logged; observation went on without the file */
 	if (rc == 0)
@@ -220,7 +225,9 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 	memcpy(out->commit, pass->commit, sizeof(out->commit));
 	memcpy(out->count, pass->plan.count, sizeof(out->count));
 	log_plan(&pass->plan);
+	GW_PROF_BEGIN(execute);
 	rc = gw_apply_execute(&out->report, pass, cfg, set, &err);
+	GW_PROF_END(execute, "apply (execute, record)");
 	if (rc < 0) {
 		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
 		return;
@@ -232,6 +239,12 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
 		 const struct gw_cancel *cancel, enum gw_pass_mode mode)
 {
+	gw_pass_run_cached(out, cfg, set, cancel, mode, NULL);
+}
+
+void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
+			const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache)
+{
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
 	enum gw_pass_stage stage = GW_PASS_GIT;
@@ -242,6 +255,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const 
 	gw_backend_set_pass_begin(set);
 	gw_pass_init(&pass);
 	pass.cancel = cancel;
+	pass.cache = cache;
 	if (mode == GW_PASS_HEAL) {
 		rc = prepare_heal(&pass, out, cfg, set, cancel);
 	} else {

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "gitward/manifest.h"
+#include "gitward/manifest_cache.h"
+#include "gitward/prof.h"
 #include "gitward/schema.h"
 
 struct vctx {
@@ -755,27 +757,37 @@ void gw_manifest_set_free(struct gw_manifest_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
+int gw_manifest_set__count(struct gw_manifest_set *set, const char *file, size_t len)
+{
+	set->files++;
+	set->bytes += len;
+	if (set->files > GW_MANIFEST_FILES_MAX) {
+		if (set->files == GW_MANIFEST_FILES_MAX + 1)
+			gw_diags_add(&set->diags, file, 0, 0, "more than %u manifest files", GW_MANIFEST_FILES_MAX);
+		return -1;
+	}
+	if (set->bytes > GW_MANIFEST_COMMIT_MAX) {
+		if (set->bytes - len <= GW_MANIFEST_COMMIT_MAX)
+			gw_diags_add(&set->diags, file, 0, 0, "manifests exceed %u bytes in total",
+				     GW_MANIFEST_COMMIT_MAX);
+		return -1;
+	}
+	return 0;
+}
+
 void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, const char *data, size_t len)
 {
 	struct gw_arena *arena;
 	struct gw_ynode **docs;
 	size_t ndocs;
 
-	set->files++;
-	set->bytes += len;
-	if (set->files > GW_MANIFEST_FILES_MAX) {
-		if (set->files == GW_MANIFEST_FILES_MAX + 1)
-			gw_diags_add(&set->diags, file, 0, 0, "more than %u manifest files", GW_MANIFEST_FILES_MAX);
+	if (gw_manifest_set__count(set, file, len) < 0)
 		return;
-	}
-	if (set->bytes > GW_MANIFEST_COMMIT_MAX) {
-		if (set->bytes - len <= GW_MANIFEST_COMMIT_MAX)
-			gw_diags_add(&set->diags, file, 0, 0, "manifests exceed %u bytes in total",
-				     GW_MANIFEST_COMMIT_MAX);
-		return;
-	}
+	GW_PROF_BEGIN(parse);
 	arena = gw_arena_new();
 	gw_yaml_parse(&docs, &ndocs, arena, file, data, len, &set->diags);
+	GW_PROF_END(parse, "parse");
+	GW_PROF_BEGIN(validate);
 	for (size_t i = 0; i < ndocs; i++) {
 		struct gw_resource *r;
 		if (is_null(docs[i]))
@@ -789,6 +801,7 @@ void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, con
 		set->v[set->n++] = r;
 	}
 	gw_arena_free(arena);
+	GW_PROF_END(validate, "validate (with canonical form and hash)");
 }
 
 static int res_cmp_name(const void *a, const void *b)

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "source_int.h"
+#include "gitward/manifest_cache.h"
+#include "gitward/prof.h"
 
 static int git_fail(struct gw_error *err, int code, const char *what)
 {
@@ -131,6 +133,32 @@ static int copy_refs(struct gw_source *src, git_repository *cache)
 	return rc == GIT_ITEROVER ? 0 : -EIO;
 }
 
+/* Point the private repository at path's objects through its alternates
+ * file when the source is a local repository; nothing happens otherwise (the
+ * fetch then copies what it needs). */
+static void borrow_local(const struct gw_source *src, const char *path)
+{
+	const char *local = gw_source__local_path(src->url);
+	git_repository *origin = NULL;
+	char alt[PATH_MAX + 64], objects[PATH_MAX + 16];
+
+	if (!local || git_repository_open_ext(&origin, local, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0) {
+		git_error_clear();
+		return;
+	}
+	snprintf(objects, sizeof(objects), "%sobjects\n", git_repository_commondir(origin));
+	git_repository_free(origin);
+	if (objects[0] != '/')
+		return;
+	snprintf(alt, sizeof(alt), "%s/objects/info/alternates", path);
+	FILE *f = fopen(alt, "wx");
+	if (!f)
+		return;
+	int bad = fputs(objects, f) < 0;
+	if (fclose(f) != 0 || bad)
+		unlink(alt);
+}
+
 /* A read-only source: a private bare repository in $TMPDIR that borrows the
  * cache's objects, as `git clone --shared` does. The agent alone writes the
  * cache (it holds the state lock), so a dry-run never meets its ref locks
@@ -157,8 +185,14 @@ static int open_private(struct gw_source *src, const char *shared, struct gw_err
 	if (git_repository_init(&repo, path, 1) < 0)
 		return git_fail(err, -EIO, "cannot create a private git repository");
 	git_repository_free(repo);
-	if (stat(shared, &st) < 0)
-		return gw_source__reopen(src, err); /* nothing to borrow yet: a whole clone */
+	if (stat(shared, &st) < 0) {
+		/* nothing to borrow in the state dir: a local repository lends
+		 * its own objects (as `git clone --shared` does), so the fetch
+		 * finds every object present and copies none; a remote one is
+		 * cloned whole */
+		borrow_local(src, path);
+		return gw_source__reopen(src, err);
+	}
 	repo = NULL;
 	if (git_repository_open_bare(&repo, shared) < 0 || git_repository_is_empty(repo) < 0) {
 		git_repository_free(repo);
@@ -166,7 +200,13 @@ static int open_private(struct gw_source *src, const char *shared, struct gw_err
 	}
 	snprintf(alt, sizeof(alt), "%s/objects/info/alternates", path);
 	snprintf(path, sizeof(path), "%s/objects\n", shared);
-	rc = gw_file_write_atomic(alt, path, strlen(path), err);
+	/* no fsync: the private repository does not outlive this process */
+	FILE *f = fopen(alt, "wx");
+	rc = f && fputs(path, f) >= 0 ? 0 : -1;
+	if (f && fclose(f) != 0)
+		rc = -1;
+	if (rc < 0)
+		rc = gw_error_set(err, -EIO, "%s: cannot write: %s", alt, strerror(errno));
 	if (rc == 0)
 		rc = gw_source__reopen(src, err);
 	if (rc == 0 && copy_refs(src, repo) < 0)
@@ -316,6 +356,9 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 			return;
 		gw_strmap_set(w->seen, path, "");
 	}
+	if (gw_manifest_set_add_cached(w->set, path, id->id, GIT_OID_RAWSZ))
+		return;
+	GW_PROF_BEGIN(blob);
 	if (git_odb_read_header(&len, &type, w->odb, id) < 0) {
 		w->rc = git_fail(w->err, -EIO, path);
 		return;
@@ -330,7 +373,9 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 		w->rc = git_fail(w->err, -EIO, path);
 		return;
 	}
-	gw_manifest_set_add_file(w->set, path, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+	GW_PROF_END(blob, "blob read");
+	gw_manifest_set_add_blob(w->set, path, id->id, GIT_OID_RAWSZ, git_blob_rawcontent(blob),
+				 (size_t)git_blob_rawsize(blob));
 	git_blob_free(blob);
 }
 

@@ -466,6 +466,9 @@ class Status(AgentBase):
         self.state = os.path.join(self.tmp, 'st"a\\te\tx')
         a = self.agent(r, "--interval", "1h")
         wait_for(lambda: "a" in self.pids(), what="first apply")
+        # the pass ends by writing state.json: corrupt it only after that
+        wait_for(lambda: 'gitward_sync_total{result="success"} 1\n' in self.http(a, "/metrics")[1],
+                 what="first pass recorded")
         path = os.path.join(self.state, "state.json")
         with open(path, "w") as f:
             f.write('{"node": "n1", "resources": [{"name": "a\\"')

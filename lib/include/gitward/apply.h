@@ -55,6 +55,10 @@ struct gw_run_summary {
 enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
 void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
 		 const struct gw_cancel *cancel, enum gw_pass_mode mode);
+/* The same, with the agent's manifest cache kept across passes (NULL: the
+ * state dir's cache file). */
+void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
+			const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache);
 /* "success", "not_converged", "git_error", "invalid", "error", "unverified" */
 const char *gw_run_result_to_string(enum gw_run_result r);
 /* The result of a pass that gw_pass_prepare failed at stage. */

@@ -145,6 +145,10 @@ const char *gw_resource_key(char *buf, size_t size, const struct gw_resource *r)
 /* Compute canonical and spec_hash from the typed fields (and the blob ids of
  * resolved secrets). */
 void gw_resource_finalize(struct gw_resource *r);
+/* The two ways to that canonical form, for the test that they agree (the
+ * fast one gives NULL where it leaves the decision to jansson). */
+char *gw_resource__canonical_jansson(const struct gw_resource *r);
+char *gw_resource__canonical_fast(const struct gw_resource *r);
 
 /* Effective defaults where the manifest leaves a field unset. */
 int64_t gw_resource_stop_timeout_ms(const struct gw_resource *r);
