@@ -22,6 +22,43 @@ static const char validate_usage[] =
 	"                             the .gitwardignore at the root of the work tree)\n"
 	"  --verbose                  also list the files and folders left out, and by which rule\n";
 
+/* validate -o json: the diagnostics, the resources and the skipped files */
+static void print_json(const struct gw_manifest_set *set)
+{
+	json_t *root = json_object(), *errors = json_array(), *res = json_array();
+	for (size_t i = 0; i < set->diags.n; i++) {
+		json_t *e = json_object();
+		json_object_set_new(e, "file", gw_json_string(set->diags.v[i].file));
+		json_object_set_new(e, "line", json_integer(set->diags.v[i].line));
+		json_object_set_new(e, "column", json_integer(set->diags.v[i].col));
+		json_object_set_new(e, "message", gw_json_string(set->diags.v[i].msg));
+		json_array_append_new(errors, e);
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		json_t *r = json_object();
+		json_object_set_new(r, "kind", json_string(gw_kind_to_string(set->v[i]->kind)));
+		json_object_set_new(r, "name", json_string(set->v[i]->name));
+		json_object_set_new(r, "file", gw_json_string(set->v[i]->file));
+		json_object_set_new(r, "spec_hash", json_string(set->v[i]->spec_hash));
+		json_object_set_new(r, "spec", json_loads(set->v[i]->canonical, 0, NULL));
+		json_array_append_new(res, r);
+	}
+	json_object_set_new(root, "valid", json_boolean(set->diags.n == 0));
+	json_object_set_new(root, "files", json_integer((json_int_t)set->files));
+	json_object_set_new(root, "resources", res);
+	json_object_set_new(root, "errors", errors);
+	json_t *skipped = json_array();
+	for (size_t i = 0; i < set->skipped.n; i++)
+		json_array_append_new(skipped,
+				      json_pack("{s:o, s:o}", "path", gw_json_string(set->skipped.k[i]), "rule",
+						gw_json_string(set->skipped.v[i])));
+	json_object_set_new(root, "skipped", skipped);
+	char *s = json_dumps(root, JSON_COMPACT);
+	puts(s);
+	free(s);
+	json_decref(root);
+}
+
 int cmd_validate(int argc, char **argv)
 {
 	static const struct option opts[] = { { "output", required_argument, 0, 'o' },
@@ -77,38 +114,7 @@ int cmd_validate(int argc, char **argv)
 	gw_manifest_set_finish(&set);
 
 	if (fmt == OUTPUT_JSON) {
-		json_t *root = json_object(), *errors = json_array(), *res = json_array();
-		for (size_t i = 0; i < set.diags.n; i++) {
-			json_t *e = json_object();
-			json_object_set_new(e, "file", gw_json_string(set.diags.v[i].file));
-			json_object_set_new(e, "line", json_integer(set.diags.v[i].line));
-			json_object_set_new(e, "column", json_integer(set.diags.v[i].col));
-			json_object_set_new(e, "message", gw_json_string(set.diags.v[i].msg));
-			json_array_append_new(errors, e);
-		}
-		for (size_t i = 0; i < set.n; i++) {
-			json_t *r = json_object();
-			json_object_set_new(r, "kind", json_string(gw_kind_to_string(set.v[i]->kind)));
-			json_object_set_new(r, "name", json_string(set.v[i]->name));
-			json_object_set_new(r, "file", gw_json_string(set.v[i]->file));
-			json_object_set_new(r, "spec_hash", json_string(set.v[i]->spec_hash));
-			json_object_set_new(r, "spec", json_loads(set.v[i]->canonical, 0, NULL));
-			json_array_append_new(res, r);
-		}
-		json_object_set_new(root, "valid", json_boolean(set.diags.n == 0));
-		json_object_set_new(root, "files", json_integer((json_int_t)set.files));
-		json_object_set_new(root, "resources", res);
-		json_object_set_new(root, "errors", errors);
-		json_t *skipped = json_array();
-		for (size_t i = 0; i < set.skipped.n; i++)
-			json_array_append_new(skipped,
-					      json_pack("{s:o, s:o}", "path", gw_json_string(set.skipped.k[i]), "rule",
-							gw_json_string(set.skipped.v[i])));
-		json_object_set_new(root, "skipped", skipped);
-		char *s = json_dumps(root, JSON_COMPACT);
-		puts(s);
-		free(s);
-		json_decref(root);
+		print_json(&set);
 	} else if (fmt == OUTPUT_GITHUB) {
 		cli_print_github(stdout, &set.diags);
 	} else {
