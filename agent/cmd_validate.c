@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,8 +135,9 @@ int cmd_validate(int argc, char **argv)
 	return rc;
 }
 
-/* `schema` and `version` take no argument but --help. */
-static int no_arguments(const char *cmd, const char *usage, int argc, char **argv)
+/* `schema` and `version` take no argument but --help. True when the command
+ * is done here (--help or a usage error), with its exit code in *rc. */
+static bool no_arguments(int *rc, const char *cmd, const char *usage, int argc, char **argv)
 {
 	static const struct option opts[] = { { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
@@ -145,24 +147,27 @@ static int no_arguments(const char *cmd, const char *usage, int argc, char **arg
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(usage, stdout);
-			return 0;
+			*rc = 0;
+			return true;
 		}
-		return cli_option_error(cmd, opts, argv);
+		*rc = cli_option_error(cmd, opts, argv);
+		return true;
 	}
 	if (optind < argc) {
 		char esc[300];
-		return cli_usage_error(cmd, "unexpected argument \"%s\": %s takes none",
-				       gw_escape(esc, sizeof(esc), argv[optind]), cmd);
+		*rc = cli_usage_error(cmd, "unexpected argument \"%s\": %s takes none",
+				      gw_escape(esc, sizeof(esc), argv[optind]), cmd);
+		return true;
 	}
-	return -1;
+	return false;
 }
 
 int cmd_schema(int argc, char **argv)
 {
-	int rc = no_arguments("schema",
-			      "usage: gitward schema\n\nPrint the JSON Schema (draft 2020-12) of the manifests.\n",
-			      argc, argv);
-	if (rc >= 0)
+	int rc;
+	if (no_arguments(&rc, "schema",
+			 "usage: gitward schema\n\nPrint the JSON Schema (draft 2020-12) of the manifests.\n", argc,
+			 argv))
 		return rc;
 	char *s = gw_schema_json();
 	puts(s);
@@ -172,8 +177,8 @@ int cmd_schema(int argc, char **argv)
 
 int cmd_version(int argc, char **argv)
 {
-	int rc = no_arguments("version", "usage: gitward version\n\nPrint the version of gitward.\n", argc, argv);
-	if (rc >= 0)
+	int rc;
+	if (no_arguments(&rc, "version", "usage: gitward version\n\nPrint the version of gitward.\n", argc, argv))
 		return rc;
 	printf("gitward %s\n", GW_VERSION);
 	return 0;

@@ -871,14 +871,15 @@ static int shim_lock(const char *lock_path)
 {
 	int lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (lockfd < 0) {
-		report("ERR cannot open %s: %s", lock_path, strerror(errno));
-		return -1;
+		int e = errno;
+		report("ERR cannot open %s: %s", lock_path, strerror(e));
+		return -e;
 	}
 	int64_t lock_deadline = gw_monotonic_ms() + 10000;
 	while (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno != EWOULDBLOCK || gw_monotonic_ms() >= lock_deadline) {
 			report("ERR another supervisor is still running this resource (%s is locked)", lock_path);
-			return -1;
+			return -EBUSY;
 		}
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
@@ -886,7 +887,8 @@ static int shim_lock(const char *lock_path)
 	return 0;
 }
 
-/* The workload, its stdout and stderr on *out_fd; its pid, or -1 (reported). */
+/* The workload, its stdout and stderr on *out_fd; its pid, or a negative
+ * errno (reported). */
 static pid_t shim_start(int *out_fd, const struct launch *l, char *const *argv)
 {
 	struct gw_spawn s;
@@ -895,8 +897,9 @@ static pid_t shim_start(int *out_fd, const struct launch *l, char *const *argv)
 	pid_t child;
 
 	if (pipe2(out, O_CLOEXEC) < 0) {
-		report("ERR pipe: %s", strerror(errno));
-		return -1;
+		int e = errno;
+		report("ERR pipe: %s", strerror(e));
+		return -e;
 	}
 	launch_spawn(&s, l, argv);
 	s.fds[0] = GW_SPAWN_FD_KEEP; /* /dev/null already */
@@ -906,7 +909,7 @@ static pid_t shim_start(int *out_fd, const struct launch *l, char *const *argv)
 	if (rc < 0) {
 		close(out[0]);
 		report("ERR %s", serr.msg);
-		return -1;
+		return rc;
 	}
 	*out_fd = out[0];
 	return child;
@@ -936,7 +939,7 @@ static int shim_record(long long *out_start, const json_t *job, pid_t child)
 	if (wrc < 0) {
 		kill(-child, SIGKILL);
 		report("ERR cannot write %s", record);
-		return -1;
+		return wrc;
 	}
 	*out_start = start;
 	return 0;

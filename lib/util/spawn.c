@@ -64,20 +64,20 @@ static int child_fds(const struct gw_spawn *s, int devnull, int *report)
 	int hi = s->nfds + 1, src[GW_SPAWN_FDS_MAX];
 	int r = fcntl(*report, F_DUPFD_CLOEXEC, hi);
 	if (r < 0)
-		return -1;
+		return -errno;
 	*report = r;
 	for (int i = 0; i < s->nfds; i++) {
 		int f = s->fds[i] == GW_SPAWN_FD_KEEP ? i : s->fds[i] == GW_SPAWN_FD_NULL ? devnull : s->fds[i];
 		src[i] = f >= 0 ? fcntl(f, F_DUPFD_CLOEXEC, hi) : -1;
 		if (src[i] < 0 && f >= 0 && !(s->fds[i] == GW_SPAWN_FD_KEEP && errno == EBADF))
-			return -1;
+			return -errno;
 	}
 	for (int i = 0; i < s->nfds; i++) {
 		if (src[i] >= 0 ? dup2(src[i], i) < 0 : close(i) < 0 && errno != EBADF)
-			return -1;
+			return -errno;
 	}
 	if (dup3(*report, s->nfds, O_CLOEXEC) < 0)
-		return -1;
+		return -errno;
 	*report = s->nfds;
 	close_range((unsigned)s->nfds + 1, ~0U, 0);
 	return 0;
