@@ -56,6 +56,8 @@ char *gw_path_state_file(char *buf, size_t size, const char *state_dir);
 char *gw_path_repo(char *buf, size_t size, const char *state_dir);
 /* STATE/repository: the url of the repository the state dir belongs to */
 char *gw_path_repository(char *buf, size_t size, const char *state_dir);
+/* STATE/gnupg: the private GnuPG home a --gpg-keyring file is imported into */
+char *gw_path_gnupg(char *buf, size_t size, const char *state_dir);
 /* RUN/lock; STATE/lock while the run dir is STATE/run. */
 char *gw_path_lock(char *buf, size_t size, const char *state_dir, const char *run_dir);
 /* RUN/process or RUN/vm: a kind's run records. */
