@@ -465,11 +465,12 @@ static int ensure_image(const struct gw_engine *e, const struct gw_resource *r, 
 static int load_file_env(struct gw_strmap *file_env, const struct gw_backend_config *ctx, const struct gw_resource *r,
 			 struct gw_error *err)
 {
+	struct gw_error e;
 	char why[512];
 	int rc;
 	for (size_t i = 0; i < r->env_files.n; i++)
-		if (gw_envfile_load(file_env, r->env_files.v[i], why, sizeof(why)) < 0)
-			return gw_error_set(err, -ENOENT, "%s", why);
+		if (gw_envfile_load(file_env, r->env_files.v[i], &e) < 0)
+			return gw_error_set(err, -ENOENT, "%s", e.msg);
 	/* decrypted here, in the process that makes the create call; the engine
 	 * keeps the values in the container's config (inspect shows them) */
 	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)

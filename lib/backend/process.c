@@ -694,8 +694,10 @@ static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t
 	}
 	json_t *files = json_object_get(job, "env_files");
 	struct gw_strmap file_env = { 0 };
+	struct gw_error e;
 	for (size_t i = 0; i < json_array_size(files); i++)
-		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), why, size) < 0) {
+		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), &e) < 0) {
+			snprintf(why, size, "%s", e.msg);
 			gw_strmap_free(&file_env);
 			return -EINVAL;
 		}
