@@ -1,6 +1,7 @@
 /* Option parsing shared by the commands, diagnostics printing, and the log
  * sink (text or JSON lines on stderr). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -286,7 +287,7 @@ int cli_parse_output(enum output_format *out, const char *arg)
 	char esc[300];
 	fprintf(stderr, "gitward: --output: expected text, json, markdown or github, got \"%s\"\n",
 		gw_escape(esc, sizeof(esc), arg));
-	return -1;
+	return -EINVAL;
 }
 
 /* Workflow command data: '%', CR and LF are escaped; in a property also ':'

@@ -419,16 +419,16 @@ static int act_may_run(struct act *c)
 	const struct gw_pass *pass = c->ex->pass;
 	if (!c->b) {
 		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "no %s backend in this build", gw_kind_to_string(a->kind));
-		return -1;
+		return -ENOTSUP;
 	}
 	if (pass->backend_error[a->kind][0]) {
 		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "%s", pass->backend_error[a->kind]);
-		return -1;
+		return -EIO;
 	}
 	if (a->type == GW_ACTION_RESTART && a->observed->backoff_until_ms > now_ms(pass)) {
 		act_end(c, GW_OUT_WAITING, GW_LOG_INFO, "%s; restart backoff, next try in %llds", a->reason,
 			(long long)((a->observed->backoff_until_ms - now_ms(pass) + 999) / 1000));
-		return -1;
+		return -EAGAIN;
 	}
 	return 0;
 }
@@ -456,11 +456,11 @@ static int act_stop_old(struct act *c)
 	if (rc == -ECANCELED) {
 		/* left as it was: the next agent plans this again */
 		act_end(c, GW_OUT_WAITING, GW_LOG_WARN, "%s", err.msg);
-		return -1;
+		return rc;
 	}
 	if (rc < 0) {
 		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "stop failed: %s", err.msg);
-		return -1;
+		return rc;
 	}
 	return 0;
 }
@@ -478,7 +478,7 @@ static int act_start(struct act *c)
 		j->out = GW_OUT_FAILED;
 		snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
 		act_log(c, GW_LOG_ERROR, "%s failed: %s", gw_action_to_string(a->type), err.msg);
-		return -1;
+		return rc;
 	}
 	j->have_result = 1;
 	if (a->observed && a->type == GW_ACTION_RESTART) {

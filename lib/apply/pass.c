@@ -110,10 +110,12 @@ int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struc
 	GW_PROF_END(resolve, "resolve ref");
 	if (rc == 0 && cfg->verify_signatures) {
 		/* before any manifest of the commit is parsed */
+		const char *vdir = pass->read_only ? gw_source_scratch_dir(src) : cfg->state_dir;
+		char gnupg[4096];
 		struct gw_verify_opts v = { .allowed_signers = cfg->allowed_signers,
 					    .gpg_keyring = cfg->gpg_keyring,
-					    .state_dir =
-						    pass->read_only ? gw_source_scratch_dir(src) : cfg->state_dir };
+					    .state_dir = vdir,
+					    .gnupg_home = gw_path_gnupg(gnupg, sizeof(gnupg), vdir) };
 		*stage = GW_PASS_VERIFY;
 		rc = gw_source_verify_commit(src, pass->commit, &v, err);
 	}

@@ -49,20 +49,12 @@ const char *gw_container_name(char *buf, size_t size, const char *name)
 	return buf;
 }
 
-json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_strmap *file_env, const char *state_dir)
+/* Env: envFiles and secretEnvFiles first, env wins. */
+static json_t *env_json(const struct gw_resource *r, const struct gw_strmap *file_env)
 {
-	json_t *body = json_object(), *labels = json_object(), *env = json_array(), *host = json_object();
+	json_t *env = json_array();
 	struct gw_strmap merged = { 0 };
-	char buf[128];
 
-	json_object_set_new(body, "Image", json_string(r->image));
-	if (r->command.n) {
-		json_t *cmd = json_array();
-		for (size_t i = 0; i < r->command.n; i++)
-			json_array_append_new(cmd, json_string(r->command.v[i]));
-		json_object_set_new(body, "Cmd", cmd);
-	}
-	/* envFiles and secretEnvFiles first, env wins */
 	for (size_t i = 0; file_env && i < file_env->n; i++)
 		gw_strmap_set(&merged, file_env->k[i], file_env->v[i]);
 	for (size_t i = 0; i < r->env.n; i++)
@@ -75,7 +67,46 @@ json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_st
 		gw_strbuf_free(&sb);
 	}
 	gw_strmap_free(&merged);
-	json_object_set_new(body, "Env", env);
+	return env;
+}
+
+/* ExposedPorts of the body and PortBindings of its HostConfig. */
+static void set_ports(json_t *body, json_t *host, const struct gw_resource *r)
+{
+	char buf[128];
+	json_t *exposed = json_object(), *bindings = json_object();
+	for (size_t i = 0; i < r->ports.n; i++) {
+		struct gw_portmap pm;
+		if (gw_portmap_parse(&pm, r->ports.v[i]) < 0)
+			continue;
+		snprintf(buf, sizeof(buf), "%u/%s", pm.port, pm.proto);
+		json_object_set_new(exposed, buf, json_object());
+		json_t *list = json_object_get(bindings, buf);
+		if (!list) {
+			list = json_array();
+			json_object_set_new(bindings, buf, list);
+		}
+		char hp[16];
+		snprintf(hp, sizeof(hp), "%u", pm.host_port);
+		json_array_append_new(list, json_pack("{s:s, s:s}", "HostIp", pm.host_ip, "HostPort", hp));
+	}
+	json_object_set_new(body, "ExposedPorts", exposed);
+	json_object_set_new(host, "PortBindings", bindings);
+}
+
+json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_strmap *file_env, const char *state_dir)
+{
+	json_t *body = json_object(), *labels = json_object(), *host = json_object();
+	char buf[128];
+
+	json_object_set_new(body, "Image", json_string(r->image));
+	if (r->command.n) {
+		json_t *cmd = json_array();
+		for (size_t i = 0; i < r->command.n; i++)
+			json_array_append_new(cmd, json_string(r->command.v[i]));
+		json_object_set_new(body, "Cmd", cmd);
+	}
+	json_object_set_new(body, "Env", env_json(r, file_env));
 
 	json_object_set_new(labels, GW_LABEL_MANAGED, json_string("true"));
 	json_object_set_new(labels, GW_LABEL_NAME, json_string(r->name));
@@ -98,26 +129,8 @@ json_t *gw_container_create_body(const struct gw_resource *r, const struct gw_st
 
 	const char *net = r->network == GW_NET_NONE ? "none" : r->network == GW_NET_HOST ? "host" : "bridge";
 	json_object_set_new(host, "NetworkMode", json_string(net));
-	if (r->ports.n) {
-		json_t *exposed = json_object(), *bindings = json_object();
-		for (size_t i = 0; i < r->ports.n; i++) {
-			struct gw_portmap pm;
-			if (gw_portmap_parse(&pm, r->ports.v[i]) < 0)
-				continue;
-			snprintf(buf, sizeof(buf), "%u/%s", pm.port, pm.proto);
-			json_object_set_new(exposed, buf, json_object());
-			json_t *list = json_object_get(bindings, buf);
-			if (!list) {
-				list = json_array();
-				json_object_set_new(bindings, buf, list);
-			}
-			char hp[16];
-			snprintf(hp, sizeof(hp), "%u", pm.host_port);
-			json_array_append_new(list, json_pack("{s:s, s:s}", "HostIp", pm.host_ip, "HostPort", hp));
-		}
-		json_object_set_new(body, "ExposedPorts", exposed);
-		json_object_set_new(host, "PortBindings", bindings);
-	}
+	if (r->ports.n)
+		set_ports(body, host, r);
 	if (r->volumes.n) {
 		json_t *binds = json_array();
 		for (size_t i = 0; i < r->volumes.n; i++)
@@ -452,11 +465,12 @@ static int ensure_image(const struct gw_engine *e, const struct gw_resource *r, 
 static int load_file_env(struct gw_strmap *file_env, const struct gw_backend_config *ctx, const struct gw_resource *r,
 			 struct gw_error *err)
 {
+	struct gw_error e;
 	char why[512];
 	int rc;
 	for (size_t i = 0; i < r->env_files.n; i++)
-		if (gw_envfile_load(file_env, r->env_files.v[i], why, sizeof(why)) < 0)
-			return gw_error_set(err, -ENOENT, "%s", why);
+		if (gw_envfile_load(file_env, r->env_files.v[i], &e) < 0)
+			return gw_error_set(err, -ENOENT, "%s", e.msg);
 	/* decrypted here, in the process that makes the create call; the engine
 	 * keeps the values in the container's config (inspect shows them) */
 	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)

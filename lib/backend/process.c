@@ -694,8 +694,10 @@ static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t
 	}
 	json_t *files = json_object_get(job, "env_files");
 	struct gw_strmap file_env = { 0 };
+	struct gw_error e;
 	for (size_t i = 0; i < json_array_size(files); i++)
-		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), why, size) < 0) {
+		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), &e) < 0) {
+			snprintf(why, size, "%s", e.msg);
 			gw_strmap_free(&file_env);
 			return -EINVAL;
 		}
@@ -871,14 +873,15 @@ static int shim_lock(const char *lock_path)
 {
 	int lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (lockfd < 0) {
-		report("ERR cannot open %s: %s", lock_path, strerror(errno));
-		return -1;
+		int e = errno;
+		report("ERR cannot open %s: %s", lock_path, strerror(e));
+		return -e;
 	}
 	int64_t lock_deadline = gw_monotonic_ms() + 10000;
 	while (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno != EWOULDBLOCK || gw_monotonic_ms() >= lock_deadline) {
 			report("ERR another supervisor is still running this resource (%s is locked)", lock_path);
-			return -1;
+			return -EBUSY;
 		}
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
@@ -886,7 +889,8 @@ static int shim_lock(const char *lock_path)
 	return 0;
 }
 
-/* The workload, its stdout and stderr on *out_fd; its pid, or -1 (reported). */
+/* The workload, its stdout and stderr on *out_fd; its pid, or a negative
+ * errno (reported). */
 static pid_t shim_start(int *out_fd, const struct launch *l, char *const *argv)
 {
 	struct gw_spawn s;
@@ -895,8 +899,9 @@ static pid_t shim_start(int *out_fd, const struct launch *l, char *const *argv)
 	pid_t child;
 
 	if (pipe2(out, O_CLOEXEC) < 0) {
-		report("ERR pipe: %s", strerror(errno));
-		return -1;
+		int e = errno;
+		report("ERR pipe: %s", strerror(e));
+		return -e;
 	}
 	launch_spawn(&s, l, argv);
 	s.fds[0] = GW_SPAWN_FD_KEEP; /* /dev/null already */
@@ -906,7 +911,7 @@ static pid_t shim_start(int *out_fd, const struct launch *l, char *const *argv)
 	if (rc < 0) {
 		close(out[0]);
 		report("ERR %s", serr.msg);
-		return -1;
+		return rc;
 	}
 	*out_fd = out[0];
 	return child;
@@ -936,7 +941,7 @@ static int shim_record(long long *out_start, const json_t *job, pid_t child)
 	if (wrc < 0) {
 		kill(-child, SIGKILL);
 		report("ERR cannot write %s", record);
-		return -1;
+		return wrc;
 	}
 	*out_start = start;
 	return 0;

@@ -45,13 +45,13 @@ static void vm_path(char *buf, size_t size, const char *run_dir, const char *nam
 	gw_path_record(buf, size, run_dir, GW_KIND_VM, name, ext);
 }
 
-/* start time of pid, or -1 when it is gone */
+/* start time of pid, or -ESRCH when it is gone */
 static long long start_time_of(long long pid)
 {
 	long long start;
 	char state;
 	if (gw_proc_stat(&start, &state, pid) < 0 || state == 'Z' || state == 'X')
-		return -1;
+		return -ESRCH;
 	return start;
 }
 

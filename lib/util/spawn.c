@@ -64,20 +64,20 @@ static int child_fds(const struct gw_spawn *s, int devnull, int *report)
 	int hi = s->nfds + 1, src[GW_SPAWN_FDS_MAX];
 	int r = fcntl(*report, F_DUPFD_CLOEXEC, hi);
 	if (r < 0)
-		return -1;
+		return -errno;
 	*report = r;
 	for (int i = 0; i < s->nfds; i++) {
 		int f = s->fds[i] == GW_SPAWN_FD_KEEP ? i : s->fds[i] == GW_SPAWN_FD_NULL ? devnull : s->fds[i];
 		src[i] = f >= 0 ? fcntl(f, F_DUPFD_CLOEXEC, hi) : -1;
 		if (src[i] < 0 && f >= 0 && !(s->fds[i] == GW_SPAWN_FD_KEEP && errno == EBADF))
-			return -1;
+			return -errno;
 	}
 	for (int i = 0; i < s->nfds; i++) {
 		if (src[i] >= 0 ? dup2(src[i], i) < 0 : close(i) < 0 && errno != EBADF)
-			return -1;
+			return -errno;
 	}
 	if (dup3(*report, s->nfds, O_CLOEXEC) < 0)
-		return -1;
+		return -errno;
 	*report = s->nfds;
 	close_range((unsigned)s->nfds + 1, ~0U, 0);
 	return 0;
@@ -289,6 +289,33 @@ static int drain(int fd, struct gw_strbuf *sb, size_t max)
 	return 1;
 }
 
+/* Kill the child and its process group, and reap it. */
+static void kill_reap(pid_t pid, int *status)
+{
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	waitpid(pid, status, 0);
+}
+
+/* Output closed; the child may still linger past the deadline. */
+static int reap(int *status, pid_t pid, int64_t deadline, int64_t timeout_ms, const char *what, struct gw_error *err)
+{
+	for (;;) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+		if (w == pid)
+			return 0;
+		if (w < 0 && errno != EINTR)
+			return gw_error_set(err, -errno, "wait %s: %s", what, strerror(errno));
+		if (gw_monotonic_ms() >= deadline) {
+			kill_reap(pid, status);
+			return gw_error_set(err, -ETIMEDOUT, "%s: killed after %lldms without exiting", what,
+					    (long long)timeout_ms);
+		}
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
 		     const char *in, size_t in_len, size_t max, int64_t timeout_ms, struct gw_error *err)
 {
@@ -317,9 +344,7 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 		struct pollfd p[3] = { { out_p[0], POLLIN, 0 }, { err_p[0], POLLIN, 0 }, { in_p[1], POLLOUT, 0 } };
 		int64_t left = deadline - gw_monotonic_ms();
 		if (left <= 0) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
+			kill_reap(pid, &status);
 			rc = gw_error_set(err, -ETIMEDOUT, "%s: killed after %lldms without an answer", argv[0],
 					  (long long)timeout_ms);
 			goto out;
@@ -347,26 +372,9 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 		}
 	}
 	close_pair(in_p);
-	/* output closed; the child may still linger past the deadline */
-	for (;;) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR) {
-			rc = gw_error_set(err, -errno, "wait %s: %s", argv[0], strerror(errno));
-			goto out;
-		}
-		if (gw_monotonic_ms() >= deadline) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			rc = gw_error_set(err, -ETIMEDOUT, "%s: killed after %lldms without exiting", argv[0],
-					  (long long)timeout_ms);
-			goto out;
-		}
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
+	rc = reap(&status, pid, deadline, timeout_ms, argv[0], err);
+	if (rc < 0)
+		goto out;
 	*out_status = status;
 	rc = 0;
 out:

@@ -161,16 +161,18 @@ static void test_envfile_errors_are_negative_errno_and_name_the_line(void **stat
 {
 	(void)state;
 	struct gw_strmap m = { 0 };
-	char why[256] = "";
+	struct gw_error err = { 0 };
 	char good[] = "# c\nexport A=1\nB='two'\n", bad[] = "A=1\nnot a pair\n";
 
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", good, why, sizeof(why)), 0);
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", good, &err), 0);
 	assert_string_equal(gw_strmap_get(&m, "A"), "1");
 	assert_string_equal(gw_strmap_get(&m, "B"), "two");
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", bad, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "envFiles: e: line 2 is not KEY=VALUE");
-	assert_int_equal(gw_envfile_load(&m, "/nonexistent/gitward.env", why, sizeof(why)), -ENOENT);
-	assert_non_null(strstr(why, "envFiles: /nonexistent/gitward.env: "));
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", bad, &err), -EINVAL);
+	assert_int_equal(err.code, -EINVAL);
+	assert_string_equal(err.msg, "envFiles: e: line 2 is not KEY=VALUE");
+	assert_int_equal(gw_envfile_load(&m, "/nonexistent/gitward.env", &err), -ENOENT);
+	assert_int_equal(err.code, -ENOENT);
+	assert_non_null(strstr(err.msg, "envFiles: /nonexistent/gitward.env: "));
 	gw_strmap_free(&m);
 }
 

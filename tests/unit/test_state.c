@@ -478,6 +478,7 @@ static void test_paths_are_named_in_one_place(void **state)
 	assert_string_equal(gw_path_state_file(b, sizeof(b), "/s"), "/s/state.json");
 	assert_string_equal(gw_path_repo(b, sizeof(b), "/s"), "/s/repo.git");
 	assert_string_equal(gw_path_repository(b, sizeof(b), "/s"), "/s/repository");
+	assert_string_equal(gw_path_gnupg(b, sizeof(b), "/s"), "/s/gnupg");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/run"), "/s/lock");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/run/gitward"), "/run/gitward/lock");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/runner"), "/s/runner/lock");

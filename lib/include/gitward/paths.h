@@ -59,6 +59,8 @@ char *gw_path_repository(char *buf, size_t size, const char *state_dir);
 /* STATE/repo.git/gitward-manifests.cache: parsed manifests by blob id, kept
  * beside the Git objects they come from (gitward/manifest_cache.h) */
 char *gw_path_manifest_cache(char *buf, size_t size, const char *state_dir);
+/* STATE/gnupg: the private GnuPG home a --gpg-keyring file is imported into */
+char *gw_path_gnupg(char *buf, size_t size, const char *state_dir);
 /* RUN/lock; STATE/lock while the run dir is STATE/run. */
 char *gw_path_lock(char *buf, size_t size, const char *state_dir, const char *run_dir);
 /* RUN/process or RUN/vm: a kind's run records. */

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct gw_error; /* gitward/util.h */
+
 enum gw_kind { GW_KIND_PROCESS, GW_KIND_CONTAINER, GW_KIND_VM, GW_KIND_EXTERNAL, GW_KIND_MAX };
 enum gw_restart { GW_RESTART_ALWAYS, GW_RESTART_ON_FAILURE, GW_RESTART_NEVER };
 enum gw_check_type { GW_CHECK_NONE, GW_CHECK_HTTP, GW_CHECK_TCP, GW_CHECK_EXEC };
@@ -37,13 +39,13 @@ void gw_strmap_free(struct gw_strmap *m);
 void gw_strlist_free(struct gw_strlist *l);
 
 /* Read an envFiles file into out (later keys win). Fails (negative errno)
- * with a reason that names the file and line, never a value. */
-int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize);
+ * with err naming the file and line, never a value. */
+int gw_envfile_load(struct gw_strmap *out, const char *path, struct gw_error *err);
 
 /* Parse envFiles text (KEY=VALUE lines) from memory into out; what names it
- * in a reason (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in
- * why. -EINVAL on a line that is not KEY=VALUE. */
-int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *why, size_t whysize);
+ * in err (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in
+ * err. -EINVAL on a line that is not KEY=VALUE. */
+int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, struct gw_error *err);
 
 /* One entry of secretEnvFiles, resolved against the commit by the source
  * (lib/source/git.c): its blob id (part of the spec hash, never the

@@ -60,7 +60,10 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 struct gw_verify_opts {
 	const char *allowed_signers; /* SSH: a file in the format of gpg.ssh.allowedSignersFile, or NULL */
 	const char *gpg_keyring; /* OpenPGP: a GnuPG home directory or a file of public keys, or NULL */
-	const char *state_dir; /* a key file is imported into the private home <state_dir>/gnupg */
+	const char *state_dir; /* where ssh-keygen's signature file is written for a moment */
+	/* the private GnuPG home a --gpg-keyring file is imported into (the
+	 * state layer names it: gw_path_gnupg) */
+	const char *gnupg_home;
 };
 /* Check that commit carries a good signature by an allowed key. Only the
  * commit itself is checked, not its ancestors. -EPERM: the commit is refused
