@@ -1,6 +1,7 @@
 /* Option parsing shared by the commands, diagnostics printing, and the log
  * sink (text or JSON lines on stderr). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -48,6 +49,7 @@ static const struct option common[] = {
 	{ "move-to-repo", no_argument, 0, 0 },
 	{ "age-identity", required_argument, 0, 0 },
 	{ "exclude", required_argument, 0, 0 },
+	{ "plugin-dir", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -315,7 +317,7 @@ int cli_parse_output(enum output_format *out, const char *arg)
 	char esc[300];
 	fprintf(stderr, "gitward: --output: expected text, json, markdown or github, got \"%s\"\n",
 		gw_escape(esc, sizeof(esc), arg));
-	return -1;
+	return -EINVAL;
 }
 
 /* Workflow command data: '%', CR and LF are escaped; in a property also ':'
@@ -488,16 +490,19 @@ void cli_install_logging(const struct gw_config *cfg)
 	gw_log_set_handler(cfg->log_format && !strcmp(cfg->log_format, "json") ? log_json : log_text, &journald, min);
 }
 
-void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, char *self, size_t size)
+void cli_backends_open(struct gw_backend_set *set, const struct gw_config *cfg, char *self, size_t size)
 {
+	struct gw_backend_config bc = { 0 };
+	struct gw_error err;
 	ssize_t n = readlink("/proc/self/exe", self, size - 1);
 	self[n > 0 ? n : 0] = '\0';
-	memset(ctx, 0, sizeof(*ctx));
-	ctx->state_dir = cfg->state_dir;
-	ctx->run_dir = cfg->run_dir;
-	ctx->log_dir = cfg->log_dir;
-	ctx->container_socket = cfg->container_socket;
-	ctx->self_exe = self;
-	ctx->qemu_binary = getenv("GITWARD_QEMU");
-	ctx->age_identity = cfg->age_identity;
+	bc.state_dir = cfg->state_dir;
+	bc.run_dir = cfg->run_dir;
+	bc.log_dir = cfg->log_dir;
+	bc.container_socket = cfg->container_socket;
+	bc.self_exe = self;
+	bc.qemu_binary = getenv("GITWARD_QEMU");
+	bc.age_identity = cfg->age_identity;
+	bc.plugin_dir = cfg->plugin_dir;
+	gw_backend_set_open(set, NULL, &bc, &err); /* a backend that cannot start fails its resources only */
 }

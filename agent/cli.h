@@ -55,6 +55,7 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --allowed-signers FILE     SSH keys, in the format of git's gpg.ssh.allowedSignersFile\n"                   \
 	"  --gpg-keyring PATH         OpenPGP keys: a GnuPG home directory or a file of public keys\n"                 \
 	"  --age-identity FILE        the node's age identity: decrypts secretEnvFiles when a workload starts\n"       \
+	"  --plugin-dir DIR           External resources' plugins (default PREFIX/lib/gitward/plugins)\n"              \
 	"  --move-to-repo             use a state dir recorded for another repository with this one\n"                 \
 	"                             (what this repository does not declare is deleted)\n"                            \
 	"  --config FILE              YAML file with the options above (flags win)\n"
@@ -98,9 +99,11 @@ const char *cli_nearest(const char *word, const char *const *names, size_t n);
 void cli_print_diags(const struct gw_diags *d);
 /* "gitward: PREFIXfile:line:col: msg" on stderr, escaped like every untrusted text. */
 void cli_print_error(const char *prefix, const struct gw_error *err);
-struct gw_backend_ctx;
-/* Backend context from the options; self is a buffer for this binary's path. */
-void cli_backend_ctx(struct gw_backend_ctx *ctx, const struct gw_config *cfg, char *self, size_t size);
+struct gw_backend_set;
+/* The backend instances, built from the options (close with
+ * gw_backend_set_close); self is a buffer for this binary's path, size
+ * bytes. */
+void cli_backends_open(struct gw_backend_set *set, const struct gw_config *cfg, char *self, size_t size);
 void cli_install_logging(const struct gw_config *cfg);
 int cli_parse_output(enum output_format *out, const char *arg);
 /* GitHub Actions workflow annotations, one "::error file=F,line=L,col=C::MSG"

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "gitward/apply.h"
+#include "gitward/manifest_cache.h"
 #include "http.h"
 
 static const char agent_usage[] =
@@ -242,7 +243,7 @@ static void watchdog_stop(struct watchdog *d)
 int cmd_agent(int argc, char **argv)
 {
 	struct gw_config cfg;
-	struct gw_backend_ctx ctx;
+	struct gw_backend_set backends;
 	struct gw_error err;
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
@@ -260,8 +261,7 @@ int cmd_agent(int argc, char **argv)
 		gw_config_free(&cfg);
 		return cli_usage_error("agent", "--repo is required: the Git repository to read (URL or local path)");
 	}
-	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
-	ctx.cancel = &stop_request;
+	cli_backends_open(&backends, &cfg, self, sizeof(self));
 	/* another repository's state dir is refused before anything is touched */
 	if (gw_pass_check_repo(&cfg, false, &err) < 0 || gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
 	    gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err) < 0 ||
@@ -269,12 +269,14 @@ int cmd_agent(int argc, char **argv)
 		cli_print_error("error: ", &err);
 		if (lock_fd >= 0)
 			close(lock_fd);
+		gw_backend_set_close(&backends);
 		gw_config_free(&cfg);
 		return 1;
 	}
 	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0) {
 		fprintf(stderr, "gitward: error: pipe: %s\n", strerror(errno));
 		close(lock_fd);
+		gw_backend_set_close(&backends);
 		gw_config_free(&cfg);
 		return 1;
 	}
@@ -287,11 +289,13 @@ int cmd_agent(int argc, char **argv)
 	srandom((unsigned)(getpid() ^ gw_now_ms()));
 
 	gw_metrics_init(&metrics, &cfg);
+	metrics.describe = gw_apply_describer(&backends);
 	if (strcmp(cfg.listen, "off") != 0) {
 		rc = gw_http_start(&http, &metrics, &cfg, trigger, NULL, &err);
 		if (rc < 0) {
 			cli_print_error("error: ", &err);
 			close(lock_fd);
+			gw_backend_set_close(&backends);
 			gw_config_free(&cfg);
 			return 1;
 		}
@@ -308,6 +312,8 @@ int cmd_agent(int argc, char **argv)
 	enum gw_pass_mode mode = GW_PASS_FULL;
 	int64_t deadline = 0, last_heal = 0;
 	int idle_heals = 0; /* heal passes in a row that changed nothing */
+	/* parsed manifests by blob id: a pass parses only what changed */
+	struct gw_manifest_cache *manifests = gw_manifest_cache_new();
 
 	watchdog_start(&dog);
 	while (!want_stop) {
@@ -317,7 +323,7 @@ int cmd_agent(int argc, char **argv)
 			want_pass = 0;
 		want_heal = 0;
 		gw_metrics_pass_begin(&metrics);
-		gw_pass_run(&sum, &cfg, &ctx, mode);
+		gw_pass_run_cached(&sum, &cfg, &backends, &stop_request, mode, manifests);
 		int64_t took = gw_monotonic_ms() - t0;
 		gw_metrics_record(&metrics, &sum, took);
 		log_pass(&sum, mode, took);
@@ -336,8 +342,8 @@ int cmd_agent(int argc, char **argv)
 		}
 		/* what can make a workload need healing before the next pass */
 		gw_watch_clear(&watch);
-		gw_watch_build(&watch, &cfg);
-		if (watch.containers && !events && gw_events_start(&events, &ctx, on_heal_event, NULL) < 0)
+		gw_watch_build(&watch, &cfg, &backends);
+		if (watch.follow && !events && gw_events_start(&events, &backends, on_heal_event, NULL) < 0)
 			gw_log(GW_LOG_WARN, "", "cannot follow the container engine's events");
 		if (mode == GW_PASS_HEAL && changed(&sum))
 			idle_heals = 0;
@@ -347,6 +353,7 @@ int cmd_agent(int argc, char **argv)
 			idle_heals = 0;
 		mode = wait_next(&watch, deadline, last_heal, idle_heals, &metrics);
 	}
+	gw_manifest_cache_free(manifests);
 	gw_events_stop(events);
 	gw_watch_clear(&watch);
 	watchdog_stop(&dog);
@@ -356,6 +363,7 @@ int cmd_agent(int argc, char **argv)
 	close(lock_fd);
 	close(wake[0]);
 	close(wake[1]);
+	gw_backend_set_close(&backends);
 	gw_config_free(&cfg);
 	return 0;
 }

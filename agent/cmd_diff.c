@@ -149,6 +149,50 @@ static void print_plans(const struct opts *o, const struct gw_review *rv, const 
 	}
 }
 
+/* One plan per node (the inventory's, or this one alone). */
+struct plans {
+	struct gw_plan *plans;
+	struct gw_plan_node *nodes;
+	struct gw_observed **obs;
+	size_t *nobs, n, built;
+};
+
+/* 0: no change anywhere, 2: some node has changes, < 0: err says why */
+static int plans_build(struct plans *p, const struct opts *o, const struct gw_review *rv,
+		       const struct gw_inventory *inv, const struct gw_config *cfg, struct gw_error *err)
+{
+	int rc = 0;
+	p->n = o->nodes ? inv->n : 1;
+	p->plans = gw_xcalloc(p->n, sizeof(*p->plans));
+	p->nodes = gw_xcalloc(p->n, sizeof(*p->nodes));
+	p->obs = gw_xcalloc(p->n, sizeof(*p->obs));
+	p->nobs = gw_xcalloc(p->n, sizeof(*p->nobs));
+	for (p->built = 0; p->built < p->n; p->built++) {
+		size_t i = p->built;
+		const struct gw_strmap *labels = o->nodes ? &inv->v[i].labels : &cfg->labels;
+		p->nodes[i] =
+			(struct gw_plan_node){ .node = o->nodes ? inv->v[i].name : cfg->node, .plan = &p->plans[i] };
+		int r = gw_review_plan(&p->plans[i], &p->obs[i], &p->nobs[i], rv, labels, cfg, err);
+		if (r < 0)
+			return r;
+		if (p->plans[i].count[GW_ACTION_NONE] != p->plans[i].n)
+			rc = 2;
+	}
+	return rc;
+}
+
+static void plans_free(struct plans *p)
+{
+	for (size_t i = 0; i < p->built; i++) {
+		gw_plan_free(&p->plans[i]);
+		gw_review_observed_free(p->obs[i], p->nobs[i]);
+	}
+	free(p->plans);
+	free(p->nodes);
+	free(p->obs);
+	free(p->nobs);
+}
+
 int cmd_diff(int argc, char **argv)
 {
 	static const struct cli_extra extra[] = { { "base", 1, OPT_BASE },
@@ -161,10 +205,7 @@ int cmd_diff(int argc, char **argv)
 	struct gw_review rv;
 	struct gw_inventory inv = { 0 };
 	struct gw_error err = { 0 };
-	struct gw_plan *plans = NULL;
-	struct gw_plan_node *nodes = NULL;
-	struct gw_observed **obs = NULL;
-	size_t *nobs = NULL, n = 0, built = 0;
+	struct plans p = { 0 };
 	enum gw_pass_stage stage;
 	int rc;
 
@@ -209,33 +250,13 @@ int cmd_diff(int argc, char **argv)
 			"gitward: warning: the base commit %.12s has %zu problem%s; its valid resources are "
 			"compared\n",
 			rv.base_commit, rv.base.diags.n, rv.base.diags.n == 1 ? "" : "s");
-	n = o.nodes ? inv.n : 1;
-	plans = gw_xcalloc(n, sizeof(*plans));
-	nodes = gw_xcalloc(n, sizeof(*nodes));
-	obs = gw_xcalloc(n, sizeof(*obs));
-	nobs = gw_xcalloc(n, sizeof(*nobs));
-	rc = 0;
-	for (built = 0; built < n; built++) {
-		const struct gw_strmap *labels = o.nodes ? &inv.v[built].labels : &cfg.labels;
-		nodes[built] =
-			(struct gw_plan_node){ .node = o.nodes ? inv.v[built].name : cfg.node, .plan = &plans[built] };
-		if (gw_review_plan(&plans[built], &obs[built], &nobs[built], &rv, labels, &cfg, &err) < 0) {
-			rc = report_error(&o, &rv, &cfg, &err);
-			goto out;
-		}
-		if (plans[built].count[GW_ACTION_NONE] != plans[built].n)
-			rc = 2;
-	}
-	print_plans(&o, &rv, nodes, n);
+	rc = plans_build(&p, &o, &rv, &inv, &cfg, &err);
+	if (rc >= 0)
+		print_plans(&o, &rv, p.nodes, p.n);
+	else
+		rc = report_error(&o, &rv, &cfg, &err);
 out:
-	for (size_t i = 0; i < built; i++) {
-		gw_plan_free(&plans[i]);
-		gw_review_observed_free(obs[i], nobs[i]);
-	}
-	free(plans);
-	free(nodes);
-	free(obs);
-	free(nobs);
+	plans_free(&p);
 	gw_inventory_free(&inv);
 	gw_review_free(&rv);
 	gw_config_free(&cfg);

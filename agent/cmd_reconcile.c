@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "gitward/apply.h"
 #include "gitward/pass.h"
+#include "gitward/prof.h"
 #include "gitward/review.h"
 
 static const char reconcile_usage[] =
@@ -182,7 +183,7 @@ int cmd_reconcile(int argc, char **argv)
 	struct gw_config cfg;
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
-	struct gw_backend_ctx ctx;
+	struct gw_backend_set backends = { 0 };
 	enum gw_pass_stage stage;
 	char *state_error = NULL, self[4096];
 	int lock_fd = -1, rc;
@@ -210,15 +211,18 @@ int cmd_reconcile(int argc, char **argv)
 		rc = dry_run_against(&o, &cfg);
 		goto out;
 	}
-	cli_backend_ctx(&ctx, &cfg, self, sizeof(self));
+	cli_backends_open(&backends, &cfg, self, sizeof(self));
+	gw_backend_set_pass_begin(&backends);
 	/* a dry-run only reads: no lock, nothing created, beside an agent;
 	 * another repository's state dir is refused before anything is touched */
+	GW_PROF_BEGIN(lock);
 	if (o.dry_run)
 		rc = gw_state_dir_check_existing(cfg.state_dir, &err);
 	else if ((rc = gw_pass_check_repo(&cfg, false, &err)) == 0 && (rc = gw_mkdir_p(cfg.state_dir, 0700, &err)) == 0)
 		rc = gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err);
 	if (rc == 0)
 		rc = gw_pass_check_repo(&cfg, !o.dry_run, &err);
+	GW_PROF_END(lock, "state dir, lock");
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -227,7 +231,9 @@ int cmd_reconcile(int argc, char **argv)
 	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
 	if (rc == 0) {
 		stage = GW_PASS_PLAN;
-		rc = gw_apply_observe(&pass, &cfg, &ctx, &state_error, &err);
+		GW_PROF_BEGIN(observe);
+		rc = gw_apply_observe(&pass, &cfg, &backends, &state_error, &err);
+		GW_PROF_END(observe, "observe");
 		if (rc == 0)
 			rc = gw_pass_plan(&pass, &cfg, &err);
 	}
@@ -235,14 +241,17 @@ int cmd_reconcile(int argc, char **argv)
 		if (!o.dry_run) {
 			char buf[GW_ERROR_MSG_MAX + 300];
 			struct gw_error rerr;
-			gw_apply_record_error(&cfg, gw_run_result_of_stage(stage, &pass),
+			gw_apply_record_error(&cfg, &backends, gw_run_result_of_stage(stage, &pass),
 					      gw_error_format(buf, sizeof(buf), &err), &rerr);
 		}
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
 	if (o.dry_run) {
+		GW_PROF_BEGIN(output);
 		print_dry_run(&o, &pass, &cfg);
+		fflush(stdout);
+		GW_PROF_END(output, "output");
 		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
 		for (int k = 0; k < GW_KIND_MAX; k++)
 			if (pass.backend_error[k][0]) {
@@ -262,7 +271,9 @@ int cmd_reconcile(int argc, char **argv)
 	if (pass.plan.n > PROGRESS_MIN && o.fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
 	    !(cfg.log_format && !strcmp(cfg.log_format, "json")) && !getenv("JOURNAL_STREAM"))
 		pass.progress = cli_progress;
-	rc = gw_apply_execute(&rep, &pass, &cfg, &ctx, &err);
+	GW_PROF_BEGIN(execute);
+	rc = gw_apply_execute(&rep, &pass, &cfg, &backends, &err);
+	GW_PROF_END(execute, "apply (execute, record)");
 	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -290,7 +301,12 @@ out:
 	free(state_error);
 	if (lock_fd >= 0)
 		close(lock_fd);
+	GW_PROF_BEGIN(free);
 	gw_pass_free(&pass);
+	if (backends.v)
+		gw_backend_set_pass_end(&backends);
+	gw_backend_set_close(&backends);
+	GW_PROF_END(free, "free");
 	gw_config_free(&cfg);
 	return rc;
 }

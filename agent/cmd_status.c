@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "gitward/backend.h"
 #include "gitward/paths.h"
 #include "gitward/state.h"
 
@@ -66,14 +67,20 @@ int cmd_status(int argc, char **argv)
 		cli_print_error("error: ", &err);
 		return 1;
 	}
+	/* the backends show each workload's identity ("pid", "id") */
+	struct gw_backend_config bc = { .state_dir = dir };
+	struct gw_backend_set backends;
+	gw_backend_set_open(&backends, NULL, &bc, &err);
+	struct gw_state_describer d = { gw_backend_set_describe, &backends };
 	free(dir);
 	if (fmt == OUTPUT_JSON) {
-		char *s = gw_state_render_status(&st);
+		char *s = gw_state_render_status(&st, &d);
 		puts(s);
 		free(s);
 	} else {
-		gw_state_render_status_text(stdout, &st);
+		gw_state_render_status_text(stdout, &st, &d);
 	}
+	gw_backend_set_close(&backends);
 	gw_state_file_free(&st);
 	return 0;
 }

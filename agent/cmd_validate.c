@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,43 @@ static const char validate_usage[] =
 	"  --exclude GLOB             leave matching files out (repeatable; gitignore syntax, after\n"
 	"                             the .gitwardignore at the root of the work tree)\n"
 	"  --verbose                  also list the files and folders left out, and by which rule\n";
+
+/* validate -o json: the diagnostics, the resources and the skipped files */
+static void print_json(const struct gw_manifest_set *set)
+{
+	json_t *root = json_object(), *errors = json_array(), *res = json_array();
+	for (size_t i = 0; i < set->diags.n; i++) {
+		json_t *e = json_object();
+		json_object_set_new(e, "file", gw_json_string(set->diags.v[i].file));
+		json_object_set_new(e, "line", json_integer(set->diags.v[i].line));
+		json_object_set_new(e, "column", json_integer(set->diags.v[i].col));
+		json_object_set_new(e, "message", gw_json_string(set->diags.v[i].msg));
+		json_array_append_new(errors, e);
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		json_t *r = json_object();
+		json_object_set_new(r, "kind", json_string(gw_kind_to_string(set->v[i]->kind)));
+		json_object_set_new(r, "name", json_string(set->v[i]->name));
+		json_object_set_new(r, "file", gw_json_string(set->v[i]->file));
+		json_object_set_new(r, "spec_hash", json_string(set->v[i]->spec_hash));
+		json_object_set_new(r, "spec", json_loads(set->v[i]->canonical, 0, NULL));
+		json_array_append_new(res, r);
+	}
+	json_object_set_new(root, "valid", json_boolean(set->diags.n == 0));
+	json_object_set_new(root, "files", json_integer((json_int_t)set->files));
+	json_object_set_new(root, "resources", res);
+	json_object_set_new(root, "errors", errors);
+	json_t *skipped = json_array();
+	for (size_t i = 0; i < set->skipped.n; i++)
+		json_array_append_new(skipped,
+				      json_pack("{s:o, s:o}", "path", gw_json_string(set->skipped.k[i]), "rule",
+						gw_json_string(set->skipped.v[i])));
+	json_object_set_new(root, "skipped", skipped);
+	char *s = json_dumps(root, JSON_COMPACT);
+	puts(s);
+	free(s);
+	json_decref(root);
+}
 
 int cmd_validate(int argc, char **argv)
 {
@@ -77,38 +115,7 @@ int cmd_validate(int argc, char **argv)
 	gw_manifest_set_finish(&set);
 
 	if (fmt == OUTPUT_JSON) {
-		json_t *root = json_object(), *errors = json_array(), *res = json_array();
-		for (size_t i = 0; i < set.diags.n; i++) {
-			json_t *e = json_object();
-			json_object_set_new(e, "file", gw_json_string(set.diags.v[i].file));
-			json_object_set_new(e, "line", json_integer(set.diags.v[i].line));
-			json_object_set_new(e, "column", json_integer(set.diags.v[i].col));
-			json_object_set_new(e, "message", gw_json_string(set.diags.v[i].msg));
-			json_array_append_new(errors, e);
-		}
-		for (size_t i = 0; i < set.n; i++) {
-			json_t *r = json_object();
-			json_object_set_new(r, "kind", json_string(gw_kind_to_string(set.v[i]->kind)));
-			json_object_set_new(r, "name", json_string(set.v[i]->name));
-			json_object_set_new(r, "file", gw_json_string(set.v[i]->file));
-			json_object_set_new(r, "spec_hash", json_string(set.v[i]->spec_hash));
-			json_object_set_new(r, "spec", json_loads(set.v[i]->canonical, 0, NULL));
-			json_array_append_new(res, r);
-		}
-		json_object_set_new(root, "valid", json_boolean(set.diags.n == 0));
-		json_object_set_new(root, "files", json_integer((json_int_t)set.files));
-		json_object_set_new(root, "resources", res);
-		json_object_set_new(root, "errors", errors);
-		json_t *skipped = json_array();
-		for (size_t i = 0; i < set.skipped.n; i++)
-			json_array_append_new(skipped,
-					      json_pack("{s:o, s:o}", "path", gw_json_string(set.skipped.k[i]), "rule",
-							gw_json_string(set.skipped.v[i])));
-		json_object_set_new(root, "skipped", skipped);
-		char *s = json_dumps(root, JSON_COMPACT);
-		puts(s);
-		free(s);
-		json_decref(root);
+		print_json(&set);
 	} else if (fmt == OUTPUT_GITHUB) {
 		cli_print_github(stdout, &set.diags);
 	} else {
@@ -128,8 +135,9 @@ int cmd_validate(int argc, char **argv)
 	return rc;
 }
 
-/* `schema` and `version` take no argument but --help. */
-static int no_arguments(const char *cmd, const char *usage, int argc, char **argv)
+/* `schema` and `version` take no argument but --help. True when the command
+ * is done here (--help or a usage error), with its exit code in *rc. */
+static bool no_arguments(int *rc, const char *cmd, const char *usage, int argc, char **argv)
 {
 	static const struct option opts[] = { { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
@@ -139,24 +147,27 @@ static int no_arguments(const char *cmd, const char *usage, int argc, char **arg
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(usage, stdout);
-			return 0;
+			*rc = 0;
+			return true;
 		}
-		return cli_option_error(cmd, opts, argv);
+		*rc = cli_option_error(cmd, opts, argv);
+		return true;
 	}
 	if (optind < argc) {
 		char esc[300];
-		return cli_usage_error(cmd, "unexpected argument \"%s\": %s takes none",
-				       gw_escape(esc, sizeof(esc), argv[optind]), cmd);
+		*rc = cli_usage_error(cmd, "unexpected argument \"%s\": %s takes none",
+				      gw_escape(esc, sizeof(esc), argv[optind]), cmd);
+		return true;
 	}
-	return -1;
+	return false;
 }
 
 int cmd_schema(int argc, char **argv)
 {
-	int rc = no_arguments("schema",
-			      "usage: gitward schema\n\nPrint the JSON Schema (draft 2020-12) of the manifests.\n",
-			      argc, argv);
-	if (rc >= 0)
+	int rc;
+	if (no_arguments(&rc, "schema",
+			 "usage: gitward schema\n\nPrint the JSON Schema (draft 2020-12) of the manifests.\n", argc,
+			 argv))
 		return rc;
 	char *s = gw_schema_json();
 	puts(s);
@@ -166,8 +177,8 @@ int cmd_schema(int argc, char **argv)
 
 int cmd_version(int argc, char **argv)
 {
-	int rc = no_arguments("version", "usage: gitward version\n\nPrint the version of gitward.\n", argc, argv);
-	if (rc >= 0)
+	int rc;
+	if (no_arguments(&rc, "version", "usage: gitward version\n\nPrint the version of gitward.\n", argc, argv))
 		return rc;
 	printf("gitward %s\n", GW_VERSION);
 	return 0;

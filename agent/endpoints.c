@@ -333,7 +333,7 @@ static void status(struct gw_http_response *out, struct gw_metrics *m)
 		answer(out, 500, "application/json", json_body(root));
 		return;
 	}
-	char *s = gw_state_render_status(&st);
+	char *s = gw_state_render_status(&st, &m->describe);
 	gw_state_file_free(&st);
 	answer(out, 200, "application/json", s);
 }

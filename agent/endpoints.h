@@ -43,6 +43,7 @@ struct gw_metrics {
 	int64_t interval_ms;
 	int64_t stuck_after_ms; /* /healthz fails while a pass runs longer */
 	char state_path[4096];
+	struct gw_state_describer describe; /* how /status shows each workload ("pid", "id") */
 };
 
 void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg);

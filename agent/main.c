@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "gitward/backend.h"
+#include "gitward/source.h"
 #include "gitward/util.h"
 
 static const char usage[] =
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "__shim")) /* the same, as earlier versions started it */
 		return gw_process_shim_main();
+	if (!strcmp(argv[1], "__fetch")) /* the Git fetch's fresh child process */
+		return gw_source_fetch_main();
 	if (!strcmp(argv[1], "--version"))
 		return cmd_version(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

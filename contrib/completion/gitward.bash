@@ -4,7 +4,7 @@ _gitward()
 	local cur prev words cword
 	_init_completion || return
 	local commands="reconcile agent validate status diff schema version"
-	local common="--repo --ref --path --state-dir --run-dir --log-dir --node --label --no-prune --allow-empty --log-format --log-level --container-socket --ca-file --insecure-skip-tls-verify --known-hosts --ssh-key --git-username --git-password-file --git-timeout --git-connect-timeout --verify-signatures --allowed-signers --gpg-keyring --move-to-repo --age-identity --exclude --config --help"
+	local common="--repo --ref --path --state-dir --run-dir --log-dir --node --label --no-prune --allow-empty --log-format --log-level --container-socket --ca-file --insecure-skip-tls-verify --known-hosts --ssh-key --git-username --git-password-file --git-timeout --git-connect-timeout --verify-signatures --allowed-signers --gpg-keyring --move-to-repo --age-identity --plugin-dir --exclude --config --help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
 		return
@@ -14,7 +14,7 @@ _gitward()
 	--log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
 	--log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
 	--state-dir|--run-dir|--log-dir) _filedir -d; return ;;
-	--path|--config|--webhook-secret-file|--container-socket|--repo|--ca-file|--known-hosts|--ssh-key|--git-password-file|--allowed-signers|--gpg-keyring|--age-identity|--nodes|--against) _filedir; return ;;
+	--path|--config|--webhook-secret-file|--container-socket|--repo|--ca-file|--known-hosts|--ssh-key|--git-password-file|--allowed-signers|--gpg-keyring|--age-identity|--plugin-dir|--nodes|--against) _filedir; return ;;
 	esac
 	case ${words[1]} in
 	reconcile) COMPREPLY=($(compgen -W "$common --dry-run --output --against" -- "$cur")) ;;

@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,19 +44,55 @@ static void *pool_worker(void *arg)
 	}
 }
 
-static void parallel(size_t n, void (*fn)(size_t i, void *ud), void *ud)
+/* The one place that starts threads: worker(arg) on up to MAX_WORKERS
+ * threads for n jobs, the calling thread being one of them. */
+static void run_workers(size_t n, void *(*worker)(void *), void *arg)
 {
-	struct pool p = { .mu = PTHREAD_MUTEX_INITIALIZER, .n = n, .fn = fn, .ud = ud };
 	pthread_t t[MAX_WORKERS];
 	size_t nt = n < MAX_WORKERS ? n : MAX_WORKERS, started = 0;
 	if (n == 0)
 		return;
 	for (size_t i = 1; i < nt; i++)
-		if (pthread_create(&t[started], NULL, pool_worker, &p) == 0)
+		if (pthread_create(&t[started], NULL, worker, arg) == 0)
 			started++;
-	pool_worker(&p);
+	worker(arg);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(t[i], NULL);
+}
+
+static void parallel(size_t n, void (*fn)(size_t i, void *ud), void *ud)
+{
+	struct pool p = { .mu = PTHREAD_MUTEX_INITIALIZER, .n = n, .fn = fn, .ud = ud };
+	run_workers(n, pool_worker, &p);
+}
+
+static int64_t now_ms(const struct gw_pass *pass)
+{
+	return pass->now_ms ? pass->now_ms() : gw_now_ms();
+}
+
+/* "Kind/name", the key of a resource's log lines. */
+static const char *key_of(char *buf, size_t size, enum gw_kind kind, const char *name)
+{
+	snprintf(buf, size, "%s/%s", gw_kind_to_string(kind), name);
+	return buf;
+}
+
+/* How the backend shows a handle to people ("pid 4242"); "" when it does not. */
+static const char *describe_text(char *buf, size_t size, const struct gw_backend *b, const char *handle)
+{
+	buf[0] = '\0';
+	if (b && b->ops->describe) {
+		json_t *fields = json_object();
+		b->ops->describe(fields, buf, size, b, handle);
+		json_decref(fields);
+	}
+	return buf;
+}
+
+struct gw_state_describer gw_apply_describer(const struct gw_backend_set *set)
+{
+	return (struct gw_state_describer){ gw_backend_set_describe, (void *)set };
 }
 
 /* ---- observe ---- */
@@ -80,6 +118,7 @@ static void copy_observed(struct gw_observed *dst, const struct gw_observed *src
 	*dst = *src;
 	dst->name = gw_xstrdup(src->name);
 	dst->canonical = src->canonical ? gw_xstrdup(src->canonical) : NULL;
+	dst->handle = src->handle ? gw_xstrdup(src->handle) : NULL;
 	memset(&dst->depends_on, 0, sizeof(dst->depends_on));
 	if (src->depends_on.n) {
 		dst->depends_on.v = gw_xcalloc(src->depends_on.n + 1, sizeof(char *));
@@ -90,7 +129,7 @@ static void copy_observed(struct gw_observed *dst, const struct gw_observed *src
 
 struct probe_job {
 	struct gw_pass *pass;
-	const struct gw_backend_ctx *ctx;
+	const struct gw_backend_set *set;
 };
 
 static void probe_one(size_t i, void *ud)
@@ -111,7 +150,7 @@ static void probe_one(size_t i, void *ud)
 		return;
 	}
 	int64_t retries = r->health_retries ? r->health_retries : 3;
-	int rc = gw_health_probe(o, r, j->ctx, &err);
+	int rc = gw_health_probe(o, r, gw_backend_set_for(j->set, o->kind), j->pass->cancel, &err);
 	if (rc == -ECANCELED) {
 		return; /* the agent is stopping: no verdict, keep what was known */
 	} else if (rc == 0) {
@@ -127,20 +166,111 @@ static void probe_one(size_t i, void *ud)
 			o->health = GW_HEALTH_UNKNOWN;
 		}
 		char key[200];
-		snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(o->kind), o->name);
-		gw_log(GW_LOG_WARN, key, "health check failed (%d of %lld%s): %s", o->health_failures,
-		       (long long)retries, o->health == GW_HEALTH_UNHEALTHY ? ", unhealthy" : "", err.msg);
+		gw_log(GW_LOG_WARN, key_of(key, sizeof(key), o->kind, o->name),
+		       "health check failed (%d of %lld%s): %s", o->health_failures, (long long)retries,
+		       o->health == GW_HEALTH_UNHEALTHY ? ", unhealthy" : "", err.msg);
 	}
 }
 
-int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
+/* The observations being gathered: grown as each backend answers. */
+struct seen {
+	struct gw_observed *v;
+	size_t n;
+};
+
+static void seen_add_copy(struct seen *all, const struct gw_observed *o)
+{
+	all->v = gw_xrealloc(all->v, (all->n + 1) * sizeof(*all->v));
+	copy_observed(&all->v[all->n++], o);
+}
+
+/* What the state file recorded of kind k, as it was: a backend this build
+ * lacks, or one that cannot look now, leaves its workloads untouched. */
+static void keep_recorded(struct seen *all, const struct gw_state_file *st, enum gw_kind k)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->res[i].kind == k)
+			seen_add_copy(all, &st->res[i]);
+}
+
+/* A resource that never started (its create failed) is known only from the
+ * state file: keep it so the restart policy applies. */
+static void keep_never_started(struct seen *all, const struct gw_state_file *st, enum gw_kind k)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		const struct gw_observed *rec = &st->res[i];
+		int seen = 0;
+		if (rec->kind != k || rec->handle || rec->state == GW_STATE_RUNNING)
+			continue;
+		for (size_t j = 0; j < all->n; j++)
+			if (all->v[j].kind == rec->kind && !strcmp(all->v[j].name, rec->name))
+				seen = 1;
+		if (!seen)
+			seen_add_copy(all, rec);
+	}
+}
+
+/* Is kind k wanted by the commit or known to the state file? */
+static bool kind_needed(const struct gw_pass *pass, enum gw_kind k)
+{
+	for (size_t i = 0; i < pass->nselected; i++)
+		if (pass->selected[i]->kind == k)
+			return true;
+	for (size_t i = 0; i < pass->state.n; i++)
+		if (pass->state.res[i].kind == k)
+			return true;
+	return false;
+}
+
+/* Ask the backend of kind k what runs, carrying the restart bookkeeping of
+ * the state file over to what is unchanged. */
+static void observe_kind(struct seen *all, struct gw_pass *pass, struct gw_backend *b, enum gw_kind k)
+{
+	struct gw_backend_call call = { .cancel = pass->cancel };
+	struct gw_observed *found = NULL;
+	size_t nfound = 0;
+	struct gw_error berr;
+
+	if (!b) {
+		keep_recorded(all, &pass->state, k); /* no backend in this build */
+		return;
+	}
+	/* an engine this node does not have is no error while nothing of that
+	 * kind is wanted or known here */
+	if (!kind_needed(pass, k) && (b->error[0] || (b->ops->supported && b->ops->supported(b, &berr) < 0)))
+		return;
+	if (b->error[0] || b->ops->discover(&found, &nfound, b, &call, &berr) < 0) {
+		snprintf(pass->backend_error[k], sizeof(pass->backend_error[k]), "%s",
+			 b->error[0] ? b->error : berr.msg);
+		gw_log(GW_LOG_ERROR, "", "%s backend: %s", b->ops->name, pass->backend_error[k]);
+		keep_recorded(all, &pass->state, k); /* reported failed, untouched */
+		return;
+	}
+	all->v = gw_xrealloc(all->v, (all->n + nfound + 1) * sizeof(*all->v));
+	for (size_t i = 0; i < nfound; i++) {
+		struct gw_observed *o = &found[i];
+		const struct gw_observed *rec = state_entry(&pass->state, o->kind, o->name);
+		if (rec && !strcmp(rec->spec_hash, o->spec_hash)) {
+			o->restarts = rec->restarts;
+			o->crash_streak = rec->crash_streak;
+			o->backoff_until_ms = rec->backoff_until_ms;
+			o->health_failures = rec->health_failures;
+		}
+		o->crash_streak = gw_apply__crash_streak(o, now_ms(pass) / 1000);
+		all->v[all->n++] = *o; /* now owned by all */
+	}
+	free(found);
+	keep_never_started(all, &pass->state, k);
+}
+
+int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_set *set,
 		     char **state_error, struct gw_error *err)
 {
 	char path[4096], buf[GW_ERROR_MSG_MAX + 300];
 	struct gw_error serr;
-	struct gw_observed *all = NULL;
-	size_t n = 0;
+	struct seen all = { 0 };
 
+	(void)err;
 	*state_error = NULL;
 	gw_path_state_file(path, sizeof(path), cfg->state_dir);
 	if (gw_state_load(&pass->state, path, &serr) < 0) {
@@ -149,72 +279,12 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 		gw_log(GW_LOG_ERROR, "", "%s; observing the node without it", *state_error);
 		gw_state_file_init(&pass->state);
 	}
-	for (int k = 0; k < GW_KIND_MAX; k++) {
-		const struct gw_backend_ops *b = gw_backend_for((enum gw_kind)k);
-		struct gw_observed *found = NULL;
-		size_t nfound = 0;
-		if (!b) {
-			/* no backend in this build: keep what the state file says */
-			for (size_t i = 0; i < pass->state.n; i++)
-				if (pass->state.res[i].kind == (enum gw_kind)k) {
-					all = gw_xrealloc(all, (n + 1) * sizeof(*all));
-					copy_observed(&all[n++], &pass->state.res[i]);
-				}
-			continue;
-		}
-		int needed = 0;
-		for (size_t i = 0; i < pass->nselected; i++)
-			needed |= pass->selected[i]->kind == (enum gw_kind)k;
-		for (size_t i = 0; i < pass->state.n; i++)
-			needed |= pass->state.res[i].kind == (enum gw_kind)k;
-		struct gw_error berr;
-		/* an engine this node does not have is no error while nothing
-		 * of that kind is wanted or known here */
-		if (!needed && b->supported && b->supported(ctx, &berr) < 0)
-			continue;
-		int rc = b->discover(&found, &nfound, ctx, &berr);
-		if (rc < 0) {
-			snprintf(pass->backend_error[k], sizeof(pass->backend_error[k]), "%s", berr.msg);
-			gw_log(GW_LOG_ERROR, "", "%s backend: %s", b->name, berr.msg);
-			/* what it ran, as last recorded: untouched, reported failed */
-			all = gw_xrealloc(all, (n + pass->state.n + 1) * sizeof(*all));
-			for (size_t i = 0; i < pass->state.n; i++)
-				if (pass->state.res[i].kind == (enum gw_kind)k)
-					copy_observed(&all[n++], &pass->state.res[i]);
-			continue;
-		}
-		all = gw_xrealloc(all, (n + nfound + pass->state.n + 1) * sizeof(*all));
-		for (size_t i = 0; i < nfound; i++) {
-			struct gw_observed *o = &found[i];
-			const struct gw_observed *rec = state_entry(&pass->state, o->kind, o->name);
-			if (rec && !strcmp(rec->spec_hash, o->spec_hash)) {
-				o->restarts = rec->restarts;
-				o->crash_streak = rec->crash_streak;
-				o->backoff_until_ms = rec->backoff_until_ms;
-				o->health_failures = rec->health_failures;
-			}
-			o->crash_streak = gw_apply__crash_streak(o, gw_now_ms() / 1000);
-			all[n++] = *o;
-		}
-		free(found);
-		/* a resource that never started (its create failed) is known only
-		 * from the state file: keep it so the restart policy applies */
-		for (size_t i = 0; i < pass->state.n; i++) {
-			const struct gw_observed *rec = &pass->state.res[i];
-			int seen = 0;
-			if (rec->kind != (enum gw_kind)k || rec->pid || rec->id[0] || rec->state == GW_STATE_RUNNING)
-				continue;
-			for (size_t j = 0; j < n; j++)
-				if (all[j].kind == rec->kind && !strcmp(all[j].name, rec->name))
-					seen = 1;
-			if (!seen)
-				copy_observed(&all[n++], rec);
-		}
-	}
-	pass->observed = all;
-	pass->nobserved = n;
-	struct probe_job job = { .pass = pass, .ctx = ctx };
-	parallel(n, probe_one, &job);
+	for (int k = 0; k < GW_KIND_MAX; k++)
+		observe_kind(&all, pass, gw_backend_set_for(set, (enum gw_kind)k), (enum gw_kind)k);
+	pass->observed = all.v;
+	pass->nobserved = all.n;
+	struct probe_job job = { .pass = pass, .set = set };
+	parallel(all.n, probe_one, &job);
 	return 0;
 }
 
@@ -235,9 +305,9 @@ int gw_apply__crash_streak(const struct gw_observed *o, long long now_s)
 }
 
 /* When the next restart may happen after the streak-th one in a row. */
-static int64_t backoff_until(int streak)
+static int64_t backoff_until(const struct gw_pass *pass, int streak)
 {
-	return gw_now_ms() + gw_apply__backoff_ms(streak);
+	return now_ms(pass) + gw_apply__backoff_ms(streak);
 }
 
 struct job {
@@ -255,7 +325,7 @@ struct exec {
 	pthread_cond_t cv;
 	struct job *jobs;
 	size_t n, done, running;
-	const struct gw_backend_ctx *ctx;
+	const struct gw_backend_set *set;
 	const struct gw_pass *pass;
 };
 
@@ -277,8 +347,8 @@ static void stub_from_canonical(struct gw_resource *stub, const struct gw_observ
 	json_decref(root);
 }
 
-static int wait_healthy(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-			struct gw_error *err)
+static int wait_healthy(struct gw_observed *o, const struct gw_resource *r, struct gw_backend *b,
+			const struct gw_cancel *cancel, struct gw_error *err)
 {
 	int64_t interval = r->health_interval_ms ? r->health_interval_ms : 10000;
 	int64_t retries = r->health_retries ? r->health_retries : 3;
@@ -290,13 +360,13 @@ static int wait_healthy(struct gw_observed *o, const struct gw_resource *r, cons
 		budget = 300000;
 	int64_t deadline = gw_monotonic_ms() + budget;
 	for (;;) {
-		int rc = gw_health_probe(o, r, ctx, err);
+		int rc = gw_health_probe(o, r, b, cancel, err);
 		if (rc == 0) {
 			o->health = GW_HEALTH_HEALTHY;
 			o->health_failures = 0;
 			return 0;
 		}
-		if (rc == -ECANCELED || gw_cancel_sleep(ctx->cancel, 200) < 0)
+		if (rc == -ECANCELED || gw_cancel_sleep(cancel, 200) < 0)
 			return gw_error_set(err, -ECANCELED, "not yet healthy when the agent stopped");
 		if (gw_monotonic_ms() >= deadline) {
 			o->health = GW_HEALTH_UNHEALTHY;
@@ -306,116 +376,167 @@ static int wait_healthy(struct gw_observed *o, const struct gw_resource *r, cons
 	}
 }
 
-static void run_action(struct exec *ex, struct job *j)
-{
-	struct gw_action *a = j->a;
-	const struct gw_backend_ops *b = gw_backend_for(a->kind);
-	struct gw_error err = { 0 };
+/* One action's context: its job, backend, and log line fields. */
+struct act {
+	struct exec *ex;
+	struct job *j;
+	struct gw_backend *b;
+	struct gw_backend_call call;
 	char key[200];
-	int rc = 0;
-	/* JSON lines carry the action, the commit and the time since it began */
-	struct gw_log_fields lf = { gw_action_to_string(a->type), ex->pass->commit, -1 };
-	int64_t t0 = gw_monotonic_ms();
-#define ALOG(level, ...) (lf.duration_ms = gw_monotonic_ms() - t0, gw_log_with(level, key, &lf, __VA_ARGS__))
+	struct gw_log_fields lf; /* JSON lines carry the action, the commit and the time since it began */
+	int64_t t0;
+};
 
-	snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(a->kind), a->name);
-	if (!b) {
-		j->out = GW_OUT_FAILED;
-		snprintf(j->detail, sizeof(j->detail), "no %s backend in this build", gw_kind_to_string(a->kind));
-		ALOG(GW_LOG_ERROR, "%s", j->detail);
-		return;
+static void act_log(struct act *c, enum gw_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void act_log(struct act *c, enum gw_log_level level, const char *fmt, ...)
+{
+	char msg[GW_ERROR_MSG_MAX + 600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->lf.duration_ms = gw_monotonic_ms() - c->t0;
+	gw_log_with(level, c->key, &c->lf, "%s", msg);
+}
+
+/* The job ends with out and the detail (also logged at level). */
+static void act_end(struct act *c, enum gw_outcome out, enum gw_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void act_end(struct act *c, enum gw_outcome out, enum gw_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->j->detail, sizeof(c->j->detail), fmt, ap);
+	va_end(ap);
+	c->j->out = out;
+	act_log(c, level, "%s", c->j->detail);
+}
+
+/* Step 1: can this action run now? 0 yes; else the job has ended. */
+static int act_may_run(struct act *c)
+{
+	const struct gw_action *a = c->j->a;
+	const struct gw_pass *pass = c->ex->pass;
+	if (!c->b) {
+		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "no %s backend in this build", gw_kind_to_string(a->kind));
+		return -ENOTSUP;
 	}
-	if (ex->pass->backend_error[a->kind][0]) {
-		j->out = GW_OUT_FAILED;
-		snprintf(j->detail, sizeof(j->detail), "%s", ex->pass->backend_error[a->kind]);
-		ALOG(GW_LOG_ERROR, "%s", j->detail);
-		return;
+	if (pass->backend_error[a->kind][0]) {
+		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "%s", pass->backend_error[a->kind]);
+		return -EIO;
 	}
+	if (a->type == GW_ACTION_RESTART && a->observed->backoff_until_ms > now_ms(pass)) {
+		act_end(c, GW_OUT_WAITING, GW_LOG_INFO, "%s; restart backoff, next try in %llds", a->reason,
+			(long long)((a->observed->backoff_until_ms - now_ms(pass) + 999) / 1000));
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* Step 2: workloads are immutable: a changed, dead or deleted one is
+ * removed first (a create over a leftover too). 0: go on. */
+static int act_stop_old(struct act *c)
+{
+	const struct gw_action *a = c->j->a;
 	const struct gw_observed *o = a->observed;
-	if (a->type == GW_ACTION_RESTART && o->backoff_until_ms > gw_now_ms()) {
-		j->out = GW_OUT_WAITING;
-		snprintf(j->detail, sizeof(j->detail), "%s; restart backoff, next try in %llds", a->reason,
-			 (long long)((o->backoff_until_ms - gw_now_ms() + 999) / 1000));
-		ALOG(GW_LOG_INFO, "%s", j->detail);
-		return;
+	struct gw_resource stub;
+	const struct gw_resource *stop = a->desired;
+	struct gw_error err = { 0 };
+	char what[100];
+
+	if (!o || (a->type == GW_ACTION_CREATE && !o->handle))
+		return 0;
+	if (a->type != GW_ACTION_RESTART || !a->desired) {
+		stub_from_canonical(&stub, o);
+		stop = &stub;
 	}
-	/* immutable: a changed or dead workload is removed, then created anew */
-	if (o &&
-	    (a->type == GW_ACTION_UPDATE || a->type == GW_ACTION_RESTART || a->type == GW_ACTION_DELETE ||
-	     a->type == GW_ACTION_CREATE)) {
-		struct gw_resource stub;
-		const struct gw_resource *stop = a->desired;
-		if (a->type != GW_ACTION_RESTART || !a->desired) {
-			stub_from_canonical(&stub, o);
-			stop = &stub;
-		}
-		if (a->type != GW_ACTION_CREATE || o->pid || o->id[0]) {
-			if (o->pid)
-				ALOG(GW_LOG_INFO, "%s: stopping pid %lld", gw_action_to_string(a->type), o->pid);
-			else if (o->id[0])
-				ALOG(GW_LOG_INFO, "%s: stopping container %.12s", gw_action_to_string(a->type), o->id);
-			else
-				ALOG(GW_LOG_INFO, "%s: stopping the workload", gw_action_to_string(a->type));
-			rc = b->destroy(o, stop, ex->ctx, &err);
-			if (rc == -ECANCELED) {
-				/* left as it was: the next agent plans this again */
-				j->out = GW_OUT_WAITING;
-				snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
-				ALOG(GW_LOG_WARN, "%s", j->detail);
-				return;
-			}
-			if (rc < 0) {
-				j->out = GW_OUT_FAILED;
-				snprintf(j->detail, sizeof(j->detail), "stop failed: %s", err.msg);
-				ALOG(GW_LOG_ERROR, "%s", j->detail);
-				return;
-			}
-		}
+	describe_text(what, sizeof(what), c->b, o->handle);
+	act_log(c, GW_LOG_INFO, "%s: stopping %s", gw_action_to_string(a->type), what[0] ? what : "the workload");
+	int rc = c->b->ops->destroy(c->b, o, stop, &c->call, &err);
+	if (rc == -ECANCELED) {
+		/* left as it was: the next agent plans this again */
+		act_end(c, GW_OUT_WAITING, GW_LOG_WARN, "%s", err.msg);
+		return rc;
 	}
-	if (a->type == GW_ACTION_DELETE) {
-		j->out = GW_OUT_OK;
-		j->deleted = 1;
-		ALOG(GW_LOG_INFO, "deleted");
-		return;
+	if (rc < 0) {
+		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "stop failed: %s", err.msg);
+		return rc;
 	}
-	rc = b->create(&j->result, a->desired, ex->ctx, &err);
+	return 0;
+}
+
+/* Step 3: start the new workload, counting a restart against the policy. */
+static int act_start(struct act *c)
+{
+	struct job *j = c->j;
+	const struct gw_action *a = j->a;
+	struct gw_error err = { 0 };
+	char what[100];
+
+	int rc = c->b->ops->create(&j->result, c->b, a->desired, &c->call, &err);
 	if (rc < 0) {
 		j->out = GW_OUT_FAILED;
 		snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
-		ALOG(GW_LOG_ERROR, "%s failed: %s", gw_action_to_string(a->type), err.msg);
-		return;
+		act_log(c, GW_LOG_ERROR, "%s failed: %s", gw_action_to_string(a->type), err.msg);
+		return rc;
 	}
 	j->have_result = 1;
-	if (o && a->type == GW_ACTION_RESTART) {
-		j->result.restarts = o->restarts + 1;
-		j->result.crash_streak = o->crash_streak + 1;
-		j->result.backoff_until_ms = backoff_until(j->result.crash_streak);
+	if (a->observed && a->type == GW_ACTION_RESTART) {
+		j->result.restarts = a->observed->restarts + 1;
+		j->result.crash_streak = a->observed->crash_streak + 1;
+		j->result.backoff_until_ms = backoff_until(c->ex->pass, j->result.crash_streak);
 	}
-	if (j->result.pid)
-		ALOG(GW_LOG_INFO, "%s: started pid %lld", gw_action_to_string(a->type), j->result.pid);
-	else
-		ALOG(GW_LOG_INFO, "%s: started %.12s", gw_action_to_string(a->type), j->result.id);
-	if (a->desired->health_type != GW_CHECK_NONE) {
-		rc = wait_healthy(&j->result, a->desired, ex->ctx, &err);
-		if (rc == -ECANCELED) {
-			/* it runs and is recorded; the next pass probes it */
-			j->out = GW_OUT_WAITING;
-			j->result.health = GW_HEALTH_UNKNOWN;
-			snprintf(j->detail, sizeof(j->detail), "started; %s", err.msg);
-			ALOG(GW_LOG_WARN, "%s", j->detail);
-			return;
-		}
-		if (rc < 0) {
-			j->out = GW_OUT_FAILED;
-			snprintf(j->result.detail, sizeof(j->result.detail), "unhealthy: %s", err.msg);
-			snprintf(j->detail, sizeof(j->detail), "started but unhealthy: %s", err.msg);
-			ALOG(GW_LOG_ERROR, "%s", j->detail);
-			return;
-		}
-		ALOG(GW_LOG_INFO, "healthy");
+	describe_text(what, sizeof(what), c->b, j->result.handle);
+	act_log(c, GW_LOG_INFO, "%s: started%s%s", gw_action_to_string(a->type), what[0] ? " " : "", what);
+	return 0;
+}
+
+/* Step 4: with a health check, dependents wait until it passes. */
+static void act_gate_health(struct act *c)
+{
+	struct job *j = c->j;
+	const struct gw_action *a = j->a;
+	struct gw_error err = { 0 };
+
+	if (a->desired->health_type == GW_CHECK_NONE) {
+		j->out = GW_OUT_OK;
+		return;
 	}
-	j->out = GW_OUT_OK;
-#undef ALOG
+	int rc = wait_healthy(&j->result, a->desired, c->b, c->call.cancel, &err);
+	if (rc == -ECANCELED) {
+		/* it runs and is recorded; the next pass probes it */
+		j->result.health = GW_HEALTH_UNKNOWN;
+		act_end(c, GW_OUT_WAITING, GW_LOG_WARN, "started; %s", err.msg);
+	} else if (rc < 0) {
+		snprintf(j->result.detail, sizeof(j->result.detail), "unhealthy: %s", err.msg);
+		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "started but unhealthy: %s", err.msg);
+	} else {
+		j->out = GW_OUT_OK;
+		act_log(c, GW_LOG_INFO, "healthy");
+	}
+}
+
+static void run_action(struct exec *ex, struct job *j)
+{
+	const struct gw_action *a = j->a;
+	struct act c = { .ex = ex,
+			 .j = j,
+			 .b = gw_backend_set_for(ex->set, a->kind),
+			 .call = { .cancel = ex->pass->cancel },
+			 .lf = { gw_action_to_string(a->type), ex->pass->commit, -1 },
+			 .t0 = gw_monotonic_ms() };
+
+	key_of(c.key, sizeof(c.key), a->kind, a->name);
+	if (act_may_run(&c) < 0 || act_stop_old(&c) < 0)
+		return;
+	if (a->type == GW_ACTION_DELETE) {
+		j->out = GW_OUT_OK;
+		j->deleted = 1;
+		act_log(&c, GW_LOG_INFO, "deleted");
+		return;
+	}
+	if (act_start(&c) == 0)
+		act_gate_health(&c);
 }
 
 /* A resource that needs no action is fine for its dependents when it runs
@@ -499,7 +620,7 @@ static void *exec_worker(void *arg)
 		pthread_mutex_unlock(&ex->mu);
 		if (pick->a->type == GW_ACTION_NONE && !ex->pass->backend_error[pick->a->kind][0]) {
 			settle_unchanged(pick);
-		} else if (gw_cancel_requested(ex->ctx->cancel)) {
+		} else if (gw_cancel_requested(ex->pass->cancel)) {
 			/* the agent is stopping: start nothing new, record as is */
 			pick->out = GW_OUT_WAITING;
 			snprintf(pick->detail, sizeof(pick->detail), "not started: the agent is stopping");
@@ -519,21 +640,23 @@ static void *exec_worker(void *arg)
 
 /* Refresh what was recorded with one more look at the world, so the state
  * file and the verdict reflect workloads that died right after starting. */
-static void final_look(struct gw_state_file *st, const struct gw_backend_ctx *ctx)
+static void final_look(struct gw_state_file *st, const struct gw_pass *pass, const struct gw_backend_set *set)
 {
+	struct gw_backend_call call = { .cancel = pass->cancel };
 	for (int k = 0; k < GW_KIND_MAX; k++) {
-		const struct gw_backend_ops *b = gw_backend_for((enum gw_kind)k);
+		struct gw_backend *b = gw_backend_set_for(set, (enum gw_kind)k);
 		struct gw_observed *found = NULL;
 		size_t nfound = 0;
 		struct gw_error err;
 		int known = 0;
 		for (size_t i = 0; i < st->n; i++)
 			known |= st->res[i].kind == (enum gw_kind)k;
-		if (!b || !known || b->discover(&found, &nfound, ctx, &err) < 0)
+		if (!b || b->error[0] || !known || b->ops->discover(&found, &nfound, b, &call, &err) < 0)
 			continue;
 		for (size_t i = 0; i < nfound; i++) {
 			struct gw_observed *rec = state_entry(st, found[i].kind, found[i].name);
-			if (rec && rec->pid == found[i].pid && !strcmp(rec->id, found[i].id) &&
+			/* the same workload (the same handle) that stopped since */
+			if (rec && !strcmp(rec->handle ? rec->handle : "", found[i].handle ? found[i].handle : "") &&
 			    rec->state == GW_STATE_RUNNING && found[i].state != GW_STATE_RUNNING) {
 				rec->state = found[i].state;
 				memcpy(rec->detail, found[i].detail, sizeof(rec->detail));
@@ -551,29 +674,140 @@ static void push(struct gw_state_file *st, const struct gw_observed *o)
 	copy_observed(&st->res[st->n++], o);
 }
 
-int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
-		     const struct gw_backend_ctx *ctx, struct gw_error *err)
+/* Step 1: run every action, in dependency order, independent ones in
+ * parallel. */
+static struct job *run_jobs(struct gw_pass *pass, const struct gw_backend_set *set)
 {
 	struct gw_plan *plan = &pass->plan;
 	struct exec ex = {
-		.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .n = plan->n, .ctx = ctx, .pass = pass
+		.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .n = plan->n, .set = set, .pass = pass
 	};
-	struct gw_apply_report rep = { 0 };
-	struct gw_state_file st;
-	char path[4096];
-	int rc;
-
 	ex.jobs = gw_xcalloc(plan->n + 1, sizeof(*ex.jobs));
 	for (size_t i = 0; i < plan->n; i++)
 		ex.jobs[i].a = &plan->v[i];
-	pthread_t t[MAX_WORKERS];
-	size_t nt = plan->n < MAX_WORKERS ? plan->n : MAX_WORKERS, started = 0;
-	for (size_t i = 1; i < nt; i++)
-		if (pthread_create(&t[started], NULL, exec_worker, &ex) == 0)
-			started++;
-	exec_worker(&ex);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(t[i], NULL);
+	run_workers(plan->n, exec_worker, &ex);
+	return ex.jobs;
+}
+
+/* A resource whose workload never started: remembered for status and the
+ * restart policy. */
+static void push_never_started(struct gw_state_file *st, const struct gw_pass *pass, const struct job *j)
+{
+	const struct gw_action *a = j->a;
+	struct gw_observed f = { .kind = a->kind,
+				 .name = (char *)a->name,
+				 .canonical = a->desired->canonical,
+				 .restart = a->desired->restart,
+				 .state = j->out == GW_OUT_WAITING ? GW_STATE_PENDING : GW_STATE_FAILED };
+	memcpy(f.spec_hash, a->desired->spec_hash, 65);
+	snprintf(f.detail, sizeof(f.detail), "%s", j->detail);
+	f.depends_on = a->desired->depends_on;
+	if (a->observed) {
+		f.restarts = a->observed->restarts;
+		f.crash_streak = a->observed->crash_streak + 1;
+		f.backoff_until_ms = backoff_until(pass, f.crash_streak);
+	}
+	push(st, &f);
+}
+
+/* Step 2: the state entry of one job, and its count in the report. */
+static void record_job(struct gw_state_file *st, struct gw_apply_report *rep, const struct gw_pass *pass,
+		       const struct job *j)
+{
+	const struct gw_action *a = j->a;
+	size_t before = st->n;
+	if (j->deleted) {
+		rep->ok++;
+		return;
+	}
+	if (j->have_result) {
+		if (j->out == GW_OUT_FAILED && j->result.health == GW_HEALTH_UNHEALTHY)
+			rep->unhealthy++;
+		push(st, &j->result);
+	} else if (a->observed && (a->type == GW_ACTION_NONE || a->type == GW_ACTION_RESTART || j->out != GW_OUT_OK)) {
+		/* unchanged, waiting, or an action that failed before replacing
+		 * anything: the workload is as observed */
+		push(st, a->observed);
+		if (j->out == GW_OUT_FAILED && a->type != GW_ACTION_DELETE)
+			snprintf(st->res[st->n - 1].detail, sizeof(st->res[st->n - 1].detail), "%s", j->detail);
+	} else if (a->desired) {
+		push_never_started(st, pass, j);
+	}
+	if (st->n > before)
+		st->res[st->n - 1].not_converged = j->out != GW_OUT_OK;
+	if (j->out == GW_OUT_OK) {
+		rep->ok++;
+	} else if (j->out == GW_OUT_FAILED) {
+		rep->failed++;
+		if (!st->last_error) {
+			struct gw_strbuf sb;
+			gw_strbuf_init(&sb);
+			gw_strbuf_printf(&sb, "%s/%s: %s", gw_kind_to_string(a->kind), a->name, j->detail);
+			st->last_error = gw_strbuf_detach(&sb);
+		}
+	} else {
+		rep->waiting++;
+	}
+}
+
+/* Step 3: with --no-prune, resources that left Git stay managed. */
+static void keep_unplanned(struct gw_state_file *st, const struct gw_pass *pass)
+{
+	unsigned char *planned = gw_xcalloc(pass->nobserved + 1, 1);
+	for (size_t k = 0; k < pass->plan.n; k++)
+		if (pass->plan.v[k].observed)
+			planned[pass->plan.v[k].observed - pass->observed] = 1;
+	for (size_t i = 0; i < pass->nobserved; i++)
+		if (!planned[i])
+			push(st, &pass->observed[i]);
+	free(planned);
+}
+
+/* Step 4: converged when every desired resource runs (not unhealthy) or
+ * finished under a policy that lets it stay stopped, and nothing failed or
+ * waits. */
+static bool converged(const struct gw_state_file *st, const struct gw_pass *pass, const struct gw_apply_report *rep)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		const struct gw_observed *o = &st->res[i];
+		if (!desired_for(pass, o->kind, o->name))
+			continue;
+		if (o->state == GW_STATE_RUNNING && o->health != GW_HEALTH_UNHEALTHY)
+			continue;
+		if (o->state == GW_STATE_STOPPED && o->restart != GW_RESTART_ALWAYS)
+			continue;
+		return false;
+	}
+	return rep->failed == 0 && rep->waiting == 0;
+}
+
+/* Step 5: since when each resource is in its state (kept while it stays),
+ * the pass's verdict, and the file. */
+static int record_state(struct gw_state_file *st, const struct gw_pass *pass, const struct gw_config *cfg,
+			const struct gw_backend_set *set, bool ok, struct gw_error *err)
+{
+	char path[4096];
+	for (size_t i = 0; i < st->n; i++) {
+		struct gw_observed *o = &st->res[i];
+		const struct gw_observed *was = state_entry((struct gw_state_file *)&pass->state, o->kind, o->name);
+		o->since = was && was->state == o->state && was->since ? was->since : gw_now_ms() / 1000;
+	}
+	if (ok && !pass->result)
+		st->last_sync = st->last_attempt;
+	st->last_attempt_result = gw_xstrdup(
+		pass->result ? pass->result : gw_run_result_to_string(ok ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED));
+	gw_path_state_file(path, sizeof(path), cfg->state_dir);
+	struct gw_state_describer d = gw_apply_describer(set);
+	return gw_state_save(st, path, &d, err);
+}
+
+int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
+		     const struct gw_backend_set *set, struct gw_error *err)
+{
+	struct gw_apply_report rep = { 0 };
+	struct gw_state_file st;
+	struct job *jobs = run_jobs(pass, set);
+	int rc;
 
 	/* the new state: every resource with its outcome */
 	gw_state_file_init(&st);
@@ -582,106 +816,18 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	st.ref = pass->ref ? gw_xstrdup(pass->ref) : NULL;
 	st.last_attempt = gw_now_ms() / 1000;
 	st.last_sync = pass->state.last_sync; /* until this pass succeeds */
-	for (size_t i = 0; i < plan->n; i++) {
-		struct job *j = &ex.jobs[i];
-		const struct gw_action *a = j->a;
-		size_t before = st.n;
-		if (j->deleted) {
-			rep.ok++;
-			continue;
-		}
-		if (j->have_result) {
-			if (j->out == GW_OUT_FAILED && j->result.health == GW_HEALTH_UNHEALTHY)
-				rep.unhealthy++;
-			push(&st, &j->result);
-		} else if (a->observed &&
-			   (a->type == GW_ACTION_NONE || a->type == GW_ACTION_RESTART || j->out != GW_OUT_OK)) {
-			/* unchanged, waiting, or an action that failed before
-			 * replacing anything: the workload is as observed */
-			push(&st, a->observed);
-			if (j->out == GW_OUT_FAILED && a->type != GW_ACTION_DELETE)
-				snprintf(st.res[st.n - 1].detail, sizeof(st.res[st.n - 1].detail), "%s", j->detail);
-		} else if (a->desired) {
-			/* never started: remember the failure for status and the
-			 * restart policy */
-			struct gw_observed f = { .kind = a->kind,
-						 .name = (char *)a->name,
-						 .canonical = a->desired->canonical,
-						 .restart = a->desired->restart,
-						 .state = j->out == GW_OUT_WAITING ? GW_STATE_PENDING
-										   : GW_STATE_FAILED };
-			memcpy(f.spec_hash, a->desired->spec_hash, 65);
-			snprintf(f.detail, sizeof(f.detail), "%s", j->detail);
-			f.depends_on = a->desired->depends_on;
-			if (a->observed) {
-				f.restarts = a->observed->restarts;
-				f.crash_streak = a->observed->crash_streak + 1;
-				f.backoff_until_ms = backoff_until(f.crash_streak);
-			}
-			push(&st, &f);
-		}
-		if (st.n > before)
-			st.res[st.n - 1].not_converged = j->out != GW_OUT_OK;
-		switch (j->out) {
-		case GW_OUT_OK:
-			rep.ok++;
-			break;
-		case GW_OUT_FAILED:
-			rep.failed++;
-			if (!st.last_error) {
-				struct gw_strbuf sb;
-				gw_strbuf_init(&sb);
-				gw_strbuf_printf(&sb, "%s/%s: %s", gw_kind_to_string(a->kind), a->name, j->detail);
-				st.last_error = gw_strbuf_detach(&sb);
-			}
-			break;
-		default:
-			rep.waiting++;
-			break;
-		}
-	}
-	/* with --no-prune, resources that left Git stay managed */
-	unsigned char *planned = gw_xcalloc(pass->nobserved + 1, 1);
-	for (size_t k = 0; k < plan->n; k++)
-		if (plan->v[k].observed)
-			planned[plan->v[k].observed - pass->observed] = 1;
-	for (size_t i = 0; i < pass->nobserved; i++)
-		if (!planned[i])
-			push(&st, &pass->observed[i]);
-	free(planned);
+	for (size_t i = 0; i < pass->plan.n; i++)
+		record_job(&st, &rep, pass, &jobs[i]);
+	keep_unplanned(&st, pass);
 	if (!st.last_error && pass->note)
 		st.last_error = gw_xstrdup(pass->note);
-	final_look(&st, ctx);
-	for (size_t i = 0; i < st.n; i++) {
-		const struct gw_observed *o = &st.res[i];
-		if (!desired_for(pass, o->kind, o->name))
-			continue;
-		if (o->state == GW_STATE_RUNNING && o->health != GW_HEALTH_UNHEALTHY)
-			continue;
-		if (o->state == GW_STATE_STOPPED && o->restart != GW_RESTART_ALWAYS)
-			continue;
-		rep.converged = false;
-		goto record;
-	}
-	rep.converged = rep.failed == 0 && rep.waiting == 0;
-record:
-	/* since when each resource is in its state: kept while it stays */
-	for (size_t i = 0; i < st.n; i++) {
-		struct gw_observed *o = &st.res[i];
-		const struct gw_observed *was = state_entry(&pass->state, o->kind, o->name);
-		o->since = was && was->state == o->state && was->since ? was->since : gw_now_ms() / 1000;
-	}
-	if (rep.converged && !pass->result)
-		st.last_sync = st.last_attempt;
-	st.last_attempt_result = gw_xstrdup(
-		pass->result ? pass->result
-			     : gw_run_result_to_string(rep.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED));
-	gw_path_state_file(path, sizeof(path), cfg->state_dir);
-	rc = gw_state_save(&st, path, err);
-	for (size_t i = 0; i < plan->n; i++)
-		if (ex.jobs[i].have_result)
-			gw_observed_clear(&ex.jobs[i].result);
-	free(ex.jobs);
+	final_look(&st, pass, set);
+	rep.converged = converged(&st, pass, &rep);
+	rc = record_state(&st, pass, cfg, set, rep.converged, err);
+	for (size_t i = 0; i < pass->plan.n; i++)
+		if (jobs[i].have_result)
+			gw_observed_clear(&jobs[i].result);
+	free(jobs);
 	gw_state_file_free(&st);
 	if (rc < 0)
 		return rc;
@@ -689,8 +835,8 @@ record:
 	return 0;
 }
 
-int gw_apply_record_error(const struct gw_config *cfg, enum gw_run_result result, const char *message,
-			  struct gw_error *err)
+int gw_apply_record_error(const struct gw_config *cfg, const struct gw_backend_set *set, enum gw_run_result result,
+			  const char *message, struct gw_error *err)
 {
 	struct gw_state_file st;
 	struct gw_error lerr;
@@ -707,7 +853,8 @@ int gw_apply_record_error(const struct gw_config *cfg, enum gw_run_result result
 	st.last_attempt = gw_now_ms() / 1000;
 	free(st.last_attempt_result);
 	st.last_attempt_result = gw_xstrdup(gw_run_result_to_string(result));
-	rc = gw_state_save(&st, path, err);
+	struct gw_state_describer d = gw_apply_describer(set);
+	rc = gw_state_save(&st, path, &d, err);
 	gw_state_file_free(&st);
 	return rc;
 }

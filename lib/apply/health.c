@@ -1,5 +1,5 @@
 /* Health probes run from the host: HTTP GET (libcurl), TCP connect, or a
- * command (posix_spawn, killed at the timeout; a backend that knows how its
+ * command (the spawn builder, killed at the timeout; a backend that knows how its
  * workload runs, as whom, where and with what environment, runs it itself).
  * Each is bounded by the check's timeout, ends early (-ECANCELED) on a stop
  * request, and is safe to run from several threads. */
@@ -10,7 +10,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 
 #include "gitward/apply.h"
 #include "gitward/backend.h"
+#include "gitward/spawn.h"
 
 static size_t discard(char *ptr, size_t size, size_t n, void *ud)
 {
@@ -140,28 +140,18 @@ int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struc
 int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms, const struct gw_cancel *cancel,
 			  struct gw_error *err)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
+	struct gw_spawn s = {
+		.argv = argv,
+		.fds = { GW_SPAWN_FD_NULL, GW_SPAWN_FD_NULL, GW_SPAWN_FD_NULL },
+		.nfds = 3,
+		.group = GW_SPAWN_GROUP_NEW,
+	};
+	struct gw_error serr;
 	pid_t pid;
 	int status = 0, rc;
 
-	posix_spawn_file_actions_init(&fa);
-	for (int fd = 0; fd < 3; fd++)
-		posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd ? O_WRONLY : O_RDONLY, 0);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-	posix_spawnattr_setpgroup(&attr, 0);
-	sigset_t all, none;
-	sigfillset(&all);
-	sigemptyset(&none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0)
-		return gw_error_set(err, -rc, "exec %s: %s", argv[0], strerror(rc));
+	if ((rc = gw_spawn_start(&pid, &s, &serr)) < 0)
+		return gw_error_set(err, rc, "exec %s: %s", argv[0], strerror(-rc));
 	int64_t deadline = gw_monotonic_ms() + timeout_ms;
 	for (;;) {
 		pid_t w = waitpid(pid, &status, WNOHANG);
@@ -187,21 +177,22 @@ int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms
 	return 0;
 }
 
-int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-		    struct gw_error *err)
+int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, struct gw_backend *b,
+		    const struct gw_cancel *cancel, struct gw_error *err)
 {
 	int64_t timeout = r->health_timeout_ms ? r->health_timeout_ms : 2000;
 	switch (r->health_type) {
 	case GW_CHECK_HTTP:
-		return probe_http(r->health_http_url, timeout, ctx->cancel, err);
+		return probe_http(r->health_http_url, timeout, cancel, err);
 	case GW_CHECK_TCP:
-		return probe_tcp(r->health_tcp_address, timeout, ctx->cancel, err);
+		return probe_tcp(r->health_tcp_address, timeout, cancel, err);
 	case GW_CHECK_EXEC: {
-		const struct gw_backend_ops *b = gw_backend_for(r->kind);
-		if (b && b->exec_probe)
-			return b->exec_probe(o, r, ctx, timeout, err);
+		if (b && b->ops->exec_probe) {
+			struct gw_backend_call call = { .cancel = cancel };
+			return b->ops->exec_probe(b, o, r, timeout, &call, err);
+		}
 		int status;
-		int rc = gw_run_command_cancel(&status, r->health_exec_command.v, timeout, ctx->cancel, err);
+		int rc = gw_run_command_cancel(&status, r->health_exec_command.v, timeout, cancel, err);
 		if (rc < 0)
 			return rc;
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

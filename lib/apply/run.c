@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gitward/apply.h"
+#include "gitward/prof.h"
 #include "gitward/paths.h"
 
 static void log_plan(const struct gw_plan *plan)
@@ -44,13 +45,13 @@ enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct
 }
 
 static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_config *cfg,
-			 const char *msg)
+			 const struct gw_backend_set *set, const char *msg)
 {
 	struct gw_error err;
 	out->result = res;
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	if (gw_apply_record_error(cfg, res, msg, &err) < 0)
+	if (gw_apply_record_error(cfg, set, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 
@@ -88,126 +89,189 @@ static int prepare_offline(struct gw_pass *pass, const struct gw_config *cfg, co
 {
 	struct gw_config at = *cfg;
 	enum gw_pass_stage stage;
+	struct gw_manifest_cache *cache = pass->cache;
 	at.ref = (char *)commit;
 	gw_pass_free(pass);
 	gw_pass_init(pass);
 	pass->offline = true;
 	pass->cancel = cancel;
+	pass->cache = cache;
 	return gw_pass_prepare(pass, &stage, &at, err);
 }
 
-void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
-		 enum gw_pass_mode mode)
+/* The steps of a pass below return 0 when it goes on to converge, or
+ * -ECANCELED when it has ended (recorded already, or nothing to do). */
+#define PASS_ENDED (-ECANCELED)
+
+/* A heal: a workload died; converge to the commit in force, no fetch,
+ * keeping whatever error was recorded with it. */
+static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+			const struct gw_backend_set *set, const struct gw_cancel *cancel)
 {
-	struct gw_pass pass;
 	struct gw_error err = { 0 };
-	enum gw_pass_stage stage;
-	char buf[GW_ERROR_MSG_MAX + 300], *state_error = NULL;
+	char buf[GW_ERROR_MSG_MAX + 300];
+	const char *failed = NULL;
+	char *recorded = NULL, *commit = last_applied(cfg, &recorded, &failed);
 	int rc;
 
-	memset(out, 0, sizeof(*out));
-	gw_pass_init(&pass);
-	pass.cancel = ctx->cancel;
-	if (mode == GW_PASS_HEAL) {
-		/* a workload died: heal against the commit in force, no fetch,
-		 * keeping whatever error was recorded with it */
-		const char *failed = NULL;
-		char *recorded = NULL, *commit = last_applied(cfg, &recorded, &failed);
-		out->result = GW_RUN_CONVERGED;
-		if (!commit)
-			goto out;
-		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
-		free(commit);
-		pass.note = recorded;
-		pass.result = failed; /* a heal keeps what the last attempt said */
-		if (rc < 0) {
-			finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
-			goto out;
-		}
-		out->healing = true;
-	} else {
-		rc = gw_pass_prepare(&pass, &stage, cfg, &err);
-		out->fetched = rc == 0 || stage != GW_PASS_GIT;
+	out->result = GW_RUN_CONVERGED;
+	if (!commit)
+		return PASS_ENDED;
+	rc = prepare_offline(pass, cfg, commit, cancel, &err);
+	free(commit);
+	pass->note = recorded;
+	pass->result = failed; /* a heal keeps what the last attempt said */
+	if (rc < 0) {
+		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+		return PASS_ENDED;
 	}
-	if (mode == GW_PASS_FULL && rc < 0 && stage == GW_PASS_GIT) {
-		/* Git is down: the workloads are healed anyway, against the commit in
-		 * force; the error is reported and the fetch retried */
-		char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(cfg, NULL, NULL);
-		gw_error_format(msg, sizeof(msg), &err);
-		if (!commit || gw_cancel_requested(ctx->cancel)) {
-			free(commit);
-			finish_error(out, GW_RUN_GIT_ERROR, cfg, msg);
-			goto out;
-		}
+	out->healing = true;
+	return 0;
+}
+
+/* Git is down: the workloads are healed anyway, against the commit in
+ * force; the error is reported and the fetch retried. */
+static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+			      const struct gw_backend_set *set, const struct gw_cancel *cancel,
+			      const struct gw_error *why)
+{
+	struct gw_error err = { 0 };
+	char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(cfg, NULL, NULL);
+	int rc;
+
+	gw_error_format(msg, sizeof(msg), why);
+	if (!commit || gw_cancel_requested(cancel)) {
+		free(commit);
+		finish_error(out, GW_RUN_GIT_ERROR, cfg, set, msg);
+		return PASS_ENDED;
+	}
+	gw_log(GW_LOG_ERROR, "", "%s", msg);
+	gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", commit);
+	rc = prepare_offline(pass, cfg, commit, cancel, &err);
+	free(commit);
+	if (rc < 0) {
+		finish_error(out, GW_RUN_GIT_ERROR, cfg, set, msg);
+		return PASS_ENDED;
+	}
+	pass->note = gw_xstrdup(msg);
+	pass->result = gw_run_result_to_string(GW_RUN_GIT_ERROR);
+	snprintf(out->message, sizeof(out->message), "%s", msg);
+	out->result = GW_RUN_GIT_ERROR;
+	out->healing = true;
+	return 0;
+}
+
+/* An invalid or refused commit: report every problem, then fall back to
+ * the last good commit. */
+static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+				const struct gw_backend_set *set, const struct gw_cancel *cancel,
+				enum gw_pass_stage stage, const struct gw_error *why)
+{
+	enum gw_run_result bad = stage == GW_PASS_VERIFY ? GW_RUN_UNVERIFIED : GW_RUN_INVALID;
+	const struct gw_diags *d = &pass->set.diags;
+	struct gw_error err = { 0 };
+	char msg[GW_ERROR_MSG_MAX + 300];
+	int rc;
+
+	if (bad == GW_RUN_UNVERIFIED) {
+		snprintf(msg, sizeof(msg), "%s", why->msg);
 		gw_log(GW_LOG_ERROR, "", "%s", msg);
-		gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", commit);
-		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
-		free(commit);
-		if (rc < 0) {
-			finish_error(out, GW_RUN_GIT_ERROR, cfg, msg);
-			goto out;
-		}
-		pass.note = gw_xstrdup(msg);
-		pass.result = gw_run_result_to_string(GW_RUN_GIT_ERROR);
-		snprintf(out->message, sizeof(out->message), "%s", msg);
-		out->result = GW_RUN_GIT_ERROR;
-		out->healing = true;
-	} else if (mode == GW_PASS_FULL && rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
-		/* report every problem, then fall back to the last good commit */
-		enum gw_run_result bad = stage == GW_PASS_VERIFY ? GW_RUN_UNVERIFIED : GW_RUN_INVALID;
-		char msg[GW_ERROR_MSG_MAX + 300];
-		if (bad == GW_RUN_UNVERIFIED) {
-			snprintf(msg, sizeof(msg), "%s", err.msg);
-			gw_log(GW_LOG_ERROR, "", "%s", msg);
-		} else {
-			for (size_t i = 0; i < pass.set.diags.n; i++)
-				gw_log(GW_LOG_ERROR, "", "%s:%u:%u: %s", pass.set.diags.v[i].file,
-				       pass.set.diags.v[i].line, pass.set.diags.v[i].col, pass.set.diags.v[i].msg);
-			snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", err.msg, pass.set.diags.v[0].file,
-				 pass.set.diags.v[0].line, pass.set.diags.v[0].col, pass.set.diags.v[0].msg);
-		}
-		char *commit = last_applied(cfg, NULL, NULL);
-		if (!commit || !strcmp(commit, pass.commit)) {
-			free(commit);
-			finish_error(out, bad, cfg, msg);
-			goto out;
-		}
-		gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
-		       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", commit);
-		/* just fetched: the last good commit is in the cache */
-		rc = prepare_offline(&pass, cfg, commit, ctx->cancel, &err);
-		free(commit);
-		if (rc < 0) {
-			gw_log(GW_LOG_ERROR, "", "the last good commit cannot be used either: %s", err.msg);
-			finish_error(out, bad, cfg, msg);
-			goto out;
-		}
-		pass.note = gw_xstrdup(msg);
-		pass.result = gw_run_result_to_string(bad);
-		snprintf(out->message, sizeof(out->message), "%s", msg);
-		out->result = bad;
-	} else if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
-		goto out;
+	} else {
+		for (size_t i = 0; i < d->n; i++)
+			gw_log(GW_LOG_ERROR, "", "%s:%u:%u: %s", d->v[i].file, d->v[i].line, d->v[i].col, d->v[i].msg);
+		snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", why->msg, d->v[0].file, d->v[0].line,
+			 d->v[0].col, d->v[0].msg);
 	}
-	rc = gw_apply_observe(&pass, cfg, ctx, &state_error, &err);
+	char *commit = last_applied(cfg, NULL, NULL);
+	if (!commit || !strcmp(commit, pass->commit)) {
+		free(commit);
+		finish_error(out, bad, cfg, set, msg);
+		return PASS_ENDED;
+	}
+	gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
+	       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", commit);
+	/* just fetched: the last good commit is in the cache */
+	rc = prepare_offline(pass, cfg, commit, cancel, &err);
+	free(commit);
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "", "the last good commit cannot be used either: %s", err.msg);
+		finish_error(out, bad, cfg, set, msg);
+		return PASS_ENDED;
+	}
+	pass->note = gw_xstrdup(msg);
+	pass->result = gw_run_result_to_string(bad);
+	snprintf(out->message, sizeof(out->message), "%s", msg);
+	out->result = bad;
+	return 0;
+}
+
+/* Observe, plan, execute, record. */
+static void converge(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+		     const struct gw_backend_set *set)
+{
+	struct gw_error err = { 0 };
+	char buf[GW_ERROR_MSG_MAX + 300], *state_error = NULL;
+	GW_PROF_BEGIN(observe);
+	int rc = gw_apply_observe(pass, cfg, set, &state_error, &err);
+	GW_PROF_END(observe, "observe");
+
+	free(state_error); /* logged; observation went on without the file */
 	if (rc == 0)
-		rc = gw_pass_plan(&pass, cfg, &err);
+		rc = gw_pass_plan(pass, cfg, &err);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
-		goto out;
+		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+		return;
 	}
-	memcpy(out->commit, pass.commit, sizeof(out->commit));
-	memcpy(out->count, pass.plan.count, sizeof(out->count));
-	log_plan(&pass.plan);
-	rc = gw_apply_execute(&out->report, &pass, cfg, ctx, &err);
+	memcpy(out->commit, pass->commit, sizeof(out->commit));
+	memcpy(out->count, pass->plan.count, sizeof(out->count));
+	log_plan(&pass->plan);
+	GW_PROF_BEGIN(execute);
+	rc = gw_apply_execute(&out->report, pass, cfg, set, &err);
+	GW_PROF_END(execute, "apply (execute, record)");
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, gw_error_format(buf, sizeof(buf), &err));
-		goto out;
+		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+		return;
 	}
 	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR)
 		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
-out:
-	free(state_error);
+}
+
+void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
+		 const struct gw_cancel *cancel, enum gw_pass_mode mode)
+{
+	gw_pass_run_cached(out, cfg, set, cancel, mode, NULL);
+}
+
+void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
+			const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache)
+{
+	struct gw_pass pass;
+	struct gw_error err = { 0 };
+	enum gw_pass_stage stage = GW_PASS_GIT;
+	char buf[GW_ERROR_MSG_MAX + 300];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	gw_backend_set_pass_begin(set);
+	gw_pass_init(&pass);
+	pass.cancel = cancel;
+	pass.cache = cache;
+	if (mode == GW_PASS_HEAL) {
+		rc = prepare_heal(&pass, out, cfg, set, cancel);
+	} else {
+		rc = gw_pass_prepare(&pass, &stage, cfg, &err);
+		out->fetched = rc == 0 || stage != GW_PASS_GIT;
+		if (rc < 0 && stage == GW_PASS_GIT) {
+			rc = fall_back_git_down(&pass, out, cfg, set, cancel, &err);
+		} else if (rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
+			rc = fall_back_bad_commit(&pass, out, cfg, set, cancel, stage, &err);
+		} else if (rc < 0) {
+			finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+			rc = PASS_ENDED;
+		}
+	}
+	if (rc == 0)
+		converge(&pass, out, cfg, set);
 	gw_pass_free(&pass);
+	gw_backend_set_pass_end(set);
 }

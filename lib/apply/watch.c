@@ -1,25 +1,18 @@
 /* What the agent waits on between passes, so a workload that dies is healed
- * at once rather than at the next poll: a pidfd per running Process and VM
- * workload recorded in the state file (readable when the process exits),
- * the end of the earliest restart backoff, and the container engine's event
- * stream, followed by a thread that reports the death of our containers. */
+ * at once rather than at the next poll: an fd per running workload recorded
+ * in the state file that its backend can watch (a pidfd for processes and
+ * VMs), the end of the earliest restart backoff, and the event streams of
+ * the backends that have one (the container engine's), each followed by a
+ * thread of the backend's. Which backend does what is the table's business. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include "gitward/paths.h"
 #include "gitward/apply.h"
-#include "gitward/engine.h"
-
-static int pidfd_open_(long long pid)
-{
-	return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-}
+#include "gitward/paths.h"
 
 void gw_watch_clear(struct gw_watch *w)
 {
@@ -29,7 +22,20 @@ void gw_watch_clear(struct gw_watch *w)
 	memset(w, 0, sizeof(*w));
 }
 
-int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg)
+/* Wake-ups that come from the restart policy rather than from a backend. */
+static void note_policy(struct gw_watch *w, const struct gw_observed *o, int64_t now)
+{
+	if (o->state != GW_STATE_RUNNING && o->backoff_until_ms > now &&
+	    (!w->wake_at_ms || o->backoff_until_ms < w->wake_at_ms))
+		w->wake_at_ms = o->backoff_until_ms;
+	/* down, no backoff to wait for, and its policy restarts it: a pass now
+	 * (the agent spaces out such passes while they change nothing) */
+	if (o->state != GW_STATE_RUNNING && o->backoff_until_ms <= now &&
+	    (o->restart == GW_RESTART_ALWAYS || (o->restart == GW_RESTART_ON_FAILURE && o->state == GW_STATE_FAILED)))
+		w->down = true;
+}
+
+int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg, const struct gw_backend_set *set)
 {
 	struct gw_state_file st;
 	struct gw_error err;
@@ -44,100 +50,50 @@ int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg)
 	w->fds = gw_xcalloc(st.n + 1, sizeof(*w->fds));
 	for (size_t i = 0; i < st.n; i++) {
 		const struct gw_observed *o = &st.res[i];
-		if (o->kind == GW_KIND_CONTAINER)
-			w->containers = true;
-		if (o->state != GW_STATE_RUNNING && o->backoff_until_ms > now &&
-		    (!w->wake_at_ms || o->backoff_until_ms < w->wake_at_ms))
-			w->wake_at_ms = o->backoff_until_ms;
-		/* down, no backoff to wait for, and its policy restarts it: a pass
-		 * now (the agent spaces out such passes while they change nothing) */
-		if (o->state != GW_STATE_RUNNING && o->backoff_until_ms <= now &&
-		    (o->restart == GW_RESTART_ALWAYS ||
-		     (o->restart == GW_RESTART_ON_FAILURE && o->state == GW_STATE_FAILED)))
-			w->down = true;
-		if (o->state != GW_STATE_RUNNING || o->pid <= 1 || o->kind == GW_KIND_CONTAINER)
+		struct gw_backend *b = gw_backend_set_for(set, o->kind);
+		int fd = -1, rc;
+		if (b && b->ops->follow && !b->error[0])
+			w->follow = true;
+		note_policy(w, o, now);
+		if (o->state != GW_STATE_RUNNING || !o->handle || !b || !b->ops->watch || b->error[0])
 			continue;
-		int fd = pidfd_open_(o->pid);
-		/* the pid may have been reused since: the start time tells */
-		if (fd < 0 || (o->start_time && !gw_proc_alive(o->pid, o->start_time))) {
-			if (fd >= 0)
-				close(fd);
-			if (fd >= 0 || errno == ESRCH)
-				w->gone = true;
-			continue;
-		}
-		w->fds[w->n++] = fd;
+		rc = b->ops->watch(&fd, b, o);
+		if (rc == -ESRCH)
+			w->gone = true;
+		else if (rc == 0)
+			w->fds[w->n++] = fd;
 	}
 	gw_state_file_free(&st);
 	return 0;
 }
 
-/* ---- the container engine's events ---- */
+/* ---- the backends' event streams ---- */
 
 struct gw_events {
-	pthread_t thread;
-	struct gw_cancel stop;
-	char socket[4096];
-	char state_dir[4096];
-	void (*notify)(void *ud);
-	void *ud;
+	const struct gw_backend_set *set;
+	void **followers; /* per set->v[i], NULL when it follows nothing */
 };
 
-/* The death of one of this state dir's containers? Filtered here, not by
- * the engine: Podman 4.3's events endpoint answers nothing at all to a
- * label filter. */
-static int on_event(const char *line, size_t len, void *ud)
-{
-	struct gw_events *ev = ud;
-	json_t *e = json_loadb(line, len, 0, NULL);
-	json_t *attrs = json_object_get(json_object_get(e, "Actor"), "Attributes");
-	const char *type = json_string_value(json_object_get(e, "Type"));
-	const char *action = json_string_value(json_object_get(e, "Action"));
-	const char *managed = json_string_value(json_object_get(attrs, "gitward.managed"));
-	const char *dir = json_string_value(json_object_get(attrs, "gitward.state-dir"));
-	if (type && !strcmp(type, "container") && action && (!strcmp(action, "die") || !strcmp(action, "oom")) &&
-	    managed && !strcmp(managed, "true") && dir && !strcmp(dir, ev->state_dir))
-		ev->notify(ev->ud);
-	json_decref(e);
-	return 0;
-}
-
-static void *events_main(void *arg)
-{
-	struct gw_events *ev = arg;
-	int failing = 0;
-	while (!gw_cancel_requested(&ev->stop)) {
-		struct gw_engine e;
-		struct gw_error err;
-		int rc = gw_engine_connect(&e, ev->socket, 5000, &err);
-		if (rc == 0) {
-			e.cancel = &ev->stop;
-			if (failing)
-				gw_log(GW_LOG_INFO, "", "container events: following %s again", ev->socket);
-			failing = 0;
-			/* a container that died while the stream was down is found by
-			 * the heal pass this triggers */
-			ev->notify(ev->ud);
-			rc = gw_engine_stream(&e, "/events", on_event, ev, &err);
-		}
-		if (rc < 0 && !gw_cancel_requested(&ev->stop)) {
-			if (!failing++)
-				gw_log(GW_LOG_DEBUG, "", "container events: %s; retrying", err.msg);
-			gw_cancel_sleep(&ev->stop, failing < 5 ? 1000 : 5000);
-		}
-	}
-	return NULL;
-}
-
-int gw_events_start(struct gw_events **out, const struct gw_backend_ctx *ctx, void (*notify)(void *ud), void *ud)
+int gw_events_start(struct gw_events **out, const struct gw_backend_set *set, void (*notify)(void *ud), void *ud)
 {
 	struct gw_events *ev = gw_xcalloc(1, sizeof(*ev));
-	snprintf(ev->state_dir, sizeof(ev->state_dir), "%s", ctx->state_dir ? ctx->state_dir : "");
-	snprintf(ev->socket, sizeof(ev->socket), "%s", gw_engine_default_socket(ctx->container_socket));
-	ev->notify = notify;
-	ev->ud = ud;
-	if (pthread_create(&ev->thread, NULL, events_main, ev) != 0) {
-		free(ev);
+	size_t started = 0;
+	ev->set = set;
+	ev->followers = gw_xcalloc(set->n + 1, sizeof(*ev->followers));
+	for (size_t i = 0; i < set->n; i++) {
+		struct gw_backend *b = set->v[i];
+		struct gw_error err;
+		if (!b->ops->follow || b->error[0])
+			continue;
+		if (b->ops->follow(&ev->followers[i], b, notify, ud, &err) < 0) {
+			gw_log(GW_LOG_WARN, "", "%s backend: %s", b->ops->name, err.msg);
+			ev->followers[i] = NULL;
+			continue;
+		}
+		started++;
+	}
+	if (!started) {
+		gw_events_stop(ev);
 		return -EAGAIN;
 	}
 	*out = ev;
@@ -148,7 +104,9 @@ void gw_events_stop(struct gw_events *ev)
 {
 	if (!ev)
 		return;
-	gw_cancel_request(&ev->stop);
-	pthread_join(ev->thread, NULL);
+	for (size_t i = 0; i < ev->set->n; i++)
+		if (ev->followers[i])
+			ev->set->v[i]->ops->unfollow(ev->followers[i]);
+	free(ev->followers);
 	free(ev);
 }

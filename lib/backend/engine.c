@@ -88,6 +88,44 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	return gw_cancel_requested(ud);
 }
 
+/* Options of one request to the engine's socket. */
+static void setup(CURL *c, struct reply *r, char *ebuf, const char *socket_path, const char *url, const char *method,
+		  int64_t timeout_ms, const struct gw_cancel *cancel)
+{
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+	if (cancel) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
+	}
+}
+
+/* A transfer that failed: err names the engine, the request and the cause. */
+static int transfer_error(struct gw_error *err, CURLcode cc, const struct reply *r, const char *ebuf,
+			  const char *socket_path, const char *url, const char *method)
+{
+	int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;
+	if (r->too_big)
+		gw_error_set(err, -EFBIG, "container engine at %s: reply larger than %u bytes", socket_path, REPLY_MAX);
+	else if (cc == CURLE_COULDNT_CONNECT)
+		gw_error_set(err, e, "container engine at %s is unreachable (%s)", socket_path, curl_easy_strerror(cc));
+	else
+		gw_error_set(err, e, "container engine at %s: %s %s: %s", socket_path, method,
+			     strchr(url + 7, '/') ? strchr(url + 7, '/') : url,
+			     ebuf[0] ? ebuf : curl_easy_strerror(cc));
+	return e;
+}
+
 static int do_call(json_t **out, long *status, char *api_version, const char *socket_path, const char *url,
 		   const char *method, json_t *body, int64_t timeout_ms, const struct gw_cancel *cancel,
 		   struct gw_error *err)
@@ -106,22 +144,7 @@ static int do_call(json_t **out, long *status, char *api_version, const char *so
 	gw_strbuf_init(&r.buf);
 	r.too_big = 0;
 	r.api_version[0] = '\0';
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-	if (cancel) {
-		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-		curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
-	}
+	setup(c, &r, ebuf, socket_path, url, method, timeout_ms, cancel);
 	if (body) {
 		payload = json_dumps(body, JSON_COMPACT);
 		hdr = curl_slist_append(hdr, "Content-Type: application/json");
@@ -145,19 +168,7 @@ static int do_call(json_t **out, long *status, char *api_version, const char *so
 				    socket_path, method);
 	}
 	if (cc != CURLE_OK) {
-		int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
-			: cc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
-						       : -EIO;
-		if (r.too_big)
-			gw_error_set(err, -EFBIG, "container engine at %s: reply larger than %u bytes", socket_path,
-				     REPLY_MAX);
-		else if (cc == CURLE_COULDNT_CONNECT)
-			gw_error_set(err, e, "container engine at %s is unreachable (%s)", socket_path,
-				     curl_easy_strerror(cc));
-		else
-			gw_error_set(err, e, "container engine at %s: %s %s: %s", socket_path, method,
-				     strchr(url + 7, '/') ? strchr(url + 7, '/') : url,
-				     ebuf[0] ? ebuf : curl_easy_strerror(cc));
+		int e = transfer_error(err, cc, &r, ebuf, socket_path, url, method);
 		gw_strbuf_free(&r.buf);
 		return e;
 	}

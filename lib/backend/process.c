@@ -37,7 +37,9 @@
 #include "gitward/backend.h"
 #include "gitward/paths.h"
 #include "gitward/schema.h"
+#include "gitward/spawn.h"
 #include "gitward/state.h"
+#include "pidref.h"
 
 #define LOG_MAX (10LL << 20) /* bytes per log file before it rotates to .1 */
 #define JOB_MAX (4u << 20)
@@ -47,7 +49,7 @@
 
 #define SHIM_ARGV0 "gitward-shim"
 
-static void record_path(char *buf, size_t size, const struct gw_backend_ctx *ctx, const char *name, const char *ext)
+static void record_path(char *buf, size_t size, const struct gw_backend_config *ctx, const char *name, const char *ext)
 {
 	gw_path_record(buf, size, ctx->run_dir, GW_KIND_PROCESS, name, ext);
 }
@@ -73,7 +75,7 @@ static long long read_exit_file(const char *path, int *code, int *sig)
 	return pid;
 }
 
-static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
+static void read_exit(struct gw_observed *o, long long wpid, const struct gw_backend_config *ctx)
 {
 	char path[4096], lock[4096];
 	long long pid;
@@ -84,17 +86,17 @@ static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
 	/* the supervisor reaps its workload, then writes the exit file: while
 	 * it still holds the lock, the file is a moment away (bounded wait) */
 	int64_t deadline = gw_monotonic_ms() + EXIT_WAIT_MS;
-	while ((pid = read_exit_file(path, &code, &sig)) != o->pid && lock_held(lock) && gw_monotonic_ms() < deadline) {
+	while ((pid = read_exit_file(path, &code, &sig)) != wpid && lock_held(lock) && gw_monotonic_ms() < deadline) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	if (pid == o->pid && sig) {
+	if (pid == wpid && sig) {
 		o->state = GW_STATE_FAILED;
 		snprintf(o->detail, sizeof(o->detail), "killed by signal %d (%s)", sig, strsignal(sig));
-	} else if (pid == o->pid && code == 0) {
+	} else if (pid == wpid && code == 0) {
 		o->state = GW_STATE_STOPPED;
 		snprintf(o->detail, sizeof(o->detail), "exited with status 0");
-	} else if (pid == o->pid) {
+	} else if (pid == wpid) {
 		o->state = GW_STATE_FAILED;
 		snprintf(o->detail, sizeof(o->detail), "exited with status %d", code);
 	} else {
@@ -105,7 +107,7 @@ static void read_exit(struct gw_observed *o, const struct gw_backend_ctx *ctx)
 
 /* Is pid's executable this gitward binary (or its old file, replaced by an
  * upgrade since)? */
-static bool exe_is_self(long long pid, const struct gw_backend_ctx *ctx)
+static bool exe_is_self(long long pid, const struct gw_backend_config *ctx)
 {
 	char exe[4096], want[4200];
 	snprintf(want, sizeof(want), "/proc/%lld/exe", pid);
@@ -134,7 +136,7 @@ static bool argv_is(const char *buf, size_t n, const char *const *want, size_t n
  * versions are ours too, so an upgrade adopts them rather than starting
  * duplicates: `gitward __shim NAME STATE_DIR`, and `gitward __shim` alone
  * when it holds this resource's lock. */
-static bool is_our_shim(long long pid, const char *name, const struct gw_backend_ctx *ctx)
+static bool is_our_shim(long long pid, const char *name, const struct gw_backend_config *ctx)
 {
 	char buf[8192], lock[4096 + 256], key[160];
 	ssize_t n = gw_proc_cmdline(buf, sizeof(buf), pid);
@@ -163,7 +165,8 @@ static bool is_our_shim(long long pid, const char *name, const struct gw_backend
  * child, leading its own session (so its group is its own to signal).
  * 0: ours and running; -ESRCH: the workload is gone (nothing to signal);
  * -EPERM: not ours, with why. */
-static int verify_record(const json_t *rec, const char *name, const struct gw_backend_ctx *ctx, char *why, size_t size)
+static int verify_record(const json_t *rec, const char *name, const struct gw_backend_config *ctx, char *why,
+			 size_t size)
 {
 	long long pid = json_integer_value(json_object_get(rec, "pid"));
 	long long start = json_integer_value(json_object_get(rec, "start_time"));
@@ -238,85 +241,78 @@ static void settle_inflight(const char *run_dir, const char *name)
 	}
 }
 
-/* NAME from NAME.EXT, validated like a manifest name: it becomes a path. */
-static bool entry_name(char *name, size_t size, const char *entry, const char *ext, const char *dir)
-{
-	size_t len = strlen(entry), elen = strlen(ext);
-	if (len <= elen || strcmp(entry + len - elen, ext) != 0)
-		return false;
-	if (len - elen < size) {
-		memcpy(name, entry, len - elen);
-		name[len - elen] = '\0';
-		if (!gw_check_name(name))
-			return true;
-	}
-	gw_log(GW_LOG_WARN, "", "%s/%s: not a valid resource name: ignored", dir, entry);
-	return false;
-}
+struct scan {
+	const struct gw_backend_config *ctx;
+	struct gw_observed *v;
+	size_t n, cap;
+};
 
-static int process_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx,
-			    struct gw_error *err)
+static int settle_one(const char *name, const char *path, void *ud)
 {
-	char dir[4096];
-	DIR *d;
-	struct dirent *de;
-	struct gw_observed *v = NULL;
-	size_t n = 0, cap = 0;
-
-	gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_PROCESS);
-	d = opendir(dir);
-	if (!d) {
-		if (errno == ENOENT) {
-			*out = NULL;
-			*out_n = 0;
-			return 0;
-		}
-		return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list process records: %s", strerror(errno));
-	}
-	while ((de = readdir(d))) {
-		char name[128];
-		if (entry_name(name, sizeof(name), de->d_name, ".lock", dir))
-			settle_inflight(ctx->run_dir, name);
-	}
-	rewinddir(d);
-	while ((de = readdir(d))) {
-		char name[128], path[4096 + 256], why[300], key[200];
-		if (!entry_name(name, sizeof(name), de->d_name, ".json", dir))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		snprintf(key, sizeof(key), "Process/%s", name);
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = gw_xrealloc(v, cap * sizeof(*v));
-		}
-		json_t *rec = gw_record_load(path);
-		if (!rec || gw_record_parse(&v[n], GW_KIND_PROCESS, name, rec) < 0) {
-			json_decref(rec);
-			gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
-			continue;
-		}
-		struct gw_observed *o = &v[n];
-		int rc = verify_record(rec, name, ctx, why, sizeof(why));
-		json_decref(rec);
-		if (rc == -EPERM) {
-			gw_log(GW_LOG_WARN, key, "run record %s is not ours: %s; ignored, nothing signalled", path,
-			       why);
-			gw_observed_clear(o);
-			continue;
-		}
-		n++;
-		if (rc == 0)
-			o->state = GW_STATE_RUNNING;
-		else
-			read_exit(o, ctx);
-	}
-	closedir(d);
-	*out = v;
-	*out_n = n;
+	struct scan *sc = ud;
+	(void)path;
+	settle_inflight(sc->ctx->run_dir, name);
 	return 0;
 }
 
-/* ---- create: double fork into the shim ---- */
+static int discover_one(const char *name, const char *path, void *ud)
+{
+	struct scan *sc = ud;
+	char why[300], key[200];
+
+	snprintf(key, sizeof(key), "Process/%s", name);
+	if (sc->n == sc->cap) {
+		sc->cap = sc->cap ? sc->cap * 2 : 16;
+		sc->v = gw_xrealloc(sc->v, sc->cap * sizeof(*sc->v));
+	}
+	struct gw_observed *o = &sc->v[sc->n];
+	json_t *rec = gw_record_load(path);
+	if (!rec || gw_record_parse(o, GW_KIND_PROCESS, name, rec) < 0) {
+		json_decref(rec);
+		gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
+		return 0;
+	}
+	long long pid = json_integer_value(json_object_get(rec, "pid"));
+	o->handle = gw_pidref__handle(pid, json_integer_value(json_object_get(rec, "start_time")));
+	int rc = verify_record(rec, name, sc->ctx, why, sizeof(why));
+	json_decref(rec);
+	if (rc == -EPERM) {
+		gw_log(GW_LOG_WARN, key, "run record %s is not ours: %s; ignored, nothing signalled", path, why);
+		gw_observed_clear(o);
+		return 0;
+	}
+	sc->n++;
+	if (rc == 0)
+		o->state = GW_STATE_RUNNING;
+	else
+		read_exit(o, pid, sc->ctx);
+	return 0;
+}
+
+static int process_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
+			    const struct gw_backend_call *call, struct gw_error *err)
+{
+	char dir[4096];
+	struct scan sc = { .ctx = &b->cfg };
+	int rc;
+
+	(void)call;
+	gw_path_kind_dir(dir, sizeof(dir), b->cfg.run_dir, GW_KIND_PROCESS);
+	rc = gw_record_scan(dir, ".lock", settle_one, &sc, err);
+	if (rc == 0)
+		rc = gw_record_scan(dir, ".json", discover_one, &sc, err);
+	if (rc < 0) {
+		for (size_t i = 0; i < sc.n; i++)
+			gw_observed_clear(&sc.v[i]);
+		free(sc.v);
+		return rc;
+	}
+	*out = sc.v;
+	*out_n = sc.n;
+	return 0;
+}
+
+/* ---- create: the shim, detached (double fork) ---- */
 
 static json_t *strlist_json(const struct gw_strlist *l)
 {
@@ -371,7 +367,7 @@ static int secrets_load(struct gw_strmap *env, const json_t *job, char *why, siz
 	return 0;
 }
 
-static json_t *job_object(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
+static json_t *job_object(const struct gw_resource *r, const struct gw_backend_config *ctx)
 {
 	char path[4096];
 	json_t *job = json_object(), *env = json_object();
@@ -408,7 +404,7 @@ static json_t *job_object(const struct gw_resource *r, const struct gw_backend_c
 	return job;
 }
 
-static char *job_json(const struct gw_resource *r, const struct gw_backend_ctx *ctx)
+static char *job_json(const struct gw_resource *r, const struct gw_backend_config *ctx)
 {
 	json_t *job = job_object(r, ctx);
 	char *s = json_dumps(job, JSON_COMPACT);
@@ -457,11 +453,12 @@ static ssize_t read_report(int fd, char *buf, size_t size, int64_t timeout_ms)
 	return (ssize_t)len;
 }
 
-static int process_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-			  struct gw_error *err)
+static int process_create(struct gw_observed *o, struct gw_backend *b, const struct gw_resource *r,
+			  const struct gw_backend_call *call, struct gw_error *err)
 {
+	const struct gw_backend_config *ctx = &b->cfg;
 	char dir[4096], report[1024], key[160];
-	int job[2] = { -1, -1 }, rep[2] = { -1, -1 }, devnull = -1, rc;
+	int job[2] = { -1, -1 }, rep[2] = { -1, -1 }, rc;
 	pid_t pid;
 
 	if ((rc = gw_mkdir_p(gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_PROCESS), 0700, err)) < 0 ||
@@ -473,40 +470,27 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 	 * gitward tell this supervisor from anything a forged record may name */
 	snprintf(key, sizeof(key), "Process/%s", r->name);
 	char *const argv[] = { SHIM_ARGV0, key, (char *)ctx->run_dir, NULL };
-	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-	if (pipe2(job, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
-	    (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+	if (pipe2(job, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
 		rc = gw_error_set(err, -errno, "cannot create pipes: %s", strerror(errno));
 		goto out;
 	}
-	/* Only async-signal-safe calls between fork and execve: gitward may be
-	 * running other actions on other threads. */
-	pid = fork();
-	if (pid < 0) {
-		rc = gw_error_set(err, -errno, "fork: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		setsid();
-		pid_t shim = fork();
-		if (shim != 0) {
-			GW_COVERAGE_DUMP();
-			_exit(shim < 0 ? 1 : 0);
-		}
-		if (dup2(job[0], 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(rep[1], 3) < 0)
-			_exit(127);
-		close_range(4, ~0U, 0);
-		GW_COVERAGE_DUMP();
-		execve(ctx->self_exe, argv, envp);
-		_exit(127);
-	}
+	struct gw_spawn s = {
+		.path = ctx->self_exe,
+		.argv = argv,
+		.fds = { job[0], GW_SPAWN_FD_NULL, GW_SPAWN_FD_NULL, rep[1] },
+		.nfds = 4,
+		.group = GW_SPAWN_DETACH,
+	};
+	struct gw_error serr;
+	rc = gw_spawn_start(&pid, &s, &serr);
 	close(job[0]);
 	job[0] = -1;
 	close(rep[1]);
 	rep[1] = -1;
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	if (rc < 0) {
+		rc = gw_error_set(err, rc, "cannot start the process supervisor (%s): %s", ctx->self_exe, serr.msg);
+		goto out;
+	}
 	rc = write_all(job[1], payload, strlen(payload));
 	close(job[1]);
 	job[1] = -1;
@@ -524,8 +508,7 @@ static int process_create(struct gw_observed *o, const struct gw_resource *r, co
 	long long wpid = 0, start = 0;
 	if (strncmp(report, "OK ", 3) == 0 && sscanf(report + 3, "%lld %lld", &wpid, &start) == 2) {
 		gw_observed_start(o, r);
-		o->pid = wpid;
-		o->start_time = start;
+		o->handle = gw_pidref__handle(wpid, start);
 		rc = 0;
 	} else if (strncmp(report, "ERR ", 4) == 0) {
 		report[strcspn(report, "\n")] = '\0';
@@ -541,50 +524,51 @@ out:
 		if (rep[i] >= 0)
 			close(rep[i]);
 	}
-	if (devnull >= 0)
-		close(devnull);
 	return rc;
 }
 
 /* ---- destroy ---- */
 
-static int process_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-			   struct gw_error *err)
+static int process_destroy(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+			   const struct gw_backend_call *call, struct gw_error *err)
 {
+	const struct gw_backend_config *ctx = &b->cfg;
 	char path[4096], why[300] = "no run record names it", key[200];
+	long long pid, start;
 	int sig = r ? gw_resource_stop_signal(r) : SIGTERM;
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
 	int rc = 0;
 
 	snprintf(key, sizeof(key), "Process/%s", o->name);
+	gw_pidref__parse(&pid, &start, o->handle);
 	record_path(path, sizeof(path), ctx, o->name, "json");
 	json_t *rec = gw_record_load(path);
 	long long rec_pid = json_integer_value(json_object_get(rec, "pid"));
-	if (gw_proc_alive(o->pid, o->start_time)) {
+	if (gw_proc_alive(pid, start)) {
 		/* believe the record of the moment, vouched for by its supervisor */
-		if (!rec || rec_pid != o->pid || verify_record(rec, o->name, ctx, why, sizeof(why)) != 0) {
+		if (!rec || rec_pid != pid || verify_record(rec, o->name, ctx, why, sizeof(why)) != 0) {
 			rc = gw_error_set(err, -EPERM, "pid %lld is not a workload gitward started (%s): not signalled",
-					  o->pid, why);
+					  pid, why);
 			goto out;
 		}
-		gw_proc_signal(o->pid, sig);
-		int w = gw_proc_wait_gone_cancel(o->pid, o->start_time, timeout, ctx->cancel);
+		gw_proc_signal(pid, sig);
+		int w = gw_proc_wait_gone_cancel(pid, start, timeout, call->cancel);
 		if (w == -ECANCELED) {
-			rc = gw_error_set(err, -ECANCELED, "stop of pid %lld abandoned: the agent is stopping", o->pid);
+			rc = gw_error_set(err, -ECANCELED, "stop of pid %lld abandoned: the agent is stopping", pid);
 			goto out;
 		}
 		if (w < 0) {
 			gw_log(GW_LOG_WARN, key, "did not stop within %lldms of SIG%s: killing", (long long)timeout,
 			       gw_signal_to_string(sig));
-			gw_proc_signal(o->pid, SIGKILL);
-			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0) {
-				rc = gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", o->pid);
+			gw_proc_signal(pid, SIGKILL);
+			if (gw_proc_wait_gone(pid, start, 10000) < 0) {
+				rc = gw_error_set(err, -ETIMEDOUT, "pid %lld survived SIGKILL", pid);
 				goto out;
 			}
 		}
 	}
 	/* forget it, unless a newer instance already took the record */
-	if (rec && rec_pid == o->pid) {
+	if (rec && rec_pid == pid) {
 		/* its supervisor exits right after the workload: wait, so the
 		 * next instance finds the resource lock free */
 		long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
@@ -594,7 +578,7 @@ static int process_destroy(const struct gw_observed *o, const struct gw_resource
 	}
 	json_decref(rec);
 	rec = gw_record_load(path);
-	if (rec && json_integer_value(json_object_get(rec, "pid")) == o->pid && unlink(path) < 0 && errno != ENOENT) {
+	if (rec && json_integer_value(json_object_get(rec, "pid")) == pid && unlink(path) < 0 && errno != ENOENT) {
 		int e = errno;
 		rc = gw_error_set_at(err, -e, path, 0, 0, "cannot remove: %s", strerror(e));
 		goto out;
@@ -702,7 +686,7 @@ static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t
 	if ((rc = launch_user(l, &home, uname, sizeof(uname), json_string_value(json_object_get(job, "user")), why,
 			      size)) < 0)
 		return rc;
-	env_put(&l->envp, &l->envn, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	env_put(&l->envp, &l->envn, "PATH", GW_SPAWN_PATH);
 	env_put(&l->envp, &l->envn, "HOME", home);
 	if (strcmp(home, "/") != 0)
 		free((char *)home);
@@ -712,8 +696,10 @@ static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t
 	}
 	json_t *files = json_object_get(job, "env_files");
 	struct gw_strmap file_env = { 0 };
+	struct gw_error e;
 	for (size_t i = 0; i < json_array_size(files); i++)
-		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), why, size) < 0) {
+		if (gw_envfile_load(&file_env, json_string_value(json_array_get(files, i)), &e) < 0) {
+			snprintf(why, size, "%s", e.msg);
 			gw_strmap_free(&file_env);
 			return -EINVAL;
 		}
@@ -736,66 +722,25 @@ static int launch_prepare(struct launch *l, const json_t *job, char *why, size_t
 	return 0;
 }
 
-static int set_limit(int resource, long long value)
+/* The start of argv as the job says: its session, stdin on /dev/null
+ * unless given, limits, credentials, working directory, environment. */
+static void launch_spawn(struct gw_spawn *s, const struct launch *l, char *const *argv)
 {
-	struct rlimit rl;
-	if (value <= 0)
-		return 0;
-	rl.rlim_cur = rl.rlim_max = (rlim_t)value;
-	return setrlimit(resource, &rl);
-}
-
-/* In the forked child, with its stdio in place: limits, credentials,
- * working directory, exec. Returns never; on failure the stage and errno
- * go to errfd (when >= 0) and the child exits 127. */
-static void launch_exec(const struct launch *l, char *const *argv, int errfd) __attribute__((noreturn));
-static void launch_exec(const struct launch *l, char *const *argv, int errfd)
-{
-	const char *stage = "limits", *what = "";
-
-	if (set_limit(RLIMIT_NOFILE, l->nofile) < 0 || set_limit(RLIMIT_NPROC, l->nproc) < 0 ||
-	    set_limit(RLIMIT_AS, l->mem) < 0)
-		goto fail;
-	if (l->set_user) {
-		GW_COVERAGE_DUMP(); /* while it may still write the build tree */
-		stage = "setgroups";
-		if (setgroups((size_t)l->ngroups, l->groups) < 0)
-			goto fail;
-		stage = "setgid";
-		if (setgid(l->gid) < 0)
-			goto fail;
-		stage = "setuid";
-		if (setuid(l->uid) < 0)
-			goto fail;
-	}
-	stage = "workingDir";
-	what = l->wd;
-	if (chdir(l->wd) < 0)
-		goto fail;
-	stage = "exec";
-	what = argv[0];
-	GW_COVERAGE_DUMP();
-	execve(argv[0], argv, l->envp);
-fail : {
-	char msg[600];
-	int e = errno;
-	int n = snprintf(msg, sizeof(msg), "%s %s: %s", stage, what, strerror(e));
-	if (n > 0 && errfd >= 0)
-		write_all(errfd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
-	GW_COVERAGE_DUMP();
-	_exit(127);
-}
-}
-
-/* A fresh child: default signals, nothing blocked, its own session. */
-static void child_reset(void)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int s = 1; s < NSIG; s++)
-		signal(s, SIG_DFL);
-	setsid();
+	memset(s, 0, sizeof(*s));
+	s->argv = argv;
+	s->envp = l->envp;
+	s->fds[0] = s->fds[1] = s->fds[2] = GW_SPAWN_FD_NULL;
+	s->nfds = 3;
+	s->group = GW_SPAWN_SESSION;
+	s->nofile = l->nofile;
+	s->nproc = l->nproc;
+	s->as = l->mem;
+	s->set_user = l->set_user != 0;
+	s->uid = l->uid;
+	s->gid = l->gid;
+	s->groups = l->groups;
+	s->ngroups = (size_t)l->ngroups;
+	s->cwd = l->wd;
 }
 
 /* ---- exec health checks: as the workload, with its environment ---- */
@@ -815,17 +760,19 @@ static int wait_child(int *status, pid_t pid, int64_t deadline)
 	}
 }
 
-static int process_exec_probe(const struct gw_observed *o, const struct gw_resource *r,
-			      const struct gw_backend_ctx *ctx, int64_t timeout_ms, struct gw_error *err)
+static int process_exec_probe(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+			      int64_t timeout_ms, const struct gw_backend_call *call, struct gw_error *err)
 {
+	const struct gw_backend_config *ctx = &b->cfg;
 	char why[600] = "";
 	char *const *argv = r->health_exec_command.v;
 	struct launch l;
-	int errp[2] = { -1, -1 }, devnull = -1, rc, status = 0;
+	int rc, status = 0;
 	int64_t deadline = gw_monotonic_ms() + timeout_ms;
 	pid_t pid;
 
 	(void)o;
+	(void)call;
 	json_t *job = job_object(r, ctx);
 	rc = launch_prepare(&l, job, why, sizeof(why));
 	json_decref(job);
@@ -833,46 +780,26 @@ static int process_exec_probe(const struct gw_observed *o, const struct gw_resou
 		launch_free(&l);
 		return gw_error_set(err, rc, "%s", why);
 	}
-	if (pipe2(errp, O_CLOEXEC) < 0 || (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
-		rc = gw_error_set(err, -errno, "cannot create pipes: %s", strerror(errno));
+	struct gw_spawn s;
+	struct gw_error serr;
+	launch_spawn(&s, &l, argv);
+	if ((rc = gw_spawn_start(&pid, &s, &serr)) < 0) {
+		rc = gw_error_set(err, -EIO, "health check %s", serr.msg);
 		goto out;
 	}
-	pid = fork();
-	if (pid < 0) {
-		rc = gw_error_set(err, -errno, "fork: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		child_reset();
-		if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(errp[1], 3) < 0 ||
-		    fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
-			_exit(127);
-		close_range(4, ~0U, 0);
-		launch_exec(&l, argv, 3);
-	}
-	close(errp[1]);
-	errp[1] = -1;
-	ssize_t n = read_report(errp[0], why, sizeof(why), timeout_ms);
-	rc = n < 0 ? (int)n : wait_child(&status, pid, deadline);
+	rc = wait_child(&status, pid, deadline);
 	if (rc == -ETIMEDOUT) {
 		gw_proc_signal(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 		rc = gw_error_set(err, -ETIMEDOUT, "%s: timed out after %lldms", argv[0], (long long)timeout_ms);
 	} else if (rc < 0) {
 		rc = gw_error_set(err, rc, "wait %s: %s", argv[0], strerror(-rc));
-	} else if (n > 0) {
-		rc = gw_error_set(err, -EIO, "health check %s", why);
 	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		rc = gw_error_set(err, -EIO, "%s exited with status %d", argv[0],
 				  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	}
 out:
 	launch_free(&l);
-	for (int i = 0; i < 2; i++)
-		if (errp[i] >= 0)
-			close(errp[i]);
-	if (devnull >= 0)
-		close(devnull);
 	return rc;
 }
 
@@ -904,24 +831,18 @@ static void write_exit(const char *path, long long pid, int status)
 	gw_file_write_atomic(path, buf, (size_t)n, NULL);
 }
 
-int gw_process_shim_main(void)
+/* The job from stdin (at most JOB_MAX bytes); then stdin is /dev/null. */
+static json_t *shim_read_job(void)
 {
-	char *payload;
 	size_t len = 0, cap = 65536;
-	json_t *job;
-	char why[512];
+	char *payload = gw_xmalloc(cap);
 
-	prctl(PR_SET_NAME, SHIM_ARGV0); /* its comm too, for top and pgrep */
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGTERM, SIG_IGN);
-	payload = gw_xmalloc(cap);
 	for (;;) {
 		if (len + 1 >= cap) {
 			if (cap >= JOB_MAX) {
+				free(payload);
 				report("ERR job too large");
-				return 1;
+				return NULL;
 			}
 			cap *= 2;
 			payload = gw_xrealloc(payload, cap);
@@ -934,123 +855,116 @@ int gw_process_shim_main(void)
 		len += (size_t)n;
 	}
 	payload[len] = '\0';
-	job = json_loads(payload, 0, NULL);
+	json_t *job = json_loads(payload, 0, NULL);
 	free(payload);
 	if (!job) {
 		report("ERR unreadable job");
-		return 1;
+		return NULL;
 	}
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull >= 0)
 		dup2(devnull, 0);
+	return job;
+}
 
-	/* argv */
-	json_t *jargv = json_object_get(job, "argv");
-	size_t argc = json_array_size(jargv);
-	char **argv = gw_xcalloc(argc + 1, sizeof(char *));
-	for (size_t i = 0; i < argc; i++)
-		argv[i] = gw_xstrdup(json_string_value(json_array_get(jargv, i)));
-
-	struct launch l;
-	if (launch_prepare(&l, job, why, sizeof(why)) < 0) {
-		report("ERR %s", why);
-		return 1;
-	}
-	const char *log_path = json_string_value(json_object_get(job, "log"));
-	long long log_max = json_integer_value(json_object_get(job, "log_max"));
-
-	/* One supervisor per resource at a time: two gitward processes racing
-	 * (one killed mid-create, the next one starting over) can never both
-	 * start the workload. The lock lives as long as this supervisor; an old
-	 * one being replaced is given a few seconds to finish. */
-	const char *lock_path = json_string_value(json_object_get(job, "lock"));
+/* One supervisor per resource at a time: two gitward processes racing
+ * (one killed mid-create, the next one starting over) can never both
+ * start the workload. The lock lives as long as this supervisor; an old
+ * one being replaced is given a few seconds to finish. */
+static int shim_lock(const char *lock_path)
+{
 	int lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (lockfd < 0) {
-		report("ERR cannot open %s: %s", lock_path, strerror(errno));
-		return 1;
+		int e = errno;
+		report("ERR cannot open %s: %s", lock_path, strerror(e));
+		return -e;
 	}
 	int64_t lock_deadline = gw_monotonic_ms() + 10000;
 	while (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno != EWOULDBLOCK || gw_monotonic_ms() >= lock_deadline) {
 			report("ERR another supervisor is still running this resource (%s is locked)", lock_path);
-			return 1;
+			return -EBUSY;
 		}
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	int logfd = open_log(log_path);
-	if (logfd < 0) {
-		report("ERR cannot open log %s: %s", log_path, strerror(errno));
-		return 1;
-	}
-	int out[2], errp[2];
-	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-		report("ERR pipe: %s", strerror(errno));
-		return 1;
-	}
-	pid_t child = fork();
-	if (child < 0) {
-		report("ERR fork: %s", strerror(errno));
-		return 1;
-	}
-	if (child == 0) {
-		child_reset();
-		if (dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0 || dup2(errp[1], 4) < 0 ||
-		    fcntl(4, F_SETFD, FD_CLOEXEC) < 0)
-			_exit(127);
-		close_range(5, ~0U, 0);
-		close(3);
-		launch_exec(&l, argv, 4);
-	}
-	close(out[1]);
-	close(errp[1]);
-	char err_msg[GW_ERROR_MSG_MAX + 300];
-	ssize_t en = read_report(errp[0], err_msg, sizeof(err_msg), REPORT_TIMEOUT_MS);
-	close(errp[0]);
-	if (en > 0) {
-		int st;
-		waitpid(child, &st, 0);
-		report("ERR %s", err_msg);
-		return 1;
-	}
+	return 0;
+}
 
-	/* the workload runs: record it before telling anyone */
-	long long start = 0;
+/* The workload, its stdout and stderr on *out_fd; its pid, or a negative
+ * errno (reported). */
+static pid_t shim_start(int *out_fd, const struct launch *l, char *const *argv)
+{
+	struct gw_spawn s;
+	struct gw_error serr;
+	int out[2];
+	pid_t child;
+
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		int e = errno;
+		report("ERR pipe: %s", strerror(e));
+		return -e;
+	}
+	launch_spawn(&s, l, argv);
+	s.fds[0] = GW_SPAWN_FD_KEEP; /* /dev/null already */
+	s.fds[1] = s.fds[2] = out[1];
+	int rc = gw_spawn_start(&child, &s, &serr);
+	close(out[1]);
+	if (rc < 0) {
+		close(out[0]);
+		report("ERR %s", serr.msg);
+		return rc;
+	}
+	*out_fd = out[0];
+	return child;
+}
+
+/* The workload runs: record it before telling anyone. */
+static int shim_record(long long *out_start, const json_t *job, pid_t child)
+{
+	long long start = 0, shim_start_time = 0;
 	char state;
+
 	gw_proc_stat(&start, &state, child);
-	json_t *rec = json_object();
+	struct gw_observed o = { 0 };
+	gw_proc_stat(&shim_start_time, &state, getpid());
+	/* the job carries the record's shared fields under the same keys */
+	gw_record_parse(&o, GW_KIND_PROCESS, json_string_value(json_object_get(job, "name")), job);
+	o.started_at = gw_now_ms() / 1000;
+	json_t *rec = gw_record_new(&o);
+	gw_observed_clear(&o);
 	json_object_set_new(rec, "pid", json_integer(child));
 	json_object_set_new(rec, "start_time", json_integer(start));
-	long long shim_start = 0;
-	gw_proc_stat(&shim_start, &state, getpid());
 	json_object_set_new(rec, "shim_pid", json_integer(getpid()));
-	json_object_set_new(rec, "shim_start_time", json_integer(shim_start));
-	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
-	json_object_set(rec, "spec_hash", json_object_get(job, "spec_hash"));
-	json_object_set(rec, "spec", json_object_get(job, "spec"));
-	json_object_set(rec, "depends_on", json_object_get(job, "depends_on"));
-	json_object_set(rec, "restart", json_object_get(job, "restart"));
-	char *recs = json_dumps(rec, JSON_COMPACT);
-	json_decref(rec);
+	json_object_set_new(rec, "shim_start_time", json_integer(shim_start_time));
 	const char *record = json_string_value(json_object_get(job, "record"));
-	if (gw_file_write_atomic(record, recs, strlen(recs), NULL) < 0) {
+	int wrc = gw_record_write(record, rec, NULL);
+	json_decref(rec);
+	if (wrc < 0) {
 		kill(-child, SIGKILL);
 		report("ERR cannot write %s", record);
-		return 1;
+		return wrc;
 	}
-	free(recs);
-	report("OK %lld %lld\n", (long long)child, start);
+	*out_start = start;
+	return 0;
+}
 
-	/* pump output into the bounded log until the workload exits */
+/* Pump output into the bounded log until the workload exits; then its exit
+ * file. */
+static void shim_pump(const json_t *job, pid_t child, int out, int logfd)
+{
+	const char *log_path = json_string_value(json_object_get(job, "log"));
+	long long log_max = json_integer_value(json_object_get(job, "log_max"));
 	const char *exit_path = json_string_value(json_object_get(job, "exit"));
 	long long written = lseek(logfd, 0, SEEK_END);
 	int exited = 0, status = 0, open_out = 1;
 	char buf[65536];
+
 	while (!exited || open_out) {
-		struct pollfd p = { .fd = out[0], .events = POLLIN };
+		struct pollfd p = { .fd = out, .events = POLLIN };
 		int r = open_out ? poll(&p, 1, exited ? 200 : 1000) : 0;
 		if (r > 0) {
-			ssize_t n = read(out[0], buf, sizeof(buf));
+			ssize_t n = read(out, buf, sizeof(buf));
 			if (n > 0) {
 				if (written + n > log_max) {
 					char old[4200];
@@ -1079,6 +993,45 @@ int gw_process_shim_main(void)
 			}
 		}
 	}
+}
+
+int gw_process_shim_main(void)
+{
+	struct launch l;
+	char why[512];
+	long long start = 0;
+	int out = -1;
+
+	prctl(PR_SET_NAME, SHIM_ARGV0); /* its comm too, for top and pgrep */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	json_t *job = shim_read_job();
+	if (!job)
+		return 1;
+	json_t *jargv = json_object_get(job, "argv");
+	size_t argc = json_array_size(jargv);
+	char **argv = gw_xcalloc(argc + 1, sizeof(char *));
+	for (size_t i = 0; i < argc; i++)
+		argv[i] = gw_xstrdup(json_string_value(json_array_get(jargv, i)));
+	if (launch_prepare(&l, job, why, sizeof(why)) < 0) {
+		report("ERR %s", why);
+		return 1;
+	}
+	if (shim_lock(json_string_value(json_object_get(job, "lock"))) < 0)
+		return 1;
+	const char *log_path = json_string_value(json_object_get(job, "log"));
+	int logfd = open_log(log_path);
+	if (logfd < 0) {
+		report("ERR cannot open log %s: %s", log_path, strerror(errno));
+		return 1;
+	}
+	pid_t child = shim_start(&out, &l, argv);
+	if (child < 0 || shim_record(&start, job, child) < 0)
+		return 1;
+	report("OK %lld %lld\n", (long long)child, start);
+	shim_pump(job, child, out, logfd);
 	json_decref(job);
 	return 0;
 }
@@ -1090,4 +1043,6 @@ const struct gw_backend_ops gw_backend_process = {
 	.create = process_create,
 	.destroy = process_destroy,
 	.exec_probe = process_exec_probe,
+	.describe = gw_pidref__describe,
+	.watch = gw_pidref__watch,
 };

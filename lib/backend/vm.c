@@ -19,7 +19,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +31,9 @@
 #include "gitward/paths.h"
 #include "gitward/qmp.h"
 #include "gitward/schema.h"
+#include "gitward/spawn.h"
 #include "gitward/state.h"
+#include "pidref.h"
 
 #define START_TIMEOUT_MS 60000
 #define QMP_TIMEOUT_MS 5000
@@ -44,13 +45,13 @@ static void vm_path(char *buf, size_t size, const char *run_dir, const char *nam
 	gw_path_record(buf, size, run_dir, GW_KIND_VM, name, ext);
 }
 
-/* start time of pid, or -1 when it is gone */
+/* start time of pid, or -ESRCH when it is gone */
 static long long start_time_of(long long pid)
 {
 	long long start;
 	char state;
 	if (gw_proc_stat(&start, &state, pid) < 0 || state == 'Z' || state == 'X')
-		return -1;
+		return -ESRCH;
 	return start;
 }
 
@@ -96,25 +97,19 @@ static long long read_pidfile(const char *path)
 	return pid;
 }
 
-static int write_record(const char *path, const struct gw_resource *r, const char *name, const char *hash,
-			const char *spec, long long pid, long long start)
+/* The run record: the shared fields, the resource's name and QEMU's pid and
+ * start time (0 while it starts). */
+static int write_record(const char *path, const struct gw_resource *r, long long pid, long long start)
 {
-	json_t *rec = json_object();
+	struct gw_observed o;
+	gw_observed_start(&o, r);
+	json_t *rec = gw_record_new(&o);
+	gw_observed_clear(&o);
 	json_object_set_new(rec, "pid", json_integer(pid));
 	json_object_set_new(rec, "start_time", json_integer(start));
-	json_object_set_new(rec, "started_at", json_integer(gw_now_ms() / 1000));
-	json_object_set_new(rec, "name", json_string(name));
-	json_object_set_new(rec, "spec_hash", json_string(hash));
-	json_object_set_new(rec, "spec", json_string(spec));
-	json_object_set_new(rec, "restart", json_string(gw_restart_to_string(r->restart)));
-	json_t *deps = json_array();
-	for (size_t i = 0; i < r->depends_on.n; i++)
-		json_array_append_new(deps, json_string(r->depends_on.v[i]));
-	json_object_set_new(rec, "depends_on", deps);
-	char *s = json_dumps(rec, JSON_COMPACT);
+	json_object_set_new(rec, "name", json_string(r->name));
+	int rc = gw_record_write(path, rec, NULL);
 	json_decref(rec);
-	int rc = gw_file_write_atomic(path, s, strlen(s), NULL);
-	free(s);
 	return rc;
 }
 
@@ -150,84 +145,81 @@ static void qmp_status(struct gw_observed *o, const char *sock)
 	gw_qmp_close(q);
 }
 
-static int vm_discover(struct gw_observed **out, size_t *out_n, const struct gw_backend_ctx *ctx, struct gw_error *err)
+struct scan {
+	const struct gw_backend_config *ctx;
+	struct gw_observed *v;
+	size_t n, cap;
+};
+
+static int discover_one(const char *name, const char *path, void *ud)
+{
+	struct scan *sc = ud;
+	const struct gw_backend_config *ctx = sc->ctx;
+	json_t *rec = gw_record_load(path);
+	if (sc->n == sc->cap) {
+		sc->cap = sc->cap ? sc->cap * 2 : 8;
+		sc->v = gw_xrealloc(sc->v, sc->cap * sizeof(*sc->v));
+	}
+	struct gw_observed *o = &sc->v[sc->n];
+	if (!rec || gw_record_parse(o, GW_KIND_VM, name, rec) < 0) {
+		json_decref(rec);
+		gw_log(GW_LOG_WARN, name, "unreadable VM record %s: ignored", path);
+		return 0;
+	}
+	long long pid = json_integer_value(json_object_get(rec, "pid"));
+	long long start = json_integer_value(json_object_get(rec, "start_time"));
+	json_decref(rec);
+	if (pid == 0) {
+		/* pending: a gitward was killed while starting it */
+		char pidfile[4096];
+		vm_path(pidfile, sizeof(pidfile), ctx->run_dir, name, "pid");
+		long long p = read_pidfile(pidfile);
+		if (p > 1 && is_our_qemu(p, name, ctx->run_dir)) {
+			pid = p;
+			start = start_time_of(p);
+		}
+	}
+	if (gw_proc_alive(pid, start) && !is_our_qemu(pid, name, ctx->run_dir)) {
+		gw_log(GW_LOG_WARN, name,
+		       "run record %s names pid %lld, which is not QEMU running this VM: not ours, ignored", path, pid);
+		gw_observed_clear(o);
+		return 0;
+	}
+	sc->n++;
+	o->handle = gw_pidref__handle(pid, start);
+	if (gw_proc_alive(pid, start)) {
+		char sock[4096];
+		vm_path(sock, sizeof(sock), ctx->run_dir, name, "qmp");
+		qmp_status(o, sock);
+	} else {
+		o->state = GW_STATE_FAILED;
+		snprintf(o->detail, sizeof(o->detail), pid ? "QEMU exited" : "QEMU never started");
+	}
+	return 0;
+}
+
+static int vm_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
+		       const struct gw_backend_call *call, struct gw_error *err)
 {
 	char dir[4096];
-	DIR *d;
-	struct dirent *de;
-	struct gw_observed *v = NULL;
-	size_t n = 0, cap = 0;
+	struct scan sc = { .ctx = &b->cfg };
+	int rc;
 
-	gw_path_kind_dir(dir, sizeof(dir), ctx->run_dir, GW_KIND_VM);
-	d = opendir(dir);
-	if (!d) {
-		if (errno == ENOENT) {
-			*out = NULL;
-			*out_n = 0;
-			return 0;
-		}
-		return gw_error_set_at(err, -errno, dir, 0, 0, "cannot list VM records: %s", strerror(errno));
+	(void)call;
+	gw_path_kind_dir(dir, sizeof(dir), b->cfg.run_dir, GW_KIND_VM);
+	if ((rc = gw_record_scan(dir, ".json", discover_one, &sc, err)) < 0) {
+		for (size_t i = 0; i < sc.n; i++)
+			gw_observed_clear(&sc.v[i]);
+		free(sc.v);
+		return rc;
 	}
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		char name[128], path[4096 + 256];
-		if (len < 6 || len - 5 >= sizeof(name) || strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;
-		memcpy(name, de->d_name, len - 5);
-		name[len - 5] = '\0';
-		if (gw_check_name(name)) {
-			gw_log(GW_LOG_WARN, "", "%s/%s: not a valid resource name: ignored", dir, de->d_name);
-			continue;
-		}
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		json_t *rec = gw_record_load(path);
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			v = gw_xrealloc(v, cap * sizeof(*v));
-		}
-		struct gw_observed *o = &v[n];
-		if (!rec || gw_record_parse(o, GW_KIND_VM, name, rec) < 0) {
-			json_decref(rec);
-			gw_log(GW_LOG_WARN, name, "unreadable VM record %s: ignored", path);
-			continue;
-		}
-		n++;
-		json_decref(rec);
-		if (o->pid == 0) {
-			/* pending: a gitward was killed while starting it */
-			char pidfile[4096];
-			vm_path(pidfile, sizeof(pidfile), ctx->run_dir, name, "pid");
-			long long pid = read_pidfile(pidfile);
-			if (pid > 1 && is_our_qemu(pid, name, ctx->run_dir)) {
-				o->pid = pid;
-				o->start_time = start_time_of(pid);
-			}
-		}
-		if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, name, ctx->run_dir)) {
-			gw_log(GW_LOG_WARN, name,
-			       "run record %s names pid %lld, which is not QEMU running this VM: not ours, ignored",
-			       path, o->pid);
-			gw_observed_clear(o);
-			n--;
-			continue;
-		}
-		if (gw_proc_alive(o->pid, o->start_time)) {
-			char sock[4096];
-			vm_path(sock, sizeof(sock), ctx->run_dir, name, "qmp");
-			qmp_status(o, sock);
-		} else {
-			o->state = GW_STATE_FAILED;
-			snprintf(o->detail, sizeof(o->detail), o->pid ? "QEMU exited" : "QEMU never started");
-		}
-	}
-	closedir(d);
-	*out = v;
-	*out_n = n;
+	*out = sc.v;
+	*out_n = sc.n;
 	return 0;
 }
 
 /* The QEMU binary: $GITWARD_QEMU, else qemu-system-x86_64 on PATH. */
-static int find_qemu(char *out, size_t size, const struct gw_backend_ctx *ctx, struct gw_error *err)
+static int find_qemu(char *out, size_t size, const struct gw_backend_config *ctx, struct gw_error *err)
 {
 	const char *want = ctx->qemu_binary && *ctx->qemu_binary ? ctx->qemu_binary : "qemu-system-x86_64";
 	if (strchr(want, '/')) {
@@ -237,23 +229,15 @@ static int find_qemu(char *out, size_t size, const struct gw_backend_ctx *ctx, s
 		}
 		return gw_error_set(err, -ENOENT, "QEMU binary %s: %s", want, strerror(errno));
 	}
-	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	const char *p = path;
-	while (*p) {
-		const char *colon = strchr(p, ':');
-		size_t len = colon ? (size_t)(colon - p) : strlen(p);
-		snprintf(out, size, "%.*s/%s", (int)len, p, want);
-		if (access(out, X_OK) == 0)
-			return 0;
-		p += len + (colon ? 1 : 0);
-	}
+	if (gw_spawn_find(out, size, want, NULL) == 0)
+		return 0;
 	return gw_error_set(err, -ENOENT, "QEMU binary %s not found (install qemu-system-x86)", want);
 }
 
-static int vm_supported(const struct gw_backend_ctx *ctx, struct gw_error *err)
+static int vm_supported(struct gw_backend *b, struct gw_error *err)
 {
 	char bin[4096];
-	return find_qemu(bin, sizeof(bin), ctx, err);
+	return find_qemu(bin, sizeof(bin), &b->cfg, err);
 }
 
 struct argv {
@@ -386,7 +370,7 @@ static int check_file(const char *what, const char *path, struct gw_error *err)
 	return 0;
 }
 
-static void forget(const struct gw_backend_ctx *ctx, const char *name)
+static void forget(const struct gw_backend_config *ctx, const char *name)
 {
 	static const char *const exts[] = { "json", "pid", "qmp" };
 	char path[4096];
@@ -396,12 +380,107 @@ static void forget(const struct gw_backend_ctx *ctx, const char *name)
 	}
 }
 
-static int vm_create(struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-		     struct gw_error *err)
+/* The foreground QEMU exits once the daemon is up (or failed): collect its
+ * words (the tail, for the error) and its status; -ETIMEDOUT, QEMU killed,
+ * when it does not exit in time. */
+static int wait_foreground(int *status, char *out, size_t size, pid_t pid, int fd)
 {
+	size_t outlen = 0;
+	int exited = 0, eof = 0;
+	int64_t deadline = gw_monotonic_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - gw_monotonic_ms();
+		if (left <= 0)
+			break;
+		int pr = eof ? 0 : poll(&p, 1, (int)(left > 100 ? 100 : left));
+		if (eof) {
+			struct timespec ts = { 0, 10 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		if (pr > 0) {
+			char chunk[1024];
+			ssize_t n = read(fd, chunk, sizeof(chunk));
+			if (n <= 0)
+				eof = 1;
+			if (n > 0) {
+				/* keep the tail */
+				if (outlen + (size_t)n > size - 1) {
+					size_t drop = outlen + (size_t)n - (size - 1);
+					if (drop > outlen)
+						drop = outlen;
+					memmove(out, out + drop, outlen - drop);
+					outlen -= drop;
+				}
+				size_t take = (size_t)n < size - 1 ? (size_t)n : size - 1;
+				memcpy(out + outlen, chunk + n - take, take);
+				outlen += take;
+			}
+		}
+		if (!exited && waitpid(pid, status, WNOHANG) == pid)
+			exited = 1;
+		if (exited && (pr <= 0 || eof))
+			break; /* drained (the daemon may keep the pipe: do not wait for it) */
+	}
+	out[outlen] = '\0';
+	if (!exited) {
+		kill(pid, SIGKILL);
+		waitpid(pid, status, 0);
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* Run QEMU (it daemonizes) in its own session, stdin on /dev/null and its
+ * output on a pipe; 0 once the foreground QEMU exited 0. */
+static int start_qemu(const char *qemu, char *const *argv, struct gw_error *err)
+{
+	char out[4096];
+	int pipefd[2], status = 0, rc;
+	struct gw_error serr;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	struct gw_spawn s = {
+		.path = qemu,
+		.argv = argv,
+		.fds = { GW_SPAWN_FD_NULL, pipefd[1], pipefd[1] },
+		.nfds = 3,
+		.group = GW_SPAWN_SESSION,
+	};
+	rc = gw_spawn_start(&pid, &s, &serr);
+	close(pipefd[1]);
+	if (rc < 0) {
+		close(pipefd[0]);
+		return gw_error_set(err, rc, "exec %s: %s", qemu, strerror(-rc));
+	}
+	rc = wait_foreground(&status, out, sizeof(out), pid, pipefd[0]);
+	close(pipefd[0]);
+	if (rc < 0)
+		return gw_error_set(err, -ETIMEDOUT, "QEMU did not start within %ds", START_TIMEOUT_MS / 1000);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		size_t outlen = strlen(out);
+		char *t = out + outlen;
+		while (t > out && (t[-1] == '\n' || t[-1] == '\r'))
+			*--t = '\0';
+		char *last = out;
+		if (strlen(out) > 300)
+			last = out + strlen(out) - 300;
+		return gw_error_set(err, -EIO, "QEMU exited at start (status %d): %s",
+				    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+				    *last ? last : "no message");
+	}
+	return 0;
+}
+
+static int vm_create(struct gw_observed *o, struct gw_backend *b, const struct gw_resource *r,
+		     const struct gw_backend_call *call, struct gw_error *err)
+{
+	const struct gw_backend_config *ctx = &b->cfg;
 	char qemu[4096], rec[4096], pidfile[4096], qmp[4096], log[4096], dir[4096];
 	struct argv a = { 0 };
-	int rc, pipefd[2] = { -1, -1 };
+	int rc;
 
 	if ((rc = find_qemu(qemu, sizeof(qemu), ctx, err)) < 0)
 		return rc;
@@ -427,134 +506,48 @@ static int vm_create(struct gw_observed *o, const struct gw_resource *r, const s
 	snprintf(old, sizeof(old), "%s.1", log);
 	rename(log, old);
 	/* pending record first: a gitward killed from here on still finds it */
-	if ((rc = write_record(rec, r, r->name, r->spec_hash, r->canonical, 0, 0)) < 0)
+	(void)call;
+	if ((rc = write_record(rec, r, 0, 0)) < 0)
 		return gw_error_set_at(err, rc, rec, 0, 0, "cannot write the VM record");
 
 	build_argv(&a, qemu, r, log, qmp, pidfile);
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	pid_t pid;
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		rc = gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	rc = start_qemu(qemu, a.v, err);
+	argv_free(&a);
+	if (rc < 0)
 		goto fail;
-	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-	sigset_t all, none;
-	sigfillset(&all);
-	sigemptyset(&none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-	int sp = posix_spawn(&pid, qemu, &fa, &attr, a.v, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	close(pipefd[1]);
-	pipefd[1] = -1;
-	if (sp != 0) {
-		rc = gw_error_set(err, -sp, "exec %s: %s", qemu, strerror(sp));
-		goto fail;
-	}
-	/* the foreground QEMU exits once the daemon is up (or failed): collect
-	 * its words for the error */
-	char out[4096];
-	size_t outlen = 0;
-	int status = 0, exited = 0, eof = 0;
-	int64_t deadline = gw_monotonic_ms() + START_TIMEOUT_MS;
-	for (;;) {
-		struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
-		int64_t left = deadline - gw_monotonic_ms();
-		if (left <= 0)
-			break;
-		int pr = eof ? 0 : poll(&p, 1, (int)(left > 100 ? 100 : left));
-		if (eof) {
-			struct timespec ts = { 0, 10 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
-		}
-		if (pr > 0) {
-			char chunk[1024];
-			ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
-			if (n <= 0)
-				eof = 1;
-			if (n > 0) {
-				/* keep the tail */
-				if (outlen + (size_t)n > sizeof(out) - 1) {
-					size_t drop = outlen + (size_t)n - (sizeof(out) - 1);
-					if (drop > outlen)
-						drop = outlen;
-					memmove(out, out + drop, outlen - drop);
-					outlen -= drop;
-				}
-				size_t take = (size_t)n < sizeof(out) - 1 ? (size_t)n : sizeof(out) - 1;
-				memcpy(out + outlen, chunk + n - take, take);
-				outlen += take;
-			}
-		}
-		if (!exited && waitpid(pid, &status, WNOHANG) == pid)
-			exited = 1;
-		if (exited && (pr <= 0 || eof))
-			break; /* drained (the daemon may keep the pipe: do not wait for it) */
-	}
-	out[outlen] = '\0';
-	if (!exited) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-		rc = gw_error_set(err, -ETIMEDOUT, "QEMU did not start within %ds", START_TIMEOUT_MS / 1000);
-		goto fail;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char *t = out + outlen;
-		while (t > out && (t[-1] == '\n' || t[-1] == '\r'))
-			*--t = '\0';
-		char *last = out;
-		if (strlen(out) > 300)
-			last = out + strlen(out) - 300;
-		rc = gw_error_set(err, -EIO, "QEMU exited at start (status %d): %s",
-				  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-				  *last ? last : "no message");
-		goto fail;
-	}
 	long long qpid = read_pidfile(pidfile);
 	long long start = qpid > 0 ? start_time_of(qpid) : -1;
 	if (qpid <= 0 || start < 0) {
 		rc = gw_error_set(err, -ESRCH, "QEMU started but is gone (see %s)", log);
 		goto fail;
 	}
-	write_record(rec, r, r->name, r->spec_hash, r->canonical, qpid, start);
+	write_record(rec, r, qpid, start);
 	gw_observed_start(o, r);
-	o->pid = qpid;
-	o->start_time = start;
+	o->handle = gw_pidref__handle(qpid, start);
 	qmp_status(o, qmp);
 	if (o->state != GW_STATE_RUNNING) {
 		gw_log(GW_LOG_WARN, r->name, "QEMU started but reports: %s", o->detail);
 		o->state = GW_STATE_RUNNING;
 	}
-	close(pipefd[0]);
-	argv_free(&a);
 	return 0;
 fail:
-	if (pipefd[0] >= 0)
-		close(pipefd[0]);
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	argv_free(&a);
 	forget(ctx, r->name);
 	return rc;
 }
 
-static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-		      struct gw_error *err)
+static int vm_destroy(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+		      const struct gw_backend_call *call, struct gw_error *err)
 {
+	const struct gw_backend_config *ctx = &b->cfg;
 	char sock[4096];
 	int64_t timeout = r ? gw_resource_stop_timeout_ms(r) : 10000;
+	long long pid, start;
 
-	if (gw_proc_alive(o->pid, o->start_time) && !is_our_qemu(o->pid, o->name, ctx->run_dir))
-		return gw_error_set(err, -EPERM, "pid %lld is not QEMU running this VM: not signalled", o->pid);
-	if (gw_proc_alive(o->pid, o->start_time)) {
+	gw_pidref__parse(&pid, &start, o->handle);
+
+	if (gw_proc_alive(pid, start) && !is_our_qemu(pid, o->name, ctx->run_dir))
+		return gw_error_set(err, -EPERM, "pid %lld is not QEMU running this VM: not signalled", pid);
+	if (gw_proc_alive(pid, start)) {
 		struct gw_qmp *q = NULL;
 		struct gw_error qerr;
 		vm_path(sock, sizeof(sock), ctx->run_dir, o->name, "qmp");
@@ -562,9 +555,9 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 			/* graceful first: ACPI power button, until stopTimeout */
 			if (gw_qmp_execute(NULL, q, "system_powerdown", NULL, QMP_TIMEOUT_MS, &qerr) == 0) {
 				int64_t deadline = gw_monotonic_ms() + timeout;
-				while (gw_proc_alive(o->pid, o->start_time) && gw_monotonic_ms() < deadline) {
+				while (gw_proc_alive(pid, start) && gw_monotonic_ms() < deadline) {
 					json_t *st = NULL;
-					if (gw_cancel_requested(ctx->cancel)) {
+					if (gw_cancel_requested(call->cancel)) {
 						gw_qmp_close(q);
 						return gw_error_set(err, -ECANCELED,
 								    "power-down abandoned: the agent is stopping");
@@ -576,19 +569,19 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 					json_decref(st);
 					if (off)
 						break;
-					(void)gw_cancel_sleep(ctx->cancel, 100); /* a stop request is seen above */
+					(void)gw_cancel_sleep(call->cancel, 100); /* a stop request is seen above */
 				}
 			}
 			gw_qmp_execute(NULL, q, "quit", NULL, QMP_TIMEOUT_MS, &qerr);
 			gw_qmp_close(q);
 		} else {
-			gw_proc_signal(o->pid, SIGTERM); /* QEMU treats it as quit */
+			gw_proc_signal(pid, SIGTERM); /* QEMU treats it as quit */
 		}
-		if (gw_proc_wait_gone(o->pid, o->start_time, 5000) < 0) {
-			gw_log(GW_LOG_WARN, o->name, "QEMU pid %lld did not quit: killing", o->pid);
-			gw_proc_signal(o->pid, SIGKILL);
-			if (gw_proc_wait_gone(o->pid, o->start_time, 10000) < 0)
-				return gw_error_set(err, -ETIMEDOUT, "QEMU pid %lld survived SIGKILL", o->pid);
+		if (gw_proc_wait_gone(pid, start, 5000) < 0) {
+			gw_log(GW_LOG_WARN, o->name, "QEMU pid %lld did not quit: killing", pid);
+			gw_proc_signal(pid, SIGKILL);
+			if (gw_proc_wait_gone(pid, start, 10000) < 0)
+				return gw_error_set(err, -ETIMEDOUT, "QEMU pid %lld survived SIGKILL", pid);
 		}
 	}
 	/* forget it, unless a newer instance took the record */
@@ -597,7 +590,7 @@ static int vm_destroy(const struct gw_observed *o, const struct gw_resource *r, 
 	json_t *cur = gw_record_load(rec);
 	long long cur_pid = json_integer_value(json_object_get(cur, "pid"));
 	json_decref(cur);
-	if (!cur || cur_pid == o->pid || cur_pid == 0)
+	if (!cur || cur_pid == pid || cur_pid == 0)
 		forget(ctx, o->name);
 	return 0;
 }
@@ -609,4 +602,6 @@ const struct gw_backend_ops gw_backend_vm = {
 	.discover = vm_discover,
 	.create = vm_create,
 	.destroy = vm_destroy,
+	.describe = gw_pidref__describe,
+	.watch = gw_pidref__watch,
 };

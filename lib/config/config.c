@@ -2,6 +2,7 @@
  * value is checked the same way wherever it comes from. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,43 +11,278 @@
 #include "gitward/paths.h"
 #include "gitward/state.h"
 
+static void replace(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = gw_xstrdup(value);
+}
+
+static int parse_bool(bool *out, const char *v)
+{
+	if (!v || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0")) {
+		*out = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* One setter per kind of option: it checks value and stores it in slot (the
+ * option's field of cfg), with the message naming the option on error. */
+typedef int (*setter_fn)(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err);
+
+static int set_repo(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	char *clean, *password;
+	(void)name;
+	(void)slot;
+	if (!*value)
+		return gw_error_set(err, -EINVAL, "--repo: must not be empty");
+	/* a password inside the URL is kept apart at once: the URL that is
+	 * stored, logged and shown never holds it */
+	gw_url_split_password(&clean, &password, value);
+	free(cfg->repo);
+	cfg->repo = clean;
+	if (cfg->repo_password)
+		gw_secure_free(cfg->repo_password);
+	cfg->repo_password = password;
+	return 0;
+}
+
+static int set_string(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	(void)err;
+	replace(slot, value);
+	return 0;
+}
+
+static void append(struct gw_strlist *l, const char *value)
+{
+	l->v = gw_xrealloc(l->v, (l->n + 2) * sizeof(char *));
+	l->v[l->n++] = gw_xstrdup(value);
+	l->v[l->n] = NULL;
+}
+
+static int set_path(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	(void)err;
+	append(slot, value);
+	return 0;
+}
+
+static int set_exclude(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (!*value || strlen(value) > 4096)
+		return gw_error_set(err, -EINVAL, "--exclude: expected a glob like docs/ or ci/*.yml");
+	append(slot, value);
+	return 0;
+}
+
+static int set_dir(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	if (!*value)
+		return gw_error_set(err, -EINVAL, "--%s: expected a directory", name);
+	replace(slot, value);
+	return 0;
+}
+
+static int set_node(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (!*value || strlen(value) > 63 ||
+	    strspn(value,
+		   "abcdefghijklmnopqrstuvwxyz"
+		   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(value))
+		return gw_error_set(err, -EINVAL, "--node: expected letters, digits, '-', '_', '.', got \"%s\"", value);
+	replace(slot, value);
+	return 0;
+}
+
+static int set_label(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	const char *eq = strchr(value, '=');
+	if (!eq || eq == value)
+		return gw_error_set(err, -EINVAL, "--label: expected K=V, got \"%s\"", value);
+	char *k = gw_xstrndup(value, (size_t)(eq - value));
+	gw_strmap_set(slot, k, eq + 1);
+	free(k);
+	return 0;
+}
+
+static int set_interval(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	int64_t ms;
+	(void)cfg;
+	(void)name;
+	if (gw_duration_parse(&ms, value) < 0 || ms < 100)
+		return gw_error_set(err, -EINVAL,
+				    "--interval: expected a duration of at least 100ms like 30s, got \"%s\"", value);
+	*(int64_t *)slot = ms;
+	return 0;
+}
+
+static int set_git_timeout(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	int64_t ms;
+	(void)cfg;
+	if (gw_duration_parse(&ms, value) < 0 || ms < 100 || ms > 3600000)
+		return gw_error_set(err, -EINVAL, "--%s: expected a duration between 100ms and 1h like 30s, got \"%s\"",
+				    name, value);
+	*(int64_t *)slot = ms;
+	return 0;
+}
+
+static int set_file(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	if (!*value)
+		return gw_error_set(err, -EINVAL, "--%s: expected a file name", name);
+	replace(slot, value);
+	return 0;
+}
+
+static int set_git_username(struct gw_config *cfg, const char *name, void *slot, const char *value,
+			    struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (!*value || strpbrk(value, "\n\r"))
+		return gw_error_set(err, -EINVAL, "--git-username: expected a user name");
+	replace(slot, value);
+	return 0;
+}
+
+static int set_bool(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	if (parse_bool(slot, value) < 0)
+		return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
+	return 0;
+}
+
+static int set_listen(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (strcmp(value, "off")) {
+		const char *colon = strrchr(value, ':');
+		if (!colon || !colon[1] || strlen(colon + 1) > 5 ||
+		    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
+			return gw_error_set(err, -EINVAL, "--listen: expected ADDR:PORT, got \"%s\"", value);
+	}
+	replace(slot, value);
+	return 0;
+}
+
+static int set_log_format(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (strcmp(value, "text") && strcmp(value, "json"))
+		return gw_error_set(err, -EINVAL, "--log-format: expected text or json, got \"%s\"", value);
+	replace(slot, value);
+	return 0;
+}
+
+static int set_log_level(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	enum gw_log_level l;
+	(void)cfg;
+	(void)name;
+	if (gw_log_level_parse(&l, value) < 0)
+		return gw_error_set(err, -EINVAL, "--log-level: expected debug, info, warn or error, got \"%s\"",
+				    value);
+	replace(slot, value);
+	return 0;
+}
+
+static int set_nonempty(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	if (!*value)
+		return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
+	replace(slot, value);
+	return 0;
+}
+
+static int set_splay(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	int64_t ms;
+	(void)cfg;
+	(void)name;
+	if (gw_duration_parse(&ms, value) < 0 && strcmp(value, "0"))
+		return gw_error_set(err, -EINVAL, "--splay: expected a duration like 3s (or 0), got \"%s\"", value);
+	*(int64_t *)slot = strcmp(value, "0") ? ms : 0;
+	return 0;
+}
+
+static int set_stuck_after(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	int64_t ms;
+	(void)cfg;
+	(void)name;
+	if (gw_duration_parse(&ms, value) < 0 || ms < 1000)
+		return gw_error_set(err, -EINVAL,
+				    "--stuck-after: expected a duration of at least 1s like 15m, got \"%s\"", value);
+	*(int64_t *)slot = ms;
+	return 0;
+}
+
+#define AT(field) offsetof(struct gw_config, field)
+
 static const struct {
 	const char *name; /* its index in this table is its bit in set_mask */
 	int repeat; /* list-valued */
 	int boolean;
+	setter_fn set;
+	size_t slot; /* offset of its field in struct gw_config */
 } options[] = {
-	{ "repo", 0, 0 },
-	{ "ref", 0, 0 },
-	{ "path", 1, 0 },
-	{ "state-dir", 0, 0 },
-	{ "run-dir", 0, 0 },
-	{ "log-dir", 0, 0 },
-	{ "node", 0, 0 },
-	{ "label", 1, 0 },
-	{ "interval", 0, 0 },
-	{ "no-prune", 0, 1 },
-	{ "allow-empty", 0, 1 },
-	{ "listen", 0, 0 },
-	{ "webhook-secret-file", 0, 0 },
-	{ "log-format", 0, 0 },
-	{ "log-level", 0, 0 },
-	{ "container-socket", 0, 0 },
-	{ "ca-file", 0, 0 },
-	{ "insecure-skip-tls-verify", 0, 1 },
-	{ "known-hosts", 0, 0 },
-	{ "ssh-key", 0, 0 },
-	{ "git-username", 0, 0 },
-	{ "git-password-file", 0, 0 },
-	{ "git-timeout", 0, 0 },
-	{ "git-connect-timeout", 0, 0 },
-	{ "verify-signatures", 0, 1 },
-	{ "allowed-signers", 0, 0 },
-	{ "gpg-keyring", 0, 0 },
-	{ "stuck-after", 0, 0 },
-	{ "splay", 0, 0 },
-	{ "move-to-repo", 0, 1 },
-	{ "age-identity", 0, 0 },
-	{ "exclude", 1, 0 },
+	{ "repo", 0, 0, set_repo, AT(repo) },
+	{ "ref", 0, 0, set_string, AT(ref) },
+	{ "path", 1, 0, set_path, AT(paths) },
+	{ "state-dir", 0, 0, set_dir, AT(state_dir) },
+	{ "run-dir", 0, 0, set_dir, AT(run_dir) },
+	{ "log-dir", 0, 0, set_dir, AT(log_dir) },
+	{ "node", 0, 0, set_node, AT(node) },
+	{ "label", 1, 0, set_label, AT(labels) },
+	{ "interval", 0, 0, set_interval, AT(interval_ms) },
+	{ "no-prune", 0, 1, set_bool, AT(no_prune) },
+	{ "allow-empty", 0, 1, set_bool, AT(allow_empty) },
+	{ "listen", 0, 0, set_listen, AT(listen) },
+	{ "webhook-secret-file", 0, 0, set_string, AT(webhook_secret_file) },
+	{ "log-format", 0, 0, set_log_format, AT(log_format) },
+	{ "log-level", 0, 0, set_log_level, AT(log_level) },
+	{ "container-socket", 0, 0, set_string, AT(container_socket) },
+	{ "ca-file", 0, 0, set_file, AT(ca_file) },
+	{ "insecure-skip-tls-verify", 0, 1, set_bool, AT(insecure_skip_tls_verify) },
+	{ "known-hosts", 0, 0, set_file, AT(known_hosts) },
+	{ "ssh-key", 0, 0, set_file, AT(ssh_key) },
+	{ "git-username", 0, 0, set_git_username, AT(git_username) },
+	{ "git-password-file", 0, 0, set_file, AT(git_password_file) },
+	{ "git-timeout", 0, 0, set_git_timeout, AT(git_timeout_ms) },
+	{ "git-connect-timeout", 0, 0, set_git_timeout, AT(git_connect_timeout_ms) },
+	{ "verify-signatures", 0, 1, set_bool, AT(verify_signatures) },
+	{ "allowed-signers", 0, 0, set_nonempty, AT(allowed_signers) },
+	{ "gpg-keyring", 0, 0, set_nonempty, AT(gpg_keyring) },
+	{ "stuck-after", 0, 0, set_stuck_after, AT(stuck_after_ms) },
+	{ "splay", 0, 0, set_splay, AT(splay_ms) },
+	{ "move-to-repo", 0, 1, set_bool, AT(move_to_repo) },
+	{ "age-identity", 0, 0, set_nonempty, AT(age_identity) },
+	{ "exclude", 1, 0, set_exclude, AT(excludes) },
+	{ "plugin-dir", 0, 0, set_nonempty, AT(plugin_dir) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -90,170 +326,22 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->allowed_signers);
 	free(cfg->gpg_keyring);
 	free(cfg->age_identity);
+	free(cfg->plugin_dir);
 	memset(cfg, 0, sizeof(*cfg));
-}
-
-static void replace(char **slot, const char *value)
-{
-	free(*slot);
-	*slot = gw_xstrdup(value);
-}
-
-static int parse_bool(bool *out, const char *v)
-{
-	if (!v || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1")) {
-		*out = true;
-		return 0;
-	}
-	if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0")) {
-		*out = false;
-		return 0;
-	}
-	return -EINVAL;
 }
 
 int gw_config_set(struct gw_config *cfg, const char *name, const char *value, struct gw_error *err)
 {
-	if (!strcmp(name, "repo")) {
-		char *clean, *password;
-		if (!*value)
-			return gw_error_set(err, -EINVAL, "--repo: must not be empty");
-		/* a password inside the URL is kept apart at once: the URL that is
-		 * stored, logged and shown never holds it */
-		gw_url_split_password(&clean, &password, value);
-		free(cfg->repo);
-		cfg->repo = clean;
-		if (cfg->repo_password)
-			gw_secure_free(cfg->repo_password);
-		cfg->repo_password = password;
-	} else if (!strcmp(name, "ref")) {
-		replace(&cfg->ref, value);
-	} else if (!strcmp(name, "path")) {
-		cfg->paths.v = gw_xrealloc(cfg->paths.v, (cfg->paths.n + 2) * sizeof(char *));
-		cfg->paths.v[cfg->paths.n++] = gw_xstrdup(value);
-		cfg->paths.v[cfg->paths.n] = NULL;
-	} else if (!strcmp(name, "exclude")) {
-		if (!*value || strlen(value) > 4096)
-			return gw_error_set(err, -EINVAL, "--exclude: expected a glob like docs/ or ci/*.yml");
-		cfg->excludes.v = gw_xrealloc(cfg->excludes.v, (cfg->excludes.n + 2) * sizeof(char *));
-		cfg->excludes.v[cfg->excludes.n++] = gw_xstrdup(value);
-		cfg->excludes.v[cfg->excludes.n] = NULL;
-	} else if (!strcmp(name, "state-dir") || !strcmp(name, "run-dir") || !strcmp(name, "log-dir")) {
-		if (!*value)
-			return gw_error_set(err, -EINVAL, "--%s: expected a directory", name);
-		replace(!strcmp(name, "state-dir")	   ? &cfg->state_dir
-				: !strcmp(name, "run-dir") ? &cfg->run_dir
-							   : &cfg->log_dir,
-			value);
-	} else if (!strcmp(name, "node")) {
-		if (!*value || strlen(value) > 63 ||
-		    strspn(value,
-			   "abcdefghijklmnopqrstuvwxyz"
-			   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(value))
-			return gw_error_set(err, -EINVAL, "--node: expected letters, digits, '-', '_', '.', got \"%s\"",
-					    value);
-		replace(&cfg->node, value);
-	} else if (!strcmp(name, "label")) {
-		const char *eq = strchr(value, '=');
-		if (!eq || eq == value)
-			return gw_error_set(err, -EINVAL, "--label: expected K=V, got \"%s\"", value);
-		char *k = gw_xstrndup(value, (size_t)(eq - value));
-		gw_strmap_set(&cfg->labels, k, eq + 1);
-		free(k);
-	} else if (!strcmp(name, "interval")) {
-		int64_t ms;
-		if (gw_duration_parse(&ms, value) < 0 || ms < 100)
-			return gw_error_set(err, -EINVAL,
-					    "--interval: expected a duration of at least 100ms like 30s, got \"%s\"",
-					    value);
-		cfg->interval_ms = ms;
-	} else if (!strcmp(name, "git-timeout") || !strcmp(name, "git-connect-timeout")) {
-		int64_t ms;
-		if (gw_duration_parse(&ms, value) < 0 || ms < 100 || ms > 3600000)
-			return gw_error_set(err, -EINVAL,
-					    "--%s: expected a duration between 100ms and 1h like 30s, got \"%s\"", name,
-					    value);
-		*(!strcmp(name, "git-timeout") ? &cfg->git_timeout_ms : &cfg->git_connect_timeout_ms) = ms;
-	} else if (!strcmp(name, "ca-file") || !strcmp(name, "known-hosts") || !strcmp(name, "ssh-key") ||
-		   !strcmp(name, "git-password-file")) {
-		if (!*value)
-			return gw_error_set(err, -EINVAL, "--%s: expected a file name", name);
-		char **slot = !strcmp(name, "ca-file") ? &cfg->ca_file
-			: !strcmp(name, "known-hosts") ? &cfg->known_hosts
-			: !strcmp(name, "ssh-key")     ? &cfg->ssh_key
-						       : &cfg->git_password_file;
-		replace(slot, value);
-	} else if (!strcmp(name, "git-username")) {
-		if (!*value || strpbrk(value, "\n\r"))
-			return gw_error_set(err, -EINVAL, "--git-username: expected a user name");
-		replace(&cfg->git_username, value);
-	} else if (!strcmp(name, "no-prune") || !strcmp(name, "allow-empty") ||
-		   !strcmp(name, "insecure-skip-tls-verify")) {
-		bool b;
-		if (parse_bool(&b, value) < 0)
-			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
-		if (!strcmp(name, "no-prune"))
-			cfg->no_prune = b;
-		else if (!strcmp(name, "allow-empty"))
-			cfg->allow_empty = b;
-		else
-			cfg->insecure_skip_tls_verify = b;
-	} else if (!strcmp(name, "listen") && !strcmp(value, "off")) {
-		replace(&cfg->listen, value);
-	} else if (!strcmp(name, "listen")) {
-		const char *colon = strrchr(value, ':');
-		if (!colon || !colon[1] || strlen(colon + 1) > 5 ||
-		    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
-			return gw_error_set(err, -EINVAL, "--listen: expected ADDR:PORT, got \"%s\"", value);
-		replace(&cfg->listen, value);
-	} else if (!strcmp(name, "webhook-secret-file")) {
-		replace(&cfg->webhook_secret_file, value);
-	} else if (!strcmp(name, "log-format")) {
-		if (strcmp(value, "text") && strcmp(value, "json"))
-			return gw_error_set(err, -EINVAL, "--log-format: expected text or json, got \"%s\"", value);
-		replace(&cfg->log_format, value);
-	} else if (!strcmp(name, "log-level")) {
-		enum gw_log_level l;
-		if (gw_log_level_parse(&l, value) < 0)
-			return gw_error_set(err, -EINVAL,
-					    "--log-level: expected debug, info, warn or error, got \"%s\"", value);
-		replace(&cfg->log_level, value);
-	} else if (!strcmp(name, "container-socket")) {
-		replace(&cfg->container_socket, value);
-	} else if (!strcmp(name, "verify-signatures")) {
-		if (parse_bool(&cfg->verify_signatures, value) < 0)
-			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
-	} else if (!strcmp(name, "move-to-repo")) {
-		if (parse_bool(&cfg->move_to_repo, value) < 0)
-			return gw_error_set(err, -EINVAL, "--%s: expected true or false, got \"%s\"", name, value);
-	} else if (!strcmp(name, "allowed-signers") || !strcmp(name, "gpg-keyring")) {
-		if (!*value)
-			return gw_error_set(err, -EINVAL, "--%s: must not be empty", name);
-		replace(!strcmp(name, "allowed-signers") ? &cfg->allowed_signers : &cfg->gpg_keyring, value);
-	} else if (!strcmp(name, "age-identity")) {
-		if (!*value)
-			return gw_error_set(err, -EINVAL, "--age-identity: must not be empty");
-		replace(&cfg->age_identity, value);
-	} else if (!strcmp(name, "splay")) {
-		int64_t ms;
-		if (gw_duration_parse(&ms, value) < 0 && strcmp(value, "0"))
-			return gw_error_set(err, -EINVAL, "--splay: expected a duration like 3s (or 0), got \"%s\"",
-					    value);
-		cfg->splay_ms = strcmp(value, "0") ? ms : 0;
-	} else if (!strcmp(name, "stuck-after")) {
-		int64_t ms;
-		if (gw_duration_parse(&ms, value) < 0 || ms < 1000)
-			return gw_error_set(err, -EINVAL,
-					    "--stuck-after: expected a duration of at least 1s like 15m, got \"%s\"",
-					    value);
-		cfg->stuck_after_ms = ms;
-	} else {
-		return gw_error_set(err, -EINVAL, "unknown option \"%s\"", name);
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		if (strcmp(options[i].name, name))
+			continue;
+		int r = options[i].set(cfg, name, (char *)cfg + options[i].slot, value, err);
+		if (r < 0)
+			return r;
+		cfg->set_mask |= 1ull << i;
+		return 0;
 	}
-	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
-		if (!strcmp(options[i].name, name))
-			cfg->set_mask |= 1ull << i;
-	return 0;
+	return gw_error_set(err, -EINVAL, "unknown option \"%s\"", name);
 }
 
 int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags *diags)
@@ -369,6 +457,7 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 	make_absolute(&cfg->allowed_signers);
 	make_absolute(&cfg->gpg_keyring);
 	make_absolute(&cfg->age_identity);
+	make_absolute(&cfg->plugin_dir);
 	if (cfg->verify_signatures && !cfg->allowed_signers && !cfg->gpg_keyring)
 		return gw_error_set(err, -EINVAL,
 				    "--verify-signatures needs the keys to accept: --allowed-signers FILE (SSH) "

@@ -5,12 +5,15 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gitward/manifest.h"
+#include "gitward/manifest_cache.h"
+#include "gitward/prof.h"
 #include "gitward/schema.h"
 
 struct vctx {
@@ -392,6 +395,45 @@ static int field_object(struct vctx *c, struct gw_resource *r, const struct gw_f
 	return 0;
 }
 
+/* Free-form YAML (External's config) as JSON: mappings are objects, lists
+ * arrays, scalars strings (no YAML 1.1 guessing of booleans or numbers), a
+ * plain null null. Depth and size are bounded by the parser. */
+static json_t *yaml_json(const struct gw_ynode *v)
+{
+	json_t *j;
+	switch (v->type) {
+	case GW_YNODE_MAP:
+		j = json_object();
+		for (size_t i = 0; i + 1 < v->n; i += 2)
+			if (v->items[i]->type == GW_YNODE_SCALAR)
+				json_object_setn_new_nocheck(j, v->items[i]->value, v->items[i]->len,
+							     yaml_json(v->items[i + 1]));
+		return j;
+	case GW_YNODE_SEQ:
+		j = json_array();
+		for (size_t i = 0; i < v->n; i++)
+			json_array_append_new(j, yaml_json(v->items[i]));
+		return j;
+	default:
+		return is_null(v) ? json_null() : json_stringn_nocheck(v->value, v->len);
+	}
+}
+
+static int field_json(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
+		      const char *path)
+{
+	if (v->type != GW_YNODE_MAP) {
+		verr(c, v, path, "expected a mapping, got %s", node_desc(v));
+		return -EINVAL;
+	}
+	json_t *j = yaml_json(v);
+	char **p = slot(r, f);
+	free(*p);
+	*p = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	json_decref(j);
+	return 0;
+}
+
 /* Problems are diagnostics (c->errors counts them); the result says whether
  * this field had one. */
 static int parse_field(struct vctx *c, struct gw_resource *r, const struct gw_field *f, const struct gw_ynode *v,
@@ -415,6 +457,8 @@ static int parse_field(struct vctx *c, struct gw_resource *r, const struct gw_fi
 		return field_signal(c, r, f, v, path);
 	case GW_F_OBJECT:
 		return field_object(c, r, f, v, path);
+	case GW_F_JSON:
+		return field_json(c, r, f, v, path);
 	}
 	assert(!"a field type without a parser");
 	return -EINVAL;
@@ -483,6 +527,23 @@ static const struct gw_ynode *lookup(const struct gw_ynode *map, const char *key
 }
 
 /* Rules that span fields. */
+/* External: sources are bounded in number; where each entry is, for the
+ * source's diagnostics when it resolves them against the commit. */
+static void check_external_rules(struct vctx *c, struct gw_resource *r, const struct gw_ynode *spec)
+{
+	const struct gw_ynode *l = lookup(spec, "sources");
+	if (r->sources.n > GW_SOURCES_MAX)
+		verr(c, l, "spec.sources", "at most %u files, got %zu", GW_SOURCES_MAX, r->sources.n);
+	if (!r->sources.n)
+		return;
+	r->source_files = gw_xcalloc(r->sources.n, sizeof(*r->source_files));
+	for (size_t i = 0; i < r->sources.n; i++) {
+		const struct gw_ynode *at = l && l->type == GW_YNODE_SEQ && i < l->n ? l->items[i] : spec;
+		r->source_files[i].line = at->line;
+		r->source_files[i].col = at->col;
+	}
+}
+
 static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct gw_ynode *spec)
 {
 	const struct gw_ynode *hc = lookup(spec, "healthCheck");
@@ -526,6 +587,8 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 			r->secrets[i].col = at->col;
 		}
 	}
+	if (r->kind == GW_KIND_EXTERNAL)
+		check_external_rules(c, r, spec);
 	const struct gw_ynode *deps = lookup(spec, "dependsOn");
 	if (r->depends_on.n && deps && deps->type == GW_YNODE_SEQ && deps->n == r->depends_on.n) {
 		/* where each entry is written, for problems found across the commit */
@@ -592,7 +655,7 @@ static int doc_kind(struct vctx *c, const struct gw_ynode *doc, const struct doc
 		return -EINVAL;
 	}
 	if (p->kind->type != GW_YNODE_SCALAR || gw_kind_from_string(&c->kind, p->kind->value) < 0) {
-		verr(c, p->kind, "kind", "expected one of Process, Container or VM, got %s",
+		verr(c, p->kind, "kind", "expected one of Process, Container, VM or External, got %s",
 		     shown(buf, sizeof(buf), p->kind));
 		return -EINVAL;
 	}
@@ -694,27 +757,37 @@ void gw_manifest_set_free(struct gw_manifest_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
+int gw_manifest_set__count(struct gw_manifest_set *set, const char *file, size_t len)
+{
+	set->files++;
+	set->bytes += len;
+	if (set->files > GW_MANIFEST_FILES_MAX) {
+		if (set->files == GW_MANIFEST_FILES_MAX + 1)
+			gw_diags_add(&set->diags, file, 0, 0, "more than %u manifest files", GW_MANIFEST_FILES_MAX);
+		return -1;
+	}
+	if (set->bytes > GW_MANIFEST_COMMIT_MAX) {
+		if (set->bytes - len <= GW_MANIFEST_COMMIT_MAX)
+			gw_diags_add(&set->diags, file, 0, 0, "manifests exceed %u bytes in total",
+				     GW_MANIFEST_COMMIT_MAX);
+		return -1;
+	}
+	return 0;
+}
+
 void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, const char *data, size_t len)
 {
 	struct gw_arena *arena;
 	struct gw_ynode **docs;
 	size_t ndocs;
 
-	set->files++;
-	set->bytes += len;
-	if (set->files > GW_MANIFEST_FILES_MAX) {
-		if (set->files == GW_MANIFEST_FILES_MAX + 1)
-			gw_diags_add(&set->diags, file, 0, 0, "more than %u manifest files", GW_MANIFEST_FILES_MAX);
+	if (gw_manifest_set__count(set, file, len) < 0)
 		return;
-	}
-	if (set->bytes > GW_MANIFEST_COMMIT_MAX) {
-		if (set->bytes - len <= GW_MANIFEST_COMMIT_MAX)
-			gw_diags_add(&set->diags, file, 0, 0, "manifests exceed %u bytes in total",
-				     GW_MANIFEST_COMMIT_MAX);
-		return;
-	}
+	GW_PROF_BEGIN(parse);
 	arena = gw_arena_new();
 	gw_yaml_parse(&docs, &ndocs, arena, file, data, len, &set->diags);
+	GW_PROF_END(parse, "parse");
+	GW_PROF_BEGIN(validate);
 	for (size_t i = 0; i < ndocs; i++) {
 		struct gw_resource *r;
 		if (is_null(docs[i]))
@@ -728,6 +801,7 @@ void gw_manifest_set_add_file(struct gw_manifest_set *set, const char *file, con
 		set->v[set->n++] = r;
 	}
 	gw_arena_free(arena);
+	GW_PROF_END(validate, "validate (with canonical form and hash)");
 }
 
 static int res_cmp_name(const void *a, const void *b)

@@ -10,25 +10,23 @@
 #include "gitward/resource.h"
 #include "gitward/util.h"
 
-int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize)
+int gw_envfile_load(struct gw_strmap *out, const char *path, struct gw_error *err)
 {
 	struct gw_error e;
 	char *data, what[4200];
 	size_t len;
 
 	int rc = gw_file_read(&data, &len, path, 1u << 20, &e);
-	if (rc < 0) {
-		snprintf(why, whysize, "envFiles: %s: %s", path, e.msg);
-		return rc;
-	}
+	if (rc < 0)
+		return gw_error_set(err, rc, "envFiles: %s: %s", path, e.msg);
 	snprintf(what, sizeof(what), "envFiles: %s", path);
-	rc = gw_envfile_parse(out, what, data, why, whysize);
+	rc = gw_envfile_parse(out, what, data, err);
 	explicit_bzero(data, len);
 	free(data);
 	return rc;
 }
 
-int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *why, size_t whysize)
+int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, struct gw_error *err)
 {
 	unsigned line = 0;
 	char *p = data;
@@ -49,10 +47,8 @@ int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *
 		if (strncmp(l, "export ", 7) == 0)
 			l += 7;
 		char *eq = strchr(l, '=');
-		if (!eq || eq == l) {
-			snprintf(why, whysize, "%s: line %u is not KEY=VALUE", what, line);
-			return -EINVAL;
-		}
+		if (!eq || eq == l)
+			return gw_error_set(err, -EINVAL, "%s: line %u is not KEY=VALUE", what, line);
 		*eq = '\0';
 		char *v = eq + 1;
 		size_t vl = strlen(v);

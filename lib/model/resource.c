@@ -4,17 +4,19 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "gitward/prof.h"
 #include "gitward/resource.h"
 #include "gitward/schema.h"
 #include "gitward/util.h"
 
-static const char *const kind_names[GW_KIND_MAX] = { "Process", "Container", "VM" };
+static const char *const kind_names[GW_KIND_MAX] = { "Process", "Container", "VM", "External" };
 
 const char *gw_kind_to_string(enum gw_kind k)
 {
@@ -223,6 +225,12 @@ void gw_resource_free(struct gw_resource *r)
 	free(r->cmdline);
 	free(r->disk);
 	gw_strlist_free(&r->forwards);
+	free(r->plugin);
+	free(r->plugin_config);
+	for (size_t i = 0; r->source_files && i < r->sources.n; i++)
+		free(r->source_files[i].cipher);
+	free(r->source_files);
+	gw_strlist_free(&r->sources);
 	free(r->canonical);
 	free(r);
 }
@@ -313,6 +321,8 @@ static json_t *field_json(const struct gw_resource *r, const struct gw_field *f)
 		return *(const int *)p ? json_string(gw_enum_name(f->enums, *(const int *)p)) : NULL;
 	case GW_F_SIGNAL:
 		return *(const int *)p ? json_string(gw_signal_to_string(*(const int *)p)) : NULL;
+	case GW_F_JSON:
+		return *(char *const *)p ? json_loads(*(char *const *)p, JSON_DECODE_ANY, NULL) : NULL;
 	case GW_F_OBJECT:
 		v = table_json(r, f->sub);
 		if (json_object_size(v) == 0) {
@@ -339,11 +349,277 @@ static json_t *table_json(const struct gw_resource *r, const struct gw_field *ta
 	return obj;
 }
 
-void gw_resource_finalize(struct gw_resource *r)
+/* ---- the canonical form without building it in jansson first ----------
+ * Byte for byte what json_dumps(JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENSURE_ASCII) makes of the document table_json builds (its escapes,
+ * "\\u%04X" in upper case, surrogate pairs, keys in strcmp order), in a
+ * fraction of the time. A string that is not valid UTF-8 (which jansson
+ * would refuse, dropping its field) or a repeated key makes it give up, and
+ * the jansson path decides as before. */
+
+struct kv {
+	const char *key;
+	struct gw_strbuf val;
+};
+
+struct obj {
+	struct kv *v;
+	size_t n, cap;
+};
+
+static struct gw_strbuf *obj_add(struct obj *o, const char *key)
+{
+	if (o->n == o->cap) {
+		o->cap = o->cap ? o->cap * 2 : 16;
+		o->v = gw_xrealloc(o->v, o->cap * sizeof(*o->v));
+	}
+	struct kv *e = &o->v[o->n++];
+	e->key = key;
+	gw_strbuf_init(&e->val);
+	return &e->val;
+}
+
+static void obj_free(struct obj *o)
+{
+	for (size_t i = 0; i < o->n; i++)
+		gw_strbuf_free(&o->v[i].val);
+	free(o->v);
+}
+
+static int put_jstr(struct gw_strbuf *sb, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char seq[16];
+
+	gw_strbuf_add(sb, "\"", 1);
+	while (*p) {
+		const unsigned char *run = p;
+		while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (p > run)
+			gw_strbuf_add(sb, (const char *)run, (size_t)(p - run));
+		if (!*p)
+			break;
+		unsigned char c = *p;
+		uint32_t cp;
+		size_t n;
+		if (c < 0x80) {
+			cp = c;
+			n = 1;
+		} else if ((c & 0xE0) == 0xC0) {
+			cp = c & 0x1F;
+			n = 2;
+		} else if ((c & 0xF0) == 0xE0) {
+			cp = c & 0x0F;
+			n = 3;
+		} else if ((c & 0xF8) == 0xF0) {
+			cp = c & 0x07;
+			n = 4;
+		} else {
+			return -1;
+		}
+		for (size_t i = 1; i < n; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return -1;
+			cp = (cp << 6) | (p[i] & 0x3F);
+		}
+		if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return -1;
+		p += n;
+		switch (cp) {
+		case '\\':
+			gw_strbuf_add(sb, "\\\\", 2);
+			break;
+		case '"':
+			gw_strbuf_add(sb, "\\\"", 2);
+			break;
+		case '\b':
+			gw_strbuf_add(sb, "\\b", 2);
+			break;
+		case '\f':
+			gw_strbuf_add(sb, "\\f", 2);
+			break;
+		case '\n':
+			gw_strbuf_add(sb, "\\n", 2);
+			break;
+		case '\r':
+			gw_strbuf_add(sb, "\\r", 2);
+			break;
+		case '\t':
+			gw_strbuf_add(sb, "\\t", 2);
+			break;
+		default:
+			if (cp < 0x10000) {
+				snprintf(seq, sizeof(seq), "\\u%04X", (unsigned)cp);
+			} else {
+				uint32_t v = cp - 0x10000;
+				snprintf(seq, sizeof(seq), "\\u%04X\\u%04X", (unsigned)(0xD800 | (v >> 10)),
+					 (unsigned)(0xDC00 | (v & 0x3FF)));
+			}
+			gw_strbuf_puts(sb, seq);
+		}
+	}
+	gw_strbuf_add(sb, "\"", 1);
+	return 0;
+}
+
+static int kv_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct kv *)a)->key, ((const struct kv *)b)->key);
+}
+
+/* {"key":value,...} in key order; -1 on a repeated key or a bad string */
+static int put_obj(struct gw_strbuf *sb, struct obj *o)
+{
+	if (o->n > 1)
+		qsort(o->v, o->n, sizeof(*o->v), kv_cmp);
+	gw_strbuf_add(sb, "{", 1);
+	for (size_t i = 0; i < o->n; i++) {
+		if (i && strcmp(o->v[i - 1].key, o->v[i].key) == 0)
+			return -1;
+		if (i)
+			gw_strbuf_add(sb, ",", 1);
+		if (put_jstr(sb, o->v[i].key) < 0)
+			return -1;
+		gw_strbuf_add(sb, ":", 1);
+		gw_strbuf_add(sb, o->v[i].val.s, o->v[i].val.len);
+	}
+	gw_strbuf_add(sb, "}", 1);
+	return 0;
+}
+
+static int table_fast(struct obj *obj, const struct gw_resource *r, const struct gw_field *table)
+{
+	char buf[64];
+
+	for (const struct gw_field *f = table; f->name; f++) {
+		const void *p = (const char *)r + f->offset;
+		const char *str = NULL;
+		int rc = 0;
+		if (!(f->kinds & GW_KMASK(r->kind)) || (f->flags & GW_FF_NOHASH))
+			continue;
+		switch (f->type) {
+		case GW_F_STR:
+			str = *(char *const *)p;
+			break;
+		case GW_F_STRLIST: {
+			const struct gw_strlist *l = p;
+			if (l->n) {
+				struct gw_strbuf *v = obj_add(obj, f->name);
+				gw_strbuf_add(v, "[", 1);
+				for (size_t i = 0; i < l->n && rc == 0; i++) {
+					if (i)
+						gw_strbuf_add(v, ",", 1);
+					rc = put_jstr(v, l->v[i]);
+				}
+				gw_strbuf_add(v, "]", 1);
+			}
+			break;
+		}
+		case GW_F_STRMAP: {
+			const struct gw_strmap *m = p;
+			if (m->n) {
+				struct obj sub = { 0 };
+				for (size_t i = 0; i < m->n && rc == 0; i++)
+					rc = put_jstr(obj_add(&sub, m->k[i]), m->v[i]);
+				if (rc == 0)
+					rc = put_obj(obj_add(obj, f->name), &sub);
+				obj_free(&sub);
+			}
+			break;
+		}
+		case GW_F_DURATION:
+			if (*(const int64_t *)p) {
+				gw_duration_format(buf, sizeof(buf), *(const int64_t *)p);
+				str = buf;
+			}
+			break;
+		case GW_F_SIZE:
+			if (*(const int64_t *)p) {
+				gw_size_format(buf, sizeof(buf), *(const int64_t *)p);
+				str = buf;
+			}
+			break;
+		case GW_F_INT:
+			if (*(const int64_t *)p)
+				gw_strbuf_printf(obj_add(obj, f->name), "%lld", (long long)*(const int64_t *)p);
+			break;
+		case GW_F_CPUS: {
+			int64_t m = *(const int64_t *)p;
+			if (m) {
+				snprintf(buf, sizeof(buf), "%lld.%03lld", (long long)(m / 1000), (long long)(m % 1000));
+				char *e = buf + strlen(buf) - 1;
+				while (*e == '0')
+					*e-- = '\0';
+				if (*e == '.')
+					*e = '\0';
+				str = buf;
+			}
+			break;
+		}
+		case GW_F_ENUM:
+			if (*(const int *)p && !(str = gw_enum_name(f->enums, *(const int *)p)))
+				rc = -1;
+			break;
+		case GW_F_SIGNAL:
+			if (*(const int *)p && !(str = gw_signal_to_string(*(const int *)p)))
+				rc = -1;
+			break;
+		case GW_F_JSON: /* any YAML value: the jansson path canonicalises it */
+			if (*(char *const *)p)
+				rc = -1;
+			break;
+		case GW_F_OBJECT: {
+			struct obj sub = { 0 };
+			rc = table_fast(&sub, r, f->sub);
+			if (rc == 0 && sub.n)
+				rc = put_obj(obj_add(obj, f->name), &sub);
+			obj_free(&sub);
+			break;
+		}
+		}
+		if (rc == 0 && str)
+			rc = put_jstr(obj_add(obj, f->name), str);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* NULL when the jansson path must decide */
+static char *canonical_fast(const struct gw_resource *r)
+{
+	struct obj doc = { 0 }, spec = { 0 }, secrets = { 0 };
+	if (r->source_files)
+		return NULL; /* External sources: the jansson path adds their blob ids */
+	int rc = put_jstr(obj_add(&doc, "kind"), gw_kind_to_string(r->kind));
+	if (rc == 0)
+		rc = table_fast(&spec, r, gw_schema_spec);
+	for (size_t i = 0; rc == 0 && r->secrets && i < r->secret_env_files.n; i++)
+		if (r->secrets[i].blob[0])
+			rc = put_jstr(obj_add(&secrets, r->secret_env_files.v[i]), r->secrets[i].blob);
+	if (rc == 0 && secrets.n)
+		rc = put_obj(obj_add(&spec, "secrets"), &secrets);
+	if (rc == 0)
+		rc = put_obj(obj_add(&doc, "spec"), &spec);
+	struct gw_strbuf out;
+	gw_strbuf_init(&out);
+	if (rc == 0)
+		rc = put_obj(&out, &doc);
+	obj_free(&secrets);
+	obj_free(&spec);
+	obj_free(&doc);
+	if (rc < 0) {
+		gw_strbuf_free(&out);
+		return NULL;
+	}
+	return gw_strbuf_detach(&out);
+}
+
+char *gw_resource__canonical_jansson(const struct gw_resource *r)
 {
 	json_t *doc = json_object();
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 
 	json_object_set_new(doc, "kind", json_string(gw_kind_to_string(r->kind)));
 	json_t *spec = table_json(r, gw_schema_spec);
@@ -356,13 +632,58 @@ void gw_resource_finalize(struct gw_resource *r)
 		json_object_set_new(spec, "secrets", secrets);
 	else
 		json_decref(secrets);
+	/* and of each source file: a changed file replaces the resource */
+	json_t *sources = json_object();
+	for (size_t i = 0; r->source_files && i < r->sources.n; i++)
+		if (r->source_files[i].blob[0])
+			json_object_set_new(sources, r->sources.v[i], json_string(r->source_files[i].blob));
+	if (json_object_size(sources))
+		json_object_set_new(spec, "sources", sources);
+	else
+		json_decref(sources);
 	json_object_set_new(doc, "spec", spec);
-	free(r->canonical);
-	r->canonical = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 	json_decref(doc);
-	if (!r->canonical)
+	if (!s)
 		abort();
-	EVP_Digest(r->canonical, strlen(r->canonical), md, &mdlen, EVP_sha256(), NULL);
-	for (unsigned i = 0; i < mdlen && i < 32; i++)
-		snprintf(r->spec_hash + 2 * i, 3, "%02x", md[i]);
+	return s;
+}
+
+char *gw_resource__canonical_fast(const struct gw_resource *r)
+{
+	return canonical_fast(r);
+}
+
+/* SHA-256 fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up
+ * again on every digest, most of the cost of hashing a small document. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+void gw_resource_finalize(struct gw_resource *r)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	GW_PROF_BEGIN(canonical);
+	free(r->canonical);
+	r->canonical = canonical_fast(r);
+	if (!r->canonical)
+		r->canonical = gw_resource__canonical_jansson(r);
+	GW_PROF_END(canonical, "  canonical form");
+	GW_PROF_BEGIN(hash);
+	pthread_once(&sha256_once, sha256_fetch);
+	if (!EVP_Digest(r->canonical, strlen(r->canonical), md, &mdlen, sha256 ? sha256 : EVP_sha256(), NULL))
+		abort();
+	for (unsigned i = 0; i < mdlen && i < 32; i++) {
+		r->spec_hash[2 * i] = hex[md[i] >> 4];
+		r->spec_hash[2 * i + 1] = hex[md[i] & 15];
+	}
+	r->spec_hash[64] = '\0';
+	GW_PROF_END(hash, "  spec hash");
 }

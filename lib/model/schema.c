@@ -16,6 +16,7 @@
 #define KP GW_KMASK(GW_KIND_PROCESS)
 #define KC GW_KMASK(GW_KIND_CONTAINER)
 #define KV GW_KMASK(GW_KIND_VM)
+#define KE GW_KMASK(GW_KIND_EXTERNAL)
 
 static const struct gw_enum_name restart_names[] = {
 	{ "always", GW_RESTART_ALWAYS }, { "on-failure", GW_RESTART_ON_FAILURE }, { "never", GW_RESTART_NEVER }, { 0 }
@@ -115,6 +116,20 @@ static const char *check_repo_path(const char *v)
 		if (*p == '/' && !*++p)
 			return want;
 	}
+	return NULL;
+}
+
+/* External: a plugin is a file of the plugin directory, never a path. */
+static const char *check_plugin_name(const char *v)
+{
+	const char *want = "a plugin name of letters, digits, '.', '_' and '-', not starting with '.', "
+			   "at most 64 characters";
+	size_t n = strlen(v);
+	if (n == 0 || n > 64 || v[0] == '.')
+		return want;
+	for (const char *p = v; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+			return want;
 	return NULL;
 }
 
@@ -300,7 +315,7 @@ const struct gw_field gw_schema_spec[] = {
 	{ .name = "stopTimeout",
 	  .type = GW_F_DURATION,
 	  .offset = OFF(stop_timeout_ms),
-	  .kinds = GW_K_ALL,
+	  .kinds = KP | KC | KV,
 	  .min = 0,
 	  .max = 3600000,
 	  .defval = 10000 },
@@ -342,5 +357,22 @@ const struct gw_field gw_schema_spec[] = {
 	{ .name = "disk", .type = GW_F_STR, .offset = OFF(disk), .kinds = KV, .check = check_abs_path },
 	{ .name = "forwards", .type = GW_F_STRLIST, .offset = OFF(forwards), .kinds = KV, .check = check_portmap },
 	{ .name = "accel", .type = GW_F_ENUM, .offset = OFF(accel), .kinds = KV, .enums = accel_names },
+	/* External (lib/backend/external.c) */
+	{ .name = "plugin",
+	  .type = GW_F_STR,
+	  .offset = OFF(plugin),
+	  .kinds = KE,
+	  .required_kinds = KE,
+	  .check = check_plugin_name },
+	{ .name = "config", .type = GW_F_JSON, .offset = OFF(plugin_config), .kinds = KE },
+	{ .name = "sources", .type = GW_F_STRLIST, .offset = OFF(sources), .kinds = KE, .check = check_repo_path },
+	{ .name = "timeout",
+	  .type = GW_F_DURATION,
+	  .offset = OFF(plugin_timeout_ms),
+	  .kinds = KE,
+	  .flags = GW_FF_NOHASH,
+	  .min = 100,
+	  .max = 3600000,
+	  .defval = 30000 },
 	{ 0 }
 };

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "gitward/resource.h"
 #include "gitward/schema.h"
 #include "gitward/util.h"
 
@@ -77,6 +78,8 @@ static json_t *field_schema(const struct gw_field *f, unsigned kind)
 				 "^(SIG)?(TERM|INT|QUIT|HUP|KILL|USR1|USR2|WINCH)$");
 	case GW_F_OBJECT:
 		return object_schema(f->sub, kind);
+	case GW_F_JSON:
+		return json_pack("{s:s}", "type", "object");
 	}
 	return json_object();
 }
@@ -84,11 +87,10 @@ static json_t *field_schema(const struct gw_field *f, unsigned kind)
 char *gw_schema_json(void)
 {
 	json_t *variants = json_array();
-	static const char *const kinds[] = { "Process", "Container", "VM" };
 	for (unsigned k = 0; k < GW_KIND_MAX; k++) {
 		json_t *v = json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:o, s:o}, s:[s,s,s,s], s:b}", "type", "object",
-				      "properties", "apiVersion", "const", "gitward/v1", "kind", "const", kinds[k],
-				      "metadata", object_schema(gw_schema_metadata, k), "spec",
+				      "properties", "apiVersion", "const", "gitward/v1", "kind", "const",
+				      gw_kind_to_string(k), "metadata", object_schema(gw_schema_metadata, k), "spec",
 				      object_schema(gw_schema_spec, k), "required", "apiVersion", "kind", "metadata",
 				      "spec", "additionalProperties", 0);
 		json_array_append_new(variants, v);

@@ -74,7 +74,9 @@ int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *
 	} else {
 		/* whole or nothing: a bad line leaves out untouched */
 		struct gw_strmap env = { 0 };
-		rc = gw_envfile_parse(&env, what, plain.s ? plain.s : (char *)"", why, whysize);
+		rc = gw_envfile_parse(&env, what, plain.s ? plain.s : (char *)"", &e);
+		if (rc < 0)
+			snprintf(why, whysize, "%s", e.msg);
 		for (size_t i = 0; rc == 0 && i < env.n; i++)
 			gw_strmap_set(out, env.k[i], env.v[i]);
 		for (size_t i = 0; i < env.n; i++)

@@ -53,6 +53,7 @@ void gw_observed_clear(struct gw_observed *o)
 {
 	free(o->name);
 	free(o->canonical);
+	free(o->handle);
 	gw_strlist_free(&o->depends_on);
 	memset(o, 0, sizeof(*o));
 }

@@ -1,6 +1,10 @@
 /* The bounded fetch. libgit2 1.5 has no network timeouts, so the fetch runs
  * in a child process that reports every sign of progress on a pipe; the
- * parent ends it when the server stays silent too long. The child also
+ * parent ends it when the server stays silent too long. The child is a fresh
+ * process (`gitward __fetch`, this binary again through /proc/self/exe, its
+ * job as JSON on stdin), never a bare fork of the multi-threaded agent:
+ * libgit2 allocates, and after a fork only the forking thread exists, so a
+ * lock another thread held (the allocator's) would never be released. The child also
  * carries the trust decisions (TLS: system store or --ca-file; SSH: a
  * known_hosts file, checked here with libssh2 so an unknown and a changed
  * key get different answers) and the credentials, which never leave it.
@@ -14,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <arpa/inet.h>
 #include <libssh2.h>
 #include <openssl/x509.h>
@@ -25,12 +30,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "gitward/spawn.h"
 #include "source_int.h"
+
+extern char **environ;
 
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 #define SYSTEM_CA_DIR "/etc/ssl/certs"
@@ -546,7 +555,131 @@ static int child_main(struct child *c, const char *path, int fresh)
 	return rc < 0 ? 1 : 0;
 }
 
+#define JOB_MAX (1u << 20)
+
+static const char *job_str(const json_t *job, const char *key)
+{
+	return json_string_value(json_object_get(job, key));
+}
+
+/* The job from stdin: the source and where to fetch it. */
+static json_t *read_job(void)
+{
+	struct gw_strbuf sb;
+	char buf[4096];
+	gw_strbuf_init(&sb);
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || sb.len + (size_t)n > JOB_MAX)
+			break;
+		gw_strbuf_add(&sb, buf, (size_t)n);
+	}
+	json_t *job = sb.s ? json_loads(sb.s, 0, NULL) : NULL;
+	if (sb.s)
+		explicit_bzero(sb.s, sb.len); /* it holds the password */
+	gw_strbuf_free(&sb);
+	return job;
+}
+
+int gw_source_fetch_main(void)
+{
+	struct gw_source src = { 0 };
+	struct child c = { .src = &src, .fd = 3 };
+
+	signal(SIGPIPE, SIG_IGN);
+	json_t *job = read_job();
+	if (!job || !job_str(job, "url") || !job_str(job, "path")) {
+		say(&c, "ef the fetch job is unreadable\n");
+		GW_COVERAGE_DUMP();
+		_exit(1);
+	}
+	src.url = (char *)job_str(job, "url");
+	src.opts.ca_file = job_str(job, "ca_file");
+	src.opts.insecure_skip_tls_verify = json_is_true(json_object_get(job, "insecure_skip_tls_verify"));
+	src.opts.known_hosts = job_str(job, "known_hosts");
+	src.opts.ssh_key = job_str(job, "ssh_key");
+	src.opts.username = job_str(job, "username");
+	src.opts.password_file = job_str(job, "password_file");
+	src.opts.password = job_str(job, "password");
+	git_libgit2_init();
+	/* the cache is ours alone; skip the ownership check of safe.directory */
+	git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
+	int code = child_main(&c, job_str(job, "path"), json_is_true(json_object_get(job, "fresh")));
+	GW_COVERAGE_DUMP();
+	_exit(code); /* no frees, no exit handlers: the kernel takes it all back */
+}
+
 /* ---- the parent --------------------------------------------------------- */
+
+static void job_set(json_t *job, const char *key, const char *value)
+{
+	if (value)
+		json_object_set_new(job, key, json_string(value));
+}
+
+static char *job_json(const struct gw_source *src, const char *path, int fresh)
+{
+	const struct gw_source_opts *o = &src->opts;
+	json_t *job = json_object();
+	job_set(job, "url", src->url);
+	job_set(job, "path", path);
+	json_object_set_new(job, "fresh", json_boolean(fresh));
+	job_set(job, "ca_file", o->ca_file);
+	json_object_set_new(job, "insecure_skip_tls_verify", json_boolean(o->insecure_skip_tls_verify));
+	job_set(job, "known_hosts", o->known_hosts);
+	job_set(job, "ssh_key", o->ssh_key);
+	job_set(job, "username", o->username);
+	job_set(job, "password_file", o->password_file);
+	job_set(job, "password", o->password);
+	char *s = json_dumps(job, JSON_COMPACT);
+	json_decref(job);
+	return s;
+}
+
+/* Start `gitward __fetch` with the job on its stdin (a socket: a child gone
+ * early gives EPIPE, never SIGPIPE) and its reports on fd 3 = report. It
+ * keeps gitward's environment (credentials, HOME, SSL_CERT_*, SSH_AUTH_SOCK),
+ * stdout, stderr and process group. */
+static int start_child(pid_t *out, int report, const struct gw_source *src, const char *path, int fresh,
+		       struct gw_error *err)
+{
+	static char *const argv[] = { "gitward", "__fetch", NULL };
+	int job[2];
+	struct gw_error serr;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, job) < 0)
+		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
+	struct gw_spawn s = {
+		.path = "/proc/self/exe",
+		.argv = argv,
+		.envp = environ,
+		.fds = { job[1], GW_SPAWN_FD_KEEP, GW_SPAWN_FD_KEEP, report },
+		.nfds = 4,
+		.group = GW_SPAWN_GROUP_SAME,
+	};
+	int rc = gw_spawn_start(out, &s, &serr);
+	close(job[1]);
+	if (rc < 0) {
+		close(job[0]);
+		return gw_error_set(err, rc, "cannot start the fetch process: %s", serr.msg);
+	}
+	char *payload = job_json(src, path, fresh);
+	size_t len = strlen(payload), off = 0;
+	while (off < len) {
+		ssize_t n = send(job[0], payload + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* the child is gone: its exit status tells */
+		off += (size_t)n;
+	}
+	explicit_bzero(payload, len);
+	free(payload);
+	close(job[0]);
+	return 0;
+}
 
 static time_t fetch_started;
 
@@ -617,137 +750,63 @@ static int check_local(const struct gw_source *src, struct gw_error *err)
 	return 0;
 }
 
-/* The parent's side of a fetch: the child's lines as they come (a 'c' line
- * once connected, an 'e' line with the error it ends on) and the clocks. */
-struct fetch_watch {
-	int fd;
-	int64_t idle, connect; /* ms without a line before and after connecting */
-	const struct gw_cancel *cancel;
-	int connected, timed_out, cancelled;
+/* What the child said: whether it reached the server, and its error line. */
+struct reports {
+	int connected;
 	char line[1600];
 	size_t have;
 };
 
-static void watch_lines(struct fetch_watch *w, const char *buf, ssize_t n)
-{
-	for (ssize_t i = 0; i < n; i++) {
-		if (buf[i] != '\n') {
-			if (w->have + 1 < sizeof(w->line))
-				w->line[w->have++] = buf[i];
-			continue;
-		}
-		w->line[w->have] = '\0';
-		if (w->line[0] == 'c')
-			w->connected = 1;
-		if (w->line[0] != 'e')
-			w->have = 0; /* keep an error line once read */
-	}
-}
-
-/* Read the child's lines until it is done, silent too long, or cancelled. */
-static void watch_child(struct fetch_watch *w)
+/* Read the child's lines until it is done (0), or it stays silent past the
+ * connect or idle timeout (-ETIMEDOUT), or a stop is requested (-ECANCELED). */
+static int follow(struct reports *r, int fd, int64_t connect, int64_t idle, const struct gw_cancel *cancel)
 {
 	int64_t last = gw_now_ms();
 	for (;;) {
-		int64_t limit = w->connected ? w->idle : w->connect;
-		int64_t left = last + limit - gw_now_ms();
-		if (left <= 0) {
-			w->timed_out = 1;
-			return;
-		}
-		if (gw_cancel_requested(w->cancel)) {
-			w->cancelled = 1;
-			return;
-		}
-		struct pollfd p = { .fd = w->fd, .events = POLLIN };
-		int r = poll(&p, 1, (int)(left > 50 ? 50 : left));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
+		int64_t left = last + (r->connected ? idle : connect) - gw_now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (gw_cancel_requested(cancel))
+			return -ECANCELED;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, (int)(left > 50 ? 50 : left));
+		if (pr <= 0)
 			continue;
 		char buf[512];
-		ssize_t n = read(w->fd, buf, sizeof(buf));
+		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return; /* the child is done */
+			return 0; /* the child is done */
 		last = gw_now_ms();
-		watch_lines(w, buf, n);
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (r->have + 1 < sizeof(r->line))
+					r->line[r->have++] = buf[i];
+				continue;
+			}
+			r->line[r->have] = '\0';
+			if (r->line[0] == 'c')
+				r->connected = 1;
+			if (r->line[0] != 'e')
+				r->have = 0; /* keep an error line once read */
+		}
 	}
-}
-
-/* libgit2 runs in a child: a fetch that hangs in the library is killed
- * without taking the agent with it. */
-static int start_child(pid_t *out, struct gw_source *src, int fds[2], const char *path, int fresh, struct gw_error *err)
-{
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(fds[0]);
-		close(fds[1]);
-		return gw_error_set(err, -e, "fork: %s", strerror(e));
-	}
-	if (pid == 0) {
-		struct child c = { .src = src, .fd = fds[1] };
-		close(fds[0]);
-		signal(SIGPIPE, SIG_IGN);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		int code = child_main(&c, path, fresh);
-		GW_COVERAGE_DUMP();
-		_exit(code);
-	}
-	close(fds[1]);
-	*out = pid;
-	return 0;
-}
-
-/* What the ended child means: an error named after its cause, or the new
- * clone moved into place and the cache reopened. */
-static int fetch_outcome(struct gw_source *src, struct fetch_watch *w, int status, const char *partial, int fresh,
-			 int connect_is_idle, struct gw_error *err)
-{
-	if (w->cancelled)
-		return gw_error_set(err, -ECANCELED, "%s: fetch abandoned: the agent is stopping", src->url);
-	if (w->timed_out) {
-		char d[32];
-		gw_duration_format(d, sizeof(d), w->connected ? w->idle : w->connect);
-		return gw_error_set(err, -ETIMEDOUT, "%s: timed out: %s for %s (--git-%stimeout)", src->url,
-				    w->connected ? "no progress from the server" : "no answer from the server", d,
-				    w->connected || connect_is_idle ? "" : "connect-");
-	}
-	if (!WIFEXITED(status))
-		return gw_error_set(err, -EIO, "%s: the fetch process died (signal %d)", src->url,
-				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-	if (WEXITSTATUS(status) != 0) {
-		w->line[w->have] = '\0';
-		if (w->line[0] != 'e')
-			return gw_error_set(err, -EIO, "%s: the fetch failed (exit %d)", src->url, WEXITSTATUS(status));
-		return parent_fail(err, src, w->line);
-	}
-	if (fresh && rename(partial, src->cache_dir) < 0) {
-		int e = errno;
-		gw_rm_rf(partial);
-		return gw_error_set(err, -e, "%s: cannot move the new clone into place: %s", src->cache_dir,
-				    strerror(e));
-	}
-	return gw_source__reopen(src, err);
 }
 
 int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 {
 	const struct gw_source_opts *o = &src->opts;
-	struct fetch_watch w = { .idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000,
-				 .connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000,
-				 .cancel = o->cancel };
-	int fresh = src->repo == NULL, fds[2], status = 0, rc;
+	int64_t idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
+	int64_t connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000;
+	int fresh = src->repo == NULL, fds[2], status = 0, timed_out, cancelled;
+	struct reports r = { 0 };
 	char partial[PATH_MAX];
-	pid_t pid = 0;
+	pid_t pid;
 
-	int connect_is_idle = w.connect >= w.idle; /* which option to name in a timeout */
-	if (w.connect > w.idle)
-		w.connect = w.idle;
+	int connect_is_idle = connect >= idle; /* which option to name in a timeout */
+	if (connect > idle)
+		connect = idle;
 	if (o->insecure_skip_tls_verify && !strncmp(src->url, "https://", 8))
 		gw_log(GW_LOG_WARN, "",
 		       "TLS verification is OFF (--insecure-skip-tls-verify): anyone between this node and %s can "
@@ -761,21 +820,49 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
 	fetch_started = time(NULL);
-	rc = start_child(&pid, src, fds, fresh ? partial : src->cache_dir, fresh, err);
-	if (rc < 0)
-		return rc;
-	w.fd = fds[0];
-	watch_child(&w);
+	if (start_child(&pid, fds[1], src, fresh ? partial : src->cache_dir, fresh, err) < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return err->code;
+	}
+	close(fds[1]);
+	int ended = follow(&r, fds[0], connect, idle, o->cancel);
+	timed_out = ended == -ETIMEDOUT;
+	cancelled = ended == -ECANCELED;
 	close(fds[0]);
-	if (w.timed_out || w.cancelled)
+	if (timed_out || cancelled)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (w.timed_out || w.cancelled || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	if (timed_out || cancelled || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (fresh)
 			gw_rm_rf(partial);
 		else
 			nftw(src->cache_dir, drop_leftover, 16, FTW_PHYS | FTW_MOUNT);
 	}
-	return fetch_outcome(src, &w, status, partial, fresh, connect_is_idle, err);
+	if (cancelled)
+		return gw_error_set(err, -ECANCELED, "%s: fetch abandoned: the agent is stopping", src->url);
+	if (timed_out) {
+		char d[32];
+		gw_duration_format(d, sizeof(d), r.connected ? idle : connect);
+		return gw_error_set(err, -ETIMEDOUT, "%s: timed out: %s for %s (--git-%stimeout)", src->url,
+				    r.connected ? "no progress from the server" : "no answer from the server", d,
+				    r.connected || connect_is_idle ? "" : "connect-");
+	}
+	if (!WIFEXITED(status))
+		return gw_error_set(err, -EIO, "%s: the fetch process died (signal %d)", src->url,
+				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	if (WEXITSTATUS(status) != 0) {
+		r.line[r.have] = '\0';
+		if (r.line[0] != 'e')
+			return gw_error_set(err, -EIO, "%s: the fetch failed (exit %d)", src->url, WEXITSTATUS(status));
+		return parent_fail(err, src, r.line);
+	}
+	if (fresh && rename(partial, src->cache_dir) < 0) {
+		int e = errno;
+		gw_rm_rf(partial);
+		return gw_error_set(err, -e, "%s: cannot move the new clone into place: %s", src->cache_dir,
+				    strerror(e));
+	}
+	return gw_source__reopen(src, err);
 }

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "source_int.h"
+#include "gitward/manifest_cache.h"
+#include "gitward/prof.h"
 
 static int git_fail(struct gw_error *err, int code, const char *what)
 {
@@ -131,6 +133,32 @@ static int copy_refs(struct gw_source *src, git_repository *cache)
 	return rc == GIT_ITEROVER ? 0 : -EIO;
 }
 
+/* Point the private repository at path's objects through its alternates
+ * file when the source is a local repository; nothing happens otherwise (the
+ * fetch then copies what it needs). */
+static void borrow_local(const struct gw_source *src, const char *path)
+{
+	const char *local = gw_source__local_path(src->url);
+	git_repository *origin = NULL;
+	char alt[PATH_MAX + 64], objects[PATH_MAX + 16];
+
+	if (!local || git_repository_open_ext(&origin, local, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0) {
+		git_error_clear();
+		return;
+	}
+	snprintf(objects, sizeof(objects), "%sobjects\n", git_repository_commondir(origin));
+	git_repository_free(origin);
+	if (objects[0] != '/')
+		return;
+	snprintf(alt, sizeof(alt), "%s/objects/info/alternates", path);
+	FILE *f = fopen(alt, "wx");
+	if (!f)
+		return;
+	int bad = fputs(objects, f) < 0;
+	if (fclose(f) != 0 || bad)
+		unlink(alt);
+}
+
 /* A read-only source: a private bare repository in $TMPDIR that borrows the
  * cache's objects, as `git clone --shared` does. The agent alone writes the
  * cache (it holds the state lock), so a dry-run never meets its ref locks
@@ -157,8 +185,14 @@ static int open_private(struct gw_source *src, const char *shared, struct gw_err
 	if (git_repository_init(&repo, path, 1) < 0)
 		return git_fail(err, -EIO, "cannot create a private git repository");
 	git_repository_free(repo);
-	if (stat(shared, &st) < 0)
-		return gw_source__reopen(src, err); /* nothing to borrow yet: a whole clone */
+	if (stat(shared, &st) < 0) {
+		/* nothing to borrow in the state dir: a local repository lends
+		 * its own objects (as `git clone --shared` does), so the fetch
+		 * finds every object present and copies none; a remote one is
+		 * cloned whole */
+		borrow_local(src, path);
+		return gw_source__reopen(src, err);
+	}
 	repo = NULL;
 	if (git_repository_open_bare(&repo, shared) < 0 || git_repository_is_empty(repo) < 0) {
 		git_repository_free(repo);
@@ -166,7 +200,13 @@ static int open_private(struct gw_source *src, const char *shared, struct gw_err
 	}
 	snprintf(alt, sizeof(alt), "%s/objects/info/alternates", path);
 	snprintf(path, sizeof(path), "%s/objects\n", shared);
-	rc = gw_file_write_atomic(alt, path, strlen(path), err);
+	/* no fsync: the private repository does not outlive this process */
+	FILE *f = fopen(alt, "wx");
+	rc = f && fputs(path, f) >= 0 ? 0 : -1;
+	if (f && fclose(f) != 0)
+		rc = -1;
+	if (rc < 0)
+		rc = gw_error_set(err, -EIO, "%s: cannot write: %s", alt, strerror(errno));
 	if (rc == 0)
 		rc = gw_source__reopen(src, err);
 	if (rc == 0 && copy_refs(src, repo) < 0)
@@ -316,6 +356,9 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 			return;
 		gw_strmap_set(w->seen, path, "");
 	}
+	if (gw_manifest_set_add_cached(w->set, path, id->id, GIT_OID_RAWSZ))
+		return;
+	GW_PROF_BEGIN(blob);
 	if (git_odb_read_header(&len, &type, w->odb, id) < 0) {
 		w->rc = git_fail(w->err, -EIO, path);
 		return;
@@ -330,7 +373,9 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 		w->rc = git_fail(w->err, -EIO, path);
 		return;
 	}
-	gw_manifest_set_add_file(w->set, path, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+	GW_PROF_END(blob, "blob read");
+	gw_manifest_set_add_blob(w->set, path, id->id, GIT_OID_RAWSZ, git_blob_rawcontent(blob),
+				 (size_t)git_blob_rawsize(blob));
 	git_blob_free(blob);
 }
 
@@ -427,56 +472,76 @@ static void walk_tree(struct walk *w, const git_tree *tree, const char *prefix, 
 	}
 }
 
-/* secretEnvFiles name files of the commit: each is looked up in the whole
- * tree (not only under --path), its blob id goes into the spec hash and its
- * ciphertext to the backends. A missing file is a problem of the manifest. */
+/* Files of the commit a resource names (secretEnvFiles, an External's
+ * sources): each is looked up in the whole tree (not only under --path), its
+ * blob id goes into the spec hash and its content to the backend. A missing
+ * or oversized file is a problem of the manifest. */
+struct repo_files {
+	const char *field; /* "spec.secretEnvFiles" */
+	const struct gw_strlist *paths;
+	struct gw_secret_file *files; /* one per path; NULL: none */
+	size_t max; /* bytes of one file */
+};
+
+static int resolve_files(struct gw_manifest_set *set, git_repository *repo, const git_tree *root,
+			 const char *commit_hex, struct gw_resource *r, const struct repo_files *rf, int *changed,
+			 struct gw_error *err)
+{
+	for (size_t j = 0; rf->files && j < rf->paths->n; j++) {
+		struct gw_secret_file *sf = &rf->files[j];
+		const char *path = rf->paths->v[j];
+		git_tree_entry *e = NULL;
+		git_blob *blob = NULL;
+		if (sf->blob[0])
+			continue;
+		if (git_tree_entry_bypath(&e, root, path) < 0) {
+			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s does not exist in commit %.12s", rf->field, j, path, commit_hex);
+			continue;
+		}
+		if (git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB &&
+		    git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB_EXECUTABLE) {
+			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s is not a file in commit %.12s", rf->field, j, path, commit_hex);
+			git_tree_entry_free(e);
+			continue;
+		}
+		if (git_blob_lookup(&blob, repo, git_tree_entry_id(e)) < 0) {
+			git_tree_entry_free(e);
+			return git_fail(err, -EIO, path);
+		}
+		size_t len = (size_t)git_blob_rawsize(blob);
+		if (len > rf->max) {
+			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s is %zu bytes, larger than the limit of %zu", rf->field, j, path, len,
+				     rf->max);
+		} else {
+			git_oid_tostr(sf->blob, sizeof(sf->blob), git_tree_entry_id(e));
+			sf->cipher = gw_xmalloc(len + 1);
+			memcpy(sf->cipher, git_blob_rawcontent(blob), len);
+			sf->cipher[len] = '\0';
+			sf->len = len;
+			*changed = 1;
+		}
+		git_blob_free(blob);
+		git_tree_entry_free(e);
+	}
+	return 0;
+}
+
 static int resolve_secrets(struct gw_manifest_set *set, git_repository *repo, const git_tree *root,
 			   const char *commit_hex, struct gw_error *err)
 {
 	for (size_t i = 0; i < set->n; i++) {
 		struct gw_resource *r = set->v[i];
-		int changed = 0;
-		for (size_t j = 0; r->secrets && j < r->secret_env_files.n; j++) {
-			struct gw_secret_file *sf = &r->secrets[j];
-			const char *path = r->secret_env_files.v[j];
-			git_tree_entry *e = NULL;
-			git_blob *blob = NULL;
-			if (sf->blob[0])
-				continue;
-			if (git_tree_entry_bypath(&e, root, path) < 0) {
-				gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-					     "spec.secretEnvFiles[%zu]: %s does not exist in commit %.12s", j, path,
-					     commit_hex);
-				continue;
-			}
-			if (git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB &&
-			    git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB_EXECUTABLE) {
-				gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-					     "spec.secretEnvFiles[%zu]: %s is not a file in commit %.12s", j, path,
-					     commit_hex);
-				git_tree_entry_free(e);
-				continue;
-			}
-			if (git_blob_lookup(&blob, repo, git_tree_entry_id(e)) < 0) {
-				git_tree_entry_free(e);
-				return git_fail(err, -EIO, path);
-			}
-			size_t len = (size_t)git_blob_rawsize(blob);
-			if (len > GW_SECRET_FILE_MAX) {
-				gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-					     "spec.secretEnvFiles[%zu]: %s is %zu bytes, larger than the limit of %u",
-					     j, path, len, GW_SECRET_FILE_MAX);
-			} else {
-				git_oid_tostr(sf->blob, sizeof(sf->blob), git_tree_entry_id(e));
-				sf->cipher = gw_xmalloc(len + 1);
-				memcpy(sf->cipher, git_blob_rawcontent(blob), len);
-				sf->cipher[len] = '\0';
-				sf->len = len;
-				changed = 1;
-			}
-			git_blob_free(blob);
-			git_tree_entry_free(e);
-		}
+		const struct repo_files lists[] = {
+			{ "spec.secretEnvFiles", &r->secret_env_files, r->secrets, GW_SECRET_FILE_MAX },
+			{ "spec.sources", &r->sources, r->source_files, GW_SOURCE_FILE_MAX },
+		};
+		int changed = 0, rc;
+		for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++)
+			if ((rc = resolve_files(set, repo, root, commit_hex, r, &lists[l], &changed, err)) < 0)
+				return rc;
 		if (changed)
 			gw_resource_finalize(r);
 	}

@@ -261,7 +261,10 @@ static int private_home(char *home, size_t size, const struct gw_verify_opts *op
 	gpgme_error_t e;
 	int rc;
 
-	snprintf(home, size, "%s/gnupg", opts->state_dir);
+	if (!opts->gnupg_home)
+		return gw_error_set(err, -EINVAL, "--gpg-keyring %s: no GnuPG home to import it into",
+				    opts->gpg_keyring);
+	snprintf(home, size, "%s", opts->gnupg_home);
 	rc = gw_file_read(&keys, &keys_len, opts->gpg_keyring, KEYRING_FILE_MAX, err);
 	if (rc < 0) {
 		gw_error_prefix(err, "--gpg-keyring");

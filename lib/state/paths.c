@@ -119,6 +119,18 @@ char *gw_path_repository(char *buf, size_t size, const char *state_dir)
 	return buf;
 }
 
+char *gw_path_manifest_cache(char *buf, size_t size, const char *state_dir)
+{
+	snprintf(buf, size, "%s/repo.git/gitward-manifests.cache", state_dir);
+	return buf;
+}
+
+char *gw_path_gnupg(char *buf, size_t size, const char *state_dir)
+{
+	snprintf(buf, size, "%s/gnupg", state_dir);
+	return buf;
+}
+
 char *gw_path_lock(char *buf, size_t size, const char *state_dir, const char *run_dir)
 {
 	snprintf(buf, size, "%s/lock", gw_dirs_run_is_legacy(state_dir, run_dir) ? state_dir : run_dir);

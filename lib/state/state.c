@@ -2,7 +2,6 @@
  * applied commit and what gitward manages — written atomically and checked
  * on read, so a torn file is reported rather than half-trusted. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -62,6 +61,41 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 	return rc;
 }
 
+/* The entry's handle: as written, or made from the identity keys entries
+ * had before handles (the backends of that version wrote the same JSON). */
+static char *handle_of(const json_t *r)
+{
+	const json_t *h = json_object_get(r, "handle");
+	if (json_is_string(h))
+		return gw_xstrdup(json_string_value(h));
+	if (h)
+		return NULL; /* null: nothing was started */
+	json_int_t pid = json_integer_value(json_object_get(r, "pid"));
+	const char *id = json_string_value(json_object_get(r, "id"));
+	json_t *legacy = json_object();
+	if (pid) {
+		json_object_set_new(legacy, "pid", json_integer(pid));
+		json_object_set_new(legacy, "start_time",
+				    json_integer(json_integer_value(json_object_get(r, "start_time"))));
+	}
+	if (id && *id)
+		json_object_set_new(legacy, "id", gw_json_string(id));
+	char *s = json_object_size(legacy) ? json_dumps(legacy, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(legacy);
+	return s;
+}
+
+/* The identity keys describe gives for o (an empty object without d). */
+static json_t *described(const struct gw_state_describer *d, const struct gw_observed *o, char *text, size_t size)
+{
+	json_t *fields = json_object();
+	if (size)
+		text[0] = '\0';
+	if (d && d->fn)
+		d->fn(fields, text, size, o, d->ud);
+	return fields;
+}
+
 int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, const char *path, struct gw_error *err)
 {
 	struct gw_state_file st;
@@ -96,7 +130,6 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		const char *state = json_string_value(json_object_get(r, "state"));
 		const char *health = json_string_value(json_object_get(r, "health"));
 		const char *detail = json_string_value(json_object_get(r, "detail"));
-		const char *id = json_string_value(json_object_get(r, "id"));
 		const char *name = json_string_value(json_object_get(r, "name"));
 		if (name && gw_check_name(name)) {
 			/* it becomes a path: never trusted because it is on disk */
@@ -116,8 +149,7 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 			o->health = GW_HEALTH_UNKNOWN;
 		if (detail)
 			snprintf(o->detail, sizeof(o->detail), "%s", detail);
-		if (id)
-			snprintf(o->id, sizeof(o->id), "%s", id);
+		o->handle = handle_of(r);
 		o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
 		o->since = json_integer_value(json_object_get(r, "since"));
 		o->crash_streak = (int)json_integer_value(json_object_get(r, "crash_streak"));
@@ -138,7 +170,8 @@ static json_t *str_or_null(const char *s)
 	return gw_json_string(s);
 }
 
-int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err)
+int gw_state_save(const struct gw_state_file *st, const char *path, const struct gw_state_describer *d,
+		  struct gw_error *err)
 {
 	json_t *root = json_object(), *res = json_array();
 	char *data;
@@ -154,29 +187,25 @@ int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_er
 	json_object_set_new(root, "last_error", str_or_null(st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
-		json_t *r = json_object(), *deps = json_array();
+		json_t *r = json_object(), *rec = gw_record_new(o);
+		char text[8];
 		json_object_set_new(r, "kind", json_string(gw_kind_to_string(o->kind)));
 		json_object_set_new(r, "name", gw_json_string(o->name));
-		json_object_set_new(r, "spec_hash", gw_json_string(o->spec_hash));
-		json_object_set_new(r, "spec", str_or_null(o->canonical));
-		json_object_set_new(r, "restart", json_string(gw_restart_to_string(o->restart)));
+		json_object_update(r, rec);
+		json_decref(rec);
 		json_object_set_new(r, "state", json_string(gw_state_to_string(o->state)));
 		json_object_set_new(r, "health", json_string(gw_health_to_string(o->health)));
 		json_object_set_new(r, "detail", gw_json_string(o->detail));
-		json_object_set_new(r, "pid", json_integer(o->pid));
-		json_object_set_new(r, "start_time", json_integer(o->start_time));
-		json_object_set_new(r, "id", gw_json_string(o->id));
+		json_object_set_new(r, "handle", str_or_null(o->handle));
+		/* for readers of the file: what status shows ("pid", "id") */
+		json_object_update_missing_new(r, described(d, o, text, sizeof(text)));
 		json_object_set_new(r, "restarts", json_integer(o->restarts));
-		json_object_set_new(r, "started_at", json_integer(o->started_at));
 		if (o->since)
 			json_object_set_new(r, "since", json_integer(o->since));
 		json_object_set_new(r, "crash_streak", json_integer(o->crash_streak));
 		json_object_set_new(r, "backoff_until_ms", json_integer(o->backoff_until_ms));
 		json_object_set_new(r, "health_failures", json_integer(o->health_failures));
 		json_object_set_new(r, "converged", json_boolean(!o->not_converged));
-		for (size_t k = 0; k < o->depends_on.n; k++)
-			json_array_append_new(deps, gw_json_string(o->depends_on.v[k]));
-		json_object_set_new(r, "depends_on", deps);
 		json_array_append_new(res, r);
 	}
 	json_object_set_new(root, "resources", res);
@@ -196,7 +225,7 @@ static json_t *time_or_null(int64_t t)
 	return json_string(ts);
 }
 
-char *gw_state_render_status(const struct gw_state_file *st)
+char *gw_state_render_status(const struct gw_state_file *st, const struct gw_state_describer *d)
 {
 	json_t *root = json_object(), *res = json_array();
 	char *out;
@@ -217,10 +246,8 @@ char *gw_state_render_status(const struct gw_state_file *st)
 		json_object_set_new(r, "name", gw_json_string(o->name));
 		json_object_set_new(r, "state", json_string(gw_state_to_string(o->state)));
 		json_object_set_new(r, "health", json_string(gw_health_to_string(o->health)));
-		if (o->kind == GW_KIND_CONTAINER)
-			json_object_set_new(r, "id", gw_json_string(o->id));
-		else
-			json_object_set_new(r, "pid", o->pid ? json_integer(o->pid) : json_null());
+		char text[8];
+		json_object_update_missing_new(r, described(d, o, text, sizeof(text)));
 		json_object_set_new(r, "spec_hash", gw_json_string(o->spec_hash));
 		json_object_set_new(r, "restarts", json_integer(o->restarts));
 		json_object_set_new(r, "since", time_or_null(o->since));
@@ -234,7 +261,7 @@ char *gw_state_render_status(const struct gw_state_file *st)
 	return out;
 }
 
-void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
+void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const struct gw_state_describer *d)
 {
 	char ts[64] = "never", esc[2048];
 	if (st->last_sync)
@@ -252,13 +279,11 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st)
 		fprintf(f, "last error: %s\n", gw_escape(esc, sizeof(esc), st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
-		char key[200], ident[100], id[13];
+		char key[200], text[100], ident[100];
 		snprintf(esc, sizeof(esc), "%s/%s", gw_kind_to_string(o->kind), o->name);
 		gw_escape(key, sizeof(key), esc);
-		if (o->kind == GW_KIND_CONTAINER)
-			snprintf(ident, sizeof(ident), "id %s", gw_escape(id, sizeof(id), o->id));
-		else
-			snprintf(ident, sizeof(ident), "pid %lld", o->pid);
+		json_decref(described(d, o, text, sizeof(text)));
+		gw_escape(ident, sizeof(ident), text); /* made from a file's bytes */
 		char since[64] = "";
 		if (o->since) {
 			strcpy(since, "  since ");
@@ -328,6 +353,14 @@ int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *l
 	return rc;
 }
 
+static int found_one(const char *name, const char *path, void *ud)
+{
+	(void)name;
+	(void)path;
+	(void)ud;
+	return -EEXIST; /* one is enough */
+}
+
 /* Run records an earlier version left in STATE/run while the run dir is now
  * elsewhere: their workloads would be started a second time. */
 static int check_no_stranded_records(const char *state_dir, const char *run_dir, struct gw_error *err)
@@ -338,16 +371,9 @@ static int check_no_stranded_records(const char *state_dir, const char *run_dir,
 		return 0;
 	gw_path_state_run(old, sizeof(old), state_dir);
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		DIR *d = opendir(gw_path_kind_dir(dir, sizeof(dir), old, kinds[i]));
-		struct dirent *de;
-		bool found = false;
-		while (d && !found && (de = readdir(d))) {
-			size_t len = strlen(de->d_name);
-			found = len > 5 && !strcmp(de->d_name + len - 5, ".json");
-		}
-		if (d)
-			closedir(d);
-		if (found)
+		struct gw_error serr;
+		gw_path_kind_dir(dir, sizeof(dir), old, kinds[i]);
+		if (gw_record_scan(dir, ".json", found_one, NULL, &serr) == -EEXIST)
 			return gw_error_set_at(err, -EEXIST, dir, 0, 0,
 					       "holds run records of workloads started with the run dir %s: keep "
 					       "managing them with --run-dir %s (and --log-dir %s)",

@@ -1,22 +1,222 @@
-/* Run a helper program (argv, never a shell) with its input on stdin and its
- * output captured: a clean environment, every other fd closed, output bounded,
- * the whole process group killed at the deadline. For short-lived tools such
- * as ssh-keygen whose verdict is the exit status plus a line of text. */
+/* The spawn builder: every child gitward starts (process supervisors and
+ * their workloads, health checks, QEMU, the Git fetch, helper tools) is
+ * described by a struct gw_spawn and started here: fork, async-signal-safe
+ * steps only, exec, and any failure before the exec reported back on a
+ * close-on-exec pipe. Also gw_spawn_capture, for short-lived tools such as
+ * ssh-keygen whose verdict is the exit status plus a line of text. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "gitward/util.h"
+#include "gitward/spawn.h"
+
+/* ---- the builder ---- */
+
+enum stage { ST_FDS, ST_SESSION, ST_FORK, ST_LIMITS, ST_SETGROUPS, ST_SETGID, ST_SETUID, ST_CWD, ST_EXEC };
+static const char *const stage_names[] = { "fds",    "session", "fork",	      "limits", "setgroups",
+					   "setgid", "setuid",	"workingDir", "exec" };
+
+/* What a child that failed before its exec writes on the report pipe. */
+struct failure {
+	int stage, error;
+};
+
+static void child_fail(int fd, enum stage stage) __attribute__((noreturn));
+static void child_fail(int fd, enum stage stage)
+{
+	struct failure f = { (int)stage, errno };
+	ssize_t n = write(fd, &f, sizeof(f));
+	(void)n;
+	GW_COVERAGE_DUMP();
+	_exit(127);
+}
+
+static void child_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Descriptors 0..nfds-1 as asked, the report pipe at nfds (close-on-exec),
+ * nothing else. Sources are first copied above nfds so that no target
+ * overwrites a source still to be placed. */
+static int child_fds(const struct gw_spawn *s, int devnull, int *report)
+{
+	int hi = s->nfds + 1, src[GW_SPAWN_FDS_MAX];
+	int r = fcntl(*report, F_DUPFD_CLOEXEC, hi);
+	if (r < 0)
+		return -errno;
+	*report = r;
+	for (int i = 0; i < s->nfds; i++) {
+		int f = s->fds[i] == GW_SPAWN_FD_KEEP ? i : s->fds[i] == GW_SPAWN_FD_NULL ? devnull : s->fds[i];
+		src[i] = f >= 0 ? fcntl(f, F_DUPFD_CLOEXEC, hi) : -1;
+		if (src[i] < 0 && f >= 0 && !(s->fds[i] == GW_SPAWN_FD_KEEP && errno == EBADF))
+			return -errno;
+	}
+	for (int i = 0; i < s->nfds; i++) {
+		if (src[i] >= 0 ? dup2(src[i], i) < 0 : close(i) < 0 && errno != EBADF)
+			return -errno;
+	}
+	if (dup3(*report, s->nfds, O_CLOEXEC) < 0)
+		return -errno;
+	*report = s->nfds;
+	close_range((unsigned)s->nfds + 1, ~0U, 0);
+	return 0;
+}
+
+static int set_limit(int resource, long long value)
+{
+	struct rlimit rl;
+	if (value <= 0)
+		return 0;
+	rl.rlim_cur = rl.rlim_max = (rlim_t)value;
+	return setrlimit(resource, &rl);
+}
+
+/* After fork: never returns. */
+static void child_run(const struct gw_spawn *s, const char *path, char *const *envp, int devnull, int report)
+	__attribute__((noreturn));
+static void child_run(const struct gw_spawn *s, const char *path, char *const *envp, int devnull, int report)
+{
+	child_signals();
+	if ((s->group == GW_SPAWN_SESSION || s->group == GW_SPAWN_DETACH) && setsid() < 0)
+		child_fail(report, ST_SESSION);
+	if (s->group == GW_SPAWN_GROUP_NEW && setpgid(0, 0) < 0)
+		child_fail(report, ST_SESSION);
+	if (s->group == GW_SPAWN_DETACH) {
+		pid_t grandchild = fork();
+		if (grandchild < 0)
+			child_fail(report, ST_FORK);
+		if (grandchild > 0) {
+			GW_COVERAGE_DUMP();
+			_exit(0);
+		}
+	}
+	if (child_fds(s, devnull, &report) < 0)
+		child_fail(report, ST_FDS);
+	if (set_limit(RLIMIT_NOFILE, s->nofile) < 0 || set_limit(RLIMIT_NPROC, s->nproc) < 0 ||
+	    set_limit(RLIMIT_AS, s->as) < 0)
+		child_fail(report, ST_LIMITS);
+	if (s->set_user) {
+		GW_COVERAGE_DUMP(); /* while it may still write the build tree */
+		if (setgroups(s->ngroups, s->groups) < 0)
+			child_fail(report, ST_SETGROUPS);
+		if (setgid(s->gid) < 0)
+			child_fail(report, ST_SETGID);
+		if (setuid(s->uid) < 0)
+			child_fail(report, ST_SETUID);
+	}
+	if (s->cwd && chdir(s->cwd) < 0)
+		child_fail(report, ST_CWD);
+	GW_COVERAGE_DUMP();
+	execve(path, s->argv, envp);
+	child_fail(report, ST_EXEC);
+}
+
+/* The child's verdict: 0 once it has exec'd (the report pipe closed empty),
+ * else its failure. */
+static int read_failure(struct failure *f, int fd)
+{
+	size_t have = 0;
+	while (have < sizeof(*f)) {
+		ssize_t n = read(fd, (char *)f + have, sizeof(*f) - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	return have == sizeof(*f) ? -1 : 0;
+}
+
+int gw_spawn_start(pid_t *out_pid, const struct gw_spawn *s, struct gw_error *err)
+{
+	static char *const default_env[] = { GW_SPAWN_PATH_ENV, NULL };
+	const char *path = s->path ? s->path : s->argv[0];
+	char *const *envp = s->envp ? s->envp : default_env;
+	int report[2] = { -1, -1 }, devnull = -1, rc = 0, status;
+	sigset_t all, old;
+	struct failure f;
+	pid_t pid;
+
+	for (int i = 0; i < s->nfds && devnull < 0; i++)
+		if (s->fds[i] == GW_SPAWN_FD_NULL && (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+			return gw_error_set(err, -errno, "cannot create pipes: %s", strerror(errno));
+	if (pipe2(report, O_CLOEXEC) < 0) {
+		rc = gw_error_set(err, -errno, "cannot create pipes: %s", strerror(errno));
+		goto out;
+	}
+	/* no handler of ours may run in the child before it resets them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		child_run(s, path, envp, devnull, report[1]);
+	int fork_errno = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0) {
+		rc = gw_error_set(err, -fork_errno, "fork: %s", strerror(fork_errno));
+		goto out;
+	}
+	close(report[1]);
+	report[1] = -1;
+	if (s->group == GW_SPAWN_DETACH)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	if (read_failure(&f, report[0]) < 0) {
+		if (s->group != GW_SPAWN_DETACH)
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+		const char *what = f.stage == ST_CWD ? s->cwd : f.stage == ST_EXEC ? path : "";
+		const char *stage = f.stage >= 0 && f.stage <= ST_EXEC ? stage_names[f.stage] : "start";
+		rc = gw_error_set(err, -f.error, "%s %s: %s", stage, what, strerror(f.error));
+		goto out;
+	}
+	*out_pid = s->group == GW_SPAWN_DETACH ? 0 : pid;
+out:
+	for (int i = 0; i < 2; i++)
+		if (report[i] >= 0)
+			close(report[i]);
+	if (devnull >= 0)
+		close(devnull);
+	return rc;
+}
+
+int gw_spawn_find(char *out, size_t size, const char *name, const char *path)
+{
+	struct stat st;
+	const char *p = path ? path : GW_SPAWN_PATH;
+	while (*p) {
+		const char *colon = strchr(p, ':');
+		size_t len = colon ? (size_t)(colon - p) : strlen(p);
+		if (len > 0 && (size_t)snprintf(out, size, "%.*s/%s", (int)len, p, name) < size &&
+		    stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+			return 0;
+		p += len + (colon ? 1 : 0);
+	}
+	return -ENOENT;
+}
+
+/* ---- gw_spawn_capture ---- */
 
 static void close_pair(int p[2])
 {
@@ -29,32 +229,27 @@ static void close_pair(int p[2])
 
 static int start(pid_t *out, int in[2], int out_p[2], int err_p[2], char *const *argv, struct gw_error *err)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t all, none;
-	char path[4096];
+	char path[4096], exe[4096];
 	const char *p = getenv("PATH");
+	struct gw_error serr;
 	int rc;
 
-	snprintf(path, sizeof(path), "PATH=%s", p && *p ? p : "/usr/local/bin:/usr/bin:/bin");
+	snprintf(path, sizeof(path), "PATH=%s", p && *p ? p : GW_SPAWN_PATH);
 	char *const envp[] = { path, "LC_ALL=C", NULL };
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, out_p[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, err_p[1], 2);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-	posix_spawnattr_setpgroup(&attr, 0);
-	sigfillset(&all);
-	sigemptyset(&none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	/* the pipes are O_CLOEXEC: only the dup2'd copies reach the child */
-	rc = posix_spawnp(out, argv[0], &fa, &attr, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0)
-		return gw_error_set(err, -rc, "cannot run %s: %s", argv[0], strerror(rc));
+	if (strchr(argv[0], '/'))
+		snprintf(exe, sizeof(exe), "%s", argv[0]);
+	else if ((rc = gw_spawn_find(exe, sizeof(exe), argv[0], path + 5)) < 0)
+		return gw_error_set(err, rc, "cannot run %s: %s", argv[0], strerror(-rc));
+	struct gw_spawn s = {
+		.path = exe,
+		.argv = argv,
+		.envp = envp,
+		.fds = { in[0], out_p[1], err_p[1] },
+		.nfds = 3,
+		.group = GW_SPAWN_GROUP_NEW,
+	};
+	if ((rc = gw_spawn_start(out, &s, &serr)) < 0)
+		return gw_error_set(err, rc, "cannot run %s: %s", argv[0], strerror(-rc));
 	return 0;
 }
 
@@ -94,6 +289,33 @@ static int drain(int fd, struct gw_strbuf *sb, size_t max)
 	return 1;
 }
 
+/* Kill the child and its process group, and reap it. */
+static void kill_reap(pid_t pid, int *status)
+{
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	waitpid(pid, status, 0);
+}
+
+/* Output closed; the child may still linger past the deadline. */
+static int reap(int *status, pid_t pid, int64_t deadline, int64_t timeout_ms, const char *what, struct gw_error *err)
+{
+	for (;;) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+		if (w == pid)
+			return 0;
+		if (w < 0 && errno != EINTR)
+			return gw_error_set(err, -errno, "wait %s: %s", what, strerror(errno));
+		if (gw_monotonic_ms() >= deadline) {
+			kill_reap(pid, status);
+			return gw_error_set(err, -ETIMEDOUT, "%s: killed after %lldms without exiting", what,
+					    (long long)timeout_ms);
+		}
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
 		     const char *in, size_t in_len, size_t max, int64_t timeout_ms, struct gw_error *err)
 {
@@ -122,9 +344,7 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 		struct pollfd p[3] = { { out_p[0], POLLIN, 0 }, { err_p[0], POLLIN, 0 }, { in_p[1], POLLOUT, 0 } };
 		int64_t left = deadline - gw_monotonic_ms();
 		if (left <= 0) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
+			kill_reap(pid, &status);
 			rc = gw_error_set(err, -ETIMEDOUT, "%s: killed after %lldms without an answer", argv[0],
 					  (long long)timeout_ms);
 			goto out;
@@ -152,26 +372,9 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 		}
 	}
 	close_pair(in_p);
-	/* output closed; the child may still linger past the deadline */
-	for (;;) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR) {
-			rc = gw_error_set(err, -errno, "wait %s: %s", argv[0], strerror(errno));
-			goto out;
-		}
-		if (gw_monotonic_ms() >= deadline) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			rc = gw_error_set(err, -ETIMEDOUT, "%s: killed after %lldms without exiting", argv[0],
-					  (long long)timeout_ms);
-			goto out;
-		}
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
+	rc = reap(&status, pid, deadline, timeout_ms, argv[0], err);
+	if (rc < 0)
+		goto out;
 	*out_status = status;
 	rc = 0;
 out:

@@ -117,6 +117,7 @@ void gw_secure_free(char *s)
 	free(s);
 }
 
+/* The value of hex digit c, or -EINVAL: not one. */
 static int hexval(int c)
 {
 	if (c >= '0' && c <= '9')
@@ -125,7 +126,7 @@ static int hexval(int c)
 		return c - 'a' + 10;
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
-	return -1;
+	return -EINVAL;
 }
 
 void gw_url_split_password(char **out_url, char **out_password, const char *url)

@@ -423,6 +423,46 @@ class Stopping(AgentBase):
         self.assertIn('--stuck-after: expected a duration of at least 1s like 15m, got "soon"', res.stderr)
 
 
+class FetchUnderLoad(AgentBase):
+    HEALTHY = "  healthCheck:\n    exec: {command: [\"/bin/true\"]}\n    interval: 1s\n"
+
+    def test_many_passes_fetch_while_the_other_threads_allocate(self):
+        """Every pass fetches in a fresh process while the agent's other
+        threads allocate (four clients on /metrics and /healthz):
+        a fork of the threaded agent that ran libgit2 could hang on an
+        allocator lock held by another thread (seen under ASan) and time the
+        fetch out. Bounded here: 40 passes, all of them successful."""
+        r = self.repo()
+        for n in "abcd":
+            r.write(f"{n}.yaml", proc_yaml(n, extra=self.HEALTHY))
+        r.commit()
+        a = self.agent(r, "--interval", "100ms")
+        done = threading.Event()
+
+        def hammer():
+            # from 127.0.0.2, paced: the clients' closed connections stay
+            # out of the way of the next tests' connects from 127.0.0.1
+            while not done.wait(0.01):
+                self.http(a, "/metrics", source="127.0.0.2")
+                self.http(a, "/healthz", source="127.0.0.2")
+        clients = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
+        for c in clients:
+            c.start()
+        try:
+            wait_for(lambda: self.passes(a) >= 40 or a.poll() is not None, timeout=240, step=0.5,
+                     what="40 passes")
+        finally:
+            done.set()
+            for c in clients:
+                c.join(timeout=30)
+        self.assertIsNone(a.poll(), self.log())
+        _, body = self.http(a, "/metrics")
+        results = dict(re.findall(r'^gitward_sync_total\{result="([a-z_]+)"\} (\d+)$', body, re.M))
+        self.assertGreaterEqual(int(results.get("success", 0)), 40, results)
+        self.assertEqual([k for k, v in results.items() if k != "success" and int(v)], [], results)
+        self.assertNotIn("timed out", self.log())
+        self.assertEqual(sorted(self.pids()), ["a", "b", "c", "d"])
+
 class Status(AgentBase):
     def test_status_over_a_corrupt_state_file_is_a_json_error(self):
         r = self.repo()
@@ -432,6 +472,9 @@ class Status(AgentBase):
         self.state = os.path.join(self.tmp, 'st"a\\te\tx')
         a = self.agent(r, "--interval", "1h")
         wait_for(lambda: "a" in self.pids(), what="first apply")
+        # the pass ends by writing state.json: corrupt it only after that
+        wait_for(lambda: 'gitward_sync_total{result="success"} 1\n' in self.http(a, "/metrics")[1],
+                 what="first pass recorded")
         path = os.path.join(self.state, "state.json")
         with open(path, "w") as f:
             f.write('{"node": "n1", "resources": [{"name": "a\\"')

@@ -4,6 +4,7 @@ fcgiwrap + git http-backend and sshd that gitservers.py starts once per
 class. Every fetch case, trust and credential option, failure and timeout."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -518,6 +519,36 @@ class Timeouts(Servers):
         wait_for(lambda: self.passes(a, "git_error") >= 2, timeout=15, what="two git_error passes counted")
         self.assertEqual(self.http(a, "/healthz"), (200, "ok\n"))
         self.stop_agent(a)
+
+    def test_the_fetch_is_a_fresh_gitward_process_that_sigterm_ends(self):
+        """The fetch child is gitward exec'd again (`gitward __fetch`), not a
+        fork of the threaded agent: its cmdline, its exe and its single
+        thread say so; SIGTERM to the agent ends it at once."""
+        a = self.agent(f"http://127.0.0.1:{self.silent.port}/r.git", self.state_dir(), "--git-timeout", "1m")
+        wait_for(lambda: self.silent.accepted >= 1, timeout=30, what="the first connection")
+
+        def fetch_children():
+            kids = set()
+            for task in os.listdir(f"/proc/{a.pid}/task"):
+                with open(f"/proc/{a.pid}/task/{task}/children") as f:
+                    kids.update(int(x) for x in f.read().split())
+            return sorted(kids)
+        kids = wait_for(fetch_children, timeout=15, what="the fetch child")
+        self.assertEqual(len(kids), 1, kids)
+        child = kids[0]
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            self.assertEqual(f.read(), b"gitward\0__fetch\0")
+        self.assertEqual(os.readlink(f"/proc/{child}/exe"), os.path.realpath(GITWARD))
+        with open(f"/proc/{child}/status") as f:
+            self.assertIn("\nThreads:\t1\n", f.read())
+        with open(f"/proc/{a.pid}/status") as f:
+            threads = int(re.search(r"\nThreads:\t(\d+)\n", f.read()).group(1))
+        self.assertGreater(threads, 1, "the agent has threads: a bare fork of it would be unsafe")
+        t0 = time.monotonic()
+        self.stop_agent(a)
+        self.assertLess(time.monotonic() - t0, 5, self.agent_log(a))
+        wait_for(lambda: not os.path.exists(f"/proc/{child}"), timeout=5, what="the fetch child gone")
+        self.assertIn("fetch abandoned: the agent is stopping", self.agent_log(a))
 
 
 if __name__ == "__main__":

@@ -99,9 +99,8 @@ static void server_stop(struct server *s)
 	close(s->fd);
 }
 
-/* A Process with this health check. Its exec checks are probed as a VM,
- * a kind whose backend has no exec probe of its own: the host runs the
- * command (the fallback every backend without one gets). */
+/* A Process with this health check, probed without a backend: the host
+ * runs exec checks itself (the fallback of a backend without an exec probe). */
 static int probe(const char *check, const struct gw_cancel *cancel, struct gw_error *err)
 {
 	char yaml[1024];
@@ -111,16 +110,10 @@ static int probe(const char *check, const struct gw_cancel *cancel, struct gw_er
 		 check);
 	struct gw_resource *r = parse_one(yaml);
 	assert_non_null(r);
-	enum gw_kind kind = r->kind;
-	r->kind = GW_KIND_VM;
 	struct gw_observed o;
-	struct gw_backend_ctx ctx;
 	memset(&o, 0, sizeof(o));
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.cancel = cancel;
 	memset(err, 0, sizeof(*err));
-	int rc = gw_health_probe(&o, r, &ctx, err);
-	r->kind = kind;
+	int rc = gw_health_probe(&o, r, NULL, cancel, err); /* no backend: the host runs exec checks */
 	gw_resource_free(r);
 	return rc;
 }
@@ -359,12 +352,10 @@ static void test_no_check_is_healthy(void **state)
 	(void)state;
 	struct gw_resource *r = parse_one("apiVersion: gitward/v1\nkind: VM\nmetadata: {name: v}\nspec: {disk: /d}\n");
 	struct gw_observed o;
-	struct gw_backend_ctx ctx;
 	struct gw_error err;
 	assert_non_null(r);
 	memset(&o, 0, sizeof(o));
-	memset(&ctx, 0, sizeof(ctx));
-	assert_int_equal(gw_health_probe(&o, r, &ctx, &err), 0);
+	assert_int_equal(gw_health_probe(&o, r, NULL, NULL, &err), 0);
 	gw_resource_free(r);
 }
 

@@ -18,6 +18,7 @@
 #define PROC_NAMED HDR "kind: Process\nmetadata: {name: %s}\n"
 #define CONT HDR "kind: Container\nmetadata: {name: c}\n"
 #define VMH HDR "kind: VM\nmetadata: {name: v}\n"
+#define EXT HDR "kind: External\nmetadata: {name: e}\n"
 
 struct bad {
 	const char *yaml;
@@ -32,7 +33,8 @@ static const struct bad bad_docs[] = {
 	{ "apiVersion: gitward/v2\nkind: Process\nmetadata: {name: p}\nspec: {command: [/bin/true]}\n", 1, 13,
 	  "apiVersion: expected \"gitward/v1\"" },
 	{ HDR "metadata: {name: p}\nspec: {}\n", 1, 1, "kind: required field is missing" },
-	{ HDR "kind: Pod\nmetadata: {name: p}\nspec: {}\n", 2, 7, "expected one of Process, Container or VM" },
+	{ HDR "kind: Pod\nmetadata: {name: p}\nspec: {}\n", 2, 7,
+	  "expected one of Process, Container, VM or External" },
 	{ HDR "kind: Process\nspec: {command: [/bin/true]}\n", 1, 1, "metadata: required field is missing" },
 	{ HDR "kind: Process\nmetadata: {name: p}\n", 1, 1, "spec: required field is missing" },
 	{ PROC "spec: [1]\n", 4, 7, "spec: expected a mapping, got a list" },
@@ -169,6 +171,24 @@ static const struct bad bad_docs[] = {
 	{ HDR "kind: Process\nmetadata: {name: p, labels: {a: \"\\0\"}}\nspec: {command: [/bin/true]}\n", 3, 33,
 	  "NUL character in a string" },
 	{ "\"\\0\": 1\n", 1, 1, "NUL character in a string (escaped as \\0, \\x00 or \\u0000)" },
+	/* External */
+	{ EXT "spec: {config: {a: 1}}\n", 4, 7, "spec.plugin: required field is missing" },
+	{ EXT "spec: {plugin: ../bin/sh}\n", 4, 16, "spec.plugin: expected a plugin name of letters, digits" },
+	{ EXT "spec: {plugin: .hidden}\n", 4, 16, "spec.plugin: expected a plugin name" },
+	{ EXT "spec: {plugin: files, config: [a]}\n", 4, 31, "spec.config: expected a mapping, got a list" },
+	{ EXT "spec: {plugin: files, sources: [../etc/passwd]}\n", 4, 33,
+	  "spec.sources[0]: expected a path relative to the repository root (no leading /, no . or .. parts), "
+	  "got \"../etc/passwd\"" },
+	{ EXT "spec: {plugin: files, sources: [ok, /etc/shadow]}\n", 4, 37,
+	  "spec.sources[1]: expected a path relative to the repository root" },
+	{ EXT "spec: {plugin: files, sources: [a/./b]}\n", 4, 33, "spec.sources[0]: expected a path relative" },
+	{ EXT "spec: {plugin: files, timeout: 10ms}\n", 4, 32, "spec.timeout: must be between 100ms and 1h" },
+	{ EXT "spec: {plugin: files, stopTimeout: 1s}\n", 4, 23,
+	  "spec.stopTimeout: field is not valid for kind External" },
+	{ EXT "spec: {plugin: files, command: [/bin/true]}\n", 4, 23,
+	  "spec.command: field is not valid for kind External" },
+	{ PROC "spec: {command: [/bin/true], plugin: files}\n", 4, 30,
+	  "spec.plugin: field is not valid for kind Process" },
 };
 
 static void test_bad_documents_report_position_and_message(void **state)
@@ -720,6 +740,41 @@ static void test_valid_kinds_parse_into_typed_fields(void **state)
 	gw_manifest_set_free(&set);
 }
 
+/* External: config is free-form, handed on as canonical JSON (sorted keys,
+ * scalars as strings, null as null); the timeout is not part of the hash. */
+static void test_external_config_is_canonical_json(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	add(&set, "e.yaml",
+	    EXT "spec:\n  plugin: files\n  timeout: 5s\n  sources: [etc/motd]\n  dependsOn: [p]\n"
+		"  config:\n    z: [1, true, ~, {b: x, a: \"y\"}]\n    a: {deep: {er: 0644}}\n"
+		"---\n" PROC "spec: {command: [/bin/true]}\n");
+	gw_manifest_set_finish(&set);
+	assert_int_equal(set.diags.n, 0);
+	assert_int_equal(set.n, 2);
+	struct gw_resource *e = set.v[0];
+	assert_int_equal(e->kind, GW_KIND_EXTERNAL);
+	assert_string_equal(e->plugin, "files");
+	assert_int_equal(e->plugin_timeout_ms, 5000);
+	assert_string_equal(
+		e->plugin_config,
+		"{\"a\":{\"deep\":{\"er\":\"0644\"}},\"z\":[\"1\",\"true\",null,{\"a\":\"y\",\"b\":\"x\"}]}");
+	assert_non_null(strstr(e->canonical, "\"kind\":\"External\""));
+	assert_non_null(strstr(e->canonical, "\"config\":{\"a\":{\"deep\":{\"er\":\"0644\"}}"));
+	assert_null(strstr(e->canonical, "timeout"));
+	assert_int_equal(e->sources.n, 1);
+	assert_non_null(e->source_files);
+	assert_int_equal(e->source_files[0].line, 7);
+	char hash[65];
+	memcpy(hash, e->spec_hash, sizeof(hash));
+	e->plugin_timeout_ms = 60000;
+	gw_resource_finalize(e);
+	assert_string_equal(hash, e->spec_hash);
+	gw_manifest_set_free(&set);
+}
+
 static void test_explicit_null_and_empty_documents_are_fine(void **state)
 {
 	(void)state;
@@ -805,6 +860,7 @@ int main(void)
 		cmocka_unit_test(test_long_dependency_chain_is_searched_without_recursion),
 		cmocka_unit_test(test_valid_kinds_parse_into_typed_fields),
 		cmocka_unit_test(test_explicit_null_and_empty_documents_are_fine),
+		cmocka_unit_test(test_external_config_is_canonical_json),
 		cmocka_unit_test(test_parse_returns_negative_errno_with_a_diagnostic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

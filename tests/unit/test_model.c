@@ -166,7 +166,7 @@ static void test_envfile_forms_and_a_bad_line(void **state)
 {
 	(void)state;
 	struct gw_strmap m = { 0 };
-	char why[300] = "";
+	struct gw_error err;
 	char data[] = "# a comment\n"
 		      "\n"
 		      "  PLAIN=one\n"
@@ -179,7 +179,7 @@ static void test_envfile_forms_and_a_bad_line(void **state)
 		      "ONE=\"\n"
 		      "EQ=a=b\n"
 		      "PLAIN=last wins";
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", data, why, sizeof(why)), 0);
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", data, &err), 0);
 	assert_string_equal(gw_strmap_get(&m, "PLAIN"), "last wins");
 	assert_string_equal(gw_strmap_get(&m, "TABBED"), "two");
 	assert_string_equal(gw_strmap_get(&m, "EXPORTED"), "three");
@@ -192,15 +192,15 @@ static void test_envfile_forms_and_a_bad_line(void **state)
 	assert_null(gw_strmap_get(&m, "export EXPORTED"));
 	gw_strmap_free(&m);
 	char bad[] = "A=1\nsecret-value-without-equals\n";
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", bad, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "envFiles: f: line 2 is not KEY=VALUE");
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", bad, &err), -EINVAL);
+	assert_string_equal(err.msg, "envFiles: f: line 2 is not KEY=VALUE");
 	gw_strmap_free(&m);
 	char noname[] = "=value\n";
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", noname, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "envFiles: f: line 1 is not KEY=VALUE");
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: f", noname, &err), -EINVAL);
+	assert_string_equal(err.msg, "envFiles: f: line 1 is not KEY=VALUE");
 	gw_strmap_free(&m);
-	assert_int_equal(gw_envfile_load(&m, "/nonexistent/secret.env", why, sizeof(why)), -ENOENT);
-	assert_string_equal(why, "envFiles: /nonexistent/secret.env: cannot open: No such file or directory");
+	assert_int_equal(gw_envfile_load(&m, "/nonexistent/secret.env", &err), -ENOENT);
+	assert_string_equal(err.msg, "envFiles: /nonexistent/secret.env: cannot open: No such file or directory");
 	gw_strmap_free(&m);
 }
 
@@ -303,16 +303,18 @@ static void test_envfile_errors_are_negative_errno_and_name_the_line(void **stat
 {
 	(void)state;
 	struct gw_strmap m = { 0 };
-	char why[256] = "";
+	struct gw_error err = { 0 };
 	char good[] = "# c\nexport A=1\nB='two'\n", bad[] = "A=1\nnot a pair\n";
 
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", good, why, sizeof(why)), 0);
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", good, &err), 0);
 	assert_string_equal(gw_strmap_get(&m, "A"), "1");
 	assert_string_equal(gw_strmap_get(&m, "B"), "two");
-	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", bad, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "envFiles: e: line 2 is not KEY=VALUE");
-	assert_int_equal(gw_envfile_load(&m, "/nonexistent/gitward.env", why, sizeof(why)), -ENOENT);
-	assert_non_null(strstr(why, "envFiles: /nonexistent/gitward.env: "));
+	assert_int_equal(gw_envfile_parse(&m, "envFiles: e", bad, &err), -EINVAL);
+	assert_int_equal(err.code, -EINVAL);
+	assert_string_equal(err.msg, "envFiles: e: line 2 is not KEY=VALUE");
+	assert_int_equal(gw_envfile_load(&m, "/nonexistent/gitward.env", &err), -ENOENT);
+	assert_int_equal(err.code, -ENOENT);
+	assert_non_null(strstr(err.msg, "envFiles: /nonexistent/gitward.env: "));
 	gw_strmap_free(&m);
 }
 

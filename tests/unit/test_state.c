@@ -15,8 +15,11 @@
 
 #include <cmocka.h>
 
+#include "gitward/backend.h"
 #include "gitward/paths.h"
 #include "gitward/state.h"
+
+#define HASH "3b3c7c05244498ac76029ed4d984d72ea4940f3ae492d93c2e5d9f2af086ddda"
 
 static char dir[64];
 
@@ -66,25 +69,32 @@ static void test_round_trip(void **state)
 	st.res[0].name = gw_xstrdup("web");
 	memset(st.res[0].spec_hash, 'a', 64);
 	st.res[0].canonical = gw_xstrdup("{\"kind\":\"Process\",\"spec\":{}}");
-	st.res[0].pid = 42;
-	st.res[0].start_time = 777;
+	st.res[0].handle = gw_xstrdup("{\"pid\":42,\"start_time\":777}");
 	st.res[0].restarts = 3;
 	st.res[0].backoff_until_ms = 1234;
 	st.res[0].state = GW_STATE_FAILED;
 	snprintf(st.res[0].detail, sizeof(st.res[0].detail), "exited with status 1");
-	assert_int_equal(gw_state_save(&st, path, &err), 0);
+	struct gw_backend_config bc = { .state_dir = dir };
+	struct gw_backend_set set;
+	assert_int_equal(gw_backend_set_open(&set, NULL, &bc, &err), 0);
+	struct gw_state_describer d = { gw_backend_set_describe, &set };
+	assert_int_equal(gw_state_save(&st, path, &d, &err), 0);
 	assert_int_equal(gw_state_load(&back, path, &err), 0);
 	assert_string_equal(back.node, "n1");
 	assert_int_equal(back.n, 1);
 	assert_string_equal(back.res[0].name, "web");
-	assert_int_equal(back.res[0].pid, 42);
-	assert_int_equal(back.res[0].start_time, 777);
+	assert_string_equal(back.res[0].handle, "{\"pid\":42,\"start_time\":777}");
 	assert_int_equal(back.res[0].restarts, 3);
 	assert_int_equal(back.res[0].backoff_until_ms, 1234);
 	assert_int_equal(back.res[0].state, GW_STATE_FAILED);
 	assert_string_equal(back.res[0].detail, "exited with status 1");
 	assert_string_equal(back.res[0].canonical, st.res[0].canonical);
-	char *js = gw_state_render_status(&back);
+	/* for readers of the file, the identity keys status shows */
+	char *file;
+	assert_int_equal(gw_file_read_nofollow(&file, NULL, path, 1 << 20, &err), 0);
+	assert_non_null(strstr(file, "\"pid\": 42"));
+	free(file);
+	char *js = gw_state_render_status(&back, &d);
 	assert_non_null(strstr(js, "\"last_sync\":\"2026-11-23T02:13:20Z\""));
 	assert_non_null(strstr(js, "\"last_success\":\"2026-11-23T02:13:20Z\""));
 	assert_non_null(strstr(js, "\"last_attempt\":\"2026-11-23T02:14:20Z\""));
@@ -93,8 +103,58 @@ static void test_round_trip(void **state)
 	assert_string_equal(back.last_attempt_result, "git_error");
 	assert_non_null(strstr(js, "\"pid\":42"));
 	free(js);
+	gw_backend_set_close(&set);
 	gw_state_file_free(&st);
 	gw_state_file_free(&back);
+}
+
+/* A state file of the version before handles: pid, start_time and id keys
+ * become the handles the backends now write, and status shows what it
+ * showed then. */
+static void test_state_before_handles_is_converted_on_load(void **state)
+{
+	(void)state;
+	static const char doc[] =
+		"{\"version\": 1, \"node\": \"n1\", \"resources\": ["
+		"{\"kind\": \"Process\", \"name\": \"web\", \"spec_hash\": \"" HASH "\", \"state\": \"running\","
+		" \"pid\": 4242, \"start_time\": 777, \"id\": \"\"},"
+		"{\"kind\": \"Container\", \"name\": \"api\", \"spec_hash\": \"" HASH "\", \"state\": \"running\","
+		" \"pid\": 0, \"start_time\": 0, \"id\": \"0123456789abcdef0123\"},"
+		"{\"kind\": \"VM\", \"name\": \"vm1\", \"spec_hash\": \"" HASH "\", \"state\": \"failed\","
+		" \"pid\": 0, \"start_time\": 0, \"id\": \"\"}]}";
+	struct gw_state_file st;
+	struct gw_error err;
+	struct gw_backend_config bc = { .state_dir = "/nonexistent" };
+	struct gw_backend_set set;
+	char *text = NULL;
+	size_t len = 0;
+
+	assert_int_equal(gw_state_parse(&st, doc, sizeof(doc) - 1, "state.json", &err), 0);
+	assert_int_equal(st.n, 3);
+	assert_string_equal(st.res[0].handle, "{\"pid\":4242,\"start_time\":777}");
+	assert_string_equal(st.res[1].handle, "{\"id\":\"0123456789abcdef0123\"}");
+	assert_null(st.res[2].handle); /* never started */
+	assert_int_equal(gw_backend_set_open(&set, NULL, &bc, &err), 0);
+	struct gw_state_describer d = { gw_backend_set_describe, &set };
+	char *js = gw_state_render_status(&st, &d);
+	assert_non_null(strstr(js, "\"name\":\"web\",\"state\":\"running\",\"health\":\"unknown\",\"pid\":4242,"));
+	assert_non_null(strstr(js,
+			       "\"name\":\"api\",\"state\":\"running\",\"health\":\"unknown\",\"id\":"
+			       "\"0123456789abcdef0123\","));
+	assert_non_null(strstr(js, "\"name\":\"vm1\",\"state\":\"failed\",\"health\":\"unknown\",\"pid\":null,"));
+	assert_null(strstr(js, "start_time"));
+	free(js);
+	FILE *f = open_memstream(&text, &len);
+	gw_state_render_status_text(f, &st, &d);
+	fclose(f);
+	assert_non_null(strstr(text, "Process/web"));
+	assert_non_null(strstr(text, " pid 4242"));
+	assert_non_null(strstr(text, " id 0123456789ab"));
+	assert_null(strstr(text, " id 0123456789abc"));
+	assert_non_null(strstr(text, " pid 0"));
+	free(text);
+	gw_backend_set_close(&set);
+	gw_state_file_free(&st);
 }
 
 static void test_missing_is_empty_and_torn_is_refused(void **state)
@@ -149,7 +209,7 @@ static void test_convergence_round_trips_and_defaults_to_converged(void **state)
 		st.res[i].state = GW_STATE_RUNNING;
 	}
 	st.res[1].not_converged = true;
-	assert_int_equal(gw_state_save(&st, path, &err), 0);
+	assert_int_equal(gw_state_save(&st, path, NULL, &err), 0);
 	assert_int_equal(gw_state_load(&back, path, &err), 0);
 	assert_int_equal(back.n, 2);
 	assert_false(back.res[0].not_converged);
@@ -202,7 +262,7 @@ static void test_status_escapes_what_was_read_back(void **state)
 	assert_int_equal(gw_state_parse(&st, doc, sizeof(doc) - 1, "state.json", &err), 0);
 	assert_string_equal(st.last_error, "bad: a\ninfo pass done \x1b[2J");
 	FILE *f = open_memstream(&text, &len);
-	gw_state_render_status_text(f, &st);
+	gw_state_render_status_text(f, &st, NULL);
 	fclose(f);
 	assert_non_null(strstr(text, "last error: bad: a\\ninfo pass done \\x1b[2J\n"));
 	assert_non_null(strstr(text, "x\\ny\n"));
@@ -212,7 +272,7 @@ static void test_status_escapes_what_was_read_back(void **state)
 	/* invalid UTF-8 in a value keeps its key in the status document */
 	free(st.last_error);
 	st.last_error = strdup("first: b\xff.yaml");
-	json = gw_state_render_status(&st);
+	json = gw_state_render_status(&st, NULL);
 	assert_non_null(strstr(json, "\"last_error\":\"first: b\\\\xff.yaml\""));
 	free(json);
 	gw_state_file_free(&st);
@@ -234,7 +294,7 @@ static void test_record_reader_on_bytes(void **state)
 
 	assert_int_equal(gw_record_parse_buf(&o, GW_KIND_PROCESS, "web", rec, sizeof(rec) - 1), 0);
 	assert_string_equal(o.name, "web");
-	assert_int_equal(o.pid, 7);
+	assert_null(o.handle); /* identity is the backend's to read */
 	assert_int_equal(o.depends_on.n, 1);
 	assert_string_equal(o.depends_on.v[0], "db");
 	gw_observed_clear(&o);
@@ -418,6 +478,7 @@ static void test_paths_are_named_in_one_place(void **state)
 	assert_string_equal(gw_path_state_file(b, sizeof(b), "/s"), "/s/state.json");
 	assert_string_equal(gw_path_repo(b, sizeof(b), "/s"), "/s/repo.git");
 	assert_string_equal(gw_path_repository(b, sizeof(b), "/s"), "/s/repository");
+	assert_string_equal(gw_path_gnupg(b, sizeof(b), "/s"), "/s/gnupg");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/run"), "/s/lock");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/run/gitward"), "/run/gitward/lock");
 	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/runner"), "/s/runner/lock");
@@ -522,6 +583,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_state_before_handles_is_converted_on_load),
 		cmocka_unit_test(test_missing_is_empty_and_torn_is_refused),
 		cmocka_unit_test(test_convergence_round_trips_and_defaults_to_converged),
 		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <dirent.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 
 #include "gitward/config.h"
 #include "gitward/manifest.h"
+#include "gitward/spawn.h"
 #include "gitward/util.h"
 
 static void test_duration_parse(void **state)
@@ -649,6 +651,129 @@ static void test_cancel_ends_sleeps_and_process_waits(void **state)
 	assert_true(gw_monotonic_ms() - t0 < 1000);
 }
 
+/* Run s with stdout and stderr on a pipe; its output and wait status. */
+static int spawn_run(struct gw_strbuf *out, int *status, struct gw_spawn *s, struct gw_error *err)
+{
+	int p[2];
+	pid_t pid;
+	char buf[512];
+	ssize_t n;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	s->fds[1] = s->fds[2] = p[1];
+	int rc = gw_spawn_start(&pid, s, err);
+	close(p[1]);
+	gw_strbuf_init(out);
+	while (rc == 0 && (n = read(p[0], buf, sizeof(buf))) > 0)
+		gw_strbuf_add(out, buf, (size_t)n);
+	close(p[0]);
+	if (rc == 0)
+		assert_int_equal(waitpid(pid, status, 0), pid);
+	return rc;
+}
+
+static void test_spawn_sets_fds_group_env_limits_and_cwd(void **state)
+{
+	(void)state;
+	struct gw_strbuf out;
+	struct gw_error err;
+	int status, extra = open("/dev/null", O_RDONLY); /* not close-on-exec: still not inherited */
+	char *const argv[] = { "/bin/sh", "-c",
+			       "ls /proc/self/fd | tr '\\n' ' '; echo; env; ulimit -n; pwd; "
+			       "echo $$ $(cut -d' ' -f5,6 /proc/$$/stat)",
+			       NULL };
+	struct gw_spawn s = { .argv = argv,
+			      .fds = { GW_SPAWN_FD_NULL },
+			      .nfds = 3,
+			      .group = GW_SPAWN_GROUP_NEW,
+			      .nofile = 64,
+			      .cwd = "/tmp" };
+	assert_true(extra > 2);
+	assert_int_equal(spawn_run(&out, &status, &s, &err), 0);
+	close(extra);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* 0-2 and the one ls opened: nothing else reached the child */
+	assert_non_null(strstr(out.s, "0 1 2 3 \n"));
+	assert_non_null(strstr(out.s, "\nPATH=" GW_SPAWN_PATH "\n"));
+	assert_null(strstr(out.s, "HOME="));
+	assert_non_null(strstr(out.s, "\n64\n/tmp\n"));
+	long pid, pgid, sid;
+	const char *ps = strstr(out.s, "\n64\n/tmp\n") + 9;
+	assert_int_equal(sscanf(ps, "%ld %ld %ld", &pid, &pgid, &sid), 3);
+	assert_int_equal(pid, pgid);
+	assert_int_not_equal(sid, pid);
+	gw_strbuf_free(&out);
+}
+
+static void test_spawn_reports_the_failing_stage(void **state)
+{
+	(void)state;
+	struct gw_strbuf out;
+	struct gw_error err;
+	int status;
+	char *const argv[] = { "/bin/true", NULL };
+	char *const missing[] = { "/no/such/program", NULL };
+	struct gw_spawn s = { .argv = argv, .nfds = 3, .cwd = "/no/such/dir" };
+
+	assert_int_equal(spawn_run(&out, &status, &s, &err), -ENOENT);
+	assert_string_equal(err.msg, "workingDir /no/such/dir: No such file or directory");
+	gw_strbuf_free(&out);
+	s.cwd = NULL;
+	s.argv = missing;
+	assert_int_equal(spawn_run(&out, &status, &s, &err), -ENOENT);
+	assert_string_equal(err.msg, "exec /no/such/program: No such file or directory");
+	gw_strbuf_free(&out);
+	s.argv = argv;
+	s.nofile = 1LL << 40; /* beyond fs.nr_open: refused, to root too */
+	assert_int_equal(spawn_run(&out, &status, &s, &err), -EPERM);
+	assert_string_equal(err.msg, "limits : Operation not permitted");
+	gw_strbuf_free(&out);
+	/* the child is reaped by the builder: nothing is left to wait for */
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+}
+
+static void test_spawn_detached_child_is_not_ours(void **state)
+{
+	(void)state;
+	struct gw_strbuf out;
+	struct gw_error err;
+	int status;
+	char *const argv[] = { "/bin/sh", "-c", "cut -d' ' -f4,6 /proc/$$/stat; echo $$", NULL };
+	struct gw_spawn s = { .argv = argv, .fds = { GW_SPAWN_FD_NULL }, .nfds = 3, .group = GW_SPAWN_DETACH };
+	int p[2];
+	pid_t pid = -1;
+	char buf[256] = "";
+	size_t have = 0;
+	ssize_t n;
+
+	(void)out;
+	(void)status;
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	s.fds[1] = s.fds[2] = p[1];
+	assert_int_equal(gw_spawn_start(&pid, &s, &err), 0);
+	close(p[1]);
+	assert_int_equal(pid, 0);
+	while ((n = read(p[0], buf + have, sizeof(buf) - 1 - have)) > 0)
+		have += (size_t)n;
+	close(p[0]);
+	long ppid, sid, self;
+	assert_int_equal(sscanf(buf, "%ld %ld %ld", &ppid, &sid, &self), 3);
+	assert_int_not_equal(ppid, getpid());
+	assert_int_not_equal(sid, getsid(0));
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1); /* the intermediate was reaped */
+}
+
+static void test_spawn_find_looks_up_a_path(void **state)
+{
+	(void)state;
+	char out[4096];
+	assert_int_equal(gw_spawn_find(out, sizeof(out), "sh", "/no/such:/bin"), 0);
+	assert_string_equal(out, "/bin/sh");
+	assert_int_equal(gw_spawn_find(out, sizeof(out), "gw-no-such-program", NULL), -ENOENT);
+	assert_int_equal(gw_spawn_find(out, sizeof(out), "ssh", "/etc"), -ENOENT); /* a directory */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -663,6 +788,10 @@ int main(void)
 		cmocka_unit_test(test_json_string_is_never_dropped),
 		cmocka_unit_test(test_spawn_capture_feeds_stdin_and_captures_output),
 		cmocka_unit_test(test_spawn_capture_bounds_output_and_time),
+		cmocka_unit_test(test_spawn_sets_fds_group_env_limits_and_cwd),
+		cmocka_unit_test(test_spawn_reports_the_failing_stage),
+		cmocka_unit_test(test_spawn_detached_child_is_not_ours),
+		cmocka_unit_test(test_spawn_find_looks_up_a_path),
 		cmocka_unit_test(test_config_verify_signatures_needs_keys),
 		cmocka_unit_test(test_nofollow_read_refuses_links_and_fifos),
 		cmocka_unit_test(test_file_read_sizes_and_kinds),

@@ -99,6 +99,18 @@ static int wait_count(atomic_int *v, int want, int64_t ms)
 	return atomic_load(v);
 }
 
+/* The container backend alone, for the state dir /srv/state-a, its engine at socket. */
+static void open_container_backend(struct gw_backend_set *set, const char *socket)
+{
+	static const struct gw_backend_ops *const ops[] = { &gw_backend_container, NULL };
+	struct gw_backend_config cfg;
+	struct gw_error err;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.state_dir = "/srv/state-a";
+	cfg.container_socket = socket;
+	assert_int_equal(gw_backend_set_open(set, ops, &cfg, &err), 0);
+}
+
 static void test_only_our_deaths_wake_and_a_lost_stream_is_followed_again(void **state)
 {
 	(void)state;
@@ -113,13 +125,11 @@ static void test_only_our_deaths_wake_and_a_lost_stream_is_followed_again(void *
 	assert_int_equal(listen(f.lfd, 8), 0);
 	assert_int_equal(pthread_create(&f.t, NULL, serve, &f), 0);
 
-	struct gw_backend_ctx ctx;
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.state_dir = "/srv/state-a";
-	ctx.container_socket = f.sock;
+	struct gw_backend_set set;
+	open_container_backend(&set, f.sock);
 	struct gw_events *ev = NULL;
 	atomic_store(&woken, 0);
-	assert_int_equal(gw_events_start(&ev, &ctx, on_wake, &woken), 0);
+	assert_int_equal(gw_events_start(&ev, &set, on_wake, &woken), 0);
 	/* connected (1), die and oom of ours (2); the stream ends, is followed
 	 * again about a second later (1): four, and no more */
 	assert_int_equal(wait_count(&f.streams, 2, 10000), 2);
@@ -132,6 +142,7 @@ static void test_only_our_deaths_wake_and_a_lost_stream_is_followed_again(void *
 	assert_true(gw_monotonic_ms() - t0 < 3000);
 	assert_int_equal(atomic_load(&woken), 4);
 	gw_events_stop(NULL);
+	gw_backend_set_close(&set);
 
 	atomic_store(&f.stop, 1);
 	shutdown(f.lfd, SHUT_RDWR);
@@ -143,19 +154,18 @@ static void test_only_our_deaths_wake_and_a_lost_stream_is_followed_again(void *
 static void test_an_engine_that_is_not_there_is_retried_until_stopped(void **state)
 {
 	(void)state;
-	struct gw_backend_ctx ctx;
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.state_dir = "/srv/state-a";
-	ctx.container_socket = "/nonexistent/engine.sock";
+	struct gw_backend_set set;
+	open_container_backend(&set, "/nonexistent/engine.sock");
 	struct gw_events *ev = NULL;
 	atomic_store(&woken, 0);
-	assert_int_equal(gw_events_start(&ev, &ctx, on_wake, &woken), 0);
+	assert_int_equal(gw_events_start(&ev, &set, on_wake, &woken), 0);
 	struct timespec ts = { 0, 300 * 1000 * 1000 };
 	nanosleep(&ts, NULL);
 	int64_t t0 = gw_monotonic_ms();
 	gw_events_stop(ev); /* inside its retry sleep: ends at once */
 	assert_true(gw_monotonic_ms() - t0 < 2000);
 	assert_int_equal(atomic_load(&woken), 0);
+	gw_backend_set_close(&set);
 }
 
 int main(void)

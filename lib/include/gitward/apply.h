@@ -19,11 +19,11 @@ struct gw_apply_report {
 /* Observe every managed resource (backends, merged with the state file's
  * bookkeeping) and probe health; fills pass->observed. A corrupt state file
  * is reported in *state_error (caller frees) and observation goes on. */
-int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
+int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_set *set,
 		     char **state_error, struct gw_error *err);
-/* Execute pass->plan and record the state. */
+/* Execute pass->plan through the instances of set and record the state. */
 int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
-		     const struct gw_backend_ctx *ctx, struct gw_error *err);
+		     const struct gw_backend_set *set, struct gw_error *err);
 
 /* A whole pass for the agent: prepare, observe, plan, execute, record. A
  * failing fetch touches nothing. An invalid commit, or one whose signature is
@@ -53,8 +53,12 @@ struct gw_run_summary {
  * down or a bad commit keep the commit in force, healed). GW_PASS_HEAL: no
  * fetch; converge to the commit in force (a workload died). */
 enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
-void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_ctx *ctx,
-		 enum gw_pass_mode mode);
+void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
+		 const struct gw_cancel *cancel, enum gw_pass_mode mode);
+/* The same, with the agent's manifest cache kept across passes (NULL: the
+ * state dir's cache file). */
+void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
+			const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache);
 /* "success", "not_converged", "git_error", "invalid", "error", "unverified" */
 const char *gw_run_result_to_string(enum gw_run_result r);
 /* The result of a pass that gw_pass_prepare failed at stage. */
@@ -62,8 +66,10 @@ enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct
 /* Record a failed pass (git, manifests) without touching workloads: keeps the
  * last good commit, resources and last success; sets last_error and the
  * last attempt with its result. */
-int gw_apply_record_error(const struct gw_config *cfg, enum gw_run_result result, const char *message,
-			  struct gw_error *err);
+int gw_apply_record_error(const struct gw_config *cfg, const struct gw_backend_set *set, enum gw_run_result result,
+			  const char *message, struct gw_error *err);
+/* The backends' describe, for gw_state_save and the status renderers. */
+struct gw_state_describer gw_apply_describer(const struct gw_backend_set *set);
 
 /* The restart policy's clock (exposed for its unit test): the wait before
  * the next restart after the streak-th one in a row, 1 s, 2 s, 4 s ...
@@ -72,35 +78,38 @@ int gw_apply_record_error(const struct gw_config *cfg, enum gw_run_result result
 int64_t gw_apply__backoff_ms(int streak);
 int gw_apply__crash_streak(const struct gw_observed *o, long long now_s);
 
-int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, const struct gw_backend_ctx *ctx,
-		    struct gw_error *err);
+/* b: the backend of o (its exec_probe runs exec checks); NULL: on the host. */
+int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, struct gw_backend *b,
+		    const struct gw_cancel *cancel, struct gw_error *err);
 int gw_run_command(int *out_status, char *const *argv, int64_t timeout_ms, struct gw_error *err);
 /* gw_run_command that kills the command and fails with -ECANCELED when
  * cancel is requested. */
 int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms, const struct gw_cancel *cancel,
 			  struct gw_error *err);
 
-/* What the agent waits on between passes (lib/apply/watch.c): a pidfd per
- * running Process and VM workload recorded in the state file, and the end of
- * the earliest restart backoff (wall clock ms, 0: none). gone: a recorded
- * workload has already exited. down: a resource is down with no backoff to
- * wait for, and its restart policy restarts it. containers: the state holds
- * containers, whose deaths come from the engine's event stream. */
+/* What the agent waits on between passes (lib/apply/watch.c): an fd per
+ * running workload recorded in the state file whose backend can watch it
+ * (a pidfd), and the end of the earliest restart backoff (wall clock ms, 0:
+ * none). gone: a recorded workload has already ended. down: a resource is
+ * down with no backoff to wait for, and its restart policy restarts it.
+ * follow: the state holds workloads of a backend that follows its own
+ * event stream (the container engine's). */
 struct gw_watch {
 	int *fds;
 	size_t n;
 	int64_t wake_at_ms;
 	bool gone;
 	bool down;
-	bool containers;
+	bool follow;
 };
-int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg);
+int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg, const struct gw_backend_set *set);
 void gw_watch_clear(struct gw_watch *w);
-/* Follow the container engine's events in a thread: notify is called (from
- * that thread) when one of this state dir's containers dies, and once each
- * time the stream is (re)established. */
+/* Follow the event streams of the backends that have one, each in a thread
+ * of its own: notify is called (from those threads) when one of this
+ * node's workloads may have died, and once each time a stream is
+ * (re)established. */
 struct gw_events;
-int gw_events_start(struct gw_events **out, const struct gw_backend_ctx *ctx, void (*notify)(void *ud), void *ud);
+int gw_events_start(struct gw_events **out, const struct gw_backend_set *set, void (*notify)(void *ud), void *ud);
 void gw_events_stop(struct gw_events *ev);
 
 #endif

@@ -51,6 +51,8 @@ struct gw_config {
 	bool move_to_repo;
 	/* --age-identity: the node's age identity, for secretEnvFiles */
 	char *age_identity;
+	/* --plugin-dir: where External resources' plugins are; NULL: the default */
+	char *plugin_dir;
 	/* --exclude: files under --path left out (gitignore syntax, after the
 	 * repository's .gitwardignore) */
 	struct gw_strlist excludes;

@@ -16,6 +16,10 @@
 #define GW_LABEL_RESTART "gitward.restart"
 #define GW_LABEL_DEPENDS_ON "gitward.depends-on"
 
+/* A container's handle: {"id":"<id>"} (caller frees). */
+char *gw_container_handle(const char *id);
+/* The id a handle names, "" for NULL or another handle. */
+const char *gw_container_id(char *buf, size_t size, const char *handle);
 /* "gitward-<name>" */
 const char *gw_container_name(char *buf, size_t size, const char *name);
 /* The body of POST /containers/create. file_env: values read from envFiles. */

@@ -69,6 +69,7 @@ struct gw_ynode {
 };
 
 struct gw_arena;
+struct gw_manifest_cache;
 
 /* Parse one file into its documents. Syntax errors become diagnostics; the
  * documents parsed before the error are still returned. Nodes live in the
@@ -90,6 +91,9 @@ struct gw_manifest_set {
 	/* files and folders left out by those rules: path -> the rule */
 	struct gw_strmap skipped;
 	size_t skipped_more; /* past GW_DIAGS_COMMIT_MAX entries: only counted */
+	/* borrowed, optional: resources already parsed, by blob id
+	 * (gitward/manifest_cache.h) */
+	struct gw_manifest_cache *cache;
 };
 
 void gw_manifest_set_init(struct gw_manifest_set *set);

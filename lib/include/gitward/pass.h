@@ -36,10 +36,16 @@ struct gw_pass {
 	/* set by the caller before gw_pass_prepare */
 	bool offline; /* no fetch: resolve the ref in the cache */
 	const struct gw_cancel *cancel; /* a stop request ends the fetch */
+	/* optional, borrowed: parsed manifests kept across passes (the agent);
+	 * NULL: the state dir's cache file is read and written */
+	struct gw_manifest_cache *cache;
 	/* optional: told after each action of gw_apply_execute (from any of
 	 * its threads, one at a time) */
 	void (*progress)(size_t done, size_t total, void *ud);
 	void *progress_ud;
+	/* optional: the restart policy's wall clock in ms (NULL: gw_now_ms);
+	 * tests step it instead of sleeping through backoffs */
+	int64_t (*now_ms)(void);
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */

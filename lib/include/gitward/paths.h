@@ -1,8 +1,8 @@
 /* Where gitward keeps what: the one place that names the files of its three
  * directories, and the rule that picks those directories.
  *
- *   state dir  state.json, repo.git (the Git cache),      /var/lib/gitward
- *              repository (the url it belongs to)
+ *   state dir  state.json, repo.git (the Git cache and the   /var/lib/gitward
+ *              manifest cache inside it), repository (the url it belongs to)
  *   run dir    lock, process/ and vm/ records, pidfiles,   /run/gitward
  *              QMP sockets: they describe running processes and are gone
  *              after a reboot, like the processes
@@ -56,6 +56,11 @@ char *gw_path_state_file(char *buf, size_t size, const char *state_dir);
 char *gw_path_repo(char *buf, size_t size, const char *state_dir);
 /* STATE/repository: the url of the repository the state dir belongs to */
 char *gw_path_repository(char *buf, size_t size, const char *state_dir);
+/* STATE/repo.git/gitward-manifests.cache: parsed manifests by blob id, kept
+ * beside the Git objects they come from (gitward/manifest_cache.h) */
+char *gw_path_manifest_cache(char *buf, size_t size, const char *state_dir);
+/* STATE/gnupg: the private GnuPG home a --gpg-keyring file is imported into */
+char *gw_path_gnupg(char *buf, size_t size, const char *state_dir);
 /* RUN/lock; STATE/lock while the run dir is STATE/run. */
 char *gw_path_lock(char *buf, size_t size, const char *state_dir, const char *run_dir);
 /* RUN/process or RUN/vm: a kind's run records. */

@@ -31,10 +31,10 @@ struct gw_observed {
 	enum gw_state state;
 	enum gw_health health;
 	char detail[160]; /* e.g. "exited with status 1" */
-	/* backend identity */
-	long long pid;
-	long long start_time; /* /proc/PID/stat field 22, to tell a reused pid apart */
-	char id[80]; /* container id */
+	/* the backend's identity of the workload (pid and start time, container
+	 * id...): opaque to the core, serialised by the backend, shown through
+	 * its describe op; NULL: nothing was started */
+	char *handle;
 	int restarts; /* restarts by gitward, for status */
 	int64_t started_at; /* unix seconds */
 	int64_t since; /* unix seconds: in this state since (state file) */

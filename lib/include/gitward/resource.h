@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum gw_kind { GW_KIND_PROCESS, GW_KIND_CONTAINER, GW_KIND_VM, GW_KIND_MAX };
+struct gw_error; /* gitward/util.h */
+
+enum gw_kind { GW_KIND_PROCESS, GW_KIND_CONTAINER, GW_KIND_VM, GW_KIND_EXTERNAL, GW_KIND_MAX };
 enum gw_restart { GW_RESTART_ALWAYS, GW_RESTART_ON_FAILURE, GW_RESTART_NEVER };
 enum gw_check_type { GW_CHECK_NONE, GW_CHECK_HTTP, GW_CHECK_TCP, GW_CHECK_EXEC };
 enum gw_net { GW_NET_DEFAULT, GW_NET_NONE, GW_NET_BRIDGE, GW_NET_HOST, GW_NET_USER };
@@ -37,13 +39,13 @@ void gw_strmap_free(struct gw_strmap *m);
 void gw_strlist_free(struct gw_strlist *l);
 
 /* Read an envFiles file into out (later keys win). Fails (negative errno)
- * with a reason that names the file and line, never a value. */
-int gw_envfile_load(struct gw_strmap *out, const char *path, char *why, size_t whysize);
+ * with err naming the file and line, never a value. */
+int gw_envfile_load(struct gw_strmap *out, const char *path, struct gw_error *err);
 
 /* Parse envFiles text (KEY=VALUE lines) from memory into out; what names it
- * in a reason (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in
- * why. -EINVAL on a line that is not KEY=VALUE. */
-int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, char *why, size_t whysize);
+ * in err (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in
+ * err. -EINVAL on a line that is not KEY=VALUE. */
+int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, struct gw_error *err);
 
 /* One entry of secretEnvFiles, resolved against the commit by the source
  * (lib/source/git.c): its blob id (part of the spec hash, never the
@@ -62,6 +64,11 @@ struct gw_secret_file {
  * a value. Negative errno on failure. */
 int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *path, const char *cipher, size_t len,
 		       char *why, size_t whysize);
+
+/* One entry of an External resource's sources: a file of the commit read
+ * by the source like a secret file, its content handed to the plugin. */
+#define GW_SOURCE_FILE_MAX (1u << 20) /* bytes of one file */
+#define GW_SOURCES_MAX 64u /* entries of one resource */
 
 /* "[IP:]HOSTPORT:PORT[/proto]" as used by ports and forwards. */
 struct gw_portmap {
@@ -119,9 +126,17 @@ struct gw_resource {
 	struct gw_strlist forwards;
 	enum gw_accel accel;
 
+	/* External: handled by an executable plugin (contrib/plugins/PROTOCOL.md) */
+	char *plugin; /* its file name in the plugin directory */
+	char *plugin_config; /* spec.config as canonical JSON (NULL: none) */
+	struct gw_strlist sources; /* files of the repository handed to the plugin */
+	struct gw_secret_file *source_files; /* one per sources entry: blob id and content */
+	int64_t plugin_timeout_ms; /* per plugin call; 0: the default */
+
 	/* derived */
 	/* canonical JSON of kind + spec (no secrets: envFiles are paths, and
-	 * secretEnvFiles add {"secrets": {path: blob id}}) */
+	 * secretEnvFiles add {"secrets": {path: blob id}}, sources add
+	 * {"sources": {path: blob id}}) */
 	char *canonical;
 	char spec_hash[65]; /* sha256 hex of canonical */
 };
@@ -132,6 +147,10 @@ const char *gw_resource_key(char *buf, size_t size, const struct gw_resource *r)
 /* Compute canonical and spec_hash from the typed fields (and the blob ids of
  * resolved secrets). */
 void gw_resource_finalize(struct gw_resource *r);
+/* The two ways to that canonical form, for the test that they agree (the
+ * fast one gives NULL where it leaves the decision to jansson). */
+char *gw_resource__canonical_jansson(const struct gw_resource *r);
+char *gw_resource__canonical_fast(const struct gw_resource *r);
 
 /* Effective defaults where the manifest leaves a field unset. */
 int64_t gw_resource_stop_timeout_ms(const struct gw_resource *r);

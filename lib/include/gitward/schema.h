@@ -19,10 +19,12 @@ enum gw_ftype {
 	GW_F_ENUM, /* int */
 	GW_F_SIGNAL, /* int */
 	GW_F_OBJECT, /* nested table */
+	GW_F_JSON, /* char *: any YAML value as canonical JSON (scalars as strings) */
 };
 
 #define GW_KMASK(k) (1u << (k))
-#define GW_K_ALL (GW_KMASK(GW_KIND_PROCESS) | GW_KMASK(GW_KIND_CONTAINER) | GW_KMASK(GW_KIND_VM))
+#define GW_K_ALL                                                                                                       \
+	(GW_KMASK(GW_KIND_PROCESS) | GW_KMASK(GW_KIND_CONTAINER) | GW_KMASK(GW_KIND_VM) | GW_KMASK(GW_KIND_EXTERNAL))
 
 /* field flags */
 #define GW_FF_NOHASH 0x1u /* placement only: not part of the spec hash */

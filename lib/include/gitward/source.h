@@ -43,6 +43,9 @@ int gw_source_open(struct gw_source **out, const char *cache_dir, const char *ur
  * is left as before it. A first clone is made aside and moved into place
  * only when complete, so a failed one leaves nothing behind. */
 int gw_source_fetch(struct gw_source *src, struct gw_error *err);
+/* The fetch child, `gitward __fetch`: its job (JSON) on stdin, its reports
+ * on fd 3. Never returns. */
+int gw_source_fetch_main(void);
 /* Resolve ref (NULL: the remote's default branch) to a commit id. *out_ref is
  * the name used, e.g. "main" (caller frees). */
 int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref,
@@ -57,7 +60,10 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 struct gw_verify_opts {
 	const char *allowed_signers; /* SSH: a file in the format of gpg.ssh.allowedSignersFile, or NULL */
 	const char *gpg_keyring; /* OpenPGP: a GnuPG home directory or a file of public keys, or NULL */
-	const char *state_dir; /* a key file is imported into the private home <state_dir>/gnupg */
+	const char *state_dir; /* where ssh-keygen's signature file is written for a moment */
+	/* the private GnuPG home a --gpg-keyring file is imported into (the
+	 * state layer names it: gw_path_gnupg) */
+	const char *gnupg_home;
 };
 /* Check that commit carries a good signature by an allowed key. Only the
  * commit itself is checked, not its ancestors. -EPERM: the commit is refused

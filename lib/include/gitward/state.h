@@ -21,26 +21,58 @@ struct gw_state_file {
 	size_t n;
 };
 
+/* How a workload's opaque handle shows to people (the backends' describe,
+ * reached from above): add the status object's identity keys to fields and
+ * a short text ("pid 4242") to text. */
+typedef void gw_state_describe_fn(json_t *fields, char *text, size_t size, const struct gw_observed *o, void *ud);
+struct gw_state_describer {
+	gw_state_describe_fn *fn;
+	void *ud;
+};
+
 void gw_state_file_init(struct gw_state_file *st);
 void gw_state_file_free(struct gw_state_file *st);
-/* A missing file is an empty state; a torn or corrupt one is an error. */
+/* A missing file is an empty state; a torn or corrupt one is an error. An
+ * entry written before handles (pid, start_time, id keys) is converted on
+ * load to the handle those keys make: compact JSON of the ones set, keys
+ * sorted ({"pid":N,"start_time":S} or {"id":"..."}). */
 int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err);
 /* The reader behind gw_state_load, on len bytes read from path (for errors). */
 int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, const char *path, struct gw_error *err);
-int gw_state_save(const struct gw_state_file *st, const char *path, struct gw_error *err);
-/* The fields every workload record shares (state file entries and the
- * backends' run records). Fails with -EBADMSG without a valid spec_hash. */
+/* Each entry keeps its handle as-is ("handle") and, for readers of the file,
+ * the identity keys describe gives (d may be NULL: none). */
+int gw_state_save(const struct gw_state_file *st, const char *path, const struct gw_state_describer *d,
+		  struct gw_error *err);
+
+/* ---- workload records (lib/state/record.c) ----
+ * The fields every workload record shares, with the same keys in the state
+ * file's entries and the backends' run records: spec_hash, spec, restart,
+ * depends_on, started_at. The backends add their own identity keys. */
+
+/* A new JSON object with o's shared fields (caller adds and frees). */
+json_t *gw_record_new(const struct gw_observed *o);
+/* Write rec (compact JSON) to path atomically. err may be NULL. */
+int gw_record_write(const char *path, const json_t *rec, struct gw_error *err);
 /* A run record file as JSON (at most 1 MiB, never through a symlink), or
  * NULL when it is missing, unreadable or not JSON. */
 json_t *gw_record_load(const char *path);
+/* Call fn for every DIR/NAME.EXT (ext with its dot: ".json") whose NAME is a
+ * valid resource name (others are logged and skipped), in directory order;
+ * fn returning < 0 stops the scan with that value. A missing dir holds
+ * nothing. */
+int gw_record_scan(const char *dir, const char *ext, int (*fn)(const char *name, const char *path, void *ud), void *ud,
+		   struct gw_error *err);
+/* Fill o from rec's shared fields. Fails with -EBADMSG without a valid
+ * spec_hash. */
 int gw_record_parse(struct gw_observed *o, enum gw_kind kind, const char *name, const json_t *rec);
 /* The same on a record's bytes (a backend's run record file): -EBADMSG
  * unless they hold one JSON object with a valid record. */
 int gw_record_parse_buf(struct gw_observed *o, enum gw_kind kind, const char *name, const char *data, size_t len);
 
-/* SPEC's status object (caller frees). */
-char *gw_state_render_status(const struct gw_state_file *st);
-void gw_state_render_status_text(FILE *f, const struct gw_state_file *st);
+/* SPEC's status object (caller frees); d gives each resource's identity
+ * keys (NULL: none). */
+char *gw_state_render_status(const struct gw_state_file *st, const struct gw_state_describer *d);
+void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const struct gw_state_describer *d);
 
 /* The state dir, the run dir (and its process/ and vm/) and the log dir are
  * directories (no links) owned by this user and writable by no one else;

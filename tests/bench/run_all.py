@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+"""Benchmark, not a test: every row of the performance table in ONE run, each
+beside its floor and its peer, as the markdown table of the README.
+
+Rows (gitward figure | floor | peer):
+  dry-run, 10,000 manifests, cold (clone)   | git clone --bare file://; read + libyaml | -
+  dry-run, 10,000 manifests, nothing changed| git fetch (unchanged)                    | -
+  dry-run, 10,000 manifests, one file changed| git fetch (one new commit)              | -
+  agent pass, 100 processes, nothing changed (CPU per pass) | -                      | supervisord idle CPU per second
+  one-shot reconcile, 100 processes, no-op  | -                                        | supervisorctl update (no change)
+  cold converge, 50 processes               | fork+exec of 50 sleeps (python)          | supervisorctl update adding 50
+  teardown, 50 processes                    | SIGTERM + wait of 50 sleeps              | supervisorctl update removing 50
+  cold converge, 20 containers              | raw Engine API create+start, parallel (and sequential) | podman kube play; podman-compose up -d
+
+Each figure is the median of RUNS runs (default 5) with its spread (min-max);
+the ratio is gitward's median over the floor's. The dry-run rows run gitward
+with GW_PROFILE=1 and print the phase breakdown of their last run (fetch,
+tree walk and blob reads, parse, validate + canonical form + hash, cache,
+cross-file checks, plan, output, free).
+
+usage: tests/bench/run_all.py [BUILD_DIR]   (default: build; needs root for the container row)
+env:   RUNS=5            runs per figure
+       SLOW_RUNS=3       runs of a peer that takes tens of seconds (supervisord adding and
+                         removing 50, podman-compose up): the default run stays near 10 min
+       BENCH_ROWS=a,b    only these rows: dryrun, process, container
+       MANIFESTS=10000   size of the dry-run repository
+"""
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+from gwtest import fast_import, free_port  # noqa: E402
+
+build = sys.argv[1] if len(sys.argv) > 1 else "build"
+gitward = os.path.abspath(os.path.join(build, "agent/gitward"))
+yaml_floor = os.path.abspath(os.path.join(build, "tests/bench_yaml_floor"))
+RUNS = int(os.environ.get("RUNS", "5"))
+SLOW_RUNS = int(os.environ.get("SLOW_RUNS", "3"))
+MANIFESTS = int(os.environ.get("MANIFESTS", "10000"))
+ONLY = set(filter(None, os.environ.get("BENCH_ROWS", "").split(",")))
+
+rows = []  # (figure, gitward, floor, peer, goal); each a (median, lo, hi, unit, n) or text
+
+
+def git(repo, *args, **kw):
+    return subprocess.run(["git", "-C", repo, "-c", "user.name=b", "-c", "user.email=b@x", *args], check=True,
+                          capture_output=True, text=True, **kw).stdout
+
+
+def stat(values, unit="s"):
+    return (statistics.median(values), min(values), max(values), unit, len(values))
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    med, lo, hi, unit, n = v
+    if unit == "s" and hi < 0.1:
+        return f"{med * 1000:.1f} ms ({lo * 1000:.1f}–{hi * 1000:.1f}, n={n})"
+    if unit == "s":
+        return f"{med:.3f} s ({lo:.3f}–{hi:.3f}, n={n})"
+    if unit == "ms CPU":
+        return f"{med:.2f} ms CPU ({lo:.2f}–{hi:.2f}, n={n})"
+    return f"{med:.1f} {unit} ({lo:.1f}–{hi:.1f}, n={n})"
+
+
+def named(name, v):
+    return f"{name}: {fmt(v)}" if name and v is not None else fmt(v)
+
+
+def ratio_of(gw, floor):
+    if isinstance(gw, tuple) and isinstance(floor, tuple) and floor[0] > 0:
+        return f"{gw[0] / floor[0]:.1f}×"
+    return "—"
+
+
+def row(figure, gw, floor=None, peer=None, goal="", floor_name="", peer_name=""):
+    rows.append((figure, fmt(gw), named(floor_name, floor), named(peer_name, peer), ratio_of(gw, floor), goal))
+    print(f"  {figure}: gitward {fmt(gw)} | floor {named(floor_name, floor)} | peer {named(peer_name, peer)} | "
+          f"ratio {ratio_of(gw, floor)}", flush=True)
+
+
+def timed(argv, ok=(0,), **kw):
+    """(wall s, peak RSS MiB, stderr) of one child, forked so RUSAGE_CHILDREN is only its own."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        t0 = time.monotonic()
+        cp = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+        dt = time.monotonic() - t0
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        err = cp.stderr.decode(errors="replace")[-20000:]
+        os.write(w, json.dumps([cp.returncode, dt, rss, err]).encode())
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    os.waitpid(pid, 0)
+    rc, dt, rss, err = json.loads(b"".join(chunks))
+    if rc not in ok:
+        raise SystemExit(f"{' '.join(argv[:4])}: exit {rc}: {err[-2000:]}")
+    return dt, rss / 1024.0, err
+
+
+def profile_lines(err):
+    return [l for l in err.splitlines() if l.startswith("gitward profile:")]
+
+
+# ---- dry-run -------------------------------------------------------------
+
+DOC = """apiVersion: gitward/v1
+kind: Process
+metadata:
+  name: svc-{i}
+  labels: {{tier: t{t}}}
+spec:
+  command: ["/usr/bin/python3", "-m", "http.server", "{port}"]
+  env: {{MODE: prod, INDEX: "{i}", V: "{v}"}}
+  workingDir: /srv/svc-{i}
+  restart: always
+  nodeSelector: {{node: web}}
+  dependsOn: [{dep}]
+  healthCheck:
+    http: {{url: "http://127.0.0.1:{port}/healthz"}}
+    interval: 10s
+  stopTimeout: 5s
+  limits: {{openFiles: 4096, memory: 256Mi}}
+"""
+
+
+def manifest(i, v=0):
+    return DOC.format(i=i, t=i % 7, port=10000 + i, dep=f"svc-{i - 1}" if i % 10 else "", v=v)
+
+
+def dryrun_rows(tmp):
+    n = MANIFESTS
+    repo = os.path.join(tmp, "repo")
+    files = {f"services/g{i // 500:03d}/svc-{i}.yaml": manifest(i) for i in range(n)}
+    fast_import(repo, files)
+    git(repo, "config", "receive.denyCurrentBranch", "ignore")  # gitward reads refs, never the work tree
+    work = os.path.join(tmp, "work")  # a work tree to commit one-file changes from
+    subprocess.run(["git", "clone", "-q", repo, work], check=True)
+    tree = os.path.join(tmp, "tree")  # the floor of parsing: the same bytes on disk
+    subprocess.run(["git", "clone", "-q", repo, tree], check=True)
+    dry = [gitward, "reconcile", "--dry-run", "--repo", repo, "--node", "web", "--output", "json"]
+    label = f"{n:,}"
+
+    # cold: a state dir without a Git cache; the clone is made aside each time
+    walls, rss, prof = [], [], None
+    for k in range(RUNS):
+        dt, mem, err = timed([*dry, "--state-dir", os.path.join(tmp, f"cold{k}")], ok=(2,),
+                             env=dict(os.environ, GW_PROFILE="1"))
+        walls.append(dt)
+        rss.append(mem)
+        prof = profile_lines(err)
+    clone = []
+    for k in range(RUNS):
+        t0 = time.monotonic()
+        subprocess.run(["git", "clone", "-q", "--bare", f"file://{repo}", os.path.join(tmp, f"bare{k}")], check=True)
+        clone.append(time.monotonic() - t0)
+    parse = [timed([yaml_floor, os.path.join(tree, "services")])[0] for _ in range(RUNS)]
+    row(f"dry-run, {label} manifests, cold (clone)", stat(walls), stat(clone), None, "< 0.4 s, < 64 MiB",
+        "`git clone --bare file://`")
+    row(f"  peak RSS of that dry-run", stat(rss, "MiB"), None, None, "< 64 MiB")
+    row(f"  read + libyaml parse of the same {label} files (floor of parsing)", stat(parse))
+    print("  profile of the last cold run:\n    " + "\n    ".join(prof), flush=True)
+
+    # warm: the state dir's Git and manifest caches, as the agent of a node the
+    # manifests do not select leaves them (a dry-run only reads them)
+    state = os.path.join(tmp, "state")
+    timed([gitward, "reconcile", "--repo", repo, "--state-dir", state, "--node", "elsewhere"])
+    bare = os.path.join(tmp, "bare0")
+    walls, fetch = [], []
+    for _ in range(RUNS):
+        dt, _, err = timed([*dry, "--state-dir", state], ok=(2,), env=dict(os.environ, GW_PROFILE="1"))
+        walls.append(dt)
+        prof = profile_lines(err)
+        t0 = time.monotonic()
+        git(bare, "fetch", "-q", "origin", "+refs/heads/*:refs/heads/*")
+        fetch.append(time.monotonic() - t0)
+    row(f"dry-run, {label} manifests, nothing changed", stat(walls), stat(fetch), None, "< 50 ms",
+        "`git fetch`, unchanged")
+    print("  profile of the last unchanged run:\n    " + "\n    ".join(prof), flush=True)
+
+    walls, fetch = [], []
+    for k in range(RUNS):
+        with open(os.path.join(work, "services/g000/svc-3.yaml"), "w") as f:
+            f.write(manifest(3, v=k + 1))
+        git(work, "commit", "-qam", f"v{k + 1}")
+        git(work, "push", "-q", "origin", "main")
+        dt, _, err = timed([*dry, "--state-dir", state], ok=(2,), env=dict(os.environ, GW_PROFILE="1"))
+        walls.append(dt)
+        prof = profile_lines(err)
+        t0 = time.monotonic()
+        git(bare, "fetch", "-q", "origin", "+refs/heads/*:refs/heads/*")
+        fetch.append(time.monotonic() - t0)
+    row(f"dry-run, {label} manifests, one file changed", stat(walls), stat(fetch), None, "< 60 ms",
+        "`git fetch` of that commit")
+    print("  profile of the last one-file run:\n    " + "\n    ".join(prof), flush=True)
+
+
+# ---- processes -------------------------------------------------------------
+
+def write_procs(repo, n, version=0):
+    for f in os.listdir(repo):
+        if f.endswith(".yaml"):
+            os.remove(os.path.join(repo, f))
+    for i in range(n):
+        with open(os.path.join(repo, f"p{i:03d}.yaml"), "w") as f:
+            f.write(f"apiVersion: gitward/v1\nkind: Process\nmetadata: {{name: p{i:03d}}}\n"
+                    f"spec:\n  command: [/bin/sleep, \"3600\"]\n  env: {{V: \"{version}\"}}\n  stopTimeout: 2s\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", f"{n} v{version}")
+
+
+def proc_cpu(pid):
+    """utime + stime of pid and its waited-for children, in seconds"""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+
+
+def metric(port, name):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", "/metrics")
+        body = c.getresponse().read().decode()
+    finally:
+        c.close()
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", body, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+class Supervisord:
+    def __init__(self, d):
+        self.d = d
+        os.makedirs(d, exist_ok=True)
+        self.conf = os.path.join(d, "s.conf")
+        self.progs = os.path.join(d, "progs")
+        os.makedirs(self.progs, exist_ok=True)
+        with open(self.conf, "w") as f:
+            f.write(f"[supervisord]\nnodaemon=true\nlogfile={d}/sd.log\npidfile={d}/sd.pid\n"
+                    f"[unix_http_server]\nfile={d}/sock\n[rpcinterface:supervisor]\n"
+                    "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
+                    f"[supervisorctl]\nserverurl=unix://{d}/sock\n[include]\nfiles = {self.progs}/*.conf\n")
+        self.proc = subprocess.Popen(["supervisord", "-c", self.conf], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        while self.ctl("pid").returncode != 0:
+            if time.monotonic() - t0 > 30:
+                raise SystemExit("supervisord did not start")
+            time.sleep(0.05)
+
+    def ctl(self, *args):
+        return subprocess.run(["supervisorctl", "-c", self.conf, *args], capture_output=True, text=True, timeout=600)
+
+    def programs(self, n):
+        for f in os.listdir(self.progs):
+            os.remove(os.path.join(self.progs, f))
+        for i in range(n):
+            with open(os.path.join(self.progs, f"w{i:03d}.conf"), "w") as f:
+                f.write(f"[program:w{i:03d}]\ncommand=/bin/sleep 3600\nautorestart=true\nstartsecs=0\n"
+                        f"stdout_logfile={self.d}/w{i:03d}.log\n")
+
+    def running(self):
+        out = self.ctl("status").stdout
+        return sum(1 for l in out.splitlines() if " RUNNING " in l)
+
+    def update(self, n, want_running):
+        """Time of `supervisorctl update` after the config holds n programs,
+        until want_running of them run."""
+        self.programs(n)
+        t0 = time.monotonic()
+        self.ctl("update")
+        while self.running() != want_running:
+            if time.monotonic() - t0 > 600:
+                raise SystemExit("supervisord did not settle")
+            time.sleep(0.01)
+        return time.monotonic() - t0
+
+    def close(self):
+        self.ctl("shutdown")
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def spawn_floor(n):
+    """fork+exec n sleeps, then SIGTERM and reap them: the floor of both"""
+    t0 = time.monotonic()
+    ps = [subprocess.Popen(["/bin/sleep", "3600"], start_new_session=True) for _ in range(n)]
+    up = time.monotonic() - t0
+    t0 = time.monotonic()
+    for p in ps:
+        p.send_signal(signal.SIGTERM)
+    for p in ps:
+        p.wait()
+    return up, time.monotonic() - t0
+
+
+def process_rows(tmp):
+    repo, state = os.path.join(tmp, "repo"), os.path.join(tmp, "state")
+    subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+    gw = [gitward, "reconcile", "--repo", repo, "--state-dir", state]
+    sv = Supervisord(os.path.join(tmp, "sv"))
+    try:
+        up, down, f_up, f_down, s_up, s_down = [], [], [], [], [], []
+        for k in range(RUNS):
+            write_procs(repo, 50, version=k)
+            up.append(timed(gw)[0])
+            write_procs(repo, 0)
+            down.append(timed([*gw, "--allow-empty"])[0])
+            a, b = spawn_floor(50)
+            f_up.append(a)
+            f_down.append(b)
+        for k in range(SLOW_RUNS):
+            s_up.append(sv.update(50, 50))
+            s_down.append(sv.update(0, 0))
+        row("cold converge, 50 processes", stat(up), stat(f_up), stat(s_up), "< 0.25 s", "fork+exec of 50",
+            "supervisord `update` adding 50")
+        row("teardown, 50 processes", stat(down), stat(f_down), stat(s_down), "< 0.5 s", "SIGTERM + reap of 50",
+            "supervisord `update` removing 50")
+
+        write_procs(repo, 100)
+        timed(gw)
+        walls = []
+        for _ in range(RUNS):
+            walls.append(timed(gw)[0])
+        sv.update(100, 100)
+        s_noop = []
+        for _ in range(RUNS):
+            t0 = time.monotonic()
+            sv.ctl("update")
+            s_noop.append(time.monotonic() - t0)
+        row("one-shot `reconcile`, 100 processes, no-op", stat(walls), None, stat(s_noop), "< 10 ms", "",
+            "`supervisorctl update`, no change")
+
+        # the agent: CPU per unchanged pass, from /proc and its pass counter
+        port = free_port()
+        agent = subprocess.Popen([gitward, "agent", "--repo", repo, "--state-dir", state, "--interval", "1s",
+                                  "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            t0 = time.monotonic()
+            while True:
+                try:
+                    if metric(port, "gitward_pass_duration_seconds_count") >= 2:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() - t0 > 60:
+                    raise SystemExit("agent made no pass")
+                time.sleep(0.05)
+            per = []
+            sd_cpu = []
+            for _ in range(RUNS):
+                # two /metrics answers per window of about 3 passes, nothing else
+                p0, c0 = metric(port, "gitward_pass_duration_seconds_count"), proc_cpu(agent.pid)
+                s0 = proc_cpu(sv.proc.pid)
+                t0 = time.monotonic()
+                time.sleep(3.2)
+                p1, c1 = metric(port, "gitward_pass_duration_seconds_count"), proc_cpu(agent.pid)
+                s1 = proc_cpu(sv.proc.pid)
+                if p1 <= p0:
+                    raise SystemExit("agent passes stalled")
+                per.append((c1 - c0) * 1000 / (p1 - p0))
+                sd_cpu.append((s1 - s0) * 1000 / (time.monotonic() - t0))
+            row("agent pass, 100 processes, nothing changed (CPU per pass)", stat(per, "ms CPU"), None,
+                stat(sd_cpu, "ms CPU"), "< 2 ms CPU", "", "supervisord idle, per second")
+            print("    (peer: supervisord's CPU per second of wall time, 100 programs, idle;"
+                  " gitward's includes its /metrics answers)", flush=True)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=60)
+        write_procs(repo, 0)
+        timed([*gw, "--allow-empty"])
+    finally:
+        sv.close()
+
+
+# ---- containers --------------------------------------------------------------
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("d", timeout=120)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def api(sock, method, path, body=None):
+    c = UnixHTTP(sock)
+    c.request(method, "/v1.41" + path, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def raw_create_start(sock, image, n, parallel):
+    def one(i, ids):
+        st, data = api(sock, "POST", f"/containers/create?name=raw{i:02d}",
+                       {"Image": image, "Cmd": ["/bin/sleep", "3600"], "HostConfig": {"NetworkMode": "none"}})
+        assert st == 201, (st, data)
+        cid = json.loads(data)["Id"]
+        st, _ = api(sock, "POST", f"/containers/{cid}/start")
+        assert st in (204, 304), st
+        ids[i] = cid
+
+    ids = [None] * n
+    t0 = time.monotonic()
+    if parallel:
+        ts = [threading.Thread(target=one, args=(i, ids)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    else:
+        for i in range(n):
+            one(i, ids)
+    dt = time.monotonic() - t0
+    for cid in ids:
+        api(sock, "DELETE", f"/containers/{cid}?force=true")
+    return dt
+
+
+def container_rows(tmp):
+    import podman_env
+    n = 20
+    pm = podman_env.setup_module()
+    try:
+        repo, state = os.path.join(tmp, "repo"), os.path.join(tmp, "state")
+        subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+
+        def write(count, v=0):
+            for f in os.listdir(repo):
+                if f.endswith(".yaml"):
+                    os.remove(os.path.join(repo, f))
+            for i in range(count):
+                with open(os.path.join(repo, f"c{i:02d}.yaml"), "w") as f:
+                    f.write(f"apiVersion: gitward/v1\nkind: Container\nmetadata: {{name: c{i:02d}}}\nspec:\n"
+                            f"  image: {podman_env.IMAGE}\n  command: [/bin/sleep, \"3600\"]\n  network: none\n"
+                            f"  env: {{V: \"{v}\"}}\n  stopTimeout: 1s\n")
+            git(repo, "add", "-A")
+            git(repo, "commit", "-q", "--allow-empty", "-m", f"{count} v{v}")
+
+        gw = [gitward, "reconcile", "--repo", repo, "--state-dir", state, "--container-socket", pm.socket]
+        cold = []
+        for k in range(RUNS):
+            write(n, v=k)
+            cold.append(timed(gw)[0])
+            write(0)
+            timed([*gw, "--allow-empty"])
+        par = [raw_create_start(pm.socket, podman_env.IMAGE, n, True) for _ in range(RUNS)]
+        seq = [raw_create_start(pm.socket, podman_env.IMAGE, n, False) for _ in range(RUNS)]
+
+        kube = os.path.join(tmp, "kube.yaml")
+        with open(kube, "w") as f:
+            for i in range(n):
+                f.write(f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: k{i:02d}}}\nspec:\n  containers:\n"
+                        f"  - name: main\n    image: {podman_env.IMAGE}\n    command: [/bin/sleep, \"3600\"]\n")
+        kp = []
+        for _ in range(RUNS):
+            kp.append(timed([*pm.base, "kube", "play", "--network", "none", kube], env=pm.env)[0])
+            timed([*pm.base, "kube", "down", kube], env=pm.env)
+            timed([*pm.base, "pod", "rm", "-a", "-f"], env=pm.env)
+        comp = os.path.join(tmp, "compose")
+        os.makedirs(comp)
+        with open(os.path.join(comp, "docker-compose.yml"), "w") as f:
+            f.write("services:\n")
+            for i in range(n):
+                f.write(f"  s{i:02d}:\n    image: {podman_env.IMAGE}\n    command: [/bin/sleep, \"3600\"]\n"
+                        f"    network_mode: none\n")
+        pc = ["podman-compose", "--podman-args", " ".join(pm.base[1:])]
+        cp = []
+        for _ in range(SLOW_RUNS):  # about 50 s each on the 2-core machine
+            cp.append(timed([*pc, "up", "-d"], cwd=comp, env=pm.env)[0])
+            timed([*pc, "down", "-t", "0"], cwd=comp, env=pm.env)
+        row("cold converge, 20 containers", stat(cold), stat(par), stat(kp), "≤ 1.1 × floor",
+            "raw API create+start, 20 in parallel", "`podman kube play`")
+        row("  same, beside the sequential raw API calls", stat(cold), stat(seq), stat(cp), "",
+            "raw API, 20 one after another", "podman-compose `up -d`")
+    finally:
+        podman_env.teardown_module()
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+            model = m.group(1) if m else model
+    except OSError:
+        pass
+    return f"{platform.node()}: {model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def main():
+    print(f"machine: {machine()}; gitward {gitward}; RUNS={RUNS}", flush=True)
+    sections = (("dryrun", dryrun_rows), ("process", process_rows), ("container", container_rows))
+    for name, fn in sections:
+        if ONLY and name not in ONLY:
+            continue
+        tmp = tempfile.mkdtemp(prefix=f"gw-bench-{name}-")
+        t0 = time.monotonic()
+        try:
+            print(f"[{name}]", flush=True)
+            fn(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"[{name}] {time.monotonic() - t0:.0f} s", flush=True)
+    print()
+    print(f"Measured on {machine()}: median (min–max, n runs) of `tests/bench/run_all.py`.\n")
+    print("| figure | gitward | floor | peer | gitward / floor | goal |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()

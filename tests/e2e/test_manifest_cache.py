@@ -1,0 +1,152 @@
+"""The manifest cache (STATE/repo.git/gitward-manifests.cache), written by
+the holder of the state lock and read by dry-runs beside it: an unchanged
+commit is not parsed again, a new commit parses only the files that changed,
+the output is the same byte for byte, and a cache file that is corrupt,
+truncated or foreign is said so, ignored, and rebuilt by the next
+reconcile."""
+import os
+import re
+import unittest
+
+from gwtest import HDR, TempDirTest, proc_yaml, run
+
+
+def profile(err):
+    """phase -> calls, from GW_PROFILE=1 lines on stderr"""
+    out = {}
+    for m in re.finditer(r"^gitward profile: (.+?)\s+([0-9.]+)\s+([0-9]+)$", err, re.M):
+        out[m.group(1)] = int(m.group(3))
+    return out
+
+
+class ManifestCache(TempDirTest):
+    N = 6
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.repo()
+        for i in range(self.N):
+            self.r.write(f"apps/p{i}.yaml", self.manifest(i))
+        self.r.commit("apps")
+        self.cache = os.path.join(self.state, "repo.git", "gitward-manifests.cache")
+
+    @staticmethod
+    def manifest(i, extra=""):
+        return proc_yaml(f"p{i}", extra="  nodeSelector: {node: web}\n" + ("  dependsOn: [p0]\n" if i else "")
+                         + extra)
+
+    def reconcile(self):
+        """A reconcile on a node the manifests do not select: it reads them all
+        (and writes the cache) and starts nothing."""
+        res = run("reconcile", "--repo", self.r.path, "--state-dir", self.state, "--node", "elsewhere",
+                  env={"GW_PROFILE": "1"})
+        self.assertEqual(res.rc, 0, res)
+        return res
+
+    def dry(self, *extra):
+        return run("reconcile", "--dry-run", "--repo", self.r.path, "--state-dir", self.state, "--node", "web",
+                   "--output", "json", *extra, env={"GW_PROFILE": "1"})
+
+    def fresh(self):
+        """what a run without any cache prints (a state dir of its own)"""
+        res = run("reconcile", "--dry-run", "--repo", self.r.path, "--state-dir", os.path.join(self.tmp, "other"),
+                  "--node", "web", "--output", "json")
+        self.assertIn(res.rc, (1, 2), res)
+        return res
+
+    def test_unchanged_commit_is_not_parsed_and_prints_the_same(self):
+        first = self.reconcile()
+        self.assertEqual(profile(first.err).get("parse"), self.N)
+        with open(self.cache, "rb") as f:
+            self.assertEqual(f.read(8), b"GWMCACHE")
+        again = self.reconcile()
+        self.assertNotIn("parse", profile(again.err))
+        self.assertEqual(again.out, first.out)
+        dry = self.dry()
+        self.assertEqual(dry.rc, 2, dry)
+        p = profile(dry.err)
+        self.assertNotIn("parse", p)
+        self.assertEqual(p.get("cache hits"), self.N)
+        self.assertEqual(dry.out, self.fresh().out)
+
+    def test_dry_run_reads_the_cache_and_writes_nothing(self):
+        self.reconcile()
+        before = os.stat(self.cache)
+        self.r.write("apps/p3.yaml", self.manifest(3, extra="  env: {V: \"2\"}\n"))
+        self.r.commit("p3")
+        for _ in range(2):  # the new file is parsed each time: a dry-run saves nothing
+            res = self.dry()
+            self.assertEqual(res.rc, 2, res)
+            p = profile(res.err)
+            self.assertEqual(p.get("parse"), 1)
+            self.assertEqual(p.get("cache hits"), self.N - 1)
+            self.assertNotIn("cache save", p)
+        after = os.stat(self.cache)
+        self.assertEqual((after.st_ino, after.st_mtime_ns), (before.st_ino, before.st_mtime_ns))
+        self.assertEqual(res.out, self.fresh().out)
+
+    def test_new_commit_parses_only_the_changed_file(self):
+        self.reconcile()
+        self.r.write("apps/p3.yaml", self.manifest(3, extra="  env: {V: \"2\"}\n"))
+        self.r.commit("p3")
+        p = profile(self.reconcile().err)
+        self.assertEqual(p.get("parse"), 1)
+        self.assertEqual(p.get("cache hits"), self.N - 1)
+        self.assertIn("cache save", p)
+        p = profile(self.reconcile().err)
+        self.assertNotIn("parse", p)
+        self.assertEqual(p.get("cache hits"), self.N)
+
+    def test_problems_come_out_the_same_from_a_warm_cache(self):
+        self.r.write("apps/bad.yaml", HDR + "kind: Process\nmetadata: {name: bad}\nspec: {command: [/bin/true], "
+                     "bogus: 1}\n")
+        self.r.write("apps/p1.yaml", proc_yaml("p1", extra="  dependsOn: [nowhere]\n"))
+        self.r.commit("bad")
+        self.reconcile_bad = run("reconcile", "--repo", self.r.path, "--state-dir", self.state, "--node", "elsewhere")
+        self.assertEqual(self.reconcile_bad.rc, 1, self.reconcile_bad)  # the clean files are cached all the same
+        self.assertTrue(os.path.exists(self.cache))
+        cold = self.fresh()
+        warm = self.dry()
+        self.assertEqual(cold.rc, 1, cold)
+        self.assertEqual(warm.rc, 1, warm)
+        self.assertIn("apps/bad.yaml:4:30: spec.bogus: unknown field", warm.err)
+        self.assertIn("apps/p1.yaml:6:15: spec.dependsOn[0]: \"nowhere\" names no resource", warm.err)
+        self.assertEqual(warm.out, cold.out)
+        strip = lambda e: "\n".join(l for l in e.splitlines() if not l.startswith("gitward profile:"))  # noqa: E731
+        self.assertEqual(strip(warm.err), strip(cold.err))
+        p = profile(warm.err)
+        self.assertEqual(p.get("cache hits"), self.N)  # every clean file, p1 too
+        self.assertEqual(p.get("parse"), 1)  # bad.yaml, with its problem, every time
+
+    def damaged(self, how, reason):
+        self.reconcile()
+        first = self.dry()
+        self.assertEqual(first.rc, 2, first)
+        with open(self.cache, "rb") as f:
+            data = f.read()
+        with open(self.cache, "wb") as f:
+            f.write(how(data))
+        for cmd in (self.dry, self.reconcile):
+            res = cmd()
+            self.assertIn(f"manifest cache ignored: {self.cache}: {reason}; every manifest is parsed", res.err)
+            self.assertEqual(profile(res.err).get("parse"), self.N)
+        self.assertEqual(self.dry().out, first.out)
+        # rewritten whole by the reconcile: trusted again
+        again = self.dry()
+        self.assertNotIn("manifest cache", again.err)
+        self.assertEqual(profile(again.err).get("cache hits"), self.N)
+        self.assertEqual(again.out, first.out)
+
+    def test_corrupt_cache_is_ignored_and_rebuilt(self):
+        self.damaged(lambda d: d[:len(d) // 2] + bytes([d[len(d) // 2] ^ 1]) + d[len(d) // 2 + 1:],
+                     "digest mismatch (truncated or corrupt)")
+
+    def test_truncated_cache_is_ignored_and_rebuilt(self):
+        self.damaged(lambda d: d[:len(d) - 10], "digest mismatch (truncated or corrupt)")
+
+    def test_foreign_file_is_ignored_and_rebuilt(self):
+        self.damaged(lambda d: b"not a cache\n" * 20, "not a manifest cache")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,289 @@
+"""kind: External end to end: resources handled by a plugin over the JSON
+protocol of contrib/plugins/PROTOCOL.md. The contrib `files` plugin writes
+files of the repository (and inline text) on the host, a drifted file is
+replaced, a changed source file updates it, a resource that leaves Git takes
+its files with it. A plugin that hangs, crashes, exits non-zero, answers
+garbage, too much or another protocol fails its own resources only, with a
+message naming the plugin and the problem, in bounded time, with no process
+left behind; the others converge. Paths that leave the repository are refused
+by validation, at their file:line:col."""
+import json
+import os
+import shutil
+import stat
+import time
+import unittest
+
+from gwtest import GITWARD, HDR, TempDirTest, proc_yaml, records, run, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FILES_PLUGIN = os.path.join(os.path.dirname(os.path.dirname(GITWARD)), "contrib", "plugins", "files")
+
+
+def external(name, plugin, config, extra=""):
+    return (f"{HDR}kind: External\nmetadata: {{name: {name}}}\nspec:\n  plugin: {plugin}\n"
+            f"  config: {json.dumps(config)}\n{extra}")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+class PluginTest(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.assertTrue(os.access(FILES_PLUGIN, os.X_OK), f"the files plugin is built at {FILES_PLUGIN}")
+        self.plugins = os.path.join(self.tmp, "plugins")
+        os.makedirs(self.plugins)
+        shutil.copy(FILES_PLUGIN, os.path.join(self.plugins, "files"))
+        shutil.copy(os.path.join(HERE, "plugins", "misbehave"), os.path.join(self.plugins, "misbehave"))
+        self.out = os.path.join(self.tmp, "out")
+
+    def reconcile(self, repo, *args, expect=0, timeout=120):
+        res = run("reconcile", "--repo", repo.path, "--state-dir", self.state, "--node", "n1", "--plugin-dir",
+                  self.plugins, *args, timeout=timeout)
+        if expect is not None:
+            self.assertEqual(res.rc, expect, res)
+        return res
+
+    def status(self):
+        res = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        return {x["name"]: x for x in res.json()["resources"]}
+
+    def external_records(self):
+        d = os.path.join(self.state, "external")
+        return sorted(f[:-5] for f in os.listdir(d) if f.endswith(".json")) if os.path.isdir(d) else []
+
+
+class FilesPlugin(PluginTest):
+    def commit_motd(self, repo, motd="hello from git\n", mode="0640"):
+        repo.write("etc/motd", motd)
+        repo.write("motd.yaml", external("motd", "files", {"files": [
+            {"path": f"{self.out}/motd", "source": "etc/motd", "mode": mode},
+            {"path": f"{self.out}/app/flag", "content": "on\n"}]}, "  sources: [etc/motd]\n"))
+        return repo.commit()
+
+    def test_files_are_written_drift_is_replaced_updates_follow_git_and_delete_removes_them(self):
+        r = self.repo()
+        r.write("keep.yaml", proc_yaml("keep"))
+        self.commit_motd(r)
+        res = self.reconcile(r)
+        self.assertIn("+ External/motd", res.out)
+        self.assertEqual(read(f"{self.out}/motd"), "hello from git\n")
+        self.assertEqual(stat.S_IMODE(os.stat(f"{self.out}/motd").st_mode), 0o640)
+        self.assertEqual(read(f"{self.out}/app/flag"), "on\n")
+        st = self.status()["motd"]
+        self.assertEqual(st["state"], "running")
+        # the plugin's handle, opaque to gitward, shown as it is
+        self.assertEqual(json.loads(st["handle"])["files"][f"{self.out}/app/flag"]["mode"], 0o644)
+        self.assertIn('External/motd', run("status", "--state-dir", self.state).out)
+        self.assertIn('handle {"files":', run("status", "--state-dir", self.state).out)
+        self.assertEqual(self.external_records(), ["motd"])
+        ino = os.stat(f"{self.out}/motd").st_ino
+
+        # nothing changed: nothing rewritten
+        res = self.reconcile(r)
+        self.assertIn("0 to restart, 2 unchanged", res.out)
+        self.assertEqual(os.stat(f"{self.out}/motd").st_ino, ino)
+
+        # drift of content, mode and presence: each replaced, the reason in the
+        # plan; replacements in a row back off like restarts of a crashing process
+        for tamper, why in ((lambda p: open(p, "w").write("edited by hand\n"), "content changed"),
+                            (lambda p: os.chmod(p, 0o666), "mode 0666, not 0640"),
+                            (os.unlink, "missing")):
+            tamper(f"{self.out}/motd")
+            res = self.reconcile(r, expect=None)
+            self.assertIn(f"! External/motd        restart  drifted: {self.out}/motd: {why}", res.out)
+            wait_for(lambda: self.reconcile(r, expect=None).rc == 0, timeout=30, what="motd replaced")
+            self.assertEqual(read(f"{self.out}/motd"), "hello from git\n")
+            self.assertEqual(stat.S_IMODE(os.stat(f"{self.out}/motd").st_mode), 0o640)
+            self.assertIn("0 to restart, 2 unchanged", self.reconcile(r).out)
+
+        # all of them gone: absent, recreated
+        os.unlink(f"{self.out}/motd")
+        os.unlink(f"{self.out}/app/flag")
+        res = self.reconcile(r, expect=None)
+        self.assertIn(f"restart  gone: {self.out}/app/flag: missing", res.out)  # the first path, sorted
+        wait_for(lambda: self.reconcile(r, expect=None).rc == 0, timeout=30, what="motd recreated")
+        self.assertEqual(read(f"{self.out}/app/flag"), "on\n")
+
+        # the source file changes in Git: the spec hash changes, the file follows
+        self.commit_motd(r, motd="second version\n")
+        res = self.reconcile(r)
+        self.assertIn("~ External/motd", res.out)
+        self.assertIn("update  sources.etc/motd: \"", res.out)  # the blob ids, never the content
+        self.assertEqual(read(f"{self.out}/motd"), "second version\n")
+
+        # the resource leaves Git: its files and its record go, the folder stays
+        r.remove("motd.yaml")
+        r.commit()
+        res = self.reconcile(r)
+        self.assertIn("- External/motd", res.out)
+        self.assertFalse(os.path.exists(f"{self.out}/motd"))
+        self.assertFalse(os.path.exists(f"{self.out}/app/flag"))
+        self.assertTrue(os.path.isdir(f"{self.out}/app"))
+        self.assertEqual(self.external_records(), [])
+        self.assertEqual(sorted(self.status()), ["keep"])
+
+    def test_the_minimal_plugin_of_the_protocol_page_works(self):
+        with open(os.path.join(HERE, "../../contrib/plugins/PROTOCOL.md")) as f:
+            text = f.read()
+        sh = text.split("```sh\n", 1)[1].split("```", 1)[0]
+        path = os.path.join(self.plugins, "nothing")
+        with open(path, "w") as f:
+            f.write(sh)
+        os.chmod(path, 0o755)
+        r = self.repo()
+        r.write("n.yaml", f"{HDR}kind: External\nmetadata: {{name: n}}\nspec: {{plugin: nothing}}\n")
+        r.commit()
+        self.assertIn("+ External/n", self.reconcile(r).out)
+        self.assertIn("1 unchanged", self.reconcile(r).out)
+        self.assertEqual(self.status()["n"]["handle"], "nothing")
+
+    def test_config_file_key_and_a_missing_plugin(self):
+        r = self.repo()
+        r.write("a.yaml", external("a", "files", {"files": [{"path": f"{self.out}/a", "content": "a\n"}]}))
+        r.write("b.yaml", external("b", "nosuch", {}))
+        r.commit()
+        cfg = os.path.join(self.tmp, "gitward.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"plugin-dir: {self.plugins}\n")
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", "--config", cfg)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn(f"error External/b: create failed: plugin nosuch: no such plugin in {self.plugins} "
+                      "(--plugin-dir)", res.err)
+        self.assertEqual(read(f"{self.out}/a"), "a\n")
+        st = self.status()
+        self.assertEqual((st["a"]["state"], st["b"]["state"]), ("running", "failed"))
+
+    def test_the_plugin_checks_its_config(self):
+        r = self.repo()
+        r.write("a.yaml", external("a", "files", {"files": [{"path": "relative/x", "content": "a\n"}]}))
+        r.write("b.yaml", external("b", "files", {"files": [{"path": f"{self.out}/b", "source": "etc/x"}]}))
+        r.commit()
+        res = self.reconcile(r, expect=1)
+        self.assertIn("error External/a: create failed: plugin files create: config.files[0].path: expected an "
+                      "absolute path without . or .. parts", res.err)
+        self.assertIn("error External/b: create failed: plugin files create: config.files[0].source: etc/x is "
+                      "not listed in spec.sources", res.err)
+        self.assertEqual(self.external_records(), [])
+
+
+class Validation(PluginTest):
+    def test_paths_that_leave_the_repository_are_refused_at_their_position(self):
+        d = os.path.join(self.tmp, "m")
+        os.makedirs(d)
+        with open(os.path.join(d, "x.yaml"), "w") as f:
+            f.write(external("x", "files", {}, "  sources: [ok.txt, ../../etc/shadow, /etc/passwd]\n"))
+        with open(os.path.join(d, "y.yaml"), "w") as f:
+            f.write(external("y", "../../bin/sh", {}))
+        res = run("validate", d)
+        self.assertEqual(res.rc, 1, res)
+        want_path = "expected a path relative to the repository root (no leading /, no . or .. parts)"
+        self.assertIn(f"x.yaml:7:21: spec.sources[1]: {want_path}, got \"../../etc/shadow\"", res.out + res.err)
+        self.assertIn(f"x.yaml:7:39: spec.sources[2]: {want_path}, got \"/etc/passwd\"", res.out + res.err)
+        self.assertIn("y.yaml:5:11: spec.plugin: expected a plugin name of letters, digits, '.', '_' and '-', "
+                      "not starting with '.', at most 64 characters, got \"../../bin/sh\"", res.out + res.err)
+
+    def test_a_source_missing_from_the_commit_or_too_large_refuses_the_commit(self):
+        r = self.repo()
+        r.write("big.bin", "x" * ((1 << 20) + 1))
+        r.write("x.yaml", external("x", "files", {}, "  sources: [etc/none, big.bin, etc]\n"))
+        r.write("etc/keep", "")
+        head = r.commit()
+        res = self.reconcile(r, expect=1)
+        self.assertIn(f"x.yaml:7:13: spec.sources[0]: etc/none does not exist in commit {head[:12]}", res.err)
+        self.assertIn("x.yaml:7:23: spec.sources[1]: big.bin is 1048577 bytes, larger than the limit of 1048576",
+                      res.err)
+        self.assertIn(f"x.yaml:7:32: spec.sources[2]: etc is not a file in commit {head[:12]}", res.err)
+        self.assertEqual(self.external_records(), [])
+
+
+class Isolation(PluginTest):
+    HOW = ("hang", "crash", "garbage", "huge", "exit", "protocol", "refuse")
+
+    def test_misbehaving_plugins_fail_their_own_resources_only(self):
+        r = self.repo()
+        pidfile = os.path.join(self.tmp, "hang.pid")
+        for how in self.HOW:
+            cfg = {"how": how, "when": "create", "pidfile": pidfile}
+            r.write(f"{how}.yaml", external(how, "misbehave", cfg, "  timeout: 1s\n"))
+        r.write("good.yaml", external("good", "files", {"files": [{"path": f"{self.out}/good", "content": "ok\n"}]}))
+        r.write("proc.yaml", proc_yaml("proc"))
+        r.write("after.yaml", external("after", "misbehave", {}, "  dependsOn: [good]\n"))
+        r.commit()
+        t0 = time.monotonic()
+        res = self.reconcile(r, expect=1, timeout=60)
+        took = time.monotonic() - t0
+        self.assertLess(took, 30, "one second per hanging call, not more")
+        pre = "create failed: plugin misbehave create: "
+        for how, msg in (("hang", "no answer within 1s (spec.timeout): killed"),
+                         ("crash", "killed by signal 11"),
+                         ("garbage", "answered something other than one JSON object ("),
+                         ("huge", "answered more than 1048576 bytes"),
+                         ("exit", "exited with status 3: misbehave: out of cheese"),
+                         ("protocol", "answered in protocol 2, gitward speaks 1"),
+                         ("refuse", "refused on purpose")):
+            self.assertIn(f"error External/{how}: {pre}{msg}", res.err)
+        st = self.status()
+        for how in self.HOW:
+            self.assertEqual(st[how]["state"], "failed", how)
+        self.assertEqual((st["good"]["state"], st["proc"]["state"], st["after"]["state"]),
+                         ("running", "running", "running"))
+        self.assertEqual(read(f"{self.out}/good"), "ok\n")
+        self.assertIn("proc", records(self.state))
+        self.assertEqual(self.external_records(), ["after", "good"], "nothing recorded for a failed create")
+        # the hanging plugin and the child holding its stdout were killed
+        plugin_pid, child_pid = map(int, read(pidfile).split())
+        for pid in (plugin_pid, child_pid):
+            wait_for(lambda: not os.path.exists(f"/proc/{pid}") or " Z " in read(f"/proc/{pid}/stat"),
+                     timeout=10, what=f"pid {pid} gone")
+
+    def test_hanging_observes_are_waited_for_together(self):
+        r = self.repo()
+        for i in range(6):
+            r.write(f"h{i}.yaml", external(f"h{i}", "misbehave", {"how": "hang", "when": "observe"},
+                                           "  timeout: 1s\n"))
+        r.write("good.yaml", external("good", "misbehave", {}))
+        r.commit()
+        self.reconcile(r, expect=1)
+        t0 = time.monotonic()
+        res = self.reconcile(r, expect=1)
+        took = time.monotonic() - t0
+        for i in range(6):
+            self.assertIn(f"! External/h{i}          restart  plugin misbehave observe: no answer within 1s "
+                          "(spec.timeout): killed", res.out)
+        # 6 hanging calls of 1s at each of the pass's two looks: one after
+        # the other it would take 12s
+        self.assertLess(took, 9, res)
+        self.assertEqual(self.status()["good"]["state"], "running")
+
+    def test_a_plugin_failing_at_observe_has_its_resource_replaced(self):
+        r = self.repo()
+        log = os.path.join(self.tmp, "calls.log")
+        r.write("flaky.yaml", external("flaky", "misbehave", {"log": log, "how": "crash", "when": "observe"}))
+        r.write("good.yaml", external("good", "misbehave", {}))
+        r.commit()
+        res = self.reconcile(r, expect=1)
+        self.assertIn("Applied: 2 ok, 0 failed, 0 waiting. Not converged.", res.out)
+        st = self.status()
+        self.assertEqual((st["flaky"]["state"], st["flaky"]["detail"]),
+                         ("failed", "plugin misbehave observe: killed by signal 11"))
+        self.assertEqual(st["good"]["state"], "running")
+        res = self.reconcile(r, expect=1)
+        self.assertIn("! External/flaky       restart  plugin misbehave observe: killed by signal 11", res.out)
+        self.assertIn("1 to restart, 1 unchanged", res.out)
+        # replaced (after the restart backoff): destroyed with the recorded
+        # spec and handle, then created again
+        wait_for(lambda: self.reconcile(r, expect=None) and "destroy flaky" in read(log), timeout=30,
+                 what="flaky replaced")
+        calls = read(log).split("\n")
+        self.assertEqual(calls[:2], ["create flaky", "observe flaky"])
+        self.assertEqual(calls[calls.index("destroy flaky") + 1], "create flaky")
+        self.assertEqual(self.status()["good"]["state"], "running")
+
+
+if __name__ == "__main__":
+    unittest.main()

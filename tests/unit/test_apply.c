@@ -1,0 +1,577 @@
+/* Apply against a fake backend injected through the backend table: restart
+ * policy and backoff (on an injected clock), health gating, dependency
+ * waits and ordering, failure isolation, parallel creates, and deletes
+ * dependents-first. The fake records every call with its times and fails,
+ * crashes or stays unhealthy on demand. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gitward/apply.h"
+#include "gitward/backend.h"
+#include "gitward/paths.h"
+
+/* ---- the fake backend ---- */
+
+#define FAKE_MAX 16
+#define CALLS_MAX 256
+
+struct fake_wl {
+	char name[64];
+	struct gw_observed o; /* as created; o.state RUNNING until crashed */
+	int id;
+};
+
+struct fake_call {
+	char op[16]; /* create, destroy, probe */
+	char name[64];
+	int ok;
+	int64_t start, end; /* monotonic ms */
+};
+
+static struct fake {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct fake_wl wl[FAKE_MAX];
+	size_t n;
+	int next_id;
+	struct fake_call calls[CALLS_MAX];
+	size_t ncalls;
+	/* behaviour on demand */
+	char fail_create[64]; /* this resource's create fails */
+	char unhealthy[64]; /* this resource's probes always fail */
+	int probes_to_healthy; /* failed probes before a resource is healthy */
+	int probes[FAKE_MAX]; /* per created id */
+	int create_ms; /* how long a create takes */
+	int gather; /* creates wait (bounded) until this many are in flight */
+	int inflight, max_inflight;
+	int started_ago_s; /* discover reports workloads started this long ago */
+	int inits, dones;
+} F = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static int64_t clock_offset_ms;
+
+static int64_t fake_now(void)
+{
+	return gw_now_ms() + clock_offset_ms;
+}
+
+static void fake_reset(void)
+{
+	for (size_t i = 0; i < F.n; i++)
+		gw_observed_clear(&F.wl[i].o);
+	pthread_mutex_t mu = F.mu;
+	pthread_cond_t cv = F.cv;
+	memset(&F, 0, sizeof(F));
+	F.mu = mu;
+	F.cv = cv;
+	clock_offset_ms = 0;
+}
+
+static size_t call_begin(const char *op, const char *name)
+{
+	pthread_mutex_lock(&F.mu);
+	assert_true(F.ncalls < CALLS_MAX);
+	size_t i = F.ncalls++;
+	snprintf(F.calls[i].op, sizeof(F.calls[i].op), "%s", op);
+	snprintf(F.calls[i].name, sizeof(F.calls[i].name), "%s", name);
+	F.calls[i].start = gw_monotonic_ms();
+	pthread_mutex_unlock(&F.mu);
+	return i;
+}
+
+static void call_end(size_t i, int ok)
+{
+	pthread_mutex_lock(&F.mu);
+	F.calls[i].end = gw_monotonic_ms();
+	F.calls[i].ok = ok;
+	pthread_mutex_unlock(&F.mu);
+}
+
+/* The index of the n-th (0-based) call of op on name, or -1. */
+static int find_call(const char *op, const char *name, int nth)
+{
+	for (size_t i = 0; i < F.ncalls; i++)
+		if (!strcmp(F.calls[i].op, op) && !strcmp(F.calls[i].name, name) && nth-- == 0)
+			return (int)i;
+	return -1;
+}
+
+static int count_calls(const char *op, const char *name)
+{
+	int n = 0;
+	for (size_t i = 0; i < F.ncalls; i++)
+		n += !strcmp(F.calls[i].op, op) && (!name || !strcmp(F.calls[i].name, name));
+	return n;
+}
+
+static void copy_obs(struct gw_observed *dst, const struct gw_observed *src)
+{
+	*dst = *src;
+	dst->name = gw_xstrdup(src->name);
+	dst->canonical = src->canonical ? gw_xstrdup(src->canonical) : NULL;
+	dst->handle = src->handle ? gw_xstrdup(src->handle) : NULL;
+	memset(&dst->depends_on, 0, sizeof(dst->depends_on));
+	dst->depends_on.v = gw_xcalloc(src->depends_on.n + 1, sizeof(char *));
+	for (size_t i = 0; i < src->depends_on.n; i++)
+		dst->depends_on.v[dst->depends_on.n++] = gw_xstrdup(src->depends_on.v[i]);
+}
+
+static int fake_init(void **priv, const struct gw_backend *b, struct gw_error *err)
+{
+	(void)b;
+	(void)err;
+	F.inits++;
+	*priv = &F;
+	return 0;
+}
+
+static void fake_done(void *priv)
+{
+	assert_ptr_equal(priv, &F);
+	F.dones++;
+}
+
+static int fake_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
+			 const struct gw_backend_call *call, struct gw_error *err)
+{
+	(void)call;
+	(void)err;
+	assert_ptr_equal(b->priv, &F);
+	pthread_mutex_lock(&F.mu);
+	struct gw_observed *v = gw_xcalloc(F.n + 1, sizeof(*v));
+	for (size_t i = 0; i < F.n; i++) {
+		copy_obs(&v[i], &F.wl[i].o);
+		if (F.started_ago_s)
+			v[i].started_at = fake_now() / 1000 - F.started_ago_s;
+	}
+	*out = v;
+	*out_n = F.n;
+	pthread_mutex_unlock(&F.mu);
+	return 0;
+}
+
+static int fake_create(struct gw_observed *o, struct gw_backend *b, const struct gw_resource *r,
+		       const struct gw_backend_call *call, struct gw_error *err)
+{
+	size_t c = call_begin("create", r->name);
+	char handle[64];
+	(void)b;
+	(void)call;
+	pthread_mutex_lock(&F.mu);
+	F.inflight++;
+	if (F.inflight > F.max_inflight)
+		F.max_inflight = F.inflight;
+	pthread_cond_broadcast(&F.cv);
+	/* a barrier with a bound: parallel creates all get here together */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	while (F.gather && F.max_inflight < F.gather)
+		if (pthread_cond_timedwait(&F.cv, &F.mu, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&F.mu);
+	if (F.create_ms)
+		usleep((useconds_t)F.create_ms * 1000);
+	pthread_mutex_lock(&F.mu);
+	F.inflight--;
+	if (!strcmp(F.fail_create, r->name)) {
+		pthread_mutex_unlock(&F.mu);
+		call_end(c, 0);
+		return gw_error_set(err, -EIO, "fake: cannot create %s", r->name);
+	}
+	size_t i;
+	for (i = 0; i < F.n && strcmp(F.wl[i].name, r->name) != 0; i++)
+		;
+	if (i == F.n)
+		F.n++;
+	else
+		gw_observed_clear(&F.wl[i].o);
+	snprintf(F.wl[i].name, sizeof(F.wl[i].name), "%s", r->name);
+	F.wl[i].id = ++F.next_id;
+	gw_observed_start(&F.wl[i].o, r);
+	snprintf(handle, sizeof(handle), "{\"fake\":%d}", F.wl[i].id);
+	F.wl[i].o.handle = gw_xstrdup(handle);
+	copy_obs(o, &F.wl[i].o);
+	pthread_mutex_unlock(&F.mu);
+	call_end(c, 1);
+	return 0;
+}
+
+static int fake_destroy(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+			const struct gw_backend_call *call, struct gw_error *err)
+{
+	size_t c = call_begin("destroy", o->name);
+	(void)b;
+	(void)r;
+	(void)call;
+	(void)err;
+	if (F.create_ms)
+		usleep((useconds_t)F.create_ms * 1000);
+	pthread_mutex_lock(&F.mu);
+	for (size_t i = 0; i < F.n; i++)
+		if (o->handle && F.wl[i].o.handle && !strcmp(F.wl[i].o.handle, o->handle)) {
+			gw_observed_clear(&F.wl[i].o);
+			F.wl[i] = F.wl[--F.n];
+			memset(&F.wl[F.n], 0, sizeof(F.wl[F.n]));
+			break;
+		}
+	pthread_mutex_unlock(&F.mu);
+	call_end(c, 1);
+	return 0;
+}
+
+static int fake_probe(struct gw_backend *b, const struct gw_observed *o, const struct gw_resource *r,
+		      int64_t timeout_ms, const struct gw_backend_call *call, struct gw_error *err)
+{
+	size_t c = call_begin("probe", r->name);
+	int id = 0, healthy;
+	(void)b;
+	(void)timeout_ms;
+	(void)call;
+	sscanf(o->handle ? o->handle : "", "{\"fake\":%d}", &id);
+	pthread_mutex_lock(&F.mu);
+	assert_true(id > 0 && id < FAKE_MAX);
+	healthy = strcmp(F.unhealthy, r->name) != 0 && F.probes[id]++ >= F.probes_to_healthy;
+	pthread_mutex_unlock(&F.mu);
+	call_end(c, healthy);
+	return healthy ? 0 : gw_error_set(err, -EIO, "fake: %s is not healthy", r->name);
+}
+
+static void fake_describe(json_t *fields, char *text, size_t size, const struct gw_backend *b, const char *handle)
+{
+	int id = 0;
+	(void)b;
+	sscanf(handle ? handle : "", "{\"fake\":%d}", &id);
+	json_object_set_new(fields, "fake", json_integer(id));
+	snprintf(text, size, "fake %d", id);
+}
+
+static const struct gw_backend_ops fake_ops = {
+	.name = "fake",
+	.kind = GW_KIND_PROCESS,
+	.init = fake_init,
+	.done = fake_done,
+	.discover = fake_discover,
+	.create = fake_create,
+	.destroy = fake_destroy,
+	.exec_probe = fake_probe,
+	.describe = fake_describe,
+};
+
+/* A workload of ours ends: it is observed failed. */
+static void fake_crash(const char *name)
+{
+	pthread_mutex_lock(&F.mu);
+	for (size_t i = 0; i < F.n; i++)
+		if (!strcmp(F.wl[i].name, name)) {
+			F.wl[i].o.state = GW_STATE_FAILED;
+			snprintf(F.wl[i].o.detail, sizeof(F.wl[i].o.detail), "exited with status 1");
+		}
+	pthread_mutex_unlock(&F.mu);
+}
+
+/* ---- a pass over YAML, as the agent runs one ---- */
+
+struct env {
+	char dir[64];
+	struct gw_config cfg;
+	struct gw_backend_set set;
+};
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	static const struct gw_backend_ops *const ops[] = { &fake_ops, NULL };
+	struct gw_backend_config bc = { 0 };
+	struct gw_error err;
+
+	fake_reset();
+	snprintf(e->dir, sizeof(e->dir), "/tmp/gw-apply-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	gw_config_init(&e->cfg);
+	e->cfg.state_dir = gw_xstrdup(e->dir);
+	e->cfg.node = gw_xstrdup("n1");
+	e->cfg.allow_empty = true;
+	bc.state_dir = e->dir;
+	assert_int_equal(gw_backend_set_open(&e->set, ops, &bc, &err), 0);
+	assert_int_equal(F.inits, 1);
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+	char path[128];
+	gw_backend_set_close(&e->set);
+	assert_int_equal(F.dones, 1);
+	gw_config_free(&e->cfg);
+	snprintf(path, sizeof(path), "%s/state.json", e->dir);
+	unlink(path);
+	rmdir(e->dir);
+	free(e);
+	fake_reset();
+	return 0;
+}
+
+/* One pass over the resources of yaml; *rep its report, *st the state
+ * file it wrote (caller frees). */
+static void pass_over(struct env *e, const char *yaml, struct gw_apply_report *rep, struct gw_state_file *st)
+{
+	struct gw_pass pass;
+	struct gw_error err;
+	char *state_error = NULL, path[128];
+
+	gw_pass_init(&pass);
+	pass.now_ms = fake_now;
+	memset(pass.commit, 'c', 40);
+	gw_manifest_set_add_file(&pass.set, "t.yaml", yaml, strlen(yaml));
+	gw_manifest_set_finish(&pass.set);
+	assert_int_equal(pass.set.diags.n, 0);
+	pass.selected = gw_xcalloc(pass.set.n + 1, sizeof(*pass.selected));
+	for (size_t i = 0; i < pass.set.n; i++)
+		pass.selected[pass.nselected++] = pass.set.v[i];
+	gw_backend_set_pass_begin(&e->set);
+	assert_int_equal(gw_apply_observe(&pass, &e->cfg, &e->set, &state_error, &err), 0);
+	assert_null(state_error);
+	assert_int_equal(gw_pass_plan(&pass, &e->cfg, &err), 0);
+	assert_int_equal(gw_apply_execute(rep, &pass, &e->cfg, &e->set, &err), 0);
+	gw_backend_set_pass_end(&e->set);
+	gw_pass_free(&pass);
+	snprintf(path, sizeof(path), "%s/state.json", e->dir);
+	assert_int_equal(gw_state_load(st, path, &err), 0);
+}
+
+static const struct gw_observed *entry(const struct gw_state_file *st, const char *name)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (!strcmp(st->res[i].name, name))
+			return &st->res[i];
+	fail_msg("no state entry for %s", name);
+	return NULL;
+}
+
+#define PROC(name, extra)                                                                                              \
+	"apiVersion: gitward/v1\nkind: Process\nmetadata: {name: " name "}\nspec:\n  command: [/bin/true]\n" extra     \
+	"---\n"
+#define HEALTH "  healthCheck: {exec: {command: [/bin/true]}, interval: 1s, timeout: 1s, retries: 1}\n"
+
+/* ---- the tests ---- */
+
+static void test_independent_creates_overlap_and_dependents_wait(void **state)
+{
+	struct env *e = *state;
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+
+	F.gather = 3; /* each create waits until three are in flight */
+	pass_over(e, PROC("a", "") PROC("b", "") PROC("c", "") PROC("d", "  dependsOn: [a]\n"), &rep, &st);
+	assert_int_equal(F.max_inflight, 3);
+	assert_int_equal(rep.ok, 4);
+	assert_true(rep.converged);
+	int a = find_call("create", "a", 0), d = find_call("create", "d", 0);
+	assert_true(a >= 0 && d >= 0);
+	assert_true(F.calls[d].start >= F.calls[a].end); /* d after its dependency */
+	/* the handle is stored as the backend wrote it, shown through describe */
+	assert_non_null(strstr(entry(&st, "a")->handle, "{\"fake\":"));
+	gw_state_file_free(&st);
+	char *status, path[128];
+	struct gw_error err;
+	snprintf(path, sizeof(path), "%s/state.json", e->dir);
+	assert_int_equal(gw_file_read_nofollow(&status, NULL, path, 1 << 20, &err), 0);
+	assert_non_null(strstr(status, "\"fake\": "));
+	assert_null(strstr(status, "\"pid\""));
+	free(status);
+}
+
+static void test_health_gates_dependents(void **state)
+{
+	struct env *e = *state;
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+
+	F.probes_to_healthy = 2; /* healthy at the third probe */
+	pass_over(e, PROC("db", HEALTH) PROC("web", "  dependsOn: [db]\n"), &rep, &st);
+	assert_int_equal(rep.ok, 2);
+	assert_true(rep.converged);
+	assert_int_equal(count_calls("probe", "db"), 3);
+	int healthy = find_call("probe", "db", 2), web = find_call("create", "web", 0);
+	assert_true(F.calls[healthy].ok);
+	assert_true(F.calls[web].start >= F.calls[healthy].end);
+	assert_int_equal(entry(&st, "db")->health, GW_HEALTH_HEALTHY);
+	gw_state_file_free(&st);
+}
+
+static void test_unhealthy_dependency_holds_its_dependents(void **state)
+{
+	struct env *e = *state;
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+
+	snprintf(F.unhealthy, sizeof(F.unhealthy), "db");
+	pass_over(e, PROC("db", HEALTH) PROC("web", "  dependsOn: [db]\n") PROC("other", ""), &rep, &st);
+	assert_int_equal(rep.failed, 1);
+	assert_int_equal(rep.unhealthy, 1);
+	assert_int_equal(rep.waiting, 1);
+	assert_int_equal(rep.ok, 1);
+	assert_false(rep.converged);
+	assert_int_equal(count_calls("create", "web"), 0);
+	assert_int_equal(count_calls("create", "other"), 1);
+	assert_string_equal(entry(&st, "db")->detail, "unhealthy: fake: db is not healthy");
+	assert_int_equal(entry(&st, "web")->state, GW_STATE_PENDING);
+	assert_string_equal(entry(&st, "web")->detail, "waiting for Process/db");
+	gw_state_file_free(&st);
+}
+
+static void test_a_failing_resource_does_not_stop_the_others(void **state)
+{
+	struct env *e = *state;
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+
+	snprintf(F.fail_create, sizeof(F.fail_create), "a");
+	pass_over(e, PROC("a", "") PROC("b", "") PROC("c", "  dependsOn: [b]\n") PROC("d", "  dependsOn: [a]\n"), &rep,
+		  &st);
+	assert_int_equal(rep.failed, 1);
+	assert_int_equal(rep.ok, 2);
+	assert_int_equal(rep.waiting, 1);
+	assert_int_equal(count_calls("create", NULL), 3); /* a (failed), b, c; never d */
+	assert_int_equal(entry(&st, "a")->state, GW_STATE_FAILED);
+	assert_string_equal(entry(&st, "a")->detail, "fake: cannot create a");
+	assert_null(entry(&st, "a")->handle);
+	assert_int_equal(entry(&st, "b")->state, GW_STATE_RUNNING);
+	assert_int_equal(entry(&st, "c")->state, GW_STATE_RUNNING);
+	assert_string_equal(entry(&st, "d")->detail, "waiting for Process/a");
+	assert_string_equal(st.last_error, "Process/a: fake: cannot create a");
+	gw_state_file_free(&st);
+}
+
+static void test_backoff_doubles_to_its_cap(void **state)
+{
+	(void)state;
+	assert_int_equal(gw_apply__backoff_ms(1), 1000);
+	assert_int_equal(gw_apply__backoff_ms(2), 2000);
+	assert_int_equal(gw_apply__backoff_ms(3), 4000);
+	assert_int_equal(gw_apply__backoff_ms(9), 256000);
+	assert_int_equal(gw_apply__backoff_ms(10), 300000);
+	assert_int_equal(gw_apply__backoff_ms(1000), 300000);
+}
+
+/* Crash, pass, and return the state entry's crash streak. */
+static int crash_and_pass(struct env *e, const char *yaml, struct gw_apply_report *rep, int64_t *backoff_left)
+{
+	struct gw_state_file st;
+	fake_crash("w");
+	pass_over(e, yaml, rep, &st);
+	int streak = entry(&st, "w")->crash_streak;
+	*backoff_left = entry(&st, "w")->backoff_until_ms - fake_now();
+	gw_state_file_free(&st);
+	return streak;
+}
+
+static void test_restarts_back_off_1_2_4_s_and_reset_after_a_stable_run(void **state)
+{
+	struct env *e = *state;
+	const char *yaml = PROC("w", "  restart: always\n");
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+	int64_t left;
+
+	pass_over(e, yaml, &rep, &st);
+	gw_state_file_free(&st);
+	assert_int_equal(count_calls("create", "w"), 1);
+	/* first crash: restarted at once, the next restart waits 1 s */
+	assert_int_equal(crash_and_pass(e, yaml, &rep, &left), 1);
+	assert_int_equal(count_calls("create", "w"), 2);
+	assert_true(left > 900 && left <= 1000);
+	/* crashes again within its backoff: waits, nothing started */
+	assert_int_equal(crash_and_pass(e, yaml, &rep, &left), 1);
+	assert_int_equal(count_calls("create", "w"), 2);
+	assert_int_equal(rep.waiting, 1);
+	/* the clock passes the backoff: restarted, the next wait doubles */
+	clock_offset_ms += 1001;
+	assert_int_equal(crash_and_pass(e, yaml, &rep, &left), 2);
+	assert_int_equal(count_calls("create", "w"), 3);
+	assert_true(left > 1900 && left <= 2000);
+	clock_offset_ms += 2001;
+	assert_int_equal(crash_and_pass(e, yaml, &rep, &left), 3);
+	assert_true(left > 3900 && left <= 4000);
+	assert_int_equal(count_calls("create", "w"), 4);
+	/* a run of 60 s and more ends the streak: the next crash waits 1 s */
+	clock_offset_ms += 61000;
+	F.started_ago_s = 61;
+	pass_over(e, yaml, &rep, &st);
+	assert_int_equal(entry(&st, "w")->crash_streak, 0);
+	assert_true(rep.converged);
+	gw_state_file_free(&st);
+	assert_int_equal(crash_and_pass(e, yaml, &rep, &left), 1);
+	assert_int_equal(count_calls("create", "w"), 5);
+	assert_true(left > 900 && left <= 1000);
+	assert_int_equal(count_calls("destroy", "w"), 4); /* each dead workload removed before its restart */
+}
+
+static void test_restart_never_leaves_a_crashed_workload_down(void **state)
+{
+	struct env *e = *state;
+	const char *yaml = PROC("w", "  restart: never\n");
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+	int64_t left;
+
+	pass_over(e, yaml, &rep, &st);
+	gw_state_file_free(&st);
+	assert_int_equal(crash_and_pass(e, yaml, &rep, &left), 0);
+	assert_int_equal(count_calls("create", "w"), 1);
+	assert_int_equal(count_calls("destroy", "w"), 0);
+}
+
+static void test_deletes_run_dependents_first(void **state)
+{
+	struct env *e = *state;
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+
+	pass_over(e, PROC("db", "") PROC("cache", "  dependsOn: [db]\n") PROC("web", "  dependsOn: [cache]\n"), &rep,
+		  &st);
+	gw_state_file_free(&st);
+	assert_int_equal(rep.ok, 3);
+	F.create_ms = 50; /* destroys take a while: an overlap would show */
+	pass_over(e, "", &rep, &st);
+	assert_int_equal(st.n, 0);
+	assert_int_equal(rep.ok, 3);
+	int web = find_call("destroy", "web", 0), cache = find_call("destroy", "cache", 0),
+	    db = find_call("destroy", "db", 0);
+	assert_true(web >= 0 && cache >= 0 && db >= 0);
+	assert_true(F.calls[cache].start >= F.calls[web].end);
+	assert_true(F.calls[db].start >= F.calls[cache].end);
+	assert_int_equal(F.n, 0);
+	gw_state_file_free(&st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_independent_creates_overlap_and_dependents_wait, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_health_gates_dependents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unhealthy_dependency_holds_its_dependents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_failing_resource_does_not_stop_the_others, setup, teardown),
+		cmocka_unit_test(test_backoff_doubles_to_its_cap),
+		cmocka_unit_test_setup_teardown(test_restarts_back_off_1_2_4_s_and_reset_after_a_stable_run, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_restart_never_leaves_a_crashed_workload_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deletes_run_dependents_first, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
