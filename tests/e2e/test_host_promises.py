@@ -797,7 +797,7 @@ BAD = {
 EXPECTED = [
     'a01.yaml:1:13: apiVersion: expected "gitward/v1", got "gitward/v2"',
     'a02.yaml:1:1: kind: required field is missing',
-    'a03.yaml:2:7: kind: expected one of Process, Container or VM, got "Pod"',
+    'a03.yaml:2:7: kind: expected one of Process, Container, VM or External, got "Pod"',
     'a04.yaml:3:11: metadata: expected a mapping, got a list',
     'a05.yaml:1:1: spec: required field is missing',
     'c01.yaml:5:12: spec.command: expected a non-empty list',
