@@ -176,11 +176,36 @@ static void test_envfile_errors_are_negative_errno_and_name_the_line(void **stat
 	gw_strmap_free(&m);
 }
 
+/* Fails without decrypting anything, out untouched, err naming the file and
+ * the cause */
+static void test_secret_env_errors_fill_err_and_leave_out_untouched(void **state)
+{
+	(void)state;
+	struct gw_strmap m = { 0 };
+	struct gw_error err = { 0 };
+	const char clear[] = "TOKEN=in-clear\n";
+
+	assert_int_equal(gw_secret_env_load(&m, NULL, "s/a.env.age", clear, sizeof(clear) - 1, &err), -ENOKEY);
+	assert_int_equal(err.code, -ENOKEY);
+	assert_string_equal(err.msg, "secretEnvFiles: s/a.env.age: no age identity on this node (--age-identity FILE)");
+	assert_int_equal(gw_secret_env_load(&m, "/nonexistent/key", "s/a.env.age", clear, sizeof(clear) - 1, &err),
+			 -ENOENT);
+	assert_string_equal(err.msg,
+			    "secretEnvFiles: s/a.env.age: cannot read the age identity /nonexistent/key: "
+			    "No such file or directory");
+	assert_int_equal(gw_secret_env_load(&m, "/dev/null", "s/a.env.age", clear, sizeof(clear) - 1, &err), -EINVAL);
+	assert_int_equal(err.code, -EINVAL);
+	assert_string_equal(err.msg, "secretEnvFiles: s/a.env.age: not an age-encrypted file (age-encryption.org/v1)");
+	assert_int_equal(m.n, 0);
+	gw_strmap_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_canonical_form_is_exact),
 		cmocka_unit_test(test_envfile_errors_are_negative_errno_and_name_the_line),
+		cmocka_unit_test(test_secret_env_errors_fill_err_and_leave_out_untouched),
 		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
 		cmocka_unit_test(test_hash_changes_with_the_spec),
 		cmocka_unit_test(test_hash_covers_the_blob_id_of_each_secret_file),
