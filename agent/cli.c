@@ -180,6 +180,34 @@ int cli_option_error(const char *cmd, const struct option *opts, char **argv)
 	return rc;
 }
 
+/* `reconcile dry-run`: a flag without its dashes, or a word too many. */
+static void stray_argument(const char *argv0, const struct option *opts, const char *arg)
+{
+	const char *names[NCOMMON + 32];
+	size_t n = 0;
+	char esc[300];
+	for (const struct option *o = opts; o->name && n < sizeof(names) / sizeof(names[0]); o++)
+		names[n++] = o->name;
+	const char *near = cli_nearest(arg, names, n);
+	gw_escape(esc, sizeof(esc), arg);
+	if (near)
+		cli_usage_error(argv0, "unexpected argument \"%s\" (did you mean \"--%s\"?)", esc, near);
+	else
+		cli_usage_error(argv0, "unexpected argument \"%s\"", esc);
+}
+
+/* --config FILE over the options given so far; its problems printed. */
+static int load_config_file(struct gw_config *cfg, const char *path)
+{
+	struct gw_diags d;
+	gw_diags_init(&d);
+	int rc = gw_config_load_file(cfg, path, &d);
+	if (rc < 0)
+		cli_print_diags(&d);
+	gw_diags_free(&d);
+	return rc;
+}
+
 int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct cli_extra *extra,
 		     int (*on_extra)(int id, const char *arg, void *ud), void *ud, const char *usage)
 {
@@ -231,31 +259,13 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 	}
 	scrub_url_passwords(argc, argv);
 	if (optind < argc) {
-		/* `reconcile dry-run`: a flag without its dashes */
-		const char *names[NCOMMON + 32];
-		size_t n = 0;
-		char esc[300];
-		for (const struct option *o = opts; o->name && n < sizeof(names) / sizeof(names[0]); o++)
-			names[n++] = o->name;
-		const char *near = cli_nearest(argv[optind], names, n);
-		gw_escape(esc, sizeof(esc), argv[optind]);
-		if (near)
-			cli_usage_error(argv[0], "unexpected argument \"%s\" (did you mean \"--%s\"?)", esc, near);
-		else
-			cli_usage_error(argv[0], "unexpected argument \"%s\"", esc);
+		stray_argument(argv[0], opts, argv[optind]);
 		rc = CLI_STOP_USAGE;
 		goto out;
 	}
-	if (config_file) {
-		struct gw_diags d;
-		gw_diags_init(&d);
-		if (gw_config_load_file(cfg, config_file, &d) < 0) {
-			cli_print_diags(&d);
-			gw_diags_free(&d);
-			rc = -2;
-			goto out;
-		}
-		gw_diags_free(&d);
+	if (config_file && load_config_file(cfg, config_file) < 0) {
+		rc = -2;
+		goto out;
 	}
 	if (gw_config_finish(cfg, &err) < 0) {
 		cli_usage_error(argv[0], "%s", err.msg);

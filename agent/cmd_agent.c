@@ -240,45 +240,40 @@ static void watchdog_stop(struct watchdog *d)
 	pthread_join(d->thread, NULL);
 }
 
-int cmd_agent(int argc, char **argv)
+/* Options, logging, the required --repo. Returns true to stop with *code
+ * (cfg freed), as after --help. */
+static bool parse_options(int *code, struct gw_config *cfg, int argc, char **argv)
 {
-	struct gw_config cfg;
-	struct gw_backend_set backends;
-	struct gw_error err;
-	struct gw_metrics metrics;
-	struct gw_http *http = NULL;
-	char self[4096];
-	int lock_fd = -1, rc, git_streak = 0;
-
-	gw_config_init(&cfg);
-	rc = cli_parse_common(&cfg, argc, argv, NULL, on_extra, NULL, agent_usage);
+	int rc = cli_parse_common(cfg, argc, argv, NULL, on_extra, NULL, agent_usage);
 	if (rc < 0) {
-		gw_config_free(&cfg);
-		return -rc - 1;
+		gw_config_free(cfg);
+		*code = -rc - 1;
+		return true;
 	}
-	cli_install_logging(&cfg);
-	if (!cfg.repo) {
-		gw_config_free(&cfg);
-		return cli_usage_error("agent", "--repo is required: the Git repository to read (URL or local path)");
+	cli_install_logging(cfg);
+	if (!cfg->repo) {
+		gw_config_free(cfg);
+		*code = cli_usage_error("agent", "--repo is required: the Git repository to read (URL or local path)");
+		return true;
 	}
-	cli_backends_open(&backends, &cfg, self, sizeof(self));
-	/* another repository's state dir is refused before anything is touched */
-	if (gw_pass_check_repo(&cfg, false, &err) < 0 || gw_mkdir_p(cfg.state_dir, 0700, &err) < 0 ||
-	    gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err) < 0 ||
-	    gw_pass_check_repo(&cfg, true, &err) < 0) {
+	return false;
+}
+
+/* The state dir locked (another repository's state dir is refused before
+ * anything is touched), the wake pipe, the signal handlers. */
+static int setup(int *lock_fd, const struct gw_config *cfg)
+{
+	struct gw_error err;
+	if (gw_pass_check_repo(cfg, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
+	    gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, &err) < 0 ||
+	    gw_pass_check_repo(cfg, true, &err) < 0) {
 		cli_print_error("error: ", &err);
-		if (lock_fd >= 0)
-			close(lock_fd);
-		gw_backend_set_close(&backends);
-		gw_config_free(&cfg);
-		return 1;
+		return err.code < 0 ? err.code : -EIO;
 	}
 	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0) {
-		fprintf(stderr, "gitward: error: pipe: %s\n", strerror(errno));
-		close(lock_fd);
-		gw_backend_set_close(&backends);
-		gw_config_free(&cfg);
-		return 1;
+		int e = errno;
+		fprintf(stderr, "gitward: error: pipe: %s\n", strerror(e));
+		return -e;
 	}
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigemptyset(&sa.sa_mask);
@@ -287,83 +282,133 @@ int cmd_agent(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)(getpid() ^ gw_now_ms()));
+	return 0;
+}
 
+/* /healthz /metrics /status (and the webhook), unless --listen off */
+static int endpoints_start(struct gw_http **http, struct gw_metrics *m, const struct gw_config *cfg)
+{
+	struct gw_error err;
+	int rc;
+	if (strcmp(cfg->listen, "off") == 0)
+		return 0;
+	rc = gw_http_start(http, m, cfg, trigger, NULL, &err);
+	if (rc < 0)
+		cli_print_error("error: ", &err);
+	return rc;
+}
+
+/* What the loop carries from one pass to the next */
+struct loop {
+	struct gw_config *cfg;
+	struct gw_backend_set *backends;
+	struct gw_metrics *metrics;
+	struct gw_manifest_cache *manifests; /* parsed manifests by blob id */
+	struct gw_watch watch;
+	struct gw_events *events;
+	enum gw_pass_mode mode;
+	int64_t deadline, last_heal;
+	int git_streak;
+	int idle_heals; /* heal passes in a row that changed nothing */
+};
+
+/* One pass, then what to watch and when the next full pass is due */
+static void loop_pass(struct loop *l)
+{
+	struct gw_run_summary sum;
+	int64_t t0 = gw_monotonic_ms();
+	if (l->mode == GW_PASS_FULL)
+		want_pass = 0;
+	want_heal = 0;
+	gw_metrics_pass_begin(l->metrics);
+	gw_pass_run_cached(&sum, l->cfg, l->backends, &stop_request, l->mode, l->manifests);
+	int64_t took = gw_monotonic_ms() - t0;
+	gw_metrics_record(l->metrics, &sum, took);
+	log_pass(&sum, l->mode, took);
+	if (l->mode == GW_PASS_FULL) {
+		int64_t delay = l->cfg->interval_ms + splay(l->cfg);
+		if (sum.result == GW_RUN_GIT_ERROR) {
+			l->git_streak++;
+			delay = retry_delay(l->cfg->interval_ms, l->git_streak);
+			gw_log(GW_LOG_WARN, "", "next try in %lldms", (long long)delay);
+		} else {
+			l->git_streak = 0;
+		}
+		l->deadline = gw_monotonic_ms() + delay;
+	} else {
+		l->last_heal = gw_monotonic_ms();
+	}
+	/* what can make a workload need healing before the next pass */
+	gw_watch_clear(&l->watch);
+	gw_watch_build(&l->watch, l->cfg, l->backends);
+	if (l->watch.follow && !l->events && gw_events_start(&l->events, l->backends, on_heal_event, NULL) < 0)
+		gw_log(GW_LOG_WARN, "", "cannot follow the container engine's events");
+	if (l->mode == GW_PASS_HEAL && changed(&sum))
+		l->idle_heals = 0;
+	else if (l->mode == GW_PASS_HEAL)
+		l->idle_heals++;
+	else
+		l->idle_heals = 0;
+}
+
+/* Passes until SIGTERM/SIGINT */
+static void run_loop(struct gw_config *cfg, struct gw_backend_set *backends, struct gw_metrics *m)
+{
+	struct loop l = { .cfg = cfg, .backends = backends, .metrics = m, .mode = GW_PASS_FULL };
+	struct watchdog dog = { .m = m };
+
+	/* parsed manifests by blob id: a pass parses only what changed */
+	l.manifests = gw_manifest_cache_new();
+	watchdog_start(&dog);
+	while (!want_stop) {
+		loop_pass(&l);
+		l.mode = wait_next(&l.watch, l.deadline, l.last_heal, l.idle_heals, m);
+	}
+	gw_manifest_cache_free(l.manifests);
+	gw_events_stop(l.events);
+	gw_watch_clear(&l.watch);
+	watchdog_stop(&dog);
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	struct gw_config cfg;
+	struct gw_backend_set backends;
+	struct gw_metrics metrics;
+	struct gw_http *http = NULL;
+	char self[4096], every[32];
+	int lock_fd = -1, rc;
+
+	gw_config_init(&cfg);
+	if (parse_options(&rc, &cfg, argc, argv))
+		return rc;
+	cli_backends_open(&backends, &cfg, self, sizeof(self));
+	rc = 1;
+	if (setup(&lock_fd, &cfg) < 0)
+		goto out;
 	gw_metrics_init(&metrics, &cfg);
 	metrics.describe = gw_apply_describer(&backends);
-	if (strcmp(cfg.listen, "off") != 0) {
-		rc = gw_http_start(&http, &metrics, &cfg, trigger, NULL, &err);
-		if (rc < 0) {
-			cli_print_error("error: ", &err);
-			close(lock_fd);
-			gw_backend_set_close(&backends);
-			gw_config_free(&cfg);
-			return 1;
-		}
+	if (endpoints_start(&http, &metrics, &cfg) < 0) {
+		gw_metrics_free(&metrics);
+		goto out;
 	}
-	char every[32];
 	gw_duration_format(every, sizeof(every), cfg.interval_ms);
 	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s",
 	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir);
 	gw_notify_ready();
-
-	struct gw_watch watch = { 0 };
-	struct gw_events *events = NULL;
-	struct watchdog dog = { .m = &metrics };
-	enum gw_pass_mode mode = GW_PASS_FULL;
-	int64_t deadline = 0, last_heal = 0;
-	int idle_heals = 0; /* heal passes in a row that changed nothing */
-	/* parsed manifests by blob id: a pass parses only what changed */
-	struct gw_manifest_cache *manifests = gw_manifest_cache_new();
-
-	watchdog_start(&dog);
-	while (!want_stop) {
-		struct gw_run_summary sum;
-		int64_t t0 = gw_monotonic_ms();
-		if (mode == GW_PASS_FULL)
-			want_pass = 0;
-		want_heal = 0;
-		gw_metrics_pass_begin(&metrics);
-		gw_pass_run_cached(&sum, &cfg, &backends, &stop_request, mode, manifests);
-		int64_t took = gw_monotonic_ms() - t0;
-		gw_metrics_record(&metrics, &sum, took);
-		log_pass(&sum, mode, took);
-		if (mode == GW_PASS_FULL) {
-			int64_t delay = cfg.interval_ms + splay(&cfg);
-			if (sum.result == GW_RUN_GIT_ERROR) {
-				git_streak++;
-				delay = retry_delay(cfg.interval_ms, git_streak);
-				gw_log(GW_LOG_WARN, "", "next try in %lldms", (long long)delay);
-			} else {
-				git_streak = 0;
-			}
-			deadline = gw_monotonic_ms() + delay;
-		} else {
-			last_heal = gw_monotonic_ms();
-		}
-		/* what can make a workload need healing before the next pass */
-		gw_watch_clear(&watch);
-		gw_watch_build(&watch, &cfg, &backends);
-		if (watch.follow && !events && gw_events_start(&events, &backends, on_heal_event, NULL) < 0)
-			gw_log(GW_LOG_WARN, "", "cannot follow the container engine's events");
-		if (mode == GW_PASS_HEAL && changed(&sum))
-			idle_heals = 0;
-		else if (mode == GW_PASS_HEAL)
-			idle_heals++;
-		else
-			idle_heals = 0;
-		mode = wait_next(&watch, deadline, last_heal, idle_heals, &metrics);
-	}
-	gw_manifest_cache_free(manifests);
-	gw_events_stop(events);
-	gw_watch_clear(&watch);
-	watchdog_stop(&dog);
+	run_loop(&cfg, &backends, &metrics);
 	gw_log(GW_LOG_INFO, "", "agent stopping; workloads keep running");
 	gw_http_stop(http);
 	gw_metrics_free(&metrics);
-	close(lock_fd);
-	close(wake[0]);
-	close(wake[1]);
+	rc = 0;
+out:
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (wake[0] >= 0) {
+		close(wake[0]);
+		close(wake[1]);
+	}
 	gw_backend_set_close(&backends);
 	gw_config_free(&cfg);
-	return 0;
+	return rc;
 }

@@ -174,139 +174,192 @@ static int dry_run_against(const struct opts *o, struct gw_config *cfg)
 	return rc;
 }
 
-int cmd_reconcile(int argc, char **argv)
+/* Options, logging, the required --repo and the --dry-run-only options.
+ * Returns true to stop with *code (cfg freed), as after --help. */
+static bool parse_options(int *code, struct opts *o, struct gw_config *cfg, int argc, char **argv)
 {
 	static const struct cli_extra extra[] = {
 		{ "dry-run", 0, OPT_DRY_RUN }, { "output", 1, OPT_OUTPUT }, { "against", 1, OPT_AGAINST }, { 0 }
 	};
+	int rc = cli_parse_common(cfg, argc, argv, extra, on_extra, o, reconcile_usage);
+	if (rc < 0) {
+		gw_config_free(cfg);
+		*code = -rc - 1;
+		return true;
+	}
+	cli_install_logging(cfg);
+	if (!cfg->repo) {
+		gw_config_free(cfg);
+		*code = cli_usage_error("reconcile",
+					"--repo is required: the Git repository to read (URL or local path)");
+		return true;
+	}
+	if (!o->dry_run && (o->against || o->fmt == OUTPUT_MARKDOWN || o->fmt == OUTPUT_GITHUB)) {
+		bool against = o->against != NULL;
+		gw_config_free(cfg);
+		*code = cli_usage_error("reconcile", "%s needs --dry-run",
+					against ? "--against" : "--output markdown|github");
+		return true;
+	}
+	return false;
+}
+
+/* a dry-run only reads: no lock, nothing created, beside an agent;
+ * another repository's state dir is refused before anything is touched */
+static int lock_state(int *lock_fd, const struct opts *o, const struct gw_config *cfg, struct gw_error *err)
+{
+	int rc;
+	GW_PROF_BEGIN(lock);
+	if (o->dry_run)
+		rc = gw_state_dir_check_existing(cfg->state_dir, err);
+	else if ((rc = gw_pass_check_repo(cfg, false, err)) == 0 && (rc = gw_mkdir_p(cfg->state_dir, 0700, err)) == 0)
+		rc = gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, err);
+	if (rc == 0)
+		rc = gw_pass_check_repo(cfg, !o->dry_run, err);
+	GW_PROF_END(lock, "state dir, lock");
+	return rc;
+}
+
+/* Prepare the commit, observe, plan. A failure outside --dry-run is
+ * recorded in the state dir. */
+static int prepare_plan(struct gw_pass *pass, char **state_error, const struct opts *o, struct gw_config *cfg,
+			struct gw_backend_set *backends, struct gw_error *err)
+{
+	enum gw_pass_stage stage;
+	int rc;
+
+	pass->read_only = o->dry_run;
+	rc = gw_pass_prepare(pass, &stage, cfg, err);
+	if (rc == 0) {
+		stage = GW_PASS_PLAN;
+		GW_PROF_BEGIN(observe);
+		rc = gw_apply_observe(pass, cfg, backends, state_error, err);
+		GW_PROF_END(observe, "observe");
+		if (rc == 0)
+			rc = gw_pass_plan(pass, cfg, err);
+	}
+	if (rc < 0 && !o->dry_run) {
+		char buf[GW_ERROR_MSG_MAX + 300];
+		struct gw_error rerr;
+		gw_apply_record_error(cfg, backends, gw_run_result_of_stage(stage, pass),
+				      gw_error_format(buf, sizeof(buf), err), &rerr);
+	}
+	return rc;
+}
+
+/* --dry-run: the plan printed; the exit code says whether it is empty */
+static int output_dry_run(const struct opts *o, const struct gw_pass *pass, const struct gw_config *cfg,
+			  const char *state_error)
+{
+	int rc;
+	GW_PROF_BEGIN(output);
+	print_dry_run(o, pass, cfg);
+	fflush(stdout);
+	GW_PROF_END(output, "output");
+	rc = state_error ? 1 : pass->plan.count[GW_ACTION_NONE] == pass->plan.n ? 0 : 2;
+	for (int k = 0; k < GW_KIND_MAX; k++)
+		if (pass->backend_error[k][0]) {
+			char esc[1024];
+			fprintf(stderr, "gitward: error: %s resources: %s\n", gw_kind_to_string((enum gw_kind)k),
+				gw_escape(esc, sizeof(esc), pass->backend_error[k]));
+			rc = 1;
+		}
+	return rc;
+}
+
+/* The plan printed (text), then applied */
+static int execute(struct gw_apply_report *rep, struct gw_pass *pass, const struct opts *o, const struct gw_config *cfg,
+		   struct gw_backend_set *backends, struct gw_error *err)
+{
+	int rc;
+	if (o->fmt == OUTPUT_TEXT)
+		gw_plan_render_text(stdout, &pass->plan);
+	fflush(stdout);
+	/* progress for a person at a terminal: never in pipes, logs or JSON */
+	if (pass->plan.n > PROGRESS_MIN && o->fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
+	    !(cfg->log_format && !strcmp(cfg->log_format, "json")) && !getenv("JOURNAL_STREAM"))
+		pass->progress = cli_progress;
+	GW_PROF_BEGIN(execute);
+	rc = gw_apply_execute(rep, pass, cfg, backends, err);
+	GW_PROF_END(execute, "apply (execute, record)");
+	return rc;
+}
+
+/* What applying did: the plan object plus a result (JSON), or one line */
+static int output_applied(const struct opts *o, const struct gw_pass *pass, const struct gw_config *cfg,
+			  const struct gw_apply_report *rep)
+{
+	if (o->fmt == OUTPUT_JSON) {
+		struct gw_plan_meta meta = { .commit = pass->commit, .ref = pass->ref, .node = cfg->node };
+		char *s = gw_plan_render_json(&pass->plan, &meta, &pass->set.diags, NULL);
+		/* the plan object, plus what applying it did */
+		json_t *doc = json_loads(s, 0, NULL);
+		free(s);
+		json_object_set_new(doc, "result",
+				    json_pack("{s:b, s:I, s:I, s:I}", "converged", rep->converged, "ok",
+					      (json_int_t)rep->ok, "failed", (json_int_t)rep->failed, "waiting",
+					      (json_int_t)rep->waiting));
+		s = json_dumps(doc, JSON_COMPACT);
+		puts(s);
+		free(s);
+		json_decref(doc);
+	} else {
+		printf("Applied: %zu ok, %zu failed, %zu waiting. %s\n", rep->ok, rep->failed, rep->waiting,
+		       rep->converged ? "Converged." : "Not converged.");
+	}
+	return rep->converged ? 0 : 1;
+}
+
+static void cleanup(struct gw_pass *pass, struct gw_backend_set *backends, int lock_fd)
+{
+	if (lock_fd >= 0)
+		close(lock_fd);
+	GW_PROF_BEGIN(free);
+	gw_pass_free(pass);
+	if (backends->v)
+		gw_backend_set_pass_end(backends);
+	gw_backend_set_close(backends);
+	GW_PROF_END(free, "free");
+}
+
+int cmd_reconcile(int argc, char **argv)
+{
 	struct opts o = { 0 };
 	struct gw_config cfg;
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
 	struct gw_backend_set backends = { 0 };
-	enum gw_pass_stage stage;
+	struct gw_apply_report rep;
 	char *state_error = NULL, self[4096];
 	int lock_fd = -1, rc;
 
 	gw_config_init(&cfg);
 	gw_pass_init(&pass);
-	rc = cli_parse_common(&cfg, argc, argv, extra, on_extra, &o, reconcile_usage);
-	if (rc < 0) {
-		gw_config_free(&cfg);
-		return -rc - 1;
-	}
-	cli_install_logging(&cfg);
-	if (!cfg.repo) {
-		gw_config_free(&cfg);
-		return cli_usage_error("reconcile",
-				       "--repo is required: the Git repository to read (URL or local path)");
-	}
-	if (!o.dry_run && (o.against || o.fmt == OUTPUT_MARKDOWN || o.fmt == OUTPUT_GITHUB)) {
-		bool against = o.against != NULL;
-		gw_config_free(&cfg);
-		return cli_usage_error("reconcile", "%s needs --dry-run",
-				       against ? "--against" : "--output markdown|github");
-	}
+	if (parse_options(&rc, &o, &cfg, argc, argv))
+		return rc;
 	if (o.against) {
 		rc = dry_run_against(&o, &cfg);
 		goto out;
 	}
 	cli_backends_open(&backends, &cfg, self, sizeof(self));
 	gw_backend_set_pass_begin(&backends);
-	/* a dry-run only reads: no lock, nothing created, beside an agent;
-	 * another repository's state dir is refused before anything is touched */
-	GW_PROF_BEGIN(lock);
-	if (o.dry_run)
-		rc = gw_state_dir_check_existing(cfg.state_dir, &err);
-	else if ((rc = gw_pass_check_repo(&cfg, false, &err)) == 0 && (rc = gw_mkdir_p(cfg.state_dir, 0700, &err)) == 0)
-		rc = gw_state_lock(&lock_fd, cfg.state_dir, cfg.run_dir, cfg.log_dir, &err);
-	if (rc == 0)
-		rc = gw_pass_check_repo(&cfg, !o.dry_run, &err);
-	GW_PROF_END(lock, "state dir, lock");
-	if (rc < 0) {
-		rc = fail(&o, &pass, &cfg, &err);
-		goto out;
-	}
-	pass.read_only = o.dry_run;
-	rc = gw_pass_prepare(&pass, &stage, &cfg, &err);
-	if (rc == 0) {
-		stage = GW_PASS_PLAN;
-		GW_PROF_BEGIN(observe);
-		rc = gw_apply_observe(&pass, &cfg, &backends, &state_error, &err);
-		GW_PROF_END(observe, "observe");
-		if (rc == 0)
-			rc = gw_pass_plan(&pass, &cfg, &err);
-	}
-	if (rc < 0) {
-		if (!o.dry_run) {
-			char buf[GW_ERROR_MSG_MAX + 300];
-			struct gw_error rerr;
-			gw_apply_record_error(&cfg, &backends, gw_run_result_of_stage(stage, &pass),
-					      gw_error_format(buf, sizeof(buf), &err), &rerr);
-		}
+	if (lock_state(&lock_fd, &o, &cfg, &err) < 0 ||
+	    prepare_plan(&pass, &state_error, &o, &cfg, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
 	if (o.dry_run) {
-		GW_PROF_BEGIN(output);
-		print_dry_run(&o, &pass, &cfg);
-		fflush(stdout);
-		GW_PROF_END(output, "output");
-		rc = state_error ? 1 : pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
-		for (int k = 0; k < GW_KIND_MAX; k++)
-			if (pass.backend_error[k][0]) {
-				char esc[1024];
-				fprintf(stderr, "gitward: error: %s resources: %s\n",
-					gw_kind_to_string((enum gw_kind)k),
-					gw_escape(esc, sizeof(esc), pass.backend_error[k]));
-				rc = 1;
-			}
+		rc = output_dry_run(&o, &pass, &cfg, state_error);
 		goto out;
 	}
-	struct gw_apply_report rep;
-	if (o.fmt == OUTPUT_TEXT)
-		gw_plan_render_text(stdout, &pass.plan);
-	fflush(stdout);
-	/* progress for a person at a terminal: never in pipes, logs or JSON */
-	if (pass.plan.n > PROGRESS_MIN && o.fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
-	    !(cfg.log_format && !strcmp(cfg.log_format, "json")) && !getenv("JOURNAL_STREAM"))
-		pass.progress = cli_progress;
-	GW_PROF_BEGIN(execute);
-	rc = gw_apply_execute(&rep, &pass, &cfg, &backends, &err);
-	GW_PROF_END(execute, "apply (execute, record)");
-	if (rc < 0) {
+	if (execute(&rep, &pass, &o, &cfg, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
-	if (o.fmt == OUTPUT_JSON) {
-		struct gw_plan_meta meta = { .commit = pass.commit, .ref = pass.ref, .node = cfg.node };
-		char *s = gw_plan_render_json(&pass.plan, &meta, &pass.set.diags, NULL);
-		/* the plan object, plus what applying it did */
-		json_t *doc = json_loads(s, 0, NULL);
-		free(s);
-		json_object_set_new(doc, "result",
-				    json_pack("{s:b, s:I, s:I, s:I}", "converged", rep.converged, "ok",
-					      (json_int_t)rep.ok, "failed", (json_int_t)rep.failed, "waiting",
-					      (json_int_t)rep.waiting));
-		s = json_dumps(doc, JSON_COMPACT);
-		puts(s);
-		free(s);
-		json_decref(doc);
-	} else {
-		printf("Applied: %zu ok, %zu failed, %zu waiting. %s\n", rep.ok, rep.failed, rep.waiting,
-		       rep.converged ? "Converged." : "Not converged.");
-	}
-	rc = rep.converged ? 0 : 1;
+	rc = output_applied(&o, &pass, &cfg, &rep);
 out:
 	free(state_error);
-	if (lock_fd >= 0)
-		close(lock_fd);
-	GW_PROF_BEGIN(free);
-	gw_pass_free(&pass);
-	if (backends.v)
-		gw_backend_set_pass_end(&backends);
-	gw_backend_set_close(&backends);
-	GW_PROF_END(free, "free");
+	cleanup(&pass, &backends, lock_fd);
 	gw_config_free(&cfg);
 	return rc;
 }

@@ -466,7 +466,6 @@ static int load_file_env(struct gw_strmap *file_env, const struct gw_backend_con
 			 struct gw_error *err)
 {
 	struct gw_error e;
-	char why[512];
 	int rc;
 	for (size_t i = 0; i < r->env_files.n; i++)
 		if (gw_envfile_load(file_env, r->env_files.v[i], &e) < 0)
@@ -475,8 +474,8 @@ static int load_file_env(struct gw_strmap *file_env, const struct gw_backend_con
 	 * keeps the values in the container's config (inspect shows them) */
 	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)
 		if ((rc = gw_secret_env_load(file_env, ctx->age_identity, r->secret_env_files.v[i],
-					     r->secrets[i].cipher, r->secrets[i].len, why, sizeof(why))) < 0)
-			return gw_error_set(err, rc, "%s", why);
+					     r->secrets[i].cipher, r->secrets[i].len, err)) < 0)
+			return rc;
 	return 0;
 }
 

@@ -356,10 +356,12 @@ static int secrets_load(struct gw_strmap *env, const json_t *job, char *why, siz
 		unsigned char *cipher = gw_xmalloc(blen / 4 * 3 + 1);
 		int n = EVP_DecodeBlock(cipher, (const unsigned char *)b64, (int)blen);
 		len = n < 0 ? 0 : (size_t)n - (blen && b64[blen - 1] == '=') - (blen > 1 && b64[blen - 2] == '=');
-		int rc =
-			n < 0 ? -EINVAL : gw_secret_env_load(env, identity, path, (const char *)cipher, len, why, size);
+		struct gw_error e;
+		int rc = n < 0 ? -EINVAL : gw_secret_env_load(env, identity, path, (const char *)cipher, len, &e);
 		if (n < 0)
 			snprintf(why, size, "secretEnvFiles: %s: unreadable job", path);
+		else if (rc < 0)
+			snprintf(why, size, "%s", e.msg);
 		free(cipher);
 		if (rc < 0)
 			return rc;

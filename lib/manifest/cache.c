@@ -362,6 +362,77 @@ static void get_map(struct rd *d, struct gw_strmap *m)
 	}
 }
 
+/* restart policy, health check and stop of any kind */
+static void get_lifecycle(struct rd *d, struct gw_resource *r)
+{
+	r->restart = (enum gw_restart)get_uint(d);
+	r->health_type = (enum gw_check_type)get_uint(d);
+	r->health_http_url = get_str(d);
+	r->health_tcp_address = get_str(d);
+	get_list(d, &r->health_exec_command);
+	r->health_interval_ms = get_i64(d);
+	r->health_timeout_ms = get_i64(d);
+	r->health_retries = get_i64(d);
+	r->stop_timeout_ms = get_i64(d);
+	r->stop_signal = (int)get_uint(d);
+}
+
+/* Process and Container: what runs and its environment */
+static void get_workload(struct rd *d, struct gw_resource *r)
+{
+	get_list(d, &r->command);
+	get_map(d, &r->env);
+	get_list(d, &r->env_files);
+	get_list(d, &r->secret_env_files);
+	if (get_u64(d) && !d->bad) {
+		r->secrets = gw_xcalloc(r->secret_env_files.n + 1, sizeof(*r->secrets));
+		for (size_t i = 0; i < r->secret_env_files.n; i++) {
+			r->secrets[i].line = get_uint(d);
+			r->secrets[i].col = get_uint(d);
+		}
+	}
+	r->working_dir = get_str(d);
+	r->user = get_str(d);
+	r->limit_open_files = get_i64(d);
+	r->limit_processes = get_i64(d);
+	r->limit_memory = get_i64(d);
+}
+
+/* Container and VM */
+static void get_machine(struct rd *d, struct gw_resource *r)
+{
+	r->image = get_str(d);
+	get_list(d, &r->ports);
+	get_list(d, &r->volumes);
+	r->network = (enum gw_net)get_uint(d);
+	r->memory = get_i64(d);
+	r->cpus_milli = get_i64(d);
+	r->vcpus = get_i64(d);
+	r->pull = (enum gw_pull)get_uint(d);
+	r->kernel = get_str(d);
+	r->initrd = get_str(d);
+	r->cmdline = get_str(d);
+	r->disk = get_str(d);
+	get_list(d, &r->forwards);
+	r->accel = (enum gw_accel)get_uint(d);
+}
+
+/* External */
+static void get_external(struct rd *d, struct gw_resource *r)
+{
+	r->plugin = get_str(d);
+	r->plugin_config = get_str(d);
+	get_list(d, &r->sources);
+	if (get_u64(d) && !d->bad) {
+		r->source_files = gw_xcalloc(r->sources.n + 1, sizeof(*r->source_files));
+		for (size_t i = 0; i < r->sources.n; i++) {
+			r->source_files[i].line = get_uint(d);
+			r->source_files[i].col = get_uint(d);
+		}
+	}
+	r->plugin_timeout_ms = get_i64(d);
+}
+
 struct gw_resource *gw_manifest_cache__get_resource(const char **p, const char *end, const char *file)
 {
 	struct rd d = { .p = *p, .end = end };
@@ -385,57 +456,10 @@ struct gw_resource *gw_manifest_cache__get_resource(const char **p, const char *
 			r->depends_on_pos[i][1] = get_uint(&d);
 		}
 	}
-	r->restart = (enum gw_restart)get_uint(&d);
-	r->health_type = (enum gw_check_type)get_uint(&d);
-	r->health_http_url = get_str(&d);
-	r->health_tcp_address = get_str(&d);
-	get_list(&d, &r->health_exec_command);
-	r->health_interval_ms = get_i64(&d);
-	r->health_timeout_ms = get_i64(&d);
-	r->health_retries = get_i64(&d);
-	r->stop_timeout_ms = get_i64(&d);
-	r->stop_signal = (int)get_uint(&d);
-	get_list(&d, &r->command);
-	get_map(&d, &r->env);
-	get_list(&d, &r->env_files);
-	get_list(&d, &r->secret_env_files);
-	if (get_u64(&d) && !d.bad) {
-		r->secrets = gw_xcalloc(r->secret_env_files.n + 1, sizeof(*r->secrets));
-		for (size_t i = 0; i < r->secret_env_files.n; i++) {
-			r->secrets[i].line = get_uint(&d);
-			r->secrets[i].col = get_uint(&d);
-		}
-	}
-	r->working_dir = get_str(&d);
-	r->user = get_str(&d);
-	r->limit_open_files = get_i64(&d);
-	r->limit_processes = get_i64(&d);
-	r->limit_memory = get_i64(&d);
-	r->image = get_str(&d);
-	get_list(&d, &r->ports);
-	get_list(&d, &r->volumes);
-	r->network = (enum gw_net)get_uint(&d);
-	r->memory = get_i64(&d);
-	r->cpus_milli = get_i64(&d);
-	r->vcpus = get_i64(&d);
-	r->pull = (enum gw_pull)get_uint(&d);
-	r->kernel = get_str(&d);
-	r->initrd = get_str(&d);
-	r->cmdline = get_str(&d);
-	r->disk = get_str(&d);
-	get_list(&d, &r->forwards);
-	r->accel = (enum gw_accel)get_uint(&d);
-	r->plugin = get_str(&d);
-	r->plugin_config = get_str(&d);
-	get_list(&d, &r->sources);
-	if (get_u64(&d) && !d.bad) {
-		r->source_files = gw_xcalloc(r->sources.n + 1, sizeof(*r->source_files));
-		for (size_t i = 0; i < r->sources.n; i++) {
-			r->source_files[i].line = get_uint(&d);
-			r->source_files[i].col = get_uint(&d);
-		}
-	}
-	r->plugin_timeout_ms = get_i64(&d);
+	get_lifecycle(&d, r);
+	get_workload(&d, r);
+	get_machine(&d, r);
+	get_external(&d, r);
 	r->canonical = get_str(&d);
 	char *hash = get_str(&d);
 	if (!r->name || !r->canonical || !hash || strlen(hash) != 64)
@@ -453,7 +477,7 @@ struct gw_resource *gw_manifest_cache__get_resource(const char **p, const char *
 
 /* ---- use by a read ------------------------------------------------------ */
 
-/* The resources of one entry into set; -1 when they do not decode. */
+/* The resources of one entry into set; -EINVAL when they do not decode. */
 static int take(struct gw_manifest_set *set, const struct entry *e, const char *file)
 {
 	struct rd d = { .p = e->data, .end = e->data + e->datalen };
@@ -473,7 +497,7 @@ static int take(struct gw_manifest_set *set, const struct entry *e, const char *
 	if (d.bad || d.p != d.end) {
 		while (set->n > n0)
 			gw_resource_free(set->v[--set->n]);
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }

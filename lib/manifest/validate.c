@@ -764,13 +764,13 @@ int gw_manifest_set__count(struct gw_manifest_set *set, const char *file, size_t
 	if (set->files > GW_MANIFEST_FILES_MAX) {
 		if (set->files == GW_MANIFEST_FILES_MAX + 1)
 			gw_diags_add(&set->diags, file, 0, 0, "more than %u manifest files", GW_MANIFEST_FILES_MAX);
-		return -1;
+		return -E2BIG;
 	}
 	if (set->bytes > GW_MANIFEST_COMMIT_MAX) {
 		if (set->bytes - len <= GW_MANIFEST_COMMIT_MAX)
 			gw_diags_add(&set->diags, file, 0, 0, "manifests exceed %u bytes in total",
 				     GW_MANIFEST_COMMIT_MAX);
-		return -1;
+		return -E2BIG;
 	}
 	return 0;
 }

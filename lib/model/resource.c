@@ -274,19 +274,24 @@ static json_t *map_json(const struct gw_strmap *m)
 }
 
 /* milli-CPUs as written: 500 -> "0.5", 2000 -> "2" */
+static char *cpus_format(char *buf, size_t size, int64_t m)
+{
+	snprintf(buf, size, "%lld.%03lld", (long long)(m / 1000), (long long)(m % 1000));
+	char *e = buf + strlen(buf) - 1; /* trim "0.500" to "0.5", "2.000" to "2" */
+	while (*e == '0')
+		*e-- = '\0';
+	if (*e == '.')
+		*e = '\0';
+	return buf;
+}
+
+/* milli-CPUs as written: 500 -> "0.5", 2000 -> "2" */
 static json_t *cpus_json(int64_t m)
 {
 	char buf[64];
 	if (!m)
 		return NULL;
-	snprintf(buf, sizeof(buf), "%lld.%03lld", (long long)(m / 1000), (long long)(m % 1000));
-	/* trim "0.500" to "0.5", "2.000" to "2" */
-	char *e = buf + strlen(buf) - 1;
-	while (*e == '0')
-		*e-- = '\0';
-	if (*e == '.')
-		*e = '\0';
-	return json_string(buf);
+	return json_string(cpus_format(buf, sizeof(buf), m));
 }
 
 /* The value of one field, NULL when unset (the default). */
@@ -416,16 +421,16 @@ static int put_jstr(struct gw_strbuf *sb, const char *s)
 			cp = c & 0x07;
 			n = 4;
 		} else {
-			return -1;
+			return -EILSEQ;
 		}
 		for (size_t i = 1; i < n; i++) {
 			if ((p[i] & 0xC0) != 0x80)
-				return -1;
+				return -EILSEQ;
 			cp = (cp << 6) | (p[i] & 0x3F);
 		}
 		if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
 		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return -1;
+			return -EILSEQ;
 		p += n;
 		switch (cp) {
 		case '\\':
@@ -469,7 +474,8 @@ static int kv_cmp(const void *a, const void *b)
 	return strcmp(((const struct kv *)a)->key, ((const struct kv *)b)->key);
 }
 
-/* {"key":value,...} in key order; -1 on a repeated key or a bad string */
+/* {"key":value,...} in key order; -EEXIST on a repeated key, -EILSEQ on a
+ * bad string */
 static int put_obj(struct gw_strbuf *sb, struct obj *o)
 {
 	if (o->n > 1)
@@ -477,16 +483,47 @@ static int put_obj(struct gw_strbuf *sb, struct obj *o)
 	gw_strbuf_add(sb, "{", 1);
 	for (size_t i = 0; i < o->n; i++) {
 		if (i && strcmp(o->v[i - 1].key, o->v[i].key) == 0)
-			return -1;
+			return -EEXIST;
 		if (i)
 			gw_strbuf_add(sb, ",", 1);
-		if (put_jstr(sb, o->v[i].key) < 0)
-			return -1;
+		int rc = put_jstr(sb, o->v[i].key);
+		if (rc < 0)
+			return rc;
 		gw_strbuf_add(sb, ":", 1);
 		gw_strbuf_add(sb, o->v[i].val.s, o->v[i].val.len);
 	}
 	gw_strbuf_add(sb, "}", 1);
 	return 0;
+}
+
+static int list_fast(struct obj *obj, const char *name, const struct gw_strlist *l)
+{
+	int rc = 0;
+	if (!l->n)
+		return 0;
+	struct gw_strbuf *v = obj_add(obj, name);
+	gw_strbuf_add(v, "[", 1);
+	for (size_t i = 0; i < l->n && rc == 0; i++) {
+		if (i)
+			gw_strbuf_add(v, ",", 1);
+		rc = put_jstr(v, l->v[i]);
+	}
+	gw_strbuf_add(v, "]", 1);
+	return rc;
+}
+
+static int map_fast(struct obj *obj, const char *name, const struct gw_strmap *m)
+{
+	struct obj sub = { 0 };
+	int rc = 0;
+	if (!m->n)
+		return 0;
+	for (size_t i = 0; i < m->n && rc == 0; i++)
+		rc = put_jstr(obj_add(&sub, m->k[i]), m->v[i]);
+	if (rc == 0)
+		rc = put_obj(obj_add(obj, name), &sub);
+	obj_free(&sub);
+	return rc;
 }
 
 static int table_fast(struct obj *obj, const struct gw_resource *r, const struct gw_field *table)
@@ -503,32 +540,12 @@ static int table_fast(struct obj *obj, const struct gw_resource *r, const struct
 		case GW_F_STR:
 			str = *(char *const *)p;
 			break;
-		case GW_F_STRLIST: {
-			const struct gw_strlist *l = p;
-			if (l->n) {
-				struct gw_strbuf *v = obj_add(obj, f->name);
-				gw_strbuf_add(v, "[", 1);
-				for (size_t i = 0; i < l->n && rc == 0; i++) {
-					if (i)
-						gw_strbuf_add(v, ",", 1);
-					rc = put_jstr(v, l->v[i]);
-				}
-				gw_strbuf_add(v, "]", 1);
-			}
+		case GW_F_STRLIST:
+			rc = list_fast(obj, f->name, p);
 			break;
-		}
-		case GW_F_STRMAP: {
-			const struct gw_strmap *m = p;
-			if (m->n) {
-				struct obj sub = { 0 };
-				for (size_t i = 0; i < m->n && rc == 0; i++)
-					rc = put_jstr(obj_add(&sub, m->k[i]), m->v[i]);
-				if (rc == 0)
-					rc = put_obj(obj_add(obj, f->name), &sub);
-				obj_free(&sub);
-			}
+		case GW_F_STRMAP:
+			rc = map_fast(obj, f->name, p);
 			break;
-		}
 		case GW_F_DURATION:
 			if (*(const int64_t *)p) {
 				gw_duration_format(buf, sizeof(buf), *(const int64_t *)p);
@@ -545,30 +562,21 @@ static int table_fast(struct obj *obj, const struct gw_resource *r, const struct
 			if (*(const int64_t *)p)
 				gw_strbuf_printf(obj_add(obj, f->name), "%lld", (long long)*(const int64_t *)p);
 			break;
-		case GW_F_CPUS: {
-			int64_t m = *(const int64_t *)p;
-			if (m) {
-				snprintf(buf, sizeof(buf), "%lld.%03lld", (long long)(m / 1000), (long long)(m % 1000));
-				char *e = buf + strlen(buf) - 1;
-				while (*e == '0')
-					*e-- = '\0';
-				if (*e == '.')
-					*e = '\0';
-				str = buf;
-			}
+		case GW_F_CPUS:
+			if (*(const int64_t *)p)
+				str = cpus_format(buf, sizeof(buf), *(const int64_t *)p);
 			break;
-		}
 		case GW_F_ENUM:
 			if (*(const int *)p && !(str = gw_enum_name(f->enums, *(const int *)p)))
-				rc = -1;
+				rc = -EINVAL;
 			break;
 		case GW_F_SIGNAL:
 			if (*(const int *)p && !(str = gw_signal_to_string(*(const int *)p)))
-				rc = -1;
+				rc = -EINVAL;
 			break;
 		case GW_F_JSON: /* any YAML value: the jansson path canonicalises it */
 			if (*(char *const *)p)
-				rc = -1;
+				rc = -ENOTSUP;
 			break;
 		case GW_F_OBJECT: {
 			struct obj sub = { 0 };
@@ -582,7 +590,7 @@ static int table_fast(struct obj *obj, const struct gw_resource *r, const struct
 		if (rc == 0 && str)
 			rc = put_jstr(obj_add(obj, f->name), str);
 		if (rc < 0)
-			return -1;
+			return rc;
 	}
 	return 0;
 }

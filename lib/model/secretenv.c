@@ -25,7 +25,7 @@ static int is_age_file(const char *cipher, size_t len)
 }
 
 int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *path, const char *cipher, size_t len,
-		       char *why, size_t whysize)
+		       struct gw_error *err)
 {
 	struct gw_strbuf plain, errout;
 	struct gw_error e;
@@ -33,18 +33,14 @@ int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *
 	int status = 0, rc;
 
 	snprintf(what, sizeof(what), "secretEnvFiles: %s", path);
-	if (!identity || !*identity) {
-		snprintf(why, whysize, "%s: no age identity on this node (--age-identity FILE)", what);
-		return -ENOKEY;
-	}
+	if (!identity || !*identity)
+		return gw_error_set(err, -ENOKEY, "%s: no age identity on this node (--age-identity FILE)", what);
 	if (access(identity, R_OK) < 0) {
 		int en = errno;
-		snprintf(why, whysize, "%s: cannot read the age identity %s: %s", what, identity, strerror(en));
-		return -en;
+		return gw_error_set(err, -en, "%s: cannot read the age identity %s: %s", what, identity, strerror(en));
 	}
 	if (!cipher || !is_age_file(cipher, len)) {
-		snprintf(why, whysize, "%s: not an age-encrypted file (age-encryption.org/v1)", what);
-		return -EINVAL;
+		return gw_error_set(err, -EINVAL, "%s: not an age-encrypted file (age-encryption.org/v1)", what);
 	}
 	char *const argv[] = { "age", "--decrypt", "-i", (char *)identity, NULL };
 	gw_strbuf_init(&plain);
@@ -58,25 +54,22 @@ int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *
 	}
 	rc = gw_spawn_capture(&status, &plain, &errout, argv, cipher, len, GW_SECRET_FILE_MAX + 1, AGE_TIMEOUT_MS, &e);
 	if (rc < 0) {
-		snprintf(why, whysize, "%s: %s", what, e.msg);
+		gw_error_set(err, rc, "%s: %s", what, e.msg);
 	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		rc = -EBADMSG;
 		if (errout.s && strstr(errout.s, "no identity matched"))
-			snprintf(why, whysize, "%s: does not decrypt with this node's age identity %s", what, identity);
+			rc = gw_error_set(err, -EBADMSG, "%s: does not decrypt with this node's age identity %s", what,
+					  identity);
 		else if (errout.s && strstr(errout.s, "header"))
-			snprintf(why, whysize, "%s: malformed age file (its header does not parse)", what);
+			rc = gw_error_set(err, -EBADMSG, "%s: malformed age file (its header does not parse)", what);
 		else
-			snprintf(why, whysize, "%s: age could not decrypt it (exit status %d)", what,
-				 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+			rc = gw_error_set(err, -EBADMSG, "%s: age could not decrypt it (exit status %d)", what,
+					  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	} else if (plain.len > GW_SECRET_FILE_MAX) {
-		rc = -EFBIG;
-		snprintf(why, whysize, "%s: decrypts to more than %u bytes", what, GW_SECRET_FILE_MAX);
+		rc = gw_error_set(err, -EFBIG, "%s: decrypts to more than %u bytes", what, GW_SECRET_FILE_MAX);
 	} else {
 		/* whole or nothing: a bad line leaves out untouched */
 		struct gw_strmap env = { 0 };
-		rc = gw_envfile_parse(&env, what, plain.s ? plain.s : (char *)"", &e);
-		if (rc < 0)
-			snprintf(why, whysize, "%s", e.msg);
+		rc = gw_envfile_parse(&env, what, plain.s ? plain.s : (char *)"", err);
 		for (size_t i = 0; rc == 0 && i < env.n; i++)
 			gw_strmap_set(out, env.k[i], env.v[i]);
 		for (size_t i = 0; i < env.n; i++)

@@ -720,54 +720,51 @@ static void canonical_path(struct gw_strbuf *sb, const char *path)
 	}
 }
 
-char *gw_source_canonical_url(const char *url)
+/* user@host:path: the host in lower case */
+static void canonical_scp(struct gw_strbuf *sb, const char *url)
 {
-	struct gw_strbuf sb;
-	const char *sep = strstr(url, "://");
+	const char *colon = strchr(url, ':');
+	const char *at = memchr(url, '@', (size_t)(colon - url));
+	const char *host = at ? at + 1 : url;
+	gw_strbuf_add(sb, url, (size_t)(host - url));
+	add_lower(sb, host, (size_t)(colon - host));
+	gw_strbuf_puts(sb, ":");
+	size_t keep = sb->len;
+	gw_strbuf_puts(sb, colon + 1);
+	strip_tail(sb, keep, 1);
+}
 
-	gw_strbuf_init(&sb);
-	if (sep && (size_t)(sep - url) == 4 && !strncasecmp(url, "file", 4)) {
-		const char *p = sep + 3;
-		if (strncasecmp(p, "localhost/", 10) == 0)
-			p += 9;
-		canonical_path(&sb, p);
-		return gw_strbuf_detach(&sb);
-	}
-	if (!sep && is_scp_like(url)) {
-		/* user@host:path */
-		const char *colon = strchr(url, ':');
-		const char *at = memchr(url, '@', (size_t)(colon - url));
-		const char *host = at ? at + 1 : url;
-		gw_strbuf_add(&sb, url, (size_t)(host - url));
-		add_lower(&sb, host, (size_t)(colon - host));
-		gw_strbuf_puts(&sb, ":");
-		size_t keep = sb.len;
-		gw_strbuf_puts(&sb, colon + 1);
-		strip_tail(&sb, keep, 1);
-		return gw_strbuf_detach(&sb);
-	}
-	if (!sep) {
-		canonical_path(&sb, url);
-		return gw_strbuf_detach(&sb);
-	}
-	/* scheme://[user[:password]@]host[:port]/path */
-	size_t slen = (size_t)(sep - url);
-	add_lower(&sb, url, slen);
-	gw_strbuf_puts(&sb, "://");
-	const char *auth = sep + 3;
-	size_t alen = strcspn(auth, "/?#");
+/* Is port (plen bytes; empty counts) the scheme's default? */
+static int default_port(const char *scheme, size_t slen, const char *port, size_t plen)
+{
+	static const struct {
+		const char *scheme, *port;
+	} defaults[] = { { "http", "80" }, { "https", "443" }, { "ssh", "22" }, { "git", "9418" } };
+	int dflt = plen == 0;
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		if (strlen(defaults[i].scheme) == slen && !strncasecmp(scheme, defaults[i].scheme, slen) &&
+		    strlen(defaults[i].port) == plen && !strncmp(port, defaults[i].port, plen))
+			dflt = 1;
+	return dflt;
+}
+
+/* [user[:password]@]host[:port] (alen bytes at auth) of a URL whose scheme
+ * is the slen bytes at scheme: no HTTP credentials, the host in lower case,
+ * no default port */
+static void canonical_authority(struct gw_strbuf *sb, const char *scheme, size_t slen, const char *auth, size_t alen)
+{
 	const char *at = NULL;
 	for (const char *p = auth; p < auth + alen; p++)
 		if (*p == '@')
 			at = p;
-	int http = (slen == 4 && !strncasecmp(url, "http", 4)) || (slen == 5 && !strncasecmp(url, "https", 5));
+	int http = (slen == 4 && !strncasecmp(scheme, "http", 4)) || (slen == 5 && !strncasecmp(scheme, "https", 5));
 	const char *host = auth;
 	if (at) {
 		const char *colon = memchr(auth, ':', (size_t)(at - auth));
 		/* HTTP credentials are not part of the address; an SSH user is */
 		if (!http) {
-			gw_strbuf_add(&sb, auth, (size_t)((colon ? colon : at) - auth));
-			gw_strbuf_puts(&sb, "@");
+			gw_strbuf_add(sb, auth, (size_t)((colon ? colon : at) - auth));
+			gw_strbuf_puts(sb, "@");
 		}
 		host = at + 1;
 	}
@@ -781,24 +778,42 @@ char *gw_source_canonical_url(const char *url)
 			break;
 		}
 	size_t name_len = port ? (size_t)(port - 1 - host) : hlen;
-	add_lower(&sb, host, name_len);
+	add_lower(sb, host, name_len);
 	if (port) {
 		size_t plen = (size_t)(host + hlen - port);
-		static const struct {
-			const char *scheme, *port;
-		} defaults[] = { { "http", "80" }, { "https", "443" }, { "ssh", "22" }, { "git", "9418" } };
-		int dflt = plen == 0;
-		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-			if (strlen(defaults[i].scheme) == slen && !strncasecmp(url, defaults[i].scheme, slen) &&
-			    strlen(defaults[i].port) == plen && !strncmp(port, defaults[i].port, plen))
-				dflt = 1;
-		if (!dflt) {
-			gw_strbuf_puts(&sb, ":");
-			gw_strbuf_add(&sb, port, plen);
+		if (!default_port(scheme, slen, port, plen)) {
+			gw_strbuf_puts(sb, ":");
+			gw_strbuf_add(sb, port, plen);
 		}
 	}
-	size_t keep = sb.len;
-	gw_strbuf_puts(&sb, auth + alen);
-	strip_tail(&sb, keep, 1);
+}
+
+char *gw_source_canonical_url(const char *url)
+{
+	struct gw_strbuf sb;
+	const char *sep = strstr(url, "://");
+
+	gw_strbuf_init(&sb);
+	if (sep && (size_t)(sep - url) == 4 && !strncasecmp(url, "file", 4)) {
+		const char *p = sep + 3;
+		if (strncasecmp(p, "localhost/", 10) == 0)
+			p += 9;
+		canonical_path(&sb, p);
+	} else if (!sep && is_scp_like(url)) {
+		canonical_scp(&sb, url);
+	} else if (!sep) {
+		canonical_path(&sb, url);
+	} else {
+		/* scheme://[user[:password]@]host[:port]/path */
+		size_t slen = (size_t)(sep - url);
+		const char *auth = sep + 3;
+		size_t alen = strcspn(auth, "/?#");
+		add_lower(&sb, url, slen);
+		gw_strbuf_puts(&sb, "://");
+		canonical_authority(&sb, url, slen, auth, alen);
+		size_t keep = sb.len;
+		gw_strbuf_puts(&sb, auth + alen);
+		strip_tail(&sb, keep, 1);
+	}
 	return gw_strbuf_detach(&sb);
 }

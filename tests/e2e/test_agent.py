@@ -206,7 +206,7 @@ class Webhooks(AgentBase):
         body, headers = accepted
         self.assertEqual(self.post(body, headers), (202, "pass triggered\n"))
         wait_for(lambda: name in self.pids() and pid_alive(self.pids()[name]), timeout=15, what=f"pass for {name}")
-        # the pass is counted once it ends, a moment after its resources are recorded
+        # the workload runs before its pass ends and is counted
         wait_for(lambda: self.passes(self.a) > before, timeout=15, what="the pass counted")
 
     def test_github_push_event_with_x_hub_signature_256(self):

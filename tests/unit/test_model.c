@@ -228,7 +228,8 @@ static char *run_tool(char *const *argv, const char *in, size_t inlen, size_t *o
 static void test_secret_env_files_through_age(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/gw-age-XXXXXX", id[300], why[600];
+	char dir[] = "/tmp/gw-age-XXXXXX", id[300];
+	struct gw_error err;
 	assert_non_null(mkdtemp(dir));
 	snprintf(id, sizeof(id), "%s/id.txt", dir);
 	char *const keygen[] = { "age-keygen", "-o", id, NULL };
@@ -242,7 +243,7 @@ static void test_secret_env_files_through_age(void **state)
 	size_t len;
 
 	char *c = run_tool(armor, "A=1\nB='two'\n", 12, &len);
-	assert_int_equal(gw_secret_env_load(&m, id, "s/a.env.age", c, len, why, sizeof(why)), 0);
+	assert_int_equal(gw_secret_env_load(&m, id, "s/a.env.age", c, len, &err), 0);
 	assert_string_equal(gw_strmap_get(&m, "A"), "1");
 	assert_string_equal(gw_strmap_get(&m, "B"), "two");
 	free(c);
@@ -251,20 +252,20 @@ static void test_secret_env_files_through_age(void **state)
 	/* a bad line: nothing of the file is taken */
 	gw_strmap_set(&m, "KEEP", "k");
 	c = run_tool(binary, "C=3\nnot a pair\n", 15, &len);
-	assert_int_equal(gw_secret_env_load(&m, id, "s/b.env.age", c, len, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "secretEnvFiles: s/b.env.age: line 2 is not KEY=VALUE");
+	assert_int_equal(gw_secret_env_load(&m, id, "s/b.env.age", c, len, &err), -EINVAL);
+	assert_string_equal(err.msg, "secretEnvFiles: s/b.env.age: line 2 is not KEY=VALUE");
 	assert_null(gw_strmap_get(&m, "C"));
 	assert_string_equal(gw_strmap_get(&m, "KEEP"), "k");
 	/* cut short: the payload does not authenticate */
-	assert_int_equal(gw_secret_env_load(&m, id, "s/b.env.age", c, len - 5, why, sizeof(why)), -EBADMSG);
-	assert_string_equal(why, "secretEnvFiles: s/b.env.age: age could not decrypt it (exit status 1)");
+	assert_int_equal(gw_secret_env_load(&m, id, "s/b.env.age", c, len - 5, &err), -EBADMSG);
+	assert_string_equal(err.msg, "secretEnvFiles: s/b.env.age: age could not decrypt it (exit status 1)");
 	free(c);
 
 	static const char header[] = "age-encryption.org/v1\n-> X25519 garbage\n---\n";
-	assert_int_equal(gw_secret_env_load(&m, id, "s/c.env.age", header, strlen(header), why, sizeof(why)), -EBADMSG);
-	assert_string_equal(why, "secretEnvFiles: s/c.env.age: malformed age file (its header does not parse)");
-	assert_int_equal(gw_secret_env_load(&m, id, "s/d.env", "A=1\n", 4, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "secretEnvFiles: s/d.env: not an age-encrypted file (age-encryption.org/v1)");
+	assert_int_equal(gw_secret_env_load(&m, id, "s/c.env.age", header, strlen(header), &err), -EBADMSG);
+	assert_string_equal(err.msg, "secretEnvFiles: s/c.env.age: malformed age file (its header does not parse)");
+	assert_int_equal(gw_secret_env_load(&m, id, "s/d.env", "A=1\n", 4, &err), -EINVAL);
+	assert_string_equal(err.msg, "secretEnvFiles: s/d.env: not an age-encrypted file (age-encryption.org/v1)");
 
 	/* over the bound once decrypted */
 	size_t big = GW_SECRET_FILE_MAX + 100;
@@ -272,25 +273,25 @@ static void test_secret_env_files_through_age(void **state)
 	memset(plain, 'a', big);
 	memcpy(plain, "X=", 2);
 	c = run_tool(binary, plain, big, &len);
-	assert_int_equal(gw_secret_env_load(&m, id, "s/e.env.age", c, len, why, sizeof(why)), -EFBIG);
+	assert_int_equal(gw_secret_env_load(&m, id, "s/e.env.age", c, len, &err), -EFBIG);
 	snprintf(plain, big, "secretEnvFiles: s/e.env.age: decrypts to more than %u bytes", GW_SECRET_FILE_MAX);
-	assert_string_equal(why, plain);
+	assert_string_equal(err.msg, plain);
 	free(plain);
 
 	/* age missing from PATH: named as such */
 	char *path = strdup(getenv("PATH"));
 	setenv("PATH", dir, 1);
-	int rc = gw_secret_env_load(&m, id, "s/e.env.age", c, len, why, sizeof(why));
+	int rc = gw_secret_env_load(&m, id, "s/e.env.age", c, len, &err);
 	setenv("PATH", path, 1);
 	free(path);
 	assert_int_equal(rc, -ENOENT);
-	assert_string_equal(why, "secretEnvFiles: s/e.env.age: cannot run age: No such file or directory");
+	assert_string_equal(err.msg, "secretEnvFiles: s/e.env.age: cannot run age: No such file or directory");
 	free(c);
 
-	assert_int_equal(gw_secret_env_load(&m, NULL, "s/f.env.age", "x", 1, why, sizeof(why)), -ENOKEY);
-	assert_string_equal(why, "secretEnvFiles: s/f.env.age: no age identity on this node (--age-identity FILE)");
-	assert_int_equal(gw_secret_env_load(&m, "/nonexistent/id", "s/f.env.age", "x", 1, why, sizeof(why)), -ENOENT);
-	assert_string_equal(why,
+	assert_int_equal(gw_secret_env_load(&m, NULL, "s/f.env.age", "x", 1, &err), -ENOKEY);
+	assert_string_equal(err.msg, "secretEnvFiles: s/f.env.age: no age identity on this node (--age-identity FILE)");
+	assert_int_equal(gw_secret_env_load(&m, "/nonexistent/id", "s/f.env.age", "x", 1, &err), -ENOENT);
+	assert_string_equal(err.msg,
 			    "secretEnvFiles: s/f.env.age: cannot read the age identity /nonexistent/id: No such "
 			    "file or directory");
 	assert_int_equal(m.n, 1);
@@ -318,6 +319,30 @@ static void test_envfile_errors_are_negative_errno_and_name_the_line(void **stat
 	gw_strmap_free(&m);
 }
 
+/* Fails without decrypting anything, out untouched, err naming the file and
+ * the cause */
+static void test_secret_env_errors_fill_err_and_leave_out_untouched(void **state)
+{
+	(void)state;
+	struct gw_strmap m = { 0 };
+	struct gw_error err = { 0 };
+	const char clear[] = "TOKEN=in-clear\n";
+
+	assert_int_equal(gw_secret_env_load(&m, NULL, "s/a.env.age", clear, sizeof(clear) - 1, &err), -ENOKEY);
+	assert_int_equal(err.code, -ENOKEY);
+	assert_string_equal(err.msg, "secretEnvFiles: s/a.env.age: no age identity on this node (--age-identity FILE)");
+	assert_int_equal(gw_secret_env_load(&m, "/nonexistent/key", "s/a.env.age", clear, sizeof(clear) - 1, &err),
+			 -ENOENT);
+	assert_string_equal(err.msg,
+			    "secretEnvFiles: s/a.env.age: cannot read the age identity /nonexistent/key: "
+			    "No such file or directory");
+	assert_int_equal(gw_secret_env_load(&m, "/dev/null", "s/a.env.age", clear, sizeof(clear) - 1, &err), -EINVAL);
+	assert_int_equal(err.code, -EINVAL);
+	assert_string_equal(err.msg, "secretEnvFiles: s/a.env.age: not an age-encrypted file (age-encryption.org/v1)");
+	assert_int_equal(m.n, 0);
+	gw_strmap_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_secret_env_files_through_age),
 		cmocka_unit_test(test_canonical_form_is_exact),
 		cmocka_unit_test(test_envfile_errors_are_negative_errno_and_name_the_line),
+		cmocka_unit_test(test_secret_env_errors_fill_err_and_leave_out_untouched),
 		cmocka_unit_test(test_hash_ignores_formatting_order_and_defaults),
 		cmocka_unit_test(test_hash_changes_with_the_spec),
 		cmocka_unit_test(test_hash_covers_the_blob_id_of_each_secret_file),

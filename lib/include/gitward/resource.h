@@ -60,10 +60,10 @@ struct gw_secret_file {
 
 /* Decrypt one secretEnvFiles file (path: its name in the repository, for
  * messages) with the age identity file and add its KEY=VALUE lines to out:
- * all of them or, on failure, none. why names the file and the cause, never
- * a value. Negative errno on failure. */
+ * all of them or, on failure, none. Fails (negative errno) with err naming
+ * the file and the cause, never a value. */
 int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *path, const char *cipher, size_t len,
-		       char *why, size_t whysize);
+		       struct gw_error *err);
 
 /* One entry of an External resource's sources: a file of the commit read
  * by the source like a secret file, its content handed to the plugin. */
