@@ -27,7 +27,7 @@ if [[ ${GW_COVERAGE:-0} != 0 ]]; then
   rc=0
   ctest --test-dir build-cov --output-on-failure || rc=$?
   echo "== coverage of lib/ and agent/"
-  gcovr --root . --filter 'lib/' --filter 'agent/' --exclude-unreachable-branches \
+  gcovr --root . --filter 'lib/' --filter 'agent/' --exclude-unreachable-branches --gcov-ignore-parse-errors \
     --exclude-throw-branches --sort-percentage --print-summary build-cov
   exit "$rc"
 fi
