@@ -71,11 +71,28 @@ def require_tools():
 
 
 def free_port(host="127.0.0.1"):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A TCP port on host that was free when asked, chosen below the kernel's
+    ephemeral range: no outgoing connection (a test client, the agent's own
+    fetch) is ever given it as its source port between this call and the
+    caller's bind. Another server may still take it: servers a test starts
+    go through a retry."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    top = max(low - 1, 2048)
+    for _ in range(200):
+        port = random.randint(max(1024, top - 12000), top)
+        s = socket.socket()
+        try:
+            s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def _port_open(host, port):
@@ -290,7 +307,10 @@ class GitServers:
         self._spawn("fcgiwrap", [_which("fcgiwrap"), "-s", "unix:" + sock])  # one process: nothing to orphan
         self._wait("fcgiwrap", lambda: os.path.exists(sock))
         for attempt in range(5):
-            self.http_port, self.https_port = free_port(), free_port()
+            self.http_port = free_port()
+            self.https_port = free_port()
+            while self.https_port == self.http_port:
+                self.https_port = free_port()
             conf = os.path.join(self.tmp, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(self._nginx_conf())

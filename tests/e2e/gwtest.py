@@ -11,6 +11,8 @@ import tempfile
 import time
 import unittest
 
+import gitservers
+
 GITWARD = os.path.abspath(os.environ.get("GITWARD_BIN") or
                           os.path.join(os.path.dirname(__file__), "../../build/agent/gitward"))
 # under CI (any non-empty value, as CI systems set it) a missing real component fails
@@ -203,12 +205,10 @@ def free_port():
     """A TCP port on 127.0.0.1 that was free when asked: another process may
     take it before the caller binds it. Agents bind port 0 themselves
     (LISTEN_ANY, agent_port); a server a test starts on a port of its
-    choosing goes through retry_port."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    choosing goes through retry_port.
+    Chosen below the kernel's ephemeral range, so no outgoing connection is
+    given it as its source port in between (gitservers.free_port)."""
+    return gitservers.free_port()
 
 
 # an agent's --listen: any free port, bound by the agent itself and read back with agent_port
