@@ -173,6 +173,19 @@ static void probe_one(size_t i, void *ud)
 	}
 }
 
+/* Will probe_one run a health check for any observation? */
+static bool any_probe(const struct gw_pass *pass)
+{
+	for (size_t i = 0; i < pass->nobserved; i++) {
+		const struct gw_observed *o = &pass->observed[i];
+		const struct gw_resource *r = desired_for(pass, o->kind, o->name);
+		if (!pass->backend_error[o->kind][0] && o->state == GW_STATE_RUNNING && r &&
+		    r->health_type != GW_CHECK_NONE && !strcmp(r->spec_hash, o->spec_hash))
+			return true;
+	}
+	return false;
+}
+
 /* The observations being gathered: grown as each backend answers. */
 struct seen {
 	struct gw_observed *v;
@@ -288,7 +301,11 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 	pass->nobserved = all.n;
 	struct probe_job job = { .pass = pass, .set = set };
 	GW_PROF_BEGIN(probe);
-	parallel(all.n, probe_one, &job);
+	if (any_probe(pass))
+		parallel(all.n, probe_one, &job);
+	else /* nothing to wait for: no threads */
+		for (size_t i = 0; i < all.n; i++)
+			probe_one(i, &job);
 	GW_PROF_END(probe, "  health probes");
 	return 0;
 }
