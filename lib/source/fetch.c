@@ -845,11 +845,17 @@ static bool local_up_to_date(const struct gw_source *src)
 
 	if (!path || !src->repo)
 		return false;
-	if (git_remote_lookup(&origin, src->repo, "origin") < 0 || strcmp(git_remote_url(origin), src->url) != 0 ||
-	    git_remote_get_fetch_refspecs(&specs, origin) < 0 || specs.count != 2 ||
-	    strcmp(specs.strings[0], "+refs/heads/*:refs/remotes/origin/*") != 0 ||
-	    strcmp(specs.strings[1], "+refs/tags/*:refs/tags/*") != 0)
+	int rc = git_remote_lookup(&origin, src->repo, "origin");
+	if (rc == GIT_ENOTFOUND && src->scratch) {
+		/* a dry-run's private repository, its refs copied from the
+		 * cache: the fetch would only name the remote in a config that
+		 * goes away with it */
+	} else if (rc < 0 || strcmp(git_remote_url(origin), src->url) != 0 ||
+		   git_remote_get_fetch_refspecs(&specs, origin) < 0 || specs.count != 2 ||
+		   strcmp(specs.strings[0], "+refs/heads/*:refs/remotes/origin/*") != 0 ||
+		   strcmp(specs.strings[1], "+refs/tags/*:refs/tags/*") != 0) {
 		goto out;
+	}
 	if (git_repository_open_ext(&remote, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
 		goto out;
 	if (!refs_copied(&n, remote, src->repo, "refs/heads/", "refs/remotes/origin/") || n == 0)
