@@ -172,11 +172,91 @@ struct shim_seen {
 	char *name;
 };
 
+/* Run records parsed by an earlier discover, by path and file identity: a
+ * record is only ever replaced by rename (a new inode), so the same inode
+ * with the same size and times is the same content. */
+struct rec_seen {
+	char *path;
+	struct stat st;
+	json_t *rec;
+	bool used;
+};
+
 struct shim_memo {
 	pthread_mutex_t mu;
 	struct shim_seen *v, *next;
 	size_t n, nnext;
+	struct rec_seen *recs;
+	size_t nrecs;
 };
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+		a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+		a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static struct rec_seen *rec_find(struct shim_memo *m, const char *path)
+{
+	for (size_t i = 0; i < m->nrecs; i++)
+		if (!strcmp(m->recs[i].path, path))
+			return &m->recs[i];
+	return NULL;
+}
+
+/* gw_record_load, parsing again only a record file that changed. */
+static json_t *record_load(struct shim_memo *m, const char *path)
+{
+	struct stat st, after;
+	json_t *rec = NULL;
+
+	if (!m || lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return gw_record_load(path);
+	pthread_mutex_lock(&m->mu);
+	struct rec_seen *e = rec_find(m, path);
+	if (e && same_file(&e->st, &st)) {
+		e->used = true;
+		rec = json_incref(e->rec);
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (rec)
+		return rec;
+	rec = gw_record_load(path);
+	/* kept only when the file did not change while it was read */
+	if (!rec || lstat(path, &after) < 0 || !same_file(&st, &after))
+		return rec;
+	pthread_mutex_lock(&m->mu);
+	e = rec_find(m, path);
+	if (!e) {
+		m->recs = gw_xrealloc(m->recs, (m->nrecs + 1) * sizeof(*m->recs));
+		e = &m->recs[m->nrecs++];
+		e->path = gw_xstrdup(path);
+	} else {
+		json_decref(e->rec);
+	}
+	e->st = st;
+	e->rec = json_incref(rec);
+	e->used = true;
+	pthread_mutex_unlock(&m->mu);
+	return rec;
+}
+
+/* Forget the records the last discover did not read (gone, or renamed). */
+static void recs_turn(struct shim_memo *m)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < m->nrecs; i++) {
+		if (!m->recs[i].used) {
+			free(m->recs[i].path);
+			json_decref(m->recs[i].rec);
+			continue;
+		}
+		m->recs[i].used = false;
+		m->recs[k++] = m->recs[i];
+	}
+	m->nrecs = k;
+}
 
 static void seen_free(struct shim_seen *v, size_t n)
 {
@@ -219,6 +299,7 @@ static void memo_turn(struct shim_memo *m)
 	m->n = m->nnext;
 	m->next = NULL;
 	m->nnext = 0;
+	recs_turn(m);
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -239,6 +320,11 @@ static void process_done(void *priv)
 		return;
 	seen_free(m->v, m->n);
 	seen_free(m->next, m->nnext);
+	for (size_t i = 0; i < m->nrecs; i++) {
+		free(m->recs[i].path);
+		json_decref(m->recs[i].rec);
+	}
+	free(m->recs);
 	pthread_mutex_destroy(&m->mu);
 	free(m);
 }
@@ -303,7 +389,7 @@ static bool lock_held(const char *path)
  * running on: it holds the resource's lock but has not written its record
  * yet. Wait (bounded) until it has, or let go, so this pass sees the truth
  * rather than planning a second start that would find the lock taken. */
-static void settle_inflight(const char *run_dir, const char *name)
+static void settle_inflight(struct shim_memo *memo, const char *run_dir, const char *name)
 {
 	char lock[4096 + 256], rec[4096 + 256];
 	int64_t deadline = gw_monotonic_ms() + INFLIGHT_WAIT_MS;
@@ -312,7 +398,7 @@ static void settle_inflight(const char *run_dir, const char *name)
 	gw_path_record(lock, sizeof(lock), run_dir, GW_KIND_PROCESS, name, "lock");
 	gw_path_record(rec, sizeof(rec), run_dir, GW_KIND_PROCESS, name, "json");
 	while (lock_held(lock)) {
-		json_t *r = gw_record_load(rec);
+		json_t *r = record_load(memo, rec);
 		long long shim = json_integer_value(json_object_get(r, "shim_pid"));
 		long long shim_start = json_integer_value(json_object_get(r, "shim_start_time"));
 		json_decref(r);
@@ -342,7 +428,7 @@ static int settle_one(const char *name, const char *path, void *ud)
 {
 	struct scan *sc = ud;
 	(void)path;
-	settle_inflight(sc->ctx->run_dir, name);
+	settle_inflight(sc->memo, sc->ctx->run_dir, name);
 	return 0;
 }
 
@@ -357,7 +443,7 @@ static int discover_one(const char *name, const char *path, void *ud)
 		sc->v = gw_xrealloc(sc->v, sc->cap * sizeof(*sc->v));
 	}
 	struct gw_observed *o = &sc->v[sc->n];
-	json_t *rec = gw_record_load(path);
+	json_t *rec = record_load(sc->memo, path);
 	if (!rec || gw_record_parse(o, GW_KIND_PROCESS, name, rec) < 0) {
 		json_decref(rec);
 		gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
