@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gitward/prof.h"
 #include "gitward/spawn.h"
 #include "source_int.h"
 
@@ -992,6 +993,7 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return gw_error_set(err, -errno, "pipe: %s", strerror(errno));
 	fetch_started = time(NULL);
+	GW_PROF_BEGIN(child);
 	if (start_child(&pid, fds[1], src, fresh ? partial : src->cache_dir, fresh, err) < 0) {
 		close(fds[0]);
 		close(fds[1]);
@@ -1006,6 +1008,7 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	GW_PROF_END(child, "  fetch process");
 	if (timed_out || cancelled || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (fresh)
 			gw_rm_rf(partial);
