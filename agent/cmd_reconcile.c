@@ -315,7 +315,8 @@ static void cleanup(struct gw_pass *pass, struct gw_backend_set *backends, int l
 	if (lock_fd >= 0)
 		close(lock_fd);
 	GW_PROF_BEGIN(free);
-	gw_pass_free(pass);
+	if (gw_free_at_exit())
+		gw_pass_free(pass);
 	if (backends->v)
 		gw_backend_set_pass_end(backends);
 	gw_backend_set_close(backends);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "gitward/apply.h"
+#include "gitward/prof.h"
 #include "gitward/paths.h"
 
 #define MAX_WORKERS 8
@@ -172,6 +173,19 @@ static void probe_one(size_t i, void *ud)
 	}
 }
 
+/* Will probe_one run a health check for any observation? */
+static bool any_probe(const struct gw_pass *pass)
+{
+	for (size_t i = 0; i < pass->nobserved; i++) {
+		const struct gw_observed *o = &pass->observed[i];
+		const struct gw_resource *r = desired_for(pass, o->kind, o->name);
+		if (!pass->backend_error[o->kind][0] && o->state == GW_STATE_RUNNING && r &&
+		    r->health_type != GW_CHECK_NONE && !strcmp(r->spec_hash, o->spec_hash))
+			return true;
+	}
+	return false;
+}
+
 /* The observations being gathered: grown as each backend answers. */
 struct seen {
 	struct gw_observed *v;
@@ -279,12 +293,20 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 		gw_log(GW_LOG_ERROR, "", "%s; observing the node without it", *state_error);
 		gw_state_file_init(&pass->state);
 	}
+	GW_PROF_BEGIN(discover);
 	for (int k = 0; k < GW_KIND_MAX; k++)
 		observe_kind(&all, pass, gw_backend_set_for(set, (enum gw_kind)k), (enum gw_kind)k);
+	GW_PROF_END(discover, "  discover");
 	pass->observed = all.v;
 	pass->nobserved = all.n;
 	struct probe_job job = { .pass = pass, .set = set };
-	parallel(all.n, probe_one, &job);
+	GW_PROF_BEGIN(probe);
+	if (any_probe(pass))
+		parallel(all.n, probe_one, &job);
+	else /* nothing to wait for: no threads */
+		for (size_t i = 0; i < all.n; i++)
+			probe_one(i, &job);
+	GW_PROF_END(probe, "  health probes");
 	return 0;
 }
 
@@ -638,6 +660,21 @@ static void *exec_worker(void *arg)
 	return NULL;
 }
 
+/* Is the observation of kind k older than this pass's work: did an action
+ * of that kind run, or a health probe (which may take seconds)? Else what
+ * was observed moments ago stands, and a second look would cost as much as
+ * the first. */
+static bool look_again(const struct gw_pass *pass, enum gw_kind k)
+{
+	for (size_t i = 0; i < pass->plan.n; i++) {
+		const struct gw_action *a = &pass->plan.v[i];
+		if (a->kind == k &&
+		    (a->type != GW_ACTION_NONE || (a->desired && a->desired->health_type != GW_CHECK_NONE)))
+			return true;
+	}
+	return false;
+}
+
 /* Refresh what was recorded with one more look at the world, so the state
  * file and the verdict reflect workloads that died right after starting. */
 static void final_look(struct gw_state_file *st, const struct gw_pass *pass, const struct gw_backend_set *set)
@@ -651,7 +688,8 @@ static void final_look(struct gw_state_file *st, const struct gw_pass *pass, con
 		int known = 0;
 		for (size_t i = 0; i < st->n; i++)
 			known |= st->res[i].kind == (enum gw_kind)k;
-		if (!b || b->error[0] || !known || b->ops->discover(&found, &nfound, b, &call, &err) < 0)
+		if (!b || b->error[0] || !known || !look_again(pass, (enum gw_kind)k) ||
+		    b->ops->discover(&found, &nfound, b, &call, &err) < 0)
 			continue;
 		for (size_t i = 0; i < nfound; i++) {
 			struct gw_observed *rec = state_entry(st, found[i].kind, found[i].name);
@@ -806,7 +844,9 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 {
 	struct gw_apply_report rep = { 0 };
 	struct gw_state_file st;
+	GW_PROF_BEGIN(jobs);
 	struct job *jobs = run_jobs(pass, set);
+	GW_PROF_END(jobs, "  run actions");
 	int rc;
 
 	/* the new state: every resource with its outcome */
@@ -821,9 +861,13 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	keep_unplanned(&st, pass);
 	if (!st.last_error && pass->note)
 		st.last_error = gw_xstrdup(pass->note);
+	GW_PROF_BEGIN(look);
 	final_look(&st, pass, set);
+	GW_PROF_END(look, "  final look");
 	rep.converged = converged(&st, pass, &rep);
+	GW_PROF_BEGIN(save);
 	rc = record_state(&st, pass, cfg, set, rep.converged, err);
+	GW_PROF_END(save, "  state file");
 	for (size_t i = 0; i < pass->plan.n; i++)
 		if (jobs[i].have_result)
 			gw_observed_clear(&jobs[i].result);

@@ -21,6 +21,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -136,11 +137,12 @@ static bool argv_is(const char *buf, size_t n, const char *const *want, size_t n
  * versions are ours too, so an upgrade adopts them rather than starting
  * duplicates: `gitward __shim NAME STATE_DIR`, and `gitward __shim` alone
  * when it holds this resource's lock. */
-static bool is_our_shim(long long pid, const char *name, const struct gw_backend_config *ctx)
+static bool is_our_shim(bool *lasting, long long pid, const char *name, const struct gw_backend_config *ctx)
 {
 	char buf[8192], lock[4096 + 256], key[160];
 	ssize_t n = gw_proc_cmdline(buf, sizeof(buf), pid);
 
+	*lasting = false;
 	if (n <= 0)
 		return false;
 	snprintf(key, sizeof(key), "Process/%s", name);
@@ -151,12 +153,180 @@ static bool is_our_shim(long long pid, const char *name, const struct gw_backend
 	if (argv0 > (size_t)n) /* a cmdline without its final NUL: rewritten, no form of ours */
 		return false;
 	if (argv_is(buf, (size_t)n, now, 3) || argv_is(buf + argv0, (size_t)n - argv0, before, 3))
-		return exe_is_self(pid, ctx);
+		return *lasting = exe_is_self(pid, ctx);
 	if (argv_is(buf + argv0, (size_t)n - argv0, legacy, 1)) {
 		record_path(lock, sizeof(lock), ctx, name, "lock");
 		return exe_is_self(pid, ctx) && lock_held(lock);
 	}
 	return false;
+}
+
+/* Supervisors found ours by is_our_shim, by pid, start time and resource: a
+ * supervisor never execs, so while that process lives (the same pid with the
+ * same start time) its command line and executable stay what was checked,
+ * and the next pass need not read them again. Only the last discover's are
+ * kept. The legacy form is not remembered: it is ours only while it holds
+ * the lock. */
+struct shim_seen {
+	long long pid, start;
+	char *name;
+};
+
+/* Run records parsed by an earlier discover, by path and file identity: a
+ * record is only ever replaced by rename (a new inode), so the same inode
+ * with the same size and times is the same content. */
+struct rec_seen {
+	char *path;
+	struct stat st;
+	json_t *rec;
+	bool used;
+};
+
+struct shim_memo {
+	pthread_mutex_t mu;
+	struct shim_seen *v, *next;
+	size_t n, nnext;
+	struct rec_seen *recs;
+	size_t nrecs;
+};
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+		a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+		a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static struct rec_seen *rec_find(struct shim_memo *m, const char *path)
+{
+	for (size_t i = 0; i < m->nrecs; i++)
+		if (!strcmp(m->recs[i].path, path))
+			return &m->recs[i];
+	return NULL;
+}
+
+/* gw_record_load, parsing again only a record file that changed. */
+static json_t *record_load(struct shim_memo *m, const char *path)
+{
+	struct stat st, after;
+	json_t *rec = NULL;
+
+	if (!m || lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return gw_record_load(path);
+	pthread_mutex_lock(&m->mu);
+	struct rec_seen *e = rec_find(m, path);
+	if (e && same_file(&e->st, &st)) {
+		e->used = true;
+		rec = json_incref(e->rec);
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (rec)
+		return rec;
+	rec = gw_record_load(path);
+	/* kept only when the file did not change while it was read */
+	if (!rec || lstat(path, &after) < 0 || !same_file(&st, &after))
+		return rec;
+	pthread_mutex_lock(&m->mu);
+	e = rec_find(m, path);
+	if (!e) {
+		m->recs = gw_xrealloc(m->recs, (m->nrecs + 1) * sizeof(*m->recs));
+		e = &m->recs[m->nrecs++];
+		e->path = gw_xstrdup(path);
+	} else {
+		json_decref(e->rec);
+	}
+	e->st = st;
+	e->rec = json_incref(rec);
+	e->used = true;
+	pthread_mutex_unlock(&m->mu);
+	return rec;
+}
+
+/* Forget the records the last discover did not read (gone, or renamed). */
+static void recs_turn(struct shim_memo *m)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < m->nrecs; i++) {
+		if (!m->recs[i].used) {
+			free(m->recs[i].path);
+			json_decref(m->recs[i].rec);
+			continue;
+		}
+		m->recs[i].used = false;
+		m->recs[k++] = m->recs[i];
+	}
+	m->nrecs = k;
+}
+
+static void seen_free(struct shim_seen *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+static bool memo_has(struct shim_memo *m, long long pid, long long start, const char *name)
+{
+	bool found = false;
+	if (!m)
+		return false;
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < m->n && !found; i++)
+		found = m->v[i].pid == pid && m->v[i].start == start && !strcmp(m->v[i].name, name);
+	pthread_mutex_unlock(&m->mu);
+	return found;
+}
+
+/* Remember for the next discover (the calling one is still under way). */
+static void memo_keep(struct shim_memo *m, long long pid, long long start, const char *name)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->next = gw_xrealloc(m->next, (m->nnext + 1) * sizeof(*m->next));
+	m->next[m->nnext++] = (struct shim_seen){ pid, start, gw_xstrdup(name) };
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* A discover is done: what it vouched for replaces what the one before did. */
+static void memo_turn(struct shim_memo *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->mu);
+	seen_free(m->v, m->n);
+	m->v = m->next;
+	m->n = m->nnext;
+	m->next = NULL;
+	m->nnext = 0;
+	recs_turn(m);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int process_init(void **priv, const struct gw_backend *b, struct gw_error *err)
+{
+	(void)b;
+	(void)err;
+	struct shim_memo *m = gw_xcalloc(1, sizeof(*m));
+	pthread_mutex_init(&m->mu, NULL);
+	*priv = m;
+	return 0;
+}
+
+static void process_done(void *priv)
+{
+	struct shim_memo *m = priv;
+	if (!m)
+		return;
+	seen_free(m->v, m->n);
+	seen_free(m->next, m->nnext);
+	for (size_t i = 0; i < m->nrecs; i++) {
+		free(m->recs[i].path);
+		json_decref(m->recs[i].rec);
+	}
+	free(m->recs);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
 }
 
 /* Is the workload a run record names one that gitward started? The live
@@ -165,9 +335,10 @@ static bool is_our_shim(long long pid, const char *name, const struct gw_backend
  * child, leading its own session (so its group is its own to signal).
  * 0: ours and running; -ESRCH: the workload is gone (nothing to signal);
  * -EPERM: not ours, with why. */
-static int verify_record(const json_t *rec, const char *name, const struct gw_backend_config *ctx, char *why,
-			 size_t size)
+static int verify_record(const json_t *rec, const char *name, const struct gw_backend_config *ctx,
+			 struct shim_memo *memo, char *why, size_t size)
 {
+	bool lasting;
 	long long pid = json_integer_value(json_object_get(rec, "pid"));
 	long long start = json_integer_value(json_object_get(rec, "start_time"));
 	long long shim = json_integer_value(json_object_get(rec, "shim_pid"));
@@ -188,11 +359,17 @@ static int verify_record(const json_t *rec, const char *name, const struct gw_ba
 		snprintf(why, size, "pid %lld is not a session leader started by supervisor pid %lld", pid, shim);
 		return -EPERM;
 	}
-	if (!is_our_shim(shim, name, ctx)) {
+	if (memo_has(memo, shim, shim_start, name)) {
+		memo_keep(memo, shim, shim_start, name);
+		return 0;
+	}
+	if (!is_our_shim(&lasting, shim, name, ctx)) {
 		snprintf(why, size, "pid %lld is not gitward's supervisor of Process/%s in %s", shim, name,
 			 ctx->run_dir);
 		return -EPERM;
 	}
+	if (lasting)
+		memo_keep(memo, shim, shim_start, name);
 	return 0;
 }
 
@@ -212,7 +389,7 @@ static bool lock_held(const char *path)
  * running on: it holds the resource's lock but has not written its record
  * yet. Wait (bounded) until it has, or let go, so this pass sees the truth
  * rather than planning a second start that would find the lock taken. */
-static void settle_inflight(const char *run_dir, const char *name)
+static void settle_inflight(struct shim_memo *memo, const char *run_dir, const char *name)
 {
 	char lock[4096 + 256], rec[4096 + 256], key[200];
 	int64_t deadline = gw_monotonic_ms() + INFLIGHT_WAIT_MS;
@@ -222,7 +399,7 @@ static void settle_inflight(const char *run_dir, const char *name)
 	gw_path_record(lock, sizeof(lock), run_dir, GW_KIND_PROCESS, name, "lock");
 	gw_path_record(rec, sizeof(rec), run_dir, GW_KIND_PROCESS, name, "json");
 	while (lock_held(lock)) {
-		json_t *r = gw_record_load(rec);
+		json_t *r = record_load(memo, rec);
 		long long shim = json_integer_value(json_object_get(r, "shim_pid"));
 		long long shim_start = json_integer_value(json_object_get(r, "shim_start_time"));
 		json_decref(r);
@@ -243,6 +420,7 @@ static void settle_inflight(const char *run_dir, const char *name)
 
 struct scan {
 	const struct gw_backend_config *ctx;
+	struct shim_memo *memo;
 	struct gw_observed *v;
 	size_t n, cap;
 };
@@ -251,7 +429,7 @@ static int settle_one(const char *name, const char *path, void *ud)
 {
 	struct scan *sc = ud;
 	(void)path;
-	settle_inflight(sc->ctx->run_dir, name);
+	settle_inflight(sc->memo, sc->ctx->run_dir, name);
 	return 0;
 }
 
@@ -266,7 +444,7 @@ static int discover_one(const char *name, const char *path, void *ud)
 		sc->v = gw_xrealloc(sc->v, sc->cap * sizeof(*sc->v));
 	}
 	struct gw_observed *o = &sc->v[sc->n];
-	json_t *rec = gw_record_load(path);
+	json_t *rec = record_load(sc->memo, path);
 	if (!rec || gw_record_parse(o, GW_KIND_PROCESS, name, rec) < 0) {
 		json_decref(rec);
 		gw_log(GW_LOG_WARN, key, "unreadable process record %s: ignored", path);
@@ -274,7 +452,7 @@ static int discover_one(const char *name, const char *path, void *ud)
 	}
 	long long pid = json_integer_value(json_object_get(rec, "pid"));
 	o->handle = gw_pidref__handle(pid, json_integer_value(json_object_get(rec, "start_time")));
-	int rc = verify_record(rec, name, sc->ctx, why, sizeof(why));
+	int rc = verify_record(rec, name, sc->ctx, sc->memo, why, sizeof(why));
 	json_decref(rec);
 	if (rc == -EPERM) {
 		gw_log(GW_LOG_WARN, key, "run record %s is not ours: %s; ignored, nothing signalled", path, why);
@@ -293,7 +471,7 @@ static int process_discover(struct gw_observed **out, size_t *out_n, struct gw_b
 			    const struct gw_backend_call *call, struct gw_error *err)
 {
 	char dir[4096];
-	struct scan sc = { .ctx = &b->cfg };
+	struct scan sc = { .ctx = &b->cfg, .memo = b->priv };
 	int rc;
 
 	(void)call;
@@ -301,6 +479,8 @@ static int process_discover(struct gw_observed **out, size_t *out_n, struct gw_b
 	rc = gw_record_scan(dir, ".lock", settle_one, &sc, err);
 	if (rc == 0)
 		rc = gw_record_scan(dir, ".json", discover_one, &sc, err);
+	if (rc == 0)
+		memo_turn(sc.memo);
 	if (rc < 0) {
 		for (size_t i = 0; i < sc.n; i++)
 			gw_observed_clear(&sc.v[i]);
@@ -548,7 +728,7 @@ static int process_destroy(struct gw_backend *b, const struct gw_observed *o, co
 	long long rec_pid = json_integer_value(json_object_get(rec, "pid"));
 	if (gw_proc_alive(pid, start)) {
 		/* believe the record of the moment, vouched for by its supervisor */
-		if (!rec || rec_pid != pid || verify_record(rec, o->name, ctx, why, sizeof(why)) != 0) {
+		if (!rec || rec_pid != pid || verify_record(rec, o->name, ctx, NULL, why, sizeof(why)) != 0) {
 			rc = gw_error_set(err, -EPERM, "pid %lld is not a workload gitward started (%s): not signalled",
 					  pid, why);
 			goto out;
@@ -1041,6 +1221,8 @@ int gw_process_shim_main(void)
 const struct gw_backend_ops gw_backend_process = {
 	.name = "process",
 	.kind = GW_KIND_PROCESS,
+	.init = process_init,
+	.done = process_done,
 	.discover = process_discover,
 	.create = process_create,
 	.destroy = process_destroy,

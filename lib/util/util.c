@@ -356,6 +356,19 @@ int64_t gw_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool gw_free_at_exit(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	return true;
+#endif
+#endif
+	const char *v = getenv("GW_FREE_AT_EXIT");
+	return v && *v && strcmp(v, "0") != 0;
+}
+
 int64_t gw_monotonic_ms(void)
 {
 	struct timespec ts;

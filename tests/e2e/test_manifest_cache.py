@@ -4,6 +4,7 @@ commit is not parsed again, a new commit parses only the files that changed,
 the output is the same byte for byte, and a cache file that is corrupt,
 truncated or foreign is said so, ignored, and rebuilt by the next
 reconcile."""
+import json
 import os
 import re
 import unittest
@@ -146,6 +147,65 @@ class ManifestCache(TempDirTest):
 
     def test_foreign_file_is_ignored_and_rebuilt(self):
         self.damaged(lambda d: b"not a cache\n" * 20, "not a manifest cache")
+
+
+def fetches(err):
+    """how many fetch processes a run started, from its GW_PROFILE=1 lines"""
+    m = re.search(r"^gitward profile:\s+fetch process\s+[0-9.]+\s+([0-9]+)$", err, re.M)
+    return int(m.group(1)) if m else 0
+
+
+class LocalUpToDate(TempDirTest):
+    """A local repository whose branches, tags and default branch the Git
+    cache already mirrors is not fetched (no fetch process); any change to
+    them is."""
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.repo()
+        self.r.write("apps/p0.yaml", proc_yaml("p0", extra="  nodeSelector: {node: web}\n"))
+        self.head = self.r.commit("apps")
+
+    def reconcile(self, *extra):
+        res = run("reconcile", "--repo", self.r.path, "--state-dir", self.state, "--node", "elsewhere", *extra,
+                  env={"GW_PROFILE": "1"})
+        self.assertEqual(res.rc, 0, res)
+        return res
+
+    def commit_of_state(self):
+        with open(os.path.join(self.state, "state.json")) as f:
+            return json.load(f)["commit"]
+
+    def test_fetch_only_what_changed(self):
+        self.assertEqual(fetches(self.reconcile().err), 1)  # the clone
+        self.assertEqual(fetches(self.reconcile().err), 0)
+        self.assertEqual(self.commit_of_state(), self.head)
+        dry = run("reconcile", "--dry-run", "--repo", self.r.path, "--state-dir", self.state, "--node", "web",
+                  env={"GW_PROFILE": "1"})
+        self.assertEqual(dry.rc, 2, dry)
+        self.assertEqual(fetches(dry.err), 0)
+        self.assertIn("Process/p0", dry.out)
+        # a new tag alone: fetched, and usable as the ref
+        self.r.git("tag", "v1")
+        self.assertEqual(fetches(self.reconcile("--ref", "v1").err), 1)
+        self.assertEqual(fetches(self.reconcile("--ref", "v1").err), 0)
+        # a tag gone: fetched (pruned), so the ref no longer resolves
+        self.r.git("tag", "-d", "v1")
+        gone = run("reconcile", "--repo", self.r.path, "--state-dir", self.state, "--node", "elsewhere", "--ref",
+                   "v1", env={"GW_PROFILE": "1"})
+        self.assertNotEqual(gone.rc, 0, gone)
+        self.assertEqual(fetches(gone.err), 1)
+        # a new branch, then a new commit on the default branch
+        self.r.git("branch", "other")
+        self.assertEqual(fetches(self.reconcile("--ref", "other").err), 1)
+        self.r.write("apps/p1.yaml", proc_yaml("p1", extra="  nodeSelector: {node: web}\n"))
+        head = self.r.commit("p1")
+        self.assertEqual(fetches(self.reconcile().err), 1)
+        self.assertEqual(self.commit_of_state(), head)
+        # the default branch changed on the remote
+        self.r.git("symbolic-ref", "HEAD", "refs/heads/other")
+        self.assertEqual(fetches(self.reconcile().err), 1)
+        self.assertEqual(fetches(self.reconcile().err), 0)
 
 
 if __name__ == "__main__":
