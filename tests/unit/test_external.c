@@ -18,7 +18,11 @@
 
 #include <cmocka.h>
 
+#include "gitward/backend.h"
 #include "gitward/external.h"
+#include "gitward/plan.h"
+#include "gitward/state.h"
+#include "helpers.h"
 
 static char dir[256];
 
@@ -217,6 +221,297 @@ static void test_a_hanging_plugin_is_killed_with_its_children(void **state)
 	assert_true(!f || strstr(line, ") Z ") != NULL);
 }
 
+/* ---- the backend, against one plugin whose answers the test sets ---- */
+
+/* "p" writes its request to req.OP, appends OP to calls, exits with the
+ * status in exit.OP (if any) and answers what reply.OP holds (or nothing). */
+static void scripted_plugin(void)
+{
+	char body[2048];
+	snprintf(body, sizeof(body),
+		 "cat > %s/req.$1\necho \"$1\" >> %s/calls\n"
+		 "if [ -f %s/exit.$1 ]; then exit $(cat %s/exit.$1); fi\n"
+		 "if [ -f %s/reply.$1 ]; then cat %s/reply.$1; fi",
+		 dir, dir, dir, dir, dir, dir);
+	plugin("p", body);
+}
+
+static void put(const char *name, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!text) {
+		unlink(path);
+		return;
+	}
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void take(char *buf, size_t size, const char *name)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	buf[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (f) {
+		size_t n = fread(buf, 1, size - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+	}
+}
+
+static void backend_init(struct gw_backend *b, char *state_dir, size_t size)
+{
+	memset(b, 0, sizeof(*b));
+	snprintf(state_dir, size, "%s/state", dir);
+	b->ops = &gw_backend_external;
+	b->cfg.state_dir = state_dir;
+	b->cfg.plugin_dir = dir;
+}
+
+#define OK "{\"protocol\": 1, \"ok\": true"
+
+static struct gw_resource *ext_resource(const char *name)
+{
+	char yaml[512];
+	snprintf(yaml, sizeof(yaml),
+		 "apiVersion: gitward/v1\nkind: External\nmetadata: {name: %s}\n"
+		 "spec:\n  plugin: p\n  timeout: 5s\n  config: {path: /x}\n",
+		 name);
+	struct gw_resource *r = parse_one(yaml);
+	assert_non_null(r);
+	return r;
+}
+
+static void test_create_refuses_an_answer_without_a_usable_handle(void **state)
+{
+	(void)state;
+	struct gw_backend b;
+	char sd[512];
+	struct gw_error err;
+	struct gw_observed o;
+	backend_init(&b, sd, sizeof(sd));
+	scripted_plugin();
+	struct gw_resource *r = ext_resource("e");
+	static const char *const replies[] = { OK "}", OK ", \"handle\": \"\"}", OK ", \"handle\": 7}" };
+	for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+		put("reply.create", replies[i]);
+		memset(&o, 0, sizeof(o));
+		assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), -EBADMSG);
+		assert_string_equal(err.msg, "plugin p create: answered without a \"handle\" of 1 to 65536 bytes");
+		assert_null(o.handle);
+	}
+	/* a refusal is the plugin's error, nothing recorded */
+	put("reply.create", "{\"protocol\": 1, \"ok\": false}");
+	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), -EIO);
+	assert_string_equal(err.msg, "plugin p create: failed (no error given)");
+	/* a failing plugin without stderr: the status alone */
+	put("exit.create", "4");
+	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), -EIO);
+	assert_string_equal(err.msg, "plugin p create: exited with status 4");
+	put("exit.create", NULL);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/external/e.json", sd);
+	assert_int_equal(access(path, F_OK), -1);
+	gw_resource_free(r);
+}
+
+static void test_create_observe_destroy_through_the_plugin(void **state)
+{
+	(void)state;
+	struct gw_backend b;
+	char sd[512], got[4096], path[600];
+	struct gw_error err;
+	struct gw_observed o;
+	struct gw_observed *v = NULL;
+	size_t n = 0;
+	backend_init(&b, sd, sizeof(sd));
+	scripted_plugin();
+	put("calls", "");
+	struct gw_resource *r = ext_resource("e");
+	put("reply.create", OK ", \"handle\": \"h-42\"}");
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), 0);
+	assert_string_equal(o.handle, "h-42");
+	assert_int_equal(o.state, GW_STATE_RUNNING);
+	gw_observed_clear(&o);
+	take(got, sizeof(got), "req.create");
+	assert_string_equal(got,
+			    "{\"name\":\"e\",\"op\":\"create\",\"protocol\":1,\"sources\":{},"
+			    "\"spec\":{\"config\":{\"path\":\"/x\"},\"plugin\":\"p\"}}");
+	snprintf(path, sizeof(path), "%s/external/e.json", sd);
+	json_t *rec = gw_record_load(path);
+	assert_non_null(rec);
+	assert_string_equal(json_string_value(json_object_get(rec, "plugin")), "p");
+	assert_string_equal(json_string_value(json_object_get(rec, "handle")), "h-42");
+	assert_int_equal(json_integer_value(json_object_get(rec, "timeout_ms")), 5000);
+	json_decref(rec);
+
+	/* observe: every answer shape and the state/detail it gives */
+	struct {
+		const char *observe, *probe;
+		int exit_observe;
+		enum gw_state state;
+		const char *detail;
+	} cases[] = {
+		{ "{\"protocol\": 1, \"ok\": false, \"error\": \"no api\"}", NULL, 0, GW_STATE_FAILED,
+		  "plugin p observe: no api" },
+		{ OK "}", NULL, 0, GW_STATE_FAILED,
+		  "plugin p observe: answered without \"state\": present, absent or drifted" },
+		{ OK ", \"state\": \"sideways\"}", NULL, 0, GW_STATE_FAILED,
+		  "plugin p observe: answered without \"state\": present, absent or drifted" },
+		{ OK ", \"state\": \"absent\"}", NULL, 0, GW_STATE_FAILED, "gone" },
+		{ OK ", \"state\": \"absent\", \"detail\": \"deleted by hand\"}", NULL, 0, GW_STATE_FAILED,
+		  "gone: deleted by hand" },
+		{ OK ", \"state\": \"drifted\"}", NULL, 0, GW_STATE_FAILED, "drifted" },
+		{ OK ", \"state\": \"drifted\", \"detail\": \"mode 0600\"}", NULL, 0, GW_STATE_FAILED,
+		  "drifted: mode 0600" },
+		{ OK ", \"state\": \"present\"}", "{\"protocol\": 1, \"ok\": false, \"error\": \"probe broke\"}", 0,
+		  GW_STATE_FAILED, "plugin p probe: probe broke" },
+		{ OK ", \"state\": \"present\"}", OK "}", 0, GW_STATE_FAILED,
+		  "plugin p probe: answered without \"healthy\"" },
+		{ OK ", \"state\": \"present\"}", OK ", \"healthy\": false}", 0, GW_STATE_FAILED,
+		  "unhealthy: the plugin's probe failed" },
+		{ OK ", \"state\": \"present\"}", OK ", \"healthy\": false, \"detail\": \"503\"}", 0, GW_STATE_FAILED,
+		  "unhealthy: 503" },
+		{ OK ", \"state\": \"present\"}", OK ", \"healthy\": true}", 0, GW_STATE_RUNNING, "" },
+		{ NULL, NULL, 2, GW_STATE_FAILED, "plugin p observe: exited with status 2" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		put("reply.observe", cases[i].observe);
+		put("reply.probe", cases[i].probe);
+		put("exit.observe", cases[i].exit_observe ? "2" : NULL);
+		assert_int_equal(gw_backend_external.discover(&v, &n, &b, NULL, &err), 0);
+		assert_int_equal(n, 1);
+		if (v[0].state != cases[i].state || strcmp(v[0].detail, cases[i].detail) != 0)
+			fail_msg("case %zu: state %d \"%s\", wanted %d \"%s\"", i, v[0].state, v[0].detail,
+				 cases[i].state, cases[i].detail);
+		assert_string_equal(v[0].name, "e");
+		assert_string_equal(v[0].handle, "h-42");
+		gw_observed_clear(&v[0]);
+		free(v);
+	}
+	put("exit.observe", NULL);
+	take(got, sizeof(got), "req.probe");
+	assert_string_equal(got,
+			    "{\"handle\":\"h-42\",\"name\":\"e\",\"op\":\"probe\",\"protocol\":1,"
+			    "\"spec\":{\"config\":{\"path\":\"/x\"},\"plugin\":\"p\"}}");
+
+	/* several records are observed at once; unreadable ones are ignored */
+	struct gw_resource *r2 = ext_resource("f");
+	struct gw_resource *r3 = ext_resource("g");
+	assert_int_equal(gw_backend_external.create(&o, &b, r2, NULL, &err), 0);
+	gw_observed_clear(&o);
+	assert_int_equal(gw_backend_external.create(&o, &b, r3, NULL, &err), 0);
+	gw_observed_clear(&o);
+	snprintf(path, sizeof(path), "%s/external/junk.json", sd);
+	FILE *f = fopen(path, "w");
+	fputs("not json", f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/external/half.json", sd);
+	f = fopen(path, "w");
+	fputs("{\"plugin\": \"p\"}", f);
+	fclose(f);
+	put("reply.observe", OK ", \"state\": \"present\"}");
+	put("reply.probe", OK ", \"healthy\": true}");
+	assert_int_equal(gw_backend_external.discover(&v, &n, &b, NULL, &err), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(v[i].state, GW_STATE_RUNNING);
+		gw_observed_clear(&v[i]);
+	}
+	free(v);
+
+	/* destroy: a failing plugin keeps the record, a good one removes it */
+	struct gw_observed who = { .kind = GW_KIND_EXTERNAL, .name = "e" };
+	put("reply.destroy", "{\"protocol\": 1, \"ok\": false, \"error\": \"busy\"}");
+	assert_int_equal(gw_backend_external.destroy(&b, &who, r, NULL, &err), -EIO);
+	assert_string_equal(err.msg, "plugin p destroy: busy");
+	snprintf(path, sizeof(path), "%s/external/e.json", sd);
+	assert_int_equal(access(path, F_OK), 0);
+	put("reply.destroy", OK "}");
+	assert_int_equal(gw_backend_external.destroy(&b, &who, r, NULL, &err), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	take(got, sizeof(got), "req.destroy");
+	assert_non_null(strstr(got, "\"handle\":\"h-42\""));
+	/* gone already: nothing to do, the plugin is not asked */
+	put("calls", "");
+	assert_int_equal(gw_backend_external.destroy(&b, &who, NULL, NULL, &err), 0);
+	take(got, sizeof(got), "calls");
+	assert_string_equal(got, "");
+	/* records it cannot use */
+	who.name = "junk";
+	assert_int_equal(gw_backend_external.destroy(&b, &who, NULL, NULL, &err), -EBADMSG);
+	snprintf(path, sizeof(path), "%s/external/junk.json", sd);
+	assert_string_equal(err.file, path);
+	assert_string_equal(err.msg, "unreadable External record");
+	who.name = "half";
+	assert_int_equal(gw_backend_external.destroy(&b, &who, NULL, NULL, &err), -EBADMSG);
+	assert_string_equal(err.msg, "External record without plugin, handle or spec");
+	gw_resource_free(r);
+	gw_resource_free(r2);
+	gw_resource_free(r3);
+}
+
+/* A record that cannot be written: what the plugin made is destroyed again,
+ * since nothing would ever find it. */
+static void test_an_unrecordable_create_is_undone(void **state)
+{
+	(void)state;
+	struct gw_backend b;
+	char sd[512], got[4096], path[600];
+	struct gw_error err;
+	struct gw_observed o;
+	backend_init(&b, sd, sizeof(sd));
+	scripted_plugin();
+	snprintf(path, sizeof(path), "%s/external/u.json", sd);
+	char mk[600];
+	snprintf(mk, sizeof(mk), "%s/external", sd);
+	mkdir(sd, 0700);
+	mkdir(mk, 0700);
+	assert_int_equal(mkdir(path, 0700), 0); /* a directory where the record goes */
+	struct gw_resource *r = ext_resource("u");
+	put("reply.create", OK ", \"handle\": \"h-u\"}");
+	put("reply.destroy", OK "}");
+	put("calls", "");
+	memset(&o, 0, sizeof(o));
+	assert_true(gw_backend_external.create(&o, &b, r, NULL, &err) < 0);
+	assert_null(o.handle);
+	take(got, sizeof(got), "calls");
+	assert_string_equal(got, "create\ndestroy\n");
+	take(got, sizeof(got), "req.destroy");
+	assert_non_null(strstr(got, "\"handle\":\"h-u\""));
+	rmdir(path);
+	/* a state dir that cannot be made: the plugin is not asked */
+	put("calls", "");
+	snprintf(mk, sizeof(mk), "%s/afile", dir);
+	put("afile", "x");
+	b.cfg.state_dir = mk;
+	assert_true(gw_backend_external.create(&o, &b, r, NULL, &err) < 0);
+	take(got, sizeof(got), "calls");
+	assert_string_equal(got, "");
+	gw_resource_free(r);
+}
+
+static void test_describe_shows_the_handle(void **state)
+{
+	(void)state;
+	char text[64];
+	json_t *fields = json_object();
+	gw_backend_external.describe(fields, text, sizeof(text), NULL, "bucket/k\n1");
+	assert_string_equal(text, "handle bucket/k\\n1");
+	assert_string_equal(json_string_value(json_object_get(fields, "handle")), "bucket/k\n1");
+	gw_backend_external.describe(fields, text, sizeof(text), NULL, NULL);
+	assert_string_equal(text, "handle -");
+	assert_true(json_is_null(json_object_get(fields, "handle")));
+	gw_backend_external.describe(fields, NULL, 0, NULL, "h");
+	assert_string_equal(json_string_value(json_object_get(fields, "handle")), "h");
+	json_decref(fields);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +519,10 @@ int main(void)
 		cmocka_unit_test(test_misbehaving_plugins_are_errors_naming_the_problem),
 		cmocka_unit_test(test_missing_or_unusable_plugins),
 		cmocka_unit_test(test_a_hanging_plugin_is_killed_with_its_children),
+		cmocka_unit_test(test_create_refuses_an_answer_without_a_usable_handle),
+		cmocka_unit_test(test_create_observe_destroy_through_the_plugin),
+		cmocka_unit_test(test_an_unrecordable_create_is_undone),
+		cmocka_unit_test(test_describe_shows_the_handle),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
