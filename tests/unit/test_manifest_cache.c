@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -282,6 +283,344 @@ static void test_canonical_writer_matches_jansson_byte_for_byte(void **state)
 	gw_manifest_set_free(&set);
 }
 
+static void put64(char *at, uint64_t v)
+{
+	memcpy(at, &v, sizeof(v));
+}
+
+/* Each field read past what it may be: the resource is refused. */
+static void test_resource_fields_out_of_bounds_are_refused(void **state)
+{
+	(void)state;
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "rich.yaml", rich, strlen(rich));
+	assert_int_equal(set.n, 3);
+	struct gw_resource *r = set.v[0]; /* kind, "p", labels {b: 2, tier: web}, line... */
+	assert_string_equal(r->name, "p");
+	char *bytes = put(r);
+	size_t len = put_len(r);
+	struct {
+		size_t at;
+		uint64_t v;
+		int byte;
+	} patches[] = {
+		{ 0, 99, -1 }, /* a kind that does not exist */
+		{ 8, UINT64_MAX, -1 }, /* no name */
+		{ 8, 1u << 30, -1 }, /* a name longer than the rest */
+		{ 16, 0, '\0' }, /* a NUL inside the name */
+		{ 17, 1u << 30, -1 }, /* more labels than bytes */
+		{ 33, 0, 'z' }, /* labels out of order: z before tier */
+		{ 34, UINT64_MAX, -1 }, /* a label without a value */
+		{ 66, 1ull << 33, -1 }, /* a line past 32 bits */
+		{ len - 72, 63, -1 }, /* a hash of 63 characters */
+	};
+	for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
+		char *b = gw_xmalloc(len);
+		memcpy(b, bytes, len);
+		if (patches[i].byte >= 0)
+			b[patches[i].at] = (char)patches[i].byte;
+		else
+			put64(b + patches[i].at, patches[i].v);
+		const char *q = b;
+		struct gw_resource *back = gw_manifest_cache__get_resource(&q, b + len, "x");
+		if (back)
+			fail_msg("patch %zu: decoded anyway", i);
+		assert_ptr_equal(q, b); /* nothing consumed */
+		free(b);
+	}
+	/* unpatched, it decodes (the offsets above are the right ones) */
+	const char *q = bytes;
+	struct gw_resource *back = gw_manifest_cache__get_resource(&q, bytes + len, "x");
+	assert_non_null(back);
+	assert_string_equal(back->labels.k[0], "b");
+	assert_string_equal(back->labels.k[1], "tier");
+	assert_int_equal(back->line, r->line);
+	gw_resource_free(back);
+	free(bytes);
+	gw_manifest_set_free(&set);
+}
+
+/* A cache file with a good digest around entries that are not: refused as
+ * malformed (or, for entries that do not decode, a miss at use). */
+struct crafted {
+	char *dir;
+	char path[512];
+	char *head; /* the header without the count */
+	size_t hlen;
+};
+
+static void crafted_init(struct crafted *cf)
+{
+	struct gw_error err;
+	cf->dir = tmpdir();
+	snprintf(cf->path, sizeof(cf->path), "%s/cache", cf->dir);
+	struct gw_manifest_cache *c = gw_manifest_cache_new();
+	assert_int_equal(gw_manifest_cache_save(c, cf->path, &err), 0);
+	gw_manifest_cache_free(c);
+	size_t len;
+	assert_int_equal(gw_file_read(&cf->head, &len, cf->path, 1u << 20, &err), 0);
+	cf->hlen = len - 8 - 32;
+}
+
+static void crafted_free(struct crafted *cf)
+{
+	unlink(cf->path);
+	rmdir(cf->dir);
+	free(cf->dir);
+	free(cf->head);
+}
+
+/* Write header + body + SHA-256; load it; the load's return code. */
+static int crafted_load(struct crafted *cf, const struct gw_strbuf *body, struct gw_manifest_cache *c,
+			struct gw_error *err)
+{
+	struct gw_strbuf sb;
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	gw_strbuf_init(&sb);
+	gw_strbuf_add(&sb, cf->head, cf->hlen);
+	gw_strbuf_add(&sb, body->s, body->len);
+	EVP_Digest(sb.s, sb.len, md, &mdlen, EVP_sha256(), NULL);
+	gw_strbuf_add(&sb, (const char *)md, sizeof(md));
+	write_bytes(cf->path, sb.s, sb.len);
+	gw_strbuf_free(&sb);
+	return gw_manifest_cache_load(c, cf->path, err);
+}
+
+static void add64(struct gw_strbuf *sb, uint64_t v)
+{
+	gw_strbuf_add(sb, (const char *)&v, sizeof(v));
+}
+
+/* one entry: id of idlen bytes (filled with fill), blob length, data */
+static void entry(struct gw_strbuf *sb, uint64_t idlen, int fill, uint64_t blen, const char *data, uint64_t dlen,
+		  size_t dhave)
+{
+	unsigned char id[64];
+	memset(id, fill, sizeof(id));
+	add64(sb, idlen);
+	add64(sb, blen);
+	gw_strbuf_add(sb, (const char *)id, idlen < sizeof(id) ? idlen : sizeof(id));
+	add64(sb, dlen);
+	gw_strbuf_add(sb, data, dhave);
+}
+
+static void test_malformed_cache_entries_are_refused(void **state)
+{
+	(void)state;
+	struct crafted cf;
+	struct gw_error err;
+	char want[700];
+	crafted_init(&cf);
+	snprintf(want, sizeof(want), "%s: malformed entries", cf.path);
+	struct gw_strbuf zero;
+	gw_strbuf_init(&zero);
+	add64(&zero, 0);
+	const char *zeros = zero.s; /* 8 bytes: an entry of 0 resources */
+	for (int k = 0; k < 9; k++) {
+		struct gw_strbuf b;
+		gw_strbuf_init(&b);
+		switch (k) {
+		case 0: /* more entries than bytes */
+			add64(&b, 1000);
+			break;
+		case 1: /* an empty id */
+			add64(&b, 1);
+			entry(&b, 0, 1, 10, zeros, 8, 8);
+			gw_strbuf_add(&b, zeros, 8);
+			break;
+		case 2: /* an id longer than any blob id */
+			add64(&b, 1);
+			entry(&b, 33, 1, 10, zeros, 8, 8);
+			break;
+		case 3: /* an id longer than the file */
+			add64(&b, 1);
+			add64(&b, 20);
+			add64(&b, 10);
+			add64(&b, 20);
+			add64(&b, 0);
+			break;
+		case 4: /* data longer than the file */
+			add64(&b, 1);
+			entry(&b, 20, 1, 10, zeros, 4096, 8);
+			break;
+		case 5: /* a blob bigger than a manifest file may be */
+			add64(&b, 1);
+			entry(&b, 20, 1, (1u << 20) + 1, zeros, 8, 8);
+			break;
+		case 6: /* bytes after the last entry */
+			add64(&b, 1);
+			entry(&b, 20, 1, 10, zeros, 8, 8);
+			gw_strbuf_add(&b, "x", 1);
+			break;
+		case 7: /* cut inside an entry's lengths */
+			add64(&b, 1);
+			add64(&b, 20);
+			gw_strbuf_add(&b, zeros, 8);
+			gw_strbuf_add(&b, zeros, 8);
+			gw_strbuf_add(&b, zeros, 8);
+			break;
+		case 8: /* cut after the id */
+			add64(&b, 1);
+			add64(&b, 20);
+			add64(&b, 10);
+			gw_strbuf_add(&b, "0123456789012345678", 19);
+			gw_strbuf_add(&b, "0123456789012345678", 19);
+			gw_strbuf_add(&b, "\x7f\x7f", 2);
+			break;
+		}
+		struct gw_manifest_cache *c = gw_manifest_cache_new();
+		int rc = crafted_load(&cf, &b, c, &err);
+		if (rc != -EINVAL || strcmp(err.msg, want) != 0)
+			fail_msg("case %d: %d %s", k, rc, err.msg);
+		assert_int_equal(gw_manifest_cache_count(c), 0);
+		gw_manifest_cache_free(c);
+		gw_strbuf_free(&b);
+	}
+	gw_strbuf_free(&zero);
+	crafted_free(&cf);
+}
+
+/* Entries with a good digest whose resources do not decode: a miss, and the
+ * fresh read takes over; the same id twice: the last one counts. */
+static void test_undecodable_entries_are_misses(void **state)
+{
+	(void)state;
+	struct crafted cf;
+	struct gw_error err;
+	crafted_init(&cf);
+	unsigned char idA[20], idB[20], idC[20], idD[20];
+	memset(idA, 0xa, sizeof(idA));
+	memset(idB, 0xb, sizeof(idB));
+	memset(idC, 0xc, sizeof(idC));
+	memset(idD, 0xd, sizeof(idD));
+	struct gw_strbuf b, d;
+	gw_strbuf_init(&b);
+	gw_strbuf_init(&d);
+	add64(&b, 5);
+	/* A: says one resource, holds none */
+	add64(&d, 1);
+	entry(&b, 20, 0xa, 10, d.s, d.len, d.len);
+	/* B: more resources than bytes */
+	d.len = 0;
+	add64(&d, 1u << 20);
+	entry(&b, 20, 0xb, 10, d.s, d.len, d.len);
+	/* C: no resources, then a stray byte */
+	d.len = 0;
+	add64(&d, 0);
+	gw_strbuf_add(&d, "!", 1);
+	entry(&b, 20, 0xc, 10, d.s, d.len, d.len);
+	/* D twice: first with junk, then empty and good */
+	entry(&b, 20, 0xd, 10, "junkjunkj", 9, 9);
+	d.len = 0;
+	add64(&d, 0);
+	entry(&b, 20, 0xd, 10, d.s, d.len, d.len);
+	struct gw_manifest_cache *c = gw_manifest_cache_new();
+	assert_int_equal(crafted_load(&cf, &b, c, &err), 0);
+	assert_int_equal(gw_manifest_cache_count(c), 4);
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	set.cache = c;
+	assert_int_equal(gw_manifest_set_add_cached(&set, "a.yaml", idA, sizeof(idA)), 0);
+	assert_int_equal(gw_manifest_set_add_cached(&set, "b.yaml", idB, sizeof(idB)), 0);
+	assert_int_equal(gw_manifest_set_add_cached(&set, "c.yaml", idC, sizeof(idC)), 0);
+	assert_int_equal(set.n, 0);
+	assert_int_equal(set.files, 0);
+	assert_int_equal(gw_manifest_set_add_cached(&set, "d.yaml", idD, sizeof(idD)), 1);
+	assert_int_equal(set.files, 1);
+	assert_int_equal(set.bytes, 10);
+	size_t hits, misses;
+	gw_manifest_cache_stats(c, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 3);
+	/* no id, or one longer than a blob id: not looked up, not stored */
+	assert_int_equal(gw_manifest_set_add_cached(&set, "e.yaml", idA, 0), 0);
+	assert_int_equal(gw_manifest_set_add_cached(&set, "e.yaml", idA, 33), 0);
+	gw_manifest_set_add_blob(&set, "e.yaml", idA, 0, rich, strlen(rich));
+	assert_int_equal(set.n, 3);
+	assert_int_equal(gw_manifest_cache_count(c), 4);
+	/* a fresh read of A replaces the loaded (unowned) entry */
+	gw_manifest_set_add_blob(&set, "a.yaml", idA, sizeof(idA), rich, strlen(rich));
+	assert_int_equal(set.n, 6);
+	assert_int_equal(gw_manifest_cache_count(c), 4);
+	gw_manifest_set_free(&set);
+	gw_manifest_set_init(&set);
+	set.cache = c;
+	assert_int_equal(gw_manifest_set_add_cached(&set, "a.yaml", idA, sizeof(idA)), 1);
+	assert_int_equal(set.n, 3);
+	/* past the file-count bound: counted as a fresh read does, nothing taken */
+	set.files = GW_MANIFEST_FILES_MAX;
+	assert_int_equal(gw_manifest_set_add_cached(&set, "a2.yaml", idA, sizeof(idA)), 1);
+	assert_int_equal(set.n, 3);
+	gw_manifest_set_free(&set);
+	gw_manifest_cache_free(c);
+	gw_strbuf_free(&b);
+	gw_strbuf_free(&d);
+	crafted_free(&cf);
+}
+
+/* Many entries: the table grows and every one is still found, also after a
+ * save and load. */
+static void test_many_entries_survive_growth_and_a_round_trip(void **state)
+{
+	(void)state;
+	struct crafted cf;
+	struct gw_error err;
+	crafted_init(&cf);
+	struct gw_manifest_cache *c = gw_manifest_cache_new();
+	struct gw_manifest_set set;
+	const char one[] = HDR "kind: Process\nmetadata: {name: one}\nspec: {command: [/bin/true]}\n";
+	gw_manifest_set_init(&set);
+	set.cache = c;
+	for (unsigned i = 0; i < 300; i++) {
+		unsigned char id[20] = { 0 };
+		char file[32];
+		memcpy(id, &i, sizeof(i));
+		snprintf(file, sizeof(file), "f%u.yaml", i);
+		gw_manifest_set_add_blob(&set, file, id, sizeof(id), one, strlen(one));
+	}
+	gw_manifest_set_free(&set);
+	assert_int_equal(gw_manifest_cache_count(c), 300);
+	assert_int_equal(gw_manifest_cache_save(c, cf.path, &err), 0);
+	gw_manifest_cache_free(c);
+	c = gw_manifest_cache_new();
+	assert_int_equal(gw_manifest_cache_load(c, cf.path, &err), 0);
+	assert_int_equal(gw_manifest_cache_count(c), 300);
+	gw_manifest_set_init(&set);
+	set.cache = c;
+	for (unsigned i = 0; i < 300; i++) {
+		unsigned char id[20] = { 0 };
+		memcpy(id, &i, sizeof(i));
+		assert_int_equal(gw_manifest_set_add_cached(&set, "f.yaml", id, sizeof(id)), 1);
+	}
+	assert_int_equal(set.n, 300);
+	gw_manifest_set_free(&set);
+
+	/* a save that cannot write: the error names the file, nothing replaced */
+	char bad[600], want[700];
+	snprintf(bad, sizeof(bad), "%s/no/such/dir/cache", cf.dir);
+	assert_true(gw_manifest_cache_save(c, bad, &err) < 0);
+	snprintf(want, sizeof(want), "%s.tmp.%d: cannot create: No such file or directory", bad, (int)getpid());
+	assert_string_equal(err.msg, want);
+	snprintf(bad, sizeof(bad), "%s/adir", cf.dir);
+	assert_int_equal(mkdir(bad, 0700), 0);
+	assert_true(gw_manifest_cache_save(c, bad, &err) < 0);
+	snprintf(want, sizeof(want), "%s: Is a directory", bad);
+	assert_string_equal(err.msg, want);
+	snprintf(want, sizeof(want), "%s.tmp.%d", bad, (int)getpid());
+	assert_int_equal(access(want, F_OK), -1); /* the temporary file is gone */
+	rmdir(bad);
+	char *longpath = gw_xmalloc(5000);
+	memset(longpath, 'a', 4999);
+	longpath[4999] = '\0';
+	assert_int_equal(gw_manifest_cache_save(c, longpath, &err), -ENAMETOOLONG);
+	assert_int_equal(strncmp(err.msg, "aaaaaaaa", 8), 0); /* the path, cut to fit the message */
+	free(longpath);
+	gw_manifest_cache_free(c);
+	crafted_free(&cf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +628,10 @@ int main(void)
 		cmocka_unit_test(test_only_clean_files_are_cached_and_hits_match_a_fresh_read),
 		cmocka_unit_test(test_cache_file_is_verified_before_use),
 		cmocka_unit_test(test_canonical_writer_matches_jansson_byte_for_byte),
+		cmocka_unit_test(test_resource_fields_out_of_bounds_are_refused),
+		cmocka_unit_test(test_malformed_cache_entries_are_refused),
+		cmocka_unit_test(test_undecodable_entries_are_misses),
+		cmocka_unit_test(test_many_entries_survive_growth_and_a_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
