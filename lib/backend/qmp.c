@@ -46,8 +46,9 @@ static int read_msg(json_t **out, struct gw_qmp *q, int64_t deadline, struct gw_
 			memmove(q->buf, nl + 1, q->len - n - 1);
 			q->len -= n + 1;
 			if (!msg || !json_is_object(msg)) {
+				const char *why = msg ? "not a JSON object" : je.text;
 				json_decref(msg);
-				return gw_error_set(err, -EPROTO, "QMP: unreadable message: %s", je.text);
+				return gw_error_set(err, -EPROTO, "QMP: unreadable message: %s", why);
 			}
 			*out = msg;
 			return 0;

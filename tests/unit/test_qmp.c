@@ -226,6 +226,96 @@ static void test_oversized_line_is_refused(void **state)
 	waitpid(pid, NULL, 0);
 }
 
+/* Replies of odd shapes after a good greeting: each refused with its cause. */
+static void test_odd_replies_are_errors_naming_the_cause(void **state)
+{
+	(void)state;
+	static const char *const replies[] = {
+		"{\"return\": {}}\r\n",
+		"{\"error\": {}}\r\n",
+		"{\"error\": {\"class\": \"GenericError\"}}\r\n",
+		"{\"id\": 1}\r\n",
+		"[1, 2]\r\n",
+		"{\"return\": [\"ok\"]}\r\n",
+		NULL,
+	};
+	struct peer p = { .greeting = GREETING, .replies = replies };
+	struct gw_error err = { 0 };
+	pthread_t t;
+	int fd, rc;
+	struct gw_qmp *q = open_with(&p, &t, &fd, &err, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(gw_qmp_execute(NULL, q, "a", NULL, 1000, &err), -EIO);
+	assert_string_equal(err.msg, "QMP a: Error: no description");
+	assert_int_equal(gw_qmp_execute(NULL, q, "b", NULL, 1000, &err), -EIO);
+	assert_string_equal(err.msg, "QMP b: GenericError: no description");
+	assert_int_equal(gw_qmp_execute(NULL, q, "c", NULL, 1000, &err), -EPROTO);
+	assert_string_equal(err.msg, "QMP c: reply without return or error");
+	assert_int_equal(gw_qmp_execute(NULL, q, "d", NULL, 1000, &err), -EPROTO);
+	assert_string_equal(err.msg, "d: QMP: unreadable message: not a JSON object");
+	/* the connection stays usable after each */
+	json_t *ret = NULL;
+	assert_int_equal(gw_qmp_execute(&ret, q, "e", NULL, 1000, &err), 0);
+	assert_string_equal(json_string_value(json_array_get(ret, 0)), "ok");
+	json_decref(ret);
+	finish(&p, t, q);
+}
+
+static void test_refused_capabilities_fail_the_open(void **state)
+{
+	(void)state;
+	static const char *const replies[] = {
+		"{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no caps\"}}\r\n", NULL
+	};
+	struct peer p = { .greeting = GREETING, .replies = replies };
+	struct gw_error err = { 0 };
+	pthread_t t;
+	int fd, rc;
+	struct gw_qmp *q = open_with(&p, &t, &fd, &err, &rc);
+	assert_int_equal(rc, -EIO);
+	assert_null(q);
+	assert_string_equal(err.msg, "QMP qmp_capabilities: CommandNotFound: no caps");
+	close(p.fd);
+	pthread_join(t, NULL);
+	gw_qmp_close(NULL); /* a no-op */
+}
+
+static void test_no_time_left_and_a_gone_peer(void **state)
+{
+	(void)state;
+	static const char *const replies[] = { "{\"return\": {}}\r\n", "", NULL };
+	struct peer p = { .greeting = GREETING, .replies = replies };
+	struct gw_error err = { 0 };
+	pthread_t t;
+	int fd, rc;
+	struct gw_qmp *q = open_with(&p, &t, &fd, &err, &rc);
+	assert_int_equal(rc, 0);
+	/* no time at all: refused without waiting */
+	assert_int_equal(gw_qmp_execute(NULL, q, "query-status", NULL, 0, &err), -ETIMEDOUT);
+	assert_string_equal(err.msg, "query-status: QMP: no answer in time");
+	/* the peer goes away: sending fails with the reason */
+	close(p.fd);
+	pthread_join(t, NULL);
+	assert_int_equal(gw_qmp_execute(NULL, q, "query-status", NULL, 1000, &err), -EPIPE);
+	assert_string_equal(err.msg, "QMP: send: Broken pipe");
+	gw_qmp_close(q);
+}
+
+static void test_connect_errors_name_the_socket(void **state)
+{
+	(void)state;
+	struct gw_qmp *q = NULL;
+	struct gw_error err = { 0 };
+	char longpath[200];
+	memset(longpath, 'q', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_int_equal(gw_qmp_connect(&q, longpath, 1000, &err), -ENAMETOOLONG);
+	assert_non_null(strstr(err.msg, " is longer than 107 bytes"));
+	assert_int_equal(gw_qmp_connect(&q, "/nonexistent/gw-qmp.sock", 1000, &err), -ENOENT);
+	assert_string_equal(err.msg, "QMP: connect /nonexistent/gw-qmp.sock: No such file or directory");
+	assert_null(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -236,6 +326,10 @@ int main(void)
 		cmocka_unit_test(test_garbage_and_silence_fail_in_bounded_time),
 		cmocka_unit_test(test_peer_hangup),
 		cmocka_unit_test(test_oversized_line_is_refused),
+		cmocka_unit_test(test_odd_replies_are_errors_naming_the_cause),
+		cmocka_unit_test(test_refused_capabilities_fail_the_open),
+		cmocka_unit_test(test_no_time_left_and_a_gone_peer),
+		cmocka_unit_test(test_connect_errors_name_the_socket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
