@@ -282,6 +282,150 @@ static void test_a_stop_request_abandons_a_call_in_flight(void **state)
 	unlink(a.sun_path);
 }
 
+static void test_messages_and_default_sockets(void **state)
+{
+	(void)state;
+	json_t *j = json_pack("{s:s}", "cause", "only a cause");
+	assert_string_equal(gw_engine_message(j), "only a cause");
+	json_decref(j);
+	j = json_pack("{s:i}", "message", 3);
+	assert_string_equal(gw_engine_message(j), "no message");
+	json_decref(j);
+	assert_string_equal(gw_engine_message(NULL), "no message");
+	assert_string_equal(gw_engine_default_socket("/x/e.sock"), "/x/e.sock");
+	const char *d = gw_engine_default_socket("");
+	assert_true(!strcmp(d, "/run/podman/podman.sock") || !strcmp(d, "/var/run/docker.sock"));
+	assert_string_equal(gw_engine_default_socket(NULL), d);
+}
+
+/* Bodies of every shape, methods with and without a body, a header with
+ * odd spacing, a /version that fails, a reply that is not HTTP. */
+static void test_bodies_methods_and_broken_replies(void **state)
+{
+	(void)state;
+	const struct route routes[] = {
+		{ "/_ping", "HTTP/1.1 200 OK\r\napi-version:    1.43-dev\r\nContent-Length: 0\r\n\r\n" },
+		{ "/v1.43/text", "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"a\":1}\n{\"b\":2}\n" },
+		{ "/v1.43/empty", "HTTP/1.1 204 No Content\r\n\r\n" },
+		{ "/v1.43/post", "HTTP/1.1 201 Created\r\nContent-Length: 9\r\n\r\n{\"Id\":7}\n" },
+		{ "/v1.43/bad", "this is not HTTP at all\r\n\r\n" },
+		{ 0 },
+	};
+	struct fake f;
+	struct gw_engine e;
+	struct gw_error err;
+	json_t *out = NULL;
+	long status = 0;
+	start(&f, routes);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_string_equal(e.version, "1.43");
+	/* several JSON objects: kept as text */
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/text", NULL, 2000, &err), 0);
+	assert_int_equal(status, 200);
+	assert_string_equal(json_string_value(json_object_get(out, "stream")), "{\"a\":1}\n{\"b\":2}\n");
+	json_decref(out);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "DELETE", "/empty", NULL, 2000, &err), 0);
+	assert_int_equal(status, 204);
+	assert_null(out);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/post/start", NULL, 2000, &err), 0);
+	assert_int_equal(status, 201);
+	assert_int_equal(json_integer_value(json_object_get(out, "Id")), 7);
+	json_decref(out);
+	json_t *body = json_pack("{s:s}", "Image", "busybox");
+	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/post/create", body, 2000, &err), 0);
+	json_decref(body);
+	json_decref(out);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/bad", NULL, 2000, &err), -EIO);
+	char want[300];
+	snprintf(want, sizeof(want), "container engine at %s: GET /v1.43/bad: ", f.sock);
+	assert_int_equal(strncmp(err.msg, want, strlen(want)), 0);
+	assert_true(strlen(err.msg) > strlen(want)); /* and curl's reason */
+	stop(&f);
+	assert_string_equal(f.seen[3], "POST /v1.43/post/start");
+	assert_string_equal(f.seen[4], "POST /v1.43/post/create");
+
+	/* no Api-Version header and a failing /version: refused, the status named */
+	const struct route broken[] = {
+		{ "/_ping", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" },
+		{ "/version", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}" },
+		{ 0 },
+	};
+	start(&f, broken);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTO);
+	snprintf(want, sizeof(want), "container engine at %s: /version answered HTTP 500 without ApiVersion", f.sock);
+	assert_string_equal(err.msg, want);
+	stop(&f);
+	/* an engine of API 2.0: spoken to at the newest we know */
+	const struct route two[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 2.0\r\nContent-Length: 0\r\n\r\n" },
+				     { 0 } };
+	start(&f, two);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_string_equal(e.version, GW_ENGINE_API_MAX);
+	stop(&f);
+	/* and one of API 0.99: too old */
+	const struct route old[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 0.99\r\nContent-Length: 0\r\n\r\n" },
+				     { 0 } };
+	start(&f, old);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.msg, "speaks API 0.99; gitward needs 1.41 or later"));
+	stop(&f);
+}
+
+struct lines {
+	char v[4][64];
+	int n, stop_at;
+};
+
+static int on_line(const char *line, size_t len, void *ud)
+{
+	struct lines *l = ud;
+	if (l->n < 4)
+		snprintf(l->v[l->n], sizeof(l->v[0]), "%.*s", (int)len, line);
+	l->n++;
+	return l->n == l->stop_at ? -1 : 0;
+}
+
+static void test_event_stream_lines_end_and_errors(void **state)
+{
+	(void)state;
+	const struct route routes[] = {
+		{ "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\n\r\n" },
+		{ "/v1.41/events", "HTTP/1.1 200 OK\r\nContent-Length: 25\r\n\r\n{\"a\":1}\n\n{\"b\":2}\n{\"c\":3}\n" },
+		{ "/v1.41/gone", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n" },
+		{ 0 },
+	};
+	struct fake f;
+	struct gw_engine e;
+	struct gw_error err;
+	char want[300];
+	start(&f, routes);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	/* every non-empty line, then the end of the stream is an error */
+	struct lines l = { .stop_at = -1 };
+	assert_int_equal(gw_engine_stream(&e, "/events", on_line, &l, &err), -EPIPE);
+	snprintf(want, sizeof(want), "container engine at %s: the event stream ended", f.sock);
+	assert_string_equal(err.msg, want);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.v[0], "{\"a\":1}");
+	assert_string_equal(l.v[1], "{\"b\":2}");
+	assert_string_equal(l.v[2], "{\"c\":3}");
+	/* the reader stops it: not an error */
+	struct lines s = { .stop_at = 2 };
+	assert_int_equal(gw_engine_stream(&e, "/events", on_line, &s, &err), 0);
+	assert_int_equal(s.n, 2);
+	/* an HTTP error */
+	struct lines g = { .stop_at = -1 };
+	assert_int_equal(gw_engine_stream(&e, "/gone", on_line, &g, &err), -EIO);
+	snprintf(want, sizeof(want), "container engine at %s: event stream: HTTP 500", f.sock);
+	assert_string_equal(err.msg, want);
+	assert_int_equal(g.n, 0);
+	stop(&f);
+	/* nobody listening */
+	assert_int_equal(gw_engine_stream(&e, "/events", on_line, &g, &err), -ECONNREFUSED);
+	snprintf(want, sizeof(want), "container engine at %s: event stream: ", f.sock);
+	assert_int_equal(strncmp(err.msg, want, strlen(want)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -292,6 +436,9 @@ int main(void)
 		cmocka_unit_test(test_engine_errors_keep_their_message),
 		cmocka_unit_test(test_unreachable_socket_is_named),
 		cmocka_unit_test(test_a_stop_request_abandons_a_call_in_flight),
+		cmocka_unit_test(test_messages_and_default_sockets),
+		cmocka_unit_test(test_bodies_methods_and_broken_replies),
+		cmocka_unit_test(test_event_stream_lines_end_and_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
