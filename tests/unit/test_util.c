@@ -774,6 +774,153 @@ static void test_spawn_find_looks_up_a_path(void **state)
 	assert_int_equal(gw_spawn_find(out, sizeof(out), "ssh", "/etc"), -ENOENT); /* a directory */
 }
 
+/* Credentials as asked (the tests run as root), and each credential stage
+ * that fails named. */
+static void test_spawn_sets_credentials_and_names_their_failures(void **state)
+{
+	(void)state;
+	struct gw_strbuf out;
+	struct gw_error err;
+	int status;
+	char *const argv[] = { "/bin/sh", "-c", "id -u; id -g; id -G; echo $$ $(cut -d' ' -f6 /proc/$$/stat)", NULL };
+	gid_t groups[] = { 65534 };
+	struct gw_spawn s = { .argv = argv,
+			      .fds = { GW_SPAWN_FD_NULL },
+			      .nfds = 3,
+			      .group = GW_SPAWN_SESSION,
+			      .nproc = 4096,
+			      .as = 1LL << 34,
+			      .set_user = true,
+			      .uid = 65534,
+			      .gid = 65534,
+			      .groups = groups,
+			      .ngroups = 1 };
+	if (geteuid() != 0) {
+		const char *ci = getenv("CI");
+		if (ci && *ci)
+			fail_msg("setting credentials needs root");
+		skip();
+	}
+	assert_int_equal(spawn_run(&out, &status, &s, &err), 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	long pid, sid;
+	assert_int_equal(strncmp(out.s, "65534\n65534\n65534\n", 18), 0);
+	assert_int_equal(sscanf(out.s + 18, "%ld %ld", &pid, &sid), 2);
+	assert_int_equal(pid, sid); /* it leads its own session */
+	gw_strbuf_free(&out);
+
+	s.gid = (gid_t)-1;
+	assert_int_equal(spawn_run(&out, &status, &s, &err), -EINVAL);
+	assert_string_equal(err.msg, "setgid : Invalid argument");
+	gw_strbuf_free(&out);
+	s.gid = 65534;
+	s.uid = (uid_t)-1;
+	assert_int_equal(spawn_run(&out, &status, &s, &err), -EINVAL);
+	assert_string_equal(err.msg, "setuid : Invalid argument");
+	gw_strbuf_free(&out);
+	s.uid = 65534;
+	s.ngroups = 1u << 20; /* past NGROUPS_MAX: refused before the list is read */
+	assert_int_equal(spawn_run(&out, &status, &s, &err), -EINVAL);
+	assert_string_equal(err.msg, "setgroups : Invalid argument");
+	gw_strbuf_free(&out);
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
+}
+
+/* Descriptors: one closed, one kept only when open, one that is not a
+ * descriptor at all (refused, naming the stage). */
+static void test_spawn_descriptor_edge_cases(void **state)
+{
+	(void)state;
+	struct gw_error err;
+	int status, p[2], q[2];
+	char buf[256] = "";
+	size_t have = 0;
+	ssize_t n;
+	pid_t pid;
+	char *const argv[] = { "/bin/sh", "-c", "ls /proc/self/fd | tr '\\n' ' '", NULL };
+	/* everything of ours above 20, and 7 free (moved away meanwhile) */
+	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+	p[0] = fcntl(q[0], F_DUPFD_CLOEXEC, 20);
+	p[1] = fcntl(q[1], F_DUPFD_CLOEXEC, 20);
+	close(q[0]);
+	close(q[1]);
+	int open_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int high = fcntl(open_fd, F_DUPFD_CLOEXEC, 20);
+	close(open_fd);
+	int saved7 = fcntl(7, F_DUPFD_CLOEXEC, 30);
+	close(7);
+	assert_true(p[0] >= 20 && p[1] >= 20 && high >= 20);
+	struct gw_spawn s = { .argv = argv,
+			      .fds = { GW_SPAWN_FD_CLOSED, p[1], p[1], high, GW_SPAWN_FD_CLOSED, GW_SPAWN_FD_CLOSED,
+				       GW_SPAWN_FD_CLOSED, GW_SPAWN_FD_KEEP },
+			      .nfds = 8,
+			      .group = GW_SPAWN_GROUP_SAME };
+	int rc = gw_spawn_start(&pid, &s, &err);
+	if (saved7 >= 0) {
+		dup2(saved7, 7);
+		close(saved7);
+	}
+	assert_int_equal(rc, 0);
+	close(p[1]);
+	while ((n = read(p[0], buf + have, sizeof(buf) - 1 - have)) > 0)
+		have += (size_t)n;
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* 0 closed; 1, 2, 3 there (and the one ls opened, numbered 0) */
+	assert_string_equal(buf, "0 1 2 3 ");
+	s.fds[3] = 1000; /* not open in the parent */
+	struct gw_strbuf out;
+	assert_int_equal(spawn_run(&out, &status, &s, &err), -EBADF);
+	assert_string_equal(err.msg, "fds : Bad file descriptor");
+	gw_strbuf_free(&out);
+	close(high);
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
+}
+
+static void test_spawn_capture_edge_cases(void **state)
+{
+	(void)state;
+	struct gw_strbuf out, errout;
+	struct gw_error err;
+	int status = -1;
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	/* found on PATH by name */
+	char *const echo[] = { "sh", "-c", "echo found", NULL };
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, echo, NULL, 0, 100, 5000, &err), 0);
+	assert_string_equal(out.s, "found\n");
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* a name nowhere on PATH, and a path that does not exist */
+	char *const nowhere[] = { "gw-no-such-program", NULL };
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, nowhere, NULL, 0, 100, 1000, &err), -ENOENT);
+	assert_string_equal(err.msg, "cannot run gw-no-such-program: No such file or directory");
+	char *const nopath[] = { "/no/such/program", NULL };
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, nopath, NULL, 0, 100, 1000, &err), -ENOENT);
+	assert_string_equal(err.msg, "cannot run /no/such/program: No such file or directory");
+	/* a child that reads nothing of a big input: no SIGPIPE, its status */
+	size_t big = 4u << 20;
+	char *in = gw_xmalloc(big);
+	memset(in, 'x', big);
+	char *const quits[] = { "/bin/sh", "-c", "exit 5", NULL };
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, quits, in, big, 100, 5000, &err), 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 5);
+	free(in);
+	/* output closed, but the child lingers: killed at the deadline */
+	char *const lingers[] = { "/bin/sh", "-c", "exec >&- 2>&-; exec sleep 30", NULL };
+	int64_t t0 = gw_monotonic_ms();
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, lingers, NULL, 0, 100, 300, &err), -ETIMEDOUT);
+	assert_string_equal(err.msg, "/bin/sh: killed after 300ms without exiting");
+	assert_true(gw_monotonic_ms() - t0 < 5000);
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
+	gw_strbuf_free(&out);
+	gw_strbuf_free(&errout);
+	/* lookups: empty PATH parts skipped, a path that does not fit refused */
+	char found[4096], tiny[8];
+	assert_int_equal(gw_spawn_find(found, sizeof(found), "sh", "::/bin:"), 0);
+	assert_string_equal(found, "/bin/sh");
+	assert_int_equal(gw_spawn_find(tiny, sizeof(tiny), "sh", "/usr/bin"), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -792,6 +939,9 @@ int main(void)
 		cmocka_unit_test(test_spawn_reports_the_failing_stage),
 		cmocka_unit_test(test_spawn_detached_child_is_not_ours),
 		cmocka_unit_test(test_spawn_find_looks_up_a_path),
+		cmocka_unit_test(test_spawn_sets_credentials_and_names_their_failures),
+		cmocka_unit_test(test_spawn_descriptor_edge_cases),
+		cmocka_unit_test(test_spawn_capture_edge_cases),
 		cmocka_unit_test(test_config_verify_signatures_needs_keys),
 		cmocka_unit_test(test_nofollow_read_refuses_links_and_fifos),
 		cmocka_unit_test(test_file_read_sizes_and_kinds),
