@@ -21,6 +21,7 @@
 #include "gitward/apply.h"
 #include "gitward/backend.h"
 #include "gitward/paths.h"
+#include "gitward/review.h"
 
 /* ---- the fake backend ---- */
 
@@ -560,6 +561,252 @@ static void test_deletes_run_dependents_first(void **state)
 	gw_state_file_free(&st);
 }
 
+/* ---- review: inventories, recorded statuses, plans between commits ---- */
+
+/* Load yaml as an inventory; the first diagnostic as "line:col: msg" ("" if none). */
+static int inventory_of(struct gw_inventory *inv, char *first, size_t size, size_t *ndiags, const char *yaml)
+{
+	char path[] = "/tmp/gw-inv-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+	close(fd);
+	struct gw_diags d;
+	gw_diags_init(&d);
+	int rc = gw_inventory_load(inv, path, &d);
+	first[0] = '\0';
+	if (d.n)
+		snprintf(first, size, "%u:%u: %s", d.v[0].line, d.v[0].col, d.v[0].msg);
+	*ndiags = d.n;
+	gw_diags_free(&d);
+	unlink(path);
+	return rc;
+}
+
+static void test_review_inventory_problems_are_placed(void **state)
+{
+	(void)state;
+	struct gw_inventory inv;
+	char first[512];
+	size_t nd;
+	assert_int_equal(inventory_of(&inv, first, sizeof(first), &nd,
+				      "nodes:\n  - name: web-01\n    labels: {role: edge}\n  - name: db\n"),
+			 0);
+	assert_int_equal(inv.n, 2);
+	assert_string_equal(inv.v[0].name, "web-01");
+	assert_string_equal(gw_strmap_get(&inv.v[0].labels, "role"), "edge");
+	assert_string_equal(gw_strmap_get(&inv.v[0].labels, "node"), "web-01");
+	assert_string_equal(gw_strmap_get(&inv.v[1].labels, "node"), "db");
+	gw_inventory_free(&inv);
+	assert_int_equal(inv.n, 0);
+
+	static const struct {
+		const char *yaml, *first;
+		size_t n;
+	} bad[] = {
+		{ "other: 1\n", "1:1: expected one document with \"nodes:\", a list of {name, labels}", 1 },
+		{ "nodes: []\n", "1:8: expected one document with \"nodes:\", a list of {name, labels}", 1 },
+		{ "nodes: {a: b}\n", "1:8: expected one document with \"nodes:\", a list of {name, labels}", 1 },
+		{ "nodes: [{name: a}]\n---\nnodes: [{name: b}]\n",
+		  "1:1: expected one document with \"nodes:\", a list of {name, labels}", 1 },
+		{ "nodes:\n  - just-a-string\n", "2:5: nodes: expected a mapping with name and labels", 1 },
+		{ "nodes:\n  - {name: a, color: red}\n", "2:15: color: unknown field (name, labels)", 1 },
+		{ "nodes:\n  - {labels: {a: b}}\n", "2:5: name: expected the node's name", 1 },
+		{ "nodes:\n  - {name: [x]}\n", "2:12: name: expected the node's name", 1 },
+		{ "nodes:\n  - {name: a}\n  - {name: a}\n", "3:12: name: node \"a\" is listed twice", 1 },
+		{ "nodes:\n  - {name: a, labels: [x]}\n", "2:23: labels: expected a mapping of label: value", 1 },
+		{ "nodes:\n  - {name: a, labels: {node: b, k: [1]}}\n",
+		  "2:24: labels.node: expected a string (and not \"node\", which is the name)", 2 },
+		{ "nodes: [\n", "", 1 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = inventory_of(&inv, first, sizeof(first), &nd, bad[i].yaml);
+		if (rc != -EINVAL || nd != bad[i].n || (*bad[i].first && strcmp(first, bad[i].first) != 0))
+			fail_msg("case %zu: rc %d, %zu diags, first \"%s\"", i, rc, nd, first);
+		assert_int_equal(inv.n, 0);
+		assert_null(inv.v);
+	}
+	/* a name the node option refuses */
+	assert_int_equal(inventory_of(&inv, first, sizeof(first), &nd, "nodes:\n  - {name: \"a b/c\"}\n"), -EINVAL);
+	assert_int_equal(strncmp(first, "2:12: name: ", 12), 0);
+	/* a file that cannot be read */
+	struct gw_diags d;
+	gw_diags_init(&d);
+	assert_int_equal(gw_inventory_load(&inv, "/no/such/inventory.yaml", &d), -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.v[0].file, "/no/such/inventory.yaml");
+	assert_non_null(strstr(d.v[0].msg, "No such file or directory"));
+	gw_diags_free(&d);
+}
+
+#define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+static void test_review_status_documents(void **state)
+{
+	(void)state;
+	struct gw_observed *v = NULL;
+	size_t n = 0;
+	char *node = NULL, *commit = NULL;
+	struct gw_error err;
+	static const struct {
+		const char *text, *msg;
+	} bad[] = {
+		{ "[]", "s.json: not the JSON of `gitward status --output json`: no \"resources\" list" },
+		{ "{\"resources\": {}}",
+		  "s.json: not the JSON of `gitward status --output json`: no \"resources\" list" },
+		{ "{\"resources\": [{\"name\": \"p\", \"spec_hash\": \"" HASH_A "\"}]}",
+		  "s.json: not the JSON of `gitward status --output json`: resources[0]: expected kind, name and a "
+		  "spec_hash of 64 hex" },
+		{ "{\"resources\": [{\"kind\": \"Process\", \"name\": \"p\", \"spec_hash\": \"" HASH_A "\"},"
+		  "{\"kind\": \"Bogus\", \"name\": \"q\", \"spec_hash\": \"" HASH_A "\"}]}",
+		  "s.json: not the JSON of `gitward status --output json`: resources[1]: expected kind, name and a "
+		  "spec_hash of 64 hex" },
+		{ "{\"resources\": [{\"kind\": \"Process\", \"name\": \"p\", \"spec_hash\": \"abc\"}]}",
+		  "s.json: not the JSON of `gitward status --output json`: resources[0]: expected kind, name and a "
+		  "spec_hash of 64 hex" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, bad[i].text,
+								strlen(bad[i].text), "s.json", &err),
+				 -EBADMSG);
+		assert_string_equal(err.msg, bad[i].msg);
+	}
+	const char junk[] = "{not json";
+	assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, junk, strlen(junk), "s.json", &err),
+			 -EBADMSG);
+	static const char prefix[] = "s.json: not the JSON of `gitward status --output json`: ";
+	assert_int_equal(strncmp(err.msg, prefix, sizeof(prefix) - 1), 0);
+	assert_true(strlen(err.msg) > sizeof(prefix) - 1); /* and jansson's reason */
+
+	const char good[] =
+		"{\"node\": \"web-01\", \"commit\": \"c0ffee\", \"resources\": ["
+		"{\"kind\": \"Process\", \"name\": \"p\", \"spec_hash\": \"" HASH_A "\", \"state\": \"running\","
+		" \"health\": \"healthy\", \"detail\": \"pid 7\", \"restarts\": 2},"
+		"{\"kind\": \"Container\", \"name\": \"c\", \"spec_hash\": \"" HASH_A "\", \"state\": \"sideways\","
+		" \"health\": \"odd\"},"
+		"{\"kind\": \"VM\", \"name\": \"v\", \"spec_hash\": \"" HASH_A "\"}]}";
+	assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, good, strlen(good), "s", &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(node, "web-01");
+	assert_string_equal(commit, "c0ffee");
+	assert_int_equal(v[0].state, GW_STATE_RUNNING);
+	assert_int_equal(v[0].health, GW_HEALTH_HEALTHY);
+	assert_string_equal(v[0].detail, "pid 7");
+	assert_int_equal(v[0].restarts, 2);
+	assert_int_equal(v[1].kind, GW_KIND_CONTAINER);
+	assert_int_equal(v[1].state, GW_STATE_PENDING);
+	assert_int_equal(v[1].health, GW_HEALTH_UNKNOWN);
+	assert_int_equal(v[2].state, GW_STATE_PENDING);
+	assert_string_equal(v[2].detail, "");
+	gw_review_observed_free(v, n);
+	free(node);
+	free(commit);
+	const char bare[] = "{\"resources\": []}";
+	assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, bare, strlen(bare), "s", &err), 0);
+	assert_int_equal(n, 0);
+	assert_null(node);
+	assert_null(commit);
+	gw_review_observed_free(v, n);
+
+	/* where a status comes from */
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(gw_review_status_read(&text, &len, "/no/such/status.json", &err), -ENOENT);
+	assert_int_equal(strncmp(err.msg, "--against", 9), 0);
+	assert_non_null(strstr(err.msg, "No such file or directory"));
+	assert_int_equal(gw_review_status_read(&text, &len, "http://127.0.0.1:1/status", &err), -EIO);
+	assert_string_equal(err.msg, "--against http://127.0.0.1:1/status: Couldn't connect to server");
+	char path[] = "/tmp/gw-status-XXXXXX";
+	int fd = mkstemp(path);
+	assert_int_equal(write(fd, bare, strlen(bare)), (ssize_t)strlen(bare));
+	close(fd);
+	assert_int_equal(gw_review_status_read(&text, &len, path, &err), 0);
+	assert_int_equal(len, strlen(bare));
+	assert_memory_equal(text, bare, len);
+	free(text);
+	unlink(path);
+}
+
+#define RHDR "apiVersion: gitward/v1\nkind: Process\n"
+
+static void test_review_plans_between_commits_and_against_a_status(void **state)
+{
+	(void)state;
+	struct gw_review rv;
+	struct gw_config cfg;
+	struct gw_error err;
+	struct gw_plan plan;
+	struct gw_observed *obs = NULL;
+	size_t nobs = 0;
+	const char base[] =
+		RHDR "metadata: {name: keep}\nspec: {command: [/bin/true]}\n---\n" RHDR
+		     "metadata: {name: change}\nspec: {command: [/bin/true]}\n---\n" RHDR
+		     "metadata: {name: gone}\nspec: {command: [/bin/true]}\n---\n" RHDR
+		     "metadata: {name: elsewhere}\nspec: {command: [/bin/true], nodeSelector: {role: db}}\n";
+	const char head[] = RHDR "metadata: {name: keep}\nspec: {command: [/bin/true]}\n---\n" RHDR
+				 "metadata: {name: change}\nspec: {command: [/bin/false]}\n---\n" RHDR
+				 "metadata: {name: new}\nspec: {command: [/bin/true]}\n";
+	gw_review_init(&rv);
+	gw_config_init(&cfg);
+	gw_manifest_set_add_file(&rv.base, "base.yaml", base, strlen(base));
+	gw_manifest_set_finish(&rv.base);
+	gw_manifest_set_add_file(&rv.head, "head.yaml", head, strlen(head));
+	gw_manifest_set_finish(&rv.head);
+	assert_int_equal(rv.base.diags.n, 0);
+	assert_int_equal(rv.head.diags.n, 0);
+	struct gw_strmap labels = { 0 };
+	gw_strmap_set(&labels, "node", "web-01");
+	gw_strmap_set(&labels, "role", "edge");
+	assert_int_equal(gw_review_plan(&plan, &obs, &nobs, &rv, &labels, &cfg, &err), 0);
+	assert_int_equal(nobs, 3); /* "elsewhere" is not this node's */
+	assert_int_equal(plan.count[GW_ACTION_NONE], 1);
+	assert_int_equal(plan.count[GW_ACTION_UPDATE], 1);
+	assert_int_equal(plan.count[GW_ACTION_CREATE], 1);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 1);
+	for (size_t i = 0; i < plan.n; i++)
+		if (plan.v[i].type == GW_ACTION_UPDATE) {
+			assert_string_equal(plan.v[i].name, "change");
+			assert_true(plan.v[i].nchanges >= 1);
+		}
+	gw_plan_free(&plan);
+	gw_review_observed_free(obs, nobs);
+	/* without pruning, nothing is deleted */
+	cfg.no_prune = true;
+	assert_int_equal(gw_review_plan(&plan, &obs, &nobs, &rv, &labels, &cfg, &err), 0);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 0);
+	gw_plan_free(&plan);
+	gw_review_observed_free(obs, nobs);
+	cfg.no_prune = false;
+
+	/* against a status: the recorded hash that matches base gets base's spec */
+	const struct gw_resource *change = NULL;
+	for (size_t i = 0; i < rv.base.n; i++)
+		if (!strcmp(rv.base.v[i]->name, "change"))
+			change = rv.base.v[i];
+	assert_non_null(change);
+	struct gw_observed *st = gw_xcalloc(2, sizeof(*st));
+	st[0].kind = GW_KIND_PROCESS;
+	st[0].name = gw_xstrdup("change");
+	memcpy(st[0].spec_hash, change->spec_hash, sizeof(st[0].spec_hash));
+	st[0].state = GW_STATE_RUNNING;
+	st[1].kind = GW_KIND_PROCESS;
+	st[1].name = gw_xstrdup("other");
+	memcpy(st[1].spec_hash, HASH_A, sizeof(st[1].spec_hash));
+	st[1].state = GW_STATE_RUNNING;
+	assert_int_equal(gw_review_against(&plan, &rv, st, 2, &labels, &cfg, &err), 0);
+	assert_non_null(st[0].canonical);
+	assert_string_equal(st[0].canonical, change->canonical);
+	assert_null(st[1].canonical); /* no spec of that hash in base */
+	assert_int_equal(plan.count[GW_ACTION_UPDATE], 1);
+	assert_int_equal(plan.count[GW_ACTION_DELETE], 1);
+	assert_int_equal(plan.count[GW_ACTION_CREATE], 2);
+	gw_plan_free(&plan);
+	gw_review_observed_free(st, 2);
+	gw_strmap_free(&labels);
+	gw_config_free(&cfg);
+	gw_review_free(&rv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -572,6 +819,9 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_restart_never_leaves_a_crashed_workload_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deletes_run_dependents_first, setup, teardown),
+		cmocka_unit_test(test_review_inventory_problems_are_placed),
+		cmocka_unit_test(test_review_status_documents),
+		cmocka_unit_test(test_review_plans_between_commits_and_against_a_status),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
