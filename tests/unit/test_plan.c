@@ -453,6 +453,132 @@ static void test_restart_backoff_steps_cap_and_reset(void **state)
 	assert_int_equal(gw_apply__crash_streak(&o, 5000), 5); /* start unknown */
 }
 
+static void test_names_of_states_health_and_actions(void **state)
+{
+	(void)state;
+	enum gw_state st = GW_STATE_RUNNING;
+	enum gw_health h = GW_HEALTH_UNKNOWN;
+	assert_string_equal(gw_state_to_string(GW_STATE_FAILED), "failed");
+	assert_string_equal(gw_state_to_string((enum gw_state)42), "pending");
+	assert_int_equal(gw_state_from_string(&st, "stopped"), 0);
+	assert_int_equal(st, GW_STATE_STOPPED);
+	assert_int_equal(gw_state_from_string(&st, "Running"), -EINVAL);
+	assert_int_equal(st, GW_STATE_STOPPED); /* untouched */
+	assert_string_equal(gw_health_to_string(GW_HEALTH_UNHEALTHY), "unhealthy");
+	assert_string_equal(gw_health_to_string((enum gw_health)9), "unknown");
+	assert_int_equal(gw_health_from_string(&h, "unhealthy"), 0);
+	assert_int_equal(h, GW_HEALTH_UNHEALTHY);
+	assert_int_equal(gw_health_from_string(&h, "sick"), -EINVAL);
+	assert_string_equal(gw_action_to_string(GW_ACTION_RESTART), "restart");
+	assert_string_equal(gw_action_to_string((enum gw_action_type)7), "none");
+	gw_plan_free(NULL); /* a no-op */
+}
+
+static void test_canonical_diff_shapes(void **state)
+{
+	(void)state;
+	struct gw_change *c;
+	size_t n;
+	assert_int_equal(gw_plan_diff_canonical(&c, &n, "{", "{}"), -EINVAL);
+	assert_null(c);
+	assert_int_equal(n, 0);
+	assert_int_equal(gw_plan_diff_canonical(&c, &n, "{}", "not json"), -EINVAL);
+	/* no spec on either side: nothing */
+	assert_int_equal(gw_plan_diff_canonical(&c, &n, "{\"kind\":\"X\"}", "{\"kind\":\"X\"}"), 0);
+	assert_int_equal(n, 0);
+	free(c);
+	/* an object that became a scalar, a key gone, a key new, nested keys,
+	 * and more changes than the first allocation holds */
+	const char *from = "{\"spec\":{\"a\":{\"x\":1},\"gone\":\"g\",\"n\":{\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,"
+			   "\"k5\":5,\"k6\":6,\"k7\":7,\"k8\":8,\"same\":[1]}}}";
+	const char *to = "{\"spec\":{\"a\":5,\"new\":true,\"n\":{\"k1\":10,\"k2\":20,\"k3\":30,\"k4\":40,"
+			 "\"k5\":50,\"k6\":60,\"k7\":70,\"k8\":80,\"same\":[1]}}}";
+	assert_int_equal(gw_plan_diff_canonical(&c, &n, from, to), 0);
+	assert_int_equal(n, 11);
+	assert_string_equal(c[0].path, "spec.a");
+	assert_string_equal(c[0].from, "{\"x\":1}");
+	assert_string_equal(c[0].to, "5");
+	assert_string_equal(c[1].path, "spec.gone");
+	assert_string_equal(c[1].from, "\"g\"");
+	assert_null(c[1].to);
+	assert_string_equal(c[2].path, "spec.n.k1");
+	assert_string_equal(c[2].from, "1");
+	assert_string_equal(c[2].to, "10");
+	assert_string_equal(c[9].path, "spec.n.k8");
+	assert_string_equal(c[10].path, "spec.new");
+	assert_null(c[10].from);
+	assert_string_equal(c[10].to, "true");
+	for (size_t i = 0; i < n; i++) {
+		free(c[i].path);
+		free(c[i].from);
+		free(c[i].to);
+	}
+	free(c);
+	/* a whole spec that appeared */
+	assert_int_equal(gw_plan_diff_canonical(&c, &n, "{}", "{\"spec\":{\"a\":1}}"), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c[0].path, "spec");
+	assert_null(c[0].from);
+	assert_string_equal(c[0].to, "{\"a\":1}");
+	free(c[0].path);
+	free(c[0].to);
+	free(c);
+}
+
+/* An update of a record without its spec says which hashes differ; a
+ * pending record without a detail is "not started"; the restart reasons
+ * without a detail say why. */
+static void test_reasons_without_details(void **state)
+{
+	(void)state;
+	struct gw_resource *r = proc("w", NULL);
+	struct gw_observed o;
+	struct gw_plan plan;
+	struct gw_error err;
+	char want[160];
+
+	observe(&o, r, GW_STATE_RUNNING);
+	free(o.canonical);
+	o.canonical = NULL;
+	memset(o.spec_hash, 'b', 64);
+	assert_int_equal(gw_plan_build(&plan, &r, 1, &o, 1, &prune_on, &err), 0);
+	assert_int_equal(plan.v[0].type, GW_ACTION_UPDATE);
+	assert_int_equal(plan.v[0].nchanges, 0);
+	snprintf(want, sizeof(want), "spec hash bbbbbbbbbbbb -> %.12s", r->spec_hash);
+	assert_string_equal(plan.v[0].reason, want);
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+
+	observe(&o, r, GW_STATE_PENDING);
+	assert_int_equal(gw_plan_build(&plan, &r, 1, &o, 1, &prune_on, &err), 0);
+	assert_int_equal(plan.v[0].type, GW_ACTION_CREATE);
+	assert_string_equal(plan.v[0].reason, "not started");
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+
+	observe(&o, r, GW_STATE_STOPPED);
+	assert_int_equal(gw_plan_build(&plan, &r, 1, &o, 1, &prune_on, &err), 0);
+	assert_int_equal(plan.v[0].type, GW_ACTION_RESTART);
+	assert_string_equal(plan.v[0].reason, "not running");
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+
+	observe(&o, r, GW_STATE_RUNNING);
+	o.health = GW_HEALTH_UNHEALTHY;
+	assert_int_equal(gw_plan_build(&plan, &r, 1, &o, 1, &prune_on, &err), 0);
+	assert_int_equal(plan.v[0].type, GW_ACTION_RESTART);
+	assert_string_equal(plan.v[0].reason, "unhealthy");
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+	gw_resource_free(r);
+
+	/* on-failure: unhealthy while running restarts, unhealthy and stopped does not */
+	assert_int_equal(plan_one("restart: on-failure", GW_STATE_RUNNING, GW_HEALTH_UNHEALTHY, "probe failed"),
+			 GW_ACTION_RESTART);
+	assert_int_equal(plan_one("restart: on-failure", GW_STATE_STOPPED, GW_HEALTH_UNHEALTHY, "x"), GW_ACTION_NONE);
+	assert_int_equal(plan_one("restart: never", GW_STATE_RUNNING, GW_HEALTH_UNHEALTHY, "x"), GW_ACTION_NONE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,6 +596,9 @@ int main(void)
 		cmocka_unit_test(test_errors_render_in_json),
 		cmocka_unit_test(test_untrusted_text_is_escaped_in_text_and_kept_in_json),
 		cmocka_unit_test(test_restart_backoff_steps_cap_and_reset),
+		cmocka_unit_test(test_names_of_states_health_and_actions),
+		cmocka_unit_test(test_canonical_diff_shapes),
+		cmocka_unit_test(test_reasons_without_details),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
