@@ -280,6 +280,29 @@ static void test_canonical_writer_matches_jansson_byte_for_byte(void **state)
 	char *slow = gw_resource__canonical_jansson(t);
 	assert_string_equal(t->canonical, slow);
 	free(slow);
+	/* every other kind of bad UTF-8: refused by the direct writer too, and
+	 * the canonical form is then jansson's */
+	static const char *const bad[] = {
+		"\xc0\x80", /* overlong NUL */
+		"\xe0\x80\x80", /* overlong, 3 bytes */
+		"\xf0\x80\x80\x80", /* overlong, 4 bytes */
+		"\xf4\x90\x80\x80", /* past U+10FFFF */
+		"\xed\xa0\x80", /* a surrogate */
+		"\xc3\x28", /* a bad continuation byte */
+		"\xe4\xb8", /* cut short */
+		"\xf8\x88\x80\x80\x80", /* 5 bytes */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		free(t->command.v[4]);
+		t->command.v[4] = gw_xstrdup(bad[i]);
+		char *fast = gw_resource__canonical_fast(t);
+		if (fast)
+			fail_msg("bad UTF-8 %zu: written as %s", i, fast);
+		gw_resource_finalize(t);
+		slow = gw_resource__canonical_jansson(t);
+		assert_string_equal(t->canonical, slow);
+		free(slow);
+	}
 	gw_manifest_set_free(&set);
 }
 

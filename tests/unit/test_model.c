@@ -343,6 +343,45 @@ static void test_secret_env_errors_fill_err_and_leave_out_untouched(void **state
 	gw_strmap_free(&m);
 }
 
+/* Every way a port mapping is refused, and the names of out-of-range values. */
+static void test_portmap_refusals_and_table_edges(void **state)
+{
+	(void)state;
+	struct gw_portmap pm;
+	static const char *const bad[] = {
+		"8080:80/sctp", /* protocol */
+		"8080:", /* no container port */
+		"123456:80", /* six digits */
+		"80a:80", /* not a number */
+		"70000:80", /* past 65535 */
+		"8080:0", /* port 0 */
+		":8080:80", /* an empty address */
+		"Host!:8080:80", /* not an address */
+		"1234567890123456789012345678901234567890123456789012345678901234567890:1:2", /* too long */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (gw_portmap_parse(&pm, bad[i]) != -EINVAL)
+			fail_msg("%s: accepted", bad[i]);
+	assert_int_equal(gw_portmap_parse(&pm, "db.local:65535:1/udp"), 0);
+	assert_string_equal(pm.host_ip, "db.local");
+	assert_int_equal(pm.host_port, 65535);
+	assert_int_equal(pm.port, 1);
+	assert_string_equal(pm.proto, "udp");
+
+	assert_string_equal(gw_kind_to_string((enum gw_kind)77), "?");
+	assert_string_equal(gw_signal_to_string(12345), "?");
+	int sig = 0;
+	assert_int_equal(gw_signal_from_string(&sig, "winch"), 0);
+	assert_string_equal(gw_signal_to_string(sig), "WINCH");
+	assert_int_equal(gw_restart_from_string(NULL), GW_RESTART_ALWAYS);
+	assert_int_equal(gw_restart_from_string("on-failure"), GW_RESTART_ON_FAILURE);
+	assert_int_equal(gw_restart_from_string("never"), GW_RESTART_NEVER);
+	assert_int_equal(gw_restart_from_string("sometimes"), GW_RESTART_ALWAYS);
+	assert_string_equal(gw_restart_to_string(GW_RESTART_ON_FAILURE), "on-failure");
+	assert_string_equal(gw_restart_to_string(GW_RESTART_NEVER), "never");
+	assert_string_equal(gw_restart_to_string(GW_RESTART_ALWAYS), "always");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +396,7 @@ int main(void)
 		cmocka_unit_test(test_hash_is_stable_across_runs),
 		cmocka_unit_test(test_portmap_parse),
 		cmocka_unit_test(test_kind_and_signal_tables_round_trip),
+		cmocka_unit_test(test_portmap_refusals_and_table_edges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
