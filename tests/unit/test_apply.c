@@ -779,11 +779,12 @@ static void test_review_plans_between_commits_and_against_a_status(void **state)
 	cfg.no_prune = false;
 
 	/* against a status: the recorded hash that matches base gets base's spec */
-	const struct gw_resource *change = NULL;
+	size_t ci = rv.base.n;
 	for (size_t i = 0; i < rv.base.n; i++)
 		if (!strcmp(rv.base.v[i]->name, "change"))
-			change = rv.base.v[i];
-	assert_non_null(change);
+			ci = i;
+	assert_true(ci < rv.base.n);
+	const struct gw_resource *change = rv.base.v[ci];
 	struct gw_observed *st = gw_xcalloc(2, sizeof(*st));
 	st[0].kind = GW_KIND_PROCESS;
 	st[0].name = gw_xstrdup("change");
