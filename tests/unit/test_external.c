@@ -512,6 +512,96 @@ static void test_describe_shows_the_handle(void **state)
 	json_decref(fields);
 }
 
+/* Source files go to the plugin in base64; sources not read from the commit,
+ * a handle too long, names that are no plugin's and the default directory
+ * are refused before or after the call, each with its reason. */
+static void test_sources_handles_and_names(void **state)
+{
+	(void)state;
+	struct gw_backend b;
+	char sd[512], got[4096], want[600];
+	struct gw_error err;
+	struct gw_observed o;
+	backend_init(&b, sd, sizeof(sd));
+	scripted_plugin();
+	struct gw_resource *r = parse_one("apiVersion: gitward/v1\nkind: External\nmetadata: {name: s}\n"
+					  "spec:\n  plugin: p\n  sources: [etc/motd]\n");
+	assert_non_null(r);
+	assert_non_null(r->source_files);
+	put("calls", "");
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), -EINVAL);
+	assert_string_equal(err.msg, "spec.sources: not read from the commit");
+	take(got, sizeof(got), "calls");
+	assert_string_equal(got, "");
+	/* as read from the commit */
+	snprintf(r->source_files[0].blob, sizeof(r->source_files[0].blob), "%040d", 1);
+	r->source_files[0].cipher = gw_xstrdup("hello");
+	r->source_files[0].len = 5;
+	put("reply.create", OK ", \"handle\": \"h-s\"}");
+	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), 0);
+	gw_observed_clear(&o);
+	take(got, sizeof(got), "req.create");
+	assert_non_null(strstr(got, "\"sources\":{\"etc/motd\":\"aGVsbG8=\"}"));
+	/* the default timeout is recorded when the spec has none */
+	snprintf(want, sizeof(want), "%s/external/s.json", sd);
+	json_t *rec = gw_record_load(want);
+	assert_int_equal(json_integer_value(json_object_get(rec, "timeout_ms")), GW_PLUGIN_TIMEOUT_MS);
+	json_decref(rec);
+
+	/* a handle past 64 KiB */
+	size_t big = GW_PLUGIN_HANDLE_MAX + 1;
+	char *reply = gw_xmalloc(big + 64);
+	int k = snprintf(reply, 64, OK ", \"handle\": \"");
+	memset(reply + k, 'h', big);
+	strcpy(reply + k + big, "\"}");
+	put("reply.create", reply);
+	free(reply);
+	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), -EBADMSG);
+	assert_string_equal(err.msg, "plugin p create: answered without a \"handle\" of 1 to 65536 bytes");
+
+	/* answers of other wrong shapes */
+	static const struct {
+		const char *reply, *msg;
+		int code;
+	} odd[] = {
+		{ "{\"protocol\": \"1\", \"ok\": true, \"handle\": \"h\"}",
+		  "plugin p create: answered without \"protocol\": 1", -EPROTO },
+		{ "{\"protocol\": 1, \"ok\": \"yes\", \"handle\": \"h\"}",
+		  "plugin p create: answered without \"ok\": true or false", -EBADMSG },
+		{ "{\"protocol\": 1, \"ok\": false, \"error\": 42}", "plugin p create: failed (no error given)", -EIO },
+		{ "{\"protocol\": 1, \"ok\": false, \"error\": \"bad\\nline\"}", "plugin p create: bad\\nline", -EIO },
+	};
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		put("reply.create", odd[i].reply);
+		int rc = gw_backend_external.create(&o, &b, r, NULL, &err);
+		if (rc != odd[i].code || strcmp(err.msg, odd[i].msg) != 0)
+			fail_msg("case %zu: %d \"%s\"", i, rc, err.msg);
+	}
+	gw_resource_free(r);
+
+	/* names that are not a plugin's, a directory, the default directory */
+	json_t *reply_j = NULL;
+	json_t *req = json_object();
+	assert_int_equal(gw_plugin_call(&reply_j, dir, "", "create", req, 1000, &err), -EINVAL);
+	assert_string_equal(err.msg, "plugin \"\": not a plugin name");
+	assert_int_equal(gw_plugin_call(&reply_j, dir, ".p", "create", req, 1000, &err), -EINVAL);
+	assert_string_equal(err.msg, "plugin \".p\": not a plugin name");
+	assert_int_equal(gw_plugin_call(&reply_j, dir, "state", "create", req, 1000, &err), -ENOENT);
+	snprintf(want, sizeof(want), "plugin state: no such plugin in %s (--plugin-dir)", dir);
+	assert_string_equal(err.msg, want);
+	json_decref(req);
+	struct gw_resource *d = parse_one("apiVersion: gitward/v1\nkind: External\nmetadata: {name: d}\n"
+					  "spec: {plugin: gw-no-such-plugin}\n");
+	assert_non_null(d);
+	b.cfg.plugin_dir = NULL;
+	assert_int_equal(gw_backend_external.create(&o, &b, d, NULL, &err), -ENOENT);
+	/* the build's PREFIX/lib/gitward/plugins */
+	assert_int_equal(strncmp(err.msg, "plugin gw-no-such-plugin: no such plugin in /", 45), 0);
+	assert_non_null(strstr(err.msg, "/lib/gitward/plugins (--plugin-dir)"));
+	gw_resource_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -523,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_create_observe_destroy_through_the_plugin),
 		cmocka_unit_test(test_an_unrecordable_create_is_undone),
 		cmocka_unit_test(test_describe_shows_the_handle),
+		cmocka_unit_test(test_sources_handles_and_names),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
