@@ -375,6 +375,21 @@ class Validate(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         self.assertRegex(res.out, r"^\d+ resources in \d+ files: valid.\n$")
 
+    def test_the_demo_plans_the_repository_examples_as_a_commit(self):
+        """contrib/demo.sh's dry-run: the examples as a commit of this very
+        repository resolve (an External's sources are files of the commit),
+        and only the Process examples are for a node without labels."""
+        root = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+        res = run("reconcile", "--dry-run", "--repo", root, "--path", "manifests/examples", "--state-dir",
+                  os.path.join(self.tmp, "state"), timeout=120)
+        self.assertEqual(res.rc, 2, res)
+        self.assertRegex(res.out, r"Plan: 3 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged\.\n$")
+        for name in ("Process/queue", "Process/web", "Process/worker"):
+            self.assertIn(name, res.out)
+        for name in ("External/motd", "Container/", "VM/"):
+            self.assertNotIn(name, res.out)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "state")), "a dry-run writes nothing")
+
     def test_validate_never_needs_referenced_files(self):
         p = os.path.join(self.tmp, "vm.yaml")
         with open(p, "w") as f:
