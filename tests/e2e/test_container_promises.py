@@ -15,7 +15,7 @@ import time
 import unittest
 
 import podman_env
-from gwtest import CI, HDR, TempDirTest, run
+from gwtest import CI, HDR, TempDirTest, run, wait_for
 
 PODMAN = None
 REGISTRY = None
@@ -163,31 +163,39 @@ class ContainerPromises(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         return {x["name"]: x for x in res.json()["resources"]}
 
+    def logs(self, name):
+        """The container's output, stdout and stderr as one text."""
+        return subprocess.run([*self.pm.base, "logs", name], env=self.pm.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=60).stdout
+
     def test_volumes_are_mounted_and_read_inside_read_only_when_asked(self):
+        # What the container sees is shown by its own PID 1 (its log), never
+        # by `podman exec`: under runc without pivot_root (a chroot) an exec
+        # lands in the host's root, not the container's.
         data = os.path.join(self.tmp, "data")
         os.makedirs(data)
         word = "volume-" + os.urandom(4).hex()
         with open(os.path.join(data, "word.txt"), "w") as f:
             f.write(word + "\n")
         r = self.repo()
-        r.write("v.yaml", cont_yaml("vol", extra=f"  volumes: [\"{data}:/data:ro\"]\n"))
-        r.write("w.yaml", cont_yaml("rw", extra=f"  volumes: [\"{data}:/data\"]\n"))
+        ro = ("/bin/sh", "-c", "cat /data/word.txt; echo x > /data/new || echo WRITE-REFUSED; exec sleep 300")
+        rw = ("/bin/sh", "-c", "echo from-inside > /data/rw-new; echo WRITTEN; exec sleep 300")
+        r.write("v.yaml", cont_yaml("vol", command=ro, extra=f"  volumes: [\"{data}:/data:ro\"]\n"))
+        r.write("w.yaml", cont_yaml("rw", command=rw, extra=f"  volumes: [\"{data}:/data\"]\n"))
         r.commit()
         self.reconcile(r)
-        self.assertEqual(self.pm.podman("exec", "gitward-vol", "/bin/cat", "/data/word.txt"), word)
+        wait_for(lambda: "WRITE-REFUSED" in self.logs("gitward-vol"), timeout=30, what="the ro container's log")
+        out = self.logs("gitward-vol")
+        self.assertEqual(out.splitlines()[0], word)
+        self.assertIn("Read-only file system", out)
         mounts = {m["Destination"]: m for m in self.inspect("gitward-vol")["Mounts"]}
         self.assertEqual(mounts["/data"]["Source"], data)
         self.assertFalse(mounts["/data"]["RW"])
-        # read-only inside: a write fails and leaves the host folder as it was
-        res = subprocess.run([*self.pm.base, "exec", "gitward-vol", "/bin/sh", "-c", "echo x > /data/new"],
-                             env=self.pm.env, capture_output=True, text=True, timeout=60)
-        self.assertNotEqual(res.returncode, 0)
-        self.assertIn("Read-only file system", res.stderr)
-        self.assertEqual(sorted(os.listdir(data)), ["word.txt"])
-        # without :ro the container writes through to the host
-        self.pm.podman("exec", "gitward-rw", "/bin/sh", "-c", "echo from-inside > /data/new")
-        with open(os.path.join(data, "new")) as f:
+        # without :ro the container writes through to the host; with :ro nothing reached it
+        wait_for(lambda: "WRITTEN" in self.logs("gitward-rw"), timeout=30, what="the rw container's log")
+        with open(os.path.join(data, "rw-new")) as f:
             self.assertEqual(f.read(), "from-inside\n")
+        self.assertEqual(sorted(os.listdir(data)), ["rw-new", "word.txt"])
         self.assertTrue({m["Destination"]: m for m in self.inspect("gitward-rw")["Mounts"]}["/data"]["RW"])
 
     def test_memory_and_cpus_reach_the_engine_and_a_change_replaces(self):
