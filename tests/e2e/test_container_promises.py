@@ -14,6 +14,7 @@ import tempfile
 import time
 import unittest
 
+import gitservers
 import podman_env
 from gwtest import CI, HDR, TempDirTest, run, wait_for
 
@@ -315,17 +316,38 @@ class ContainerPromises(TempDirTest):
         self.assertEqual(self.ids(), mine)
         self.assertEqual(mine["alpha"][1], "running")
 
+    @staticmethod
+    def kill_httpd(port):
+        """SIGKILL the container's httpd serving port (seen from the host)."""
+        mark = f"127.0.0.1:{port}".encode()
+        killed = 0
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"httpd") for a in argv[:1]) and mark in argv:
+                os.kill(int(pid), 9)
+                killed += 1
+        assert killed == 1, f"{killed} httpd processes serve {mark}"
+
     def test_a_failing_health_check_replaces_the_container_after_retries(self):
         r = self.repo()
-        # healthy while /tmp/ok exists; each new container makes its own
-        r.write("h.yaml", cont_yaml("sick", command=("/bin/sh", "-c", "echo > /tmp/ok; exec sleep 300"),
-                                    extra="  healthCheck: {exec: {command: [/bin/cat, /tmp/ok]}, interval: 1s, "
-                                          "retries: 2}\n"))
+        # healthy while the container's httpd answers on the host network
+        # (probed from the host: no `podman exec`, which under runc in a
+        # chroot runs in the host's root); each new container starts its own
+        port = gitservers.free_port()
+        cmd = json.dumps(f"echo ok > /tmp/index.html; httpd -f -p 127.0.0.1:{port} -h /tmp & exec sleep 300")
+        r.write("h.yaml", f"{HDR}kind: Container\nmetadata: {{name: sick}}\nspec:\n  image: {podman_env.IMAGE}\n"
+                          f"  command: [/bin/sh, -c, {cmd}]\n  network: host\n  stopTimeout: 1s\n"
+                          f"  healthCheck: {{http: {{url: \"http://127.0.0.1:{port}/index.html\"}}, interval: 1s, "
+                          "retries: 2}\n")
         r.commit()
         self.reconcile(r)
         first = self.ids()["sick"][0]
         self.assertEqual(self.status()["sick"]["health"], "healthy")
-        self.pm.podman("exec", "gitward-sick", "/bin/busybox", "rm", "/tmp/ok")
+        self.kill_httpd(port)
         # one failed probe of two: counted, not yet unhealthy, nothing replaced
         res = self.reconcile(r)
         self.assertIn("1 unchanged", res.out)
