@@ -28,7 +28,7 @@ gitward = os.path.abspath(os.path.join(build, "agent/gitward"))
 
 class UnixHTTP(http.client.HTTPConnection):
     def __init__(self, path):
-        super().__init__("d")
+        super().__init__("d", timeout=120)
         self.path = path
 
     def connect(self):

@@ -33,7 +33,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -192,30 +191,32 @@ def dryrun_rows(tmp):
     state = os.path.join(tmp, "state")
     timed([gitward, "reconcile", "--repo", repo, "--state-dir", state, "--node", "elsewhere"])
     bare = os.path.join(tmp, "bare0")
-    walls, fetch = [], []
-    for _ in range(RUNS):
-        dt, _, err = timed([*dry, "--state-dir", state], ok=(2,), env=dict(os.environ, GW_PROFILE="1"))
-        walls.append(dt)
-        prof = profile_lines(err)
-        t0 = time.monotonic()
-        git(bare, "fetch", "-q", "origin", "+refs/heads/*:refs/heads/*")
-        fetch.append(time.monotonic() - t0)
+    def beside_fetch(before=lambda k: None):
+        """RUNS dry-runs, each followed by the floor: a `git fetch` of the
+        same change into a bare clone. (walls, fetches, last profile)"""
+        walls, fetch, prof = [], [], []
+        for k in range(RUNS):
+            before(k)
+            dt, _, err = timed([*dry, "--state-dir", state], ok=(2,), env=dict(os.environ, GW_PROFILE="1"))
+            walls.append(dt)
+            prof = profile_lines(err)
+            t0 = time.monotonic()
+            git(bare, "fetch", "-q", "origin", "+refs/heads/*:refs/heads/*")
+            fetch.append(time.monotonic() - t0)
+        return walls, fetch, prof
+
+    walls, fetch, prof = beside_fetch()
     row(f"dry-run, {label} manifests, nothing changed", stat(walls), stat(fetch), None, "< 50 ms",
         "`git fetch`, unchanged")
     print("  profile of the last unchanged run:\n    " + "\n    ".join(prof), flush=True)
 
-    walls, fetch = [], []
-    for k in range(RUNS):
+    def change_one_file(k):
         with open(os.path.join(work, "services/g000/svc-3.yaml"), "w") as f:
             f.write(manifest(3, v=k + 1))
         git(work, "commit", "-qam", f"v{k + 1}")
         git(work, "push", "-q", "origin", "main")
-        dt, _, err = timed([*dry, "--state-dir", state], ok=(2,), env=dict(os.environ, GW_PROFILE="1"))
-        walls.append(dt)
-        prof = profile_lines(err)
-        t0 = time.monotonic()
-        git(bare, "fetch", "-q", "origin", "+refs/heads/*:refs/heads/*")
-        fetch.append(time.monotonic() - t0)
+
+    walls, fetch, prof = beside_fetch(change_one_file)
     row(f"dry-run, {label} manifests, one file changed", stat(walls), stat(fetch), None, "< 60 ms",
         "`git fetch` of that commit")
     print("  profile of the last one-file run:\n    " + "\n    ".join(prof), flush=True)
@@ -404,24 +405,7 @@ def process_rows(tmp):
 
 # ---- containers --------------------------------------------------------------
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("d", timeout=120)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def api(sock, method, path, body=None):
-    c = UnixHTTP(sock)
-    c.request(method, "/v1.41" + path, body=json.dumps(body) if body is not None else None,
-              headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, data
+from bench_container import api  # noqa: E402  (the raw Engine API calls, one place)
 
 
 def raw_create_start(sock, image, n, parallel):
