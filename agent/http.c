@@ -206,6 +206,42 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	gw_log(GW_LOG_DEBUG, "", "http: %s", buf);
 }
 
+/* --webhook-secret-file: one line, its line ending dropped, never empty. */
+static int read_secret(struct gw_http *h, const char *path, struct gw_error *err)
+{
+	size_t len;
+	if (gw_file_read(&h->secret, &len, path, 65536, err) < 0)
+		return gw_error_prefix(err, "--webhook-secret-file");
+	while (len && (h->secret[len - 1] == '\n' || h->secret[len - 1] == '\r'))
+		h->secret[--len] = '\0';
+	if (!len) {
+		free(h->secret);
+		h->secret = NULL;
+		return gw_error_set(err, -EINVAL, "--webhook-secret-file %s is empty", path);
+	}
+	h->secret_len = len;
+	return 0;
+}
+
+/* A listening socket on addr, or a negative errno with the cause in err
+ * (bound here, so a taken port is told with its cause, once). */
+static int listen_on(const struct sockaddr_in *addr, const char *listen_arg, struct gw_error *err)
+{
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+	    bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0 && listen(fd, 64) == 0)
+		return fd;
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (e == EADDRINUSE)
+		return gw_error_set(err, -e,
+				    "--listen %s: the port is in use (another gitward agent?); choose another "
+				    "ADDR:PORT or \"off\"",
+				    listen_arg);
+	return gw_error_set(err, -e, "--listen %s: cannot listen: %s", listen_arg, strerror(e));
+}
+
 int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_config *cfg, void (*trigger)(void *),
 		  void *ud, struct gw_error *err)
 {
@@ -227,40 +263,20 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 	h->trigger = trigger;
 	h->ud = ud;
 	if (cfg->webhook_secret_file) {
-		size_t len;
-		int rc = gw_file_read(&h->secret, &len, cfg->webhook_secret_file, 65536, err);
+		int rc = read_secret(h, cfg->webhook_secret_file, err);
 		if (rc < 0) {
 			free(h);
-			return gw_error_prefix(err, "--webhook-secret-file");
+			return rc;
 		}
-		while (len && (h->secret[len - 1] == '\n' || h->secret[len - 1] == '\r'))
-			h->secret[--len] = '\0';
-		if (!len) {
-			free(h->secret);
-			free(h);
-			return gw_error_set(err, -EINVAL, "--webhook-secret-file %s is empty",
-					    cfg->webhook_secret_file);
-		}
-		h->secret_len = len;
 	}
 	h->ep.m = m;
 	h->ep.secret = h->secret;
 	h->ep.secret_len = h->secret_len;
-	/* bound here, so a taken port is told with its cause, once */
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 64) < 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
+	int fd = listen_on(&addr, cfg->listen, err);
+	if (fd < 0) {
 		free(h->secret);
 		free(h);
-		if (e == EADDRINUSE)
-			return gw_error_set(err, -e,
-					    "--listen %s: the port is in use (another gitward agent?); choose another "
-					    "ADDR:PORT or \"off\"",
-					    cfg->listen);
-		return gw_error_set(err, -e, "--listen %s: cannot listen: %s", cfg->listen, strerror(e));
+		return fd;
 	}
 	pthread_mutex_init(&h->mu, NULL);
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, accept_policy, h, handle, h,
