@@ -48,8 +48,6 @@ static int check_reply(json_t **reply, const char *what, struct gw_strbuf *out, 
 	json_error_t jerr;
 	char esc[300];
 
-	if (out->len > GW_PLUGIN_REPLY_MAX)
-		return gw_error_set(err, -EMSGSIZE, "%s: answered more than %u bytes", what, GW_PLUGIN_REPLY_MAX);
 	json_t *j = json_loadb(out->s ? out->s : "", out->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j || !json_is_object(j)) {
 		json_decref(j);
@@ -107,7 +105,9 @@ int gw_plugin_call(json_t **reply, const char *dir, const char *name, const char
 	gw_strbuf_init(&errout);
 	rc = gw_spawn_capture(&status, &out, &errout, argv, in, strlen(in), GW_PLUGIN_REPLY_MAX + 1, timeout_ms, err);
 	free(in);
-	if (rc == -ETIMEDOUT) {
+	if (rc == -EMSGSIZE) {
+		rc = gw_error_set(err, -EMSGSIZE, "%s: answered more than %u bytes", what, GW_PLUGIN_REPLY_MAX);
+	} else if (rc == -ETIMEDOUT) {
 		char d[32];
 		gw_duration_format(d, sizeof(d), timeout_ms);
 		rc = gw_error_set(err, -ETIMEDOUT, "%s: no answer within %s (spec.timeout): killed", what, d);

@@ -53,7 +53,9 @@ int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *
 		plain.s[0] = '\0';
 	}
 	rc = gw_spawn_capture(&status, &plain, &errout, argv, cipher, len, GW_SECRET_FILE_MAX + 1, AGE_TIMEOUT_MS, &e);
-	if (rc < 0) {
+	if (rc == -EMSGSIZE) {
+		rc = gw_error_set(err, -EFBIG, "%s: decrypts to more than %u bytes", what, GW_SECRET_FILE_MAX);
+	} else if (rc < 0) {
 		gw_error_set(err, rc, "%s: %s", what, e.msg);
 	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (errout.s && strstr(errout.s, "no identity matched"))

@@ -366,6 +366,13 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 			close(out_p[0]);
 			out_p[0] = -1;
 		}
+		if (out->len >= max) {
+			/* the cap is counted, not timed: stop the writer at once */
+			kill_reap(pid, &status);
+			rc = gw_error_set(err, -EMSGSIZE, "%s: more than %zu bytes of output: killed", argv[0],
+					  max - 1);
+			goto out;
+		}
 		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && !drain(err_p[0], errout, max)) {
 			close(err_p[0]);
 			err_p[0] = -1;

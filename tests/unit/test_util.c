@@ -241,8 +241,19 @@ static void test_spawn_capture_bounds_output_and_time(void **state)
 	char *const missing[] = { "gw-no-such-program", NULL };
 	gw_strbuf_init(&out);
 	gw_strbuf_init(&errout);
-	assert_int_equal(gw_spawn_capture(&status, &out, &errout, flood, NULL, 0, 100, 5000, &err), 0);
-	assert_int_equal(out.len, 100);
+	/* the output cap is counted as the bytes arrive: an endless writer is
+	 * stopped at the cap, long before a ten-minute bound, however slow the
+	 * machine (the bound is there only so a broken cap cannot hang the test) */
+	char *const endless[] = { "cat", "/dev/zero", NULL };
+	char *const fits[] = { "head", "-c", "99", "/dev/zero", NULL };
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, endless, NULL, 0, 100, 600000, &err), -EMSGSIZE);
+	assert_string_equal(err.msg, "cat: more than 99 bytes of output: killed");
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, flood, NULL, 0, 100, 600000, &err), -EMSGSIZE);
+	gw_strbuf_free(&out);
+	gw_strbuf_init(&out);
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, fits, NULL, 0, 100, 600000, &err), 0);
+	assert_int_equal(out.len, 99);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	int64_t t0 = gw_monotonic_ms();
 	assert_int_equal(gw_spawn_capture(&status, &out, &errout, hang, NULL, 0, 100, 200, &err), -ETIMEDOUT);
 	assert_true(gw_monotonic_ms() - t0 < 5000);

@@ -113,9 +113,12 @@ int gw_proc_stat(long long *start, char *state, long long pid);
 bool gw_proc_alive(long long pid, long long start_time);
 int gw_proc_wait_gone(long long pid, long long start_time, int64_t timeout_ms);
 /* Run argv (PATH lookup, environment PATH and LC_ALL=C only) with in on
- * stdin; stdout and stderr appended to out and errout, at most max bytes
- * each (the rest read and dropped). The process group is killed at
- * timeout_ms (-ETIMEDOUT). *out_status is the wait status. */
+ * stdin; stdout and stderr appended to out and errout. Standard output
+ * that reaches max bytes has the process group killed at once (-EMSGSIZE,
+ * counted as the bytes arrive, never timed: pass a limit + 1); standard
+ * error keeps at most max bytes, the rest read and dropped. The process
+ * group is killed at timeout_ms (-ETIMEDOUT). *out_status is the wait
+ * status. */
 int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
 		     const char *in, size_t in_len, size_t max, int64_t timeout_ms, struct gw_error *err);
 /* Parent, process group, session and start time of a live pid (-ESRCH when
