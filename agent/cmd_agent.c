@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "gitward/apply.h"
 #include "gitward/manifest_cache.h"
+#include "gitward/pass.h"
 #include "http.h"
 
 static const char agent_usage[] =
@@ -261,12 +261,12 @@ static bool parse_options(int *code, struct gw_config *cfg, int argc, char **arg
 
 /* The state dir locked (another repository's state dir is refused before
  * anything is touched), the wake pipe, the signal handlers. */
-static int setup(int *lock_fd, const struct gw_config *cfg)
+static int setup(int *lock_fd, const struct gw_config *cfg, const struct gw_pass_opts *po)
 {
 	struct gw_error err;
-	if (gw_pass_check_repo(cfg, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
+	if (gw_pass_check_repo(po, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
 	    gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, &err) < 0 ||
-	    gw_pass_check_repo(cfg, true, &err) < 0) {
+	    gw_pass_check_repo(po, true, &err) < 0) {
 		cli_print_error("error: ", &err);
 		return err.code < 0 ? err.code : -EIO;
 	}
@@ -301,6 +301,7 @@ static int endpoints_start(struct gw_http **http, struct gw_metrics *m, const st
 /* What the loop carries from one pass to the next */
 struct loop {
 	struct gw_config *cfg;
+	const struct gw_pass_opts *opts;
 	struct gw_backend_set *backends;
 	struct gw_metrics *metrics;
 	struct gw_manifest_cache *manifests; /* parsed manifests by blob id */
@@ -321,7 +322,7 @@ static void loop_pass(struct loop *l)
 		want_pass = 0;
 	want_heal = 0;
 	gw_metrics_pass_begin(l->metrics);
-	gw_pass_run_cached(&sum, l->cfg, l->backends, &stop_request, l->mode, l->manifests);
+	gw_pass_run(&sum, l->opts, l->backends, &stop_request, l->mode, l->manifests);
 	int64_t took = gw_monotonic_ms() - t0;
 	gw_metrics_record(l->metrics, &sum, took);
 	log_pass(&sum, l->mode, took);
@@ -340,7 +341,7 @@ static void loop_pass(struct loop *l)
 	}
 	/* what can make a workload need healing before the next pass */
 	gw_watch_clear(&l->watch);
-	gw_watch_build(&l->watch, l->cfg, l->backends);
+	gw_watch_build(&l->watch, l->cfg->state_dir, l->backends);
 	if (l->watch.follow && !l->events && gw_events_start(&l->events, l->backends, on_heal_event, NULL) < 0)
 		gw_log(GW_LOG_WARN, "", "cannot follow the container engine's events");
 	if (l->mode == GW_PASS_HEAL && changed(&sum))
@@ -352,9 +353,10 @@ static void loop_pass(struct loop *l)
 }
 
 /* Passes until SIGTERM/SIGINT */
-static void run_loop(struct gw_config *cfg, struct gw_backend_set *backends, struct gw_metrics *m)
+static void run_loop(struct gw_config *cfg, const struct gw_pass_opts *po, struct gw_backend_set *backends,
+		     struct gw_metrics *m)
 {
-	struct loop l = { .cfg = cfg, .backends = backends, .metrics = m, .mode = GW_PASS_FULL };
+	struct loop l = { .cfg = cfg, .opts = po, .backends = backends, .metrics = m, .mode = GW_PASS_FULL };
 	struct watchdog dog = { .m = m };
 
 	/* parsed manifests by blob id: a pass parses only what changed */
@@ -373,6 +375,7 @@ static void run_loop(struct gw_config *cfg, struct gw_backend_set *backends, str
 int cmd_agent(int argc, char **argv)
 {
 	struct gw_config cfg;
+	struct gw_pass_opts po;
 	struct gw_backend_set backends;
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
@@ -382,9 +385,10 @@ int cmd_agent(int argc, char **argv)
 	gw_config_init(&cfg);
 	if (parse_options(&rc, &cfg, argc, argv))
 		return rc;
+	cli_pass_opts(&po, &cfg);
 	cli_backends_open(&backends, &cfg, self, sizeof(self));
 	rc = 1;
-	if (setup(&lock_fd, &cfg) < 0)
+	if (setup(&lock_fd, &cfg, &po) < 0)
 		goto out;
 	gw_metrics_init(&metrics, &cfg);
 	metrics.describe = gw_apply_describer(&backends);
@@ -396,7 +400,7 @@ int cmd_agent(int argc, char **argv)
 	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s",
 	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir);
 	gw_notify_ready();
-	run_loop(&cfg, &backends, &metrics);
+	run_loop(&cfg, &po, &backends, &metrics);
 	gw_log(GW_LOG_INFO, "", "agent stopping; workloads keep running");
 	gw_http_stop(http);
 	gw_metrics_free(&metrics);
