@@ -6,7 +6,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "gitward/plan.h"
+#include "gitward/observed.h"
 #include "gitward/util.h"
 
 /* What a pass ended with: the values of the state file's
