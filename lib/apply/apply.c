@@ -20,6 +20,7 @@
 #include "gitward/paths.h"
 
 #define MAX_WORKERS 8
+#define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
 #define STABLE_AFTER_S 60 /* a workload up this long has stopped crash-looping */
 
@@ -314,9 +315,7 @@ int gw_apply_observe(struct gw_pass *pass, const char *state_dir, const struct g
 
 int64_t gw_apply__backoff_ms(int streak)
 {
-	int shift = streak < 1 ? 0 : streak - 1 < 20 ? streak - 1 : 20;
-	int64_t backoff = 1000LL << shift;
-	return backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff;
+	return gw_backoff_ms(BACKOFF_BASE_MS, streak, BACKOFF_MAX_MS);
 }
 
 int gw_apply__crash_streak(const struct gw_observed *o, long long now_s)
