@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "gitward/backend.h"
+#include "gitward/pass.h"
 
 static const struct option common[] = {
 	{ "repo", required_argument, 0, 0 },
@@ -498,6 +499,35 @@ void cli_install_logging(const struct gw_config *cfg)
 	static int journald;
 	journald = stderr_is_journal(); /* under systemd: sd-daemon priority prefixes */
 	gw_log_set_handler(cfg->log_format && !strcmp(cfg->log_format, "json") ? log_json : log_text, &journald, min);
+}
+
+void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg)
+{
+	*out = (struct gw_pass_opts){
+		.repo = cfg->repo,
+		.ref = cfg->ref,
+		.paths = (const char *const *)cfg->paths.v,
+		.npaths = cfg->paths.n,
+		.excludes = &cfg->excludes,
+		.node = cfg->node,
+		.labels = &cfg->labels,
+		.state_dir = cfg->state_dir,
+		.prune = !cfg->no_prune,
+		.allow_empty = cfg->allow_empty,
+		.move_to_repo = cfg->move_to_repo,
+		.source = { .ca_file = cfg->ca_file,
+			    .insecure_skip_tls_verify = cfg->insecure_skip_tls_verify,
+			    .known_hosts = cfg->known_hosts,
+			    .ssh_key = cfg->ssh_key,
+			    .username = cfg->git_username,
+			    .password_file = cfg->git_password_file,
+			    .password = cfg->repo_password,
+			    .connect_timeout_ms = cfg->git_connect_timeout_ms,
+			    .idle_timeout_ms = cfg->git_timeout_ms },
+		.verify_signatures = cfg->verify_signatures,
+		.allowed_signers = cfg->allowed_signers,
+		.gpg_keyring = cfg->gpg_keyring,
+	};
 }
 
 void cli_backends_open(struct gw_backend_set *set, const struct gw_config *cfg, char *self, size_t size)

@@ -104,6 +104,9 @@ struct gw_backend_set;
  * gw_backend_set_close); self is a buffer for this binary's path, size
  * bytes. */
 void cli_backends_open(struct gw_backend_set *set, const struct gw_config *cfg, char *self, size_t size);
+struct gw_pass_opts;
+/* What a pass needs of the options, built once (borrows from cfg). */
+void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg);
 void cli_install_logging(const struct gw_config *cfg);
 int cli_parse_output(enum output_format *out, const char *arg);
 /* GitHub Actions workflow annotations, one "::error file=F,line=L,col=C::MSG"

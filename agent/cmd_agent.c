@@ -16,8 +16,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "gitward/apply.h"
 #include "gitward/manifest_cache.h"
+#include "gitward/pass.h"
+#include "gitward/schedule.h"
 #include "http.h"
 
 static const char agent_usage[] =
@@ -81,24 +82,6 @@ static int on_extra(int id, const char *arg, void *ud)
 	return 0;
 }
 
-/* Capped exponential backoff with jitter for an unreachable remote. */
-static int64_t retry_delay(int64_t interval, int streak)
-{
-	int64_t d = interval;
-	for (int i = 1; i < streak && d < 300000; i++)
-		d *= 2;
-	if (d > 300000)
-		d = 300000;
-	return d + (int64_t)(random() % (d / 5 + 1)); /* + up to 20% */
-}
-
-/* A random part of the interval, so a fleet does not poll in lockstep. */
-static int64_t splay(const struct gw_config *cfg)
-{
-	int64_t sp = cfg->splay_ms >= 0 ? cfg->splay_ms : cfg->interval_ms / 10;
-	return sp > 0 ? (int64_t)(random() % (sp + 1)) : 0;
-}
-
 static void log_pass(const struct gw_run_summary *sum, enum gw_pass_mode mode, int64_t took)
 {
 	const char *what = mode == GW_PASS_HEAL ? "heal pass" : "pass";
@@ -134,71 +117,62 @@ static bool changed(const struct gw_run_summary *sum)
 		sum->report.waiting + sum->report.failed;
 }
 
-#define HEAL_GAP_MS 200 /* heal passes at most this often */
-#define HEAL_SETTLE_MS 100 /* after a death: time for its supervisor to record the exit */
+/* What the scheduler is told while the agent waits: the clock, and what
+ * the watch and the event flags say. */
+static void sched_input(struct gw_sched_input *in, const struct gw_watch *w, bool died)
+{
+	*in = (struct gw_sched_input){ .now = gw_monotonic_ms(), .down = w->down, .requested = want_pass };
+	in->died = died || w->gone || atomic_load(&want_heal);
+	if (w->wake_at_ms) { /* wall clock: the state file's; monotonic from here on */
+		in->wake_at = in->now + (w->wake_at_ms - gw_now_ms());
+		if (in->wake_at < in->now)
+			in->wake_at = in->now;
+	}
+}
 
-/* Wait for the next pass: the interval's end (a full pass), or a workload
- * that died, a restart backoff that ended, a container event (a heal pass,
- * no fetch), or a signal or webhook. */
-static enum gw_pass_mode wait_next(const struct gw_watch *w, int64_t deadline, int64_t last_heal, int idle_heals,
-				   struct gw_metrics *m)
+/* Sleep until `when` (at most a second, for the heartbeat) on the wake pipe
+ * and, if watch_fds, the workloads' fds. Returns whether a workload exited. */
+static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct gw_sched_next *next, int64_t now)
+{
+	size_t n = 1;
+	bool died = false;
+	p[0] = (struct pollfd){ .fd = wake[0], .events = POLLIN };
+	for (size_t i = 0; next->watch_fds && i < w->n; i++)
+		p[n++] = (struct pollfd){ .fd = w->fds[i], .events = POLLIN };
+	int64_t left = next->when - now;
+	if (poll(p, n, (int)(left > 1000 ? 1000 : left)) > 0) {
+		char drain[64];
+		if (p[0].revents)
+			while (read(wake[0], drain, sizeof(drain)) > 0)
+				;
+		for (size_t i = 1; i < n; i++)
+			died |= p[i].revents != 0;
+	}
+	return died;
+}
+
+/* Wait for the next pass, as the scheduler says: the interval's end (a full
+ * pass), or a workload that died, a restart backoff that ended, a container
+ * event (a heal pass, no fetch), or a signal or webhook. */
+static enum gw_pass_mode wait_next(struct gw_sched *sched, const struct gw_watch *w, struct gw_metrics *m)
 {
 	struct pollfd *p = gw_xcalloc(w->n + 1, sizeof(*p));
-	enum gw_pass_mode mode = GW_PASS_FULL;
-	int64_t heal_at = 0; /* monotonic ms of the heal pass to come; 0: none */
+	struct gw_sched_next next = { .what = GW_SCHED_FULL };
+	bool died = false;
 
-	while (!want_stop && !want_pass) {
-		int64_t now = gw_monotonic_ms(), until = deadline;
-		if ((w->gone || atomic_load(&want_heal)) && !heal_at)
-			heal_at = now + HEAL_SETTLE_MS;
-		if (w->down && !heal_at) {
-			/* a resource still down after passes that changed nothing (say,
-			 * its dependency failed): each such pass waits twice as long */
-			int64_t gap = (int64_t)HEAL_GAP_MS << (idle_heals < 12 ? idle_heals : 12);
-			heal_at = last_heal + gap;
-		}
-		if (heal_at && heal_at < last_heal + HEAL_GAP_MS)
-			heal_at = last_heal + HEAL_GAP_MS;
-		if (heal_at && now >= heal_at) {
-			mode = GW_PASS_HEAL;
+	while (!want_stop) {
+		struct gw_sched_input in;
+		sched_input(&in, w, died);
+		gw_sched_next(&next, sched, &in);
+		if (next.what != GW_SCHED_WAIT)
 			break;
-		}
-		if (heal_at && heal_at < until)
-			until = heal_at;
-		if (w->wake_at_ms && !heal_at) {
-			int64_t at = now + (w->wake_at_ms - gw_now_ms()); /* a restart backoff ends */
-			if (at <= now)
-				at = now;
-			if (at < until) {
-				until = at;
-				if (until <= now) {
-					heal_at = now;
-					continue;
-				}
-			}
-		}
-		if (until <= now)
-			break; /* the interval is over: a full pass */
-		size_t n = 1;
-		p[0] = (struct pollfd){ .fd = wake[0], .events = POLLIN };
-		for (size_t i = 0; !heal_at && i < w->n; i++)
-			p[n++] = (struct pollfd){ .fd = w->fds[i], .events = POLLIN };
-		int64_t left = until - now;
-		if (poll(p, n, (int)(left > 1000 ? 1000 : left)) > 0) {
-			char drain[64];
-			if (p[0].revents)
-				while (read(wake[0], drain, sizeof(drain)) > 0)
-					;
-			for (size_t i = 1; i < n; i++)
-				if (p[i].revents && !heal_at)
-					heal_at = gw_monotonic_ms() + HEAL_SETTLE_MS; /* a workload exited */
-		}
+		died |= wait_until(p, w, &next, in.now);
 		gw_metrics_heartbeat(m);
 	}
 	free(p);
 	if (want_pass && !want_stop)
 		gw_log(GW_LOG_INFO, "", "pass requested (SIGHUP or webhook)");
-	return mode;
+	return next.what == GW_SCHED_HEAL ? GW_PASS_HEAL : GW_PASS_FULL;
 }
 
 /* sd_notify WATCHDOG=1 while the loop is healthy: waiting, or in a pass that
@@ -261,12 +235,12 @@ static bool parse_options(int *code, struct gw_config *cfg, int argc, char **arg
 
 /* The state dir locked (another repository's state dir is refused before
  * anything is touched), the wake pipe, the signal handlers. */
-static int setup(int *lock_fd, const struct gw_config *cfg)
+static int setup(int *lock_fd, const struct gw_config *cfg, const struct gw_pass_opts *po)
 {
 	struct gw_error err;
-	if (gw_pass_check_repo(cfg, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
+	if (gw_pass_check_repo(po, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
 	    gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, &err) < 0 ||
-	    gw_pass_check_repo(cfg, true, &err) < 0) {
+	    gw_pass_check_repo(po, true, &err) < 0) {
 		cli_print_error("error: ", &err);
 		return err.code < 0 ? err.code : -EIO;
 	}
@@ -301,15 +275,15 @@ static int endpoints_start(struct gw_http **http, struct gw_metrics *m, const st
 /* What the loop carries from one pass to the next */
 struct loop {
 	struct gw_config *cfg;
+	const struct gw_pass_opts *opts;
 	struct gw_backend_set *backends;
 	struct gw_metrics *metrics;
 	struct gw_manifest_cache *manifests; /* parsed manifests by blob id */
 	struct gw_watch watch;
 	struct gw_events *events;
 	enum gw_pass_mode mode;
-	int64_t deadline, last_heal;
-	int git_streak;
-	int idle_heals; /* heal passes in a row that changed nothing */
+	struct gw_sched_opts sched_opts;
+	struct gw_sched sched; /* when the next pass runs */
 };
 
 /* One pass, then what to watch and when the next full pass is due */
@@ -321,40 +295,35 @@ static void loop_pass(struct loop *l)
 		want_pass = 0;
 	want_heal = 0;
 	gw_metrics_pass_begin(l->metrics);
-	gw_pass_run_cached(&sum, l->cfg, l->backends, &stop_request, l->mode, l->manifests);
+	gw_pass_run(&sum, l->opts, l->backends, &stop_request, l->mode, l->manifests);
 	int64_t took = gw_monotonic_ms() - t0;
 	gw_metrics_record(l->metrics, &sum, took);
 	log_pass(&sum, l->mode, took);
-	if (l->mode == GW_PASS_FULL) {
-		int64_t delay = l->cfg->interval_ms + splay(l->cfg);
-		if (sum.result == GW_RUN_GIT_ERROR) {
-			l->git_streak++;
-			delay = retry_delay(l->cfg->interval_ms, l->git_streak);
-			gw_log(GW_LOG_WARN, "", "next try in %lldms", (long long)delay);
-		} else {
-			l->git_streak = 0;
-		}
-		l->deadline = gw_monotonic_ms() + delay;
-	} else {
-		l->last_heal = gw_monotonic_ms();
-	}
+	struct gw_sched_pass done = { .mode = l->mode == GW_PASS_HEAL ? GW_SCHED_HEAL : GW_SCHED_FULL,
+				      .git_error = sum.result == GW_RUN_GIT_ERROR,
+				      .changed = changed(&sum),
+				      .now = gw_monotonic_ms(),
+				      .rnd = (uint32_t)random() };
+	int64_t delay = gw_sched_after_pass(&l->sched, &done, &l->sched_opts);
+	if (done.mode == GW_SCHED_FULL && done.git_error)
+		gw_log(GW_LOG_WARN, "", "next try in %lldms", (long long)delay);
 	/* what can make a workload need healing before the next pass */
 	gw_watch_clear(&l->watch);
-	gw_watch_build(&l->watch, l->cfg, l->backends);
+	gw_watch_build(&l->watch, l->cfg->state_dir, l->backends);
 	if (l->watch.follow && !l->events && gw_events_start(&l->events, l->backends, on_heal_event, NULL) < 0)
 		gw_log(GW_LOG_WARN, "", "cannot follow the container engine's events");
-	if (l->mode == GW_PASS_HEAL && changed(&sum))
-		l->idle_heals = 0;
-	else if (l->mode == GW_PASS_HEAL)
-		l->idle_heals++;
-	else
-		l->idle_heals = 0;
 }
 
 /* Passes until SIGTERM/SIGINT */
-static void run_loop(struct gw_config *cfg, struct gw_backend_set *backends, struct gw_metrics *m)
+static void run_loop(struct gw_config *cfg, const struct gw_pass_opts *po, struct gw_backend_set *backends,
+		     struct gw_metrics *m)
 {
-	struct loop l = { .cfg = cfg, .backends = backends, .metrics = m, .mode = GW_PASS_FULL };
+	struct loop l = { .cfg = cfg,
+			  .opts = po,
+			  .backends = backends,
+			  .metrics = m,
+			  .mode = GW_PASS_FULL,
+			  .sched_opts = { .interval_ms = cfg->interval_ms, .splay_ms = cfg->splay_ms } };
 	struct watchdog dog = { .m = m };
 
 	/* parsed manifests by blob id: a pass parses only what changed */
@@ -362,7 +331,7 @@ static void run_loop(struct gw_config *cfg, struct gw_backend_set *backends, str
 	watchdog_start(&dog);
 	while (!want_stop) {
 		loop_pass(&l);
-		l.mode = wait_next(&l.watch, l.deadline, l.last_heal, l.idle_heals, m);
+		l.mode = wait_next(&l.sched, &l.watch, m);
 	}
 	gw_manifest_cache_free(l.manifests);
 	gw_events_stop(l.events);
@@ -373,6 +342,7 @@ static void run_loop(struct gw_config *cfg, struct gw_backend_set *backends, str
 int cmd_agent(int argc, char **argv)
 {
 	struct gw_config cfg;
+	struct gw_pass_opts po;
 	struct gw_backend_set backends;
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
@@ -382,9 +352,10 @@ int cmd_agent(int argc, char **argv)
 	gw_config_init(&cfg);
 	if (parse_options(&rc, &cfg, argc, argv))
 		return rc;
+	cli_pass_opts(&po, &cfg);
 	cli_backends_open(&backends, &cfg, self, sizeof(self));
 	rc = 1;
-	if (setup(&lock_fd, &cfg) < 0)
+	if (setup(&lock_fd, &cfg, &po) < 0)
 		goto out;
 	gw_metrics_init(&metrics, &cfg);
 	metrics.describe = gw_apply_describer(&backends);
@@ -396,7 +367,7 @@ int cmd_agent(int argc, char **argv)
 	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s",
 	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir);
 	gw_notify_ready();
-	run_loop(&cfg, &backends, &metrics);
+	run_loop(&cfg, &po, &backends, &metrics);
 	gw_log(GW_LOG_INFO, "", "agent stopping; workloads keep running");
 	gw_http_stop(http);
 	gw_metrics_free(&metrics);

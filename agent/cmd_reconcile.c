@@ -11,7 +11,6 @@
 #include <jansson.h>
 
 #include "cli.h"
-#include "gitward/apply.h"
 #include "gitward/pass.h"
 #include "gitward/prof.h"
 #include "gitward/review.h"
@@ -33,6 +32,12 @@ static const char reconcile_usage[] =
 enum { OPT_DRY_RUN = 1, OPT_OUTPUT, OPT_AGAINST };
 
 #define PROGRESS_MIN 3 /* a progress line past this many resources */
+
+struct observers {
+	struct gw_observer_live live;
+	struct gw_observer_status status;
+	char self[4096]; /* the binary's path, for the live backends */
+};
 
 struct opts {
 	int dry_run;
@@ -116,61 +121,22 @@ static void print_dry_run(const struct opts *o, const struct gw_pass *pass, cons
 	}
 }
 
-/* --dry-run --against: the commit planned against a node's recorded status
- * (no state dir of this host, no backend); the recorded commit, when the
- * repository has it, gives the field-level changes. */
-static int dry_run_against(const struct opts *o, struct gw_config *cfg)
+/* --dry-run --against: the observer is a node's recorded status (no state
+ * dir of this host, no backend), and the node is the status's unless
+ * --node says otherwise. */
+static int against_observer(struct gw_observer_status *obs, const struct opts *o, struct gw_config *cfg,
+			    struct gw_error *err)
 {
-	struct gw_review rv;
-	struct gw_pass pass; /* only to render through the same paths */
-	struct gw_error err = { 0 };
-	struct gw_observed *obs = NULL;
-	char *text = NULL, *node = NULL, *commit = NULL;
-	size_t len, nobs = 0;
-	enum gw_pass_stage stage;
-	int rc;
-
-	gw_review_init(&rv);
-	gw_pass_init(&pass);
-	rc = gw_review_status_read(&text, &len, o->against, &err);
+	char *text = NULL;
+	size_t len;
+	int rc = gw_review_status_read(&text, &len, o->against, err);
 	if (rc == 0)
-		rc = gw_review_observed_from_status(&obs, &nobs, &node, &commit, text, len, o->against, &err);
-	if (rc == 0 && node && !gw_config_given(cfg, "node")) {
-		free(cfg->node); /* the status's node, unless --node says otherwise */
-		cfg->node = gw_xstrdup(node);
-		gw_strmap_set(&cfg->labels, "node", node);
+		rc = gw_observer_status_init(obs, text, len, o->against, err);
+	if (rc == 0 && obs->node && !gw_config_given(cfg, "node")) {
+		free(cfg->node);
+		cfg->node = gw_xstrdup(obs->node);
+		gw_strmap_set(&cfg->labels, "node", obs->node);
 	}
-	if (rc == 0) {
-		rc = gw_review_prepare(&rv, &stage, cfg, commit, NULL, &err);
-		if (rc < 0 && commit && stage == GW_PASS_GIT && !rv.head.diags.n) {
-			/* the recorded commit is not in the repository (force-pushed
-			 * away): compare by spec hash only */
-			gw_review_free(&rv);
-			gw_review_init(&rv);
-			rc = gw_review_prepare(&rv, &stage, cfg, NULL, NULL, &err);
-		}
-	}
-	memcpy(pass.commit, rv.head_commit, sizeof(pass.commit));
-	pass.ref = rv.head_ref ? gw_xstrdup(rv.head_ref) : NULL;
-	/* the head's problems, shown as a pass shows them */
-	struct gw_diags keep = pass.set.diags;
-	pass.set.diags = rv.head.diags;
-	if (rc == 0)
-		rc = gw_review_against(&pass.plan, &rv, obs, nobs, &cfg->labels, cfg, &err);
-	if (rc < 0)
-		rc = fail(o, &pass, cfg, &err);
-	else {
-		print_dry_run(o, &pass, cfg);
-		rc = pass.plan.count[GW_ACTION_NONE] == pass.plan.n ? 0 : 2;
-	}
-	pass.set.diags = keep;
-	gw_plan_free(&pass.plan);
-	gw_pass_free(&pass);
-	gw_review_observed_free(obs, nobs);
-	gw_review_free(&rv);
-	free(text);
-	free(node);
-	free(commit);
 	return rc;
 }
 
@@ -206,44 +172,31 @@ static bool parse_options(int *code, struct opts *o, struct gw_config *cfg, int 
 
 /* a dry-run only reads: no lock, nothing created, beside an agent;
  * another repository's state dir is refused before anything is touched */
-static int lock_state(int *lock_fd, const struct opts *o, const struct gw_config *cfg, struct gw_error *err)
+static int lock_state(int *lock_fd, const struct opts *o, const struct gw_config *cfg, const struct gw_pass_opts *po,
+		      struct gw_error *err)
 {
 	int rc;
 	GW_PROF_BEGIN(lock);
 	if (o->dry_run)
 		rc = gw_state_dir_check_existing(cfg->state_dir, err);
-	else if ((rc = gw_pass_check_repo(cfg, false, err)) == 0 && (rc = gw_mkdir_p(cfg->state_dir, 0700, err)) == 0)
+	else if ((rc = gw_pass_check_repo(po, false, err)) == 0 && (rc = gw_mkdir_p(cfg->state_dir, 0700, err)) == 0)
 		rc = gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, err);
 	if (rc == 0)
-		rc = gw_pass_check_repo(cfg, !o->dry_run, err);
+		rc = gw_pass_check_repo(po, !o->dry_run, err);
 	GW_PROF_END(lock, "state dir, lock");
 	return rc;
 }
 
-/* Prepare the commit, observe, plan. A failure outside --dry-run is
- * recorded in the state dir. */
-static int prepare_plan(struct gw_pass *pass, char **state_error, const struct opts *o, struct gw_config *cfg,
-			struct gw_backend_set *backends, struct gw_error *err)
+/* The one pass up to its plan, through obs. A failure outside --dry-run
+ * is recorded in the state dir. */
+static int plan_commit(struct gw_pass *pass, char **state_error, const struct opts *o, const struct gw_pass_opts *po,
+		       struct gw_observer *obs, struct gw_backend_set *backends, struct gw_error *err)
 {
 	enum gw_pass_stage stage;
-	int rc;
-
 	pass->read_only = o->dry_run;
-	rc = gw_pass_prepare(pass, &stage, cfg, err);
-	if (rc == 0) {
-		stage = GW_PASS_PLAN;
-		GW_PROF_BEGIN(observe);
-		rc = gw_apply_observe(pass, cfg, backends, state_error, err);
-		GW_PROF_END(observe, "observe");
-		if (rc == 0)
-			rc = gw_pass_plan(pass, cfg, err);
-	}
-	if (rc < 0 && !o->dry_run) {
-		char buf[GW_ERROR_MSG_MAX + 300];
-		struct gw_error rerr;
-		gw_apply_record_error(cfg, backends, gw_run_result_of_stage(stage, pass),
-				      gw_error_format(buf, sizeof(buf), err), &rerr);
-	}
+	int rc = gw_pass_plan_commit(pass, &stage, po, obs, state_error, err);
+	if (rc < 0 && !o->dry_run)
+		gw_pass_record_failure(po, backends, stage, pass, err);
 	return rc;
 }
 
@@ -269,9 +222,8 @@ static int output_dry_run(const struct opts *o, const struct gw_pass *pass, cons
 
 /* The plan printed (text), then applied */
 static int execute(struct gw_apply_report *rep, struct gw_pass *pass, const struct opts *o, const struct gw_config *cfg,
-		   struct gw_backend_set *backends, struct gw_error *err)
+		   const struct gw_pass_opts *po, struct gw_backend_set *backends, struct gw_error *err)
 {
-	int rc;
 	if (o->fmt == OUTPUT_TEXT)
 		gw_plan_render_text(stdout, &pass->plan);
 	fflush(stdout);
@@ -279,10 +231,7 @@ static int execute(struct gw_apply_report *rep, struct gw_pass *pass, const stru
 	if (pass->plan.n > PROGRESS_MIN && o->fmt == OUTPUT_TEXT && isatty(STDERR_FILENO) &&
 	    !(cfg->log_format && !strcmp(cfg->log_format, "json")) && !getenv("JOURNAL_STREAM"))
 		pass->progress = cli_progress;
-	GW_PROF_BEGIN(execute);
-	rc = gw_apply_execute(rep, pass, cfg, backends, err);
-	GW_PROF_END(execute, "apply (execute, record)");
-	return rc;
+	return gw_pass_execute(rep, pass, po, backends, err);
 }
 
 /* What applying did: the plan object plus a result (JSON), or one line */
@@ -323,29 +272,48 @@ static void cleanup(struct gw_pass *pass, struct gw_backend_set *backends, int l
 	GW_PROF_END(free, "free");
 }
 
+/* The observer: the backends and the state file, or --against's status */
+static int observer_open(struct gw_observer **out, struct observers *u, const struct opts *o, struct gw_config *cfg,
+			 struct gw_backend_set *backends, struct gw_error *err)
+{
+	if (o->against) {
+		int rc = against_observer(&u->status, o, cfg, err);
+		if (rc == 0)
+			*out = &u->status.base;
+		return rc;
+	}
+	cli_backends_open(backends, cfg, u->self, sizeof(u->self));
+	gw_backend_set_pass_begin(backends);
+	gw_observer_live_init(&u->live, backends, cfg->state_dir);
+	*out = &u->live.base;
+	return 0;
+}
+
 int cmd_reconcile(int argc, char **argv)
 {
 	struct opts o = { 0 };
 	struct gw_config cfg;
+	struct gw_pass_opts po;
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
 	struct gw_backend_set backends = { 0 };
 	struct gw_apply_report rep;
-	char *state_error = NULL, self[4096];
+	struct gw_observer *obs = NULL;
+	struct observers u;
+	char *state_error = NULL;
 	int lock_fd = -1, rc;
 
 	gw_config_init(&cfg);
 	gw_pass_init(&pass);
 	if (parse_options(&rc, &o, &cfg, argc, argv))
 		return rc;
-	if (o.against) {
-		rc = dry_run_against(&o, &cfg);
+	if (observer_open(&obs, &u, &o, &cfg, &backends, &err) < 0) {
+		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
-	cli_backends_open(&backends, &cfg, self, sizeof(self));
-	gw_backend_set_pass_begin(&backends);
-	if (lock_state(&lock_fd, &o, &cfg, &err) < 0 ||
-	    prepare_plan(&pass, &state_error, &o, &cfg, &backends, &err) < 0) {
+	cli_pass_opts(&po, &cfg); /* after --against named the node */
+	if ((!o.against && lock_state(&lock_fd, &o, &cfg, &po, &err) < 0) ||
+	    plan_commit(&pass, &state_error, &o, &po, obs, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
@@ -353,13 +321,14 @@ int cmd_reconcile(int argc, char **argv)
 		rc = output_dry_run(&o, &pass, &cfg, state_error);
 		goto out;
 	}
-	if (execute(&rep, &pass, &o, &cfg, &backends, &err) < 0) {
+	if (execute(&rep, &pass, &o, &cfg, &po, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
 	rc = output_applied(&o, &pass, &cfg, &rep);
 out:
 	free(state_error);
+	gw_observer_free(obs);
 	cleanup(&pass, &backends, lock_fd);
 	gw_config_free(&cfg);
 	return rc;

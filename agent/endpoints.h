@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gitward/apply.h"
+#include "gitward/pass.h"
 #include "gitward/config.h"
 
 /* Largest webhook body taken; a longer one is answered 413. */

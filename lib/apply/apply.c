@@ -20,6 +20,7 @@
 #include "gitward/paths.h"
 
 #define MAX_WORKERS 8
+#define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
 #define STABLE_AFTER_S 60 /* a workload up this long has stopped crash-looping */
 
@@ -277,8 +278,8 @@ static void observe_kind(struct seen *all, struct gw_pass *pass, struct gw_backe
 	keep_never_started(all, &pass->state, k);
 }
 
-int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_set *set,
-		     char **state_error, struct gw_error *err)
+int gw_apply_observe(struct gw_pass *pass, const char *state_dir, const struct gw_backend_set *set, char **state_error,
+		     struct gw_error *err)
 {
 	char path[4096], buf[GW_ERROR_MSG_MAX + 300];
 	struct gw_error serr;
@@ -286,7 +287,7 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 
 	(void)err;
 	*state_error = NULL;
-	gw_path_state_file(path, sizeof(path), cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), state_dir);
 	if (gw_state_load(&pass->state, path, &serr) < 0) {
 		/* the real world below still tells what runs: no duplicates */
 		*state_error = gw_xstrdup(gw_error_format(buf, sizeof(buf), &serr));
@@ -314,9 +315,7 @@ int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const st
 
 int64_t gw_apply__backoff_ms(int streak)
 {
-	int shift = streak < 1 ? 0 : streak - 1 < 20 ? streak - 1 : 20;
-	int64_t backoff = 1000LL << shift;
-	return backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff;
+	return gw_backoff_ms(BACKOFF_BASE_MS, streak, BACKOFF_MAX_MS);
 }
 
 int gw_apply__crash_streak(const struct gw_observed *o, long long now_s)
@@ -821,7 +820,7 @@ static bool converged(const struct gw_state_file *st, const struct gw_pass *pass
 
 /* Step 5: since when each resource is in its state (kept while it stays),
  * the pass's verdict, and the file. */
-static int record_state(struct gw_state_file *st, const struct gw_pass *pass, const struct gw_config *cfg,
+static int record_state(struct gw_state_file *st, const struct gw_pass *pass, const char *state_dir,
 			const struct gw_backend_set *set, bool ok, struct gw_error *err)
 {
 	char path[4096];
@@ -834,12 +833,12 @@ static int record_state(struct gw_state_file *st, const struct gw_pass *pass, co
 		st->last_sync = st->last_attempt;
 	st->last_attempt_result = gw_xstrdup(
 		pass->result ? pass->result : gw_run_result_to_string(ok ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED));
-	gw_path_state_file(path, sizeof(path), cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), state_dir);
 	struct gw_state_describer d = gw_apply_describer(set);
 	return gw_state_save(st, path, &d, err);
 }
 
-int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
+int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const char *node, const char *state_dir,
 		     const struct gw_backend_set *set, struct gw_error *err)
 {
 	struct gw_apply_report rep = { 0 };
@@ -851,7 +850,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 
 	/* the new state: every resource with its outcome */
 	gw_state_file_init(&st);
-	st.node = gw_xstrdup(cfg->node);
+	st.node = gw_xstrdup(node);
 	st.commit = gw_xstrdup(pass->commit);
 	st.ref = pass->ref ? gw_xstrdup(pass->ref) : NULL;
 	st.last_attempt = gw_now_ms() / 1000;
@@ -866,7 +865,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	GW_PROF_END(look, "  final look");
 	rep.converged = converged(&st, pass, &rep);
 	GW_PROF_BEGIN(save);
-	rc = record_state(&st, pass, cfg, set, rep.converged, err);
+	rc = record_state(&st, pass, state_dir, set, rep.converged, err);
 	GW_PROF_END(save, "  state file");
 	for (size_t i = 0; i < pass->plan.n; i++)
 		if (jobs[i].have_result)
@@ -879,19 +878,19 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const st
 	return 0;
 }
 
-int gw_apply_record_error(const struct gw_config *cfg, const struct gw_backend_set *set, enum gw_run_result result,
-			  const char *message, struct gw_error *err)
+int gw_apply_record_error(const char *node, const char *state_dir, const struct gw_backend_set *set,
+			  enum gw_run_result result, const char *message, struct gw_error *err)
 {
 	struct gw_state_file st;
 	struct gw_error lerr;
 	char path[4096];
 	int rc;
 
-	gw_path_state_file(path, sizeof(path), cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), state_dir);
 	if (gw_state_load(&st, path, &lerr) < 0)
 		gw_state_file_init(&st);
 	if (!st.node)
-		st.node = gw_xstrdup(cfg->node);
+		st.node = gw_xstrdup(node);
 	free(st.last_error);
 	st.last_error = gw_xstrdup(message);
 	st.last_attempt = gw_now_ms() / 1000;

@@ -35,7 +35,7 @@ static void note_policy(struct gw_watch *w, const struct gw_observed *o, int64_t
 		w->down = true;
 }
 
-int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg, const struct gw_backend_set *set)
+int gw_watch_build(struct gw_watch *w, const char *state_dir, const struct gw_backend_set *set)
 {
 	struct gw_state_file st;
 	struct gw_error err;
@@ -43,7 +43,7 @@ int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg, const struct
 	int64_t now = gw_now_ms();
 
 	memset(w, 0, sizeof(*w));
-	gw_path_state_file(path, sizeof(path), cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), state_dir);
 	gw_state_file_init(&st);
 	if (gw_state_load(&st, path, &err) < 0)
 		return 0; /* nothing known to watch; the next pass reports it */

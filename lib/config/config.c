@@ -96,15 +96,23 @@ static int set_dir(struct gw_config *cfg, const char *name, void *slot, const ch
 	return 0;
 }
 
-static int set_node(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+int gw_config_check_node(const char *value, struct gw_error *err)
 {
-	(void)cfg;
-	(void)name;
 	if (!*value || strlen(value) > 63 ||
 	    strspn(value,
 		   "abcdefghijklmnopqrstuvwxyz"
 		   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(value))
 		return gw_error_set(err, -EINVAL, "--node: expected letters, digits, '-', '_', '.', got \"%s\"", value);
+	return 0;
+}
+
+static int set_node(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	int rc = gw_config_check_node(value, err);
+	if (rc < 0)
+		return rc;
 	replace(slot, value);
 	return 0;
 }

@@ -19,6 +19,15 @@
 #define STATE_VERSION 1
 #define STATE_MAX (64u << 20)
 
+/* per gw_run_result: the names of the metrics and of last_attempt_result */
+static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
+						      "invalid", "error",	  "unverified" };
+
+const char *gw_run_result_to_string(enum gw_run_result r)
+{
+	return r < GW_RUN_MAX ? result_names[r] : "error";
+}
+
 void gw_state_file_init(struct gw_state_file *st)
 {
 	memset(st, 0, sizeof(*st));

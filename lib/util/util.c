@@ -376,6 +376,14 @@ int64_t gw_monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t gw_backoff_ms(int64_t base_ms, int streak, int64_t cap_ms)
+{
+	int64_t d = base_ms;
+	for (int i = 1; i < streak && d > 0 && d < cap_ms; i++)
+		d *= 2; /* d < cap_ms: no overflow */
+	return d > cap_ms ? cap_ms : d;
+}
+
 void gw_time_format_utc(char *buf, size_t size, int64_t unix_seconds)
 {
 	time_t t = (time_t)unix_seconds;

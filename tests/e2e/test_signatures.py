@@ -322,6 +322,36 @@ class Signatures(TempDirTest):
         self.commit(r, "b", "pgp_good")
         self.assert_accepted(self.dry(r, "--allowed-signers", self.allowed, "--gpg-keyring", self.pgp_asc))
 
+    # -- every command that reads a commit ------------------------------------
+
+    def test_diff_and_against_refuse_an_unsigned_head_like_a_dry_run(self):
+        """One pass, one decision: `diff` and `--dry-run --against` verify the
+        commit they plan, as `reconcile --dry-run` does; a signed head passes."""
+        r = self.base()
+        base = self.commit(r, "a", "ssh_good")
+        r.write("b.yaml", proc_yaml("b"))
+        head = self.commit(r, "b")  # unsigned
+        keys = ("--verify-signatures", "--allowed-signers", self.allowed)
+        res = run("diff", "--repo", r.path, "--state-dir", self.state, "--node", "n1", "--base", base, *keys)
+        self.assert_refused(res, f"commit {head[:12]} is not signed\n")
+        status = os.path.join(self.tmp, "status.json")
+        with open(status, "w") as f:
+            json.dump({"node": "n1", "commit": base, "resources": []}, f)
+        res = self.dry(r, "--allowed-signers", self.allowed, "--against", status)
+        self.assert_refused(res, f"commit {head[:12]} is not signed\n")
+        # without the option both plan the unsigned head
+        res = run("diff", "--repo", r.path, "--state-dir", self.state, "--node", "n1", "--base", base)
+        self.assertEqual(res.rc, 2, res)
+        self.assertIn("Process/b", res.out)
+        # a signed head passes both
+        self.commit(r, "b signed", "ssh_good")
+        res = run("diff", "--repo", r.path, "--state-dir", self.state, "--node", "n1", "--base", base, *keys)
+        self.assertEqual(res.rc, 2, res)
+        self.assertIn("Process/b", res.out)
+        res = self.dry(r, "--allowed-signers", self.allowed, "--against", status)
+        self.assertEqual(res.rc, 2, res)
+        self.assertIn("Process/b", res.out)
+
     # -- reconcile and agent ------------------------------------------------
 
     def test_reconcile_applies_nothing_from_a_refused_commit(self):

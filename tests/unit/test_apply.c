@@ -20,6 +20,7 @@
 
 #include "gitward/apply.h"
 #include "gitward/backend.h"
+#include "gitward/pass.h"
 #include "gitward/paths.h"
 #include "gitward/review.h"
 
@@ -287,7 +288,8 @@ static void fake_crash(const char *name)
 
 struct env {
 	char dir[64];
-	struct gw_config cfg;
+	struct gw_strmap labels;
+	struct gw_pass_opts opts;
 	struct gw_backend_set set;
 };
 
@@ -301,10 +303,10 @@ static int setup(void **state)
 	fake_reset();
 	snprintf(e->dir, sizeof(e->dir), "/tmp/gw-apply-XXXXXX");
 	assert_non_null(mkdtemp(e->dir));
-	gw_config_init(&e->cfg);
-	e->cfg.state_dir = gw_xstrdup(e->dir);
-	e->cfg.node = gw_xstrdup("n1");
-	e->cfg.allow_empty = true;
+	gw_strmap_set(&e->labels, "node", "n1");
+	e->opts = (struct gw_pass_opts){
+		.node = "n1", .labels = &e->labels, .state_dir = e->dir, .prune = true, .allow_empty = true
+	};
 	bc.state_dir = e->dir;
 	assert_int_equal(gw_backend_set_open(&e->set, ops, &bc, &err), 0);
 	assert_int_equal(F.inits, 1);
@@ -318,7 +320,7 @@ static int teardown(void **state)
 	char path[128];
 	gw_backend_set_close(&e->set);
 	assert_int_equal(F.dones, 1);
-	gw_config_free(&e->cfg);
+	gw_strmap_free(&e->labels);
 	snprintf(path, sizeof(path), "%s/state.json", e->dir);
 	unlink(path);
 	rmdir(e->dir);
@@ -327,11 +329,13 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* One pass over the resources of yaml; *rep its report, *st the state
- * file it wrote (caller frees). */
+/* One pass over the resources of yaml, from selection on, through the
+ * live observer; *rep its report, *st the state file it wrote (caller
+ * frees). */
 static void pass_over(struct env *e, const char *yaml, struct gw_apply_report *rep, struct gw_state_file *st)
 {
 	struct gw_pass pass;
+	struct gw_observer_live live;
 	struct gw_error err;
 	char *state_error = NULL, path[128];
 
@@ -341,14 +345,11 @@ static void pass_over(struct env *e, const char *yaml, struct gw_apply_report *r
 	gw_manifest_set_add_file(&pass.set, "t.yaml", yaml, strlen(yaml));
 	gw_manifest_set_finish(&pass.set);
 	assert_int_equal(pass.set.diags.n, 0);
-	pass.selected = gw_xcalloc(pass.set.n + 1, sizeof(*pass.selected));
-	for (size_t i = 0; i < pass.set.n; i++)
-		pass.selected[pass.nselected++] = pass.set.v[i];
 	gw_backend_set_pass_begin(&e->set);
-	assert_int_equal(gw_apply_observe(&pass, &e->cfg, &e->set, &state_error, &err), 0);
+	gw_observer_live_init(&live, &e->set, e->dir);
+	assert_int_equal(gw_pass_observe_plan(&pass, &live.base, e->opts.labels, &e->opts, &state_error, &err), 0);
 	assert_null(state_error);
-	assert_int_equal(gw_pass_plan(&pass, &e->cfg, &err), 0);
-	assert_int_equal(gw_apply_execute(rep, &pass, &e->cfg, &e->set, &err), 0);
+	assert_int_equal(gw_pass_execute(rep, &pass, &e->opts, &e->set, &err), 0);
 	gw_backend_set_pass_end(&e->set);
 	gw_pass_free(&pass);
 	snprintf(path, sizeof(path), "%s/state.json", e->dir);
@@ -729,16 +730,25 @@ static void test_review_status_documents(void **state)
 
 #define RHDR "apiVersion: gitward/v1\nkind: Process\n"
 
+/* One plan through obs for labels: the counts per action type. */
+static void plan_through(struct gw_pass *pass, struct gw_observer *obs, const struct gw_strmap *labels, bool prune)
+{
+	struct gw_pass_opts po = { .node = "web-01", .labels = labels, .prune = prune };
+	struct gw_error err;
+	char *state_error = NULL;
+	assert_int_equal(gw_pass_observe_plan(pass, obs, labels, &po, &state_error, &err), 0);
+	assert_null(state_error);
+}
+
 static void test_review_plans_between_commits_and_against_a_status(void **state)
 {
 	(void)state;
-	struct gw_review rv;
-	struct gw_config cfg;
+	struct gw_pass pass;
+	struct gw_observer_commit base;
+	struct gw_observer_status status;
+	struct gw_planned first;
 	struct gw_error err;
-	struct gw_plan plan;
-	struct gw_observed *obs = NULL;
-	size_t nobs = 0;
-	const char base[] =
+	const char base_yaml[] =
 		RHDR "metadata: {name: keep}\nspec: {command: [/bin/true]}\n---\n" RHDR
 		     "metadata: {name: change}\nspec: {command: [/bin/true]}\n---\n" RHDR
 		     "metadata: {name: gone}\nspec: {command: [/bin/true]}\n---\n" RHDR
@@ -746,66 +756,74 @@ static void test_review_plans_between_commits_and_against_a_status(void **state)
 	const char head[] = RHDR "metadata: {name: keep}\nspec: {command: [/bin/true]}\n---\n" RHDR
 				 "metadata: {name: change}\nspec: {command: [/bin/false]}\n---\n" RHDR
 				 "metadata: {name: new}\nspec: {command: [/bin/true]}\n";
-	gw_review_init(&rv);
-	gw_config_init(&cfg);
-	gw_manifest_set_add_file(&rv.base, "base.yaml", base, strlen(base));
-	gw_manifest_set_finish(&rv.base);
-	gw_manifest_set_add_file(&rv.head, "head.yaml", head, strlen(head));
-	gw_manifest_set_finish(&rv.head);
-	assert_int_equal(rv.base.diags.n, 0);
-	assert_int_equal(rv.head.diags.n, 0);
+	gw_pass_init(&pass);
+	gw_observer_commit_init(&base, "main~1");
+	assert_true(base.base.review); /* a review never refuses an empty plan */
+	gw_manifest_set_add_file(&base.set, "base.yaml", base_yaml, strlen(base_yaml));
+	gw_manifest_set_finish(&base.set);
+	gw_manifest_set_add_file(&pass.set, "head.yaml", head, strlen(head));
+	gw_manifest_set_finish(&pass.set);
+	assert_int_equal(base.set.diags.n, 0);
+	assert_int_equal(pass.set.diags.n, 0);
 	struct gw_strmap labels = { 0 };
 	gw_strmap_set(&labels, "node", "web-01");
 	gw_strmap_set(&labels, "role", "edge");
-	assert_int_equal(gw_review_plan(&plan, &obs, &nobs, &rv, &labels, &cfg, &err), 0);
-	assert_int_equal(nobs, 3); /* "elsewhere" is not this node's */
-	assert_int_equal(plan.count[GW_ACTION_NONE], 1);
-	assert_int_equal(plan.count[GW_ACTION_UPDATE], 1);
-	assert_int_equal(plan.count[GW_ACTION_CREATE], 1);
-	assert_int_equal(plan.count[GW_ACTION_DELETE], 1);
-	for (size_t i = 0; i < plan.n; i++)
-		if (plan.v[i].type == GW_ACTION_UPDATE) {
-			assert_string_equal(plan.v[i].name, "change");
-			assert_true(plan.v[i].nchanges >= 1);
-		}
-	gw_plan_free(&plan);
-	gw_review_observed_free(obs, nobs);
-	/* without pruning, nothing is deleted */
-	cfg.no_prune = true;
-	assert_int_equal(gw_review_plan(&plan, &obs, &nobs, &rv, &labels, &cfg, &err), 0);
-	assert_int_equal(plan.count[GW_ACTION_DELETE], 0);
-	gw_plan_free(&plan);
-	gw_review_observed_free(obs, nobs);
-	cfg.no_prune = false;
 
-	/* against a status: the recorded hash that matches base gets base's spec */
-	size_t ci = rv.base.n;
-	for (size_t i = 0; i < rv.base.n; i++)
-		if (!strcmp(rv.base.v[i]->name, "change"))
-			ci = i;
-	assert_true(ci < rv.base.n);
-	const struct gw_resource *change = rv.base.v[ci];
-	struct gw_observed *st = gw_xcalloc(2, sizeof(*st));
-	st[0].kind = GW_KIND_PROCESS;
-	st[0].name = gw_xstrdup("change");
-	memcpy(st[0].spec_hash, change->spec_hash, sizeof(st[0].spec_hash));
-	st[0].state = GW_STATE_RUNNING;
-	st[1].kind = GW_KIND_PROCESS;
-	st[1].name = gw_xstrdup("other");
-	memcpy(st[1].spec_hash, HASH_A, sizeof(st[1].spec_hash));
-	st[1].state = GW_STATE_RUNNING;
-	assert_int_equal(gw_review_against(&plan, &rv, st, 2, &labels, &cfg, &err), 0);
-	assert_non_null(st[0].canonical);
-	assert_string_equal(st[0].canonical, change->canonical);
-	assert_null(st[1].canonical); /* no spec of that hash in base */
-	assert_int_equal(plan.count[GW_ACTION_UPDATE], 1);
-	assert_int_equal(plan.count[GW_ACTION_DELETE], 1);
-	assert_int_equal(plan.count[GW_ACTION_CREATE], 2);
-	gw_plan_free(&plan);
-	gw_review_observed_free(st, 2);
+	/* the base commit as the observer: head's selection against base's */
+	plan_through(&pass, &base.base, &labels, true);
+	assert_int_equal(pass.nobserved, 3); /* "elsewhere" is not this node's */
+	assert_int_equal(pass.plan.count[GW_ACTION_NONE], 1);
+	assert_int_equal(pass.plan.count[GW_ACTION_UPDATE], 1);
+	assert_int_equal(pass.plan.count[GW_ACTION_CREATE], 1);
+	assert_int_equal(pass.plan.count[GW_ACTION_DELETE], 1);
+	for (size_t i = 0; i < pass.plan.n; i++)
+		if (pass.plan.v[i].type == GW_ACTION_UPDATE) {
+			assert_string_equal(pass.plan.v[i].name, "change");
+			assert_true(pass.plan.v[i].nchanges >= 1);
+		}
+	/* a plan taken out stays whole while the pass plans the next node */
+	gw_pass_take(&first, &pass);
+	assert_null(pass.observed);
+	/* without pruning, nothing is deleted */
+	plan_through(&pass, &base.base, &labels, false);
+	assert_int_equal(pass.plan.count[GW_ACTION_DELETE], 0);
+	assert_int_equal(first.plan.count[GW_ACTION_DELETE], 1);
+	gw_planned_free(&first);
+
+	/* a status as the observer: the recorded hash that matches the
+	 * recorded commit gets its spec */
+	const struct gw_resource *change = NULL;
+	for (size_t i = 0; i < base.set.n; i++)
+		if (!strcmp(base.set.v[i]->name, "change"))
+			change = base.set.v[i];
+	assert_non_null(change);
+	char *doc = gw_xmalloc(1024);
+	snprintf(doc, 1024,
+		 "{\"node\": \"web-01\", \"commit\": \"%s\", \"resources\": ["
+		 "{\"kind\": \"Process\", \"name\": \"change\", \"spec_hash\": \"%s\", \"state\": \"running\"},"
+		 "{\"kind\": \"Process\", \"name\": \"other\", \"spec_hash\": \"%s\", \"state\": \"running\"}]}",
+		 HASH_A, change->spec_hash, HASH_A);
+	assert_int_equal(gw_observer_status_init(&status, doc, strlen(doc), "s.json", &err), 0);
+	assert_string_equal(status.node, "web-01");
+	assert_string_equal(status.commit, HASH_A);
+	gw_manifest_set_add_file(&status.recorded, "base.yaml", base_yaml, strlen(base_yaml));
+	gw_manifest_set_finish(&status.recorded);
+	assert_false(status.base.review);
+	plan_through(&pass, &status.base, &labels, true);
+	assert_int_equal(pass.nobserved, 2);
+	assert_string_equal(pass.observed[0].canonical, change->canonical);
+	assert_null(pass.observed[1].canonical); /* no spec of that hash recorded */
+	assert_int_equal(pass.plan.count[GW_ACTION_UPDATE], 1);
+	assert_int_equal(pass.plan.count[GW_ACTION_DELETE], 1);
+	assert_int_equal(pass.plan.count[GW_ACTION_CREATE], 2);
+	gw_observer_free(&status.base);
+	/* a document that is not a status fails before any fetch, and is freed */
+	char *bad = gw_xstrdup("{\"resources\": 3}");
+	assert_int_equal(gw_observer_status_init(&status, bad, strlen(bad), "s.json", &err), -EBADMSG);
+	assert_string_equal(err.msg, "s.json: not the JSON of `gitward status --output json`: no \"resources\" list");
 	gw_strmap_free(&labels);
-	gw_config_free(&cfg);
-	gw_review_free(&rv);
+	gw_observer_free(&base.base);
+	gw_pass_free(&pass);
 }
 
 int main(void)

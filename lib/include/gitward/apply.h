@@ -6,7 +6,52 @@
 #include <stdbool.h>
 
 #include "gitward/backend.h"
-#include "gitward/pass.h"
+#include "gitward/manifest.h"
+#include "gitward/plan.h"
+#include "gitward/state.h"
+
+/* The data of one pass: what the commit declares, this node's selection,
+ * what runs, the plan. The pass layer (gitward/pass.h) fills it stage by
+ * stage; apply observes into it and executes its plan. */
+struct gw_pass {
+	char commit[41];
+	char *ref;
+	struct gw_manifest_set set; /* every resource of the commit */
+	struct gw_resource **selected; /* borrowed from set: this node's */
+	size_t nselected;
+	struct gw_state_file state; /* as recorded */
+	struct gw_observed *observed; /* what runs, from the observer (owned) */
+	size_t nobserved;
+	struct gw_plan plan;
+	int have_plan;
+	char *note; /* recorded as last_error when the apply itself succeeds */
+	/* recorded as last_attempt_result instead of "success" or
+	 * "not_converged" (static): the last good commit stood in for an
+	 * invalid or refused one */
+	const char *result;
+	/* write nothing under the state dir (a dry-run beside the agent; see
+	 * gw_source_opts.read_only) */
+	bool read_only;
+	/* a backend that could not observe (engine unreachable): its resources
+	 * fail with this, the others still converge */
+	char backend_error[GW_KIND_MAX][300];
+	bool offline; /* no fetch: resolve the ref in the cache */
+	const struct gw_cancel *cancel; /* a stop request ends the fetch */
+	/* optional, borrowed: parsed manifests kept across passes (the agent);
+	 * NULL: the state dir's cache file is read and written */
+	struct gw_manifest_cache *cache;
+	/* optional: told after each action of gw_apply_execute (from any of
+	 * its threads, one at a time) */
+	void (*progress)(size_t done, size_t total, void *ud);
+	void *progress_ud;
+	/* optional: the restart policy's wall clock in ms (NULL: gw_now_ms);
+	 * tests step it instead of sleeping through backoffs */
+	int64_t (*now_ms)(void);
+};
+
+void gw_pass_init(struct gw_pass *pass);
+/* Frees what the pass owns; borrowed inputs (cache, cancel) stay. */
+void gw_pass_free(struct gw_pass *pass);
 
 /* Per-resource outcome of an apply, parallel to pass->plan.v. */
 enum gw_outcome { GW_OUT_PENDING, GW_OUT_OK, GW_OUT_FAILED, GW_OUT_WAITING };
@@ -19,55 +64,18 @@ struct gw_apply_report {
 /* Observe every managed resource (backends, merged with the state file's
  * bookkeeping) and probe health; fills pass->observed. A corrupt state file
  * is reported in *state_error (caller frees) and observation goes on. */
-int gw_apply_observe(struct gw_pass *pass, const struct gw_config *cfg, const struct gw_backend_set *set,
-		     char **state_error, struct gw_error *err);
-/* Execute pass->plan through the instances of set and record the state. */
-int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_config *cfg,
+int gw_apply_observe(struct gw_pass *pass, const char *state_dir, const struct gw_backend_set *set, char **state_error,
+		     struct gw_error *err);
+/* Execute pass->plan through the instances of set and record the state
+ * (of node, in state_dir). */
+int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const char *node, const char *state_dir,
 		     const struct gw_backend_set *set, struct gw_error *err);
 
-/* A whole pass for the agent: prepare, observe, plan, execute, record. A
- * failing fetch touches nothing. An invalid commit, or one whose signature is
- * refused, is applied not at all: the last good commit stays in force (and is
- * reconciled, so self-healing goes on) while last_error names the problem. */
-enum gw_run_result {
-	GW_RUN_CONVERGED,
-	GW_RUN_NOT_CONVERGED,
-	GW_RUN_GIT_ERROR,
-	GW_RUN_INVALID,
-	GW_RUN_ERROR,
-	GW_RUN_UNVERIFIED, /* like GW_RUN_INVALID: the commit's signature was refused */
-	GW_RUN_MAX
-};
-
-struct gw_run_summary {
-	enum gw_run_result result;
-	char commit[41]; /* the commit applied (the last good one after an invalid commit) */
-	size_t count[5]; /* planned actions per gw_action_type */
-	struct gw_apply_report report;
-	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
-	bool healing; /* converged to the commit in force without fetching */
-	bool fetched; /* a full pass whose fetch (and resolving the ref) succeeded */
-};
-
-/* GW_PASS_FULL: fetch, then converge (with the fallbacks of the SPEC: Git
- * down or a bad commit keep the commit in force, healed). GW_PASS_HEAL: no
- * fetch; converge to the commit in force (a workload died). */
-enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
-void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
-		 const struct gw_cancel *cancel, enum gw_pass_mode mode);
-/* The same, with the agent's manifest cache kept across passes (NULL: the
- * state dir's cache file). */
-void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
-			const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache);
-/* "success", "not_converged", "git_error", "invalid", "error", "unverified" */
-const char *gw_run_result_to_string(enum gw_run_result r);
-/* The result of a pass that gw_pass_prepare failed at stage. */
-enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass);
 /* Record a failed pass (git, manifests) without touching workloads: keeps the
  * last good commit, resources and last success; sets last_error and the
  * last attempt with its result. */
-int gw_apply_record_error(const struct gw_config *cfg, const struct gw_backend_set *set, enum gw_run_result result,
-			  const char *message, struct gw_error *err);
+int gw_apply_record_error(const char *node, const char *state_dir, const struct gw_backend_set *set,
+			  enum gw_run_result result, const char *message, struct gw_error *err);
 /* The backends' describe, for gw_state_save and the status renderers. */
 struct gw_state_describer gw_apply_describer(const struct gw_backend_set *set);
 
@@ -102,7 +110,7 @@ struct gw_watch {
 	bool down;
 	bool follow;
 };
-int gw_watch_build(struct gw_watch *w, const struct gw_config *cfg, const struct gw_backend_set *set);
+int gw_watch_build(struct gw_watch *w, const char *state_dir, const struct gw_backend_set *set);
 void gw_watch_clear(struct gw_watch *w);
 /* Follow the event streams of the backends that have one, each in a thread
  * of its own: notify is called (from those threads) when one of this

@@ -73,5 +73,8 @@ int gw_config_load_file(struct gw_config *cfg, const char *path, struct gw_diags
 /* Fill defaults (state, run and log dirs by gw_dirs_resolve, node name, interval, listen, labels["node"]) and
  * check options that go together (-EINVAL: a usage error). */
 int gw_config_finish(struct gw_config *cfg, struct gw_error *err);
+/* The rule of --node (also for the names of an inventory): 0, or -EINVAL
+ * with err saying why. */
+int gw_config_check_node(const char *value, struct gw_error *err);
 
 #endif

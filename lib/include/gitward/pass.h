@@ -1,73 +1,170 @@
-/* One pass of the pipeline up to the plan: fetch, resolve, read and validate
- * the manifests of one commit, select this node's, observe, plan. */
+/* One pass, one room: every command that reads a commit — the agent,
+ * `reconcile`, `reconcile --dry-run`, `--dry-run --against` and `diff` —
+ * runs the stages here, in this order:
+ *
+ *   source (open, fetch, resolve, verify) -> read (manifests, cache) ->
+ *   select (this node's) -> observe -> plan -> [execute -> record]
+ *
+ * They differ only in the observer they plug in (what runs: the backends
+ * and the state file; a node's status document; a base commit) and in
+ * where they stop (a dry-run and a review after the plan). Whether
+ * signatures are verified and the manifest cache used is decided here, once.
+ * The agent's whole pass with the fallbacks of the SPEC (Git down, a bad
+ * commit) is gw_pass_run; its schedule is gitward/schedule.h. */
 #ifndef GITWARD_PASS_H
 #define GITWARD_PASS_H
 
 #include <stdbool.h>
 
-#include "gitward/config.h"
-#include "gitward/manifest.h"
-#include "gitward/plan.h"
+#include "gitward/apply.h"
 #include "gitward/source.h"
-#include "gitward/state.h"
 
-struct gw_pass {
-	char commit[41];
-	char *ref;
-	struct gw_manifest_set set; /* every resource of the commit */
-	struct gw_resource **selected; /* borrowed from set: this node's */
-	size_t nselected;
-	struct gw_state_file state; /* as recorded */
-	struct gw_observed *observed; /* what runs, from the backends (owned) */
-	size_t nobserved;
-	struct gw_plan plan;
-	int have_plan;
-	char *note; /* recorded as last_error when the apply itself succeeds */
-	/* recorded as last_attempt_result instead of "success" or
-	 * "not_converged" (static): the last good commit stood in for an
-	 * invalid or refused one */
-	const char *result;
-	/* set before gw_pass_prepare: write nothing under the state dir (a
-	 * dry-run beside the agent; see gw_source_opts.read_only) */
-	bool read_only;
-	/* a backend that could not observe (engine unreachable): its resources
-	 * fail with this, the others still converge */
-	char backend_error[GW_KIND_MAX][300];
-	/* set by the caller before gw_pass_prepare */
-	bool offline; /* no fetch: resolve the ref in the cache */
-	const struct gw_cancel *cancel; /* a stop request ends the fetch */
-	/* optional, borrowed: parsed manifests kept across passes (the agent);
-	 * NULL: the state dir's cache file is read and written */
-	struct gw_manifest_cache *cache;
-	/* optional: told after each action of gw_apply_execute (from any of
-	 * its threads, one at a time) */
-	void (*progress)(size_t done, size_t total, void *ud);
-	void *progress_ud;
-	/* optional: the restart policy's wall clock in ms (NULL: gw_now_ms);
-	 * tests step it instead of sleeping through backoffs */
-	int64_t (*now_ms)(void);
+/* What a pass needs of the options, made once at the edge (agent/) from
+ * the whole configuration; every pointer is borrowed. */
+struct gw_pass_opts {
+	const char *repo; /* URL or local path */
+	const char *ref; /* branch, tag or commit; NULL: the remote's default branch */
+	const char *const *paths; /* under which manifests are read (none: the root) */
+	size_t npaths;
+	const struct gw_strlist *excludes; /* --exclude */
+	const char *node;
+	const struct gw_strmap *labels; /* the node's, "node" = its name included */
+	const char *state_dir; /* the Git cache, the manifest cache, the state file */
+	bool prune; /* resources that left Git are deleted */
+	bool allow_empty; /* a plan that deletes everything is not refused */
+	bool move_to_repo;
+	/* transport to the remote; read_only and cancel are set per pass */
+	struct gw_source_opts source;
+	/* --verify-signatures: only commits signed by these keys are read */
+	bool verify_signatures;
+	const char *allowed_signers;
+	const char *gpg_keyring;
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */
 enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN, GW_PASS_VERIFY };
 
-void gw_pass_init(struct gw_pass *pass);
-void gw_pass_free(struct gw_pass *pass);
-/* Fetch, resolve, read, validate and select. On failure *stage says where;
- * manifest problems are in pass->set.diags (return -EINVAL). */
-int gw_pass_prepare(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_config *cfg, struct gw_error *err);
+/* What runs, as a plan's "observed" side. */
+struct gw_observer {
+	/* optional: with the repository of the pass still open, after the
+	 * commit was read (a review reads a second commit of the same fetch) */
+	int (*read)(struct gw_observer *self, struct gw_source *src, const struct gw_pass_opts *opts,
+		    struct gw_error *err);
+	/* fill pass->observed (owned by the pass) for the node of labels */
+	int (*observe)(struct gw_observer *self, struct gw_pass *pass, const struct gw_strmap *labels,
+		       char **state_error, struct gw_error *err);
+	void (*free)(struct gw_observer *self);
+	/* a review shows what would go, even all of it: an empty desired
+	 * state is never refused */
+	bool review;
+};
+void gw_observer_free(struct gw_observer *obs);
+
+/* Live: the backends, merged with the state file's bookkeeping. */
+struct gw_observer_live {
+	struct gw_observer base;
+	const struct gw_backend_set *set;
+	const char *state_dir;
+};
+void gw_observer_live_init(struct gw_observer_live *o, const struct gw_backend_set *set, const char *state_dir);
+
+/* A node's status document (`status --output json`, GET /status): its
+ * resources as running; the commit it recorded, when the repository still
+ * has it, gives their specs, so changes show field by field. */
+struct gw_observer_status {
+	struct gw_observer base;
+	char *text;
+	size_t len;
+	char *origin; /* the file or URL, for errors */
+	char *node; /* the node's name in the document (NULL: none) */
+	char *commit; /* the commit it recorded (NULL: none) */
+	struct gw_manifest_set recorded; /* that commit's manifests, when read */
+};
+/* text is taken on every path (freed on failure). A document that is not
+ * a status fails here, before any fetch. */
+int gw_observer_status_init(struct gw_observer_status *o, char *text, size_t len, const char *origin,
+			    struct gw_error *err);
+
+/* A base commit (`diff --base`): its selection for the node taken as
+ * running. Its problems stay in set.diags; its valid resources count. */
+struct gw_observer_commit {
+	struct gw_observer base;
+	const char *ref; /* borrowed */
+	char commit[41];
+	struct gw_manifest_set set;
+};
+void gw_observer_commit_init(struct gw_observer_commit *o, const char *ref);
+
+/* The first stages: open the Git cache of opts->state_dir, fetch (unless
+ * pass->offline), resolve opts->ref, verify the commit's signature (with
+ * opts->verify_signatures, before any of its manifests is parsed), read and
+ * validate its manifests (through the manifest cache: pass->cache, or the
+ * state dir's file, written unless pass->read_only), then let obs read from
+ * the same fetch. On failure *stage says where; manifest problems are in
+ * pass->set.diags (-EINVAL). obs may be NULL. */
+int gw_pass_read(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_pass_opts *opts,
+		 struct gw_observer *obs, struct gw_error *err);
+/* Select the resources of the commit for labels, observe through obs and
+ * plan; again for another node (the previous plan is freed: take it first
+ * with gw_pass_take). */
+int gw_pass_observe_plan(struct gw_pass *pass, struct gw_observer *obs, const struct gw_strmap *labels,
+			 const struct gw_pass_opts *opts, char **state_error, struct gw_error *err);
+/* gw_pass_read, then gw_pass_observe_plan for opts->labels: where a
+ * dry-run stops. */
+int gw_pass_plan_commit(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_pass_opts *opts,
+			struct gw_observer *obs, char **state_error, struct gw_error *err);
+/* Execute the plan and record the state (a one-shot `reconcile`). */
+int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,
+		    const struct gw_backend_set *set, struct gw_error *err);
+/* A pass that failed at stage is recorded in the state dir without
+ * touching workloads (see gw_apply_record_error). */
+void gw_pass_record_failure(const struct gw_pass_opts *opts, const struct gw_backend_set *set, enum gw_pass_stage stage,
+			    const struct gw_pass *pass, const struct gw_error *why);
+
+/* One node's plan taken out of a pass, with what it borrows. */
+struct gw_planned {
+	struct gw_plan plan;
+	struct gw_resource **selected; /* borrowed from the pass's set */
+	struct gw_observed *observed;
+	size_t nobserved;
+};
+void gw_pass_take(struct gw_planned *out, struct gw_pass *pass);
+void gw_planned_free(struct gw_planned *p);
+
 /* The state dir belongs to the repository that first used it: refuse
- * cfg->repo when another one is recorded (and a commit or a resource was
+ * opts->repo when another one is recorded (and a commit or a resource was
  * recorded since: a first --repo that never got that far claims nothing),
- * unless cfg->move_to_repo. With
- * record (the holder of the state lock), the repository is recorded the
- * first time (also in a state dir of an earlier version, which adopts it)
- * and on a move. */
-int gw_pass_check_repo(const struct gw_config *cfg, bool record, struct gw_error *err);
-/* How a pass reaches the remote, from the options (shared with review.c). */
-void gw_pass__source_opts(struct gw_source_opts *o, const struct gw_config *cfg, bool read_only,
-			  const struct gw_cancel *cancel);
-/* Plan pass->selected against pass->observed (see gw_apply_observe). */
-int gw_pass_plan(struct gw_pass *pass, const struct gw_config *cfg, struct gw_error *err);
+ * unless opts->move_to_repo. With record (the holder of the state lock),
+ * the repository is recorded the first time (also in a state dir of an
+ * earlier version, which adopts it) and on a move. */
+int gw_pass_check_repo(const struct gw_pass_opts *opts, bool record, struct gw_error *err);
+
+/* The result of a pass that gw_pass_read or gw_pass_observe_plan failed at stage. */
+enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass);
+
+/* ---- the agent's pass ---- */
+
+struct gw_run_summary {
+	enum gw_run_result result;
+	char commit[41]; /* the commit applied (the last good one after an invalid commit) */
+	size_t count[5]; /* planned actions per gw_action_type */
+	struct gw_apply_report report;
+	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
+	bool healing; /* converged to the commit in force without fetching */
+	bool fetched; /* a full pass whose fetch (and resolving the ref) succeeded */
+};
+
+/* GW_PASS_FULL: fetch, then converge (with the fallbacks of the SPEC: Git
+ * down or a bad commit keep the commit in force, healed). GW_PASS_HEAL: no
+ * fetch; converge to the commit in force (a workload died). */
+enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
+/* A whole pass: read, select, observe, plan, execute, record. A failing
+ * fetch touches nothing. An invalid commit, or one whose signature is
+ * refused, is applied not at all: the last good commit stays in force (and
+ * is reconciled, so self-healing goes on) while last_error names the
+ * problem. cache: parsed manifests kept across passes (NULL: the state
+ * dir's cache file). */
+void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
+		 const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache);
 
 #endif

@@ -70,7 +70,7 @@ int gw_secret_env_load(struct gw_strmap *out, const char *identity, const char *
 #define GW_SOURCE_FILE_MAX (1u << 20) /* bytes of one file */
 #define GW_SOURCES_MAX 64u /* entries of one resource */
 
-/* "[IP:]HOSTPORT:PORT[/proto]" as used by ports and forwards. */
+/* "[IP:]HOSTPORT:PORT[/proto]" as used by ports and forwards (lib/model/portmap.c). */
 struct gw_portmap {
 	char host_ip[64];
 	unsigned host_port, port;

@@ -6,8 +6,22 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "gitward/plan.h"
+#include "gitward/observed.h"
 #include "gitward/util.h"
+
+/* What a pass ended with: the values of the state file's
+ * last_attempt_result and of gitward_sync_total's result label. */
+enum gw_run_result {
+	GW_RUN_CONVERGED,
+	GW_RUN_NOT_CONVERGED,
+	GW_RUN_GIT_ERROR,
+	GW_RUN_INVALID,
+	GW_RUN_ERROR,
+	GW_RUN_UNVERIFIED, /* like GW_RUN_INVALID: the commit's signature was refused */
+	GW_RUN_MAX
+};
+/* "success", "not_converged", "git_error", "invalid", "error", "unverified" */
+const char *gw_run_result_to_string(enum gw_run_result r);
 
 struct gw_state_file {
 	char *node;

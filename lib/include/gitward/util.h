@@ -151,6 +151,10 @@ int gw_proc_wait_gone_cancel(long long pid, long long start_time, int64_t timeou
 /* Wall-clock and monotonic time. */
 int64_t gw_now_ms(void);
 int64_t gw_monotonic_ms(void);
+/* The one backoff (restarts, Git retries, idle heal passes): base_ms at
+ * streak 1 (and below), doubled per step after it, capped at cap_ms (and
+ * base_ms itself capped). Pure; never overflows for cap_ms up to INT64_MAX / 2. */
+int64_t gw_backoff_ms(int64_t base_ms, int streak, int64_t cap_ms);
 /* Does a one-shot command free what it built before it exits? Yes under
  * AddressSanitizer (its leak check must see every allocation ended) and with
  * GW_FREE_AT_EXIT=1 in the environment (valgrind); otherwise the kernel takes

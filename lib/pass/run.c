@@ -1,16 +1,16 @@
-/* One whole pass for the long-running agent, with the failure rules of the
- * SPEC: git errors touch nothing, an invalid or unverified commit leaves the
- * last good one in force, everything is recorded for `status` and the
- * endpoints. */
+/* The agent's whole pass, with the failure rules of the SPEC: Git errors
+ * touch nothing, an invalid or unverified commit leaves the last good one
+ * in force, everything is recorded for `status` and the endpoints. The
+ * stages themselves are pass.c's, as for every other command. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gitward/apply.h"
-#include "gitward/prof.h"
+#include "gitward/pass.h"
 #include "gitward/paths.h"
+#include "gitward/prof.h"
 
 static void log_plan(const struct gw_plan *plan)
 {
@@ -26,32 +26,14 @@ static void log_plan(const struct gw_plan *plan)
 	}
 }
 
-/* per gw_run_result: the names of the metrics and of last_attempt_result */
-static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
-						      "invalid", "error",	  "unverified" };
-
-const char *gw_run_result_to_string(enum gw_run_result r)
-{
-	return r < GW_RUN_MAX ? result_names[r] : "error";
-}
-
-enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass)
-{
-	if (stage == GW_PASS_GIT)
-		return GW_RUN_GIT_ERROR;
-	if (stage == GW_PASS_VERIFY)
-		return GW_RUN_UNVERIFIED;
-	return pass->set.diags.n ? GW_RUN_INVALID : GW_RUN_ERROR;
-}
-
-static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_config *cfg,
+static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_pass_opts *opts,
 			 const struct gw_backend_set *set, const char *msg)
 {
 	struct gw_error err;
 	out->result = res;
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	if (gw_apply_record_error(cfg, set, res, msg, &err) < 0)
+	if (gw_apply_record_error(opts->node, opts->state_dir, set, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 
@@ -59,13 +41,13 @@ static void finish_error(struct gw_run_summary *out, enum gw_run_result res, con
  * the error recorded with it; *failed: the result of the last attempt when
  * it was not a pass over the wanted commit (git_error, invalid, ...), a
  * static string. */
-static char *last_applied(const struct gw_config *cfg, char **last_error, const char **failed)
+static char *last_applied(const struct gw_pass_opts *opts, char **last_error, const char **failed)
 {
 	struct gw_state_file st;
 	struct gw_error err;
 	char path[4096], *commit = NULL;
 
-	gw_path_state_file(path, sizeof(path), cfg->state_dir);
+	gw_path_state_file(path, sizeof(path), opts->state_dir);
 	gw_state_file_init(&st);
 	if (gw_state_load(&st, path, &err) == 0 && st.commit) {
 		commit = st.commit;
@@ -83,20 +65,20 @@ static char *last_applied(const struct gw_config *cfg, char **last_error, const 
 	return commit;
 }
 
-/* Prepare pass against commit from the cache, without fetching. */
-static int prepare_offline(struct gw_pass *pass, const struct gw_config *cfg, const char *commit,
-			   const struct gw_cancel *cancel, struct gw_error *err)
+/* Read pass against commit from the cache, without fetching. */
+static int read_offline(struct gw_pass *pass, const struct gw_pass_opts *opts, const char *commit,
+			const struct gw_cancel *cancel, struct gw_error *err)
 {
-	struct gw_config at = *cfg;
+	struct gw_pass_opts at = *opts;
 	enum gw_pass_stage stage;
 	struct gw_manifest_cache *cache = pass->cache;
-	at.ref = (char *)commit;
+	at.ref = commit;
 	gw_pass_free(pass);
 	gw_pass_init(pass);
 	pass->offline = true;
 	pass->cancel = cancel;
 	pass->cache = cache;
-	return gw_pass_prepare(pass, &stage, &at, err);
+	return gw_pass_read(pass, &stage, &at, NULL, err);
 }
 
 /* The steps of a pass below return 0 when it goes on to converge, or
@@ -105,24 +87,24 @@ static int prepare_offline(struct gw_pass *pass, const struct gw_config *cfg, co
 
 /* A heal: a workload died; converge to the commit in force, no fetch,
  * keeping whatever error was recorded with it. */
-static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
 			const struct gw_backend_set *set, const struct gw_cancel *cancel)
 {
 	struct gw_error err = { 0 };
 	char buf[GW_ERROR_MSG_MAX + 300];
 	const char *failed = NULL;
-	char *recorded = NULL, *commit = last_applied(cfg, &recorded, &failed);
+	char *recorded = NULL, *commit = last_applied(opts, &recorded, &failed);
 	int rc;
 
 	out->result = GW_RUN_CONVERGED;
 	if (!commit)
 		return PASS_ENDED;
-	rc = prepare_offline(pass, cfg, commit, cancel, &err);
+	rc = read_offline(pass, opts, commit, cancel, &err);
 	free(commit);
 	pass->note = recorded;
 	pass->result = failed; /* a heal keeps what the last attempt said */
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
 		return PASS_ENDED;
 	}
 	out->healing = true;
@@ -131,26 +113,26 @@ static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const 
 
 /* Git is down: the workloads are healed anyway, against the commit in
  * force; the error is reported and the fetch retried. */
-static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
 			      const struct gw_backend_set *set, const struct gw_cancel *cancel,
 			      const struct gw_error *why)
 {
 	struct gw_error err = { 0 };
-	char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(cfg, NULL, NULL);
+	char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(opts, NULL, NULL);
 	int rc;
 
 	gw_error_format(msg, sizeof(msg), why);
 	if (!commit || gw_cancel_requested(cancel)) {
 		free(commit);
-		finish_error(out, GW_RUN_GIT_ERROR, cfg, set, msg);
+		finish_error(out, GW_RUN_GIT_ERROR, opts, set, msg);
 		return PASS_ENDED;
 	}
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
 	gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", commit);
-	rc = prepare_offline(pass, cfg, commit, cancel, &err);
+	rc = read_offline(pass, opts, commit, cancel, &err);
 	free(commit);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_GIT_ERROR, cfg, set, msg);
+		finish_error(out, GW_RUN_GIT_ERROR, opts, set, msg);
 		return PASS_ENDED;
 	}
 	pass->note = gw_xstrdup(msg);
@@ -163,7 +145,7 @@ static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, 
 
 /* An invalid or refused commit: report every problem, then fall back to
  * the last good commit. */
-static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
 				const struct gw_backend_set *set, const struct gw_cancel *cancel,
 				enum gw_pass_stage stage, const struct gw_error *why)
 {
@@ -182,20 +164,20 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 		snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", why->msg, d->v[0].file, d->v[0].line,
 			 d->v[0].col, d->v[0].msg);
 	}
-	char *commit = last_applied(cfg, NULL, NULL);
+	char *commit = last_applied(opts, NULL, NULL);
 	if (!commit || !strcmp(commit, pass->commit)) {
 		free(commit);
-		finish_error(out, bad, cfg, set, msg);
+		finish_error(out, bad, opts, set, msg);
 		return PASS_ENDED;
 	}
 	gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
 	       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", commit);
 	/* just fetched: the last good commit is in the cache */
-	rc = prepare_offline(pass, cfg, commit, cancel, &err);
+	rc = read_offline(pass, opts, commit, cancel, &err);
 	free(commit);
 	if (rc < 0) {
 		gw_log(GW_LOG_ERROR, "", "the last good commit cannot be used either: %s", err.msg);
-		finish_error(out, bad, cfg, set, msg);
+		finish_error(out, bad, opts, set, msg);
 		return PASS_ENDED;
 	}
 	pass->note = gw_xstrdup(msg);
@@ -205,45 +187,35 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 	return 0;
 }
 
-/* Observe, plan, execute, record. */
-static void converge(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_config *cfg,
+/* Select, observe, plan, execute, record. */
+static void converge(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
 		     const struct gw_backend_set *set)
 {
 	struct gw_error err = { 0 };
+	struct gw_observer_live live;
 	char buf[GW_ERROR_MSG_MAX + 300], *state_error = NULL;
-	GW_PROF_BEGIN(observe);
-	int rc = gw_apply_observe(pass, cfg, set, &state_error, &err);
-	GW_PROF_END(observe, "observe");
 
+	gw_observer_live_init(&live, set, opts->state_dir);
+	int rc = gw_pass_observe_plan(pass, &live.base, opts->labels, opts, &state_error, &err);
 	free(state_error); /* logged; observation went on without the file */
-	if (rc == 0)
-		rc = gw_pass_plan(pass, cfg, &err);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
 		return;
 	}
 	memcpy(out->commit, pass->commit, sizeof(out->commit));
 	memcpy(out->count, pass->plan.count, sizeof(out->count));
 	log_plan(&pass->plan);
-	GW_PROF_BEGIN(execute);
-	rc = gw_apply_execute(&out->report, pass, cfg, set, &err);
-	GW_PROF_END(execute, "apply (execute, record)");
+	rc = gw_pass_execute(&out->report, pass, opts, set, &err);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
 		return;
 	}
 	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR)
 		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
 }
 
-void gw_pass_run(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
-		 const struct gw_cancel *cancel, enum gw_pass_mode mode)
-{
-	gw_pass_run_cached(out, cfg, set, cancel, mode, NULL);
-}
-
-void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg, const struct gw_backend_set *set,
-			const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache)
+void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
+		 const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache)
 {
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
@@ -257,21 +229,21 @@ void gw_pass_run_cached(struct gw_run_summary *out, const struct gw_config *cfg,
 	pass.cancel = cancel;
 	pass.cache = cache;
 	if (mode == GW_PASS_HEAL) {
-		rc = prepare_heal(&pass, out, cfg, set, cancel);
+		rc = prepare_heal(&pass, out, opts, set, cancel);
 	} else {
-		rc = gw_pass_prepare(&pass, &stage, cfg, &err);
+		rc = gw_pass_read(&pass, &stage, opts, NULL, &err);
 		out->fetched = rc == 0 || stage != GW_PASS_GIT;
 		if (rc < 0 && stage == GW_PASS_GIT) {
-			rc = fall_back_git_down(&pass, out, cfg, set, cancel, &err);
+			rc = fall_back_git_down(&pass, out, opts, set, cancel, &err);
 		} else if (rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
-			rc = fall_back_bad_commit(&pass, out, cfg, set, cancel, stage, &err);
+			rc = fall_back_bad_commit(&pass, out, opts, set, cancel, stage, &err);
 		} else if (rc < 0) {
-			finish_error(out, GW_RUN_ERROR, cfg, set, gw_error_format(buf, sizeof(buf), &err));
+			finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
 			rc = PASS_ENDED;
 		}
 	}
 	if (rc == 0)
-		converge(&pass, out, cfg, set);
+		converge(&pass, out, opts, set);
 	gw_pass_free(&pass);
 	gw_backend_set_pass_end(set);
 }

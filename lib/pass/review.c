@@ -1,8 +1,7 @@
-/* Review in CI: two commits of one fetch compared per node, inventories of
- * nodes, and a node's recorded status taken as what it runs. Nothing is
- * written but a private fetch beside the Git cache, and no backend is
- * called: the plan of each node is head's selection against base's (or the
- * status's resources) taken as running. */
+/* What a review reads besides commits: inventories of nodes (`diff
+ * --nodes`), and a node's recorded status (`--against`: a file or an
+ * agent's GET /status) taken as what it runs. The plans themselves are
+ * made by the one pass (lib/pass/pass.c) through its observers. */
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <errno.h>
@@ -11,112 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gitward/paths.h"
+#include "gitward/config.h"
 #include "gitward/review.h"
-#include "gitward/source.h"
-
-void gw_review_init(struct gw_review *rv)
-{
-	memset(rv, 0, sizeof(*rv));
-	gw_manifest_set_init(&rv->base);
-	gw_manifest_set_init(&rv->head);
-}
-
-void gw_review_free(struct gw_review *rv)
-{
-	free(rv->head_ref);
-	gw_manifest_set_free(&rv->base);
-	gw_manifest_set_free(&rv->head);
-	memset(rv, 0, sizeof(*rv));
-}
-
-static int read_commit(struct gw_manifest_set *set, struct gw_source *src, const char *commit,
-		       const struct gw_config *cfg, struct gw_error *err)
-{
-	set->exclude = &cfg->excludes;
-	int rc = gw_source_read_manifests(set, src, commit, (const char *const *)cfg->paths.v, cfg->paths.n, err);
-	if (rc == 0)
-		gw_manifest_set_finish(set);
-	return rc;
-}
-
-int gw_review_prepare(struct gw_review *rv, enum gw_pass_stage *stage, const struct gw_config *cfg,
-		      const char *base_ref, const char *head_ref, struct gw_error *err)
-{
-	struct gw_source *src = NULL;
-	struct gw_source_opts sopts;
-	char path[4096], *used = NULL;
-	int rc;
-
-	*stage = GW_PASS_GIT;
-	gw_path_repo(path, sizeof(path), cfg->state_dir);
-	gw_pass__source_opts(&sopts, cfg, true, NULL);
-	rc = gw_source_open(&src, path, cfg->repo, &sopts, err);
-	if (rc < 0)
-		return rc;
-	rc = gw_source_fetch(src, err);
-	if (rc == 0)
-		rc = gw_source_resolve(rv->head_commit, &rv->head_ref, src, head_ref ? head_ref : cfg->ref, err);
-	if (rc == 0 && base_ref) {
-		rc = gw_source_resolve(rv->base_commit, &used, src, base_ref, err);
-		if (rc < 0)
-			gw_error_prefix(err, "--base");
-		free(used);
-	}
-	*stage = GW_PASS_MANIFESTS;
-	if (rc == 0 && base_ref)
-		rc = read_commit(&rv->base, src, rv->base_commit, cfg, err);
-	if (rc == 0)
-		rc = read_commit(&rv->head, src, rv->head_commit, cfg, err);
-	gw_source_free(src);
-	if (rc == 0 && rv->head.diags.n)
-		rc = gw_error_set(err, -EINVAL, "%zu problem%s in the manifests of commit %.12s", rv->head.diags.n,
-				  rv->head.diags.n == 1 ? "" : "s", rv->head_commit);
-	return rc;
-}
-
-static struct gw_resource **select_for(size_t *out_n, const struct gw_manifest_set *set, const struct gw_strmap *labels)
-{
-	struct gw_resource **v = gw_xcalloc(set->n + 1, sizeof(*v));
-	size_t n = 0;
-	for (size_t i = 0; i < set->n; i++)
-		if (gw_plan_selects(set->v[i], labels))
-			v[n++] = set->v[i];
-	*out_n = n;
-	return v;
-}
+#include "gitward/state.h"
 
 void gw_review_observed_free(struct gw_observed *v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++)
 		gw_observed_clear(&v[i]);
 	free(v);
-}
-
-int gw_review_plan(struct gw_plan *out, struct gw_observed **out_observed, size_t *out_n, const struct gw_review *rv,
-		   const struct gw_strmap *labels, const struct gw_config *cfg, struct gw_error *err)
-{
-	/* a review shows what would go, even all of it: never refused */
-	struct gw_plan_opts opts = { .prune = !cfg->no_prune, .allow_empty = true };
-	size_t nb, nh;
-	struct gw_resource **base = select_for(&nb, &rv->base, labels);
-	struct gw_resource **head = select_for(&nh, &rv->head, labels);
-	struct gw_observed *obs = gw_xcalloc(nb + 1, sizeof(*obs));
-
-	for (size_t i = 0; i < nb; i++) {
-		gw_observed_start(&obs[i], base[i]);
-		obs[i].started_at = 0; /* a commit, not a workload: nothing time-dependent */
-	}
-	int rc = gw_plan_build(out, head, nh, obs, nb, &opts, err);
-	free(base);
-	free(head);
-	if (rc < 0) {
-		gw_review_observed_free(obs, nb);
-		return rc;
-	}
-	*out_observed = obs;
-	*out_n = nb;
-	return 0;
 }
 
 /* ---- inventories ---- */
@@ -141,7 +43,7 @@ static const struct gw_ynode *map_get(const struct gw_ynode *m, const char *key)
 
 static void load_node(struct gw_inventory *inv, const char *path, const struct gw_ynode *n, struct gw_diags *d)
 {
-	struct gw_config probe; /* node names and labels checked by the one setter */
+	struct gw_strmap node_labels = { 0 };
 	struct gw_error err;
 	const struct gw_ynode *name = map_get(n, "name"), *labels = map_get(n, "labels");
 
@@ -158,8 +60,7 @@ static void load_node(struct gw_inventory *inv, const char *path, const struct g
 			     "name: expected the node's name");
 		return;
 	}
-	gw_config_init(&probe);
-	if (gw_config_set(&probe, "node", name->value, &err) < 0)
+	if (gw_config_check_node(name->value, &err) < 0) /* the rule of --node */
 		gw_diags_add(d, path, name->line, name->col, "name: %s", err.msg);
 	for (size_t i = 0; i < inv->n; i++)
 		if (!strcmp(inv->v[i].name, name->value))
@@ -173,14 +74,12 @@ static void load_node(struct gw_inventory *inv, const char *path, const struct g
 				     !strcmp(k->value, "node") ? " (and not \"node\", which is the name)" : "");
 			continue;
 		}
-		gw_strmap_set(&probe.labels, k->value, v->value);
+		gw_strmap_set(&node_labels, k->value, v->value);
 	}
 	struct gw_inventory_node *in = &inv->v[inv->n++];
 	in->name = gw_xstrdup(name->value);
-	in->labels = probe.labels;
-	probe.labels = (struct gw_strmap){ 0 }; /* now owned by the inventory */
+	in->labels = node_labels; /* now owned by the inventory */
 	gw_strmap_set(&in->labels, "node", in->name);
-	gw_config_free(&probe);
 }
 
 int gw_inventory_load(struct gw_inventory *out, const char *path, struct gw_diags *diags)
@@ -331,23 +230,4 @@ int gw_review_status_read(char **out, size_t *out_len, const char *file_or_url, 
 		return get_url(out, out_len, file_or_url, err);
 	int rc = gw_file_read(out, out_len, file_or_url, GW_STATUS_BYTES_MAX, err);
 	return rc < 0 ? gw_error_prefix(err, "--against") : 0;
-}
-
-int gw_review_against(struct gw_plan *out, struct gw_review *rv, struct gw_observed *obs, size_t nobs,
-		      const struct gw_strmap *labels, const struct gw_config *cfg, struct gw_error *err)
-{
-	struct gw_plan_opts opts = { .prune = !cfg->no_prune, .allow_empty = cfg->allow_empty };
-	size_t nh;
-	/* the specs of the recorded commit, where the hashes agree: field-level changes */
-	for (size_t i = 0; i < nobs; i++)
-		for (size_t j = 0; !obs[i].canonical && j < rv->base.n; j++) {
-			const struct gw_resource *r = rv->base.v[j];
-			if (r->kind == obs[i].kind && !strcmp(r->name, obs[i].name) &&
-			    !strcmp(r->spec_hash, obs[i].spec_hash))
-				obs[i].canonical = gw_xstrdup(r->canonical);
-		}
-	struct gw_resource **head = select_for(&nh, &rv->head, labels);
-	int rc = gw_plan_build(out, head, nh, obs, nobs, &opts, err);
-	free(head);
-	return rc;
 }

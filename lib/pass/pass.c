@@ -1,0 +1,296 @@
+/* The stages of a pass, in order, for every command that reads a commit:
+ * source -> read -> select -> observe (through an observer) -> plan ->
+ * execute -> record. See gitward/pass.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/stat.h>
+
+#include "gitward/manifest_cache.h"
+#include "gitward/pass.h"
+#include "gitward/paths.h"
+#include "gitward/prof.h"
+
+/* The manifest cache file: one that is missing is made by the next save; one
+ * that is refused is said so and rebuilt, never used. */
+static void cache_load(struct gw_manifest_cache *c, const char *path)
+{
+	struct gw_error err;
+	if (gw_manifest_cache_loaded(c))
+		return;
+	int rc = gw_manifest_cache_load(c, path, &err);
+	if (rc == -ESTALE)
+		gw_log(GW_LOG_INFO, "", "manifest cache: %s; every manifest is parsed", err.msg);
+	else if (rc < 0 && rc != -ENOENT)
+		gw_log(GW_LOG_WARN, "", "manifest cache ignored: %s; every manifest is parsed", err.msg);
+}
+
+/* Written beside the Git objects by the holder of the state lock (a
+ * dry-run writes nothing: it reads what the agent or the last reconcile
+ * left), where the Git cache already is. A failure costs only time. */
+static void cache_save(struct gw_manifest_cache *c, const char *path)
+{
+	struct gw_error err;
+	char dir[4096];
+	struct stat st;
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	if (gw_manifest_cache_save(c, path, &err) < 0)
+		gw_log(GW_LOG_DEBUG, "", "manifest cache not written: %s", err.msg);
+}
+
+/* Open, fetch, resolve and (with --verify-signatures) verify: the commit
+ * of the pass, in pass->commit. */
+static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pass_stage *stage,
+		       const struct gw_pass_opts *opts, struct gw_error *err)
+{
+	struct gw_source *src = NULL;
+	char path[4096];
+	int rc;
+
+	*stage = GW_PASS_GIT;
+	gw_path_repo(path, sizeof(path), opts->state_dir);
+	struct gw_source_opts sopts = opts->source;
+	sopts.read_only = pass->read_only;
+	sopts.cancel = pass->cancel;
+	GW_PROF_BEGIN(open);
+	rc = gw_source_open(&src, path, opts->repo, &sopts, err);
+	GW_PROF_END(open, "open Git cache");
+	if (rc < 0)
+		return rc;
+	/* offline: the commit is taken from the cache as it is (a heal pass, or
+	 * the last good commit after this pass already fetched) */
+	GW_PROF_BEGIN(fetch);
+	rc = pass->offline ? 0 : gw_source_fetch(src, err);
+	GW_PROF_END(fetch, "fetch (clone/index)");
+	GW_PROF_BEGIN(resolve);
+	if (rc == 0)
+		rc = gw_source_resolve(pass->commit, &pass->ref, src, opts->ref, err);
+	GW_PROF_END(resolve, "resolve ref");
+	if (rc == 0 && opts->verify_signatures) {
+		/* before any manifest of the commit is parsed */
+		const char *vdir = pass->read_only ? gw_source_scratch_dir(src) : opts->state_dir;
+		char gnupg[4096];
+		struct gw_verify_opts v = { .allowed_signers = opts->allowed_signers,
+					    .gpg_keyring = opts->gpg_keyring,
+					    .state_dir = vdir,
+					    .gnupg_home = gw_path_gnupg(gnupg, sizeof(gnupg), vdir) };
+		*stage = GW_PASS_VERIFY;
+		rc = gw_source_verify_commit(src, pass->commit, &v, err);
+	}
+	if (rc < 0) {
+		gw_source_free(src);
+		return rc;
+	}
+	*out = src;
+	return 0;
+}
+
+/* The manifests of the commit, through the manifest cache. */
+static int read_manifests(struct gw_pass *pass, struct gw_source *src, const struct gw_pass_opts *opts,
+			  struct gw_error *err)
+{
+	char path[4096];
+	pass->set.exclude = opts->excludes;
+	struct gw_manifest_cache *own = pass->cache ? NULL : gw_manifest_cache_new();
+	pass->set.cache = pass->cache ? pass->cache : own;
+	gw_path_manifest_cache(path, sizeof(path), opts->state_dir);
+	cache_load(pass->set.cache, path);
+	GW_PROF_BEGIN(read);
+	int rc = gw_source_read_manifests(&pass->set, src, pass->commit, opts->paths, opts->npaths, err);
+	GW_PROF_END(read, "tree walk + blob read + parse + validate, or cache");
+	/* a one-shot run keeps what this commit uses; the agent also the
+	 * commits of its last few passes (a heal of the last good one) */
+	if (rc == 0 && gw_manifest_cache_end_read(pass->set.cache, own ? 1 : 4) && !pass->read_only)
+		cache_save(pass->set.cache, path);
+	pass->set.cache = NULL;
+	gw_manifest_cache_free(own);
+	return rc;
+}
+
+int gw_pass_read(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_pass_opts *opts,
+		 struct gw_observer *obs, struct gw_error *err)
+{
+	struct gw_source *src = NULL;
+	int rc = source_open(&src, pass, stage, opts, err);
+	if (rc < 0)
+		return rc;
+	*stage = GW_PASS_MANIFESTS;
+	rc = read_manifests(pass, src, opts, err);
+	if (rc == 0 && obs && obs->read) {
+		*stage = GW_PASS_GIT;
+		rc = obs->read(obs, src, opts, err);
+		if (rc == 0)
+			*stage = GW_PASS_MANIFESTS;
+	}
+	GW_PROF_BEGIN(close);
+	gw_source_free(src);
+	GW_PROF_END(close, "close Git cache");
+	if (rc < 0)
+		return rc;
+	GW_PROF_BEGIN(finish);
+	gw_manifest_set_finish(&pass->set);
+	GW_PROF_END(finish, "cross-file checks");
+	if (pass->set.diags.n)
+		return gw_error_set(err, -EINVAL, "%zu problem%s in the manifests of commit %.12s", pass->set.diags.n,
+				    pass->set.diags.n == 1 ? "" : "s", pass->commit);
+	return 0;
+}
+
+/* What a previous node's plan left */
+static void plan_clear(struct gw_pass *pass)
+{
+	struct gw_planned p;
+	gw_pass_take(&p, pass);
+	gw_planned_free(&p);
+}
+
+static void select_for(struct gw_pass *pass, const struct gw_strmap *labels)
+{
+	pass->selected = gw_xcalloc(pass->set.n + 1, sizeof(*pass->selected));
+	pass->nselected = 0;
+	for (size_t i = 0; i < pass->set.n; i++)
+		if (gw_plan_selects(pass->set.v[i], labels))
+			pass->selected[pass->nselected++] = pass->set.v[i];
+}
+
+int gw_pass_observe_plan(struct gw_pass *pass, struct gw_observer *obs, const struct gw_strmap *labels,
+			 const struct gw_pass_opts *opts, char **state_error, struct gw_error *err)
+{
+	struct gw_plan_opts popts = { .prune = opts->prune, .allow_empty = opts->allow_empty || obs->review };
+	int rc;
+
+	*state_error = NULL;
+	plan_clear(pass);
+	select_for(pass, labels);
+	GW_PROF_BEGIN(observe);
+	rc = obs->observe(obs, pass, labels, state_error, err);
+	GW_PROF_END(observe, "observe");
+	if (rc < 0)
+		return rc;
+	GW_PROF_BEGIN(plan);
+	rc = gw_plan_build(&pass->plan, pass->selected, pass->nselected, pass->observed, pass->nobserved, &popts, err);
+	GW_PROF_END(plan, "plan");
+	if (rc < 0)
+		return rc;
+	pass->have_plan = 1;
+	return 0;
+}
+
+int gw_pass_plan_commit(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_pass_opts *opts,
+			struct gw_observer *obs, char **state_error, struct gw_error *err)
+{
+	int rc = gw_pass_read(pass, stage, opts, obs, err);
+	*state_error = NULL;
+	if (rc < 0)
+		return rc;
+	*stage = GW_PASS_PLAN;
+	return gw_pass_observe_plan(pass, obs, opts->labels, opts, state_error, err);
+}
+
+int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,
+		    const struct gw_backend_set *set, struct gw_error *err)
+{
+	GW_PROF_BEGIN(execute);
+	int rc = gw_apply_execute(out, pass, opts->node, opts->state_dir, set, err);
+	GW_PROF_END(execute, "apply (execute, record)");
+	return rc;
+}
+
+enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass)
+{
+	if (stage == GW_PASS_GIT)
+		return GW_RUN_GIT_ERROR;
+	if (stage == GW_PASS_VERIFY)
+		return GW_RUN_UNVERIFIED;
+	return pass->set.diags.n ? GW_RUN_INVALID : GW_RUN_ERROR;
+}
+
+void gw_pass_record_failure(const struct gw_pass_opts *opts, const struct gw_backend_set *set, enum gw_pass_stage stage,
+			    const struct gw_pass *pass, const struct gw_error *why)
+{
+	char buf[GW_ERROR_MSG_MAX + 300];
+	struct gw_error err;
+	if (gw_apply_record_error(opts->node, opts->state_dir, set, gw_run_result_of_stage(stage, pass),
+				  gw_error_format(buf, sizeof(buf), why), &err) < 0)
+		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
+}
+
+void gw_pass_take(struct gw_planned *out, struct gw_pass *pass)
+{
+	*out = (struct gw_planned){
+		.plan = pass->plan, .selected = pass->selected, .observed = pass->observed, .nobserved = pass->nobserved
+	};
+	/* now owned by out */
+	memset(&pass->plan, 0, sizeof(pass->plan));
+	pass->selected = NULL;
+	pass->nselected = 0;
+	pass->observed = NULL;
+	pass->nobserved = 0;
+	pass->have_plan = 0;
+}
+
+void gw_planned_free(struct gw_planned *p)
+{
+	gw_plan_free(&p->plan);
+	free(p->selected);
+	for (size_t i = 0; i < p->nobserved; i++)
+		gw_observed_clear(&p->observed[i]);
+	free(p->observed);
+	memset(p, 0, sizeof(*p));
+}
+
+static bool applied_anything(const char *state_dir)
+{
+	struct gw_state_file st;
+	struct gw_error err;
+	char path[4096];
+	bool any;
+
+	gw_path_state_file(path, sizeof(path), state_dir);
+	if (gw_state_load(&st, path, &err) < 0)
+		return true; /* unreadable: assume the worst */
+	any = st.commit || st.n;
+	gw_state_file_free(&st);
+	return any;
+}
+
+int gw_pass_check_repo(const struct gw_pass_opts *opts, bool record, struct gw_error *err)
+{
+	char *want = gw_source_canonical_url(opts->repo), *have = NULL;
+	int rc = gw_state_repo_read(&have, opts->state_dir, err);
+
+	if (rc < 0)
+		goto out;
+	if (have && strcmp(have, want) != 0 && !applied_anything(opts->state_dir)) {
+		/* a first --repo that never got as far as a commit (a typo, an
+		 * unreachable server) claims nothing */
+		free(have);
+		have = NULL;
+	}
+	if (have && strcmp(have, want) != 0 && !opts->move_to_repo) {
+		rc = gw_error_set(err, -EEXIST,
+				  "state dir %s belongs to repository %s, not %s: use another --state-dir for %s, or "
+				  "pass --move-to-repo to move this state dir and its resources to it (what it does "
+				  "not declare is then deleted)",
+				  opts->state_dir, have, want, want);
+		goto out;
+	}
+	if (record && (!have || strcmp(have, want) != 0)) {
+		rc = gw_state_repo_write(opts->state_dir, want, err);
+		if (rc == 0 && have)
+			gw_log(GW_LOG_WARN, "", "state dir %s moved from repository %s to %s (--move-to-repo)",
+			       opts->state_dir, have, want);
+	}
+out:
+	free(have);
+	free(want);
+	return rc;
+}
