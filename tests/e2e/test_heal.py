@@ -159,7 +159,7 @@ class Watchdog(AgentBase):
         self.assertIn("READY=1", got)
         self.assertGreaterEqual(got.count("WATCHDOG=1"), 5, got)
         p.send_signal(signal.SIGTERM)
-        self.assertEqual(p.wait(timeout=30), 0)
+        self.assertEqual(p.wait(timeout=120), 0)
 
 
 class Install(AgentBase):
