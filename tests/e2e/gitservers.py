@@ -38,7 +38,7 @@ import unittest
 CI = bool(os.environ.get("CI"))
 HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
 PRIVSEP_DIR = "/run/sshd"
-START_TIMEOUT = 20.0
+START_TIMEOUT = 120.0  # nginx, fcgiwrap, sshd and a first ls-remote on a loaded machine
 
 NEEDED = {"nginx": "nginx", "fcgiwrap": "fcgiwrap", "sshd": "openssh-server", "ssh-keygen": "openssh-client",
           "openssl": "openssl", "htpasswd": "apache2-utils", "git": "git"}

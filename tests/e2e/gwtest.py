@@ -96,8 +96,10 @@ class TempDirTest(unittest.TestCase):
         return Repo(os.path.join(self.tmp, name), **kw)
 
 
-def wait_for(pred, timeout=30.0, step=0.1, what="condition"):
-    """Poll with a deadline instead of fixed sleeps."""
+def wait_for(pred, timeout=120.0, step=0.1, what="condition"):
+    """Poll with a deadline instead of fixed sleeps. The deadline is only
+    met on failure: generous by default, for a loaded machine running an
+    ASan build 5-10 times slower than usual."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = pred()
@@ -173,10 +175,11 @@ def kill_workloads(root, grace=3.0):
                 pass
 
 
-def stop(proc, timeout=10):
+def stop(proc, timeout=60):
     """End a gitward process a test started: SIGTERM, so it leaves through
     its normal exit (and a coverage build writes its counts), then SIGKILL
-    if it has not gone within timeout seconds."""
+    if it has not gone within timeout seconds (generous: callers assert its
+    exit status, and an ASan build on a loaded machine leaves slowly)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -216,7 +219,7 @@ LISTEN_ANY = "127.0.0.1:0"
 _ENDPOINTS = re.compile(r"endpoints on http://127\.0\.0\.1:([0-9]+)/")
 
 
-def agent_port(proc, log_path, timeout=30.0):
+def agent_port(proc, log_path, timeout=120.0):
     """The port an agent started with --listen LISTEN_ANY bound, as its log
     tells it ("endpoints on http://127.0.0.1:PORT/"). Fails at once, with
     the log, if the agent exits first."""

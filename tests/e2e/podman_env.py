@@ -51,11 +51,11 @@ class Podman:
         self.log = open(os.path.join(self.dir, "service.log"), "w")
         self.service = subprocess.Popen([*self.base, "system", "service", "--time=0", f"unix://{self.socket}"],
                                         env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # podman starts slowly on a loaded machine
         while time.monotonic() < deadline:
             if os.path.exists(self.socket):
-                r = subprocess.run(["curl", "-sf", "--unix-socket", self.socket, "http://d/_ping"],
-                                   capture_output=True, text=True)
+                r = subprocess.run(["curl", "-sf", "--max-time", "30", "--unix-socket", self.socket, "http://d/_ping"],
+                                   capture_output=True, text=True, timeout=60)
                 if r.returncode == 0:
                     return
             if self.service.poll() is not None:

@@ -165,15 +165,16 @@ class Containers(TempDirTest):
                              what="container a running")
             t0 = time.monotonic()
             self.pm.podman("kill", "gitward-a")
+            # the interval is an hour: only the event stream can have done it in
+            # minutes; the bound leaves a loaded machine's podman its time
             again = wait_for(lambda: (x := self.ids().get("a")) and x[1] == "running" and x[0] != first and x[0],
-                             timeout=30, step=0.05, what="container a replaced after the kill")
+                             timeout=300, step=0.05, what="container a replaced after the kill")
             took = time.monotonic() - t0
             print(f"\ncontainer killed -> running again: {took:.2f}s")
             self.assertNotEqual(again, first)
-            self.assertLess(took, 15)  # the interval is an hour: only the event stream can have done it
         finally:
             agent.send_signal(signal.SIGTERM)
-            agent.wait(timeout=60)
+            agent.wait(timeout=120)
             log.close()
         with open(os.path.join(self.tmp, "agent.log")) as f:
             text = f.read()
@@ -223,12 +224,17 @@ class Containers(TempDirTest):
         r = self.repo()
         r.write("web.yaml", cont_yaml("web", command=("/bin/httpd", "-f", "-p", "80", "-h", "/www"),
                                       extra=f"  envFiles: [{envfile}]\n  healthCheck:\n"
-                                            f"    http: {{url: \"http://127.0.0.1:{port}/\"}}\n")
+                                            f"    http: {{url: \"http://127.0.0.1:{port}/\"}}\n"
+                                            "    interval: 30s\n    timeout: 30s\n")
                 .replace("network: none", f"network: bridge\n  ports: [\"127.0.0.1:{port}:80/tcp\"]"))
-        r.write("probe.yaml", cont_yaml("probe", extra="  healthCheck: {exec: {command: [/bin/true]}}\n"))
+        # the probes expected to pass get a timeout a loaded machine's podman
+        # exec cannot trip (the default 2 s can, and one failure is no longer
+        # "healthy"); the interval, at least the timeout, only sizes the start wait
+        r.write("probe.yaml", cont_yaml("probe", extra="  healthCheck: {exec: {command: [/bin/true]}, "
+                                                       "interval: 30s, timeout: 30s}\n"))
         r.commit()
         res = self.reconcile(r)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
             self.assertEqual(resp.read().decode(), "hello from busybox\n")
         env = json.loads(self.pm.podman("inspect", "gitward-web", "--format", "{{json .Config.Env}}"))
         self.assertIn(f"TOKEN={secret}", env)

@@ -47,9 +47,10 @@ class Registry:
             self.log = open(os.path.join(self.dir, "registry.log"), "w")
             self.proc = subprocess.Popen(["docker-registry", "serve", conf], stdout=self.log,
                                          stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120  # a loaded machine starts it slowly
             while time.monotonic() < deadline and self.proc.poll() is None:
-                r = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/v2/"], capture_output=True)
+                r = subprocess.run(["curl", "-sf", "--max-time", "30", f"http://127.0.0.1:{port}/v2/"],
+                                   capture_output=True, timeout=60)
                 if r.returncode == 0:
                     self.port = port
                     return
@@ -185,7 +186,7 @@ class ContainerPromises(TempDirTest):
         r.write("w.yaml", cont_yaml("rw", command=rw, extra=f"  volumes: [\"{data}:/data\"]\n"))
         r.commit()
         self.reconcile(r)
-        wait_for(lambda: "WRITE-REFUSED" in self.logs("gitward-vol"), timeout=30, what="the ro container's log")
+        wait_for(lambda: "WRITE-REFUSED" in self.logs("gitward-vol"), timeout=120, what="the ro container's log")
         out = self.logs("gitward-vol")
         self.assertEqual(out.splitlines()[0], word)
         self.assertIn("Read-only file system", out)
@@ -193,7 +194,7 @@ class ContainerPromises(TempDirTest):
         self.assertEqual(mounts["/data"]["Source"], data)
         self.assertFalse(mounts["/data"]["RW"])
         # without :ro the container writes through to the host; with :ro nothing reached it
-        wait_for(lambda: "WRITTEN" in self.logs("gitward-rw"), timeout=30, what="the rw container's log")
+        wait_for(lambda: "WRITTEN" in self.logs("gitward-rw"), timeout=120, what="the rw container's log")
         with open(os.path.join(data, "rw-new")) as f:
             self.assertEqual(f.read(), "from-inside\n")
         self.assertEqual(sorted(os.listdir(data)), ["rw-new", "word.txt"])
@@ -252,9 +253,12 @@ class ContainerPromises(TempDirTest):
         # names sort against the dependency: without dependsOn "app" would go first
         r.write("app.yaml", cont_yaml("app", extra="  dependsOn: [zdb]\n"))
         # app's sleep, pid 1, ignores SIGTERM: its stop takes its whole stopTimeout (1 s); zdb's
-        # stopSignal KILL ends it at once, so deleting both together would remove zdb first
+        # stopSignal KILL ends it at once, so deleting both together would remove zdb first.
+        # Its probe must pass: a timeout a loaded machine's `podman exec` cannot trip
+        # (the interval, at least the timeout, only sizes the wait at the start)
         r.write("db.yaml", cont_yaml("zdb", extra="  stopSignal: KILL\n"
-                                                 "  healthCheck: {exec: {command: [/bin/true]}, interval: 1s}\n"))
+                                                 "  healthCheck: {exec: {command: [/bin/true]}, interval: 30s, "
+                                                 "timeout: 30s}\n"))
         r.commit()
         since = int(time.time()) - 1
         self.reconcile(r)
@@ -336,13 +340,17 @@ class ContainerPromises(TempDirTest):
         r = self.repo()
         # healthy while the container's httpd answers on the host network
         # (probed from the host: no `podman exec`, which under runc in a
-        # chroot runs in the host's root); each new container starts its own
+        # chroot runs in the host's root); each new container starts its own.
+        # A killed httpd refuses at once, so the failures are counted whatever
+        # the timeout; a generous one (and an interval that sizes the wait for
+        # a new container's httpd to 70 s) keeps a loaded machine from failing
+        # a probe that should pass
         port = gitservers.free_port()
         cmd = json.dumps(f"echo ok > /tmp/index.html; httpd -f -p 127.0.0.1:{port} -h /tmp & exec sleep 300")
         r.write("h.yaml", f"{HDR}kind: Container\nmetadata: {{name: sick}}\nspec:\n  image: {podman_env.IMAGE}\n"
                           f"  command: [/bin/sh, -c, {cmd}]\n  network: host\n  stopTimeout: 1s\n"
-                          f"  healthCheck: {{http: {{url: \"http://127.0.0.1:{port}/index.html\"}}, interval: 1s, "
-                          "retries: 2}\n")
+                          f"  healthCheck: {{http: {{url: \"http://127.0.0.1:{port}/index.html\"}}, interval: 30s, "
+                          "timeout: 10s, retries: 2}\n")
         r.commit()
         self.reconcile(r)
         first = self.ids()["sick"][0]

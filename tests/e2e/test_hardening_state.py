@@ -245,7 +245,9 @@ class ExecChecks(Base):
         r.write("app.yaml", proc_yaml("app", extra=f"  user: nobody\n  workingDir: {out}\n"
                                                   f"  env: {{MODE: prod}}\n  envFiles: [{envfile}]\n"
                                                   f"  healthCheck:\n    exec: {{command: {check}}}\n"
-                                                  "    interval: 1s\n"))
+                                                  # five programs per probe: a timeout a loaded
+                                                  # machine cannot trip (the default is 2 s)
+                                                  "    interval: 10s\n    timeout: 10s\n"))
         r.commit()
         self.reconcile(r, env={"GITWARD_GIT_PASSWORD": "hunter2-secret", "GITWARD_TEST_MARK": "x"})
         self.assertEqual(read(f"{out}/uid").strip(), "65534")
@@ -291,7 +293,7 @@ class CrashMidStart(Base):
                     return False
                 except BlockingIOError:
                     return True
-        wait_for(new_supervisor_holds_the_lock, timeout=30, what="the new supervisor to take the lock")
+        wait_for(new_supervisor_holds_the_lock, timeout=120, what="the new supervisor to take the lock")
         a.kill()  # kill -9 in the middle of the update
         a.wait(timeout=30)
         errlog = os.path.join(self.tmp, "b.err")

@@ -128,10 +128,12 @@ class Host(TempDirTest):
         r = self.repo()
         flag = os.path.join(self.tmp, "ready")
         seen = os.path.join(self.tmp, "seen")
-        # a is healthy once it made the flag, over a second after its start
+        # a is healthy once it made the flag, over a second after its start;
+        # probed every 200 ms for interval x retries + timeout = 155 s at most,
+        # each probe allowed 5 s on a loaded machine
         r.write("a.yaml", proc_yaml("a", command=("/bin/sh", "-c", f"sleep 1.5; : > {flag}; exec sleep 300"),
                                     extra=f"  healthCheck:\n    exec: {{command: [/usr/bin/test, -e, {flag}]}}\n"
-                                          "    interval: 1s\n    timeout: 1s\n    retries: 30\n"))
+                                          "    interval: 5s\n    timeout: 5s\n    retries: 30\n"))
         # b writes whether the flag was there when it started
         r.write("b.yaml", proc_yaml("b", command=("/bin/sh", "-c",
                                                   f"if test -e {flag}; then echo after; else echo before; fi > {seen};"
@@ -143,8 +145,10 @@ class Host(TempDirTest):
 
     def test_dependents_of_an_unhealthy_resource_are_never_started(self):
         r = self.repo()
+        # the detail is /bin/false's status: a probe timeout a loaded machine
+        # cannot trip, or the detail would be the timeout
         r.write("a.yaml", proc_yaml("a", extra="  healthCheck:\n    exec: {command: [/bin/false]}\n"
-                                               "    interval: 1s\n    timeout: 1s\n    retries: 2\n"))
+                                               "    interval: 5s\n    timeout: 5s\n    retries: 2\n"))
         r.write("b.yaml", proc_yaml("b", extra="  dependsOn: [a]\n"))
         r.write("c.yaml", proc_yaml("c", extra="  dependsOn: [b]\n"))
         r.write("d.yaml", proc_yaml("d"))
@@ -305,7 +309,7 @@ class Agent(TempDirTest):
         return p
 
     def metrics(self, a):
-        c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=5)
+        c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
         try:
             c.request("GET", "/metrics")
             resp = c.getresponse()
@@ -324,7 +328,7 @@ class Agent(TempDirTest):
         wait_for(lambda: "a" in records(self.state) and "pass done" in read(self.log_path), what="the first pass")
         pid = records(self.state)["a"]["pid"]
         a.send_signal(signal.SIGINT)
-        self.assertEqual(a.wait(timeout=30), 0, read(self.log_path))
+        self.assertEqual(a.wait(timeout=120), 0, read(self.log_path))
         self.assertIn("agent stopping; workloads keep running", read(self.log_path))
         self.assertTrue(pid_alive(pid))
         self.assertEqual(records(self.state)["a"]["pid"], pid)
@@ -610,7 +614,7 @@ class Listening(TempDirTest):
                              what="the endpoints line")
                 self.assertIsNot(m, True, read(log_path))
                 self.assertEqual(m.group(1), shown)
-                c = http.client.HTTPConnection("127.0.0.1", int(m.group(2)), timeout=5)
+                c = http.client.HTTPConnection("127.0.0.1", int(m.group(2)), timeout=30)
                 c.request("GET", "/healthz")
                 self.assertEqual(c.getresponse().status, 200)
                 c.close()

@@ -163,8 +163,10 @@ class Logs(TempDirTest):
 
     def test_health_failures_never_count_past_retries(self):
         r = self.repo()
+        # the lines are /bin/false's status: a probe timeout a loaded machine
+        # cannot trip, or they would tell the timeout
         r.write("h.yaml", proc_yaml("h", extra="  healthCheck:\n    exec: {command: [\"/bin/false\"]}\n"
-                                    "    interval: 1s\n    retries: 2\n"))
+                                    "    interval: 5s\n    timeout: 5s\n    retries: 2\n"))
         r.commit()
         log = os.path.join(self.tmp, "agent.log")
         with open(log, "w") as fh:
@@ -174,7 +176,7 @@ class Logs(TempDirTest):
             def text():
                 with open(log) as fh:
                     return fh.read()
-            wait_for(lambda: text().count("health check failed (2 of 2, unhealthy)") >= 2, timeout=60,
+            wait_for(lambda: text().count("health check failed (2 of 2, unhealthy)") >= 2, timeout=180,
                      what="two passes past the retries")
         finally:
             p.send_signal(signal.SIGTERM)

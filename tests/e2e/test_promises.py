@@ -111,11 +111,14 @@ class Workloads(TempDirTest):
         self.addCleanup(web.shutdown)
         http_port = web.server_address[1]
         r = self.repo()
+        # the reconcile's last look probes once more, and one failure is no
+        # longer "healthy": a timeout a loaded machine (this test's Python
+        # server among it) cannot trip, not the default 2 s
         r.write("bytcp.yaml", proc_yaml("bytcp", extra=f"  healthCheck:\n    tcp: {{address: \"127.0.0.1:{tcp_port}\"}}\n"
-                                                       "    interval: 1s\n    retries: 20\n"))
+                                                       "    interval: 10s\n    timeout: 10s\n    retries: 20\n"))
         r.write("byhttp.yaml", proc_yaml("byhttp", extra="  dependsOn: [bytcp]\n  healthCheck:\n"
                                                          f"    http: {{url: \"http://127.0.0.1:{http_port}/ok\"}}\n"
-                                                         "    interval: 1s\n    retries: 20\n"))
+                                                         "    interval: 10s\n    timeout: 10s\n    retries: 20\n"))
         r.commit()
         self.reconcile(r)
         self.assertEqual(self.health_of("bytcp")["health"], "healthy")

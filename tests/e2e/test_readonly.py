@@ -81,7 +81,7 @@ class Base(TempDirTest):
             return f.read()
 
     def http_json(self, agent, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}{path}", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}{path}", timeout=30) as r:
             return json.loads(r.read().decode())
 
     def two(self, name="repo", tag="1"):
@@ -95,7 +95,7 @@ class Base(TempDirTest):
         """Status times have a resolution of one second: wait until the
         clock is past the second of what was recorded last."""
         t = int(time.time())
-        wait_for(lambda: int(time.time()) > t, timeout=3, step=0.02, what="the next second")
+        wait_for(lambda: int(time.time()) > t, timeout=30, step=0.02, what="the next second")
 
 
 class BesideTheAgent(Base):
@@ -106,7 +106,7 @@ class BesideTheAgent(Base):
         url = "file://" + bare
         a = self.agent(url, "--interval", "200ms")
         wait_for(lambda: len(records(self.state)) == 2 and self.status()["last_attempt_result"] == "success",
-                 timeout=30, what="first apply")
+                 timeout=120, what="first apply")
         # while the agent fetches every 200ms, commits land and read-only
         # commands run, two dry-runs at a time
         head = None
@@ -134,7 +134,7 @@ class BesideTheAgent(Base):
         # the agent was never disturbed: every fetch of its own worked, it
         # follows the last commit, and no dry-run left anything behind
         wait_for(lambda: self.status()["commit"] == head and self.status()["last_attempt_result"] == "success",
-                 timeout=30, what="the agent on the last commit")
+                 timeout=120, what="the agent on the last commit")
         self.assertEqual(a.poll(), None, self.agent_log())
         self.assertNotIn("error", self.agent_log())
         self.assertEqual(os.listdir(self.scratch), [])
@@ -148,11 +148,11 @@ class BesideTheAgent(Base):
         # a second writer is still refused, naming the agent
         res = self.reconcile(url, expect=1)
         self.assertIn(f"state dir {self.state} is in use by another gitward (pid {a.pid})", res.err)
-        res = run("agent", "--repo", url, "--state-dir", self.state, "--listen", "off", timeout=30)
+        res = run("agent", "--repo", url, "--state-dir", self.state, "--listen", "off", timeout=120)
         self.assertEqual(res.rc, 1, res)
         self.assertIn(f"in use by another gitward (pid {a.pid})", res.err)
         a.send_signal(signal.SIGTERM)
-        self.assertEqual(a.wait(timeout=30), 0)
+        self.assertEqual(a.wait(timeout=120), 0)
 
 
 class WritesNothing(Base):
@@ -214,7 +214,7 @@ class Status(Base):
             os.chmod(self.state, 0)
         binary = binary_for_anyone(self.tmp) if os.geteuid() == 0 else GITWARD
         cp = subprocess.run([binary, "status", "--state-dir", self.state], capture_output=True, text=True,
-                            timeout=30, preexec_fn=preexec, cwd="/")
+                            timeout=120, preexec_fn=preexec, cwd="/")
         os.chmod(self.state, 0o700)
         self.assertEqual(cp.returncode, 1, cp)
         self.assertEqual(cp.stdout, "")
@@ -310,7 +310,7 @@ class OneRepository(Base):
             res = run(*cmd, "--repo", b.path, "--state-dir", self.state, "--node", "n1", env=self.env)
             self.assertEqual(res.rc, 1, res)
             self.assertEqual(res.err, want)
-        res = run("agent", "--repo", b.path, "--state-dir", self.state, "--listen", "off", timeout=30)
+        res = run("agent", "--repo", b.path, "--state-dir", self.state, "--listen", "off", timeout=120)
         self.assertEqual(res.rc, 1, res)
         self.assertIn(want.split("error: ")[1], res.err)
         # nothing applied, nothing deleted, nothing written

@@ -367,7 +367,7 @@ class Signatures(TempDirTest):
 
     def http(self, agent, path):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}{path}", timeout=5) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}{path}", timeout=30) as resp:
                 return resp.status, resp.read().decode()
         except OSError:
             return None, ""
@@ -393,17 +393,17 @@ class Signatures(TempDirTest):
             with open(log_path) as f:
                 return f.read()
 
-        wait_for(lambda: "a" in records(self.state) and self.status()["commit"] == good, timeout=20,
+        wait_for(lambda: "a" in records(self.state) and self.status()["commit"] == good, timeout=120,
                  what="commit A applied")
         pid = records(self.state)["a"]["pid"]
         # B: unsigned, adds a resource -> nothing of it applied, A stays in force
         r.write("b.yaml", proc_yaml("b"))
         unsigned = self.commit(r, "B")
         reason = f"commit {unsigned[:12]} is not signed"
-        wait_for(lambda: self.status()["last_error"] == reason, timeout=20, what="last_error of B")
+        wait_for(lambda: self.status()["last_error"] == reason, timeout=120, what="last_error of B")
         self.assertEqual(self.status()["commit"], good)
         wait_for(lambda: re.search(r'gitward_sync_total\{result="unverified"\} [1-9]', self.http(a, "/metrics")[1]),
-                 timeout=10, what="the unverified metric")
+                 timeout=120, what="the unverified metric")
         code, body = self.http(a, "/status")
         self.assertEqual(code, 200)
         self.assertEqual(json.loads(body)["last_error"], reason)
@@ -422,14 +422,14 @@ class Signatures(TempDirTest):
             new = records(self.state).get("a", {}).get("pid")
             return new not in (None, pid) and pid_alive(new)
 
-        wait_for(healed, timeout=20, what="self-heal under a refused head")
+        wait_for(healed, timeout=120, what="self-heal under a refused head")
         # C: signed on top of B -> applied, B's resource included
         signed = self.commit(r, "C", "ssh_good")
-        wait_for(lambda: self.status()["commit"] == signed and "b" in records(self.state), timeout=20,
+        wait_for(lambda: self.status()["commit"] == signed and "b" in records(self.state), timeout=120,
                  what="commit C applied")
-        wait_for(lambda: self.status()["last_error"] is None, timeout=10, what="last_error cleared")
+        wait_for(lambda: self.status()["last_error"] is None, timeout=120, what="last_error cleared")
         a.send_signal(signal.SIGTERM)
-        self.assertEqual(a.wait(timeout=30), 0)
+        self.assertEqual(a.wait(timeout=120), 0)
 
 
 if __name__ == "__main__":

@@ -191,14 +191,14 @@ class Servers(unittest.TestCase):
                                       **self.env(**(env or {}))})
         self.agents.append(p)
         p.port, p.log = agent_port(p, log), log
-        wait_for(lambda: self.http(p, "/healthz") == (200, "ok\n") or p.poll() is not None, timeout=30,
+        wait_for(lambda: self.http(p, "/healthz") == (200, "ok\n") or p.poll() is not None, timeout=120,
                  what="agent endpoints")
         self.assertIsNone(p.poll(), self.agent_log(p))
         return p
 
     def http(self, agent, path):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}{path}", timeout=30) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -218,7 +218,7 @@ class Servers(unittest.TestCase):
 
     def stop_agent(self, agent):
         agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
+        agent.wait(timeout=120)
         self.assertEqual(agent.returncode, 0, self.agent_log(agent))
 
 
@@ -331,7 +331,7 @@ class Trust(Servers):
     def test_insecure_skip_tls_verify_warns_on_every_agent_pass(self):
         name, _ = self.publish_empty()
         a = self.agent(self.url("https", name), self.state_dir(), "--insecure-skip-tls-verify", "--allow-empty")
-        wait_for(lambda: self.passes(a, "success") >= 3 or a.poll() is not None, timeout=60, what="three passes")
+        wait_for(lambda: self.passes(a, "success") >= 3 or a.poll() is not None, timeout=180, what="three passes")
         self.stop_agent(a)
         log = self.agent_log(a)
         self.assertGreaterEqual(log.count("TLS verification is OFF"), 3, log)
@@ -471,7 +471,7 @@ class Trust(Servers):
         s, st = self.servers, self.state_dir()
         url = s.https_url(name, private=True, userinfo=f"{s.user}:{s.password}")
         a = self.agent(url, st, "--ca-file", s.ca_file, "--allow-empty")
-        wait_for(lambda: self.passes(a, "success") >= 2 or a.poll() is not None, timeout=60, what="two passes")
+        wait_for(lambda: self.passes(a, "success") >= 2 or a.poll() is not None, timeout=180, what="two passes")
         self.assertIsNone(a.poll(), self.agent_log(a))
         texts = [self.http(a, p)[1] for p in ("/status", "/metrics", "/healthz")]
         self.assertIn(c2, texts[0])
@@ -501,22 +501,24 @@ class Timeouts(Servers):
                            ("--ssh-key", self.servers.client_key, "--known-hosts", self.servers.known_hosts))):
             with self.subTest(url=url):
                 t0 = time.monotonic()
-                res = self.dry(url, self.state_dir(), "--git-timeout", "3s", *args, timeout=60)
+                res = self.dry(url, self.state_dir(), "--git-timeout", "3s", *args, timeout=120)
                 took = time.monotonic() - t0
                 self.assertEqual(res.rc, 1, res)
                 self.assertIn("timed out", res.err, res)
-                self.assertLess(took, 30, res)
+                # the 3 s idle bound, not a transport's own default of minutes;
+                # the rest of the bound is a loaded machine's
+                self.assertLess(took, 60, res)
 
     def test_the_agent_keeps_going_and_stays_healthy(self):
         a = self.agent(f"http://127.0.0.1:{self.silent.port}/r.git", self.state_dir(), "--git-timeout", "3s")
         # /healthz answers while a pass is stuck on the server
-        wait_for(lambda: self.silent.accepted >= 1, timeout=30, what="the first connection")
+        wait_for(lambda: self.silent.accepted >= 1, timeout=120, what="the first connection")
         self.assertEqual(self.http(a, "/healthz"), (200, "ok\n"))
-        wait_for(lambda: self.agent_log(a).count("timed out") >= 2 or a.poll() is not None, timeout=60,
+        wait_for(lambda: self.agent_log(a).count("timed out") >= 2 or a.poll() is not None, timeout=180,
                  what="two passes that timed out")
         self.assertIsNone(a.poll(), self.agent_log(a))
         # the failure is logged before the pass is counted: wait for the count
-        wait_for(lambda: self.passes(a, "git_error") >= 2, timeout=15, what="two git_error passes counted")
+        wait_for(lambda: self.passes(a, "git_error") >= 2, timeout=60, what="two git_error passes counted")
         self.assertEqual(self.http(a, "/healthz"), (200, "ok\n"))
         self.stop_agent(a)
 
@@ -525,7 +527,7 @@ class Timeouts(Servers):
         fork of the threaded agent: its cmdline, its exe and its single
         thread say so; SIGTERM to the agent ends it at once."""
         a = self.agent(f"http://127.0.0.1:{self.silent.port}/r.git", self.state_dir(), "--git-timeout", "1m")
-        wait_for(lambda: self.silent.accepted >= 1, timeout=30, what="the first connection")
+        wait_for(lambda: self.silent.accepted >= 1, timeout=120, what="the first connection")
 
         def fetch_children():
             kids = set()
@@ -533,7 +535,7 @@ class Timeouts(Servers):
                 with open(f"/proc/{a.pid}/task/{task}/children") as f:
                     kids.update(int(x) for x in f.read().split())
             return sorted(kids)
-        kids = wait_for(fetch_children, timeout=15, what="the fetch child")
+        kids = wait_for(fetch_children, timeout=60, what="the fetch child")
         self.assertEqual(len(kids), 1, kids)
         child = kids[0]
         with open(f"/proc/{child}/cmdline", "rb") as f:
@@ -544,10 +546,12 @@ class Timeouts(Servers):
         with open(f"/proc/{a.pid}/status") as f:
             threads = int(re.search(r"\nThreads:\t(\d+)\n", f.read()).group(1))
         self.assertGreater(threads, 1, "the agent has threads: a bare fork of it would be unsafe")
+        # at once, not at the end of the fetch's minute without progress: the
+        # bound is well under that minute, and leaves a loaded machine its time
         t0 = time.monotonic()
         self.stop_agent(a)
-        self.assertLess(time.monotonic() - t0, 5, self.agent_log(a))
-        wait_for(lambda: not os.path.exists(f"/proc/{child}"), timeout=5, what="the fetch child gone")
+        self.assertLess(time.monotonic() - t0, 30, self.agent_log(a))
+        wait_for(lambda: not os.path.exists(f"/proc/{child}"), timeout=30, what="the fetch child gone")
         self.assertIn("fetch abandoned: the agent is stopping", self.agent_log(a))
 
 

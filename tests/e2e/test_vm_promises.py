@@ -43,7 +43,7 @@ def tearDownModule():
 
 def qmp(sock, command, arguments=None):
     s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
+    s.settimeout(60)  # QEMU under TCG on a loaded machine
     s.connect(sock)
     f = s.makefile("rw")
     json.loads(f.readline())
@@ -109,7 +109,7 @@ class VMPromises(TempDirTest):
             return ""
 
     def booted(self, name):
-        wait_for(lambda: vm_disk.BOOTED in self.console(name), timeout=60, what=f"{name} to boot from its disk")
+        wait_for(lambda: vm_disk.BOOTED in self.console(name), timeout=300, what=f"{name} to boot from its disk")
 
     def reconcile(self, repo, *args, expect=0):
         res = run("reconcile", "--repo", repo.path, "--state-dir", self.state, "--node", "n1", *args, timeout=300)
@@ -157,7 +157,7 @@ class VMPromises(TempDirTest):
 
     def test_stop_presses_the_power_button_and_the_guest_powers_off(self):
         r = self.repo()
-        r.write("vm.yaml", self.disk_vm("acpi", stop="30s"))
+        r.write("vm.yaml", self.disk_vm("acpi", stop="10m"))
         r.commit()
         self.reconcile(r)
         self.booted("acpi")
@@ -168,9 +168,10 @@ class VMPromises(TempDirTest):
         took = time.monotonic() - t0
         self.assertIn("  - VM/acpi              delete", res.out)
         self.assertIn(vm_disk.BUTTON, self.console("acpi"), "the guest never saw the power button")
-        self.assertLess(took, 20, "the guest powered off at once: no wait for the 30 s stopTimeout")
+        # far under the 10-minute stopTimeout, with a loaded machine's margin
+        self.assertLess(took, 120, "the guest powered off at once: no wait for the 10 m stopTimeout")
         self.assertNotIn("did not quit", res.err)
-        wait_for(lambda: not pid_alive(pid), timeout=10, what="QEMU to quit")
+        wait_for(lambda: not pid_alive(pid), timeout=60, what="QEMU to quit")
         for ext in ("json", "pid", "qmp"):
             self.assertFalse(os.path.exists(self.path("acpi", ext)), ext)
 
@@ -187,10 +188,10 @@ class VMPromises(TempDirTest):
         took = time.monotonic() - t0
         self.assertIn("  - VM/deaf              delete", res.out)
         self.assertGreaterEqual(took, 2.0, "quit before stopTimeout ran out")
-        self.assertLess(took, 30)
+        self.assertLess(took, 120)  # bounded: 2 s, then quit over QMP, on a loaded machine
         self.assertNotIn(vm_disk.BUTTON, self.console("deaf"))
         self.assertNotIn("did not quit", res.err, "quit over QMP was enough: no SIGKILL")
-        wait_for(lambda: not pid_alive(pid), timeout=10, what="QEMU to quit")
+        wait_for(lambda: not pid_alive(pid), timeout=60, what="QEMU to quit")
         self.assertEqual(self.pids(), {})
 
     def test_a_qemu_that_does_not_quit_is_killed(self):
@@ -209,7 +210,7 @@ class VMPromises(TempDirTest):
                 os.kill(pid, signal.SIGCONT)
         self.assertIn("  - VM/stuck             delete", res.out)
         self.assertIn(f"QEMU pid {pid} did not quit: killing", res.err)
-        wait_for(lambda: not pid_alive(pid), timeout=10, what="QEMU to be killed")
+        wait_for(lambda: not pid_alive(pid), timeout=60, what="QEMU to be killed")
         self.assertEqual(self.pids(), {})
         self.assertNotIn("stuck", self.status())
 
@@ -225,7 +226,7 @@ class VMPromises(TempDirTest):
         for name in ("again", "calm"):  # the power button, pressed from outside gitward
             qmp(self.path(name, "qmp"), "system_powerdown")
         for name in ("again", "calm"):
-            wait_for(lambda: qmp(self.path(name, "qmp"), "query-status")["status"] == "shutdown", timeout=30,
+            wait_for(lambda: qmp(self.path(name, "qmp"), "query-status")["status"] == "shutdown", timeout=120,
                      what=f"{name} to power off")
             self.assertIn(vm_disk.BUTTON, self.console(name))
         res = self.reconcile(r)

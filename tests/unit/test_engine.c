@@ -107,11 +107,11 @@ static void test_negotiates_from_ping_header(void **state)
 	struct gw_engine e;
 	struct gw_error err;
 	start(&f, routes);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	assert_string_equal(e.version, "1.43");
 	json_t *out = NULL;
 	long status = 0;
-	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/containers/json", NULL, 2000, &err), 0);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/containers/json", NULL, 30000, &err), 0);
 	assert_int_equal(status, 200);
 	assert_true(json_is_array(out));
 	json_decref(out);
@@ -134,7 +134,7 @@ static void test_falls_back_to_version_and_refuses_old_engines(void **state)
 	struct gw_engine e;
 	struct gw_error err = { 0 };
 	start(&f, routes);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	assert_string_equal(e.version, "1.45");
 	stop(&f);
 	assert_string_equal(f.seen[1], "GET /version");
@@ -144,7 +144,7 @@ static void test_falls_back_to_version_and_refuses_old_engines(void **state)
 		 version_old);
 	start(&f, routes);
 	memset(&e, 0x5a, sizeof(e));
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTONOSUPPORT);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), -EPROTONOSUPPORT);
 	assert_non_null(strstr(err.msg, "speaks API 1.30; gitward needs 1.41 or later"));
 	assert_int_equal((unsigned char)e.socket[0], 0x5a); /* untouched on failure */
 	stop(&f);
@@ -171,7 +171,7 @@ static void test_negotiates_with_a_recorded_podman_version_reply(void **state)
 	struct gw_engine e;
 	struct gw_error err = { 0 };
 	start(&f, routes);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	assert_string_equal(e.version, "1.41");
 	stop(&f);
 	assert_string_equal(f.seen[1], "GET /version");
@@ -193,11 +193,11 @@ static void test_newer_engines_are_capped_and_too_new_minimums_refused(void **st
 	struct gw_engine e;
 	struct gw_error err = { 0 };
 	start(&f, routes);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	assert_string_equal(e.version, GW_ENGINE_API_MAX);
 	stop(&f);
 	start(&f, routes2);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTONOSUPPORT);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), -EPROTONOSUPPORT);
 	assert_non_null(strstr(err.msg, "needs API 1.50 or later"));
 	stop(&f);
 }
@@ -217,10 +217,10 @@ static void test_engine_errors_keep_their_message(void **state)
 	struct gw_engine e;
 	struct gw_error err;
 	start(&f, routes);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	json_t *out = NULL;
 	long status = 0;
-	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/containers/x/json", NULL, 2000, &err), 0);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/containers/x/json", NULL, 30000, &err), 0);
 	assert_int_equal(status, 404);
 	assert_string_equal(gw_engine_message(out), "no container with name or ID \"x\" found: no such container");
 	json_decref(out);
@@ -232,7 +232,7 @@ static void test_unreachable_socket_is_named(void **state)
 	(void)state;
 	struct gw_engine e;
 	struct gw_error err = { 0 };
-	assert_int_equal(gw_engine_connect(&e, "/tmp/gw-no-such-engine.sock", 2000, &err), -ECONNREFUSED);
+	assert_int_equal(gw_engine_connect(&e, "/tmp/gw-no-such-engine.sock", 30000, &err), -ECONNREFUSED);
 	assert_string_equal(err.msg,
 			    "container engine at /tmp/gw-no-such-engine.sock is unreachable (Couldn't connect "
 			    "to server)");
@@ -274,7 +274,7 @@ static void test_a_stop_request_abandons_a_call_in_flight(void **state)
 	int64_t t0 = gw_monotonic_ms();
 	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/containers/x/stop?t=3600", NULL, 3600000, &err),
 			 -ECANCELED);
-	assert_true(gw_monotonic_ms() - t0 < 3000);
+	assert_true(gw_monotonic_ms() - t0 < 60000); /* the stop request, not the hour: a loaded machine's margin */
 	assert_non_null(strstr(err.msg, "POST abandoned: the agent is stopping"));
 	assert_null(out);
 	pthread_join(t, NULL);
@@ -317,25 +317,25 @@ static void test_bodies_methods_and_broken_replies(void **state)
 	json_t *out = NULL;
 	long status = 0;
 	start(&f, routes);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	assert_string_equal(e.version, "1.43");
 	/* several JSON objects: kept as text */
-	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/text", NULL, 2000, &err), 0);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/text", NULL, 30000, &err), 0);
 	assert_int_equal(status, 200);
 	assert_string_equal(json_string_value(json_object_get(out, "stream")), "{\"a\":1}\n{\"b\":2}\n");
 	json_decref(out);
-	assert_int_equal(gw_engine_call(&out, &status, &e, "DELETE", "/empty", NULL, 2000, &err), 0);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "DELETE", "/empty", NULL, 30000, &err), 0);
 	assert_int_equal(status, 204);
 	assert_null(out);
-	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/post/start", NULL, 2000, &err), 0);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/post/start", NULL, 30000, &err), 0);
 	assert_int_equal(status, 201);
 	assert_int_equal(json_integer_value(json_object_get(out, "Id")), 7);
 	json_decref(out);
 	json_t *body = json_pack("{s:s}", "Image", "busybox");
-	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/post/create", body, 2000, &err), 0);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "POST", "/post/create", body, 30000, &err), 0);
 	json_decref(body);
 	json_decref(out);
-	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/bad", NULL, 2000, &err), -EIO);
+	assert_int_equal(gw_engine_call(&out, &status, &e, "GET", "/bad", NULL, 30000, &err), -EIO);
 	char want[300];
 	snprintf(want, sizeof(want), "container engine at %s: GET /v1.43/bad: ", f.sock);
 	assert_int_equal(strncmp(err.msg, want, strlen(want)), 0);
@@ -351,7 +351,7 @@ static void test_bodies_methods_and_broken_replies(void **state)
 		{ 0 },
 	};
 	start(&f, broken);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTO);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), -EPROTO);
 	snprintf(want, sizeof(want), "container engine at %s: /version answered HTTP 500 without ApiVersion", f.sock);
 	assert_string_equal(err.msg, want);
 	stop(&f);
@@ -359,14 +359,14 @@ static void test_bodies_methods_and_broken_replies(void **state)
 	const struct route two[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 2.0\r\nContent-Length: 0\r\n\r\n" },
 				     { 0 } };
 	start(&f, two);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	assert_string_equal(e.version, GW_ENGINE_API_MAX);
 	stop(&f);
 	/* and one of API 0.99: too old */
 	const struct route old[] = { { "/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 0.99\r\nContent-Length: 0\r\n\r\n" },
 				     { 0 } };
 	start(&f, old);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), -EPROTONOSUPPORT);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), -EPROTONOSUPPORT);
 	assert_non_null(strstr(err.msg, "speaks API 0.99; gitward needs 1.41 or later"));
 	stop(&f);
 }
@@ -399,7 +399,7 @@ static void test_event_stream_lines_end_and_errors(void **state)
 	struct gw_error err;
 	char want[300];
 	start(&f, routes);
-	assert_int_equal(gw_engine_connect(&e, f.sock, 2000, &err), 0);
+	assert_int_equal(gw_engine_connect(&e, f.sock, 30000, &err), 0);
 	/* every non-empty line, then the end of the stream is an error */
 	struct lines l = { .stop_at = -1 };
 	assert_int_equal(gw_engine_stream(&e, "/events", on_line, &l, &err), -EPIPE);

@@ -83,7 +83,7 @@ static void test_a_good_answer_and_the_request_it_got(void **state)
 		 "cat > %s\necho \"$1\" >> %s\nprintf '%%s\\n' '{\"protocol\": 1, \"ok\": true, \"handle\": \"h-1\"}'",
 		 path, path);
 	plugin("good", body);
-	assert_int_equal(call(&reply, msg, sizeof(msg), "good", 5000), 0);
+	assert_int_equal(call(&reply, msg, sizeof(msg), "good", 60000), 0);
 	assert_string_equal(json_string_value(json_object_get(reply, "handle")), "h-1");
 	json_decref(reply);
 	FILE *f = fopen(path, "r");
@@ -181,14 +181,16 @@ static void test_a_hanging_plugin_is_killed_with_its_children(void **state)
 	(void)state;
 	char msg[1024], body[1024];
 	json_t *reply;
-	snprintf(body, sizeof(body), "sleep 60 & echo $! > %s/child.pid\necho $$ > %s/self.pid\nexec sleep 60", dir,
+	snprintf(body, sizeof(body), "sleep 600 & echo $! > %s/child.pid\necho $$ > %s/self.pid\nexec sleep 600", dir,
 		 dir);
 	plugin("hang", body);
+	/* 3 s: time for a loaded machine's shell to write both pids before the
+	 * kill; the sleeps of 10 minutes tell the kill from their end */
 	int64_t t0 = gw_monotonic_ms();
-	assert_int_equal(call(&reply, msg, sizeof(msg), "hang", 300), -ETIMEDOUT);
+	assert_int_equal(call(&reply, msg, sizeof(msg), "hang", 3000), -ETIMEDOUT);
 	int64_t took = gw_monotonic_ms() - t0;
-	assert_string_equal(msg, "plugin hang create: no answer within 300ms (spec.timeout): killed");
-	assert_true(took >= 300 && took < 5000);
+	assert_string_equal(msg, "plugin hang create: no answer within 3s (spec.timeout): killed");
+	assert_true(took >= 3000 && took < 60000);
 	long self = read_pid("self.pid"), child = read_pid("child.pid");
 	assert_true(self > 1 && child > 1);
 	/* the plugin was reaped (no zombie left: kill finds nothing) ... */
@@ -196,7 +198,7 @@ static void test_a_hanging_plugin_is_killed_with_its_children(void **state)
 	assert_int_equal(errno, ESRCH);
 	/* ... and its background child, in its process group, was killed: it is
 	 * gone once init reaps it */
-	int64_t deadline = gw_monotonic_ms() + 5000;
+	int64_t deadline = gw_monotonic_ms() + 60000;
 	while (kill((pid_t)child, 0) == 0 && gw_monotonic_ms() < deadline) {
 		char st[64], path[64], state = 0;
 		snprintf(path, sizeof(path), "/proc/%ld/stat", child);
@@ -279,7 +281,7 @@ static struct gw_resource *ext_resource(const char *name)
 	char yaml[512];
 	snprintf(yaml, sizeof(yaml),
 		 "apiVersion: gitward/v1\nkind: External\nmetadata: {name: %s}\n"
-		 "spec:\n  plugin: p\n  timeout: 5s\n  config: {path: /x}\n",
+		 "spec:\n  plugin: p\n  timeout: 60s\n  config: {path: /x}\n", /* ample for a loaded machine */
 		 name);
 	struct gw_resource *r = parse_one(yaml);
 	assert_non_null(r);
@@ -347,7 +349,7 @@ static void test_create_observe_destroy_through_the_plugin(void **state)
 	assert_non_null(rec);
 	assert_string_equal(json_string_value(json_object_get(rec, "plugin")), "p");
 	assert_string_equal(json_string_value(json_object_get(rec, "handle")), "h-42");
-	assert_int_equal(json_integer_value(json_object_get(rec, "timeout_ms")), 5000);
+	assert_int_equal(json_integer_value(json_object_get(rec, "timeout_ms")), 60000);
 	json_decref(rec);
 
 	/* observe: every answer shape and the state/detail it gives */
