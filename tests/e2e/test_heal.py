@@ -3,8 +3,10 @@ within a second whatever --interval is (a pidfd per workload wakes the loop;
 a restart backoff that ends wakes it too), and while the remote is down the
 passes go on against the commit in force. Also the systemd watchdog and
 --splay."""
+import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,7 +49,16 @@ class Heal(AgentBase):
         print(f"\ncrash -> running: {', '.join(f'{t:.2f}s' for t in took)}")
         self.assertLess(took[0], BOUND)
         self.assertIn("heal pass done", self.log())
-        self.assertIn("restart backoff", self.log())
+        # the crash loop was held back by its backoff: each restart came at
+        # least 1 s, then 2 s, after the one before. Told from the log's own
+        # times, so a slow harness (a kill seen after the backoff ended) only
+        # makes the gaps longer, never the check false
+        starts = [datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ") for t in
+                  re.findall(r"^(\S+) info Process/web: restart: started pid \d+$", self.log(), re.M)]
+        self.assertEqual(len(starts), 3, self.log())
+        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+        self.assertGreaterEqual(gaps[0], 1.0 - 0.002, gaps)
+        self.assertGreaterEqual(gaps[1], 2.0 - 0.002, gaps)
         self.assertEqual(a.poll(), None)
 
     def test_healing_goes_on_while_git_is_down(self):
