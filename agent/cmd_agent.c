@@ -235,11 +235,11 @@ static bool parse_options(int *code, struct gw_config *cfg, int argc, char **arg
 
 /* The state dir locked (another repository's state dir is refused before
  * anything is touched), the wake pipe, the signal handlers. */
-static int setup(int *lock_fd, const struct gw_config *cfg, const struct gw_pass_opts *po)
+static int setup(struct gw_lock *lock, const struct gw_config *cfg, const struct gw_pass_opts *po)
 {
 	struct gw_error err;
 	if (gw_pass_check_repo(po, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
-	    gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, &err) < 0 ||
+	    gw_state_lock(lock, cfg->state_dir, cfg->run_dir, cfg->log_dir, &err) < 0 ||
 	    gw_pass_check_repo(po, true, &err) < 0) {
 		cli_print_error("error: ", &err);
 		return err.code < 0 ? err.code : -EIO;
@@ -347,15 +347,17 @@ int cmd_agent(int argc, char **argv)
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
 	char self[4096], every[32];
-	int lock_fd = -1, rc;
+	struct gw_lock lock;
+	int rc;
 
+	gw_lock_init(&lock);
 	gw_config_init(&cfg);
 	if (parse_options(&rc, &cfg, argc, argv))
 		return rc;
 	cli_pass_opts(&po, &cfg);
 	cli_backends_open(&backends, &cfg, self, sizeof(self));
 	rc = 1;
-	if (setup(&lock_fd, &cfg, &po) < 0)
+	if (setup(&lock, &cfg, &po) < 0)
 		goto out;
 	gw_metrics_init(&metrics, &cfg);
 	metrics.describe = gw_apply_describer(&backends);
@@ -373,8 +375,7 @@ int cmd_agent(int argc, char **argv)
 	gw_metrics_free(&metrics);
 	rc = 0;
 out:
-	if (lock_fd >= 0)
-		close(lock_fd);
+	gw_state_unlock(&lock);
 	if (wake[0] >= 0) {
 		close(wake[0]);
 		close(wake[1]);

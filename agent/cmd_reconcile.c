@@ -172,15 +172,15 @@ static bool parse_options(int *code, struct opts *o, struct gw_config *cfg, int 
 
 /* a dry-run only reads: no lock, nothing created, beside an agent;
  * another repository's state dir is refused before anything is touched */
-static int lock_state(int *lock_fd, const struct opts *o, const struct gw_config *cfg, const struct gw_pass_opts *po,
-		      struct gw_error *err)
+static int lock_state(struct gw_lock *lock, const struct opts *o, const struct gw_config *cfg,
+		      const struct gw_pass_opts *po, struct gw_error *err)
 {
 	int rc;
 	GW_PROF_BEGIN(lock);
 	if (o->dry_run)
 		rc = gw_state_dir_check_existing(cfg->state_dir, err);
 	else if ((rc = gw_pass_check_repo(po, false, err)) == 0 && (rc = gw_mkdir_p(cfg->state_dir, 0700, err)) == 0)
-		rc = gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, err);
+		rc = gw_state_lock(lock, cfg->state_dir, cfg->run_dir, cfg->log_dir, err);
 	if (rc == 0)
 		rc = gw_pass_check_repo(po, !o->dry_run, err);
 	GW_PROF_END(lock, "state dir, lock");
@@ -259,10 +259,9 @@ static int output_applied(const struct opts *o, const struct gw_pass *pass, cons
 	return rep->converged ? 0 : 1;
 }
 
-static void cleanup(struct gw_pass *pass, struct gw_backend_set *backends, int lock_fd)
+static void cleanup(struct gw_pass *pass, struct gw_backend_set *backends, struct gw_lock *lock)
 {
-	if (lock_fd >= 0)
-		close(lock_fd);
+	gw_state_unlock(lock);
 	GW_PROF_BEGIN(free);
 	if (gw_free_at_exit())
 		gw_pass_free(pass);
@@ -301,8 +300,10 @@ int cmd_reconcile(int argc, char **argv)
 	struct gw_observer *obs = NULL;
 	struct observers u;
 	char *state_error = NULL;
-	int lock_fd = -1, rc;
+	struct gw_lock lock;
+	int rc;
 
+	gw_lock_init(&lock);
 	gw_config_init(&cfg);
 	gw_pass_init(&pass);
 	if (parse_options(&rc, &o, &cfg, argc, argv))
@@ -312,7 +313,7 @@ int cmd_reconcile(int argc, char **argv)
 		goto out;
 	}
 	cli_pass_opts(&po, &cfg); /* after --against named the node */
-	if ((!o.against && lock_state(&lock_fd, &o, &cfg, &po, &err) < 0) ||
+	if ((!o.against && lock_state(&lock, &o, &cfg, &po, &err) < 0) ||
 	    plan_commit(&pass, &state_error, &o, &po, obs, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -329,7 +330,7 @@ int cmd_reconcile(int argc, char **argv)
 out:
 	free(state_error);
 	gw_observer_free(obs);
-	cleanup(&pass, &backends, lock_fd);
+	cleanup(&pass, &backends, &lock);
 	gw_config_free(&cfg);
 	return rc;
 }

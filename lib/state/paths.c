@@ -131,9 +131,21 @@ char *gw_path_gnupg(char *buf, size_t size, const char *state_dir)
 	return buf;
 }
 
-char *gw_path_lock(char *buf, size_t size, const char *state_dir, const char *run_dir)
+char *gw_path_lock(char *buf, size_t size, const char *state_dir)
 {
-	snprintf(buf, size, "%s/lock", gw_dirs_run_is_legacy(state_dir, run_dir) ? state_dir : run_dir);
+	snprintf(buf, size, "%s/lock", state_dir);
+	return buf;
+}
+
+char *gw_path_old_run_lock(char *buf, size_t size, const char *run_dir)
+{
+	snprintf(buf, size, "%s/lock", run_dir);
+	return buf;
+}
+
+char *gw_path_run_owner(char *buf, size_t size, const char *run_dir)
+{
+	snprintf(buf, size, "%s/owner", run_dir);
 	return buf;
 }
 

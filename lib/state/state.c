@@ -1,6 +1,7 @@
-/* The state dir: a lock naming its holder, and the state file — the last
- * applied commit and what gitward manages — written atomically and checked
- * on read, so a torn file is reported rather than half-trusted. */
+/* The state dir's state file — the last applied commit, the node and its
+ * labels, and what gitward manages — written atomically and checked on read,
+ * so a torn file is reported rather than half-trusted; and the checks of the
+ * state, run and log dirs (the lock is lock.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -360,75 +360,6 @@ int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *l
 		rc = check_own_dir(gw_path_state_logs(path, sizeof(path), state_dir), log_dir, "log dir", "--log-dir",
 				   err);
 	return rc;
-}
-
-static int found_one(const char *name, const char *path, void *ud)
-{
-	(void)name;
-	(void)path;
-	(void)ud;
-	return -EEXIST; /* one is enough */
-}
-
-/* Run records an earlier version left in STATE/run while the run dir is now
- * elsewhere: their workloads would be started a second time. */
-static int check_no_stranded_records(const char *state_dir, const char *run_dir, struct gw_error *err)
-{
-	static const enum gw_kind kinds[] = { GW_KIND_PROCESS, GW_KIND_VM };
-	char old[4096], logs[4096], dir[4200];
-	if (gw_dirs_run_is_legacy(state_dir, run_dir))
-		return 0;
-	gw_path_state_run(old, sizeof(old), state_dir);
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		struct gw_error serr;
-		gw_path_kind_dir(dir, sizeof(dir), old, kinds[i]);
-		if (gw_record_scan(dir, ".json", found_one, NULL, &serr) == -EEXIST)
-			return gw_error_set_at(err, -EEXIST, dir, 0, 0,
-					       "holds run records of workloads started with the run dir %s: keep "
-					       "managing them with --run-dir %s (and --log-dir %s)",
-					       old, old, gw_path_state_logs(logs, sizeof(logs), state_dir));
-	}
-	return 0;
-}
-
-int gw_state_lock(int *out_fd, const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err)
-{
-	char path[4096], buf[32];
-	int fd, rc;
-
-	if ((rc = gw_state_dir_check(state_dir, run_dir, log_dir, err)) < 0 ||
-	    (rc = check_no_stranded_records(state_dir, run_dir, err)) < 0)
-		return rc;
-	gw_path_lock(path, sizeof(path), state_dir, run_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
-	if (fd < 0 && errno == ELOOP)
-		return gw_error_set_at(err, -ELOOP, path, 0, 0, "lock is a symbolic link: remove it");
-	if (fd < 0)
-		return gw_error_set_at(err, -errno, path, 0, 0, "cannot open lock: %s", strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-		close(fd);
-		return gw_error_set_at(err, -EINVAL, path, 0, 0, "lock is not a plain file of its own: remove it");
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int e = errno;
-		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-		close(fd);
-		buf[n > 0 ? n : 0] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		if (e == EWOULDBLOCK)
-			return gw_error_set(err, -EBUSY, "state dir %s is in use by another gitward (pid %s)",
-					    state_dir, buf[0] ? buf : "unknown");
-		return gw_error_set_at(err, -e, path, 0, 0, "cannot lock: %s", strerror(e));
-	}
-	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
-		int e = errno;
-		close(fd);
-		return gw_error_set_at(err, -e, path, 0, 0, "cannot write lock: %s", strerror(e));
-	}
-	*out_fd = fd;
-	return 0;
 }
 
 int gw_state_dir_check_existing(const char *dir, struct gw_error *err)

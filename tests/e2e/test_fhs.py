@@ -1,5 +1,5 @@
-"""Where things live: state and the Git cache in the state dir, the lock, run
-records and QMP sockets in the run dir, workload logs in the log dir — each
+"""Where things live: the lock, state and the Git cache in the state dir, run
+records and QMP sockets in the run dir (which names the state dir it belongs to), workload logs in the log dir — each
 movable on its own (--state-dir, --run-dir, --log-dir); with --state-dir
 alone the other two stay inside it, as in earlier versions. Supervisors
 show in ps as `gitward-shim Process/NAME`."""
@@ -52,12 +52,12 @@ class Layout(TempDirTest):
     def test_three_dirs_hold_each_their_own_and_a_crash_is_healed(self):
         r = self.talker_repo()
         self.reconcile(r)
-        # the state dir holds state and clone, nothing else
-        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "repository", "state.json"])
-        # the run dir: the lock and the records
+        # the state dir holds its lock, state and clone, nothing else
+        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "repo.git", "repository", "state.json"])
+        # the run dir: the state dir it belongs to, and the records
         self.assert_private_dir(self.run_dir)
         self.assert_private_dir(self.log_dir)
-        self.assertEqual(sorted(os.listdir(self.run_dir)), ["lock", "process"])
+        self.assertEqual(sorted(os.listdir(self.run_dir)), ["owner", "process"])
         self.assertEqual(sorted(os.listdir(os.path.join(self.run_dir, "process"))), ["app.json", "app.lock"])
         rec = records(os.path.dirname(self.run_dir))["app"]
         self.assertTrue(pid_alive(rec["pid"]))
@@ -88,7 +88,7 @@ class Layout(TempDirTest):
         self.assertEqual(records(os.path.dirname(self.run_dir)), {})
         left = os.listdir(os.path.join(self.run_dir, "process"))
         self.assertFalse([f for f in left if f.endswith((".json", ".exit"))], left)
-        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "repository", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "repo.git", "repository", "state.json"])
 
     def test_supervisor_shows_in_ps_as_gitward_shim_process_name(self):
         r = self.talker_repo("web")
@@ -124,9 +124,9 @@ class Layout(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         self.assertIn("app", records(os.path.dirname(self.run_dir)))
         self.assertTrue(os.path.exists(os.path.join(self.log_dir, "process-app.log")))
-        self.assertEqual(sorted(os.listdir(self.state)), ["repo.git", "repository", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "repo.git", "repository", "state.json"])
 
-    def test_second_gitward_on_the_run_dir_exits_1_naming_the_pid(self):
+    def test_an_earlier_version_holding_the_run_dir_lock_is_named(self):
         r = self.talker_repo()
         os.makedirs(self.run_dir, mode=0o700)
         with open(os.path.join(self.run_dir, "lock"), "w") as f:
@@ -134,7 +134,8 @@ class Layout(TempDirTest):
             f.flush()
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             res = self.reconcile(r, expect=1)
-            self.assertIn(f"state dir {self.state} is in use by another gitward (pid 4242)", res.err)
+            self.assertIn(f"state dir {self.state} is in use by another gitward (pid 4242), holding "
+                          f"{self.run_dir}/lock (the lock of an earlier version)", res.err)
         self.assertEqual(records(os.path.dirname(self.run_dir)), {})
 
     def test_run_and_log_dirs_must_be_private(self):
@@ -197,7 +198,8 @@ class Layout(TempDirTest):
 class Defaults(TempDirTest):
     def test_nothing_given_as_a_user_takes_the_xdg_dirs(self):
         """As a user (nobody, when the tests run as root): the state under
-        $HOME/.local/state, the lock under $XDG_RUNTIME_DIR — never /var/lib,
+        $HOME/.local/state (with the lock), the run dir under $XDG_RUNTIME_DIR
+        recorded as the state dir's — never /var/lib,
         /run or /var/log (the root defaults are unit-tested with an injected
         root, see unit_state)."""
         home, rt = os.path.join(self.tmp, "home"), os.path.join(self.tmp, "rt")
@@ -216,8 +218,8 @@ class Defaults(TempDirTest):
         self.assertIn("no-repo: no such directory (--repo takes a URL or the path of a Git repository)", cp.stderr)
         state = os.path.join(home, ".local", "state", "gitward")
         # the attempt is recorded; a first clone that failed leaves no cache behind
-        self.assertEqual(sorted(os.listdir(state)), ["repository", "state.json"])
-        self.assertEqual(os.listdir(os.path.join(rt, "gitward")), ["lock"])
+        self.assertEqual(sorted(os.listdir(state)), ["lock", "repository", "state.json"])
+        self.assertEqual(os.listdir(os.path.join(rt, "gitward")), ["owner"])
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(rt, "gitward")).st_mode), 0o700)
 
 class Upgrade(TempDirTest):

@@ -9,6 +9,7 @@ import re
 import signal
 import stat
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -509,6 +510,116 @@ class Reconcile(Base):
         self.assertIn(f"in use by another gitward (pid {a.pid})", res.err)
         a.send_signal(signal.SIGTERM)
         self.assertEqual(a.wait(timeout=120), 0)
+
+
+class OneLockPerStateDir(Base):
+    """The lock belongs to the state dir wherever --run-dir points, and a run
+    dir holds the records of one state dir only (SPEC)."""
+
+    def setUp(self):
+        super().setUp()
+        # RUN ends in run/ so the shared clean-up finds RUN/process too
+        self.run_dir = os.path.join(self.tmp, "volatile", "run")
+        self.mark = f"GW_ONE={os.path.basename(self.tmp)}"
+
+    def one_app(self):
+        r = self.repo()
+        r.write("app.yaml", proc_yaml("app", extra=f"  env: {{GW_ONE: {self.mark.split('=')[1]}}}\n"))
+        r.commit()
+        return r
+
+    def app_pid(self):
+        return records(os.path.dirname(self.run_dir)).get("app", {}).get("pid")
+
+    def state_bytes(self):
+        with open(os.path.join(self.state, "state.json"), "rb") as f:
+            return f.read()
+
+    def assert_one_workload(self, pid):
+        self.assertTrue(pid_alive(pid))
+        self.assertEqual(pids_with_env(self.mark), [pid])
+
+    def test_state_dir_without_run_dir_beside_an_agent_with_one_exits_1(self):
+        r = self.one_app()
+        a = self.agent(r, "--interval", "1h", "--run-dir", self.run_dir)
+        pid = wait_for(self.app_pid, what="the agent's first apply")
+        wait_for(lambda: [x.get("pid") for x in self.status()["resources"]] == [pid], what="the pass recorded")
+        before = self.state_bytes()
+        res = self.reconcile(r, expect=1)  # --state-dir alone: run dir STATE/run
+        self.assertIn(f"state dir {self.state} is in use by another gitward (pid {a.pid})", res.err)
+        self.assert_one_workload(pid)
+        self.assertEqual(self.state_bytes(), before)
+        self.assertEqual(records(self.state), {})
+        stop(a)
+        self.assertEqual(a.returncode, 0, self.agent_log())
+
+    def test_another_state_dir_naming_an_owned_run_dir_exits_1_and_deletes_nothing(self):
+        r = self.one_app()
+        empty = self.repo("empty")
+        empty.write("README", "no manifests\n")
+        empty.commit()
+        other = os.path.join(self.tmp, "other-state")
+        a = self.agent(r, "--interval", "1h", "--run-dir", self.run_dir)
+        pid = wait_for(self.app_pid, what="the agent's first apply")
+        want = (f"run dir {self.run_dir} belongs to state dir {self.state}: use --state-dir {self.state}, or "
+                "another --run-dir")
+        for running in (True, False):  # beside the agent, and after it stopped
+            res = run("reconcile", "--repo", empty.path, "--state-dir", other, "--run-dir", self.run_dir,
+                      "--node", "n1", "--allow-empty")
+            self.assertEqual(res.rc, 1, res)
+            self.assertIn(want, res.err)
+            self.assert_one_workload(pid)
+            self.assertEqual(self.app_pid(), pid)
+            self.assertFalse(os.path.exists(os.path.join(other, "state.json")))
+            if running:
+                stop(a)
+                self.assertEqual(a.returncode, 0, self.agent_log())
+        # the owner itself goes on: adopted, not restarted
+        res = self.reconcile(r, "--run-dir", self.run_dir)
+        self.assertIn("1 unchanged", res.out)
+        self.assert_one_workload(pid)
+
+    def test_a_node_whose_lock_was_in_the_run_dir_keeps_working(self):
+        """Upgrade: an earlier version locked RUN/lock and recorded no owner.
+        While an agent of that version still runs, a new gitward is refused
+        naming it; once it stopped, the new one adopts its workloads and the
+        run dir becomes the state dir's."""
+        r = self.one_app()
+        self.reconcile(r, "--run-dir", self.run_dir)
+        pid = self.app_pid()
+        # as the earlier version left it: RUN/lock, no RUN/owner, no STATE/lock
+        for made_now in (os.path.join(self.run_dir, "owner"), os.path.join(self.state, "lock")):
+            if os.path.exists(made_now):
+                os.unlink(made_now)
+        old = os.path.join(self.run_dir, "lock")
+        with open(old, "w") as f:
+            f.write("1\n")
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, os, sys, time\n"
+             "f = open(sys.argv[1], 'r+'); fcntl.flock(f, fcntl.LOCK_EX); f.truncate(0); "
+             "f.write(f'{os.getpid()}\\n'); f.flush(); print('held', flush=True); time.sleep(600)", old],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(holder.stdout.readline(), "held\n")
+            res = self.reconcile(r, "--run-dir", self.run_dir, expect=1)
+            self.assertIn(f"state dir {self.state} is in use by another gitward (pid {holder.pid}), holding {old} "
+                          "(the lock of an earlier version)", res.err)
+            self.assertFalse(os.path.exists(os.path.join(self.run_dir, "owner")))
+            self.assert_one_workload(pid)
+        finally:
+            holder.kill()
+            holder.wait(timeout=60)
+        res = self.reconcile(r, "--run-dir", self.run_dir)
+        self.assertIn("1 unchanged", res.out)
+        self.assert_one_workload(pid)
+        with open(os.path.join(self.run_dir, "owner")) as f:
+            self.assertEqual(f.read(), f"{self.state}\n")
+        # from now on the run dir is this state dir's
+        res = run("reconcile", "--repo", r.path, "--state-dir", os.path.join(self.tmp, "x"), "--run-dir",
+                  self.run_dir, "--node", "n1")
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn(f"run dir {self.run_dir} belongs to state dir {self.state}", res.err)
+        self.assert_one_workload(pid)
 
 
 class Agent(Base):

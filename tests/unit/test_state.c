@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -182,12 +184,12 @@ static void test_missing_is_empty_and_torn_is_refused(void **state)
 }
 
 /* the lock of a state dir given alone: run and log dirs inside it */
-static int lock_dir(int *fd, const char *state_dir, struct gw_error *err)
+static int lock_dir(struct gw_lock *l, const char *state_dir, struct gw_error *err)
 {
 	char run[300], log[300];
 	snprintf(run, sizeof(run), "%s/run", state_dir);
 	snprintf(log, sizeof(log), "%s/logs", state_dir);
-	return gw_state_lock(fd, state_dir, run, log, err);
+	return gw_state_lock(l, state_dir, run, log, err);
 }
 
 /* A resource the last pass left short of desired is recorded so; a record
@@ -233,17 +235,18 @@ static void test_convergence_round_trips_and_defaults_to_converged(void **state)
 static void test_lock_is_exclusive_and_names_the_holder(void **state)
 {
 	(void)state;
-	int fd1 = -1, fd2 = -1;
+	struct gw_lock l1, l2;
 	struct gw_error err;
 	char want[64];
-	assert_int_equal(lock_dir(&fd1, dir, &err), 0);
-	assert_int_equal(lock_dir(&fd2, dir, &err), -EBUSY);
-	assert_int_equal(fd2, -1);
+	gw_lock_init(&l2);
+	assert_int_equal(lock_dir(&l1, dir, &err), 0);
+	assert_int_equal(lock_dir(&l2, dir, &err), -EBUSY);
+	assert_int_equal(l2.fd, -1);
 	snprintf(want, sizeof(want), "(pid %d)", (int)getpid());
 	assert_non_null(strstr(err.msg, want));
-	close(fd1);
-	assert_int_equal(lock_dir(&fd2, dir, &err), 0);
-	close(fd2);
+	gw_state_unlock(&l1);
+	assert_int_equal(lock_dir(&l2, dir, &err), 0);
+	gw_state_unlock(&l2);
 }
 
 static void test_status_escapes_what_was_read_back(void **state)
@@ -330,8 +333,9 @@ static void test_state_dir_must_be_ours_and_private(void **state)
 {
 	(void)state;
 	char sub[160], link[200], lock[200];
-	int fd = -1;
+	struct gw_lock fd;
 	struct gw_error err;
+	gw_lock_init(&fd);
 	snprintf(sub, sizeof(sub), "%s/shared", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
 	assert_int_equal(chmod(sub, 0777), 0);
@@ -355,10 +359,10 @@ static void test_state_dir_must_be_ours_and_private(void **state)
 	assert_int_equal(symlink(link, lock), 0);
 	assert_int_equal(lock_dir(&fd, sub, &err), -ELOOP);
 	assert_string_equal(err.msg, "lock is a symbolic link: remove it");
-	assert_int_equal(fd, -1);
+	assert_int_equal(fd.fd, -1);
 	unlink(lock);
 	assert_int_equal(lock_dir(&fd, sub, &err), 0);
-	close(fd);
+	gw_state_unlock(&fd);
 	unlink(lock);
 	unlink(link);
 	rmdir(sub);
@@ -479,9 +483,10 @@ static void test_paths_are_named_in_one_place(void **state)
 	assert_string_equal(gw_path_repo(b, sizeof(b), "/s"), "/s/repo.git");
 	assert_string_equal(gw_path_repository(b, sizeof(b), "/s"), "/s/repository");
 	assert_string_equal(gw_path_gnupg(b, sizeof(b), "/s"), "/s/gnupg");
-	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/run"), "/s/lock");
-	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/run/gitward"), "/run/gitward/lock");
-	assert_string_equal(gw_path_lock(b, sizeof(b), "/s", "/s/runner"), "/s/runner/lock");
+	/* the lock belongs to the state dir, wherever the run dir is */
+	assert_string_equal(gw_path_lock(b, sizeof(b), "/s"), "/s/lock");
+	assert_string_equal(gw_path_old_run_lock(b, sizeof(b), "/run/gitward"), "/run/gitward/lock");
+	assert_string_equal(gw_path_run_owner(b, sizeof(b), "/run/gitward"), "/run/gitward/owner");
 	assert_string_equal(gw_path_kind_dir(b, sizeof(b), "/r", GW_KIND_PROCESS), "/r/process");
 	assert_string_equal(gw_path_kind_dir(b, sizeof(b), "/r", GW_KIND_VM), "/r/vm");
 	assert_string_equal(gw_path_record(b, sizeof(b), "/r", GW_KIND_PROCESS, "web", "json"), "/r/process/web.json");
@@ -494,36 +499,44 @@ static void test_run_and_log_dirs_are_checked_like_the_state_dir(void **state)
 {
 	(void)state;
 	char top[128], s[160], r[160], l[160], path[256];
-	int fd = -1;
+	struct gw_lock fd;
 	struct gw_error err;
+	gw_lock_init(&fd);
 	snprintf(top, sizeof(top), "%s/three", dir);
 	snprintf(s, sizeof(s), "%s/state", top);
 	snprintf(r, sizeof(r), "%s/run/gitward", top);
 	snprintf(l, sizeof(l), "%s/log/gitward", top);
 	assert_int_equal(gw_mkdir_p(s, 0700, &err), 0);
-	/* made when missing, private; the lock in the run dir */
+	/* made when missing, private; the lock in the state dir, the run dir
+	 * recorded as the state dir's */
 	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), 0);
-	close(fd);
+	gw_state_unlock(&fd);
 	struct stat st;
 	assert_int_equal(stat(r, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
 	assert_int_equal(stat(l, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
-	snprintf(path, sizeof(path), "%s/lock", r);
-	assert_int_equal(stat(path, &st), 0);
 	snprintf(path, sizeof(path), "%s/lock", s);
+	assert_int_equal(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/lock", r);
 	assert_int_equal(stat(path, &st), -1);
+	snprintf(path, sizeof(path), "%s/owner", r);
+	char *owner = NULL;
+	size_t len;
+	assert_int_equal(gw_file_read(&owner, &len, path, 4096, &err), 0);
+	assert_int_equal(len, strlen(s) + 1);
+	assert_memory_equal(owner, s, strlen(s));
+	free(owner);
 	/* writable by others: refused, naming the option */
 	assert_int_equal(chmod(r, 0777), 0);
-	fd = -1;
 	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), -EPERM);
-	assert_int_equal(fd, -1);
+	assert_int_equal(fd.fd, -1);
 	assert_string_equal(err.file, r);
 	assert_string_equal(err.msg, "run dir is writable by others (mode 0777): chmod go-w it");
 	assert_int_equal(chmod(r, 0700), 0);
 	assert_int_equal(chmod(l, 0750), 0);
 	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), 0);
-	close(fd);
+	gw_state_unlock(&fd);
 	assert_int_equal(chmod(l, 0720), 0);
 	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), -EPERM);
 	assert_string_equal(err.msg, "log dir is writable by its group (mode 0720): chmod go-w it");
@@ -537,7 +550,111 @@ static void test_run_and_log_dirs_are_checked_like_the_state_dir(void **state)
 	assert_non_null(strstr(err.msg, "holds run records of workloads started with the run dir"));
 	unlink(path);
 	assert_int_equal(gw_state_lock(&fd, s, r, l, &err), 0);
-	close(fd);
+	gw_state_unlock(&fd);
+	gw_rm_rf(top);
+}
+
+/* A run dir holds the records of one state dir: the first to lock it owns
+ * it (RUN/owner); another state dir naming it is refused, naming the owner. */
+static void test_a_run_dir_belongs_to_one_state_dir(void **state)
+{
+	(void)state;
+	char top[128], s1[160], s2[160], r[160], l[160], same[200], owner[200], want[700];
+	struct gw_lock lk;
+	struct gw_error err;
+	gw_lock_init(&lk);
+	snprintf(top, sizeof(top), "%s/owned", dir);
+	snprintf(s1, sizeof(s1), "%s/s1", top);
+	snprintf(s2, sizeof(s2), "%s/s2", top);
+	snprintf(r, sizeof(r), "%s/run", top);
+	snprintf(l, sizeof(l), "%s/log", top);
+	snprintf(owner, sizeof(owner), "%s/owner", r);
+	assert_int_equal(gw_mkdir_p(s1, 0700, &err), 0);
+	assert_int_equal(gw_mkdir_p(s2, 0700, &err), 0);
+	assert_int_equal(gw_state_lock(&lk, s1, r, l, &err), 0);
+	gw_state_unlock(&lk);
+	/* not held: owned all the same */
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(gw_state_lock(&lk, s2, r, l, &err), -EBUSY);
+	assert_int_equal(err.code, -EBUSY);
+	assert_int_equal(lk.fd, -1);
+	snprintf(want, sizeof(want), "run dir %s belongs to state dir %s: use --state-dir %s, or another --run-dir", r,
+		 s1, s1);
+	assert_string_equal(err.msg, want);
+	/* the owner under another spelling is the owner */
+	snprintf(same, sizeof(same), "%s/./s1", top);
+	assert_int_equal(gw_state_lock(&lk, same, r, l, &err), 0);
+	gw_state_unlock(&lk);
+	/* an owner that is gone: how to hand the run dir over */
+	gw_rm_rf(s1);
+	assert_int_equal(gw_state_lock(&lk, s2, r, l, &err), -EBUSY);
+	snprintf(want, sizeof(want),
+		 "run dir %s belongs to state dir %s, which no longer exists: remove %s to give the run dir to "
+		 "another state dir",
+		 r, s1, owner);
+	assert_string_equal(err.msg, want);
+	unlink(owner);
+	assert_int_equal(gw_state_lock(&lk, s2, r, l, &err), 0);
+	gw_state_unlock(&lk);
+	/* a record that is not one absolute path: refused, named */
+	f_write(owner, "relative\n");
+	assert_int_equal(gw_state_lock(&lk, s2, r, l, &err), -EBADMSG);
+	assert_string_equal(err.file, owner);
+	gw_rm_rf(top);
+}
+
+/* Upgrade: RUN/lock, where an earlier version locked a run dir outside the
+ * state dir, is taken as well while it exists. */
+static void test_the_lock_of_an_earlier_version_is_taken_while_it_exists(void **state)
+{
+	(void)state;
+	char top[128], s[160], r[160], l[160], old[200], owner[200], want[700], *data;
+	struct gw_lock lk;
+	struct gw_error err;
+	struct stat st;
+	size_t len;
+	gw_lock_init(&lk);
+	snprintf(top, sizeof(top), "%s/upgrade", dir);
+	snprintf(s, sizeof(s), "%s/state", top);
+	snprintf(r, sizeof(r), "%s/run", top);
+	snprintf(l, sizeof(l), "%s/log", top);
+	snprintf(old, sizeof(old), "%s/lock", r);
+	snprintf(owner, sizeof(owner), "%s/owner", r);
+	assert_int_equal(gw_mkdir_p(s, 0700, &err), 0);
+	assert_int_equal(gw_mkdir_p(r, 0700, &err), 0);
+	/* an agent of the earlier version holds it: refused, naming its pid;
+	 * the run dir not claimed */
+	f_write(old, "4242\n");
+	int held = open(old, O_RDWR | O_CLOEXEC);
+	assert_true(held >= 0);
+	assert_int_equal(flock(held, LOCK_EX | LOCK_NB), 0);
+	assert_int_equal(gw_state_lock(&lk, s, r, l, &err), -EBUSY);
+	snprintf(want, sizeof(want),
+		 "state dir %s is in use by another gitward (pid 4242), holding %s (the lock of an earlier version)", s,
+		 old);
+	assert_string_equal(err.msg, want);
+	assert_int_equal(lk.fd, -1);
+	assert_int_equal(stat(owner, &st), -1);
+	/* gone: this state dir claims the run dir and holds both locks */
+	close(held);
+	assert_int_equal(gw_state_lock(&lk, s, r, l, &err), 0);
+	assert_true(lk.old_fd >= 0);
+	assert_int_equal(stat(owner, &st), 0);
+	held = open(old, O_RDWR | O_CLOEXEC);
+	assert_int_equal(flock(held, LOCK_EX | LOCK_NB), -1); /* an earlier version is kept out */
+	close(held);
+	assert_int_equal(gw_file_read(&data, &len, old, 64, &err), 0);
+	snprintf(want, sizeof(want), "%d\n", (int)getpid());
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(data, want, len);
+	free(data);
+	gw_state_unlock(&lk);
+	/* without the file: nothing made there */
+	unlink(old);
+	assert_int_equal(gw_state_lock(&lk, s, r, l, &err), 0);
+	assert_int_equal(lk.old_fd, -1);
+	assert_int_equal(stat(old, &st), -1);
+	gw_state_unlock(&lk);
 	gw_rm_rf(top);
 }
 
@@ -597,6 +714,8 @@ int main(void)
 		cmocka_unit_test(test_an_earlier_layout_is_kept_when_nothing_is_given),
 		cmocka_unit_test(test_paths_are_named_in_one_place),
 		cmocka_unit_test(test_run_and_log_dirs_are_checked_like_the_state_dir),
+		cmocka_unit_test(test_a_run_dir_belongs_to_one_state_dir),
+		cmocka_unit_test(test_the_lock_of_an_earlier_version_is_taken_while_it_exists),
 		cmocka_unit_test(test_repository_record),
 		cmocka_unit_test(test_status_needs_a_readable_state_dir),
 	};

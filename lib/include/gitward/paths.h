@@ -1,9 +1,11 @@
 /* Where gitward keeps what: the one place that names the files of its three
  * directories, and the rule that picks those directories.
  *
- *   state dir  state.json, repo.git (the Git cache and the   /var/lib/gitward
- *              manifest cache inside it), repository (the url it belongs to)
- *   run dir    lock, process/ and vm/ records, pidfiles,   /run/gitward
+ *   state dir  lock, state.json, repo.git (the Git cache and  /var/lib/gitward
+ *              the manifest cache inside it), repository (the url it
+ *              belongs to)
+ *   run dir    owner (the state dir it belongs to),         /run/gitward
+ *              process/ and vm/ records, pidfiles,
  *              QMP sockets: they describe running processes and are gone
  *              after a reboot, like the processes
  *   log dir    workload output and VM consoles             /var/log/gitward
@@ -45,7 +47,7 @@ char *gw_dirs_default_state(const struct gw_dirs_env *env);
 void gw_dirs_resolve(char **state, char **run, char **log, const struct gw_dirs_env *env);
 
 /* Is run the run dir inside state (STATE/run), the layout of earlier
- * versions? Then the lock stays STATE/lock. */
+ * versions? */
 bool gw_dirs_run_is_legacy(const char *state_dir, const char *run_dir);
 
 /* The names. Each writes into buf (truncated to size) and returns buf. */
@@ -61,8 +63,13 @@ char *gw_path_repository(char *buf, size_t size, const char *state_dir);
 char *gw_path_manifest_cache(char *buf, size_t size, const char *state_dir);
 /* STATE/gnupg: the private GnuPG home a --gpg-keyring file is imported into */
 char *gw_path_gnupg(char *buf, size_t size, const char *state_dir);
-/* RUN/lock; STATE/lock while the run dir is STATE/run. */
-char *gw_path_lock(char *buf, size_t size, const char *state_dir, const char *run_dir);
+/* STATE/lock, wherever the run dir is: the lock belongs to the state dir. */
+char *gw_path_lock(char *buf, size_t size, const char *state_dir);
+/* RUN/lock: where earlier versions locked a run dir outside the state dir;
+ * taken as well while it exists (gw_state_lock). */
+char *gw_path_old_run_lock(char *buf, size_t size, const char *run_dir);
+/* RUN/owner: the state dir whose records the run dir holds. */
+char *gw_path_run_owner(char *buf, size_t size, const char *run_dir);
 /* RUN/process or RUN/vm: a kind's run records. */
 char *gw_path_kind_dir(char *buf, size_t size, const char *run_dir, enum gw_kind kind);
 /* RUN/KIND/NAME.EXT: json (record), lock, exit, pid, qmp */

@@ -1,5 +1,5 @@
-/* The state dir: one lock, the state file (written atomically), and the
- * status document rendered from it. */
+/* The state dir: one lock (lib/state/lock.c), the state file (written
+ * atomically), and the status document rendered from it. */
 #ifndef GITWARD_STATE_H
 #define GITWARD_STATE_H
 
@@ -93,11 +93,24 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
  * else -EPERM/-ENOTDIR naming the fix. A run or log dir outside the state
  * dir is created first. */
 int gw_state_dir_check(const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err);
-/* Check the dirs (gw_state_dir_check), then take the lock (gw_path_lock) or
- * fail at once naming the holder's pid. Refused too when the run dir moved
- * away from STATE/run while records remain there. The fd stays open
- * (O_CLOEXEC) for the life of the process. */
-int gw_state_lock(int *out_fd, const char *state_dir, const char *run_dir, const char *log_dir, struct gw_error *err);
+/* What gw_state_lock holds: STATE/lock, and RUN/lock of an earlier version
+ * while that file exists (-1: none). */
+struct gw_lock {
+	int fd;
+	int old_fd;
+};
+void gw_lock_init(struct gw_lock *lock);
+/* Check the dirs (gw_state_dir_check), then take the state dir's lock
+ * (gw_path_lock) or fail at once naming the holder's pid. Refused too when
+ * the run dir moved away from STATE/run while records remain there, when
+ * the run dir belongs to another state dir (its RUN/owner; -EBUSY naming
+ * it), and while an earlier version holds RUN/lock. A run dir that belongs
+ * to none is recorded as this state dir's. The fds stay open (O_CLOEXEC)
+ * for the life of the process; *out is set only on success. */
+int gw_state_lock(struct gw_lock *out, const char *state_dir, const char *run_dir, const char *log_dir,
+		  struct gw_error *err);
+/* Release what gw_state_lock took (a lock from gw_lock_init: nothing). */
+void gw_state_unlock(struct gw_lock *lock);
 /* gw_state_dir_check for readers (a dry-run): a state dir that does not
  * exist yet is fine, nothing is recorded there. */
 int gw_state_dir_check_existing(const char *dir, struct gw_error *err);
