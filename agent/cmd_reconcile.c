@@ -26,7 +26,8 @@ static const char reconcile_usage[] =
 	"  --output FORMAT            plan format: text, json; with --dry-run also markdown (a\n"
 	"                             pull-request comment) and github (workflow annotations)\n"
 	"  --against FILE|URL         (--dry-run) plan against a node's recorded state: the JSON of\n"
-	"                             `gitward status --output json` or an agent's GET /status\n" CLI_HELP_SOURCE
+	"                             `gitward status --output json` or an agent's GET /status,\n"
+	"                             for its node and labels (--node, --label override them)\n" CLI_HELP_SOURCE
 		CLI_HELP_DIRS CLI_HELP_REST;
 
 enum { OPT_DRY_RUN = 1, OPT_OUTPUT, OPT_AGAINST };
@@ -122,22 +123,35 @@ static void print_dry_run(const struct opts *o, const struct gw_pass *pass, cons
 }
 
 /* --dry-run --against: the observer is a node's recorded status (no state
- * dir of this host, no backend), and the node is the status's unless
- * --node says otherwise. */
+ * dir of this host, no backend), and the node and its labels are the
+ * status's unless --node or --label say otherwise; the label "node" stays
+ * the node's name. */
 static int against_observer(struct gw_observer_status *obs, const struct opts *o, struct gw_config *cfg,
 			    struct gw_error *err)
 {
+	const struct gw_review_node *nd = &obs->node;
 	char *text = NULL;
 	size_t len;
 	int rc = gw_review_status_read(&text, &len, o->against, err);
 	if (rc == 0)
 		rc = gw_observer_status_init(obs, text, len, o->against, err);
-	if (rc == 0 && obs->node && !gw_config_given(cfg, "node")) {
+	if (rc < 0)
+		return rc;
+	if (nd->node && !gw_config_given(cfg, "node")) {
 		free(cfg->node);
-		cfg->node = gw_xstrdup(obs->node);
-		gw_strmap_set(&cfg->labels, "node", obs->node);
+		cfg->node = gw_xstrdup(nd->node);
 	}
-	return rc;
+	if (nd->has_labels && !gw_config_given(cfg, "label")) {
+		gw_strmap_free(&cfg->labels);
+		for (size_t i = 0; i < nd->labels.n; i++)
+			gw_strmap_set(&cfg->labels, nd->labels.k[i], nd->labels.v[i]);
+	} else if (!nd->has_labels && !gw_config_given(cfg, "label")) {
+		gw_log(GW_LOG_WARN, "",
+		       "%s names no labels (an agent of an earlier version): the plan selects by --label, none given",
+		       o->against);
+	}
+	gw_strmap_set(&cfg->labels, "node", cfg->node);
+	return 0;
 }
 
 /* Options, logging, the required --repo and the --dry-run-only options.

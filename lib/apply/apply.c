@@ -838,8 +838,9 @@ static int record_state(struct gw_state_file *st, const struct gw_pass *pass, co
 	return gw_state_save(st, path, &d, err);
 }
 
-int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const char *node, const char *state_dir,
-		     const struct gw_backend_set *set, struct gw_error *err)
+int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const char *node,
+		     const struct gw_strmap *labels, const char *state_dir, const struct gw_backend_set *set,
+		     struct gw_error *err)
 {
 	struct gw_apply_report rep = { 0 };
 	struct gw_state_file st;
@@ -851,6 +852,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 	/* the new state: every resource with its outcome */
 	gw_state_file_init(&st);
 	st.node = gw_xstrdup(node);
+	gw_state_labels_set(&st, labels);
 	st.commit = gw_xstrdup(pass->commit);
 	st.ref = pass->ref ? gw_xstrdup(pass->ref) : NULL;
 	st.last_attempt = gw_now_ms() / 1000;
@@ -878,8 +880,9 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 	return 0;
 }
 
-int gw_apply_record_error(const char *node, const char *state_dir, const struct gw_backend_set *set,
-			  enum gw_run_result result, const char *message, struct gw_error *err)
+int gw_apply_record_error(const char *node, const struct gw_strmap *labels, const char *state_dir,
+			  const struct gw_backend_set *set, enum gw_run_result result, const char *message,
+			  struct gw_error *err)
 {
 	struct gw_state_file st;
 	struct gw_error lerr;
@@ -889,8 +892,10 @@ int gw_apply_record_error(const char *node, const char *state_dir, const struct 
 	gw_path_state_file(path, sizeof(path), state_dir);
 	if (gw_state_load(&st, path, &lerr) < 0)
 		gw_state_file_init(&st);
-	if (!st.node)
+	if (!st.node) {
 		st.node = gw_xstrdup(node);
+		gw_state_labels_set(&st, labels);
+	}
 	free(st.last_error);
 	st.last_error = gw_xstrdup(message);
 	st.last_attempt = gw_now_ms() / 1000;

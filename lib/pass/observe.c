@@ -45,7 +45,7 @@ static int status_read(struct gw_observer *self, struct gw_source *src, const st
 	char commit[41], *used = NULL;
 	(void)err;
 
-	if (!o->commit || gw_source_resolve(commit, &used, src, o->commit, &ignored) < 0)
+	if (!o->node.commit || gw_source_resolve(commit, &used, src, o->node.commit, &ignored) < 0)
 		return 0;
 	free(used);
 	o->recorded.exclude = opts->excludes;
@@ -59,16 +59,13 @@ static int status_observe(struct gw_observer *self, struct gw_pass *pass, const 
 {
 	struct gw_observer_status *o = (struct gw_observer_status *)self;
 	struct gw_observed *v;
-	char *node, *commit;
 	size_t n;
 	(void)labels;
 	(void)state_error;
 
-	int rc = gw_review_observed_from_status(&v, &n, &node, &commit, o->text, o->len, o->origin, err);
+	int rc = gw_review_observed_from_status(&v, &n, NULL, o->text, o->len, o->origin, err);
 	if (rc < 0)
 		return rc;
-	free(node);
-	free(commit);
 	/* the specs of the recorded commit, where the hashes agree */
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; !v[i].canonical && j < o->recorded.n; j++) {
@@ -87,8 +84,7 @@ static void status_free(struct gw_observer *self)
 	struct gw_observer_status *o = (struct gw_observer_status *)self;
 	free(o->text);
 	free(o->origin);
-	free(o->node);
-	free(o->commit);
+	gw_review_node_free(&o->node);
 	gw_manifest_set_free(&o->recorded);
 	memset(o, 0, sizeof(*o));
 }
@@ -107,7 +103,7 @@ int gw_observer_status_init(struct gw_observer_status *o, char *text, size_t len
 	};
 	gw_manifest_set_init(&o->recorded);
 	/* read once now: a document that is not a status fails before a fetch */
-	int rc = gw_review_observed_from_status(&v, &n, &o->node, &o->commit, text, len, origin, err);
+	int rc = gw_review_observed_from_status(&v, &n, &o->node, text, len, origin, err);
 	if (rc < 0) {
 		status_free(&o->base);
 		return rc;

@@ -199,7 +199,7 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 		    const struct gw_backend_set *set, struct gw_error *err)
 {
 	GW_PROF_BEGIN(execute);
-	int rc = gw_apply_execute(out, pass, opts->node, opts->state_dir, set, err);
+	int rc = gw_apply_execute(out, pass, opts->node, opts->labels, opts->state_dir, set, err);
 	GW_PROF_END(execute, "apply (execute, record)");
 	return rc;
 }
@@ -218,7 +218,7 @@ void gw_pass_record_failure(const struct gw_pass_opts *opts, const struct gw_bac
 {
 	char buf[GW_ERROR_MSG_MAX + 300];
 	struct gw_error err;
-	if (gw_apply_record_error(opts->node, opts->state_dir, set, gw_run_result_of_stage(stage, pass),
+	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, gw_run_result_of_stage(stage, pass),
 				  gw_error_format(buf, sizeof(buf), why), &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }

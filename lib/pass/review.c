@@ -124,54 +124,95 @@ static int bad_status(struct gw_error *err, const char *origin, const char *why)
 	return gw_error_set(err, -EBADMSG, "%s: not the JSON of `gitward status --output json`: %s", origin, why);
 }
 
-int gw_review_observed_from_status(struct gw_observed **out, size_t *out_n, char **out_node, char **out_commit,
+void gw_review_node_free(struct gw_review_node *nd)
+{
+	free(nd->node);
+	free(nd->commit);
+	gw_strmap_free(&nd->labels);
+	memset(nd, 0, sizeof(*nd));
+}
+
+/* The node the document describes: name, labels, commit. */
+static int status_node(struct gw_review_node *out, json_t *root, const char *origin, struct gw_error *err)
+{
+	struct gw_review_node nd = { 0 };
+	const char *node = json_string_value(json_object_get(root, "node"));
+	const char *commit = json_string_value(json_object_get(root, "commit"));
+	json_t *labels = json_object_get(root, "labels");
+	char why[100];
+
+	nd.has_labels = labels && !json_is_null(labels);
+	if (nd.has_labels && gw_state_labels_parse(&nd.labels, labels) < 0) {
+		snprintf(why, sizeof(why), "\"labels\": expected an object of at most %d strings", GW_STATE_LABELS_MAX);
+		return bad_status(err, origin, why);
+	}
+	nd.node = node ? gw_xstrdup(node) : NULL;
+	nd.commit = commit ? gw_xstrdup(commit) : NULL;
+	*out = nd;
+	return 0;
+}
+
+/* One resource of the document, as observed. */
+static int status_resource(struct gw_observed *o, json_t *r)
+{
+	const char *kind = json_string_value(json_object_get(r, "kind"));
+	const char *name = json_string_value(json_object_get(r, "name"));
+	const char *state = json_string_value(json_object_get(r, "state"));
+	const char *health = json_string_value(json_object_get(r, "health"));
+	const char *detail = json_string_value(json_object_get(r, "detail"));
+	enum gw_kind k;
+
+	if (!kind || gw_kind_from_string(&k, kind) < 0 || gw_record_parse(o, k, name, r) < 0)
+		return -EBADMSG;
+	if (!state || gw_state_from_string(&o->state, state) < 0)
+		o->state = GW_STATE_PENDING;
+	if (!health || gw_health_from_string(&o->health, health) < 0)
+		o->health = GW_HEALTH_UNKNOWN;
+	if (detail)
+		snprintf(o->detail, sizeof(o->detail), "%s", detail);
+	o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+	return 0;
+}
+
+int gw_review_observed_from_status(struct gw_observed **out, size_t *out_n, struct gw_review_node *out_node,
 				   const char *text, size_t len, const char *origin, struct gw_error *err)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(text, len, 0, &jerr), *res;
 	struct gw_observed *v = NULL;
+	struct gw_review_node nd = { 0 };
 	size_t n = 0;
+	int rc = 0;
 
 	if (!root)
 		return bad_status(err, origin, jerr.text);
 	res = json_object_get(root, "resources");
 	if (!json_is_object(root) || !json_is_array(res)) {
-		json_decref(root);
-		return bad_status(err, origin, "no \"resources\" list");
+		rc = bad_status(err, origin, "no \"resources\" list");
+		goto out;
 	}
 	v = gw_xcalloc(json_array_size(res) + 1, sizeof(*v));
-	for (size_t i = 0; i < json_array_size(res); i++) {
-		json_t *r = json_array_get(res, i);
-		const char *kind = json_string_value(json_object_get(r, "kind"));
-		const char *name = json_string_value(json_object_get(r, "name"));
-		const char *state = json_string_value(json_object_get(r, "state"));
-		const char *health = json_string_value(json_object_get(r, "health"));
-		const char *detail = json_string_value(json_object_get(r, "detail"));
-		enum gw_kind k;
+	for (size_t i = 0; i < json_array_size(res); i++, n++) {
 		char why[200];
-		if (!kind || gw_kind_from_string(&k, kind) < 0 || gw_record_parse(&v[n], k, name, r) < 0) {
+		if (status_resource(&v[n], json_array_get(res, i)) < 0) {
 			snprintf(why, sizeof(why), "resources[%zu]: expected kind, name and a spec_hash of 64 hex", i);
-			gw_review_observed_free(v, n);
-			json_decref(root);
-			return bad_status(err, origin, why);
+			rc = bad_status(err, origin, why);
+			goto out;
 		}
-		if (!state || gw_state_from_string(&v[n].state, state) < 0)
-			v[n].state = GW_STATE_PENDING;
-		if (!health || gw_health_from_string(&v[n].health, health) < 0)
-			v[n].health = GW_HEALTH_UNKNOWN;
-		if (detail)
-			snprintf(v[n].detail, sizeof(v[n].detail), "%s", detail);
-		v[n].restarts = (int)json_integer_value(json_object_get(r, "restarts"));
-		n++;
 	}
-	const char *node = json_string_value(json_object_get(root, "node"));
-	const char *commit = json_string_value(json_object_get(root, "commit"));
-	*out_node = node ? gw_xstrdup(node) : NULL;
-	*out_commit = commit ? gw_xstrdup(commit) : NULL;
-	json_decref(root);
+	if ((rc = status_node(&nd, root, origin, err)) < 0)
+		goto out;
+	if (out_node)
+		*out_node = nd;
+	else
+		gw_review_node_free(&nd);
 	*out = v;
 	*out_n = n;
-	return 0;
+	v = NULL; /* now owned by *out */
+out:
+	gw_review_observed_free(v, n);
+	json_decref(root);
+	return rc;
 }
 
 struct body {

@@ -33,7 +33,7 @@ static void finish_error(struct gw_run_summary *out, enum gw_run_result res, con
 	out->result = res;
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	if (gw_apply_record_error(opts->node, opts->state_dir, set, res, msg, &err) < 0)
+	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 

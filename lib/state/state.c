@@ -36,6 +36,7 @@ void gw_state_file_init(struct gw_state_file *st)
 void gw_state_file_free(struct gw_state_file *st)
 {
 	free(st->node);
+	gw_strmap_free(&st->labels);
 	free(st->commit);
 	free(st->ref);
 	free(st->last_attempt_result);
@@ -44,6 +45,42 @@ void gw_state_file_free(struct gw_state_file *st)
 		gw_observed_clear(&st->res[i]);
 	free(st->res);
 	gw_state_file_init(st);
+}
+
+void gw_state_labels_set(struct gw_state_file *st, const struct gw_strmap *labels)
+{
+	gw_strmap_free(&st->labels);
+	for (size_t i = 0; labels && i < labels->n; i++)
+		if (strcmp(labels->k[i], "node") != 0)
+			gw_strmap_set(&st->labels, labels->k[i], labels->v[i]);
+}
+
+json_t *gw_state_labels_json(const struct gw_strmap *labels)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < labels->n; i++)
+		if (strcmp(labels->k[i], "node") != 0)
+			json_object_set_new(o, labels->k[i], gw_json_string(labels->v[i]));
+	return o;
+}
+
+int gw_state_labels_parse(struct gw_strmap *out, const json_t *obj)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(obj) || json_object_size(obj) > GW_STATE_LABELS_MAX)
+		return -EBADMSG;
+	json_object_foreach((json_t *)obj, k, v)
+	{
+		if (!json_is_string(v)) {
+			gw_strmap_free(out);
+			return -EBADMSG;
+		}
+		if (strcmp(k, "node") != 0)
+			gw_strmap_set(out, k, json_string_value(v));
+	}
+	return 0;
 }
 
 static char *opt_str(json_t *o, const char *key)
@@ -123,6 +160,14 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 				       STATE_VERSION);
 	}
 	st.node = opt_str(root, "node");
+	/* absent in state files of earlier versions: none recorded */
+	if (json_object_get(root, "labels") && gw_state_labels_parse(&st.labels, json_object_get(root, "labels")) < 0) {
+		gw_state_file_free(&st);
+		json_decref(root);
+		return gw_error_set_at(err, -EBADMSG, path, 0, 0,
+				       "state file is corrupt: \"labels\" is not an object of at most %d strings",
+				       GW_STATE_LABELS_MAX);
+	}
 	st.commit = opt_str(root, "commit");
 	st.ref = opt_str(root, "ref");
 	st.last_error = opt_str(root, "last_error");
@@ -188,6 +233,7 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 
 	json_object_set_new(root, "version", json_integer(STATE_VERSION));
 	json_object_set_new(root, "node", str_or_null(st->node));
+	json_object_set_new(root, "labels", gw_state_labels_json(&st->labels));
 	json_object_set_new(root, "commit", str_or_null(st->commit));
 	json_object_set_new(root, "ref", str_or_null(st->ref));
 	json_object_set_new(root, "last_sync", json_integer(st->last_sync));
@@ -240,6 +286,7 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 	char *out;
 
 	json_object_set_new(root, "node", str_or_null(st->node));
+	json_object_set_new(root, "labels", gw_state_labels_json(&st->labels));
 	json_object_set_new(root, "commit", str_or_null(st->commit));
 	json_object_set_new(root, "ref", str_or_null(st->ref));
 	/* last_sync (SPEC) is the last success; the attempt may have failed since */
@@ -270,6 +317,16 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 	return out;
 }
 
+/* "labels:       role=edge zone=a", each escaped (read back from a file) */
+static void print_labels(FILE *f, const struct gw_strmap *labels)
+{
+	char k[512], v[1024];
+	fputs("labels:      ", f);
+	for (size_t i = 0; i < labels->n; i++)
+		fprintf(f, " %s=%s", gw_escape(k, sizeof(k), labels->k[i]), gw_escape(v, sizeof(v), labels->v[i]));
+	fputc('\n', f);
+}
+
 void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const struct gw_state_describer *d)
 {
 	char ts[64] = "never", esc[2048];
@@ -277,6 +334,8 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		gw_time_format_utc(ts, sizeof(ts), st->last_sync);
 	/* all of it read back from a file: escaped */
 	fprintf(f, "node:         %s\n", gw_escape(esc, sizeof(esc), st->node ? st->node : "-"));
+	if (st->labels.n)
+		print_labels(f, &st->labels);
 	fprintf(f, "commit:       %s\n", gw_escape(esc, sizeof(esc), st->commit ? st->commit : "-"));
 	fprintf(f, "ref:          %s\nlast success: %s\n", gw_escape(esc, sizeof(esc), st->ref ? st->ref : "-"), ts);
 	if (st->last_attempt) {

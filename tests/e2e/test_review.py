@@ -258,6 +258,54 @@ class AgainstTest(AgentBase):
         self.assertTrue(res.err.startswith("gitward: --against needs --dry-run\n"), res.err)
 
 
+    def test_the_readme_example_plans_with_the_labels_of_the_status(self):
+        """`gitward reconcile --dry-run --repo URL --ref feature --against
+        http://web-01:9420/status` as the README writes it (no --node, no
+        --label) against a node whose workloads have a nodeSelector: the
+        node's name and labels come from its status, so web is an update,
+        never a false delete. Flags override them."""
+        r = self.repo()
+        review_repo(r)
+        r.git("checkout", "-q", "main")
+        a = self.agent(r, "--ref", "main", "--label", "role=edge", "--interval", "1h")
+        wait_for(lambda: self.http(a, "/status")[1].count('"state":"running"') == 2, what="two running")
+        code, body = self.http(a, "/status")
+        self.assertEqual(code, 200)
+        self.assertEqual((json.loads(body)["node"], json.loads(body)["labels"]), ("n1", {"role": "edge"}))
+        res = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual((res.rc, res.json()["labels"]), (0, {"role": "edge"}), res)
+        res = run("status", "--state-dir", self.state)
+        self.assertIn("node:         n1\nlabels:       role=edge\n", res.out)
+        ci_state = os.path.join(self.tmp, "ci-state")  # the CI runner's: no gitward there
+        url = f"http://127.0.0.1:{a.port}/status"
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", ci_state, "--ref", "feature",
+                  "--against", url)
+        self.assertEqual(res.rc, 2, res)
+        self.assertEqual(res.out, "  ~ Process/web          update  env.API_TOKEN: \"abc\" -> \"xyz\", "
+                         "env.VERSION: \"1\" -> \"2\"\n  + Process/worker       create\n"
+                         "Plan: 1 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n")
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", ci_state, "--ref", "feature",
+                  "--against", url, "--output", "json")
+        self.assertEqual((res.rc, res.json()["node"], res.json()["summary"]["delete"]), (2, "n1", 0), res)
+        # --label overrides the status's labels (the label node stays the name)
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", ci_state, "--ref", "feature",
+                  "--against", url, "--label", "role=db")
+        self.assertEqual(res.rc, 2, res)
+        self.assertIn("  - Process/web          delete\n", res.out)
+        # a status of an earlier version names no labels: said, not guessed
+        doc = json.loads(body)
+        del doc["labels"]
+        old = os.path.join(self.tmp, "old-status.json")
+        with open(old, "w") as f:
+            json.dump(doc, f)
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", ci_state, "--ref", "feature",
+                  "--against", old)
+        self.assertEqual(res.rc, 2, res)
+        self.assertIn(f"{old} names no labels (an agent of an earlier version): the plan selects by --label, "
+                      "none given", res.err)
+        self.assertFalse(os.path.exists(ci_state))
+
+
 class CiTest(TempDirTest):
     def test_the_contrib_ci_script_on_a_branch_with_a_merge_base(self):
         origin = self.repo("origin")

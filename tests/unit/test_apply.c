@@ -651,7 +651,7 @@ static void test_review_status_documents(void **state)
 	(void)state;
 	struct gw_observed *v = NULL;
 	size_t n = 0;
-	char *node = NULL, *commit = NULL;
+	struct gw_review_node nd = { 0 };
 	struct gw_error err;
 	static const struct {
 		const char *text, *msg;
@@ -669,31 +669,41 @@ static void test_review_status_documents(void **state)
 		{ "{\"resources\": [{\"kind\": \"Process\", \"name\": \"p\", \"spec_hash\": \"abc\"}]}",
 		  "s.json: not the JSON of `gitward status --output json`: resources[0]: expected kind, name and a "
 		  "spec_hash of 64 hex" },
+		{ "{\"labels\": [\"edge\"], \"resources\": []}",
+		  "s.json: not the JSON of `gitward status --output json`: \"labels\": expected an object of "
+		  "at most 256 strings" },
+		{ "{\"labels\": {\"role\": 1}, \"resources\": []}",
+		  "s.json: not the JSON of `gitward status --output json`: \"labels\": expected an object of "
+		  "at most 256 strings" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, bad[i].text,
-								strlen(bad[i].text), "s.json", &err),
-				 -EBADMSG);
+		assert_int_equal(
+			gw_review_observed_from_status(&v, &n, &nd, bad[i].text, strlen(bad[i].text), "s.json", &err),
+			-EBADMSG);
 		assert_string_equal(err.msg, bad[i].msg);
 	}
 	const char junk[] = "{not json";
-	assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, junk, strlen(junk), "s.json", &err),
-			 -EBADMSG);
+	assert_int_equal(gw_review_observed_from_status(&v, &n, &nd, junk, strlen(junk), "s.json", &err), -EBADMSG);
 	static const char prefix[] = "s.json: not the JSON of `gitward status --output json`: ";
 	assert_int_equal(strncmp(err.msg, prefix, sizeof(prefix) - 1), 0);
 	assert_true(strlen(err.msg) > sizeof(prefix) - 1); /* and jansson's reason */
 
 	const char good[] =
-		"{\"node\": \"web-01\", \"commit\": \"c0ffee\", \"resources\": ["
+		"{\"node\": \"web-01\", \"labels\": {\"role\": \"edge\", \"node\": \"other\"}, \"commit\": \"c0ffee\", "
+		"\"resources\": ["
 		"{\"kind\": \"Process\", \"name\": \"p\", \"spec_hash\": \"" HASH_A "\", \"state\": \"running\","
 		" \"health\": \"healthy\", \"detail\": \"pid 7\", \"restarts\": 2},"
 		"{\"kind\": \"Container\", \"name\": \"c\", \"spec_hash\": \"" HASH_A "\", \"state\": \"sideways\","
 		" \"health\": \"odd\"},"
 		"{\"kind\": \"VM\", \"name\": \"v\", \"spec_hash\": \"" HASH_A "\"}]}";
-	assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, good, strlen(good), "s", &err), 0);
+	assert_int_equal(gw_review_observed_from_status(&v, &n, &nd, good, strlen(good), "s", &err), 0);
 	assert_int_equal(n, 3);
-	assert_string_equal(node, "web-01");
-	assert_string_equal(commit, "c0ffee");
+	assert_string_equal(nd.node, "web-01");
+	assert_string_equal(nd.commit, "c0ffee");
+	/* the labels, less "node" (the node's name is "node" apart) */
+	assert_true(nd.has_labels);
+	assert_int_equal(nd.labels.n, 1);
+	assert_string_equal(gw_strmap_get(&nd.labels, "role"), "edge");
 	assert_int_equal(v[0].state, GW_STATE_RUNNING);
 	assert_int_equal(v[0].health, GW_HEALTH_HEALTHY);
 	assert_string_equal(v[0].detail, "pid 7");
@@ -704,14 +714,15 @@ static void test_review_status_documents(void **state)
 	assert_int_equal(v[2].state, GW_STATE_PENDING);
 	assert_string_equal(v[2].detail, "");
 	gw_review_observed_free(v, n);
-	free(node);
-	free(commit);
+	gw_review_node_free(&nd);
 	const char bare[] = "{\"resources\": []}";
-	assert_int_equal(gw_review_observed_from_status(&v, &n, &node, &commit, bare, strlen(bare), "s", &err), 0);
+	assert_int_equal(gw_review_observed_from_status(&v, &n, &nd, bare, strlen(bare), "s", &err), 0);
 	assert_int_equal(n, 0);
-	assert_null(node);
-	assert_null(commit);
+	assert_null(nd.node);
+	assert_null(nd.commit);
+	assert_false(nd.has_labels); /* a document of an earlier version */
 	gw_review_observed_free(v, n);
+	gw_review_node_free(&nd);
 
 	/* where a status comes from */
 	char *text = NULL;
@@ -803,13 +814,14 @@ static void test_review_plans_between_commits_and_against_a_status(void **state)
 	assert_non_null(change);
 	char *doc = gw_xmalloc(1024);
 	snprintf(doc, 1024,
-		 "{\"node\": \"web-01\", \"commit\": \"%s\", \"resources\": ["
+		 "{\"node\": \"web-01\", \"labels\": {\"role\": \"edge\"}, \"commit\": \"%s\", \"resources\": ["
 		 "{\"kind\": \"Process\", \"name\": \"change\", \"spec_hash\": \"%s\", \"state\": \"running\"},"
 		 "{\"kind\": \"Process\", \"name\": \"other\", \"spec_hash\": \"%s\", \"state\": \"running\"}]}",
 		 HASH_A, change->spec_hash, HASH_A);
 	assert_int_equal(gw_observer_status_init(&status, doc, strlen(doc), "s.json", &err), 0);
-	assert_string_equal(status.node, "web-01");
-	assert_string_equal(status.commit, HASH_A);
+	assert_string_equal(status.node.node, "web-01");
+	assert_string_equal(gw_strmap_get(&status.node.labels, "role"), "edge");
+	assert_string_equal(status.node.commit, HASH_A);
 	gw_manifest_set_add_file(&status.recorded, "base.yaml", base_yaml, strlen(base_yaml));
 	gw_manifest_set_finish(&status.recorded);
 	assert_false(status.base.review);

@@ -287,6 +287,63 @@ static void test_status_escapes_what_was_read_back(void **state)
 	assert_non_null(strstr(err.msg, "state file is corrupt"));
 }
 
+/* The node's labels are recorded with the pass (less "node": the name is
+ * apart) and shown by status, in JSON and text; a file of an earlier
+ * version has none. */
+static void test_labels_are_recorded_and_shown(void **state)
+{
+	(void)state;
+	char path[128], *text = NULL, *js;
+	size_t len = 0;
+	struct gw_state_file st, back;
+	struct gw_strmap labels = { 0 };
+	struct gw_error err;
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	gw_state_file_init(&st);
+	st.node = gw_xstrdup("web-01");
+	gw_strmap_set(&labels, "node", "web-01");
+	gw_strmap_set(&labels, "zone", "a");
+	gw_strmap_set(&labels, "role", "edge");
+	gw_state_labels_set(&st, &labels);
+	gw_strmap_free(&labels);
+	assert_int_equal(gw_state_save(&st, path, NULL, &err), 0);
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_int_equal(back.labels.n, 2);
+	assert_string_equal(gw_strmap_get(&back.labels, "role"), "edge");
+	assert_string_equal(gw_strmap_get(&back.labels, "zone"), "a");
+	js = gw_state_render_status(&back, NULL);
+	assert_non_null(strstr(js, "{\"node\":\"web-01\",\"labels\":{\"role\":\"edge\",\"zone\":\"a\"},"));
+	free(js);
+	FILE *f = open_memstream(&text, &len);
+	gw_state_render_status_text(f, &back, NULL);
+	fclose(f);
+	assert_non_null(strstr(text, "node:         web-01\nlabels:       role=edge zone=a\ncommit:"));
+	free(text);
+	gw_state_file_free(&back);
+	gw_state_file_free(&st);
+
+	/* an earlier version's file: no labels, an empty object, no text line */
+	static const char old[] = "{\"version\": 1, \"node\": \"n1\", \"resources\": []}";
+	assert_int_equal(gw_state_parse(&back, old, sizeof(old) - 1, "state.json", &err), 0);
+	assert_int_equal(back.labels.n, 0);
+	js = gw_state_render_status(&back, NULL);
+	assert_non_null(strstr(js, "\"labels\":{}"));
+	free(js);
+	f = open_memstream(&text, &len);
+	gw_state_render_status_text(f, &back, NULL);
+	fclose(f);
+	assert_null(strstr(text, "labels:"));
+	free(text);
+	gw_state_file_free(&back);
+
+	/* labels that are not strings: corrupt, err filled */
+	static const char bad[] = "{\"version\": 1, \"node\": \"n1\", \"labels\": {\"role\": 3}, \"resources\": []}";
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(gw_state_parse(&back, bad, sizeof(bad) - 1, "state.json", &err), -EBADMSG);
+	assert_string_equal(err.msg, "state file is corrupt: \"labels\" is not an object of at most 256 strings");
+	unlink(path);
+}
+
 static void test_record_reader_on_bytes(void **state)
 {
 	(void)state;
@@ -705,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_convergence_round_trips_and_defaults_to_converged),
 		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),
 		cmocka_unit_test(test_status_escapes_what_was_read_back),
+		cmocka_unit_test(test_labels_are_recorded_and_shown),
 		cmocka_unit_test(test_record_reader_on_bytes),
 		cmocka_unit_test(test_invalid_names_on_disk_are_ignored),
 		cmocka_unit_test(test_state_dir_must_be_ours_and_private),

@@ -67,15 +67,18 @@ struct gw_apply_report {
 int gw_apply_observe(struct gw_pass *pass, const char *state_dir, const struct gw_backend_set *set, char **state_error,
 		     struct gw_error *err);
 /* Execute pass->plan through the instances of set and record the state
- * (of node, in state_dir). */
-int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const char *node, const char *state_dir,
-		     const struct gw_backend_set *set, struct gw_error *err);
+ * (of node with its labels, in state_dir). */
+int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const char *node,
+		     const struct gw_strmap *labels, const char *state_dir, const struct gw_backend_set *set,
+		     struct gw_error *err);
 
 /* Record a failed pass (git, manifests) without touching workloads: keeps the
- * last good commit, resources and last success; sets last_error and the
- * last attempt with its result. */
-int gw_apply_record_error(const char *node, const char *state_dir, const struct gw_backend_set *set,
-			  enum gw_run_result result, const char *message, struct gw_error *err);
+ * last good commit, resources, last success and the node (with its labels:
+ * recorded here only when none was); sets last_error and the last attempt
+ * with its result. */
+int gw_apply_record_error(const char *node, const struct gw_strmap *labels, const char *state_dir,
+			  const struct gw_backend_set *set, enum gw_run_result result, const char *message,
+			  struct gw_error *err);
 /* The backends' describe, for gw_state_save and the status renderers. */
 struct gw_state_describer gw_apply_describer(const struct gw_backend_set *set);
 

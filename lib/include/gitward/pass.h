@@ -17,6 +17,7 @@
 #include <stdbool.h>
 
 #include "gitward/apply.h"
+#include "gitward/review.h"
 #include "gitward/source.h"
 
 /* What a pass needs of the options, made once at the edge (agent/) from
@@ -76,8 +77,7 @@ struct gw_observer_status {
 	char *text;
 	size_t len;
 	char *origin; /* the file or URL, for errors */
-	char *node; /* the node's name in the document (NULL: none) */
-	char *commit; /* the commit it recorded (NULL: none) */
+	struct gw_review_node node; /* the node it describes: name, labels, the commit it recorded */
 	struct gw_manifest_set recorded; /* that commit's manifests, when read */
 };
 /* text is taken on every path (freed on failure). A document that is not

@@ -30,10 +30,19 @@ struct gw_inventory {
 int gw_inventory_load(struct gw_inventory *out, const char *path, struct gw_diags *diags);
 void gw_inventory_free(struct gw_inventory *inv);
 
+/* The node a status document describes. */
+struct gw_review_node {
+	char *node; /* its name (NULL: absent) */
+	char *commit; /* its last applied commit (NULL: absent) */
+	struct gw_strmap labels; /* its labels, less "node" */
+	bool has_labels; /* "labels" is there (not in documents of earlier versions) */
+};
+void gw_review_node_free(struct gw_review_node *nd);
+
 /* What a node runs, from the JSON of `status --output json` or GET /status
- * (text, len), as observed resources; *out_node and *out_commit are the
- * node's name and last applied commit (NULL when absent; caller frees). */
-int gw_review_observed_from_status(struct gw_observed **out, size_t *out_n, char **out_node, char **out_commit,
+ * (text, len), as observed resources; *out_node (NULL: not wanted) the node
+ * it describes (caller frees with gw_review_node_free). */
+int gw_review_observed_from_status(struct gw_observed **out, size_t *out_n, struct gw_review_node *out_node,
 				   const char *text, size_t len, const char *origin, struct gw_error *err);
 
 /* The status document of --against: a file, or an http(s):// URL (an

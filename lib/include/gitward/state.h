@@ -25,6 +25,7 @@ const char *gw_run_result_to_string(enum gw_run_result r);
 
 struct gw_state_file {
 	char *node;
+	struct gw_strmap labels; /* the node's labels of the pass, without "node" (its name) */
 	char *commit; /* last applied commit */
 	char *ref;
 	int64_t last_sync; /* unix seconds of the last successful pass, 0 = never */
@@ -46,6 +47,18 @@ struct gw_state_describer {
 
 void gw_state_file_init(struct gw_state_file *st);
 void gw_state_file_free(struct gw_state_file *st);
+
+/* Labels read back from a file or a status document: at most this many. */
+#define GW_STATE_LABELS_MAX 256
+/* st's labels become a copy of labels less "node" (the node's name, kept
+ * apart in st->node). */
+void gw_state_labels_set(struct gw_state_file *st, const struct gw_strmap *labels);
+/* Labels as JSON: {"role": "edge"} (caller frees). */
+json_t *gw_state_labels_json(const struct gw_strmap *labels);
+/* The labels of a JSON object of strings, less "node", into *out (empty
+ * before); -EBADMSG (out empty) for anything else or more than
+ * GW_STATE_LABELS_MAX. */
+int gw_state_labels_parse(struct gw_strmap *out, const json_t *obj);
 /* A missing file is an empty state; a torn or corrupt one is an error. An
  * entry written before handles (pid, start_time, id keys) is converted on
  * load to the handle those keys make: compact JSON of the ones set, keys
