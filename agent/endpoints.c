@@ -40,6 +40,7 @@ void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg)
 	m->interval_ms = cfg->interval_ms;
 	m->stuck_after_ms = cfg->stuck_after_ms ? cfg->stuck_after_ms : gw_stuck_after_default(cfg->interval_ms);
 	m->heartbeat = gw_monotonic_ms();
+	m->started_ms = gw_now_ms();
 	gw_path_state_file(m->state_path, sizeof(m->state_path), cfg->state_dir);
 	snprintf(m->version, sizeof(m->version), "%s", GW_VERSION);
 	gw_source_libgit2_version(m->libgit2, sizeof(m->libgit2));
@@ -215,6 +216,8 @@ static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 	family(sb, "gitward_build_info", "gauge", "The gitward version and the libgit2 it runs with (always 1).");
 	series(sb, "gitward_build_info", "version", m->version, "libgit2", m->libgit2);
 	gw_strbuf_puts(sb, "1\n");
+	family(sb, "process_start_time_seconds", "gauge", "When the agent started, in unix seconds.");
+	gw_strbuf_printf(sb, "process_start_time_seconds %.3f\n", seconds(m->started_ms));
 	family(sb, "gitward_sync_total", "counter", "Passes by result.");
 	for (int i = 0; i < GW_RUN_MAX; i++) {
 		series(sb, "gitward_sync_total", "result", gw_run_result_to_string((enum gw_run_result)i), NULL, NULL);
@@ -304,6 +307,19 @@ static void state_metrics(struct gw_strbuf *sb, const char *state_path)
 		series(sb, "gitward_commit_info", "commit", st.commit, "ref", st.ref ? st.ref : "");
 		gw_strbuf_puts(sb, "1\n");
 	}
+	/* beside it the ref's tip: "node runs X, main is at Y", and whether Y
+	 * is refused */
+	if (st.remote_commit) {
+		family(sb, "gitward_remote_commit_info", "gauge",
+		       "Always 1; the ref's tip at the last successful fetch and the ref.");
+		series(sb, "gitward_remote_commit_info", "commit", st.remote_commit, "ref", st.ref ? st.ref : "");
+		gw_strbuf_puts(sb, "1\n");
+	}
+	family(sb, "gitward_remote_commit_invalid", "gauge",
+	       "1 while the ref's tip at the last successful fetch is invalid or its signature refused (the last "
+	       "good commit stays in force), else 0.");
+	series(sb, "gitward_remote_commit_invalid", "ref", st.ref ? st.ref : "", NULL, NULL);
+	gw_strbuf_printf(sb, "%d\n", st.remote_invalid ? 1 : 0);
 	gw_state_file_free(&st);
 }
 

@@ -33,6 +33,7 @@ struct gw_metrics {
 	unsigned long long pass_buckets[GW_PASS_BUCKETS]; /* passes per bucket, not cumulative */
 	unsigned long long passes; /* passes recorded */
 	double pass_seconds; /* their total duration */
+	int64_t started_ms; /* unix ms: the agent's start (process_start_time_seconds) */
 	int64_t last_attempt_ms; /* unix ms: end of the last pass; 0 = none yet */
 	int64_t last_success_ms; /* end of the last pass that converged */
 	int64_t last_fetch_ok_ms; /* end of the last pass whose fetch succeeded */

@@ -838,6 +838,16 @@ static int record_state(struct gw_state_file *st, const struct gw_pass *pass, co
 	return gw_state_save(st, path, &d, err);
 }
 
+/* The remote tip this pass fetched, else the one recorded before. */
+static void record_remote(struct gw_state_file *st, const struct gw_remote_tip *remote, const struct gw_state_file *was)
+{
+	const char *commit = remote ? remote->commit : was->remote_commit;
+	char *copy = commit ? gw_xstrdup(commit) : NULL;
+	st->remote_invalid = remote ? remote->invalid : was->remote_invalid;
+	free(st->remote_commit);
+	st->remote_commit = copy;
+}
+
 int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const char *node,
 		     const struct gw_strmap *labels, const char *state_dir, const struct gw_backend_set *set,
 		     struct gw_error *err)
@@ -855,6 +865,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 	gw_state_labels_set(&st, labels);
 	st.commit = gw_xstrdup(pass->commit);
 	st.ref = pass->ref ? gw_xstrdup(pass->ref) : NULL;
+	record_remote(&st, pass->remote.commit[0] ? &pass->remote : NULL, &pass->state);
 	st.last_attempt = gw_now_ms() / 1000;
 	st.last_sync = pass->state.last_sync; /* until this pass succeeds */
 	for (size_t i = 0; i < pass->plan.n; i++)
@@ -881,8 +892,8 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 }
 
 int gw_apply_record_error(const char *node, const struct gw_strmap *labels, const char *state_dir,
-			  const struct gw_backend_set *set, enum gw_run_result result, const char *message,
-			  struct gw_error *err)
+			  const struct gw_backend_set *set, const struct gw_remote_tip *remote,
+			  enum gw_run_result result, const char *message, struct gw_error *err)
 {
 	struct gw_state_file st;
 	struct gw_error lerr;
@@ -896,6 +907,8 @@ int gw_apply_record_error(const char *node, const struct gw_strmap *labels, cons
 		st.node = gw_xstrdup(node);
 		gw_state_labels_set(&st, labels);
 	}
+	if (remote && remote->commit[0])
+		record_remote(&st, remote, &st);
 	free(st.last_error);
 	st.last_error = gw_xstrdup(message);
 	st.last_attempt = gw_now_ms() / 1000;

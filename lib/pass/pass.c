@@ -74,6 +74,11 @@ static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pas
 	if (rc == 0)
 		rc = gw_source_resolve(pass->commit, &pass->ref, src, opts->ref, err);
 	GW_PROF_END(resolve, "resolve ref");
+	/* the ref's tip, as fetched: recorded whatever becomes of the commit */
+	if (rc == 0 && !pass->offline) {
+		memset(&pass->remote, 0, sizeof(pass->remote));
+		memcpy(pass->remote.commit, pass->commit, sizeof(pass->remote.commit));
+	}
 	if (rc == 0 && opts->verify_signatures) {
 		/* before any manifest of the commit is parsed */
 		const char *vdir = pass->read_only ? gw_source_scratch_dir(src) : opts->state_dir;
@@ -84,6 +89,8 @@ static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pas
 					    .gnupg_home = gw_path_gnupg(gnupg, sizeof(gnupg), vdir) };
 		*stage = GW_PASS_VERIFY;
 		rc = gw_source_verify_commit(src, pass->commit, &v, err);
+		if (!pass->offline)
+			pass->remote.invalid = rc < 0;
 	}
 	if (rc < 0) {
 		gw_source_free(src);
@@ -138,6 +145,8 @@ int gw_pass_read(struct gw_pass *pass, enum gw_pass_stage *stage, const struct g
 	GW_PROF_BEGIN(finish);
 	gw_manifest_set_finish(&pass->set);
 	GW_PROF_END(finish, "cross-file checks");
+	if (pass->set.diags.n && !pass->offline)
+		pass->remote.invalid = true;
 	if (pass->set.diags.n)
 		return gw_error_set(err, -EINVAL, "%zu problem%s in the manifests of commit %.12s", pass->set.diags.n,
 				    pass->set.diags.n == 1 ? "" : "s", pass->commit);
@@ -218,8 +227,9 @@ void gw_pass_record_failure(const struct gw_pass_opts *opts, const struct gw_bac
 {
 	char buf[GW_ERROR_MSG_MAX + 300];
 	struct gw_error err;
-	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, gw_run_result_of_stage(stage, pass),
-				  gw_error_format(buf, sizeof(buf), why), &err) < 0)
+	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, &pass->remote,
+				  gw_run_result_of_stage(stage, pass), gw_error_format(buf, sizeof(buf), why),
+				  &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 

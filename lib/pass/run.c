@@ -27,58 +27,92 @@ static void log_plan(const struct gw_plan *plan)
 }
 
 static void finish_error(struct gw_run_summary *out, enum gw_run_result res, const struct gw_pass_opts *opts,
-			 const struct gw_backend_set *set, const char *msg)
+			 const struct gw_backend_set *set, const struct gw_pass *pass, const char *msg)
 {
 	struct gw_error err;
 	out->result = res;
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, res, msg, &err) < 0)
+	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, &pass->remote, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
 }
 
-/* The commit the node last applied, from the state file (caller frees), and
- * the error recorded with it; *failed: the result of the last attempt when
- * it was not a pass over the wanted commit (git_error, invalid, ...), a
- * static string. */
-static char *last_applied(const struct gw_pass_opts *opts, char **last_error, const char **failed)
+/* What the state file recorded before this pass. */
+struct recorded {
+	char *commit; /* the commit in force (NULL: none yet) */
+	char *ref; /* the name of its ref */
+	char *last_error;
+	/* the result of the last attempt when it was not a pass over the
+	 * wanted commit (git_error, invalid, ...), a static string */
+	const char *failed;
+	char *remote_commit;
+	bool remote_invalid;
+};
+
+static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
 {
 	struct gw_state_file st;
 	struct gw_error err;
-	char path[4096], *commit = NULL;
+	char path[4096];
 
+	memset(out, 0, sizeof(*out));
 	gw_path_state_file(path, sizeof(path), opts->state_dir);
-	gw_state_file_init(&st);
-	if (gw_state_load(&st, path, &err) == 0 && st.commit) {
-		commit = st.commit;
-		st.commit = NULL;
-		if (last_error) {
-			*last_error = st.last_error;
-			st.last_error = NULL;
-		}
-		for (int r = 0; failed && st.last_attempt_result && r < GW_RUN_MAX; r++)
-			if (r != GW_RUN_CONVERGED && r != GW_RUN_NOT_CONVERGED &&
-			    !strcmp(st.last_attempt_result, gw_run_result_to_string((enum gw_run_result)r)))
-				*failed = gw_run_result_to_string((enum gw_run_result)r);
-	}
+	if (gw_state_load(&st, path, &err) < 0)
+		return;
+	for (int r = 0; st.last_attempt_result && r < GW_RUN_MAX; r++)
+		if (r != GW_RUN_CONVERGED && r != GW_RUN_NOT_CONVERGED &&
+		    !strcmp(st.last_attempt_result, gw_run_result_to_string((enum gw_run_result)r)))
+			out->failed = gw_run_result_to_string((enum gw_run_result)r);
+	/* now owned by out */
+	out->commit = st.commit;
+	out->ref = st.ref;
+	out->last_error = st.last_error;
+	out->remote_commit = st.remote_commit;
+	out->remote_invalid = st.remote_invalid;
+	st.commit = st.ref = st.last_error = st.remote_commit = NULL;
 	gw_state_file_free(&st);
-	return commit;
 }
 
-/* Read pass against commit from the cache, without fetching. */
-static int read_offline(struct gw_pass *pass, const struct gw_pass_opts *opts, const char *commit,
+static void recorded_free(struct recorded *r)
+{
+	free(r->commit);
+	free(r->ref);
+	free(r->last_error);
+	free(r->remote_commit);
+}
+
+/* The name of the ref the commit in force came from: a pass over it
+ * records the name, never the commit id it is read at. */
+static const char *recorded_ref(const struct recorded *was, const struct gw_pass_opts *opts)
+{
+	return was->ref ? was->ref : opts->ref;
+}
+
+/* Read pass against commit from the cache, without fetching; the ref keeps
+ * the name ref_name (NULL: the commit's id), the remote tip stays. */
+static int read_offline(struct gw_pass *pass, const struct gw_pass_opts *opts, const char *commit, const char *ref_name,
 			const struct gw_cancel *cancel, struct gw_error *err)
 {
 	struct gw_pass_opts at = *opts;
 	enum gw_pass_stage stage;
 	struct gw_manifest_cache *cache = pass->cache;
+	struct gw_remote_tip remote = pass->remote;
+	char *name = ref_name ? gw_xstrdup(ref_name) : NULL; /* may be pass->ref */
 	at.ref = commit;
 	gw_pass_free(pass);
 	gw_pass_init(pass);
 	pass->offline = true;
 	pass->cancel = cancel;
 	pass->cache = cache;
-	return gw_pass_read(pass, &stage, &at, NULL, err);
+	pass->remote = remote;
+	int rc = gw_pass_read(pass, &stage, &at, NULL, err);
+	if (rc == 0 && name) {
+		free(pass->ref);
+		pass->ref = name;
+		name = NULL;
+	}
+	free(name);
+	return rc;
 }
 
 /* The steps of a pass below return 0 when it goes on to converge, or
@@ -88,23 +122,22 @@ static int read_offline(struct gw_pass *pass, const struct gw_pass_opts *opts, c
 /* A heal: a workload died; converge to the commit in force, no fetch,
  * keeping whatever error was recorded with it. */
 static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
-			const struct gw_backend_set *set, const struct gw_cancel *cancel)
+			const struct gw_backend_set *set, const struct gw_cancel *cancel, struct recorded *was)
 {
 	struct gw_error err = { 0 };
 	char buf[GW_ERROR_MSG_MAX + 300];
-	const char *failed = NULL;
-	char *recorded = NULL, *commit = last_applied(opts, &recorded, &failed);
 	int rc;
 
 	out->result = GW_RUN_CONVERGED;
-	if (!commit)
+	if (!was->commit)
 		return PASS_ENDED;
-	rc = read_offline(pass, opts, commit, cancel, &err);
-	free(commit);
-	pass->note = recorded;
-	pass->result = failed; /* a heal keeps what the last attempt said */
+	rc = read_offline(pass, opts, was->commit, recorded_ref(was, opts), cancel, &err);
+	/* now owned by the pass */
+	pass->note = was->last_error;
+	was->last_error = NULL;
+	pass->result = was->failed; /* a heal keeps what the last attempt said */
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return PASS_ENDED;
 	}
 	out->healing = true;
@@ -115,24 +148,22 @@ static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const 
  * force; the error is reported and the fetch retried. */
 static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
 			      const struct gw_backend_set *set, const struct gw_cancel *cancel,
-			      const struct gw_error *why)
+			      const struct recorded *was, const struct gw_error *why)
 {
 	struct gw_error err = { 0 };
-	char msg[GW_ERROR_MSG_MAX + 300], *commit = last_applied(opts, NULL, NULL);
+	char msg[GW_ERROR_MSG_MAX + 300];
 	int rc;
 
 	gw_error_format(msg, sizeof(msg), why);
-	if (!commit || gw_cancel_requested(cancel)) {
-		free(commit);
-		finish_error(out, GW_RUN_GIT_ERROR, opts, set, msg);
+	if (!was->commit || gw_cancel_requested(cancel)) {
+		finish_error(out, GW_RUN_GIT_ERROR, opts, set, pass, msg);
 		return PASS_ENDED;
 	}
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
-	gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", commit);
-	rc = read_offline(pass, opts, commit, cancel, &err);
-	free(commit);
+	gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", was->commit);
+	rc = read_offline(pass, opts, was->commit, recorded_ref(was, opts), cancel, &err);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_GIT_ERROR, opts, set, msg);
+		finish_error(out, GW_RUN_GIT_ERROR, opts, set, pass, msg);
 		return PASS_ENDED;
 	}
 	pass->note = gw_xstrdup(msg);
@@ -147,7 +178,7 @@ static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, 
  * the last good commit. */
 static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
 				const struct gw_backend_set *set, const struct gw_cancel *cancel,
-				enum gw_pass_stage stage, const struct gw_error *why)
+				const struct recorded *was, enum gw_pass_stage stage, const struct gw_error *why)
 {
 	enum gw_run_result bad = stage == GW_PASS_VERIFY ? GW_RUN_UNVERIFIED : GW_RUN_INVALID;
 	const struct gw_diags *d = &pass->set.diags;
@@ -164,20 +195,18 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 		snprintf(msg, sizeof(msg), "%s (first: %s:%u:%u: %s)", why->msg, d->v[0].file, d->v[0].line,
 			 d->v[0].col, d->v[0].msg);
 	}
-	char *commit = last_applied(opts, NULL, NULL);
-	if (!commit || !strcmp(commit, pass->commit)) {
-		free(commit);
-		finish_error(out, bad, opts, set, msg);
+	if (!was->commit || !strcmp(was->commit, pass->commit)) {
+		finish_error(out, bad, opts, set, pass, msg);
 		return PASS_ENDED;
 	}
 	gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
-	       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", commit);
-	/* just fetched: the last good commit is in the cache */
-	rc = read_offline(pass, opts, commit, cancel, &err);
-	free(commit);
+	       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", was->commit);
+	/* just fetched: the last good commit is in the cache; its ref is the
+	 * one just resolved */
+	rc = read_offline(pass, opts, was->commit, pass->ref, cancel, &err);
 	if (rc < 0) {
 		gw_log(GW_LOG_ERROR, "", "the last good commit cannot be used either: %s", err.msg);
-		finish_error(out, bad, opts, set, msg);
+		finish_error(out, bad, opts, set, pass, msg);
 		return PASS_ENDED;
 	}
 	pass->note = gw_xstrdup(msg);
@@ -185,6 +214,17 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 	snprintf(out->message, sizeof(out->message), "%s", msg);
 	out->result = bad;
 	return 0;
+}
+
+/* What this fetch ended, said once: a Git outage, an invalid tip. */
+static void log_recovery(const struct recorded *was, const struct gw_pass *pass, int rc)
+{
+	const char *ref = pass->ref ? pass->ref : "HEAD";
+	if (was->failed && !strcmp(was->failed, gw_run_result_to_string(GW_RUN_GIT_ERROR)))
+		gw_log(GW_LOG_INFO, "", "Git reachable again: fetched %s at %.12s", ref, pass->remote.commit);
+	if (rc == 0 && was->remote_invalid)
+		gw_log(GW_LOG_INFO, "", "commit %.12s valid again on %s (the last invalid tip was %.12s)",
+		       pass->remote.commit, ref, was->remote_commit ? was->remote_commit : "unknown");
 }
 
 /* Select, observe, plan, execute, record. */
@@ -199,7 +239,7 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 	int rc = gw_pass_observe_plan(pass, &live.base, opts->labels, opts, &state_error, &err);
 	free(state_error); /* logged; observation went on without the file */
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return;
 	}
 	memcpy(out->commit, pass->commit, sizeof(out->commit));
@@ -207,7 +247,7 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 	log_plan(&pass->plan);
 	rc = gw_pass_execute(&out->report, pass, opts, set, &err);
 	if (rc < 0) {
-		finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return;
 	}
 	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR)
@@ -221,6 +261,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, co
 	struct gw_error err = { 0 };
 	enum gw_pass_stage stage = GW_PASS_GIT;
 	char buf[GW_ERROR_MSG_MAX + 300];
+	struct recorded was;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -228,22 +269,26 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, co
 	gw_pass_init(&pass);
 	pass.cancel = cancel;
 	pass.cache = cache;
+	recorded_load(&was, opts);
 	if (mode == GW_PASS_HEAL) {
-		rc = prepare_heal(&pass, out, opts, set, cancel);
+		rc = prepare_heal(&pass, out, opts, set, cancel, &was);
 	} else {
 		rc = gw_pass_read(&pass, &stage, opts, NULL, &err);
 		out->fetched = rc == 0 || stage != GW_PASS_GIT;
+		if (out->fetched)
+			log_recovery(&was, &pass, rc);
 		if (rc < 0 && stage == GW_PASS_GIT) {
-			rc = fall_back_git_down(&pass, out, opts, set, cancel, &err);
+			rc = fall_back_git_down(&pass, out, opts, set, cancel, &was, &err);
 		} else if (rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
-			rc = fall_back_bad_commit(&pass, out, opts, set, cancel, stage, &err);
+			rc = fall_back_bad_commit(&pass, out, opts, set, cancel, &was, stage, &err);
 		} else if (rc < 0) {
-			finish_error(out, GW_RUN_ERROR, opts, set, gw_error_format(buf, sizeof(buf), &err));
+			finish_error(out, GW_RUN_ERROR, opts, set, &pass, gw_error_format(buf, sizeof(buf), &err));
 			rc = PASS_ENDED;
 		}
 	}
 	if (rc == 0)
 		converge(&pass, out, opts, set);
+	recorded_free(&was);
 	gw_pass_free(&pass);
 	gw_backend_set_pass_end(set);
 }

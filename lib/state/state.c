@@ -39,6 +39,7 @@ void gw_state_file_free(struct gw_state_file *st)
 	gw_strmap_free(&st->labels);
 	free(st->commit);
 	free(st->ref);
+	free(st->remote_commit);
 	free(st->last_attempt_result);
 	free(st->last_error);
 	for (size_t i = 0; i < st->n; i++)
@@ -170,6 +171,8 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 	}
 	st.commit = opt_str(root, "commit");
 	st.ref = opt_str(root, "ref");
+	st.remote_commit = opt_str(root, "remote_commit");
+	st.remote_invalid = json_is_true(json_object_get(root, "remote_invalid"));
 	st.last_error = opt_str(root, "last_error");
 	st.last_sync = json_integer_value(json_object_get(root, "last_sync"));
 	st.last_attempt = json_integer_value(json_object_get(root, "last_attempt"));
@@ -236,6 +239,8 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 	json_object_set_new(root, "labels", gw_state_labels_json(&st->labels));
 	json_object_set_new(root, "commit", str_or_null(st->commit));
 	json_object_set_new(root, "ref", str_or_null(st->ref));
+	json_object_set_new(root, "remote_commit", str_or_null(st->remote_commit));
+	json_object_set_new(root, "remote_invalid", json_boolean(st->remote_invalid));
 	json_object_set_new(root, "last_sync", json_integer(st->last_sync));
 	json_object_set_new(root, "last_attempt", json_integer(st->last_attempt));
 	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
@@ -289,6 +294,7 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 	json_object_set_new(root, "labels", gw_state_labels_json(&st->labels));
 	json_object_set_new(root, "commit", str_or_null(st->commit));
 	json_object_set_new(root, "ref", str_or_null(st->ref));
+	json_object_set_new(root, "remote_commit", str_or_null(st->remote_commit));
 	/* last_sync (SPEC) is the last success; the attempt may have failed since */
 	json_object_set_new(root, "last_sync", time_or_null(st->last_sync));
 	json_object_set_new(root, "last_success", time_or_null(st->last_sync));
@@ -337,7 +343,11 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 	if (st->labels.n)
 		print_labels(f, &st->labels);
 	fprintf(f, "commit:       %s\n", gw_escape(esc, sizeof(esc), st->commit ? st->commit : "-"));
-	fprintf(f, "ref:          %s\nlast success: %s\n", gw_escape(esc, sizeof(esc), st->ref ? st->ref : "-"), ts);
+	fprintf(f, "ref:          %s\n", gw_escape(esc, sizeof(esc), st->ref ? st->ref : "-"));
+	if (st->remote_commit)
+		fprintf(f, "remote:       %s%s\n", gw_escape(esc, sizeof(esc), st->remote_commit),
+			st->remote_invalid ? " (invalid: the commit above stays in force)" : "");
+	fprintf(f, "last success: %s\n", ts);
 	if (st->last_attempt) {
 		gw_time_format_utc(ts, sizeof(ts), st->last_attempt);
 		fprintf(f, "last attempt: %s (%s)\n", ts,

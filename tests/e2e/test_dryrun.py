@@ -98,8 +98,8 @@ class DryRun(TempDirTest):
         res = run("status", "--output", "json", "--state-dir", self.state)
         self.assertEqual(res.rc, 0, res)
         doc = res.json()
-        self.assertEqual(set(doc), {"node", "labels", "commit", "ref", "last_sync", "last_success", "last_attempt",
-                                    "last_attempt_result", "last_error", "resources"})
+        self.assertEqual(set(doc), {"node", "labels", "commit", "ref", "remote_commit", "last_sync", "last_success",
+                                    "last_attempt", "last_attempt_result", "last_error", "resources"})
         self.assertEqual(doc["node"], "n1")
         self.assertEqual(doc["labels"], {})  # a state file written before labels were recorded
         self.assertEqual(sorted(x["name"] for x in doc["resources"]), ["queue", "web", "worker"])

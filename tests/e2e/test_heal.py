@@ -73,6 +73,9 @@ class Heal(AgentBase):
         st = json.loads(run("status", "--output", "json", "--state-dir", self.state).out)
         self.assertIn(": no such directory", st["last_error"])
         self.assertEqual(next(x for x in st["resources"] if x["name"] == "web")["state"], "running")
+        # healed against the commit in force, by the ref's name (not its id)
+        self.assertEqual(st["ref"], "main")
+        self.assertNotIn("Git reachable again", self.log())
         # Git back: a new commit is applied and the error cleared
         os.rename(away, r.path)
         r.write("apps/api.yaml", proc_yaml("api", ("/bin/sleep", "3600")))
@@ -80,6 +83,7 @@ class Heal(AgentBase):
         wait_for(lambda: "api" in self.pids(), timeout=120, what="the new commit applied")
         wait_for(lambda: not self.state_json().get("last_error"), what="the error cleared")
         self.assertEqual(self.pids()["web"], pid)
+        self.assertEqual(self.log().count("info Git reachable again: fetched main at "), 1, self.log())
 
     def test_a_resource_that_stays_down_does_not_spin_the_agent(self):
         r = self.repo()

@@ -13,8 +13,8 @@ import tempfile
 import unittest
 import urllib.parse
 
-from gwtest import (agent_port, LISTEN_ANY, GITWARD, TempDirTest, pid_alive, proc_yaml, records, retry_port, stop,
-                    wait_for)
+from gwtest import (agent_port, LISTEN_ANY, GITWARD, TempDirTest, pid_alive, proc_yaml, records, retry_port, run,
+                    stop, wait_for)
 
 # Under CI (any non-empty value) a missing promtool or prometheus fails.
 CI = bool(os.environ.get("CI"))
@@ -231,15 +231,124 @@ class Conventions(MetricsBase):
         self.assertGreaterEqual(m3[FETCH_ERRORS], m2[FETCH_ERRORS])
 
 
+INVALID = 'gitward_remote_commit_invalid{ref="main"}'
+RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../contrib/prometheus/gitward.rules.yml")
+
+
+def typo(name):
+    """A Process manifest whose kind is misspelt: the commit is invalid."""
+    return proc_yaml(name).replace("kind: Process", "kind: Proccess")
+
+
+def info(m, name):
+    """{commit: ref} of the series of an info metric (commit and ref labels)"""
+    return {c: r for k in m for c, r in re.findall(r'^%s\{commit="([0-9a-f]{40})",ref="([^"]*)"\}$' % name, k)}
+
+
+class BrokenMain(MetricsBase):
+    """What an operator sees when main breaks or Git goes away: the ref's
+    tip beside the commit in force, the ref's name on every series, and a
+    line when it is over."""
+
+    def refs(self, m):
+        """every value of a ref label in the metrics"""
+        return {v for k in m for v in re.findall(r'[{,]ref="([^"]*)"', k)}
+
+    def status(self):
+        r = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(r.rc, 0, r)
+        return r.json()
+
+    def test_an_invalid_main_shows_its_tip_keeps_the_ref_name_and_is_logged_when_fixed(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        good = r.commit("a")
+        a = self.agent(r.path, "--interval", "500ms")
+        m = wait_for(lambda: (lambda m: m if info(m, "gitward_commit_info") == {good: "main"} else None)(
+            self.metrics(a)), what="the good commit applied")
+        self.assertEqual(info(m, "gitward_remote_commit_info"), {good: "main"})
+        self.assertEqual(m[INVALID], 0)
+        self.assertEqual(self.status()["remote_commit"], good)
+
+        r.write("b.yaml", typo("b"))
+        bad = r.commit("b, with a typo")
+        m = self.wait_metric(a, INVALID, lambda v: v == 1, "the invalid tip seen")
+        # node runs good, main is at bad: both by name, nothing else
+        self.assertEqual(info(m, "gitward_commit_info"), {good: "main"})
+        self.assertEqual(info(m, "gitward_remote_commit_info"), {bad: "main"})
+        self.assertEqual(self.refs(m), {"main"})
+        # more passes over the invalid tip make no new series
+        n = m['gitward_sync_total{result="invalid"}']
+        m = self.wait_metric(a, 'gitward_sync_total{result="invalid"}', lambda v: v >= n + 2, "more invalid passes")
+        self.assertEqual(self.refs(m), {"main"})
+        self.assertEqual(info(m, "gitward_commit_info"), {good: "main"})
+        rc, out = promtool_check(self.get(a, "/metrics")[2])
+        self.assertEqual((rc, out), (0, ""))
+        st = self.status()
+        self.assertEqual((st["commit"], st["ref"], st["remote_commit"]), (good, "main", bad))
+        self.assertIn('got "Proccess"', st["last_error"])
+        code, _, body = self.get(a, "/status")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["remote_commit"], bad)
+        self.assertNotIn("valid again", self.log())
+
+        r.write("b.yaml", proc_yaml("b"))
+        fixed = r.commit("b, fixed")
+        m = wait_for(lambda: (lambda m: m if info(m, "gitward_commit_info") == {fixed: "main"} else None)(
+            self.metrics(a)), what="the fixed commit applied")
+        self.assertEqual(info(m, "gitward_remote_commit_info"), {fixed: "main"})
+        self.assertEqual(m[INVALID], 0)
+        self.assertRegex(self.log(), r"(?m)^\S+ info commit %s valid again on main \(the last invalid tip was %s\)$"
+                         % (fixed[:12], bad[:12]))
+        self.assertEqual(self.log().count("valid again"), 1)
+        # recorded: status without an agent shows the tip
+        stop(self.agents[0])
+        st = self.status()
+        self.assertEqual((st["commit"], st["ref"], st["remote_commit"]), (fixed, "main", fixed))
+        text = run("status", "--state-dir", self.state).out
+        self.assertIn(f"remote:       {fixed}\n", text)
+
+    def test_a_git_outage_keeps_the_ref_name_and_is_logged_when_over(self):
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        good = r.commit("a")
+        a = self.agent(r.path, "--interval", "500ms", "--splay", "0")
+        self.wait_metric(a, 'gitward_sync_total{result="success"}', lambda v: v >= 1, "a first pass")
+        away = r.path + ".away"
+        os.rename(r.path, away)
+        m1 = self.wait_metric(a, FETCH_ERRORS, lambda v: v >= 1, "a git error")
+        # a heal against the commit in force while Git is down
+        old = records(self.state)["a"]["pid"]
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: (p := records(self.state)["a"].get("pid")) and p != old and pid_alive(p),
+                 what="a restarted")
+        m = self.wait_metric(a, FETCH_ERRORS, lambda v: v > m1[FETCH_ERRORS], "another git error")
+        self.assertEqual(info(m, "gitward_commit_info"), {good: "main"})
+        self.assertEqual(info(m, "gitward_remote_commit_info"), {good: "main"})
+        self.assertEqual(self.refs(m), {"main"})
+        st = self.status()
+        self.assertEqual((st["commit"], st["ref"], st["remote_commit"]), (good, "main", good))
+        self.assertNotIn("Git reachable again", self.log())
+
+        os.rename(away, r.path)
+        new = r.commit("empty", allow_empty=True)
+        m = wait_for(lambda: (lambda m: m if info(m, "gitward_commit_info") == {new: "main"} else None)(
+            self.metrics(a)), timeout=300, what="the next commit applied")
+        self.assertEqual(info(m, "gitward_remote_commit_info"), {new: "main"})
+        self.assertRegex(self.log(), r"(?m)^\S+ info Git reachable again: fetched main at [0-9a-f]{12}$")
+        self.assertEqual(self.log().count("Git reachable again"), 1)
+
+
 class RealPrometheus(MetricsBase):
-    def prometheus(self, target):
+    def prometheus(self, target, rules=None):
         binary = need(PROMETHEUS, "prometheus")
         d = tempfile.mkdtemp(prefix="gw-prom-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)
         conf = os.path.join(d, "prometheus.yml")
         with open(conf, "w") as f:
             # a scrape of a loaded ASan agent may take more than a second
-            f.write("global:\n  scrape_interval: 3s\n  scrape_timeout: 3s\n"
+            f.write("global:\n  scrape_interval: 3s\n  scrape_timeout: 3s\n  evaluation_interval: 3s\n"
+                    + (f"rule_files: [{json.dumps(rules)}]\n" if rules else "") +
                     "scrape_configs:\n  - job_name: gitward\n"
                     f"    static_configs:\n      - targets: ['{target}']\n")
         log_path = os.path.join(d, "prometheus.log")
@@ -315,3 +424,26 @@ class RealPrometheus(MetricsBase):
         self.assertGreaterEqual(float(passes[0]["value"][1]), 1)
         self.doCleanups()
         self.assertFalse(os.path.exists(prom.dir))
+
+    def test_the_shipped_rules_see_an_invalid_main(self):
+        """The issue's trial: a `kind: Proccess` typo on main, the node keeps
+        its last good commit, and the shipped rules' ALERTS (pending: their
+        `for:` is minutes) name the ref on the node."""
+        need(PROMETHEUS, "prometheus")
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.commit()
+        a = self.agent(r.path, "--interval", "1s")
+        self.wait_metric(a, 'gitward_sync_total{result="success"}', lambda v: v >= 1, "a first pass")
+        r.write("b.yaml", typo("b"))
+        r.commit("a typo")
+        self.wait_metric(a, INVALID, lambda v: v == 1, "the invalid tip seen")
+        prom = self.prometheus(f"127.0.0.1:{a.port}", rules=os.path.abspath(RULES))
+        alerts = wait_for(lambda: self.query(prom, 'ALERTS{alertname="GitwardInvalidCommit"}'), timeout=120,
+                          step=0.5, what="GitwardInvalidCommit in ALERTS")
+        self.assertEqual(len(alerts), 1, alerts)
+        labels = alerts[0]["metric"]
+        self.assertEqual((labels["ref"], labels["severity"], labels["alertstate"]), ("main", "critical", "pending"))
+        # the node is behind its tip and has no success since, but that is
+        # the same cause: no second alert
+        self.assertEqual(self.query(prom, 'ALERTS{alertname=~"GitwardBehindRemote|GitwardNoSuccessfulPass"}'), [])

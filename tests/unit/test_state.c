@@ -62,6 +62,9 @@ static void test_round_trip(void **state)
 	gw_state_file_init(&st);
 	st.node = gw_xstrdup("n1");
 	st.commit = gw_xstrdup("0123456789012345678901234567890123456789");
+	st.ref = gw_xstrdup("main");
+	st.remote_commit = gw_xstrdup("9876543210987654321098765432109876543210");
+	st.remote_invalid = true;
 	st.last_sync = 1795400000;
 	st.last_attempt = 1795400060;
 	st.last_attempt_result = gw_xstrdup("git_error");
@@ -83,6 +86,9 @@ static void test_round_trip(void **state)
 	assert_int_equal(gw_state_save(&st, path, &d, &err), 0);
 	assert_int_equal(gw_state_load(&back, path, &err), 0);
 	assert_string_equal(back.node, "n1");
+	assert_string_equal(back.ref, "main");
+	assert_string_equal(back.remote_commit, "9876543210987654321098765432109876543210");
+	assert_true(back.remote_invalid);
 	assert_int_equal(back.n, 1);
 	assert_string_equal(back.res[0].name, "web");
 	assert_string_equal(back.res[0].handle, "{\"pid\":42,\"start_time\":777}");
@@ -104,7 +110,20 @@ static void test_round_trip(void **state)
 	assert_int_equal(back.last_attempt, 1795400060);
 	assert_string_equal(back.last_attempt_result, "git_error");
 	assert_non_null(strstr(js, "\"pid\":42"));
+	/* the ref's tip beside the commit in force */
+	assert_non_null(strstr(js,
+			       "\"commit\":\"0123456789012345678901234567890123456789\",\"ref\":\"main\","
+			       "\"remote_commit\":\"9876543210987654321098765432109876543210\""));
 	free(js);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	gw_state_render_status_text(f, &back, &d);
+	fclose(f);
+	assert_non_null(strstr(text,
+			       "ref:          main\nremote:       9876543210987654321098765432109876543210 "
+			       "(invalid: the commit above stays in force)\nlast success: "));
+	free(text);
 	gw_backend_set_close(&set);
 	gw_state_file_free(&st);
 	gw_state_file_free(&back);
@@ -136,6 +155,9 @@ static void test_state_before_handles_is_converted_on_load(void **state)
 	assert_string_equal(st.res[0].handle, "{\"pid\":4242,\"start_time\":777}");
 	assert_string_equal(st.res[1].handle, "{\"id\":\"0123456789abcdef0123\"}");
 	assert_null(st.res[2].handle); /* never started */
+	/* a file of an earlier version records no remote tip */
+	assert_null(st.remote_commit);
+	assert_false(st.remote_invalid);
 	assert_int_equal(gw_backend_set_open(&set, NULL, &bc, &err), 0);
 	struct gw_state_describer d = { gw_backend_set_describe, &set };
 	char *js = gw_state_render_status(&st, &d);

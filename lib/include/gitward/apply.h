@@ -10,12 +10,22 @@
 #include "gitward/plan.h"
 #include "gitward/state.h"
 
+/* The ref's tip as a pass fetched it. commit is empty when the pass did
+ * not fetch (a heal) or its fetch failed: what was recorded stays. */
+struct gw_remote_tip {
+	char commit[41];
+	/* invalid manifests, or its signature refused: the last good commit
+	 * stood in for it */
+	bool invalid;
+};
+
 /* The data of one pass: what the commit declares, this node's selection,
  * what runs, the plan. The pass layer (gitward/pass.h) fills it stage by
  * stage; apply observes into it and executes its plan. */
 struct gw_pass {
 	char commit[41];
-	char *ref;
+	char *ref; /* its name ("main"), also when the commit is another one */
+	struct gw_remote_tip remote; /* recorded as remote_commit */
 	struct gw_manifest_set set; /* every resource of the commit */
 	struct gw_resource **selected; /* borrowed from set: this node's */
 	size_t nselected;
@@ -75,10 +85,11 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 /* Record a failed pass (git, manifests) without touching workloads: keeps the
  * last good commit, resources, last success and the node (with its labels:
  * recorded here only when none was); sets last_error and the last attempt
- * with its result. */
+ * with its result, and the remote tip when remote names one (NULL or an
+ * empty commit: the recorded one stays). */
 int gw_apply_record_error(const char *node, const struct gw_strmap *labels, const char *state_dir,
-			  const struct gw_backend_set *set, enum gw_run_result result, const char *message,
-			  struct gw_error *err);
+			  const struct gw_backend_set *set, const struct gw_remote_tip *remote,
+			  enum gw_run_result result, const char *message, struct gw_error *err);
 /* The backends' describe, for gw_state_save and the status renderers. */
 struct gw_state_describer gw_apply_describer(const struct gw_backend_set *set);
 

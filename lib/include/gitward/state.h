@@ -4,6 +4,7 @@
 #define GITWARD_STATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gitward/observed.h"
@@ -27,7 +28,11 @@ struct gw_state_file {
 	char *node;
 	struct gw_strmap labels; /* the node's labels of the pass, without "node" (its name) */
 	char *commit; /* last applied commit */
-	char *ref;
+	char *ref; /* the ref's name (never a commit id, unless --ref is one) */
+	/* the ref's tip at the last successful fetch, and whether it was invalid
+	 * or its signature refused (the last good commit stood in for it) */
+	char *remote_commit;
+	bool remote_invalid;
 	int64_t last_sync; /* unix seconds of the last successful pass, 0 = never */
 	int64_t last_attempt; /* unix seconds of the last pass, whatever its result; 0 = never */
 	char *last_attempt_result; /* its result: "success", "not_converged", "git_error", ... */
