@@ -53,8 +53,10 @@ class Heal(AgentBase):
         # least 1 s, then 2 s, after the one before. Told from the log's own
         # times, so a slow harness (a kill seen after the backoff ended) only
         # makes the gaps longer, never the check false
-        starts = [datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ") for t in
-                  re.findall(r"^(\S+) info Process/web: restart: started pid \d+$", self.log(), re.M)]
+        # the run record shows the new pid a moment before the agent logs it
+        lines = wait_for(lambda: len(m := re.findall(r"^(\S+) info Process/web: restart: started pid \d+$",
+                                                     self.log(), re.M)) >= 3 and m, what="three restarts logged")
+        starts = [datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ") for t in lines]
         self.assertEqual(len(starts), 3, self.log())
         gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
         self.assertGreaterEqual(gaps[0], 1.0 - 0.002, gaps)
