@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import unittest
 
-from gwtest import GITWARD, TempDirTest, proc_yaml, run, wait_for
+from gwtest import GITWARD, SLEEP, TempDirTest, proc_yaml, run, wait_for
 from test_agent import AgentBase
 
 CONTRIB_CI = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../contrib/ci"))
@@ -56,7 +56,8 @@ class ExcludeTest(TempDirTest):
         r.commit()
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1")
         self.assertEqual(res.rc, 2, res)
-        self.assertEqual(res.out, "  + Process/keep         create\n  + Process/web          create\n"
+        self.assertEqual(res.out, f"  + Process/keep         create  {SLEEP}\n"
+                         f"  + Process/web          create  {SLEEP}\n"
                          "Plan: 2 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n")
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
                   "--exclude", "keep.yml", "--exclude", "/apps/web.yaml", "--allow-empty")
@@ -69,7 +70,7 @@ class ExcludeTest(TempDirTest):
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
                   "--config", cfg)
         self.assertEqual(res.rc, 2, res)
-        self.assertEqual(res.out, "  + Process/web          create\n"
+        self.assertEqual(res.out, f"  + Process/web          create  {SLEEP}\n"
                          "Plan: 1 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n")
         self.assertFalse(os.path.exists(self.state))
 
@@ -127,7 +128,7 @@ Commit <code>{head}</code> (<code>feature</code>) against <code>{base}</code>.
 | | Resource | Action | Detail |
 |:-:|---|---|---|
 | ~ | Process/web | update | 2 fields changed |
-| + | Process/worker | create |  |
+| + | Process/worker | create | command <code>["/bin/sleep","300"]</code> |
 
 <details><summary>Field changes on web-01</summary>
 
@@ -142,7 +143,7 @@ Commit <code>{head}</code> (<code>feature</code>) against <code>{base}</code>.
 
 | | Resource | Action | Detail |
 |:-:|---|---|---|
-| + | Process/worker | create |  |
+| + | Process/worker | create | command <code>["/bin/sleep","300"]</code> |
 | - | Process/old | delete |  |
 """
 
@@ -162,10 +163,10 @@ class DiffTest(TempDirTest):
         self.assertEqual(res.rc, 2, res)
         self.assertEqual(res.out, "Node web-01:\n"
                          "  ~ Process/web          update  env.API_TOKEN: \"abc\" -> \"xyz\", env.VERSION: \"1\" -> \"2\"\n"
-                         "  + Process/worker       create\n"
+                         f"  + Process/worker       create  {SLEEP}\n"
                          "Plan: 1 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n"
                          "\nNode db-01:\n"
-                         "  + Process/worker       create\n"
+                         f"  + Process/worker       create  {SLEEP}\n"
                          "  - Process/old          delete\n"
                          "Plan: 1 to create, 0 to update, 1 to delete, 0 to restart, 1 unchanged.\n")
         self.assertEqual(res.err, "")
@@ -242,7 +243,7 @@ class AgainstTest(AgentBase):
                       "--label", "role=edge", "--against", against)
             self.assertEqual(res.rc, 2, res)
             self.assertEqual(res.out, "  ~ Process/web          update  env.API_TOKEN: \"abc\" -> \"xyz\", "
-                             "env.VERSION: \"1\" -> \"2\"\n  + Process/worker       create\n"
+                             f"env.VERSION: \"1\" -> \"2\"\n  + Process/worker       create  {SLEEP}\n"
                              "Plan: 1 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n")
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", ci_state, "--ref", "main",
                   "--label", "role=edge", "--against", f"http://127.0.0.1:{a.port}/status", "--output", "markdown")
