@@ -90,16 +90,33 @@ class PositionTest(TempDirTest):
         res = run("validate", "--output", "github", ".", cwd=r.path)
         self.assertEqual(res.rc, 1, res)
         self.assertEqual(res.out,
-                         "::error file=./a.yaml,line=8,col=7::spec.dependsOn[1]: \"ghost\" names no resource in "
+                         "::error file=a.yaml,line=8,col=7::spec.dependsOn[1]: \"ghost\" names no resource in "
                          "this commit\n"
-                         "::error file=./b.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: a -> b -> a\n"
-                         "::error file=./c.yaml,line=6,col=21::spec.dependsOn: \"b\" is listed twice\n"
-                         "::error file=./d.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: d -> d\n")
+                         "::error file=b.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: a -> b -> a\n"
+                         "::error file=c.yaml,line=6,col=21::spec.dependsOn: \"b\" is listed twice\n"
+                         "::error file=d.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: d -> d\n")
         r.commit()
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--output", "json")
         self.assertEqual(res.rc, 1, res)
         self.assertEqual([(e["file"], e["line"], e["column"]) for e in res.json()["errors"]],
                          [("a.yaml", 8, 7), ("b.yaml", 6, 15), ("c.yaml", 6, 21), ("d.yaml", 6, 15)])
+
+    def test_validate_names_files_as_a_pass_does(self):
+        """Repo-relative, no "./": an annotation of validate lands where the
+        dry-run's would."""
+        r = self.repo()
+        r.write("apps/x.yaml", proc_yaml("x", extra="  bogus: 1\n"))
+        r.commit()
+        want = "::error file=apps/x.yaml,line=6,col=3::spec.bogus: unknown field\n"
+        for path in (".", "./", "./apps//", "apps/./x.yaml"):
+            res = run("validate", "--output", "github", path, cwd=r.path)
+            self.assertEqual((res.rc, res.out), (1, want), path)
+        res = run("validate", "--output", "json", ".", cwd=r.path)
+        self.assertEqual(res.json()["errors"][0]["file"], "apps/x.yaml")
+        res = run("validate", ".", cwd=r.path)
+        self.assertEqual(res.err, "apps/x.yaml:6:3: spec.bogus: unknown field\n1 problem found.\n")
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--output", "github")
+        self.assertEqual((res.rc, res.out), (1, want))
 
 
 def review_repo(r):
@@ -287,7 +304,7 @@ class CiTest(TempDirTest):
         cp = subprocess.run(["ci/gitward-plan.sh", "origin/main", "plan.md"], cwd=work, env=env,
                             capture_output=True, text=True, timeout=120)
         self.assertEqual(cp.returncode, 1)
-        self.assertTrue(cp.stdout.startswith("::error file=./db.yaml,line=6,col=12::spec.restart: "), cp.stdout)
+        self.assertTrue(cp.stdout.startswith("::error file=db.yaml,line=6,col=12::spec.restart: "), cp.stdout)
 
     def test_the_ci_files_run_the_script(self):
         for name in ("github-actions.yml", "gitlab-ci.yml"):
