@@ -300,6 +300,13 @@ void cli_print_diags(const struct gw_diags *d)
 	gw_strbuf_free(&msg);
 }
 
+void cli_warn_empty(const struct gw_manifest_set *set)
+{
+	char buf[1024], esc[4096];
+	if (gw_manifest_set_empty_warning(buf, sizeof(buf), set))
+		fprintf(stderr, "gitward: warning: %s\n", gw_escape(esc, sizeof(esc), buf));
+}
+
 void cli_print_error(const char *prefix, const struct gw_error *err)
 {
 	char buf[600], esc[2400];

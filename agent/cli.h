@@ -99,6 +99,8 @@ const char *cli_nearest(const char *word, const char *const *names, size_t n);
 void cli_print_diags(const struct gw_diags *d);
 /* "gitward: PREFIXfile:line:col: msg" on stderr, escaped like every untrusted text. */
 void cli_print_error(const char *prefix, const struct gw_error *err);
+/* "gitward: warning: no manifest in ..." when a place read held none */
+void cli_warn_empty(const struct gw_manifest_set *set);
 struct gw_backend_set;
 /* The backend instances, built from the options (close with
  * gw_backend_set_close); self is a buffer for this binary's path, size

@@ -257,6 +257,7 @@ int cmd_diff(int argc, char **argv)
 		rc = gw_pass_check_repo(&po, false, &err);
 	if (rc == 0)
 		rc = gw_pass_read(&pass, &stage, &po, &base.base, &err);
+	cli_warn_empty(&pass.set);
 	if (rc < 0) {
 		rc = report_error(&o, &rv, &cfg, &err);
 		goto out;

@@ -113,6 +113,7 @@ int cmd_validate(int argc, char **argv)
 	for (int i = optind; i < argc; i++)
 		gw_manifest_set_add_path(&set, argv[i]);
 	gw_manifest_set_finish(&set);
+	cli_warn_empty(&set);
 
 	if (fmt == OUTPUT_JSON) {
 		print_json(&set);

@@ -208,12 +208,15 @@ void gw_manifest_set_add_path(struct gw_manifest_set *set, const char *given)
 	}
 	scope_open(&sc, &rel, set, path, S_ISDIR(st.st_mode));
 	const char *by = *rel ? gw_ignore_match(sc.ignore, rel, S_ISDIR(st.st_mode)) : NULL;
+	size_t files = set->files, diags = set->diags.n;
 	if (by)
 		gw_manifest_set_skip(set, path, by);
 	else if (S_ISDIR(st.st_mode))
 		add_dir(set, path, rel, &sc, 0);
 	else
 		add_file(set, path);
+	if (set->files == files && set->diags.n == diags)
+		gw_manifest_set_empty(set, path);
 	free(rel);
 	free(path);
 	gw_ignore_free(sc.ignore);

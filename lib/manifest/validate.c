@@ -754,6 +754,7 @@ void gw_manifest_set_free(struct gw_manifest_set *set)
 		free(set->invalid_names.v[i]);
 	free(set->invalid_names.v);
 	gw_strmap_free(&set->skipped);
+	gw_strlist_free(&set->empty);
 	memset(set, 0, sizeof(*set));
 }
 

@@ -12,6 +12,7 @@ import subprocess
 import unittest
 
 from gwtest import GITWARD, TempDirTest, proc_yaml, run, wait_for
+from test_agent import AgentBase
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 HINT = "Run 'gitward reconcile --help' for its options.\n"
@@ -204,6 +205,54 @@ class Logs(TempDirTest):
         self.assertTrue(res.err.endswith(
             f"gitward: error: --listen 127.0.0.1:{port}: the port is in use (another gitward agent?); choose "
             "another ADDR:PORT or \"off\"\n"), res.err)
+
+
+class NoManifest(AgentBase):
+    """No quiet success on nothing: a repository or --path without any
+    manifest is warned about by every command that reads it, and reconcile's
+    summary says so (exit codes unchanged)."""
+    WARN = "gitward: warning: no manifest in {} (no *.yaml or *.yml file)\n"
+
+    def test_every_command_warns_and_reconcile_says_so(self):
+        r = self.repo()
+        r.write("README.md", "no manifest here\n")
+        r.write("docs/notes.txt", "nor here\n")
+        head = r.commit()
+        res = run("validate", r.path)
+        self.assertEqual((res.rc, res.out, res.err), (0, "0 resources in 0 files: valid.\n", self.WARN.format(r.path)))
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (0, self.WARN.format("the repository")), res)
+        res = run("diff", "--repo", r.path, "--state-dir", self.state, "--base", head)
+        self.assertEqual((res.rc, res.err), (0, self.WARN.format("the repository")), res)
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (0, self.WARN.format("the repository")), res)
+        self.assertEqual(res.out, "Plan: 0 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n"
+                                  "Applied: 0 ok, 0 failed, 0 waiting. Converged, but no manifest in the repository "
+                                  "(no *.yaml or *.yml file).\n")
+        # one --path of two is empty: that one is named
+        r.write("apps/a.yaml", proc_yaml("a"))
+        r.commit()
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--path", "apps",
+                  "--path", "./docs/")
+        self.assertEqual((res.rc, res.err), (2, self.WARN.format("--path docs")), res)
+        # everything left out by an exclusion: said so
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--exclude", "apps/")
+        self.assertEqual(res.err, "gitward: warning: no manifest in the repository (no *.yaml or *.yml file that "
+                                  ".gitwardignore and --exclude keep)\n", res)
+        # a repository with manifests: no warning
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (2, ""), res)
+
+    def test_the_agent_warns_once_per_commit(self):
+        r = self.repo()
+        r.write("README.md", "no manifest here\n")
+        head = r.commit()
+        a = self.agent(r, "--interval", "1h")
+        line = f" warn commit {head[:12]}: no manifest in the repository (no *.yaml or *.yml file)\n"
+        wait_for(lambda: line in self.log(), what="the warning")
+        a.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.passes(a) >= 2, what="a second pass")
+        self.assertEqual(self.log().count(line), 1, self.log())
 
 
 def records(state):
