@@ -11,7 +11,7 @@ import socket
 import subprocess
 import unittest
 
-from gwtest import GITWARD, TempDirTest, proc_yaml, run, wait_for
+from gwtest import GITWARD, TempDirTest, free_port, proc_yaml, run, wait_for
 from test_agent import AgentBase
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -47,6 +47,16 @@ class RepoMessages(TempDirTest):
         open(f, "w").close()
         res = self.dry(f)
         self.assertEqual(res.err, f"gitward: error: {f} is not a directory (--repo takes a URL or a Git repository)\n")
+
+    def test_a_url_without_scheme_is_said_to_be_read_as_ssh(self):
+        port = free_port()  # nothing listens there
+        url = f"127.0.0.1:{port}/git/x.git"
+        res = self.dry(url)
+        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.err, f"gitward: error: {url}: cannot reach the remote: failed to connect to 127.0.0.1: "
+                                  f"Connection refused (no scheme: read as scp-like SSH to 127.0.0.1, path "
+                                  f"\"{port}/git/x.git\"; give http://{url} for HTTP, or ssh://{url} for SSH on that "
+                                  "port)\n")
 
     def test_ref_head_and_short_commit_ids(self):
         r = self.base()
