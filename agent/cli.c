@@ -314,6 +314,29 @@ void cli_print_error(const char *prefix, const struct gw_error *err)
 	fprintf(stderr, "gitward: %s%s\n", prefix, gw_escape(esc, sizeof(esc), buf));
 }
 
+/* Does err name dir or a folder above it (as its file, or first in its message)? */
+static bool names_dir(const struct gw_error *err, const char *dir)
+{
+	const char *p = err->file[0] ? err->file : err->msg;
+	size_t n = err->file[0] ? strlen(p) : strcspn(p, ": ");
+	while (n > 1 && p[n - 1] == '/')
+		n--;
+	return n > 0 && p[0] == '/' && !strncmp(dir, p, n) && (dir[n] == '/' || dir[n] == '\0' || n == 1);
+}
+
+void cli_print_state_error(const struct gw_error *err, const char *state_dir)
+{
+	char buf[600], note[1024], esc[2400], nesc[4096];
+	const char *why = state_dir && names_dir(err, state_dir)
+		? gw_state_default_dir_note(note, sizeof(note), state_dir)
+		: NULL;
+	gw_error_format(buf, sizeof(buf), err);
+	fprintf(stderr, "gitward: error: %s%s%s%s%s\n", gw_escape(esc, sizeof(esc), buf), why ? " (" : "",
+		why ? gw_escape(nesc, sizeof(nesc), why) : "",
+		/* the way out, unless the message gives it already */
+		why && !strstr(err->msg, "--state-dir") ? "; choose one with --state-dir DIR" : "", why ? ")" : "");
+}
+
 int cli_parse_output(enum output_format *out, const char *arg)
 {
 	if (!strcmp(arg, "text")) {

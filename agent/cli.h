@@ -99,6 +99,10 @@ const char *cli_nearest(const char *word, const char *const *names, size_t n);
 void cli_print_diags(const struct gw_diags *d);
 /* "gitward: PREFIXfile:line:col: msg" on stderr, escaped like every untrusted text. */
 void cli_print_error(const char *prefix, const struct gw_error *err);
+/* cli_print_error("error: ", err), and when err names state_dir (or a
+ * folder above it) and state_dir is the default, which nobody may have
+ * chosen: says so, and how to choose one. */
+void cli_print_state_error(const struct gw_error *err, const char *state_dir);
 /* "gitward: warning: no manifest in ..." when a place read held none */
 void cli_warn_empty(const struct gw_manifest_set *set);
 struct gw_backend_set;

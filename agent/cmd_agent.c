@@ -241,7 +241,7 @@ static int setup(int *lock_fd, const struct gw_config *cfg, const struct gw_pass
 	if (gw_pass_check_repo(po, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
 	    gw_state_lock(lock_fd, cfg->state_dir, cfg->run_dir, cfg->log_dir, &err) < 0 ||
 	    gw_pass_check_repo(po, true, &err) < 0) {
-		cli_print_error("error: ", &err);
+		cli_print_state_error(&err, cfg->state_dir);
 		return err.code < 0 ? err.code : -EIO;
 	}
 	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0) {

@@ -95,7 +95,7 @@ static int report_error(const struct opts *o, const struct review *rv, const str
 		gw_plan_render_markdown(stdout, t, NULL, 0, d, d->n ? NULL : err);
 	}
 	cli_print_diags(d);
-	cli_print_error("error: ", err);
+	cli_print_state_error(err, cfg->state_dir);
 	return 1;
 }
 

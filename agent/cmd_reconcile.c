@@ -93,7 +93,7 @@ static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_conf
 		free(s);
 	}
 	cli_print_diags(&pass->set.diags);
-	cli_print_error("error: ", err);
+	cli_print_state_error(err, cfg->state_dir);
 	return 1;
 }
 

@@ -63,8 +63,8 @@ int cmd_status(int argc, char **argv)
 		dir = gw_state_default_dir();
 	gw_path_state_file(path, sizeof(path), dir);
 	if (gw_state_dir_readable(dir, &err) < 0 || gw_state_load(&st, path, &err) < 0) {
+		cli_print_state_error(&err, dir);
 		free(dir);
-		cli_print_error("error: ", &err);
 		return 1;
 	}
 	/* the backends show each workload's identity ("pid", "id") */

@@ -503,3 +503,16 @@ char *gw_state_default_dir(void)
 	gw_dirs_env_from_process(&env);
 	return gw_dirs_default_state(&env);
 }
+
+const char *gw_state_default_dir_note(char *buf, size_t size, const char *state_dir)
+{
+	struct gw_dirs_env env;
+	gw_dirs_env_from_process(&env);
+	char *def = gw_dirs_default_state(&env);
+	bool is_default = state_dir && !strcmp(state_dir, def);
+	free(def);
+	if (!is_default)
+		return NULL;
+	snprintf(buf, size, "%s is the default state dir %s", state_dir, gw_dirs_default_state_rule(&env));
+	return buf;
+}

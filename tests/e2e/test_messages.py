@@ -11,7 +11,7 @@ import socket
 import subprocess
 import unittest
 
-from gwtest import GITWARD, TempDirTest, free_port, proc_yaml, run, wait_for
+from gwtest import GITWARD, TempDirTest, binary_for_anyone, free_port, proc_yaml, run, wait_for
 from test_agent import AgentBase
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -215,6 +215,37 @@ class Logs(TempDirTest):
         self.assertTrue(res.err.endswith(
             f"gitward: error: --listen 127.0.0.1:{port}: the port is in use (another gitward agent?); choose "
             "another ADDR:PORT or \"off\"\n"), res.err)
+
+
+class DefaultStateDir(TempDirTest):
+    def test_an_error_naming_the_default_state_dir_says_so(self):
+        """As a user (nobody, when the tests run as root) whose $HOME does
+        not exist, like system users': the error names the folder, says
+        that it comes from the default state dir and how to choose one."""
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.commit()
+        cmd = [GITWARD]
+        if os.geteuid() == 0:
+            os.chmod(self.tmp, 0o755)
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", binary_for_anyone(self.tmp)]
+        env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent"}
+        rule = ("/nonexistent/.local/state/gitward is the default state dir for a user other than root: "
+                "$HOME/.local/state/gitward, or $XDG_STATE_HOME/gitward when set")
+        cp = subprocess.run(cmd + ["reconcile", "--repo", r.path], capture_output=True, text=True, timeout=60,
+                            cwd="/", env=env)
+        self.assertEqual((cp.returncode, cp.stderr), (1, "gitward: error: /nonexistent: cannot create directory: "
+                                                         f"Permission denied ({rule}; choose one with --state-dir "
+                                                         "DIR)\n"))
+        cp = subprocess.run(cmd + ["status"], capture_output=True, text=True, timeout=60, cwd="/", env=env)
+        self.assertEqual((cp.returncode, cp.stderr), (1, "gitward: error: /nonexistent/.local/state/gitward: no such "
+                                                         "state dir: no gitward has used it (give the --state-dir of "
+                                                         f"the node's agent) ({rule})\n"))
+        # a state dir someone chose is not the default
+        cp = subprocess.run(cmd + ["status", "--state-dir", "/nonexistent/x"], capture_output=True, text=True,
+                            timeout=60, cwd="/", env=env)
+        self.assertEqual(cp.stderr, "gitward: error: /nonexistent/x: no such state dir: no gitward has used it (give "
+                                    "the --state-dir of the node's agent)\n")
 
 
 class NoManifest(AgentBase):
