@@ -337,27 +337,36 @@ void cli_print_state_error(const struct gw_error *err, const char *state_dir)
 		why && !strstr(err->msg, "--state-dir") ? "; choose one with --state-dir DIR" : "", why ? ")" : "");
 }
 
-int cli_parse_output(enum output_format *out, const char *arg)
+int cli_parse_output(enum output_format *out, const char *arg, const char *cmd, unsigned takes)
 {
-	if (!strcmp(arg, "text")) {
-		*out = OUTPUT_TEXT;
+	static const char *const names[] = { "text", "json", "markdown", "github" };
+	const size_t n = sizeof(names) / sizeof(names[0]);
+	char list[64] = "", esc[300];
+	size_t listed = 0, total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += (takes >> i) & 1;
+	for (size_t i = 0; i < n; i++) { /* "text, json or github": what cmd takes */
+		if (!((takes >> i) & 1))
+			continue;
+		listed++;
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			 listed == 1		   ? ""
+				 : listed == total ? " or "
+						   : ", ",
+			 names[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(arg, names[i]) != 0)
+			continue;
+		if (!((takes >> i) & 1)) {
+			fprintf(stderr, "gitward: --output: %s prints %s\n", cmd, list);
+			return -EINVAL;
+		}
+		*out = (enum output_format)i;
 		return 0;
 	}
-	if (!strcmp(arg, "json")) {
-		*out = OUTPUT_JSON;
-		return 0;
-	}
-	if (!strcmp(arg, "markdown")) {
-		*out = OUTPUT_MARKDOWN;
-		return 0;
-	}
-	if (!strcmp(arg, "github")) {
-		*out = OUTPUT_GITHUB;
-		return 0;
-	}
-	char esc[300];
-	fprintf(stderr, "gitward: --output: expected text, json, markdown or github, got \"%s\"\n",
-		gw_escape(esc, sizeof(esc), arg));
+	fprintf(stderr, "gitward: --output: expected %s, got \"%s\"\n", list, gw_escape(esc, sizeof(esc), arg));
 	return -EINVAL;
 }
 

@@ -114,7 +114,13 @@ struct gw_pass_opts;
 /* What a pass needs of the options, built once (borrows from cfg). */
 void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg);
 void cli_install_logging(const struct gw_config *cfg);
-int cli_parse_output(enum output_format *out, const char *arg);
+/* --output ARG of cmd, which takes the formats of the mask takes (bit
+ * OUTPUT_X); a format cmd does not take, or none, is said on stderr with the
+ * ones it takes. */
+#define OUTPUT_BIT(f) (1u << (f))
+#define OUTPUTS_ALL                                                                                                    \
+	(OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON) | OUTPUT_BIT(OUTPUT_MARKDOWN) | OUTPUT_BIT(OUTPUT_GITHUB))
+int cli_parse_output(enum output_format *out, const char *arg, const char *cmd, unsigned takes);
 /* GitHub Actions workflow annotations, one "::error file=F,line=L,col=C::MSG"
  * per problem (err: one more, when not NULL). */
 void cli_print_github(FILE *f, const struct gw_diags *d);

@@ -51,7 +51,7 @@ static int on_extra(int id, const char *arg, void *ud)
 	else if (id == OPT_NODES)
 		o->nodes = arg;
 	else
-		return cli_parse_output(&o->fmt, arg) < 0 ? CLI_STOP_USAGE : 0;
+		return cli_parse_output(&o->fmt, arg, "diff", OUTPUTS_ALL) < 0 ? CLI_STOP_USAGE : 0;
 	return 0;
 }
 

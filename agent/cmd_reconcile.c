@@ -56,7 +56,7 @@ static int on_extra(int id, const char *arg, void *ud)
 		o->against = arg;
 		return 0;
 	}
-	return cli_parse_output(&o->fmt, arg) < 0 ? CLI_STOP_USAGE : 0;
+	return cli_parse_output(&o->fmt, arg, "reconcile", OUTPUTS_ALL) < 0 ? CLI_STOP_USAGE : 0;
 }
 
 static void title(char *buf, size_t size, const char *commit, const char *node, const char *against)

@@ -37,9 +37,8 @@ int cmd_status(int argc, char **argv)
 			free(dir);
 			return 0;
 		case 'o':
-			if (cli_parse_output(&fmt, optarg) < 0 || fmt > OUTPUT_JSON) {
-				if (fmt > OUTPUT_JSON)
-					fprintf(stderr, "gitward: --output: status prints text or json\n");
+			if (cli_parse_output(&fmt, optarg, "status",
+					     OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON)) < 0) {
 				free(dir);
 				return EXIT_USAGE;
 			}

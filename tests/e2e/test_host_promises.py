@@ -644,9 +644,9 @@ class Usage(TempDirTest):
         self.usage("validate", "-q", r.path, message='unknown option "-q"')
         self.usage("validate", "-o", message="-o (--output) needs a value")
         self.usage("validate", "--output", "xml", r.path,
-                   message='--output: expected text, json, markdown or github, got "xml"')
+                   message='--output: expected text, json or github, got "xml"')
         self.usage("status", "--output", "xml", "--state-dir", self.state,
-                   message='--output: expected text, json, markdown or github, got "xml"')
+                   message='--output: expected text or json, got "xml"')
         self.usage("validate", "--exclude", "", r.path, message="--exclude: expected a glob like docs/ or ci/*.yml")
         self.usage("reconcile", "--dry-run=yes", message="--dry-run takes no value")
         self.usage("reconcile", "--repo", message="--repo needs a value")

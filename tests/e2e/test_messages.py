@@ -105,6 +105,10 @@ class Usage(unittest.TestCase):
                    "gitward: --interval: expected a duration of at least 100ms like 30s, got \"soon\"\n" + HINT)
         self.check(["reconcile", "--repo", "x", "--output", "yaml"],
                    "gitward: --output: expected text, json, markdown or github, got \"yaml\"\n")
+        # only the formats the command takes
+        self.check(["status", "--output", "yaml"], "gitward: --output: expected text or json, got \"yaml\"\n")
+        self.check(["validate", "--output", "yaml", "x"],
+                   "gitward: --output: expected text, json or github, got \"yaml\"\n")
         self.check(["validate"], "gitward: validate needs at least one PATH (a manifest file or a folder)\n"
                                  "Run 'gitward validate --help' for its options.\n")
         self.check(["validate", "--bogus", "x"], "gitward: unknown option \"--bogus\"\n"
