@@ -197,14 +197,17 @@ static void stray_argument(const char *argv0, const struct option *opts, const c
 		cli_usage_error(argv0, "unexpected argument \"%s\"", esc);
 }
 
-/* --config FILE over the options given so far; its problems printed. */
+static void print_diags(const char *prefix, const struct gw_diags *d);
+
+/* --config FILE over the options given so far; its problems printed as
+ * gitward's own errors. */
 static int load_config_file(struct gw_config *cfg, const char *path)
 {
 	struct gw_diags d;
 	gw_diags_init(&d);
 	int rc = gw_config_load_file(cfg, path, &d);
 	if (rc < 0)
-		cli_print_diags(&d);
+		print_diags("gitward: error: --config ", &d);
 	gw_diags_free(&d);
 	return rc;
 }
@@ -277,7 +280,8 @@ out:
 	return rc;
 }
 
-void cli_print_diags(const struct gw_diags *d)
+/* FILE:LINE:COL: MESSAGE per diagnostic, after prefix */
+static void print_diags(const char *prefix, const struct gw_diags *d)
 {
 	struct gw_strbuf file, msg;
 	gw_strbuf_init(&file);
@@ -290,14 +294,20 @@ void cli_print_diags(const struct gw_diags *d)
 		gw_strbuf_add(&file, "", 0);
 		gw_strbuf_add(&msg, "", 0);
 		if (d->v[i].line)
-			fprintf(stderr, "%s:%u:%u: %s\n", file.s, d->v[i].line, d->v[i].col, msg.s);
+			fprintf(stderr, "%s%s:%u:%u: %s\n", prefix, file.s, d->v[i].line, d->v[i].col, msg.s);
 		else if (!d->v[i].file[0])
-			fprintf(stderr, "%s\n", msg.s);
+			fprintf(stderr, "%s%s\n", prefix, msg.s);
 		else
-			fprintf(stderr, "%s: %s\n", file.s, msg.s);
+			fprintf(stderr, "%s%s: %s\n", prefix, file.s, msg.s);
 	}
 	gw_strbuf_free(&file);
 	gw_strbuf_free(&msg);
+}
+
+/* a manifest's problems read like a compiler's: no prefix */
+void cli_print_diags(const struct gw_diags *d)
+{
+	print_diags("", d);
 }
 
 void cli_warn_empty(const struct gw_manifest_set *set)

@@ -105,6 +105,9 @@ class Usage(unittest.TestCase):
                    "gitward: --interval: expected a duration of at least 100ms like 30s, got \"soon\"\n" + HINT)
         self.check(["reconcile", "--repo", "x", "--output", "yaml"],
                    "gitward: --output: expected text, json, markdown or github, got \"yaml\"\n")
+        # --config is gitward's own input: its problems are gitward's errors (exit 1)
+        self.check(["reconcile", "--repo", "x", "--config", "/nonexistent/gw.yaml"],
+                   "gitward: error: --config /nonexistent/gw.yaml: cannot open: No such file or directory\n", rc=1)
         # only the formats the command takes
         self.check(["status", "--output", "yaml"], "gitward: --output: expected text or json, got \"yaml\"\n")
         self.check(["validate", "--output", "yaml", "x"],
