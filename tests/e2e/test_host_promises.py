@@ -958,12 +958,13 @@ class StateFile(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         self.assertEqual(res.err, f"warn {path}: resource 0 has an invalid name (a name of lowercase letters, digits "
                                   "and '-', starting and ending alphanumeric, at most 63 characters): ignored\n")
-        self.assertRegex(res.out, r"\n  Process/b +running +healthy +pid 0\n$")
+        self.assertRegex(res.out, r"\n  Process/b +running +healthy +restarts 0 +pid 0\n$")
         self.assertNotIn("../x", res.out)
         # states and healths of another version read as the least they can mean
         res = self.status({"version": 1, "resources": [dict(one, state="dancing"), dict(one, name="b", health="so-so")]})
         self.assertEqual(res.rc, 0, res)
-        self.assertRegex(res.out, r"\n  Process/a +pending +healthy +pid 0\n  Process/b +running +unknown +pid 0\n$")
+        self.assertRegex(res.out, r"\n  Process/a +pending +healthy +restarts 0 +pid 0\n  Process/b +running +unknown +restarts 0 "
+                                  r"+pid 0\n$")
 
 
 if __name__ == "__main__":
