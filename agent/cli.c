@@ -197,14 +197,17 @@ static void stray_argument(const char *argv0, const struct option *opts, const c
 		cli_usage_error(argv0, "unexpected argument \"%s\"", esc);
 }
 
-/* --config FILE over the options given so far; its problems printed. */
+static void print_diags(const char *prefix, const struct gw_diags *d);
+
+/* --config FILE over the options given so far; its problems printed as
+ * gitward's own errors. */
 static int load_config_file(struct gw_config *cfg, const char *path)
 {
 	struct gw_diags d;
 	gw_diags_init(&d);
 	int rc = gw_config_load_file(cfg, path, &d);
 	if (rc < 0)
-		cli_print_diags(&d);
+		print_diags("gitward: error: --config ", &d);
 	gw_diags_free(&d);
 	return rc;
 }
@@ -277,7 +280,8 @@ out:
 	return rc;
 }
 
-void cli_print_diags(const struct gw_diags *d)
+/* FILE:LINE:COL: MESSAGE per diagnostic, after prefix */
+static void print_diags(const char *prefix, const struct gw_diags *d)
 {
 	struct gw_strbuf file, msg;
 	gw_strbuf_init(&file);
@@ -290,14 +294,27 @@ void cli_print_diags(const struct gw_diags *d)
 		gw_strbuf_add(&file, "", 0);
 		gw_strbuf_add(&msg, "", 0);
 		if (d->v[i].line)
-			fprintf(stderr, "%s:%u:%u: %s\n", file.s, d->v[i].line, d->v[i].col, msg.s);
+			fprintf(stderr, "%s%s:%u:%u: %s\n", prefix, file.s, d->v[i].line, d->v[i].col, msg.s);
 		else if (!d->v[i].file[0])
-			fprintf(stderr, "%s\n", msg.s);
+			fprintf(stderr, "%s%s\n", prefix, msg.s);
 		else
-			fprintf(stderr, "%s: %s\n", file.s, msg.s);
+			fprintf(stderr, "%s%s: %s\n", prefix, file.s, msg.s);
 	}
 	gw_strbuf_free(&file);
 	gw_strbuf_free(&msg);
+}
+
+/* a manifest's problems read like a compiler's: no prefix */
+void cli_print_diags(const struct gw_diags *d)
+{
+	print_diags("", d);
+}
+
+void cli_warn_empty(const struct gw_manifest_set *set)
+{
+	char buf[1024], esc[4096];
+	if (gw_manifest_set_empty_warning(buf, sizeof(buf), set))
+		fprintf(stderr, "gitward: warning: %s\n", gw_escape(esc, sizeof(esc), buf));
 }
 
 void cli_print_error(const char *prefix, const struct gw_error *err)
@@ -307,27 +324,59 @@ void cli_print_error(const char *prefix, const struct gw_error *err)
 	fprintf(stderr, "gitward: %s%s\n", prefix, gw_escape(esc, sizeof(esc), buf));
 }
 
-int cli_parse_output(enum output_format *out, const char *arg)
+/* Does err name dir or a folder above it (as its file, or first in its message)? */
+static bool names_dir(const struct gw_error *err, const char *dir)
 {
-	if (!strcmp(arg, "text")) {
-		*out = OUTPUT_TEXT;
+	const char *p = err->file[0] ? err->file : err->msg;
+	size_t n = err->file[0] ? strlen(p) : strcspn(p, ": ");
+	while (n > 1 && p[n - 1] == '/')
+		n--;
+	return n > 0 && p[0] == '/' && !strncmp(dir, p, n) && (dir[n] == '/' || dir[n] == '\0' || n == 1);
+}
+
+void cli_print_state_error(const struct gw_error *err, const char *state_dir)
+{
+	char buf[600], note[1024], esc[2400], nesc[4096];
+	const char *why = state_dir && names_dir(err, state_dir)
+		? gw_state_default_dir_note(note, sizeof(note), state_dir)
+		: NULL;
+	gw_error_format(buf, sizeof(buf), err);
+	fprintf(stderr, "gitward: error: %s%s%s%s%s\n", gw_escape(esc, sizeof(esc), buf), why ? " (" : "",
+		why ? gw_escape(nesc, sizeof(nesc), why) : "",
+		/* the way out, unless the message gives it already */
+		why && !strstr(err->msg, "--state-dir") ? "; choose one with --state-dir DIR" : "", why ? ")" : "");
+}
+
+int cli_parse_output(enum output_format *out, const char *arg, const char *cmd, unsigned takes)
+{
+	static const char *const names[] = { "text", "json", "markdown", "github" };
+	const size_t n = sizeof(names) / sizeof(names[0]);
+	char list[64] = "", esc[300];
+	size_t listed = 0, total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += (takes >> i) & 1;
+	for (size_t i = 0; i < n; i++) { /* "text, json or github": what cmd takes */
+		if (!((takes >> i) & 1))
+			continue;
+		listed++;
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			 listed == 1		   ? ""
+				 : listed == total ? " or "
+						   : ", ",
+			 names[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(arg, names[i]) != 0)
+			continue;
+		if (!((takes >> i) & 1)) {
+			fprintf(stderr, "gitward: --output: %s prints %s\n", cmd, list);
+			return -EINVAL;
+		}
+		*out = (enum output_format)i;
 		return 0;
 	}
-	if (!strcmp(arg, "json")) {
-		*out = OUTPUT_JSON;
-		return 0;
-	}
-	if (!strcmp(arg, "markdown")) {
-		*out = OUTPUT_MARKDOWN;
-		return 0;
-	}
-	if (!strcmp(arg, "github")) {
-		*out = OUTPUT_GITHUB;
-		return 0;
-	}
-	char esc[300];
-	fprintf(stderr, "gitward: --output: expected text, json, markdown or github, got \"%s\"\n",
-		gw_escape(esc, sizeof(esc), arg));
+	fprintf(stderr, "gitward: --output: expected %s, got \"%s\"\n", list, gw_escape(esc, sizeof(esc), arg));
 	return -EINVAL;
 }
 

@@ -99,6 +99,12 @@ const char *cli_nearest(const char *word, const char *const *names, size_t n);
 void cli_print_diags(const struct gw_diags *d);
 /* "gitward: PREFIXfile:line:col: msg" on stderr, escaped like every untrusted text. */
 void cli_print_error(const char *prefix, const struct gw_error *err);
+/* cli_print_error("error: ", err), and when err names state_dir (or a
+ * folder above it) and state_dir is the default, which nobody may have
+ * chosen: says so, and how to choose one. */
+void cli_print_state_error(const struct gw_error *err, const char *state_dir);
+/* "gitward: warning: no manifest in ..." when a place read held none */
+void cli_warn_empty(const struct gw_manifest_set *set);
 struct gw_backend_set;
 /* The backend instances, built from the options (close with
  * gw_backend_set_close); self is a buffer for this binary's path, size
@@ -108,7 +114,13 @@ struct gw_pass_opts;
 /* What a pass needs of the options, built once (borrows from cfg). */
 void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg);
 void cli_install_logging(const struct gw_config *cfg);
-int cli_parse_output(enum output_format *out, const char *arg);
+/* --output ARG of cmd, which takes the formats of the mask takes (bit
+ * OUTPUT_X); a format cmd does not take, or none, is said on stderr with the
+ * ones it takes. */
+#define OUTPUT_BIT(f) (1u << (f))
+#define OUTPUTS_ALL                                                                                                    \
+	(OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON) | OUTPUT_BIT(OUTPUT_MARKDOWN) | OUTPUT_BIT(OUTPUT_GITHUB))
+int cli_parse_output(enum output_format *out, const char *arg, const char *cmd, unsigned takes);
 /* GitHub Actions workflow annotations, one "::error file=F,line=L,col=C::MSG"
  * per problem (err: one more, when not NULL). */
 void cli_print_github(FILE *f, const struct gw_diags *d);

@@ -241,7 +241,7 @@ static int setup(struct gw_lock *lock, const struct gw_config *cfg, const struct
 	if (gw_pass_check_repo(po, false, &err) < 0 || gw_mkdir_p(cfg->state_dir, 0700, &err) < 0 ||
 	    gw_state_lock(lock, cfg->state_dir, cfg->run_dir, cfg->log_dir, &err) < 0 ||
 	    gw_pass_check_repo(po, true, &err) < 0) {
-		cli_print_error("error: ", &err);
+		cli_print_state_error(&err, cfg->state_dir);
 		return err.code < 0 ? err.code : -EIO;
 	}
 	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -284,6 +284,7 @@ struct loop {
 	enum gw_pass_mode mode;
 	struct gw_sched_opts sched_opts;
 	struct gw_sched sched; /* when the next pass runs */
+	char warned[41]; /* the commit whose lack of manifests was logged */
 };
 
 /* One pass, then what to watch and when the next full pass is due */
@@ -299,6 +300,10 @@ static void loop_pass(struct loop *l)
 	int64_t took = gw_monotonic_ms() - t0;
 	gw_metrics_record(l->metrics, &sum, took);
 	log_pass(&sum, l->mode, took);
+	if (sum.no_manifest[0] && strcmp(l->warned, sum.commit) != 0) { /* once per commit, not every pass */
+		gw_log(GW_LOG_WARN, "", "commit %.12s: %s", sum.commit, sum.no_manifest);
+		memcpy(l->warned, sum.commit, sizeof(l->warned));
+	}
 	struct gw_sched_pass done = { .mode = l->mode == GW_PASS_HEAL ? GW_SCHED_HEAL : GW_SCHED_FULL,
 				      .git_error = sum.result == GW_RUN_GIT_ERROR,
 				      .changed = changed(&sum),

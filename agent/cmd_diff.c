@@ -51,7 +51,7 @@ static int on_extra(int id, const char *arg, void *ud)
 	else if (id == OPT_NODES)
 		o->nodes = arg;
 	else
-		return cli_parse_output(&o->fmt, arg) < 0 ? CLI_STOP_USAGE : 0;
+		return cli_parse_output(&o->fmt, arg, "diff", OUTPUTS_ALL) < 0 ? CLI_STOP_USAGE : 0;
 	return 0;
 }
 
@@ -95,7 +95,7 @@ static int report_error(const struct opts *o, const struct review *rv, const str
 		gw_plan_render_markdown(stdout, t, NULL, 0, d, d->n ? NULL : err);
 	}
 	cli_print_diags(d);
-	cli_print_error("error: ", err);
+	cli_print_state_error(err, cfg->state_dir);
 	return 1;
 }
 
@@ -257,6 +257,7 @@ int cmd_diff(int argc, char **argv)
 		rc = gw_pass_check_repo(&po, false, &err);
 	if (rc == 0)
 		rc = gw_pass_read(&pass, &stage, &po, &base.base, &err);
+	cli_warn_empty(&pass.set);
 	if (rc < 0) {
 		rc = report_error(&o, &rv, &cfg, &err);
 		goto out;

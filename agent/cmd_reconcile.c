@@ -57,7 +57,7 @@ static int on_extra(int id, const char *arg, void *ud)
 		o->against = arg;
 		return 0;
 	}
-	return cli_parse_output(&o->fmt, arg) < 0 ? CLI_STOP_USAGE : 0;
+	return cli_parse_output(&o->fmt, arg, "reconcile", OUTPUTS_ALL) < 0 ? CLI_STOP_USAGE : 0;
 }
 
 static void title(char *buf, size_t size, const char *commit, const char *node, const char *against)
@@ -94,7 +94,7 @@ static int fail(const struct opts *o, struct gw_pass *pass, const struct gw_conf
 		free(s);
 	}
 	cli_print_diags(&pass->set.diags);
-	cli_print_error("error: ", err);
+	cli_print_state_error(err, cfg->state_dir);
 	return 1;
 }
 
@@ -267,8 +267,13 @@ static int output_applied(const struct opts *o, const struct gw_pass *pass, cons
 		free(s);
 		json_decref(doc);
 	} else {
-		printf("Applied: %zu ok, %zu failed, %zu waiting. %s\n", rep->ok, rep->failed, rep->waiting,
-		       rep->converged ? "Converged." : "Not converged.");
+		char empty[1024], esc[4096];
+		printf("Applied: %zu ok, %zu failed, %zu waiting. %s", rep->ok, rep->failed, rep->waiting,
+		       rep->converged ? "Converged" : "Not converged");
+		/* not a quiet success on nothing: the commit declares nothing there */
+		if (gw_manifest_set_empty_warning(empty, sizeof(empty), &pass->set))
+			printf(", but %s", gw_escape(esc, sizeof(esc), empty));
+		puts(".");
 	}
 	return rep->converged ? 0 : 1;
 }
@@ -327,8 +332,13 @@ int cmd_reconcile(int argc, char **argv)
 		goto out;
 	}
 	cli_pass_opts(&po, &cfg); /* after --against named the node */
-	if ((!o.against && lock_state(&lock, &o, &cfg, &po, &err) < 0) ||
-	    plan_commit(&pass, &state_error, &o, &po, obs, &backends, &err) < 0) {
+	if (!o.against && lock_state(&lock, &o, &cfg, &po, &err) < 0) {
+		rc = fail(&o, &pass, &cfg, &err);
+		goto out;
+	}
+	rc = plan_commit(&pass, &state_error, &o, &po, obs, &backends, &err);
+	cli_warn_empty(&pass.set);
+	if (rc < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}

@@ -37,9 +37,8 @@ int cmd_status(int argc, char **argv)
 			free(dir);
 			return 0;
 		case 'o':
-			if (cli_parse_output(&fmt, optarg) < 0 || fmt > OUTPUT_JSON) {
-				if (fmt > OUTPUT_JSON)
-					fprintf(stderr, "gitward: --output: status prints text or json\n");
+			if (cli_parse_output(&fmt, optarg, "status",
+					     OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON)) < 0) {
 				free(dir);
 				return EXIT_USAGE;
 			}
@@ -63,8 +62,8 @@ int cmd_status(int argc, char **argv)
 		dir = gw_state_default_dir();
 	gw_path_state_file(path, sizeof(path), dir);
 	if (gw_state_dir_readable(dir, &err) < 0 || gw_state_load(&st, path, &err) < 0) {
+		cli_print_state_error(&err, dir);
 		free(dir);
-		cli_print_error("error: ", &err);
 		return 1;
 	}
 	/* the backends show each workload's identity ("pid", "id") */

@@ -94,10 +94,10 @@ int cmd_validate(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		if (c == 'o') {
-			if (cli_parse_output(&fmt, optarg) == 0 && fmt != OUTPUT_MARKDOWN)
+			if (cli_parse_output(&fmt, optarg, "validate",
+					     OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON) |
+						     OUTPUT_BIT(OUTPUT_GITHUB)) == 0)
 				continue;
-			if (fmt == OUTPUT_MARKDOWN)
-				fprintf(stderr, "gitward: --output: validate prints text, json or github\n");
 			gw_config_free(&cfg);
 			return EXIT_USAGE;
 		}
@@ -113,6 +113,7 @@ int cmd_validate(int argc, char **argv)
 	for (int i = optind; i < argc; i++)
 		gw_manifest_set_add_path(&set, argv[i]);
 	gw_manifest_set_finish(&set);
+	cli_warn_empty(&set);
 
 	if (fmt == OUTPUT_JSON) {
 		print_json(&set);

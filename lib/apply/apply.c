@@ -818,8 +818,21 @@ static bool converged(const struct gw_state_file *st, const struct gw_pass *pass
 	return rep->failed == 0 && rep->waiting == 0;
 }
 
-/* Step 5: since when each resource is in its state (kept while it stays),
- * the pass's verdict, and the file. */
+/* The same workload: the same handle (JSON, compared as such), or none. */
+static bool same_workload(const char *a, const char *b)
+{
+	if (!a || !b)
+		return !a && !b;
+	json_t *x = json_loads(a, 0, NULL), *y = json_loads(b, 0, NULL);
+	bool same = x && y ? json_equal(x, y) : !strcmp(a, b);
+	json_decref(x);
+	json_decref(y);
+	return same;
+}
+
+/* Step 5: since when each resource is in its state (kept while it stays in
+ * it as the same workload: a restart starts a new one), the pass's verdict,
+ * and the file. */
 static int record_state(struct gw_state_file *st, const struct gw_pass *pass, const char *state_dir,
 			const struct gw_backend_set *set, bool ok, struct gw_error *err)
 {
@@ -827,7 +840,8 @@ static int record_state(struct gw_state_file *st, const struct gw_pass *pass, co
 	for (size_t i = 0; i < st->n; i++) {
 		struct gw_observed *o = &st->res[i];
 		const struct gw_observed *was = state_entry((struct gw_state_file *)&pass->state, o->kind, o->name);
-		o->since = was && was->state == o->state && was->since ? was->since : gw_now_ms() / 1000;
+		bool kept = was && was->state == o->state && was->since && same_workload(was->handle, o->handle);
+		o->since = kept ? was->since : gw_now_ms() / 1000;
 	}
 	if (ok && !pass->result)
 		st->last_sync = st->last_attempt;

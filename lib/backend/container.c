@@ -644,9 +644,10 @@ static void container_describe(json_t *fields, char *text, size_t size, const st
 	char id[80];
 	(void)b;
 	gw_container_id(id, sizeof(id), handle);
-	json_object_set_new(fields, "id", gw_json_string(id));
+	/* no id (never created): nothing to name, and never "id " */
+	json_object_set_new(fields, "id", id[0] ? gw_json_string(id) : json_null());
 	if (size)
-		snprintf(text, size, "id %.12s", id);
+		snprintf(text, size, "%s%.12s", id[0] ? "id " : "", id);
 }
 
 /* ---- the engine's events: the deaths of our containers, between passes ---- */

@@ -209,3 +209,26 @@ void gw_manifest_set_skip(struct gw_manifest_set *set, const char *path, const c
 	else
 		gw_strmap_set(&set->skipped, path, by);
 }
+
+void gw_manifest_set_empty(struct gw_manifest_set *set, const char *where)
+{
+	set->empty.v = gw_xrealloc(set->empty.v, (set->empty.n + 1) * sizeof(char *));
+	set->empty.v[set->empty.n++] = gw_xstrdup(where);
+}
+
+const char *gw_manifest_set_empty_warning(char *buf, size_t size, const struct gw_manifest_set *set)
+{
+	struct gw_strbuf sb;
+	if (!set->empty.n)
+		return NULL;
+	gw_strbuf_init(&sb);
+	gw_strbuf_puts(&sb, "no manifest in ");
+	for (size_t i = 0; i < set->empty.n; i++)
+		gw_strbuf_printf(&sb, "%s%s", i ? ", " : "", set->empty.v[i]);
+	/* everything excluded is the likelier mistake then: say so */
+	gw_strbuf_printf(&sb, " (no *.yaml or *.yml file%s)",
+			 set->skipped.n || set->skipped_more ? " that .gitwardignore and --exclude keep" : "");
+	snprintf(buf, size, "%s", sb.s);
+	gw_strbuf_free(&sb);
+	return buf;
+}

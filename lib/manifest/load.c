@@ -90,7 +90,10 @@ static void add_dir(struct gw_manifest_set *set, const char *dir, const char *re
 	for (size_t i = 0; i < n; i++) {
 		char path[4096];
 		struct stat st;
-		snprintf(path, sizeof(path), "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
+		if (!strcmp(dir, "."))
+			snprintf(path, sizeof(path), "%s", names[i]);
+		else
+			snprintf(path, sizeof(path), "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
 		if (lstat(path, &st) == 0) {
 			char *sub = rel_join(rel, names[i]);
 			const char *by = gw_ignore_match(sc->ignore, sub, S_ISDIR(st.st_mode));
@@ -167,24 +170,54 @@ static void scope_open(struct scope *sc, char **rel, const struct gw_manifest_se
 	free(root);
 }
 
-void gw_manifest_set_add_path(struct gw_manifest_set *set, const char *path)
+/* path as files are named in every output, as Git names them: no "./",
+ * no empty or "." parts, no trailing "/" ("./apps//x/" -> "apps/x"; "./"
+ * -> "."). Caller frees. */
+static char *clean_name(const char *path)
+{
+	struct gw_strbuf sb;
+	const char *p = path;
+	gw_strbuf_init(&sb);
+	if (*p == '/')
+		gw_strbuf_puts(&sb, "/");
+	while (*p) {
+		size_t n = strcspn(p, "/");
+		if (n && !(n == 1 && p[0] == '.')) {
+			if (sb.len && sb.s[sb.len - 1] != '/')
+				gw_strbuf_puts(&sb, "/");
+			gw_strbuf_add(&sb, p, n);
+		}
+		p += n;
+		p += strspn(p, "/");
+	}
+	if (!sb.len)
+		gw_strbuf_puts(&sb, ".");
+	return gw_strbuf_detach(&sb);
+}
+
+void gw_manifest_set_add_path(struct gw_manifest_set *set, const char *given)
 {
 	struct stat st;
 	struct scope sc;
-	char *rel;
+	char *rel, *path = clean_name(given);
 
 	if (stat(path, &st) < 0) {
 		gw_diags_add(&set->diags, path, 0, 0, "cannot read: %s", strerror(errno));
+		free(path);
 		return;
 	}
 	scope_open(&sc, &rel, set, path, S_ISDIR(st.st_mode));
 	const char *by = *rel ? gw_ignore_match(sc.ignore, rel, S_ISDIR(st.st_mode)) : NULL;
+	size_t files = set->files, diags = set->diags.n;
 	if (by)
 		gw_manifest_set_skip(set, path, by);
 	else if (S_ISDIR(st.st_mode))
 		add_dir(set, path, rel, &sc, 0);
 	else
 		add_file(set, path);
+	if (set->files == files && set->diags.n == diags)
+		gw_manifest_set_empty(set, path);
 	free(rel);
+	free(path);
 	gw_ignore_free(sc.ignore);
 }

@@ -641,6 +641,30 @@ static void doc_split(struct doc_parts *p, struct vctx *c, const struct gw_ynode
 	}
 }
 
+/* The kind a misspelt one most likely meant ("Proccess", "vm"), or NULL. */
+static const char *nearest_kind(const char *got)
+{
+	char a[32], b[32];
+	const char *best = NULL;
+	unsigned bestd = 3;
+	size_t n = strlen(got);
+	if (n >= sizeof(a))
+		return NULL;
+	for (size_t i = 0; i <= n; i++)
+		a[i] = (char)tolower((unsigned char)got[i]);
+	for (int k = 0; k < GW_KIND_MAX; k++) {
+		const char *name = gw_kind_to_string((enum gw_kind)k);
+		for (size_t i = 0; i <= strlen(name); i++)
+			b[i] = (char)tolower((unsigned char)name[i]);
+		unsigned d = gw_edit_distance(a, b); /* case does not count */
+		if (d < bestd && d < n) {
+			bestd = d;
+			best = name;
+		}
+	}
+	return best;
+}
+
 /* apiVersion and kind; without a kind nothing else can be checked. */
 static int doc_kind(struct vctx *c, const struct gw_ynode *doc, const struct doc_parts *p)
 {
@@ -655,8 +679,10 @@ static int doc_kind(struct vctx *c, const struct gw_ynode *doc, const struct doc
 		return -EINVAL;
 	}
 	if (p->kind->type != GW_YNODE_SCALAR || gw_kind_from_string(&c->kind, p->kind->value) < 0) {
-		verr(c, p->kind, "kind", "expected one of Process, Container, VM or External, got %s",
-		     shown(buf, sizeof(buf), p->kind));
+		const char *near = p->kind->type == GW_YNODE_SCALAR ? nearest_kind(p->kind->value) : NULL;
+		verr(c, p->kind, "kind", "expected one of Process, Container, VM or External, got %s%s%s%s",
+		     shown(buf, sizeof(buf), p->kind), near ? " (did you mean \"" : "", near ? near : "",
+		     near ? "\"?)" : "");
 		return -EINVAL;
 	}
 	return 0;
@@ -754,6 +780,7 @@ void gw_manifest_set_free(struct gw_manifest_set *set)
 		free(set->invalid_names.v[i]);
 	free(set->invalid_names.v);
 	gw_strmap_free(&set->skipped);
+	gw_strlist_free(&set->empty);
 	memset(set, 0, sizeof(*set));
 }
 

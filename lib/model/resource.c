@@ -284,6 +284,57 @@ static json_t *field_json(const struct gw_resource *r, const struct gw_field *f)
 	return NULL;
 }
 
+/* The field of kind named by path below table ("healthCheck.interval"). */
+static const struct gw_field *field_at(const struct gw_field *table, enum gw_kind kind, const char *path)
+{
+	size_t n = strcspn(path, ".");
+	for (const struct gw_field *f = table; f && f->name; f++) {
+		if (!(f->kinds & GW_KMASK(kind)) || strlen(f->name) != n || strncmp(f->name, path, n) != 0)
+			continue;
+		if (!path[n])
+			return f;
+		return f->type == GW_F_OBJECT ? field_at(f->sub, kind, path + n + 1) : NULL;
+	}
+	return NULL;
+}
+
+char *gw_resource_default_json(enum gw_kind kind, const char *path)
+{
+	const struct gw_field *f = strncmp(path, "spec.", 5) ? NULL : field_at(gw_schema_spec, kind, path + 5);
+	char buf[64];
+	json_t *v = NULL;
+
+	if (!f)
+		return NULL;
+	if (f->type == GW_F_ENUM) { /* the first name, unless defval names another */
+		v = json_string(gw_enum_name(f->enums, (int)f->defval));
+	} else if (f->defval) {
+		switch (f->type) {
+		case GW_F_DURATION:
+			gw_duration_format(buf, sizeof(buf), f->defval);
+			v = json_string(buf);
+			break;
+		case GW_F_SIZE:
+			gw_size_format(buf, sizeof(buf), f->defval);
+			v = json_string(buf);
+			break;
+		case GW_F_INT:
+			v = json_integer(f->defval);
+			break;
+		case GW_F_SIGNAL:
+			v = json_string(gw_signal_to_string((int)f->defval));
+			break;
+		default:
+			break;
+		}
+	}
+	if (!v)
+		return NULL;
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(v);
+	return s;
+}
+
 /* JSON for the fields of one schema table that this kind uses and sets. */
 static json_t *table_json(const struct gw_resource *r, const struct gw_field *table)
 {

@@ -244,6 +244,7 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 	}
 	memcpy(out->commit, pass->commit, sizeof(out->commit));
 	memcpy(out->count, pass->plan.count, sizeof(out->count));
+	gw_manifest_set_empty_warning(out->no_manifest, sizeof(out->no_manifest), &pass->set);
 	log_plan(&pass->plan);
 	rc = gw_pass_execute(&out->report, pass, opts, set, &err);
 	if (rc < 0) {

@@ -10,6 +10,114 @@
 
 static const char marks[] = { ' ', '+', '~', '-', '!' };
 
+/* An env key that names a secret: its value is never shown in a comment. */
+static bool secret_key(const char *key)
+{
+	static const char *const words[] = { "PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "AUTH" };
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasestr(key, words[i]))
+			return true;
+	return false;
+}
+
+/* A value of a change as shown (caller frees): compact JSON; when absent,
+ * the default the field then takes, else "(unset)". */
+static char *shown(enum gw_kind kind, const char *path, const char *compact)
+{
+	char *def;
+	if (compact)
+		return gw_xstrdup(compact);
+	def = gw_resource_default_json(kind, path);
+	return def ? def : gw_xstrdup("(unset)");
+}
+
+/* A value as shown with secret-looking env values masked: path is
+ * "spec.env.KEY" (the value) or "spec.env" (an object of them). */
+static char *masked(enum gw_kind kind, const char *path, const char *compact)
+{
+	if (!compact)
+		return shown(kind, path, compact);
+	if (!strncmp(path, "spec.env.", 9))
+		return gw_xstrdup(secret_key(path + 9) ? "\"***\"" : compact);
+	if (strcmp(path, "spec.env") != 0)
+		return gw_xstrdup(compact);
+	json_t *v = json_loads(compact, JSON_DECODE_ANY, NULL);
+	const char *k;
+	json_t *x;
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return gw_xstrdup("\"***\"");
+	}
+	json_object_foreach(v, k, x)
+	{
+		if (secret_key(k))
+			json_object_set_new(v, k, json_string("***"));
+	}
+	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(v);
+	return s;
+}
+
+/* What a reviewer needs of a resource to create: what it runs, what it
+ * exposes and its environment (secret-looking values masked). */
+static const char *const main_fields[] = { "image", "command", "kernel", "disk", "plugin", "ports", "forwards", "env" };
+#define NMAIN (sizeof(main_fields) / sizeof(main_fields[0]))
+
+/* The main fields a create sets: names[i] and values[i] (masked compact
+ * JSON, caller frees each); returns how many. */
+static size_t created_fields(const char *names[NMAIN], char *values[NMAIN], const struct gw_action *a)
+{
+	size_t n = 0;
+	if (a->type != GW_ACTION_CREATE || !a->desired || !a->desired->canonical)
+		return 0;
+	json_t *doc = json_loads(a->desired->canonical, 0, NULL), *spec = json_object_get(doc, "spec");
+	for (size_t i = 0; i < NMAIN; i++) {
+		json_t *v = json_object_get(spec, main_fields[i]);
+		if (!v)
+			continue;
+		char path[32], *compact = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+		snprintf(path, sizeof(path), "spec.%s", main_fields[i]);
+		names[n] = main_fields[i];
+		values[n++] = masked(a->kind, path, compact);
+		free(compact);
+	}
+	json_decref(doc);
+	return n;
+}
+
+static void text_changes(FILE *f, const struct gw_action *a)
+{
+	char esc[1024];
+	for (size_t c = 0; c < a->nchanges; c++) {
+		const struct gw_change *ch = &a->changes[c];
+		const char *path = strncmp(ch->path, "spec.", 5) == 0 ? ch->path + 5 : ch->path;
+		if (strncmp(path, "secrets.", 8) == 0) {
+			fprintf(f, "%ssecret %s %s", c ? ", " : "", gw_escape(esc, sizeof(esc), path + 8),
+				!ch->from	  ? "added"
+					: !ch->to ? "removed"
+						  : "changed");
+			continue;
+		}
+		char *from = shown(a->kind, ch->path, ch->from), *to = shown(a->kind, ch->path, ch->to);
+		fprintf(f, "%s%s: ", c ? ", " : "", gw_escape(esc, sizeof(esc), path));
+		fprintf(f, "%s -> ", gw_escape(esc, sizeof(esc), from));
+		fputs(gw_escape(esc, sizeof(esc), to), f);
+		free(from);
+		free(to);
+	}
+}
+
+static void text_created(FILE *f, const struct gw_action *a)
+{
+	const char *names[NMAIN];
+	char *values[NMAIN], esc[1024];
+	size_t n = created_fields(names, values, a);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s%s: %s", i ? ", " : "  ", names[i], gw_escape(esc, sizeof(esc), values[i]));
+		free(values[i]);
+	}
+}
+
 void gw_plan_render_text(FILE *f, const struct gw_plan *plan)
 {
 	size_t width = 20;
@@ -30,24 +138,11 @@ void gw_plan_render_text(FILE *f, const struct gw_plan *plan)
 		fprintf(f, "  %c %-*s %s", marks[a->type], (int)width, key, gw_action_to_string(a->type));
 		if (a->nchanges) {
 			fputs("  ", f);
-			for (size_t c = 0; c < a->nchanges; c++) {
-				const struct gw_change *ch = &a->changes[c];
-				const char *path = strncmp(ch->path, "spec.", 5) == 0 ? ch->path + 5 : ch->path;
-				if (strncmp(path, "secrets.", 8) == 0) {
-					fprintf(f, "%ssecret %s %s", c ? ", " : "",
-						gw_escape(esc, sizeof(esc), path + 8),
-						!ch->from	  ? "added"
-							: !ch->to ? "removed"
-								  : "changed");
-					continue;
-				}
-				fprintf(f, "%s%s: ", c ? ", " : "", gw_escape(esc, sizeof(esc), path));
-				fprintf(f, "%s -> ", gw_escape(esc, sizeof(esc), ch->from ? ch->from : "(unset)"));
-				fputs(gw_escape(esc, sizeof(esc), ch->to ? ch->to : "(unset)"), f);
-			}
+			text_changes(f, a);
 		} else if (a->reason[0]) {
 			fprintf(f, "  %s", gw_escape(esc, sizeof(esc), a->reason));
 		}
+		text_created(f, a);
 		fputc('\n', f);
 	}
 	fprintf(f, "Plan: %zu to create, %zu to update, %zu to delete, %zu to restart, %zu unchanged.\n",
@@ -163,41 +258,17 @@ static void md_code(struct gw_strbuf *sb, const char *s)
 	gw_strbuf_puts(sb, "</code>");
 }
 
-/* An env key that names a secret: its value is never shown in a comment. */
-static bool secret_key(const char *key)
+/* The main fields of a create, in its Detail cell: name <code>value</code> */
+static void md_created(struct gw_strbuf *sb, const struct gw_action *a)
 {
-	static const char *const words[] = { "PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "AUTH" };
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (strcasestr(key, words[i]))
-			return true;
-	return false;
-}
-
-/* A value of a change with secret-looking env values masked: path is
- * "spec.env.KEY" (the value) or "spec.env" (an object of them). */
-static char *masked(const char *path, const char *compact)
-{
-	if (!compact)
-		return gw_xstrdup("(unset)");
-	if (!strncmp(path, "spec.env.", 9))
-		return gw_xstrdup(secret_key(path + 9) ? "\"***\"" : compact);
-	if (strcmp(path, "spec.env") != 0)
-		return gw_xstrdup(compact);
-	json_t *v = json_loads(compact, JSON_DECODE_ANY, NULL);
-	const char *k;
-	json_t *x;
-	if (!json_is_object(v)) {
-		json_decref(v);
-		return gw_xstrdup("\"***\"");
+	const char *names[NMAIN];
+	char *values[NMAIN];
+	size_t n = created_fields(names, values, a);
+	for (size_t i = 0; i < n; i++) {
+		gw_strbuf_printf(sb, "%s%s ", i ? ", " : a->reason[0] ? "; " : "", names[i]);
+		md_code(sb, values[i]);
+		free(values[i]);
 	}
-	json_object_foreach(v, k, x)
-	{
-		if (secret_key(k))
-			json_object_set_new(v, k, json_string("***"));
-	}
-	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(v);
-	return s;
 }
 
 static void md_summary(struct gw_strbuf *sb, const struct gw_plan *p)
@@ -232,6 +303,7 @@ static void md_node(struct gw_strbuf *sb, const struct gw_plan_node *nd)
 			gw_strbuf_printf(sb, "%zu field%s changed", a->nchanges, a->nchanges == 1 ? "" : "s");
 		else
 			md_text(sb, a->reason);
+		md_created(sb, a);
 		gw_strbuf_puts(sb, " |\n");
 		changes += a->nchanges;
 	}
@@ -245,7 +317,7 @@ static void md_node(struct gw_strbuf *sb, const struct gw_plan_node *nd)
 		const struct gw_action *a = &p->v[i];
 		for (size_t c = 0; c < a->nchanges; c++) {
 			const struct gw_change *ch = &a->changes[c];
-			char *from = masked(ch->path, ch->from), *to = masked(ch->path, ch->to);
+			char *from = masked(a->kind, ch->path, ch->from), *to = masked(a->kind, ch->path, ch->to);
 			gw_strbuf_printf(sb, "| %s/", gw_kind_to_string(a->kind));
 			md_text(sb, a->name);
 			gw_strbuf_puts(sb, " | ");

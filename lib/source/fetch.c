@@ -701,22 +701,44 @@ static int drop_leftover(const char *path, const struct stat *st, int flag, stru
 	return 0;
 }
 
+/* "127.0.0.1:8080/git/x.git" has no scheme: git reads it scp-like, as SSH
+ * to 127.0.0.1 and the path "8080/git/x.git". A port where the path starts
+ * means a URL without its scheme: said with the failure, "" otherwise. */
+static const char *scp_hint(char *buf, size_t size, const char *url)
+{
+	const char *colon = strchr(url, ':');
+	buf[0] = '\0';
+	if (strstr(url, "://") || gw_source__local_path(url) || !colon)
+		return buf;
+	size_t digits = strspn(colon + 1, "0123456789");
+	if (digits == 0 || (colon[1 + digits] != '/' && colon[1 + digits] != '\0'))
+		return buf;
+	const char *host = memchr(url, '@', (size_t)(colon - url));
+	host = host ? host + 1 : url;
+	snprintf(buf, size,
+		 " (no scheme: read as scp-like SSH to %.*s, path \"%s\"; give http://%s for HTTP, or ssh://%s for SSH "
+		 "on that port)",
+		 (int)(colon - host), host, colon + 1, host, url);
+	return buf;
+}
+
 static int parent_fail(struct gw_error *err, const struct gw_source *src, const char *line)
 {
-	char kind = line[1];
+	char kind = line[1], hint[600];
 	const char *msg = line[2] ? line + 3 : "unknown error";
+	scp_hint(hint, sizeof(hint), src->url);
 	switch (kind) {
 	case 'c':
 		gw_error_set(err, -EIO, "%s", msg);
 		return gw_error_prefix(err, "%s (remove it and gitward clones again)", gw_source__cache_name(src));
 	case 'n':
-		gw_error_set(err, -EHOSTUNREACH, "%s", msg);
+		gw_error_set(err, -EHOSTUNREACH, "%s%s", msg, hint);
 		return gw_error_prefix(err, "%s", src->url);
 	case 'x':
-		gw_error_set(err, -EACCES, "%s", msg);
+		gw_error_set(err, -EACCES, "%s%s", msg, hint);
 		return gw_error_prefix(err, "%s", src->url);
 	default:
-		gw_error_set(err, -EIO, "%s", msg);
+		gw_error_set(err, -EIO, "%s%s", msg, hint);
 		return gw_error_prefix(err, "%s", src->url);
 	}
 }

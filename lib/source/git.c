@@ -341,6 +341,7 @@ struct walk {
 	git_odb *odb;
 	struct gw_strmap *seen; /* only when several --path may overlap */
 	struct gw_ignore *ignore; /* .gitwardignore and --exclude */
+	size_t found; /* manifest files met, read or not */
 	int rc;
 	struct gw_error *err;
 };
@@ -351,6 +352,7 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 	git_object_t type;
 	git_blob *blob = NULL;
 
+	w->found++;
 	if (w->seen) {
 		if (gw_strmap_get(w->seen, path))
 			return;
@@ -570,6 +572,19 @@ static char *clean_path(const char *p)
 	return s;
 }
 
+/* A place of the commit without a manifest: the root, or a --path. */
+static void note_empty(struct gw_manifest_set *set, const char *path)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	if (*path)
+		gw_strbuf_printf(&sb, "--path %s", path);
+	else
+		gw_strbuf_puts(&sb, "the repository");
+	gw_manifest_set_empty(set, sb.s);
+	gw_strbuf_free(&sb);
+}
+
 int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src, const char *commit_hex,
 			     const char *const *paths, size_t npaths, struct gw_error *err)
 {
@@ -600,6 +615,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 	}
 	for (size_t i = 0; i < npaths && w.rc == 0; i++) {
 		char *p = clean_path(paths[i]);
+		size_t found = w.found;
 		if (!*p) {
 			walk_tree(&w, root, "", 0);
 		} else {
@@ -627,6 +643,8 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 			}
 			git_tree_entry_free(e);
 		}
+		if (w.rc == 0 && w.found == found)
+			note_empty(set, p);
 		free(p);
 	}
 	if (w.rc == 0)

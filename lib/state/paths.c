@@ -44,6 +44,17 @@ char *gw_dirs_default_state(const struct gw_dirs_env *env)
 	return join(set_abs(env->home) ? env->home : "/tmp", "/.local/state/gitward");
 }
 
+const char *gw_dirs_default_state_rule(const struct gw_dirs_env *env)
+{
+	if (env->euid == 0)
+		return "as root";
+	if (set_abs(env->xdg_state_home))
+		return "for a user other than root: $XDG_STATE_HOME/gitward";
+	if (set_abs(env->home))
+		return "for a user other than root: $HOME/.local/state/gitward, or $XDG_STATE_HOME/gitward when set";
+	return "for a user other than root without $HOME";
+}
+
 static bool is_dir(const char *path)
 {
 	struct stat st;

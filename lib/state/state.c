@@ -362,13 +362,14 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		gw_escape(key, sizeof(key), esc);
 		json_decref(described(d, o, text, sizeof(text)));
 		gw_escape(ident, sizeof(ident), text); /* made from a file's bytes */
-		char since[64] = "";
+		char since[64] = "", restarts[32];
 		if (o->since) {
 			strcpy(since, "  since ");
 			gw_time_format_utc(since + 8, sizeof(since) - 8, o->since);
 		}
-		fprintf(f, "  %-28s %-8s %-9s %s%s%s%s\n", key, gw_state_to_string(o->state),
-			gw_health_to_string(o->health), ident, since, o->detail[0] ? "  " : "",
+		snprintf(restarts, sizeof(restarts), "restarts %d", o->restarts);
+		fprintf(f, "  %-28s %-8s %-9s %-11s %s%s%s%s\n", key, gw_state_to_string(o->state),
+			gw_health_to_string(o->health), restarts, ident, since, o->detail[0] ? "  " : "",
 			gw_escape(esc, sizeof(esc), o->detail));
 	}
 }
@@ -502,4 +503,17 @@ char *gw_state_default_dir(void)
 	struct gw_dirs_env env;
 	gw_dirs_env_from_process(&env);
 	return gw_dirs_default_state(&env);
+}
+
+const char *gw_state_default_dir_note(char *buf, size_t size, const char *state_dir)
+{
+	struct gw_dirs_env env;
+	gw_dirs_env_from_process(&env);
+	char *def = gw_dirs_default_state(&env);
+	bool is_default = state_dir && !strcmp(state_dir, def);
+	free(def);
+	if (!is_default)
+		return NULL;
+	snprintf(buf, size, "%s is the default state dir %s", state_dir, gw_dirs_default_state_rule(&env));
+	return buf;
 }

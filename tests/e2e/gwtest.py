@@ -21,6 +21,10 @@ CI = bool(os.environ.get("CI"))
 HDR = "apiVersion: gitward/v1\n"
 
 
+# how a text plan shows the create of a proc_yaml with its default command
+SLEEP = 'command: ["/bin/sleep","300"]'
+
+
 def proc_yaml(name, command=("/bin/sleep", "300"), extra=""):
     cmd = ", ".join(json.dumps(c) for c in command)
     return f"{HDR}kind: Process\nmetadata: {{name: {name}}}\nspec:\n  command: [{cmd}]\n{extra}"

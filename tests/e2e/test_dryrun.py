@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import unittest
 
-from gwtest import HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from gwtest import HDR, SLEEP, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
 
 
 class DryRun(TempDirTest):
@@ -28,9 +28,9 @@ class DryRun(TempDirTest):
         res = self.dry(r.path)
         self.assertEqual(res.rc, 2, res)
         self.assertEqual(res.out,
-                         "  + Process/queue        create\n"
-                         "  + Process/web          create\n"
-                         "  + Process/worker       create\n"
+                         f"  + Process/queue        create  {SLEEP}\n"
+                         f"  + Process/web          create  {SLEEP}, env: {{\"VERSION\":\"1\"}}\n"
+                         f"  + Process/worker       create  {SLEEP}\n"
                          "Plan: 3 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n")
         # a dry-run only reads: not even the state dir was made
         self.assertFalse(os.path.exists(self.state))

@@ -18,7 +18,7 @@ import threading
 import time
 import unittest
 
-from gwtest import (GITWARD, LISTEN_ANY, TempDirTest, agent_port, pid_alive, proc_yaml, records, run, stop,
+from gwtest import (GITWARD, LISTEN_ANY, SLEEP, TempDirTest, agent_port, pid_alive, proc_yaml, records, run, stop,
                     wait_for)
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -242,7 +242,7 @@ class Host(TempDirTest):
         self.assertIn(f"{path}:1:43: state file is corrupt: premature end of input near '\"Proc'; "
                       "observing the node without it\n", res.err)
         # the plan is still made, against what runs
-        self.assertIn("  + Process/b            create\n", res.out)
+        self.assertIn(f"  + Process/b            create  {SLEEP}\n", res.out)
         self.assertNotIn("Process/a", res.out)
         with open(path, "rb") as f:
             self.assertEqual(f.read(), bad)
@@ -505,7 +505,7 @@ class Outputs(TempDirTest):
         res = self.diff("--base", base, "--ref", "feature", expect=2)
         self.assertEqual(res.err, f"gitward: warning: the base commit {base[:12]} has 1 problem; its valid "
                                   "resources are compared\n")
-        self.assertEqual(res.out, "  + Process/b            create\n"
+        self.assertEqual(res.out, f"  + Process/b            create  {SLEEP}\n"
                                   "Plan: 1 to create, 0 to update, 0 to delete, 0 to restart, 1 unchanged.\n")
 
     def test_markdown_escapes_values_and_masks_secret_keys(self):
@@ -520,8 +520,8 @@ class Outputs(TempDirTest):
             "**n1**: 2 to create, 1 to update, 0 to delete, 0 to restart, 0 unchanged.\n\n"
             "| | Resource | Action | Detail |\n|:-:|---|---|---|\n"
             "| ~ | Process/a | update | 2 fields changed |\n"
-            "| + | Process/a-rather-long-resource-name-here | create |  |\n"
-            "| + | Process/b | create |  |\n\n"
+            "| + | Process/a-rather-long-resource-name-here | create | command <code>[\"/bin/sleep\",\"300\"]</code> |\n"
+            "| + | Process/b | create | command <code>[\"/bin/sleep\",\"300\"]</code> |\n\n"
             "<details><summary>Field changes on n1</summary>\n\n"
             "| Resource | Field | From | To |\n|---|---|---|---|\n"
             "| Process/a | <code>env</code> | <code>(unset)</code> | "
@@ -531,8 +531,8 @@ class Outputs(TempDirTest):
         self.assertNotIn("s3cr3t", res.out)
         # the text plan, for people at a terminal, widens its column to the longest name
         res = self.diff("--base", "main", "--ref", "feature", "--node", "n1", expect=2)
-        self.assertIn("  + Process/a-rather-long-resource-name-here create\n", res.out)
-        self.assertIn("  + Process/b                                create\n", res.out)
+        self.assertIn(f"  + Process/a-rather-long-resource-name-here create  {SLEEP}\n", res.out)
+        self.assertIn(f"  + Process/b                                create  {SLEEP}\n", res.out)
 
     def test_dry_run_errors_and_plans_in_github_and_markdown(self):
         res = self.dry_run("--ref", "nosuch", "--output", "github", expect=1)
@@ -644,9 +644,9 @@ class Usage(TempDirTest):
         self.usage("validate", "-q", r.path, message='unknown option "-q"')
         self.usage("validate", "-o", message="-o (--output) needs a value")
         self.usage("validate", "--output", "xml", r.path,
-                   message='--output: expected text, json, markdown or github, got "xml"')
+                   message='--output: expected text, json or github, got "xml"')
         self.usage("status", "--output", "xml", "--state-dir", self.state,
-                   message='--output: expected text, json, markdown or github, got "xml"')
+                   message='--output: expected text or json, got "xml"')
         self.usage("validate", "--exclude", "", r.path, message="--exclude: expected a glob like docs/ or ci/*.yml")
         self.usage("reconcile", "--dry-run=yes", message="--dry-run takes no value")
         self.usage("reconcile", "--repo", message="--repo needs a value")
@@ -658,7 +658,7 @@ class Usage(TempDirTest):
         # a prefix of one option is that option
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--no-pr", "--nod", "n1",
                   "--output", "text", timeout=60)
-        self.assertEqual((res.rc, res.out), (2, "  + Process/a            create\nPlan: 1 to create, 0 to update, "
+        self.assertEqual((res.rc, res.out), (2, f"  + Process/a            create  {SLEEP}\nPlan: 1 to create, 0 to update, "
                                                 "0 to delete, 0 to restart, 0 unchanged.\n"), res)
 
     def test_version_flag_is_the_version_command(self):
@@ -717,7 +717,7 @@ class RevokedKey(TempDirTest):
 
         res = dry_run()
         self.assertEqual(res.rc, 2, res)
-        self.assertIn("  + Process/a            create\n", res.out)
+        self.assertIn(f"  + Process/a            create  {SLEEP}\n", res.out)
         # the revocation certificate gpg made with the key, imported: the key is revoked
         with open(os.path.join(self.home, "openpgp-revocs.d", f"{fpr}.rev")) as f:
             cert = f.read().replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----")
@@ -958,12 +958,13 @@ class StateFile(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         self.assertEqual(res.err, f"warn {path}: resource 0 has an invalid name (a name of lowercase letters, digits "
                                   "and '-', starting and ending alphanumeric, at most 63 characters): ignored\n")
-        self.assertRegex(res.out, r"\n  Process/b +running +healthy +pid 0\n$")
+        self.assertRegex(res.out, r"\n  Process/b +running +healthy +restarts 0 +pid 0\n$")
         self.assertNotIn("../x", res.out)
         # states and healths of another version read as the least they can mean
         res = self.status({"version": 1, "resources": [dict(one, state="dancing"), dict(one, name="b", health="so-so")]})
         self.assertEqual(res.rc, 0, res)
-        self.assertRegex(res.out, r"\n  Process/a +pending +healthy +pid 0\n  Process/b +running +unknown +pid 0\n$")
+        self.assertRegex(res.out, r"\n  Process/a +pending +healthy +restarts 0 +pid 0\n  Process/b +running +unknown +restarts 0 "
+                                  r"+pid 0\n$")
 
 
 if __name__ == "__main__":

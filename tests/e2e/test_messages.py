@@ -11,7 +11,8 @@ import socket
 import subprocess
 import unittest
 
-from gwtest import GITWARD, TempDirTest, proc_yaml, run, wait_for
+from gwtest import GITWARD, TempDirTest, binary_for_anyone, free_port, proc_yaml, run, wait_for
+from test_agent import AgentBase
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 HINT = "Run 'gitward reconcile --help' for its options.\n"
@@ -46,6 +47,16 @@ class RepoMessages(TempDirTest):
         open(f, "w").close()
         res = self.dry(f)
         self.assertEqual(res.err, f"gitward: error: {f} is not a directory (--repo takes a URL or a Git repository)\n")
+
+    def test_a_url_without_scheme_is_said_to_be_read_as_ssh(self):
+        port = free_port()  # nothing listens there
+        url = f"127.0.0.1:{port}/git/x.git"
+        res = self.dry(url)
+        self.assertEqual(res.rc, 1, res)
+        self.assertEqual(res.err, f"gitward: error: {url}: cannot reach the remote: failed to connect to 127.0.0.1: "
+                                  f"Connection refused (no scheme: read as scp-like SSH to 127.0.0.1, path "
+                                  f"\"{port}/git/x.git\"; give http://{url} for HTTP, or ssh://{url} for SSH on that "
+                                  "port)\n")
 
     def test_ref_head_and_short_commit_ids(self):
         r = self.base()
@@ -94,6 +105,13 @@ class Usage(unittest.TestCase):
                    "gitward: --interval: expected a duration of at least 100ms like 30s, got \"soon\"\n" + HINT)
         self.check(["reconcile", "--repo", "x", "--output", "yaml"],
                    "gitward: --output: expected text, json, markdown or github, got \"yaml\"\n")
+        # --config is gitward's own input: its problems are gitward's errors (exit 1)
+        self.check(["reconcile", "--repo", "x", "--config", "/nonexistent/gw.yaml"],
+                   "gitward: error: --config /nonexistent/gw.yaml: cannot open: No such file or directory\n", rc=1)
+        # only the formats the command takes
+        self.check(["status", "--output", "yaml"], "gitward: --output: expected text or json, got \"yaml\"\n")
+        self.check(["validate", "--output", "yaml", "x"],
+                   "gitward: --output: expected text, json or github, got \"yaml\"\n")
         self.check(["validate"], "gitward: validate needs at least one PATH (a manifest file or a folder)\n"
                                  "Run 'gitward validate --help' for its options.\n")
         self.check(["validate", "--bogus", "x"], "gitward: unknown option \"--bogus\"\n"
@@ -204,6 +222,85 @@ class Logs(TempDirTest):
         self.assertTrue(res.err.endswith(
             f"gitward: error: --listen 127.0.0.1:{port}: the port is in use (another gitward agent?); choose "
             "another ADDR:PORT or \"off\"\n"), res.err)
+
+
+class DefaultStateDir(TempDirTest):
+    def test_an_error_naming_the_default_state_dir_says_so(self):
+        """As a user (nobody, when the tests run as root) whose $HOME does
+        not exist, like system users': the error names the folder, says
+        that it comes from the default state dir and how to choose one."""
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.commit()
+        cmd = [GITWARD]
+        if os.geteuid() == 0:
+            os.chmod(self.tmp, 0o755)
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", binary_for_anyone(self.tmp)]
+        env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent"}
+        rule = ("/nonexistent/.local/state/gitward is the default state dir for a user other than root: "
+                "$HOME/.local/state/gitward, or $XDG_STATE_HOME/gitward when set")
+        cp = subprocess.run(cmd + ["reconcile", "--repo", r.path], capture_output=True, text=True, timeout=60,
+                            cwd="/", env=env)
+        self.assertEqual((cp.returncode, cp.stderr), (1, "gitward: error: /nonexistent: cannot create directory: "
+                                                         f"Permission denied ({rule}; choose one with --state-dir "
+                                                         "DIR)\n"))
+        cp = subprocess.run(cmd + ["status"], capture_output=True, text=True, timeout=60, cwd="/", env=env)
+        self.assertEqual((cp.returncode, cp.stderr), (1, "gitward: error: /nonexistent/.local/state/gitward: no such "
+                                                         "state dir: no gitward has used it (give the --state-dir of "
+                                                         f"the node's agent) ({rule})\n"))
+        # a state dir someone chose is not the default
+        cp = subprocess.run(cmd + ["status", "--state-dir", "/nonexistent/x"], capture_output=True, text=True,
+                            timeout=60, cwd="/", env=env)
+        self.assertEqual(cp.stderr, "gitward: error: /nonexistent/x: no such state dir: no gitward has used it (give "
+                                    "the --state-dir of the node's agent)\n")
+
+
+class NoManifest(AgentBase):
+    """No quiet success on nothing: a repository or --path without any
+    manifest is warned about by every command that reads it, and reconcile's
+    summary says so (exit codes unchanged)."""
+    WARN = "gitward: warning: no manifest in {} (no *.yaml or *.yml file)\n"
+
+    def test_every_command_warns_and_reconcile_says_so(self):
+        r = self.repo()
+        r.write("README.md", "no manifest here\n")
+        r.write("docs/notes.txt", "nor here\n")
+        head = r.commit()
+        res = run("validate", r.path)
+        self.assertEqual((res.rc, res.out, res.err), (0, "0 resources in 0 files: valid.\n", self.WARN.format(r.path)))
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (0, self.WARN.format("the repository")), res)
+        res = run("diff", "--repo", r.path, "--state-dir", self.state, "--base", head)
+        self.assertEqual((res.rc, res.err), (0, self.WARN.format("the repository")), res)
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (0, self.WARN.format("the repository")), res)
+        self.assertEqual(res.out, "Plan: 0 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n"
+                                  "Applied: 0 ok, 0 failed, 0 waiting. Converged, but no manifest in the repository "
+                                  "(no *.yaml or *.yml file).\n")
+        # one --path of two is empty: that one is named
+        r.write("apps/a.yaml", proc_yaml("a"))
+        r.commit()
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--path", "apps",
+                  "--path", "./docs/")
+        self.assertEqual((res.rc, res.err), (2, self.WARN.format("--path docs")), res)
+        # everything left out by an exclusion: said so
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--exclude", "apps/")
+        self.assertEqual(res.err, "gitward: warning: no manifest in the repository (no *.yaml or *.yml file that "
+                                  ".gitwardignore and --exclude keep)\n", res)
+        # a repository with manifests: no warning
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state)
+        self.assertEqual((res.rc, res.err), (2, ""), res)
+
+    def test_the_agent_warns_once_per_commit(self):
+        r = self.repo()
+        r.write("README.md", "no manifest here\n")
+        head = r.commit()
+        a = self.agent(r, "--interval", "1h")
+        line = f" warn commit {head[:12]}: no manifest in the repository (no *.yaml or *.yml file)\n"
+        wait_for(lambda: line in self.log(), what="the warning")
+        a.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.passes(a) >= 2, what="a second pass")
+        self.assertEqual(self.log().count(line), 1, self.log())
 
 
 def records(state):

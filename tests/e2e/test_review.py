@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import unittest
 
-from gwtest import GITWARD, TempDirTest, proc_yaml, run, wait_for
+from gwtest import GITWARD, SLEEP, TempDirTest, proc_yaml, run, wait_for
 from test_agent import AgentBase
 
 CONTRIB_CI = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../contrib/ci"))
@@ -56,7 +56,8 @@ class ExcludeTest(TempDirTest):
         r.commit()
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1")
         self.assertEqual(res.rc, 2, res)
-        self.assertEqual(res.out, "  + Process/keep         create\n  + Process/web          create\n"
+        self.assertEqual(res.out, f"  + Process/keep         create  {SLEEP}\n"
+                         f"  + Process/web          create  {SLEEP}\n"
                          "Plan: 2 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n")
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
                   "--exclude", "keep.yml", "--exclude", "/apps/web.yaml", "--allow-empty")
@@ -69,7 +70,7 @@ class ExcludeTest(TempDirTest):
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
                   "--config", cfg)
         self.assertEqual(res.rc, 2, res)
-        self.assertEqual(res.out, "  + Process/web          create\n"
+        self.assertEqual(res.out, f"  + Process/web          create  {SLEEP}\n"
                          "Plan: 1 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n")
         self.assertFalse(os.path.exists(self.state))
 
@@ -89,16 +90,33 @@ class PositionTest(TempDirTest):
         res = run("validate", "--output", "github", ".", cwd=r.path)
         self.assertEqual(res.rc, 1, res)
         self.assertEqual(res.out,
-                         "::error file=./a.yaml,line=8,col=7::spec.dependsOn[1]: \"ghost\" names no resource in "
+                         "::error file=a.yaml,line=8,col=7::spec.dependsOn[1]: \"ghost\" names no resource in "
                          "this commit\n"
-                         "::error file=./b.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: a -> b -> a\n"
-                         "::error file=./c.yaml,line=6,col=21::spec.dependsOn: \"b\" is listed twice\n"
-                         "::error file=./d.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: d -> d\n")
+                         "::error file=b.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: a -> b -> a\n"
+                         "::error file=c.yaml,line=6,col=21::spec.dependsOn: \"b\" is listed twice\n"
+                         "::error file=d.yaml,line=6,col=15::spec.dependsOn[0]: dependency cycle: d -> d\n")
         r.commit()
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--output", "json")
         self.assertEqual(res.rc, 1, res)
         self.assertEqual([(e["file"], e["line"], e["column"]) for e in res.json()["errors"]],
                          [("a.yaml", 8, 7), ("b.yaml", 6, 15), ("c.yaml", 6, 21), ("d.yaml", 6, 15)])
+
+    def test_validate_names_files_as_a_pass_does(self):
+        """Repo-relative, no "./": an annotation of validate lands where the
+        dry-run's would."""
+        r = self.repo()
+        r.write("apps/x.yaml", proc_yaml("x", extra="  bogus: 1\n"))
+        r.commit()
+        want = "::error file=apps/x.yaml,line=6,col=3::spec.bogus: unknown field\n"
+        for path in (".", "./", "./apps//", "apps/./x.yaml"):
+            res = run("validate", "--output", "github", path, cwd=r.path)
+            self.assertEqual((res.rc, res.out), (1, want), path)
+        res = run("validate", "--output", "json", ".", cwd=r.path)
+        self.assertEqual(res.json()["errors"][0]["file"], "apps/x.yaml")
+        res = run("validate", ".", cwd=r.path)
+        self.assertEqual(res.err, "apps/x.yaml:6:3: spec.bogus: unknown field\n1 problem found.\n")
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--output", "github")
+        self.assertEqual((res.rc, res.out), (1, want))
 
 
 def review_repo(r):
@@ -127,7 +145,7 @@ Commit <code>{head}</code> (<code>feature</code>) against <code>{base}</code>.
 | | Resource | Action | Detail |
 |:-:|---|---|---|
 | ~ | Process/web | update | 2 fields changed |
-| + | Process/worker | create |  |
+| + | Process/worker | create | command <code>["/bin/sleep","300"]</code> |
 
 <details><summary>Field changes on web-01</summary>
 
@@ -142,7 +160,7 @@ Commit <code>{head}</code> (<code>feature</code>) against <code>{base}</code>.
 
 | | Resource | Action | Detail |
 |:-:|---|---|---|
-| + | Process/worker | create |  |
+| + | Process/worker | create | command <code>["/bin/sleep","300"]</code> |
 | - | Process/old | delete |  |
 """
 
@@ -162,10 +180,10 @@ class DiffTest(TempDirTest):
         self.assertEqual(res.rc, 2, res)
         self.assertEqual(res.out, "Node web-01:\n"
                          "  ~ Process/web          update  env.API_TOKEN: \"abc\" -> \"xyz\", env.VERSION: \"1\" -> \"2\"\n"
-                         "  + Process/worker       create\n"
+                         f"  + Process/worker       create  {SLEEP}\n"
                          "Plan: 1 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n"
                          "\nNode db-01:\n"
-                         "  + Process/worker       create\n"
+                         f"  + Process/worker       create  {SLEEP}\n"
                          "  - Process/old          delete\n"
                          "Plan: 1 to create, 0 to update, 1 to delete, 0 to restart, 1 unchanged.\n")
         self.assertEqual(res.err, "")
@@ -242,7 +260,7 @@ class AgainstTest(AgentBase):
                       "--label", "role=edge", "--against", against)
             self.assertEqual(res.rc, 2, res)
             self.assertEqual(res.out, "  ~ Process/web          update  env.API_TOKEN: \"abc\" -> \"xyz\", "
-                             "env.VERSION: \"1\" -> \"2\"\n  + Process/worker       create\n"
+                             f"env.VERSION: \"1\" -> \"2\"\n  + Process/worker       create  {SLEEP}\n"
                              "Plan: 1 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n")
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", ci_state, "--ref", "main",
                   "--label", "role=edge", "--against", f"http://127.0.0.1:{a.port}/status", "--output", "markdown")
@@ -334,7 +352,7 @@ class CiTest(TempDirTest):
         cp = subprocess.run(["ci/gitward-plan.sh", "origin/main", "plan.md"], cwd=work, env=env,
                             capture_output=True, text=True, timeout=120)
         self.assertEqual(cp.returncode, 1)
-        self.assertTrue(cp.stdout.startswith("::error file=./db.yaml,line=6,col=12::spec.restart: "), cp.stdout)
+        self.assertTrue(cp.stdout.startswith("::error file=db.yaml,line=6,col=12::spec.restart: "), cp.stdout)
 
     def test_the_ci_files_run_the_script(self):
         for name in ("github-actions.yml", "gitlab-ci.yml"):

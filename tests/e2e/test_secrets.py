@@ -11,7 +11,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from gwtest import CI, GITWARD, HDR, TempDirTest, agent_port, LISTEN_ANY, proc_yaml, records, run, wait_for, stop
+from gwtest import CI, GITWARD, HDR, SLEEP, TempDirTest, agent_port, LISTEN_ANY, proc_yaml, records, run, wait_for, stop
 
 
 def need_age():
@@ -189,7 +189,7 @@ class ProcessSecrets(Keys):
         self.assertEqual(val.rc, 0, val)
         dry = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1")
         self.assertEqual(dry.rc, 2, dry)  # changes pending
-        self.assertIn("  + Process/app          create\n", dry.out)
+        self.assertIn(f"  + Process/app          create  {SLEEP}\n", dry.out)
         res = self.reconcile(r, expect=1)
         self.assertIn("error Process/app: create failed: secretEnvFiles: secrets/web.env.age: no age identity on "
                       "this node (--age-identity FILE)", res.err)

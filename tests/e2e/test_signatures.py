@@ -11,7 +11,7 @@ import tempfile
 import unittest
 import urllib.request
 
-from gwtest import GITWARD, TempDirTest, agent_port, LISTEN_ANY, pid_alive, proc_yaml, records, run, wait_for, stop
+from gwtest import GITWARD, SLEEP, TempDirTest, agent_port, LISTEN_ANY, pid_alive, proc_yaml, records, run, wait_for, stop
 
 TOOLS = [t for t in ("ssh-keygen", "gpg", "gpgconf") if not shutil.which(t)]
 CI = bool(os.environ.get("CI"))  # under CI a missing tool fails, never skips
@@ -128,7 +128,7 @@ class Signatures(TempDirTest):
 
     def assert_accepted(self, res):
         self.assertEqual(res.rc, 2, res)
-        self.assertIn("  + Process/a            create\n", res.out)
+        self.assertIn(f"  + Process/a            create  {SLEEP}\n", res.out)
 
     def assert_refused(self, res, fragment):
         self.assertEqual(res.rc, 1, res)

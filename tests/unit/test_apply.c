@@ -528,6 +528,34 @@ static void test_restarts_back_off_1_2_4_s_and_reset_after_a_stable_run(void **s
 	assert_int_equal(count_calls("destroy", "w"), 4); /* each dead workload removed before its restart */
 }
 
+/* "since" is since when the resource is in its state as the same workload:
+ * a restart (a new workload, running again) moves it; a quiet pass keeps it. */
+static void test_since_moves_when_a_workload_restarts(void **state)
+{
+	struct env *e = *state;
+	const char *yaml = PROC("w", "  restart: always\n");
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+	struct gw_error err;
+	char path[128];
+	int64_t left;
+
+	snprintf(path, sizeof(path), "%s/state.json", e->dir);
+	pass_over(e, yaml, &rep, &st);
+	((struct gw_observed *)entry(&st, "w"))->since = 1000; /* long ago */
+	assert_int_equal(gw_state_save(&st, path, NULL, &err), 0);
+	gw_state_file_free(&st);
+	pass_over(e, yaml, &rep, &st);
+	assert_int_equal(entry(&st, "w")->since, 1000); /* nothing happened */
+	gw_state_file_free(&st);
+	assert_int_equal(crash_and_pass(e, yaml, &rep, &left), 1);
+	assert_int_equal(count_calls("create", "w"), 2);
+	assert_int_equal(gw_state_load(&st, path, &err), 0);
+	assert_int_equal(entry(&st, "w")->state, GW_STATE_RUNNING);
+	assert_true(entry(&st, "w")->since > 1000);
+	gw_state_file_free(&st);
+}
+
 static void test_restart_never_leaves_a_crashed_workload_down(void **state)
 {
 	struct env *e = *state;
@@ -853,6 +881,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restarts_back_off_1_2_4_s_and_reset_after_a_stable_run, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_restart_never_leaves_a_crashed_workload_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_since_moves_when_a_workload_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deletes_run_dependents_first, setup, teardown),
 		cmocka_unit_test(test_review_inventory_problems_are_placed),
 		cmocka_unit_test(test_review_status_documents),

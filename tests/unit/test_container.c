@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "gitward/backend.h"
 #include "gitward/container.h"
 #include "gitward/engine.h"
 #include "helpers.h"
@@ -163,6 +164,25 @@ static void test_engine_messages(void **state)
 	assert_string_equal(gw_engine_default_socket("/x.sock"), "/x.sock");
 }
 
+/* What status and the logs call a container: its short id, and nothing
+ * at all without one (a log said "restart: stopping id "). */
+static void test_describe_names_the_id_or_nothing(void **state)
+{
+	(void)state;
+	char text[64] = "x";
+	json_t *fields = json_object();
+	gw_backend_container.describe(fields, text, sizeof(text), NULL, "{\"id\":\"0123456789abcdef0123\"}");
+	assert_string_equal(text, "id 0123456789ab");
+	assert_string_equal(json_string_value(json_object_get(fields, "id")), "0123456789abcdef0123");
+	json_object_clear(fields);
+	gw_backend_container.describe(fields, text, sizeof(text), NULL, "{\"id\":\"\"}");
+	assert_string_equal(text, "");
+	assert_true(json_is_null(json_object_get(fields, "id")));
+	gw_backend_container.describe(fields, text, sizeof(text), NULL, NULL);
+	assert_string_equal(text, "");
+	json_decref(fields);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +191,7 @@ int main(void)
 		cmocka_unit_test(test_list_keeps_only_our_containers),
 		cmocka_unit_test(test_inspect_gives_state_and_exit_code),
 		cmocka_unit_test(test_engine_messages),
+		cmocka_unit_test(test_describe_names_the_id_or_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -579,6 +579,115 @@ static void test_reasons_without_details(void **state)
 	assert_int_equal(plan_one("restart: never", GW_STATE_RUNNING, GW_HEALTH_UNHEALTHY, "x"), GW_ACTION_NONE);
 }
 
+/* A plan rendered as text and as markdown (one node, "n1"). */
+static void render_both(char **text, char **md, const struct gw_plan *plan)
+{
+	size_t len = 0;
+	FILE *f = open_memstream(text, &len);
+	gw_plan_render_text(f, plan);
+	fclose(f);
+	struct gw_plan_node nd = { .node = "n1", .plan = plan };
+	f = open_memstream(md, &len);
+	gw_plan_render_markdown(f, "T", &nd, 1, NULL, NULL);
+	fclose(f);
+}
+
+/* The canonical form folds defaults away: a field set back to its default
+ * shows that default, not "(unset)"; a field without a default stays
+ * "(unset)"; the JSON keeps null (left out). */
+static void test_a_field_back_to_its_default_shows_the_default(void **state)
+{
+	(void)state;
+	struct gw_resource *old = proc("web",
+				       "restart: on-failure, stopSignal: INT, healthCheck: {tcp: {address: "
+				       "\"127.0.0.1:1\"}, interval: 20s}, user: www");
+	struct gw_resource *now = proc("web", "healthCheck: {tcp: {address: \"127.0.0.1:1\"}}");
+	struct gw_observed o;
+	struct gw_plan plan;
+	struct gw_error err;
+	char *text = NULL, *md = NULL;
+
+	observe(&o, old, GW_STATE_RUNNING);
+	assert_int_equal(gw_plan_build(&plan, &now, 1, &o, 1, &prune_on, &err), 0);
+	render_both(&text, &md, &plan);
+	assert_string_equal(text,
+			    "  ~ Process/web          update  healthCheck.interval: \"20s\" -> \"10s\", restart: "
+			    "\"on-failure\" -> \"always\", stopSignal: \"INT\" -> \"TERM\", user: \"www\" -> "
+			    "(unset)\n"
+			    "Plan: 0 to create, 1 to update, 0 to delete, 0 to restart, 0 unchanged.\n");
+	assert_non_null(strstr(md,
+			       "| Process/web | <code>restart</code> | <code>\"on-failure\"</code> | "
+			       "<code>\"always\"</code> |\n"));
+	assert_non_null(
+		strstr(md, "| Process/web | <code>user</code> | <code>\"www\"</code> | <code>(unset)</code> |\n"));
+	char *js = gw_plan_render_json(&plan, NULL, NULL, NULL);
+	assert_non_null(strstr(js, "{\"path\":\"spec.restart\",\"from\":\"on-failure\",\"to\":null}"));
+	free(js);
+	free(text);
+	free(md);
+	gw_plan_free(&plan);
+	gw_observed_clear(&o);
+	gw_resource_free(old);
+	gw_resource_free(now);
+
+	/* the defaults of other kinds and types, from the schema table */
+	static const struct {
+		enum gw_kind kind;
+		const char *path, *want;
+	} cases[] = {
+		{ GW_KIND_VM, "spec.memory", "\"512Mi\"" },	   { GW_KIND_VM, "spec.cpus", "1" },
+		{ GW_KIND_VM, "spec.network", "\"user\"" },	   { GW_KIND_CONTAINER, "spec.network", "\"bridge\"" },
+		{ GW_KIND_CONTAINER, "spec.pull", "\"missing\"" }, { GW_KIND_PROCESS, "spec.healthCheck.retries", "3" },
+		{ GW_KIND_CONTAINER, "spec.memory", NULL },	   { GW_KIND_PROCESS, "spec.env.X", NULL },
+		{ GW_KIND_PROCESS, "spec.image", NULL },	   { GW_KIND_PROCESS, "spec.healthCheck", NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *d = gw_resource_default_json(cases[i].kind, cases[i].path);
+		if (cases[i].want)
+			assert_string_equal(d, cases[i].want);
+		else
+			assert_null(d);
+		free(d);
+	}
+}
+
+/* A create shows what the resource runs, exposes and its environment, with
+ * secret-looking env values masked, in text and in markdown. */
+static void test_a_create_shows_its_main_fields(void **state)
+{
+	(void)state;
+	struct gw_resource *r[2] = {
+		proc("web", "env: {MODE: prod, API_TOKEN: abc}, workingDir: /srv"),
+		parse_one("apiVersion: gitward/v1\nkind: Container\nmetadata: {name: api}\nspec: {image: "
+			  "\"localhost/api:1.4\", ports: [\"127.0.0.1:8081:80\"], command: [/bin/api]}\n"),
+	};
+	struct gw_plan plan;
+	struct gw_error err;
+	char *text = NULL, *md = NULL;
+
+	assert_non_null(r[1]);
+	assert_int_equal(gw_plan_build(&plan, r, 2, NULL, 0, &prune_on, &err), 0);
+	render_both(&text, &md, &plan);
+	assert_string_equal(text,
+			    "  + Container/api        create  image: \"localhost/api:1.4\", command: "
+			    "[\"/bin/api\"], ports: [\"127.0.0.1:8081:80\"]\n"
+			    "  + Process/web          create  command: [\"/bin/true\"], env: "
+			    "{\"API_TOKEN\":\"***\",\"MODE\":\"prod\"}\n"
+			    "Plan: 2 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n");
+	assert_non_null(strstr(md,
+			       "| + | Container/api | create | image <code>\"localhost/api:1.4\"</code>, command "
+			       "<code>[\"/bin/api\"]</code>, ports <code>[\"127.0.0.1:8081:80\"]</code> |\n"));
+	assert_non_null(strstr(md,
+			       "| + | Process/web | create | command <code>[\"/bin/true\"]</code>, env "
+			       "<code>{\"API_TOKEN\":\"***\",\"MODE\":\"prod\"}</code> |\n"));
+	assert_null(strstr(md, "abc"));
+	free(text);
+	free(md);
+	gw_plan_free(&plan);
+	gw_resource_free(r[0]);
+	gw_resource_free(r[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,6 +708,8 @@ int main(void)
 		cmocka_unit_test(test_names_of_states_health_and_actions),
 		cmocka_unit_test(test_canonical_diff_shapes),
 		cmocka_unit_test(test_reasons_without_details),
+		cmocka_unit_test(test_a_field_back_to_its_default_shows_the_default),
+		cmocka_unit_test(test_a_create_shows_its_main_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,6 +115,7 @@ static void test_round_trip(void **state)
 			       "\"commit\":\"0123456789012345678901234567890123456789\",\"ref\":\"main\","
 			       "\"remote_commit\":\"9876543210987654321098765432109876543210\""));
 	free(js);
+	/* text status: a restarts column */
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
@@ -123,6 +124,9 @@ static void test_round_trip(void **state)
 	assert_non_null(strstr(text,
 			       "ref:          main\nremote:       9876543210987654321098765432109876543210 "
 			       "(invalid: the commit above stays in force)\nlast success: "));
+	assert_non_null(strstr(text,
+			       "\n  Process/web                  failed   unknown   restarts 3  pid 42  exited with "
+			       "status 1\n"));
 	free(text);
 	gw_backend_set_close(&set);
 	gw_state_file_free(&st);
@@ -171,7 +175,7 @@ static void test_state_before_handles_is_converted_on_load(void **state)
 	FILE *f = open_memstream(&text, &len);
 	gw_state_render_status_text(f, &st, &d);
 	fclose(f);
-	assert_non_null(strstr(text, "Process/web"));
+	assert_non_null(strstr(text, "\n  Process/web                  running  unknown   restarts 0  pid 4242\n"));
 	assert_non_null(strstr(text, " pid 4242"));
 	assert_non_null(strstr(text, " id 0123456789ab"));
 	assert_null(strstr(text, " id 0123456789abc"));

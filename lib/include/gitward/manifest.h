@@ -94,6 +94,9 @@ struct gw_manifest_set {
 	/* borrowed, optional: resources already parsed, by blob id
 	 * (gitward/manifest_cache.h) */
 	struct gw_manifest_cache *cache;
+	/* the places read that held no manifest file at all ("the repository",
+	 * "--path apps", a validate PATH): a warning, never a problem */
+	struct gw_strlist empty;
 };
 
 void gw_manifest_set_init(struct gw_manifest_set *set);
@@ -127,5 +130,10 @@ const char *gw_ignore_match(const struct gw_ignore *ig, const char *path, bool i
 struct gw_ignore *gw_manifest_ignore_new(const struct gw_manifest_set *set, const char *text, size_t len);
 /* Record that path was left out by rule `by` (manifest files and folders only). */
 void gw_manifest_set_skip(struct gw_manifest_set *set, const char *path, const char *by);
+/* Record that `where` (as set->empty names it) held no manifest file. */
+void gw_manifest_set_empty(struct gw_manifest_set *set, const char *where);
+/* The warning about set->empty into buf ("no manifest in --path apps (no
+ * *.yaml or *.yml file)"), or NULL when every place read held one. */
+const char *gw_manifest_set_empty_warning(char *buf, size_t size, const struct gw_manifest_set *set);
 
 #endif

@@ -152,6 +152,8 @@ struct gw_run_summary {
 	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
 	bool healing; /* converged to the commit in force without fetching */
 	bool fetched; /* a full pass whose fetch (and resolving the ref) succeeded */
+	/* "no manifest in ..." when a place read held none, else "" */
+	char no_manifest[1024];
 };
 
 /* GW_PASS_FULL: fetch, then converge (with the fallbacks of the SPEC: Git

@@ -34,6 +34,9 @@ void gw_dirs_env_from_process(struct gw_dirs_env *env);
 /* The default state dir: ROOT/var/lib/gitward as root, else
  * $XDG_STATE_HOME/gitward (~/.local/state/gitward). Caller frees. */
 char *gw_dirs_default_state(const struct gw_dirs_env *env);
+/* How that default was chosen, for messages: "as root", "for a user other
+ * than root: $HOME/.local/state/gitward ..." */
+const char *gw_dirs_default_state_rule(const struct gw_dirs_env *env);
 
 /* Fill each of *state, *run, *log left NULL (given ones are kept; all are
  * absolute already). The rule:

@@ -66,6 +66,11 @@ struct gw_plan_meta {
 	const char *node;
 };
 
+/* One line per action: a create with its main fields (image, command,
+ * kernel, disk, plugin, ports, forwards, env with secret-looking values
+ * masked), an update with its field changes (a field taken out shows the
+ * default it takes, else "(unset)"); then the summary. The markdown below
+ * shows the same. */
 void gw_plan_render_text(FILE *f, const struct gw_plan *plan);
 /* The SPEC plan object. plan may be NULL (errors only). */
 char *gw_plan_render_json(const struct gw_plan *plan, const struct gw_plan_meta *meta, const struct gw_diags *diags,

@@ -155,6 +155,11 @@ char *gw_resource__canonical_fast(const struct gw_resource *r);
 /* Effective defaults where the manifest leaves a field unset. */
 int64_t gw_resource_stop_timeout_ms(const struct gw_resource *r);
 int gw_resource_stop_signal(const struct gw_resource *r);
+/* What the canonical form folds away: the default of the field at path
+ * ("spec.restart", "spec.healthCheck.interval") of kind, as compact JSON the
+ * way the canonical form writes a value (caller frees). NULL when path names
+ * no field of kind or the field has no default (left out, it is absent). */
+char *gw_resource_default_json(enum gw_kind kind, const char *path);
 
 int gw_signal_from_string(int *out, const char *s);
 const char *gw_signal_to_string(int sig);

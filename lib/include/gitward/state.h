@@ -142,5 +142,8 @@ int gw_state_repo_read(char **out, const char *dir, struct gw_error *err);
 int gw_state_repo_write(const char *dir, const char *repo, struct gw_error *err);
 /* Default state dir (gw_dirs_default_state of this process). */
 char *gw_state_default_dir(void);
+/* When state_dir is that default, which nobody may have chosen: "DIR is the
+ * default state dir for ..." in buf; else NULL. */
+const char *gw_state_default_dir_note(char *buf, size_t size, const char *state_dir);
 
 #endif
