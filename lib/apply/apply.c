@@ -115,12 +115,21 @@ static struct gw_observed *state_entry(struct gw_state_file *st, enum gw_kind ki
 	return NULL;
 }
 
+static void copy_digests(struct gw_strmap *dst, const struct gw_strmap *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	for (size_t i = 0; i < src->n; i++)
+		gw_strmap_set(dst, src->k[i], src->v[i]);
+}
+
 static void copy_observed(struct gw_observed *dst, const struct gw_observed *src)
 {
 	*dst = *src;
 	dst->name = gw_xstrdup(src->name);
 	dst->canonical = src->canonical ? gw_xstrdup(src->canonical) : NULL;
 	dst->handle = src->handle ? gw_xstrdup(src->handle) : NULL;
+	copy_digests(&dst->env_digests, &src->env_digests);
+	dst->env_changed = src->env_changed ? gw_xstrdup(src->env_changed) : NULL;
 	memset(&dst->depends_on, 0, sizeof(dst->depends_on));
 	if (src->depends_on.n) {
 		dst->depends_on.v = gw_xcalloc(src->depends_on.n + 1, sizeof(char *));
