@@ -115,12 +115,21 @@ static struct gw_observed *state_entry(struct gw_state_file *st, enum gw_kind ki
 	return NULL;
 }
 
+static void copy_digests(struct gw_strmap *dst, const struct gw_strmap *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	for (size_t i = 0; i < src->n; i++)
+		gw_strmap_set(dst, src->k[i], src->v[i]);
+}
+
 static void copy_observed(struct gw_observed *dst, const struct gw_observed *src)
 {
 	*dst = *src;
 	dst->name = gw_xstrdup(src->name);
 	dst->canonical = src->canonical ? gw_xstrdup(src->canonical) : NULL;
 	dst->handle = src->handle ? gw_xstrdup(src->handle) : NULL;
+	copy_digests(&dst->env_digests, &src->env_digests);
+	dst->env_changed = src->env_changed ? gw_xstrdup(src->env_changed) : NULL;
 	memset(&dst->depends_on, 0, sizeof(dst->depends_on));
 	if (src->depends_on.n) {
 		dst->depends_on.v = gw_xcalloc(src->depends_on.n + 1, sizeof(char *));
@@ -270,6 +279,8 @@ static void observe_kind(struct seen *all, struct gw_pass *pass, struct gw_backe
 			o->crash_streak = rec->crash_streak;
 			o->backoff_until_ms = rec->backoff_until_ms;
 			o->health_failures = rec->health_failures;
+			gw_strmap_free(&o->env_digests);
+			copy_digests(&o->env_digests, &rec->env_digests);
 		}
 		o->crash_streak = gw_apply__crash_streak(o, now_ms(pass) / 1000);
 		all->v[all->n++] = *o; /* now owned by all */
@@ -298,6 +309,9 @@ int gw_apply_observe(struct gw_pass *pass, const char *state_dir, const struct g
 	for (int k = 0; k < GW_KIND_MAX; k++)
 		observe_kind(&all, pass, gw_backend_set_for(set, (enum gw_kind)k), (enum gw_kind)k);
 	GW_PROF_END(discover, "  discover");
+	for (size_t i = 0; i < all.n; i++) /* what cannot be looked at now is left as recorded */
+		if (gw_backend_set_for(set, all.v[i].kind) && !pass->backend_error[all.v[i].kind][0])
+			gw_apply__env_check(&all.v[i], desired_for(pass, all.v[i].kind, all.v[i].name));
 	pass->observed = all.v;
 	pass->nobserved = all.n;
 	struct probe_job job = { .pass = pass, .set = set };
@@ -446,7 +460,7 @@ static int act_may_run(struct act *c)
 		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "%s", pass->backend_error[a->kind]);
 		return -EIO;
 	}
-	if (a->type == GW_ACTION_RESTART && a->observed->backoff_until_ms > now_ms(pass)) {
+	if (a->type == GW_ACTION_RESTART && !a->deliberate && a->observed->backoff_until_ms > now_ms(pass)) {
 		act_end(c, GW_OUT_WAITING, GW_LOG_INFO, "%s; restart backoff, next try in %llds", a->reason,
 			(long long)((a->observed->backoff_until_ms - now_ms(pass) + 999) / 1000));
 		return -EAGAIN;
@@ -492,20 +506,27 @@ static int act_start(struct act *c)
 	struct job *j = c->j;
 	const struct gw_action *a = j->a;
 	struct gw_error err = { 0 };
+	struct gw_strmap digests = { 0 };
 	char what[100];
 
+	gw_apply__env_record(&digests, a->desired); /* before the files are read */
 	int rc = c->b->ops->create(&j->result, c->b, a->desired, &c->call, &err);
 	if (rc < 0) {
+		gw_strmap_free(&digests);
 		j->out = GW_OUT_FAILED;
 		snprintf(j->detail, sizeof(j->detail), "%s", err.msg);
 		act_log(c, GW_LOG_ERROR, "%s failed: %s", gw_action_to_string(a->type), err.msg);
 		return rc;
 	}
 	j->have_result = 1;
+	gw_strmap_free(&j->result.env_digests);
+	j->result.env_digests = digests; /* now owned by the result */
 	if (a->observed && a->type == GW_ACTION_RESTART) {
 		j->result.restarts = a->observed->restarts + 1;
-		j->result.crash_streak = a->observed->crash_streak + 1;
-		j->result.backoff_until_ms = backoff_until(c->ex->pass, j->result.crash_streak);
+		/* a deliberate restart leaves the policy's clock as it was */
+		j->result.crash_streak = a->observed->crash_streak + !a->deliberate;
+		j->result.backoff_until_ms = a->deliberate ? a->observed->backoff_until_ms
+							   : backoff_until(c->ex->pass, j->result.crash_streak);
 	}
 	describe_text(what, sizeof(what), c->b, j->result.handle);
 	act_log(c, GW_LOG_INFO, "%s: started%s%s", gw_action_to_string(a->type), what[0] ? " " : "", what);

@@ -47,6 +47,8 @@ void gw_observed_clear(struct gw_observed *o)
 	free(o->canonical);
 	free(o->handle);
 	gw_strlist_free(&o->depends_on);
+	gw_strmap_free(&o->env_digests);
+	free(o->env_changed);
 	memset(o, 0, sizeof(*o));
 }
 

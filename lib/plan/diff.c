@@ -168,6 +168,14 @@ static void decide(struct gw_action *a, const struct gw_resource *d, const struc
 		snprintf(a->reason, sizeof(a->reason), "%s", o->detail[0] ? o->detail : "not started");
 		return;
 	}
+	if (o->state == GW_STATE_RUNNING && o->env_changed) {
+		/* it runs with what the file held when it started: the path only,
+		 * never a value or a digest */
+		a->type = GW_ACTION_RESTART;
+		a->deliberate = true;
+		snprintf(a->reason, sizeof(a->reason), "envFile %s changed", o->env_changed);
+		return;
+	}
 	bool down = o->state == GW_STATE_STOPPED || o->state == GW_STATE_FAILED;
 	bool restart = false;
 	switch (d->restart) {

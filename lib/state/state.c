@@ -143,6 +143,29 @@ static json_t *described(const struct gw_state_describer *d, const struct gw_obs
 	return fields;
 }
 
+/* The envFiles digests of an entry: absent in state files of earlier
+ * versions (the next pass records them without a restart); an entry that is
+ * not 64 hex digits is dropped the same way. */
+static void env_digests_parse(struct gw_strmap *out, const json_t *obj)
+{
+	const char *path;
+	json_t *v;
+	json_object_foreach((json_t *)obj, path, v)
+	{
+		const char *d = json_string_value(v);
+		if (d && strlen(d) == 64 && strspn(d, "0123456789abcdef") == 64 && path[0] == '/')
+			gw_strmap_set(out, path, d);
+	}
+}
+
+static json_t *env_digests_json(const struct gw_strmap *m)
+{
+	json_t *obj = json_object();
+	for (size_t i = 0; i < m->n; i++)
+		json_object_set_new(obj, m->k[i], json_string(m->v[i]));
+	return obj;
+}
+
 int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, const char *path, struct gw_error *err)
 {
 	struct gw_state_file st;
@@ -214,6 +237,7 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		o->health_failures = (int)json_integer_value(json_object_get(r, "health_failures"));
 		/* absent in state files of earlier versions: converged */
 		o->not_converged = json_is_false(json_object_get(r, "converged"));
+		env_digests_parse(&o->env_digests, json_object_get(r, "env_digests"));
 		st.n++;
 	}
 	json_decref(root);
@@ -266,6 +290,8 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 		json_object_set_new(r, "backoff_until_ms", json_integer(o->backoff_until_ms));
 		json_object_set_new(r, "health_failures", json_integer(o->health_failures));
 		json_object_set_new(r, "converged", json_boolean(!o->not_converged));
+		if (o->env_digests.n)
+			json_object_set_new(r, "env_digests", env_digests_json(&o->env_digests));
 		json_array_append_new(res, r);
 	}
 	json_object_set_new(root, "resources", res);

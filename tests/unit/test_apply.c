@@ -156,13 +156,17 @@ static int fake_discover(struct gw_observed **out, size_t *out_n, struct gw_back
 	assert_ptr_equal(b->priv, &F);
 	pthread_mutex_lock(&F.mu);
 	struct gw_observed *v = gw_xcalloc(F.n + 1, sizeof(*v));
+	size_t n = 0;
 	for (size_t i = 0; i < F.n; i++) {
-		copy_obs(&v[i], &F.wl[i].o);
+		if (F.wl[i].o.kind != b->ops->kind)
+			continue; /* the other fake's */
+		copy_obs(&v[n], &F.wl[i].o);
 		if (F.started_ago_s)
-			v[i].started_at = fake_now() / 1000 - F.started_ago_s;
+			v[n].started_at = fake_now() / 1000 - F.started_ago_s;
+		n++;
 	}
 	*out = v;
-	*out_n = F.n;
+	*out_n = n;
 	pthread_mutex_unlock(&F.mu);
 	return 0;
 }
@@ -276,6 +280,19 @@ static const struct gw_backend_ops fake_ops = {
 	.describe = fake_describe,
 };
 
+/* The same fake for Containers, beside the one for Processes. */
+static const struct gw_backend_ops fake_container_ops = {
+	.name = "fake-container",
+	.kind = GW_KIND_CONTAINER,
+	.init = fake_init,
+	.done = fake_done,
+	.discover = fake_discover,
+	.create = fake_create,
+	.destroy = fake_destroy,
+	.exec_probe = fake_probe,
+	.describe = fake_describe,
+};
+
 /* A workload of ours ends: it is observed failed. */
 static void fake_crash(const char *name)
 {
@@ -297,10 +314,9 @@ struct env {
 	struct gw_backend_set set;
 };
 
-static int setup(void **state)
+static int setup_with(void **state, const struct gw_backend_ops *const *ops, int nops)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	static const struct gw_backend_ops *const ops[] = { &fake_ops, NULL };
 	struct gw_backend_config bc = { 0 };
 	struct gw_error err;
 
@@ -313,9 +329,22 @@ static int setup(void **state)
 	};
 	bc.state_dir = e->dir;
 	assert_int_equal(gw_backend_set_open(&e->set, ops, &bc, &err), 0);
-	assert_int_equal(F.inits, 1);
+	assert_int_equal(F.inits, nops);
 	*state = e;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	static const struct gw_backend_ops *const ops[] = { &fake_ops, NULL };
+	return setup_with(state, ops, 1);
+}
+
+/* A Process fake and a Container fake. */
+static int setup_two(void **state)
+{
+	static const struct gw_backend_ops *const ops[] = { &fake_ops, &fake_container_ops, NULL };
+	return setup_with(state, ops, 2);
 }
 
 static int teardown(void **state)
@@ -323,7 +352,7 @@ static int teardown(void **state)
 	struct env *e = *state;
 	char path[128];
 	gw_backend_set_close(&e->set);
-	assert_int_equal(F.dones, 1);
+	assert_int_equal(F.dones, F.inits);
 	gw_strmap_free(&e->labels);
 	snprintf(path, sizeof(path), "%s/state.json", e->dir);
 	unlink(path);
@@ -372,6 +401,8 @@ static const struct gw_observed *entry(const struct gw_state_file *st, const cha
 #define PROC(name, extra)                                                                                              \
 	"apiVersion: gitward/v1\nkind: Process\nmetadata: {name: " name "}\nspec:\n  command: [/bin/true]\n" extra     \
 	"---\n"
+#define CONT(name, extra)                                                                                              \
+	"apiVersion: gitward/v1\nkind: Container\nmetadata: {name: " name "}\nspec:\n  image: busybox\n" extra "---\n"
 #define HEALTH "  healthCheck: {exec: {command: [/bin/true]}, interval: 1s, timeout: 1s, retries: 1}\n"
 
 /* ---- the tests ---- */
@@ -597,6 +628,144 @@ static void test_deletes_run_dependents_first(void **state)
 /* ---- review: inventories, recorded statuses, plans between commits ---- */
 
 /* Load yaml as an inventory; the first diagnostic as "line:col: msg" ("" if none). */
+/* ---- envFiles watched ---- */
+
+static void env_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The reason of name's action in the plan of yaml against what runs. */
+static enum gw_action_type plan_reason(struct env *e, const char *yaml, const char *name, char *reason, size_t size)
+{
+	struct gw_pass pass;
+	struct gw_observer_live live;
+	struct gw_error err;
+	char *state_error = NULL;
+	enum gw_action_type t = GW_ACTION_NONE;
+
+	gw_pass_init(&pass);
+	pass.now_ms = fake_now;
+	gw_manifest_set_add_file(&pass.set, "t.yaml", yaml, strlen(yaml));
+	gw_manifest_set_finish(&pass.set);
+	gw_observer_live_init(&live, &e->set, e->dir);
+	assert_int_equal(gw_pass_observe_plan(&pass, &live.base, e->opts.labels, &e->opts, &state_error, &err), 0);
+	for (size_t i = 0; i < pass.plan.n; i++)
+		if (!strcmp(pass.plan.v[i].name, name)) {
+			t = pass.plan.v[i].type;
+			snprintf(reason, size, "%s", pass.plan.v[i].reason);
+		}
+	gw_pass_free(&pass);
+	return t;
+}
+
+/* A state file as an earlier version wrote it: no digests. */
+static void forget_digests(struct env *e)
+{
+	struct gw_state_file st;
+	struct gw_error err;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/state.json", e->dir);
+	assert_int_equal(gw_state_load(&st, path, &err), 0);
+	for (size_t i = 0; i < st.n; i++)
+		gw_strmap_free(&st.res[i].env_digests);
+	assert_int_equal(gw_state_save(&st, path, NULL, &err), 0);
+	gw_state_file_free(&st);
+}
+
+/* One more pass: how many digests name's entry keeps. The clock stands
+ * still: a restart for a changed file waits for no backoff and counts in
+ * no crash streak. */
+static size_t pass_digests(struct env *e, const char *yaml, const char *name, struct gw_apply_report *rep)
+{
+	struct gw_state_file st;
+	pass_over(e, yaml, rep, &st);
+	assert_true(rep->converged);
+	size_t n = entry(&st, name)->env_digests.n;
+	assert_int_equal(entry(&st, name)->crash_streak, 0);
+	assert_int_equal(entry(&st, name)->backoff_until_ms, 0);
+	gw_state_file_free(&st);
+	return n;
+}
+
+/* A Process's or a Container's envFiles edited on the node: the next pass
+ * restarts that workload alone, naming the first changed file; an unchanged
+ * file, a file gone (kept running) or a state file without digests (an
+ * earlier version's) restarts nothing. */
+static void test_edited_env_file_restarts_its_process_or_container(void **state)
+{
+	struct env *e = *state;
+	struct gw_apply_report rep;
+	char a[96], b[96], c[96], yaml[2048], reason[160], want[200];
+
+	snprintf(a, sizeof(a), "%s/a.env", e->dir);
+	snprintf(b, sizeof(b), "%s/b.env", e->dir);
+	snprintf(c, sizeof(c), "%s/c.env", e->dir);
+	env_write(a, "A=1\n");
+	env_write(b, "B=1\n");
+	env_write(c, "C=1\n");
+	snprintf(yaml, sizeof(yaml),
+		 PROC("web", "  envFiles: [%s, %s]\n") PROC("plain", "") CONT("api", "  envFiles: [%s]\n"), a, b, c);
+	assert_int_equal(pass_digests(e, yaml, "web", &rep), 2);
+	assert_int_equal(pass_digests(e, yaml, "api", &rep), 1);
+	assert_int_equal(count_calls("create", NULL), 3);
+	assert_int_equal(plan_reason(e, yaml, "web", reason, sizeof(reason)), GW_ACTION_NONE);
+
+	/* the second file of two changes: web restarts, named by that file */
+	env_write(b, "B=2\n");
+	assert_int_equal(plan_reason(e, yaml, "web", reason, sizeof(reason)), GW_ACTION_RESTART);
+	snprintf(want, sizeof(want), "envFile %s changed", b);
+	assert_string_equal(reason, want);
+	assert_int_equal(pass_digests(e, yaml, "web", &rep), 2);
+	assert_int_equal(count_calls("destroy", "web"), 1);
+	assert_int_equal(count_calls("create", "web"), 2);
+	assert_int_equal(count_calls("create", NULL), 4);
+	assert_int_equal(plan_reason(e, yaml, "web", reason, sizeof(reason)), GW_ACTION_NONE);
+
+	/* the Container's file */
+	env_write(c, "C=2\n");
+	assert_int_equal(plan_reason(e, yaml, "api", reason, sizeof(reason)), GW_ACTION_RESTART);
+	snprintf(want, sizeof(want), "envFile %s changed", c);
+	assert_string_equal(reason, want);
+	pass_digests(e, yaml, "api", &rep);
+	assert_int_equal(count_calls("create", "api"), 2);
+	assert_int_equal(count_calls("create", NULL), 5);
+
+	/* an earlier version's state file: digests recorded, nothing restarted,
+	 * and a change after that is seen */
+	forget_digests(e);
+	env_write(a, "A=2\n");
+	assert_int_equal(pass_digests(e, yaml, "web", &rep), 2);
+	assert_int_equal(count_calls("create", NULL), 5);
+	env_write(a, "A=3\n");
+	pass_digests(e, yaml, "web", &rep);
+	assert_int_equal(count_calls("create", "web"), 3);
+
+	/* gone: it keeps running; back as it was: nothing; back changed: restart */
+	assert_int_equal(unlink(a), 0);
+	assert_int_equal(plan_reason(e, yaml, "web", reason, sizeof(reason)), GW_ACTION_NONE);
+	assert_int_equal(pass_digests(e, yaml, "web", &rep), 2);
+	env_write(a, "A=3\n");
+	pass_digests(e, yaml, "web", &rep);
+	assert_int_equal(count_calls("create", "web"), 3);
+	env_write(a, "A=4\n");
+	pass_digests(e, yaml, "web", &rep);
+	assert_int_equal(count_calls("create", "web"), 4);
+	assert_int_equal(count_calls("create", "plain"), 1);
+	struct gw_state_file st;
+	pass_over(e, yaml, &rep, &st);
+	assert_int_equal(entry(&st, "web")->restarts, 3); /* shown in status, like any restart */
+	assert_int_equal(entry(&st, "api")->restarts, 1);
+	assert_int_equal(entry(&st, "plain")->restarts, 0);
+	gw_state_file_free(&st);
+	unlink(a);
+	unlink(b);
+	unlink(c);
+}
+
 static int inventory_of(struct gw_inventory *inv, char *first, size_t size, size_t *ndiags, const char *yaml)
 {
 	char path[] = "/tmp/gw-inv-XXXXXX";
@@ -883,6 +1052,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_never_leaves_a_crashed_workload_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_since_moves_when_a_workload_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deletes_run_dependents_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edited_env_file_restarts_its_process_or_container, setup_two,
+						teardown),
 		cmocka_unit_test(test_review_inventory_problems_are_placed),
 		cmocka_unit_test(test_review_status_documents),
 		cmocka_unit_test(test_review_plans_between_commits_and_against_a_status),

@@ -688,6 +688,84 @@ static void test_a_create_shows_its_main_fields(void **state)
 	gw_resource_free(r[1]);
 }
 
+/* An envFiles file whose content changed restarts a running workload with
+ * the path as the reason, never a value or digest, outside the restart
+ * policy's backoff; it re-runs nothing that has stopped for good, leaves a
+ * down one to its restart policy, and a spec change stays an update. */
+static enum gw_action_type plan_env(const char *extra, enum gw_state st, const char *detail, bool same_spec,
+				    struct gw_plan *plan, struct gw_observed *o, struct gw_resource **r)
+{
+	struct gw_error err;
+	*r = proc("web", extra);
+	observe(o, *r, st);
+	snprintf(o->detail, sizeof(o->detail), "%s", detail);
+	gw_strmap_set(&o->env_digests, "/etc/web/app.env",
+		      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	o->env_changed = gw_xstrdup("/etc/web/app.env");
+	if (!same_spec)
+		memset(o->spec_hash, 'b', 64);
+	assert_int_equal(gw_plan_build(plan, r, 1, o, 1, &prune_on, &err), 0);
+	return plan->v[0].type;
+}
+
+static void plan_env_free(struct gw_plan *plan, struct gw_observed *o, struct gw_resource *r)
+{
+	gw_plan_free(plan);
+	gw_observed_clear(o);
+	gw_resource_free(r);
+}
+
+static void test_changed_env_file_restarts_a_running_workload(void **state)
+{
+	(void)state;
+	struct gw_resource *r;
+	struct gw_observed o;
+	struct gw_plan plan;
+	const char *extra = "envFiles: [/etc/web/app.env, /etc/web/b.env]";
+
+	assert_int_equal(plan_env(extra, GW_STATE_RUNNING, "", true, &plan, &o, &r), GW_ACTION_RESTART);
+	assert_string_equal(plan.v[0].reason, "envFile /etc/web/app.env changed");
+	assert_true(plan.v[0].deliberate); /* no backoff, no crash streak */
+	assert_int_equal(plan.v[0].nchanges, 0);
+	char *text = NULL, *js;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	gw_plan_render_text(f, &plan);
+	fclose(f);
+	assert_string_equal(text,
+			    "  ! Process/web          restart  envFile /etc/web/app.env changed\n"
+			    "Plan: 0 to create, 0 to update, 0 to delete, 1 to restart, 0 unchanged.\n");
+	js = gw_plan_render_json(&plan, NULL, NULL, NULL);
+	assert_non_null(strstr(js, "\"reason\":\"envFile /etc/web/app.env changed\""));
+	assert_null(strstr(js, "0123456789abcdef"));
+	free(js);
+	free(text);
+	plan_env_free(&plan, &o, r);
+
+	/* finished under a policy that lets it stay stopped: it holds no value */
+	assert_int_equal(plan_env("restart: on-failure", GW_STATE_STOPPED, "exited with status 0", true, &plan, &o, &r),
+			 GW_ACTION_NONE);
+	plan_env_free(&plan, &o, r);
+	/* down: the policy's restart, with its reason (it reads the file anew) */
+	assert_int_equal(plan_env(NULL, GW_STATE_FAILED, "exited with status 1", true, &plan, &o, &r),
+			 GW_ACTION_RESTART);
+	assert_string_equal(plan.v[0].reason, "exited with status 1");
+	assert_false(plan.v[0].deliberate);
+	plan_env_free(&plan, &o, r);
+	/* a spec change replaces it anyway: an update with its field changes */
+	assert_int_equal(plan_env(NULL, GW_STATE_RUNNING, "", false, &plan, &o, &r), GW_ACTION_UPDATE);
+	plan_env_free(&plan, &o, r);
+	/* digests recorded, content unchanged (observe set no env_changed): nothing to do */
+	r = proc("web", extra);
+	observe(&o, r, GW_STATE_RUNNING);
+	gw_strmap_set(&o.env_digests, "/etc/web/app.env",
+		      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	struct gw_error err;
+	assert_int_equal(gw_plan_build(&plan, &r, 1, &o, 1, &prune_on, &err), 0);
+	assert_int_equal(plan.v[0].type, GW_ACTION_NONE);
+	plan_env_free(&plan, &o, r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -710,6 +788,7 @@ int main(void)
 		cmocka_unit_test(test_reasons_without_details),
 		cmocka_unit_test(test_a_field_back_to_its_default_shows_the_default),
 		cmocka_unit_test(test_a_create_shows_its_main_fields),
+		cmocka_unit_test(test_changed_env_file_restarts_a_running_workload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -258,6 +258,69 @@ static void test_convergence_round_trips_and_defaults_to_converged(void **state)
 	gw_state_file_free(&back);
 }
 
+/* The envFiles digests of a workload survive a save and a load (an agent
+ * restart); a state file of an earlier version has none (the next pass
+ * records them, no restart); a malformed one is dropped; neither the status
+ * document nor its text shows a digest. */
+static void test_env_digests_round_trip_and_never_show(void **state)
+{
+	(void)state;
+	static const char d1[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	static const char d2[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+	char path[128];
+	struct gw_state_file st, back;
+	struct gw_error err;
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	gw_state_file_init(&st);
+	st.res = gw_xcalloc(2, sizeof(*st.res));
+	st.n = 2;
+	for (size_t i = 0; i < 2; i++) {
+		st.res[i].kind = GW_KIND_PROCESS;
+		st.res[i].name = gw_xstrdup(i ? "plain" : "web");
+		memset(st.res[i].spec_hash, 'a', 64);
+		st.res[i].state = GW_STATE_RUNNING;
+	}
+	gw_strmap_set(&st.res[0].env_digests, "/etc/web/app.env", d1);
+	gw_strmap_set(&st.res[0].env_digests, "/etc/web/b.env", d2);
+	st.res[0].env_changed = gw_xstrdup("/etc/web/b.env"); /* what observe saw: never recorded */
+	assert_int_equal(gw_state_save(&st, path, NULL, &err), 0);
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_int_equal(back.n, 2);
+	assert_int_equal(back.res[0].env_digests.n, 2);
+	assert_string_equal(gw_strmap_get(&back.res[0].env_digests, "/etc/web/app.env"), d1);
+	assert_string_equal(gw_strmap_get(&back.res[0].env_digests, "/etc/web/b.env"), d2);
+	assert_null(back.res[0].env_changed);
+	assert_int_equal(back.res[1].env_digests.n, 0);
+
+	char *js = gw_state_render_status(&back, NULL), *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	gw_state_render_status_text(f, &back, NULL);
+	fclose(f);
+	for (const char *out = js; out; out = out == js ? text : NULL) {
+		assert_null(strstr(out, d1));
+		assert_null(strstr(out, d2));
+		assert_null(strstr(out, "env_digests"));
+	}
+	free(js);
+	free(text);
+	gw_state_file_free(&back);
+	gw_state_file_free(&st);
+
+	/* before digests, and digests that are not what gitward writes */
+	f_write(path,
+		"{\"version\": 1, \"resources\": [{\"kind\": \"Process\", \"name\": \"a\", \"state\": "
+		"\"running\", \"spec_hash\": \"" HASH "\"}, {\"kind\": \"Process\", \"name\": \"b\", "
+		"\"spec_hash\": \"" HASH "\", \"env_digests\": {\"/x.env\": \"zz\", \"rel.env\": \"" HASH
+		"\", \"/y.env\": 7, \"/ok.env\": \"" HASH "\"}}]}");
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_int_equal(back.n, 2);
+	assert_int_equal(back.res[0].env_digests.n, 0);
+	assert_int_equal(back.res[1].env_digests.n, 1);
+	assert_string_equal(gw_strmap_get(&back.res[1].env_digests, "/ok.env"), HASH);
+	gw_state_file_free(&back);
+}
+
 static void test_lock_is_exclusive_and_names_the_holder(void **state)
 {
 	(void)state;
@@ -786,6 +849,7 @@ int main(void)
 		cmocka_unit_test(test_state_before_handles_is_converted_on_load),
 		cmocka_unit_test(test_missing_is_empty_and_torn_is_refused),
 		cmocka_unit_test(test_convergence_round_trips_and_defaults_to_converged),
+		cmocka_unit_test(test_env_digests_round_trip_and_never_show),
 		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),
 		cmocka_unit_test(test_status_escapes_what_was_read_back),
 		cmocka_unit_test(test_labels_are_recorded_and_shown),

@@ -100,6 +100,16 @@ struct gw_state_describer gw_apply_describer(const struct gw_backend_set *set);
 int64_t gw_apply__backoff_ms(int streak);
 int gw_apply__crash_streak(const struct gw_observed *o, long long now_s);
 
+/* envFiles watched (lib/apply/envwatch.c). Record: the digest of each of
+ * r's envFiles into out, taken just before a start (an edit after it is
+ * seen at the next pass: one restart more, never one missed; an unreadable
+ * file is left out). Check: o->env_changed = the first of r's envFiles whose
+ * content differs from o->env_digests, when o runs r's spec; a file with
+ * no digest yet gets one (no restart); an unreadable one is logged and is
+ * no change. */
+void gw_apply__env_record(struct gw_strmap *out, const struct gw_resource *r);
+void gw_apply__env_check(struct gw_observed *o, const struct gw_resource *r);
+
 /* b: the backend of o (its exec_probe runs exec checks); NULL: on the host. */
 int gw_health_probe(const struct gw_observed *o, const struct gw_resource *r, struct gw_backend *b,
 		    const struct gw_cancel *cancel, struct gw_error *err);

@@ -43,6 +43,13 @@ struct gw_observed {
 	/* the last pass left it short of desired: its action failed or waits
 	 * (e.g. a failed update leaves the old spec running) */
 	bool not_converged;
+	/* envFiles as the workload read them: path -> SHA-256 (hex) of the
+	 * file's content, taken just before it started; kept in the state file
+	 * and never shown (a digest of a short secret could be guessed) */
+	struct gw_strmap env_digests;
+	/* set by observe, never recorded: the first envFiles path whose content
+	 * differs from its digest now (NULL: none) */
+	char *env_changed;
 };
 
 void gw_observed_clear(struct gw_observed *o);

@@ -30,6 +30,9 @@ struct gw_action {
 	struct gw_change *changes;
 	size_t nchanges;
 	char reason[160];
+	/* a restart for a change (an envFile's content), not the restart
+	 * policy's: neither held by its backoff nor counted in its crash streak */
+	bool deliberate;
 	/* indices into plan->v of the actions that must finish first */
 	size_t *after;
 	size_t nafter;

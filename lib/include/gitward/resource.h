@@ -42,6 +42,11 @@ void gw_strlist_free(struct gw_strlist *l);
  * with err naming the file and line, never a value. */
 int gw_envfile_load(struct gw_strmap *out, const char *path, struct gw_error *err);
 
+/* The SHA-256 of an envFiles file's content, as 64 hex digits and a NUL in
+ * out (set only on success), so a change can be told without keeping a
+ * value. Fails like gw_envfile_load when the file cannot be read. */
+int gw_envfile_digest(char out[65], const char *path, struct gw_error *err);
+
 /* Parse envFiles text (KEY=VALUE lines) from memory into out; what names it
  * in err (e.g. "secretEnvFiles: secrets/web.env.age"). Never a value in
  * err. -EINVAL on a line that is not KEY=VALUE. */
