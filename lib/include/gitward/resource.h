@@ -155,6 +155,8 @@ char *gw_resource__canonical_fast(const struct gw_resource *r);
 /* Effective defaults where the manifest leaves a field unset. */
 int64_t gw_resource_stop_timeout_ms(const struct gw_resource *r);
 int gw_resource_stop_signal(const struct gw_resource *r);
+/* The health check's interval; 0 when r has no health check. */
+int64_t gw_resource_health_interval_ms(const struct gw_resource *r);
 
 int gw_signal_from_string(int *out, const char *s);
 const char *gw_signal_to_string(int sig);
