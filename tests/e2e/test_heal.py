@@ -86,8 +86,8 @@ class Heal(AgentBase):
             "    interval: 2s\n    timeout: 2s\n    retries: 3\n")))
         r.commit("web")
         self.agent(r, "--path", "apps", "--interval", "120s")
-        pid = wait_for(lambda: self.pids().get("web"), what="web started")
         wait_for(lambda: "Process/web: healthy\n" in self.log(), what="web healthy at its start")
+        pid = self.pids()["web"]
         os.kill(pid, signal.SIGSTOP)
         # bounded for a loaded machine, and below the second full pass (240 s)
         new = wait_for(lambda: (p := self.pids().get("web")) and p != pid and pid_alive(p) and p,
