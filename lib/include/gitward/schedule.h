@@ -35,8 +35,11 @@ struct gw_sched {
 	int64_t heal_at; /* the heal pass decided on in this wait; 0: none */
 	int git_streak; /* full passes in a row that failed on Git */
 	int idle_heals; /* heal passes in a row that changed nothing */
-	int64_t probe_for; /* the probe time the last heal pass for probes was for; 0: none */
-	int probe_stuck; /* heal passes for probes in a row that left that time where it was */
+	/* the last heal pass run for the health checks was decided at probe_for
+	 * (0: none): every check due by then was to be probed; probe_stuck: such
+	 * passes in a row after which one of them was still due (it cannot run) */
+	int64_t probe_for;
+	int probe_stuck;
 };
 
 /* A pass that ended at `now`. rnd: a random number, for the splay or the
