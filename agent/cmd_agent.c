@@ -26,7 +26,9 @@ static const char agent_usage[] =
 	"\n"
 	"Poll the repository and converge the node until stopped: every --interval a\n"
 	"full pass (fetch, plan, apply, record) runs, even when the commit did not\n"
-	"change, so dead or unhealthy workloads are healed. SIGHUP runs a pass now;\n"
+	"change, so dead or unhealthy workloads are healed. Between passes a workload\n"
+	"that dies, or fails its health check (probed every healthCheck.interval)\n"
+	"retries times in a row, is restarted at once. SIGHUP runs a pass now;\n"
 	"SIGTERM/SIGINT stop the agent (exit 0) and leave every workload running: a\n"
 	"running pass stops waiting (health checks, stop timeouts), starts nothing\n"
 	"new and records what runs.\n"
@@ -118,16 +120,25 @@ static bool changed(const struct gw_run_summary *sum)
 }
 
 /* What the scheduler is told while the agent waits: the clock, and what
- * the watch and the event flags say. */
-static void sched_input(struct gw_sched_input *in, const struct gw_watch *w, bool died)
+ * the watch and the event flags say. The state file's times are wall clock;
+ * the scheduler's monotonic. probes: room for w->nprobes. */
+static void sched_input(struct gw_sched_input *in, struct gw_sched_probe *probes, const struct gw_watch *w, bool died)
 {
+	int64_t wall = gw_now_ms();
 	*in = (struct gw_sched_input){ .now = gw_monotonic_ms(), .down = w->down, .requested = want_pass };
 	in->died = died || w->gone || atomic_load(&want_heal);
-	if (w->wake_at_ms) { /* wall clock: the state file's; monotonic from here on */
-		in->wake_at = in->now + (w->wake_at_ms - gw_now_ms());
+	if (w->wake_at_ms) {
+		in->wake_at = in->now + (w->wake_at_ms - wall);
 		if (in->wake_at < in->now)
 			in->wake_at = in->now;
 	}
+	for (size_t i = 0; i < w->nprobes; i++) {
+		const struct gw_watch_probe *p = &w->probes[i];
+		int64_t ago = p->probed_at_ms ? wall - p->probed_at_ms : p->every_ms; /* never: due now */
+		probes[i] = (struct gw_sched_probe){ .last = in->now - (ago > 0 ? ago : 0), .every = p->every_ms };
+	}
+	in->probes = probes;
+	in->nprobes = w->nprobes;
 }
 
 /* Sleep until `when` (at most a second, for the heartbeat) on the wake pipe
@@ -152,23 +163,26 @@ static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct 
 }
 
 /* Wait for the next pass, as the scheduler says: the interval's end (a full
- * pass), or a workload that died, a restart backoff that ended, a container
- * event (a heal pass, no fetch), or a signal or webhook. */
+ * pass), or a workload that died, a restart backoff that ended, a health
+ * check due, a container event (a heal pass, no fetch), or a signal or
+ * webhook. */
 static enum gw_pass_mode wait_next(struct gw_sched *sched, const struct gw_watch *w, struct gw_metrics *m)
 {
 	struct pollfd *p = gw_xcalloc(w->n + 1, sizeof(*p));
+	struct gw_sched_probe *probes = gw_xcalloc(w->nprobes + 1, sizeof(*probes));
 	struct gw_sched_next next = { .what = GW_SCHED_FULL };
 	bool died = false;
 
 	while (!want_stop) {
 		struct gw_sched_input in;
-		sched_input(&in, w, died);
+		sched_input(&in, probes, w, died);
 		gw_sched_next(&next, sched, &in);
 		if (next.what != GW_SCHED_WAIT)
 			break;
 		died |= wait_until(p, w, &next, in.now);
 		gw_metrics_heartbeat(m);
 	}
+	free(probes);
 	free(p);
 	if (want_pass && !want_stop)
 		gw_log(GW_LOG_INFO, "", "pass requested (SIGHUP or webhook)");

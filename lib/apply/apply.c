@@ -141,7 +141,48 @@ static void copy_observed(struct gw_observed *dst, const struct gw_observed *src
 struct probe_job {
 	struct gw_pass *pass;
 	const struct gw_backend_set *set;
+	int64_t now; /* wall clock ms: when this pass's probes begin */
 };
+
+/* Does o get a health probe in this pass? A running workload of the
+ * desired spec with a check: in every pass, but in a heal pass only when
+ * its interval has passed (or is about to), so each check keeps its own
+ * clock however often heal passes run. */
+static bool probe_wanted(const struct gw_pass *pass, const struct gw_observed *o, const struct gw_resource *r,
+			 int64_t now)
+{
+	if (pass->backend_error[o->kind][0] || o->state != GW_STATE_RUNNING || !r || r->health_type == GW_CHECK_NONE ||
+	    strcmp(r->spec_hash, o->spec_hash) != 0)
+		return false;
+	/* never probed, or the clock went back: due */
+	if (!pass->probe_due_only || !o->probed_at_ms || o->probed_at_ms > now)
+		return true;
+	return o->probed_at_ms + gw_resource_health_interval_ms(r) <= now + GW_APPLY_PROBE_EARLY_MS;
+}
+
+/* A probe's verdict on o: healthy, or one more failure in a row, and
+ * unhealthy once there are retries of them. */
+static void probe_verdict(struct gw_observed *o, const struct gw_resource *r, int rc, const struct gw_error *err)
+{
+	int64_t retries = r->health_retries ? r->health_retries : 3;
+	char key[200];
+
+	if (rc == 0) {
+		o->health = GW_HEALTH_HEALTHY;
+		o->health_failures = 0;
+		return;
+	}
+	if (o->health_failures < retries) /* counts up to retries, then stays */
+		o->health_failures++;
+	if (o->health_failures >= retries) {
+		o->health = GW_HEALTH_UNHEALTHY;
+		snprintf(o->detail, sizeof(o->detail), "unhealthy: %s", err->msg);
+	} else {
+		o->health = GW_HEALTH_UNKNOWN;
+	}
+	gw_log(GW_LOG_WARN, key_of(key, sizeof(key), o->kind, o->name), "health check failed (%d of %lld%s): %s",
+	       o->health_failures, (long long)retries, o->health == GW_HEALTH_UNHEALTHY ? ", unhealthy" : "", err->msg);
+}
 
 static void probe_one(size_t i, void *ud)
 {
@@ -152,45 +193,26 @@ static void probe_one(size_t i, void *ud)
 
 	if (j->pass->backend_error[o->kind][0])
 		return; /* cannot look: keep what was known */
-	if (o->state != GW_STATE_RUNNING || !r || r->health_type == GW_CHECK_NONE ||
-	    strcmp(r->spec_hash, o->spec_hash) != 0) {
-		if (o->state != GW_STATE_RUNNING)
-			o->health = GW_HEALTH_UNKNOWN;
-		else if (r && r->health_type == GW_CHECK_NONE)
+	if (!probe_wanted(j->pass, o, r, j->now)) {
+		/* not probed now: a running workload keeps its last verdict */
+		if (o->state != GW_STATE_RUNNING || (r && r->health_type == GW_CHECK_NONE))
 			o->health = GW_HEALTH_UNKNOWN;
 		return;
 	}
-	int64_t retries = r->health_retries ? r->health_retries : 3;
 	int rc = gw_health_probe(o, r, gw_backend_set_for(j->set, o->kind), j->pass->cancel, &err);
-	if (rc == -ECANCELED) {
+	if (rc == -ECANCELED)
 		return; /* the agent is stopping: no verdict, keep what was known */
-	} else if (rc == 0) {
-		o->health = GW_HEALTH_HEALTHY;
-		o->health_failures = 0;
-	} else {
-		if (o->health_failures < retries) /* counts up to retries, then stays */
-			o->health_failures++;
-		if (o->health_failures >= retries) {
-			o->health = GW_HEALTH_UNHEALTHY;
-			snprintf(o->detail, sizeof(o->detail), "unhealthy: %s", err.msg);
-		} else {
-			o->health = GW_HEALTH_UNKNOWN;
-		}
-		char key[200];
-		gw_log(GW_LOG_WARN, key_of(key, sizeof(key), o->kind, o->name),
-		       "health check failed (%d of %lld%s): %s", o->health_failures, (long long)retries,
-		       o->health == GW_HEALTH_UNHEALTHY ? ", unhealthy" : "", err.msg);
-	}
+	o->probed_at_ms = j->now;
+	o->probe_every_ms = gw_resource_health_interval_ms(r);
+	probe_verdict(o, r, rc, &err);
 }
 
 /* Will probe_one run a health check for any observation? */
-static bool any_probe(const struct gw_pass *pass)
+static bool any_probe(const struct gw_pass *pass, int64_t now)
 {
 	for (size_t i = 0; i < pass->nobserved; i++) {
 		const struct gw_observed *o = &pass->observed[i];
-		const struct gw_resource *r = desired_for(pass, o->kind, o->name);
-		if (!pass->backend_error[o->kind][0] && o->state == GW_STATE_RUNNING && r &&
-		    r->health_type != GW_CHECK_NONE && !strcmp(r->spec_hash, o->spec_hash))
+		if (probe_wanted(pass, o, desired_for(pass, o->kind, o->name), now))
 			return true;
 	}
 	return false;
@@ -246,6 +268,20 @@ static bool kind_needed(const struct gw_pass *pass, enum gw_kind k)
 	return false;
 }
 
+/* The health verdict of the state file, for a pass that does not probe o
+ * (a heal pass before its check is due): the same workload, still running. */
+static void carry_health(struct gw_observed *o, const struct gw_observed *rec)
+{
+	o->probe_every_ms = rec->probe_every_ms;
+	if (o->state != GW_STATE_RUNNING || rec->state != GW_STATE_RUNNING ||
+	    strcmp(o->handle ? o->handle : "", rec->handle ? rec->handle : "") != 0)
+		return; /* another instance: probed at the next pass */
+	o->probed_at_ms = rec->probed_at_ms;
+	o->health = rec->health;
+	if (!o->detail[0] && rec->health == GW_HEALTH_UNHEALTHY)
+		memcpy(o->detail, rec->detail, sizeof(o->detail));
+}
+
 /* Ask the backend of kind k what runs, carrying the restart bookkeeping of
  * the state file over to what is unchanged. */
 static void observe_kind(struct seen *all, struct gw_pass *pass, struct gw_backend *b, enum gw_kind k)
@@ -281,6 +317,7 @@ static void observe_kind(struct seen *all, struct gw_pass *pass, struct gw_backe
 			o->health_failures = rec->health_failures;
 			gw_strmap_free(&o->env_digests);
 			copy_digests(&o->env_digests, &rec->env_digests);
+			carry_health(o, rec);
 		}
 		o->crash_streak = gw_apply__crash_streak(o, now_ms(pass) / 1000);
 		all->v[all->n++] = *o; /* now owned by all */
@@ -314,9 +351,9 @@ int gw_apply_observe(struct gw_pass *pass, const char *state_dir, const struct g
 			gw_apply__env_check(&all.v[i], desired_for(pass, all.v[i].kind, all.v[i].name));
 	pass->observed = all.v;
 	pass->nobserved = all.n;
-	struct probe_job job = { .pass = pass, .set = set };
+	struct probe_job job = { .pass = pass, .set = set, .now = now_ms(pass) };
 	GW_PROF_BEGIN(probe);
-	if (any_probe(pass))
+	if (any_probe(pass, job.now))
 		parallel(all.n, probe_one, &job);
 	else /* nothing to wait for: no threads */
 		for (size_t i = 0; i < all.n; i++)
@@ -521,6 +558,7 @@ static int act_start(struct act *c)
 	j->have_result = 1;
 	gw_strmap_free(&j->result.env_digests);
 	j->result.env_digests = digests; /* now owned by the result */
+	j->result.probe_every_ms = gw_resource_health_interval_ms(a->desired);
 	if (a->observed && a->type == GW_ACTION_RESTART) {
 		j->result.restarts = a->observed->restarts + 1;
 		/* a deliberate restart leaves the policy's clock as it was */
@@ -545,6 +583,8 @@ static void act_gate_health(struct act *c)
 		return;
 	}
 	int rc = wait_healthy(&j->result, a->desired, c->b, c->call.cancel, &err);
+	if (rc != -ECANCELED) /* its last probe: the check's clock starts here */
+		j->result.probed_at_ms = now_ms(c->ex->pass);
 	if (rc == -ECANCELED) {
 		/* it runs and is recorded; the next pass probes it */
 		j->result.health = GW_HEALTH_UNKNOWN;

@@ -1,9 +1,10 @@
 /* What the agent waits on between passes, so a workload that dies is healed
  * at once rather than at the next poll: an fd per running workload recorded
  * in the state file that its backend can watch (a pidfd for processes and
- * VMs), the end of the earliest restart backoff, and the event streams of
- * the backends that have one (the container engine's), each followed by a
- * thread of the backend's. Which backend does what is the table's business. */
+ * VMs), the end of the earliest restart backoff, the clocks of the health
+ * checks, and the event streams of the backends that have one (the
+ * container engine's), each followed by a thread of the backend's. Which
+ * backend does what is the table's business. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ void gw_watch_clear(struct gw_watch *w)
 	for (size_t i = 0; i < w->n; i++)
 		close(w->fds[i]);
 	free(w->fds);
+	free(w->probes);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -48,6 +50,7 @@ int gw_watch_build(struct gw_watch *w, const char *state_dir, const struct gw_ba
 	if (gw_state_load(&st, path, &err) < 0)
 		return 0; /* nothing known to watch; the next pass reports it */
 	w->fds = gw_xcalloc(st.n + 1, sizeof(*w->fds));
+	w->probes = gw_xcalloc(st.n + 1, sizeof(*w->probes));
 	for (size_t i = 0; i < st.n; i++) {
 		const struct gw_observed *o = &st.res[i];
 		struct gw_backend *b = gw_backend_set_for(set, o->kind);
@@ -55,6 +58,8 @@ int gw_watch_build(struct gw_watch *w, const char *state_dir, const struct gw_ba
 		if (b && b->ops->follow && !b->error[0])
 			w->follow = true;
 		note_policy(w, o, now);
+		if (o->state == GW_STATE_RUNNING && o->probe_every_ms > 0)
+			w->probes[w->nprobes++] = (struct gw_watch_probe){ o->probed_at_ms, o->probe_every_ms };
 		if (o->state != GW_STATE_RUNNING || !o->handle || !b || !b->ops->watch || b->error[0])
 			continue;
 		rc = b->ops->watch(&fd, b, o);

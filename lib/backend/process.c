@@ -734,6 +734,10 @@ static int process_destroy(struct gw_backend *b, const struct gw_observed *o, co
 			goto out;
 		}
 		gw_proc_signal(pid, sig);
+		/* a stopped (SIGSTOP, hung) workload acts on it only once it runs
+		 * again, as systemd does: else its whole stop timeout is waited */
+		if (sig != SIGCONT)
+			gw_proc_signal(pid, SIGCONT);
 		int w = gw_proc_wait_gone_cancel(pid, start, timeout, call->cancel);
 		if (w == -ECANCELED) {
 			rc = gw_error_set(err, -ECANCELED, "stop of pid %lld abandoned: the agent is stopping", pid);

@@ -196,6 +196,13 @@ int gw_resource_stop_signal(const struct gw_resource *r)
 	return r->stop_signal ? r->stop_signal : SIGTERM;
 }
 
+int64_t gw_resource_health_interval_ms(const struct gw_resource *r)
+{
+	if (r->health_type == GW_CHECK_NONE)
+		return 0;
+	return r->health_interval_ms ? r->health_interval_ms : 10000;
+}
+
 static json_t *table_json(const struct gw_resource *r, const struct gw_field *table);
 
 static json_t *list_json(const struct gw_strlist *l)

@@ -136,6 +136,7 @@ static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const 
 	pass->note = was->last_error;
 	was->last_error = NULL;
 	pass->result = was->failed; /* a heal keeps what the last attempt said */
+	pass->probe_due_only = true; /* each health check on its own clock */
 	if (rc < 0) {
 		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return PASS_ENDED;

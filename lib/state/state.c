@@ -235,6 +235,8 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		o->crash_streak = (int)json_integer_value(json_object_get(r, "crash_streak"));
 		o->backoff_until_ms = json_integer_value(json_object_get(r, "backoff_until_ms"));
 		o->health_failures = (int)json_integer_value(json_object_get(r, "health_failures"));
+		o->probed_at_ms = json_integer_value(json_object_get(r, "health_probed_at_ms"));
+		o->probe_every_ms = json_integer_value(json_object_get(r, "health_interval_ms"));
 		/* absent in state files of earlier versions: converged */
 		o->not_converged = json_is_false(json_object_get(r, "converged"));
 		env_digests_parse(&o->env_digests, json_object_get(r, "env_digests"));
@@ -289,6 +291,10 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 		json_object_set_new(r, "crash_streak", json_integer(o->crash_streak));
 		json_object_set_new(r, "backoff_until_ms", json_integer(o->backoff_until_ms));
 		json_object_set_new(r, "health_failures", json_integer(o->health_failures));
+		if (o->probe_every_ms) {
+			json_object_set_new(r, "health_probed_at_ms", json_integer(o->probed_at_ms));
+			json_object_set_new(r, "health_interval_ms", json_integer(o->probe_every_ms));
+		}
 		json_object_set_new(r, "converged", json_boolean(!o->not_converged));
 		if (o->env_digests.n)
 			json_object_set_new(r, "env_digests", env_digests_json(&o->env_digests));

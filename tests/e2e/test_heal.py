@@ -1,8 +1,9 @@
 """The agent heals at once and without Git: a workload that dies is restarted
 within a second whatever --interval is (a pidfd per workload wakes the loop;
-a restart backoff that ends wakes it too), and while the remote is down the
-passes go on against the commit in force. Also the systemd watchdog and
---splay."""
+a restart backoff that ends wakes it too), a hung one once its health check
+failed retries times in a row (each check probed on its own interval between
+passes), and while the remote is down the passes go on against the commit in
+force. Also the systemd watchdog and --splay."""
 import datetime
 import json
 import os
@@ -11,15 +12,24 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
-from gwtest import GITWARD, pid_alive, proc_yaml, run, wait_for
+from gwtest import GITWARD, free_port, pid_alive, proc_yaml, run, wait_for
 from test_agent import AgentBase
 
 # seconds, in the harness: the product aims at well under 1 s. The interval is
 # an hour, so any return far below it shows the agent's own watch at work;
 # the bound is only met on failure, and leaves a loaded ASan build its time
 BOUND = 60.0
+
+# the log's own times: a slow harness cannot stretch them
+LOG_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def log_times(log, pattern):
+    """The times of the log lines matching pattern (after the time and level)."""
+    return [datetime.datetime.strptime(t, LOG_TIME) for t in re.findall(r"^(\S+) " + pattern, log, re.M)]
 
 
 class Heal(AgentBase):
@@ -62,6 +72,45 @@ class Heal(AgentBase):
         self.assertGreaterEqual(gaps[0], 1.0 - 0.002, gaps)
         self.assertGreaterEqual(gaps[1], 2.0 - 0.002, gaps)
         self.assertEqual(a.poll(), None)
+
+    def test_a_hung_workload_is_replaced_on_its_health_checks_clock_not_the_interval(self):
+        """SIGSTOP: the workload runs but answers nothing. Its check (every
+        2 s, 3 retries) runs between passes, so it is replaced within
+        interval x retries and a probe's timeout of the first failure; the
+        passes are 120 s apart (before, it took three of them: 6 minutes)."""
+        port = free_port()
+        server = (sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port))
+        r = self.repo()
+        r.write("apps/web.yaml", proc_yaml("web", server, extra=(
+            f"  healthCheck:\n    http: {{url: \"http://127.0.0.1:{port}/\"}}\n"
+            "    interval: 2s\n    timeout: 2s\n    retries: 3\n")))
+        r.commit("web")
+        self.agent(r, "--path", "apps", "--interval", "120s")
+        wait_for(lambda: "Process/web: healthy\n" in self.log(), what="web healthy at its start")
+        pid = self.pids()["web"]
+        os.kill(pid, signal.SIGSTOP)
+        # bounded for a loaded machine, and below the second full pass (240 s)
+        new = wait_for(lambda: (p := self.pids().get("web")) and p != pid and pid_alive(p) and p,
+                       timeout=235, step=0.1, what="the hung web replaced")
+        wait_for(lambda: not pid_alive(pid), timeout=60, what="the hung one gone (or a zombie)")
+        # the pass that replaced it was a heal pass, between the full ones
+        mark = "restart: started pid %d\n" % new
+        done = wait_for(lambda: re.search(r" info ((?:heal )?pass) done: ", self.log().partition(mark)[2]),
+                        what="the end of the pass that replaced it")
+        self.assertEqual(done.group(1), "heal pass")
+        log = self.log()
+        started = log_times(log, r"info Process/web: restart: started pid %d$" % new)
+        self.assertEqual(len(started), 1, log)
+        first = [t for t in log_times(log, r"warn Process/web: health check failed \(1 of 3\): ") if t < started[0]]
+        self.assertTrue(first, log)
+        took = (started[0] - first[-1]).total_seconds()
+        print(f"\nfirst failed probe -> replaced: {took:.2f}s")
+        # the first failure is logged at its probe's end: two more intervals,
+        # the third probe's timeout, the stop and the start; + 2 s + an
+        # interval for a loaded machine
+        self.assertLessEqual(took, 2 * 3 + 2 + 2, log)
+        self.assertIn("Process/web: health check failed (3 of 3, unhealthy): GET http://127.0.0.1:%d/" % port, log)
+        self.assertIn("Process/web: planned restart: unhealthy: GET http://127.0.0.1:%d/" % port, log)
 
     def test_healing_goes_on_while_git_is_down(self):
         r, a, pid = self.start("--splay", "0", interval="1s")

@@ -53,6 +53,7 @@ static struct fake {
 	/* behaviour on demand */
 	char fail_create[64]; /* this resource's create fails */
 	char unhealthy[64]; /* this resource's probes always fail */
+	int hung; /* the probes of this workload (by id) fail: a hung instance */
 	int probes_to_healthy; /* failed probes before a resource is healthy */
 	int probes[FAKE_MAX]; /* per created id */
 	int create_ms; /* how long a create takes */
@@ -253,7 +254,7 @@ static int fake_probe(struct gw_backend *b, const struct gw_observed *o, const s
 	sscanf(o->handle ? o->handle : "", "{\"fake\":%d}", &id);
 	pthread_mutex_lock(&F.mu);
 	assert_true(id > 0 && id < FAKE_MAX);
-	healthy = strcmp(F.unhealthy, r->name) != 0 && F.probes[id]++ >= F.probes_to_healthy;
+	healthy = strcmp(F.unhealthy, r->name) != 0 && id != F.hung && F.probes[id]++ >= F.probes_to_healthy;
 	pthread_mutex_unlock(&F.mu);
 	call_end(c, healthy);
 	return healthy ? 0 : gw_error_set(err, -EIO, "fake: %s is not healthy", r->name);
@@ -364,8 +365,9 @@ static int teardown(void **state)
 
 /* One pass over the resources of yaml, from selection on, through the
  * live observer; *rep its report, *st the state file it wrote (caller
- * frees). */
-static void pass_over(struct env *e, const char *yaml, struct gw_apply_report *rep, struct gw_state_file *st)
+ * frees). heal: as a heal pass, which probes only the checks that are due. */
+static void pass_over_as(struct env *e, bool heal, const char *yaml, struct gw_apply_report *rep,
+			 struct gw_state_file *st)
 {
 	struct gw_pass pass;
 	struct gw_observer_live live;
@@ -374,6 +376,7 @@ static void pass_over(struct env *e, const char *yaml, struct gw_apply_report *r
 
 	gw_pass_init(&pass);
 	pass.now_ms = fake_now;
+	pass.probe_due_only = heal;
 	memset(pass.commit, 'c', 40);
 	gw_manifest_set_add_file(&pass.set, "t.yaml", yaml, strlen(yaml));
 	gw_manifest_set_finish(&pass.set);
@@ -387,6 +390,11 @@ static void pass_over(struct env *e, const char *yaml, struct gw_apply_report *r
 	gw_pass_free(&pass);
 	snprintf(path, sizeof(path), "%s/state.json", e->dir);
 	assert_int_equal(gw_state_load(st, path, &err), 0);
+}
+
+static void pass_over(struct env *e, const char *yaml, struct gw_apply_report *rep, struct gw_state_file *st)
+{
+	pass_over_as(e, false, yaml, rep, st);
 }
 
 static const struct gw_observed *entry(const struct gw_state_file *st, const char *name)
@@ -584,6 +592,64 @@ static void test_since_moves_when_a_workload_restarts(void **state)
 	assert_int_equal(gw_state_load(&st, path, &err), 0);
 	assert_int_equal(entry(&st, "w")->state, GW_STATE_RUNNING);
 	assert_true(entry(&st, "w")->since > 1000);
+	gw_state_file_free(&st);
+}
+
+/* A heal pass at the fake time `at` (ms after the first pass); returns
+ * the state entry of name's failures in a row. */
+static int heal_at(struct env *e, int64_t at, const char *yaml, const char *name, struct gw_apply_report *rep)
+{
+	struct gw_state_file st;
+	clock_offset_ms = at;
+	pass_over_as(e, true, yaml, rep, &st);
+	int failures = entry(&st, name)->health_failures;
+	gw_state_file_free(&st);
+	return failures;
+}
+
+/* Heal passes probe each check on its own clock (interval 10 s and 2 s),
+ * keep the failures in a row in the state file, and restart a workload
+ * whose probes failed retries times in a row in the pass that saw the
+ * last one. A full pass probes every check. */
+static void test_heal_passes_probe_each_check_when_due_and_restart_at_retries(void **state)
+{
+	struct env *e = *state;
+	const char *yaml = PROC("a", "  healthCheck: {exec: {command: [/bin/true]}, interval: 10s, retries: 3}\n")
+		PROC("b", "  healthCheck: {exec: {command: [/bin/true]}, interval: 2s, retries: 3}\n");
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+
+	pass_over(e, yaml, &rep, &st); /* each probed once by the start's health gate */
+	assert_int_equal(entry(&st, "b")->probe_every_ms, 2000);
+	assert_int_equal(entry(&st, "a")->probe_every_ms, 10000);
+	assert_int_equal(entry(&st, "b")->probed_at_ms, fake_now());
+	int hung;
+	sscanf(entry(&st, "b")->handle, "{\"fake\":%d}", &hung);
+	gw_state_file_free(&st);
+	assert_int_equal(heal_at(e, 1000, yaml, "b", &rep), 0); /* nothing due */
+	assert_int_equal(count_calls("probe", NULL), 2);
+	assert_int_equal(heal_at(e, 2000, yaml, "b", &rep), 0); /* b due, a not */
+	assert_int_equal(count_calls("probe", "b"), 2);
+	assert_int_equal(count_calls("probe", "a"), 1);
+
+	F.hung = hung; /* b hangs: 1, 2, then 3 failures in a row */
+	assert_int_equal(heal_at(e, 3000, yaml, "b", &rep), 0); /* not yet due */
+	assert_int_equal(heal_at(e, 4000, yaml, "b", &rep), 1);
+	assert_int_equal(heal_at(e, 5000, yaml, "b", &rep), 1); /* the verdict kept between probes */
+	assert_int_equal(count_calls("destroy", "b"), 0);
+	assert_int_equal(heal_at(e, 6000, yaml, "b", &rep), 2);
+	assert_int_equal(heal_at(e, 8000 - GW_APPLY_PROBE_EARLY_MS, yaml, "b", &rep), 0); /* due: early is fine */
+	assert_int_equal(count_calls("destroy", "b"), 1);
+	assert_int_equal(count_calls("create", "b"), 2);
+	assert_int_equal(count_calls("probe", "b"), 6); /* 2 good, 3 failed, the new one's gate */
+	assert_int_equal(count_calls("probe", "a"), 1);
+	assert_true(rep.converged);
+
+	pass_over(e, yaml, &rep, &st); /* a full pass: both probed */
+	assert_int_equal(count_calls("probe", "a"), 2);
+	assert_int_equal(count_calls("probe", "b"), 7);
+	assert_int_equal(entry(&st, "b")->restarts, 1);
+	assert_int_equal(entry(&st, "b")->health, GW_HEALTH_HEALTHY);
 	gw_state_file_free(&st);
 }
 
@@ -1049,6 +1115,8 @@ int main(void)
 		cmocka_unit_test(test_backoff_doubles_to_its_cap),
 		cmocka_unit_test_setup_teardown(test_restarts_back_off_1_2_4_s_and_reset_after_a_stable_run, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_heal_passes_probe_each_check_when_due_and_restart_at_retries,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_never_leaves_a_crashed_workload_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_since_moves_when_a_workload_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deletes_run_dependents_first, setup, teardown),

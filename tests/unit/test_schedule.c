@@ -1,8 +1,9 @@
 /* The agent's scheduler (lib/pass/schedule.c) on an injected clock: full
  * passes at the interval's end plus a splay, the Git backoff with its jitter
  * and cap, heal passes after a death, spaced out while something stays down,
- * never closer than the heal gap, at the end of a restart backoff, and the
- * one backoff formula the restart policy shares. */
+ * never closer than the heal gap, at the end of a restart backoff, when a
+ * health check is due (each on its own clock), and the one backoff formula
+ * the restart policy shares. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -259,6 +260,175 @@ static void test_requested_pass_runs_at_once(void **state)
 	assert_int_equal(s.heal_at, 0); /* the next wait starts afresh */
 }
 
+/* ---- health checks on their own clock ---- */
+
+#define MAX_PROBES 4
+#define MAX_PASSES 64
+
+/* The agent's loop on a fake clock over the health checks of the state
+ * file: each pass probes as apply does (a heal pass the checks that are
+ * due, any other pass all of them), except a check that cannot run now
+ * (its bit in cannot_run). The times of the heal passes until `end` go to
+ * heals (returns how many); the clock stops at the last pass. */
+struct probe_loop {
+	struct gw_sched s;
+	struct gw_sched_input in;
+	struct gw_sched_probe probes[MAX_PROBES];
+	unsigned cannot_run;
+	const struct gw_sched_opts *o;
+};
+
+static void probe_pass(struct probe_loop *l, enum gw_sched_what what)
+{
+	for (size_t i = 0; i < l->in.nprobes; i++) {
+		struct gw_sched_probe *p = &l->probes[i];
+		if (!(l->cannot_run & (1u << i)) && (what == GW_SCHED_FULL || p->last + p->every <= l->in.now))
+			p->last = l->in.now;
+	}
+	if (what == GW_SCHED_FULL)
+		full_pass(&l->s, l->in.now, false, 0, l->o);
+	else
+		heal_pass(&l->s, l->in.now, false, l->o);
+}
+
+static size_t run_until(struct probe_loop *l, int64_t end, int64_t *heals, size_t max)
+{
+	size_t n = 0;
+	l->in.probes = l->probes;
+	for (;;) {
+		struct gw_sched_next next;
+		gw_sched_next(&next, &l->s, &l->in);
+		if (next.what == GW_SCHED_WAIT) {
+			assert_true(next.when > l->in.now); /* never a busy loop */
+			assert_true(next.watch_fds); /* a death meanwhile is still seen */
+			if (next.when > end)
+				return n;
+			l->in.now = next.when;
+			continue;
+		}
+		if (next.what == GW_SCHED_HEAL) {
+			assert_true(n < max);
+			heals[n++] = l->in.now - T0;
+		}
+		probe_pass(l, next.what);
+	}
+}
+
+static void assert_times(const int64_t *got, size_t n, const int64_t *want, size_t nwant)
+{
+	for (size_t i = 0; i < n && i < nwant; i++)
+		if (got[i] != want[i])
+			fail_msg("heal pass %zu at +%lldms, expected +%lldms", i, (long long)got[i],
+				 (long long)want[i]);
+	assert_int_equal(n, nwant);
+}
+
+/* A hung workload (interval 2s, retries 3) at --interval 1h: heal passes
+ * at the check's interval, so its third failure comes 6 s after the last
+ * good probe, not three hours later. */
+static void test_a_due_health_check_wakes_the_loop_for_a_heal_pass(void **state)
+{
+	(void)state;
+	struct probe_loop l = { .in = { .now = T0, .nprobes = 1 }, .probes = { { T0, 2000 } }, .o = &every_hour };
+	struct gw_sched_next next;
+	int64_t heals[MAX_PASSES];
+
+	full_pass(&l.s, T0, false, 0, &every_hour);
+	l.in.probes = l.probes;
+	l.in.now = T0 + 10;
+	gw_sched_next(&next, &l.s, &l.in);
+	assert_int_equal(next.what, GW_SCHED_WAIT);
+	assert_int_equal(next.when, T0 + 2000);
+	assert_true(next.watch_fds);
+	size_t n = run_until(&l, T0 + 6000, heals, MAX_PASSES);
+	assert_times(heals, n, (const int64_t[]){ 2000, 4000, 6000 }, 3);
+	assert_int_equal(l.in.now, T0 + 6000);
+	assert_int_equal(l.s.full_at, T0 + 3600000); /* the interval is left alone */
+
+	/* a check recorded without a probe time is due at once */
+	struct probe_loop fresh = { .in = { .now = T0 + 10, .nprobes = 1 }, .probes = { { T0 + 10 - 5000, 5000 } } };
+	fresh.o = &every_hour;
+	full_pass(&fresh.s, T0, false, 0, &every_hour);
+	fresh.in.probes = fresh.probes;
+	gw_sched_next(&next, &fresh.s, &fresh.in);
+	assert_int_equal(next.what, GW_SCHED_HEAL);
+}
+
+/* Checks of 2 s and 5 s (and a workload with none): each is probed at its
+ * own interval, the two together when their times meet. */
+static void test_health_checks_with_different_intervals_keep_their_own_clocks(void **state)
+{
+	(void)state;
+	struct probe_loop l = { .in = { .now = T0, .nprobes = 3 },
+				.probes = { { T0, 2000 }, { T0, 5000 }, { T0, 0 } },
+				.o = &every_hour };
+	int64_t heals[MAX_PASSES];
+
+	full_pass(&l.s, T0, false, 0, &every_hour);
+	size_t n = run_until(&l, T0 + 20000, heals, MAX_PASSES);
+	assert_times(heals, n,
+		     (const int64_t[]){ 2000, 4000, 5000, 6000, 8000, 10000, 12000, 14000, 15000, 16000, 18000, 20000 },
+		     12);
+	assert_int_equal(l.probes[0].last, T0 + 20000);
+	assert_int_equal(l.probes[1].last, T0 + 20000);
+}
+
+/* A full pass probes every check: the next probe is an interval after it,
+ * not at the time the check had before. A check due after the interval's
+ * end waits for the full pass. */
+static void test_a_pass_resets_the_probe_clock(void **state)
+{
+	(void)state;
+	struct probe_loop l = { .in = { .now = T0, .nprobes = 1 }, .probes = { { T0, 10000 } }, .o = &every_30s };
+	struct gw_sched_next next;
+	int64_t heals[MAX_PASSES];
+
+	full_pass(&l.s, T0, false, 0, &every_30s);
+	size_t n = run_until(&l, T0 + 10000, heals, MAX_PASSES);
+	assert_times(heals, n, (const int64_t[]){ 10000 }, 1);
+	l.in.now = T0 + 13000; /* SIGHUP: a full pass */
+	l.in.requested = true;
+	gw_sched_next(&next, &l.s, &l.in);
+	assert_int_equal(next.what, GW_SCHED_FULL);
+	l.in.requested = false;
+	probe_pass(&l, GW_SCHED_FULL);
+	assert_int_equal(l.probes[0].last, T0 + 13000);
+	n = run_until(&l, T0 + 43000, heals, MAX_PASSES);
+	/* 23 s, 33 s; the full pass at 43 s probes it in their stead */
+	assert_times(heals, n, (const int64_t[]){ 23000, 33000 }, 2);
+	assert_int_equal(l.probes[0].last, T0 + 43000);
+	assert_int_equal(l.s.full_at, T0 + 43000 + 30000);
+
+	struct gw_sched_probe late = { T0 + 25000, 10000 }; /* due at 35 s, after the interval */
+	struct gw_sched s = { 0 };
+	struct gw_sched_input in = { .now = T0 + 25001, .probes = &late, .nprobes = 1 };
+	full_pass(&s, T0, false, 0, &every_30s);
+	assert_int_equal(wait_for_pass(&s, &in), GW_SCHED_FULL);
+	assert_int_equal(in.now, T0 + 30000);
+}
+
+/* A check whose probe cannot run (its backend cannot look) stays due: it
+ * is tried again spaced out like a resource that stays down, while the
+ * other check keeps its 3 s clock; once it runs again, its clock is its
+ * own again. */
+static void test_a_check_that_cannot_run_is_spaced_out_and_the_others_keep_their_clocks(void **state)
+{
+	(void)state;
+	struct probe_loop l = { .in = { .now = T0, .nprobes = 2 },
+				.probes = { { T0, 1000 }, { T0, 3000 } },
+				.cannot_run = 1,
+				.o = &every_hour };
+	int64_t heals[MAX_PASSES];
+
+	full_pass(&l.s, T0, false, 0, &every_hour);
+	size_t n = run_until(&l, T0 + 10000, heals, MAX_PASSES);
+	assert_times(heals, n, (const int64_t[]){ 1000, 1200, 1600, 2400, 3000, 6000, 9000 }, 7);
+	l.cannot_run = 0; /* back: probed at the next heal pass, then every second */
+	n = run_until(&l, T0 + 15000, heals, MAX_PASSES);
+	assert_times(heals, n, (const int64_t[]){ 12000, 13000, 14000, 15000 }, 4);
+	assert_int_equal(l.s.probe_stuck, 0);
+}
+
 /* One formula: the restart policy's 1 s, 2 s, 4 s ... capped at 5 min is
  * the Git backoff and the heal gap with their own base and cap. */
 static void test_restart_backoff_is_the_one_backoff(void **state)
@@ -288,6 +458,10 @@ int main(void)
 		cmocka_unit_test(test_heal_gap_doubles_with_idle_heals_to_its_cap),
 		cmocka_unit_test(test_wakes_at_the_end_of_a_restart_backoff),
 		cmocka_unit_test(test_requested_pass_runs_at_once),
+		cmocka_unit_test(test_a_due_health_check_wakes_the_loop_for_a_heal_pass),
+		cmocka_unit_test(test_health_checks_with_different_intervals_keep_their_own_clocks),
+		cmocka_unit_test(test_a_pass_resets_the_probe_clock),
+		cmocka_unit_test(test_a_check_that_cannot_run_is_spaced_out_and_the_others_keep_their_clocks),
 		cmocka_unit_test(test_restart_backoff_is_the_one_backoff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -77,6 +77,9 @@ static void test_round_trip(void **state)
 	st.res[0].handle = gw_xstrdup("{\"pid\":42,\"start_time\":777}");
 	st.res[0].restarts = 3;
 	st.res[0].backoff_until_ms = 1234;
+	st.res[0].health_failures = 2;
+	st.res[0].probed_at_ms = 1795400059123;
+	st.res[0].probe_every_ms = 2000;
 	st.res[0].state = GW_STATE_FAILED;
 	snprintf(st.res[0].detail, sizeof(st.res[0].detail), "exited with status 1");
 	struct gw_backend_config bc = { .state_dir = dir };
@@ -94,6 +97,10 @@ static void test_round_trip(void **state)
 	assert_string_equal(back.res[0].handle, "{\"pid\":42,\"start_time\":777}");
 	assert_int_equal(back.res[0].restarts, 3);
 	assert_int_equal(back.res[0].backoff_until_ms, 1234);
+	/* the health check's count and clock, for the agent's next wait */
+	assert_int_equal(back.res[0].health_failures, 2);
+	assert_int_equal(back.res[0].probed_at_ms, 1795400059123);
+	assert_int_equal(back.res[0].probe_every_ms, 2000);
 	assert_int_equal(back.res[0].state, GW_STATE_FAILED);
 	assert_string_equal(back.res[0].detail, "exited with status 1");
 	assert_string_equal(back.res[0].canonical, st.res[0].canonical);

@@ -19,6 +19,10 @@ struct gw_remote_tip {
 	bool invalid;
 };
 
+/* A heal pass also runs the health probes due this soon: the agent wakes
+ * for the earliest, and those close behind it share the pass. */
+#define GW_APPLY_PROBE_EARLY_MS 250
+
 /* The data of one pass: what the commit declares, this node's selection,
  * what runs, the plan. The pass layer (gitward/pass.h) fills it stage by
  * stage; apply observes into it and executes its plan. */
@@ -46,6 +50,9 @@ struct gw_pass {
 	 * fail with this, the others still converge */
 	char backend_error[GW_KIND_MAX][300];
 	bool offline; /* no fetch: resolve the ref in the cache */
+	/* a heal pass: probe only the health checks whose interval has passed
+	 * (false: probe every check, restarting each one's clock) */
+	bool probe_due_only;
 	const struct gw_cancel *cancel; /* a stop request ends the fetch */
 	/* optional, borrowed: parsed manifests kept across passes (the agent);
 	 * NULL: the state dir's cache file is read and written */
@@ -125,10 +132,18 @@ int gw_run_command_cancel(int *out_status, char *const *argv, int64_t timeout_ms
  * none). gone: a recorded workload has already ended. down: a resource is
  * down with no backoff to wait for, and its restart policy restarts it.
  * follow: the state holds workloads of a backend that follows its own
- * event stream (the container engine's). */
+ * event stream (the container engine's). probes: the health checks of the
+ * running workloads, each with its own clock (the scheduler wakes for the
+ * earliest). */
+struct gw_watch_probe {
+	int64_t probed_at_ms; /* wall clock: the last probe began; 0: never */
+	int64_t every_ms; /* the check's interval */
+};
 struct gw_watch {
 	int *fds;
 	size_t n;
+	struct gw_watch_probe *probes;
+	size_t nprobes;
 	int64_t wake_at_ms;
 	bool gone;
 	bool down;

@@ -40,6 +40,10 @@ struct gw_observed {
 	int crash_streak; /* restarts without a healthy run in between */
 	int64_t backoff_until_ms; /* wall clock; no restart before */
 	int health_failures; /* consecutive failed probes */
+	/* the health check's own clock, kept in the state file: when its last
+	 * probe began (wall clock ms; 0: never) and its interval (0: no check) */
+	int64_t probed_at_ms;
+	int64_t probe_every_ms;
 	/* the last pass left it short of desired: its action failed or waits
 	 * (e.g. a failed update leaves the old spec running) */
 	bool not_converged;

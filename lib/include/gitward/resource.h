@@ -165,6 +165,8 @@ int gw_resource_stop_signal(const struct gw_resource *r);
  * way the canonical form writes a value (caller frees). NULL when path names
  * no field of kind or the field has no default (left out, it is absent). */
 char *gw_resource_default_json(enum gw_kind kind, const char *path);
+/* The health check's interval; 0 when r has no health check. */
+int64_t gw_resource_health_interval_ms(const struct gw_resource *r);
 
 int gw_signal_from_string(int *out, const char *s);
 const char *gw_signal_to_string(int sig);

@@ -2,12 +2,14 @@
  * from pass to pass and of what it has seen (lib/pass/schedule.c): a full
  * pass at the end of the interval plus a splay (a Git error backs off
  * instead), a heal pass (no fetch) soon after a workload dies, at the end of
- * a restart backoff, or spaced out while something stays down. Time and
- * randomness are inputs: no clock is read here, so tests step a fake one. */
+ * a restart backoff, when a health check's interval has passed, or spaced
+ * out while something stays down. Time and randomness are inputs: no clock
+ * is read here, so tests step a fake one. */
 #ifndef GITWARD_SCHEDULE_H
 #define GITWARD_SCHEDULE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define GW_SCHED_GIT_BACKOFF_MAX_MS 300000 /* an unreachable remote: retries at most this far apart */
@@ -33,6 +35,11 @@ struct gw_sched {
 	int64_t heal_at; /* the heal pass decided on in this wait; 0: none */
 	int git_streak; /* full passes in a row that failed on Git */
 	int idle_heals; /* heal passes in a row that changed nothing */
+	/* the last heal pass run for the health checks was decided at probe_for
+	 * (0: none): every check due by then was to be probed; probe_stuck: such
+	 * passes in a row after which one of them was still due (it cannot run) */
+	int64_t probe_for;
+	int probe_stuck;
 };
 
 /* A pass that ended at `now`. rnd: a random number, for the splay or the
@@ -45,6 +52,13 @@ struct gw_sched_pass {
 	uint32_t rnd;
 };
 
+/* A health check of a running workload, from the state file: when its
+ * last probe began (monotonic ms) and its interval. */
+struct gw_sched_probe {
+	int64_t last;
+	int64_t every;
+};
+
 /* What the agent has seen while it waits. */
 struct gw_sched_input {
 	int64_t now;
@@ -52,6 +66,8 @@ struct gw_sched_input {
 	bool down; /* a resource is down, with no backoff to wait for, and its policy restarts it */
 	int64_t wake_at; /* the end of the earliest restart backoff; 0: none */
 	bool requested; /* a pass was asked for (SIGHUP, webhook) */
+	const struct gw_sched_probe *probes; /* a heal pass runs each when its interval has passed */
+	size_t nprobes;
 };
 
 /* The answer: run a pass now (FULL, HEAL), or wait until `when` at the
