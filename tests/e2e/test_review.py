@@ -300,7 +300,7 @@ class AgainstTest(AgentBase):
                   "--against", url)
         self.assertEqual(res.rc, 2, res)
         self.assertEqual(res.out, "  ~ Process/web          update  env.API_TOKEN: \"abc\" -> \"xyz\", "
-                         "env.VERSION: \"1\" -> \"2\"\n  + Process/worker       create\n"
+                         "env.VERSION: \"1\" -> \"2\"\n  + Process/worker       create  command: [\"/bin/sleep\",\"300\"]\n"
                          "Plan: 1 to create, 1 to update, 0 to delete, 0 to restart, 1 unchanged.\n")
         res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", ci_state, "--ref", "feature",
                   "--against", url, "--output", "json")
