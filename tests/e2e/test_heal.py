@@ -29,6 +29,8 @@ class Heal(AgentBase):
         r.commit("web")
         a = self.agent(r, "--path", "apps", "--interval", interval, *extra)
         pid = wait_for(lambda: self.pids().get("web"), what="web started")
+        # the run record comes while the first pass runs, the state file at its end
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")), what="the first pass recorded")
         return r, a, pid
 
     def back(self, old):
