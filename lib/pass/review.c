@@ -157,20 +157,11 @@ static int status_resource(struct gw_observed *o, json_t *r)
 {
 	const char *kind = json_string_value(json_object_get(r, "kind"));
 	const char *name = json_string_value(json_object_get(r, "name"));
-	const char *state = json_string_value(json_object_get(r, "state"));
-	const char *health = json_string_value(json_object_get(r, "health"));
-	const char *detail = json_string_value(json_object_get(r, "detail"));
 	enum gw_kind k;
 
 	if (!kind || gw_kind_from_string(&k, kind) < 0 || gw_record_parse(o, k, name, r) < 0)
 		return -EBADMSG;
-	if (!state || gw_state_from_string(&o->state, state) < 0)
-		o->state = GW_STATE_PENDING;
-	if (!health || gw_health_from_string(&o->health, health) < 0)
-		o->health = GW_HEALTH_UNKNOWN;
-	if (detail)
-		snprintf(o->detail, sizeof(o->detail), "%s", detail);
-	o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+	gw_state_entry_status(o, r);
 	return 0;
 }
 

@@ -23,6 +23,20 @@
 static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
 						      "invalid", "error",	  "unverified" };
 
+void gw_state_entry_status(struct gw_observed *o, const json_t *r)
+{
+	const char *state = json_string_value(json_object_get(r, "state"));
+	const char *health = json_string_value(json_object_get(r, "health"));
+	const char *detail = json_string_value(json_object_get(r, "detail"));
+	if (!state || gw_state_from_string(&o->state, state) < 0)
+		o->state = GW_STATE_PENDING;
+	if (!health || gw_health_from_string(&o->health, health) < 0)
+		o->health = GW_HEALTH_UNKNOWN;
+	if (detail)
+		snprintf(o->detail, sizeof(o->detail), "%s", detail);
+	o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+}
+
 const char *gw_run_result_to_string(enum gw_run_result r)
 {
 	return r < GW_RUN_MAX ? result_names[r] : "error";
@@ -207,9 +221,6 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		struct gw_observed *o = &st.res[st.n];
 		const char *kind = json_string_value(json_object_get(r, "kind"));
 		enum gw_kind k;
-		const char *state = json_string_value(json_object_get(r, "state"));
-		const char *health = json_string_value(json_object_get(r, "health"));
-		const char *detail = json_string_value(json_object_get(r, "detail"));
 		const char *name = json_string_value(json_object_get(r, "name"));
 		if (name && gw_check_name(name)) {
 			/* it becomes a path: never trusted because it is on disk */
@@ -223,14 +234,8 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 			json_decref(root);
 			return gw_error_set_at(err, -EBADMSG, path, 0, 0, "state file is corrupt: resource %zu", i);
 		}
-		if (!state || gw_state_from_string(&o->state, state) < 0)
-			o->state = GW_STATE_PENDING;
-		if (!health || gw_health_from_string(&o->health, health) < 0)
-			o->health = GW_HEALTH_UNKNOWN;
-		if (detail)
-			snprintf(o->detail, sizeof(o->detail), "%s", detail);
+		gw_state_entry_status(o, r);
 		o->handle = handle_of(r);
-		o->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
 		o->since = json_integer_value(json_object_get(r, "since"));
 		o->crash_streak = (int)json_integer_value(json_object_get(r, "crash_streak"));
 		o->backoff_until_ms = json_integer_value(json_object_get(r, "backoff_until_ms"));

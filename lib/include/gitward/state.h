@@ -97,6 +97,11 @@ int gw_record_scan(const char *dir, const char *ext, int (*fn)(const char *name,
 /* Fill o from rec's shared fields. Fails with -EBADMSG without a valid
  * spec_hash. */
 int gw_record_parse(struct gw_observed *o, enum gw_kind kind, const char *name, const json_t *rec);
+/* The fields of an entry that status shows (state, health, detail,
+ * restarts), as the state file and a status document write them: a missing
+ * or unknown state is pending, a missing or unknown health unknown. Shared
+ * by the state file's reader and --against's reader of a status. */
+void gw_state_entry_status(struct gw_observed *o, const json_t *r);
 /* The same on a record's bytes (a backend's run record file): -EBADMSG
  * unless they hold one JSON object with a valid record. */
 int gw_record_parse_buf(struct gw_observed *o, enum gw_kind kind, const char *name, const char *data, size_t len);
