@@ -229,17 +229,17 @@ static void close_pair(int p[2])
 
 static int start(pid_t *out, int in[2], int out_p[2], int err_p[2], char *const *argv, struct gw_error *err)
 {
-	char path[4096], exe[4096];
-	const char *p = getenv("PATH");
+	char exe[4096];
 	struct gw_error serr;
 	int rc;
 
-	snprintf(path, sizeof(path), "PATH=%s", p && *p ? p : GW_SPAWN_PATH);
-	char *const envp[] = { path, "LC_ALL=C", NULL };
+	/* the fixed PATH, never gitward's own: a program earlier in the PATH
+	 * gitward was started with must not stand in for age or ssh-keygen */
+	char *const envp[] = { GW_SPAWN_PATH_ENV, "LC_ALL=C", NULL };
 	if (strchr(argv[0], '/'))
 		snprintf(exe, sizeof(exe), "%s", argv[0]);
-	else if ((rc = gw_spawn_find(exe, sizeof(exe), argv[0], path + 5)) < 0)
-		return gw_error_set(err, rc, "cannot run %s: %s", argv[0], strerror(-rc));
+	else if (gw_spawn_find(exe, sizeof(exe), argv[0], NULL) < 0)
+		return gw_error_set(err, -ENOENT, "cannot run %s: no such program in %s", argv[0], GW_SPAWN_PATH);
 	struct gw_spawn s = {
 		.path = exe,
 		.argv = argv,

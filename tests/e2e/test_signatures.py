@@ -235,12 +235,23 @@ class Signatures(TempDirTest):
         self.assert_refused(self.dry(r, "--allowed-signers", missing),
                             f"--allowed-signers {missing}: No such file or directory\n")
 
-    def test_missing_ssh_keygen_is_an_error_not_a_pass(self):
+    def test_an_ssh_keygen_earlier_in_gitwards_path_is_never_run(self):
+        # an impostor that would call every signature good and leave a mark:
+        # gitward looks ssh-keygen up in its fixed PATH only, so the real one
+        # refuses the other key and the impostor never runs
         r = self.base()
-        self.commit(r, "a", "ssh_good")
-        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--verify-signatures",
-                  "--allowed-signers", self.allowed, env={"PATH": os.path.join(self.tmp, "empty")})
-        self.assert_refused(res, "verifying an SSH signature: cannot run ssh-keygen: No such file or directory\n")
+        head = self.commit(r, "a", "ssh_other")
+        fake_dir, marker = os.path.join(self.tmp, "impostor"), os.path.join(self.tmp, "impostor-ran")
+        os.makedirs(fake_dir)
+        fake = os.path.join(fake_dir, "ssh-keygen")
+        with open(fake, "w") as f:
+            f.write(f"#!/bin/sh\ntouch {marker}\necho 'Good \"git\" signature for ops@example.com'\nexit 0\n")
+        os.chmod(fake, 0o755)
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                  "--verify-signatures", "--allowed-signers", self.allowed,
+                  env={"PATH": fake_dir + ":" + os.environ["PATH"]})
+        self.assert_refused(res, f"commit {head[:12]} is signed by a key that is not allowed ({self.ssh_other_fpr})\n")
+        self.assertFalse(os.path.exists(marker), "the ssh-keygen in gitward's PATH ran")
 
     # -- OpenPGP ----------------------------------------------------------
 

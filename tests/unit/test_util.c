@@ -265,7 +265,7 @@ static void test_spawn_capture_bounds_output_and_time(void **state)
 	assert_true(gw_monotonic_ms() - t0 < 60000);
 	assert_string_equal(err.msg, "/bin/sh: killed after 300ms without exiting");
 	assert_int_equal(gw_spawn_capture(&status, &out, &errout, missing, NULL, 0, 100, 60000, &err), -ENOENT);
-	assert_string_equal(err.msg, "cannot run gw-no-such-program: No such file or directory");
+	assert_string_equal(err.msg, "cannot run gw-no-such-program: no such program in " GW_SPAWN_PATH);
 	gw_strbuf_free(&out);
 	gw_strbuf_free(&errout);
 }
@@ -888,6 +888,44 @@ static void test_spawn_descriptor_edge_cases(void **state)
 	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
 }
 
+/* A program named without a slash is looked up in the fixed PATH only: an
+ * impostor earlier in the caller's PATH never runs, and the child sees the
+ * fixed PATH, not the caller's. */
+static void test_spawn_capture_ignores_the_callers_path(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gw-path-XXXXXX", fake[200], marker[200], script[400];
+	struct gw_strbuf out, errout;
+	struct gw_error err;
+	int status = -1;
+	assert_non_null(mkdtemp(dir));
+	snprintf(fake, sizeof(fake), "%s/env", dir);
+	snprintf(marker, sizeof(marker), "%s/fake-ran", dir);
+	snprintf(script, sizeof(script), "#!/bin/sh\ntouch %s\necho PATH=fake\n", marker);
+	FILE *fp = fopen(fake, "w");
+	assert_non_null(fp);
+	fputs(script, fp);
+	fclose(fp);
+	assert_int_equal(chmod(fake, 0755), 0);
+	char *saved = strdup(getenv("PATH"));
+	char front[4096];
+	snprintf(front, sizeof(front), "%s:%s", dir, saved);
+	setenv("PATH", front, 1);
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	char *const env[] = { "env", NULL };
+	int rc = gw_spawn_capture(&status, &out, &errout, env, NULL, 0, 4096, 60000, &err);
+	setenv("PATH", saved, 1);
+	free(saved);
+	assert_int_equal(rc, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(access(marker, F_OK), -1);
+	assert_string_equal(out.s, "PATH=" GW_SPAWN_PATH "\nLC_ALL=C\n");
+	gw_strbuf_free(&out);
+	gw_strbuf_free(&errout);
+	assert_int_equal(gw_rm_rf(dir), 0);
+}
+
 static void test_spawn_capture_edge_cases(void **state)
 {
 	(void)state;
@@ -904,7 +942,7 @@ static void test_spawn_capture_edge_cases(void **state)
 	/* a name nowhere on PATH, and a path that does not exist */
 	char *const nowhere[] = { "gw-no-such-program", NULL };
 	assert_int_equal(gw_spawn_capture(&status, &out, &errout, nowhere, NULL, 0, 100, 60000, &err), -ENOENT);
-	assert_string_equal(err.msg, "cannot run gw-no-such-program: No such file or directory");
+	assert_string_equal(err.msg, "cannot run gw-no-such-program: no such program in " GW_SPAWN_PATH);
 	char *const nopath[] = { "/no/such/program", NULL };
 	assert_int_equal(gw_spawn_capture(&status, &out, &errout, nopath, NULL, 0, 100, 60000, &err), -ENOENT);
 	assert_string_equal(err.msg, "cannot run /no/such/program: No such file or directory");
@@ -953,6 +991,7 @@ int main(void)
 		cmocka_unit_test(test_spawn_sets_credentials_and_names_their_failures),
 		cmocka_unit_test(test_spawn_descriptor_edge_cases),
 		cmocka_unit_test(test_spawn_capture_edge_cases),
+		cmocka_unit_test(test_spawn_capture_ignores_the_callers_path),
 		cmocka_unit_test(test_config_verify_signatures_needs_keys),
 		cmocka_unit_test(test_nofollow_read_refuses_links_and_fifos),
 		cmocka_unit_test(test_file_read_sizes_and_kinds),

@@ -11,8 +11,8 @@
 
 #include "gitward/util.h"
 
-/* The PATH every child gets, and where programs named without a slash are
- * looked up when the caller's environment has none. */
+/* The PATH every child gets, and the only place programs named without a
+ * slash are looked up (gitward's own PATH is never used). */
 #define GW_SPAWN_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define GW_SPAWN_PATH_ENV "PATH=" GW_SPAWN_PATH
 

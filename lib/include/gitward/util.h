@@ -112,7 +112,8 @@ int gw_rm_rf(const char *path);
 int gw_proc_stat(long long *start, char *state, long long pid);
 bool gw_proc_alive(long long pid, long long start_time);
 int gw_proc_wait_gone(long long pid, long long start_time, int64_t timeout_ms);
-/* Run argv (PATH lookup, environment PATH and LC_ALL=C only) with in on
+/* Run argv (a name without a slash looked up in GW_SPAWN_PATH only, never
+ * the caller's PATH; environment PATH=GW_SPAWN_PATH and LC_ALL=C only) with in on
  * stdin; stdout and stderr appended to out and errout. Standard output
  * that reaches max bytes has the process group killed at once (-EMSGSIZE,
  * counted as the bytes arrive, never timed: pass a limit + 1); standard
