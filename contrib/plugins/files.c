@@ -19,7 +19,9 @@
  * sha256, mode, uid and gid it wrote. observe compares the files with it:
  * another content, mode or owner is drift, a missing file too (all missing:
  * absent). destroy removes the files of the handle (never a folder, never
- * through a symbolic link). Speaks protocol 1 (PROTOCOL.md beside this file).
+ * through a symbolic link). Paths are walked one folder at a time from "/"
+ * and a symbolic link among the parent folders is refused, never followed
+ * (open_parent). Speaks protocol 1 (PROTOCOL.md beside this file).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -197,31 +199,85 @@ static void sha256_hex(char out[65], const unsigned char *data, size_t len)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static int mkdir_parents(const char *path)
+/* The folder that holds path, opened one component at a time from "/"
+ * with O_NOFOLLOW: a symbolic link anywhere among the parents is refused
+ * and named, never followed, so a user owning a parent folder cannot
+ * point it at a folder of root's. With create, missing folders are made
+ * 0755 relative to the folder already held. On success *out is a
+ * descriptor of the parent folder and *leaf points into path at the last
+ * component; on failure problem says why (-1), or -ENOENT is answered
+ * when a parent is missing and create is 0 (nothing written). */
+static int open_parent(int *out, const char **leaf, const char *path, int create)
 {
-	char buf[PATH_MAX];
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (char *s = buf + 1; (s = strchr(s, '/')); s++) {
-		*s = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return fail("%s: cannot make folder %s: %s", path, buf, strerror(errno));
-		*s = '/';
+	char prefix[PATH_MAX];
+	const char *s = path + 1;
+	int dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return fail("%s: cannot open /: %s", path, strerror(errno));
+	for (;;) {
+		size_t n = strcspn(s, "/");
+		char comp[NAME_MAX + 1];
+		if (!s[n]) {
+			*out = dir;
+			*leaf = s;
+			return 0;
+		}
+		if (n > NAME_MAX) {
+			close(dir);
+			return fail("%s: a part of the path is longer than %d bytes", path, NAME_MAX);
+		}
+		memcpy(comp, s, n);
+		comp[n] = '\0';
+		snprintf(prefix, sizeof(prefix), "%.*s", (int)(s + n - path), path);
+		int next = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && errno == ENOENT && create) {
+			if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
+				int e = errno;
+				close(dir);
+				return fail("%s: cannot make folder %s: %s", path, prefix, strerror(e));
+			}
+			next = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (next < 0) {
+			int e = errno;
+			struct stat st;
+			int is_link = fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+			close(dir);
+			if (is_link)
+				return fail("%s: %s is a symbolic link: refused (never followed)", path, prefix);
+			if (e == ENOENT && !create)
+				return -ENOENT;
+			return fail("%s: cannot open folder %s: %s", path, prefix, strerror(e));
+		}
+		close(dir);
+		dir = next;
+		s += n + 1;
 	}
-	return 0;
 }
 
 static int write_file(const struct file *f)
 {
-	char tmp[PATH_MAX + 32];
+	char tmp[NAME_MAX + 32];
+	const char *leaf;
 	struct stat st;
-	if (mkdir_parents(f->path) < 0)
+	int dir, fd = -1;
+	if (open_parent(&dir, &leaf, f->path, 1) < 0)
 		return -1;
-	if (lstat(f->path, &st) == 0 && S_ISDIR(st.st_mode))
+	if (fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+		close(dir);
 		return fail("%s: is a folder", f->path);
-	snprintf(tmp, sizeof(tmp), "%s.gitward-%ld", f->path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return fail("%s: cannot create: %s", tmp, strerror(errno));
+	}
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.gitward-%ld", leaf, (long)getpid()) >= sizeof(tmp) ||
+	    strlen(tmp) > NAME_MAX) {
+		close(dir);
+		return fail("%s: the file name is too long", f->path);
+	}
+	fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		int e = errno;
+		close(dir);
+		return fail("%s.gitward-%ld: cannot create: %s", f->path, (long)getpid(), strerror(e));
+	}
 	size_t done = 0;
 	while (done < f->len) {
 		ssize_t n = write(fd, f->data + done, f->len - done);
@@ -237,30 +293,40 @@ static int write_file(const struct file *f)
 		fd = -1;
 		goto bad;
 	}
-	if (rename(tmp, f->path) < 0) {
-		fd = -1;
+	fd = -1;
+	/* renameat replaces whatever is at leaf, a link included, never its target */
+	if (renameat(dir, tmp, dir, leaf) < 0)
 		goto bad;
-	}
+	close(dir);
 	return 0;
 bad:
 	fail("%s: cannot write: %s", f->path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
-	unlink(tmp);
+	unlinkat(dir, tmp, 0);
+	close(dir);
 	return -1;
 }
 
-/* Remove a file we wrote: missing is fine, a folder is never touched. */
+/* Remove a file we wrote: missing is fine, a folder is never touched, nor
+ * anything reached through a symbolic link among the parents. */
 static int remove_file(const char *path)
 {
 	struct stat st;
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : fail("%s: %s", path, strerror(errno));
-	if (S_ISDIR(st.st_mode))
-		return fail("%s: is a folder now: left alone", path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return fail("%s: cannot remove: %s", path, strerror(errno));
-	return 0;
+	const char *leaf;
+	int dir, rc = open_parent(&dir, &leaf, path, 0);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return -1;
+	if (fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = errno == ENOENT ? 0 : fail("%s: %s", path, strerror(errno));
+	else if (S_ISDIR(st.st_mode))
+		rc = fail("%s: is a folder now: left alone", path);
+	else if (unlinkat(dir, leaf, 0) < 0 && errno != ENOENT)
+		rc = fail("%s: cannot remove: %s", path, strerror(errno));
+	close(dir);
+	return rc;
 }
 
 /* The handle: {"files": {path: {"sha256", "mode", "uid", "gid"}}}. */
@@ -338,30 +404,47 @@ static int op_create(json_t *reply, const json_t *req)
 	return rc;
 }
 
-/* What differs between path and what the handle says was written there. */
+/* What differs between path and what the handle says was written there.
+ * Read through the same walk as writes: a parent that became a symbolic
+ * link is drift, never followed. */
 static int drift(char *why, size_t size, const char *path, const json_t *want)
 {
 	struct stat st;
 	char hex[65];
-	if (lstat(path, &st) < 0) {
+	const char *leaf;
+	int dir, rc = open_parent(&dir, &leaf, path, 0);
+	if (rc == -ENOENT) {
+		snprintf(why, size, "%s: missing", path);
+		return 2;
+	}
+	if (rc < 0) {
+		snprintf(why, size, "%s", problem);
+		return 1;
+	}
+	if (fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		close(dir);
 		snprintf(why, size, "%s: missing", path);
 		return 2;
 	}
 	if (!S_ISREG(st.st_mode)) {
+		close(dir);
 		snprintf(why, size, "%s: not a regular file", path);
 		return 1;
 	}
 	if ((json_int_t)(st.st_mode & 07777) != json_integer_value(json_object_get(want, "mode"))) {
+		close(dir);
 		snprintf(why, size, "%s: mode %04o, not %04o", path, (unsigned)(st.st_mode & 07777),
 			 (unsigned)json_integer_value(json_object_get(want, "mode")));
 		return 1;
 	}
 	if ((json_int_t)st.st_uid != json_integer_value(json_object_get(want, "uid")) ||
 	    (json_int_t)st.st_gid != json_integer_value(json_object_get(want, "gid"))) {
+		close(dir);
 		snprintf(why, size, "%s: owner changed", path);
 		return 1;
 	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	int fd = openat(dir, leaf, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	close(dir);
 	if (fd < 0) {
 		snprintf(why, size, "%s: %s", path, strerror(errno));
 		return 1;

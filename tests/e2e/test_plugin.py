@@ -9,12 +9,14 @@ left behind; the others converge. Paths that leave the repository are refused
 by validation, at their file:line:col."""
 import json
 import os
+import pwd
 import shutil
 import stat
+import subprocess
 import time
 import unittest
 
-from gwtest import GITWARD, HDR, TempDirTest, proc_yaml, records, run, wait_for
+from gwtest import CI, GITWARD, HDR, TempDirTest, proc_yaml, records, run, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES_PLUGIN = os.path.join(os.path.dirname(os.path.dirname(GITWARD)), "contrib", "plugins", "files")
@@ -171,6 +173,105 @@ class FilesPlugin(PluginTest):
         self.assertIn("error External/b: create failed: plugin files create: config.files[0].source: etc/x is "
                       "not listed in spec.sources", res.err)
         self.assertEqual(self.external_records(), [])
+
+
+class FilesThroughSymlinks(PluginTest):
+    """A user who owns a parent folder of a managed file cannot make the
+    files plugin (run as root) write or delete in a folder of root's by
+    turning a component into a symbolic link: not before the first pass, not
+    between passes. The plugin refuses and names the link; root's folder is
+    left as it was."""
+
+    def setUp(self):
+        super().setUp()
+        if os.geteuid() != 0:
+            if CI:
+                self.fail("a symlink planted by another user needs root to set up")
+            raise unittest.SkipTest("a symlink planted by another user needs root to set up")
+        pw = pwd.getpwnam("nobody")
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        os.chmod(self.tmp, 0o755)
+        # root's folder, with a file of root's in it
+        self.rootdir = os.path.join(self.tmp, "rootdir")
+        os.makedirs(self.rootdir, mode=0o755)
+        with open(os.path.join(self.rootdir, "file"), "w") as f:
+            f.write("root's own\n")
+        # the user's folder, where the managed file lives
+        self.userdir = os.path.join(self.tmp, "userdir")
+        os.makedirs(self.userdir, mode=0o755)
+        os.chown(self.userdir, self.uid, self.gid)
+
+    def as_user(self, *argv):
+        """Run argv as nobody (setpriv, no supplementary groups)."""
+        cp = subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", *argv],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 0, cp)
+
+    def root_folder(self):
+        """What root's folder holds: names, contents, modes and owners."""
+        out = {}
+        for name in sorted(os.listdir(self.rootdir)):
+            p = os.path.join(self.rootdir, name)
+            st = os.lstat(p)
+            out[name] = (read(p), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        return out
+
+    def manage(self, repo, content):
+        repo.write("f.yaml", external("f", "files", {"files": [
+            {"path": f"{self.userdir}/sub/file", "content": content, "mode": "0600"}]}))
+        return repo.commit()
+
+    def test_a_symlinked_parent_planted_before_the_first_pass_is_refused(self):
+        before = self.root_folder()
+        self.as_user("ln", "-s", self.rootdir, os.path.join(self.userdir, "sub"))
+        r = self.repo()
+        self.manage(r, "written by gitward\n")
+        res = self.reconcile(r, expect=None)
+        self.assertNotEqual(res.rc, 0, res)
+        self.assertIn(f"{self.userdir}/sub/file: {self.userdir}/sub is a symbolic link: refused (never followed)",
+                      res.out + res.err)
+        self.assertEqual(self.root_folder(), before)
+        self.assertEqual(os.readlink(os.path.join(self.userdir, "sub")), self.rootdir)
+        # the resource leaves Git: nothing to delete, root's folder still untouched
+        r.remove("f.yaml")
+        r.commit()
+        self.reconcile(r, "--allow-empty", expect=None)
+        self.assertEqual(self.root_folder(), before)
+
+    def test_a_parent_swapped_for_a_symlink_between_passes_is_refused(self):
+        before = self.root_folder()
+        # the user makes sub a real folder: the file is written there
+        self.as_user("mkdir", os.path.join(self.userdir, "sub"))
+        r = self.repo()
+        self.manage(r, "first\n")
+        self.reconcile(r)
+        self.assertEqual(read(f"{self.userdir}/sub/file"), "first\n")
+        # then swaps it for a link to root's folder
+        self.as_user("mv", os.path.join(self.userdir, "sub"), os.path.join(self.userdir, "old"))
+        self.as_user("ln", "-s", self.rootdir, os.path.join(self.userdir, "sub"))
+        want = f"{self.userdir}/sub is a symbolic link: refused (never followed)"
+        # observe sees it as drift, never reads through it; the replacement is refused
+        res = self.reconcile(r, expect=None)
+        self.assertNotEqual(res.rc, 0, res)
+        self.assertIn(f"drifted: {self.userdir}/sub/file: {want}", res.out)
+        self.assertIn(want, res.err)
+        self.assertEqual(self.root_folder(), before)
+        # so is the update
+        self.manage(r, "second\n")
+        res = self.reconcile(r, expect=None)
+        self.assertNotEqual(res.rc, 0, res)
+        self.assertIn(want, res.out + res.err)
+        self.assertEqual(self.root_folder(), before)
+        # the resource leaves Git: the delete is refused, root's file stays
+        r.remove("f.yaml")
+        r.commit()
+        res = self.reconcile(r, "--allow-empty", expect=None)
+        self.assertNotEqual(res.rc, 0, res)
+        self.assertIn(want, res.out + res.err)
+        self.assertEqual(self.root_folder(), before)
+        self.assertEqual(read(os.path.join(self.rootdir, "file")), "root's own\n")
+        # the user's old folder is not gitward's to clean up through the link either
+        self.assertEqual(read(f"{self.userdir}/old/file"), "first\n")
 
 
 class Validation(PluginTest):
