@@ -1,10 +1,13 @@
 /* gitward: dispatch to a command, nothing else. */
+#define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "gitward/backend.h"
 #include "gitward/source.h"
+#include "gitward/spawn.h"
 #include "gitward/util.h"
 
 static const char usage[] =
@@ -33,6 +36,11 @@ int main(int argc, char **argv)
 		{ "status", cmd_status },	{ "version", cmd_version }, { "schema", cmd_schema },
 		{ "diff", cmd_diff },
 	};
+
+	/* gitward's own PATH is the fixed one too: libraries that start
+	 * programs themselves (gpgme's gpgconf and gpg) look them up in it, and
+	 * an impostor earlier in the PATH gitward was started with must not run */
+	setenv("PATH", GW_SPAWN_PATH, 1);
 
 	/* the process backend's supervisor: `gitward-shim Process/NAME RUN_DIR` */
 	const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;

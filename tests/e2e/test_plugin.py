@@ -146,6 +146,24 @@ class FilesPlugin(PluginTest):
         self.assertIn("1 unchanged", self.reconcile(r).out)
         self.assertEqual(self.status()["n"]["handle"], "nothing")
 
+    def test_a_plugin_sees_the_fixed_path_whatever_gitwards_path_is(self):
+        seen = os.path.join(self.tmp, "plugin-env")
+        path = os.path.join(self.plugins, "envdump")
+        with open(path, "w") as f:
+            f.write(f"#!/bin/sh\nenv > {seen}\ncat > /dev/null\n"
+                    "echo '{\"protocol\":1,\"ok\":true,\"handle\":\"h\",\"state\":\"present\"}'\n")
+        os.chmod(path, 0o755)
+        r = self.repo()
+        r.write("e.yaml", f"{HDR}kind: External\nmetadata: {{name: e}}\nspec: {{plugin: envdump}}\n")
+        r.commit()
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", "--plugin-dir",
+                  self.plugins, env={"PATH": os.path.join(self.tmp, "elsewhere") + ":" + os.environ["PATH"]})
+        self.assertIn("Applied: 1 ok, 0 failed", res.out, res)
+        lines = read(seen).splitlines()
+        self.assertIn("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", lines)
+        self.assertIn("LC_ALL=C", lines)
+        self.assertEqual([x for x in lines if "elsewhere" in x], [])
+
     def test_config_file_key_and_a_missing_plugin(self):
         r = self.repo()
         r.write("a.yaml", external("a", "files", {"files": [{"path": f"{self.out}/a", "content": "a\n"}]}))

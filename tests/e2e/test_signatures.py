@@ -261,6 +261,25 @@ class Signatures(TempDirTest):
         self.assert_accepted(self.dry(r, "--gpg-keyring", self.gpg["pgp_good"][0]))
         self.assertFalse(os.path.exists(os.path.join(self.state, "gnupg")))
 
+    def test_a_gpg_earlier_in_gitwards_path_is_never_run(self):
+        # impostors of gpg and gpgconf that leave a mark and hand on to the
+        # real ones: gpgme is pointed at the programs of the fixed PATH
+        r = self.base()
+        self.commit(r, "a", "pgp_good")
+        fake_dir, marker = os.path.join(self.tmp, "impostor"), os.path.join(self.tmp, "impostor-ran")
+        os.makedirs(fake_dir)
+        for name in ("gpg", "gpgconf", "gpgsm", "gpg-agent"):
+            real = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            fake = os.path.join(fake_dir, name)
+            with open(fake, "w") as f:
+                f.write(f"#!/bin/sh\necho {name} >> {marker}\nexec {real} \"$@\"\n")
+            os.chmod(fake, 0o755)
+        res = run("reconcile", "--dry-run", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                  "--verify-signatures", "--gpg-keyring", self.gpg["pgp_good"][0],
+                  env={"PATH": fake_dir + ":" + os.environ["PATH"]})
+        self.assert_accepted(res)
+        self.assertFalse(os.path.exists(marker), os.path.exists(marker) and open(marker).read())
+
     def test_openpgp_good_signature_with_exported_key_files(self):
         r = self.base()
         self.commit(r, "a", "pgp_good")
