@@ -412,7 +412,12 @@ static int drift(char *why, size_t size, const char *path, const json_t *want)
 	struct stat st;
 	char hex[65];
 	const char *leaf;
-	int dir, rc = open_parent(&dir, &leaf, path, 0);
+	int dir, rc;
+	if (!path_ok(path)) {
+		snprintf(why, size, "the handle names %s, not an absolute path", path);
+		return 1;
+	}
+	rc = open_parent(&dir, &leaf, path, 0);
 	if (rc == -ENOENT) {
 		snprintf(why, size, "%s: missing", path);
 		return 2;
