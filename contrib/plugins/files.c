@@ -199,24 +199,46 @@ static void sha256_hex(char out[65], const unsigned char *data, size_t len)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* A link among the parents is followed only when root made it and no one
+ * else could have: the link is root's and the folder holding it is root's
+ * and writable by no one else (Debian's /lib, /bin, /var/run). Any other
+ * link is refused. */
+static int trusted_link(int dir, const char *comp)
+{
+	struct stat ls, ds;
+	if (fstatat(dir, comp, &ls, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(ls.st_mode) || ls.st_uid != 0)
+		return 0;
+	if (fstat(dir, &ds) < 0 || ds.st_uid != 0 || (ds.st_mode & (S_IWGRP | S_IWOTH)))
+		return 0;
+	return 1;
+}
+
 /* The folder that holds path, opened one component at a time from "/"
- * with O_NOFOLLOW: a symbolic link anywhere among the parents is refused
- * and named, never followed, so a user owning a parent folder cannot
- * point it at a folder of root's. With create, missing folders are made
- * 0755 relative to the folder already held. On success *out is a
+ * with O_NOFOLLOW: a symbolic link among the parents is refused and named,
+ * never followed, so a user owning a parent folder cannot point it at a
+ * folder of root's -- unless root made it (trusted_link): then the walk
+ * starts again from "/" on the path the link names, every component of it
+ * checked the same way (at most 40 links). With create, missing folders
+ * are made 0755 relative to the folder already held. On success *out is a
  * descriptor of the parent folder and *leaf points into path at the last
  * component; on failure problem says why (-1), or -ENOENT is answered
  * when a parent is missing and create is 0 (nothing written). */
 static int open_parent(int *out, const char **leaf, const char *path, int create)
 {
+	static char walked[2][PATH_MAX];
 	char prefix[PATH_MAX];
-	const char *s = path + 1;
+	const char *s = path + 1, *cur = path;
+	int links = 0, which = 0;
 	int dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dir < 0)
 		return fail("%s: cannot open /: %s", path, strerror(errno));
 	for (;;) {
 		size_t n = strcspn(s, "/");
 		char comp[NAME_MAX + 1];
+		if (n == 0 && s[0] == '/') { /* "a//b" after a link's "x/" */
+			s++;
+			continue;
+		}
 		if (!s[n]) {
 			*out = dir;
 			*leaf = s;
@@ -228,7 +250,7 @@ static int open_parent(int *out, const char **leaf, const char *path, int create
 		}
 		memcpy(comp, s, n);
 		comp[n] = '\0';
-		snprintf(prefix, sizeof(prefix), "%.*s", (int)(s + n - path), path);
+		snprintf(prefix, sizeof(prefix), "%.*s", (int)(s + n - cur), cur);
 		int next = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (next < 0 && errno == ENOENT && create) {
 			if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
@@ -242,6 +264,31 @@ static int open_parent(int *out, const char **leaf, const char *path, int create
 			int e = errno;
 			struct stat st;
 			int is_link = fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+			if (is_link && trusted_link(dir, comp)) {
+				/* root's own link: walk again from "/" on what it names */
+				char target[PATH_MAX];
+				ssize_t tn = readlinkat(dir, comp, target, sizeof(target) - 1);
+				close(dir);
+				if (tn <= 0 || ++links > 40)
+					return fail("%s: %s: too many or unreadable symbolic links", path, prefix);
+				target[tn] = '\0';
+				char *w = walked[which];
+				which ^= 1;
+				int len;
+				if (target[0] == '/')
+					len = snprintf(w, PATH_MAX, "%s/%s", target, s + n + 1);
+				else
+					len = snprintf(w, PATH_MAX, "%.*s/%s/%s", (int)(s - cur - 1), cur, target,
+						       s + n + 1);
+				if (len < 0 || len >= PATH_MAX)
+					return fail("%s: the path through %s is too long", path, prefix);
+				cur = w;
+				s = w + 1;
+				dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+				if (dir < 0)
+					return fail("%s: cannot open /: %s", path, strerror(errno));
+				continue;
+			}
 			close(dir);
 			if (is_link)
 				return fail("%s: %s is a symbolic link: refused (never followed)", path, prefix);

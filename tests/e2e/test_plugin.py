@@ -231,7 +231,8 @@ class FilesThroughSymlinks(PluginTest):
         for name in sorted(os.listdir(self.rootdir)):
             p = os.path.join(self.rootdir, name)
             st = os.lstat(p)
-            out[name] = (read(p), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+            body = sorted(os.listdir(p)) if stat.S_ISDIR(st.st_mode) else read(p)
+            out[name] = (body, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
         return out
 
     def manage(self, repo, content):
@@ -290,6 +291,36 @@ class FilesThroughSymlinks(PluginTest):
         self.assertEqual(read(os.path.join(self.rootdir, "file")), "root's own\n")
         # the user's old folder is not gitward's to clean up through the link either
         self.assertEqual(read(f"{self.userdir}/old/file"), "first\n")
+
+    def test_a_link_root_made_in_a_folder_of_roots_is_followed(self):
+        """Debian's /lib, /bin and /var/run are links root made: a path through
+        one is written where it points, each folder on the way checked again.
+        The same link in the user's folder is refused: the user could swap it."""
+        os.symlink(self.rootdir, os.path.join(self.tmp, "abs"))           # absolute target
+        os.symlink("rootdir", os.path.join(self.tmp, "rel"))              # relative target
+        os.symlink(f"{self.tmp}/abs/", os.path.join(self.tmp, "chain"))   # a link to a link
+        os.symlink(self.rootdir, os.path.join(self.userdir, "rootlink"))  # root's link, user's folder
+        r = self.repo()
+        r.write("f.yaml", external("f", "files", {"files": [
+            {"path": f"{self.tmp}/abs/a", "content": "a\n", "mode": "0600"},
+            {"path": f"{self.tmp}/rel/sub/b", "content": "b\n", "mode": "0600"},
+            {"path": f"{self.tmp}/chain/c", "content": "c\n", "mode": "0600"}]}))
+        r.commit()
+        self.reconcile(r)
+        self.assertEqual(read(os.path.join(self.rootdir, "a")), "a\n")
+        self.assertEqual(read(os.path.join(self.rootdir, "sub", "b")), "b\n")
+        self.assertEqual(read(os.path.join(self.rootdir, "c")), "c\n")
+        # unchanged on the next pass: observe reads through the same links
+        res = self.reconcile(r)
+        self.assertIn("0 to create, 0 to update, 0 to delete, 0 to restart, 1 unchanged", res.out)
+        before = self.root_folder()
+        r.write("g.yaml", external("g", "files", {"files": [
+            {"path": f"{self.userdir}/rootlink/g", "content": "g\n", "mode": "0600"}]}))
+        r.commit()
+        res = self.reconcile(r, expect=None)
+        self.assertNotEqual(res.rc, 0, res)
+        self.assertIn(f"{self.userdir}/rootlink is a symbolic link: refused (never followed)", res.out + res.err)
+        self.assertEqual(self.root_folder(), before)
 
 
 class Validation(PluginTest):
