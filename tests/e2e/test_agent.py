@@ -276,6 +276,32 @@ class Webhooks(AgentBase):
         self.assertIn('gitward_webhook_requests_total{source="github",result="accepted"} 0\n', m)
 
 
+    def test_a_flood_of_forged_hooks_is_counted_each_and_logged_a_few_times(self):
+        body = json.dumps(github_push("g.yaml")).encode()
+        headers = github_headers(body, key=b"wrong")
+        # one keep-alive connection: 3,000 requests, each refused
+        t0 = time.monotonic()
+        c = http.client.HTTPConnection("127.0.0.1", self.a.port, timeout=60)
+        try:
+            for i in range(3000):
+                c.request("POST", "/hooks/git", body=body, headers=headers)
+                r = c.getresponse()
+                self.assertEqual((r.status, r.read()), (401, b"bad signature\n"), i)
+        finally:
+            c.close()
+        took = time.monotonic() - t0
+        # every one counted (summed over the sources the forged headers name)
+        metric = re.compile(r'^gitward_webhook_requests_total\{source="[a-z]+",result="unauthorized"\} (\d+)$', re.M)
+        wait_for(lambda: sum(int(n) for n in metric.findall(self.http(self.a, "/metrics")[1])) == 3000,
+                 what="3000 refusals counted")
+        # one warning per 10 s at most: the first, then one per period the
+        # flood lasted (a loaded machine stretches it), never one per request
+        lines = [ln for ln in self.log().splitlines() if "webhook refused: the signature" in ln]
+        self.assertGreaterEqual(len(lines), 1)
+        self.assertLessEqual(len(lines), 2 + int(took / 10), (took, lines))
+        self.assertLess(len(lines), 100)
+
+
 class SlowClients(AgentBase):
     def test_trickling_clients_leave_healthz_and_the_webhook_answering(self):
         secret = os.path.join(self.tmp, "hook.secret")

@@ -455,6 +455,26 @@ static void test_mkdir_p_and_rm_rf(void **state)
 	assert_int_equal(lstat(outside, &st), -1);
 }
 
+/* A flood of lines: the first written, then one per period with the count
+ * of those left out since. */
+static void test_log_limit_writes_one_line_per_period_with_the_count_left_out(void **state)
+{
+	(void)state;
+	struct gw_log_limit l = { 0 };
+	unsigned long long dropped = 99;
+	assert_true(gw_log_limit_take(&l, 0, 10000, &dropped)); /* a clock at 0 is a time too */
+	assert_int_equal(dropped, 0);
+	int written = 0;
+	for (int64_t t = 1; t < 10000; t += 3)
+		written += gw_log_limit_take(&l, t, 10000, &dropped);
+	assert_int_equal(written, 0);
+	assert_true(gw_log_limit_take(&l, 10000, 10000, &dropped));
+	assert_int_equal(dropped, 3333);
+	assert_false(gw_log_limit_take(&l, 19999, 10000, &dropped));
+	assert_true(gw_log_limit_take(&l, 500000, 10000, &dropped));
+	assert_int_equal(dropped, 1);
+}
+
 static void test_log_levels_parse_and_the_default_sink(void **state)
 {
 	(void)state;
@@ -958,6 +978,7 @@ int main(void)
 		cmocka_unit_test(test_file_read_sizes_and_kinds),
 		cmocka_unit_test(test_atomic_write_failures_leave_nothing),
 		cmocka_unit_test(test_mkdir_p_and_rm_rf),
+		cmocka_unit_test(test_log_limit_writes_one_line_per_period_with_the_count_left_out),
 		cmocka_unit_test(test_log_levels_parse_and_the_default_sink),
 		cmocka_unit_test(test_config_values_are_checked),
 		cmocka_unit_test(test_config_file_problems_at_their_place),

@@ -179,6 +179,16 @@ void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...) __at
 void gw_log_with(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 const char *gw_log_level_name(enum gw_log_level level);
+/* A line that can come in floods (one per refused request): at most one per
+ * period. gw_log_limit_take says whether to write it now and, when so, how
+ * many were left out since the last one written; callers serialize calls on
+ * one limit. A zeroed struct is a limit that has written nothing yet. */
+struct gw_log_limit {
+	int64_t next_ms; /* monotonic ms: lines before it are left out */
+	bool started;
+	unsigned long long dropped;
+};
+bool gw_log_limit_take(struct gw_log_limit *l, int64_t now_ms, int64_t period_ms, unsigned long long *dropped);
 int gw_log_level_parse(enum gw_log_level *out, const char *s);
 
 #endif
