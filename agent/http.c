@@ -18,8 +18,9 @@
 
 #include "http.h"
 
-/* Slow clients: a connection idle this long is closed (a client that never
- * ends its headers included); one address holds at most PER_IP connections,
+/* Slow clients: a connection idle this long is closed (one that stopped in
+ * the middle of its headers too; one that trickles them stays, hence the
+ * caps); one address holds at most PER_IP connections,
  * 127.0.0.1 (where the host's own probes come from) HOST_MAX, which no other
  * address can take: all the others together hold at most CONNECTIONS -
  * HOST_MAX (gw_admit). So /healthz and /metrics answer 127.0.0.1 however
