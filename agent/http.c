@@ -20,13 +20,13 @@
 
 /* Slow clients: a connection idle this long is closed (one that stopped in
  * the middle of its headers too; one that trickles them stays, hence the
- * caps); one address holds at most PER_IP connections,
- * 127.0.0.1 (where the host's own probes come from) HOST_MAX, which no other
- * address can take: all the others together hold at most CONNECTIONS -
- * HOST_MAX (gw_admit). So /healthz and /metrics answer 127.0.0.1 however
- * many other addresses trickle headers (it takes 30 to fill their share),
- * and one address, 127.0.0.1 too, never holds them all. epoll: not bounded
- * by select's FD_SETSIZE. */
+ * caps). One address holds at most PER_IP connections, 127.0.0.1 (where
+ * the host's own probes come from) HOST_MAX, which no other address can
+ * take: all the others together hold at most CONNECTIONS - HOST_MAX
+ * (gw_admit). So /healthz and /metrics answer 127.0.0.1 however many other
+ * addresses trickle headers (it takes 30 to fill their share), and one
+ * address, 127.0.0.1 too, never holds them all. epoll: not bounded by
+ * select's FD_SETSIZE. */
 #define IDLE_TIMEOUT_S 10u
 #define PER_IP 16u
 #define HOST_MAX 32u
