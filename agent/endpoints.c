@@ -103,6 +103,26 @@ static void count_hook(struct gw_metrics *m, enum gw_hook_source src, enum gw_ho
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* Why a webhook was refused; each reason's warning is written at most once
+ * per HOOK_LOG_PERIOD_MS (a flood of forged requests must not flood the
+ * log), the next one telling how many were left out. Every one is counted. */
+enum hook_refusal { REFUSED_TOO_LARGE, REFUSED_UNSIGNED, REFUSED_BAD_SIGNATURE };
+#define HOOK_LOG_PERIOD_MS 10000
+
+static void refuse_hook(struct gw_metrics *m, enum gw_hook_source src, enum gw_hook_result res, enum hook_refusal why,
+			const char *msg)
+{
+	unsigned long long dropped = 0;
+	pthread_mutex_lock(&m->mu);
+	m->hooks[src][res]++;
+	bool say = gw_log_limit_take(&m->hook_log[why], gw_monotonic_ms(), HOOK_LOG_PERIOD_MS, &dropped);
+	pthread_mutex_unlock(&m->mu);
+	if (say && dropped)
+		gw_log(GW_LOG_WARN, "", "webhook refused: %s (%llu more since the last such line)", msg, dropped);
+	else if (say)
+		gw_log(GW_LOG_WARN, "", "webhook refused: %s", msg);
+}
+
 /* ---- responses ---- */
 
 static void answer(struct gw_http_response *out, unsigned status, const char *type, char *body)
@@ -422,8 +442,9 @@ static void hook(struct gw_http_response *out, struct gw_endpoints *ep, const st
 		return;
 	}
 	if (req->body_too_large) {
-		count_hook(ep->m, src, GW_HOOK_TOO_LARGE);
-		gw_log(GW_LOG_WARN, "", "webhook refused: body over %u bytes", GW_HOOK_BODY_MAX);
+		char msg[64];
+		snprintf(msg, sizeof(msg), "body over %u bytes", GW_HOOK_BODY_MAX);
+		refuse_hook(ep->m, src, GW_HOOK_TOO_LARGE, REFUSED_TOO_LARGE, msg);
 		text(out, 413, "body too large\n");
 		return;
 	}
@@ -438,10 +459,12 @@ static void hook(struct gw_http_response *out, struct gw_endpoints *ep, const st
 	if (ok && gitlab)
 		ok = token_ok(ep, gitlab);
 	if (!ok) {
-		count_hook(ep->m, src, GW_HOOK_UNAUTHORIZED);
-		gw_log(GW_LOG_WARN, "", "webhook refused: %s",
-		       src == GW_HOOK_NONE ? "no X-Hub-Signature-256, X-Gitlab-Token or X-Gitea-Signature header"
-					   : "the signature or token does not match --webhook-secret-file");
+		if (src == GW_HOOK_NONE)
+			refuse_hook(ep->m, src, GW_HOOK_UNAUTHORIZED, REFUSED_UNSIGNED,
+				    "no X-Hub-Signature-256, X-Gitlab-Token or X-Gitea-Signature header");
+		else
+			refuse_hook(ep->m, src, GW_HOOK_UNAUTHORIZED, REFUSED_BAD_SIGNATURE,
+				    "the signature or token does not match --webhook-secret-file");
 		text(out, 401, src == GW_HOOK_NONE ? "missing signature\n" : "bad signature\n");
 		return;
 	}

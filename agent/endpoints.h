@@ -28,6 +28,8 @@ struct gw_metrics {
 	pthread_mutex_t mu;
 	unsigned long long sync[GW_RUN_MAX]; /* per gw_run_result */
 	unsigned long long hooks[GW_HOOK_SOURCE_MAX][GW_HOOK_RESULT_MAX];
+	/* the refusals' warnings, one limit per reason (enum hook_refusal) */
+	struct gw_log_limit hook_log[3];
 	int64_t last_sync; /* unix seconds of the last pass */
 	double last_duration; /* seconds */
 	unsigned long long pass_buckets[GW_PASS_BUCKETS]; /* passes per bucket, not cumulative */

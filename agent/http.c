@@ -18,22 +18,21 @@
 
 #include "http.h"
 
-/* Slow clients: a connection idle this long is closed; one address holds at
- * most PER_IP connections and all of them at most CONNECTIONS (epoll: not
- * bounded by select's FD_SETSIZE), so a client trickling headers on many
- * sockets cannot take the endpoints from others. 127.0.0.1, where the host's
- * own probes come from (and, with the default --listen, every client), has
- * no share of its own: it may use all CONNECTIONS. */
+/* Slow clients: a connection idle this long is closed (one that stopped in
+ * the middle of its headers too; one that trickles them stays, hence the
+ * caps). One address holds at most PER_IP connections, 127.0.0.1 (where
+ * the host's own probes come from) HOST_MAX, which no other address can
+ * take: all the others together hold at most CONNECTIONS - HOST_MAX
+ * (gw_admit). So /healthz and /metrics answer 127.0.0.1 however many other
+ * addresses trickle headers (it takes 30 to fill their share), and one
+ * address, 127.0.0.1 too, never holds them all. epoll: not bounded by
+ * select's FD_SETSIZE. */
 #define IDLE_TIMEOUT_S 10u
 #define PER_IP 16u
+#define HOST_MAX 32u
 #define CONNECTIONS 512u
 /* A body past the limit is read and dropped up to here, then cut. */
 #define DISCARD_MAX (8 * (size_t)GW_HOOK_BODY_MAX)
-
-struct peer {
-	uint32_t addr; /* network order */
-	unsigned n; /* connections open; 0: a free slot */
-};
 
 struct gw_http {
 	struct MHD_Daemon *d;
@@ -43,35 +42,23 @@ struct gw_http {
 	void (*trigger)(void *);
 	void *ud;
 	pthread_mutex_t mu;
-	struct peer peers[CONNECTIONS]; /* every counted connection has one */
+	struct gw_admit admit; /* under mu */
 };
 
-/* The IPv4 address of a client that has a share, else 0. */
-static uint32_t shared_addr(const struct sockaddr *sa)
+/* The client's IPv4 address, network order (0 for another family: the
+ * socket is IPv4, so none comes). */
+static uint32_t client_addr(const struct sockaddr *sa, socklen_t len)
 {
-	if (!sa || sa->sa_family != AF_INET)
+	if (!sa || sa->sa_family != AF_INET || len < (socklen_t)sizeof(struct sockaddr_in))
 		return 0;
-	uint32_t a = ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
-	return a == htonl(INADDR_LOOPBACK) ? 0 : a;
-}
-
-static struct peer *peer_find(struct gw_http *h, uint32_t a)
-{
-	for (size_t i = 0; i < CONNECTIONS; i++)
-		if (h->peers[i].n && h->peers[i].addr == a)
-			return &h->peers[i];
-	return NULL;
+	return ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
 }
 
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 {
 	struct gw_http *h = cls;
-	uint32_t a = len >= (socklen_t)sizeof(struct sockaddr_in) ? shared_addr(sa) : 0;
-	if (!a)
-		return MHD_YES;
 	pthread_mutex_lock(&h->mu);
-	const struct peer *p = peer_find(h, a);
-	bool ok = !p || p->n < PER_IP;
+	bool ok = gw_admit_may(&h->admit, client_addr(sa, len));
 	pthread_mutex_unlock(&h->mu);
 	return ok ? MHD_YES : MHD_NO;
 }
@@ -80,31 +67,15 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 			  enum MHD_ConnectionNotificationCode code)
 {
 	struct gw_http *h = cls;
-	struct peer *p = *socket_context;
 
-	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-		if (p) {
-			pthread_mutex_lock(&h->mu);
-			p->n--;
-			pthread_mutex_unlock(&h->mu);
-			*socket_context = NULL;
-		}
-		return;
-	}
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	uint32_t a = ci ? shared_addr(ci->client_addr) : 0;
-	if (!a)
-		return;
 	pthread_mutex_lock(&h->mu);
-	p = peer_find(h, a);
-	for (size_t i = 0; !p && i < CONNECTIONS; i++)
-		if (!h->peers[i].n) {
-			p = &h->peers[i];
-			p->addr = a;
-		}
-	if (p) {
-		p->n++;
-		*socket_context = p;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		gw_admit_close(&h->admit, *socket_context);
+		*socket_context = NULL;
+	} else {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		*socket_context =
+			gw_admit_open(&h->admit, ci ? client_addr(ci->client_addr, sizeof(struct sockaddr_in)) : 0);
 	}
 	pthread_mutex_unlock(&h->mu);
 }
@@ -279,6 +250,7 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 		return fd;
 	}
 	pthread_mutex_init(&h->mu, NULL);
+	gw_admit_init(&h->admit, htonl(INADDR_LOOPBACK), PER_IP, HOST_MAX, CONNECTIONS - HOST_MAX);
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, accept_policy, h, handle, h,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
 				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
@@ -286,6 +258,7 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 				MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S, MHD_OPTION_END);
 	if (!h->d) {
 		close(fd);
+		gw_admit_free(&h->admit);
 		pthread_mutex_destroy(&h->mu);
 		free(h->secret);
 		free(h);
@@ -310,6 +283,7 @@ void gw_http_stop(struct gw_http *h)
 	if (!h)
 		return;
 	MHD_stop_daemon(h->d);
+	gw_admit_free(&h->admit);
 	pthread_mutex_destroy(&h->mu);
 	if (h->secret)
 		OPENSSL_cleanse(h->secret, h->secret_len);

@@ -81,3 +81,16 @@ void gw_log_with(enum gw_log_level level, const char *key, const struct gw_log_f
 	emit(level, key, fields, fmt, ap);
 	va_end(ap);
 }
+
+bool gw_log_limit_take(struct gw_log_limit *l, int64_t now_ms, int64_t period_ms, unsigned long long *dropped)
+{
+	if (l->started && now_ms < l->next_ms) {
+		l->dropped++;
+		return false;
+	}
+	*dropped = l->dropped;
+	l->dropped = 0;
+	l->started = true;
+	l->next_ms = now_ms + period_ms;
+	return true;
+}

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -276,37 +277,65 @@ class Webhooks(AgentBase):
         self.assertIn('gitward_webhook_requests_total{source="github",result="accepted"} 0\n', m)
 
 
+    def test_a_flood_of_forged_hooks_is_counted_each_and_logged_a_few_times(self):
+        body = json.dumps(github_push("g.yaml")).encode()
+        headers = github_headers(body, key=b"wrong")
+        # one keep-alive connection: 3,000 requests, each refused
+        t0 = time.monotonic()
+        c = http.client.HTTPConnection("127.0.0.1", self.a.port, timeout=60)
+        try:
+            for i in range(3000):
+                c.request("POST", "/hooks/git", body=body, headers=headers)
+                r = c.getresponse()
+                self.assertEqual((r.status, r.read()), (401, b"bad signature\n"), i)
+        finally:
+            c.close()
+        took = time.monotonic() - t0
+        # every one counted (summed over the sources the forged headers name)
+        metric = re.compile(r'^gitward_webhook_requests_total\{source="[a-z]+",result="unauthorized"\} (\d+)$', re.M)
+        wait_for(lambda: sum(int(n) for n in metric.findall(self.http(self.a, "/metrics")[1])) == 3000,
+                 what="3000 refusals counted")
+        # one warning per 10 s at most: the first, then one per period the
+        # flood lasted (a loaded machine stretches it), never one per request
+        lines = [ln for ln in self.log().splitlines() if "webhook refused: the signature" in ln]
+        self.assertGreaterEqual(len(lines), 1)
+        self.assertLessEqual(len(lines), 2 + int(took / 10), (took, lines))
+        self.assertLess(len(lines), 100)
+
+
 class SlowClients(AgentBase):
-    def test_trickling_clients_leave_healthz_and_the_webhook_answering(self):
+    def setUp(self):
+        super().setUp()
+        # ~700 sockets here, 512 in the agent (it inherits the limit)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+        self.assertGreaterEqual(want, 2048, "RLIMIT_NOFILE hard limit too low for this test")
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
         secret = os.path.join(self.tmp, "hook.secret")
         with open(secret, "wb") as f:
             f.write(SECRET)
         r = self.repo()
         r.write("a.yaml", proc_yaml("a"))
         r.commit()
-        a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret)
-        # 100 sockets from 127.0.0.1 (where the probes come from), 100 from
-        # another address, 12 from each of 8 more: each sends a request
-        # line, then one header line every 2 s, never the end
+        self.a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret)
+
+    def trickling(self, sources, probe):
+        """Sockets that each send a request line, then one header line every
+        2 s (so none idles out), never the end, (source, count) of them; the
+        trickle starts with the first, so a slow opening idles none out.
+        Then probe() runs at least 6 rounds over at least 9 s: by then a
+        refused socket has failed a send. Returns the sockets, [source,
+        socket, held] each, and the held count by source."""
         slow = []
-        for src, n in [("127.0.0.1", 100), ("127.0.0.2", 100)] + [(f"127.0.0.{i}", 12) for i in range(3, 11)]:
-            for _ in range(n):
-                s = socket.socket()
-                s.settimeout(30)  # a connect the busy agent accepts late is no failure
-                s.bind((src, 0))
-                try:
-                    s.connect(("127.0.0.1", a.port))
-                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-                except OSError:
-                    pass
-                slow.append([src, s, True])
         stop = threading.Event()
 
         def trickle():
             k = 0
             while not stop.wait(2):
                 k += 1
-                for entry in slow:
+                for entry in list(slow):
                     try:
                         entry[1].sendall(b"X-Slow-%d: 1\r\n" % k)
                     except OSError:
@@ -315,35 +344,93 @@ class SlowClients(AgentBase):
         t = threading.Thread(target=trickle)
         t.start()
         try:
-            body = json.dumps(github_push("a.yaml")).encode()
-            # at least 6 rounds over at least 9 s: the trickle has sent several
-            # header lines meanwhile (the held sockets outlive the 10 s idle
-            # timeout, the refused ones have failed a send). Each request is
-            # bounded by its own timeout: the trickled sockets never idle out,
-            # so an endpoint they held would never answer, however long one
-            # waits; the bound only has to outlast a loaded machine
+            for src, n in sources:
+                for _ in range(n):
+                    s = socket.socket()
+                    s.settimeout(30)  # a connect the busy agent accepts late is no failure
+                    s.bind((src, 0))
+                    entry = [src, s, True]
+                    try:
+                        s.connect(("127.0.0.1", self.a.port))
+                        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                    except OSError:
+                        entry[2] = False
+                    slow.append(entry)
             t0 = time.monotonic()
             rounds = 0
             while rounds < 6 or time.monotonic() - t0 < 9:
                 self.assertLess(time.monotonic() - t0, 300, f"round {rounds}")
-                self.assertEqual(self.http(a, "/healthz", timeout=30), (200, "ok\n"), f"round {rounds}")
-                self.assertEqual(self.http(a, "/hooks/git", data=body, headers=github_headers(body), timeout=30)[0],
-                                 202)
-                self.assertEqual(self.http(a, "/healthz", source="127.0.0.11", timeout=30), (200, "ok\n"))
+                probe(rounds)
                 rounds += 1
                 time.sleep(0.5)
+        except BaseException:
+            for _, s, _ in slow:
+                s.close()
+            raise
         finally:
             stop.set()
             t.join()
-            for _, s, _ in slow:
-                s.close()
         held = {}
         for src, _, alive in slow:
             held[src] = held.get(src, 0) + alive
-        # 127.0.0.1 shares only the total; any other address holds 16 at most
-        self.assertEqual(held["127.0.0.1"], 100)
+        return slow, held
+
+    def closed_by_the_agent(self, slow):
+        """Every held socket, now quiet, is closed by the agent (idle
+        timeout, 10 s): EOF or a reset, within a generous bound."""
+        deadline = time.monotonic() + 120
+        for src, s, alive in slow:
+            if alive:
+                s.settimeout(max(1.0, deadline - time.monotonic()))
+                try:
+                    while s.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+                except socket.timeout:
+                    self.fail(f"a quiet socket from {src} still open after 120 s")
+            s.close()
+
+    def test_trickling_addresses_leave_healthz_and_metrics_to_the_hosts_own_share(self):
+        a = self.a
+        body = json.dumps(github_push("a.yaml")).encode()
+
+        def probe(rounds):
+            # each request bounded by its own timeout: the trickled sockets
+            # never idle out, so an endpoint they held would never answer
+            self.assertEqual(self.http(a, "/healthz", timeout=30), (200, "ok\n"), f"round {rounds}")
+            status, m = self.http(a, "/metrics", timeout=30)
+            self.assertEqual(status, 200, f"round {rounds}")
+            self.assertIn("gitward_webhook_requests_total", m)
+            self.assertEqual(self.http(a, "/hooks/git", data=body, headers=github_headers(body), timeout=30)[0],
+                             202)
+
+        # 40 sockets from 127.0.0.2, 16 from each of 38 more addresses: 648,
+        # more than the 512 the agent serves at once; the probes come from
+        # 127.0.0.1
+        slow, held = self.trickling([("127.0.0.2", 40)] + [(f"127.0.0.{i}", 16) for i in range(3, 41)], probe)
+        # one address holds 16 at most, all but 127.0.0.1 together 480:
+        # 127.0.0.1's 32 stay free
         self.assertEqual(held["127.0.0.2"], 16)
-        self.assertEqual([held[f"127.0.0.{i}"] for i in range(3, 11)], [12] * 8)
+        self.assertTrue(all(n <= 16 for n in held.values()), held)
+        self.assertEqual(sum(held.values()), 480, held)
+        self.closed_by_the_agent(slow)
+        self.assertEqual(a.poll(), None)
+
+    def test_the_hosts_own_address_never_holds_every_connection(self):
+        a = self.a
+
+        def probe(rounds):
+            self.assertEqual(self.http(a, "/healthz", source="127.0.0.41", timeout=30), (200, "ok\n"),
+                             f"round {rounds}")
+
+        # a local client trickling from 127.0.0.1 holds its 32, no more;
+        # other addresses are still answered
+        slow, held = self.trickling([("127.0.0.1", 100)], probe)
+        self.assertEqual(held["127.0.0.1"], 32)
+        self.closed_by_the_agent(slow)
+        # its share is back once they are closed
+        wait_for(lambda: self.http(a, "/healthz") == (200, "ok\n"), what="127.0.0.1 answered again")
         self.assertEqual(a.poll(), None)
 
 

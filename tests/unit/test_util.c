@@ -455,6 +455,60 @@ static void test_mkdir_p_and_rm_rf(void **state)
 	assert_int_equal(lstat(outside, &st), -1);
 }
 
+/* One address never takes every connection, and the host's share stays
+ * free whatever the others hold. */
+static void test_admit_keeps_the_hosts_share_and_bounds_each_address(void **state)
+{
+	(void)state;
+	struct gw_admit a;
+	const uint32_t host = 1, other = 2;
+	struct gw_admit_peer *held[64];
+	gw_admit_init(&a, host, 4, 8, 10);
+	int n = 0;
+	while (gw_admit_may(&a, other))
+		held[n++] = gw_admit_open(&a, other);
+	assert_int_equal(n, 4); /* per address */
+	for (uint32_t addr = 3; addr < 40; addr++)
+		while (gw_admit_may(&a, addr))
+			held[n++] = gw_admit_open(&a, addr);
+	assert_int_equal(n, 10); /* the others' share, whatever their number */
+	int host_n = 0;
+	while (gw_admit_may(&a, host))
+		host_n++, held[n++] = gw_admit_open(&a, host);
+	assert_int_equal(host_n, 8);
+	/* a closed connection frees its address's slot */
+	gw_admit_close(&a, held[0]);
+	assert_false(gw_admit_may(&a, host));
+	assert_true(gw_admit_may(&a, 99));
+	held[0] = gw_admit_open(&a, 99);
+	assert_false(gw_admit_may(&a, other));
+	for (int i = 0; i < n; i++)
+		gw_admit_close(&a, held[i]);
+	assert_int_equal(a.others, 0);
+	assert_true(gw_admit_may(&a, other));
+	gw_admit_free(&a);
+}
+
+/* A flood of lines: the first written, then one per period with the count
+ * of those left out since. */
+static void test_log_limit_writes_one_line_per_period_with_the_count_left_out(void **state)
+{
+	(void)state;
+	struct gw_log_limit l = { 0 };
+	unsigned long long dropped = 99;
+	assert_true(gw_log_limit_take(&l, 0, 10000, &dropped)); /* a clock at 0 is a time too */
+	assert_int_equal(dropped, 0);
+	int written = 0;
+	for (int64_t t = 1; t < 10000; t += 3)
+		written += gw_log_limit_take(&l, t, 10000, &dropped);
+	assert_int_equal(written, 0);
+	assert_true(gw_log_limit_take(&l, 10000, 10000, &dropped));
+	assert_int_equal(dropped, 3333);
+	assert_false(gw_log_limit_take(&l, 19999, 10000, &dropped));
+	assert_true(gw_log_limit_take(&l, 500000, 10000, &dropped));
+	assert_int_equal(dropped, 1);
+}
+
 static void test_log_levels_parse_and_the_default_sink(void **state)
 {
 	(void)state;
@@ -997,6 +1051,8 @@ int main(void)
 		cmocka_unit_test(test_file_read_sizes_and_kinds),
 		cmocka_unit_test(test_atomic_write_failures_leave_nothing),
 		cmocka_unit_test(test_mkdir_p_and_rm_rf),
+		cmocka_unit_test(test_admit_keeps_the_hosts_share_and_bounds_each_address),
+		cmocka_unit_test(test_log_limit_writes_one_line_per_period_with_the_count_left_out),
 		cmocka_unit_test(test_log_levels_parse_and_the_default_sink),
 		cmocka_unit_test(test_config_values_are_checked),
 		cmocka_unit_test(test_config_file_problems_at_their_place),

@@ -163,6 +163,32 @@ int64_t gw_backoff_ms(int64_t base_ms, int streak, int64_t cap_ms);
 bool gw_free_at_exit(void);
 void gw_time_format_utc(char *buf, size_t size, int64_t unix_seconds);
 
+/* Admission of connections by client address (IPv4, network order), so that
+ * clients holding connections open cannot take an endpoint from everyone:
+ * one address holds at most per_addr; the host's own address (127.0.0.1,
+ * where local probes come from) up to host_max, kept back from all others;
+ * all other addresses together at most others_max, so it takes
+ * others_max / per_addr addresses to fill them and the host's share stays
+ * free. Ask gw_admit_may before accepting, gw_admit_open once accepted,
+ * gw_admit_close with its result when the connection ends. No lock:
+ * callers serialize. */
+struct gw_admit_peer {
+	uint32_t addr;
+	unsigned n; /* connections open; 0: a free slot */
+};
+struct gw_admit {
+	uint32_t host;
+	unsigned per_addr, host_max, others_max;
+	unsigned others; /* connections open from other addresses than host */
+	size_t n_peers;
+	struct gw_admit_peer *peers;
+};
+void gw_admit_init(struct gw_admit *a, uint32_t host, unsigned per_addr, unsigned host_max, unsigned others_max);
+void gw_admit_free(struct gw_admit *a);
+bool gw_admit_may(const struct gw_admit *a, uint32_t addr);
+struct gw_admit_peer *gw_admit_open(struct gw_admit *a, uint32_t addr);
+void gw_admit_close(struct gw_admit *a, struct gw_admit_peer *p);
+
 /* Logging: the library calls the installed sink; the agent decides the format. */
 enum gw_log_level { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
 /* What a line is about, beside its text, for JSON lines to carry as fields:
@@ -180,6 +206,16 @@ void gw_log(enum gw_log_level level, const char *key, const char *fmt, ...) __at
 void gw_log_with(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 const char *gw_log_level_name(enum gw_log_level level);
+/* A line that can come in floods (one per refused request): at most one per
+ * period. gw_log_limit_take says whether to write it now and, when so, how
+ * many were left out since the last one written; callers serialize calls on
+ * one limit. A zeroed struct is a limit that has written nothing yet. */
+struct gw_log_limit {
+	int64_t next_ms; /* monotonic ms: lines before it are left out */
+	bool started;
+	unsigned long long dropped;
+};
+bool gw_log_limit_take(struct gw_log_limit *l, int64_t now_ms, int64_t period_ms, unsigned long long *dropped);
 int gw_log_level_parse(enum gw_log_level *out, const char *s);
 
 #endif
