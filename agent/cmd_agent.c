@@ -303,6 +303,7 @@ struct loop {
 	struct gw_sched_opts sched_opts;
 	struct gw_sched sched; /* when the next pass runs */
 	char warned[41]; /* the commit whose lack of manifests was logged */
+	int64_t fetch_began; /* when the fetch of the full pass under way began */
 };
 
 /* One pass, then what to watch and when the next full pass is due.
@@ -311,7 +312,7 @@ struct loop {
 static void loop_pass(struct loop *l, const struct gw_error *fetched)
 {
 	struct gw_run_summary sum;
-	int64_t t0 = gw_monotonic_ms();
+	int64_t t0 = fetched ? l->fetch_began : gw_monotonic_ms(); /* a full pass's time includes its fetch */
 	if (l->mode == GW_PASS_FULL && !fetched)
 		want_pass = 0; /* else cleared when the fetch began */
 	want_heal = 0;
@@ -371,6 +372,7 @@ static void loop_full(struct loop *l)
 
 	atomic_init(&f.done, false);
 	want_pass = 0;
+	l->fetch_began = gw_monotonic_ms();
 	gw_sched_fetch_begin(&l->sched);
 	if (pthread_create(&f.thread, NULL, fetch_main, &f) != 0) {
 		loop_pass(l, NULL); /* no thread: the pass fetches itself */
