@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import types
 import unittest
 
@@ -47,9 +48,11 @@ class Trickle(AgentBase):
         a = self.agent(self.url, "--path", "apps", "--interval", "1h", "--git-timeout", "5s",
                        "--git-deadline", "10s")
         wait_for(lambda: self.server.trickled >= 1, what="a fetch held by the trickling server")
+        t0 = time.monotonic()
         # the deadline, not the idle timeout (which the trickle resets every second)
         wait_for(lambda: "fetch exceeded --git-deadline of 10s" in self.log() or a.poll() is not None,
                  what="the fetch ended by its deadline")
+        print(f"\ntrickle begun -> deadline error logged: {time.monotonic() - t0:.2f}s")
         self.assertIsNone(a.poll(), self.log())
         self.assertNotIn("no progress from the server", self.log())
         # counted and backed off like any Git failure, and recorded as the error
@@ -77,15 +80,19 @@ class Trickle(AgentBase):
         self.server.trickle = True
         wait_for(lambda: self.server.trickling >= 1, what="a fetch held by the trickling server")
         os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
         new = wait_for(lambda: (p := self.pids().get("web")) and p != pid and pid_alive(p) and p, timeout=60,
                        what="web restarted while the fetch is held")
+        print(f"\nkilled -> running again, during a held fetch: {time.monotonic() - t0:.2f}s")
         # healed during that same fetch, from the commit in force
         self.assertEqual((self.server.trickling, self.server.trickled), (1, 1), self.log())
         self.assertNotIn("other", self.pids())
         self.assertTrue(pid_alive(new))
         self.assertIn("heal pass done", self.log())
         # SIGTERM ends the held fetch and the agent; the workload stays
+        t0 = time.monotonic()
         stop(a, timeout=60)
+        print(f"SIGTERM -> exited, during a held fetch: {time.monotonic() - t0:.2f}s")
         self.assertEqual(a.returncode, 0, self.log())
         self.assertIn("fetch abandoned: the agent is stopping", self.log())
         wait_for(lambda: self.server.trickling == 0, timeout=60, what="the trickled connection closed")
