@@ -957,15 +957,15 @@ struct reports {
 static int follow(struct reports *r, int fd, int64_t connect, int64_t idle, int64_t deadline,
 		  const struct gw_cancel *cancel)
 {
-	int64_t last = gw_now_ms(), end = last + deadline;
+	int64_t last = gw_now_ms(), end = gw_monotonic_ms() + deadline; /* a clock step cannot move it */
 	for (;;) {
-		int64_t now = gw_now_ms(), left = last + (r->connected ? idle : connect) - now;
-		if (now >= end)
+		int64_t left = last + (r->connected ? idle : connect) - gw_now_ms(), to_end = end - gw_monotonic_ms();
+		if (to_end <= 0)
 			return -ETIME;
 		if (left <= 0)
 			return -ETIMEDOUT;
-		if (end - now < left)
-			left = end - now;
+		if (to_end < left)
+			left = to_end;
 		if (gw_cancel_requested(cancel))
 			return -ECANCELED;
 		struct pollfd p = { .fd = fd, .events = POLLIN };
