@@ -73,11 +73,12 @@ class Trickle(AgentBase):
         a = self.agent(self.url, "--path", "apps", "--interval", "2s", "--splay", "0", "--git-timeout", "5s")
         pid = wait_for(lambda: self.pids().get("web"), what="web started")
         wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")), what="the first pass recorded")
-        # a new commit to fetch, served by the trickle
+        # a new commit to fetch, served by the trickle (set first: no fetch can
+        # get the commit in between; a fetch with nothing new never asks)
+        self.server.trickle = True
         self.r.write("apps/other.yaml", proc_yaml("other"))
         self.r.commit("other")
         self.r.git("push", "-q", self.bare, "HEAD:main")
-        self.server.trickle = True
         wait_for(lambda: self.server.trickling >= 1, what="a fetch held by the trickling server")
         os.kill(pid, signal.SIGKILL)
         t0 = time.monotonic()
