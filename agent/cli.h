@@ -44,7 +44,8 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --git-username USER        user name for HTTPS (default: the URL's, $GITWARD_GIT_USERNAME)\n"               \
 	"  --git-password-file FILE   password or token for HTTPS, one line (never printed)\n"                         \
 	"  --git-timeout DUR          end a fetch after this long without progress (default 60s)\n"                    \
-	"  --git-connect-timeout DUR  end a fetch the server does not answer (default 15s)\n"
+	"  --git-connect-timeout DUR  end a fetch the server does not answer (default 15s)\n"                          \
+	"  --git-deadline DUR         end a fetch that runs longer, progress or not (default 5m)\n"
 
 #define CLI_HELP_REST                                                                                                  \
 	"  --log-format text|json     logging on stderr\n"                                                             \

@@ -26,12 +26,12 @@ static const char agent_usage[] =
 	"\n"
 	"Poll the repository and converge the node until stopped: every --interval a\n"
 	"full pass (fetch, plan, apply, record) runs, even when the commit did not\n"
-	"change, so dead or unhealthy workloads are healed. Between passes a workload\n"
-	"that dies, or fails its health check (probed every healthCheck.interval)\n"
-	"retries times in a row, is restarted at once. SIGHUP runs a pass now;\n"
-	"SIGTERM/SIGINT stop the agent (exit 0) and leave every workload running: a\n"
-	"running pass stops waiting (health checks, stop timeouts), starts nothing\n"
-	"new and records what runs.\n"
+	"change, so dead or unhealthy workloads are healed. Between passes, and while\n"
+	"a pass fetches, a workload that dies, or fails its health check (probed every\n"
+	"healthCheck.interval) retries times in a row, is restarted at once. SIGHUP runs\n"
+	"a pass now; SIGTERM/SIGINT stop the agent (exit 0) and leave every workload\n"
+	"running: a running pass stops waiting (fetch, health checks, stop timeouts),\n"
+	"starts nothing new and records what runs.\n"
 	"\n" CLI_HELP_SOURCE "  --interval DUR             time between passes (default 30s)\n"
 	"  --splay DUR                random extra delay per interval, so nodes do not poll in\n"
 	"                             lockstep (default a tenth of the interval; 0: none)\n" CLI_HELP_DIRS
@@ -122,10 +122,12 @@ static bool changed(const struct gw_run_summary *sum)
 /* What the scheduler is told while the agent waits: the clock, and what
  * the watch and the event flags say. The state file's times are wall clock;
  * the scheduler's monotonic. probes: room for w->nprobes. */
-static void sched_input(struct gw_sched_input *in, struct gw_sched_probe *probes, const struct gw_watch *w, bool died)
+static void sched_input(struct gw_sched_input *in, struct gw_sched_probe *probes, const struct gw_watch *w, bool died,
+			bool fetching)
 {
 	int64_t wall = gw_now_ms();
-	*in = (struct gw_sched_input){ .now = gw_monotonic_ms(), .down = w->down, .requested = want_pass };
+	/* a pass requested while one fetches runs after it */
+	*in = (struct gw_sched_input){ .now = gw_monotonic_ms(), .down = w->down, .requested = want_pass && !fetching };
 	in->died = died || w->gone || atomic_load(&want_heal);
 	if (w->wake_at_ms) {
 		in->wake_at = in->now + (w->wake_at_ms - wall);
@@ -165,17 +167,19 @@ static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct 
 /* Wait for the next pass, as the scheduler says: the interval's end (a full
  * pass), or a workload that died, a restart backoff that ended, a health
  * check due, a container event (a heal pass, no fetch), or a signal or
- * webhook. */
-static enum gw_pass_mode wait_next(struct gw_sched *sched, const struct gw_watch *w, struct gw_metrics *m)
+ * webhook. fetched: while a full pass's fetch runs, its end (GW_PASS_FULL:
+ * the rest of that pass); NULL: none runs. */
+static enum gw_pass_mode wait_next(struct gw_sched *sched, const struct gw_watch *w, struct gw_metrics *m,
+				   const atomic_bool *fetched)
 {
 	struct pollfd *p = gw_xcalloc(w->n + 1, sizeof(*p));
 	struct gw_sched_probe *probes = gw_xcalloc(w->nprobes + 1, sizeof(*probes));
 	struct gw_sched_next next = { .what = GW_SCHED_FULL };
 	bool died = false;
 
-	while (!want_stop) {
+	while (!want_stop && !(fetched && atomic_load(fetched))) {
 		struct gw_sched_input in;
-		sched_input(&in, probes, w, died);
+		sched_input(&in, probes, w, died, fetched != NULL);
 		gw_sched_next(&next, sched, &in);
 		if (next.what != GW_SCHED_WAIT)
 			break;
@@ -184,7 +188,7 @@ static enum gw_pass_mode wait_next(struct gw_sched *sched, const struct gw_watch
 	}
 	free(probes);
 	free(p);
-	if (want_pass && !want_stop)
+	if (want_pass && !want_stop && !fetched)
 		gw_log(GW_LOG_INFO, "", "pass requested (SIGHUP or webhook)");
 	return next.what == GW_SCHED_HEAL ? GW_PASS_HEAL : GW_PASS_FULL;
 }
@@ -299,18 +303,21 @@ struct loop {
 	struct gw_sched_opts sched_opts;
 	struct gw_sched sched; /* when the next pass runs */
 	char warned[41]; /* the commit whose lack of manifests was logged */
+	int64_t fetch_began; /* when the fetch of the full pass under way began */
 };
 
-/* One pass, then what to watch and when the next full pass is due */
-static void loop_pass(struct loop *l)
+/* One pass, then what to watch and when the next full pass is due.
+ * fetched: the result of a full pass's fetch that already ran (NULL: the
+ * pass fetches, or heals). */
+static void loop_pass(struct loop *l, const struct gw_error *fetched)
 {
 	struct gw_run_summary sum;
-	int64_t t0 = gw_monotonic_ms();
-	if (l->mode == GW_PASS_FULL)
-		want_pass = 0;
+	int64_t t0 = fetched ? l->fetch_began : gw_monotonic_ms(); /* a full pass's time includes its fetch */
+	if (l->mode == GW_PASS_FULL && !fetched)
+		want_pass = 0; /* else cleared when the fetch began */
 	want_heal = 0;
 	gw_metrics_pass_begin(l->metrics);
-	gw_pass_run(&sum, l->opts, l->backends, &stop_request, l->mode, l->manifests);
+	gw_pass_run(&sum, l->opts, l->backends, &stop_request, l->mode, l->manifests, fetched);
 	int64_t took = gw_monotonic_ms() - t0;
 	gw_metrics_record(l->metrics, &sum, took);
 	log_pass(&sum, l->mode, took);
@@ -333,6 +340,55 @@ static void loop_pass(struct loop *l)
 		gw_log(GW_LOG_WARN, "", "cannot follow the container engine's events");
 }
 
+/* The fetch of a full pass, in a thread of its own, so that a slow or
+ * trickling server (bounded by --git-deadline) never holds up the heal
+ * passes; SIGTERM ends it through stop_request. It touches only the Git
+ * cache, with its own repository object; the loop's heal passes read the
+ * commit in force from that cache (Git adds objects before it moves refs). */
+struct fetcher {
+	const struct gw_pass_opts *opts;
+	pthread_t thread;
+	struct gw_error err; /* code 0: fetched */
+	atomic_bool done;
+};
+
+static void *fetch_main(void *arg)
+{
+	struct fetcher *f = arg;
+	int rc = gw_pass_fetch(f->opts, &stop_request, &f->err);
+	if (rc < 0 && f->err.code == 0)
+		f->err.code = rc;
+	atomic_store(&f->done, true);
+	if (wake[1] >= 0)
+		(void)!write(wake[1], "f", 1);
+	return NULL;
+}
+
+/* A full pass: its fetch beside heal passes as they fall due, then the
+ * rest of it with what the fetch got. */
+static void loop_full(struct loop *l)
+{
+	struct fetcher f = { .opts = l->opts };
+
+	atomic_init(&f.done, false);
+	want_pass = 0;
+	l->fetch_began = gw_monotonic_ms();
+	gw_sched_fetch_begin(&l->sched);
+	if (pthread_create(&f.thread, NULL, fetch_main, &f) != 0) {
+		loop_pass(l, NULL); /* no thread: the pass fetches itself */
+		return;
+	}
+	while (!atomic_load(&f.done) && !want_stop) {
+		if (wait_next(&l->sched, &l->watch, l->metrics, &f.done) != GW_PASS_HEAL)
+			break;
+		l->mode = GW_PASS_HEAL;
+		loop_pass(l, NULL);
+	}
+	pthread_join(f.thread, NULL);
+	l->mode = GW_PASS_FULL;
+	loop_pass(l, &f.err);
+}
+
 /* Passes until SIGTERM/SIGINT */
 static void run_loop(struct gw_config *cfg, const struct gw_pass_opts *po, struct gw_backend_set *backends,
 		     struct gw_metrics *m)
@@ -349,8 +405,11 @@ static void run_loop(struct gw_config *cfg, const struct gw_pass_opts *po, struc
 	l.manifests = gw_manifest_cache_new();
 	watchdog_start(&dog);
 	while (!want_stop) {
-		loop_pass(&l);
-		l.mode = wait_next(&l.sched, &l.watch, m);
+		if (l.mode == GW_PASS_FULL)
+			loop_full(&l);
+		else
+			loop_pass(&l, NULL);
+		l.mode = wait_next(&l.sched, &l.watch, m, NULL);
 	}
 	gw_manifest_cache_free(l.manifests);
 	gw_events_stop(l.events);

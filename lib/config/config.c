@@ -282,6 +282,7 @@ static const struct {
 	{ "git-password-file", 0, 0, set_file, AT(git_password_file) },
 	{ "git-timeout", 0, 0, set_git_timeout, AT(git_timeout_ms) },
 	{ "git-connect-timeout", 0, 0, set_git_timeout, AT(git_connect_timeout_ms) },
+	{ "git-deadline", 0, 0, set_git_timeout, AT(git_deadline_ms) },
 	{ "verify-signatures", 0, 1, set_bool, AT(verify_signatures) },
 	{ "allowed-signers", 0, 0, set_nonempty, AT(allowed_signers) },
 	{ "gpg-keyring", 0, 0, set_nonempty, AT(gpg_keyring) },
@@ -455,6 +456,8 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 		cfg->git_timeout_ms = 60000;
 	if (!cfg->git_connect_timeout_ms)
 		cfg->git_connect_timeout_ms = 15000;
+	if (!cfg->git_deadline_ms)
+		cfg->git_deadline_ms = 300000;
 	if (!cfg->listen)
 		cfg->listen = gw_xstrdup("127.0.0.1:9420");
 	if (!cfg->log_format)

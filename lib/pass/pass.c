@@ -68,7 +68,7 @@ static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pas
 	/* offline: the commit is taken from the cache as it is (a heal pass, or
 	 * the last good commit after this pass already fetched) */
 	GW_PROF_BEGIN(fetch);
-	rc = pass->offline ? 0 : gw_source_fetch(src, err);
+	rc = pass->offline || pass->fetched ? 0 : gw_source_fetch(src, err);
 	GW_PROF_END(fetch, "fetch (clone/index)");
 	GW_PROF_BEGIN(resolve);
 	if (rc == 0)
@@ -98,6 +98,21 @@ static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pas
 	}
 	*out = src;
 	return 0;
+}
+
+int gw_pass_fetch(const struct gw_pass_opts *opts, const struct gw_cancel *cancel, struct gw_error *err)
+{
+	struct gw_source *src = NULL;
+	char path[4096];
+
+	gw_path_repo(path, sizeof(path), opts->state_dir);
+	struct gw_source_opts sopts = opts->source;
+	sopts.cancel = cancel;
+	int rc = gw_source_open(&src, path, opts->repo, &sopts, err);
+	if (rc == 0)
+		rc = gw_source_fetch(src, err);
+	gw_source_free(src);
+	return rc;
 }
 
 /* The manifests of the commit, through the manifest cache. */

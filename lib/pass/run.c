@@ -257,7 +257,8 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 }
 
 void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
-		 const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache)
+		 const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache,
+		 const struct gw_error *fetched)
 {
 	struct gw_pass pass;
 	struct gw_error err = { 0 };
@@ -275,7 +276,13 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, co
 	if (mode == GW_PASS_HEAL) {
 		rc = prepare_heal(&pass, out, opts, set, cancel, &was);
 	} else {
-		rc = gw_pass_read(&pass, &stage, opts, NULL, &err);
+		if (fetched && fetched->code < 0) {
+			err = *fetched;
+			rc = err.code;
+		} else {
+			pass.fetched = fetched != NULL;
+			rc = gw_pass_read(&pass, &stage, opts, NULL, &err);
+		}
 		out->fetched = rc == 0 || stage != GW_PASS_GIT;
 		if (out->fetched)
 			log_recovery(&was, &pass, rc);

@@ -44,6 +44,11 @@ int64_t gw_sched_after_pass(struct gw_sched *s, const struct gw_sched_pass *p, c
 	return delay;
 }
 
+void gw_sched_fetch_begin(struct gw_sched *s)
+{
+	s->full_at = INT64_MAX; /* set again by gw_sched_after_pass */
+}
+
 /* The heal pass a wait starts with, if any: soon after a death, or, while a
  * resource stays down after passes that changed nothing (say, its
  * dependency failed), each such pass twice as long after the last. */

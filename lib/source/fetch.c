@@ -951,14 +951,21 @@ struct reports {
 };
 
 /* Read the child's lines until it is done (0), or it stays silent past the
- * connect or idle timeout (-ETIMEDOUT), or a stop is requested (-ECANCELED). */
-static int follow(struct reports *r, int fd, int64_t connect, int64_t idle, const struct gw_cancel *cancel)
+ * connect or idle timeout (-ETIMEDOUT), or it runs past the deadline however
+ * much it progresses (-ETIME: a server that trickles), or a stop is requested
+ * (-ECANCELED). */
+static int follow(struct reports *r, int fd, int64_t connect, int64_t idle, int64_t deadline,
+		  const struct gw_cancel *cancel)
 {
-	int64_t last = gw_now_ms();
+	int64_t last = gw_now_ms(), end = gw_monotonic_ms() + deadline; /* a clock step cannot move it */
 	for (;;) {
-		int64_t left = last + (r->connected ? idle : connect) - gw_now_ms();
+		int64_t left = last + (r->connected ? idle : connect) - gw_now_ms(), to_end = end - gw_monotonic_ms();
+		if (to_end <= 0)
+			return -ETIME;
 		if (left <= 0)
 			return -ETIMEDOUT;
+		if (to_end < left)
+			left = to_end;
 		if (gw_cancel_requested(cancel))
 			return -ECANCELED;
 		struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -992,6 +999,7 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	const struct gw_source_opts *o = &src->opts;
 	int64_t idle = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
 	int64_t connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 15000;
+	int64_t deadline = o->deadline_ms > 0 ? o->deadline_ms : 300000;
 	int fresh = src->repo == NULL, fds[2], status = 0, timed_out, cancelled;
 	struct reports r = { 0 };
 	char partial[PATH_MAX];
@@ -1022,8 +1030,8 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 		return err->code;
 	}
 	close(fds[1]);
-	int ended = follow(&r, fds[0], connect, idle, o->cancel);
-	timed_out = ended == -ETIMEDOUT;
+	int ended = follow(&r, fds[0], connect, idle, deadline, o->cancel);
+	timed_out = ended == -ETIMEDOUT || ended == -ETIME;
 	cancelled = ended == -ECANCELED;
 	close(fds[0]);
 	if (timed_out || cancelled)
@@ -1039,6 +1047,12 @@ int gw_source_fetch(struct gw_source *src, struct gw_error *err)
 	}
 	if (cancelled)
 		return gw_error_set(err, -ECANCELED, "%s: fetch abandoned: the agent is stopping", src->url);
+	if (ended == -ETIME) {
+		char d[32];
+		gw_duration_format(d, sizeof(d), deadline);
+		return gw_error_set(err, -ETIMEDOUT, "%s: fetch exceeded --git-deadline of %s (the server %s)",
+				    src->url, d, r.connected ? "was still sending" : "never answered");
+	}
 	if (timed_out) {
 		char d[32];
 		gw_duration_format(d, sizeof(d), r.connected ? idle : connect);

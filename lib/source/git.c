@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <git2.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,15 +53,19 @@ static int corrupt(struct gw_error *err, const struct gw_source *src)
 	return gw_error_prefix(err, "%s (remove it and gitward clones again)", gw_source__cache_name(src));
 }
 
+static void init_libgit2(void)
+{
+	git_libgit2_init();
+	/* the cache is ours alone; skip the ownership check of safe.directory */
+	git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
+}
+
+/* once per process, whichever thread opens a source first (the agent
+ * fetches in one thread while it heals in another) */
 static int init_once(void)
 {
-	static int done;
-	if (!done) {
-		git_libgit2_init();
-		/* the cache is ours alone; skip the ownership check of safe.directory */
-		git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
-		done = 1;
-	}
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, init_libgit2);
 	return 0;
 }
 

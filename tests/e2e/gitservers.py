@@ -599,3 +599,121 @@ class CountingForwarder:
         self.sock.close()
         for t in self.threads:
             t.join(timeout=5)
+
+
+class TricklingServer:
+    """Smart HTTP on a loopback port: every request is relayed to `git
+    http-backend` (the repos under root), until trickle is set; from then on
+    the request that ends a fetch's negotiation (its body says "done") gets
+    "NAK" and then one sideband progress line a second, forever: a server
+    that always progresses and never finishes. trickling: such answers
+    running now; trickled: begun so far. Stop with stop()."""
+
+    def __init__(self, root):
+        import http.server
+
+        self.root = root
+        self.trickle = False
+        self.trickling = 0
+        self.trickled = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer._relay(self, b"")
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) \
+                    if "chunked" not in (self.headers.get("Transfer-Encoding") or "") else self._chunked()
+                if self.headers.get("Content-Encoding") == "gzip":
+                    import gzip
+                    body = gzip.decompress(body)
+                if outer.trickle and b"0009done\n" in body:
+                    outer._dribble(self)
+                else:
+                    outer._relay(self, body)
+
+            def _chunked(self):
+                out = b""
+                while True:
+                    n = int(self.rfile.readline().split(b";")[0], 16)
+                    if n == 0:
+                        self.rfile.readline()
+                        return out
+                    out += self.rfile.read(n)
+                    self.rfile.readline()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread.start()
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def _relay(self, h, body):
+        path, _, query = h.path.partition("?")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": self.root,
+               "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": h.command, "PATH_INFO": path, "QUERY_STRING": query,
+               "CONTENT_TYPE": h.headers.get("Content-Type") or "", "CONTENT_LENGTH": str(len(body)),
+               "REMOTE_ADDR": "127.0.0.1", "GIT_PROTOCOL": h.headers.get("Git-Protocol") or ""}
+        r = subprocess.run([HTTP_BACKEND], input=body, capture_output=True, env=env, timeout=120)
+        head, _, payload = r.stdout.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.split(b"\r\n"):
+            k, _, v = line.decode().partition(":")
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k:
+                headers.append((k, v.strip()))
+        h.send_response(status)
+        for k, v in headers:
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(payload)))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.write(payload)
+        h.close_connection = True
+
+    def _dribble(self, h):
+        def pkt(data):
+            return b"%04x" % (len(data) + 4) + data
+
+        def chunk(data):
+            h.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
+            h.wfile.flush()
+
+        with self._lock:
+            self.trickling += 1
+            self.trickled += 1
+        try:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/x-git-upload-pack-result")
+            h.send_header("Transfer-Encoding", "chunked")
+            h.send_header("Cache-Control", "no-cache")
+            h.end_headers()
+            chunk(pkt(b"NAK\n"))
+            n = 0
+            while not self._stop.wait(1.0):
+                n += 1
+                chunk(pkt(b"\x02Counting objects: %d\r" % n))
+        except OSError:
+            pass  # the client gave up
+        finally:
+            with self._lock:
+                self.trickling -= 1
+            h.close_connection = True
+
+    def stop(self):
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -509,6 +509,21 @@ class Timeouts(Servers):
                 # the rest of the bound is a loaded machine's
                 self.assertLess(took, 60, res)
 
+    def test_the_deadline_bounds_a_fetch_on_every_transport(self):
+        """--git-deadline is kept by the agent's side of the fetch, whatever
+        the transport: with the idle and connect timeouts at an hour, a
+        silent server's fetch ends at the 3 s deadline."""
+        port = self.silent.port
+        for url, args in ((f"http://127.0.0.1:{port}/r.git", ()),
+                          (f"https://127.0.0.1:{port}/r.git", ("--ca-file", self.servers.ca_file)),
+                          (f"ssh://root@127.0.0.1:{port}/srv/r.git",
+                           ("--ssh-key", self.servers.client_key, "--known-hosts", self.servers.known_hosts))):
+            with self.subTest(url=url):
+                res = self.dry(url, self.state_dir(), "--git-timeout", "1h", "--git-connect-timeout", "1h",
+                               "--git-deadline", "3s", *args, timeout=120)
+                self.assertEqual(res.rc, 1, res)
+                self.assertIn("fetch exceeded --git-deadline of 3s (the server never answered)", res.err, res)
+
     def test_the_agent_keeps_going_and_stays_healthy(self):
         a = self.agent(f"http://127.0.0.1:{self.silent.port}/r.git", self.state_dir(), "--git-timeout", "3s")
         # /healthz answers while a pass is stuck on the server

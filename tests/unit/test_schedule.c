@@ -68,6 +68,35 @@ static void test_full_pass_at_the_interval_end(void **state)
 	assert_int_equal(in.now, T0 + 30000);
 }
 
+/* While a full pass's fetch runs beside the loop, the waits decide heal
+ * passes only, however long it takes; its end sets the next interval. */
+static void test_while_a_fetch_runs_only_heal_passes_are_due(void **state)
+{
+	(void)state;
+	struct gw_sched s = { 0 };
+	struct gw_sched_next next;
+	struct gw_sched_input in = { .now = T0 };
+
+	full_pass(&s, T0, false, 777, &every_30s);
+	in.now = T0 + 30000;
+	gw_sched_next(&next, &s, &in);
+	assert_int_equal(next.what, GW_SCHED_FULL);
+	gw_sched_fetch_begin(&s);
+	in.now = T0 + 30000 + 3600000; /* an hour into the fetch: no second full pass */
+	gw_sched_next(&next, &s, &in);
+	assert_int_equal(next.what, GW_SCHED_WAIT);
+	assert_true(next.watch_fds);
+	in.died = true; /* a workload died: healed during the fetch */
+	assert_int_equal(wait_for_pass(&s, &in), GW_SCHED_HEAL);
+	heal_pass(&s, in.now, true, &every_30s);
+	in.died = false;
+	gw_sched_next(&next, &s, &in);
+	assert_int_equal(next.what, GW_SCHED_WAIT);
+	/* the fetch ended: the pass completes, the interval runs from its end */
+	assert_int_equal(full_pass(&s, in.now, false, 0, &every_30s), 30000);
+	assert_int_equal(s.full_at, in.now + 30000);
+}
+
 static void test_splay_stays_within_its_bound_default_a_tenth(void **state)
 {
 	(void)state;
@@ -450,6 +479,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_pass_at_the_interval_end),
+		cmocka_unit_test(test_while_a_fetch_runs_only_heal_passes_are_due),
 		cmocka_unit_test(test_splay_stays_within_its_bound_default_a_tenth),
 		cmocka_unit_test(test_splay_zero_gives_none),
 		cmocka_unit_test(test_git_backoff_doubles_with_jitter_to_its_cap_and_resets),

@@ -559,6 +559,8 @@ static void test_config_values_are_checked(void **state)
 		{ "git-timeout", "2h", "--git-timeout: expected a duration between 100ms and 1h like 30s, got \"2h\"" },
 		{ "git-connect-timeout", "soon",
 		  "--git-connect-timeout: expected a duration between 100ms and 1h like 30s, got \"soon\"" },
+		{ "git-deadline", "0s",
+		  "--git-deadline: expected a duration between 100ms and 1h like 30s, got \"0s\"" },
 		{ "ssh-key", "", "--ssh-key: expected a file name" },
 		{ "git-username", "a\nb", "--git-username: expected a user name" },
 		{ "no-prune", "maybe", "--no-prune: expected true or false, got \"maybe\"" },

@@ -50,6 +50,9 @@ struct gw_pass {
 	 * fail with this, the others still converge */
 	char backend_error[GW_KIND_MAX][300];
 	bool offline; /* no fetch: resolve the ref in the cache */
+	/* the fetch already ran (gw_pass_fetch): resolve the ref in the cache,
+	 * recording its tip as a full pass does */
+	bool fetched;
 	/* a heal pass: probe only the health checks whose interval has passed
 	 * (false: probe every check, restarting each one's clock) */
 	bool probe_due_only;

@@ -37,6 +37,7 @@ struct gw_config {
 	char *git_password_file;
 	int64_t git_timeout_ms; /* idle: no progress for this long ends the fetch */
 	int64_t git_connect_timeout_ms; /* until the server answers */
+	int64_t git_deadline_ms; /* a whole fetch, however much it progresses */
 	/* a password given inside --repo (user:password@); the URL in repo no
 	 * longer holds it, and it is never printed */
 	char *repo_password;

@@ -104,6 +104,10 @@ void gw_observer_commit_init(struct gw_observer_commit *o, const char *ref);
  * pass->set.diags (-EINVAL). obs may be NULL. */
 int gw_pass_read(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_pass_opts *opts,
 		 struct gw_observer *obs, struct gw_error *err);
+/* Only the fetch of a full pass, into the Git cache of opts->state_dir
+ * (the agent runs it in a thread of its own while heal passes go on; the
+ * pass that follows gets its result, see gw_pass_run). Touches nothing else. */
+int gw_pass_fetch(const struct gw_pass_opts *opts, const struct gw_cancel *cancel, struct gw_error *err);
 /* Select the resources of the commit for labels, observe through obs and
  * plan; again for another node (the previous plan is freed: take it first
  * with gw_pass_take). */
@@ -165,8 +169,10 @@ enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
  * refused, is applied not at all: the last good commit stays in force (and
  * is reconciled, so self-healing goes on) while last_error names the
  * problem. cache: parsed manifests kept across passes (NULL: the state
- * dir's cache file). */
+ * dir's cache file). fetched: a full pass whose fetch already ran
+ * (gw_pass_fetch), with its result (code 0: fetched); NULL: it fetches. */
 void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
-		 const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache);
+		 const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache,
+		 const struct gw_error *fetched);
 
 #endif

@@ -83,6 +83,9 @@ struct gw_sched_next {
  * Returns the delay until the next full pass (after a full pass; 0 after a
  * heal pass, which leaves it alone). */
 int64_t gw_sched_after_pass(struct gw_sched *s, const struct gw_sched_pass *p, const struct gw_sched_opts *o);
+/* A full pass's fetch has begun (it runs beside the loop): until the pass
+ * ends, the waits decide only heal passes; no second full pass is due. */
+void gw_sched_fetch_begin(struct gw_sched *s);
 /* While waiting: what to do now, or until when to wait. Called again after
  * each wake-up; it may note the heal pass it decided on in *s. */
 void gw_sched_next(struct gw_sched_next *out, struct gw_sched *s, const struct gw_sched_input *in);

@@ -24,6 +24,7 @@ struct gw_source_opts {
 	const char *password; /* from the URL; wins over the file */
 	int64_t connect_timeout_ms; /* until the server first answers */
 	int64_t idle_timeout_ms; /* then, the longest time without progress */
+	int64_t deadline_ms; /* the longest a whole fetch takes, progress or not (0: 5 minutes) */
 	const struct gw_cancel *cancel; /* a stop request ends the fetch at once */
 	/* Never write under cache_dir (a dry-run beside the agent, which alone
 	 * writes the cache): fetch into a private temporary repository that
