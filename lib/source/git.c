@@ -264,12 +264,60 @@ static int is_short_hex(const char *s)
 	return n >= 7 && n < 40;
 }
 
+/* A name, as git resolves it: a full name (refs/...) exactly, refs/heads/X
+ * being the remote's branch X; a bare name as a tag, else a branch. A bare
+ * name that is both, or a name that could also be read as a short commit id,
+ * is refused (*refused set, err filled): a branch must never shadow a pin.
+ * Otherwise 0 or libgit2's error (GIT_ENOTFOUND), err untouched. */
+static int lookup_name(git_object **out, int *refused, struct gw_source *src, const char *ref, struct gw_error *err)
+{
+	char tag[600], branch[600];
+	git_reference *t = NULL, *b = NULL;
+	int rc = GIT_ENOTFOUND;
+
+	if (strncmp(ref, "refs/", 5) == 0) {
+		if (strncmp(ref, "refs/heads/", 11) == 0)
+			snprintf(tag, sizeof(tag), "refs/remotes/origin/%s", ref + 11);
+		else
+			snprintf(tag, sizeof(tag), "%s", ref);
+		if (git_reference_lookup(&t, src->repo, tag) == 0)
+			rc = git_reference_peel(out, t, GIT_OBJECT_COMMIT);
+		git_reference_free(t);
+		return rc;
+	}
+	snprintf(tag, sizeof(tag), "refs/tags/%s", ref);
+	snprintf(branch, sizeof(branch), "refs/remotes/origin/%s", ref);
+	int has_tag = git_reference_lookup(&t, src->repo, tag) == 0;
+	int has_branch = git_reference_lookup(&b, src->repo, branch) == 0;
+	git_object *o = NULL;
+	git_oid oid;
+	if (has_tag && has_branch) {
+		*refused = 1;
+		gw_error_set(err, -EINVAL,
+			     "ref \"%s\" is ambiguous: %s has both a tag and a branch of that name; give "
+			     "refs/tags/%s or refs/heads/%s",
+			     ref, src->url, ref, ref);
+	} else if ((has_tag || has_branch) && is_short_hex(ref) && git_oid_fromstrn(&oid, ref, strlen(ref)) == 0 &&
+		   git_object_lookup_prefix(&o, src->repo, &oid, strlen(ref), GIT_OBJECT_COMMIT) != GIT_ENOTFOUND) {
+		*refused = 1;
+		gw_error_set(err, -EINVAL,
+			     "ref \"%s\" is ambiguous: it is a %s of %s and also the start of a commit id; give "
+			     "refs/%s/%s or the full commit id",
+			     ref, has_tag ? "tag" : "branch", src->url, has_tag ? "tags" : "heads", ref);
+	} else if (has_tag || has_branch) {
+		rc = git_reference_peel(out, has_tag ? t : b, GIT_OBJECT_COMMIT);
+	}
+	git_object_free(o);
+	git_reference_free(t);
+	git_reference_free(b);
+	return rc;
+}
+
 int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref, struct gw_error *err)
 {
 	git_object *obj = NULL;
 	git_oid oid;
-	char name[600];
-	char *used = NULL;
+	char *used = NULL, *full = NULL;
 	int rc = GIT_ENOTFOUND;
 
 	if (!src->repo)
@@ -284,30 +332,28 @@ int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src
 		}
 		const char *t = git_reference_symbolic_target(head);
 		used = gw_xstrdup(strncmp(t, "refs/remotes/origin/", 20) == 0 ? t + 20 : t);
+		full = gw_xstrdup(t); /* the branch itself, whatever tags are named */
 		git_reference_free(head);
 		ref = used;
 	}
 	if (is_hex40(ref) && git_oid_fromstr(&oid, ref) == 0) {
-		rc = git_object_lookup(&obj, src->repo, &oid, GIT_OBJECT_ANY);
+		rc = git_object_lookup(&obj, src->repo, &oid, GIT_OBJECT_COMMIT); /* only a commit, never a name */
 	} else if (strlen(ref) < 500) {
-		const char *const patterns[] = { "refs/remotes/origin/%s", "refs/tags/%s", "%s" };
-		for (size_t i = 0; i < 3 && rc < 0; i++) {
-			git_reference *r = NULL;
-			snprintf(name, sizeof(name), patterns[i], ref);
-			if (i == 2 && strncmp(ref, "refs/", 5) != 0)
-				break;
-			if (git_reference_lookup(&r, src->repo, name) == 0) {
-				rc = git_reference_peel(&obj, r, GIT_OBJECT_COMMIT);
-				git_reference_free(r);
-			}
+		int refused = 0;
+		rc = lookup_name(&obj, &refused, src, full ? full : ref, err);
+		if (refused) {
+			free(full);
+			free(used);
+			return -EINVAL;
 		}
 	}
+	free(full);
 	if (rc < 0 && is_short_hex(ref) && git_oid_fromstrn(&oid, ref, strlen(ref)) == 0) {
-		rc = git_object_lookup_prefix(&obj, src->repo, &oid, strlen(ref), GIT_OBJECT_ANY);
+		rc = git_object_lookup_prefix(&obj, src->repo, &oid, strlen(ref), GIT_OBJECT_COMMIT);
 		if (rc == GIT_EAMBIGUOUS) {
 			gw_error_set(
 				err, -ENOENT,
-				"ref \"%s\" is ambiguous: several objects of %s start with it; give more digits or the "
+				"ref \"%s\" is ambiguous: several commits of %s start with it; give more digits or the "
 				"full commit id",
 				ref, src->url);
 			free(used);
