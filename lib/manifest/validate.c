@@ -544,6 +544,29 @@ static void check_external_rules(struct vctx *c, struct gw_resource *r, const st
 	}
 }
 
+/* A list naming one thing twice (dependsOn, secretEnvFiles, sources) is a
+ * problem at the repeat: found by sorting, as a list may hold 100,000
+ * entries. */
+static void check_repeats(struct vctx *c, const struct gw_ynode *spec, const char *key, const struct gw_strlist *l)
+{
+	if (l->n < 2)
+		return;
+	const struct gw_ynode *d = lookup(spec, key);
+	struct pair *names = gw_xcalloc(l->n, sizeof(*names));
+	char field[64];
+	snprintf(field, sizeof(field), "spec.%s", key);
+	for (size_t i = 0; i < l->n; i++)
+		names[i] = (struct pair){ .k = l->v[i], .idx = i };
+	qsort(names, l->n, sizeof(*names), pair_cmp);
+	for (size_t i = 1; i < l->n; i++) {
+		size_t at = names[i].idx;
+		if (strcmp(names[i].k, names[i - 1].k) == 0)
+			verr(c, d && d->type == GW_YNODE_SEQ && at < d->n ? d->items[at] : spec, field,
+			     "\"%s\" is listed twice", names[i].k);
+	}
+	free(names);
+}
+
 static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct gw_ynode *spec)
 {
 	const struct gw_ynode *hc = lookup(spec, "healthCheck");
@@ -598,20 +621,9 @@ static void check_kind_rules(struct vctx *c, struct gw_resource *r, const struct
 			r->depends_on_pos[i][1] = deps->items[i]->col;
 		}
 	}
-	if (r->depends_on.n > 1) { /* repeats, by sorting: the list may hold 100,000 names */
-		const struct gw_ynode *d = lookup(spec, "dependsOn");
-		struct pair *names = gw_xcalloc(r->depends_on.n, sizeof(*names));
-		for (size_t i = 0; i < r->depends_on.n; i++)
-			names[i] = (struct pair){ .k = r->depends_on.v[i], .idx = i };
-		qsort(names, r->depends_on.n, sizeof(*names), pair_cmp);
-		for (size_t i = 1; i < r->depends_on.n; i++) {
-			size_t at = names[i].idx;
-			if (strcmp(names[i].k, names[i - 1].k) == 0)
-				verr(c, d && d->type == GW_YNODE_SEQ && at < d->n ? d->items[at] : spec,
-				     "spec.dependsOn", "\"%s\" is listed twice", names[i].k);
-		}
-		free(names);
-	}
+	check_repeats(c, spec, "dependsOn", &r->depends_on);
+	check_repeats(c, spec, "secretEnvFiles", &r->secret_env_files);
+	check_repeats(c, spec, "sources", &r->sources);
 }
 
 /* The top-level keys of a document: apiVersion, kind, metadata, spec. */

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,40 @@
 #include "gitward/resource.h"
 #include "gitward/schema.h"
 #include "gitward/util.h"
+
+struct gw_bytes {
+	atomic_size_t refs;
+	size_t len;
+	char data[];
+};
+
+struct gw_bytes *gw_bytes_new(const void *data, size_t len)
+{
+	struct gw_bytes *b = gw_xmalloc(sizeof(*b) + len + 1);
+	atomic_init(&b->refs, 1);
+	b->len = len;
+	if (len)
+		memcpy(b->data, data, len);
+	b->data[len] = '\0';
+	return b;
+}
+
+struct gw_bytes *gw_bytes_ref(struct gw_bytes *b)
+{
+	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+	return b;
+}
+
+const char *gw_bytes_data(const struct gw_bytes *b)
+{
+	return b->data;
+}
+
+void gw_bytes_unref(struct gw_bytes *b)
+{
+	if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+		free(b);
+}
 
 static const char *const kind_names[GW_KIND_MAX] = { "Process", "Container", "VM", "External" };
 
@@ -157,7 +192,7 @@ void gw_resource_free(struct gw_resource *r)
 	gw_strmap_free(&r->env);
 	gw_strlist_free(&r->env_files);
 	for (size_t i = 0; r->secrets && i < r->secret_env_files.n; i++)
-		free(r->secrets[i].cipher);
+		gw_bytes_unref(r->secrets[i].bytes);
 	free(r->secrets);
 	gw_strlist_free(&r->secret_env_files);
 	free(r->working_dir);
@@ -173,7 +208,7 @@ void gw_resource_free(struct gw_resource *r)
 	free(r->plugin);
 	free(r->plugin_config);
 	for (size_t i = 0; r->source_files && i < r->sources.n; i++)
-		free(r->source_files[i].cipher);
+		gw_bytes_unref(r->source_files[i].bytes);
 	free(r->source_files);
 	gw_strlist_free(&r->sources);
 	free(r->canonical);

@@ -49,6 +49,7 @@ static int status_read(struct gw_observer *self, struct gw_source *src, const st
 		return 0;
 	free(used);
 	o->recorded.exclude = opts->excludes;
+	o->recorded.node_labels = opts->labels;
 	if (gw_source_read_manifests(&o->recorded, src, commit, opts->paths, opts->npaths, &ignored) == 0)
 		gw_manifest_set_finish(&o->recorded);
 	return 0;
@@ -124,6 +125,7 @@ static int commit_read(struct gw_observer *self, struct gw_source *src, const st
 	if (rc < 0)
 		return gw_error_prefix(err, "--base");
 	o->set.exclude = opts->excludes;
+	o->set.node_labels = opts->labels;
 	rc = gw_source_read_manifests(&o->set, src, o->commit, opts->paths, opts->npaths, err);
 	if (rc == 0)
 		gw_manifest_set_finish(&o->set);

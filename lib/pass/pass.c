@@ -121,6 +121,7 @@ static int read_manifests(struct gw_pass *pass, struct gw_source *src, const str
 {
 	char path[4096];
 	pass->set.exclude = opts->excludes;
+	pass->set.node_labels = opts->labels;
 	struct gw_manifest_cache *own = pass->cache ? NULL : gw_manifest_cache_new();
 	pass->set.cache = pass->cache ? pass->cache : own;
 	gw_path_manifest_cache(path, sizeof(path), opts->state_dir);

@@ -7,6 +7,7 @@
 #include <git2.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "source_int.h"
 #include "gitward/manifest_cache.h"
+#include "gitward/plan.h"
 #include "gitward/prof.h"
 
 static int git_fail(struct gw_error *err, int code, const char *what)
@@ -269,12 +271,60 @@ static int is_short_hex(const char *s)
 	return n >= 7 && n < 40;
 }
 
+/* A name, as git resolves it: a full name (refs/...) exactly, refs/heads/X
+ * being the remote's branch X; a bare name as a tag, else a branch. A bare
+ * name that is both, or a name that could also be read as a short commit id,
+ * is refused (*refused set, err filled): a branch must never shadow a pin.
+ * Otherwise 0 or libgit2's error (GIT_ENOTFOUND), err untouched. */
+static int lookup_name(git_object **out, int *refused, struct gw_source *src, const char *ref, struct gw_error *err)
+{
+	char tag[600], branch[600];
+	git_reference *t = NULL, *b = NULL;
+	int rc = GIT_ENOTFOUND;
+
+	if (strncmp(ref, "refs/", 5) == 0) {
+		if (strncmp(ref, "refs/heads/", 11) == 0)
+			snprintf(tag, sizeof(tag), "refs/remotes/origin/%s", ref + 11);
+		else
+			snprintf(tag, sizeof(tag), "%s", ref);
+		if (git_reference_lookup(&t, src->repo, tag) == 0)
+			rc = git_reference_peel(out, t, GIT_OBJECT_COMMIT);
+		git_reference_free(t);
+		return rc;
+	}
+	snprintf(tag, sizeof(tag), "refs/tags/%s", ref);
+	snprintf(branch, sizeof(branch), "refs/remotes/origin/%s", ref);
+	int has_tag = git_reference_lookup(&t, src->repo, tag) == 0;
+	int has_branch = git_reference_lookup(&b, src->repo, branch) == 0;
+	git_object *o = NULL;
+	git_oid oid;
+	if (has_tag && has_branch) {
+		*refused = 1;
+		gw_error_set(err, -EINVAL,
+			     "ref \"%s\" is ambiguous: %s has both a tag and a branch of that name; give "
+			     "refs/tags/%s or refs/heads/%s",
+			     ref, src->url, ref, ref);
+	} else if ((has_tag || has_branch) && is_short_hex(ref) && git_oid_fromstrn(&oid, ref, strlen(ref)) == 0 &&
+		   git_object_lookup_prefix(&o, src->repo, &oid, strlen(ref), GIT_OBJECT_COMMIT) != GIT_ENOTFOUND) {
+		*refused = 1;
+		gw_error_set(err, -EINVAL,
+			     "ref \"%s\" is ambiguous: it is a %s of %s and also the start of a commit id; give "
+			     "refs/%s/%s or the full commit id",
+			     ref, has_tag ? "tag" : "branch", src->url, has_tag ? "tags" : "heads", ref);
+	} else if (has_tag || has_branch) {
+		rc = git_reference_peel(out, has_tag ? t : b, GIT_OBJECT_COMMIT);
+	}
+	git_object_free(o);
+	git_reference_free(t);
+	git_reference_free(b);
+	return rc;
+}
+
 int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref, struct gw_error *err)
 {
 	git_object *obj = NULL;
 	git_oid oid;
-	char name[600];
-	char *used = NULL;
+	char *used = NULL, *full = NULL;
 	int rc = GIT_ENOTFOUND;
 
 	if (!src->repo)
@@ -289,30 +339,28 @@ int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src
 		}
 		const char *t = git_reference_symbolic_target(head);
 		used = gw_xstrdup(strncmp(t, "refs/remotes/origin/", 20) == 0 ? t + 20 : t);
+		full = gw_xstrdup(t); /* the branch itself, whatever tags are named */
 		git_reference_free(head);
 		ref = used;
 	}
 	if (is_hex40(ref) && git_oid_fromstr(&oid, ref) == 0) {
-		rc = git_object_lookup(&obj, src->repo, &oid, GIT_OBJECT_ANY);
+		rc = git_object_lookup(&obj, src->repo, &oid, GIT_OBJECT_COMMIT); /* only a commit, never a name */
 	} else if (strlen(ref) < 500) {
-		const char *const patterns[] = { "refs/remotes/origin/%s", "refs/tags/%s", "%s" };
-		for (size_t i = 0; i < 3 && rc < 0; i++) {
-			git_reference *r = NULL;
-			snprintf(name, sizeof(name), patterns[i], ref);
-			if (i == 2 && strncmp(ref, "refs/", 5) != 0)
-				break;
-			if (git_reference_lookup(&r, src->repo, name) == 0) {
-				rc = git_reference_peel(&obj, r, GIT_OBJECT_COMMIT);
-				git_reference_free(r);
-			}
+		int refused = 0;
+		rc = lookup_name(&obj, &refused, src, full ? full : ref, err);
+		if (refused) {
+			free(full);
+			free(used);
+			return -EINVAL;
 		}
 	}
+	free(full);
 	if (rc < 0 && is_short_hex(ref) && git_oid_fromstrn(&oid, ref, strlen(ref)) == 0) {
-		rc = git_object_lookup_prefix(&obj, src->repo, &oid, strlen(ref), GIT_OBJECT_ANY);
+		rc = git_object_lookup_prefix(&obj, src->repo, &oid, strlen(ref), GIT_OBJECT_COMMIT);
 		if (rc == GIT_EAMBIGUOUS) {
 			gw_error_set(
 				err, -ENOENT,
-				"ref \"%s\" is ambiguous: several objects of %s start with it; give more digits or the "
+				"ref \"%s\" is ambiguous: several commits of %s start with it; give more digits or the "
 				"full commit id",
 				ref, src->url);
 			free(used);
@@ -482,7 +530,13 @@ static void walk_tree(struct walk *w, const git_tree *tree, const char *prefix, 
 /* Files of the commit a resource names (secretEnvFiles, an External's
  * sources): each is looked up in the whole tree (not only under --path), its
  * blob id goes into the spec hash and its content to the backend. A missing
- * or oversized file is a problem of the manifest. */
+ * or oversized file is a problem of the manifest.
+ *
+ * A commit may name one blob thousands of times: each blob is read at most
+ * once and its bytes shared by every entry naming it; only the resources
+ * selected for this node (set->node_labels) get content, the others only
+ * blob ids; and the entries given content add up to at most
+ * GW_REFERENCED_BYTES_MAX, past which the commit has a problem. */
 struct repo_files {
 	const char *field; /* "spec.secretEnvFiles" */
 	const struct gw_strlist *paths;
@@ -490,69 +544,227 @@ struct repo_files {
 	size_t max; /* bytes of one file */
 };
 
-static int resolve_files(struct gw_manifest_set *set, git_repository *repo, const git_tree *root,
-			 const char *commit_hex, struct gw_resource *r, const struct repo_files *rf, int *changed,
-			 struct gw_error *err)
+struct blob_slot {
+	git_oid id;
+	size_t len;
+	struct gw_bytes *bytes; /* NULL until a selected resource needs it */
+	bool used;
+};
+
+struct files_ctx {
+	struct gw_manifest_set *set;
+	git_repository *repo;
+	git_odb *odb;
+	const git_tree *root;
+	const char *commit_hex;
+	struct blob_slot *slots; /* open addressing by blob id, a power of 2 long */
+	size_t nslots, used;
+	size_t referenced; /* bytes handed to this node's resources */
+	bool over; /* past GW_REFERENCED_BYTES_MAX: reported once, nothing more read */
+	/* folders looked up, by path: a tree of 20,000 entries is parsed once,
+	 * not once per entry naming a file in it (libgit2 caches no big tree) */
+	struct dir_slot {
+		char *path; /* NULL: free */
+		git_tree *tree; /* NULL: no such folder */
+	} * dirs;
+	size_t ndirs, useddirs;
+};
+
+static size_t str_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return (size_t)h;
+}
+
+/* The folder path[0..n) of the commit, looked up once. */
+static git_tree *dir_tree(struct files_ctx *c, const char *path, size_t n)
+{
+	if (2 * (c->useddirs + 1) > c->ndirs) {
+		struct dir_slot *old = c->dirs;
+		size_t m = c->ndirs;
+		c->ndirs = m ? 2 * m : 64;
+		c->dirs = gw_xcalloc(c->ndirs, sizeof(*c->dirs));
+		for (size_t i = 0; i < m; i++)
+			if (old[i].path) {
+				size_t j = str_hash(old[i].path, strlen(old[i].path)) & (c->ndirs - 1);
+				while (c->dirs[j].path)
+					j = (j + 1) & (c->ndirs - 1);
+				c->dirs[j] = old[i];
+			}
+		free(old);
+	}
+	size_t j = str_hash(path, n) & (c->ndirs - 1);
+	while (c->dirs[j].path && (strlen(c->dirs[j].path) != n || memcmp(c->dirs[j].path, path, n) != 0))
+		j = (j + 1) & (c->ndirs - 1);
+	struct dir_slot *d = &c->dirs[j];
+	if (!d->path) {
+		git_tree_entry *e = NULL;
+		d->path = gw_xstrndup(path, n);
+		if (git_tree_entry_bypath(&e, c->root, d->path) == 0 && git_tree_entry_type(e) == GIT_OBJECT_TREE &&
+		    git_tree_lookup(&d->tree, c->repo, git_tree_entry_id(e)) < 0)
+			d->tree = NULL;
+		git_tree_entry_free(e);
+		c->useddirs++;
+	}
+	return d->tree;
+}
+
+/* git_tree_entry_bypath from the root, through the folders looked up. */
+static int entry_bypath(git_tree_entry **out, struct files_ctx *c, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash || !slash[1])
+		return git_tree_entry_bypath(out, c->root, path);
+	git_tree *dir = dir_tree(c, path, (size_t)(slash - path));
+	return dir ? git_tree_entry_bypath(out, dir, slash + 1) : GIT_ENOTFOUND;
+}
+
+static size_t slot_index(const struct files_ctx *c, const git_oid *id)
+{
+	size_t h = 0;
+	memcpy(&h, id->id, sizeof(h));
+	return h & (c->nslots - 1);
+}
+
+/* The slot of blob id, its size read from the object header the first time. */
+static int blob_slot(struct blob_slot **out, struct files_ctx *c, const git_oid *id)
+{
+	if (2 * (c->used + 1) > c->nslots) {
+		struct blob_slot *old = c->slots;
+		size_t n = c->nslots;
+		c->nslots = n ? 2 * n : 64;
+		c->slots = gw_xcalloc(c->nslots, sizeof(*c->slots));
+		for (size_t i = 0; i < n; i++)
+			if (old[i].used) {
+				size_t j = slot_index(c, &old[i].id);
+				while (c->slots[j].used)
+					j = (j + 1) & (c->nslots - 1);
+				c->slots[j] = old[i];
+			}
+		free(old);
+	}
+	size_t j = slot_index(c, id);
+	while (c->slots[j].used && !git_oid_equal(&c->slots[j].id, id))
+		j = (j + 1) & (c->nslots - 1);
+	struct blob_slot *sl = &c->slots[j];
+	if (!sl->used) {
+		git_object_t type;
+		if (git_odb_read_header(&sl->len, &type, c->odb, id) < 0)
+			return -EIO;
+		git_oid_cpy(&sl->id, id);
+		sl->used = true;
+		c->used++;
+	}
+	*out = sl;
+	return 0;
+}
+
+static void files_ctx_free(struct files_ctx *c)
+{
+	for (size_t i = 0; i < c->nslots; i++)
+		gw_bytes_unref(c->slots[i].bytes);
+	free(c->slots);
+	for (size_t i = 0; i < c->ndirs; i++) {
+		free(c->dirs[i].path);
+		git_tree_free(c->dirs[i].tree);
+	}
+	free(c->dirs);
+}
+
+/* The content of entry j (path, whose blob is in sl) for a selected
+ * resource, within the commit's budget. */
+static int give_content(struct files_ctx *c, struct gw_resource *r, const struct repo_files *rf, size_t j,
+			struct blob_slot *sl, const char *path, struct gw_error *err)
+{
+	struct gw_secret_file *sf = &rf->files[j];
+	if (c->over)
+		return 0;
+	if (sl->len > GW_REFERENCED_BYTES_MAX - c->referenced) {
+		c->over = true;
+		gw_diags_add(&c->set->diags, r->file, sf->line, sf->col,
+			     "%s[%zu]: %s: the files this commit's resources for this node name add up to more than "
+			     "%u MiB, the limit per commit (each entry counted)",
+			     rf->field, j, path, GW_REFERENCED_BYTES_MAX >> 20);
+		return 0;
+	}
+	if (!sl->bytes) {
+		git_blob *blob = NULL;
+		GW_PROF_BEGIN(blob);
+		if (git_blob_lookup(&blob, c->repo, &sl->id) < 0)
+			return git_fail(err, -EIO, path);
+		sl->bytes = gw_bytes_new(git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+		sl->len = (size_t)git_blob_rawsize(blob);
+		git_blob_free(blob);
+		GW_PROF_END(blob, "referenced blob read");
+	}
+	c->referenced += sl->len;
+	sf->bytes = gw_bytes_ref(sl->bytes);
+	sf->cipher = gw_bytes_data(sl->bytes);
+	sf->len = sl->len;
+	return 0;
+}
+
+static int resolve_files(struct files_ctx *c, struct gw_resource *r, bool selected, const struct repo_files *rf,
+			 int *changed, struct gw_error *err)
 {
 	for (size_t j = 0; rf->files && j < rf->paths->n; j++) {
 		struct gw_secret_file *sf = &rf->files[j];
 		const char *path = rf->paths->v[j];
 		git_tree_entry *e = NULL;
-		git_blob *blob = NULL;
+		struct blob_slot *sl;
+		int rc = 0;
 		if (sf->blob[0])
 			continue;
-		if (git_tree_entry_bypath(&e, root, path) < 0) {
-			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-				     "%s[%zu]: %s does not exist in commit %.12s", rf->field, j, path, commit_hex);
+		if (entry_bypath(&e, c, path) < 0) {
+			gw_diags_add(&c->set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s does not exist in commit %.12s", rf->field, j, path, c->commit_hex);
 			continue;
 		}
 		if (git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB &&
 		    git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB_EXECUTABLE) {
-			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-				     "%s[%zu]: %s is not a file in commit %.12s", rf->field, j, path, commit_hex);
-			git_tree_entry_free(e);
-			continue;
-		}
-		if (git_blob_lookup(&blob, repo, git_tree_entry_id(e)) < 0) {
-			git_tree_entry_free(e);
-			return git_fail(err, -EIO, path);
-		}
-		size_t len = (size_t)git_blob_rawsize(blob);
-		if (len > rf->max) {
-			gw_diags_add(&set->diags, r->file, sf->line, sf->col,
-				     "%s[%zu]: %s is %zu bytes, larger than the limit of %zu", rf->field, j, path, len,
-				     rf->max);
+			gw_diags_add(&c->set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s is not a file in commit %.12s", rf->field, j, path, c->commit_hex);
+		} else if (blob_slot(&sl, c, git_tree_entry_id(e)) < 0) {
+			rc = git_fail(err, -EIO, path);
+		} else if (sl->len > rf->max) {
+			gw_diags_add(&c->set->diags, r->file, sf->line, sf->col,
+				     "%s[%zu]: %s is %zu bytes, larger than the limit of %zu", rf->field, j, path,
+				     sl->len, rf->max);
 		} else {
-			git_oid_tostr(sf->blob, sizeof(sf->blob), git_tree_entry_id(e));
-			sf->cipher = gw_xmalloc(len + 1);
-			memcpy(sf->cipher, git_blob_rawcontent(blob), len);
-			sf->cipher[len] = '\0';
-			sf->len = len;
+			git_oid_tostr(sf->blob, sizeof(sf->blob), &sl->id);
 			*changed = 1;
+			if (selected)
+				rc = give_content(c, r, rf, j, sl, path, err);
 		}
-		git_blob_free(blob);
 		git_tree_entry_free(e);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
 
-static int resolve_secrets(struct gw_manifest_set *set, git_repository *repo, const git_tree *root,
+static int resolve_secrets(struct gw_manifest_set *set, git_repository *repo, git_odb *odb, const git_tree *root,
 			   const char *commit_hex, struct gw_error *err)
 {
-	for (size_t i = 0; i < set->n; i++) {
+	struct files_ctx c = { .set = set, .repo = repo, .odb = odb, .root = root, .commit_hex = commit_hex };
+	int rc = 0;
+	for (size_t i = 0; i < set->n && rc == 0; i++) {
 		struct gw_resource *r = set->v[i];
 		const struct repo_files lists[] = {
 			{ "spec.secretEnvFiles", &r->secret_env_files, r->secrets, GW_SECRET_FILE_MAX },
 			{ "spec.sources", &r->sources, r->source_files, GW_SOURCE_FILE_MAX },
 		};
-		int changed = 0, rc;
-		for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++)
-			if ((rc = resolve_files(set, repo, root, commit_hex, r, &lists[l], &changed, err)) < 0)
-				return rc;
+		bool selected = !set->node_labels || gw_plan_selects(r, set->node_labels);
+		int changed = 0;
+		for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]) && rc == 0; l++)
+			rc = resolve_files(&c, r, selected, &lists[l], &changed, err);
 		if (changed)
 			gw_resource_finalize(r);
 	}
-	return 0;
+	files_ctx_free(&c);
+	return rc;
 }
 
 /* Folders in a --path: "a/b" is 2 deep. */
@@ -653,7 +865,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 		free(p);
 	}
 	if (w.rc == 0)
-		w.rc = resolve_secrets(set, src->repo, root, commit_hex, err);
+		w.rc = resolve_secrets(set, src->repo, w.odb, root, commit_hex, err);
 	gw_strmap_free(&seen);
 	gw_ignore_free(w.ignore);
 	git_odb_free(w.odb);

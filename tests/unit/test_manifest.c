@@ -103,6 +103,8 @@ static const struct bad bad_docs[] = {
 	  "spec.secretEnvFiles[0]: expected a path relative to the repository root" },
 	{ PROC "spec: {command: [/bin/true], secretEnvFiles: [\"a//b\"]}\n", 4, 47,
 	  "spec.secretEnvFiles[0]: expected a path relative to the repository root" },
+	{ PROC "spec: {command: [/bin/true], secretEnvFiles: [s/a.age, s/a.age]}\n", 4, 56,
+	  "spec.secretEnvFiles: \"s/a.age\" is listed twice" },
 	{ "apiVersion: gitward/v1\nkind: VM\nmetadata: {name: v}\nspec: {disk: /d, secretEnvFiles: [a]}\n", 4, 18,
 	  "spec.secretEnvFiles: field is not valid for kind VM" },
 	{ PROC "spec: {command: [/bin/true], workingDir: srv}\n", 4, 42, "spec.workingDir: expected an absolute path" },
@@ -186,6 +188,8 @@ static const struct bad bad_docs[] = {
 	{ EXT "spec: {plugin: files, sources: [ok, /etc/shadow]}\n", 4, 37,
 	  "spec.sources[1]: expected a path relative to the repository root" },
 	{ EXT "spec: {plugin: files, sources: [a/./b]}\n", 4, 33, "spec.sources[0]: expected a path relative" },
+	/* one file named twice in one list: read once per entry, it was a way to exhaust memory */
+	{ EXT "spec: {plugin: files, sources: [a, b, a]}\n", 4, 39, "spec.sources: \"a\" is listed twice" },
 	{ EXT "spec: {plugin: files, timeout: 10ms}\n", 4, 32, "spec.timeout: must be between 100ms and 1h" },
 	{ EXT "spec: {plugin: files, stopTimeout: 1s}\n", 4, 23,
 	  "spec.stopTimeout: field is not valid for kind External" },

@@ -94,6 +94,10 @@ struct gw_manifest_set {
 	/* borrowed, optional: resources already parsed, by blob id
 	 * (gitward/manifest_cache.h) */
 	struct gw_manifest_cache *cache;
+	/* borrowed, optional: the node's labels ("node" included); the files
+	 * named by resources not selected for the node are not read, only their
+	 * blob ids (lib/source/git.c). NULL: every resource's are read. */
+	const struct gw_strmap *node_labels;
 	/* the places read that held no manifest file at all ("the repository",
 	 * "--path apps", a validate PATH): a warning, never a problem */
 	struct gw_strlist empty;

@@ -52,15 +52,31 @@ int gw_envfile_digest(char out[65], const char *path, struct gw_error *err);
  * err. -EINVAL on a line that is not KEY=VALUE. */
 int gw_envfile_parse(struct gw_strmap *out, const char *what, char *data, struct gw_error *err);
 
+/* The content of one blob of a commit, read once and shared (reference
+ * counted, thread-safe) by every list entry of every resource naming it. */
+struct gw_bytes;
+/* A copy of data[0..len), NUL-terminated, with one reference. */
+struct gw_bytes *gw_bytes_new(const void *data, size_t len);
+struct gw_bytes *gw_bytes_ref(struct gw_bytes *b);
+const char *gw_bytes_data(const struct gw_bytes *b);
+void gw_bytes_unref(struct gw_bytes *b); /* NULL: a no-op */
+
 /* One entry of secretEnvFiles, resolved against the commit by the source
  * (lib/source/git.c): its blob id (part of the spec hash, never the
- * content) and the ciphertext, which the backends decrypt at start. */
+ * content) and the ciphertext, which the backends decrypt at start. The
+ * content is read only for the resources selected for the node: cipher is
+ * NULL (blob set) for the others. */
 #define GW_SECRET_FILE_MAX (64u << 10) /* bytes of one encrypted file */
+/* Bytes all entries of a commit's resources selected for the node may
+ * name, each entry counted (a blob named twice counts twice: each is handed
+ * to a backend). */
+#define GW_REFERENCED_BYTES_MAX (128u << 20)
 struct gw_secret_file {
 	unsigned line, col; /* of the list entry in the manifest */
 	char blob[41]; /* "" until resolved */
-	char *cipher;
+	const char *cipher; /* in bytes, or NULL */
 	size_t len;
+	struct gw_bytes *bytes; /* shared, one reference held */
 };
 
 /* Decrypt one secretEnvFiles file (path: its name in the repository, for
