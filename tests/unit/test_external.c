@@ -66,7 +66,7 @@ static int call(json_t **reply, char *msg, size_t size, const char *name, int64_
 	struct gw_error err;
 	json_t *req = json_pack("{s:s, s:{s:s}}", "name", "motd", "spec", "plugin", name);
 	*reply = NULL;
-	int rc = gw_plugin_call(reply, dir, name, "create", req, timeout_ms, &err);
+	int rc = gw_plugin_call(reply, dir, name, "create", req, timeout_ms, NULL, &err);
 	json_decref(req);
 	snprintf(msg, size, "%s", rc < 0 ? err.msg : "");
 	return rc;
@@ -585,11 +585,11 @@ static void test_sources_handles_and_names(void **state)
 	/* names that are not a plugin's, a directory, the default directory */
 	json_t *reply_j = NULL;
 	json_t *req = json_object();
-	assert_int_equal(gw_plugin_call(&reply_j, dir, "", "create", req, 1000, &err), -EINVAL);
+	assert_int_equal(gw_plugin_call(&reply_j, dir, "", "create", req, 1000, NULL, &err), -EINVAL);
 	assert_string_equal(err.msg, "plugin \"\": not a plugin name");
-	assert_int_equal(gw_plugin_call(&reply_j, dir, ".p", "create", req, 1000, &err), -EINVAL);
+	assert_int_equal(gw_plugin_call(&reply_j, dir, ".p", "create", req, 1000, NULL, &err), -EINVAL);
 	assert_string_equal(err.msg, "plugin \".p\": not a plugin name");
-	assert_int_equal(gw_plugin_call(&reply_j, dir, "state", "create", req, 1000, &err), -ENOENT);
+	assert_int_equal(gw_plugin_call(&reply_j, dir, "state", "create", req, 1000, NULL, &err), -ENOENT);
 	snprintf(want, sizeof(want), "plugin state: no such plugin in %s (--plugin-dir)", dir);
 	assert_string_equal(err.msg, want);
 	json_decref(req);
