@@ -17,11 +17,13 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gitward/backend.h"
@@ -81,7 +83,7 @@ static int check_reply(json_t **reply, const char *what, struct gw_strbuf *out, 
 }
 
 int gw_plugin_call(json_t **reply, const char *dir, const char *name, const char *op, json_t *request,
-		   int64_t timeout_ms, struct gw_error *err)
+		   int64_t timeout_ms, const struct gw_cancel *cancel, struct gw_error *err)
 {
 	char path[4096], what[200], tail[300];
 	struct gw_strbuf out, errout;
@@ -103,7 +105,8 @@ int gw_plugin_call(json_t **reply, const char *dir, const char *name, const char
 	char *argv[] = { path, (char *)op, NULL };
 	gw_strbuf_init(&out);
 	gw_strbuf_init(&errout);
-	rc = gw_spawn_capture(&status, &out, &errout, argv, in, strlen(in), GW_PLUGIN_REPLY_MAX + 1, timeout_ms, err);
+	rc = gw_spawn_capture_cancel(&status, &out, &errout, argv, in, strlen(in), GW_PLUGIN_REPLY_MAX + 1, timeout_ms,
+				     cancel, err);
 	free(in);
 	if (rc == -EMSGSIZE) {
 		rc = gw_error_set(err, -EMSGSIZE, "%s: answered more than %u bytes", what, GW_PLUGIN_REPLY_MAX);
@@ -184,7 +187,8 @@ static json_t *request_new(const char *name, const char *canonical, const char *
 
 /* Observe one recorded resource: present and healthy is running; gone,
  * drifted, unhealthy or a plugin that fails is failed, with the reason. */
-static void observe_one(struct gw_observed *o, const struct record *rec, const struct gw_backend *b)
+static void observe_one(struct gw_observed *o, const struct record *rec, const struct gw_backend *b,
+			const struct gw_cancel *cancel)
 {
 	struct gw_error err;
 	json_t *reply = NULL;
@@ -192,7 +196,7 @@ static void observe_one(struct gw_observed *o, const struct record *rec, const s
 
 	o->state = GW_STATE_FAILED;
 	json_t *req = request_new(o->name, rec->spec, rec->handle);
-	int rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "observe", req, rec->timeout_ms, &err);
+	int rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "observe", req, rec->timeout_ms, cancel, &err);
 	json_decref(req);
 	if (rc < 0) {
 		snprintf(o->detail, sizeof(o->detail), "%s", err.msg);
@@ -212,7 +216,7 @@ static void observe_one(struct gw_observed *o, const struct record *rec, const s
 		json_decref(reply);
 		reply = NULL;
 		req = request_new(o->name, rec->spec, rec->handle);
-		rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "probe", req, rec->timeout_ms, &err);
+		rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "probe", req, rec->timeout_ms, cancel, &err);
 		json_decref(req);
 		detail = json_string_value(json_object_get(reply, "detail"));
 		if (rc < 0)
@@ -230,9 +234,11 @@ static void observe_one(struct gw_observed *o, const struct record *rec, const s
 }
 
 #define OBSERVERS_MAX 8 /* plugin calls at once while observing */
+#define RESULT_STALE_MS 300000 /* an observation that ended longer ago is redone */
 
 struct scan {
 	const struct gw_backend *b;
+	const struct gw_cancel *cancel;
 	struct gw_observed *v;
 	json_t **recs; /* the record of each, read once */
 	size_t n;
@@ -265,16 +271,17 @@ static void *observer(void *ud)
 	for (size_t i; (i = atomic_fetch_add(&sc->next, 1)) < sc->n;) {
 		struct record rec;
 		record_fields(&rec, sc->recs[i]);
-		observe_one(&sc->v[i], &rec, sc->b);
+		observe_one(&sc->v[i], &rec, sc->b, sc->cancel);
 	}
 	return NULL;
 }
 
-static int external_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
-			     const struct gw_backend_call *call, struct gw_error *err)
+/* Every recorded resource, each observed by its plugin. */
+static int observe_all(struct gw_observed **out, size_t *out_n, const struct gw_backend *b,
+		       const struct gw_cancel *cancel, struct gw_error *err)
 {
 	char dir[4096];
-	struct scan sc = { .b = b };
+	struct scan sc = { .b = b, .cancel = cancel };
 	pthread_t t[OBSERVERS_MAX];
 	size_t nt = 0;
 	int rc = gw_record_scan(record_dir(dir, sizeof(dir), b), ".json", scan_one, &sc, err);
@@ -301,6 +308,166 @@ static int external_discover(struct gw_observed **out, size_t *out_n, struct gw_
 	return 0;
 }
 
+/* ---- the observation thread ----
+ * A pass waits for the observation until it is GW_PLUGIN_OBSERVE_WAIT_MS old: a
+ * plugin that hangs (for up to its spec.timeout, an hour if Git says so)
+ * then holds neither the heal of the other kinds nor a stop request. The
+ * observation goes on, on its own thread, and the next pass takes its
+ * result — unless a create or destroy ran since it began (it would miss
+ * what they did), or it ended too long ago. done stops it: its plugins'
+ * process groups are killed within 50 ms. */
+
+struct ext {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct gw_cancel stop;
+	const struct gw_backend *b;
+	pthread_t thread;
+	bool joinable, busy, ready;
+	unsigned long changes, began_at_change; /* creates and destroys so far */
+	int64_t began_ms, ended_ms;
+	/* the result, once ready */
+	struct gw_observed *v;
+	size_t n;
+	int rc;
+	struct gw_error err;
+};
+
+static int external_init(void **priv, const struct gw_backend *b, struct gw_error *err)
+{
+	struct ext *x = gw_xcalloc(1, sizeof(*x));
+	(void)err;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	x->b = b;
+	*priv = x;
+	return 0;
+}
+
+static void result_drop(struct ext *x)
+{
+	for (size_t i = 0; i < x->n; i++)
+		gw_observed_clear(&x->v[i]);
+	free(x->v);
+	x->v = NULL;
+	x->n = 0;
+	x->ready = false;
+}
+
+static void external_done(void *priv)
+{
+	struct ext *x = priv;
+	if (!x)
+		return;
+	gw_cancel_request(&x->stop);
+	if (x->joinable)
+		pthread_join(x->thread, NULL);
+	result_drop(x);
+	pthread_cond_destroy(&x->cv);
+	pthread_mutex_destroy(&x->mu);
+	free(x);
+}
+
+static void *observation(void *ud)
+{
+	struct ext *x = ud;
+	struct gw_observed *v = NULL;
+	struct gw_error err = { 0 };
+	size_t n = 0;
+	int rc = observe_all(&v, &n, x->b, &x->stop, &err);
+	pthread_mutex_lock(&x->mu);
+	x->v = v;
+	x->n = n;
+	x->rc = rc;
+	x->err = err;
+	x->ready = true;
+	x->busy = false;
+	x->ended_ms = gw_monotonic_ms();
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	return NULL;
+}
+
+/* Called with x->mu held: an observation under way, started if need be. */
+static int observation_start(struct ext *x, struct gw_error *err)
+{
+	if (x->ready && (x->began_at_change != x->changes || gw_monotonic_ms() - x->ended_ms > RESULT_STALE_MS))
+		result_drop(x);
+	if (x->busy || x->ready)
+		return 0;
+	if (x->joinable) /* ended: joins at once */
+		pthread_join(x->thread, NULL);
+	x->joinable = false;
+	x->began_at_change = x->changes;
+	x->began_ms = gw_monotonic_ms();
+	int rc = pthread_create(&x->thread, NULL, observation, x);
+	if (rc != 0)
+		return gw_error_set(err, -rc, "cannot start the observation: %s", strerror(rc));
+	x->joinable = x->busy = true;
+	return 0;
+}
+
+static int external_discover(struct gw_observed **out, size_t *out_n, struct gw_backend *b,
+			     const struct gw_backend_call *call, struct gw_error *err)
+{
+	const struct gw_cancel *cancel = call ? call->cancel : NULL;
+	struct ext *x = b->priv;
+	if (!x) /* an instance without init: observed in this thread */
+		return observe_all(out, out_n, b, cancel, err);
+
+	pthread_mutex_lock(&x->mu);
+	int rc = observation_start(x, err);
+	/* waited for until it is that old: one that an earlier pass already
+	 * waited for holds this one no more */
+	int64_t deadline = x->began_ms + GW_PLUGIN_OBSERVE_WAIT_MS;
+	while (rc == 0 && !x->ready) {
+		int64_t now = gw_monotonic_ms();
+		if (gw_cancel_requested(cancel)) {
+			rc = gw_error_set(err, -ECANCELED, "observing: stopped: the agent is stopping");
+		} else if (now >= deadline) {
+			rc = gw_error_set(err, -EINPROGRESS,
+					  "the plugins have not answered observe for %llds: External resources left as "
+					  "recorded until they do",
+					  (long long)((now - x->began_ms) / 1000));
+		} else {
+			struct timespec ts; /* woken every 50 ms for the stop request */
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+		}
+	}
+	if (rc == 0) {
+		rc = x->rc;
+		if (rc < 0) {
+			*err = x->err;
+			result_drop(x);
+		} else {
+			*out = x->v; /* now owned by the caller */
+			*out_n = x->n;
+			x->v = NULL;
+			x->n = 0;
+			x->ready = false;
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+	return rc;
+}
+
+/* A create or destroy: an observation begun before it is out of date. */
+static void changed(struct gw_backend *b)
+{
+	struct ext *x = b->priv;
+	if (!x)
+		return;
+	pthread_mutex_lock(&x->mu);
+	x->changes++;
+	pthread_mutex_unlock(&x->mu);
+}
+
 /* {"path": "base64 of its content"} for the resource's source files. */
 static json_t *sources_json(const struct gw_resource *r)
 {
@@ -315,11 +482,12 @@ static json_t *sources_json(const struct gw_resource *r)
 	return s;
 }
 
-static int call_destroy(const char *name, const struct record *rec, const struct gw_backend *b, struct gw_error *err)
+static int call_destroy(const char *name, const struct record *rec, const struct gw_backend *b,
+			const struct gw_cancel *cancel, struct gw_error *err)
 {
 	json_t *reply = NULL;
 	json_t *req = request_new(name, rec->spec, rec->handle);
-	int rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "destroy", req, rec->timeout_ms, err);
+	int rc = gw_plugin_call(&reply, plugin_dir(b), rec->plugin, "destroy", req, rec->timeout_ms, cancel, err);
 	json_decref(req);
 	json_decref(reply);
 	return rc;
@@ -327,12 +495,12 @@ static int call_destroy(const char *name, const struct record *rec, const struct
 
 /* Ask the plugin to create r; *handle is what it answered (caller frees). */
 static int call_create(char **handle, const struct gw_backend *b, const struct gw_resource *r, int64_t timeout,
-		       struct gw_error *err)
+		       const struct gw_cancel *cancel, struct gw_error *err)
 {
 	json_t *reply = NULL;
 	json_t *req = request_new(r->name, r->canonical, NULL);
 	json_object_set_new(req, "sources", sources_json(r));
-	int rc = gw_plugin_call(&reply, plugin_dir(b), r->plugin, "create", req, timeout, err);
+	int rc = gw_plugin_call(&reply, plugin_dir(b), r->plugin, "create", req, timeout, cancel, err);
 	json_decref(req);
 	if (rc < 0)
 		return rc;
@@ -351,6 +519,7 @@ static int external_create(struct gw_observed *o, struct gw_backend *b, const st
 {
 	char dir[4096], path[4400];
 	int64_t timeout = r->plugin_timeout_ms ? r->plugin_timeout_ms : GW_PLUGIN_TIMEOUT_MS;
+	const struct gw_cancel *cancel = call ? call->cancel : NULL;
 	struct gw_observed made;
 	char *handle = NULL;
 	int rc;
@@ -359,7 +528,9 @@ static int external_create(struct gw_observed *o, struct gw_backend *b, const st
 		return gw_error_set(err, -EINVAL, "spec.sources: not read from the commit");
 	if ((rc = gw_mkdir_p(record_dir(dir, sizeof(dir), b), 0700, err)) < 0)
 		return rc;
-	if ((rc = call_create(&handle, b, r, timeout, err)) < 0)
+	rc = call_create(&handle, b, r, timeout, cancel, err);
+	changed(b); /* whether it made something or not */
+	if (rc < 0)
 		return rc;
 	gw_observed_start(&made, r);
 	made.handle = handle; /* now owned by made */
@@ -372,7 +543,7 @@ static int external_create(struct gw_observed *o, struct gw_backend *b, const st
 		struct record back;
 		struct gw_error ignored;
 		if (record_fields(&back, rec) == 0)
-			call_destroy(r->name, &back, b, &ignored);
+			call_destroy(r->name, &back, b, NULL, &ignored);
 		gw_observed_clear(&made);
 	} else {
 		*o = made;
@@ -398,10 +569,11 @@ static int external_destroy(struct gw_backend *b, const struct gw_observed *o, c
 		json_decref(j);
 		return gw_error_set_at(err, -EBADMSG, path, 0, 0, "External record without plugin, handle or spec");
 	}
-	rc = call_destroy(o->name, &rec, b, err);
+	rc = call_destroy(o->name, &rec, b, call ? call->cancel : NULL, err);
 	json_decref(j);
 	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
 		rc = gw_error_set_at(err, -errno, path, 0, 0, "cannot remove: %s", strerror(errno));
+	changed(b);
 	return rc;
 }
 
@@ -417,6 +589,8 @@ static void external_describe(json_t *fields, char *text, size_t size, const str
 const struct gw_backend_ops gw_backend_external = {
 	.name = "external",
 	.kind = GW_KIND_EXTERNAL,
+	.init = external_init,
+	.done = external_done,
 	.discover = external_discover,
 	.create = external_create,
 	.destroy = external_destroy,

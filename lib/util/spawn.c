@@ -5,12 +5,14 @@
  * close-on-exec pipe. Also gw_spawn_capture, for short-lived tools such as
  * ssh-keygen whose verdict is the exit status plus a line of text. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,23 +291,97 @@ static int drain(int fd, struct gw_strbuf *sb, size_t max)
 	return 1;
 }
 
+/* Has the child exited? Looked at without reaping it: its pid, and so its
+ * group's id, stay reserved until the group has been killed. */
+static bool exited(pid_t pid)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 /* Kill the child and its process group, and reap it. */
 static void kill_reap(pid_t pid, int *status)
 {
 	kill(-pid, SIGKILL);
 	kill(pid, SIGKILL);
-	waitpid(pid, status, 0);
+	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+		;
 }
 
-/* Output closed; the child may still linger past the deadline. */
-static int reap(int *status, pid_t pid, int64_t deadline, int64_t timeout_ms, const char *what, struct gw_error *err)
+/* Is fd of pid the pipe whose inode is ino? */
+static bool holds_pipe(const char *link_path, unsigned long long ino)
+{
+	char target[64], want[64];
+	ssize_t n = readlink(link_path, target, sizeof(target) - 1);
+	if (n <= 0)
+		return false;
+	target[n] = '\0';
+	snprintf(want, sizeof(want), "pipe:[%llu]", ino);
+	return strcmp(target, want) == 0;
+}
+
+/* The processes still holding the write end of our pipe ino after the child
+ * exited escaped its process group (setsid): found by their descriptors in
+ * /proc and killed, so that none outlives the call. */
+static void kill_holders(unsigned long long ino)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *d;
+	if (!proc)
+		return;
+	while ((d = readdir(proc))) {
+		char fdpath[300], link[600];
+		char *end;
+		long pid = strtol(d->d_name, &end, 10);
+		if (*end || pid <= 1 || pid == (long)getpid())
+			continue;
+		snprintf(fdpath, sizeof(fdpath), "/proc/%ld/fd", pid);
+		DIR *fds = opendir(fdpath);
+		if (!fds)
+			continue;
+		struct dirent *f;
+		bool hit = false;
+		while (!hit && (f = readdir(fds))) {
+			snprintf(link, sizeof(link), "%s/%s", fdpath, f->d_name);
+			hit = f->d_name[0] != '.' && holds_pipe(link, ino);
+		}
+		closedir(fds);
+		if (hit)
+			kill((pid_t)pid, SIGKILL);
+	}
+	closedir(proc);
+}
+
+/* Append whatever fd has right now (it is non-blocking) to sb, at most max
+ * bytes kept; the child has exited, so this is all it wrote. True when the
+ * pipe is closed: nothing else holds it. */
+static bool drain_now(int fd, struct gw_strbuf *sb, size_t max)
+{
+	char buf[4096];
+	ssize_t n = -1;
+	if (fd < 0)
+		return true;
+	while (sb->len < max && ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)))
+		if (n > 0)
+			gw_strbuf_add(sb, buf, (size_t)n < max - sb->len ? (size_t)n : max - sb->len);
+	return sb->len < max && n == 0;
+}
+
+/* Output closed; the child may still linger past the deadline. Once it has
+ * exited, what is left of its group goes with it. */
+static int reap(int *status, pid_t pid, int64_t deadline, int64_t timeout_ms, const struct gw_cancel *cancel,
+		const char *what, struct gw_error *err)
 {
 	for (;;) {
-		pid_t w = waitpid(pid, status, WNOHANG);
-		if (w == pid)
+		if (exited(pid)) {
+			kill_reap(pid, status);
 			return 0;
-		if (w < 0 && errno != EINTR)
-			return gw_error_set(err, -errno, "wait %s: %s", what, strerror(errno));
+		}
+		if (gw_cancel_requested(cancel)) {
+			kill_reap(pid, status);
+			return gw_error_set(err, -ECANCELED, "%s: stopped: the agent is stopping", what);
+		}
 		if (gw_monotonic_ms() >= deadline) {
 			kill_reap(pid, status);
 			return gw_error_set(err, -ETIMEDOUT, "%s: killed after %lldms without exiting", what,
@@ -316,8 +392,30 @@ static int reap(int *status, pid_t pid, int64_t deadline, int64_t timeout_ms, co
 	}
 }
 
+/* The child has exited while something it left behind still holds its
+ * output open: take what it wrote (all there is in the pipes by now), end
+ * its group and any escaped holder of the pipes, and stop reading. */
+static void finish_exited(int *status, pid_t pid, int out_fd, int err_fd, struct gw_strbuf *out,
+			  struct gw_strbuf *errout, size_t max)
+{
+	struct stat st;
+	bool out_closed = drain_now(out_fd, out, max), err_closed = drain_now(err_fd, errout, max);
+	kill_reap(pid, status);
+	if (!out_closed && fstat(out_fd, &st) == 0)
+		kill_holders((unsigned long long)st.st_ino);
+	if (!err_closed && fstat(err_fd, &st) == 0)
+		kill_holders((unsigned long long)st.st_ino);
+}
+
 int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
 		     const char *in, size_t in_len, size_t max, int64_t timeout_ms, struct gw_error *err)
+{
+	return gw_spawn_capture_cancel(out_status, out, errout, argv, in, in_len, max, timeout_ms, NULL, err);
+}
+
+int gw_spawn_capture_cancel(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
+			    const char *in, size_t in_len, size_t max, int64_t timeout_ms,
+			    const struct gw_cancel *cancel, struct gw_error *err)
 {
 	int in_p[2] = { -1, -1 }, out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
 	int status = 0, rc;
@@ -336,6 +434,8 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 	close(err_p[1]);
 	in_p[0] = out_p[1] = err_p[1] = -1;
 	fcntl(in_p[1], F_SETFL, O_NONBLOCK);
+	fcntl(out_p[0], F_SETFL, O_NONBLOCK);
+	fcntl(err_p[0], F_SETFL, O_NONBLOCK);
 	if (in_len == 0)
 		close_pair(in_p);
 
@@ -349,17 +449,35 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 					  (long long)timeout_ms);
 			goto out;
 		}
-		if (poll(p, 3, (int)left) < 0 && errno != EINTR) {
+		if (gw_cancel_requested(cancel)) {
+			kill_reap(pid, &status);
+			rc = gw_error_set(err, -ECANCELED, "%s: stopped: the agent is stopping", argv[0]);
+			goto out;
+		}
+		/* woken at least every 50 ms: a stop request, or a child that
+		 * exited with its output still held open by what it left */
+		int n = poll(p, 3, (int)(left < 50 ? left : 50));
+		if (n < 0 && errno != EINTR) {
 			rc = gw_error_set(err, -errno, "poll: %s", strerror(errno));
-			kill(-pid, SIGKILL);
-			waitpid(pid, &status, 0);
+			kill_reap(pid, &status);
+			goto out;
+		}
+		if (exited(pid)) {
+			finish_exited(&status, pid, out_p[0], err_p[0], out, errout, max);
+			if (out->len >= max) {
+				rc = gw_error_set(err, -EMSGSIZE, "%s: more than %zu bytes of output: killed", argv[0],
+						  max - 1);
+				goto out;
+			}
+			*out_status = status;
+			rc = 0;
 			goto out;
 		}
 		if (p[2].revents & (POLLOUT | POLLERR | POLLHUP)) {
-			ssize_t n = write_nosigpipe(in_p[1], in + written, in_len - written);
-			if (n > 0)
-				written += (size_t)n;
-			if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == in_len)
+			ssize_t w = write_nosigpipe(in_p[1], in + written, in_len - written);
+			if (w > 0)
+				written += (size_t)w;
+			if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == in_len)
 				close_pair(in_p); /* all given, or the child stopped reading */
 		}
 		if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) && !drain(out_p[0], out, max)) {
@@ -379,7 +497,7 @@ int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *e
 		}
 	}
 	close_pair(in_p);
-	rc = reap(&status, pid, deadline, timeout_ms, argv[0], err);
+	rc = reap(&status, pid, deadline, timeout_ms, cancel, argv[0], err);
 	if (rc < 0)
 		goto out;
 	*out_status = status;

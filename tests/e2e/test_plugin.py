@@ -16,7 +16,10 @@ import subprocess
 import time
 import unittest
 
-from gwtest import CI, GITWARD, HDR, TempDirTest, proc_yaml, records, run, wait_for
+import signal
+
+from gwtest import CI, GITWARD, HDR, TempDirTest, pid_alive, proc_yaml, records, run, wait_for
+from test_agent import AgentBase
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES_PLUGIN = os.path.join(os.path.dirname(os.path.dirname(GITWARD)), "contrib", "plugins", "files")
@@ -443,6 +446,82 @@ class Isolation(PluginTest):
         self.assertEqual(calls[:2], ["create flaky", "observe flaky"])
         self.assertEqual(calls[calls.index("destroy flaky") + 1], "create flaky")
         self.assertEqual(self.status()["good"]["state"], "running")
+
+
+def group_members(pgid):
+    """The live (not zombie) processes of process group pgid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                out.append(int(d))
+    return out
+
+
+class Escape(PluginTest):
+    def test_an_answer_left_behind_by_a_setsid_child_is_taken_and_the_child_killed(self):
+        """The plugin answers, leaves a child in a session of its own holding
+        its stdout for an hour, and exits: its answer is taken at its exit
+        (before, the call waited for the pipe's end and failed at spec.timeout
+        with "no answer"), and the child, found by the pipe it holds, is killed."""
+        r = self.repo()
+        pidfile = os.path.join(self.tmp, "escapee.pid")
+        r.write("esc.yaml", external("esc", "misbehave", {"how": "escape", "when": "create", "pidfile": pidfile},
+                                     "  timeout: 60s\n"))
+        r.commit()
+        escapee = None
+        try:
+            res = self.reconcile(r, expect=None, timeout=300)
+            escapee = int(read(pidfile))
+            self.assertEqual(res.rc, 0, res)
+            self.assertNotIn("no answer", res.err)
+            self.assertEqual(self.status()["esc"]["state"], "running")
+            self.assertEqual(self.external_records(), ["esc"])
+            wait_for(lambda: not pid_alive(escapee), timeout=60, what="the escaped child killed")
+        finally:
+            if escapee and pid_alive(escapee):
+                os.kill(escapee, signal.SIGKILL)
+
+
+class SlowPlugin(AgentBase):
+    def test_a_plugin_asleep_in_observe_holds_neither_the_heal_nor_a_stop(self):
+        """A plugin whose observe sleeps an hour, under spec.timeout: 1h. A
+        killed process is restarted while the plugin still sleeps, and
+        SIGTERM ends the agent with its plugin's process group. Before,
+        the pass waited for every observe (an hour) and nothing could
+        cancel a plugin call. The bounds are only met on failure."""
+        plugins = os.path.join(self.tmp, "plugins")
+        os.makedirs(plugins)
+        shutil.copy(os.path.join(HERE, "plugins", "misbehave"), os.path.join(plugins, "misbehave"))
+        pidfile = os.path.join(self.tmp, "observe.pid")
+        r = self.repo()
+        r.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", "3600")))
+        r.write("apps/slow.yaml", external("slow", "misbehave", {"how": "hang", "when": "observe", "seconds": 3600,
+                                                                 "pidfile": pidfile}, "  timeout: 1h\n"))
+        r.commit()
+        a = self.agent(r, "--path", "apps", "--interval", "1h", "--plugin-dir", plugins)
+        plugin = child = None
+        try:
+            web = wait_for(lambda: self.pids().get("web"), what="web started")
+            plugin, child = wait_for(lambda: os.path.exists(pidfile) and tuple(map(int, read(pidfile).split())),
+                                     what="the plugin asleep in observe")
+            os.kill(web, signal.SIGKILL)
+            wait_for(lambda: (p := self.pids().get("web")) and p != web and pid_alive(p), timeout=60,
+                     what="web restarted while the plugin sleeps")
+            self.assertTrue(pid_alive(plugin), "the plugin still sleeps: the heal did not wait for it")
+            a.send_signal(signal.SIGTERM)
+            self.assertEqual(a.wait(timeout=60), 0, self.log())
+            wait_for(lambda: not group_members(plugin), timeout=60, what="the plugin's process group gone")
+            self.assertFalse(pid_alive(child))
+        finally:
+            for pid in (plugin, child):
+                if pid and pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ static int call(json_t **reply, char *msg, size_t size, const char *name, int64_
 	struct gw_error err;
 	json_t *req = json_pack("{s:s, s:{s:s}}", "name", "motd", "spec", "plugin", name);
 	*reply = NULL;
-	int rc = gw_plugin_call(reply, dir, name, "create", req, timeout_ms, &err);
+	int rc = gw_plugin_call(reply, dir, name, "create", req, timeout_ms, NULL, &err);
 	json_decref(req);
 	snprintf(msg, size, "%s", rc < 0 ? err.msg : "");
 	return rc;
@@ -233,8 +233,9 @@ static void scripted_plugin(void)
 	snprintf(body, sizeof(body),
 		 "cat > %s/req.$1\necho \"$1\" >> %s/calls\n"
 		 "if [ -f %s/exit.$1 ]; then exit $(cat %s/exit.$1); fi\n"
+		 "if [ -f %s/hang.$1 ]; then echo $$ > %s/hang.pid; exec sleep 300; fi\n"
 		 "if [ -f %s/reply.$1 ]; then cat %s/reply.$1; fi",
-		 dir, dir, dir, dir, dir, dir);
+		 dir, dir, dir, dir, dir, dir, dir, dir);
 	plugin("p", body);
 }
 
@@ -458,6 +459,66 @@ static void test_create_observe_destroy_through_the_plugin(void **state)
 	gw_resource_free(r3);
 }
 
+/* An instance (init) observes on a thread of its own: a good answer comes
+ * back as before; a plugin asleep in observe is waited for 10 s, then the
+ * pass goes on without it (-EINPROGRESS), and done kills it at once. */
+static void test_a_hanging_observe_is_left_behind_and_killed_at_done(void **state)
+{
+	(void)state;
+	struct gw_backend b;
+	char sd[512], path[600], got[64];
+	struct gw_error err;
+	struct gw_observed o;
+	struct gw_observed *v = NULL;
+	size_t n = 0;
+	backend_init(&b, sd, sizeof(sd));
+	snprintf(sd, sizeof(sd), "%s/state-thread", dir);
+	assert_int_equal(gw_backend_external.init(&b.priv, &b, &err), 0);
+	scripted_plugin();
+	struct gw_resource *r = ext_resource("t");
+	put("reply.create", OK ", \"handle\": \"h-t\"}");
+	put("reply.observe", OK ", \"state\": \"present\"}");
+	put("reply.probe", OK ", \"healthy\": true}");
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), 0);
+	gw_observed_clear(&o);
+	assert_int_equal(gw_backend_external.discover(&v, &n, &b, NULL, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].state, GW_STATE_RUNNING);
+	gw_observed_clear(&v[0]);
+	free(v);
+	v = NULL;
+
+	put("hang.pid", NULL);
+	put("hang.observe", "");
+	assert_int_equal(gw_backend_external.discover(&v, &n, &b, NULL, &err), -EINPROGRESS);
+	assert_non_null(strstr(err.msg, "the plugins have not answered observe for "));
+	assert_non_null(strstr(err.msg, "s: External resources left as recorded until they do"));
+	/* a stop request ends the wait of a pass */
+	struct gw_cancel stop = { 0 };
+	struct gw_backend_call call = { .cancel = &stop };
+	gw_cancel_request(&stop);
+	assert_int_equal(gw_backend_external.discover(&v, &n, &b, &call, &err), -ECANCELED);
+	/* (the plugin's start, on a loaded machine, is waited for) */
+	for (int64_t t0 = gw_monotonic_ms(); take(got, sizeof(got), "hang.pid"), !strchr(got, '\n');)
+		if (gw_monotonic_ms() - t0 > 60000)
+			fail_msg("the plugin never started");
+		else
+			usleep(20000);
+	long pid = strtol(got, NULL, 10);
+	assert_true(pid > 1);
+	assert_int_equal(kill((pid_t)pid, 0), 0); /* still asleep */
+	/* done stops the observation: the plugin is killed and reaped, not
+	 * waited for (its sleep is 5 minutes, the test's bound far less) */
+	gw_backend_external.done(b.priv);
+	assert_int_equal(kill((pid_t)pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	put("hang.observe", NULL);
+	snprintf(path, sizeof(path), "%s/external/t.json", sd);
+	unlink(path);
+	gw_resource_free(r);
+}
+
 /* A record that cannot be written: what the plugin made is destroyed again,
  * since nothing would ever find it. */
 static void test_an_unrecordable_create_is_undone(void **state)
@@ -585,11 +646,11 @@ static void test_sources_handles_and_names(void **state)
 	/* names that are not a plugin's, a directory, the default directory */
 	json_t *reply_j = NULL;
 	json_t *req = json_object();
-	assert_int_equal(gw_plugin_call(&reply_j, dir, "", "create", req, 1000, &err), -EINVAL);
+	assert_int_equal(gw_plugin_call(&reply_j, dir, "", "create", req, 1000, NULL, &err), -EINVAL);
 	assert_string_equal(err.msg, "plugin \"\": not a plugin name");
-	assert_int_equal(gw_plugin_call(&reply_j, dir, ".p", "create", req, 1000, &err), -EINVAL);
+	assert_int_equal(gw_plugin_call(&reply_j, dir, ".p", "create", req, 1000, NULL, &err), -EINVAL);
 	assert_string_equal(err.msg, "plugin \".p\": not a plugin name");
-	assert_int_equal(gw_plugin_call(&reply_j, dir, "state", "create", req, 1000, &err), -ENOENT);
+	assert_int_equal(gw_plugin_call(&reply_j, dir, "state", "create", req, 1000, NULL, &err), -ENOENT);
 	snprintf(want, sizeof(want), "plugin state: no such plugin in %s (--plugin-dir)", dir);
 	assert_string_equal(err.msg, want);
 	json_decref(req);
@@ -614,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_create_refuses_an_answer_without_a_usable_handle),
 		cmocka_unit_test(test_create_observe_destroy_through_the_plugin),
 		cmocka_unit_test(test_an_unrecordable_create_is_undone),
+		cmocka_unit_test(test_a_hanging_observe_is_left_behind_and_killed_at_done),
 		cmocka_unit_test(test_describe_shows_the_handle),
 		cmocka_unit_test(test_sources_handles_and_names),
 	};

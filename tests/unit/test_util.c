@@ -2,6 +2,7 @@
 /* Durations, sizes, errors, atomic files, the capturing spawn, options. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -982,6 +983,64 @@ static void test_spawn_capture_ignores_the_callers_path(void **state)
 	assert_int_equal(gw_rm_rf(dir), 0);
 }
 
+/* Is pid gone, or a zombie (killed, not yet reaped by its new parent)? */
+static bool gone_or_zombie(long pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return true;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *paren = strrchr(buf, ')');
+	return paren && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+static void test_spawn_capture_ends_at_exit_despite_an_escaped_holder(void **state)
+{
+	(void)state;
+	struct gw_strbuf out, errout;
+	struct gw_error err = { 0 };
+	int status = -1;
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	/* answers, leaves a child in a session of its own holding stdout for an
+	 * hour, exits: the answer stands (before, the call waited for EOF and
+	 * was killed at its bound, "without an answer") */
+	char *const escapes[] = { "/bin/sh", "-c",
+				  "echo '{\"ok\": true}'; setsid sleep 3600 2>/dev/null & echo $! >&2; exit 0", NULL };
+	assert_int_equal(gw_spawn_capture(&status, &out, &errout, escapes, NULL, 0, 100, 60000, &err), 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_string_equal(out.s, "{\"ok\": true}\n");
+	long escapee = strtol(errout.s ? errout.s : "0", NULL, 10);
+	assert_true(escapee > 1);
+	/* and the escapee, found by the pipe it holds, is killed */
+	int64_t deadline = gw_monotonic_ms() + 60000;
+	while (!gone_or_zombie(escapee) && gw_monotonic_ms() < deadline)
+		usleep(20000);
+	if (!gone_or_zombie(escapee)) {
+		kill((pid_t)escapee, SIGKILL);
+		fail_msg("the escaped child %ld outlived the call", escapee);
+	}
+	gw_strbuf_free(&out);
+	gw_strbuf_free(&errout);
+
+	/* a stop request ends a call whose child would run for 5 minutes */
+	struct gw_cancel stop = { 0 };
+	gw_cancel_request(&stop);
+	gw_strbuf_init(&out);
+	gw_strbuf_init(&errout);
+	char *const hang[] = { "sleep", "300", NULL };
+	assert_int_equal(gw_spawn_capture_cancel(&status, &out, &errout, hang, NULL, 0, 100, 600000, &stop, &err),
+			 -ECANCELED);
+	assert_string_equal(err.msg, "sleep: stopped: the agent is stopping");
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1); /* reaped */
+	gw_strbuf_free(&out);
+	gw_strbuf_free(&errout);
+}
+
 static void test_spawn_capture_edge_cases(void **state)
 {
 	(void)state;
@@ -1048,6 +1107,7 @@ int main(void)
 		cmocka_unit_test(test_spawn_descriptor_edge_cases),
 		cmocka_unit_test(test_spawn_capture_edge_cases),
 		cmocka_unit_test(test_spawn_capture_ignores_the_callers_path),
+		cmocka_unit_test(test_spawn_capture_ends_at_exit_despite_an_escaped_holder),
 		cmocka_unit_test(test_config_verify_signatures_needs_keys),
 		cmocka_unit_test(test_nofollow_read_refuses_links_and_fifos),
 		cmocka_unit_test(test_file_read_sizes_and_kinds),

@@ -119,9 +119,18 @@ int gw_proc_wait_gone(long long pid, long long start_time, int64_t timeout_ms);
  * counted as the bytes arrive, never timed: pass a limit + 1); standard
  * error keeps at most max bytes, the rest read and dropped. The process
  * group is killed at timeout_ms (-ETIMEDOUT). *out_status is the wait
- * status. */
+ * status. The call ends when the child has exited: what it wrote by then is
+ * the output, its process group is killed, and so is any process that still
+ * holds its stdout or stderr open (one that left the group with setsid, found
+ * by its descriptors in /proc) — nothing it started outlives the call. */
 int gw_spawn_capture(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
 		     const char *in, size_t in_len, size_t max, int64_t timeout_ms, struct gw_error *err);
+/* The same, ended within 50 ms of a stop request (the process group
+ * killed, -ECANCELED). cancel NULL: never. */
+struct gw_cancel;
+int gw_spawn_capture_cancel(int *out_status, struct gw_strbuf *out, struct gw_strbuf *errout, char *const *argv,
+			    const char *in, size_t in_len, size_t max, int64_t timeout_ms,
+			    const struct gw_cancel *cancel, struct gw_error *err);
 /* Parent, process group, session and start time of a live pid (-ESRCH when
  * it is gone or a zombie). */
 struct gw_proc_ids {
