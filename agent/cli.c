@@ -54,9 +54,11 @@ static const struct option common[] = {
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
-/* A password inside a URL argument is starred out in our own argv, so
- * /proc/PID/cmdline and ps never show it (the config keeps it apart). */
-static void scrub_url_passwords(int argc, char **argv)
+/* A URL argument's user info (user:password, or a token given as the user)
+ * and query (?access_token=...) are starred out in our own argv, so
+ * /proc/PID/cmdline and ps never show them. It runs after parsing: the
+ * config and the commands' options hold copies of the real values. */
+static void scrub_url_credentials(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		char *auth = strstr(argv[i], "://");
@@ -68,9 +70,11 @@ static void scrub_url_passwords(int argc, char **argv)
 		for (char *p = auth; p < auth + alen; p++)
 			if (*p == '@')
 				at = p;
-		char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-		if (colon)
-			memset(colon + 1, '*', (size_t)(at - colon - 1));
+		if (at)
+			memset(auth, '*', (size_t)(at - auth));
+		char *q = auth + alen + strcspn(auth + alen, "?#");
+		if (*q == '?')
+			memset(q + 1, '*', strcspn(q + 1, "#"));
 	}
 }
 
@@ -261,7 +265,7 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 			config_file = optarg;
 		}
 	}
-	scrub_url_passwords(argc, argv);
+	scrub_url_credentials(argc, argv);
 	if (optind < argc) {
 		stray_argument(argv[0], opts, argv[optind]);
 		rc = CLI_STOP_USAGE;

@@ -43,7 +43,7 @@ struct observers {
 struct opts {
 	int dry_run;
 	enum output_format fmt;
-	const char *against;
+	char *against; /* a copy: argv's URL is starred out after parsing */
 };
 
 static int on_extra(int id, const char *arg, void *ud)
@@ -54,7 +54,8 @@ static int on_extra(int id, const char *arg, void *ud)
 		return 0;
 	}
 	if (id == OPT_AGAINST) {
-		o->against = arg;
+		free(o->against);
+		o->against = gw_xstrdup(arg);
 		return 0;
 	}
 	return cli_parse_output(&o->fmt, arg, "reconcile", OUTPUTS_ALL) < 0 ? CLI_STOP_USAGE : 0;
@@ -325,8 +326,10 @@ int cmd_reconcile(int argc, char **argv)
 	gw_lock_init(&lock);
 	gw_config_init(&cfg);
 	gw_pass_init(&pass);
-	if (parse_options(&rc, &o, &cfg, argc, argv))
+	if (parse_options(&rc, &o, &cfg, argc, argv)) {
+		free(o.against);
 		return rc;
+	}
 	if (observer_open(&obs, &u, &o, &cfg, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -356,5 +359,6 @@ out:
 	gw_observer_free(obs);
 	cleanup(&pass, &backends, &lock);
 	gw_config_free(&cfg);
+	free(o.against);
 	return rc;
 }
