@@ -437,6 +437,19 @@ void cli_print_github_error(FILE *f, const struct gw_error *err)
 	print_annotation(f, err->file, err->line, err->col, err->msg);
 }
 
+void cli_print_github_plan(FILE *f, const char *node, const struct gw_plan *p)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	add_workflow(&sb, node ? node : "", 0); /* a node name from --against's status: untrusted */
+	fprintf(f,
+		"::notice title=gitward plan::%s: %zu to create, %zu to update, %zu to delete, %zu to restart, "
+		"%zu unchanged.\n",
+		sb.s ? sb.s : "", p->count[GW_ACTION_CREATE], p->count[GW_ACTION_UPDATE], p->count[GW_ACTION_DELETE],
+		p->count[GW_ACTION_RESTART], p->count[GW_ACTION_NONE]);
+	gw_strbuf_free(&sb);
+}
+
 void cli_print_skipped(FILE *f, const struct gw_manifest_set *set)
 {
 	char path[1024], rule[1024];

@@ -112,12 +112,7 @@ static void print_dry_run(const struct opts *o, const struct gw_pass *pass, cons
 		title(t, sizeof(t), pass->commit, cfg->node, o->against);
 		gw_plan_render_markdown(stdout, t, &nd, 1, NULL, NULL);
 	} else if (o->fmt == OUTPUT_GITHUB) {
-		const struct gw_plan *p = &pass->plan;
-		char node[200];
-		printf("::notice title=gitward plan::%s: %zu to create, %zu to update, %zu to delete, %zu to restart, "
-		       "%zu unchanged.\n",
-		       gw_escape(node, sizeof(node), cfg->node), p->count[GW_ACTION_CREATE], p->count[GW_ACTION_UPDATE],
-		       p->count[GW_ACTION_DELETE], p->count[GW_ACTION_RESTART], p->count[GW_ACTION_NONE]);
+		cli_print_github_plan(stdout, cfg->node, &pass->plan);
 	} else {
 		gw_plan_render_text(stdout, &pass->plan);
 	}
