@@ -861,6 +861,18 @@ EXPECTED = [
 
 
 class Validate(TempDirTest):
+    def test_github_annotations_escape_invisible_characters(self):
+        """A file name with a U+202E bidi override (a pull request can name
+        one) is an annotation property shown as \\u202e, never raw."""
+        d = os.path.join(self.tmp, "m")
+        os.makedirs(d)
+        with open(os.path.join(d, "a\u202egpj.yaml"), "w") as f:
+            f.write("apiVersion: gitward/v1\nkind: Process\nmetadata: {name: a}\nspec: {bogus: 1}\n")
+        res = run("validate", "--output", "github", "m", cwd=self.tmp)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn("::error file=m/a\\u202egpj.yaml,line=", res.out)
+        self.assertNotIn("\u202e", res.out + res.err)
+
     def test_every_field_check_names_its_place_and_what_it_expected(self):
         d = os.path.join(self.tmp, "m")
         os.makedirs(d)
