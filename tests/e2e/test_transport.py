@@ -487,9 +487,17 @@ class Trust(Servers):
         password empty) and neither it nor a ?access_token= query is in
         /proc/<agent>/cmdline, the log, the state dir, `status`, /status,
         last_error included (a second agent whose fetch fails)."""
-        name, c2 = self.publish_empty(private=True)
         s = self.servers
         query = "SECRETTOKEN456"
+        # a one-shot reconcile through both: the cache's config and the
+        # recorded repository name neither (libgit2 1.5 sends no query)
+        _, _, one, c1 = self.publish(private=True)
+        st = self.state_dir()
+        self.fetch_ok(s.https_url(one, private=True, userinfo=s.token) + "?access_token=" + query, st, "--ca-file",
+                      s.ca_file, commit=c1)
+        for token in (s.token, query):
+            self.assert_secret_absent(st, secret=token)
+        name, c2 = self.publish_empty(private=True)
         good, bad = self.state_dir(), self.state_dir()
         a = self.agent(s.https_url(name, private=True, userinfo=s.token), good, "--ca-file", s.ca_file,
                        "--allow-empty")
