@@ -904,9 +904,9 @@ static int origin_entry(const git_config_entry *e, void *ud)
 }
 
 /* Is the cache's remote the one the fetch sets up: src->url (as stored),
- * unrewritten, with the two refspecs? A dry-run's private repository has none yet (its
- * refs are copied from the cache): the fetch would only name it in a config
- * that goes away with it. */
+ * unrewritten, with the two refspecs? A dry-run's private repository has
+ * none yet (its refs are copied from the cache): the fetch would only name
+ * it in a config that goes away with it. */
 static bool origin_as_fetched(const struct gw_source *src)
 {
 	struct origin_cfg o = { 0 };
