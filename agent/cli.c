@@ -55,9 +55,11 @@ static const struct option common[] = {
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
-/* A password inside a URL argument is starred out in our own argv, so
- * /proc/PID/cmdline and ps never show it (the config keeps it apart). */
-static void scrub_url_passwords(int argc, char **argv)
+/* A URL argument's user info (user:password, or a token given as the user)
+ * and query (?access_token=...) are starred out in our own argv, so
+ * /proc/PID/cmdline and ps never show them. It runs after parsing: the
+ * config and the commands' options hold copies of the real values. */
+static void scrub_url_credentials(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		char *auth = strstr(argv[i], "://");
@@ -69,9 +71,11 @@ static void scrub_url_passwords(int argc, char **argv)
 		for (char *p = auth; p < auth + alen; p++)
 			if (*p == '@')
 				at = p;
-		char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-		if (colon)
-			memset(colon + 1, '*', (size_t)(at - colon - 1));
+		if (at)
+			memset(auth, '*', (size_t)(at - auth));
+		char *q = auth + alen + strcspn(auth + alen, "?#");
+		if (*q == '?')
+			memset(q + 1, '*', strcspn(q + 1, "#"));
 	}
 }
 
@@ -262,7 +266,7 @@ int cli_parse_common(struct gw_config *cfg, int argc, char **argv, const struct 
 			config_file = optarg;
 		}
 	}
-	scrub_url_passwords(argc, argv);
+	scrub_url_credentials(argc, argv);
 	if (optind < argc) {
 		stray_argument(argv[0], opts, argv[optind]);
 		rc = CLI_STOP_USAGE;
@@ -432,6 +436,19 @@ void cli_print_github(FILE *f, const struct gw_diags *d)
 void cli_print_github_error(FILE *f, const struct gw_error *err)
 {
 	print_annotation(f, err->file, err->line, err->col, err->msg);
+}
+
+void cli_print_github_plan(FILE *f, const char *node, const struct gw_plan *p)
+{
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	add_workflow(&sb, node ? node : "", 0); /* a node name from --against's status: untrusted */
+	fprintf(f,
+		"::notice title=gitward plan::%s: %zu to create, %zu to update, %zu to delete, %zu to restart, "
+		"%zu unchanged.\n",
+		sb.s ? sb.s : "", p->count[GW_ACTION_CREATE], p->count[GW_ACTION_UPDATE], p->count[GW_ACTION_DELETE],
+		p->count[GW_ACTION_RESTART], p->count[GW_ACTION_NONE]);
+	gw_strbuf_free(&sb);
 }
 
 void cli_print_skipped(FILE *f, const struct gw_manifest_set *set)

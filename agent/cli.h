@@ -126,6 +126,9 @@ int cli_parse_output(enum output_format *out, const char *arg, const char *cmd, 
  * per problem (err: one more, when not NULL). */
 void cli_print_github(FILE *f, const struct gw_diags *d);
 void cli_print_github_error(FILE *f, const struct gw_error *err);
+struct gw_plan;
+/* The ::notice line of a node's plan, the node name escaped as workflow data. */
+void cli_print_github_plan(FILE *f, const char *node, const struct gw_plan *p);
 /* "skipped PATH (RULE)" per file or folder left out by the exclusions. */
 void cli_print_skipped(FILE *f, const struct gw_manifest_set *set);
 /* "applying: N of M resources done" on stderr, rewritten in place (a

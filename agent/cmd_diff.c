@@ -112,15 +112,8 @@ static void print_plans(const struct opts *o, const struct review *rv, const str
 		title(t, sizeof(t), rv);
 		gw_plan_render_markdown(stdout, t, v, n, NULL, NULL);
 	} else if (o->fmt == OUTPUT_GITHUB) {
-		char node[200];
-		for (size_t i = 0; i < n; i++) {
-			const struct gw_plan *p = v[i].plan;
-			printf("::notice title=gitward plan::%s: %zu to create, %zu to update, %zu to delete, %zu to "
-			       "restart, %zu unchanged.\n",
-			       gw_escape(node, sizeof(node), v[i].node), p->count[GW_ACTION_CREATE],
-			       p->count[GW_ACTION_UPDATE], p->count[GW_ACTION_DELETE], p->count[GW_ACTION_RESTART],
-			       p->count[GW_ACTION_NONE]);
-		}
+		for (size_t i = 0; i < n; i++)
+			cli_print_github_plan(stdout, v[i].node, v[i].plan);
 	} else if (o->fmt == OUTPUT_JSON && !o->nodes) {
 		char *s = plan_json(v[0].plan, rv, v[0].node);
 		json_t *doc = json_loads(s, 0, NULL);

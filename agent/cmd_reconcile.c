@@ -43,7 +43,7 @@ struct observers {
 struct opts {
 	int dry_run;
 	enum output_format fmt;
-	const char *against;
+	char *against; /* a copy: argv's URL is starred out after parsing */
 };
 
 static int on_extra(int id, const char *arg, void *ud)
@@ -54,7 +54,8 @@ static int on_extra(int id, const char *arg, void *ud)
 		return 0;
 	}
 	if (id == OPT_AGAINST) {
-		o->against = arg;
+		free(o->against);
+		o->against = gw_xstrdup(arg);
 		return 0;
 	}
 	return cli_parse_output(&o->fmt, arg, "reconcile", OUTPUTS_ALL) < 0 ? CLI_STOP_USAGE : 0;
@@ -111,12 +112,7 @@ static void print_dry_run(const struct opts *o, const struct gw_pass *pass, cons
 		title(t, sizeof(t), pass->commit, cfg->node, o->against);
 		gw_plan_render_markdown(stdout, t, &nd, 1, NULL, NULL);
 	} else if (o->fmt == OUTPUT_GITHUB) {
-		const struct gw_plan *p = &pass->plan;
-		char node[200];
-		printf("::notice title=gitward plan::%s: %zu to create, %zu to update, %zu to delete, %zu to restart, "
-		       "%zu unchanged.\n",
-		       gw_escape(node, sizeof(node), cfg->node), p->count[GW_ACTION_CREATE], p->count[GW_ACTION_UPDATE],
-		       p->count[GW_ACTION_DELETE], p->count[GW_ACTION_RESTART], p->count[GW_ACTION_NONE]);
+		cli_print_github_plan(stdout, cfg->node, &pass->plan);
 	} else {
 		gw_plan_render_text(stdout, &pass->plan);
 	}
@@ -325,8 +321,10 @@ int cmd_reconcile(int argc, char **argv)
 	gw_lock_init(&lock);
 	gw_config_init(&cfg);
 	gw_pass_init(&pass);
-	if (parse_options(&rc, &o, &cfg, argc, argv))
+	if (parse_options(&rc, &o, &cfg, argc, argv)) {
+		free(o.against);
 		return rc;
+	}
 	if (observer_open(&obs, &u, &o, &cfg, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
@@ -356,5 +354,6 @@ out:
 	gw_observer_free(obs);
 	cleanup(&pass, &backends, &lock);
 	gw_config_free(&cfg);
+	free(o.against);
 	return rc;
 }

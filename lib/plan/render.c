@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gitward/plan.h"
 
@@ -220,8 +221,30 @@ char *gw_plan_render_json(const struct gw_plan *plan, const struct gw_plan_meta 
 
 /* ---- markdown, for a pull-request comment ---- */
 
+/* Would the byte at s[i] start markdown that GitHub renders live: a link or
+ * image ('['), emphasis, a backslash escape, an autolink (a scheme's
+ * "://", "www.", an e-mail's '@')? Written as a character reference it is
+ * literal text (CommonMark: references never count as structure). */
+static bool md_live(const char *s, size_t i)
+{
+	switch (s[i]) {
+	case '[': /* no link text, so no link nor image */
+	case '*':
+	case '\\':
+	case '@':
+		return true;
+	case ':':
+		return s[i + 1] == '/' && s[i + 2] == '/';
+	case '.':
+		return i >= 3 && !strncasecmp(s + i - 3, "www", 3);
+	default:
+		return false;
+	}
+}
+
 /* Inside an HTML element of a table cell: nothing may close it, start a
- * tag, split the cell or the line. */
+ * tag, split the cell or the line, nor become a link, an image or
+ * emphasis; invisible characters (U+202E) show as \u202e. */
 static void md_text(struct gw_strbuf *sb, const char *s)
 {
 	struct gw_strbuf esc;
@@ -245,7 +268,10 @@ static void md_text(struct gw_strbuf *sb, const char *s)
 			gw_strbuf_puts(sb, "&#96;");
 			break;
 		default:
-			gw_strbuf_add(sb, &esc.s[i], 1);
+			if (md_live(esc.s, i))
+				gw_strbuf_printf(sb, "&#%d;", (unsigned char)esc.s[i]);
+			else
+				gw_strbuf_add(sb, &esc.s[i], 1);
 		}
 	}
 	gw_strbuf_free(&esc);

@@ -291,6 +291,13 @@ static const char *user_for(const struct child *c, const char *from_url)
 	return "git";
 }
 
+/* The user as messages show it: one from the URL is a credential (a token
+ * given as the user), never printed. */
+static const char *user_shown(const struct child *c, const char *from_url)
+{
+	return from_url && *from_url ? "***" : user_for(c, from_url);
+}
+
 static int ssh_key(git_credential **out, struct child *c, const char *user, const char *priv)
 {
 	char pub[PATH_MAX];
@@ -347,7 +354,8 @@ static int credentials(git_credential **out, const char *url, const char *userna
 		if (key && *key) {
 			if (n == 0)
 				return ssh_key(out, c, user, key);
-			refuse(c, "authentication failed: %s@%s refused the ssh key %s", user, c->host, key);
+			refuse(c, "authentication failed: %s@%s refused the ssh key %s",
+			       user_shown(c, username_from_url), c->host, key);
 			return GIT_EUSER;
 		}
 		const char *agent = getenv("SSH_AUTH_SOCK");
@@ -364,23 +372,27 @@ static int credentials(git_credential **out, const char *url, const char *userna
 		refuse(c,
 		       "authentication failed: %s@%s accepted none of the ssh keys tried (ssh-agent, ~/.ssh/id_*); "
 		       "give --ssh-key FILE",
-		       user, c->host);
+		       user_shown(c, username_from_url), c->host);
 		return GIT_EUSER;
 	}
 	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
 		if (c->userpass_tries == 0 && read_password(c) < 0)
 			return GIT_EUSER;
-		if (!c->password) {
+		const char *pw = c->password;
+		if (!pw && username_from_url && *username_from_url)
+			pw = ""; /* https://TOKEN@host: the token is the user, as GitHub and GitLab take it */
+		if (!pw) {
 			refuse(c,
 			       "authentication required: the server asks for a user name and password; give "
 			       "--git-username and --git-password-file");
 			return GIT_EUSER;
 		}
 		if (c->userpass_tries++ > 0) {
-			refuse(c, "authentication failed for user %s: the server refused the password or token", user);
+			refuse(c, "authentication failed for user %s: the server refused the password or token",
+			       user_shown(c, username_from_url));
 			return GIT_EUSER;
 		}
-		return git_credential_userpass_plaintext_new(out, user, c->password);
+		return git_credential_userpass_plaintext_new(out, user, pw);
 	}
 	refuse(c, "authentication failed: the server asks for a kind of credentials gitward cannot give");
 	return GIT_EUSER;
@@ -476,6 +488,7 @@ static void fail(struct child *c, char kind, const char *what)
 		snprintf(msg, sizeof(msg), "e%c %s: %s", kind, what, e && e->message ? e->message : "unknown error");
 	gw_str_redact(msg, c->password);
 	gw_str_redact(msg, c->src->opts.password);
+	gw_str_redact_urls(msg); /* libgit2 and libcurl quote the URL */
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
@@ -509,19 +522,25 @@ static int child_main(struct child *c, const char *path, int fresh)
 		fail(c, fresh ? 'f' : 'c', fresh ? "cannot create the git cache" : "the git cache is corrupt");
 		return 1;
 	}
+	/* the cache's config names the remote without user info or query (a
+	 * token in either is a credential, not written to disk); this fetch
+	 * connects to the URL as given */
+	char *stored = gw_url_without_credentials(src->url);
 	rc = git_remote_lookup(&remote, repo, "origin");
 	if (rc == GIT_ENOTFOUND) {
-		rc = git_remote_create_with_fetchspec(&remote, repo, "origin", src->url,
+		rc = git_remote_create_with_fetchspec(&remote, repo, "origin", stored,
 						      "+refs/heads/*:refs/remotes/origin/*");
 		if (rc == 0)
 			rc = git_remote_add_fetch(repo, "origin", "+refs/tags/*:refs/tags/*");
-	} else if (rc == 0 && strcmp(git_remote_url(remote), src->url) != 0) {
-		rc = git_remote_set_url(repo, "origin", src->url);
+	} else if (rc == 0 && strcmp(git_remote_url(remote), stored) != 0) {
+		rc = git_remote_set_url(repo, "origin", stored);
 		git_remote_free(remote);
 		remote = NULL;
 		if (rc == 0)
 			rc = git_remote_lookup(&remote, repo, "origin");
 	}
+	if (rc == 0 && strcmp(stored, src->url) != 0)
+		rc = git_remote_set_instance_url(remote, src->url);
 	if (rc < 0) {
 		fail(c, 'c', "cannot configure the remote");
 		return 1;
@@ -884,14 +903,15 @@ static int origin_entry(const git_config_entry *e, void *ud)
 	return 0;
 }
 
-/* Is the cache's remote the one the fetch sets up: src->url, unrewritten,
- * with the two refspecs? A dry-run's private repository has none yet (its
- * refs are copied from the cache): the fetch would only name it in a config
- * that goes away with it. */
+/* Is the cache's remote the one the fetch sets up: src->url (as stored),
+ * unrewritten, with the two refspecs? A dry-run's private repository has
+ * none yet (its refs are copied from the cache): the fetch would only name
+ * it in a config that goes away with it. */
 static bool origin_as_fetched(const struct gw_source *src)
 {
 	struct origin_cfg o = { 0 };
 	git_config *cfg = NULL;
+	char *stored = gw_url_without_credentials(src->url);
 	bool same = false;
 
 	if (git_repository_config_snapshot(&cfg, src->repo) < 0 || git_config_foreach(cfg, origin_entry, &o) < 0)
@@ -901,10 +921,11 @@ static bool origin_as_fetched(const struct gw_source *src)
 	else if (!o.url && !o.nfetch)
 		same = src->scratch != NULL;
 	else
-		same = o.url && !strcmp(o.url, src->url) && o.nfetch == 2 &&
+		same = o.url && !strcmp(o.url, stored) && o.nfetch == 2 &&
 			!strcmp(o.fetch[0], "+refs/heads/*:refs/remotes/origin/*") &&
 			!strcmp(o.fetch[1], "+refs/tags/*:refs/tags/*");
 out:
+	free(stored);
 	free(o.url);
 	for (size_t i = 0; i < o.nfetch; i++)
 		free(o.fetch[i]);

@@ -1047,7 +1047,9 @@ char *gw_source_canonical_url(const char *url)
 		gw_strbuf_puts(&sb, "://");
 		canonical_authority(&sb, url, slen, auth, alen);
 		size_t keep = sb.len;
-		gw_strbuf_puts(&sb, auth + alen);
+		/* a query or fragment names no other repository, and a query may
+		 * carry a token (?access_token=): not recorded */
+		gw_strbuf_add(&sb, auth + alen, strcspn(auth + alen, "?#"));
 		strip_tail(&sb, keep, 1);
 	}
 	return gw_strbuf_detach(&sb);

@@ -258,6 +258,18 @@ static json_t *str_or_null(const char *s)
 	return gw_json_string(s);
 }
 
+/* An error line as written and shown: URLs without user info or query (the
+ * line may quote a message from libgit2 or an older gitward). */
+static json_t *error_or_null(const char *msg)
+{
+	if (!msg)
+		return json_null();
+	char *shown = gw_url_redacted(msg);
+	json_t *j = gw_json_string(shown);
+	free(shown);
+	return j;
+}
+
 int gw_state_save(const struct gw_state_file *st, const char *path, const struct gw_state_describer *d,
 		  struct gw_error *err)
 {
@@ -275,7 +287,7 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 	json_object_set_new(root, "last_sync", json_integer(st->last_sync));
 	json_object_set_new(root, "last_attempt", json_integer(st->last_attempt));
 	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
-	json_object_set_new(root, "last_error", str_or_null(st->last_error));
+	json_object_set_new(root, "last_error", error_or_null(st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object(), *rec = gw_record_new(o);
@@ -337,7 +349,7 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 	json_object_set_new(root, "last_success", time_or_null(st->last_sync));
 	json_object_set_new(root, "last_attempt", time_or_null(st->last_attempt));
 	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
-	json_object_set_new(root, "last_error", str_or_null(st->last_error));
+	json_object_set_new(root, "last_error", error_or_null(st->last_error));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object();
@@ -390,8 +402,11 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		fprintf(f, "last attempt: %s (%s)\n", ts,
 			gw_escape(esc, sizeof(esc), st->last_attempt_result ? st->last_attempt_result : "unknown"));
 	}
-	if (st->last_error)
-		fprintf(f, "last error: %s\n", gw_escape(esc, sizeof(esc), st->last_error));
+	if (st->last_error) {
+		char *shown = gw_url_redacted(st->last_error);
+		fprintf(f, "last error: %s\n", gw_escape(esc, sizeof(esc), shown));
+		free(shown);
+	}
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		char key[200], text[100], ident[100];

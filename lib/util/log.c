@@ -48,6 +48,7 @@ static void emit(enum gw_log_level level, const char *key, const struct gw_log_f
 	char msg[1024];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	gw_str_redact_urls(msg); /* a URL's user info or query is a credential */
 	if (log_fn) {
 		log_fn(level, key, fields, msg, log_ud);
 	} else {

@@ -2,7 +2,9 @@
  * read back from disk, and libraries' error messages may hold any byte: in
  * text, control characters would forge log lines or drive a terminal; in
  * JSON, bytes that are not UTF-8 make the encoder drop the value. One escape
- * syntax (\n \r \t \xNN \u0085) serves both, so a name reads the same. */
+ * syntax (\n \r \t \xNN \u0085) serves both, so a name reads the same; in
+ * text, invisible format characters (bidi overrides, zero-width) show as
+ * \u202e and the like. */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <jansson.h>
@@ -46,6 +48,15 @@ static size_t utf8_seq(const unsigned char *s, uint32_t *out_cp)
 	return n;
 }
 
+/* Invisible format characters: bidirectional overrides and isolates (the
+ * "Trojan Source" U+202E), zero-width characters, line and paragraph
+ * separators, the BOM. Shown as \uXXXX so a name reads as it is. */
+static bool invisible(uint32_t cp)
+{
+	return cp == 0x061C || (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202E) ||
+		(cp >= 0x2060 && cp <= 0x2069) || cp == 0xFEFF;
+}
+
 /* Appends s escaped, stopping before the output would exceed max bytes. With
  * controls false only bytes that are not UTF-8 are escaped (for JSON, whose
  * encoder escapes control characters itself). Returns 1 if anything changed. */
@@ -72,7 +83,7 @@ static int escape(struct gw_strbuf *sb, const char *s, bool controls, size_t max
 				memcpy(esc, "\\t", 3);
 			else
 				snprintf(esc, sizeof(esc), "\\x%02x", (unsigned)cp);
-		} else if (controls && cp >= 0x80 && cp <= 0x9F) {
+		} else if (controls && ((cp >= 0x80 && cp <= 0x9F) || invisible(cp))) {
 			snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
 		} else {
 			out = (const char *)p;

@@ -20,6 +20,7 @@ int gw_error_set(struct gw_error *err, int code, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
+		gw_str_redact_urls(err->msg);
 	}
 	return code;
 }
@@ -36,6 +37,7 @@ int gw_error_set_at(struct gw_error *err, int code, const char *file, unsigned l
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
+		gw_str_redact_urls(err->msg);
 	}
 	return code;
 }
@@ -52,6 +54,7 @@ int gw_error_prefix(struct gw_error *err, const char *fmt, ...)
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
 	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	gw_str_redact_urls(err->msg);
 	return err->code;
 }
 
@@ -182,6 +185,84 @@ void gw_str_redact(char *s, const char *secret)
 			from = hit + n;
 		}
 	}
+}
+
+/* Ends a URL's authority, path or query in running text. */
+static bool url_end(char c, const char *stops)
+{
+	return !c || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '"' || c == '\'' || c == '<' || c == '>' ||
+		c == '`' || strchr(stops, c);
+}
+
+/* The n bytes at p become "***" (or n stars when shorter), s shrinking;
+ * returns where the text after them now is. */
+static char *mask_span(char *p, size_t n)
+{
+	if (n < 3) {
+		memset(p, '*', n);
+		return p + n;
+	}
+	memcpy(p, "***", 3);
+	memmove(p + 3, p + n, strlen(p + n) + 1);
+	return p + 3;
+}
+
+void gw_str_redact_urls(char *s)
+{
+	char *sep;
+	for (char *from = s; (sep = strstr(from, "://")) != NULL;) {
+		char *auth = sep + 3, *p = auth, *at = NULL;
+		for (; !url_end(*p, "/?#"); p++)
+			if (*p == '@')
+				at = p;
+		if (sep == s ||
+		    !(isalnum((unsigned char)sep[-1]) || sep[-1] == '+' || sep[-1] == '-' || sep[-1] == '.')) {
+			from = auth; /* not a scheme before it */
+			continue;
+		}
+		if (at) {
+			p = mask_span(auth, (size_t)(at - auth)); /* any user info is a credential */
+			p++; /* the '@' */
+			while (!url_end(*p, "/?#"))
+				p++;
+		}
+		while (!url_end(*p, "?#"))
+			p++;
+		if (*p == '?') {
+			char *q = ++p;
+			while (!url_end(*p, "#"))
+				p++;
+			p = mask_span(q, (size_t)(p - q));
+		}
+		from = p;
+	}
+}
+
+char *gw_url_without_credentials(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	if (!sep)
+		return gw_xstrdup(url);
+	const char *auth = sep + 3;
+	size_t alen = strcspn(auth, "/?#");
+	const char *host = auth;
+	for (const char *p = auth; p < auth + alen; p++)
+		if (*p == '@')
+			host = p + 1;
+	const char *path = auth + alen;
+	struct gw_strbuf sb;
+	gw_strbuf_init(&sb);
+	gw_strbuf_add(&sb, url, (size_t)(auth - url));
+	gw_strbuf_add(&sb, host, (size_t)(path - host));
+	gw_strbuf_add(&sb, path, strcspn(path, "?#"));
+	return gw_strbuf_detach(&sb);
+}
+
+char *gw_url_redacted(const char *url)
+{
+	char *s = gw_xstrdup(url ? url : "");
+	gw_str_redact_urls(s);
+	return s;
 }
 
 void gw_strbuf_init(struct gw_strbuf *sb)

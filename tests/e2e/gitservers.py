@@ -142,6 +142,9 @@ class GitServers:
     http_url(name) / https_url(name) / ssh_url(name) / scp_url(name)."""
 
     user = "alice"
+    # a personal access token given as the URL's user (https://TOKEN@host/...):
+    # a user of the private location whose password is empty
+    token = "SECRETTOKEN123"
 
     def __init__(self, tmp=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="gw-servers-")
@@ -170,6 +173,7 @@ class GitServers:
             self._make_tls()
             self._make_ssh_keys()
             _run(["htpasswd", "-b", "-c", "-B", self.htpasswd, self.user, self.password])
+            _run(["htpasswd", "-b", "-B", self.htpasswd, self.token, ""])
             self._start_http()
             self._start_sshd()
             self._check()

@@ -520,12 +520,12 @@ class Outputs(TempDirTest):
             "**n1**: 2 to create, 1 to update, 0 to delete, 0 to restart, 0 unchanged.\n\n"
             "| | Resource | Action | Detail |\n|:-:|---|---|---|\n"
             "| ~ | Process/a | update | 2 fields changed |\n"
-            "| + | Process/a-rather-long-resource-name-here | create | command <code>[\"/bin/sleep\",\"300\"]</code> |\n"
-            "| + | Process/b | create | command <code>[\"/bin/sleep\",\"300\"]</code> |\n\n"
+            "| + | Process/a-rather-long-resource-name-here | create | command <code>&#91;\"/bin/sleep\",\"300\"]</code> |\n"
+            "| + | Process/b | create | command <code>&#91;\"/bin/sleep\",\"300\"]</code> |\n\n"
             "<details><summary>Field changes on n1</summary>\n\n"
             "| Resource | Field | From | To |\n|---|---|---|---|\n"
             "| Process/a | <code>env</code> | <code>(unset)</code> | "
-            "<code>{\"API_TOKEN\":\"***\",\"MODE\":\"&lt;b&gt;&#124;&amp;&#96;x&#96;\"}</code> |\n"
+            "<code>{\"API_TOKEN\":\"&#42;&#42;&#42;\",\"MODE\":\"&lt;b&gt;&#124;&amp;&#96;x&#96;\"}</code> |\n"
             "| Process/a | <code>workingDir</code> | <code>(unset)</code> | <code>\"/srv\"</code> |\n\n"
             "</details>\n"))
         self.assertNotIn("s3cr3t", res.out)
@@ -861,6 +861,18 @@ EXPECTED = [
 
 
 class Validate(TempDirTest):
+    def test_github_annotations_escape_invisible_characters(self):
+        """A file name with a U+202E bidi override (a pull request can name
+        one) is an annotation property shown as \\u202e, never raw."""
+        d = os.path.join(self.tmp, "m")
+        os.makedirs(d)
+        with open(os.path.join(d, "a\u202egpj.yaml"), "w") as f:
+            f.write("apiVersion: gitward/v1\nkind: Process\nmetadata: {name: a}\nspec: {bogus: 1}\n")
+        res = run("validate", "--output", "github", "m", cwd=self.tmp)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn("::error file=m/a\\u202egpj.yaml,line=", res.out)
+        self.assertNotIn("\u202e", res.out + res.err)
+
     def test_every_field_check_names_its_place_and_what_it_expected(self):
         d = os.path.join(self.tmp, "m")
         os.makedirs(d)
@@ -932,6 +944,46 @@ class ReviewInputs(TempDirTest):
         url = f"http://127.0.0.1:{server.server_address[1]}/status"
         res = run("reconcile", "--dry-run", "--repo", self.r.path, "--against", url, "--state-dir", self.state)
         self.assertEqual((res.rc, res.err), (1, f"gitward: error: --against {url}: HTTP status 401\n"), res)
+
+    def test_against_sends_the_urls_password_and_github_output_escapes_the_node(self):
+        """--against http://user:pw@host/status is requested with the real
+        password (argv is starred only after parsing), and a node name from
+        that status is workflow data: its "%0A" stays text, not a new line."""
+        node = "n1%0A::error::x"
+        body = json.dumps({"node": node, "labels": {}, "resources": []}).encode()
+
+        class StatusBehindBasicAuth(http.server.BaseHTTPRequestHandler):
+            auths = []
+
+            def do_GET(self):
+                StatusBehindBasicAuth.auths.append(self.headers.get("Authorization"))
+                if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"ci:pw-S3CRET").decode():
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="status"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StatusBehindBasicAuth)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = f"http://ci:pw-S3CRET@127.0.0.1:{server.server_address[1]}/status"
+        res = run("reconcile", "--dry-run", "--repo", self.r.path, "--against", url, "--state-dir", self.state,
+                  "--output", "github")
+        self.assertIn("Basic " + base64.b64encode(b"ci:pw-S3CRET").decode(), StatusBehindBasicAuth.auths)
+        self.assertEqual(res.rc, 2, res)
+        self.assertEqual(res.out, "::notice title=gitward plan::n1%250A::error::x: 1 to create, 0 to update, "
+                         "0 to delete, 0 to restart, 0 unchanged.\n")
+        self.assertNotIn("S3CRET", res.err)
 
 
 class StateFile(TempDirTest):

@@ -145,13 +145,13 @@ Commit <code>{head}</code> (<code>feature</code>) against <code>{base}</code>.
 | | Resource | Action | Detail |
 |:-:|---|---|---|
 | ~ | Process/web | update | 2 fields changed |
-| + | Process/worker | create | command <code>["/bin/sleep","300"]</code> |
+| + | Process/worker | create | command <code>&#91;"/bin/sleep","300"]</code> |
 
 <details><summary>Field changes on web-01</summary>
 
 | Resource | Field | From | To |
 |---|---|---|---|
-| Process/web | <code>env.API_TOKEN</code> | <code>"***"</code> | <code>"***"</code> |
+| Process/web | <code>env.API_TOKEN</code> | <code>"&#42;&#42;&#42;"</code> | <code>"&#42;&#42;&#42;"</code> |
 | Process/web | <code>env.VERSION</code> | <code>"1"</code> | <code>"2"</code> |
 
 </details>
@@ -160,7 +160,7 @@ Commit <code>{head}</code> (<code>feature</code>) against <code>{base}</code>.
 
 | | Resource | Action | Detail |
 |:-:|---|---|---|
-| + | Process/worker | create | command <code>["/bin/sleep","300"]</code> |
+| + | Process/worker | create | command <code>&#91;"/bin/sleep","300"]</code> |
 | - | Process/old | delete |  |
 """
 
@@ -229,7 +229,7 @@ class DiffTest(TempDirTest):
         head = self.r.git("rev-parse", "HEAD")
         self.assertEqual(res.out, "### gitward plan\n\nCommit <code>%s</code> (<code>feature</code>) against "
                          "<code>%s</code>.\n\n**Errors** (nothing of this commit would be applied):\n\n"
-                         "- <code>worker.yaml:6:19</code> spec.dependsOn[1]: \"ghost\" names no resource in this "
+                         "- <code>worker.yaml:6:19</code> spec.dependsOn&#91;1]: \"ghost\" names no resource in this "
                          "commit\n" % (head[:12], self.base[:12]))
 
     def test_inventory_problems_at_their_position(self):

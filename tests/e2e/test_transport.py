@@ -163,12 +163,13 @@ class Servers(unittest.TestCase):
     def state_dir(self):
         return os.path.join(self.tmp, self.unique("state"))
 
-    def assert_secret_absent(self, state, *texts):
-        """The password is nowhere: given outputs, every file under the state
-        dir (binary-safe), `gitward status` in text and JSON."""
-        needle = self.secret.encode()
+    def assert_secret_absent(self, state, *texts, secret=None):
+        """The password (or secret) is nowhere: given outputs, every file under
+        the state dir (binary-safe), `gitward status` in text and JSON."""
+        secret = secret or self.secret
+        needle = secret.encode()
         for i, t in enumerate(texts):
-            self.assertNotIn(self.secret, t, f"the password leaked in output {i}")
+            self.assertNotIn(secret, t, f"the password leaked in output {i}")
         for dirpath, _, files in os.walk(state):
             for f in files:
                 p = os.path.join(dirpath, f)
@@ -177,7 +178,7 @@ class Servers(unittest.TestCase):
                         self.assertNotIn(needle, fh.read(), f"the password leaked into {p}")
         for args in (("status",), ("status", "--output", "json")):
             r = run(*args, "--state-dir", state, env=self.env())
-            self.assertNotIn(self.secret, r.out + r.err, f"the password leaked in `gitward {' '.join(args)}`")
+            self.assertNotIn(secret, r.out + r.err, f"the password leaked in `gitward {' '.join(args)}`")
 
     # ---- agent -------------------------------------------------------------
 
@@ -480,6 +481,55 @@ class Trust(Servers):
                 self.assertNotIn(self.secret.encode(), f.read(), f"the password is in /proc/<agent>/{what}")
         self.stop_agent(a)
         self.assert_secret_absent(st, self.agent_log(a), *texts)
+
+    def test_a_token_as_the_user_or_in_the_query_is_never_shown(self):
+        """https://TOKEN@host/... authenticates (the token is the user, the
+        password empty) and neither it nor a ?access_token= query is in
+        /proc/<agent>/cmdline, the log, the state dir, `status`, /status,
+        last_error included (a second agent whose fetch fails)."""
+        s = self.servers
+        query = "SECRETTOKEN456"
+        # a one-shot reconcile through both: the cache's config and the
+        # recorded repository name neither (libgit2 1.5 sends no query)
+        _, _, one, c1 = self.publish(private=True)
+        st = self.state_dir()
+        self.fetch_ok(s.https_url(one, private=True, userinfo=s.token) + "?access_token=" + query, st, "--ca-file",
+                      s.ca_file, commit=c1)
+        for token in (s.token, query):
+            self.assert_secret_absent(st, secret=token)
+        name, c2 = self.publish_empty(private=True)
+        good, bad = self.state_dir(), self.state_dir()
+        a = self.agent(s.https_url(name, private=True, userinfo=s.token), good, "--ca-file", s.ca_file,
+                       "--allow-empty")
+        b = self.agent(s.https_url("no-such-repo", private=True, userinfo=s.token) + "?access_token=" + query, bad,
+                       "--ca-file", s.ca_file)
+        wait_for(lambda: self.passes(a, "success") >= 2 or a.poll() is not None, timeout=180, what="two passes")
+        self.assertIsNone(a.poll(), self.agent_log(a))
+
+        def last_error():
+            try:
+                with open(os.path.join(bad, "state.json")) as f:
+                    return json.load(f).get("last_error")
+            except (OSError, ValueError):
+                return None
+
+        wait_for(lambda: last_error() or b.poll() is not None, timeout=180, what="a failed fetch recorded")
+        self.assertIsNone(b.poll(), self.agent_log(b))
+        self.assertIn("127.0.0.1", last_error())
+        for agent, st in ((a, good), (b, bad)):
+            texts = [self.http(agent, "/status")[1]]
+            with open(f"/proc/{agent.pid}/cmdline", "rb") as f:
+                texts.append(f.read().decode(errors="replace"))
+            self.stop_agent(agent)
+            texts.append(self.agent_log(agent))
+            self.assertIn("agent started: repo https://***@127.0.0.1", texts[-1])
+            for token in (s.token, query):
+                self.assert_secret_absent(st, *texts, secret=token)
+        self.assertIn(c2, self.http_status_commit(good))
+
+    def http_status_commit(self, state):
+        with open(os.path.join(state, "state.json")) as f:
+            return json.load(f)["commit"] or ""
 
 
 class Timeouts(Servers):

@@ -428,6 +428,59 @@ static void test_untrusted_text_is_escaped_in_text_and_kept_in_json(void **state
 	gw_diags_free(&d);
 }
 
+/* Text from a pull request (names, values, reasons, the node) reaches the
+ * bot's comment as literal text: no live link, image, autolink or emphasis,
+ * no HTML, no raw bidi override or zero-width character. */
+static void test_markdown_shows_untrusted_text_literally(void **state)
+{
+	(void)state;
+	static const char evil[] = "[x](http://evil) ![i](http://evil/i.png) `a``b` *e* www.evil.com u@evil.com "
+				   "\xe2\x80\xae"
+				   "gpj.exe \xe2\x80\x8b"
+				   "z <b>";
+	char from[400], to[400];
+	snprintf(from, sizeof(from), "\"%s\"", evil);
+	snprintf(to, sizeof(to), "[\"%s\"]", evil);
+	struct gw_change ch = { .path = "spec.user", .from = from, .to = to };
+	struct gw_action a[2] = {
+		{ .type = GW_ACTION_UPDATE, .kind = GW_KIND_PROCESS, .name = evil, .changes = &ch, .nchanges = 1 },
+		{ .type = GW_ACTION_RESTART, .kind = GW_KIND_PROCESS, .name = "web" },
+	};
+	struct gw_plan plan = { .v = a, .n = 2 };
+	plan.count[GW_ACTION_UPDATE] = plan.count[GW_ACTION_RESTART] = 1;
+	snprintf(a[1].reason, sizeof(a[1].reason), "%s", evil);
+	struct gw_plan_node nd = { .node = evil, .plan = &plan };
+	char *md = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&md, &len);
+	gw_plan_render_markdown(f, "T", &nd, 1, NULL, NULL);
+	fclose(f);
+	/* every untrusted copy (node twice, name twice, reason, from, to) */
+	const char *p = md;
+	int copies = 0;
+	while ((p = strstr(p,
+			   "&#91;x](http&#58;//evil) !&#91;i](http&#58;//evil/i.png) &#96;a&#96;&#96;b&#96; "
+			   "&#42;e&#42; www&#46;evil.com u&#64;evil.com &#92;u202egpj.exe &#92;u200bz &lt;b&gt;")) !=
+	       NULL) {
+		copies++;
+		p++;
+	}
+	if (copies != 7)
+		fail_msg("%d literal copies, want 7:\n%s", copies, md);
+	/* nothing live anywhere: no link or image opener, no autolink, no raw
+	 * format character, no tag but ours */
+	assert_null(strstr(md, "["));
+	assert_null(strstr(md, "://"));
+	assert_null(strstr(md, "www."));
+	assert_null(strstr(md, "@"));
+	assert_null(strstr(md, "`"));
+	assert_null(strstr(md, "*e"));
+	assert_null(strstr(md, "\xe2\x80\xae"));
+	assert_null(strstr(md, "\xe2\x80\x8b"));
+	assert_null(strstr(md, "<b>"));
+	free(md);
+}
+
 /* The restart policy's clock: 1 s, 2 s, 4 s ... doubling up to the 5 min
  * cap, and a crash streak forgotten only after 60 s up. */
 static void test_restart_backoff_steps_cap_and_reset(void **state)
@@ -676,10 +729,10 @@ static void test_a_create_shows_its_main_fields(void **state)
 			    "Plan: 2 to create, 0 to update, 0 to delete, 0 to restart, 0 unchanged.\n");
 	assert_non_null(strstr(md,
 			       "| + | Container/api | create | image <code>\"localhost/api:1.4\"</code>, command "
-			       "<code>[\"/bin/api\"]</code>, ports <code>[\"127.0.0.1:8081:80\"]</code> |\n"));
+			       "<code>&#91;\"/bin/api\"]</code>, ports <code>&#91;\"127.0.0.1:8081:80\"]</code> |\n"));
 	assert_non_null(strstr(md,
-			       "| + | Process/web | create | command <code>[\"/bin/true\"]</code>, env "
-			       "<code>{\"API_TOKEN\":\"***\",\"MODE\":\"prod\"}</code> |\n"));
+			       "| + | Process/web | create | command <code>&#91;\"/bin/true\"]</code>, env "
+			       "<code>{\"API_TOKEN\":\"&#42;&#42;&#42;\",\"MODE\":\"prod\"}</code> |\n"));
 	assert_null(strstr(md, "abc"));
 	free(text);
 	free(md);
@@ -782,6 +835,7 @@ int main(void)
 		cmocka_unit_test(test_observed_converged),
 		cmocka_unit_test(test_errors_render_in_json),
 		cmocka_unit_test(test_untrusted_text_is_escaped_in_text_and_kept_in_json),
+		cmocka_unit_test(test_markdown_shows_untrusted_text_literally),
 		cmocka_unit_test(test_restart_backoff_steps_cap_and_reset),
 		cmocka_unit_test(test_names_of_states_health_and_actions),
 		cmocka_unit_test(test_canonical_diff_shapes),

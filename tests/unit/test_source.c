@@ -36,6 +36,9 @@ static void test_remote_urls_are_normalised(void **state)
 	expect_canonical("ssh://git@[::1]:2222/x", "ssh://git@[::1]:2222/x");
 	expect_canonical("git@GitHub.com:team/repo.git", "git@github.com:team/repo");
 	expect_canonical("git@github.com:team/repo/", "git@github.com:team/repo");
+	/* a query may carry a token: never recorded */
+	expect_canonical("https://h/x.git?access_token=T0K", "https://h/x");
+	expect_canonical("https://h/x/#frag", "https://h/x");
 }
 
 static void test_local_paths_are_absolute(void **state)

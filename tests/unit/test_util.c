@@ -152,6 +152,44 @@ static void test_url_password_kept_apart(void **state)
 	}
 }
 
+static void expect_redacted(const char *in, const char *want)
+{
+	char *got = gw_url_redacted(in);
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: got \"%s\", want \"%s\"", in, got, want);
+	free(got);
+}
+
+static void test_urls_lose_user_info_and_query(void **state)
+{
+	(void)state;
+	/* a token as the user, user:password, a query token: all masked */
+	expect_redacted("https://SECRETTOKEN123@h:8443/r.git", "https://***@h:8443/r.git");
+	expect_redacted("https://u:pw@h/r.git", "https://***@h/r.git");
+	expect_redacted("https://h/r.git?access_token=SECRET456#x", "https://h/r.git?***#x");
+	expect_redacted("fetch https://T0KEN@h/r?a=b failed: 'https://h/x?t=SECRET' (404)",
+			"fetch https://***@h/r?*** failed: 'https://h/x?***' (404)");
+	expect_redacted("ssh://git@h/x and git@h:x.git", "ssh://***@h/x and git@h:x.git");
+	/* shorter than the mask: starred in place; '@' in the path is no user info */
+	expect_redacted("http://a@h/p?q", "http://*@h/p?*");
+	expect_redacted("file:///srv/a@b", "file:///srv/a@b");
+	expect_redacted("https://h/x no query; ://odd?x", "https://h/x no query; ://odd?x");
+	expect_redacted("", "");
+	/* what the cache's config records: neither */
+	char *bare = gw_url_without_credentials("https://TOK@h:1/r.git?access_token=T2#f");
+	assert_string_equal(bare, "https://h:1/r.git");
+	free(bare);
+	bare = gw_url_without_credentials("/srv/a@b?c");
+	assert_string_equal(bare, "/srv/a@b?c");
+	free(bare);
+	/* every error message goes through it */
+	struct gw_error err;
+	gw_error_set(&err, -EACCES, "cannot fetch %s", "https://TOK@h/x?access_token=TOK2");
+	assert_string_equal(err.msg, "cannot fetch https://***@h/x?***");
+	gw_error_prefix(&err, "from %s", "http://u:p@h/");
+	assert_string_equal(err.msg, "from http://***@h/: cannot fetch https://***@h/x?***");
+}
+
 static void test_redact(void **state)
 {
 	(void)state;
@@ -1094,6 +1132,7 @@ int main(void)
 		cmocka_unit_test(test_error_filled_and_prefixed),
 		cmocka_unit_test(test_atomic_write_and_bounded_read),
 		cmocka_unit_test(test_url_password_kept_apart),
+		cmocka_unit_test(test_urls_lose_user_info_and_query),
 		cmocka_unit_test(test_redact),
 		cmocka_unit_test(test_escape_keeps_one_line_and_valid_utf8),
 		cmocka_unit_test(test_json_string_is_never_dropped),

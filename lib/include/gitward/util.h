@@ -83,6 +83,17 @@ void gw_url_split_password(char **out_url, char **out_password, const char *url)
 /* Replace every occurrence of secret (if non-empty) in s by "***", in place. */
 void gw_str_redact(char *s, const char *secret);
 
+/* Every URL in s ("scheme://..." up to a space, quote or '<>`') loses its
+ * user info (a user alone is a token too: "https://TOKEN@host") and its
+ * query ("?access_token=...") to "***", in place (s only shrinks). Every
+ * printer of a URL or of a message that may quote one (libgit2, libcurl)
+ * goes through it: errors, log lines, last_error, status. */
+void gw_str_redact_urls(char *s);
+/* A copy of url (or of text holding URLs) as gw_str_redact_urls shows it. */
+char *gw_url_redacted(const char *url);
+/* url without its user info, query and fragment: what is written to disk. */
+char *gw_url_without_credentials(const char *url);
+
 /* "500ms", "10s", "1m30s", "2h" -> milliseconds. */
 int gw_duration_parse(int64_t *out_ms, const char *s);
 void gw_duration_format(char *buf, size_t size, int64_t ms);
