@@ -41,6 +41,10 @@ struct gw_manifest_cache {
 	bool loaded, added;
 	size_t hits, misses;
 	char *file; /* the loaded file: entries read from it point into it */
+	/* the last .gitwardignore compiled, kept across passes: a heal pass
+	 * of the same commit does not compile it again */
+	struct gw_ignore *ignore;
+	char *ignore_key;
 };
 
 struct gw_manifest_cache *gw_manifest_cache_new(void)
@@ -67,7 +71,24 @@ void gw_manifest_cache_free(struct gw_manifest_cache *c)
 	if (!c)
 		return;
 	clear(c);
+	gw_ignore_free(c->ignore);
+	free(c->ignore_key);
 	free(c);
+}
+
+const struct gw_ignore *gw_manifest_cache_ignore(const struct gw_manifest_cache *c, const char *key)
+{
+	return c && c->ignore_key && !strcmp(c->ignore_key, key) ? c->ignore : NULL;
+}
+
+const struct gw_ignore *gw_manifest_cache_keep_ignore(struct gw_manifest_cache *c, const char *key,
+						      struct gw_ignore *ig)
+{
+	gw_ignore_free(c->ignore);
+	free(c->ignore_key);
+	c->ignore = ig; /* now owned by the cache */
+	c->ignore_key = gw_xstrdup(key);
+	return ig;
 }
 
 bool gw_manifest_cache_loaded(const struct gw_manifest_cache *c)

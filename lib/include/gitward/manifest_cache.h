@@ -32,6 +32,13 @@ void gw_manifest_cache_free(struct gw_manifest_cache *c);
  * another negative errno, with the reason in err, when the file was refused
  * (unreadable, truncated, corrupt): the cache is then empty. */
 int gw_manifest_cache_load(struct gw_manifest_cache *c, const char *path, struct gw_error *err);
+/* The rules compiled for key (the .gitwardignore's blob id and the
+ * --exclude patterns), borrowed; NULL when others or none are kept. */
+const struct gw_ignore *gw_manifest_cache_ignore(const struct gw_manifest_cache *c, const char *key);
+/* Keep ig (consumed) as the rules for key, in memory only, replacing those
+ * kept; returns ig, borrowed. */
+const struct gw_ignore *gw_manifest_cache_keep_ignore(struct gw_manifest_cache *c, const char *key,
+						      struct gw_ignore *ig);
 /* Write every entry to path (temporary file, then rename). */
 int gw_manifest_cache_save(struct gw_manifest_cache *c, const char *path, struct gw_error *err);
 /* Has a load been tried (whatever its outcome)? */
