@@ -8,9 +8,12 @@
  * against the commit (that is redone on every read).
  *
  * The file: a header (magic, format version, canonical-form version, size
- * of the model), the entries, and the SHA-256 of all that. A file that is
- * truncated, corrupt, of another version or not a cache at all is ignored
- * (and replaced on the next write), never trusted. Written to a temporary
+ * of the model), the entries, and an HMAC-SHA256 of all that keyed with a
+ * secret of the agent (PATH.key, 0600, made by the first write). A file
+ * that is truncated, corrupt, of another version, not a cache at all, not
+ * keyed with that key, not this user's or writable by group or others is
+ * ignored (and replaced on the next write), never trusted; a decoded entry
+ * must still pass the name rules of a parsed one. Written to a temporary
  * file and renamed into place. */
 #ifndef GITWARD_MANIFEST_CACHE_H
 #define GITWARD_MANIFEST_CACHE_H
@@ -20,7 +23,7 @@
 
 #include "gitward/manifest.h"
 
-#define GW_MANIFEST_CACHE_FORMAT 1u
+#define GW_MANIFEST_CACHE_FORMAT 2u /* 2: keyed digest */
 #define GW_BLOB_ID_MAX 32u /* bytes of a blob id (SHA-1: 20, SHA-256: 32) */
 
 struct gw_manifest_cache;
