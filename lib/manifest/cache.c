@@ -38,6 +38,7 @@ struct entry {
 	char *data; /* the resources, serialised */
 	size_t datalen;
 	bool owned; /* else data lies in the loaded file's buffer */
+	bool checked; /* read from the file and through the validator once */
 };
 
 struct gw_manifest_cache {
@@ -146,6 +147,7 @@ static void insert(struct gw_manifest_cache *c, const unsigned char *id, size_t 
 		old->len = len;
 		old->gen = gen;
 		old->owned = owned;
+		old->checked = false;
 		return;
 	}
 	if ((c->n + 1) * 2 > c->cap) {
@@ -507,12 +509,18 @@ struct gw_resource *gw_manifest_cache__get_resource(const char **p, const char *
 /* ---- use by a read ------------------------------------------------------ */
 
 /* The resources of one entry into set; -EINVAL when they do not decode. */
-static int take(struct gw_manifest_set *set, const struct entry *e, const char *file)
+static int take(struct gw_manifest_set *set, struct entry *e, const char *file)
 {
 	struct rd d = { .p = e->data, .end = e->data + e->datalen };
 	size_t n = get_count(&d, 8), n0 = set->n;
 	for (size_t i = 0; i < n && !d.bad; i++) {
 		struct gw_resource *r = gw_manifest_cache__get_resource(&d.p, d.end, file);
+		/* what this process parsed is trusted; what a file holds is
+		 * validated as a parsed manifest, once */
+		if (r && !e->owned && !e->checked && gw_manifest__check_decoded(r) < 0) {
+			gw_resource_free(r);
+			r = NULL;
+		}
 		if (!r) {
 			d.bad = 1;
 			break;
@@ -528,6 +536,7 @@ static int take(struct gw_manifest_set *set, const struct entry *e, const char *
 			gw_resource_free(set->v[--set->n]);
 		return -EINVAL;
 	}
+	e->checked = true;
 	return 0;
 }
 

@@ -151,10 +151,18 @@ class ManifestCache(TempDirTest):
     def test_foreign_file_is_ignored_and_rebuilt(self):
         self.damaged(lambda d: b"not a cache\n" * 20, "not a manifest cache")
 
-    def forge(self, seal):
+    @staticmethod
+    def escape(entry):
+        """p1's entry with a second resource named ../../../x"""
+        res = entry[8:]
+        extra = res[:8] + struct.pack("<Q", 10) + b"../../../x" + res[18:]
+        return struct.pack("<Q", 2) + res + extra
+
+    def forge(self, seal, mutate=None):
         """The cache as the last reconcile wrote it, with the entry of
-        apps/p1.yaml given a second resource named ../../../x (an entry the
-        signed commit does not hold), sealed by seal(body) -> digest."""
+        apps/p1.yaml changed by mutate (default: a second resource named
+        ../../../x, which the signed commit does not hold), sealed by
+        seal(body) -> digest."""
         self.reconcile()
         with open(self.cache, "rb") as f:
             data = f.read()
@@ -169,9 +177,7 @@ class ManifestCache(TempDirTest):
             pos += 24 + idlen + dlen
             name = b"p1"
             if struct.unpack_from("<Q", entry, 0)[0] == 1 and entry[16:26] == struct.pack("<Q", 2) + name:
-                res = entry[8:]
-                extra = res[:8] + struct.pack("<Q", 10) + b"../../../x" + res[18:]
-                entry = struct.pack("<Q", 2) + res + extra
+                entry = (mutate or self.escape)(entry)
                 forged = True
             body += struct.pack("<QQ", idlen, blen) + ident + struct.pack("<Q", len(entry)) + entry
         self.assertTrue(forged)
@@ -213,6 +219,22 @@ class ManifestCache(TempDirTest):
         self.assertIn("manifest cache: the entry for apps/p1.yaml does not decode or breaks the rules of a "
                       "manifest; it is parsed again", res.err)
         self.assertNotIn("../../../x", res.out)
+        self.assertEqual(profile(res.err).get("parse"), 1)
+        self.assertEqual(res.out, first.out)
+        self.assert_rebuilt(first.out)
+
+    def test_sealed_entry_whose_fields_differ_from_its_canonical_form_is_not_applied(self):
+        # the command a backend would run changed, the canonical form and
+        # spec hash (what the plan shows and compares) left as they were
+        first = self.dry()
+        self.reconcile()
+        with open(self.cache + ".key", "rb") as f:
+            key = f.read()
+        self.forge(lambda body: hmac.new(key, body, hashlib.sha256).digest(),
+                   mutate=lambda e: e.replace(b"/bin/sleep", b"/bin/evil!", 1))
+        res = self.dry()
+        self.assertIn("manifest cache: the entry for apps/p1.yaml does not decode or breaks the rules of a "
+                      "manifest; it is parsed again", res.err)
         self.assertEqual(profile(res.err).get("parse"), 1)
         self.assertEqual(res.out, first.out)
         self.assert_rebuilt(first.out)

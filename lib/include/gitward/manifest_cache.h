@@ -13,7 +13,8 @@
  * that is truncated, corrupt, of another version, not a cache at all, not
  * keyed with that key, not this user's or writable by group or others is
  * ignored (and replaced on the next write), never trusted; a decoded entry
- * must still pass the name rules of a parsed one. Written to a temporary
+ * still goes through the validator once (gw_manifest__check_decoded), or
+ * its file is parsed again. Written to a temporary
  * file and renamed into place. */
 #ifndef GITWARD_MANIFEST_CACHE_H
 #define GITWARD_MANIFEST_CACHE_H
@@ -67,6 +68,10 @@ void gw_manifest_set_add_blob(struct gw_manifest_set *set, const char *file, con
  * commit): -1, with the diagnostic when it is the first past one, when the
  * file must not be read. */
 int gw_manifest_set__count(struct gw_manifest_set *set, const char *file, size_t len);
+/* A resource decoded from a cache file, through the validator as if parsed
+ * (lib/manifest/validate.c): 0 when it is what a manifest could give and
+ * its canonical form and spec hash are its own, else -EINVAL. */
+int gw_manifest__check_decoded(const struct gw_resource *r);
 
 /* Exposed for the unit tests: one resource to bytes and back. */
 void gw_manifest_cache__put_resource(struct gw_strbuf *sb, const struct gw_resource *r);
