@@ -593,6 +593,29 @@ static void test_undecodable_entries_are_misses(void **state)
 
 /* Many entries: the table grows and every one is still found, also after a
  * save and load. */
+/* A .gitwardignore is compiled once per blob id (and --exclude list): the
+ * cache keeps the rules for the next pass, a heal of the same commit. */
+static void test_compiled_ignore_rules_are_kept_per_key(void **state)
+{
+	(void)state;
+	struct gw_manifest_cache *c = gw_manifest_cache_new();
+	assert_null(gw_manifest_cache_ignore(c, "abc"));
+	assert_null(gw_manifest_cache_ignore(NULL, "abc"));
+	struct gw_ignore *ig = gw_ignore_new();
+	gw_ignore_add_pattern(ig, "docs/");
+	const struct gw_ignore *kept = gw_manifest_cache_keep_ignore(c, "abc", ig);
+	assert_ptr_equal(kept, ig);
+	assert_ptr_equal(gw_manifest_cache_ignore(c, "abc"), ig);
+	assert_null(gw_manifest_cache_ignore(c, "abc\n--exclude"));
+	assert_string_equal(gw_ignore_match(gw_manifest_cache_ignore(c, "abc"), "docs/x.yaml", false),
+			    "--exclude docs/");
+	/* another blob replaces them */
+	struct gw_ignore *other = gw_ignore_new();
+	assert_ptr_equal(gw_manifest_cache_keep_ignore(c, "def", other), other);
+	assert_null(gw_manifest_cache_ignore(c, "abc"));
+	gw_manifest_cache_free(c);
+}
+
 static void test_many_entries_survive_growth_and_a_round_trip(void **state)
 {
 	(void)state;
@@ -663,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_cache_entries_are_refused),
 		cmocka_unit_test(test_undecodable_entries_are_misses),
 		cmocka_unit_test(test_many_entries_survive_growth_and_a_round_trip),
+		cmocka_unit_test(test_compiled_ignore_rules_are_kept_per_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
