@@ -50,14 +50,14 @@ fi
 secs=${GW_FUZZ_SECONDS:-60}
 if [[ $secs != 0 ]]; then
   CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_manifest_struct fuzz_qmp fuzz_engine fuzz_state fuzz_record fuzz_http
+  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_manifest_struct fuzz_qmp fuzz_engine fuzz_state fuzz_record fuzz_http fuzz_manifest_cache
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   # the manifest parser gets most of the time; the structure-aware manifest
   # generator, the QMP, Engine, state file and run record readers and the
-  # HTTP front a share
+  # HTTP front and the manifest cache reader a share
   share=$((secs / 4 + 1))
-  for target in manifest:$secs manifest_struct:$share qmp:$share engine:$share state:$share record:$share http:$share; do
+  for target in manifest:$secs manifest_struct:$share qmp:$share engine:$share state:$share record:$share http:$share manifest_cache:$share; do
     name=${target%%:*} t=${target##*:}
     # the structure-aware generator builds inputs at the documented limits: an input may
     # take seconds under ASan on a busy machine; a hang still ends it

@@ -2,7 +2,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +14,7 @@
 
 #include "gitward/manifest_cache.h"
 #include "gitward/prof.h"
+#include "gitward/schema.h"
 
 /* Every field of struct gw_resource is written below: a new field must be
  * added to put_resource and get_resource (and the format version bumped). */
@@ -22,6 +27,7 @@ _Static_assert(sizeof(struct gw_resource) == 568, "struct gw_resource changed: u
 
 static const char magic[8] = { 'G', 'W', 'M', 'C', 'A', 'C', 'H', 'E' };
 #define DIGEST_LEN 32u
+#define KEY_LEN 32u
 #define CACHE_FILE_MAX (1u << 30)
 
 struct entry {
@@ -32,6 +38,7 @@ struct entry {
 	char *data; /* the resources, serialised */
 	size_t datalen;
 	bool owned; /* else data lies in the loaded file's buffer */
+	bool checked; /* read from the file and through the validator once */
 };
 
 struct gw_manifest_cache {
@@ -41,6 +48,10 @@ struct gw_manifest_cache {
 	bool loaded, added;
 	size_t hits, misses;
 	char *file; /* the loaded file: entries read from it point into it */
+	/* the last .gitwardignore compiled, kept across passes: a heal pass
+	 * of the same commit does not compile it again */
+	struct gw_ignore *ignore;
+	char *ignore_key;
 };
 
 struct gw_manifest_cache *gw_manifest_cache_new(void)
@@ -67,7 +78,24 @@ void gw_manifest_cache_free(struct gw_manifest_cache *c)
 	if (!c)
 		return;
 	clear(c);
+	gw_ignore_free(c->ignore);
+	free(c->ignore_key);
 	free(c);
+}
+
+const struct gw_ignore *gw_manifest_cache_ignore(const struct gw_manifest_cache *c, const char *key)
+{
+	return c && c->ignore_key && !strcmp(c->ignore_key, key) ? c->ignore : NULL;
+}
+
+const struct gw_ignore *gw_manifest_cache_keep_ignore(struct gw_manifest_cache *c, const char *key,
+						      struct gw_ignore *ig)
+{
+	gw_ignore_free(c->ignore);
+	free(c->ignore_key);
+	c->ignore = ig; /* now owned by the cache */
+	c->ignore_key = gw_xstrdup(key);
+	return ig;
 }
 
 bool gw_manifest_cache_loaded(const struct gw_manifest_cache *c)
@@ -119,6 +147,7 @@ static void insert(struct gw_manifest_cache *c, const unsigned char *id, size_t 
 		old->len = len;
 		old->gen = gen;
 		old->owned = owned;
+		old->checked = false;
 		return;
 	}
 	if ((c->n + 1) * 2 > c->cap) {
@@ -462,7 +491,9 @@ struct gw_resource *gw_manifest_cache__get_resource(const char **p, const char *
 	get_external(&d, r);
 	r->canonical = get_str(&d);
 	char *hash = get_str(&d);
-	if (!r->name || !r->canonical || !hash || strlen(hash) != 64)
+	/* decoded names obey the rules of parsed ones: a name becomes a
+	 * path under the run dir */
+	if (!r->name || gw_check_name(r->name) || !r->canonical || !hash || strlen(hash) != 64)
 		d.bad = 1;
 	else
 		memcpy(r->spec_hash, hash, 65);
@@ -478,12 +509,18 @@ struct gw_resource *gw_manifest_cache__get_resource(const char **p, const char *
 /* ---- use by a read ------------------------------------------------------ */
 
 /* The resources of one entry into set; -EINVAL when they do not decode. */
-static int take(struct gw_manifest_set *set, const struct entry *e, const char *file)
+static int take(struct gw_manifest_set *set, struct entry *e, const char *file)
 {
 	struct rd d = { .p = e->data, .end = e->data + e->datalen };
 	size_t n = get_count(&d, 8), n0 = set->n;
 	for (size_t i = 0; i < n && !d.bad; i++) {
 		struct gw_resource *r = gw_manifest_cache__get_resource(&d.p, d.end, file);
+		/* what this process parsed is trusted; what a file holds is
+		 * validated as a parsed manifest, once */
+		if (r && !e->owned && !e->checked && gw_manifest__check_decoded(r) < 0) {
+			gw_resource_free(r);
+			r = NULL;
+		}
 		if (!r) {
 			d.bad = 1;
 			break;
@@ -499,6 +536,7 @@ static int take(struct gw_manifest_set *set, const struct entry *e, const char *
 			gw_resource_free(set->v[--set->n]);
 		return -EINVAL;
 	}
+	e->checked = true;
 	return 0;
 }
 
@@ -519,6 +557,11 @@ int gw_manifest_set_add_cached(struct gw_manifest_set *set, const char *file, co
 		return 1;
 	}
 	if (take(set, e, file) < 0) {
+		/* only a file written by someone else holds such an entry */
+		gw_log(GW_LOG_WARN, "",
+		       "manifest cache: the entry for %s does not decode or breaks the rules of a manifest; "
+		       "it is parsed again",
+		       file);
 		c->misses++;
 		return 0;
 	}
@@ -564,10 +607,71 @@ static void header(struct gw_strbuf *sb, uint64_t n)
 	put_u64(sb, n);
 }
 
-static void digest(unsigned char out[DIGEST_LEN], const char *data, size_t len)
+/* The file's digest is keyed: an HMAC-SHA256 with a secret of the agent
+ * beside the file (PATH.key, 0600), so whoever may write the cache but not
+ * read the key cannot forge entries. */
+static void digest(unsigned char out[DIGEST_LEN], const unsigned char *key, const char *data, size_t len)
 {
 	unsigned int mdlen = 0;
-	EVP_Digest(data, len, out, &mdlen, EVP_sha256(), NULL);
+	HMAC(EVP_sha256(), key, KEY_LEN, (const unsigned char *)data, len, out, &mdlen);
+}
+
+/* A file of the cache must be this user's, and writable (readable: mask)
+ * by nobody else. */
+static int check_owner(const char *path, mode_t mask, const char *what, struct gw_error *err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return gw_error_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return gw_error_set(err, -EPERM, "%s: not a regular file", path);
+	if (st.st_uid != geteuid())
+		return gw_error_set(err, -EPERM, "%s: owned by uid %u, not by this user (uid %u)", path,
+				    (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & mask)
+		return gw_error_set(err, -EPERM, "%s: %s by group or others (mode %04o)", path, what,
+				    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+static void key_path(char *buf, size_t size, const char *path)
+{
+	snprintf(buf, size, "%s.key", path);
+}
+
+/* The key beside path; create: made when missing (by the writer only). */
+static int read_key(unsigned char key[KEY_LEN], const char *path, bool create, struct gw_error *err)
+{
+	char kp[4096], *data = NULL;
+	size_t len = 0;
+	key_path(kp, sizeof(kp), path);
+	if (create && access(kp, F_OK) < 0 && errno == ENOENT) {
+		unsigned char fresh[KEY_LEN];
+		if (RAND_bytes(fresh, sizeof(fresh)) != 1)
+			return gw_error_set(err, -EIO, "%s: no random bytes for a key", kp);
+		int fd = open(kp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			ssize_t w = write(fd, fresh, sizeof(fresh));
+			if (close(fd) < 0 || w != (ssize_t)sizeof(fresh)) {
+				unlink(kp);
+				OPENSSL_cleanse(fresh, sizeof(fresh));
+				return gw_error_set(err, -EIO, "%s: cannot write", kp);
+			}
+		}
+		OPENSSL_cleanse(fresh, sizeof(fresh));
+	}
+	int rc = check_owner(kp, 077, "readable or writable", err);
+	if (rc < 0)
+		return rc;
+	rc = gw_file_read_nofollow(&data, &len, kp, KEY_LEN + 1, err);
+	if (rc == 0 && len != KEY_LEN)
+		rc = gw_error_set(err, -EINVAL, "%s: not a key of %u bytes", kp, KEY_LEN);
+	if (rc == 0)
+		memcpy(key, data, KEY_LEN);
+	if (data)
+		OPENSSL_cleanse(data, len);
+	free(data);
+	return rc;
 }
 
 int gw_manifest_cache_load(struct gw_manifest_cache *c, const char *path, struct gw_error *err)
@@ -577,9 +681,17 @@ int gw_manifest_cache_load(struct gw_manifest_cache *c, const char *path, struct
 	unsigned char md[DIGEST_LEN];
 	int rc;
 
+	unsigned char key[KEY_LEN];
+
 	GW_PROF_BEGIN(load);
 	c->loaded = true;
 	clear(c);
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return gw_error_set(err, -ENOENT, "%s: no manifest cache", path);
+	/* another user's file, or one others may write, is not trusted */
+	rc = check_owner(path, 022, "writable", err);
+	if (rc < 0)
+		return rc;
 	rc = gw_file_read_nofollow(&data, &len, path, CACHE_FILE_MAX, err);
 	if (rc < 0) {
 		free(data);
@@ -598,9 +710,13 @@ int gw_manifest_cache_load(struct gw_manifest_cache *c, const char *path, struct
 		rc = gw_error_set(err, -ESTALE, "%s: a manifest cache of another version", path);
 		goto out;
 	}
-	digest(md, data, len - DIGEST_LEN);
-	if (memcmp(md, data + len - DIGEST_LEN, DIGEST_LEN) != 0) {
-		gw_error_set(err, rc, "%s: digest mismatch (truncated or corrupt)", path);
+	if ((rc = read_key(key, path, false, err)) < 0)
+		goto out;
+	rc = -EINVAL;
+	digest(md, key, data, len - DIGEST_LEN);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (CRYPTO_memcmp(md, data + len - DIGEST_LEN, DIGEST_LEN) != 0) {
+		gw_error_set(err, rc, "%s: digest mismatch (truncated, corrupt or not written by this agent)", path);
 		goto out;
 	}
 	struct rd d = { .p = data + hlen, .end = data + len - DIGEST_LEN };
@@ -644,9 +760,13 @@ int gw_manifest_cache_save(struct gw_manifest_cache *c, const char *path, struct
 	char tmp[4096];
 	int fd, rc = 0;
 
+	unsigned char key[KEY_LEN];
+
 	GW_PROF_BEGIN(save);
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
 		return gw_error_set(err, -ENAMETOOLONG, "%s: path too long", path);
+	if ((rc = read_key(key, path, true, err)) < 0)
+		return rc;
 	gw_strbuf_init(&sb);
 	header(&sb, c->n);
 	for (size_t i = 0; i < c->cap; i++) {
@@ -659,7 +779,8 @@ int gw_manifest_cache_save(struct gw_manifest_cache *c, const char *path, struct
 		put_u64(&sb, e->datalen);
 		gw_strbuf_add(&sb, e->data, e->datalen);
 	}
-	digest(md, sb.s, sb.len);
+	digest(md, key, sb.s, sb.len);
+	OPENSSL_cleanse(key, sizeof(key));
 	gw_strbuf_add(&sb, (const char *)md, sizeof(md));
 	/* no fsync: a file cut short by a crash fails its digest and is rebuilt */
 	unlink(tmp);

@@ -135,7 +135,7 @@ static char *find_root(const char *abs)
 
 /* The scope of path: its root's .gitwardignore and --exclude; *rel is
  * path relative to that root (caller frees). */
-static void scope_open(struct scope *sc, char **rel, const struct gw_manifest_set *set, const char *path, bool is_dir)
+static void scope_open(struct scope *sc, char **rel, struct gw_manifest_set *set, const char *path, bool is_dir)
 {
 	char abs[PATH_MAX], *root, *text = NULL;
 	size_t len = 0;

@@ -774,6 +774,169 @@ static int validate_doc(struct gw_resource **out, struct gw_diags *diags, struct
 	return 0;
 }
 
+/* ---- resources decoded from the manifest cache ---- */
+
+/* A decoded resource goes through the validator above as if parsed: its
+ * fields are turned back into the nodes a manifest would give (each table
+ * field from its slot), walked with the same tables, checks and kind rules,
+ * and the result must have the decoded canonical form and spec hash. */
+static struct gw_ynode *ynode_new(enum gw_ynode_type type)
+{
+	struct gw_ynode *n = gw_xcalloc(1, sizeof(*n));
+	n->type = type;
+	n->line = n->col = 1;
+	return n;
+}
+
+static struct gw_ynode *ynode_scalar(const char *v)
+{
+	struct gw_ynode *n = ynode_new(GW_YNODE_SCALAR);
+	n->value = gw_xstrdup(v);
+	n->len = strlen(v);
+	return n; /* quoted: "" and "null" stay strings */
+}
+
+static void ynode_add(struct gw_ynode *n, struct gw_ynode *item)
+{
+	n->items = gw_xrealloc(n->items, (n->n + 1) * sizeof(*n->items));
+	n->items[n->n++] = item;
+}
+
+static void ynode_free(struct gw_ynode *n)
+{
+	if (!n)
+		return;
+	for (size_t i = 0; i < n->n; i++)
+		ynode_free(n->items[i]);
+	free(n->items);
+	free((char *)n->value);
+	free(n);
+}
+
+/* The mapping the fields of table give for r; NULL when a slot holds what
+ * no manifest could (an enum value without a name). */
+static struct gw_ynode *ynode_table(const struct gw_resource *r, const struct gw_field *table, int *bad)
+{
+	struct gw_ynode *map = ynode_new(GW_YNODE_MAP), *v;
+	char buf[64];
+
+	for (const struct gw_field *f = table; f->name; f++) {
+		const void *p = (const char *)r + f->offset;
+		v = NULL;
+		switch (f->type) {
+		case GW_F_STR:
+			if (*(char *const *)p)
+				v = ynode_scalar(*(char *const *)p);
+			break;
+		case GW_F_STRLIST: {
+			const struct gw_strlist *l = p;
+			if (!l->v)
+				break;
+			v = ynode_new(GW_YNODE_SEQ);
+			for (size_t i = 0; i < l->n; i++)
+				ynode_add(v, ynode_scalar(l->v[i]));
+			break;
+		}
+		case GW_F_STRMAP: {
+			const struct gw_strmap *m = p;
+			if (!m->k)
+				break;
+			v = ynode_new(GW_YNODE_MAP);
+			for (size_t i = 0; i < m->n; i++) {
+				ynode_add(v, ynode_scalar(m->k[i]));
+				ynode_add(v, ynode_scalar(m->v[i] ? m->v[i] : ""));
+			}
+			break;
+		}
+		case GW_F_DURATION:
+		case GW_F_SIZE:
+		case GW_F_INT:
+		case GW_F_CPUS:
+			if (*(const int64_t *)p) {
+				number_format(buf, sizeof(buf), f->type, *(const int64_t *)p);
+				v = ynode_scalar(buf);
+				v->plain = 1; /* a number, as written unquoted */
+			}
+			break;
+		case GW_F_ENUM:
+		case GW_F_SIGNAL: {
+			int e = *(const int *)p;
+			const char *name = !e	       ? NULL
+				: f->type == GW_F_ENUM ? gw_enum_name(f->enums, e)
+						       : gw_signal_to_string(e);
+			if (e && !name)
+				*bad = 1;
+			if (name)
+				v = ynode_scalar(name);
+			break;
+		}
+		case GW_F_OBJECT:
+			v = ynode_table(r, f->sub, bad);
+			if (!v->n) {
+				ynode_free(v);
+				v = NULL;
+			}
+			break;
+		case GW_F_JSON: /* free-form: copied as it is, its form checked below */
+			break;
+		}
+		if (v) {
+			ynode_add(map, ynode_scalar(f->name));
+			ynode_add(map, v);
+		}
+	}
+	return map;
+}
+
+static void copy_json_fields(struct gw_resource *to, const struct gw_resource *from, const struct gw_field *table,
+			     int *bad)
+{
+	for (const struct gw_field *f = table; f->name; f++) {
+		if (f->type == GW_F_OBJECT) {
+			copy_json_fields(to, from, f->sub, bad);
+		} else if (f->type == GW_F_JSON) {
+			const char *j = *(char *const *)((const char *)from + f->offset);
+			json_t *parsed = j ? json_loads(j, JSON_DECODE_ANY, NULL) : NULL;
+			if (j && !parsed)
+				*bad = 1;
+			json_decref(parsed);
+			char **slot_to = (char **)((char *)to + f->offset);
+			free(*slot_to);
+			*slot_to = j ? gw_xstrdup(j) : NULL;
+		}
+	}
+}
+
+int gw_manifest__check_decoded(const struct gw_resource *r)
+{
+	struct gw_diags diags;
+	int bad = 0;
+
+	if (r->kind >= GW_KIND_MAX || !r->name || !r->canonical)
+		return -EINVAL;
+	gw_diags_init(&diags);
+	struct vctx c = { .diags = &diags, .file = r->file ? r->file : "", .kind = r->kind };
+	struct gw_resource *s = gw_xcalloc(1, sizeof(*s));
+	s->kind = r->kind;
+	struct gw_ynode *meta = ynode_table(r, gw_schema_metadata, &bad);
+	struct gw_ynode *spec = ynode_table(r, gw_schema_spec, &bad);
+	walk_table(&c, s, gw_schema_metadata, meta, "metadata");
+	walk_table(&c, s, gw_schema_spec, spec, "spec");
+	check_kind_rules(&c, s, spec);
+	copy_json_fields(s, r, gw_schema_spec, &bad);
+	if (!c.errors && !bad) {
+		gw_resource_finalize(s);
+		bad = !s->canonical || strcmp(s->canonical, r->canonical) != 0 ||
+			strcmp(s->spec_hash, r->spec_hash) != 0;
+	}
+	int rc = c.errors || bad ? -EINVAL : 0;
+	ynode_free(meta);
+	ynode_free(spec);
+	gw_resource_free(s);
+	gw_diags_free(&diags);
+	return rc;
+}
+
 /* ---- sets of resources ---- */
 
 void gw_manifest_set_init(struct gw_manifest_set *set)

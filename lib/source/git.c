@@ -393,7 +393,8 @@ struct walk {
 	git_repository *repo;
 	git_odb *odb;
 	struct gw_strmap *seen; /* only when several --path may overlap */
-	struct gw_ignore *ignore; /* .gitwardignore and --exclude */
+	const struct gw_ignore *ignore; /* .gitwardignore and --exclude */
+	struct gw_ignore *own_ignore; /* when not kept by set->cache */
 	size_t found; /* manifest files met, read or not */
 	int rc;
 	struct gw_error *err;
@@ -436,21 +437,38 @@ static void read_blob(struct walk *w, const git_oid *id, const char *path)
 
 /* Left out by .gitwardignore or --exclude (before anything is parsed);
  * folders and manifest files are reported. */
-static bool skip(struct walk *w, const char *path, const char *name, bool is_dir)
+static bool skip(struct walk *w, const char *path, const char *name, bool is_dir, bool parent_kept)
 {
-	const char *by = gw_ignore_match(w->ignore, path, is_dir);
+	const char *by =
+		parent_kept ? gw_ignore_match_entry(w->ignore, path, is_dir) : gw_ignore_match(w->ignore, path, is_dir);
 	if (by && (is_dir || gw_manifest_is_manifest_name(name)))
 		gw_manifest_set_skip(w->set, path, by);
 	return by != NULL;
 }
 
-/* The repository's .gitwardignore, read from the root of the commit. */
-static struct gw_ignore *load_ignore(struct walk *w, const git_tree *root)
+/* The repository's .gitwardignore, read from the root of the commit and
+ * compiled once per blob id (and --exclude list): set->cache keeps the
+ * rules across passes. */
+static const struct gw_ignore *load_ignore(struct walk *w, const git_tree *root)
 {
 	const git_tree_entry *e = git_tree_entry_byname(root, ".gitwardignore");
 	git_blob *blob = NULL;
 	struct gw_ignore *ig;
+	struct gw_strbuf key;
+	char hex[GIT_OID_HEXSZ + 1] = "-";
 
+	if (e && git_tree_entry_type(e) == GIT_OBJECT_BLOB)
+		git_oid_tostr(hex, sizeof(hex), git_tree_entry_id(e));
+	gw_strbuf_init(&key);
+	gw_strbuf_puts(&key, hex);
+	for (size_t i = 0; w->set->exclude && i < w->set->exclude->n; i++)
+		gw_strbuf_printf(&key, "\n%s", w->set->exclude->v[i]);
+	const struct gw_ignore *kept = gw_manifest_cache_ignore(w->set->cache, key.s);
+	if (kept) {
+		gw_manifest_ignore_check(w->set, kept);
+		gw_strbuf_free(&key);
+		return kept;
+	}
 	if (e && git_tree_entry_type(e) == GIT_OBJECT_BLOB &&
 	    git_blob_lookup(&blob, w->repo, git_tree_entry_id(e)) == 0 &&
 	    git_blob_rawsize(blob) <= GW_MANIFEST_FILE_MAX) {
@@ -461,7 +479,15 @@ static struct gw_ignore *load_ignore(struct walk *w, const git_tree *root)
 				     GW_MANIFEST_FILE_MAX);
 		ig = gw_manifest_ignore_new(w->set, NULL, 0);
 	}
+	bool too_big = blob && git_blob_rawsize(blob) > GW_MANIFEST_FILE_MAX;
 	git_blob_free(blob);
+	if (w->set->cache && !too_big) {
+		const struct gw_ignore *r = gw_manifest_cache_keep_ignore(w->set->cache, key.s, ig);
+		gw_strbuf_free(&key);
+		return r;
+	}
+	gw_strbuf_free(&key);
+	w->own_ignore = ig;
 	return ig;
 }
 
@@ -496,7 +522,7 @@ static void walk_tree(struct walk *w, const git_tree *tree, const char *prefix, 
 		struct gw_strbuf path;
 		gw_strbuf_init(&path);
 		gw_strbuf_printf(&path, "%s%s%s", f->prefix, *f->prefix ? "/" : "", name);
-		if (skip(w, path.s, name, git_tree_entry_filemode(e) == GIT_FILEMODE_TREE)) {
+		if (skip(w, path.s, name, git_tree_entry_filemode(e) == GIT_FILEMODE_TREE, true)) {
 			gw_strbuf_free(&path);
 			continue;
 		}
@@ -841,7 +867,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 			if (git_tree_entry_bypath(&e, root, p) < 0) {
 				w.rc = gw_error_set(err, -ENOENT, "--path %s: no such folder in commit %.12s", p,
 						    commit_hex);
-			} else if (skip(&w, p, base ? base + 1 : p, git_tree_entry_type(e) == GIT_OBJECT_TREE)) {
+			} else if (skip(&w, p, base ? base + 1 : p, git_tree_entry_type(e) == GIT_OBJECT_TREE, false)) {
 				/* a --path inside an excluded folder reads nothing */
 			} else if (git_tree_entry_type(e) == GIT_OBJECT_TREE) {
 				git_tree *sub = NULL;
@@ -867,7 +893,7 @@ int gw_source_read_manifests(struct gw_manifest_set *set, struct gw_source *src,
 	if (w.rc == 0)
 		w.rc = resolve_secrets(set, src->repo, w.odb, root, commit_hex, err);
 	gw_strmap_free(&seen);
-	gw_ignore_free(w.ignore);
+	gw_ignore_free(w.own_ignore);
 	git_odb_free(w.odb);
 	git_tree_free(root);
 	git_commit_free(commit);

@@ -75,6 +75,28 @@ class Heal(AgentBase):
         self.assertGreaterEqual(gaps[1], 2.0 - 0.002, gaps)
         self.assertEqual(a.poll(), None)
 
+    def test_a_large_gitwardignore_does_not_hold_the_heal(self):
+        """Issue 24: with 159,700 .gitwardignore rules over 4,000 files each
+        pass matched every rule against every folder of every path; a killed
+        workload came back after 58 s. The rules are compiled once per blob
+        id and kept, literal ones indexed: the heal pass reuses them."""
+        r = self.repo()
+        r.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", "3600")))
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+        r.write(".gitwardignore", "".join("".join(digits[(i // 36 ** k) % 36] for k in range(4)) + "\n"
+                                          for i in range(159700)))
+        for i in range(4000):
+            r.write(f"apps/a/b/c/d/e/f{i}.txt", "x\n")
+        r.commit("web, many files, many rules")
+        self.agent(r, "--interval", "1h")
+        pid = wait_for(lambda: self.pids().get("web"), what="web started")
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")), what="the first pass recorded")
+        os.kill(pid, signal.SIGKILL)
+        _, took = self.back(pid)
+        print(f"\ncrash -> running with 159,700 ignore rules: {took:.2f}s")
+        self.assertLess(took, BOUND)
+        self.assertIn("heal pass done", self.log())
+
     def test_a_hung_workload_is_replaced_on_its_health_checks_clock_not_the_interval(self):
         """SIGSTOP: the workload runs but answers nothing. Its check (every
         2 s, 3 retries) runs between passes, so it is replaced within

@@ -86,6 +86,39 @@ class Limits(TempDirTest):
         self.assertEqual(lines[100], f"{p}: \u2026 and 19899 more problems in this file (at most 100 are reported)")
         self.assertEqual(lines[101], "19999 problems found.")
 
+    def test_gitwardignore_of_160000_rules_over_4000_files_in_time(self):
+        # issue 24: 159,700 rules x 4,000 files, every rule tried for every
+        # folder of every path: 64 s per pass (minutes with these 7-deep
+        # paths); indexed literal rules make it a fraction of a second
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+        names = ["".join(digits[(i // 36 ** k) % 36] for k in range(4)) for i in range(159998)]
+        text = "\n".join(names) + "\nm3.yaml\n/apps/a/b/c/d/e/m5.yaml\n"
+        self.assertLessEqual(len(text), 1 << 20)  # within GW_MANIFEST_FILE_MAX
+        files = {".gitwardignore": text}
+        for i in range(3990):
+            files[f"apps/a/b/c/d/e/f{i}.txt"] = "x\n"
+        for i in range(10):
+            files[f"apps/a/b/c/d/e/m{i}.yaml"] = proc_yaml(f"m{i}")
+        repo = os.path.join(self.tmp, "ignore")
+        fast_import(repo, files)
+        res = self.dry(repo, timeout=120)
+        self.assertEqual(res.rc, 2, res)
+        self.assertIn("  + Process/m0 ", res.out)
+        self.assertIn("  + Process/m9 ", res.out)
+        self.assertNotIn("Process/m3 ", res.out)
+        self.assertNotIn("Process/m5 ", res.out)
+        self.assertIn("Plan: 8 to create,", res.out)
+
+    def test_gitwardignore_past_1000_wildcard_rules_is_refused_at_its_line(self):
+        text = "# generated\n" + "".join(f"*.x{i}\n" for i in range(1001))
+        repo = os.path.join(self.tmp, "globs")
+        fast_import(repo, {".gitwardignore": text, "p.yaml": proc_yaml("p")})
+        res = self.dry(repo, timeout=120)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn(".gitwardignore:1002:1: more than 1000 rules with wildcards (*, ?, [ or \\); rules without "
+                      "them have no such limit\n", res.err)
+        self.assertNotIn("Process/p", res.out)
+
 
 # RLIMIT_AS of a dry-run reading a hostile commit: below the 128 MiB budget,
 # so the files within it fit only when read once and shared (a dry-run of

@@ -4,9 +4,12 @@ commit is not parsed again, a new commit parses only the files that changed,
 the output is the same byte for byte, and a cache file that is corrupt,
 truncated or foreign is said so, ignored, and rebuilt by the next
 reconcile."""
+import hashlib
+import hmac
 import json
 import os
 import re
+import struct
 import unittest
 
 from gwtest import HDR, TempDirTest, proc_yaml, run
@@ -140,13 +143,114 @@ class ManifestCache(TempDirTest):
 
     def test_corrupt_cache_is_ignored_and_rebuilt(self):
         self.damaged(lambda d: d[:len(d) // 2] + bytes([d[len(d) // 2] ^ 1]) + d[len(d) // 2 + 1:],
-                     "digest mismatch (truncated or corrupt)")
+                     "digest mismatch (truncated, corrupt or not written by this agent)")
 
     def test_truncated_cache_is_ignored_and_rebuilt(self):
-        self.damaged(lambda d: d[:len(d) - 10], "digest mismatch (truncated or corrupt)")
+        self.damaged(lambda d: d[:len(d) - 10], "digest mismatch (truncated, corrupt or not written by this agent)")
 
     def test_foreign_file_is_ignored_and_rebuilt(self):
         self.damaged(lambda d: b"not a cache\n" * 20, "not a manifest cache")
+
+    @staticmethod
+    def escape(entry):
+        """p1's entry with a second resource named ../../../x"""
+        res = entry[8:]
+        extra = res[:8] + struct.pack("<Q", 10) + b"../../../x" + res[18:]
+        return struct.pack("<Q", 2) + res + extra
+
+    def forge(self, seal, mutate=None):
+        """The cache as the last reconcile wrote it, with the entry of
+        apps/p1.yaml changed by mutate (default: a second resource named
+        ../../../x, which the signed commit does not hold), sealed by
+        seal(body) -> digest."""
+        self.reconcile()
+        with open(self.cache, "rb") as f:
+            data = f.read()
+        body, pos = bytearray(data[:48]), 48  # magic + 5 u64 (the last: the count)
+        u64 = lambda at: struct.unpack_from("<Q", data, at)[0]  # noqa: E731
+        forged = False
+        for _ in range(u64(40)):
+            idlen, blen = u64(pos), u64(pos + 8)
+            ident = data[pos + 16:pos + 16 + idlen]
+            dlen = u64(pos + 16 + idlen)
+            entry = data[pos + 24 + idlen:pos + 24 + idlen + dlen]
+            pos += 24 + idlen + dlen
+            name = b"p1"
+            if struct.unpack_from("<Q", entry, 0)[0] == 1 and entry[16:26] == struct.pack("<Q", 2) + name:
+                entry = (mutate or self.escape)(entry)
+                forged = True
+            body += struct.pack("<QQ", idlen, blen) + ident + struct.pack("<Q", len(entry)) + entry
+        self.assertTrue(forged)
+        body = bytes(body)
+        with open(self.cache, "wb") as f:
+            f.write(body + seal(body))
+        os.chmod(self.cache, 0o600)
+
+    def assert_rebuilt(self, first_out):
+        self.reconcile()
+        again = self.dry()
+        self.assertNotIn("manifest cache", again.err)
+        self.assertEqual(profile(again.err).get("cache hits"), self.N)
+        self.assertEqual(again.out, first_out)
+
+    def test_forged_entry_with_an_unkeyed_digest_is_refused(self):
+        # issue 24: the digest was a plain SHA-256, so anyone who could write
+        # the file could add a resource the signed commit does not have
+        first = self.dry()
+        self.forge(lambda body: hashlib.sha256(body).digest())
+        res = self.dry()
+        self.assertIn(f"manifest cache ignored: {self.cache}: digest mismatch (truncated, corrupt or not written "
+                      "by this agent); every manifest is parsed", res.err)
+        self.assertNotIn("../../../x", res.out + res.err)
+        self.assertEqual(res.out, first.out)
+        self.assert_rebuilt(first.out)
+
+    def test_forged_entry_with_the_key_is_validated_and_not_applied(self):
+        # even sealed with the agent's own key, an entry obeys the rules of a
+        # parsed manifest: a name that is a path outside the run dir is refused
+        first = self.dry()
+        self.reconcile()  # the first write makes the key
+        with open(self.cache + ".key", "rb") as f:
+            key = f.read()
+        self.assertEqual(len(key), 32)
+        self.assertEqual(os.stat(self.cache + ".key").st_mode & 0o777, 0o600)
+        self.forge(lambda body: hmac.new(key, body, hashlib.sha256).digest())
+        res = self.dry()
+        self.assertIn("manifest cache: the entry for apps/p1.yaml does not decode or breaks the rules of a "
+                      "manifest; it is parsed again", res.err)
+        self.assertNotIn("../../../x", res.out)
+        self.assertEqual(profile(res.err).get("parse"), 1)
+        self.assertEqual(res.out, first.out)
+        self.assert_rebuilt(first.out)
+
+    def test_sealed_entry_whose_fields_differ_from_its_canonical_form_is_not_applied(self):
+        # the command a backend would run changed, the canonical form and
+        # spec hash (what the plan shows and compares) left as they were
+        first = self.dry()
+        self.reconcile()
+        with open(self.cache + ".key", "rb") as f:
+            key = f.read()
+        self.forge(lambda body: hmac.new(key, body, hashlib.sha256).digest(),
+                   mutate=lambda e: e.replace(b"/bin/sleep", b"/bin/evil!", 1))
+        res = self.dry()
+        self.assertIn("manifest cache: the entry for apps/p1.yaml does not decode or breaks the rules of a "
+                      "manifest; it is parsed again", res.err)
+        self.assertEqual(profile(res.err).get("parse"), 1)
+        self.assertEqual(res.out, first.out)
+        self.assert_rebuilt(first.out)
+
+    def test_cache_writable_by_others_is_refused(self):
+        self.reconcile()
+        first = self.dry()
+        os.chmod(self.cache, 0o666)
+        res = self.dry()
+        self.assertIn(f"manifest cache ignored: {self.cache}: writable by group or others (mode 0666); every "
+                      "manifest is parsed", res.err)
+        self.assertEqual(profile(res.err).get("parse"), self.N)
+        self.assertEqual(res.out, first.out)
+        self.reconcile()  # written anew, by this user, 0600
+        self.assertEqual(os.stat(self.cache).st_mode & 0o777, 0o600)
+        self.assert_rebuilt(first.out)
 
 
 def fetches(err):

@@ -455,6 +455,111 @@ static void test_ignore_follows_gitignore_rules(void **state)
 	gw_ignore_free(NULL);
 }
 
+/* Literal rules go through an index, rules with wildcards are tried one by
+ * one: the last matching rule must still decide, whatever its kind. */
+static void test_ignore_last_rule_decides_across_literal_and_wildcard_rules(void **state)
+{
+	(void)state;
+	static const char text[] = "web.yaml\n" /* 1: by name */
+				   "!/apps/web.yaml\n" /* 2: by path, re-includes */
+				   "/apps/db.yaml\n" /* 3: by path */
+				   "!db.yaml\n" /* 4: by name, re-includes */
+				   "*.yml\n" /* 5: wildcard */
+				   "!keep.yml\n" /* 6: by name, after the wildcard */
+				   "logs/\n" /* 7: folders only */
+				   "x/y\n" /* 8: anchored by the slash */
+				   "cache\n" /* 9 */
+				   "!cache/\n"; /* 10: a folder comes back, a file not */
+	struct gw_ignore *ig = gw_ignore_new();
+	gw_ignore_add_text(ig, ".gitwardignore", text, sizeof(text) - 1);
+	assert_string_equal(gw_ignore_match(ig, "web.yaml", false), ".gitwardignore:1: web.yaml");
+	assert_string_equal(gw_ignore_match(ig, "other/web.yaml", false), ".gitwardignore:1: web.yaml");
+	assert_null(gw_ignore_match(ig, "apps/web.yaml", false));
+	assert_null(gw_ignore_match(ig, "apps/db.yaml", false));
+	assert_null(gw_ignore_match(ig, "db.yaml", false));
+	assert_string_equal(gw_ignore_match(ig, "a/b.yml", false), ".gitwardignore:5: *.yml");
+	assert_null(gw_ignore_match(ig, "a/keep.yml", false));
+	assert_string_equal(gw_ignore_match(ig, "a/logs/x.yaml", false), ".gitwardignore:7: logs/");
+	assert_null(gw_ignore_match(ig, "a/logs", false));
+	assert_string_equal(gw_ignore_match(ig, "x/y", false), ".gitwardignore:8: x/y");
+	assert_string_equal(gw_ignore_match(ig, "x/y/z.yaml", false), ".gitwardignore:8: x/y");
+	assert_null(gw_ignore_match(ig, "a/x/y", false));
+	assert_null(gw_ignore_match(ig, "cache", true));
+	assert_string_equal(gw_ignore_match(ig, "cache", false), ".gitwardignore:9: cache");
+	/* an entry of a kept folder: only its own name is matched */
+	assert_string_equal(gw_ignore_match_entry(ig, "a/b.yml", false), ".gitwardignore:5: *.yml");
+	assert_null(gw_ignore_match_entry(ig, "logs/x.yaml", false));
+	gw_ignore_free(ig);
+}
+
+/* Issue 24: 159,700 rules x 4,000 files took 64 s per pass (every rule for
+ * every prefix of every path, two callocs per try); with these 7-deep paths
+ * the old matcher needs ~6 minutes in a release build. The ctest TIMEOUT
+ * (120 s) is far beyond what indexed rules need (~0.5 s), even under ASan. */
+static void test_ignore_160000_rules_4000_paths_stay_cheap(void **state)
+{
+	(void)state;
+	struct gw_strbuf text, path;
+	gw_strbuf_init(&text);
+	gw_strbuf_init(&path);
+	for (int i = 0; i < 160000; i++) {
+		if (i % 2)
+			gw_strbuf_printf(&text, "/apps/g%d/a/b/c/d/f%d.yaml\n", i % 40, i);
+		else
+			gw_strbuf_printf(&text, "%sname-%d.yaml\n", i % 1000 == 0 ? "!" : "", i);
+	}
+	gw_strbuf_puts(&text, "*.tmp\n/scratch/**\n");
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	struct gw_ignore *ig = gw_manifest_ignore_new(&set, text.s, text.len);
+	assert_int_equal(set.diags.n, 0);
+	size_t excluded = 0;
+	for (int f = 0; f < 4000; f++) {
+		gw_strbuf_free(&path);
+		gw_strbuf_init(&path);
+		gw_strbuf_printf(&path, "apps/g%d/a/b/c/d/f%d.yaml", f % 40, f);
+		const char *by = gw_ignore_match(ig, path.s, false);
+		excluded += by != NULL;
+		/* odd f: "/apps/gN/a/b/c/d/fN.yaml" names it exactly */
+		assert_true((by != NULL) == (f % 2 == 1));
+	}
+	assert_int_equal(excluded, 2000);
+	assert_string_equal(gw_ignore_match(ig, "deep/er/name-2.yaml", false), ".gitwardignore:3: name-2.yaml");
+	assert_null(gw_ignore_match(ig, "name-2000.yaml", false)); /* "!name-2000.yaml" comes after */
+	assert_non_null(gw_ignore_match(ig, "a/b.tmp", false));
+	assert_non_null(gw_ignore_match(ig, "scratch/x.yaml", false));
+	gw_ignore_free(ig);
+	gw_manifest_set_free(&set);
+	gw_strbuf_free(&text);
+	gw_strbuf_free(&path);
+}
+
+/* Rules with wildcards are tried one by one: more than the limit is a
+ * problem of the commit at the line past it, not a slow pass. */
+static void test_ignore_too_many_wildcard_rules_is_a_problem_at_its_line(void **state)
+{
+	(void)state;
+	struct gw_strbuf text;
+	gw_strbuf_init(&text);
+	gw_strbuf_puts(&text, "# generated\nplain.yaml\n");
+	for (unsigned i = 0; i <= GW_IGNORE_GLOBS_MAX; i++)
+		gw_strbuf_printf(&text, "*.x%u\n", i);
+	struct gw_manifest_set set;
+	gw_manifest_set_init(&set);
+	struct gw_ignore *ig = gw_manifest_ignore_new(&set, text.s, text.len);
+	assert_int_equal(set.diags.n, 1);
+	assert_string_equal(set.diags.v[0].file, ".gitwardignore");
+	assert_int_equal(set.diags.v[0].line, GW_IGNORE_GLOBS_MAX + 3);
+	assert_string_equal(
+		set.diags.v[0].msg,
+		"more than 1000 rules with wildcards (*, ?, [ or \\); rules without them have no such limit");
+	gw_manifest_ignore_check(&set, ig);
+	assert_int_equal(set.diags.n, 2); /* the same problem for rules kept from an earlier pass */
+	gw_ignore_free(ig);
+	gw_manifest_set_free(&set);
+	gw_strbuf_free(&text);
+}
+
 static void test_ignore_many_stars_stay_cheap(void **state)
 {
 	(void)state;
@@ -860,6 +965,9 @@ int main(void)
 		cmocka_unit_test(test_depends_on_unknown_and_cycles),
 		cmocka_unit_test(test_ignore_follows_gitignore_rules),
 		cmocka_unit_test(test_ignore_many_stars_stay_cheap),
+		cmocka_unit_test(test_ignore_last_rule_decides_across_literal_and_wildcard_rules),
+		cmocka_unit_test(test_ignore_160000_rules_4000_paths_stay_cheap),
+		cmocka_unit_test(test_ignore_too_many_wildcard_rules_is_a_problem_at_its_line),
 		cmocka_unit_test(test_limits_at_the_limit_are_fine),
 		cmocka_unit_test(test_diagnostics_are_capped_per_file),
 		cmocka_unit_test(test_diagnostics_are_capped_per_commit),

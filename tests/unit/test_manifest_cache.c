@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "gitward/manifest_cache.h"
 
@@ -394,17 +395,24 @@ static void crafted_free(struct crafted *cf)
 	free(cf->head);
 }
 
-/* Write header + body + SHA-256; load it; the load's return code. */
+/* Write header + body + HMAC-SHA256 with a key of ours at PATH.key (what
+ * the agent's key is to whoever can read it); load it; the load's return
+ * code. */
 static int crafted_load(struct crafted *cf, const struct gw_strbuf *body, struct gw_manifest_cache *c,
 			struct gw_error *err)
 {
 	struct gw_strbuf sb;
-	unsigned char md[32];
+	unsigned char md[32], key[32];
 	unsigned int mdlen = 0;
+	char kp[700];
+	memset(key, 'k', sizeof(key));
+	snprintf(kp, sizeof(kp), "%s.key", cf->path);
+	write_bytes(kp, (const char *)key, sizeof(key));
+	assert_int_equal(chmod(kp, 0600), 0);
 	gw_strbuf_init(&sb);
 	gw_strbuf_add(&sb, cf->head, cf->hlen);
 	gw_strbuf_add(&sb, body->s, body->len);
-	EVP_Digest(sb.s, sb.len, md, &mdlen, EVP_sha256(), NULL);
+	HMAC(EVP_sha256(), key, sizeof(key), (const unsigned char *)sb.s, sb.len, md, &mdlen);
 	gw_strbuf_add(&sb, (const char *)md, sizeof(md));
 	write_bytes(cf->path, sb.s, sb.len);
 	gw_strbuf_free(&sb);
@@ -585,6 +593,29 @@ static void test_undecodable_entries_are_misses(void **state)
 
 /* Many entries: the table grows and every one is still found, also after a
  * save and load. */
+/* A .gitwardignore is compiled once per blob id (and --exclude list): the
+ * cache keeps the rules for the next pass, a heal of the same commit. */
+static void test_compiled_ignore_rules_are_kept_per_key(void **state)
+{
+	(void)state;
+	struct gw_manifest_cache *c = gw_manifest_cache_new();
+	assert_null(gw_manifest_cache_ignore(c, "abc"));
+	assert_null(gw_manifest_cache_ignore(NULL, "abc"));
+	struct gw_ignore *ig = gw_ignore_new();
+	gw_ignore_add_pattern(ig, "docs/");
+	const struct gw_ignore *kept = gw_manifest_cache_keep_ignore(c, "abc", ig);
+	assert_ptr_equal(kept, ig);
+	assert_ptr_equal(gw_manifest_cache_ignore(c, "abc"), ig);
+	assert_null(gw_manifest_cache_ignore(c, "abc\n--exclude"));
+	assert_string_equal(gw_ignore_match(gw_manifest_cache_ignore(c, "abc"), "docs/x.yaml", false),
+			    "--exclude docs/");
+	/* another blob replaces them */
+	struct gw_ignore *other = gw_ignore_new();
+	assert_ptr_equal(gw_manifest_cache_keep_ignore(c, "def", other), other);
+	assert_null(gw_manifest_cache_ignore(c, "abc"));
+	gw_manifest_cache_free(c);
+}
+
 static void test_many_entries_survive_growth_and_a_round_trip(void **state)
 {
 	(void)state;
@@ -624,7 +655,7 @@ static void test_many_entries_survive_growth_and_a_round_trip(void **state)
 	char bad[600], want[700];
 	snprintf(bad, sizeof(bad), "%s/no/such/dir/cache", cf.dir);
 	assert_true(gw_manifest_cache_save(c, bad, &err) < 0);
-	snprintf(want, sizeof(want), "%s.tmp.%d: cannot create: No such file or directory", bad, (int)getpid());
+	snprintf(want, sizeof(want), "%s.key: No such file or directory", bad);
 	assert_string_equal(err.msg, want);
 	snprintf(bad, sizeof(bad), "%s/adir", cf.dir);
 	assert_int_equal(mkdir(bad, 0700), 0);
@@ -655,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_cache_entries_are_refused),
 		cmocka_unit_test(test_undecodable_entries_are_misses),
 		cmocka_unit_test(test_many_entries_survive_growth_and_a_round_trip),
+		cmocka_unit_test(test_compiled_ignore_rules_are_kept_per_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

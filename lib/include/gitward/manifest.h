@@ -18,6 +18,7 @@
 #define GW_MANIFEST_DOCS_MAX 10000u /* documents per file */
 #define GW_MANIFEST_DEPTH_MAX 32u /* nesting depth */
 #define GW_MANIFEST_NODES_MAX 200000u /* nodes per file */
+#define GW_IGNORE_GLOBS_MAX 1000u /* rules with wildcards in a .gitwardignore; literal ones are indexed */
 #define GW_MANIFEST_TREE_DEPTH_MAX 64u /* folders inside folders, from the top of the tree */
 
 /* Diagnostics kept: a hostile commit can hold millions of problems, so at
@@ -129,9 +130,15 @@ void gw_ignore_add_pattern(struct gw_ignore *ig, const char *pattern);
  * docs/" or "--exclude ci/ci.yml"), the path's folders included: nothing
  * inside an excluded folder comes back. */
 const char *gw_ignore_match(const struct gw_ignore *ig, const char *path, bool is_dir);
+/* The same for an entry of a folder already found kept: only path itself is
+ * matched, not its folders again (a tree walk prunes excluded folders). */
+const char *gw_ignore_match_entry(const struct gw_ignore *ig, const char *path, bool is_dir);
 /* The rules for a repository: its .gitwardignore (text may be NULL) then
- * set->exclude. */
-struct gw_ignore *gw_manifest_ignore_new(const struct gw_manifest_set *set, const char *text, size_t len);
+ * set->exclude; too many rules with wildcards is a problem of set. */
+struct gw_ignore *gw_manifest_ignore_new(struct gw_manifest_set *set, const char *text, size_t len);
+/* Add to set->diags the problem of ig's .gitwardignore, if any (for rules
+ * compiled for an earlier pass and kept). */
+void gw_manifest_ignore_check(struct gw_manifest_set *set, const struct gw_ignore *ig);
 /* Record that path was left out by rule `by` (manifest files and folders only). */
 void gw_manifest_set_skip(struct gw_manifest_set *set, const char *path, const char *by);
 /* Record that `where` (as set->empty names it) held no manifest file. */

@@ -8,9 +8,13 @@
  * against the commit (that is redone on every read).
  *
  * The file: a header (magic, format version, canonical-form version, size
- * of the model), the entries, and the SHA-256 of all that. A file that is
- * truncated, corrupt, of another version or not a cache at all is ignored
- * (and replaced on the next write), never trusted. Written to a temporary
+ * of the model), the entries, and an HMAC-SHA256 of all that keyed with a
+ * secret of the agent (PATH.key, 0600, made by the first write). A file
+ * that is truncated, corrupt, of another version, not a cache at all, not
+ * keyed with that key, not this user's or writable by group or others is
+ * ignored (and replaced on the next write), never trusted; a decoded entry
+ * still goes through the validator once (gw_manifest__check_decoded), or
+ * its file is parsed again. Written to a temporary
  * file and renamed into place. */
 #ifndef GITWARD_MANIFEST_CACHE_H
 #define GITWARD_MANIFEST_CACHE_H
@@ -20,7 +24,7 @@
 
 #include "gitward/manifest.h"
 
-#define GW_MANIFEST_CACHE_FORMAT 1u
+#define GW_MANIFEST_CACHE_FORMAT 2u /* 2: keyed digest */
 #define GW_BLOB_ID_MAX 32u /* bytes of a blob id (SHA-1: 20, SHA-256: 32) */
 
 struct gw_manifest_cache;
@@ -32,6 +36,13 @@ void gw_manifest_cache_free(struct gw_manifest_cache *c);
  * another negative errno, with the reason in err, when the file was refused
  * (unreadable, truncated, corrupt): the cache is then empty. */
 int gw_manifest_cache_load(struct gw_manifest_cache *c, const char *path, struct gw_error *err);
+/* The rules compiled for key (the .gitwardignore's blob id and the
+ * --exclude patterns), borrowed; NULL when others or none are kept. */
+const struct gw_ignore *gw_manifest_cache_ignore(const struct gw_manifest_cache *c, const char *key);
+/* Keep ig (consumed) as the rules for key, in memory only, replacing those
+ * kept; returns ig, borrowed. */
+const struct gw_ignore *gw_manifest_cache_keep_ignore(struct gw_manifest_cache *c, const char *key,
+						      struct gw_ignore *ig);
 /* Write every entry to path (temporary file, then rename). */
 int gw_manifest_cache_save(struct gw_manifest_cache *c, const char *path, struct gw_error *err);
 /* Has a load been tried (whatever its outcome)? */
@@ -57,6 +68,10 @@ void gw_manifest_set_add_blob(struct gw_manifest_set *set, const char *file, con
  * commit): -1, with the diagnostic when it is the first past one, when the
  * file must not be read. */
 int gw_manifest_set__count(struct gw_manifest_set *set, const char *file, size_t len);
+/* A resource decoded from a cache file, through the validator as if parsed
+ * (lib/manifest/validate.c): 0 when it is what a manifest could give and
+ * its canonical form and spec hash are its own, else -EINVAL. */
+int gw_manifest__check_decoded(const struct gw_resource *r);
 
 /* Exposed for the unit tests: one resource to bytes and back. */
 void gw_manifest_cache__put_resource(struct gw_strbuf *sb, const struct gw_resource *r);
