@@ -1,0 +1,119 @@
+"""End to end: `gitward down` stops and removes every resource the state dir
+records, dependents first, under the state dir's lock, and leaves the state
+dir usable for the next `reconcile`."""
+import json
+import os
+import subprocess
+
+from gwtest import GITWARD, TempDirTest, agent_port, pid_alive, proc_yaml, records, run, stop, wait_for
+
+
+class DownProcesses(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.agents = []
+
+    def tearDown(self):
+        for a in self.agents:
+            stop(a)
+        super().tearDown()
+
+    def chain(self):
+        """c dependsOn b, b dependsOn a"""
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.write("b.yaml", proc_yaml("b", extra="  dependsOn: [a]\n"))
+        r.write("c.yaml", proc_yaml("c", extra="  dependsOn: [b]\n"))
+        r.commit()
+        return r
+
+    def reconcile(self, r):
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        return res
+
+    def status(self):
+        res = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        return res.json()
+
+    def test_down_removes_dependents_first_and_reconcile_recreates(self):
+        r = self.chain()
+        self.reconcile(r)
+        pids = {n: rec["pid"] for n, rec in records(self.state).items()}
+        self.assertEqual(sorted(pids), ["a", "b", "c"])
+        self.assertTrue(all(pid_alive(p) for p in pids.values()))
+
+        res = run("down", "--state-dir", self.state, timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("Removed 3 of 3 resources.", res.out)
+        for n, p in pids.items():
+            wait_for(lambda p=p: not pid_alive(p), what=f"Process/{n} (pid {p}) gone")
+        self.assertEqual(records(self.state), {})
+        # dependents first: c's deletion ends before b's starts, b's before a's
+        lines = res.err.splitlines()
+
+        def at(key, what):
+            hits = [i for i, l in enumerate(lines) if f"{key}: {what}" in l]
+            self.assertEqual(len(hits), 1, (key, what, res))
+            return hits[0]
+        self.assertLess(at("Process/c", "deleted"), at("Process/b", "delete: stopping"), res)
+        self.assertLess(at("Process/b", "deleted"), at("Process/a", "delete: stopping"), res)
+
+        st = self.status()
+        self.assertEqual(st["resources"], [], st)
+        self.assertEqual(st["last_attempt_result"], "down", st)
+        self.assertIsNone(st.get("commit"), st)
+        text = run("status", "--state-dir", self.state)
+        self.assertIn("(down)", text.out, text)
+
+        # the state dir stays usable: the same repo brings it all back
+        res = self.reconcile(r)
+        self.assertIn("3 to create", res.out, res)
+        again = {n: rec["pid"] for n, rec in records(self.state).items()}
+        self.assertEqual(sorted(again), ["a", "b", "c"])
+        self.assertTrue(all(pid_alive(p) for p in again.values()))
+        self.assertEqual(sorted(x["name"] for x in self.status()["resources"]), ["a", "b", "c"])
+
+    def test_down_beside_an_agent_refuses_naming_its_pid(self):
+        r = self.chain()
+        self.reconcile(r)
+        pids = {n: rec["pid"] for n, rec in records(self.state).items()}
+        log = os.path.join(self.tmp, "agent.log")
+        with open(log, "w") as f:
+            a = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                                  "--listen", "127.0.0.1:0"], stdout=f, stderr=subprocess.STDOUT)
+        self.agents.append(a)
+        agent_port(a, log)  # it holds the lock from before it listens
+        res = run("down", "--state-dir", self.state, timeout=300)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn(f"is in use by another gitward (pid {a.pid})", res.err, res)
+        self.assertEqual({n: rec["pid"] for n, rec in records(self.state).items()}, pids)
+        self.assertTrue(all(pid_alive(p) for p in pids.values()))
+        self.assertEqual(len(self.status()["resources"]), 3)
+
+    def test_down_on_a_missing_state_dir_fails_clearly(self):
+        missing = os.path.join(self.tmp, "nowhere")
+        res = run("down", "--state-dir", missing)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn(f"gitward: error: {missing}: no such state dir", res.err, res)
+        self.assertFalse(os.path.exists(missing))
+
+    def test_down_on_an_empty_node_has_nothing_to_remove(self):
+        r = self.repo()
+        r.write("README", "nothing for gitward\n")
+        r.commit()
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        res = run("down", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        self.assertEqual(res.out, "Nothing to remove.\n")
+        # and again: down after down
+        res = run("down", "--state-dir", self.state)
+        self.assertEqual((res.rc, res.out), (0, "Nothing to remove.\n"), res)
+
+    def test_down_help(self):
+        res = run("down", "--help")
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("usage: gitward down", res.out)
+        self.assertIn("dependents first", res.out)
