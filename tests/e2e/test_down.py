@@ -3,9 +3,14 @@ records, dependents first, under the state dir's lock, and leaves the state
 dir usable for the next `reconcile`."""
 import json
 import os
+import shutil
+import signal
 import subprocess
+import unittest
 
-from gwtest import GITWARD, TempDirTest, agent_port, pid_alive, proc_yaml, records, run, stop, wait_for
+import podman_env
+import vm_guest
+from gwtest import CI, GITWARD, HDR, TempDirTest, agent_port, pid_alive, proc_yaml, records, run, stop, wait_for
 
 
 class DownProcesses(TempDirTest):
@@ -117,3 +122,101 @@ class DownProcesses(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         self.assertIn("usage: gitward down", res.out)
         self.assertIn("dependents first", res.out)
+
+
+class DownContainer(TempDirTest):
+    """A real Podman API service (tests/e2e/podman_env.py)."""
+
+    @classmethod
+    def setUpClass(cls):
+        podman_env.setup_module()
+
+    @classmethod
+    def tearDownClass(cls):
+        podman_env.teardown_module()
+
+    def tearDown(self):
+        pm = podman_env.PODMAN
+        ids = pm.podman("ps", "-a", "-q", "--filter", f"label=gitward.state-dir={self.state}", check=False)
+        if ids:
+            pm.podman("rm", "-f", "-t", "0", *ids.split(), check=False)
+        super().tearDown()
+
+    def engine_names(self):
+        out = podman_env.PODMAN.podman("ps", "-a", "--filter", f"label=gitward.state-dir={self.state}",
+                                       "--format", "json")
+        return sorted(c["Labels"]["gitward.name"] for c in json.loads(out or "[]"))
+
+    def test_down_removes_the_container_from_the_engine(self):
+        sock = podman_env.PODMAN.socket
+        r = self.repo()
+        r.write("web.yaml", f"{HDR}kind: Container\nmetadata: {{name: web}}\nspec:\n  image: {podman_env.IMAGE}\n"
+                "  command: [\"/bin/sleep\", \"300\"]\n  network: none\n  stopTimeout: 1s\n")
+        r.commit()
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", "--container-socket",
+                  sock, timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        self.assertEqual(self.engine_names(), ["web"])
+
+        # the engine out of reach: nothing removed, exit 1 naming what is left
+        res = run("down", "--state-dir", self.state, "--container-socket", os.path.join(self.tmp, "no.sock"),
+                  timeout=300)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn("gitward: error: Container/web could not be removed", res.err, res)
+        self.assertEqual(self.engine_names(), ["web"])
+
+        res = run("down", "--state-dir", self.state, "--container-socket", sock, timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("Removed 1 of 1 resources.", res.out)
+        self.assertEqual(self.engine_names(), [])
+        st = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(st.json()["resources"], [], st)
+
+
+class DownVM(TempDirTest):
+    """Real QEMU (TCG) booting tests/e2e/vm_guest.py's guest."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("qemu-system-x86_64") or not os.path.exists("/bin/busybox"):
+            if CI:
+                raise RuntimeError("qemu-system-x86_64 or busybox missing (contrib/install-deps.sh test)")
+            raise unittest.SkipTest("QEMU not installed")
+        cls.guest = vm_guest.build()
+
+    def qemu_pids(self):
+        d = os.path.join(self.state, "run", "vm")
+        out = {}
+        for f in os.listdir(d) if os.path.isdir(d) else []:
+            if f.endswith(".json"):
+                with open(os.path.join(d, f)) as fh:
+                    out[f[:-5]] = json.load(fh)["pid"]
+        return out
+
+    def tearDown(self):
+        for pid in self.qemu_pids().values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        super().tearDown()
+
+    def test_down_stops_the_vm(self):
+        kernel, initrd = self.guest
+        r = self.repo()
+        r.write("vm.yaml", f"{HDR}kind: VM\nmetadata: {{name: guest}}\nspec:\n  memory: 256Mi\n  cpus: 1\n"
+                f"  kernel: {kernel}\n  initrd: {initrd}\n  cmdline: \"console=ttyS0 quiet panic=-1\"\n"
+                "  network: none\n  accel: tcg\n  stopTimeout: 2s\n")
+        r.commit()
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", timeout=600)
+        self.assertEqual(res.rc, 0, res)
+        pid = self.qemu_pids()["guest"]
+        self.assertTrue(pid_alive(pid))
+
+        res = run("down", "--state-dir", self.state, timeout=600)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("Removed 1 of 1 resources.", res.out)
+        wait_for(lambda: not pid_alive(pid), what=f"QEMU (pid {pid}) gone")
+        self.assertEqual(self.qemu_pids(), {})
+        st = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(st.json()["resources"], [], st)
