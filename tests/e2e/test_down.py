@@ -3,6 +3,7 @@ records, dependents first, under the state dir's lock, and leaves the state
 dir usable for the next `reconcile`."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -117,11 +118,30 @@ class DownProcesses(TempDirTest):
         res = run("down", "--state-dir", self.state)
         self.assertEqual((res.rc, res.out), (0, "Nothing to remove.\n"), res)
 
-    def test_down_help(self):
+    def test_down_help_man_page_and_completion(self):
         res = run("down", "--help")
         self.assertEqual(res.rc, 0, res)
         self.assertIn("usage: gitward down", res.out)
         self.assertIn("dependents first", res.out)
+        self.assertIn("  down [--state-dir DIR]", run("--help").out)
+        contrib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../contrib")
+        cp = subprocess.run(["groff", "-ww", "-man", "-Tutf8", os.path.join(contrib, "man/gitward.1")],
+                            capture_output=True, timeout=60, env={**os.environ, "LC_ALL": "C.UTF-8"})
+        self.assertEqual((cp.returncode, cp.stderr.decode()), (0, ""))
+        page = re.sub(r".\x08", "", cp.stdout.decode()).replace("\u2010", "-")
+        self.assertRegex(page, r"gitward\s+down\s+\[--state-dir")
+        opts = re.findall(r"^  (--[a-z-]+)", res.out, re.M)
+        self.assertIn("--container-socket", opts)
+        with open(os.path.join(contrib, "completion/gitward.bash")) as f:
+            completion = f.read()
+        self.assertRegex(completion, r'commands="[^"]*\bdown\b')
+        for opt in opts:
+            self.assertIn(opt, page, opt)
+            self.assertRegex(completion, r"\n\tdown\) [^\n]*" + re.escape(opt) + r"\b", opt)
+        # a usage error is one, not a runtime error
+        res = run("down", "--state-dir", self.state, "--bogus")
+        self.assertEqual(res.rc, 64, res)
+        self.assertIn('unknown option "--bogus"', res.err)
 
 
 class DownContainer(TempDirTest):
