@@ -98,6 +98,25 @@ class DownProcesses(TempDirTest):
         self.assertTrue(all(pid_alive(p) for p in pids.values()))
         self.assertEqual(len(self.status()["resources"]), 3)
 
+        # the agent gone (its workloads stay), down takes the node down; an
+        # agent on the same state dir then brings it all back
+        stop(a)
+        self.assertEqual(a.returncode, 0)
+        res = run("down", "--state-dir", self.state, timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        for p in pids.values():
+            wait_for(lambda p=p: not pid_alive(p), what=f"pid {p} gone")
+        with open(log, "w") as f:
+            a = subprocess.Popen([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                                  "--listen", "127.0.0.1:0"], stdout=f, stderr=subprocess.STDOUT)
+        self.agents.append(a)
+
+        def all_back():
+            recs = records(self.state)
+            return sorted(recs) == ["a", "b", "c"] and all(pid_alive(x["pid"]) for x in recs.values())
+        wait_for(all_back, what="the agent recreating a, b and c")
+        self.assertFalse(set(x["pid"] for x in records(self.state).values()) & set(pids.values()))
+
     def test_down_on_a_missing_state_dir_fails_clearly(self):
         missing = os.path.join(self.tmp, "nowhere")
         res = run("down", "--state-dir", missing)
