@@ -163,6 +163,41 @@ class DownProcesses(TempDirTest):
         self.assertIn('unknown option "--bogus"', res.err)
 
 
+class DownExternal(TempDirTest):
+    """The contrib files plugin, reached through --plugin-dir as reconcile reaches it."""
+
+    def test_down_removes_an_external_resource_after_its_dependent_process(self):
+        plugin = os.path.join(os.path.dirname(os.path.dirname(GITWARD)), "contrib", "plugins", "files")
+        self.assertTrue(os.access(plugin, os.X_OK), f"the files plugin is built at {plugin}")
+        plugins = os.path.join(self.tmp, "plugins")
+        os.makedirs(plugins)
+        shutil.copy(plugin, os.path.join(plugins, "files"))
+        out = os.path.join(self.tmp, "out", "motd")
+        r = self.repo()
+        config = json.dumps({"files": [{"path": out, "content": "hello\n"}]})
+        r.write("motd.yaml", f"{HDR}kind: External\nmetadata: {{name: motd}}\nspec:\n  plugin: files\n"
+                f"  config: {config}\n")
+        r.write("web.yaml", proc_yaml("web", extra="  dependsOn: [motd]\n"))
+        r.commit()
+        res = run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1", "--plugin-dir", plugins,
+                  timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        self.assertTrue(os.path.exists(out))
+        pid = records(self.state)["web"]["pid"]
+
+        res = run("down", "--state-dir", self.state, "--plugin-dir", plugins, timeout=300)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("Removed 2 of 2 resources.", res.out)
+        self.assertFalse(os.path.exists(out))
+        wait_for(lambda: not pid_alive(pid), what=f"Process/web (pid {pid}) gone")
+        lines = res.err.splitlines()
+        web = [i for i, l in enumerate(lines) if "Process/web: deleted" in l]
+        motd = [i for i, l in enumerate(lines) if "External/motd: delete" in l]
+        self.assertTrue(web and motd and web[0] < motd[0], res)
+        st = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(st.json()["resources"], [], st)
+
+
 class DownContainer(TempDirTest):
     """A real Podman API service (tests/e2e/podman_env.py)."""
 
