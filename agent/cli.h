@@ -70,6 +70,7 @@ int cmd_reconcile(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_down(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_schema(int argc, char **argv);
 

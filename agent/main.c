@@ -19,6 +19,7 @@ static const char usage[] =
 	"  validate [--output text|json] PATH...                   check manifests on disk\n"
 	"  status [--output text|json] [--state-dir DIR]           what the node runs, as last recorded\n"
 	"  diff --base REF [--head REF] [--output ...] [OPTIONS]   two commits compared per node (CI review)\n"
+	"  down [--state-dir DIR] [--run-dir DIR] [OPTIONS]        stop and remove everything this node manages\n"
 	"  version                                                 print the version\n"
 	"  schema                                                  print the manifests' JSON Schema\n"
 	"\n"
@@ -34,7 +35,7 @@ int main(int argc, char **argv)
 	} commands[] = {
 		{ "reconcile", cmd_reconcile }, { "agent", cmd_agent },	    { "validate", cmd_validate },
 		{ "status", cmd_status },	{ "version", cmd_version }, { "schema", cmd_schema },
-		{ "diff", cmd_diff },
+		{ "diff", cmd_diff },		{ "down", cmd_down },
 	};
 
 	/* gitward's own PATH is the fixed one too: libraries that start

@@ -3,7 +3,7 @@ _gitward()
 {
 	local cur prev words cword
 	_init_completion || return
-	local commands="reconcile agent validate status diff schema version"
+	local commands="reconcile agent validate status diff down schema version"
 	local common="--repo --ref --path --state-dir --run-dir --log-dir --node --label --no-prune --allow-empty --log-format --log-level --container-socket --ca-file --insecure-skip-tls-verify --known-hosts --ssh-key --git-username --git-password-file --git-timeout --git-connect-timeout --git-deadline --verify-signatures --allowed-signers --gpg-keyring --move-to-repo --age-identity --plugin-dir --exclude --config --help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
@@ -22,6 +22,7 @@ _gitward()
 	diff) COMPREPLY=($(compgen -W "$common --base --head --nodes --output" -- "$cur")) ;;
 	validate) [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--output --exclude --verbose --help" -- "$cur")) || _filedir ;;
 	status) COMPREPLY=($(compgen -W "--output --state-dir --help" -- "$cur")) ;;
+	down) COMPREPLY=($(compgen -W "--state-dir --run-dir --log-dir --container-socket --plugin-dir --log-format --log-level --config --help" -- "$cur")) ;;
 	esac
 }
 complete -F _gitward gitward

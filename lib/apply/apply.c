@@ -938,7 +938,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 	gw_state_file_init(&st);
 	st.node = gw_xstrdup(node);
 	gw_state_labels_set(&st, labels);
-	st.commit = gw_xstrdup(pass->commit);
+	st.commit = pass->commit[0] ? gw_xstrdup(pass->commit) : NULL; /* none: `down` */
 	st.ref = pass->ref ? gw_xstrdup(pass->ref) : NULL;
 	record_remote(&st, pass->remote.commit[0] ? &pass->remote : NULL, &pass->state);
 	st.last_attempt = gw_now_ms() / 1000;

@@ -146,6 +146,14 @@ int gw_pass_check_repo(const struct gw_pass_opts *opts, bool record, struct gw_e
 /* The result of a pass that gw_pass_read or gw_pass_observe_plan failed at stage. */
 enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass);
 
+/* `gitward down`: observe what opts->state_dir records, plan its deletion
+ * (dependents first; nothing desired, pruning on, an empty node allowed),
+ * execute and record the node empty, with the last attempt's result
+ * "down". pass is fresh (gw_pass_init): no commit is read. An empty plan
+ * executes and records nothing (*out untouched). */
+int gw_pass_down(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,
+		 struct gw_observer *obs, const struct gw_backend_set *set, char **state_error, struct gw_error *err);
+
 /* ---- the agent's pass ---- */
 
 struct gw_run_summary {
