@@ -7,12 +7,12 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -23,12 +23,13 @@
 /* Slow clients: a connection idle this long is closed (one that stopped in
  * the middle of its headers too); one that trickles its headers, never idle
  * that long, is cut HEADER_DEADLINE_S after its request began (a body, once
- * the headers are in, is held to the idle rule only). One address holds at most PER_IP connections, 127.0.0.1 (where
- * the host's own probes come from) HOST_MAX, which no other address can
- * take: all the others together hold at most CONNECTIONS - HOST_MAX
- * (gw_admit). So /healthz and /metrics answer 127.0.0.1 however many other
- * addresses trickle headers (it takes 30 to fill their share), and one
- * address, 127.0.0.1 too, never holds them all. epoll: not bounded by
+ * the headers are in, is held to the idle rule only). One address holds at
+ * most PER_IP connections, 127.0.0.1 (where the host's own probes come
+ * from) HOST_MAX, which no other address can take: all the others together
+ * hold at most CONNECTIONS - HOST_MAX (gw_admit). So
+ * /healthz and /metrics answer 127.0.0.1 however many other addresses
+ * trickle headers (it takes 30 to fill their share), and one address,
+ * 127.0.0.1 too, never holds them all. epoll: not bounded by
  * select's FD_SETSIZE. */
 #define IDLE_TIMEOUT_S 10u
 #define HEADER_DEADLINE_S 30u
