@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,20 +15,24 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
 
 /* Slow clients: a connection idle this long is closed (one that stopped in
- * the middle of its headers too; one that trickles them stays, hence the
- * caps). One address holds at most PER_IP connections, 127.0.0.1 (where
- * the host's own probes come from) HOST_MAX, which no other address can
- * take: all the others together hold at most CONNECTIONS - HOST_MAX
- * (gw_admit). So /healthz and /metrics answer 127.0.0.1 however many other
- * addresses trickle headers (it takes 30 to fill their share), and one
- * address, 127.0.0.1 too, never holds them all. epoll: not bounded by
+ * the middle of its headers too); one that trickles its headers, never idle
+ * that long, is cut HEADER_DEADLINE_S after its request began (a body, once
+ * the headers are in, is held to the idle rule only). One address holds at
+ * most PER_IP connections, 127.0.0.1 (where the host's own probes come
+ * from) HOST_MAX, which no other address can take: all the others together
+ * hold at most CONNECTIONS - HOST_MAX (gw_admit). So
+ * /healthz and /metrics answer 127.0.0.1 however many other addresses
+ * trickle headers (it takes 30 to fill their share), and one address,
+ * 127.0.0.1 too, never holds them all. epoll: not bounded by
  * select's FD_SETSIZE. */
 #define IDLE_TIMEOUT_S 10u
+#define HEADER_DEADLINE_S 30u
 #define PER_IP 16u
 #define HOST_MAX 32u
 #define CONNECTIONS 512u
@@ -43,6 +48,16 @@ struct gw_http {
 	void *ud;
 	pthread_mutex_t mu;
 	struct gw_admit admit; /* under mu */
+	struct gw_headers headers; /* under mu */
+	pthread_cond_t wake; /* the sweeper's, with mu */
+	bool stopping; /* under mu */
+	pthread_t sweeper;
+};
+
+/* One connection's socket context: its admission and header clock slots. */
+struct conn {
+	struct gw_admit_peer *peer;
+	struct gw_headers_conn *clock;
 };
 
 /* The client's IPv4 address, network order (0 for another family: the
@@ -70,14 +85,67 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 
 	pthread_mutex_lock(&h->mu);
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-		gw_admit_close(&h->admit, *socket_context);
+		/* libmicrohttpd notifies this before it closes the socket: once
+		 * the slot is freed here, under mu, the sweeper no longer knows
+		 * the fd, so it never shuts down a reused one */
+		struct conn *k = *socket_context;
+		if (k) {
+			gw_admit_close(&h->admit, k->peer);
+			gw_headers_close(k->clock);
+			free(k);
+		}
 		*socket_context = NULL;
 	} else {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-		*socket_context =
-			gw_admit_open(&h->admit, ci ? client_addr(ci->client_addr, sizeof(struct sockaddr_in)) : 0);
+		const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct conn *k = gw_xcalloc(1, sizeof(*k));
+		k->peer = gw_admit_open(&h->admit, ci ? client_addr(ci->client_addr, sizeof(struct sockaddr_in)) : 0);
+		if (fi)
+			k->clock = gw_headers_open(&h->headers, fi->connect_fd, gw_monotonic_ms());
+		*socket_context = k;
 	}
 	pthread_mutex_unlock(&h->mu);
+}
+
+/* The connection's header clock: its request's headers are in (got), or
+ * the next request's are awaited from now. */
+static void header_clock(struct gw_http *h, struct MHD_Connection *c, bool got)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *k = ci ? ci->socket_context : NULL;
+	if (!k)
+		return;
+	pthread_mutex_lock(&h->mu);
+	if (got)
+		gw_headers_got(k->clock);
+	else
+		gw_headers_wait(k->clock, gw_monotonic_ms());
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Every second, shut down the sockets whose request headers are overdue;
+ * libmicrohttpd then reads their end and closes them on its own thread.
+ * shutdown, not close: the fd stays libmicrohttpd's; and under mu, so the
+ * CLOSED notification (taken under mu before the close) cannot free the
+ * fd between the listing and the shutdown. */
+static void *sweep(void *arg)
+{
+	struct gw_http *h = arg;
+	int fds[CONNECTIONS];
+
+	pthread_mutex_lock(&h->mu);
+	while (!h->stopping) {
+		size_t n = gw_headers_overdue(fds, CONNECTIONS, &h->headers, gw_monotonic_ms(),
+					      (int64_t)HEADER_DEADLINE_S * 1000);
+		for (size_t i = 0; i < n; i++)
+			shutdown(fds[i], SHUT_RDWR);
+		struct timespec at;
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_sec += 1;
+		pthread_cond_timedwait(&h->wake, &h->mu, &at);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
 }
 
 struct upload {
@@ -116,10 +184,9 @@ static enum MHD_Result respond(struct gw_http *h, struct MHD_Connection *c, cons
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)c;
 	(void)toe;
 	struct upload *u = *con_cls;
+	header_clock(cls, c, false); /* keep-alive: the next request's */
 	if (u) {
 		gw_strbuf_free(&u->body);
 		free(u);
@@ -139,6 +206,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		gw_strbuf_init(&u->body);
 		u->keep = !strcmp(method, "POST") && !strcmp(url, "/hooks/git");
 		*con_cls = u;
+		header_clock(h, c, true); /* a body is held to the idle rule */
 		/* A declared body over the limit is refused before it is read
 		 * when the client waits for "100 Continue" or the body is
 		 * absurd; otherwise it is read and dropped, since closing on
@@ -213,6 +281,19 @@ static int listen_on(const struct sockaddr_in *addr, const char *listen_arg, str
 	return gw_error_set(err, -e, "--listen %s: cannot listen: %s", listen_arg, strerror(e));
 }
 
+/* What gw_http_start set up, once the daemon and sweeper are gone. */
+static void free_http(struct gw_http *h)
+{
+	gw_headers_free(&h->headers);
+	gw_admit_free(&h->admit);
+	pthread_cond_destroy(&h->wake);
+	pthread_mutex_destroy(&h->mu);
+	if (h->secret)
+		OPENSSL_cleanse(h->secret, h->secret_len);
+	free(h->secret);
+	free(h);
+}
+
 int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_config *cfg, void (*trigger)(void *),
 		  void *ud, struct gw_error *err)
 {
@@ -250,19 +331,26 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 		return fd;
 	}
 	pthread_mutex_init(&h->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	gw_admit_init(&h->admit, htonl(INADDR_LOOPBACK), PER_IP, HOST_MAX, CONNECTIONS - HOST_MAX);
+	gw_headers_init(&h->headers, CONNECTIONS);
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, accept_policy, h, handle, h,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
-				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-				on_connection, h, MHD_OPTION_CONNECTION_LIMIT, CONNECTIONS,
-				MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S, MHD_OPTION_END);
-	if (!h->d) {
-		close(fd);
-		gw_admit_free(&h->admit);
-		pthread_mutex_destroy(&h->mu);
-		free(h->secret);
-		free(h);
-		return gw_error_set(err, -EIO, "--listen %s: the HTTP server did not start", cfg->listen);
+				MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+				h, MHD_OPTION_CONNECTION_LIMIT, CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+				IDLE_TIMEOUT_S, MHD_OPTION_END);
+	int rc = h->d ? pthread_create(&h->sweeper, NULL, sweep, h) : EIO;
+	if (rc) {
+		if (h->d)
+			MHD_stop_daemon(h->d); /* closes fd too */
+		else
+			close(fd);
+		free_http(h);
+		return gw_error_set(err, -rc, "--listen %s: the HTTP server did not start", cfg->listen);
 	}
 	/* the address bound, so port 0 (any free port) tells which one it got */
 	struct sockaddr_in bound;
@@ -282,13 +370,13 @@ void gw_http_stop(struct gw_http *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&h->mu);
+	h->stopping = true;
+	pthread_cond_signal(&h->wake);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->sweeper, NULL);
 	MHD_stop_daemon(h->d);
-	gw_admit_free(&h->admit);
-	pthread_mutex_destroy(&h->mu);
-	if (h->secret)
-		OPENSSL_cleanse(h->secret, h->secret_len);
-	free(h->secret);
-	free(h);
+	free_http(h);
 }
 
 void gw_notify_watchdog(void)

@@ -1,5 +1,6 @@
-/* Who may open one more connection, by client address (an endpoint's policy
- * against clients that hold connections open): see gitward/util.h. */
+/* Who may open one more connection, by client address, and which open ones
+ * are late with their request headers (an endpoint's policy against clients
+ * that hold connections open): see gitward/util.h. */
 #include <stdlib.h>
 
 #include "gitward/util.h"
@@ -58,4 +59,60 @@ void gw_admit_close(struct gw_admit *a, struct gw_admit_peer *p)
 	p->n--;
 	if (p->addr != a->host)
 		a->others--;
+}
+
+void gw_headers_init(struct gw_headers *h, size_t n)
+{
+	h->n = n;
+	h->conns = gw_xcalloc(n, sizeof(*h->conns));
+	for (size_t i = 0; i < n; i++)
+		h->conns[i].fd = -1;
+}
+
+void gw_headers_free(struct gw_headers *h)
+{
+	free(h->conns);
+	h->conns = NULL;
+	h->n = 0;
+}
+
+struct gw_headers_conn *gw_headers_open(struct gw_headers *h, int fd, int64_t now_ms)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->conns[i].fd < 0) {
+			h->conns[i] = (struct gw_headers_conn){ .fd = fd, .waiting = true, .since_ms = now_ms };
+			return &h->conns[i];
+		}
+	return NULL;
+}
+
+void gw_headers_got(struct gw_headers_conn *c)
+{
+	if (c)
+		c->waiting = false;
+}
+
+void gw_headers_wait(struct gw_headers_conn *c, int64_t now_ms)
+{
+	if (c) {
+		c->waiting = true;
+		c->since_ms = now_ms;
+	}
+}
+
+void gw_headers_close(struct gw_headers_conn *c)
+{
+	if (c)
+		*c = (struct gw_headers_conn){ .fd = -1 };
+}
+
+size_t gw_headers_overdue(int *fds, size_t max, const struct gw_headers *h, int64_t now_ms, int64_t deadline_ms)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < h->n && n < max; i++) {
+		const struct gw_headers_conn *c = &h->conns[i];
+		if (c->fd >= 0 && c->waiting && now_ms - c->since_ms >= deadline_ms)
+			fds[n++] = c->fd;
+	}
+	return n;
 }

@@ -377,7 +377,8 @@ class SlowClients(AgentBase):
 
     def closed_by_the_agent(self, slow):
         """Every held socket, now quiet, is closed by the agent (idle
-        timeout, 10 s): EOF or a reset, within a generous bound."""
+        timeout, 10 s, or header deadline, 30 s): EOF or a reset, within a
+        generous bound."""
         deadline = time.monotonic() + 120
         for src, s, alive in slow:
             if alive:
@@ -432,6 +433,96 @@ class SlowClients(AgentBase):
         # its share is back once they are closed
         wait_for(lambda: self.http(a, "/healthz") == (200, "ok\n"), what="127.0.0.1 answered again")
         self.assertEqual(a.poll(), None)
+
+
+class HeaderDeadline(AgentBase):
+    """Request headers have HEADER_DEADLINE s in all from the connection's
+    start (agent/http.c), whatever the pace of their bytes; a body after
+    prompt headers only the idle rule (IDLE s without a byte)."""
+    HEADER_DEADLINE = 30
+    IDLE = 10
+
+    def setUp(self):
+        super().setUp()
+        secret = os.path.join(self.tmp, "hook.secret")
+        with open(secret, "wb") as f:
+            f.write(SECRET)
+        r = self.repo()
+        r.write("a.yaml", proc_yaml("a"))
+        r.commit()
+        self.a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret)
+
+    def test_a_client_trickling_its_headers_is_cut_though_never_idle(self):
+        s = socket.socket()
+        self.addCleanup(s.close)
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(30)
+        s.connect(("127.0.0.1", self.a.port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        t0 = last = time.monotonic()
+        gap = 0.0
+        closed = False
+        # one header byte every 2 s (the recv's timeout paces it), never a
+        # pause the idle timeout would close
+        while not closed:
+            self.assertLess(time.monotonic() - t0, 120, "a trickling client still connected after 120 s")
+            try:
+                s.settimeout(2)
+                closed = s.recv(4096) == b""
+                self.assertTrue(closed, "an answer before the headers' end")
+            except socket.timeout:
+                now = time.monotonic()
+                gap = max(gap, now - last)
+                last = now
+                try:
+                    s.sendall(b"a")
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+            except ConnectionResetError:
+                closed = True
+        # the cut came from the deadline: no pause was long enough to idle out
+        self.assertLess(gap, self.IDLE, "the client paused long enough for the idle timeout")
+        # the address is served again, the agent is still up
+        self.assertEqual(self.http(self.a, "/healthz", source="127.0.0.2"), (200, "ok\n"))
+        self.assertIsNone(self.a.poll())
+        # SIGTERM with a connection awaiting its headers: the sweeper stops,
+        # a clean exit (an ASan build would report a leak or a race here)
+        s2 = socket.socket()
+        self.addCleanup(s2.close)
+        s2.bind(("127.0.0.2", 0))
+        s2.settimeout(30)
+        s2.connect(("127.0.0.1", self.a.port))
+        s2.sendall(b"GET /healthz HTTP/1.1\r\n")
+        self.a.send_signal(signal.SIGTERM)
+        self.assertEqual(self.a.wait(timeout=120), 0, self.log())
+        self.assertNotIn("Sanitizer", self.log())
+
+    def test_a_slow_body_after_prompt_headers_is_held_to_the_idle_rule_only(self):
+        body = json.dumps(github_push("a.yaml")).encode()
+        head = b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+        head += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in github_headers(body).items())
+        s = socket.socket()
+        self.addCleanup(s.close)
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(30)
+        s.connect(("127.0.0.1", self.a.port))
+        t0 = time.monotonic()
+        s.sendall(head + b"\r\n")
+        # one body byte every 2 s until well past the header deadline
+        sent = 0
+        while time.monotonic() - t0 < self.HEADER_DEADLINE + 15:
+            self.assertLess(sent, len(body) - 1, "body too short to outlast the deadline")
+            s.sendall(body[sent:sent + 1])
+            sent += 1
+            time.sleep(2)
+        s.sendall(body[sent:])
+        s.settimeout(60)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = s.recv(4096)
+            self.assertNotEqual(chunk, b"", f"closed before the answer, after {sent} body bytes")
+            reply += chunk
+        self.assertTrue(reply.startswith(b"HTTP/1.1 202"), reply)
 
 
 class Stopping(AgentBase):

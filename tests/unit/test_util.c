@@ -528,6 +528,40 @@ static void test_admit_keeps_the_hosts_share_and_bounds_each_address(void **stat
 	gw_admit_free(&a);
 }
 
+/* Headers awaited past the deadline are overdue however the bytes came;
+ * headers received stop the clock until the next request is awaited; a
+ * closed connection's socket is never listed again. */
+static void test_headers_overdue_counts_from_accept_not_from_the_last_byte(void **state)
+{
+	(void)state;
+	struct gw_headers h;
+	int fds[4];
+	gw_headers_init(&h, 3);
+	struct gw_headers_conn *slow = gw_headers_open(&h, 7, 1000);
+	struct gw_headers_conn *quick = gw_headers_open(&h, 8, 1000);
+	struct gw_headers_conn *late = gw_headers_open(&h, 9, 5000);
+	assert_non_null(slow);
+	assert_null(gw_headers_open(&h, 10, 5000)); /* full: no slot, no deadline */
+	assert_int_equal(gw_headers_overdue(fds, 4, &h, 10999, 10000), 0);
+	gw_headers_got(quick); /* its body may take the idle rule's time */
+	assert_int_equal(gw_headers_overdue(fds, 4, &h, 11000, 10000), 1);
+	assert_int_equal(fds[0], 7);
+	assert_int_equal(gw_headers_overdue(fds, 4, &h, 15000, 10000), 2);
+	assert_int_equal(fds[1], 9);
+	assert_int_equal(gw_headers_overdue(fds, 1, &h, 15000, 10000), 1); /* bounded by max */
+	/* keep-alive: the next request's headers have their own deadline */
+	gw_headers_wait(quick, 20000);
+	gw_headers_close(slow);
+	gw_headers_close(late);
+	assert_int_equal(gw_headers_overdue(fds, 4, &h, 29999, 10000), 0);
+	assert_int_equal(gw_headers_overdue(fds, 4, &h, 30000, 10000), 1);
+	assert_int_equal(fds[0], 8);
+	/* a closed slot is reused */
+	assert_ptr_equal(gw_headers_open(&h, 11, 30000), slow);
+	gw_headers_got(NULL), gw_headers_wait(NULL, 0), gw_headers_close(NULL);
+	gw_headers_free(&h);
+}
+
 /* A flood of lines: the first written, then one per period with the count
  * of those left out since. */
 static void test_log_limit_writes_one_line_per_period_with_the_count_left_out(void **state)
@@ -1153,6 +1187,7 @@ int main(void)
 		cmocka_unit_test(test_atomic_write_failures_leave_nothing),
 		cmocka_unit_test(test_mkdir_p_and_rm_rf),
 		cmocka_unit_test(test_admit_keeps_the_hosts_share_and_bounds_each_address),
+		cmocka_unit_test(test_headers_overdue_counts_from_accept_not_from_the_last_byte),
 		cmocka_unit_test(test_log_limit_writes_one_line_per_period_with_the_count_left_out),
 		cmocka_unit_test(test_log_levels_parse_and_the_default_sink),
 		cmocka_unit_test(test_config_values_are_checked),

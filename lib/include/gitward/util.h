@@ -209,6 +209,35 @@ bool gw_admit_may(const struct gw_admit *a, uint32_t addr);
 struct gw_admit_peer *gw_admit_open(struct gw_admit *a, uint32_t addr);
 void gw_admit_close(struct gw_admit *a, struct gw_admit_peer *p);
 
+/* A deadline for each request's headers, whole, not per byte: a client that
+ * trickles them (one byte every few seconds, never idle for long) would
+ * otherwise hold its connection, and its admission slot, for ever. One slot
+ * per open connection, by its socket: gw_headers_open when it is accepted
+ * (its first request's headers are awaited from then), gw_headers_got when
+ * a request's headers are complete, gw_headers_wait when the next request's
+ * are awaited (keep-alive), gw_headers_close when it ends. gw_headers_overdue
+ * lists the sockets whose awaited headers are late: pure, the caller cuts
+ * them. No lock: callers serialize. */
+struct gw_headers_conn {
+	int fd; /* -1: a free slot */
+	bool waiting; /* headers awaited since since_ms */
+	int64_t since_ms;
+};
+struct gw_headers {
+	size_t n;
+	struct gw_headers_conn *conns;
+};
+void gw_headers_init(struct gw_headers *h, size_t n);
+void gw_headers_free(struct gw_headers *h);
+/* NULL when all n slots are taken (that connection has no deadline) */
+struct gw_headers_conn *gw_headers_open(struct gw_headers *h, int fd, int64_t now_ms);
+void gw_headers_got(struct gw_headers_conn *c);
+void gw_headers_wait(struct gw_headers_conn *c, int64_t now_ms);
+void gw_headers_close(struct gw_headers_conn *c);
+/* Up to max sockets awaited for deadline_ms or longer at now_ms, into fds;
+ * returns how many. */
+size_t gw_headers_overdue(int *fds, size_t max, const struct gw_headers *h, int64_t now_ms, int64_t deadline_ms);
+
 /* Logging: the library calls the installed sink; the agent decides the format. */
 enum gw_log_level { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
 /* What a line is about, beside its text, for JSON lines to carry as fields:
