@@ -47,6 +47,7 @@ static const struct option common[] = {
 	{ "allowed-signers", required_argument, 0, 0 },
 	{ "gpg-keyring", required_argument, 0, 0 },
 	{ "stuck-after", required_argument, 0, 0 },
+	{ "header-timeout", required_argument, 0, 0 },
 	{ "splay", required_argument, 0, 0 },
 	{ "move-to-repo", no_argument, 0, 0 },
 	{ "age-identity", required_argument, 0, 0 },

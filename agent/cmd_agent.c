@@ -39,7 +39,9 @@ static const char agent_usage[] =
 	"  --webhook-secret-file F    enables POST /hooks/git: GitHub (X-Hub-Signature-256), GitLab\n"
 	"                             (X-Gitlab-Token), Gitea/Forgejo (X-Gitea-Signature) are checked\n"
 	"  --stuck-after DUR          /healthz answers 503 while a pass runs longer (default: 10\n"
-	"                             intervals, at least 15m)\n" CLI_HELP_REST;
+	"                             intervals, at least 15m)\n"
+	"  --header-timeout DUR       a request's headers must arrive within this, however they\n"
+	"                             trickle (default 30s)\n" CLI_HELP_REST;
 
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;

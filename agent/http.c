@@ -22,7 +22,7 @@
 
 /* Slow clients: a connection idle this long is closed (one that stopped in
  * the middle of its headers too); one that trickles its headers, never idle
- * that long, is cut HEADER_DEADLINE_S after its request began (a body, once
+ * that long, is cut --header-timeout (HEADER_DEADLINE_MS) after its request began (a body, once
  * the headers are in, is held to the idle rule only). One address holds at
  * most PER_IP connections, 127.0.0.1 (where the host's own probes come
  * from) HOST_MAX, which no other address can take: all the others together
@@ -32,7 +32,7 @@
  * 127.0.0.1 too, never holds them all. epoll: not bounded by
  * select's FD_SETSIZE. */
 #define IDLE_TIMEOUT_S 10u
-#define HEADER_DEADLINE_S 30u
+#define HEADER_DEADLINE_MS 30000 /* --header-timeout by default */
 #define PER_IP 16u
 #define HOST_MAX 32u
 #define CONNECTIONS 512u
@@ -51,6 +51,7 @@ struct gw_http {
 	struct gw_headers headers; /* under mu */
 	pthread_cond_t wake; /* the sweeper's, with mu */
 	bool stopping; /* under mu */
+	int64_t header_deadline_ms; /* --header-timeout */
 	pthread_t sweeper;
 };
 
@@ -135,8 +136,7 @@ static void *sweep(void *arg)
 
 	pthread_mutex_lock(&h->mu);
 	while (!h->stopping) {
-		size_t n = gw_headers_overdue(fds, CONNECTIONS, &h->headers, gw_monotonic_ms(),
-					      (int64_t)HEADER_DEADLINE_S * 1000);
+		size_t n = gw_headers_overdue(fds, CONNECTIONS, &h->headers, gw_monotonic_ms(), h->header_deadline_ms);
 		for (size_t i = 0; i < n; i++)
 			shutdown(fds[i], SHUT_RDWR);
 		struct timespec at;
@@ -299,6 +299,7 @@ int gw_http_start(struct gw_http **out, struct gw_metrics *m, const struct gw_co
 {
 	struct gw_http *h = gw_xcalloc(1, sizeof(*h));
 	struct sockaddr_in addr = { .sin_family = AF_INET };
+	h->header_deadline_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms : HEADER_DEADLINE_MS;
 	char host[256];
 	const char *colon = strrchr(cfg->listen, ':');
 

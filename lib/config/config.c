@@ -249,6 +249,19 @@ static int set_stuck_after(struct gw_config *cfg, const char *name, void *slot, 
 	return 0;
 }
 
+static int set_header_timeout(struct gw_config *cfg, const char *name, void *slot, const char *value,
+			      struct gw_error *err)
+{
+	int64_t ms;
+	(void)cfg;
+	(void)name;
+	if (gw_duration_parse(&ms, value) < 0 || ms < 1000 || ms > 3600000)
+		return gw_error_set(err, -EINVAL,
+				    "--header-timeout: expected a duration from 1s to 1h like 30s, got \"%s\"", value);
+	*(int64_t *)slot = ms;
+	return 0;
+}
+
 #define AT(field) offsetof(struct gw_config, field)
 
 static const struct {
@@ -287,6 +300,7 @@ static const struct {
 	{ "allowed-signers", 0, 0, set_nonempty, AT(allowed_signers) },
 	{ "gpg-keyring", 0, 0, set_nonempty, AT(gpg_keyring) },
 	{ "stuck-after", 0, 0, set_stuck_after, AT(stuck_after_ms) },
+	{ "header-timeout", 0, 0, set_header_timeout, AT(header_timeout_ms) },
 	{ "splay", 0, 0, set_splay, AT(splay_ms) },
 	{ "move-to-repo", 0, 1, set_bool, AT(move_to_repo) },
 	{ "age-identity", 0, 0, set_nonempty, AT(age_identity) },

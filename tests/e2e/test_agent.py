@@ -319,7 +319,9 @@ class SlowClients(AgentBase):
         r = self.repo()
         r.write("a.yaml", proc_yaml("a"))
         r.commit()
-        self.a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret)
+        # the header deadline is the HeaderDeadline tests': here the sockets
+        # must stay held however long a loaded machine takes to open them
+        self.a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret, "--header-timeout", "1h")
 
     def trickling(self, sources, probe):
         """Sockets that each send a request line, then one header line every
@@ -439,7 +441,7 @@ class HeaderDeadline(AgentBase):
     """Request headers have HEADER_DEADLINE s in all from the connection's
     start (agent/http.c), whatever the pace of their bytes; a body after
     prompt headers only the idle rule (IDLE s without a byte)."""
-    HEADER_DEADLINE = 30
+    HEADER_DEADLINE = 5  # --header-timeout, below the idle rule so a body outlives it
     IDLE = 10
 
     def setUp(self):
@@ -450,7 +452,7 @@ class HeaderDeadline(AgentBase):
         r = self.repo()
         r.write("a.yaml", proc_yaml("a"))
         r.commit()
-        self.a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret)
+        self.a = self.agent(r, "--interval", "1h", "--webhook-secret-file", secret, "--header-timeout", "%ds" % self.HEADER_DEADLINE)
 
     def test_a_client_trickling_its_headers_is_cut_though_never_idle(self):
         s = socket.socket()
@@ -607,6 +609,14 @@ class Stopping(AgentBase):
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(res.returncode, 64)
         self.assertIn('--stuck-after: expected a duration of at least 1s like 15m, got "soon"', res.stderr)
+
+    def test_header_timeout_is_checked(self):
+        r = self.repo()
+        for bad in ("soon", "500ms", "2h"):
+            res = subprocess.run([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--header-timeout",
+                                  bad], capture_output=True, text=True, timeout=30)
+            self.assertEqual(res.returncode, 64, res)
+            self.assertIn(f'--header-timeout: expected a duration from 1s to 1h like 30s, got "{bad}"', res.stderr)
 
 
 class FetchUnderLoad(AgentBase):

@@ -46,6 +46,7 @@ struct gw_config {
 	bool verify_signatures;
 	char *allowed_signers;
 	char *gpg_keyring;
+	int64_t header_timeout_ms; /* agent: a request's headers must be in within this; 0: 30 s */
 	int64_t stuck_after_ms; /* agent: /healthz fails for a pass running longer; 0: the default */
 	/* --move-to-repo: a state dir recorded for another repository is moved
 	 * to this one rather than refused */
