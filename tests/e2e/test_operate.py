@@ -1,0 +1,261 @@
+"""Operator controls without a Git commit (issue 26): `gitward suspend` /
+`resume`, `agent --mode observe|enforce` and `gitward restart KIND/NAME`,
+against a real agent and real processes. A request is a file in
+STATE/control; the agent watches that dir with inotify and acts on it at
+once (a heal pass, no fetch), so the waits below are bounded generously and
+only met on failure."""
+import json
+import os
+import re
+import signal
+import time
+
+from gwtest import pid_alive, proc_yaml, run, wait_for
+from test_agent import AgentBase
+
+# seconds: only met on failure (the agent acts within a second)
+BOUND = 60.0
+
+
+class OperateBase(AgentBase):
+    def web_repo(self, names=("web",)):
+        r = self.repo()
+        for n in names:
+            r.write(f"apps/{n}.yaml", proc_yaml(n, ("/bin/sleep", "3600")))
+        r.commit("web")
+        return r
+
+    def status(self):
+        res = run("status", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        return res.json()
+
+    def status_text(self):
+        res = run("status", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        return res.out
+
+    def http_status(self, agent):
+        code, body = self.http(agent, "/status")
+        self.assertEqual(code, 200, body)
+        return json.loads(body)
+
+    def metric(self, agent, series):
+        _, body = self.http(agent, "/metrics")
+        m = re.search("^" + re.escape(series) + r" (\S+)$", body, re.M)
+        return float(m.group(1)) if m else None
+
+    def pending(self, doc):
+        return {(p["kind"], p["name"], p["action"]) for p in doc.get("pending", [])}
+
+    def new_pid(self, old, bound=BOUND):
+        return wait_for(lambda: (p := self.pids().get("web")) and p != old and pid_alive(p) and p,
+                        timeout=bound, step=0.02, what="web replaced by a new pid")
+
+    def reconcile(self, repo, *args):
+        res = run("reconcile", "--repo", repo.path, "--path", "apps", "--state-dir", self.state, "--node", "n1",
+                  *args)
+        return res
+
+
+class Suspend(OperateBase):
+    def test_a_suspended_agent_heals_nothing_also_after_its_restart_and_resume_heals_at_once(self):
+        r = self.web_repo()
+        a = self.agent(r, "--path", "apps", "--interval", "1s", "--splay", "0")
+        pid = wait_for(lambda: self.pids().get("web"), what="web started")
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")), what="first pass recorded")
+
+        res = run("suspend", "--reason", "disk swap \x1b[31m", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("suspended since", res.out)
+        self.assertNotIn("\x1b", res.out)  # the reason is escaped when printed
+        # the agent saw it: its next pass records it
+        wait_for(lambda: self.state_json().get("suspended"), timeout=BOUND, what="the agent recorded the suspension")
+        self.assertEqual(self.state_json()["suspended"]["reason"], "disk swap \x1b[31m")
+
+        # across a restart of the agent: the request is a file
+        from gwtest import stop
+        stop(a)
+        self.assertEqual(a.returncode, 0)
+        a = self.agent(r, "--path", "apps", "--interval", "1s", "--splay", "0")
+        wait_for(lambda: self.passes(a) >= 1, what="a pass of the new agent")
+        self.assertTrue(pid_alive(pid))
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), what="web dead")
+        seen = self.passes(a)
+        # several passes (full ones every second, heal passes between) and no heal
+        wait_for(lambda: self.passes(a) >= seen + 5, what="five more passes")
+        self.assertEqual(self.pids().get("web"), pid, self.log())
+        self.assertFalse(pid_alive(pid))
+        self.assertNotRegex(self.log(), r"Process/web: restart: started")
+        self.assertIn("suspended (gitward suspend)", self.log())
+
+        # published: status, /status, metrics
+        doc = self.status()
+        self.assertEqual(doc["suspended"]["reason"], "disk swap \x1b[31m")
+        self.assertRegex(doc["suspended"]["since"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual(doc["mode"], "enforce")
+        self.assertIn(("Process", "web", "restart"), self.pending(doc))
+        self.assertIsNone(doc["pinned"])
+        hs = self.http_status(a)
+        self.assertEqual(hs["suspended"]["reason"], "disk swap \x1b[31m")
+        self.assertIn(("Process", "web", "restart"), self.pending(hs))
+        text = self.status_text()
+        self.assertRegex(text, r"suspended: +since \S+Z \(disk swap \\x1b\[31m\)")
+        self.assertRegex(text, r"pending: +restart Process/web")
+        self.assertEqual(self.metric(a, "gitward_suspended"), 1)
+        self.assertEqual(self.metric(a, 'gitward_pending_actions{action="restart"}'), 1)
+        self.assertEqual(self.metric(a, 'gitward_pending_actions{action="create"}'), 0)
+
+        t0 = time.monotonic()
+        res = run("resume", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        new = self.new_pid(pid)
+        took = time.monotonic() - t0
+        print(f"\nresume -> web running again: {took:.2f}s")
+        self.assertLess(took, BOUND)
+        wait_for(lambda: self.state_json().get("suspended") is None and not self.state_json().get("pending"),
+                 what="resumed and nothing pending")
+        self.assertEqual(self.metric(a, "gitward_suspended"), 0)
+        self.assertIn("resumed (gitward resume)", self.log())
+        self.assertTrue(pid_alive(new))
+        self.assertEqual(run("resume", "--state-dir", self.state).out.strip(), "not suspended")
+
+    def test_usage_and_unknown_state_dir(self):
+        res = run("suspend", "--reasn", "x", "--state-dir", self.state)
+        self.assertEqual(res.rc, 64, res)
+        self.assertIn("did you mean", res.err)
+        res = run("suspnd")
+        self.assertEqual(res.rc, 64, res)
+        self.assertIn('did you mean "suspend"', res.err)
+        res = run("suspend", "--state-dir", os.path.join(self.tmp, "nowhere"))
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn("no such state dir", res.err)
+        res = run("resume", "--state-dir", os.path.join(self.tmp, "nowhere"))
+        self.assertEqual(res.rc, 1, res)
+        res = run("restart", "--state-dir", self.state)
+        self.assertEqual(res.rc, 64, res)
+
+
+class Observe(OperateBase):
+    def test_observe_starts_nothing_and_publishes_the_create_enforce_creates_it(self):
+        r = self.web_repo()
+        a = self.agent(r, "--path", "apps", "--interval", "1h", "--mode", "observe")
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")) and self.state_json().get("pending"),
+                 what="the first pass published pending")
+        doc = self.status()
+        self.assertEqual(doc["mode"], "observe")
+        self.assertIsNone(doc["suspended"])
+        self.assertEqual(self.pending(doc), {("Process", "web", "create")})
+        self.assertEqual(self.pending(self.http_status(a)), {("Process", "web", "create")})
+        self.assertEqual(self.metric(a, 'gitward_pending_actions{action="create"}'), 1)
+        self.assertEqual(self.metric(a, 'gitward_mode{mode="observe"}'), 1)
+        self.assertEqual(self.metric(a, 'gitward_mode{mode="enforce"}'), 0)
+        text = self.status_text()
+        self.assertRegex(text, r"mode: +observe")
+        self.assertRegex(text, r"pending: +create Process/web")
+        # a few more passes: still nothing started
+        seen = self.passes(a)
+        os.kill(a.pid, signal.SIGHUP)
+        wait_for(lambda: self.passes(a) >= seen + 1, what="another pass")
+        self.assertEqual(self.pids(), {})
+        self.assertNotIn("create: started", self.log())
+
+        from gwtest import stop
+        stop(a)
+        a = self.agent(r, "--path", "apps", "--interval", "1h", "--mode", "enforce")
+        pid = wait_for(lambda: self.pids().get("web"), what="web created in enforce mode")
+        self.assertTrue(pid_alive(pid))
+        wait_for(lambda: self.state_json().get("mode") == "enforce" and self.state_json().get("pending") == [],
+                 what="enforce recorded, nothing pending")
+        self.assertEqual(self.metric(a, 'gitward_pending_actions{action="create"}'), 0)
+
+    def test_a_bad_mode_is_a_usage_error(self):
+        r = self.web_repo()
+        res = run("agent", "--repo", r.path, "--state-dir", self.state, "--mode", "watch")
+        self.assertEqual(res.rc, 64, res)
+        self.assertIn("enforce or observe", res.err)
+
+
+class Restart(OperateBase):
+    def test_restart_with_an_agent_replaces_it_at_once(self):
+        r = self.web_repo()
+        a = self.agent(r, "--path", "apps", "--interval", "1h")
+        pid = wait_for(lambda: self.pids().get("web"), what="web started")
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")), what="first pass recorded")
+        t0 = time.monotonic()
+        res = run("restart", "Process/web", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        new = self.new_pid(pid)
+        print(f"\nrestart -> new pid: {time.monotonic() - t0:.2f}s")
+        wait_for(lambda: not pid_alive(pid), what="the old pid gone (or a zombie)")
+        self.assertTrue(pid_alive(new))
+        wait_for(lambda: "planned restart: requested by gitward restart" in self.log(), what="the restart logged")
+        self.assertRegex(self.log(), r"Process/web: restart: started pid \d+")
+        # done: the request is gone, and it is not done twice
+        ctl = os.path.join(self.state, "control", "restart")
+        wait_for(lambda: os.listdir(ctl) == [], what="the request removed")
+        self.assertEqual(oct(os.stat(os.path.join(self.state, "control")).st_mode & 0o777), "0o700")
+        os.kill(a.pid, signal.SIGHUP)
+        seen = self.passes(a)
+        wait_for(lambda: self.passes(a) >= seen + 1, what="another pass")
+        self.assertEqual(self.pids().get("web"), new)
+
+    def test_restart_without_an_agent_is_done_by_the_next_reconcile(self):
+        r = self.web_repo(("web", "db"))
+        res = self.reconcile(r)
+        self.assertEqual(res.rc, 0, res)
+        pid = self.pids()["web"]
+        db = self.pids()["db"]
+        res = run("restart", "Process/web", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn("next reconcile", res.out)
+        self.assertEqual(os.listdir(os.path.join(self.state, "control", "restart")), ["Process.web"])
+        self.assertEqual(self.pids()["web"], pid)  # recorded only
+        res = self.reconcile(r)
+        self.assertEqual(res.rc, 0, res)
+        self.assertRegex(res.out, r"Process/web +restart +requested by gitward restart")
+        new = self.pids()["web"]
+        self.assertNotEqual(new, pid)
+        self.assertTrue(pid_alive(new))
+        self.assertEqual(self.pids()["db"], db)  # only the one asked for
+        self.assertEqual(os.listdir(os.path.join(self.state, "control", "restart")), [])
+        res = self.reconcile(r)
+        self.assertEqual(self.pids()["web"], new)
+
+    def test_an_unknown_resource_is_refused_with_a_did_you_mean(self):
+        r = self.web_repo()
+        self.assertEqual(self.reconcile(r).rc, 0)
+        res = run("restart", "Process/wbe", "--state-dir", self.state)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn("did you mean Process/web", res.err)
+        res = run("restart", "web", "--state-dir", self.state)
+        self.assertEqual(res.rc, 64, res)
+        self.assertFalse(os.listdir(os.path.join(self.state, "control", "restart"))
+                         if os.path.isdir(os.path.join(self.state, "control", "restart")) else [])
+
+    def test_a_restart_while_suspended_stays_pending_until_resume(self):
+        r = self.web_repo()
+        a = self.agent(r, "--path", "apps", "--interval", "1h")
+        pid = wait_for(lambda: self.pids().get("web"), what="web started")
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")), what="first pass recorded")
+        self.assertEqual(run("suspend", "--state-dir", self.state).rc, 0)
+        wait_for(lambda: self.state_json().get("suspended"), what="suspension recorded")
+        self.assertEqual(run("restart", "Process/web", "--state-dir", self.state).rc, 0)
+        wait_for(lambda: ("Process", "web", "restart") in self.pending(self.state_json()),
+                 what="the restart published as pending")
+        seen = self.passes(a)
+        os.kill(a.pid, signal.SIGHUP)
+        wait_for(lambda: self.passes(a) >= seen + 1, what="another pass")
+        self.assertEqual(self.pids()["web"], pid)
+        self.assertTrue(pid_alive(pid))
+        self.assertEqual(self.metric(a, 'gitward_pending_actions{action="restart"}'), 1)
+        self.assertEqual(run("resume", "--state-dir", self.state).rc, 0)
+        new = self.new_pid(pid)
+        self.assertTrue(pid_alive(new))
+        wait_for(lambda: not self.state_json().get("pending"), what="nothing pending")
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
