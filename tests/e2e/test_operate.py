@@ -170,6 +170,18 @@ class Observe(OperateBase):
                  what="enforce recorded, nothing pending")
         self.assertEqual(self.metric(a, 'gitward_pending_actions{action="create"}'), 0)
 
+    def test_reconcile_in_observe_mode_applies_nothing(self):
+        r = self.web_repo()
+        res = self.reconcile(r, "--mode", "observe")
+        self.assertEqual(res.rc, 1, res)  # not converged: the create is held
+        self.assertIn("pending (observe mode): not applied", res.err)
+        self.assertEqual(self.pids(), {})
+        self.assertEqual(self.pending(self.status()), {("Process", "web", "create")})
+        res = self.reconcile(r)
+        self.assertEqual(res.rc, 0, res)
+        self.assertTrue(pid_alive(self.pids()["web"]))
+        self.assertEqual(self.status()["pending"], [])
+
     def test_a_bad_mode_is_a_usage_error(self):
         r = self.web_repo()
         res = run("agent", "--repo", r.path, "--state-dir", self.state, "--mode", "watch")
@@ -254,6 +266,139 @@ class Restart(OperateBase):
         new = self.new_pid(pid)
         self.assertTrue(pid_alive(new))
         wait_for(lambda: not self.state_json().get("pending"), what="nothing pending")
+
+
+class Container(OperateBase):
+    """Real Podman (podman_env), one private service for the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        import podman_env
+        cls.env = podman_env
+        cls.pm = podman_env.setup_module()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.teardown_module()
+
+    def tearDown(self):
+        ids = self.pm.podman("ps", "-a", "-q", "--filter", f"label=gitward.state-dir={self.state}", check=False)
+        for a in self.agents:
+            from gwtest import stop
+            stop(a)
+        if ids:
+            self.pm.podman("rm", "-f", "-t", "0", *ids.split(), check=False)
+        super().tearDown()
+
+    def ctr(self):
+        """(id, state) of container web, or None."""
+        out = self.pm.podman("ps", "-a", "--filter", f"label=gitward.state-dir={self.state}", "--format", "json")
+        got = {c["Labels"]["gitward.name"]: (c["Id"][:12], c["State"]) for c in json.loads(out or "[]")}
+        return got.get("web")
+
+    def test_restart_replaces_a_container_and_suspend_stops_healing_it(self):
+        from gwtest import HDR
+        r = self.repo()
+        r.write("apps/web.yaml", f"{HDR}kind: Container\nmetadata: {{name: web}}\nspec:\n"
+                f"  image: {self.env.IMAGE}\n  command: [\"/bin/sleep\", \"3600\"]\n  network: none\n"
+                "  stopTimeout: 1s\n")
+        r.commit("web")
+        a = self.agent(r, "--path", "apps", "--interval", "1h", "--container-socket", self.pm.socket)
+        first = wait_for(lambda: (x := self.ctr()) and x[1] == "running" and x[0], timeout=300,
+                         what="container web running")
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")), what="first pass recorded")
+
+        t0 = time.monotonic()
+        self.assertEqual(run("restart", "Container/web", "--state-dir", self.state).rc, 0)
+        second = wait_for(lambda: (x := self.ctr()) and x[1] == "running" and x[0] != first and x[0],
+                          timeout=300, what="container web replaced")
+        print(f"\nrestart Container/web -> new container: {time.monotonic() - t0:.2f}s")
+        wait_for(lambda: os.listdir(os.path.join(self.state, "control", "restart")) == [],
+                 what="the request removed")
+
+        res = run("suspend", "--reason", "engine upgrade", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        wait_for(lambda: self.state_json().get("suspended"), what="the suspension recorded")
+        self.pm.podman("kill", "gitward-web")
+        wait_for(lambda: (x := self.ctr()) and x[1] != "running", timeout=120, what="web killed")
+        # the engine's event and the heal passes it causes: none restarts it
+        wait_for(lambda: ("Container", "web", "restart") in self.pending(self.state_json()), timeout=300,
+                 what="the heal published as pending")
+        seen = self.passes(a)
+        os.kill(a.pid, signal.SIGHUP)
+        wait_for(lambda: self.passes(a) >= seen + 2, timeout=300, what="two more passes")
+        x = self.ctr()
+        self.assertEqual(x[0], second)
+        self.assertNotEqual(x[1], "running")
+        self.assertEqual(self.http_status(a)["suspended"]["reason"], "engine upgrade")
+
+        self.assertEqual(run("resume", "--state-dir", self.state).rc, 0)
+        wait_for(lambda: (x := self.ctr()) and x[1] == "running", timeout=300, what="web healed after resume")
+
+
+class VM(OperateBase):
+    """Real QEMU under TCG (vm_guest): a tiny guest that boots in seconds."""
+
+    @classmethod
+    def setUpClass(cls):
+        import shutil
+        import unittest
+        import test_vm
+        import vm_guest
+        from gwtest import CI
+        if not shutil.which("qemu-system-x86_64") or not os.path.exists("/bin/busybox"):
+            if CI:
+                raise RuntimeError("qemu-system-x86_64 or busybox missing")
+            raise unittest.SkipTest("QEMU not installed")
+        test_vm.GUEST = vm_guest.build()
+        cls.vm = test_vm
+
+    def tearDown(self):
+        for a in self.agents:
+            from gwtest import stop
+            stop(a)
+        for pid in self.vm.vm_pids(self.state).values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        super().tearDown()
+
+    def qemu(self):
+        return self.vm.vm_pids(self.state).get("guest")
+
+    def test_restart_replaces_a_vm_and_suspend_stops_healing_it(self):
+        from gwtest import free_port
+        r = self.repo()
+        r.write("apps/guest.yaml", self.vm.vm_yaml("guest", free_port()))
+        r.commit("guest")
+        a = self.agent(r, "--path", "apps", "--interval", "1h")
+        pid = wait_for(lambda: (p := self.qemu()) and pid_alive(p) and p, timeout=300, what="QEMU started")
+        wait_for(lambda: os.path.exists(os.path.join(self.state, "state.json")) and
+                 self.state_json()["resources"][0]["health"] == "healthy", timeout=600, what="guest healthy")
+
+        t0 = time.monotonic()
+        self.assertEqual(run("restart", "VM/guest", "--state-dir", self.state).rc, 0)
+        new = wait_for(lambda: (p := self.qemu()) and p != pid and pid_alive(p) and p, timeout=600,
+                       what="a new QEMU")
+        wait_for(lambda: not pid_alive(pid), timeout=120, what="the old QEMU gone")
+        print(f"\nrestart VM/guest -> new QEMU pid: {time.monotonic() - t0:.2f}s")
+        wait_for(lambda: os.listdir(os.path.join(self.state, "control", "restart")) == [], timeout=600,
+                 what="the request removed (the guest healthy again)")
+
+        self.assertEqual(run("suspend", "--state-dir", self.state).rc, 0)
+        wait_for(lambda: self.state_json().get("suspended"), what="the suspension recorded")
+        os.kill(new, signal.SIGKILL)
+        wait_for(lambda: ("VM", "guest", "restart") in self.pending(self.state_json()), timeout=300,
+                 what="the heal published as pending")
+        seen = self.passes(a)
+        os.kill(a.pid, signal.SIGHUP)
+        wait_for(lambda: self.passes(a) >= seen + 2, timeout=300, what="two more passes")
+        self.assertEqual(self.qemu(), new)
+        self.assertFalse(pid_alive(new))
+
+        self.assertEqual(run("resume", "--state-dir", self.state).rc, 0)
+        wait_for(lambda: (p := self.qemu()) and p != new and pid_alive(p), timeout=600, what="healed after resume")
 
 
 if __name__ == "__main__":
