@@ -497,8 +497,9 @@ int cmd_agent(int argc, char **argv)
 		goto out;
 	}
 	gw_duration_format(every, sizeof(every), cfg.interval_ms);
-	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s",
-	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir);
+	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s%s",
+	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir,
+	       cfg.observe ? ", mode observe (nothing is applied or healed)" : "");
 	gw_notify_ready();
 	run_loop(&cfg, &po, &backends, &metrics);
 	gw_log(GW_LOG_INFO, "", "agent stopping; workloads keep running");

@@ -117,7 +117,7 @@ class Suspend(OperateBase):
         wait_for(lambda: self.state_json().get("suspended") is None and not self.state_json().get("pending"),
                  what="resumed and nothing pending")
         self.assertEqual(self.metric(a, "gitward_suspended"), 0)
-        self.assertIn("resumed (gitward resume)", self.log())
+        wait_for(lambda: "resumed (gitward resume)" in self.log(), what="the resume logged")
         self.assertTrue(pid_alive(new))
         self.assertEqual(run("resume", "--state-dir", self.state).out.strip(), "not suspended")
 
@@ -160,6 +160,7 @@ class Observe(OperateBase):
         wait_for(lambda: self.passes(a) >= seen + 1, what="another pass")
         self.assertEqual(self.pids(), {})
         self.assertNotIn("create: started", self.log())
+        self.assertIn("mode observe (nothing is applied or healed)", self.log())
 
         from gwtest import stop
         stop(a)
@@ -202,8 +203,10 @@ class Restart(OperateBase):
         print(f"\nrestart -> new pid: {time.monotonic() - t0:.2f}s")
         wait_for(lambda: not pid_alive(pid), what="the old pid gone (or a zombie)")
         self.assertTrue(pid_alive(new))
-        wait_for(lambda: "planned restart: requested by gitward restart" in self.log(), what="the restart logged")
-        self.assertRegex(self.log(), r"Process/web: restart: started pid \d+")
+        # the run record shows the new pid a moment before the agent logs it
+        wait_for(lambda: re.search(r"Process/web: planned restart: requested by gitward restart\n(.*\n)*.*"
+                                   r"Process/web: restart: started pid %d\n" % new, self.log()),
+                 what="the restart logged")
         # done: the request is gone, and it is not done twice
         ctl = os.path.join(self.state, "control", "restart")
         wait_for(lambda: os.listdir(ctl) == [], what="the request removed")
