@@ -121,6 +121,42 @@ class Suspend(OperateBase):
         self.assertTrue(pid_alive(new))
         self.assertEqual(run("resume", "--state-dir", self.state).out.strip(), "not suspended")
 
+    def test_control_files_are_checked_when_read_back(self):
+        """A suspend file that is not one still suspends (the safe side),
+        shown for what it is; a restart request through a symlink or with a
+        bad name is ignored."""
+        r = self.web_repo()
+        self.assertEqual(self.reconcile(r).rc, 0)
+        pid = self.pids()["web"]
+        ctl = os.path.join(self.state, "control")
+        os.makedirs(os.path.join(ctl, "restart"), mode=0o700, exist_ok=True)
+        with open(os.path.join(ctl, "suspend"), "w") as f:
+            f.write('{"reason": 42, "since": "\x1b[2J"}')
+        doc = self.status()
+        self.assertEqual(doc["suspended"], {"reason": "invalid suspend file", "since": None})
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), what="web dead")
+        res = self.reconcile(r)
+        self.assertIn("not a suspend record", res.err)
+        self.assertEqual(self.pids()["web"], pid)  # held: not restarted
+        os.unlink(os.path.join(ctl, "suspend"))
+        self.assertEqual(self.reconcile(r).rc, 0)
+        new = self.pids()["web"]
+        self.assertTrue(pid_alive(new))
+        # a symlinked request and a request with a bad name: ignored, said so
+        with open(os.path.join(self.tmp, "elsewhere"), "w") as f:
+            f.write("{}")
+        os.symlink(os.path.join(self.tmp, "elsewhere"), os.path.join(ctl, "restart", "Process.web"))
+        for bad in ("Process.-x", "Bogus.web"):
+            with open(os.path.join(ctl, "restart", bad), "w") as f:
+                f.write("{}")
+        res = self.reconcile(r)
+        self.assertEqual(res.rc, 0, res)
+        self.assertEqual(self.pids()["web"], new)
+        self.assertIn("not a restart request (KIND.NAME): ignored", res.err)
+        for bad in ("Process.web", "Process.-x", "Bogus.web"):
+            self.assertIn(f"/control/restart/{bad}: not a restart request", res.err)
+
     def test_usage_and_unknown_state_dir(self):
         res = run("suspend", "--reasn", "x", "--state-dir", self.state)
         self.assertEqual(res.rc, 64, res)
