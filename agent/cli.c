@@ -53,6 +53,7 @@ static const struct option common[] = {
 	{ "age-identity", required_argument, 0, 0 },
 	{ "exclude", required_argument, 0, 0 },
 	{ "plugin-dir", required_argument, 0, 0 },
+	{ "mode", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -596,6 +597,7 @@ void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg)
 		.verify_signatures = cfg->verify_signatures,
 		.allowed_signers = cfg->allowed_signers,
 		.gpg_keyring = cfg->gpg_keyring,
+		.observe = cfg->observe,
 	};
 }
 

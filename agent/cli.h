@@ -48,6 +48,8 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --git-deadline DUR         end a fetch that runs longer, progress or not (default 5m)\n"
 
 #define CLI_HELP_REST                                                                                                  \
+	"  --mode enforce|observe     observe: plan every pass and publish it as pending; apply\n"                     \
+	"                             and heal nothing (default enforce)\n"                                            \
 	"  --log-format text|json     logging on stderr\n"                                                             \
 	"  --log-level LEVEL          debug, info, warn, error\n"                                                      \
 	"  --container-socket PATH    Docker Engine API socket\n" CLI_HELP_GIT                                         \
@@ -73,6 +75,9 @@ int cmd_diff(int argc, char **argv);
 int cmd_down(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_schema(int argc, char **argv);
+int cmd_suspend(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_restart(int argc, char **argv);
 
 /* Parse the options shared by reconcile and agent (and --config); extra
  * long options of the command go in `extra` and are reported through

@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "gitward/control.h"
 #include "gitward/manifest_cache.h"
 #include "gitward/pass.h"
 #include "gitward/schedule.h"
@@ -46,6 +48,10 @@ static const char agent_usage[] =
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;
 static atomic_int want_heal; /* set by the container events thread */
+/* STATE/control and STATE/control/restart watched: `gitward suspend`,
+ * `resume`, `restart` wake the loop, which runs a heal pass at once */
+static int control_fd = -1;
+static bool want_control;
 static struct gw_cancel stop_request; /* seen by the running pass */
 
 static void on_signal(int sig)
@@ -130,7 +136,7 @@ static void sched_input(struct gw_sched_input *in, struct gw_sched_probe *probes
 	int64_t wall = gw_now_ms();
 	/* a pass requested while one fetches runs after it */
 	*in = (struct gw_sched_input){ .now = gw_monotonic_ms(), .down = w->down, .requested = want_pass && !fetching };
-	in->died = died || w->gone || atomic_load(&want_heal);
+	in->died = died || w->gone || atomic_load(&want_heal) || want_control;
 	if (w->wake_at_ms) {
 		in->wake_at = in->now + (w->wake_at_ms - wall);
 		if (in->wake_at < in->now)
@@ -149,9 +155,10 @@ static void sched_input(struct gw_sched_input *in, struct gw_sched_probe *probes
  * and, if watch_fds, the workloads' fds. Returns whether a workload exited. */
 static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct gw_sched_next *next, int64_t now)
 {
-	size_t n = 1;
+	size_t n = 2;
 	bool died = false;
 	p[0] = (struct pollfd){ .fd = wake[0], .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = control_fd, .events = POLLIN }; /* -1: ignored by poll */
 	for (size_t i = 0; next->watch_fds && i < w->n; i++)
 		p[n++] = (struct pollfd){ .fd = w->fds[i], .events = POLLIN };
 	int64_t left = next->when - now;
@@ -160,7 +167,13 @@ static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct 
 		if (p[0].revents)
 			while (read(wake[0], drain, sizeof(drain)) > 0)
 				;
-		for (size_t i = 1; i < n; i++)
+		if (p[1].revents) {
+			char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+			while (read(control_fd, ev, sizeof(ev)) > 0)
+				;
+			want_control = true;
+		}
+		for (size_t i = 2; i < n; i++)
 			died |= p[i].revents != 0;
 	}
 	return died;
@@ -174,7 +187,7 @@ static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct 
 static enum gw_pass_mode wait_next(struct gw_sched *sched, const struct gw_watch *w, struct gw_metrics *m,
 				   const atomic_bool *fetched)
 {
-	struct pollfd *p = gw_xcalloc(w->n + 1, sizeof(*p));
+	struct pollfd *p = gw_xcalloc(w->n + 2, sizeof(*p));
 	struct gw_sched_probe *probes = gw_xcalloc(w->nprobes + 1, sizeof(*probes));
 	struct gw_sched_next next = { .what = GW_SCHED_FULL };
 	bool died = false;
@@ -253,6 +266,27 @@ static bool parse_options(int *code, struct gw_config *cfg, int argc, char **arg
 	return false;
 }
 
+/* inotify on STATE/control and STATE/control/restart (made 0700 here). */
+static int control_watch(const char *state_dir)
+{
+	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM;
+	struct gw_error err;
+	char dir[4096];
+	if (gw_control_dirs(state_dir, &err) < 0) {
+		cli_print_state_error(&err, state_dir);
+		return -1;
+	}
+	control_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (control_fd < 0 ||
+	    inotify_add_watch(control_fd, gw_path_control(dir, sizeof(dir), state_dir), mask | IN_DONT_FOLLOW) < 0 ||
+	    inotify_add_watch(control_fd, gw_path_control_restart(dir, sizeof(dir), state_dir), mask | IN_DONT_FOLLOW) <
+		    0) {
+		fprintf(stderr, "gitward: error: inotify on %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* The state dir locked (another repository's state dir is refused before
  * anything is touched), the wake pipe, the signal handlers. */
 static int setup(struct gw_lock *lock, const struct gw_config *cfg, const struct gw_pass_opts *po)
@@ -264,6 +298,8 @@ static int setup(struct gw_lock *lock, const struct gw_config *cfg, const struct
 		cli_print_state_error(&err, cfg->state_dir);
 		return err.code < 0 ? err.code : -EIO;
 	}
+	if (control_watch(cfg->state_dir) < 0)
+		return -EIO;
 	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0) {
 		int e = errno;
 		fprintf(stderr, "gitward: error: pipe: %s\n", strerror(e));
@@ -306,7 +342,22 @@ struct loop {
 	struct gw_sched sched; /* when the next pass runs */
 	char warned[41]; /* the commit whose lack of manifests was logged */
 	int64_t fetch_began; /* when the fetch of the full pass under way began */
+	bool suspended; /* as the last pass found it, for the log */
 };
+
+/* Said once when it changes: suspended or resumed. */
+static void log_controls(struct loop *l, const struct gw_run_summary *sum)
+{
+	bool applied = sum->result == GW_RUN_CONVERGED || sum->result == GW_RUN_NOT_CONVERGED || sum->healing;
+	if (!applied || sum->suspended == l->suspended)
+		return;
+	l->suspended = sum->suspended;
+	if (sum->suspended)
+		gw_log(GW_LOG_WARN, "",
+		       "suspended (gitward suspend): nothing is applied or healed until gitward resume");
+	else
+		gw_log(GW_LOG_INFO, "", "resumed (gitward resume): applying and healing again");
+}
 
 /* One pass, then what to watch and when the next full pass is due.
  * fetched: the result of a full pass's fetch that already ran (NULL: the
@@ -318,11 +369,13 @@ static void loop_pass(struct loop *l, const struct gw_error *fetched)
 	if (l->mode == GW_PASS_FULL && !fetched)
 		want_pass = 0; /* else cleared when the fetch began */
 	want_heal = 0;
+	want_control = false;
 	gw_metrics_pass_begin(l->metrics);
 	gw_pass_run(&sum, l->opts, l->backends, &stop_request, l->mode, l->manifests, fetched);
 	int64_t took = gw_monotonic_ms() - t0;
 	gw_metrics_record(l->metrics, &sum, took);
 	log_pass(&sum, l->mode, took);
+	log_controls(l, &sum);
 	if (sum.no_manifest[0] && strcmp(l->warned, sum.commit) != 0) { /* once per commit, not every pass */
 		gw_log(GW_LOG_WARN, "", "commit %.12s: %s", sum.commit, sum.no_manifest);
 		memcpy(l->warned, sum.commit, sizeof(l->warned));
@@ -446,8 +499,9 @@ int cmd_agent(int argc, char **argv)
 		goto out;
 	}
 	gw_duration_format(every, sizeof(every), cfg.interval_ms);
-	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s",
-	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir);
+	gw_log(GW_LOG_INFO, "", "agent started: repo %s, node %s, interval %s, state dir %s, run dir %s, log dir %s%s",
+	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir,
+	       cfg.observe ? ", mode observe (nothing is applied or healed)" : "");
 	gw_notify_ready();
 	run_loop(&cfg, &po, &backends, &metrics);
 	gw_log(GW_LOG_INFO, "", "agent stopping; workloads keep running");
@@ -456,6 +510,8 @@ int cmd_agent(int argc, char **argv)
 	rc = 0;
 out:
 	gw_state_unlock(&lock);
+	if (control_fd >= 0)
+		close(control_fd);
 	if (wake[0] >= 0) {
 		close(wake[0]);
 		close(wake[1]);

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "gitward/backend.h"
+#include "gitward/control.h"
 #include "gitward/paths.h"
 #include "gitward/state.h"
 
@@ -66,6 +67,7 @@ int cmd_status(int argc, char **argv)
 		free(dir);
 		return 1;
 	}
+	gw_control_overlay(&st, dir); /* suspend/resume take effect at once */
 	/* the backends show each workload's identity ("pid", "id") */
 	struct gw_backend_config bc = { .state_dir = dir };
 	struct gw_backend_set backends;

@@ -284,6 +284,30 @@ static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* The operator's controls as the last pass found them (gitward/control.h) */
+static void control_metrics(struct gw_strbuf *sb, const struct gw_state_file *st)
+{
+	static const char *const actions[] = { "create", "update", "delete", "restart" };
+	static const char *const modes[] = { "enforce", "observe" };
+	bool observe = st->mode && !strcmp(st->mode, "observe");
+	family(sb, "gitward_suspended", "gauge", "1 while the node is suspended (gitward suspend), else 0.");
+	gw_strbuf_printf(sb, "gitward_suspended %d\n", st->suspended ? 1 : 0);
+	family(sb, "gitward_mode", "gauge", "1 for the mode the agent runs in (--mode), 0 for the other.");
+	for (int i = 0; i < 2; i++) {
+		series(sb, "gitward_mode", "mode", modes[i], NULL, NULL);
+		gw_strbuf_printf(sb, "%d\n", (i == 1) == observe);
+	}
+	family(sb, "gitward_pending_actions", "gauge",
+	       "Actions planned but not applied (observe mode, suspended), by action.");
+	for (int a = 0; a < 4; a++) {
+		size_t n = 0;
+		for (size_t i = 0; i < st->npending; i++)
+			n += !strcmp(st->pending[i].action, actions[a]);
+		series(sb, "gitward_pending_actions", "action", actions[a], NULL, NULL);
+		gw_strbuf_printf(sb, "%zu\n", n);
+	}
+}
+
 /* What the state file records: resources by kind and state, and per
  * resource its restarts and whether it is as desired. Nothing when the file
  * cannot be read (/status says why). */
@@ -293,9 +317,11 @@ static void state_metrics(struct gw_strbuf *sb, const char *state_path)
 	struct gw_state_file st;
 	struct gw_error err;
 
-	family(sb, "gitward_resources", "gauge", "Managed resources by kind and state.");
 	gw_state_file_init(&st);
-	if (gw_state_load(&st, state_path, &err) < 0)
+	bool loaded = gw_state_load(&st, state_path, &err) == 0;
+	control_metrics(sb, &st);
+	family(sb, "gitward_resources", "gauge", "Managed resources by kind and state.");
+	if (!loaded)
 		return;
 	for (int k = 0; k < GW_KIND_MAX; k++)
 		for (int s = 0; s < 4; s++) {

@@ -19,6 +19,9 @@ static const char usage[] =
 	"  validate [--output text|json] PATH...                   check manifests on disk\n"
 	"  status [--output text|json] [--state-dir DIR]           what the node runs, as last recorded\n"
 	"  diff --base REF [--head REF] [--output ...] [OPTIONS]   two commits compared per node (CI review)\n"
+	"  suspend [--reason TEXT] [--state-dir DIR]               stop applying and healing until resume\n"
+	"  resume [--state-dir DIR]                                apply and heal again\n"
+	"  restart KIND/NAME [--state-dir DIR]                     replace one managed resource now\n"
 	"  down [--state-dir DIR] [--run-dir DIR] [OPTIONS]        stop and remove everything this node manages\n"
 	"  version                                                 print the version\n"
 	"  schema                                                  print the manifests' JSON Schema\n"
@@ -35,7 +38,8 @@ int main(int argc, char **argv)
 	} commands[] = {
 		{ "reconcile", cmd_reconcile }, { "agent", cmd_agent },	    { "validate", cmd_validate },
 		{ "status", cmd_status },	{ "version", cmd_version }, { "schema", cmd_schema },
-		{ "diff", cmd_diff },		{ "down", cmd_down },
+		{ "diff", cmd_diff },		{ "suspend", cmd_suspend }, { "resume", cmd_resume },
+		{ "restart", cmd_restart },	{ "down", cmd_down },
 	};
 
 	/* gitward's own PATH is the fixed one too: libraries that start

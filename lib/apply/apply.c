@@ -130,6 +130,7 @@ static void copy_observed(struct gw_observed *dst, const struct gw_observed *src
 	dst->handle = src->handle ? gw_xstrdup(src->handle) : NULL;
 	copy_digests(&dst->env_digests, &src->env_digests);
 	dst->env_changed = src->env_changed ? gw_xstrdup(src->env_changed) : NULL;
+	dst->restart_requested = src->restart_requested;
 	memset(&dst->depends_on, 0, sizeof(dst->depends_on));
 	if (src->depends_on.n) {
 		dst->depends_on.v = gw_xcalloc(src->depends_on.n + 1, sizeof(char *));
@@ -609,6 +610,11 @@ static void run_action(struct exec *ex, struct job *j)
 			 .t0 = gw_monotonic_ms() };
 
 	key_of(c.key, sizeof(c.key), a->kind, a->name);
+	if (ex->pass->hold) {
+		act_end(&c, GW_OUT_WAITING, GW_LOG_INFO, "pending (%s): not applied",
+			ex->pass->suspend.on ? "suspended" : "observe mode");
+		return;
+	}
 	if (act_may_run(&c) < 0 || act_stop_old(&c) < 0)
 		return;
 	if (a->type == GW_ACTION_DELETE) {
@@ -848,6 +854,29 @@ static void record_job(struct gw_state_file *st, struct gw_apply_report *rep, co
 	}
 }
 
+/* The operator's controls in force, and what they held. */
+static void record_controls(struct gw_state_file *st, const struct gw_pass *pass)
+{
+	st->mode = gw_xstrdup(pass->observe_mode ? "observe" : "enforce");
+	st->suspended = pass->suspend.on;
+	if (pass->suspend.on) {
+		st->suspended_reason = gw_xstrdup(pass->suspend.reason);
+		st->suspended_since = gw_xstrdup(pass->suspend.since);
+	}
+	if (!pass->hold)
+		return;
+	st->pending = gw_xcalloc(pass->plan.n + 1, sizeof(*st->pending));
+	for (size_t i = 0; i < pass->plan.n; i++) {
+		const struct gw_action *a = &pass->plan.v[i];
+		if (a->type == GW_ACTION_NONE)
+			continue;
+		struct gw_pending_action *p = &st->pending[st->npending++];
+		p->kind = (int)a->kind;
+		p->name = gw_xstrdup(a->name);
+		snprintf(p->action, sizeof(p->action), "%s", gw_action_to_string(a->type));
+	}
+}
+
 /* Step 3: with --no-prune, resources that left Git stay managed. */
 static void keep_unplanned(struct gw_state_file *st, const struct gw_pass *pass)
 {
@@ -943,9 +972,15 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 	record_remote(&st, pass->remote.commit[0] ? &pass->remote : NULL, &pass->state);
 	st.last_attempt = gw_now_ms() / 1000;
 	st.last_sync = pass->state.last_sync; /* until this pass succeeds */
-	for (size_t i = 0; i < pass->plan.n; i++)
+	for (size_t i = 0; i < pass->plan.n; i++) {
+		const struct gw_action *a = jobs[i].a;
 		record_job(&st, &rep, pass, &jobs[i]);
+		/* `gitward restart` done: it was replaced (or went) */
+		if (jobs[i].out == GW_OUT_OK && a->observed && a->observed->restart_requested)
+			gw_control_restart_done(state_dir, a->kind, a->name);
+	}
 	keep_unplanned(&st, pass);
+	record_controls(&st, pass);
 	if (!st.last_error && pass->note)
 		st.last_error = gw_xstrdup(pass->note);
 	GW_PROF_BEGIN(look);

@@ -195,6 +195,16 @@ static int set_listen(struct gw_config *cfg, const char *name, void *slot, const
 	return 0;
 }
 
+static int set_mode(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (strcmp(value, "enforce") != 0 && strcmp(value, "observe") != 0)
+		return gw_error_set(err, -EINVAL, "--mode: expected enforce or observe, got \"%s\"", value);
+	*(bool *)slot = !strcmp(value, "observe");
+	return 0;
+}
+
 static int set_log_format(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
 {
 	(void)cfg;
@@ -306,6 +316,7 @@ static const struct {
 	{ "age-identity", 0, 0, set_nonempty, AT(age_identity) },
 	{ "exclude", 1, 0, set_exclude, AT(excludes) },
 	{ "plugin-dir", 0, 0, set_nonempty, AT(plugin_dir) },
+	{ "mode", 0, 0, set_mode, AT(observe) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gitward/control.h"
 #include "gitward/pass.h"
 #include "gitward/review.h"
 
@@ -23,8 +24,22 @@ static int live_observe(struct gw_observer *self, struct gw_pass *pass, const st
 			char **state_error, struct gw_error *err)
 {
 	struct gw_observer_live *o = (struct gw_observer_live *)self;
+	struct gw_restart_req *req = NULL;
+	struct gw_error cerr;
+	size_t n = 0;
 	(void)labels; /* what runs here, whatever the labels */
-	return gw_apply_observe(pass, o->state_dir, o->set, state_error, err);
+	int rc = gw_apply_observe(pass, o->state_dir, o->set, state_error, err);
+	if (rc < 0)
+		return rc;
+	/* `gitward restart`: marked for the planner, which replaces it */
+	if (gw_control_restart_list(&req, &n, o->state_dir, &cerr) < 0)
+		gw_log(GW_LOG_WARN, "", "restart requests not read: %s", cerr.msg);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < pass->nobserved; k++)
+			if (pass->observed[k].kind == req[i].kind && !strcmp(pass->observed[k].name, req[i].name))
+				pass->observed[k].restart_requested = true;
+	free(req);
+	return 0;
 }
 
 void gw_observer_live_init(struct gw_observer_live *o, const struct gw_backend_set *set, const char *state_dir)

@@ -223,6 +223,13 @@ int gw_pass_plan_commit(struct gw_pass *pass, enum gw_pass_stage *stage, const s
 int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,
 		    const struct gw_backend_set *set, struct gw_error *err)
 {
+	struct gw_error cerr;
+	/* the operator's controls, read at every pass: a file present is a
+	 * suspension, even one that cannot be read */
+	if (gw_control_suspend_read(&pass->suspend, opts->state_dir, &cerr) < 0)
+		gw_log(GW_LOG_WARN, "", "%s", cerr.msg);
+	pass->observe_mode = opts->observe;
+	pass->hold = pass->suspend.on || opts->observe;
 	GW_PROF_BEGIN(execute);
 	int rc = gw_apply_execute(out, pass, opts->node, opts->labels, opts->state_dir, set, err);
 	GW_PROF_END(execute, "apply (execute, record)");

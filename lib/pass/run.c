@@ -248,6 +248,10 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 	gw_manifest_set_empty_warning(out->no_manifest, sizeof(out->no_manifest), &pass->set);
 	log_plan(&pass->plan);
 	rc = gw_pass_execute(&out->report, pass, opts, set, &err);
+	out->suspended = pass->suspend.on;
+	out->observe = pass->observe_mode;
+	if (pass->hold)
+		memcpy(out->pending, pass->plan.count, sizeof(out->pending));
 	if (rc < 0) {
 		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return;

@@ -168,6 +168,13 @@ static void decide(struct gw_action *a, const struct gw_resource *d, const struc
 		snprintf(a->reason, sizeof(a->reason), "%s", o->detail[0] ? o->detail : "not started");
 		return;
 	}
+	if (o->restart_requested) {
+		/* replaced as for an update, outside the restart policy */
+		a->type = GW_ACTION_RESTART;
+		a->deliberate = true;
+		snprintf(a->reason, sizeof(a->reason), "requested by gitward restart");
+		return;
+	}
 	if (o->state == GW_STATE_RUNNING && o->env_changed) {
 		/* it runs with what the file held when it started: the path only,
 		 * never a value or a digest */

@@ -59,6 +59,12 @@ void gw_state_file_free(struct gw_state_file *st)
 	for (size_t i = 0; i < st->n; i++)
 		gw_observed_clear(&st->res[i]);
 	free(st->res);
+	free(st->mode);
+	free(st->suspended_reason);
+	free(st->suspended_since);
+	for (size_t i = 0; i < st->npending; i++)
+		free(st->pending[i].name);
+	free(st->pending);
 	gw_state_file_init(st);
 }
 
@@ -180,6 +186,71 @@ static json_t *env_digests_json(const struct gw_strmap *m)
 	return obj;
 }
 
+/* mode, suspended and pending, each checked: what is wrong is left out */
+static void controls_parse(struct gw_state_file *st, json_t *root, const char *path)
+{
+	const char *mode = json_string_value(json_object_get(root, "mode"));
+	json_t *sus = json_object_get(root, "suspended"), *pend = json_object_get(root, "pending");
+	if (mode && (!strcmp(mode, "enforce") || !strcmp(mode, "observe")))
+		st->mode = gw_xstrdup(mode);
+	if (json_is_object(sus)) {
+		st->suspended = true;
+		st->suspended_reason = opt_str(sus, "reason");
+		st->suspended_since = opt_str(sus, "since");
+	}
+	if (!json_is_array(pend))
+		return;
+	st->pending = gw_xcalloc(json_array_size(pend) + 1, sizeof(*st->pending));
+	for (size_t i = 0; i < json_array_size(pend); i++) {
+		json_t *a = json_array_get(pend, i);
+		const char *kind = json_string_value(json_object_get(a, "kind"));
+		const char *name = json_string_value(json_object_get(a, "name"));
+		const char *action = json_string_value(json_object_get(a, "action"));
+		enum gw_kind k;
+		if (!kind || !name || !action || gw_kind_from_string(&k, kind) < 0 || gw_check_name(name) ||
+		    strlen(action) >= sizeof(st->pending[0].action) ||
+		    strspn(action, "abcdefghijklmnopqrstuvwxyz") != strlen(action)) {
+			gw_log(GW_LOG_WARN, "", "%s: pending action %zu is not valid: ignored", path, i);
+			continue;
+		}
+		struct gw_pending_action *p = &st->pending[st->npending++];
+		p->kind = (int)k;
+		p->name = gw_xstrdup(name);
+		snprintf(p->action, sizeof(p->action), "%s", action);
+	}
+}
+
+static json_t *controls_suspended(const struct gw_state_file *st)
+{
+	if (!st->suspended)
+		return json_null();
+	json_t *o = json_object();
+	json_object_set_new(o, "reason", gw_json_string(st->suspended_reason ? st->suspended_reason : ""));
+	json_object_set_new(o, "since", gw_json_string(st->suspended_since));
+	return o;
+}
+
+static json_t *controls_pending(const struct gw_state_file *st)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < st->npending; i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "kind", json_string(gw_kind_to_string((enum gw_kind)st->pending[i].kind)));
+		json_object_set_new(o, "name", gw_json_string(st->pending[i].name));
+		json_object_set_new(o, "action", json_string(st->pending[i].action));
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+static void controls_json(json_t *root, const struct gw_state_file *st)
+{
+	json_object_set_new(root, "mode", json_string(st->mode ? st->mode : "enforce"));
+	json_object_set_new(root, "suspended", controls_suspended(st));
+	json_object_set_new(root, "pinned", json_null());
+	json_object_set_new(root, "pending", controls_pending(st));
+}
+
 int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, const char *path, struct gw_error *err)
 {
 	struct gw_state_file st;
@@ -214,6 +285,7 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 	st.last_sync = json_integer_value(json_object_get(root, "last_sync"));
 	st.last_attempt = json_integer_value(json_object_get(root, "last_attempt"));
 	st.last_attempt_result = opt_str(root, "last_attempt_result");
+	controls_parse(&st, root, path);
 	res = json_object_get(root, "resources");
 	st.res = gw_xcalloc(json_array_size(res) + 1, sizeof(*st.res));
 	for (size_t i = 0; i < json_array_size(res); i++) {
@@ -288,6 +360,7 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 	json_object_set_new(root, "last_attempt", json_integer(st->last_attempt));
 	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
 	json_object_set_new(root, "last_error", error_or_null(st->last_error));
+	controls_json(root, st);
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object(), *rec = gw_record_new(o);
@@ -350,6 +423,7 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 	json_object_set_new(root, "last_attempt", time_or_null(st->last_attempt));
 	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
 	json_object_set_new(root, "last_error", error_or_null(st->last_error));
+	controls_json(root, st);
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object();
@@ -406,6 +480,17 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		char *shown = gw_url_redacted(st->last_error);
 		fprintf(f, "last error: %s\n", gw_escape(esc, sizeof(esc), shown));
 		free(shown);
+	}
+	fprintf(f, "mode:         %s\n", st->mode ? st->mode : "enforce");
+	if (st->suspended)
+		fprintf(f, "suspended:    since %s (%s)\n",
+			gw_escape(esc, sizeof(esc), st->suspended_since ? st->suspended_since : "?"),
+			gw_escape(esc + 1024, sizeof(esc) - 1024, st->suspended_reason ? st->suspended_reason : ""));
+	for (size_t i = 0; i < st->npending; i++) {
+		snprintf(esc, sizeof(esc), "%s/%s", gw_kind_to_string((enum gw_kind)st->pending[i].kind),
+			 st->pending[i].name);
+		char key[200];
+		fprintf(f, "pending:      %s %s\n", st->pending[i].action, gw_escape(key, sizeof(key), esc));
 	}
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];

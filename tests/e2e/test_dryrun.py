@@ -99,7 +99,9 @@ class DryRun(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         doc = res.json()
         self.assertEqual(set(doc), {"node", "labels", "commit", "ref", "remote_commit", "last_sync", "last_success",
-                                    "last_attempt", "last_attempt_result", "last_error", "resources"})
+                                    "last_attempt", "last_attempt_result", "last_error", "resources", "mode", "suspended",
+                                    "pinned", "pending"})
+        self.assertEqual((doc["mode"], doc["suspended"], doc["pending"]), ("enforce", None, []))
         self.assertEqual(doc["node"], "n1")
         self.assertEqual(doc["labels"], {})  # a state file written before labels were recorded
         self.assertEqual(sorted(x["name"] for x in doc["resources"]), ["queue", "web", "worker"])

@@ -146,7 +146,8 @@ class Strings(TempDirTest):
         # the error recorded for status names the first file, escaped in text, kept in JSON
         res = run("status", "--state-dir", self.state)
         self.assertEqual(res.rc, 0, res)
-        self.assert_lines(res.out, ("node:", "labels:", "commit:", "ref:", "remote:", "last success:", "last attempt:", "last error:"))
+        self.assert_lines(res.out, ("node:", "labels:", "commit:", "ref:", "remote:", "last success:", "last attempt:",
+                                    "last error:", "mode:"))
         self.assertIn(f"(first: {NL_TEXT}:4:30: spec.bogus: unknown field)", res.out)
         res = run("status", "--output", "json", "--state-dir", self.state)
         self.assertEqual(res.rc, 0, res)

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "gitward/control.h"
 #include "gitward/backend.h"
 #include "gitward/manifest.h"
 #include "gitward/plan.h"
@@ -67,6 +68,11 @@ struct gw_pass {
 	/* optional: the restart policy's wall clock in ms (NULL: gw_now_ms);
 	 * tests step it instead of sleeping through backoffs */
 	int64_t (*now_ms)(void);
+	/* observe mode or suspended: every action is held (published as
+	 * pending), nothing is started, stopped or replaced */
+	bool hold;
+	bool observe_mode; /* recorded as mode "observe" */
+	struct gw_suspend suspend; /* recorded as suspended */
 };
 
 void gw_pass_init(struct gw_pass *pass);

@@ -54,6 +54,8 @@ struct gw_observed {
 	/* set by observe, never recorded: the first envFiles path whose content
 	 * differs from its digest now (NULL: none) */
 	char *env_changed;
+	/* set by observe, never recorded: `gitward restart` asked for it */
+	bool restart_requested;
 };
 
 void gw_observed_clear(struct gw_observed *o);

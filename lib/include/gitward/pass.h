@@ -40,6 +40,8 @@ struct gw_pass_opts {
 	bool verify_signatures;
 	const char *allowed_signers;
 	const char *gpg_keyring;
+	/* --mode observe: plan and publish pending, apply and heal nothing */
+	bool observe;
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */
@@ -164,6 +166,10 @@ struct gw_run_summary {
 	char message[GW_ERROR_MSG_MAX + 300]; /* the error, when there was one */
 	bool healing; /* converged to the commit in force without fetching */
 	bool fetched; /* a full pass whose fetch (and resolving the ref) succeeded */
+	/* the operator's controls in force: nothing applied, the plan's
+	 * actions held (pending[gw_action_type]) */
+	bool suspended, observe;
+	size_t pending[5];
 	/* "no manifest in ..." when a place read held none, else "" */
 	char no_manifest[1024];
 };

@@ -39,6 +39,17 @@ struct gw_state_file {
 	char *last_error;
 	struct gw_observed *res;
 	size_t n;
+	/* the operator's controls at the last pass (gitward/control.h) */
+	char *mode; /* "enforce" or "observe"; NULL: enforce */
+	bool suspended;
+	char *suspended_reason, *suspended_since; /* RFC 3339 */
+	/* the actions the node would take but did not (observe, suspended) */
+	struct gw_pending_action {
+		int kind; /* enum gw_kind */
+		char *name;
+		char action[16]; /* create, update, delete, restart */
+	} * pending;
+	size_t npending;
 };
 
 /* How a workload's opaque handle shows to people (the backends' describe,
