@@ -311,6 +311,11 @@ static void observe_kind(struct seen *all, struct gw_pass *pass, struct gw_backe
 	for (size_t i = 0; i < nfound; i++) {
 		struct gw_observed *o = &found[i];
 		const struct gw_observed *rec = state_entry(&pass->state, o->kind, o->name);
+		if (rec) {
+			memcpy(o->last_action, rec->last_action, sizeof(o->last_action));
+			memcpy(o->last_trigger, rec->last_trigger, sizeof(o->last_trigger));
+			o->last_action_at = rec->last_action_at;
+		}
 		if (rec && !strcmp(rec->spec_hash, o->spec_hash)) {
 			o->restarts = rec->restarts;
 			o->crash_streak = rec->crash_streak;
@@ -839,6 +844,16 @@ static void record_job(struct gw_state_file *st, struct gw_apply_report *rep, co
 	}
 	if (st->n > before)
 		st->res[st->n - 1].not_converged = j->out != GW_OUT_OK;
+	if (st->n > before && j->have_result && j->out == GW_OUT_OK &&
+	    (a->type == GW_ACTION_CREATE || a->type == GW_ACTION_UPDATE || a->type == GW_ACTION_RESTART)) {
+		struct gw_observed *o = &st->res[st->n - 1];
+		const char *why = a->observed && a->observed->restart_requested ? "restart"
+			: a->type == GW_ACTION_RESTART				? "heal"
+										: "commit";
+		snprintf(o->last_action, sizeof(o->last_action), "%s", gw_action_to_string(a->type));
+		snprintf(o->last_trigger, sizeof(o->last_trigger), "%s", why);
+		o->last_action_at = now_ms(pass) / 1000;
+	}
 	if (j->out == GW_OUT_OK) {
 		rep->ok++;
 	} else if (j->out == GW_OUT_FAILED) {

@@ -166,6 +166,44 @@ static json_t *described(const struct gw_state_describer *d, const struct gw_obs
 /* The envFiles digests of an entry: absent in state files of earlier
  * versions (the next pass records them without a restart); an entry that is
  * not 64 hex digits is dropped the same way. */
+/* The last action taken on a resource: read back only from the fixed
+ * words gitward writes (anything else is dropped, never shown). */
+static void last_action_parse(struct gw_observed *o, const json_t *la)
+{
+	static const char *const actions[] = { "create", "update", "restart", NULL };
+	static const char *const triggers[] = { "commit", "heal", "restart", NULL };
+	const char *action = json_string_value(json_object_get(la, "action"));
+	const char *trigger = json_string_value(json_object_get(la, "trigger"));
+	json_int_t at = json_integer_value(json_object_get(la, "at"));
+	bool ok_a = false, ok_t = false;
+	for (size_t i = 0; action && actions[i]; i++)
+		ok_a |= !strcmp(action, actions[i]);
+	for (size_t i = 0; trigger && triggers[i]; i++)
+		ok_t |= !strcmp(trigger, triggers[i]);
+	if (!ok_a || !ok_t || at <= 0)
+		return;
+	snprintf(o->last_action, sizeof(o->last_action), "%s", action);
+	snprintf(o->last_trigger, sizeof(o->last_trigger), "%s", trigger);
+	o->last_action_at = at;
+}
+
+/* {"action", "trigger", "at"}: at in unix seconds (the state file) or
+ * RFC 3339 (status) */
+static json_t *last_action_json(const struct gw_observed *o, bool for_status)
+{
+	json_t *la = json_object();
+	json_object_set_new(la, "action", json_string(o->last_action));
+	json_object_set_new(la, "trigger", json_string(o->last_trigger));
+	if (for_status) {
+		char ts[64];
+		gw_time_format_utc(ts, sizeof(ts), o->last_action_at);
+		json_object_set_new(la, "at", json_string(ts));
+	} else {
+		json_object_set_new(la, "at", json_integer(o->last_action_at));
+	}
+	return la;
+}
+
 static void env_digests_parse(struct gw_strmap *out, const json_t *obj)
 {
 	const char *path;
@@ -316,6 +354,7 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 		o->probe_every_ms = json_integer_value(json_object_get(r, "health_interval_ms"));
 		/* absent in state files of earlier versions: converged */
 		o->not_converged = json_is_false(json_object_get(r, "converged"));
+		last_action_parse(o, json_object_get(r, "last_action"));
 		env_digests_parse(&o->env_digests, json_object_get(r, "env_digests"));
 		st.n++;
 	}
@@ -386,6 +425,8 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 			json_object_set_new(r, "health_interval_ms", json_integer(o->probe_every_ms));
 		}
 		json_object_set_new(r, "converged", json_boolean(!o->not_converged));
+		if (o->last_action_at)
+			json_object_set_new(r, "last_action", last_action_json(o, false));
 		if (o->env_digests.n)
 			json_object_set_new(r, "env_digests", env_digests_json(&o->env_digests));
 		json_array_append_new(res, r);
@@ -438,6 +479,7 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 		json_object_set_new(r, "since", time_or_null(o->since));
 		if (o->detail[0])
 			json_object_set_new(r, "detail", gw_json_string(o->detail));
+		json_object_set_new(r, "last_action", o->last_action_at ? last_action_json(o, true) : json_null());
 		json_array_append_new(res, r);
 	}
 	json_object_set_new(root, "resources", res);

@@ -25,6 +25,10 @@ class OperateBase(AgentBase):
         r.commit("web")
         return r
 
+    def status_web(self):
+        res = run("status", "--output", "json", "--state-dir", self.state)
+        return next((x for x in res.json()["resources"] if x["name"] == "web"), {}) if res.rc == 0 else {}
+
     def status(self):
         res = run("status", "--output", "json", "--state-dir", self.state)
         self.assertEqual(res.rc, 0, res)
@@ -246,6 +250,9 @@ class Restart(OperateBase):
         # done: the request is gone, and it is not done twice
         ctl = os.path.join(self.state, "control", "restart")
         wait_for(lambda: os.listdir(ctl) == [], what="the request removed")
+        last = wait_for(lambda: (self.status_web().get("last_action") or {}).get("trigger") == "restart"
+                        and self.status_web()["last_action"], what="the restart recorded with its trigger")
+        self.assertEqual(last["action"], "restart")
         self.assertEqual(oct(os.stat(os.path.join(self.state, "control")).st_mode & 0o777), "0o700")
         os.kill(a.pid, signal.SIGHUP)
         seen = self.passes(a)
@@ -271,6 +278,18 @@ class Restart(OperateBase):
         self.assertTrue(pid_alive(new))
         self.assertEqual(self.pids()["db"], db)  # only the one asked for
         self.assertEqual(os.listdir(os.path.join(self.state, "control", "restart")), [])
+        # recorded with its trigger: status shows why each was last touched
+        st = {x["name"]: x for x in json.loads(run("status", "--output", "json", "--state-dir", self.state).out)
+              ["resources"]}
+        self.assertEqual({k: st["web"]["last_action"][k] for k in ("action", "trigger")},
+                         {"action": "restart", "trigger": "restart"}, st["web"])
+        self.assertRegex(st["web"]["last_action"]["at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual({k: st["db"]["last_action"][k] for k in ("action", "trigger")},
+                         {"action": "create", "trigger": "commit"}, st["db"])
+        with open(os.path.join(self.state, "state.json")) as f:
+            rec = {x["name"]: x for x in json.load(f)["resources"]}
+        self.assertEqual(rec["web"]["last_action"]["trigger"], "restart")
+        self.assertIsInstance(rec["web"]["last_action"]["at"], int)
         res = self.reconcile(r)
         self.assertEqual(self.pids()["web"], new)
 

@@ -56,6 +56,12 @@ struct gw_observed {
 	char *env_changed;
 	/* set by observe, never recorded: `gitward restart` asked for it */
 	bool restart_requested;
+	/* the last action gitward took on it, kept in the state file and shown:
+	 * create | update | restart, why (commit | heal | restart: `gitward
+	 * restart`), when (unix seconds; 0: none recorded) */
+	char last_action[12];
+	char last_trigger[12];
+	int64_t last_action_at;
 };
 
 void gw_observed_clear(struct gw_observed *o);
