@@ -599,7 +599,8 @@ static void test_sources_handles_and_names(void **state)
 	assert_string_equal(got, "");
 	/* as read from the commit */
 	snprintf(r->source_files[0].blob, sizeof(r->source_files[0].blob), "%040d", 1);
-	r->source_files[0].cipher = gw_xstrdup("hello");
+	r->source_files[0].bytes = gw_bytes_new("hello", 5); /* freed with r */
+	r->source_files[0].cipher = gw_bytes_data(r->source_files[0].bytes);
 	r->source_files[0].len = 5;
 	put("reply.create", OK ", \"handle\": \"h-s\"}");
 	assert_int_equal(gw_backend_external.create(&o, &b, r, NULL, &err), 0);

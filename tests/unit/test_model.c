@@ -104,7 +104,8 @@ static void test_hash_covers_the_blob_id_of_each_secret_file(void **state)
 	char before[65];
 	snprintf(before, sizeof(before), "%s", r->spec_hash);
 	snprintf(r->secrets[0].blob, sizeof(r->secrets[0].blob), "%040d", 1);
-	r->secrets[0].cipher = gw_xstrdup("TOKEN=never-hashed");
+	r->secrets[0].bytes = gw_bytes_new("TOKEN=never-hashed", 18); /* freed with r */
+	r->secrets[0].cipher = gw_bytes_data(r->secrets[0].bytes);
 	r->secrets[0].len = 18;
 	gw_resource_finalize(r);
 	assert_string_not_equal(r->spec_hash, before);
