@@ -54,6 +54,8 @@ static const struct option common[] = {
 	{ "exclude", required_argument, 0, 0 },
 	{ "plugin-dir", required_argument, 0, 0 },
 	{ "mode", required_argument, 0, 0 },
+	{ "auto-revert", no_argument, 0, 0 },
+	{ "healthy-deadline", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -598,6 +600,7 @@ void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg)
 		.allowed_signers = cfg->allowed_signers,
 		.gpg_keyring = cfg->gpg_keyring,
 		.observe = cfg->observe,
+		.auto_revert_ms = cfg->auto_revert ? cfg->healthy_deadline_ms : 0,
 	};
 }
 

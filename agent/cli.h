@@ -50,6 +50,9 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 #define CLI_HELP_REST                                                                                                  \
 	"  --mode enforce|observe     observe: plan every pass and publish it as pending; apply\n"                     \
 	"                             and heal nothing (default enforce)\n"                                            \
+	"  --auto-revert              go back to the last commit that converged when what a new\n"                     \
+	"                             commit created or updated is not running and healthy in time\n"                  \
+	"  --healthy-deadline DUR     that time, from the commit's first apply (default 2m)\n"                         \
 	"  --log-format text|json     logging on stderr\n"                                                             \
 	"  --log-level LEVEL          debug, info, warn, error\n"                                                      \
 	"  --container-socket PATH    Docker Engine API socket\n" CLI_HELP_GIT                                         \

@@ -3,6 +3,7 @@
  * 2 when changes are pending, 1 on any error. */
 #define _GNU_SOURCE
 #include <stdbool.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct observers {
 	struct gw_observer_live live;
 	struct gw_observer_status status;
 	char self[4096]; /* the binary's path, for the live backends */
+	struct gw_error err; /* what recording a refusal said */
 };
 
 struct opts {
@@ -274,6 +276,32 @@ static int output_applied(const struct opts *o, const struct gw_pass *pass, cons
 	return rep->converged ? 0 : 1;
 }
 
+/* --auto-revert: what the commit changed does not run healthy yet; watched
+ * until it does or the deadline reverts it (exit 1) */
+static int until_healthy(const struct opts *o, const struct gw_pass_opts *po, struct gw_backend_set *backends,
+			 int64_t revert_at)
+{
+	struct gw_run_summary sum;
+	char ts[64], esc[GW_ERROR_MSG_MAX + 400];
+	gw_time_format_utc(ts, sizeof(ts), revert_at);
+	gw_log(GW_LOG_WARN, "", "not running healthy yet; the commit is reverted at %s unless it is (--auto-revert)",
+	       ts);
+	gw_backend_set_pass_end(backends);
+	int reverted = gw_pass_until_healthy(&sum, po, backends, NULL, revert_at);
+	gw_backend_set_pass_begin(backends);
+	if (o->fmt != OUTPUT_JSON) {
+		if (reverted)
+			printf("Reverted: %s\n", gw_escape(esc, sizeof(esc), sum.message));
+		else
+			printf("After healing: %zu ok, %zu failed, %zu waiting. %s.\n", sum.report.ok,
+			       sum.report.failed, sum.report.waiting,
+			       sum.result == GW_RUN_CONVERGED ? "Converged" : "Not converged");
+	} else if (reverted) {
+		fprintf(stderr, "gitward: error: %s\n", gw_escape(esc, sizeof(esc), sum.message));
+	}
+	return !reverted && sum.result == GW_RUN_CONVERGED ? 0 : 1;
+}
+
 static void cleanup(struct gw_pass *pass, struct gw_backend_set *backends, struct gw_lock *lock)
 {
 	gw_state_unlock(lock);
@@ -344,11 +372,20 @@ int cmd_reconcile(int argc, char **argv)
 		rc = output_dry_run(&o, &pass, &cfg, state_error);
 		goto out;
 	}
+	if (gw_pass_refused_reverted(&pass, err.msg, sizeof(err.msg))) {
+		gw_apply_record_error(cfg.node, &cfg.labels, cfg.state_dir, &backends, &pass.remote, GW_RUN_REVERTED,
+				      err.msg, &u.err);
+		err.code = -ECANCELED;
+		rc = fail(&o, &pass, &cfg, &err);
+		goto out;
+	}
 	if (execute(&rep, &pass, &o, &cfg, &po, &backends, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;
 	}
 	rc = output_applied(&o, &pass, &cfg, &rep);
+	if (rep.revert_at && po.auto_revert_ms)
+		rc = until_healthy(&o, &po, &backends, rep.revert_at);
 out:
 	free(state_error);
 	gw_observer_free(obs);

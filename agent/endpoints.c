@@ -292,6 +292,9 @@ static void control_metrics(struct gw_strbuf *sb, const struct gw_state_file *st
 	bool observe = st->mode && !strcmp(st->mode, "observe");
 	family(sb, "gitward_suspended", "gauge", "1 while the node is suspended (gitward suspend), else 0.");
 	gw_strbuf_printf(sb, "gitward_suspended %d\n", st->suspended ? 1 : 0);
+	family(sb, "gitward_reverted", "gauge",
+	       "1 while the ref's tip is a commit --auto-revert went back from (refused until the ref moves), else 0.");
+	gw_strbuf_printf(sb, "gitward_reverted %d\n", st->reverted_commit ? 1 : 0);
 	family(sb, "gitward_mode", "gauge", "1 for the mode the agent runs in (--mode), 0 for the other.");
 	for (int i = 0; i < 2; i++) {
 		series(sb, "gitward_mode", "mode", modes[i], NULL, NULL);

@@ -957,6 +957,107 @@ static int record_state(struct gw_state_file *st, const struct gw_pass *pass, co
 	return gw_state_save(st, path, &d, err);
 }
 
+/* Does the resource named key ("Kind/name") run and is it healthy, for
+ * --auto-revert? A job that finished under a policy that lets it stay
+ * stopped counts as good; a check that has not said healthy yet does not.
+ * When not, why says how it is. */
+static bool runs_healthy(const struct gw_state_file *st, const struct gw_pass *pass, const char *key, char *why,
+			 size_t size)
+{
+	const char *slash = strchr(key, '/');
+	enum gw_kind k;
+	char kind[32];
+	snprintf(kind, sizeof(kind), "%.*s", (int)(slash ? slash - key : 0), key);
+	if (!slash || gw_kind_from_string(&k, kind) < 0)
+		return true;
+	const struct gw_observed *o = state_entry((struct gw_state_file *)st, k, slash + 1);
+	const struct gw_resource *r = desired_for(pass, k, slash + 1);
+	if (!r)
+		return true; /* no longer desired: nothing to wait for */
+	if (!o) {
+		snprintf(why, size, "%s was never started", key);
+		return false;
+	}
+	bool checked = r->health_type != GW_CHECK_NONE;
+	if (!o->not_converged && o->state == GW_STATE_RUNNING &&
+	    (checked ? o->health == GW_HEALTH_HEALTHY : o->health != GW_HEALTH_UNHEALTHY))
+		return true;
+	if (!o->not_converged && o->state == GW_STATE_STOPPED && o->restart != GW_RESTART_ALWAYS)
+		return true;
+	snprintf(why, size, "%s is %s, %s%s%s", key, gw_state_to_string(o->state), gw_health_to_string(o->health),
+		 o->detail[0] ? ": " : "", o->detail);
+	return false;
+}
+
+/* --auto-revert's bookkeeping: since when the commit in force is applied
+ * and what it created or updated (kept while it stays in force), the last
+ * commit whose changes ran healthy, and the deadline by which those of the
+ * commit in force must. A held pass (observe, suspended) applies nothing:
+ * no clock starts. */
+static void record_rollout(struct gw_state_file *st, const struct gw_pass *pass, struct gw_apply_report *rep)
+{
+	const struct gw_state_file *was = &pass->state;
+	int64_t now = gw_now_ms() / 1000;
+	bool same = was->commit && st->commit && !strcmp(was->commit, st->commit);
+
+	if (same && was->commit_since) {
+		st->commit_since = was->commit_since;
+		st->changed = gw_xcalloc(was->nchanged + 1, sizeof(*st->changed));
+		for (size_t i = 0; i < was->nchanged; i++)
+			st->changed[st->nchanged++] = gw_xstrdup(was->changed[i]);
+	} else if (st->commit && !pass->hold) {
+		st->commit_since = now;
+		st->changed = gw_xcalloc(pass->plan.n + 1, sizeof(*st->changed));
+		for (size_t i = 0; i < pass->plan.n && st->nchanged < GW_STATE_CHANGED_MAX; i++) {
+			const struct gw_action *a = &pass->plan.v[i];
+			if (a->type != GW_ACTION_CREATE && a->type != GW_ACTION_UPDATE)
+				continue;
+			char key[200];
+			snprintf(key, sizeof(key), "%s/%s", gw_kind_to_string(a->kind), a->name);
+			st->changed[st->nchanged++] = gw_xstrdup(key);
+		}
+	}
+	char why[sizeof(rep->bad)] = "";
+	bool good = st->commit && st->commit_since && !pass->hold;
+	for (size_t i = 0; good && i < st->nchanged; i++)
+		good = runs_healthy(st, pass, st->changed[i], why, sizeof(why));
+	const char *keep = good || rep->converged ? st->commit : was->good_commit;
+	st->good_commit = keep ? gw_xstrdup(keep) : NULL;
+	if (!pass->auto_revert_ms || good || !st->commit_since || pass->hold || !st->good_commit ||
+	    !strcmp(st->good_commit, st->commit))
+		return;
+	st->revert_at = st->commit_since + (pass->auto_revert_ms + 999) / 1000;
+	rep->revert_at = st->revert_at;
+	snprintf(rep->bad, sizeof(rep->bad), "%s", why);
+	if (now >= st->revert_at) {
+		rep->revert_due = true;
+		snprintf(rep->revert_to, sizeof(rep->revert_to), "%s", st->good_commit);
+	}
+}
+
+/* The commit reverted stays refused until a fetch sees the ref elsewhere;
+ * this pass may revert one. */
+static void record_reverted(struct gw_state_file *st, const struct gw_pass *pass)
+{
+	const struct gw_state_file *was = &pass->state;
+	if (pass->reverting[0]) {
+		st->reverted_commit = gw_xstrdup(pass->reverting);
+		st->reverted_reason = pass->revert_reason ? gw_xstrdup(pass->revert_reason) : NULL;
+		st->reverted_at = gw_now_ms() / 1000;
+		return;
+	}
+	if (!was->reverted_commit)
+		return;
+	if (pass->remote.commit[0] && strcmp(pass->remote.commit, was->reverted_commit) != 0) {
+		gw_log(GW_LOG_INFO, "", "the ref moved to %.12s: the reverted commit %.12s is no longer refused",
+		       pass->remote.commit, was->reverted_commit);
+		return;
+	}
+	st->reverted_commit = gw_xstrdup(was->reverted_commit);
+	st->reverted_reason = was->reverted_reason ? gw_xstrdup(was->reverted_reason) : NULL;
+	st->reverted_at = was->reverted_at;
+}
+
 /* The remote tip this pass fetched, else the one recorded before. */
 static void record_remote(struct gw_state_file *st, const struct gw_remote_tip *remote, const struct gw_state_file *was)
 {
@@ -1002,6 +1103,8 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 	final_look(&st, pass, set);
 	GW_PROF_END(look, "  final look");
 	rep.converged = converged(&st, pass, &rep);
+	record_rollout(&st, pass, &rep);
+	record_reverted(&st, pass);
 	GW_PROF_BEGIN(save);
 	rc = record_state(&st, pass, state_dir, set, rep.converged, err);
 	GW_PROF_END(save, "  state file");

@@ -17,6 +17,7 @@ void gw_pass_free(struct gw_pass *pass)
 {
 	free(pass->ref);
 	free(pass->note);
+	free(pass->revert_reason);
 	free(pass->selected);
 	gw_plan_free(&pass->plan);
 	gw_manifest_set_free(&pass->set);

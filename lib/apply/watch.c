@@ -2,7 +2,7 @@
  * at once rather than at the next poll: an fd per running workload recorded
  * in the state file that its backend can watch (a pidfd for processes and
  * VMs), the end of the earliest restart backoff, the clocks of the health
- * checks, and the event streams of the backends that have one (the
+ * checks, --auto-revert's deadline, and the event streams of the backends that have one (the
  * container engine's), each followed by a thread of the backend's. Which
  * backend does what is the table's business. */
 #define _GNU_SOURCE
@@ -49,6 +49,9 @@ int gw_watch_build(struct gw_watch *w, const char *state_dir, const struct gw_ba
 	gw_state_file_init(&st);
 	if (gw_state_load(&st, path, &err) < 0)
 		return 0; /* nothing known to watch; the next pass reports it */
+	/* --auto-revert's deadline: a pass then judges the commit in force */
+	if (st.revert_at && st.revert_at * 1000 > now && (!w->wake_at_ms || st.revert_at * 1000 < w->wake_at_ms))
+		w->wake_at_ms = st.revert_at * 1000;
 	w->fds = gw_xcalloc(st.n + 1, sizeof(*w->fds));
 	w->probes = gw_xcalloc(st.n + 1, sizeof(*w->probes));
 	for (size_t i = 0; i < st.n; i++) {

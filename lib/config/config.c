@@ -153,6 +153,20 @@ static int set_git_timeout(struct gw_config *cfg, const char *name, void *slot, 
 	return 0;
 }
 
+static int set_healthy_deadline(struct gw_config *cfg, const char *name, void *slot, const char *value,
+				struct gw_error *err)
+{
+	int64_t ms;
+	(void)cfg;
+	(void)name;
+	if (gw_duration_parse(&ms, value) < 0 || ms < 1000 || ms > 86400000)
+		return gw_error_set(err, -EINVAL,
+				    "--healthy-deadline: expected a duration from 1s to 24h like 2m, got \"%s\"",
+				    value);
+	*(int64_t *)slot = ms;
+	return 0;
+}
+
 static int set_file(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
 {
 	(void)cfg;
@@ -317,6 +331,8 @@ static const struct {
 	{ "exclude", 1, 0, set_exclude, AT(excludes) },
 	{ "plugin-dir", 0, 0, set_nonempty, AT(plugin_dir) },
 	{ "mode", 0, 0, set_mode, AT(observe) },
+	{ "auto-revert", 0, 1, set_bool, AT(auto_revert) },
+	{ "healthy-deadline", 0, 0, set_healthy_deadline, AT(healthy_deadline_ms) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -483,6 +499,8 @@ int gw_config_finish(struct gw_config *cfg, struct gw_error *err)
 		cfg->git_connect_timeout_ms = 15000;
 	if (!cfg->git_deadline_ms)
 		cfg->git_deadline_ms = 300000;
+	if (!cfg->healthy_deadline_ms)
+		cfg->healthy_deadline_ms = 120000;
 	if (!cfg->listen)
 		cfg->listen = gw_xstrdup("127.0.0.1:9420");
 	if (!cfg->log_format)

@@ -229,6 +229,7 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	if (gw_control_suspend_read(&pass->suspend, opts->state_dir, &cerr) < 0)
 		gw_log(GW_LOG_WARN, "", "%s", cerr.msg);
 	pass->observe_mode = opts->observe;
+	pass->auto_revert_ms = opts->auto_revert_ms;
 	pass->hold = pass->suspend.on || opts->observe;
 	GW_PROF_BEGIN(execute);
 	int rc = gw_apply_execute(out, pass, opts->node, opts->labels, opts->state_dir, set, err);

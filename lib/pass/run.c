@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gitward/pass.h"
 #include "gitward/paths.h"
@@ -47,6 +48,8 @@ struct recorded {
 	const char *failed;
 	char *remote_commit;
 	bool remote_invalid;
+	char *reverted; /* --auto-revert went back from this commit; refused until the ref moves */
+	char *reverted_reason;
 };
 
 static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
@@ -69,7 +72,9 @@ static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
 	out->last_error = st.last_error;
 	out->remote_commit = st.remote_commit;
 	out->remote_invalid = st.remote_invalid;
-	st.commit = st.ref = st.last_error = st.remote_commit = NULL;
+	out->reverted = st.reverted_commit;
+	out->reverted_reason = st.reverted_reason;
+	st.commit = st.ref = st.last_error = st.remote_commit = st.reverted_commit = st.reverted_reason = NULL;
 	gw_state_file_free(&st);
 }
 
@@ -79,6 +84,8 @@ static void recorded_free(struct recorded *r)
 	free(r->ref);
 	free(r->last_error);
 	free(r->remote_commit);
+	free(r->reverted);
+	free(r->reverted_reason);
 }
 
 /* The name of the ref the commit in force came from: a pass over it
@@ -217,6 +224,31 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 	return 0;
 }
 
+/* The ref's tip is a commit --auto-revert went back from, and the ref has
+ * not moved since: it is not applied again; the commit in force stays and
+ * is healed. */
+static int fall_back_reverted(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
+			      const struct gw_backend_set *set, const struct gw_cancel *cancel,
+			      const struct recorded *was)
+{
+	struct gw_error err = { 0 };
+	char msg[GW_ERROR_MSG_MAX + 300];
+	snprintf(msg, sizeof(msg),
+		 "commit %.12s was reverted (%s); the commit in force %.12s stays until the ref moves to another "
+		 "commit",
+		 was->reverted, was->reverted_reason ? was->reverted_reason : "not healthy in time", was->commit);
+	gw_log(GW_LOG_WARN, "", "%s", msg);
+	if (read_offline(pass, opts, was->commit, pass->ref, cancel, &err) < 0) {
+		finish_error(out, GW_RUN_REVERTED, opts, set, pass, msg);
+		return PASS_ENDED;
+	}
+	pass->note = gw_xstrdup(msg);
+	pass->result = gw_run_result_to_string(GW_RUN_REVERTED);
+	snprintf(out->message, sizeof(out->message), "%s", msg);
+	out->result = GW_RUN_REVERTED;
+	return 0;
+}
+
 /* What this fetch ended, said once: a Git outage, an invalid tip. */
 static void log_recovery(const struct recorded *was, const struct gw_pass *pass, int rc)
 {
@@ -256,8 +288,47 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return;
 	}
-	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR)
+	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR &&
+	    out->result != GW_RUN_REVERTED)
 		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
+}
+
+/* --auto-revert: what the commit in force changed has not run healthy by
+ * its deadline; the node goes back to the last commit whose changes did,
+ * and the bad one is recorded as reverted. Never reported as converged. */
+static void revert(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
+		   const struct gw_backend_set *set, const struct gw_cancel *cancel)
+{
+	struct gw_error err = { 0 };
+	char bad[41], to[41], why[sizeof(out->report.bad)], dur[32], msg[GW_ERROR_MSG_MAX + 300];
+
+	memcpy(bad, pass->commit, sizeof(bad));
+	memcpy(to, out->report.revert_to, sizeof(to));
+	memcpy(why, out->report.bad, sizeof(why));
+	gw_duration_format(dur, sizeof(dur), opts->auto_revert_ms);
+	snprintf(msg, sizeof(msg),
+		 "commit %.12s reverted: %s, not running and healthy within --healthy-deadline %s of its first "
+		 "apply; back to %.12s, the last commit whose changes ran healthy; %.12s is not applied again "
+		 "until the ref moves",
+		 bad, why[0] ? why : "a changed resource", dur, to, bad);
+	gw_log(GW_LOG_ERROR, "", "%s", msg);
+	if (read_offline(pass, opts, to, pass->ref, cancel, &err) < 0) {
+		char buf[GW_ERROR_MSG_MAX + 300], emsg[GW_ERROR_MSG_MAX + 400];
+		snprintf(emsg, sizeof(emsg), "cannot revert commit %.12s to %.12s: %s", bad, to,
+			 gw_error_format(buf, sizeof(buf), &err));
+		finish_error(out, GW_RUN_ERROR, opts, set, pass, emsg);
+		return;
+	}
+	memcpy(pass->reverting, bad, sizeof(pass->reverting));
+	char reason[sizeof(why) + 64];
+	snprintf(reason, sizeof(reason), "%s, not healthy within %s", why[0] ? why : "a changed resource", dur);
+	pass->revert_reason = gw_xstrdup(reason);
+	pass->note = gw_xstrdup(msg);
+	pass->result = gw_run_result_to_string(GW_RUN_REVERTED);
+	snprintf(out->message, sizeof(out->message), "%s", msg);
+	out->result = GW_RUN_REVERTED;
+	memcpy(out->reverted, bad, sizeof(out->reverted));
+	converge(pass, out, opts, set);
 }
 
 void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
@@ -297,11 +368,55 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, co
 		} else if (rc < 0) {
 			finish_error(out, GW_RUN_ERROR, opts, set, &pass, gw_error_format(buf, sizeof(buf), &err));
 			rc = PASS_ENDED;
+		} else if (was.reverted && was.commit && !strcmp(pass.commit, was.reverted) &&
+			   strcmp(was.commit, was.reverted) != 0) {
+			rc = fall_back_reverted(&pass, out, opts, set, cancel, &was);
 		}
 	}
 	if (rc == 0)
 		converge(&pass, out, opts, set);
+	if (rc == 0 && out->report.revert_due && !gw_cancel_requested(cancel))
+		revert(&pass, out, opts, set, cancel);
 	recorded_free(&was);
 	gw_pass_free(&pass);
 	gw_backend_set_pass_end(set);
+}
+
+bool gw_pass_refused_reverted(const struct gw_pass *pass, char *msg, size_t size)
+{
+	const struct gw_state_file *st = &pass->state;
+	if (!st->reverted_commit || strcmp(st->reverted_commit, pass->commit) != 0 || !st->commit ||
+	    !strcmp(st->commit, st->reverted_commit))
+		return false;
+	snprintf(msg, size,
+		 "commit %.12s was reverted (%s); it is not applied again until the ref moves to another commit, and "
+		 "the commit in force %.12s stays",
+		 st->reverted_commit, st->reverted_reason ? st->reverted_reason : "not healthy in time", st->commit);
+	return true;
+}
+
+int gw_pass_until_healthy(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
+			  const struct gw_cancel *cancel, int64_t revert_at)
+{
+	int64_t deadline_ms = revert_at * 1000;
+	memset(out, 0, sizeof(*out));
+	while (!gw_cancel_requested(cancel)) {
+		/* a heal pass at least every second, and one right after the
+		 * deadline: what the commit changed is looked at, then judged */
+		int64_t now = gw_now_ms(), left = deadline_ms - now;
+		if (left > 0) {
+			struct timespec ts = { .tv_sec = 0, .tv_nsec = (left > 1000 ? 1000 : left) * 1000000L };
+			if (left >= 1000)
+				ts = (struct timespec){ .tv_sec = 1 };
+			nanosleep(&ts, NULL);
+		}
+		gw_pass_run(out, opts, set, cancel, GW_PASS_HEAL, NULL, NULL);
+		if (out->result == GW_RUN_REVERTED)
+			return 1;
+		if (!out->report.revert_at || out->result == GW_RUN_ERROR)
+			return 0; /* healthy (or no longer watched): the caller judges the rest */
+		if (gw_now_ms() > deadline_ms + 1000 && !out->report.revert_due)
+			return 0; /* cannot happen: the deadline has passed, it was due */
+	}
+	return 0;
 }

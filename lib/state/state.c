@@ -20,8 +20,8 @@
 #define STATE_MAX (64u << 20)
 
 /* per gw_run_result: the names of the metrics and of last_attempt_result */
-static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
-						      "invalid", "error",	  "unverified" };
+static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error", "invalid",
+						      "error",	 "unverified",	  "reverted" };
 
 void gw_state_entry_status(struct gw_observed *o, const json_t *r)
 {
@@ -65,6 +65,12 @@ void gw_state_file_free(struct gw_state_file *st)
 	for (size_t i = 0; i < st->npending; i++)
 		free(st->pending[i].name);
 	free(st->pending);
+	free(st->good_commit);
+	for (size_t i = 0; i < st->nchanged; i++)
+		free(st->changed[i]);
+	free(st->changed);
+	free(st->reverted_commit);
+	free(st->reverted_reason);
 	gw_state_file_init(st);
 }
 
@@ -109,6 +115,10 @@ static char *opt_str(json_t *o, const char *key)
 	json_t *v = json_object_get(o, key);
 	return json_is_string(v) ? gw_xstrdup(json_string_value(v)) : NULL;
 }
+
+static json_t *str_or_null(const char *s);
+static json_t *error_or_null(const char *msg);
+static json_t *time_or_null(int64_t t);
 
 int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err)
 {
@@ -258,6 +268,79 @@ static void controls_parse(struct gw_state_file *st, json_t *root, const char *p
 	}
 }
 
+/* A full commit id, or NULL */
+static char *opt_commit(json_t *o, const char *key)
+{
+	const char *c = json_string_value(json_object_get(o, key));
+	return c && strlen(c) == 40 && strspn(c, "0123456789abcdef") == 40 ? gw_xstrdup(c) : NULL;
+}
+
+/* --auto-revert's bookkeeping, each checked: what is wrong is left out
+ * (a bad entry costs a watch, never a wrong revert) */
+static void rollout_parse(struct gw_state_file *st, json_t *root, const char *path)
+{
+	json_t *ro = json_object_get(root, "rollout"), *rev = json_object_get(root, "reverted");
+	if (json_is_object(ro)) {
+		json_t *ch = json_object_get(ro, "changed");
+		st->good_commit = opt_commit(ro, "good_commit");
+		st->commit_since = json_integer_value(json_object_get(ro, "commit_since"));
+		st->revert_at = json_integer_value(json_object_get(ro, "revert_at"));
+		size_t n = json_is_array(ch) ? json_array_size(ch) : 0;
+		if (n > GW_STATE_CHANGED_MAX) {
+			gw_log(GW_LOG_WARN, "", "%s: rollout.changed has more than %d entries: ignored", path,
+			       GW_STATE_CHANGED_MAX);
+			n = 0;
+		}
+		st->changed = gw_xcalloc(n + 1, sizeof(*st->changed));
+		for (size_t i = 0; i < n; i++) {
+			const char *key = json_string_value(json_array_get(ch, i));
+			const char *slash = key ? strchr(key, '/') : NULL;
+			char kind[32];
+			enum gw_kind k;
+			if (!slash || (size_t)(slash - key) >= sizeof(kind))
+				continue;
+			snprintf(kind, sizeof(kind), "%.*s", (int)(slash - key), key);
+			if (gw_kind_from_string(&k, kind) < 0 || gw_check_name(slash + 1))
+				continue;
+			st->changed[st->nchanged++] = gw_xstrdup(key);
+		}
+	}
+	if (json_is_object(rev) && (st->reverted_commit = opt_commit(rev, "commit"))) {
+		st->reverted_reason = opt_str(rev, "reason");
+		st->reverted_at = json_integer_value(json_object_get(rev, "at"));
+	}
+}
+
+static json_t *rollout_json(const struct gw_state_file *st)
+{
+	json_t *o = json_object(), *ch = json_array();
+	json_object_set_new(o, "good_commit", str_or_null(st->good_commit));
+	json_object_set_new(o, "commit_since", json_integer(st->commit_since));
+	json_object_set_new(o, "revert_at", json_integer(st->revert_at));
+	for (size_t i = 0; i < st->nchanged; i++)
+		json_array_append_new(ch, gw_json_string(st->changed[i]));
+	json_object_set_new(o, "changed", ch);
+	return o;
+}
+
+/* status's "reverted": the commit refused until the ref moves, or null */
+static json_t *reverted_json(const struct gw_state_file *st, bool times)
+{
+	char ts[64];
+	if (!st->reverted_commit)
+		return json_null();
+	json_t *o = json_object();
+	json_object_set_new(o, "commit", json_string(st->reverted_commit));
+	json_object_set_new(o, "reason", error_or_null(st->reverted_reason ? st->reverted_reason : ""));
+	if (times) {
+		gw_time_format_utc(ts, sizeof(ts), st->reverted_at);
+		json_object_set_new(o, "at", json_string(ts));
+	} else {
+		json_object_set_new(o, "at", json_integer(st->reverted_at));
+	}
+	return o;
+}
+
 static json_t *controls_suspended(const struct gw_state_file *st)
 {
 	if (!st->suspended)
@@ -324,6 +407,7 @@ int gw_state_parse(struct gw_state_file *out, const char *data, size_t len, cons
 	st.last_attempt = json_integer_value(json_object_get(root, "last_attempt"));
 	st.last_attempt_result = opt_str(root, "last_attempt_result");
 	controls_parse(&st, root, path);
+	rollout_parse(&st, root, path);
 	res = json_object_get(root, "resources");
 	st.res = gw_xcalloc(json_array_size(res) + 1, sizeof(*st.res));
 	for (size_t i = 0; i < json_array_size(res); i++) {
@@ -400,6 +484,8 @@ int gw_state_save(const struct gw_state_file *st, const char *path, const struct
 	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
 	json_object_set_new(root, "last_error", error_or_null(st->last_error));
 	controls_json(root, st);
+	json_object_set_new(root, "rollout", rollout_json(st));
+	json_object_set_new(root, "reverted", reverted_json(st, false));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object(), *rec = gw_record_new(o);
@@ -465,6 +551,8 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 	json_object_set_new(root, "last_attempt_result", str_or_null(st->last_attempt_result));
 	json_object_set_new(root, "last_error", error_or_null(st->last_error));
 	controls_json(root, st);
+	json_object_set_new(root, "reverted", reverted_json(st, true));
+	json_object_set_new(root, "healthy_deadline", time_or_null(st->revert_at));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object();
@@ -528,6 +616,18 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		fprintf(f, "suspended:    since %s (%s)\n",
 			gw_escape(esc, sizeof(esc), st->suspended_since ? st->suspended_since : "?"),
 			gw_escape(esc + 1024, sizeof(esc) - 1024, st->suspended_reason ? st->suspended_reason : ""));
+	if (st->reverted_commit) {
+		char *shown = gw_url_redacted(st->reverted_reason ? st->reverted_reason : "");
+		gw_time_format_utc(ts, sizeof(ts), st->reverted_at);
+		fprintf(f, "reverted:     %s at %s (%s); not applied again until the ref moves\n", st->reverted_commit,
+			ts, gw_escape(esc, sizeof(esc), shown));
+		free(shown);
+	}
+	if (st->revert_at) {
+		gw_time_format_utc(ts, sizeof(ts), st->revert_at);
+		fprintf(f, "auto-revert:  unless what commit %.12s changed runs healthy by %s\n",
+			st->commit ? st->commit : "-", ts);
+	}
 	for (size_t i = 0; i < st->npending; i++) {
 		snprintf(esc, sizeof(esc), "%s/%s", gw_kind_to_string((enum gw_kind)st->pending[i].kind),
 			 st->pending[i].name);

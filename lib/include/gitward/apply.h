@@ -73,6 +73,12 @@ struct gw_pass {
 	bool hold;
 	bool observe_mode; /* recorded as mode "observe" */
 	struct gw_suspend suspend; /* recorded as suspended */
+	/* --auto-revert: the healthy deadline in ms (0: off) */
+	int64_t auto_revert_ms;
+	/* the commit this pass goes back from (recorded as reverted, with
+	 * why; "": none) */
+	char reverting[41];
+	char *revert_reason;
 };
 
 void gw_pass_init(struct gw_pass *pass);
@@ -85,6 +91,14 @@ enum gw_outcome { GW_OUT_PENDING, GW_OUT_OK, GW_OUT_FAILED, GW_OUT_WAITING };
 struct gw_apply_report {
 	size_t ok, failed, waiting, unhealthy;
 	bool converged; /* everything desired runs (healthy where checked), nothing failed or waits */
+	/* --auto-revert: what the commit in force created or updated is not
+	 * running and healthy yet: reverted at revert_at (unix s; 0: nothing
+	 * watched); revert_due once that has passed, to revert_to, bad naming
+	 * the first such resource and its state */
+	int64_t revert_at;
+	bool revert_due;
+	char revert_to[41];
+	char bad[512];
 };
 
 /* Observe every managed resource (backends, merged with the state file's

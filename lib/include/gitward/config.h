@@ -24,6 +24,10 @@ struct gw_config {
 	bool no_prune;
 	bool allow_empty;
 	bool observe; /* --mode observe */
+	/* --auto-revert: a new commit whose created or updated resources are
+	 * not running and healthy within healthy_deadline_ms is reverted */
+	bool auto_revert;
+	int64_t healthy_deadline_ms; /* 0 until finished: 2m */
 	char *listen;
 	char *webhook_secret_file;
 	char *log_format;

@@ -42,6 +42,12 @@ struct gw_pass_opts {
 	const char *gpg_keyring;
 	/* --mode observe: plan and publish pending, apply and heal nothing */
 	bool observe;
+	/* --auto-revert: the healthy deadline in ms (0: off). A new commit
+	 * whose created or updated resources do not run healthy within it of
+	 * its first apply is reverted: the node goes back to the last commit
+	 * whose changes did (the state file's good_commit), and the bad commit
+	 * is refused (result "reverted") until the ref moves. */
+	int64_t auto_revert_ms;
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */
@@ -172,6 +178,8 @@ struct gw_run_summary {
 	size_t pending[5];
 	/* "no manifest in ..." when a place read held none, else "" */
 	char no_manifest[1024];
+	/* --auto-revert: this pass went back from reverted to commit */
+	char reverted[41];
 };
 
 /* GW_PASS_FULL: fetch, then converge (with the fallbacks of the SPEC: Git
@@ -188,5 +196,17 @@ enum gw_pass_mode { GW_PASS_FULL, GW_PASS_HEAL };
 void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
 		 const struct gw_cancel *cancel, enum gw_pass_mode mode, struct gw_manifest_cache *cache,
 		 const struct gw_error *fetched);
+
+/* `reconcile --auto-revert` after applying a commit whose changes are not
+ * running healthy yet (report->revert_at): heal passes over the commit in
+ * force until they are (returns 0) or its deadline has passed and it was
+ * reverted (out->result GW_RUN_REVERTED; returns 1); bounded by the
+ * deadline plus one pass. */
+int gw_pass_until_healthy(struct gw_run_summary *out, const struct gw_pass_opts *opts, const struct gw_backend_set *set,
+			  const struct gw_cancel *cancel, int64_t revert_at);
+/* The commit of pass (planned: its state read) was reverted and the ref
+ * has not moved since: a one-shot `reconcile` applies nothing, msg says
+ * why. */
+bool gw_pass_refused_reverted(const struct gw_pass *pass, char *msg, size_t size);
 
 #endif

@@ -19,9 +19,10 @@ enum gw_run_result {
 	GW_RUN_INVALID,
 	GW_RUN_ERROR,
 	GW_RUN_UNVERIFIED, /* like GW_RUN_INVALID: the commit's signature was refused */
+	GW_RUN_REVERTED, /* --auto-revert: the commit in force went back, or the ref's tip is a reverted commit */
 	GW_RUN_MAX
 };
-/* "success", "not_converged", "git_error", "invalid", "error", "unverified" */
+/* "success", "not_converged", "git_error", "invalid", "error", "unverified", "reverted" */
 const char *gw_run_result_to_string(enum gw_run_result r);
 
 struct gw_state_file {
@@ -50,7 +51,21 @@ struct gw_state_file {
 		char action[16]; /* create, update, delete, restart */
 	} * pending;
 	size_t npending;
+	/* --auto-revert (see gitward/pass.h): the last commit a pass converged
+	 * on, or whose changes ran healthy; since when the commit in force is applied (unix s; 0: not yet,
+	 * held); what it created or updated ("Kind/name"); and when it is
+	 * reverted unless those run and are healthy (unix s; 0: not watched) */
+	char *good_commit;
+	int64_t commit_since;
+	char **changed;
+	size_t nchanged;
+	int64_t revert_at;
+	/* the commit reverted: not applied again until the ref moves */
+	char *reverted_commit, *reverted_reason;
+	int64_t reverted_at;
 };
+/* At most this many resources are watched for an auto-revert. */
+#define GW_STATE_CHANGED_MAX 4096
 
 /* How a workload's opaque handle shows to people (the backends' describe,
  * reached from above): add the status object's identity keys to fields and
