@@ -100,7 +100,7 @@ class DryRun(TempDirTest):
         doc = res.json()
         self.assertEqual(set(doc), {"node", "labels", "commit", "ref", "remote_commit", "last_sync", "last_success",
                                     "last_attempt", "last_attempt_result", "last_error", "resources", "mode", "suspended",
-                                    "pinned", "pending"})
+                                    "pinned", "pending", "reverted", "healthy_deadline"})
         self.assertEqual((doc["mode"], doc["suspended"], doc["pending"]), ("enforce", None, []))
         self.assertEqual(doc["node"], "n1")
         self.assertEqual(doc["labels"], {})  # a state file written before labels were recorded
