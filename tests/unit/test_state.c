@@ -265,6 +265,58 @@ static void test_convergence_round_trips_and_defaults_to_converged(void **state)
 	gw_state_file_free(&back);
 }
 
+/* --auto-revert's bookkeeping survives a save and a load (an agent
+ * restart); read back from disk, what is not a commit id, a resource key or
+ * an object is left out, never trusted; status shows the reverted commit. */
+static void test_rollout_round_trips_and_bad_entries_are_left_out(void **state)
+{
+	(void)state;
+	char path[128];
+	struct gw_state_file st, back;
+	struct gw_error err;
+	const char *good = "1111111111111111111111111111111111111111",
+		   *bad = "2222222222222222222222222222222222222222";
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	gw_state_file_init(&st);
+	st.commit = gw_xstrdup(bad);
+	st.good_commit = gw_xstrdup(good);
+	st.commit_since = 1700000000;
+	st.revert_at = 1700000120;
+	st.changed = gw_xcalloc(2, sizeof(*st.changed));
+	st.changed[st.nchanged++] = gw_xstrdup("Process/web");
+	st.reverted_commit = gw_xstrdup(bad);
+	st.reverted_reason = gw_xstrdup("Process/web is running, unhealthy");
+	st.reverted_at = 1700000121;
+	assert_int_equal(gw_state_save(&st, path, NULL, &err), 0);
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_string_equal(back.good_commit, good);
+	assert_int_equal(back.commit_since, 1700000000);
+	assert_int_equal(back.revert_at, 1700000120);
+	assert_int_equal(back.nchanged, 1);
+	assert_string_equal(back.changed[0], "Process/web");
+	assert_string_equal(back.reverted_commit, bad);
+	assert_string_equal(back.reverted_reason, "Process/web is running, unhealthy");
+	assert_int_equal(back.reverted_at, 1700000121);
+	char *doc = gw_state_render_status(&back, NULL);
+	assert_non_null(strstr(doc, "\"reverted\":{\"commit\":\"2222222222222222222222222222222222222222\""));
+	assert_non_null(strstr(doc, "\"healthy_deadline\":\"2023-11-14T22:15:20Z\""));
+	free(doc);
+	gw_state_file_free(&back);
+	gw_state_file_free(&st);
+
+	f_write(path,
+		"{\"version\": 1, \"resources\": [], \"rollout\": {\"good_commit\": \"../etc\", \"changed\": "
+		"[\"Process/../x\", \"Nope/web\", 7, \"Process\", \"Container/db\"]}, \"reverted\": {\"commit\": "
+		"\"zz\", \"reason\": \"x\"}}");
+	assert_int_equal(gw_state_load(&back, path, &err), 0);
+	assert_null(back.good_commit);
+	assert_int_equal(back.nchanged, 1);
+	assert_string_equal(back.changed[0], "Container/db");
+	assert_null(back.reverted_commit);
+	assert_null(back.reverted_reason);
+	gw_state_file_free(&back);
+}
+
 /* The envFiles digests of a workload survive a save and a load (an agent
  * restart); a state file of an earlier version has none (the next pass
  * records them, no restart); a malformed one is dropped; neither the status
@@ -857,6 +909,7 @@ int main(void)
 		cmocka_unit_test(test_missing_is_empty_and_torn_is_refused),
 		cmocka_unit_test(test_convergence_round_trips_and_defaults_to_converged),
 		cmocka_unit_test(test_env_digests_round_trip_and_never_show),
+		cmocka_unit_test(test_rollout_round_trips_and_bad_entries_are_left_out),
 		cmocka_unit_test(test_lock_is_exclusive_and_names_the_holder),
 		cmocka_unit_test(test_status_escapes_what_was_read_back),
 		cmocka_unit_test(test_labels_are_recorded_and_shown),
