@@ -20,8 +20,8 @@
 #define STATE_MAX (64u << 20)
 
 /* per gw_run_result: the names of the metrics and of last_attempt_result */
-static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error",
-						      "invalid", "error",	  "unverified" };
+static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error", "invalid",
+						      "error",	 "unverified",	  "rewind" };
 
 void gw_state_entry_status(struct gw_observed *o, const json_t *r)
 {
