@@ -221,6 +221,8 @@ class Agent(unittest.TestCase):
         doc = wait_for(lambda: (d := self.status()).get("last_attempt_result") == "rewind" and d, what="status")
         self.assertEqual(doc["commit"], c2)
         self.assertIn(f"branch main moved from {c2[:12]} to {c1[:12]}, {REFUSED}", doc["last_error"])
+        self.assertEqual(doc["remote_commit"], c1)
+        self.assertEqual(self.metric(a, 'gitward_remote_commit_invalid{ref="main"}'), 1.0)
         # refused on every pass, and the commit in force is still healed
         wait_for(lambda: (self.metric(a, 'gitward_sync_total{result="rewind"}') or 0) >= 3,
                  what="three passes refused")
