@@ -34,7 +34,9 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --node NAME                this node's name (default: hostname)\n"                                          \
 	"  --label K=V                node label for nodeSelector (repeatable)\n"                                      \
 	"  --no-prune                 never delete resources that left Git\n"                                          \
-	"  --allow-empty              let a commit with nothing for this node delete everything\n"
+	"  --allow-empty              let a commit with nothing for this node delete everything\n"                     \
+	"  --allow-rewind             accept a branch moving to a commit that does not descend from\n"                 \
+	"                             the commit in force (a force-push backwards or sideways)\n"
 
 #define CLI_HELP_GIT                                                                                                   \
 	"  --ca-file FILE             PEM CA bundle for HTTPS remotes (replaces the system store)\n"                   \

@@ -358,6 +358,10 @@ int cmd_reconcile(int argc, char **argv)
 		goto out;
 	}
 	cli_pass_opts(&po, &cfg); /* after --against named the node */
+	if (o.against) { /* a rewind is the node's: its commit in force, not this state dir's */
+		pass.in_force = u.status.node.ref && u.status.node.commit ? u.status.node.commit : "";
+		pass.in_force_ref = u.status.node.ref;
+	}
 	if (!o.against && lock_state(&lock, &o, &cfg, &po, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;

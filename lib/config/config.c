@@ -306,6 +306,7 @@ static const struct {
 	{ "interval", 0, 0, set_interval, AT(interval_ms) },
 	{ "no-prune", 0, 1, set_bool, AT(no_prune) },
 	{ "allow-empty", 0, 1, set_bool, AT(allow_empty) },
+	{ "allow-rewind", 0, 1, set_bool, AT(allow_rewind) },
 	{ "listen", 0, 0, set_listen, AT(listen) },
 	{ "webhook-secret-file", 0, 0, set_string, AT(webhook_secret_file) },
 	{ "log-format", 0, 0, set_log_format, AT(log_format) },

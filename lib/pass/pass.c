@@ -46,8 +46,73 @@ static void cache_save(struct gw_manifest_cache *c, const char *path)
 		gw_log(GW_LOG_DEBUG, "", "manifest cache not written: %s", err.msg);
 }
 
-/* Open, fetch, resolve and (with --verify-signatures) verify: the commit
- * of the pass, in pass->commit. */
+/* The commit in force and the name of its ref: the caller's, or what the
+ * state file records (none: nothing is in force yet). */
+static void in_force_load(char **commit, char **ref, const struct gw_pass *pass, const struct gw_pass_opts *opts)
+{
+	struct gw_state_file st;
+	struct gw_error err;
+	char path[4096];
+
+	*commit = *ref = NULL;
+	if (pass->in_force) { /* "": none */
+		*commit = *pass->in_force ? gw_xstrdup(pass->in_force) : NULL;
+		*ref = pass->in_force_ref ? gw_xstrdup(pass->in_force_ref) : NULL;
+		return;
+	}
+	gw_path_state_file(path, sizeof(path), opts->state_dir);
+	if (gw_state_load(&st, path, &err) < 0)
+		return;
+	/* now owned by the caller */
+	*commit = st.commit;
+	*ref = st.ref;
+	st.commit = st.ref = NULL;
+	gw_state_file_free(&st);
+}
+
+/* A branch that moved to a commit which does not descend from the commit
+ * in force (a force-push backwards or sideways) is refused. Pins (a tag, a
+ * commit id) and a switch to another ref are the operator's choice. This
+ * runs before the signature check: a rewound tip is refused whoever signed
+ * it (replaying an old signed commit is exactly what a signature cannot
+ * catch), no gpg or ssh-keygen runs for it, and the message says the one
+ * reason that matters. The check needs the commit in force in the cache:
+ * the fetch keeps full history and never prunes objects; a cache made anew
+ * without it cannot tell, and refuses. */
+static int check_rewind(struct gw_pass *pass, struct gw_source *src, enum gw_pass_stage *stage,
+			const struct gw_pass_opts *opts, struct gw_error *err)
+{
+	char *commit, *ref;
+	bool descends = false;
+	int rc = 0;
+
+	if (opts->allow_rewind || pass->offline || !gw_source_ref_is_branch(src, opts->ref))
+		return 0;
+	in_force_load(&commit, &ref, pass, opts);
+	if (commit && strcmp(commit, pass->commit) && (!ref || !strcmp(ref, pass->ref))) {
+		*stage = GW_PASS_REWIND;
+		rc = gw_source_descends(&descends, src, pass->commit, commit, err);
+		if (rc == -ENOENT)
+			rc = gw_error_set(err, -ESTALE,
+					  "branch %s moved from %.12s to %.12s, and the commit in force is not in the "
+					  "Git cache to tell whether it descends from it: refused; the commit in force "
+					  "stays. Pass --allow-rewind to accept it",
+					  pass->ref, commit, pass->commit);
+		else if (rc == 0 && !descends)
+			rc = gw_error_set(err, -ESTALE,
+					  "branch %s moved from %.12s to %.12s, which does not descend from it (a "
+					  "force-push backwards or sideways): refused; the commit in force stays. Pass "
+					  "--allow-rewind to accept it",
+					  pass->ref, commit, pass->commit);
+		pass->remote.invalid = rc < 0;
+	}
+	free(commit);
+	free(ref);
+	return rc;
+}
+
+/* Open, fetch, resolve, refuse a rewound branch and (with
+ * --verify-signatures) verify: the commit of the pass, in pass->commit. */
 static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pass_stage *stage,
 		       const struct gw_pass_opts *opts, struct gw_error *err)
 {
@@ -79,6 +144,8 @@ static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pas
 		memset(&pass->remote, 0, sizeof(pass->remote));
 		memcpy(pass->remote.commit, pass->commit, sizeof(pass->remote.commit));
 	}
+	if (rc == 0)
+		rc = check_rewind(pass, src, stage, opts, err);
 	if (rc == 0 && opts->verify_signatures) {
 		/* before any manifest of the commit is parsed */
 		const char *vdir = pass->read_only ? gw_source_scratch_dir(src) : opts->state_dir;
@@ -243,6 +310,8 @@ enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct
 		return GW_RUN_GIT_ERROR;
 	if (stage == GW_PASS_VERIFY)
 		return GW_RUN_UNVERIFIED;
+	if (stage == GW_PASS_REWIND)
+		return GW_RUN_REWIND;
 	return pass->set.diags.n ? GW_RUN_INVALID : GW_RUN_ERROR;
 }
 

@@ -128,6 +128,7 @@ void gw_review_node_free(struct gw_review_node *nd)
 {
 	free(nd->node);
 	free(nd->commit);
+	free(nd->ref);
 	gw_strmap_free(&nd->labels);
 	memset(nd, 0, sizeof(*nd));
 }
@@ -138,6 +139,7 @@ static int status_node(struct gw_review_node *out, json_t *root, const char *ori
 	struct gw_review_node nd = { 0 };
 	const char *node = json_string_value(json_object_get(root, "node"));
 	const char *commit = json_string_value(json_object_get(root, "commit"));
+	const char *ref = json_string_value(json_object_get(root, "ref"));
 	json_t *labels = json_object_get(root, "labels");
 	char why[100];
 
@@ -148,6 +150,7 @@ static int status_node(struct gw_review_node *out, json_t *root, const char *ori
 	}
 	nd.node = node ? gw_xstrdup(node) : NULL;
 	nd.commit = commit ? gw_xstrdup(commit) : NULL;
+	nd.ref = ref ? gw_xstrdup(ref) : NULL;
 	*out = nd;
 	return 0;
 }

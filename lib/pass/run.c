@@ -182,19 +182,21 @@ static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, 
 	return 0;
 }
 
-/* An invalid or refused commit: report every problem, then fall back to
- * the last good commit. */
+/* An invalid or refused commit (its signature, or a rewound branch):
+ * report every problem, then fall back to the last good commit. */
 static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out, const struct gw_pass_opts *opts,
 				const struct gw_backend_set *set, const struct gw_cancel *cancel,
 				const struct recorded *was, enum gw_pass_stage stage, const struct gw_error *why)
 {
-	enum gw_run_result bad = stage == GW_PASS_VERIFY ? GW_RUN_UNVERIFIED : GW_RUN_INVALID;
+	enum gw_run_result bad = stage == GW_PASS_VERIFY ? GW_RUN_UNVERIFIED
+		: stage == GW_PASS_REWIND		 ? GW_RUN_REWIND
+							 : GW_RUN_INVALID;
 	const struct gw_diags *d = &pass->set.diags;
 	struct gw_error err = { 0 };
 	char msg[GW_ERROR_MSG_MAX + 300];
 	int rc;
 
-	if (bad == GW_RUN_UNVERIFIED) {
+	if (bad != GW_RUN_INVALID) {
 		snprintf(msg, sizeof(msg), "%s", why->msg);
 		gw_log(GW_LOG_ERROR, "", "%s", msg);
 	} else {
@@ -208,7 +210,7 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 		return PASS_ENDED;
 	}
 	gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
-	       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", was->commit);
+	       bad == GW_RUN_INVALID ? "invalid" : "refused", was->commit);
 	/* just fetched: the last good commit is in the cache; its ref is the
 	 * one just resolved */
 	rc = read_offline(pass, opts, was->commit, pass->ref, cancel, &err);
@@ -288,8 +290,8 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return;
 	}
-	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_GIT_ERROR &&
-	    out->result != GW_RUN_REVERTED)
+	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_REWIND &&
+	    out->result != GW_RUN_GIT_ERROR && out->result != GW_RUN_REVERTED)
 		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
 }
 
@@ -363,7 +365,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, co
 			log_recovery(&was, &pass, rc);
 		if (rc < 0 && stage == GW_PASS_GIT) {
 			rc = fall_back_git_down(&pass, out, opts, set, cancel, &was, &err);
-		} else if (rc < 0 && (stage == GW_PASS_VERIFY || pass.set.diags.n)) {
+		} else if (rc < 0 && (stage == GW_PASS_VERIFY || stage == GW_PASS_REWIND || pass.set.diags.n)) {
 			rc = fall_back_bad_commit(&pass, out, opts, set, cancel, &was, stage, &err);
 		} else if (rc < 0) {
 			finish_error(out, GW_RUN_ERROR, opts, set, &pass, gw_error_format(buf, sizeof(buf), &err));

@@ -388,6 +388,51 @@ int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src
 	return 0;
 }
 
+bool gw_source_ref_is_branch(struct gw_source *src, const char *ref)
+{
+	char name[600];
+	git_reference *r = NULL;
+	if (!ref || !*ref || !strcmp(ref, "HEAD"))
+		return true; /* the remote's default branch */
+	if (is_hex40(ref) || strlen(ref) >= 500)
+		return false;
+	if (strncmp(ref, "refs/", 5) == 0)
+		return strncmp(ref, "refs/heads/", 11) == 0;
+	/* a name is a tag or a branch, never both (gw_source_resolve refuses it) */
+	snprintf(name, sizeof(name), "refs/tags/%s", ref);
+	if (src->repo && git_reference_lookup(&r, src->repo, name) == 0) {
+		git_reference_free(r);
+		return false;
+	}
+	snprintf(name, sizeof(name), "refs/remotes/origin/%s", ref);
+	bool branch = src->repo && git_reference_lookup(&r, src->repo, name) == 0;
+	git_reference_free(r);
+	git_error_clear();
+	return branch;
+}
+
+int gw_source_descends(bool *out, struct gw_source *src, const char *commit, const char *ancestor, struct gw_error *err)
+{
+	git_oid c, a;
+	git_commit *obj = NULL;
+	if (!src->repo || git_oid_fromstr(&c, commit) < 0 || git_oid_fromstr(&a, ancestor) < 0)
+		return gw_error_set(err, -EINVAL, "not a commit id: %.40s or %.40s", commit, ancestor);
+	if (git_commit_lookup(&obj, src->repo, &a) < 0) {
+		git_error_clear();
+		return gw_error_set(err, -ENOENT, "commit %.12s is not in the Git cache", ancestor);
+	}
+	git_commit_free(obj);
+	if (git_oid_equal(&c, &a)) {
+		*out = true;
+		return 0;
+	}
+	int rc = git_graph_descendant_of(src->repo, &c, &a);
+	if (rc < 0)
+		return git_fail(err, -EIO, "walking the history");
+	*out = rc == 1;
+	return 0;
+}
+
 struct walk {
 	struct gw_manifest_set *set;
 	git_repository *repo;

@@ -21,7 +21,7 @@
 
 /* per gw_run_result: the names of the metrics and of last_attempt_result */
 static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error", "invalid",
-						      "error",	 "unverified",	  "reverted" };
+						      "error",	 "unverified",	  "rewind",    "reverted" };
 
 void gw_state_entry_status(struct gw_observed *o, const json_t *r)
 {

@@ -249,12 +249,22 @@ class Fetch(Servers):
         work.git("push", "-q", bare, "main")
         self.fetch_ok(url, state, *args, commit=c2, ref="main")
 
-        # a force-push rewrites history: c2 is gone from main
+        # a force-push rewrites history: c2 is gone from main, and c3 does
+        # not descend from c2, the commit in force: refused (exit 1, c2
+        # stays), then accepted with --allow-rewind
         work.git("reset", "-q", "--hard", c1)
         work.write("apps/c.yaml", proc_yaml("c"))
         c3 = work.commit("c")
         work.git("push", "-q", "-f", bare, "main")
-        self.fetch_ok(url, state, *args, commit=c3, ref="main")
+        res = run("reconcile", "--repo", url, "--state-dir", state, "--node", "n1", "--path", "none", *args,
+                  env=self.env(), timeout=120)
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn(f"branch main moved from {c2[:12]} to {c3[:12]}, which does not descend from it", res.err)
+        self.assertIn("--allow-rewind", res.err)
+        with open(os.path.join(state, "state.json")) as f:
+            st = json.load(f)
+        self.assertEqual((st["commit"], st["last_attempt_result"]), (c2, "rewind"), st)
+        self.fetch_ok(url, state, *args, "--allow-rewind", commit=c3, ref="main")
 
         # pins: an annotated tag, full commit ids
         self.fetch_ok(url, state, *args, "--ref", "v1", commit=c1)

@@ -54,6 +54,10 @@ struct gw_pass {
 	/* the fetch already ran (gw_pass_fetch): resolve the ref in the cache,
 	 * recording its tip as a full pass does */
 	bool fetched;
+	/* optional, borrowed: the commit in force and its ref's name (NULL:
+	 * unknown) a branch's tip must descend from (--dry-run --against: the
+	 * node's); in_force NULL: the state file's, "": none */
+	const char *in_force, *in_force_ref;
 	/* a heal pass: probe only the health checks whose interval has passed
 	 * (false: probe every check, restarting each one's clock) */
 	bool probe_due_only;

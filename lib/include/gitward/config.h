@@ -23,6 +23,7 @@ struct gw_config {
 	int64_t splay_ms; /* agent: random extra delay per interval; -1: interval / 10 */
 	bool no_prune;
 	bool allow_empty;
+	bool allow_rewind;
 	bool observe; /* --mode observe */
 	/* --auto-revert: a new commit whose created or updated resources are
 	 * not running and healthy within healthy_deadline_ms is reverted */

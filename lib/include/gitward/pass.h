@@ -33,6 +33,9 @@ struct gw_pass_opts {
 	const char *state_dir; /* the Git cache, the manifest cache, the state file */
 	bool prune; /* resources that left Git are deleted */
 	bool allow_empty; /* a plan that deletes everything is not refused */
+	/* a branch may move to a commit that does not descend from the
+	 * commit in force (else refused, GW_PASS_REWIND) */
+	bool allow_rewind;
 	bool move_to_repo;
 	/* transport to the remote; read_only and cancel are set per pass */
 	struct gw_source_opts source;
@@ -50,8 +53,10 @@ struct gw_pass_opts {
 	int64_t auto_revert_ms;
 };
 
-/* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures) */
-enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN, GW_PASS_VERIFY };
+/* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures);
+ * GW_PASS_REWIND: the branch moved to a commit that does not descend from
+ * the commit in force (without opts->allow_rewind) */
+enum gw_pass_stage { GW_PASS_GIT = 1, GW_PASS_MANIFESTS, GW_PASS_STATE, GW_PASS_PLAN, GW_PASS_VERIFY, GW_PASS_REWIND };
 
 /* What runs, as a plan's "observed" side. */
 struct gw_observer {
@@ -104,7 +109,9 @@ struct gw_observer_commit {
 void gw_observer_commit_init(struct gw_observer_commit *o, const char *ref);
 
 /* The first stages: open the Git cache of opts->state_dir, fetch (unless
- * pass->offline), resolve opts->ref, verify the commit's signature (with
+ * pass->offline), resolve opts->ref, refuse a branch's tip that does not
+ * descend from the commit in force (pass->in_force, else the state file's;
+ * unless opts->allow_rewind), verify the commit's signature (with
  * opts->verify_signatures, before any of its manifests is parsed), read and
  * validate its manifests (through the manifest cache: pass->cache, or the
  * state dir's file, written unless pass->read_only), then let obs read from

@@ -34,6 +34,7 @@ void gw_inventory_free(struct gw_inventory *inv);
 struct gw_review_node {
 	char *node; /* its name (NULL: absent) */
 	char *commit; /* its last applied commit (NULL: absent) */
+	char *ref; /* the name of that commit's ref (NULL: absent) */
 	struct gw_strmap labels; /* its labels, less "node" */
 	bool has_labels; /* "labels" is there (not in documents of earlier versions) */
 };

@@ -51,6 +51,13 @@ int gw_source_fetch_main(void);
  * the name used, e.g. "main" (caller frees). */
 int gw_source_resolve(char out_commit[41], char **out_ref, struct gw_source *src, const char *ref,
 		      struct gw_error *err);
+/* Does ref (as given to gw_source_resolve; NULL: the default branch) name
+ * a branch of the cache, rather than a tag or a commit id? */
+bool gw_source_ref_is_branch(struct gw_source *src, const char *ref);
+/* *out: commit descends from ancestor (or is it). -ENOENT: ancestor is not
+ * in the cache (a cache made anew since), so nothing can be told. */
+int gw_source_descends(bool *out, struct gw_source *src, const char *commit, const char *ancestor,
+		       struct gw_error *err);
 /* Read every manifest under paths (NULL/empty: repo root) of commit into set.
  * Problems with the manifests go to set->diags; a failure to read the
  * repository is returned. */

@@ -19,10 +19,11 @@ enum gw_run_result {
 	GW_RUN_INVALID,
 	GW_RUN_ERROR,
 	GW_RUN_UNVERIFIED, /* like GW_RUN_INVALID: the commit's signature was refused */
+	GW_RUN_REWIND, /* like GW_RUN_INVALID: the branch moved to a commit not descending from the one in force */
 	GW_RUN_REVERTED, /* --auto-revert: the commit in force went back, or the ref's tip is a reverted commit */
 	GW_RUN_MAX
 };
-/* "success", "not_converged", "git_error", "invalid", "error", "unverified", "reverted" */
+/* "success", "not_converged", "git_error", "invalid", "error", "unverified", "rewind", "reverted" */
 const char *gw_run_result_to_string(enum gw_run_result r);
 
 struct gw_state_file {
