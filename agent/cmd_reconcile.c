@@ -330,6 +330,7 @@ int cmd_reconcile(int argc, char **argv)
 		goto out;
 	}
 	cli_pass_opts(&po, &cfg); /* after --against named the node */
+	po.follow_pin = !o.against; /* gitward rollback: this node's pin */
 	if (!o.against && lock_state(&lock, &o, &cfg, &po, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;

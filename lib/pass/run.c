@@ -10,6 +10,7 @@
 
 #include "gitward/pass.h"
 #include "gitward/paths.h"
+#include "gitward/pin.h"
 #include "gitward/prof.h"
 
 static void log_plan(const struct gw_plan *plan)
@@ -35,6 +36,7 @@ static void finish_error(struct gw_run_summary *out, enum gw_run_result res, con
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
 	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, &pass->remote, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
+	gw_pass__history(opts, pass->commit, pass->ref, "failed", msg);
 }
 
 /* What the state file recorded before this pass. */
@@ -47,7 +49,21 @@ struct recorded {
 	const char *failed;
 	char *remote_commit;
 	bool remote_invalid;
+	bool pinned; /* commit is the operator's pin, not the last one applied */
 };
+
+/* A pin stands in for the commit in force where a pass reads no tip (a
+ * heal, Git down): read_offline reads it, and the pass is marked pinned. */
+static void pin_load(struct recorded *out, const struct gw_pass_opts *opts)
+{
+	struct gw_pin pin;
+	struct gw_error err;
+	if (!opts->follow_pin || gw_pin_read(&pin, opts->state_dir, &err) < 0 || !pin.on)
+		return;
+	free(out->commit);
+	out->commit = gw_xstrdup(pin.commit);
+	out->pinned = true;
+}
 
 static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
 {
@@ -71,6 +87,7 @@ static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
 	out->remote_invalid = st.remote_invalid;
 	st.commit = st.ref = st.last_error = st.remote_commit = NULL;
 	gw_state_file_free(&st);
+	pin_load(out, opts);
 }
 
 static void recorded_free(struct recorded *r)
@@ -132,6 +149,7 @@ static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const 
 	if (!was->commit)
 		return PASS_ENDED;
 	rc = read_offline(pass, opts, was->commit, recorded_ref(was, opts), cancel, &err);
+	pass->pinned = was->pinned;
 	/* now owned by the pass */
 	pass->note = was->last_error;
 	was->last_error = NULL;
@@ -162,7 +180,9 @@ static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, 
 	}
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
 	gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", was->commit);
+	gw_pass__history(opts, NULL, recorded_ref(was, opts), "failed", msg);
 	rc = read_offline(pass, opts, was->commit, recorded_ref(was, opts), cancel, &err);
+	pass->pinned = was->pinned;
 	if (rc < 0) {
 		finish_error(out, GW_RUN_GIT_ERROR, opts, set, pass, msg);
 		return PASS_ENDED;
@@ -200,6 +220,7 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 		finish_error(out, bad, opts, set, pass, msg);
 		return PASS_ENDED;
 	}
+	gw_pass__history(opts, pass->commit, pass->ref, "failed", msg);
 	gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
 	       bad == GW_RUN_UNVERIFIED ? "refused" : "invalid", was->commit);
 	/* just fetched: the last good commit is in the cache; its ref is the

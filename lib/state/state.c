@@ -62,6 +62,10 @@ void gw_state_file_free(struct gw_state_file *st)
 	free(st->mode);
 	free(st->suspended_reason);
 	free(st->suspended_since);
+	free(st->pinned_commit);
+	free(st->pinned_reason);
+	free(st->pinned_since);
+	free(st->pinned_tip);
 	for (size_t i = 0; i < st->npending; i++)
 		free(st->pending[i].name);
 	free(st->pending);
@@ -268,6 +272,15 @@ static json_t *controls_suspended(const struct gw_state_file *st)
 	return o;
 }
 
+static json_t *controls_pinned(const struct gw_state_file *st)
+{
+	if (!st->pinned_commit)
+		return json_null();
+	return json_pack("{s:s, s:o, s:o, s:o}", "commit", st->pinned_commit, "reason",
+			 gw_json_string(st->pinned_reason ? st->pinned_reason : ""), "since",
+			 gw_json_string(st->pinned_since), "tip", gw_json_string(st->pinned_tip));
+}
+
 static json_t *controls_pending(const struct gw_state_file *st)
 {
 	json_t *a = json_array();
@@ -285,7 +298,7 @@ static void controls_json(json_t *root, const struct gw_state_file *st)
 {
 	json_object_set_new(root, "mode", json_string(st->mode ? st->mode : "enforce"));
 	json_object_set_new(root, "suspended", controls_suspended(st));
-	json_object_set_new(root, "pinned", json_null());
+	json_object_set_new(root, "pinned", controls_pinned(st));
 	json_object_set_new(root, "pending", controls_pending(st));
 }
 
@@ -528,6 +541,11 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		fprintf(f, "suspended:    since %s (%s)\n",
 			gw_escape(esc, sizeof(esc), st->suspended_since ? st->suspended_since : "?"),
 			gw_escape(esc + 1024, sizeof(esc) - 1024, st->suspended_reason ? st->suspended_reason : ""));
+	if (st->pinned_commit)
+		fprintf(f, "pinned:       %.12s since %s (%s) until the ref moves from %.12s\n", st->pinned_commit,
+			st->pinned_since ? st->pinned_since : "?",
+			gw_escape(esc, sizeof(esc), st->pinned_reason ? st->pinned_reason : ""),
+			st->pinned_tip && st->pinned_tip[0] ? st->pinned_tip : "?");
 	for (size_t i = 0; i < st->npending; i++) {
 		snprintf(esc, sizeof(esc), "%s/%s", gw_kind_to_string((enum gw_kind)st->pending[i].kind),
 			 st->pending[i].name);

@@ -73,6 +73,9 @@ struct gw_pass {
 	bool hold;
 	bool observe_mode; /* recorded as mode "observe" */
 	struct gw_suspend suspend; /* recorded as suspended */
+	/* the commit read is the operator's pin (gitward/pin.h), not the
+	 * ref's tip: the history says "rolled-back" */
+	bool pinned;
 };
 
 void gw_pass_init(struct gw_pass *pass);
