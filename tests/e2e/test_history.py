@@ -246,3 +246,61 @@ class Rollback(HistoryBase):
         self.assertEqual(res.rc, 0, res)
         self.assertIn("not a pin", res.err)
         self.assertEqual(self.running(), 3)
+
+
+class RollbackOverServers(HistoryBase):
+    """The pin over real remotes: nginx + git http-backend (HTTPS, own CA)
+    and sshd, from gitservers.py. The pinned commit is read from the Git
+    cache; the next fetch that sees the ref moved ends the pin."""
+
+    @classmethod
+    def setUpClass(cls):
+        from gitservers import GitServers
+        cls.servers = GitServers()
+        cls.servers.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.servers.stop()
+
+    def check_transport(self, url, trust, name):
+        s = self.servers
+        bare = s.bare(name)
+        work = self.repo("work-" + name)
+        ids = []
+        for v in (1, 2):
+            work.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", f"360{v}")))
+            ids.append(work.commit(f"v{v}"))
+            work.git("push", "-q", bare, "main")
+            res = run("reconcile", "--repo", url, *trust, "--path", "apps", "--state-dir", self.state, "--node", "n1",
+                      env={"HOME": self.tmp})
+            self.assertEqual(res.rc, 0, res)
+        self.assertEqual(self.running(), 2)
+        res = run("rollback", "--reason", "over " + name, "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        self.assertIn(ids[0], res.out)
+        res = run("reconcile", "--repo", url, *trust, "--path", "apps", "--state-dir", self.state, "--node", "n1",
+                  env={"HOME": self.tmp})
+        self.assertEqual(res.rc, 0, res)
+        self.assertEqual(self.running(), 1)
+        self.assertEqual(self.status()["pinned"]["tip"], ids[1])
+        work.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", "3603")))
+        c3 = work.commit("v3")
+        work.git("push", "-q", bare, "main")
+        res = run("reconcile", "--repo", url, *trust, "--path", "apps", "--state-dir", self.state, "--node", "n1",
+                  env={"HOME": self.tmp})
+        self.assertEqual(res.rc, 0, res)
+        self.assertEqual(self.running(), 3)
+        self.assertIsNone(self.status()["pinned"])
+        h = self.history()["history"]
+        self.assertEqual([(e["commit"], e["result"]) for e in h[:4]],
+                         [(c3, "converged"), (ids[0], "rolled-back"), (ids[1], "converged"), (ids[0], "converged")])
+
+    def test_rollback_over_https(self):
+        s = self.servers
+        self.check_transport(s.https_url("hist-https"), ["--ca-file", s.ca_file], "hist-https")
+
+    def test_rollback_over_ssh(self):
+        s = self.servers
+        self.check_transport(s.ssh_url("hist-ssh"), ["--ssh-key", s.client_key, "--known-hosts", s.known_hosts],
+                             "hist-ssh")
