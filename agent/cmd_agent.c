@@ -52,6 +52,7 @@ static atomic_int want_heal; /* set by the container events thread */
  * `resume`, `restart` wake the loop, which runs a heal pass at once */
 static int control_fd = -1;
 static bool want_control;
+static bool want_restart; /* a restart request landed: the history's trigger */
 static struct gw_cancel stop_request; /* seen by the running pass */
 
 static void on_signal(int sig)
@@ -152,13 +153,17 @@ static void sched_input(struct gw_sched_input *in, struct gw_sched_probe *probes
 }
 
 /* A pin made or cleared (gitward rollback) asks for a full pass: the ref's
- * tip decides whether it stands. */
-static void pin_changed(const char *buf, size_t len)
+ * tip decides whether it stands. A restart request (KIND.NAME) is said as
+ * the trigger of the pass it wakes. */
+static void control_changed(const char *buf, size_t len)
 {
 	for (size_t off = 0; off + sizeof(struct inotify_event) <= len;) {
 		const struct inotify_event *e = (const struct inotify_event *)(const void *)(buf + off);
 		if (e->len && !strcmp(e->name, "pin"))
 			want_pass = 3;
+		else if (e->len && (e->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && strchr(e->name, '.') &&
+			 !strstr(e->name, ".tmp."))
+			want_restart = true;
 		off += sizeof(*e) + e->len;
 	}
 }
@@ -183,7 +188,7 @@ static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct 
 			char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 			ssize_t got;
 			while ((got = read(control_fd, ev, sizeof(ev))) > 0)
-				pin_changed(ev, (size_t)got);
+				control_changed(ev, (size_t)got);
 			want_control = true;
 		}
 		for (size_t i = 2; i < n; i++)
@@ -389,7 +394,8 @@ static void loop_pass(struct loop *l, const struct gw_error *fetched)
 	struct gw_pass_opts opts = *l->opts;
 	if (l->mode == GW_PASS_FULL && !fetched)
 		l->trigger = full_trigger();
-	opts.trigger = l->mode == GW_PASS_FULL ? l->trigger : want_control ? "restart" : "poll";
+	opts.trigger = l->mode == GW_PASS_FULL ? l->trigger : want_restart ? "restart" : "poll";
+	want_restart = false;
 	if (l->mode == GW_PASS_FULL && !fetched)
 		want_pass = 0; /* else cleared when the fetch began */
 	want_heal = 0;

@@ -153,6 +153,23 @@ class History(HistoryBase):
         self.assertEqual(res.rc, 1, res)
         self.assertIn("nowhere", res.err)
 
+    def test_the_agent_records_why_a_pass_ran(self):
+        r, (c1, c2, c3) = self.version_repo()
+        r.git("reset", "-q", "--hard", c1)
+        a = self.agent(r, "--path", "apps", "--interval", "1h", "--splay", "0")
+        self.wait_version(1)
+        r.git("reset", "-q", "--hard", c2)
+        a.send_signal(signal.SIGHUP)
+        self.wait_version(2, "after SIGHUP")
+        pid = self.pids()["web"]
+        res = run("restart", "Process/web", "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        wait_for(lambda: self.pids().get("web") not in (None, pid), timeout=BOUND, what="web restarted")
+        h = wait_for(lambda: (h := self.history()["history"]) and len(h) >= 3 and h, timeout=BOUND,
+                     what="three entries")
+        self.assertEqual([(e["commit"], e["trigger"]) for e in h], [(c2, "restart"), (c2, "signal"), (c1, "poll")])
+        self.assertEqual(h[0]["message"], "0 created, 0 updated, 0 deleted, 1 restarted")
+
 
 class Rollback(HistoryBase):
     def test_rollback_pins_the_running_agent_until_the_ref_moves(self):
