@@ -83,6 +83,8 @@ int cmd_schema(int argc, char **argv);
 int cmd_suspend(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_restart(int argc, char **argv);
+int cmd_history(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
 
 /* Parse the options shared by reconcile and agent (and --config); extra
  * long options of the command go in `extra` and are reported through

@@ -52,6 +52,7 @@ static atomic_int want_heal; /* set by the container events thread */
  * `resume`, `restart` wake the loop, which runs a heal pass at once */
 static int control_fd = -1;
 static bool want_control;
+static bool want_restart; /* a restart request landed: the history's trigger */
 static struct gw_cancel stop_request; /* seen by the running pass */
 
 static void on_signal(int sig)
@@ -71,7 +72,7 @@ static void on_signal(int sig)
 static void trigger(void *ud)
 {
 	(void)ud;
-	want_pass = 1;
+	want_pass = 2; /* a webhook: said so in the history */
 	if (wake[1] >= 0)
 		(void)!write(wake[1], "w", 1);
 }
@@ -151,6 +152,22 @@ static void sched_input(struct gw_sched_input *in, struct gw_sched_probe *probes
 	in->nprobes = w->nprobes;
 }
 
+/* A pin made or cleared (gitward rollback) asks for a full pass: the ref's
+ * tip decides whether it stands. A restart request (KIND.NAME) is said as
+ * the trigger of the pass it wakes. */
+static void control_changed(const char *buf, size_t len)
+{
+	for (size_t off = 0; off + sizeof(struct inotify_event) <= len;) {
+		const struct inotify_event *e = (const struct inotify_event *)(const void *)(buf + off);
+		if (e->len && !strcmp(e->name, "pin"))
+			want_pass = 3;
+		else if (e->len && (e->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && strchr(e->name, '.') &&
+			 !strstr(e->name, ".tmp."))
+			want_restart = true;
+		off += sizeof(*e) + e->len;
+	}
+}
+
 /* Sleep until `when` (at most a second, for the heartbeat) on the wake pipe
  * and, if watch_fds, the workloads' fds. Returns whether a workload exited. */
 static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct gw_sched_next *next, int64_t now)
@@ -169,8 +186,9 @@ static bool wait_until(struct pollfd *p, const struct gw_watch *w, const struct 
 				;
 		if (p[1].revents) {
 			char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-			while (read(control_fd, ev, sizeof(ev)) > 0)
-				;
+			ssize_t got;
+			while ((got = read(control_fd, ev, sizeof(ev))) > 0)
+				control_changed(ev, (size_t)got);
 			want_control = true;
 		}
 		for (size_t i = 2; i < n; i++)
@@ -343,7 +361,14 @@ struct loop {
 	char warned[41]; /* the commit whose lack of manifests was logged */
 	int64_t fetch_began; /* when the fetch of the full pass under way began */
 	bool suspended; /* as the last pass found it, for the log */
+	const char *trigger; /* why the full pass under way runs: poll, signal, webhook */
 };
+
+/* Why a full pass runs, for the history */
+static const char *full_trigger(void)
+{
+	return want_pass == 3 ? "rollback" : want_pass == 2 ? "webhook" : want_pass ? "signal" : "poll";
+}
 
 /* Said once when it changes: suspended or resumed. */
 static void log_controls(struct loop *l, const struct gw_run_summary *sum)
@@ -366,12 +391,17 @@ static void loop_pass(struct loop *l, const struct gw_error *fetched)
 {
 	struct gw_run_summary sum;
 	int64_t t0 = fetched ? l->fetch_began : gw_monotonic_ms(); /* a full pass's time includes its fetch */
+	struct gw_pass_opts opts = *l->opts;
+	if (l->mode == GW_PASS_FULL && !fetched)
+		l->trigger = full_trigger();
+	opts.trigger = l->mode == GW_PASS_FULL ? l->trigger : want_restart ? "restart" : "poll";
+	want_restart = false;
 	if (l->mode == GW_PASS_FULL && !fetched)
 		want_pass = 0; /* else cleared when the fetch began */
 	want_heal = 0;
 	want_control = false;
 	gw_metrics_pass_begin(l->metrics);
-	gw_pass_run(&sum, l->opts, l->backends, &stop_request, l->mode, l->manifests, fetched);
+	gw_pass_run(&sum, &opts, l->backends, &stop_request, l->mode, l->manifests, fetched);
 	int64_t took = gw_monotonic_ms() - t0;
 	gw_metrics_record(l->metrics, &sum, took);
 	log_pass(&sum, l->mode, took);
@@ -426,6 +456,7 @@ static void loop_full(struct loop *l)
 	struct fetcher f = { .opts = l->opts };
 
 	atomic_init(&f.done, false);
+	l->trigger = full_trigger();
 	want_pass = 0;
 	l->fetch_began = gw_monotonic_ms();
 	gw_sched_fetch_begin(&l->sched);
@@ -488,6 +519,7 @@ int cmd_agent(int argc, char **argv)
 	if (parse_options(&rc, &cfg, argc, argv))
 		return rc;
 	cli_pass_opts(&po, &cfg);
+	po.follow_pin = true; /* gitward rollback */
 	cli_backends_open(&backends, &cfg, self, sizeof(self));
 	rc = 1;
 	if (setup(&lock, &cfg, &po) < 0)

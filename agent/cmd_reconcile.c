@@ -362,6 +362,7 @@ int cmd_reconcile(int argc, char **argv)
 		pass.in_force = u.status.node.ref && u.status.node.commit ? u.status.node.commit : "";
 		pass.in_force_ref = u.status.node.ref;
 	}
+	po.follow_pin = !o.against; /* gitward rollback: this node's pin */
 	if (!o.against && lock_state(&lock, &o, &cfg, &po, &err) < 0) {
 		rc = fail(&o, &pass, &cfg, &err);
 		goto out;

@@ -8,6 +8,8 @@
 #include "cli.h"
 #include "gitward/backend.h"
 #include "gitward/control.h"
+#include "gitward/history.h"
+#include "gitward/pin.h"
 #include "gitward/paths.h"
 #include "gitward/state.h"
 
@@ -68,6 +70,13 @@ int cmd_status(int argc, char **argv)
 		return 1;
 	}
 	gw_control_overlay(&st, dir); /* suspend/resume take effect at once */
+	gw_pin_overlay(&st, dir); /* so does rollback */
+	struct gw_history_entry *hist;
+	size_t nhist;
+	if (gw_history_load(&hist, &nhist, dir, &err) < 0)
+		cli_print_error("warning: ", &err); /* a corrupt history is said, never used */
+	else
+		free(hist);
 	/* the backends show each workload's identity ("pid", "id") */
 	struct gw_backend_config bc = { .state_dir = dir };
 	struct gw_backend_set backends;

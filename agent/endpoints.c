@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "endpoints.h"
 #include "gitward/paths.h"
+#include "gitward/pin.h"
 #include "gitward/source.h"
 #include "gitward/state.h"
 
@@ -284,6 +285,17 @@ static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* The state dir of the state file at path, for the files beside it */
+static void pin_overlay(struct gw_state_file *st, const char *state_path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", state_path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	gw_pin_overlay(st, dir);
+}
+
 /* The operator's controls as the last pass found them (gitward/control.h) */
 static void control_metrics(struct gw_strbuf *sb, const struct gw_state_file *st)
 {
@@ -295,6 +307,8 @@ static void control_metrics(struct gw_strbuf *sb, const struct gw_state_file *st
 	family(sb, "gitward_reverted", "gauge",
 	       "1 while the ref's tip is a commit --auto-revert went back from (refused until the ref moves), else 0.");
 	gw_strbuf_printf(sb, "gitward_reverted %d\n", st->reverted_commit ? 1 : 0);
+	family(sb, "gitward_pinned", "gauge", "1 while the node is pinned to a commit (gitward rollback), else 0.");
+	gw_strbuf_printf(sb, "gitward_pinned %d\n", st->pinned_commit ? 1 : 0);
 	family(sb, "gitward_mode", "gauge", "1 for the mode the agent runs in (--mode), 0 for the other.");
 	for (int i = 0; i < 2; i++) {
 		series(sb, "gitward_mode", "mode", modes[i], NULL, NULL);
@@ -322,6 +336,7 @@ static void state_metrics(struct gw_strbuf *sb, const char *state_path)
 
 	gw_state_file_init(&st);
 	bool loaded = gw_state_load(&st, state_path, &err) == 0;
+	pin_overlay(&st, state_path);
 	control_metrics(sb, &st);
 	family(sb, "gitward_resources", "gauge", "Managed resources by kind and state.");
 	if (!loaded)
@@ -398,6 +413,7 @@ static void status(struct gw_http_response *out, struct gw_metrics *m)
 		answer(out, 500, "application/json", json_body(root));
 		return;
 	}
+	pin_overlay(&st, m->state_path);
 	char *s = gw_state_render_status(&st, &m->describe);
 	gw_state_file_free(&st);
 	answer(out, 200, "application/json", s);

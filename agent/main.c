@@ -22,6 +22,8 @@ static const char usage[] =
 	"  suspend [--reason TEXT] [--state-dir DIR]               stop applying and healing until resume\n"
 	"  resume [--state-dir DIR]                                apply and heal again\n"
 	"  restart KIND/NAME [--state-dir DIR]                     replace one managed resource now\n"
+	"  history [--output text|json] [--state-dir DIR]          the passes that applied something or failed\n"
+	"  rollback [COMMIT|--clear] [--reason TEXT] [--state-dir DIR]  pin the node to an earlier commit\n"
 	"  down [--state-dir DIR] [--run-dir DIR] [OPTIONS]        stop and remove everything this node manages\n"
 	"  version                                                 print the version\n"
 	"  schema                                                  print the manifests' JSON Schema\n"
@@ -39,7 +41,8 @@ int main(int argc, char **argv)
 		{ "reconcile", cmd_reconcile }, { "agent", cmd_agent },	    { "validate", cmd_validate },
 		{ "status", cmd_status },	{ "version", cmd_version }, { "schema", cmd_schema },
 		{ "diff", cmd_diff },		{ "suspend", cmd_suspend }, { "resume", cmd_resume },
-		{ "restart", cmd_restart },	{ "down", cmd_down },
+		{ "restart", cmd_restart },	{ "down", cmd_down },	    { "history", cmd_history },
+		{ "rollback", cmd_rollback },
 	};
 
 	/* gitward's own PATH is the fixed one too: libraries that start

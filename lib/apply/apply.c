@@ -1023,7 +1023,8 @@ static void record_rollout(struct gw_state_file *st, const struct gw_pass *pass,
 		good = runs_healthy(st, pass, st->changed[i], why, sizeof(why));
 	const char *keep = good || rep->converged ? st->commit : was->good_commit;
 	st->good_commit = keep ? gw_xstrdup(keep) : NULL;
-	if (!pass->auto_revert_ms || good || !st->commit_since || pass->hold || !st->good_commit ||
+	/* a rollback is the operator's choice: never reverted */
+	if (!pass->auto_revert_ms || pass->pinned || good || !st->commit_since || pass->hold || !st->good_commit ||
 	    !strcmp(st->good_commit, st->commit))
 		return;
 	st->revert_at = st->commit_since + (pass->auto_revert_ms + 999) / 1000;

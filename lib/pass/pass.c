@@ -9,9 +9,11 @@
 
 #include <sys/stat.h>
 
+#include "gitward/history.h"
 #include "gitward/manifest_cache.h"
 #include "gitward/pass.h"
 #include "gitward/paths.h"
+#include "gitward/pin.h"
 #include "gitward/prof.h"
 
 /* The manifest cache file: one that is missing is made by the next save; one
@@ -86,7 +88,8 @@ static int check_rewind(struct gw_pass *pass, struct gw_source *src, enum gw_pas
 	bool descends = false;
 	int rc = 0;
 
-	if (opts->allow_rewind || pass->offline || !gw_source_ref_is_branch(src, opts->ref))
+	/* a rollback is the operator's choice: always allowed */
+	if (opts->allow_rewind || pass->offline || pass->pinned || !gw_source_ref_is_branch(src, opts->ref))
 		return 0;
 	in_force_load(&commit, &ref, pass, opts);
 	if (commit && strcmp(commit, pass->commit) && (!ref || !strcmp(ref, pass->ref))) {
@@ -111,7 +114,32 @@ static int check_rewind(struct gw_pass *pass, struct gw_source *src, enum gw_pas
 	return rc;
 }
 
-/* Open, fetch, resolve, refuse a rewound branch and (with
+/* The operator's pin, after the ref was resolved: it stands while the tip
+ * is the one it was made at (the pinned commit is read instead, then
+ * verified as any), and ends when the ref moved. */
+static void follow_pin(struct gw_pass *pass, const struct gw_pass_opts *opts)
+{
+	struct gw_pin pin;
+	struct gw_error err;
+	bool was;
+	if (gw_pin_read(&pin, opts->state_dir, &err) < 0)
+		gw_log(GW_LOG_WARN, "", "%s", err.msg);
+	if (!pin.on)
+		return;
+	if (pin.tip[0] && strcmp(pin.tip, pass->commit) != 0) {
+		if (pass->read_only)
+			return;
+		gw_log(GW_LOG_INFO, "", "pin to %.12s ended: %s moved from %.12s to %.12s", pin.commit,
+		       pass->ref ? pass->ref : "HEAD", pin.tip, pass->commit);
+		if (gw_pin_clear(opts->state_dir, &was, &err) < 0)
+			gw_log(GW_LOG_WARN, "", "%s", err.msg);
+		return;
+	}
+	memcpy(pass->commit, pin.commit, sizeof(pass->commit));
+	pass->pinned = true;
+}
+
+/* Open, fetch, resolve, follow the pin, refuse a rewound branch and (with
  * --verify-signatures) verify: the commit of the pass, in pass->commit. */
 static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pass_stage *stage,
 		       const struct gw_pass_opts *opts, struct gw_error *err)
@@ -143,6 +171,8 @@ static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pas
 	if (rc == 0 && !pass->offline) {
 		memset(&pass->remote, 0, sizeof(pass->remote));
 		memcpy(pass->remote.commit, pass->commit, sizeof(pass->remote.commit));
+		if (opts->follow_pin)
+			follow_pin(pass, opts);
 	}
 	if (rc == 0)
 		rc = check_rewind(pass, src, stage, opts, err);
@@ -287,6 +317,52 @@ int gw_pass_plan_commit(struct gw_pass *pass, enum gw_pass_stage *stage, const s
 	return gw_pass_observe_plan(pass, obs, opts->labels, opts, state_error, err);
 }
 
+void gw_pass__history(const struct gw_pass_opts *opts, const char *commit, const char *ref, const char *result,
+		      const char *message)
+{
+	struct gw_history_entry e = { 0 };
+	struct gw_error err;
+	snprintf(e.commit, sizeof(e.commit), "%s", commit ? commit : "");
+	snprintf(e.ref, sizeof(e.ref), "%s", ref ? ref : "");
+	snprintf(e.result, sizeof(e.result), "%s", result);
+	snprintf(e.trigger, sizeof(e.trigger), "%s", opts->trigger ? opts->trigger : "poll");
+	snprintf(e.message, sizeof(e.message), "%s", message ? message : "");
+	if (gw_history_append(opts->state_dir, &e, &err) < 0)
+		gw_log(GW_LOG_WARN, "", "history not written: %s", err.msg);
+}
+
+/* A pass that applied something, or did not converge, is history; one
+ * that found everything as it should be is not (nor one holding its plan:
+ * suspended or observing, nothing was applied). */
+static void history_executed(const struct gw_pass *pass, const struct gw_pass_opts *opts,
+			     const struct gw_apply_report *rep)
+{
+	const size_t *c = pass->plan.count;
+	size_t acted = c[GW_ACTION_CREATE] + c[GW_ACTION_UPDATE] + c[GW_ACTION_DELETE] + c[GW_ACTION_RESTART];
+	char msg[256];
+	if (pass->hold || (!acted && rep->converged))
+		return;
+	if (rep->converged)
+		snprintf(msg, sizeof(msg), "%zu created, %zu updated, %zu deleted, %zu restarted", c[GW_ACTION_CREATE],
+			 c[GW_ACTION_UPDATE], c[GW_ACTION_DELETE], c[GW_ACTION_RESTART]);
+	else
+		snprintf(msg, sizeof(msg), "not converged: %zu failed, %zu waiting", rep->failed, rep->waiting);
+	struct gw_pass_opts o = *opts;
+	if (pass->reverting[0]) { /* --auto-revert: the bad commit is what is recorded */
+		o.trigger = "auto-revert";
+		gw_pass__history(&o, pass->reverting, pass->ref, "reverted", pass->note ? pass->note : msg);
+		return;
+	}
+	/* the first pass to apply a pin is the rollback's */
+	if (pass->pinned && (!pass->state.commit || strcmp(pass->state.commit, pass->commit) != 0))
+		o.trigger = "rollback";
+	gw_pass__history(&o, pass->commit, pass->ref,
+			 !rep->converged	? "failed"
+				 : pass->pinned ? "rolled-back"
+						: "converged",
+			 msg);
+}
+
 int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,
 		    const struct gw_backend_set *set, struct gw_error *err)
 {
@@ -301,6 +377,8 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	GW_PROF_BEGIN(execute);
 	int rc = gw_apply_execute(out, pass, opts->node, opts->labels, opts->state_dir, set, err);
 	GW_PROF_END(execute, "apply (execute, record)");
+	if (rc == 0)
+		history_executed(pass, opts, out);
 	return rc;
 }
 
@@ -324,6 +402,7 @@ void gw_pass_record_failure(const struct gw_pass_opts *opts, const struct gw_bac
 				  gw_run_result_of_stage(stage, pass), gw_error_format(buf, sizeof(buf), why),
 				  &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
+	gw_pass__history(opts, pass->commit, pass->ref, "failed", buf);
 }
 
 void gw_pass_take(struct gw_planned *out, struct gw_pass *pass)

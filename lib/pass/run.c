@@ -11,6 +11,7 @@
 
 #include "gitward/pass.h"
 #include "gitward/paths.h"
+#include "gitward/pin.h"
 #include "gitward/prof.h"
 
 static void log_plan(const struct gw_plan *plan)
@@ -36,6 +37,7 @@ static void finish_error(struct gw_run_summary *out, enum gw_run_result res, con
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
 	if (gw_apply_record_error(opts->node, opts->labels, opts->state_dir, set, &pass->remote, res, msg, &err) < 0)
 		gw_log(GW_LOG_ERROR, "", "cannot record the error: %s", err.msg);
+	gw_pass__history(opts, pass->commit, pass->ref, "failed", msg);
 }
 
 /* What the state file recorded before this pass. */
@@ -50,7 +52,21 @@ struct recorded {
 	bool remote_invalid;
 	char *reverted; /* --auto-revert went back from this commit; refused until the ref moves */
 	char *reverted_reason;
+	bool pinned; /* commit is the operator's pin, not the last one applied */
 };
+
+/* A pin stands in for the commit in force where a pass reads no tip (a
+ * heal, Git down): read_offline reads it, and the pass is marked pinned. */
+static void pin_load(struct recorded *out, const struct gw_pass_opts *opts)
+{
+	struct gw_pin pin;
+	struct gw_error err;
+	if (!opts->follow_pin || gw_pin_read(&pin, opts->state_dir, &err) < 0 || !pin.on)
+		return;
+	free(out->commit);
+	out->commit = gw_xstrdup(pin.commit);
+	out->pinned = true;
+}
 
 static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
 {
@@ -76,6 +92,7 @@ static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
 	out->reverted_reason = st.reverted_reason;
 	st.commit = st.ref = st.last_error = st.remote_commit = st.reverted_commit = st.reverted_reason = NULL;
 	gw_state_file_free(&st);
+	pin_load(out, opts);
 }
 
 static void recorded_free(struct recorded *r)
@@ -139,6 +156,7 @@ static int prepare_heal(struct gw_pass *pass, struct gw_run_summary *out, const 
 	if (!was->commit)
 		return PASS_ENDED;
 	rc = read_offline(pass, opts, was->commit, recorded_ref(was, opts), cancel, &err);
+	pass->pinned = was->pinned;
 	/* now owned by the pass */
 	pass->note = was->last_error;
 	was->last_error = NULL;
@@ -169,7 +187,9 @@ static int fall_back_git_down(struct gw_pass *pass, struct gw_run_summary *out, 
 	}
 	gw_log(GW_LOG_ERROR, "", "%s", msg);
 	gw_log(GW_LOG_WARN, "", "git unavailable; healing against the commit in force, %.12s", was->commit);
+	gw_pass__history(opts, NULL, recorded_ref(was, opts), "failed", msg);
 	rc = read_offline(pass, opts, was->commit, recorded_ref(was, opts), cancel, &err);
+	pass->pinned = was->pinned;
 	if (rc < 0) {
 		finish_error(out, GW_RUN_GIT_ERROR, opts, set, pass, msg);
 		return PASS_ENDED;
@@ -209,6 +229,7 @@ static int fall_back_bad_commit(struct gw_pass *pass, struct gw_run_summary *out
 		finish_error(out, bad, opts, set, pass, msg);
 		return PASS_ENDED;
 	}
+	gw_pass__history(opts, pass->commit, pass->ref, "failed", msg);
 	gw_log(GW_LOG_WARN, "", "commit %s; keeping the last good commit %.12s in force",
 	       bad == GW_RUN_INVALID ? "invalid" : "refused", was->commit);
 	/* just fetched: the last good commit is in the cache; its ref is the
@@ -370,7 +391,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, co
 		} else if (rc < 0) {
 			finish_error(out, GW_RUN_ERROR, opts, set, &pass, gw_error_format(buf, sizeof(buf), &err));
 			rc = PASS_ENDED;
-		} else if (was.reverted && was.commit && !strcmp(pass.commit, was.reverted) &&
+		} else if (!pass.pinned && was.reverted && was.commit && !strcmp(pass.commit, was.reverted) &&
 			   strcmp(was.commit, was.reverted) != 0) {
 			rc = fall_back_reverted(&pass, out, opts, set, cancel, &was);
 		}
@@ -387,7 +408,7 @@ void gw_pass_run(struct gw_run_summary *out, const struct gw_pass_opts *opts, co
 bool gw_pass_refused_reverted(const struct gw_pass *pass, char *msg, size_t size)
 {
 	const struct gw_state_file *st = &pass->state;
-	if (!st->reverted_commit || strcmp(st->reverted_commit, pass->commit) != 0 || !st->commit ||
+	if (pass->pinned || !st->reverted_commit || strcmp(st->reverted_commit, pass->commit) != 0 || !st->commit ||
 	    !strcmp(st->commit, st->reverted_commit))
 		return false;
 	snprintf(msg, size,

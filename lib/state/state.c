@@ -62,6 +62,10 @@ void gw_state_file_free(struct gw_state_file *st)
 	free(st->mode);
 	free(st->suspended_reason);
 	free(st->suspended_since);
+	free(st->pinned_commit);
+	free(st->pinned_reason);
+	free(st->pinned_since);
+	free(st->pinned_tip);
 	for (size_t i = 0; i < st->npending; i++)
 		free(st->pending[i].name);
 	free(st->pending);
@@ -351,6 +355,15 @@ static json_t *controls_suspended(const struct gw_state_file *st)
 	return o;
 }
 
+static json_t *controls_pinned(const struct gw_state_file *st)
+{
+	if (!st->pinned_commit)
+		return json_null();
+	return json_pack("{s:s, s:o, s:o, s:o}", "commit", st->pinned_commit, "reason",
+			 gw_json_string(st->pinned_reason ? st->pinned_reason : ""), "since",
+			 gw_json_string(st->pinned_since), "tip", gw_json_string(st->pinned_tip));
+}
+
 static json_t *controls_pending(const struct gw_state_file *st)
 {
 	json_t *a = json_array();
@@ -368,7 +381,7 @@ static void controls_json(json_t *root, const struct gw_state_file *st)
 {
 	json_object_set_new(root, "mode", json_string(st->mode ? st->mode : "enforce"));
 	json_object_set_new(root, "suspended", controls_suspended(st));
-	json_object_set_new(root, "pinned", json_null());
+	json_object_set_new(root, "pinned", controls_pinned(st));
 	json_object_set_new(root, "pending", controls_pending(st));
 }
 
@@ -616,6 +629,11 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		fprintf(f, "suspended:    since %s (%s)\n",
 			gw_escape(esc, sizeof(esc), st->suspended_since ? st->suspended_since : "?"),
 			gw_escape(esc + 1024, sizeof(esc) - 1024, st->suspended_reason ? st->suspended_reason : ""));
+	if (st->pinned_commit)
+		fprintf(f, "pinned:       %.12s since %s (%s) until the ref moves from %.12s\n", st->pinned_commit,
+			st->pinned_since ? st->pinned_since : "?",
+			gw_escape(esc, sizeof(esc), st->pinned_reason ? st->pinned_reason : ""),
+			st->pinned_tip && st->pinned_tip[0] ? st->pinned_tip : "?");
 	if (st->reverted_commit) {
 		char *shown = gw_url_redacted(st->reverted_reason ? st->reverted_reason : "");
 		gw_time_format_utc(ts, sizeof(ts), st->reverted_at);

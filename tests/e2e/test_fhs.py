@@ -53,7 +53,7 @@ class Layout(TempDirTest):
         r = self.talker_repo()
         self.reconcile(r)
         # the state dir holds its lock, state and clone, nothing else
-        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "repo.git", "repository", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["history.json", "lock", "repo.git", "repository", "state.json"])
         # the run dir: the state dir it belongs to, and the records
         self.assert_private_dir(self.run_dir)
         self.assert_private_dir(self.log_dir)
@@ -88,7 +88,7 @@ class Layout(TempDirTest):
         self.assertEqual(records(os.path.dirname(self.run_dir)), {})
         left = os.listdir(os.path.join(self.run_dir, "process"))
         self.assertFalse([f for f in left if f.endswith((".json", ".exit"))], left)
-        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "repo.git", "repository", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["history.json", "lock", "repo.git", "repository", "state.json"])
 
     def test_supervisor_shows_in_ps_as_gitward_shim_process_name(self):
         r = self.talker_repo("web")
@@ -106,7 +106,7 @@ class Layout(TempDirTest):
     def test_state_dir_alone_keeps_run_and_logs_inside_it(self):
         r = self.talker_repo()
         self.reconcile(r, dirs=False)
-        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "logs", "repo.git", "repository", "run", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["history.json", "lock", "logs", "repo.git", "repository", "run", "state.json"])
         self.assertIn("app", records(self.state))
         log = os.path.join(self.state, "logs", "process-app.log")
         wait_for(lambda: os.path.exists(log) and "hello-fhs" in read(log), what="the workload's log")
@@ -124,7 +124,7 @@ class Layout(TempDirTest):
         self.assertEqual(res.rc, 0, res)
         self.assertIn("app", records(os.path.dirname(self.run_dir)))
         self.assertTrue(os.path.exists(os.path.join(self.log_dir, "process-app.log")))
-        self.assertEqual(sorted(os.listdir(self.state)), ["lock", "repo.git", "repository", "state.json"])
+        self.assertEqual(sorted(os.listdir(self.state)), ["history.json", "lock", "repo.git", "repository", "state.json"])
 
     def test_an_earlier_version_holding_the_run_dir_lock_is_named(self):
         r = self.talker_repo()
@@ -218,7 +218,7 @@ class Defaults(TempDirTest):
         self.assertIn("no-repo: no such directory (--repo takes a URL or the path of a Git repository)", cp.stderr)
         state = os.path.join(home, ".local", "state", "gitward")
         # the attempt is recorded; a first clone that failed leaves no cache behind
-        self.assertEqual(sorted(os.listdir(state)), ["lock", "repository", "state.json"])
+        self.assertEqual(sorted(os.listdir(state)), ["history.json", "lock", "repository", "state.json"])
         self.assertEqual(os.listdir(os.path.join(rt, "gitward")), ["owner"])
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(rt, "gitward")).st_mode), 0o700)
 

@@ -71,6 +71,11 @@ class AgentRevert(RevertBase):
         self.assertIn("not healthy within 4s", doc["reverted"]["reason"])
         self.assertRegex(doc["reverted"]["at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.assertEqual(self.http_status(a)["reverted"]["commit"], c2)
+        hist = run("history", "--output", "json", "--state-dir", self.state)
+        self.assertEqual(hist.rc, 0, hist)
+        entries = [(e["commit"], e["result"], e["trigger"]) for e in hist.json()["history"]]
+        self.assertIn((c2, "reverted", "auto-revert"), entries)
+        self.assertEqual(entries[0], (c2, "reverted", "auto-revert"), entries)  # newest first
         text = self.status_text()
         self.assertRegex(text, rf"reverted: +{c2} at \S+Z \(Process/web is .*\); not applied again until the ref moves")
         wait_for(lambda: self.status()["last_attempt_result"] == "reverted", timeout=BOUND,

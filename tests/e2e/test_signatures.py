@@ -461,6 +461,35 @@ class Signatures(TempDirTest):
         a.send_signal(signal.SIGTERM)
         self.assertEqual(a.wait(timeout=120), 0)
 
+    def test_a_pin_to_a_commit_never_applied_is_verified_at_the_pass(self):
+        """gitward rollback accepts a commit of the Git cache the node never
+        applied; with --verify-signatures the pass refuses it like an unsigned
+        tip: nothing changes, the pin stays, the error is in status and history."""
+        r = self.base()
+        self.commit(r, "signed", "ssh_good")
+        r.write("b.yaml", proc_yaml("b"))
+        unsigned = self.commit(r, "unsigned")
+        r.write("c.yaml", proc_yaml("c"))
+        tip = self.commit(r, "signed tip", "ssh_good")
+
+        def reconcile():
+            return run("reconcile", "--repo", r.path, "--state-dir", self.state, "--node", "n1",
+                       "--verify-signatures", "--allowed-signers", self.allowed)
+
+        self.assertEqual(reconcile().rc, 0)
+        self.assertEqual(set(records(self.state)), {"a", "b", "c"})
+        res = run("rollback", unsigned[:10], "--state-dir", self.state)
+        self.assertEqual(res.rc, 0, res)
+        res = reconcile()
+        self.assertEqual(res.rc, 1, res)
+        self.assertIn(f"commit {unsigned[:12]} is not signed", res.err)
+        st = json.loads(run("status", "--output", "json", "--state-dir", self.state).out)
+        self.assertEqual((st["commit"], st["pinned"]["commit"]), (tip, unsigned))
+        self.assertIn("is not signed", st["last_error"])
+        self.assertEqual(set(records(self.state)), {"a", "b", "c"})  # nothing of it applied
+        h = json.loads(run("history", "--output", "json", "--state-dir", self.state).out)["history"][0]
+        self.assertEqual((h["commit"], h["result"]), (unsigned, "failed"))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -83,6 +83,9 @@ struct gw_pass {
 	 * why; "": none) */
 	char reverting[41];
 	char *revert_reason;
+	/* the commit read is the operator's pin (gitward/pin.h), not the
+	 * ref's tip: the history says "rolled-back" */
+	bool pinned;
 };
 
 void gw_pass_init(struct gw_pass *pass);

@@ -51,6 +51,13 @@ struct gw_pass_opts {
 	 * whose changes did (the state file's good_commit), and the bad commit
 	 * is refused (result "reverted") until the ref moves. */
 	int64_t auto_revert_ms;
+	/* why this pass runs, as the history records it (gitward/history.h):
+	 * poll, webhook, signal, restart, rollback, auto-revert; NULL: poll */
+	const char *trigger;
+	/* the state dir's pin (gitward/pin.h) is followed: while the ref's tip
+	 * is the one the pin was made at, the pinned commit is read instead
+	 * (the agent and reconcile; not diff nor a review) */
+	bool follow_pin;
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures);
@@ -157,6 +164,21 @@ void gw_planned_free(struct gw_planned *p);
  * the repository is recorded the first time (also in a state dir of an
  * earlier version, which adopts it) and on a move. */
 int gw_pass_check_repo(const struct gw_pass_opts *opts, bool record, struct gw_error *err);
+
+/* Add a pass to the history of opts->state_dir (gitward/history.h) with
+ * opts->trigger; a failure to write it is logged, never fails the pass.
+ * commit may be NULL or "" (none resolved). */
+void gw_pass__history(const struct gw_pass_opts *opts, const char *commit, const char *ref, const char *result,
+		      const char *message);
+
+/* `gitward rollback [COMMIT]`: pin state_dir to COMMIT (a full id or a
+ * prefix of at least 7 hex digits, in the Git cache), or with id NULL to the
+ * last commit before the one in force that converged (from the history),
+ * made at the ref's tip the state file last recorded. -ENOENT: no such
+ * commit (err says why). out: the pin as written. */
+struct gw_pin;
+int gw_pass_rollback(struct gw_pin *out, const char *state_dir, const char *id, const char *reason,
+		     struct gw_error *err);
 
 /* The result of a pass that gw_pass_read or gw_pass_observe_plan failed at stage. */
 enum gw_run_result gw_run_result_of_stage(enum gw_pass_stage stage, const struct gw_pass *pass);

@@ -91,6 +91,11 @@ const char *gw_source_scratch_dir(const struct gw_source *src);
  * no ".git" suffix on a remote path. Two spellings of one repository give
  * the same string. */
 char *gw_source_canonical_url(const char *url);
+/* The commit that id (a full id, or an unambiguous prefix of 7 to 40 hex
+ * digits) names in the Git cache at cache_dir, without fetching: -ENOENT
+ * when the cache has no such commit, -EINVAL for a bad or ambiguous id (err
+ * says which). */
+int gw_source_find_commit(char out[41], const char *cache_dir, const char *id, struct gw_error *err);
 /* The version of the libgit2 linked at run time, e.g. "1.5.1". */
 void gw_source_libgit2_version(char *buf, size_t size);
 

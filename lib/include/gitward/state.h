@@ -45,6 +45,9 @@ struct gw_state_file {
 	char *mode; /* "enforce" or "observe"; NULL: enforce */
 	bool suspended;
 	char *suspended_reason, *suspended_since; /* RFC 3339 */
+	/* the operator's pin (gitward/pin.h), never saved: read from its file
+	 * when shown (gw_pin_overlay); commit NULL: none */
+	char *pinned_commit, *pinned_reason, *pinned_since, *pinned_tip;
 	/* the actions the node would take but did not (observe, suspended) */
 	struct gw_pending_action {
 		int kind; /* enum gw_kind */
