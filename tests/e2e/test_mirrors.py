@@ -6,6 +6,7 @@ errors in /metrics and status; the state dir's ownership follows the
 recorded remotes (reordering is not a move, another repository is refused)."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import urllib.error
@@ -67,6 +68,12 @@ class Mirrors(TempDirTest):
         return r.json()
 
     def test_reconcile_falls_through_to_the_mirror(self):
+        # a dry-run too: changes pending (exit 2), and it writes nothing but the Git cache
+        r = run("reconcile", "--dry-run", "--repo", self.down, "--repo", self.mirror_url, "--state-dir", self.state,
+                "--node", "n1")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("+ Process/a", r.out, r)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "remotes.json")))
         r = run("reconcile", "--repo", self.down, "--repo", self.mirror_url, "--state-dir", self.state,
                 "--node", "n1")
         self.assertEqual(r.rc, 0, r)
@@ -135,6 +142,12 @@ class Mirrors(TempDirTest):
         body = wait_for(errors, what="the first remote's fetch errors counted")
         self.assertIn(f'gitward_git_fetch_errors_total{{remote="{self.mirror_url}"}} 0', body)
         self.assert_no_credentials(body, "/metrics")
+        # the {remote} series beside the passes' own: still valid exposition text
+        promtool = shutil.which("promtool")
+        if promtool or CI:
+            self.assertIsNotNone(promtool, "promtool is not installed (Debian package prometheus); CI needs it")
+            r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         code, st = get(port, "/status")
         self.assertEqual(code, 200)
         self.assert_no_credentials(st, "GET /status")
