@@ -81,6 +81,34 @@ static void remote_note(struct gw_remote_status **rs, size_t *nrs, const char *u
 		(*rs)[i].last_success = gw_now_ms() / 1000;
 }
 
+/* Write STATE/remotes.json: the given remotes only, in their order, with
+ * what rs (taken from: its entries are moved) knew of each. */
+static void remotes_record(struct gw_remote_status *rs, size_t nrs, const struct gw_pass_opts *opts)
+{
+	const char *url = NULL, *password = NULL;
+	size_t n = remotes_of(opts, &url, &password, 0);
+	struct gw_error werr;
+	struct gw_remote_status *kept = gw_xcalloc(n, sizeof(*kept));
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		remotes_of(opts, &url, &password, i);
+		char *key = gw_url_without_credentials(url);
+		for (j = 0; j < nrs && (!rs[j].url || strcmp(rs[j].url, key)); j++)
+			;
+		if (j == nrs) {
+			kept[i].url = key;
+			continue;
+		}
+		free(key);
+		kept[i] = rs[j]; /* now owned by kept */
+		rs[j].url = NULL;
+		rs[j].last_error = NULL;
+	}
+	if (gw_remotes_save(opts->state_dir, kept, n, &werr) < 0)
+		gw_log(GW_LOG_WARN, "", "%s", werr.msg);
+	gw_remotes_free(kept, n);
+}
+
 /* Open the Git cache for each remote in turn and fetch until one answers:
  * the mirrors are transport only, whatever comes after (resolve, the
  * signature) applies to what was fetched whichever served it. Each failure
@@ -130,29 +158,8 @@ static int fetch_remotes(struct gw_source **out, const char *cache, const struct
 	}
 	if (rc < 0 && n > 1 && rc != -ECANCELED)
 		gw_error_set(err, rc, "every remote failed: %s", all.s);
-	if (record) {
-		struct gw_error werr;
-		/* only the given remotes, in their order */
-		struct gw_remote_status *kept = gw_xcalloc(n, sizeof(*kept));
-		for (size_t i = 0; i < n; i++) {
-			size_t j;
-			remotes_of(opts, &url, &password, i);
-			char *key = gw_url_without_credentials(url);
-			for (j = 0; j < nrs && (!rs[j].url || strcmp(rs[j].url, key)); j++)
-				;
-			if (j == nrs) {
-				kept[i].url = key;
-				continue;
-			}
-			free(key);
-			kept[i] = rs[j]; /* now owned by kept */
-			rs[j].url = NULL;
-			rs[j].last_error = NULL;
-		}
-		if (gw_remotes_save(opts->state_dir, kept, n, &werr) < 0)
-			gw_log(GW_LOG_WARN, "", "%s", werr.msg);
-		gw_remotes_free(kept, n);
-	}
+	if (record)
+		remotes_record(rs, nrs, opts);
 	gw_remotes_free(rs, nrs);
 	gw_strbuf_free(&all);
 	return rc;
