@@ -577,6 +577,9 @@ void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg)
 {
 	*out = (struct gw_pass_opts){
 		.repo = cfg->repo,
+		.repos = (const char *const *)cfg->repos.v,
+		.passwords = (const char *const *)cfg->repo_passwords,
+		.nrepos = cfg->repos.n,
 		.ref = cfg->ref,
 		.paths = (const char *const *)cfg->paths.v,
 		.npaths = cfg->paths.n,

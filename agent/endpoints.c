@@ -233,6 +233,16 @@ static double seconds(int64_t ms)
 /* What the loop counted: passes, their timing, Git, webhooks. */
 static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 {
+	struct gw_remote_status *rs = NULL;
+	size_t nrs = 0;
+	char dir[4096];
+	struct gw_error err;
+	snprintf(dir, sizeof(dir), "%s", m->state_path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (slash && gw_remotes_load(&rs, &nrs, dir, &err) < 0)
+		nrs = 0; /* several --repo: each remote's failed fetches */
 	pthread_mutex_lock(&m->mu);
 	family(sb, "gitward_build_info", "gauge", "The gitward version and the libgit2 it runs with (always 1).");
 	series(sb, "gitward_build_info", "version", m->version, "libgit2", m->libgit2);
@@ -270,8 +280,14 @@ static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 	gw_strbuf_printf(sb, "gitward_pass_running_seconds %.3f\n",
 			 m->pass_started ? seconds(gw_monotonic_ms() - m->pass_started) : 0.0);
 	family(sb, "gitward_git_fetch_errors_total", "counter",
-	       "Passes whose fetch from the repository (or resolving the ref) failed.");
+	       "Passes whose fetch from the repository (or resolving the ref) failed; with several --repo, "
+	       "also each remote's failed fetches.");
 	gw_strbuf_printf(sb, "gitward_git_fetch_errors_total %llu\n", m->fetch_errors);
+	for (size_t i = 0; i < nrs; i++) {
+		series(sb, "gitward_git_fetch_errors_total", "remote", rs[i].url, NULL, NULL);
+		gw_strbuf_printf(sb, "%llu\n", rs[i].errors);
+	}
+	gw_remotes_free(rs, nrs);
 	family(sb, "gitward_git_last_fetch_success_timestamp_seconds", "gauge",
 	       "End of the last pass whose fetch succeeded (0: none since the agent started).");
 	gw_strbuf_printf(sb, "gitward_git_last_fetch_success_timestamp_seconds %.3f\n", seconds(m->last_fetch_ok_ms));

@@ -34,6 +34,10 @@ static int parse_bool(bool *out, const char *v)
  * option's field of cfg), with the message naming the option on error. */
 typedef int (*setter_fn)(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err);
 
+static void append(struct gw_strlist *l, const char *value);
+
+/* --repo is repeatable: the mirrors of one repository, in the order tried.
+ * cfg->repo stays the first one (what the logs name). */
 static int set_repo(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
 {
 	char *clean, *password;
@@ -41,14 +45,20 @@ static int set_repo(struct gw_config *cfg, const char *name, void *slot, const c
 	(void)slot;
 	if (!*value)
 		return gw_error_set(err, -EINVAL, "--repo: must not be empty");
+	if (cfg->repos.n >= GW_CONFIG_REPOS_MAX)
+		return gw_error_set(err, -EINVAL, "--repo: at most %d remotes", GW_CONFIG_REPOS_MAX);
 	/* a password inside the URL is kept apart at once: the URL that is
 	 * stored, logged and shown never holds it */
 	gw_url_split_password(&clean, &password, value);
-	free(cfg->repo);
-	cfg->repo = clean;
-	if (cfg->repo_password)
-		gw_secure_free(cfg->repo_password);
-	cfg->repo_password = password;
+	append(&cfg->repos, clean);
+	cfg->repo_passwords = gw_xrealloc(cfg->repo_passwords, cfg->repos.n * sizeof(char *));
+	cfg->repo_passwords[cfg->repos.n - 1] = password;
+	if (cfg->repos.n == 1) {
+		cfg->repo = clean;
+		cfg->repo_password = password;
+	} else {
+		free(clean);
+	}
 	return 0;
 }
 
@@ -295,7 +305,7 @@ static const struct {
 	setter_fn set;
 	size_t slot; /* offset of its field in struct gw_config */
 } options[] = {
-	{ "repo", 0, 0, set_repo, AT(repo) },
+	{ "repo", 1, 0, set_repo, AT(repo) },
 	{ "ref", 0, 0, set_string, AT(ref) },
 	{ "path", 1, 0, set_path, AT(paths) },
 	{ "state-dir", 0, 0, set_dir, AT(state_dir) },
@@ -354,6 +364,11 @@ void gw_config_init(struct gw_config *cfg)
 void gw_config_free(struct gw_config *cfg)
 {
 	free(cfg->repo);
+	for (size_t i = 0; cfg->repo_passwords && i < cfg->repos.n; i++)
+		if (cfg->repo_passwords[i])
+			gw_secure_free(cfg->repo_passwords[i]);
+	free(cfg->repo_passwords);
+	gw_strlist_free(&cfg->repos);
 	free(cfg->ref);
 	gw_strlist_free(&cfg->paths);
 	gw_strlist_free(&cfg->excludes);
@@ -372,8 +387,6 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->ssh_key);
 	free(cfg->git_username);
 	free(cfg->git_password_file);
-	if (cfg->repo_password)
-		gw_secure_free(cfg->repo_password);
 	free(cfg->allowed_signers);
 	free(cfg->gpg_keyring);
 	free(cfg->age_identity);

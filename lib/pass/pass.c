@@ -139,6 +139,125 @@ static void follow_pin(struct gw_pass *pass, const struct gw_pass_opts *opts)
 	pass->pinned = true;
 }
 
+/* The remotes of opts, one at least. */
+static size_t remotes_of(const struct gw_pass_opts *opts, const char **url, const char **password, size_t i)
+{
+	size_t n = opts->nrepos ? opts->nrepos : 1;
+	if (i < n) {
+		*url = opts->nrepos ? opts->repos[i] : opts->repo;
+		*password = opts->nrepos ? opts->passwords[i] : opts->source.password;
+	}
+	return n;
+}
+
+/* Each remote's fetch, in STATE/remotes.json when there are several (the
+ * lock holder's passes only: a dry-run writes nothing but the Git cache). */
+static void remote_note(struct gw_remote_status **rs, size_t *nrs, const char *url, const struct gw_error *failed)
+{
+	size_t i;
+	char *key = gw_url_without_credentials(url); /* as recorded */
+	for (i = 0; i < *nrs && ((*rs)[i].url == NULL || strcmp((*rs)[i].url, key)); i++)
+		;
+	if (i == *nrs) {
+		*rs = gw_xrealloc(*rs, (*nrs + 1) * sizeof(**rs));
+		memset(&(*rs)[i], 0, sizeof(**rs));
+		(*rs)[i].url = key;
+		(*nrs)++;
+	} else {
+		free(key);
+	}
+	free((*rs)[i].last_error);
+	(*rs)[i].last_error = failed ? gw_xstrdup(failed->msg) : NULL;
+	if (failed)
+		(*rs)[i].errors++;
+	else
+		(*rs)[i].last_success = gw_now_ms() / 1000;
+}
+
+/* Write STATE/remotes.json: the given remotes only, in their order, with
+ * what rs (taken from: its entries are moved) knew of each. */
+static void remotes_record(struct gw_remote_status *rs, size_t nrs, const struct gw_pass_opts *opts)
+{
+	const char *url = NULL, *password = NULL;
+	size_t n = remotes_of(opts, &url, &password, 0);
+	struct gw_error werr;
+	struct gw_remote_status *kept = gw_xcalloc(n, sizeof(*kept));
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		remotes_of(opts, &url, &password, i);
+		char *key = gw_url_without_credentials(url);
+		for (j = 0; j < nrs && (!rs[j].url || strcmp(rs[j].url, key)); j++)
+			;
+		if (j == nrs) {
+			kept[i].url = key;
+			continue;
+		}
+		free(key);
+		kept[i] = rs[j]; /* now owned by kept */
+		rs[j].url = NULL;
+		rs[j].last_error = NULL;
+	}
+	if (gw_remotes_save(opts->state_dir, kept, n, &werr) < 0)
+		gw_log(GW_LOG_WARN, "", "%s", werr.msg);
+	gw_remotes_free(kept, n);
+}
+
+/* Open the Git cache for each remote in turn and fetch until one answers:
+ * the mirrors are transport only, whatever comes after (resolve, the
+ * signature) applies to what was fetched whichever served it. Each failure
+ * is a warning; when all fail, err names each remote's error. */
+static int fetch_remotes(struct gw_source **out, const char *cache, const struct gw_source_opts *base, bool fetch,
+			 bool read_only, const struct gw_pass_opts *opts, struct gw_error *err)
+{
+	struct gw_remote_status *rs = NULL;
+	size_t nrs = 0;
+	const char *url = NULL, *password = NULL;
+	size_t n = remotes_of(opts, &url, &password, 0);
+	bool record = fetch && !read_only && n > 1;
+	struct gw_strbuf all;
+	int rc = -EIO;
+
+	gw_strbuf_init(&all);
+	struct gw_error lerr;
+	if (record && gw_remotes_load(&rs, &nrs, opts->state_dir, &lerr) < 0)
+		gw_log(GW_LOG_WARN, "", "%s", lerr.msg);
+	for (size_t i = 0; i < n; i++) {
+		struct gw_source *src = NULL;
+		struct gw_source_opts sopts = *base;
+		struct gw_error one = { 0 }; /* err is filled only if every remote fails */
+		remotes_of(opts, &url, &password, i);
+		sopts.password = password;
+		rc = gw_source_open(&src, cache, url, &sopts, &one);
+		if (rc == 0 && fetch)
+			rc = gw_source_fetch(src, &one);
+		if (rc == 0) {
+			*out = src;
+			if (record)
+				remote_note(&rs, &nrs, url, NULL);
+			break;
+		}
+		gw_source_free(src);
+		if (n == 1 || rc == -ECANCELED) {
+			*err = one;
+			break;
+		}
+		char *shown = gw_url_redacted(one.msg);
+		if (record)
+			remote_note(&rs, &nrs, url, &one);
+		if (i + 1 < n)
+			gw_log(GW_LOG_WARN, "", "remote %d of %zu failed, trying the next: %s", (int)i + 1, n, shown);
+		gw_strbuf_printf(&all, "%s%s", all.len ? "; " : "", shown);
+		free(shown);
+	}
+	if (rc < 0 && n > 1 && rc != -ECANCELED)
+		gw_error_set(err, rc, "every remote failed: %s", all.s);
+	if (record)
+		remotes_record(rs, nrs, opts);
+	gw_remotes_free(rs, nrs);
+	gw_strbuf_free(&all);
+	return rc;
+}
+
 /* Open, fetch, resolve, follow the pin, refuse a rewound branch and (with
  * --verify-signatures) verify: the commit of the pass, in pass->commit. */
 static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pass_stage *stage,
@@ -153,16 +272,13 @@ static int source_open(struct gw_source **out, struct gw_pass *pass, enum gw_pas
 	struct gw_source_opts sopts = opts->source;
 	sopts.read_only = pass->read_only;
 	sopts.cancel = pass->cancel;
-	GW_PROF_BEGIN(open);
-	rc = gw_source_open(&src, path, opts->repo, &sopts, err);
-	GW_PROF_END(open, "open Git cache");
-	if (rc < 0)
-		return rc;
 	/* offline: the commit is taken from the cache as it is (a heal pass, or
 	 * the last good commit after this pass already fetched) */
 	GW_PROF_BEGIN(fetch);
-	rc = pass->offline || pass->fetched ? 0 : gw_source_fetch(src, err);
-	GW_PROF_END(fetch, "fetch (clone/index)");
+	rc = fetch_remotes(&src, path, &sopts, !(pass->offline || pass->fetched), pass->read_only, opts, err);
+	GW_PROF_END(fetch, "open Git cache, fetch (clone/index)");
+	if (rc < 0)
+		return rc;
 	GW_PROF_BEGIN(resolve);
 	if (rc == 0)
 		rc = gw_source_resolve(pass->commit, &pass->ref, src, opts->ref, err);
@@ -205,9 +321,7 @@ int gw_pass_fetch(const struct gw_pass_opts *opts, const struct gw_cancel *cance
 	gw_path_repo(path, sizeof(path), opts->state_dir);
 	struct gw_source_opts sopts = opts->source;
 	sopts.cancel = cancel;
-	int rc = gw_source_open(&src, path, opts->repo, &sopts, err);
-	if (rc == 0)
-		rc = gw_source_fetch(src, err);
+	int rc = fetch_remotes(&src, path, &sopts, true, false, opts, err);
 	gw_source_free(src);
 	return rc;
 }
@@ -444,35 +558,61 @@ static bool applied_anything(const char *state_dir)
 	return any;
 }
 
+/* Is any of have (recorded) among want (given)? */
+static bool shares_remote(const struct gw_strlist *have, char *const *want, size_t nwant)
+{
+	for (size_t i = 0; i < have->n; i++)
+		for (size_t j = 0; j < nwant; j++)
+			if (!strcmp(have->v[i], want[j]))
+				return true;
+	return false;
+}
+
+/* A state dir belongs to the repository while at least one of the remotes
+ * it recorded is still given: reordering the mirrors or adding one is not a
+ * move. What is recorded is always the remotes given last. */
 int gw_pass_check_repo(const struct gw_pass_opts *opts, bool record, struct gw_error *err)
 {
-	char *want = gw_source_canonical_url(opts->repo), *have = NULL;
-	int rc = gw_state_repo_read(&have, opts->state_dir, err);
+	const char *url, *password;
+	size_t n = remotes_of(opts, &url, &password, 0);
+	char **want = gw_xcalloc(n, sizeof(char *));
+	struct gw_strlist have = { 0 };
+	bool same_list = false;
+	int rc;
 
+	for (size_t i = 0; i < n; i++) {
+		remotes_of(opts, &url, &password, i);
+		want[i] = gw_source_canonical_url(url);
+	}
+	rc = gw_state_repo_read(&have, opts->state_dir, err);
 	if (rc < 0)
 		goto out;
-	if (have && strcmp(have, want) != 0 && !applied_anything(opts->state_dir)) {
+	if (have.n && !shares_remote(&have, want, n) && !applied_anything(opts->state_dir)) {
 		/* a first --repo that never got as far as a commit (a typo, an
 		 * unreachable server) claims nothing */
-		free(have);
-		have = NULL;
+		gw_strlist_free(&have);
 	}
-	if (have && strcmp(have, want) != 0 && !opts->move_to_repo) {
+	same_list = have.n == n;
+	for (size_t i = 0; same_list && i < n; i++)
+		same_list = !strcmp(have.v[i], want[i]);
+	if (have.n && !shares_remote(&have, want, n) && !opts->move_to_repo) {
 		rc = gw_error_set(err, -EEXIST,
 				  "state dir %s belongs to repository %s, not %s: use another --state-dir for %s, or "
 				  "pass --move-to-repo to move this state dir and its resources to it (what it does "
 				  "not declare is then deleted)",
-				  opts->state_dir, have, want, want);
+				  opts->state_dir, have.v[0], want[0], want[0]);
 		goto out;
 	}
-	if (record && (!have || strcmp(have, want) != 0)) {
-		rc = gw_state_repo_write(opts->state_dir, want, err);
-		if (rc == 0 && have)
+	if (record && !same_list) {
+		rc = gw_state_repo_write(opts->state_dir, (const char *const *)want, n, err);
+		if (rc == 0 && have.n && !shares_remote(&have, want, n))
 			gw_log(GW_LOG_WARN, "", "state dir %s moved from repository %s to %s (--move-to-repo)",
-			       opts->state_dir, have, want);
+			       opts->state_dir, have.v[0], want[0]);
 	}
 out:
-	free(have);
+	gw_strlist_free(&have);
+	for (size_t i = 0; i < n; i++)
+		free(want[i]);
 	free(want);
 	return rc;
 }

@@ -75,6 +75,7 @@ void gw_state_file_free(struct gw_state_file *st)
 	free(st->changed);
 	free(st->reverted_commit);
 	free(st->reverted_reason);
+	gw_remotes_free(st->remotes, st->nremotes);
 	gw_state_file_init(st);
 }
 
@@ -123,6 +124,20 @@ static char *opt_str(json_t *o, const char *key)
 static json_t *str_or_null(const char *s);
 static json_t *error_or_null(const char *msg);
 static json_t *time_or_null(int64_t t);
+/* STATE/remotes.json beside the state file at path: what status shows of
+ * several --repo. A record that cannot be read shows nothing. */
+static void remotes_beside(struct gw_state_file *st, const char *path)
+{
+	char dir[4096];
+	struct gw_error err;
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	if (gw_remotes_load(&st->remotes, &st->nremotes, dir, &err) < 0)
+		gw_log(GW_LOG_DEBUG, "", "%s", err.msg);
+}
 
 int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *err)
 {
@@ -139,6 +154,8 @@ int gw_state_load(struct gw_state_file *out, const char *path, struct gw_error *
 		return rc;
 	rc = gw_state_parse(out, data, len, path, err);
 	free(data);
+	if (rc == 0)
+		remotes_beside(out, path);
 	return rc;
 }
 
@@ -547,6 +564,20 @@ static json_t *time_or_null(int64_t t)
 	return json_string(ts);
 }
 
+/* [{"url", "last_error", "last_success"}]: each of several --repo */
+static json_t *remotes_json(const struct gw_state_file *st)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < st->nremotes; i++) {
+		json_t *e = json_object();
+		json_object_set_new(e, "url", gw_json_string(st->remotes[i].url));
+		json_object_set_new(e, "last_error", error_or_null(st->remotes[i].last_error));
+		json_object_set_new(e, "last_success", time_or_null(st->remotes[i].last_success));
+		json_array_append_new(arr, e);
+	}
+	return arr;
+}
+
 char *gw_state_render_status(const struct gw_state_file *st, const struct gw_state_describer *d)
 {
 	json_t *root = json_object(), *res = json_array();
@@ -566,6 +597,8 @@ char *gw_state_render_status(const struct gw_state_file *st, const struct gw_sta
 	controls_json(root, st);
 	json_object_set_new(root, "reverted", reverted_json(st, true));
 	json_object_set_new(root, "healthy_deadline", time_or_null(st->revert_at));
+	if (st->nremotes)
+		json_object_set_new(root, "remotes", remotes_json(st));
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];
 		json_t *r = json_object();
@@ -622,6 +655,13 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 	if (st->last_error) {
 		char *shown = gw_url_redacted(st->last_error);
 		fprintf(f, "last error: %s\n", gw_escape(esc, sizeof(esc), shown));
+		free(shown);
+	}
+	for (size_t i = 0; i < st->nremotes; i++) {
+		if (!st->remotes[i].last_error)
+			continue;
+		char *shown = gw_url_redacted(st->remotes[i].last_error);
+		fprintf(f, "remote error: %s\n", gw_escape(esc, sizeof(esc), shown));
 		free(shown);
 	}
 	fprintf(f, "mode:         %s\n", st->mode ? st->mode : "enforce");
@@ -756,32 +796,37 @@ int gw_state_dir_readable(const char *dir, struct gw_error *err)
 
 #define REPO_RECORD_MAX 4096
 
-int gw_state_repo_read(char **out, const char *dir, struct gw_error *err)
+int gw_state_repo_read(struct gw_strlist *out, const char *dir, struct gw_error *err)
 {
 	char path[4096], *data;
 	size_t len;
 	int rc;
 
+	memset(out, 0, sizeof(*out));
 	gw_path_repository(path, sizeof(path), dir);
 	rc = gw_file_read_nofollow(&data, &len, path, REPO_RECORD_MAX, err);
-	if (rc == -ENOENT) {
-		*out = NULL;
+	if (rc == -ENOENT)
 		return 0;
-	}
 	if (rc < 0)
 		return rc;
 	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
 		data[--len] = '\0';
-	if (len == 0 || memchr(data, '\0', len) || memchr(data, '\n', len)) {
+	if (len == 0 || memchr(data, '\0', len) || strstr(data, "\n\n")) {
 		free(data);
 		return gw_error_set_at(err, -EBADMSG, path, 0, 0,
-				       "not one line naming a repository: remove it and the next --repo is recorded");
+				       "not lines naming a repository: remove it and the next --repo is recorded");
 	}
-	*out = data;
+	/* one remote a line; a state dir of an earlier version has one */
+	for (char *save = NULL, *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		out->v = gw_xrealloc(out->v, (out->n + 2) * sizeof(char *));
+		out->v[out->n++] = gw_xstrdup(line);
+		out->v[out->n] = NULL;
+	}
+	free(data);
 	return 0;
 }
 
-int gw_state_repo_write(const char *dir, const char *repo, struct gw_error *err)
+int gw_state_repo_write(const char *dir, const char *const *repos, size_t n, struct gw_error *err)
 {
 	char path[4096];
 	struct gw_strbuf sb;
@@ -789,7 +834,8 @@ int gw_state_repo_write(const char *dir, const char *repo, struct gw_error *err)
 
 	gw_path_repository(path, sizeof(path), dir);
 	gw_strbuf_init(&sb);
-	gw_strbuf_printf(&sb, "%s\n", repo);
+	for (size_t i = 0; i < n; i++)
+		gw_strbuf_printf(&sb, "%s\n", repos[i]);
 	rc = gw_file_write_atomic(path, sb.s, sb.len, err);
 	gw_strbuf_free(&sb);
 	return rc;

@@ -866,19 +866,34 @@ static void test_the_lock_of_an_earlier_version_is_taken_while_it_exists(void **
 static void test_repository_record(void **state)
 {
 	(void)state;
-	char path[128], *repo = (char *)"x";
+	char path[128];
+	struct gw_strlist repos = { 0 };
 	struct gw_error err = { 0 };
+	const char *two[] = { "https://example.com/team/repo", "/srv/mirror" };
 	snprintf(path, sizeof(path), "%s/repository", dir);
-	/* none recorded yet: NULL, no error */
-	assert_int_equal(gw_state_repo_read(&repo, dir, &err), 0);
-	assert_null(repo);
-	assert_int_equal(gw_state_repo_write(dir, "https://example.com/team/repo", &err), 0);
-	assert_int_equal(gw_state_repo_read(&repo, dir, &err), 0);
-	assert_string_equal(repo, "https://example.com/team/repo");
-	free(repo);
-	f_write(path, "a\nb\n");
-	assert_int_equal(gw_state_repo_read(&repo, dir, &err), -EBADMSG);
-	assert_non_null(strstr(err.msg, "not one line naming a repository"));
+	/* none recorded yet: empty, no error */
+	assert_int_equal(gw_state_repo_read(&repos, dir, &err), 0);
+	assert_int_equal(repos.n, 0);
+	assert_int_equal(gw_state_repo_write(dir, two, 1, &err), 0);
+	assert_int_equal(gw_state_repo_read(&repos, dir, &err), 0);
+	assert_int_equal(repos.n, 1);
+	assert_string_equal(repos.v[0], "https://example.com/team/repo");
+	gw_strlist_free(&repos);
+	/* several --repo: one a line, in their order */
+	assert_int_equal(gw_state_repo_write(dir, two, 2, &err), 0);
+	assert_int_equal(gw_state_repo_read(&repos, dir, &err), 0);
+	assert_int_equal(repos.n, 2);
+	assert_string_equal(repos.v[1], "/srv/mirror");
+	gw_strlist_free(&repos);
+	/* the format of an earlier version: one line, no newline */
+	f_write(path, "https://example.com/old");
+	assert_int_equal(gw_state_repo_read(&repos, dir, &err), 0);
+	assert_int_equal(repos.n, 1);
+	assert_string_equal(repos.v[0], "https://example.com/old");
+	gw_strlist_free(&repos);
+	f_write(path, "a\n\nb\n");
+	assert_int_equal(gw_state_repo_read(&repos, dir, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "not lines naming a repository"));
 	unlink(path);
 }
 

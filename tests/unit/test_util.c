@@ -663,12 +663,57 @@ static void test_config_values_are_checked(void **state)
 	assert_true(gw_config_given(&cfg, "no-prune"));
 	assert_false(gw_config_given(&cfg, "interval"));
 	assert_false(gw_config_given(&cfg, "not-an-option"));
-	/* a second --repo replaces the first, its password too */
+	/* a second --repo is a mirror: tried after the first, each with its own password */
 	assert_int_equal(gw_config_set(&cfg, "repo", "https://u:pw1@example.com/a.git", &err), 0);
 	assert_int_equal(gw_config_set(&cfg, "repo", "https://example.com/b.git", &err), 0);
-	assert_string_equal(cfg.repo, "https://example.com/b.git");
-	assert_null(cfg.repo_password);
+	assert_string_equal(cfg.repo, "https://u@example.com/a.git");
+	assert_string_equal(cfg.repo_password, "pw1");
+	assert_int_equal(cfg.repos.n, 2);
+	assert_string_equal(cfg.repos.v[1], "https://example.com/b.git");
+	assert_string_equal(cfg.repo_passwords[0], "pw1");
+	assert_null(cfg.repo_passwords[1]);
 	gw_config_free(&cfg);
+}
+
+/* repo: in the config file, a string or a list of mirrors (a flag wins). */
+static void test_config_file_repo_is_a_string_or_a_list(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/gw-cfg-XXXXXX", path[256];
+	struct gw_config cfg;
+	struct gw_diags d;
+	struct gw_error err;
+	const char *list = "repo:\n  - https://u:pw@a.example/r.git\n  - file:///srv/mirror.git\n";
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/gitward.yaml", dir);
+	assert_int_equal(gw_file_write_atomic(path, list, strlen(list), &err), 0);
+	gw_config_init(&cfg);
+	gw_diags_init(&d);
+	assert_int_equal(gw_config_load_file(&cfg, path, &d), 0);
+	assert_int_equal(cfg.repos.n, 2);
+	assert_string_equal(cfg.repos.v[0], "https://u@a.example/r.git");
+	assert_string_equal(cfg.repos.v[1], "file:///srv/mirror.git");
+	assert_string_equal(cfg.repo_passwords[0], "pw");
+	assert_string_equal(cfg.repo, cfg.repos.v[0]);
+	gw_config_free(&cfg);
+	/* a string, as before */
+	assert_int_equal(gw_file_write_atomic(path, "repo: /srv/one\n", 15, &err), 0);
+	gw_config_init(&cfg);
+	assert_int_equal(gw_config_load_file(&cfg, path, &d), 0);
+	assert_int_equal(cfg.repos.n, 1);
+	assert_string_equal(cfg.repo, "/srv/one");
+	gw_config_free(&cfg);
+	/* --repo given as a flag: the file's list is not added to it */
+	assert_int_equal(gw_file_write_atomic(path, list, strlen(list), &err), 0);
+	gw_config_init(&cfg);
+	assert_int_equal(gw_config_set(&cfg, "repo", "/srv/flag", &err), 0);
+	assert_int_equal(gw_config_load_file(&cfg, path, &d), 0);
+	assert_int_equal(cfg.repos.n, 1);
+	assert_string_equal(cfg.repo, "/srv/flag");
+	gw_config_free(&cfg);
+	assert_int_equal(d.n, 0);
+	gw_diags_free(&d);
+	assert_int_equal(gw_rm_rf(dir), 0);
 }
 
 /* The config file: the problems of its shape at their line and column. */
@@ -1191,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_log_limit_writes_one_line_per_period_with_the_count_left_out),
 		cmocka_unit_test(test_log_levels_parse_and_the_default_sink),
 		cmocka_unit_test(test_config_values_are_checked),
+		cmocka_unit_test(test_config_file_repo_is_a_string_or_a_list),
 		cmocka_unit_test(test_config_file_problems_at_their_place),
 		cmocka_unit_test(test_signal_refuses_everything_pids),
 		cmocka_unit_test(test_signal_reaches_a_group_only_when_pid_leads_it),

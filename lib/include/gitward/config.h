@@ -10,8 +10,15 @@
 #include "gitward/resource.h"
 #include "gitward/util.h"
 
+/* --repo given more often than this is refused (mirrors, not a list of repositories) */
+#define GW_CONFIG_REPOS_MAX 16
+
 struct gw_config {
-	char *repo;
+	char *repo; /* the first of repos */
+	/* --repo, repeatable: mirrors of one repository, tried in this order;
+	 * repo_passwords[i] is the password given inside repos.v[i] or NULL */
+	struct gw_strlist repos;
+	char **repo_passwords;
 	char *ref;
 	struct gw_strlist paths;
 	char *state_dir;
@@ -44,8 +51,9 @@ struct gw_config {
 	int64_t git_timeout_ms; /* idle: no progress for this long ends the fetch */
 	int64_t git_connect_timeout_ms; /* until the server answers */
 	int64_t git_deadline_ms; /* a whole fetch, however much it progresses */
-	/* a password given inside --repo (user:password@); the URL in repo no
-	 * longer holds it, and it is never printed */
+	/* a password given inside the first --repo (user:password@), borrowed
+	 * from repo_passwords; the URL in repo no longer holds it, and it is
+	 * never printed */
 	char *repo_password;
 	/* --verify-signatures: only commits signed by a key of allowed_signers
 	 * (SSH) or gpg_keyring (OpenPGP) are applied */

@@ -23,7 +23,13 @@
 /* What a pass needs of the options, made once at the edge (agent/) from
  * the whole configuration; every pointer is borrowed. */
 struct gw_pass_opts {
-	const char *repo; /* URL or local path */
+	const char *repo; /* URL or local path: the first of repos */
+	/* several --repo: mirrors of one repository, tried in this order each
+	 * fetch until one answers; passwords[i] (or NULL) goes with repos[i].
+	 * nrepos 0: repo alone, with source.password */
+	const char *const *repos;
+	const char *const *passwords;
+	size_t nrepos;
 	const char *ref; /* branch, tag or commit; NULL: the remote's default branch */
 	const char *const *paths; /* under which manifests are read (none: the root) */
 	size_t npaths;

@@ -26,6 +26,15 @@ enum gw_run_result {
 /* "success", "not_converged", "git_error", "invalid", "error", "unverified", "rewind", "reverted" */
 const char *gw_run_result_to_string(enum gw_run_result r);
 
+/* One remote of several --repo, as the last fetches found it
+ * (STATE/remotes.json; URLs and errors never hold credentials). */
+struct gw_remote_status {
+	char *url;
+	char *last_error; /* the last fetch's error, NULL when it succeeded */
+	int64_t last_success; /* unix seconds, 0 = never */
+	unsigned long long errors; /* fetches from it that failed */
+};
+
 struct gw_state_file {
 	char *node;
 	struct gw_strmap labels; /* the node's labels of the pass, without "node" (its name) */
@@ -67,6 +76,10 @@ struct gw_state_file {
 	/* the commit reverted: not applied again until the ref moves */
 	char *reverted_commit, *reverted_reason;
 	int64_t reverted_at;
+	/* several --repo: each remote's last fetch (read beside the state
+	 * file from STATE/remotes.json; never written into it) */
+	struct gw_remote_status *remotes;
+	size_t nremotes;
 };
 /* At most this many resources are watched for an auto-revert. */
 #define GW_STATE_CHANGED_MAX 4096
@@ -170,11 +183,17 @@ int gw_state_dir_check_existing(const char *dir, struct gw_error *err);
 /* For `status`: the state dir exists and can be read; else an error naming
  * it (-ENOENT: no gitward has used it). */
 int gw_state_dir_readable(const char *dir, struct gw_error *err);
-/* The repository a state dir belongs to (gw_source_canonical_url of the
- * first --repo), from DIR/repository: *out is NULL when none is recorded
- * (a state dir of an earlier version, or never used). Caller frees. */
-int gw_state_repo_read(char **out, const char *dir, struct gw_error *err);
-int gw_state_repo_write(const char *dir, const char *repo, struct gw_error *err);
+/* The remotes of the repository a state dir belongs to (gw_source_canonical_url
+ * of each --repo), from DIR/repository, one a line (an earlier version wrote
+ * one line): out is empty when none is recorded (a state dir of an earlier
+ * version, or never used). */
+int gw_state_repo_read(struct gw_strlist *out, const char *dir, struct gw_error *err);
+int gw_state_repo_write(const char *dir, const char *const *repos, size_t n, struct gw_error *err);
+/* STATE/remotes.json (struct gw_remote_status): *out NULL and *n 0 when
+ * there is none. */
+int gw_remotes_load(struct gw_remote_status **out, size_t *n, const char *dir, struct gw_error *err);
+int gw_remotes_save(const char *dir, const struct gw_remote_status *r, size_t n, struct gw_error *err);
+void gw_remotes_free(struct gw_remote_status *r, size_t n);
 /* Default state dir (gw_dirs_default_state of this process). */
 char *gw_state_default_dir(void);
 /* When state_dir is that default, which nobody may have chosen: "DIR is the
