@@ -88,8 +88,11 @@ static int check_rewind(struct gw_pass *pass, struct gw_source *src, enum gw_pas
 	bool descends = false;
 	int rc = 0;
 
-	/* a rollback is the operator's choice: always allowed */
-	if (opts->allow_rewind || pass->offline || pass->pinned || !gw_source_ref_is_branch(src, opts->ref))
+	/* a rollback is the operator's choice: always allowed; so is a move
+	 * to another repository (--move-to-repo), whose history the commit in
+	 * force is not part of */
+	if (opts->allow_rewind || opts->move_to_repo || pass->offline || pass->pinned ||
+	    !gw_source_ref_is_branch(src, opts->ref))
 		return 0;
 	in_force_load(&commit, &ref, pass, opts);
 	if (commit && strcmp(commit, pass->commit) && (!ref || !strcmp(ref, pass->ref))) {
