@@ -54,6 +54,10 @@ static const struct option common[] = {
 	{ "exclude", required_argument, 0, 0 },
 	{ "plugin-dir", required_argument, 0, 0 },
 	{ "mode", required_argument, 0, 0 },
+	{ "notify", required_argument, 0, 0 },
+	{ "notify-secret-file", required_argument, 0, 0 },
+	{ "notify-repeat", required_argument, 0, 0 },
+	{ "notify-exec", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
