@@ -466,6 +466,23 @@ int gw_notifier_open(struct gw_notifier **out, const struct gw_notify_opts *o, s
 	return gw_notifier_start(out, sinks, n, o->queue_max ? o->queue_max : GW_NOTIFY_QUEUE_DEFAULT, 0, err);
 }
 
+/* "not converged: Process/a, Container/b": which, not how many, so that the
+ * message (a failure's fingerprint) holds while the same ones fail */
+static void not_converged(char *out, size_t size, const struct gw_state_file *st)
+{
+	size_t o = (size_t)snprintf(out, size, "not converged:"), shown = 0;
+	for (size_t i = 0; i < st->n && o < size; i++) {
+		if (gw_observed_converged(&st->res[i]))
+			continue;
+		if (shown++ == 8) {
+			o += (size_t)snprintf(out + o, size - o, " ...");
+			break;
+		}
+		o += (size_t)snprintf(out + o, size - o, "%s %s/%s", shown > 1 ? "," : "",
+				      gw_kind_to_string(st->res[i].kind), st->res[i].name);
+	}
+}
+
 void gw_notify_after_pass(struct gw_notifier *n, struct gw_notify_tracker *t, const struct gw_run_summary *sum,
 			  const char *node, const struct gw_strmap *labels, const char *state_dir, int64_t began_ms)
 {
@@ -480,12 +497,19 @@ void gw_notify_after_pass(struct gw_notifier *n, struct gw_notify_tracker *t, co
 	gw_state_file_init(&st);
 	if (gw_state_load(&st, gw_path_state_file(path, sizeof(path), state_dir), &err) < 0)
 		gw_log(GW_LOG_DEBUG, "", "events: the resources are left out: %s", err.msg);
+	char why[512];
+	if (sum->result == GW_RUN_NOT_CONVERGED && !sum->message[0])
+		not_converged(why, sizeof(why), &st);
+	/* an invalid commit's event names it, not the last good one in force */
+	bool bad_tip = (sum->result == GW_RUN_INVALID || sum->result == GW_RUN_UNVERIFIED) && st.remote_invalid &&
+		st.remote_commit;
 	struct gw_notify_pass p = { .node = node,
 				    .labels = labels,
 				    .ref = st.ref,
-				    .commit = sum->commit,
+				    .commit = bad_tip ? st.remote_commit : sum->commit,
 				    .result = sum->result,
-				    .message = sum->message,
+				    .message = sum->result == GW_RUN_NOT_CONVERGED && !sum->message[0] ? why
+												       : sum->message,
 				    .changed = sum->count[GW_ACTION_CREATE] + sum->count[GW_ACTION_UPDATE] +
 						    sum->count[GW_ACTION_DELETE] + sum->count[GW_ACTION_RESTART] >
 					    sum->report.waiting + sum->report.failed,

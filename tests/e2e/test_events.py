@@ -155,11 +155,13 @@ class Webhook(EventsBase):
         wait_for(lambda: self.rx.events("applied"), what="applied event")
         r.write("apps/bad.yaml", "apiVersion: gitward/v1\nkind: Process\nmetadata: {name: bad}\nspec: {nope: 1}\n")
         r.commit("broken")
+        bad = r.git("rev-parse", "HEAD").strip()
         ev = wait_for(lambda: self.rx.events("invalid-commit"), what="invalid-commit event")[0][2]
-        self.assertIn("bad.yaml", ev["message"])
+        self.assertIn("apps/bad.yaml:4:7", ev["message"])
+        self.assertEqual(ev["commit"], bad)  # the invalid commit, not the one kept in force
         seen = self.passes(a)
         wait_for(lambda: self.passes(a) >= seen + 6, what="six more passes on the broken commit")
-        self.assertEqual(len(self.rx.events("invalid-commit")), 1, self.rx.events())
+        self.assertEqual(len(self.rx.events("invalid-commit")), 1, [e[2]["event"] for e in self.rx.events()])
         r.remove("apps/bad.yaml")
         r.write("apps/api.yaml", proc_yaml("api", ("/bin/sleep", "3600")))
         r.commit("fixed")
@@ -167,10 +169,37 @@ class Webhook(EventsBase):
         seen = self.passes(a)
         wait_for(lambda: self.passes(a) >= seen + 4, what="four more passes after the fix")
         rec = self.rx.events("recovered")
-        self.assertEqual(len(rec), 1, self.rx.events())
+        self.assertEqual(len(rec), 1, [e[2]["event"] for e in self.rx.events()])
         self.assertEqual(len(self.rx.events("invalid-commit")), 1)
         kinds = [e[2]["event"] for e in self.rx.events()]
         self.assertEqual(kinds, ["applied", "invalid-commit", "recovered", "applied"])
+
+
+class Resources(EventsBase):
+    def test_a_failed_resource_is_degraded_once_and_recovered_once(self):
+        r = self.repo()
+        r.write("apps/job.yaml", proc_yaml("job", ("/bin/sh", "-c", "exit 3"), "  restart: never\n"))
+        r.commit("a job that fails")
+        a = self.agent(r, "--path", "apps", "--interval", "1s", "--splay", "0", "--notify", self.rx.url)
+        ev = wait_for(lambda: self.rx.events("degraded"), what="degraded event")[0][2]
+        self.assertEqual([(x["kind"], x["name"], x["state"]) for x in ev["resources"]], [("Process", "job", "failed")])
+        self.assertIn("Process/job is failed", ev["message"])
+        seen = self.passes(a)
+        wait_for(lambda: self.passes(a) >= seen + 5, what="five more passes with the job failed")
+        self.assertEqual(len(self.rx.events("degraded")), 1, [e[2]["event"] for e in self.rx.events()])
+        r.write("apps/job.yaml", proc_yaml("job", ("/bin/sleep", "3600")))
+        r.commit("a job that runs")
+        rec = wait_for(lambda: self.rx.events("recovered"), what="recovered event")
+        seen = self.passes(a)
+        wait_for(lambda: self.passes(a) >= seen + 4, what="four more passes with the job running")
+        # two conditions, each ended once: the job's, and the pass's "failed"
+        # (it did not converge while the job was failed)
+        kinds = [(e[2]["event"], e[2]["message"]) for e in self.rx.events()]
+        self.assertEqual(kinds, [("failed", "not converged: Process/job"), ("degraded", "Process/job is failed: exited with status 3"),
+                                 ("recovered", "failed ended"), ("applied", ""),
+                                 ("recovered", "Process/job is running again")], kinds)
+        rec = self.rx.events("recovered")[1][2]
+        self.assertEqual([(x["name"], x["state"]) for x in rec["resources"]], [("job", "running")])
 
 
 class ExecHook(EventsBase):
