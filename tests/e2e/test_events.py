@@ -13,7 +13,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gwtest import proc_yaml, wait_for
+from gwtest import pid_alive, proc_yaml, wait_for
 from test_agent import AgentBase
 
 NOTIFY_SECRET = b"notify-secret-\xc3\xa9-7f3a"
@@ -231,6 +231,22 @@ class ExecHook(EventsBase):
         self.assertNotIn("GITWARD_TEST_CANARY", env)
         self.assertNotIn(ENV_SECRET, json.dumps(env))
         self.assertNotIn(ENV_SECRET.encode(), body)
+
+
+    def test_a_hook_that_hangs_is_killed_and_never_holds_the_stop(self):
+        pids = os.path.join(self.tmp, "hook-pids")
+        hook = os.path.join(self.tmp, "hang.sh")
+        with open(hook, "w") as f:  # its pid, then a sleep past every bound (exec: same pid)
+            f.write(f"#!/bin/sh\necho $$ >> {pids}\nexec /bin/sleep 3600\n")
+        os.chmod(hook, 0o755)
+        a = self.agent(self.web_repo(), "--path", "apps", "--interval", "1h", "--notify-exec", hook)
+        first = int(wait_for(lambda: os.path.exists(pids) and open(pids).read().split(), what="hook started")[0])
+        # killed after 30 s, then tried again (bounded for a loaded machine)
+        wait_for(lambda: not pid_alive(first), what="the hung hook killed")
+        second = int(wait_for(lambda: (p := open(pids).read().split()) and len(p) > 1 and p, what="a second try")[1])
+        a.send_signal(signal.SIGTERM)
+        self.assertEqual(a.wait(timeout=60), 0)
+        wait_for(lambda: not pid_alive(second), timeout=30, what="the hook under way killed at the stop")
 
 
 class DeadSinks(EventsBase):
