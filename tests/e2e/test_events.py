@@ -10,10 +10,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gwtest import pid_alive, proc_yaml, wait_for
+from gwtest import GITWARD, pid_alive, proc_yaml, wait_for
 from test_agent import AgentBase
 
 NOTIFY_SECRET = b"notify-secret-\xc3\xa9-7f3a"
@@ -173,6 +174,36 @@ class Webhook(EventsBase):
         self.assertEqual(len(self.rx.events("invalid-commit")), 1)
         kinds = [e[2]["event"] for e in self.rx.events()]
         self.assertEqual(kinds, ["applied", "invalid-commit", "recovered", "applied"])
+
+
+class Options(EventsBase):
+    def test_bad_values_are_usage_errors(self):
+        r = self.repo()
+        for args, msg in ((["--notify", "ftp://u:pw-x@h/"], "gitward: --notify: expected an http:// or https:// URL\n"),
+                          (["--notify-repeat", "0"],
+                           'gitward: --notify-repeat: expected a duration of at least 1s like 1h, got "0"\n'),
+                          (["--notify-exec", ""], "gitward: --notify-exec: must not be empty\n")):
+            res = subprocess.run([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, *args],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(res.returncode, 64, res)
+            self.assertTrue(res.stderr.startswith(msg), res.stderr)
+            self.assertNotIn("pw-x", res.stderr)
+        empty = os.path.join(self.tmp, "empty.secret")
+        open(empty, "w").close()
+        res = subprocess.run([GITWARD, "agent", "--repo", r.path, "--state-dir", self.state, "--listen", "off",
+                              "--notify", self.rx.url, "--notify-secret-file", empty],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(res.returncode, 1, res)
+        self.assertEqual(res.stderr, f"gitward: error: --notify-secret-file {empty} is empty\n")
+
+    def test_options_from_the_config_file(self):
+        conf = os.path.join(self.tmp, "gitward.yaml")
+        with open(conf, "w") as f:
+            f.write(f"notify: [{self.rx.url}]\nnotify-secret-file: {self.secret_file}\nnotify-repeat: 2h\n")
+        self.agent(self.web_repo(), "--path", "apps", "--interval", "1h", "--config", conf)
+        h, body, _ = wait_for(lambda: self.rx.events("applied"), what="applied event")[0]
+        want = "sha256=" + hmac.new(NOTIFY_SECRET, body, hashlib.sha256).hexdigest()
+        self.assertEqual(h.get("X-Gitward-Signature-256"), want)
 
 
 class Resources(EventsBase):
