@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gwtest import GITWARD, pid_alive, proc_yaml, wait_for
@@ -226,7 +227,8 @@ class Resources(EventsBase):
         # two conditions, each ended once: the job's, and the pass's "failed"
         # (it did not converge while the job was failed)
         kinds = [(e[2]["event"], e[2]["message"]) for e in self.rx.events()]
-        self.assertEqual(kinds, [("failed", "not converged: Process/job"), ("degraded", "Process/job is failed: exited with status 3"),
+        self.assertEqual(kinds, [("failed", "not converged: Process/job"),
+                                 ("degraded", "Process/job is failed: exited with status 3"),
                                  ("recovered", "failed ended"), ("applied", ""),
                                  ("recovered", "Process/job is running again")], kinds)
         rec = self.rx.events("recovered")[1][2]
@@ -295,12 +297,17 @@ class DeadSinks(EventsBase):
         if dead.opened:
             marks.setdefault("open", 1)
         wait_for(lambda: "close" in marks, what="the first request given up")
+        print(f"\npasses while the first request hung: {marks['close'] - marks['open']}")
         self.assertGreaterEqual(marks["close"] - marks["open"], 3, marks)
         # a request under way when SIGTERM comes: the agent still stops
         wait_for(lambda: dead.opened > dead.closed, what="a request under way")
+        t0 = time.monotonic()
         a.send_signal(signal.SIGTERM)
         self.assertEqual(a.wait(timeout=60), 0)
+        print(f"SIGTERM -> exit with a request under way: {time.monotonic() - t0:.2f}s")
         log = self.log()
+        # the URL is named when a delivery fails, its password never
+        self.assertRegex(log, r"event applied not delivered: POST http://\S*127\.0\.0\.1:%d/hook" % dead.port)
         self.assertNotIn(URL_PASSWORD, log)
 
     def test_full_queue_counts_drops(self):
