@@ -15,7 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gwtest import GITWARD, pid_alive, proc_yaml, wait_for
+from gwtest import GITWARD, pid_alive, proc_yaml, run, wait_for
 from test_agent import AgentBase
 
 NOTIFY_SECRET = b"notify-secret-\xc3\xa9-7f3a"
@@ -233,6 +233,22 @@ class Resources(EventsBase):
                                  ("recovered", "Process/job is running again")], kinds)
         rec = self.rx.events("recovered")[1][2]
         self.assertEqual([(x["name"], x["state"]) for x in rec["resources"]], [("job", "running")])
+
+
+    def test_suspended_and_resumed_once_each(self):
+        a = self.agent(self.web_repo(), "--path", "apps", "--interval", "1s", "--splay", "0",
+                       "--notify", self.rx.url)
+        wait_for(lambda: self.rx.events("applied"), what="applied event")
+        self.assertEqual(run("suspend", "--reason", "disk swap", "--state-dir", self.state).rc, 0)
+        ev = wait_for(lambda: self.rx.events("suspended"), what="suspended event")[0][2]
+        self.assertEqual(ev["message"], "suspended (gitward suspend)")
+        seen = self.passes(a)
+        wait_for(lambda: self.passes(a) >= seen + 3, what="three passes while suspended")
+        self.assertEqual(run("resume", "--state-dir", self.state).rc, 0)
+        wait_for(lambda: self.rx.events("resumed"), what="resumed event")
+        seen = self.passes(a)
+        wait_for(lambda: self.passes(a) >= seen + 3, what="three passes after the resume")
+        self.assertEqual([e[2]["event"] for e in self.rx.events()], ["applied", "suspended", "resumed"])
 
 
 class ExecHook(EventsBase):
