@@ -57,6 +57,10 @@ static const struct option common[] = {
 	{ "mode", required_argument, 0, 0 },
 	{ "auto-revert", no_argument, 0, 0 },
 	{ "healthy-deadline", required_argument, 0, 0 },
+	{ "notify", required_argument, 0, 0 },
+	{ "notify-secret-file", required_argument, 0, 0 },
+	{ "notify-repeat", required_argument, 0, 0 },
+	{ "notify-exec", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "gitward/control.h"
 #include "gitward/manifest_cache.h"
+#include "gitward/notify.h"
 #include "gitward/pass.h"
 #include "gitward/schedule.h"
 #include "http.h"
@@ -43,7 +44,12 @@ static const char agent_usage[] =
 	"  --stuck-after DUR          /healthz answers 503 while a pass runs longer (default: 10\n"
 	"                             intervals, at least 15m)\n"
 	"  --header-timeout DUR       a request's headers must arrive within this, however they\n"
-	"                             trickle (default 30s)\n" CLI_HELP_REST;
+	"                             trickle (default 30s)\n"
+	"  --notify URL               POST each event as JSON to URL (repeatable; see SPEC \"Events\")\n"
+	"  --notify-secret-file F     sign events: X-Gitward-Signature-256 (HMAC-SHA256 of the body)\n"
+	"  --notify-repeat DUR        the same failure is told again only after this (default 1h)\n"
+	"  --notify-exec PATH         run PATH with each event on stdin, GITWARD_EVENT, _NODE, _COMMIT,\n"
+	"                             _MESSAGE in its environment (killed after 30s)\n" CLI_HELP_REST;
 
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;
@@ -333,6 +339,24 @@ static int setup(struct gw_lock *lock, const struct gw_config *cfg, const struct
 	return 0;
 }
 
+/* --notify, --notify-exec: their delivery thread. GITWARD_NOTIFY_QUEUE
+ * sets the queue's length (tests fill a small one). */
+static int notifier_open(struct gw_notifier **out, const struct gw_config *cfg)
+{
+	struct gw_error err;
+	const char *q = getenv("GITWARD_NOTIFY_QUEUE");
+	struct gw_notify_opts o = { .urls = (const char *const *)cfg->notify.v,
+				    .nurls = cfg->notify.n,
+				    .secret_file = cfg->notify_secret_file,
+				    .exec = cfg->notify_exec,
+				    .queue_max = q ? strtoul(q, NULL, 10) : 0 };
+	if (gw_notifier_open(out, &o, &err) < 0) {
+		fprintf(stderr, "gitward: error: %s\n", err.msg);
+		return err.code;
+	}
+	return 0;
+}
+
 /* /healthz /metrics /status (and the webhook), unless --listen off */
 static int endpoints_start(struct gw_http **http, struct gw_metrics *m, const struct gw_config *cfg)
 {
@@ -352,6 +376,8 @@ struct loop {
 	const struct gw_pass_opts *opts;
 	struct gw_backend_set *backends;
 	struct gw_metrics *metrics;
+	struct gw_notifier *notifier; /* NULL: no --notify, --notify-exec */
+	struct gw_notify_tracker events_told;
 	struct gw_manifest_cache *manifests; /* parsed manifests by blob id */
 	struct gw_watch watch;
 	struct gw_events *events;
@@ -396,6 +422,7 @@ static void loop_pass(struct loop *l, const struct gw_error *fetched)
 		l->trigger = full_trigger();
 	opts.trigger = l->mode == GW_PASS_FULL ? l->trigger : want_restart ? "restart" : "poll";
 	want_restart = false;
+	int64_t began = gw_now_ms();
 	if (l->mode == GW_PASS_FULL && !fetched)
 		want_pass = 0; /* else cleared when the fetch began */
 	want_heal = 0;
@@ -406,6 +433,8 @@ static void loop_pass(struct loop *l, const struct gw_error *fetched)
 	gw_metrics_record(l->metrics, &sum, took);
 	log_pass(&sum, l->mode, took);
 	log_controls(l, &sum);
+	gw_notify_after_pass(l->notifier, &l->events_told, &sum, l->cfg->node, &l->cfg->labels, l->cfg->state_dir,
+			     began);
 	if (sum.no_manifest[0] && strcmp(l->warned, sum.commit) != 0) { /* once per commit, not every pass */
 		gw_log(GW_LOG_WARN, "", "commit %.12s: %s", sum.commit, sum.no_manifest);
 		memcpy(l->warned, sum.commit, sizeof(l->warned));
@@ -477,18 +506,20 @@ static void loop_full(struct loop *l)
 
 /* Passes until SIGTERM/SIGINT */
 static void run_loop(struct gw_config *cfg, const struct gw_pass_opts *po, struct gw_backend_set *backends,
-		     struct gw_metrics *m)
+		     struct gw_metrics *m, struct gw_notifier *notifier)
 {
 	struct loop l = { .cfg = cfg,
 			  .opts = po,
 			  .backends = backends,
 			  .metrics = m,
+			  .notifier = notifier,
 			  .mode = GW_PASS_FULL,
 			  .sched_opts = { .interval_ms = cfg->interval_ms, .splay_ms = cfg->splay_ms } };
 	struct watchdog dog = { .m = m };
 
 	/* parsed manifests by blob id: a pass parses only what changed */
 	l.manifests = gw_manifest_cache_new();
+	gw_notify_tracker_init(&l.events_told, cfg->notify_repeat_ms ? cfg->notify_repeat_ms : 3600000);
 	watchdog_start(&dog);
 	while (!want_stop) {
 		if (l.mode == GW_PASS_FULL)
@@ -498,6 +529,7 @@ static void run_loop(struct gw_config *cfg, const struct gw_pass_opts *po, struc
 		l.mode = wait_next(&l.sched, &l.watch, m, NULL);
 	}
 	gw_manifest_cache_free(l.manifests);
+	gw_notify_tracker_free(&l.events_told);
 	gw_events_stop(l.events);
 	gw_watch_clear(&l.watch);
 	watchdog_stop(&dog);
@@ -510,6 +542,7 @@ int cmd_agent(int argc, char **argv)
 	struct gw_backend_set backends;
 	struct gw_metrics metrics;
 	struct gw_http *http = NULL;
+	struct gw_notifier *notifier = NULL;
 	char self[4096], every[32];
 	struct gw_lock lock;
 	int rc;
@@ -524,10 +557,14 @@ int cmd_agent(int argc, char **argv)
 	rc = 1;
 	if (setup(&lock, &cfg, &po) < 0)
 		goto out;
+	if (notifier_open(&notifier, &cfg) < 0)
+		goto out;
 	gw_metrics_init(&metrics, &cfg);
 	metrics.describe = gw_apply_describer(&backends);
+	metrics.notifier = notifier;
 	if (endpoints_start(&http, &metrics, &cfg) < 0) {
 		gw_metrics_free(&metrics);
+		gw_notifier_stop(notifier);
 		goto out;
 	}
 	gw_duration_format(every, sizeof(every), cfg.interval_ms);
@@ -535,9 +572,10 @@ int cmd_agent(int argc, char **argv)
 	       cfg.repo, cfg.node, every, cfg.state_dir, cfg.run_dir, cfg.log_dir,
 	       cfg.observe ? ", mode observe (nothing is applied or healed)" : "");
 	gw_notify_ready();
-	run_loop(&cfg, &po, &backends, &metrics);
+	run_loop(&cfg, &po, &backends, &metrics, notifier);
 	gw_log(GW_LOG_INFO, "", "agent stopping; workloads keep running");
 	gw_http_stop(http);
+	gw_notifier_stop(notifier); /* a delivery under way is abandoned */
 	gw_metrics_free(&metrics);
 	rc = 0;
 out:

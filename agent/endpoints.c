@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "endpoints.h"
+#include "gitward/notify.h"
 #include "gitward/paths.h"
 #include "gitward/pin.h"
 #include "gitward/source.h"
@@ -231,6 +232,25 @@ static double seconds(int64_t ms)
 }
 
 /* What the loop counted: passes, their timing, Git, webhooks. */
+/* Events (--notify, --notify-exec): delivered, given up, dropped */
+static void notify_metrics(struct gw_strbuf *sb, struct gw_notifier *n)
+{
+	struct gw_notify_counts c;
+	gw_notifier_counts(&c, n);
+	family(sb, "gitward_notify_dropped_total", "counter", "Events dropped: the events queue was full.");
+	gw_strbuf_printf(sb, "gitward_notify_dropped_total %llu\n", c.dropped);
+	family(sb, "gitward_notify_sent_total", "counter", "Events delivered, by sink.");
+	for (size_t i = 0; i < c.nsinks; i++) {
+		series(sb, "gitward_notify_sent_total", "sink", c.sink[i].label, NULL, NULL);
+		gw_strbuf_printf(sb, "%llu\n", c.sink[i].sent);
+	}
+	family(sb, "gitward_notify_failed_total", "counter", "Events given up after every try, by sink.");
+	for (size_t i = 0; i < c.nsinks; i++) {
+		series(sb, "gitward_notify_failed_total", "sink", c.sink[i].label, NULL, NULL);
+		gw_strbuf_printf(sb, "%llu\n", c.sink[i].failed);
+	}
+}
+
 static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 {
 	struct gw_remote_status *rs = NULL;
@@ -298,6 +318,7 @@ static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 			       hook_results[r]);
 			gw_strbuf_printf(sb, "%llu\n", m->hooks[s][r]);
 		}
+	notify_metrics(sb, m->notifier);
 	pthread_mutex_unlock(&m->mu);
 }
 

@@ -46,6 +46,7 @@ struct gw_metrics {
 	int64_t interval_ms;
 	int64_t stuck_after_ms; /* /healthz fails while a pass runs longer */
 	char state_path[4096];
+	struct gw_notifier *notifier; /* events: gitward_notify_*_total; NULL: none */
 	struct gw_state_describer describe; /* how /status shows each workload ("pid", "id") */
 };
 

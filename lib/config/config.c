@@ -296,6 +296,29 @@ static int set_header_timeout(struct gw_config *cfg, const char *name, void *slo
 	return 0;
 }
 
+static int set_notify(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+		return gw_error_set(err, -EINVAL, "--notify: expected an http:// or https:// URL");
+	append(slot, value);
+	return 0;
+}
+
+static int set_notify_repeat(struct gw_config *cfg, const char *name, void *slot, const char *value,
+			     struct gw_error *err)
+{
+	int64_t ms;
+	(void)cfg;
+	(void)name;
+	if (gw_duration_parse(&ms, value) < 0 || ms < 1000)
+		return gw_error_set(err, -EINVAL,
+				    "--notify-repeat: expected a duration of at least 1s like 1h, got \"%s\"", value);
+	*(int64_t *)slot = ms;
+	return 0;
+}
+
 #define AT(field) offsetof(struct gw_config, field)
 
 static const struct {
@@ -344,6 +367,10 @@ static const struct {
 	{ "mode", 0, 0, set_mode, AT(observe) },
 	{ "auto-revert", 0, 1, set_bool, AT(auto_revert) },
 	{ "healthy-deadline", 0, 0, set_healthy_deadline, AT(healthy_deadline_ms) },
+	{ "notify", 1, 0, set_notify, AT(notify) },
+	{ "notify-secret-file", 0, 0, set_file, AT(notify_secret_file) },
+	{ "notify-repeat", 0, 0, set_notify_repeat, AT(notify_repeat_ms) },
+	{ "notify-exec", 0, 0, set_nonempty, AT(notify_exec) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -391,6 +418,9 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->gpg_keyring);
 	free(cfg->age_identity);
 	free(cfg->plugin_dir);
+	gw_strlist_free(&cfg->notify);
+	free(cfg->notify_secret_file);
+	free(cfg->notify_exec);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -9,6 +9,7 @@ import re
 import time
 
 from gwtest import pid_alive, proc_yaml, run, stop, wait_for
+from test_events import Receiver
 from test_operate import OperateBase
 
 BOUND = 120.0
@@ -45,7 +46,10 @@ class AgentRevert(RevertBase):
     def test_a_commit_never_healthy_is_reverted_and_not_tried_again_after_a_restart_until_the_ref_moves(self):
         r = self.repo()
         c1 = self.web(r, "3601", GOOD, "c1")
-        args = ("--path", "apps", "--interval", "1s", "--splay", "0", "--auto-revert", "--healthy-deadline", "4s")
+        rx = Receiver()
+        self.addCleanup(rx.close)
+        args = ("--path", "apps", "--interval", "1s", "--splay", "0", "--auto-revert", "--healthy-deadline", "4s",
+                "--notify", rx.url)
         a = self.agent(r, *args)
         wait_for(lambda: self.state_or_empty().get("rollout", {}).get("good_commit") == c1,
                  timeout=BOUND, what="c1 ran healthy")
@@ -84,6 +88,19 @@ class AgentRevert(RevertBase):
         self.assertEqual(self.metric(a, "gitward_reverted"), 1)
         self.assertGreaterEqual(self.metric(a, 'gitward_sync_total{result="reverted"}'), 1)
 
+        # told once, naming the bad commit, while polls (every second) and
+        # heal passes (health checks every second) keep refusing it
+        seen = self.passes(a)
+        wait_for(lambda: self.passes(a) >= seen + 4, timeout=BOUND, what="four more passes")
+        wait_for(lambda: rx.events("reverted"), timeout=BOUND, what="the reverted event")
+        reverted = rx.events("reverted")
+        self.assertEqual(len(reverted), 1, [e[2] for e in rx.events()])
+        self.assertEqual(reverted[0][2]["commit"], c2)
+        self.assertIn("Process/web is", reverted[0][2]["message"])
+        # the resource may recover (c1's web is healthy), the revert does not
+        self.assertEqual([e for e in rx.events("recovered") if e[2]["message"].endswith(" ended")], [],
+                         [e[2] for e in rx.events()])
+
         # not applied again, also by a new agent: polls go on, c1's web stays
         stop(a)
         self.assertEqual(a.returncode, 0)
@@ -105,6 +122,10 @@ class AgentRevert(RevertBase):
         self.assertEqual(doc["commit"], c3)
         self.assertIsNone(doc["reverted"])
         self.assertEqual(self.metric(a, "gitward_reverted"), 0)
+        wait_for(lambda: [e for e in rx.events("applied") if e[2]["commit"] == c3], timeout=BOUND,
+                 what="the applied event of c3")
+        self.assertTrue([e for e in rx.events("recovered") if e[2]["message"] == "reverted ended"],
+                        [e[2] for e in rx.events()])
 
     def test_without_auto_revert_a_bad_commit_stays_in_force(self):
         r = self.repo()

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 from gitservers import GitServers
+from test_events import Receiver
 from gwtest import (GITWARD, LISTEN_ANY, Repo, TempDirTest, agent_port, kill_workloads, pid_alive, proc_yaml, records,
                     run, stop, wait_for)
 
@@ -210,7 +211,9 @@ class Agent(unittest.TestCase):
         work.git("push", "-q", bare, "main")
         url = self.servers.https_url("rewind")
 
-        a = self.agent(url, "--path", "apps")
+        rx = Receiver()
+        self.addCleanup(rx.close)
+        a = self.agent(url, "--path", "apps", "--notify", rx.url)
         wait_for(lambda: self.status().get("commit") == c2 and sorted(pids(self.state)) == ["a", "b"],
                  what="c2 applied")
         before = pids(self.state)
@@ -228,6 +231,11 @@ class Agent(unittest.TestCase):
                  what="three passes refused")
         self.assertEqual(pids(self.state), before)
         self.assertTrue(all(pid_alive(p) for p in before.values()))
+        # told once, naming the refused tip, not once per pass
+        refused = wait_for(lambda: rx.events("rewind-refused"), what="the rewind-refused event")
+        self.assertEqual(len(refused), 1, [e[2] for e in rx.events()])
+        self.assertEqual(refused[0][2]["commit"], c1)
+        self.assertIn("--allow-rewind", refused[0][2]["message"])
         stop(a)
 
         a = self.agent(url, "--path", "apps", "--allow-rewind")

@@ -72,6 +72,13 @@ struct gw_config {
 	/* --exclude: files under --path left out (gitignore syntax, after the
 	 * repository's .gitwardignore) */
 	struct gw_strlist excludes;
+	/* events (SPEC "Events"): webhook URLs (the URL may hold credentials:
+	 * never logged raw), their HMAC secret, how often the same failure is
+	 * told again (0: 1 h), the exec hook */
+	struct gw_strlist notify;
+	char *notify_secret_file;
+	int64_t notify_repeat_ms;
+	char *notify_exec;
 	/* which of the above were set explicitly (flags win over the file) */
 	uint64_t set_mask; /* bit i: options[i] of config.c was given as a flag */
 };
