@@ -341,3 +341,52 @@ class DeadSinks(EventsBase):
             del os.environ["GITWARD_NOTIFY_QUEUE"]
         wait_for(lambda: (self.metric(a, "gitward_notify_dropped_total") or 0) >= 2, what="drops counted")
         self.assertIn("events queue is full", self.log())
+
+
+RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../contrib/notify/gitward-chat-relay")
+
+
+class ChatRelay(EventsBase):
+    """contrib/notify/gitward-chat-relay, the README's Slack/Teams recipe:
+    the exec hook turns each event into {"text": ...} for a chat incoming
+    webhook (here a local receiver standing in for Slack's)."""
+
+    def test_the_recipe_posts_a_text_message_and_keeps_the_url_secret(self):
+        chat = Receiver()
+        self.addCleanup(chat.close)
+        url_file = os.path.join(self.tmp, "chat-webhook-url")
+        with open(url_file, "w") as f:
+            f.write(chat.url + "?token=chat-" + URL_PASSWORD + "\n")
+        os.chmod(url_file, 0o600)
+        hook = os.path.join(self.tmp, "chat-hook")
+        with open(hook, "w") as f:  # the README's two-line wrapper
+            f.write(f"#!/bin/sh\nexec {RELAY} {url_file}\n")
+        os.chmod(hook, 0o755)
+        a = self.agent(self.web_repo(), "--path", "apps", "--interval", "1h", "--notify-exec", hook)
+        wait_for(lambda: chat.requests, what="a chat message")
+        with chat.lock:
+            headers, body = chat.requests[0]
+        msg = json.loads(body)
+        self.assertEqual(set(msg), {"text"})
+        self.assertRegex(msg["text"], r"^✅ gitward applied on n1 at main [0-9a-f]{12}\n")
+        self.assertIn("• Process/web: create, running", msg["text"])
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual(self.metric(a, 'gitward_notify_failed_total{sink="exec"}') or 0, 0)
+        self.assertNotIn(URL_PASSWORD, self.log())
+
+    def test_the_recipe_fails_without_printing_the_url(self):
+        url_file = os.path.join(self.tmp, "chat-webhook-url")
+        with open(url_file, "w") as f:  # a closed port: nothing listens
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+            f.write(f"http://127.0.0.1:{port}/services/T0/B0/{URL_PASSWORD}\n")
+        r = subprocess.run([RELAY, url_file], input=b'{"event": "failed", "node": "n1", "message": "x"}',
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn(b"cannot reach the chat server", r.stderr)
+        self.assertNotIn(URL_PASSWORD.encode(), r.stderr + r.stdout)
+        r = subprocess.run([RELAY, os.path.join(self.tmp, "missing")], input=b"{}", capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn(b"cannot read the webhook URL file", r.stderr)
