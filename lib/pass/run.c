@@ -302,11 +302,6 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 	memcpy(out->count, pass->plan.count, sizeof(out->count));
 	gw_manifest_set_empty_warning(out->no_manifest, sizeof(out->no_manifest), &pass->set);
 	log_plan(&pass->plan);
-	if (opts->on_apply && !pass->observe_mode &&
-	    pass->plan.count[GW_ACTION_CREATE] + pass->plan.count[GW_ACTION_UPDATE] +
-			    pass->plan.count[GW_ACTION_DELETE] + pass->plan.count[GW_ACTION_RESTART] >
-		    0)
-		opts->on_apply(opts->on_apply_ud, pass->commit);
 	rc = gw_pass_execute(&out->report, pass, opts, set, &err);
 	out->suspended = pass->suspend.on;
 	out->observe = pass->observe_mode;

@@ -10,7 +10,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gwtest import GITWARD, proc_yaml, wait_for
+from gwtest import GITWARD, proc_yaml, run, wait_for
 from test_agent import AgentBase
 
 TOKEN = "forge-token-9d2e71c4"  # never in a log line nor the status
@@ -175,6 +175,26 @@ class Failures(CommitStatusBase):
         _, metrics = self.http(a, "/metrics")
         self.assertIn('gitward_notify_failed_total{sink="commit-status"} 2', metrics)
         self.secrets_kept(a)
+
+
+    def test_a_suspended_node_applies_nothing_and_sets_no_status(self):
+        r = self.repo()
+        r.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", "3600")))
+        sha = r.commit("web")
+        a = self.agent(r, "--path", "apps", "--interval", "1s", "--splay", "0",
+                       *self.forge_args("github", self.forge.base, "acme/site"))
+        wait_for(lambda: len(self.forge.statuses(sha)) >= 2, what="the first commit's statuses")
+        self.assertEqual(run("suspend", "--reason", "disk swap", "--state-dir", self.state).rc, 0)
+        r.write("apps/api.yaml", proc_yaml("api", ("/bin/sleep", "3600")))
+        sha2 = r.commit("api")
+        wait_for(lambda: self.state_json().get("remote_commit") == sha2 or self.passes(a) >= 12,
+                 what="the new commit seen")
+        seen = self.passes(a)
+        wait_for(lambda: self.passes(a) >= seen + 4, what="four passes while suspended")
+        self.assertEqual(self.forge.statuses(sha2), [])
+        self.assertEqual(run("resume", "--state-dir", self.state).rc, 0)
+        got = wait_for(lambda: (s := self.forge.statuses(sha2)) and len(s) >= 2 and s, what="statuses after resume")
+        self.assertEqual([s for s, _ in got], ["pending", "success"])
 
 
 class Options(CommitStatusBase):
