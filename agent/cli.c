@@ -61,6 +61,10 @@ static const struct option common[] = {
 	{ "notify-secret-file", required_argument, 0, 0 },
 	{ "notify-repeat", required_argument, 0, 0 },
 	{ "notify-exec", required_argument, 0, 0 },
+	{ "commit-status", required_argument, 0, 0 },
+	{ "forge-api", required_argument, 0, 0 },
+	{ "forge-repo", required_argument, 0, 0 },
+	{ "forge-token-file", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 

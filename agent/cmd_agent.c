@@ -49,7 +49,12 @@ static const char agent_usage[] =
 	"  --notify-secret-file F     sign events: X-Gitward-Signature-256 (HMAC-SHA256 of the body)\n"
 	"  --notify-repeat DUR        the same failure is told again only after this (default 1h)\n"
 	"  --notify-exec PATH         run PATH with each event on stdin, GITWARD_EVENT, _NODE, _COMMIT,\n"
-	"                             _MESSAGE in its environment (killed after 30s)\n" CLI_HELP_REST;
+	"                             _MESSAGE in its environment (killed after 30s)\n"
+	"  --commit-status FORGE      github, gitlab or gitea: a commit status gitward/NODE (pending,\n"
+	"                             then success or failure) on each commit applied\n"
+	"  --forge-api URL            the forge's API, e.g. https://api.github.com\n"
+	"  --forge-repo OWNER/NAME    the repository (GitLab: OWNER/NAME or the project ID)\n"
+	"  --forge-token-file F       the forge's API token (read once at start)\n" CLI_HELP_REST;
 
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;
@@ -287,6 +292,29 @@ static bool parse_options(int *code, struct gw_config *cfg, int argc, char **arg
 		*code = cli_usage_error("agent", "--repo is required: the Git repository to read (URL or local path)");
 		return true;
 	}
+	/* commit statuses: the four go together */
+	const char *forge[][2] = { { "--commit-status", cfg->commit_status },
+				   { "--forge-api", cfg->forge_api },
+				   { "--forge-repo", cfg->forge_repo },
+				   { "--forge-token-file", cfg->forge_token_file } };
+	char missing[128] = "";
+	bool any = false;
+	for (size_t i = 0; i < 4; i++) {
+		any |= forge[i][1] != NULL;
+		if (!forge[i][1])
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), "%s%s",
+				 missing[0] ? ", " : "", forge[i][0]);
+	}
+	if (any && missing[0]) {
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "commit statuses need --commit-status, --forge-api, --forge-repo and "
+			 "--forge-token-file together: missing %s",
+			 missing);
+		gw_config_free(cfg);
+		*code = cli_usage_error("agent", msg);
+		return true;
+	}
 	return false;
 }
 
@@ -349,6 +377,10 @@ static int notifier_open(struct gw_notifier **out, const struct gw_config *cfg)
 				    .nurls = cfg->notify.n,
 				    .secret_file = cfg->notify_secret_file,
 				    .exec = cfg->notify_exec,
+				    .forge = cfg->commit_status,
+				    .forge_api = cfg->forge_api,
+				    .forge_repo = cfg->forge_repo,
+				    .forge_token_file = cfg->forge_token_file,
 				    .queue_max = q ? strtoul(q, NULL, 10) : 0 };
 	if (gw_notifier_open(out, &o, &err) < 0) {
 		fprintf(stderr, "gitward: error: %s\n", err.msg);
@@ -376,7 +408,7 @@ struct loop {
 	const struct gw_pass_opts *opts;
 	struct gw_backend_set *backends;
 	struct gw_metrics *metrics;
-	struct gw_notifier *notifier; /* NULL: no --notify, --notify-exec */
+	struct gw_notifier *notifier; /* NULL: no --notify, --notify-exec, --commit-status */
 	struct gw_notify_tracker events_told;
 	struct gw_manifest_cache *manifests; /* parsed manifests by blob id */
 	struct gw_watch watch;
@@ -410,6 +442,15 @@ static void log_controls(struct loop *l, const struct gw_run_summary *sum)
 		gw_log(GW_LOG_INFO, "", "resumed (gitward resume): applying and healing again");
 }
 
+/* --commit-status: a pass starts applying a commit (its plan has actions) */
+static void on_apply(void *ud, const char *commit)
+{
+	struct loop *l = ud;
+	char desc[128];
+	snprintf(desc, sizeof(desc), "applying %.12s on %s", commit, l->cfg->node);
+	gw_notify_commit_status(l->notifier, &l->events_told, l->cfg->node, commit, GW_COMMIT_PENDING, desc);
+}
+
 /* One pass, then what to watch and when the next full pass is due.
  * fetched: the result of a full pass's fetch that already ran (NULL: the
  * pass fetches, or heals). */
@@ -422,6 +463,10 @@ static void loop_pass(struct loop *l, const struct gw_error *fetched)
 		l->trigger = full_trigger();
 	opts.trigger = l->mode == GW_PASS_FULL ? l->trigger : want_restart ? "restart" : "poll";
 	want_restart = false;
+	if (gw_notifier_statuses(l->notifier)) {
+		opts.on_apply = on_apply;
+		opts.on_apply_ud = l;
+	}
 	int64_t began = gw_now_ms();
 	if (l->mode == GW_PASS_FULL && !fetched)
 		want_pass = 0; /* else cleared when the fetch began */

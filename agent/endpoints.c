@@ -232,7 +232,7 @@ static double seconds(int64_t ms)
 }
 
 /* What the loop counted: passes, their timing, Git, webhooks. */
-/* Events (--notify, --notify-exec): delivered, given up, dropped */
+/* Events (--notify, --notify-exec, --commit-status): delivered, given up, dropped */
 static void notify_metrics(struct gw_strbuf *sb, struct gw_notifier *n)
 {
 	struct gw_notify_counts c;

@@ -12,14 +12,15 @@ _gitward()
 	case $prev in
 	--output) COMPREPLY=($(compgen -W "text json markdown github" -- "$cur")); return ;;
 	--log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+	--commit-status) COMPREPLY=($(compgen -W "github gitlab gitea" -- "$cur")); return ;;
 	--mode) COMPREPLY=($(compgen -W "enforce observe" -- "$cur")); return ;;
 	--log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
 	--state-dir|--run-dir|--log-dir) _filedir -d; return ;;
-	--path|--config|--webhook-secret-file|--container-socket|--repo|--ca-file|--known-hosts|--ssh-key|--git-password-file|--allowed-signers|--gpg-keyring|--age-identity|--plugin-dir|--notify-secret-file|--notify-exec|--nodes|--against) _filedir; return ;;
+	--path|--config|--webhook-secret-file|--container-socket|--repo|--ca-file|--known-hosts|--ssh-key|--git-password-file|--allowed-signers|--gpg-keyring|--age-identity|--plugin-dir|--notify-secret-file|--notify-exec|--forge-token-file|--nodes|--against) _filedir; return ;;
 	esac
 	case ${words[1]} in
 	reconcile) COMPREPLY=($(compgen -W "$common --dry-run --output --against" -- "$cur")) ;;
-	agent) COMPREPLY=($(compgen -W "$common --interval --splay --listen --webhook-secret-file --stuck-after --header-timeout --notify --notify-secret-file --notify-repeat --notify-exec" -- "$cur")) ;;
+	agent) COMPREPLY=($(compgen -W "$common --interval --splay --listen --webhook-secret-file --stuck-after --header-timeout --notify --notify-secret-file --notify-repeat --notify-exec --commit-status --forge-api --forge-repo --forge-token-file" -- "$cur")) ;;
 	diff) COMPREPLY=($(compgen -W "$common --base --head --nodes --output" -- "$cur")) ;;
 	validate) [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--output --exclude --verbose --help" -- "$cur")) || _filedir ;;
 	status) COMPREPLY=($(compgen -W "--output --state-dir --help" -- "$cur")) ;;

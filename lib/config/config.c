@@ -319,6 +319,22 @@ static int set_notify_repeat(struct gw_config *cfg, const char *name, void *slot
 	return 0;
 }
 
+static int set_commit_status(struct gw_config *cfg, const char *name, void *slot, const char *value,
+			     struct gw_error *err)
+{
+	if (strcmp(value, "github") && strcmp(value, "gitlab") && strcmp(value, "gitea"))
+		return gw_error_set(err, -EINVAL, "--commit-status: expected github, gitlab or gitea, got \"%s\"",
+				    value);
+	return set_nonempty(cfg, name, slot, value, err);
+}
+
+static int set_forge_api(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+		return gw_error_set(err, -EINVAL, "--forge-api: expected an http:// or https:// URL");
+	return set_nonempty(cfg, name, slot, value, err);
+}
+
 #define AT(field) offsetof(struct gw_config, field)
 
 static const struct {
@@ -371,6 +387,10 @@ static const struct {
 	{ "notify-secret-file", 0, 0, set_file, AT(notify_secret_file) },
 	{ "notify-repeat", 0, 0, set_notify_repeat, AT(notify_repeat_ms) },
 	{ "notify-exec", 0, 0, set_nonempty, AT(notify_exec) },
+	{ "commit-status", 0, 0, set_commit_status, AT(commit_status) },
+	{ "forge-api", 0, 0, set_forge_api, AT(forge_api) },
+	{ "forge-repo", 0, 0, set_nonempty, AT(forge_repo) },
+	{ "forge-token-file", 0, 0, set_file, AT(forge_token_file) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -421,6 +441,10 @@ void gw_config_free(struct gw_config *cfg)
 	gw_strlist_free(&cfg->notify);
 	free(cfg->notify_secret_file);
 	free(cfg->notify_exec);
+	free(cfg->commit_status);
+	free(cfg->forge_api);
+	free(cfg->forge_repo);
+	free(cfg->forge_token_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -23,6 +23,14 @@ static const char *const kind_names[GW_EVENT_MAX] = {
 	[GW_EVENT_RESUMED] = "resumed",
 	[GW_EVENT_REWIND_REFUSED] = "rewind-refused",
 	[GW_EVENT_REVERTED] = "reverted",
+	[GW_EVENT_COMMIT_STATUS] = "commit-status",
+};
+
+static const char *const commit_state_names[GW_COMMIT_MAX] = {
+	[GW_COMMIT_PENDING] = "pending",
+	[GW_COMMIT_SUCCESS] = "success",
+	[GW_COMMIT_FAILURE] = "failure",
+	[GW_COMMIT_ERROR] = "error",
 };
 
 /* The event a pass's result raises: a failure condition (held back while
@@ -280,4 +288,40 @@ int gw_notify_derive(struct gw_event **out, size_t *n, struct gw_notify_tracker 
 	*out = e.v;
 	*n = e.n;
 	return 0;
+}
+
+const char *gw_commit_state_to_string(enum gw_commit_state s)
+{
+	return s >= 0 && s < GW_COMMIT_MAX ? commit_state_names[s] : "error";
+}
+
+static struct gw_notify_told *told_find(const struct gw_notify_tracker *t, const char *commit)
+{
+	for (size_t i = 0; i < sizeof(t->told) / sizeof(t->told[0]); i++)
+		if (t->told[i].commit[0] && !strcmp(t->told[i].commit, commit))
+			return (struct gw_notify_told *)&t->told[i];
+	return NULL;
+}
+
+bool gw_notify_status_due(struct gw_notify_tracker *t, const char *commit, enum gw_commit_state state)
+{
+	if (!commit || !commit[0] || state < 0 || state >= GW_COMMIT_MAX)
+		return false;
+	struct gw_notify_told *k = told_find(t, commit);
+	if (!k) { /* the oldest commit remembered makes room */
+		k = &t->told[t->told_next];
+		t->told_next = (t->told_next + 1) % (sizeof(t->told) / sizeof(t->told[0]));
+		snprintf(k->commit, sizeof(k->commit), "%s", commit);
+		k->sent = 0;
+	}
+	if (k->sent & (1u << state))
+		return false;
+	k->sent |= 1u << state;
+	return true;
+}
+
+bool gw_notify_status_applying(const struct gw_notify_tracker *t, const char *commit)
+{
+	const struct gw_notify_told *k = commit && commit[0] ? told_find(t, commit) : NULL;
+	return k && (k->sent & (1u << GW_COMMIT_PENDING));
 }

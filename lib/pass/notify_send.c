@@ -24,9 +24,6 @@
 #include "gitward/plan.h"
 #include "gitward/spawn.h"
 
-#define CONNECT_TIMEOUT_MS 5000L
-#define REQUEST_TIMEOUT_MS 10000L
-
 /* ---- the webhook ---- */
 
 struct webhook {
@@ -35,23 +32,6 @@ struct webhook {
 	unsigned char *secret;
 	size_t secret_len;
 };
-
-static size_t discard(char *p, size_t sz, size_t n, void *ud)
-{
-	(void)p;
-	(void)ud;
-	return sz * n;
-}
-
-/* libcurl calls this about once a second, also while it connects */
-static int progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
-{
-	(void)dltotal;
-	(void)dlnow;
-	(void)ultotal;
-	(void)ulnow;
-	return gw_cancel_requested(ud) ? 1 : 0;
-}
 
 static void sign(char *out, size_t size, const struct webhook *w, const char *body)
 {
@@ -67,46 +47,21 @@ static int webhook_deliver(struct gw_notify_sink *s, const struct gw_event *ev, 
 			   struct gw_error *err)
 {
 	struct webhook *w = (struct webhook *)s;
-	char sig[128], ebuf[CURL_ERROR_SIZE] = "";
-	long code = 0;
-	CURL *c = curl_easy_init();
+	char sig[128];
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-	if (w->secret) {
+	if (h && w->secret) {
 		sign(sig, sizeof(sig), w, ev->body);
-		h = curl_slist_append(h, sig);
+		struct curl_slist *h2 = curl_slist_append(h, sig);
+		if (!h2) {
+			curl_slist_free_all(h);
+			h = NULL;
+		}
 	}
-	if (!c || !h) {
-		curl_slist_free_all(h);
-		curl_easy_cleanup(c);
+	if (!h)
 		return gw_error_set(err, -ENOMEM, "%s: cannot start a request", s->shown);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, w->url);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, ev->body);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)stop);
-	CURLcode cc = curl_easy_perform(c);
-	if (cc == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
+	int rc = gw_notify__post(s->shown, w->url, ev->body, h, stop, err);
 	curl_slist_free_all(h);
-	if (cc != CURLE_OK) {
-		/* the error text may quote the URL: redacted */
-		char *why = gw_url_redacted(ebuf[0] ? ebuf : curl_easy_strerror(cc));
-		gw_error_set(err, -EIO, "POST %s: %s", s->shown, why ? why : "failed");
-		free(why);
-		return -EIO;
-	}
-	if (code < 200 || code >= 300)
-		return gw_error_set(err, -EIO, "POST %s: HTTP %ld", s->shown, code);
-	return 0;
+	return rc;
 }
 
 static void webhook_free(struct gw_notify_sink *s)
@@ -264,6 +219,7 @@ struct gw_notifier {
 	struct gw_notify_sink **sinks;
 	size_t nsinks;
 	int64_t retry_ms;
+	bool statuses; /* a sink takes commit statuses */
 };
 
 /* Wait ms unless stopped; false when stopped. */
@@ -308,7 +264,8 @@ static void *notify_main(void *arg)
 		n->len--;
 		pthread_mutex_unlock(&n->mu);
 		for (size_t i = 0; i < n->nsinks && !gw_cancel_requested(&n->stop); i++)
-			deliver(n, n->sinks[i], ev);
+			if (n->sinks[i]->ops->commit_status == (ev->kind == GW_EVENT_COMMIT_STATUS))
+				deliver(n, n->sinks[i], ev);
 		gw_event_free(ev);
 		free(ev);
 	}
@@ -339,6 +296,8 @@ int gw_notifier_start(struct gw_notifier **out, struct gw_notify_sink **sinks, s
 	n->max = queue_max;
 	n->sinks = sinks; /* now owned by n */
 	n->nsinks = nsinks;
+	for (size_t i = 0; i < nsinks; i++)
+		n->statuses |= sinks[i]->ops->commit_status;
 	n->retry_ms = retry_ms > 0 ? retry_ms : 1000;
 	atomic_init(&n->dropped, 0);
 	pthread_mutex_init(&n->mu, NULL);
@@ -425,23 +384,23 @@ void gw_notifier_stop(struct gw_notifier *n)
 #define SECRET_MAX 65536
 #define EXEC_TIMEOUT_MS 30000
 
-static int read_secret(char **out, size_t *len, const char *path, struct gw_error *err)
+static int read_secret(char **out, size_t *len, const char *path, const char *option, struct gw_error *err)
 {
 	if (gw_file_read(out, len, path, SECRET_MAX, err) < 0)
-		return gw_error_prefix(err, "--notify-secret-file");
+		return gw_error_prefix(err, option);
 	while (*len && ((*out)[*len - 1] == '\n' || (*out)[*len - 1] == '\r'))
 		(*out)[--*len] = '\0';
 	if (!*len) {
 		free(*out);
 		*out = NULL;
-		return gw_error_set(err, -EINVAL, "--notify-secret-file %s is empty", path);
+		return gw_error_set(err, -EINVAL, "%s %s is empty", option, path);
 	}
 	return 0;
 }
 
 int gw_notifier_open(struct gw_notifier **out, const struct gw_notify_opts *o, struct gw_error *err)
 {
-	size_t n = 0, max = o->nurls + (o->exec ? 1 : 0), slen = 0;
+	size_t n = 0, max = o->nurls + (o->exec ? 1 : 0) + (o->forge ? 1 : 0), slen = 0;
 	char *secret = NULL;
 	int rc = 0;
 	*out = NULL;
@@ -451,7 +410,7 @@ int gw_notifier_open(struct gw_notifier **out, const struct gw_notify_opts *o, s
 	if (!sinks)
 		return gw_error_set(err, -ENOMEM, "out of memory");
 	if (o->secret_file)
-		rc = read_secret(&secret, &slen, o->secret_file, err);
+		rc = read_secret(&secret, &slen, o->secret_file, "--notify-secret-file", err);
 	for (size_t i = 0; rc == 0 && i < o->nurls; i++)
 		if ((rc = gw_notify_webhook_new(&sinks[n], o->urls[i], secret, slen, err)) == 0)
 			n++;
@@ -459,6 +418,14 @@ int gw_notifier_open(struct gw_notifier **out, const struct gw_notify_opts *o, s
 		n++;
 	if (secret)
 		gw_secure_free(secret);
+	if (rc == 0 && o->forge) {
+		char *token = NULL;
+		size_t tlen = 0;
+		rc = read_secret(&token, &tlen, o->forge_token_file, "--forge-token-file", err);
+		if (rc == 0 &&
+		    (rc = gw_notify_forge_new(&sinks[n], o->forge, o->forge_api, o->forge_repo, token, err)) == 0)
+			n++;
+	}
 	if (rc < 0) {
 		sinks_free(sinks, n);
 		return rc;
@@ -481,6 +448,64 @@ static void not_converged(char *out, size_t size, const struct gw_state_file *st
 		o += (size_t)snprintf(out + o, size - o, "%s %s/%s", shown > 1 ? "," : "",
 				      gw_kind_to_string(st->res[i].kind), st->res[i].name);
 	}
+}
+
+bool gw_notifier_statuses(const struct gw_notifier *n)
+{
+	return n && n->statuses;
+}
+
+void gw_notify_commit_status(struct gw_notifier *n, struct gw_notify_tracker *t, const char *node, const char *commit,
+			     enum gw_commit_state state, const char *description)
+{
+	if (!gw_notifier_statuses(n) || !gw_notify_status_due(t, commit, state))
+		return;
+	struct gw_event *ev = calloc(1, sizeof(*ev));
+	if (!ev)
+		return;
+	ev->kind = GW_EVENT_COMMIT_STATUS;
+	snprintf(ev->commit, sizeof(ev->commit), "%s", commit);
+	ev->body = strdup(gw_commit_state_to_string(state));
+	ev->node = strdup(node ? node : "");
+	ev->message = gw_url_redacted(description ? description : "");
+	if (!ev->body || !ev->node || !ev->message) {
+		gw_event_free(ev);
+		free(ev);
+		return;
+	}
+	gw_notifier_post(n, ev); /* now owned by n */
+}
+
+/* The final state of a commit applied here (pending sent): success once
+ * it converged, failure when it did not (and nothing still starts), was
+ * reverted, or its pass failed. */
+static void commit_final(struct gw_notifier *n, struct gw_notify_tracker *t, const struct gw_run_summary *sum,
+			 const char *node, const struct gw_notify_pass *p)
+{
+	const char *commit = sum->result == GW_RUN_REVERTED && sum->reverted[0] ? sum->reverted : sum->commit;
+	char desc[256];
+	enum gw_commit_state state;
+	if (!gw_notifier_statuses(n) || !gw_notify_status_applying(t, commit))
+		return;
+	switch (sum->result) {
+	case GW_RUN_CONVERGED:
+		state = GW_COMMIT_SUCCESS;
+		snprintf(desc, sizeof(desc), "converged on %s", node);
+		break;
+	case GW_RUN_NOT_CONVERGED:
+		if (sum->report.waiting)
+			return; /* still starting: pending holds */
+		/* fall through */
+	case GW_RUN_REVERTED:
+	case GW_RUN_ERROR:
+		state = GW_COMMIT_FAILURE;
+		snprintf(desc, sizeof(desc), "%s on %s: %s", gw_run_result_to_string(sum->result), node,
+			 p->message && p->message[0] ? p->message : "failed");
+		break;
+	default:
+		return;
+	}
+	gw_notify_commit_status(n, t, node, commit, state, desc);
 }
 
 void gw_notify_after_pass(struct gw_notifier *n, struct gw_notify_tracker *t, const struct gw_run_summary *sum,
@@ -538,6 +563,7 @@ void gw_notify_after_pass(struct gw_notifier *n, struct gw_notify_tracker *t, co
 				    .res = st.res,
 				    .nres = st.n,
 				    .began_s = began_ms / 1000 };
+	commit_final(n, t, sum, node, &p);
 	if (gw_notify_derive(&evs, &nev, t, &p, gw_now_ms(), &err) < 0)
 		gw_log(GW_LOG_WARN, "", "events: %s", err.msg);
 	for (size_t i = 0; i < nev; i++) {

@@ -491,6 +491,11 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	pass->observe_mode = opts->observe;
 	pass->auto_revert_ms = opts->auto_revert_ms;
 	pass->hold = pass->suspend.on || opts->observe;
+	/* a commit starts being applied (held: nothing is) */
+	const size_t *n = pass->plan.count;
+	if (opts->on_apply && !pass->hold &&
+	    n[GW_ACTION_CREATE] + n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE] + n[GW_ACTION_RESTART] > 0)
+		opts->on_apply(opts->on_apply_ud, pass->commit);
 	GW_PROF_BEGIN(execute);
 	int rc = gw_apply_execute(out, pass, opts->node, opts->labels, opts->state_dir, set, err);
 	GW_PROF_END(execute, "apply (execute, record)");

@@ -283,9 +283,36 @@ static void test_a_full_queue_drops_its_oldest_and_stop_ends_a_hung_delivery(voi
 	assert_int_equal(atomic_load(&hang_calls), 1);
 }
 
+static void test_a_commit_gets_each_status_once(void **state)
+{
+	struct gw_notify_tracker t;
+	char c[41];
+	(void)state;
+	gw_notify_tracker_init(&t, 1000);
+	assert_false(gw_notify_status_applying(&t, "aaaa"));
+	assert_true(gw_notify_status_due(&t, "aaaa", GW_COMMIT_PENDING));
+	assert_false(gw_notify_status_due(&t, "aaaa", GW_COMMIT_PENDING));
+	assert_true(gw_notify_status_applying(&t, "aaaa"));
+	assert_true(gw_notify_status_due(&t, "aaaa", GW_COMMIT_FAILURE));
+	assert_false(gw_notify_status_due(&t, "aaaa", GW_COMMIT_FAILURE));
+	assert_true(gw_notify_status_due(&t, "aaaa", GW_COMMIT_SUCCESS)); /* a later recovery is a new state */
+	assert_false(gw_notify_status_due(&t, "", GW_COMMIT_PENDING));
+	/* the oldest of more commits than remembered is forgotten, the newest kept */
+	for (int i = 0; i < 8; i++) {
+		snprintf(c, sizeof(c), "c%d", i);
+		assert_true(gw_notify_status_due(&t, c, GW_COMMIT_PENDING));
+	}
+	assert_false(gw_notify_status_applying(&t, "aaaa"));
+	assert_true(gw_notify_status_applying(&t, "c7"));
+	assert_false(gw_notify_status_due(&t, "c7", GW_COMMIT_PENDING));
+	assert_string_equal(gw_commit_state_to_string(GW_COMMIT_FAILURE), "failure");
+	gw_notify_tracker_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_a_commit_gets_each_status_once),
 		cmocka_unit_test(test_a_converged_pass_that_changed_something_is_applied),
 		cmocka_unit_test(test_the_same_failure_is_told_once_per_repeat_period),
 		cmocka_unit_test(test_another_failure_is_told_at_once),

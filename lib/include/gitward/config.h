@@ -79,6 +79,10 @@ struct gw_config {
 	char *notify_secret_file;
 	int64_t notify_repeat_ms;
 	char *notify_exec;
+	char *commit_status; /* github, gitlab, gitea */
+	char *forge_api;
+	char *forge_repo;
+	char *forge_token_file;
 	/* which of the above were set explicitly (flags win over the file) */
 	uint64_t set_mask; /* bit i: options[i] of config.c was given as a flag */
 };

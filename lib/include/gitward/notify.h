@@ -28,6 +28,7 @@ enum gw_event_kind {
 	GW_EVENT_RESUMED,
 	GW_EVENT_REWIND_REFUSED,
 	GW_EVENT_REVERTED,
+	GW_EVENT_COMMIT_STATUS, /* for --commit-status only: body is the state */
 	GW_EVENT_MAX
 };
 /* "applied", "failed", "invalid-commit", ... */
@@ -76,6 +77,12 @@ struct gw_notify_tracker {
 		int64_t sent_ms;
 	} * bad;
 	size_t nbad;
+	/* --commit-status: the states sent for the last few commits */
+	struct gw_notify_told {
+		char commit[41];
+		unsigned sent; /* 1 << enum gw_commit_state */
+	} told[8];
+	size_t told_next;
 };
 void gw_notify_tracker_init(struct gw_notify_tracker *t, int64_t repeat_ms);
 void gw_notify_tracker_free(struct gw_notify_tracker *t);
@@ -83,6 +90,17 @@ void gw_notify_tracker_free(struct gw_notify_tracker *t);
  * (caller frees each with gw_event_free, then the array); *n may be 0. */
 int gw_notify_derive(struct gw_event **out, size_t *n, struct gw_notify_tracker *t, const struct gw_notify_pass *p,
 		     int64_t now_ms, struct gw_error *err);
+
+/* ---- commit statuses (--commit-status) ---- */
+
+enum gw_commit_state { GW_COMMIT_PENDING, GW_COMMIT_SUCCESS, GW_COMMIT_FAILURE, GW_COMMIT_ERROR, GW_COMMIT_MAX };
+/* "pending", "success", "failure", "error" */
+const char *gw_commit_state_to_string(enum gw_commit_state s);
+/* True (and remembered) when state was not yet sent for commit: a commit
+ * gets each state once, not once per pass. */
+bool gw_notify_status_due(struct gw_notify_tracker *t, const char *commit, enum gw_commit_state state);
+/* True when pending was sent for commit (it was applied here). */
+bool gw_notify_status_applying(const struct gw_notify_tracker *t, const char *commit);
 
 /* ---- delivery ---- */
 
@@ -100,6 +118,8 @@ struct gw_notify_sink_ops {
 	int (*deliver)(struct gw_notify_sink *s, const struct gw_event *ev, const struct gw_cancel *stop,
 		       struct gw_error *err);
 	void (*free)(struct gw_notify_sink *s);
+	/* takes the commit statuses (GW_EVENT_COMMIT_STATUS) and nothing else */
+	bool commit_status;
 };
 /* A POST of the body to url, signed with secret (NULL: unsigned). */
 int gw_notify_webhook_new(struct gw_notify_sink **out, const char *url, const char *secret, size_t secret_len,
@@ -107,6 +127,15 @@ int gw_notify_webhook_new(struct gw_notify_sink **out, const char *url, const ch
 /* path run with the body on stdin and GITWARD_* in its environment,
  * killed after timeout_ms. */
 int gw_notify_exec_new(struct gw_notify_sink **out, const char *path, int64_t timeout_ms, struct gw_error *err);
+/* A commit status on a forge: forge "github", "gitlab" or "gitea"; api its
+ * API's base URL; repo OWNER/NAME (or a GitLab project ID); token taken
+ * (cleansed and freed with the sink, never logged). */
+int gw_notify_forge_new(struct gw_notify_sink **out, const char *forge, const char *api, const char *repo, char *token,
+			struct gw_error *err);
+/* A POST of body with headers (a curl_slist) to url, named shown in errors
+ * (internal: the webhook and the forges). */
+int gw_notify__post(const char *shown, const char *url, const char *body, void *headers, const struct gw_cancel *stop,
+		    struct gw_error *err);
 
 #define GW_NOTIFY_QUEUE_DEFAULT 256
 #define GW_NOTIFY_TRIES 3
@@ -140,10 +169,19 @@ struct gw_notify_opts {
 	const char *secret_file; /* --notify-secret-file: read once, here */
 	const char *exec; /* --notify-exec */
 	size_t queue_max; /* 0: GW_NOTIFY_QUEUE_DEFAULT */
+	/* --commit-status, --forge-api, --forge-repo, --forge-token-file
+	 * (the token read once, here); forge NULL: none */
+	const char *forge, *forge_api, *forge_repo, *forge_token_file;
 };
 /* The sinks of o and their thread; *out NULL (and 0) when o names none.
  * The secret is never logged nor put in an event. */
 int gw_notifier_open(struct gw_notifier **out, const struct gw_notify_opts *o, struct gw_error *err);
+
+/* Whether n has a --commit-status sink. */
+bool gw_notifier_statuses(const struct gw_notifier *n);
+/* Queue state for commit (once per commit and state, through t). */
+void gw_notify_commit_status(struct gw_notifier *n, struct gw_notify_tracker *t, const char *node, const char *commit,
+			     enum gw_commit_state state, const char *description);
 
 struct gw_run_summary;
 /* After a pass of the agent: its events (the resources as state_dir's

@@ -64,6 +64,10 @@ struct gw_pass_opts {
 	 * is the one the pin was made at, the pinned commit is read instead
 	 * (the agent and reconcile; not diff nor a review) */
 	bool follow_pin;
+	/* optional: called when the pass starts applying commit (its plan has
+	 * actions), before any runs; --commit-status sets pending there */
+	void (*on_apply)(void *ud, const char *commit);
+	void *on_apply_ud;
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures);
