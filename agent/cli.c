@@ -61,6 +61,7 @@ static const struct option common[] = {
 	{ "notify-secret-file", required_argument, 0, 0 },
 	{ "notify-repeat", required_argument, 0, 0 },
 	{ "notify-exec", required_argument, 0, 0 },
+	{ "alertmanager", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 

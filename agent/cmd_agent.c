@@ -49,7 +49,10 @@ static const char agent_usage[] =
 	"  --notify-secret-file F     sign events: X-Gitward-Signature-256 (HMAC-SHA256 of the body)\n"
 	"  --notify-repeat DUR        the same failure is told again only after this (default 1h)\n"
 	"  --notify-exec PATH         run PATH with each event on stdin, GITWARD_EVENT, _NODE, _COMMIT,\n"
-	"                             _MESSAGE in its environment (killed after 30s)\n" CLI_HELP_REST;
+	"                             _MESSAGE in its environment (killed after 30s)\n"
+	"  --alertmanager URL         push alerts to URL/api/v2/alerts while a condition lasts\n"
+	"                             (GitwardSyncFailing, ...ResourceUnhealthy, ...Suspended); "
+	"repeatable\n" CLI_HELP_REST;
 
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;
@@ -349,6 +352,8 @@ static int notifier_open(struct gw_notifier **out, const struct gw_config *cfg)
 				    .nurls = cfg->notify.n,
 				    .secret_file = cfg->notify_secret_file,
 				    .exec = cfg->notify_exec,
+				    .alertmanagers = (const char *const *)cfg->alertmanager.v,
+				    .nalertmanagers = cfg->alertmanager.n,
 				    .queue_max = q ? strtoul(q, NULL, 10) : 0 };
 	if (gw_notifier_open(out, &o, &err) < 0) {
 		fprintf(stderr, "gitward: error: %s\n", err.msg);

@@ -306,6 +306,17 @@ static int set_notify(struct gw_config *cfg, const char *name, void *slot, const
 	return 0;
 }
 
+static int set_alertmanager(struct gw_config *cfg, const char *name, void *slot, const char *value,
+			    struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+		return gw_error_set(err, -EINVAL, "--alertmanager: expected an http:// or https:// URL");
+	append(slot, value);
+	return 0;
+}
+
 static int set_notify_repeat(struct gw_config *cfg, const char *name, void *slot, const char *value,
 			     struct gw_error *err)
 {
@@ -371,6 +382,7 @@ static const struct {
 	{ "notify-secret-file", 0, 0, set_file, AT(notify_secret_file) },
 	{ "notify-repeat", 0, 0, set_notify_repeat, AT(notify_repeat_ms) },
 	{ "notify-exec", 0, 0, set_nonempty, AT(notify_exec) },
+	{ "alertmanager", 1, 0, set_alertmanager, AT(alertmanager) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -421,6 +433,7 @@ void gw_config_free(struct gw_config *cfg)
 	gw_strlist_free(&cfg->notify);
 	free(cfg->notify_secret_file);
 	free(cfg->notify_exec);
+	gw_strlist_free(&cfg->alertmanager);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

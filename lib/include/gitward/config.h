@@ -79,6 +79,7 @@ struct gw_config {
 	char *notify_secret_file;
 	int64_t notify_repeat_ms;
 	char *notify_exec;
+	struct gw_strlist alertmanager; /* --alertmanager URL */
 	/* which of the above were set explicitly (flags win over the file) */
 	uint64_t set_mask; /* bit i: options[i] of config.c was given as a flag */
 };
