@@ -148,6 +148,49 @@ class Alertmanager(AgentBase):
         wait_for(lambda: self.passes(a) >= seen + 3, what="three passes after the resume")
         self.assertEqual(self.active(am, "GitwardSuspended"), [])
 
+    def test_an_unhealthy_resource_fires_with_its_name_and_resolves_when_it_runs(self):
+        """Also: --alertmanager from the config file."""
+        am = self.alertmanager()
+        r = self.repo()
+        r.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", "3600")))
+        r.commit("web")
+        conf = os.path.join(self.tmp, "gitward.yaml")
+        with open(conf, "w") as f:
+            f.write(f"alertmanager: [http://127.0.0.1:{am.port}]\n")
+        a = self.agent(r, "--path", "apps", "--interval", "1s", "--splay", "0", "--config", conf)
+        wait_for(lambda: self.passes(a) >= 2, what="two passes")
+        r.write("apps/job.yaml", proc_yaml("job", ("/bin/sh", "-c", "exit 3"), "  restart: never\n"))
+        r.commit("a job that fails")
+        alerts = wait_for(lambda: self.active(am, "GitwardResourceUnhealthy"), what="GitwardResourceUnhealthy")
+        self.assertEqual(len(alerts), 1, alerts)
+        self.assertEqual(alerts[0]["labels"], {"alertname": "GitwardResourceUnhealthy", "node": "n1",
+                                               "severity": "warning", "resource": "Process/job"})
+        self.assertIn("exited with status 3", alerts[0]["annotations"]["description"])
+        r.write("apps/job.yaml", proc_yaml("job", ("/bin/sleep", "3600")))
+        r.commit("a job that runs")
+        wait_for(lambda: not self.active(am, "GitwardResourceUnhealthy"), what="GitwardResourceUnhealthy resolved")
+        wait_for(lambda: not self.active(am, "GitwardSyncFailing"), what="GitwardSyncFailing resolved")
+
+    def test_a_lasting_condition_is_re_sent_and_stays_firing(self):
+        """Re-sent at most every 60 s while it lasts (the delivery thread
+        ticks every 30 s): a later endsAt, the same startsAt. Waited for up
+        to 240 s; it comes within 60-90 s."""
+        am = self.alertmanager()
+        r = self.repo()
+        r.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", "3600")))
+        r.commit("web")
+        a = self.agent(r, "--path", "apps", "--interval", "1s", "--splay", "0",
+                       "--alertmanager", f"http://127.0.0.1:{am.port}")
+        wait_for(lambda: self.passes(a) >= 2, what="two passes")
+        self.assertEqual(run("suspend", "--state-dir", self.state).rc, 0)
+        first = wait_for(lambda: self.active(am, "GitwardSuspended"), what="GitwardSuspended active")[0]
+        later = wait_for(lambda: [x for x in self.active(am, "GitwardSuspended")
+                                  if when(x["endsAt"]) > when(first["endsAt"])],
+                         timeout=240, step=1, what="GitwardSuspended re-sent with a later endsAt")
+        self.assertEqual(len(later), 1, later)
+        self.assertEqual(later[0]["startsAt"], first["startsAt"])
+        self.assertGreaterEqual((when(later[0]["endsAt"]) - when(first["endsAt"])).total_seconds(), 59)
+
     def metric(self, agent, series):
         _, body = self.http(agent, "/metrics")
         m = re.search("^" + re.escape(series) + r" (\S+)$", body, re.M)
