@@ -351,7 +351,7 @@ static json_t *alerts_json(const struct alertmanager *a, int64_t now)
 		char starts[40], ends[40];
 		rfc3339(starts, sizeof(starts), x->starts_ms);
 		rfc3339(ends, sizeof(ends), x->ends_ms ? x->ends_ms : now + GW_ALERT_TTL_MS);
-		json_t *labels = json_deep_copy(a->labels);
+		json_t *labels = a->labels ? json_deep_copy(a->labels) : json_object();
 		const char *severity = !strcmp(x->name, "GitwardSyncFailing") ? "critical"
 			: !strcmp(x->name, "GitwardSuspended")		      ? "info"
 									      : "warning";
@@ -549,7 +549,8 @@ static void deliver(struct gw_notifier *n, struct gw_notify_sink *s, const struc
 		wait *= 2;
 	}
 	atomic_fetch_add(&s->failed, 1);
-	gw_log(GW_LOG_WARN, "", "event %s not delivered: %s", gw_event_kind_to_string(ev->kind), err.msg);
+	gw_log(GW_LOG_WARN, "", "%s %s not delivered: %s", ev->kind == GW_EVENT_NONE ? "alerts" : "event",
+	       ev->kind == GW_EVENT_NONE ? "re-sent" : gw_event_kind_to_string(ev->kind), err.msg);
 }
 
 static void *notify_main(void *arg)
@@ -564,9 +565,12 @@ static void *notify_main(void *arg)
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec += GW_NOTIFY_TICK_MS / 1000;
 		pthread_mutex_lock(&n->mu);
-		while (!n->len && !n->stopping)
-			if (pthread_cond_timedwait(&n->cv, &n->mu, &until) == ETIMEDOUT && ticks)
+		while (!n->len && !n->stopping) {
+			if (!ticks)
+				pthread_cond_wait(&n->cv, &n->mu);
+			else if (pthread_cond_timedwait(&n->cv, &n->mu, &until) == ETIMEDOUT)
 				break;
+		}
 		if (n->stopping) {
 			pthread_mutex_unlock(&n->mu);
 			return NULL;

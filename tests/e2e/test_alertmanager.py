@@ -11,10 +11,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from gwtest import proc_yaml, retry_port, run, stop, wait_for
 from test_agent import AgentBase
+from test_events import Receiver
 
 # Under CI (any non-empty value) a missing Alertmanager fails.
 CI = bool(os.environ.get("CI"))
@@ -195,3 +197,29 @@ class Alertmanager(AgentBase):
         _, body = self.http(agent, "/metrics")
         m = re.search("^" + re.escape(series) + r" (\S+)$", body, re.M)
         return float(m.group(1)) if m else None
+
+
+def cpu_seconds(pid):
+    """user + system CPU time a process has used (/proc/PID/stat)"""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DeliveryThread(AgentBase):
+    def test_an_idle_delivery_thread_without_alertmanager_sleeps(self):
+        """The thread wakes every 30 s only for --alertmanager's re-sends; with
+        a webhook alone it waits for events: no spinning once those 30 s have
+        passed. Counted as CPU time over 75 s idle (a spin burns tens of
+        seconds; the waiting thread next to nothing)."""
+        rx = Receiver()
+        self.addCleanup(rx.close)
+        r = self.repo()
+        r.write("apps/web.yaml", proc_yaml("web", ("/bin/sleep", "3600")))
+        r.commit("web")
+        a = self.agent(r, "--path", "apps", "--interval", "1h", "--notify", rx.url)
+        wait_for(lambda: rx.events("applied"), what="applied event")
+        before = cpu_seconds(a.pid)
+        time.sleep(75)  # the idle period measured: nothing raced against it
+        used = cpu_seconds(a.pid) - before
+        self.assertLess(used, 3.0, f"the idle agent used {used:.1f}s of CPU in 75s")
