@@ -65,6 +65,7 @@ static const struct option common[] = {
 	{ "forge-api", required_argument, 0, 0 },
 	{ "forge-repo", required_argument, 0, 0 },
 	{ "forge-token-file", required_argument, 0, 0 },
+	{ "alertmanager", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 

@@ -54,7 +54,10 @@ static const char agent_usage[] =
 	"                             then success or failure) on each commit applied\n"
 	"  --forge-api URL            the forge's API, e.g. https://api.github.com\n"
 	"  --forge-repo OWNER/NAME    the repository (GitLab: OWNER/NAME or the project ID)\n"
-	"  --forge-token-file F       the forge's API token (read once at start)\n" CLI_HELP_REST;
+	"  --forge-token-file F       the forge's API token (read once at start)\n"
+	"  --alertmanager URL         push alerts to URL/api/v2/alerts while a condition lasts\n"
+	"                             (GitwardSyncFailing, ...ResourceUnhealthy, ...Suspended); "
+	"repeatable\n" CLI_HELP_REST;
 
 static int wake[2] = { -1, -1 };
 static volatile sig_atomic_t want_stop, want_pass;
@@ -381,6 +384,8 @@ static int notifier_open(struct gw_notifier **out, const struct gw_config *cfg)
 				    .forge_api = cfg->forge_api,
 				    .forge_repo = cfg->forge_repo,
 				    .forge_token_file = cfg->forge_token_file,
+				    .alertmanagers = (const char *const *)cfg->alertmanager.v,
+				    .nalertmanagers = cfg->alertmanager.n,
 				    .queue_max = q ? strtoul(q, NULL, 10) : 0 };
 	if (gw_notifier_open(out, &o, &err) < 0) {
 		fprintf(stderr, "gitward: error: %s\n", err.msg);

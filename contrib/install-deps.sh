@@ -19,7 +19,7 @@ if [[ $what == test || $what == bench ]]; then
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev clang-format python3-yaml python3-jsonschema
          podman runc catatonit busybox-static curl tar qemu-system-x86 docker-registry
          nginx fcgiwrap openssh-server openssh-client openssl apache2-utils gnupg age
-         prometheus procps iproute2 groff-base gcovr)
+         prometheus prometheus-alertmanager procps iproute2 groff-base gcovr)
 fi
 if [[ $what == bench ]]; then
   pkgs+=(supervisor podman-compose hyperfine valgrind)

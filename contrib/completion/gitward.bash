@@ -20,7 +20,7 @@ _gitward()
 	esac
 	case ${words[1]} in
 	reconcile) COMPREPLY=($(compgen -W "$common --dry-run --output --against" -- "$cur")) ;;
-	agent) COMPREPLY=($(compgen -W "$common --interval --splay --listen --webhook-secret-file --stuck-after --header-timeout --notify --notify-secret-file --notify-repeat --notify-exec --commit-status --forge-api --forge-repo --forge-token-file" -- "$cur")) ;;
+	agent) COMPREPLY=($(compgen -W "$common --interval --splay --listen --webhook-secret-file --stuck-after --header-timeout --notify --notify-secret-file --notify-repeat --notify-exec --commit-status --forge-api --forge-repo --forge-token-file --alertmanager" -- "$cur")) ;;
 	diff) COMPREPLY=($(compgen -W "$common --base --head --nodes --output" -- "$cur")) ;;
 	validate) [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--output --exclude --verbose --help" -- "$cur")) || _filedir ;;
 	status) COMPREPLY=($(compgen -W "--output --state-dir --help" -- "$cur")) ;;

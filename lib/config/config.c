@@ -306,6 +306,17 @@ static int set_notify(struct gw_config *cfg, const char *name, void *slot, const
 	return 0;
 }
 
+static int set_alertmanager(struct gw_config *cfg, const char *name, void *slot, const char *value,
+			    struct gw_error *err)
+{
+	(void)cfg;
+	(void)name;
+	if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+		return gw_error_set(err, -EINVAL, "--alertmanager: expected an http:// or https:// URL");
+	append(slot, value);
+	return 0;
+}
+
 static int set_notify_repeat(struct gw_config *cfg, const char *name, void *slot, const char *value,
 			     struct gw_error *err)
 {
@@ -391,6 +402,7 @@ static const struct {
 	{ "forge-api", 0, 0, set_forge_api, AT(forge_api) },
 	{ "forge-repo", 0, 0, set_nonempty, AT(forge_repo) },
 	{ "forge-token-file", 0, 0, set_file, AT(forge_token_file) },
+	{ "alertmanager", 1, 0, set_alertmanager, AT(alertmanager) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -445,6 +457,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->forge_api);
 	free(cfg->forge_repo);
 	free(cfg->forge_token_file);
+	gw_strlist_free(&cfg->alertmanager);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -58,6 +58,7 @@ void gw_event_free(struct gw_event *ev)
 	free(ev->body);
 	free(ev->node);
 	free(ev->message);
+	free(ev->resource);
 	memset(ev, 0, sizeof(*ev));
 }
 
@@ -110,6 +111,8 @@ static int event_make(struct gw_event *ev, enum gw_event_kind kind, const struct
 	ev->message = gw_url_redacted(message ? message : "");
 	ev->node = strdup(p->node ? p->node : "");
 	snprintf(ev->commit, sizeof(ev->commit), "%s", p->commit ? p->commit : "");
+	if (only && asprintf(&ev->resource, "%s/%s", gw_kind_to_string(only->kind), only->name) < 0)
+		ev->resource = NULL;
 	json_t *res = json_array();
 	for (size_t i = 0; res && i < p->nres; i++)
 		if (!only || &p->res[i] == only)
@@ -121,7 +124,7 @@ static int event_make(struct gw_event *ev, enum gw_event_kind kind, const struct
 			  "time", when, "message", ev->message ? ev->message : "", "resources", res);
 	ev->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	if (!ev->body || !ev->message || !ev->node) {
+	if (!ev->body || !ev->message || !ev->node || (only && !ev->resource)) {
 		gw_event_free(ev);
 		return gw_error_set(err, -ENOMEM, "cannot make the %s event", gw_event_kind_to_string(kind));
 	}

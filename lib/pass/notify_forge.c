@@ -92,7 +92,9 @@ static void forge_free(struct gw_notify_sink *s)
 	}
 }
 
-static const struct gw_notify_sink_ops forge_ops = { forge_deliver, forge_free, true };
+static const struct gw_notify_sink_ops forge_ops = { .deliver = forge_deliver,
+						     .free = forge_free,
+						     .commit_status = true };
 
 int gw_notify_forge_new(struct gw_notify_sink **out, const char *forge, const char *api, const char *repo, char *token,
 			struct gw_error *err)

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,25 +45,35 @@ static void sign(char *out, size_t size, const struct webhook *w, const char *bo
 		o += (size_t)snprintf(out + o, size - o, "%02x", mac[i]);
 }
 
+/* POST body (JSON) to url, bounded; sig: an extra header or NULL */
+static int post_json(struct gw_notify_sink *s, const char *url, const char *body, const char *sig,
+		     const struct gw_cancel *stop, struct gw_error *err)
+{
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (h && sig) {
+		struct curl_slist *h2 = curl_slist_append(h, sig);
+		if (!h2) {
+			curl_slist_free_all(h);
+			h = NULL;
+		} else {
+			h = h2;
+		}
+	}
+	if (!h)
+		return gw_error_set(err, -ENOMEM, "%s: cannot start a request", s->shown);
+	int rc = gw_notify__post(s->shown, url, body, h, stop, err);
+	curl_slist_free_all(h);
+	return rc;
+}
+
 static int webhook_deliver(struct gw_notify_sink *s, const struct gw_event *ev, const struct gw_cancel *stop,
 			   struct gw_error *err)
 {
 	struct webhook *w = (struct webhook *)s;
 	char sig[128];
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-	if (h && w->secret) {
+	if (w->secret)
 		sign(sig, sizeof(sig), w, ev->body);
-		struct curl_slist *h2 = curl_slist_append(h, sig);
-		if (!h2) {
-			curl_slist_free_all(h);
-			h = NULL;
-		}
-	}
-	if (!h)
-		return gw_error_set(err, -ENOMEM, "%s: cannot start a request", s->shown);
-	int rc = gw_notify__post(s->shown, w->url, ev->body, h, stop, err);
-	curl_slist_free_all(h);
-	return rc;
+	return post_json(s, w->url, ev->body, w->secret ? sig : NULL, stop, err);
 }
 
 static void webhook_free(struct gw_notify_sink *s)
@@ -74,7 +86,7 @@ static void webhook_free(struct gw_notify_sink *s)
 	}
 }
 
-static const struct gw_notify_sink_ops webhook_ops = { webhook_deliver, webhook_free };
+static const struct gw_notify_sink_ops webhook_ops = { webhook_deliver, webhook_free, false };
 
 int gw_notify_webhook_new(struct gw_notify_sink **out, const char *url, const char *secret, size_t secret_len,
 			  struct gw_error *err)
@@ -183,7 +195,7 @@ static void hook_free(struct gw_notify_sink *s)
 	free(((struct hook *)s)->path);
 }
 
-static const struct gw_notify_sink_ops hook_ops = { hook_deliver, hook_free };
+static const struct gw_notify_sink_ops hook_ops = { hook_deliver, hook_free, false };
 
 int gw_notify_exec_new(struct gw_notify_sink **out, const char *path, int64_t timeout_ms, struct gw_error *err)
 {
@@ -202,6 +214,253 @@ int gw_notify_exec_new(struct gw_notify_sink **out, const char *path, int64_t ti
 		return gw_error_set(err, -ENOMEM, "out of memory");
 	}
 	*out = &k->base;
+	return 0;
+}
+
+/* ---- Alertmanager ---- */
+
+#define ALERTS_MAX (GW_NOTIFY_RESOURCES_MAX + 8)
+
+/* One condition: firing (ends_ms 0) or resolved and not yet told so */
+struct alert {
+	const char *name; /* GitwardSyncFailing, ... */
+	char *resource; /* "Kind/name" or NULL */
+	int64_t starts_ms, ends_ms;
+	char *summary, *description;
+};
+
+struct alertmanager {
+	struct gw_notify_sink base;
+	char *url; /* .../api/v2/alerts */
+	char node[256];
+	json_t *labels; /* the node's --label's, names made valid */
+	struct alert *v;
+	size_t n;
+	bool dirty; /* changed since the last POST */
+	int64_t posted_ms;
+};
+
+static struct alert *alert_find(struct alertmanager *a, const char *name, const char *resource)
+{
+	for (size_t i = 0; i < a->n; i++)
+		if (a->v[i].name == name && !strcmp(a->v[i].resource ? a->v[i].resource : "", resource ? resource : ""))
+			return &a->v[i];
+	return NULL;
+}
+
+static void alert_clear(struct alert *x)
+{
+	free(x->resource);
+	free(x->summary);
+	free(x->description);
+}
+
+/* The condition fires (again, or with new words) */
+static void alert_fire(struct alertmanager *a, const char *name, const char *resource, const char *summary,
+		       const char *description, int64_t now)
+{
+	struct alert *x = alert_find(a, name, resource);
+	if (!x) {
+		if (a->n == ALERTS_MAX) {
+			gw_log(GW_LOG_WARN, "", "%s: %d alerts already: %s left out", a->base.shown, ALERTS_MAX, name);
+			return;
+		}
+		x = &a->v[a->n];
+		memset(x, 0, sizeof(*x));
+		x->name = name;
+		x->resource = resource ? strdup(resource) : NULL;
+		x->starts_ms = now;
+		a->n++;
+	} else if (x->ends_ms) { /* resolved but not yet told: fires anew */
+		x->starts_ms = now;
+	}
+	x->ends_ms = 0;
+	free(x->summary);
+	free(x->description);
+	x->summary = strdup(summary);
+	x->description = strdup(description);
+	a->dirty = true;
+}
+
+static void alert_resolve(struct alertmanager *a, const char *name, const char *resource, int64_t now)
+{
+	struct alert *x = alert_find(a, name, resource);
+	if (x && !x->ends_ms) {
+		x->ends_ms = now;
+		a->dirty = true;
+	}
+}
+
+static void rfc3339(char *out, size_t size, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static json_t *alerts_json(const struct alertmanager *a, int64_t now)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < a->n; i++) {
+		const struct alert *x = &a->v[i];
+		char starts[40], ends[40];
+		rfc3339(starts, sizeof(starts), x->starts_ms);
+		rfc3339(ends, sizeof(ends), x->ends_ms ? x->ends_ms : now + GW_ALERT_TTL_MS);
+		json_t *labels = a->labels ? json_deep_copy(a->labels) : json_object();
+		const char *severity = !strcmp(x->name, "GitwardSyncFailing") ? "critical"
+			: !strcmp(x->name, "GitwardSuspended")		      ? "info"
+									      : "warning";
+		json_object_set_new(labels, "alertname", json_string(x->name));
+		json_object_set_new(labels, "node", json_string(a->node));
+		json_object_set_new(labels, "severity", json_string(severity));
+		if (x->resource)
+			json_object_set_new(labels, "resource", json_string(x->resource));
+		json_array_append_new(arr,
+				      json_pack("{s:o, s:{s:s, s:s}, s:s, s:s}", "labels", labels, "annotations",
+						"summary", x->summary ? x->summary : "", "description",
+						x->description ? x->description : "", "startsAt", starts, "endsAt",
+						ends));
+	}
+	return arr;
+}
+
+/* The event's node labels, once: names made valid for Alertmanager
+ * ([a-zA-Z_][a-zA-Z0-9_]*), ours (alertname, node, ...) kept ours */
+static void take_labels(struct alertmanager *a, json_t *body)
+{
+	json_t *node = json_object_get(body, "node"), *labels = json_object_get(body, "labels"), *v;
+	const char *k;
+	if (json_is_string(node))
+		snprintf(a->node, sizeof(a->node), "%s", json_string_value(node));
+	if (a->labels || !json_is_object(labels))
+		return;
+	a->labels = json_object();
+	json_object_foreach(labels, k, v)
+	{
+		char name[128];
+		size_t i = 0;
+		for (; k[i] && i + 1 < sizeof(name); i++)
+			name[i] = (k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') || k[i] == '_' ||
+					(i && k[i] >= '0' && k[i] <= '9')
+				? k[i]
+				: '_';
+		name[i] = '\0';
+		if (json_is_string(v) && i)
+			json_object_set(a->labels, name, v);
+	}
+}
+
+/* What ev changes of the conditions told */
+static void alerts_update(struct alertmanager *a, const struct gw_event *ev, int64_t now)
+{
+	char summary[512];
+	const char *what = gw_event_kind_to_string(ev->kind);
+	json_t *body = ev->body ? json_loads(ev->body, 0, NULL) : NULL;
+	if (body)
+		take_labels(a, body);
+	json_decref(body);
+	switch (ev->kind) {
+	case GW_EVENT_FAILED:
+	case GW_EVENT_INVALID_COMMIT:
+	case GW_EVENT_REWIND_REFUSED:
+	case GW_EVENT_REVERTED:
+		snprintf(summary, sizeof(summary), "gitward on %s: %s at commit %.12s", a->node, what, ev->commit);
+		alert_fire(a, "GitwardSyncFailing", NULL, summary, ev->message, now);
+		break;
+	case GW_EVENT_DEGRADED:
+		snprintf(summary, sizeof(summary), "gitward on %s: %s is not healthy", a->node,
+			 ev->resource ? ev->resource : "?");
+		alert_fire(a, "GitwardResourceUnhealthy", ev->resource, summary, ev->message, now);
+		break;
+	case GW_EVENT_RECOVERED:
+		alert_resolve(a, ev->resource ? "GitwardResourceUnhealthy" : "GitwardSyncFailing", ev->resource, now);
+		break;
+	case GW_EVENT_SUSPENDED:
+		snprintf(summary, sizeof(summary), "gitward on %s is suspended", a->node);
+		alert_fire(a, "GitwardSuspended", NULL, summary, ev->message, now);
+		break;
+	case GW_EVENT_RESUMED:
+		alert_resolve(a, "GitwardSuspended", NULL, now);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Each event updates the conditions; they are POSTed when one changed or,
+ * while one fires, every GW_ALERT_RESEND_MS (the endsAt ahead keeps it
+ * firing; a node gone quiet lets it expire). A resolved one is told once. */
+static int alertmanager_deliver(struct gw_notify_sink *s, const struct gw_event *ev, const struct gw_cancel *stop,
+				struct gw_error *err)
+{
+	struct alertmanager *a = (struct alertmanager *)s;
+	int64_t now = gw_now_ms();
+	alerts_update(a, ev, now);
+	bool firing = false;
+	for (size_t i = 0; i < a->n; i++)
+		firing |= !a->v[i].ends_ms;
+	if (!a->dirty && !(firing && now - a->posted_ms >= GW_ALERT_RESEND_MS))
+		return 1;
+	json_t *arr = alerts_json(a, now);
+	char *body = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	json_decref(arr);
+	if (!body)
+		return gw_error_set(err, -ENOMEM, "%s: cannot make the alerts", s->shown);
+	int rc = post_json(s, a->url, body, NULL, stop, err);
+	free(body);
+	if (rc < 0)
+		return rc;
+	a->dirty = false;
+	a->posted_ms = now;
+	size_t w = 0; /* the resolved ones are told: forgotten */
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->v[i].ends_ms)
+			alert_clear(&a->v[i]);
+		else
+			a->v[w++] = a->v[i];
+	}
+	a->n = w;
+	return 0;
+}
+
+static void alertmanager_free(struct gw_notify_sink *s)
+{
+	struct alertmanager *a = (struct alertmanager *)s;
+	for (size_t i = 0; i < a->n; i++)
+		alert_clear(&a->v[i]);
+	free(a->v);
+	free(a->url);
+	json_decref(a->labels);
+}
+
+static const struct gw_notify_sink_ops alertmanager_ops = { .deliver = alertmanager_deliver,
+							    .free = alertmanager_free,
+							    .ticks = true };
+
+int gw_notify_alertmanager_new(struct gw_notify_sink **out, const char *url, struct gw_error *err)
+{
+	struct alertmanager *a = calloc(1, sizeof(*a));
+	if (!a)
+		return gw_error_set(err, -ENOMEM, "out of memory");
+	a->base.ops = &alertmanager_ops;
+	snprintf(a->base.label, sizeof(a->base.label), "alertmanager");
+	size_t len = strlen(url);
+	while (len && url[len - 1] == '/')
+		len--;
+	if (asprintf(&a->url, "%.*s/api/v2/alerts", (int)len, url) < 0)
+		a->url = NULL;
+	a->base.shown = gw_url_redacted(url);
+	a->v = calloc(ALERTS_MAX, sizeof(*a->v));
+	if (!a->url || !a->base.shown || !a->v) {
+		free(a->url);
+		free(a->base.shown);
+		free(a->v);
+		free(a);
+		return gw_error_set(err, -ENOMEM, "out of memory");
+	}
+	*out = &a->base;
 	return 0;
 }
 
@@ -232,9 +491,14 @@ static void deliver(struct gw_notifier *n, struct gw_notify_sink *s, const struc
 {
 	struct gw_error err = { 0 };
 	int64_t wait = n->retry_ms;
+	if (ev->kind == GW_EVENT_NONE && !s->ops->ticks)
+		return;
 	for (int i = 0; i < GW_NOTIFY_TRIES; i++) {
 		memset(&err, 0, sizeof(err));
-		if (s->ops->deliver(s, ev, &n->stop, &err) == 0) {
+		int rc = s->ops->deliver(s, ev, &n->stop, &err);
+		if (rc > 0) /* nothing to send */
+			return;
+		if (rc == 0) {
 			atomic_fetch_add(&s->sent, 1);
 			gw_log(GW_LOG_DEBUG, "", "event %s sent to %s", gw_event_kind_to_string(ev->kind), s->shown);
 			return;
@@ -245,29 +509,46 @@ static void deliver(struct gw_notifier *n, struct gw_notify_sink *s, const struc
 		wait *= 2;
 	}
 	atomic_fetch_add(&s->failed, 1);
-	gw_log(GW_LOG_WARN, "", "event %s not delivered: %s", gw_event_kind_to_string(ev->kind), err.msg);
+	gw_log(GW_LOG_WARN, "", "%s %s not delivered: %s", ev->kind == GW_EVENT_NONE ? "alerts" : "event",
+	       ev->kind == GW_EVENT_NONE ? "re-sent" : gw_event_kind_to_string(ev->kind), err.msg);
 }
 
 static void *notify_main(void *arg)
 {
 	struct gw_notifier *n = arg;
+	bool ticks = false;
+	for (size_t i = 0; i < n->nsinks; i++)
+		ticks |= n->sinks[i]->ops->ticks;
 	for (;;) {
+		struct gw_event tick = { .kind = GW_EVENT_NONE }, *ev = NULL;
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += GW_NOTIFY_TICK_MS / 1000;
 		pthread_mutex_lock(&n->mu);
-		while (!n->len && !n->stopping)
-			pthread_cond_wait(&n->cv, &n->mu);
+		while (!n->len && !n->stopping) {
+			if (!ticks)
+				pthread_cond_wait(&n->cv, &n->mu);
+			else if (pthread_cond_timedwait(&n->cv, &n->mu, &until) == ETIMEDOUT)
+				break;
+		}
 		if (n->stopping) {
 			pthread_mutex_unlock(&n->mu);
 			return NULL;
 		}
-		struct gw_event *ev = n->q[n->head];
-		n->head = (n->head + 1) % n->max;
-		n->len--;
+		if (n->len) {
+			ev = n->q[n->head];
+			n->head = (n->head + 1) % n->max;
+			n->len--;
+		}
 		pthread_mutex_unlock(&n->mu);
 		for (size_t i = 0; i < n->nsinks && !gw_cancel_requested(&n->stop); i++)
-			if (n->sinks[i]->ops->commit_status == (ev->kind == GW_EVENT_COMMIT_STATUS))
-				deliver(n, n->sinks[i], ev);
-		gw_event_free(ev);
-		free(ev);
+			if (!ev ? n->sinks[i]->ops->ticks
+				: n->sinks[i]->ops->commit_status == (ev->kind == GW_EVENT_COMMIT_STATUS))
+				deliver(n, n->sinks[i], ev ? ev : &tick);
+		if (ev) {
+			gw_event_free(ev);
+			free(ev);
+		}
 	}
 }
 
@@ -301,7 +582,11 @@ int gw_notifier_start(struct gw_notifier **out, struct gw_notify_sink **sinks, s
 	n->retry_ms = retry_ms > 0 ? retry_ms : 1000;
 	atomic_init(&n->dropped, 0);
 	pthread_mutex_init(&n->mu, NULL);
-	pthread_cond_init(&n->cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&n->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	if (pthread_create(&n->thread, NULL, notify_main, n) != 0) {
 		pthread_mutex_destroy(&n->mu);
 		pthread_cond_destroy(&n->cv);
@@ -400,7 +685,7 @@ static int read_secret(char **out, size_t *len, const char *path, const char *op
 
 int gw_notifier_open(struct gw_notifier **out, const struct gw_notify_opts *o, struct gw_error *err)
 {
-	size_t n = 0, max = o->nurls + (o->exec ? 1 : 0) + (o->forge ? 1 : 0), slen = 0;
+	size_t n = 0, max = o->nurls + (o->exec ? 1 : 0) + (o->forge ? 1 : 0) + o->nalertmanagers, slen = 0;
 	char *secret = NULL;
 	int rc = 0;
 	*out = NULL;
@@ -416,6 +701,9 @@ int gw_notifier_open(struct gw_notifier **out, const struct gw_notify_opts *o, s
 			n++;
 	if (rc == 0 && o->exec && (rc = gw_notify_exec_new(&sinks[n], o->exec, EXEC_TIMEOUT_MS, err)) == 0)
 		n++;
+	for (size_t i = 0; rc == 0 && i < o->nalertmanagers; i++)
+		if ((rc = gw_notify_alertmanager_new(&sinks[n], o->alertmanagers[i], err)) == 0)
+			n++;
 	if (secret)
 		gw_secure_free(secret);
 	if (rc == 0 && o->forge) {

@@ -83,6 +83,7 @@ struct gw_config {
 	char *forge_api;
 	char *forge_repo;
 	char *forge_token_file;
+	struct gw_strlist alertmanager; /* --alertmanager URL */
 	/* which of the above were set explicitly (flags win over the file) */
 	uint64_t set_mask; /* bit i: options[i] of config.c was given as a flag */
 };

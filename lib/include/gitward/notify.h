@@ -42,6 +42,7 @@ struct gw_event {
 	char commit[41];
 	char *node;
 	char *message;
+	char *resource; /* "Kind/name" of the one resource it is about; NULL: the pass */
 };
 void gw_event_free(struct gw_event *ev);
 
@@ -120,7 +121,12 @@ struct gw_notify_sink_ops {
 	void (*free)(struct gw_notify_sink *s);
 	/* takes the commit statuses (GW_EVENT_COMMIT_STATUS) and nothing else */
 	bool commit_status;
+	/* also given ticks (kind GW_EVENT_NONE, no body) at least every
+	 * GW_NOTIFY_TICK_MS, to keep what it told alive; deliver returns 1
+	 * when it sent nothing */
+	bool ticks;
 };
+#define GW_NOTIFY_TICK_MS 30000
 /* A POST of the body to url, signed with secret (NULL: unsigned). */
 int gw_notify_webhook_new(struct gw_notify_sink **out, const char *url, const char *secret, size_t secret_len,
 			  struct gw_error *err);
@@ -136,6 +142,12 @@ int gw_notify_forge_new(struct gw_notify_sink **out, const char *forge, const ch
  * (internal: the webhook and the forges). */
 int gw_notify__post(const char *shown, const char *url, const char *body, void *headers, const struct gw_cancel *stop,
 		    struct gw_error *err);
+/* Alerts POSTed to url's /api/v2/alerts (Alertmanager): one per failing
+ * condition, re-sent while it lasts (every GW_ALERT_RESEND_MS at most,
+ * endsAt GW_ALERT_TTL_MS ahead) and resolved (endsAt now) when it ends. */
+#define GW_ALERT_RESEND_MS 60000
+#define GW_ALERT_TTL_MS 300000
+int gw_notify_alertmanager_new(struct gw_notify_sink **out, const char *url, struct gw_error *err);
 
 #define GW_NOTIFY_QUEUE_DEFAULT 256
 #define GW_NOTIFY_TRIES 3
@@ -168,6 +180,8 @@ struct gw_notify_opts {
 	size_t nurls;
 	const char *secret_file; /* --notify-secret-file: read once, here */
 	const char *exec; /* --notify-exec */
+	const char *const *alertmanagers; /* --alertmanager */
+	size_t nalertmanagers;
 	size_t queue_max; /* 0: GW_NOTIFY_QUEUE_DEFAULT */
 	/* --commit-status, --forge-api, --forge-repo, --forge-token-file
 	 * (the token read once, here); forge NULL: none */
