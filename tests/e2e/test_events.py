@@ -227,6 +227,10 @@ class Resources(EventsBase):
         # two conditions, each ended once: the job's, and the pass's "failed"
         # (it did not converge while the job was failed)
         kinds = [(e[2]["event"], e[2]["message"]) for e in self.rx.events()]
+        # the job exits at once: the first pass may still have seen it
+        # running (converged, applied) before it ended: the workload's race
+        if kinds and kinds[0] == ("applied", ""):
+            kinds = kinds[1:]
         self.assertEqual(kinds, [("failed", "not converged: Process/job"),
                                  ("degraded", "Process/job is failed: exited with status 3"),
                                  ("recovered", "failed ended"), ("applied", ""),
