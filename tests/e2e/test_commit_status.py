@@ -143,7 +143,11 @@ class Forges(CommitStatusBase):
 class Failures(CommitStatusBase):
     def test_a_workload_that_exits_is_a_failure(self):
         r = self.repo()
-        r.write("apps/job.yaml", proc_yaml("job", ("/bin/sh", "-c", "exit 3"), "  restart: never\n"))
+        # a health check that never passes: the first pass's health gate
+        # fails whether or not the job has exited yet (no race with it)
+        r.write("apps/job.yaml", proc_yaml("job", ("/bin/sh", "-c", "exit 3"),
+                                           "  restart: never\n  healthCheck:\n    exec: {command: [\"/bin/false\"]}\n"
+                                           "    interval: 1s\n    timeout: 1s\n    retries: 1\n"))
         sha = r.commit("a job that fails")
         a = self.agent(r, "--path", "apps", "--interval", "1s", "--splay", "0",
                        *self.forge_args("gitlab", self.forge.base, "42"))
