@@ -634,3 +634,47 @@ void cli_backends_open(struct gw_backend_set *set, const struct gw_config *cfg, 
 	bc.plugin_dir = cfg->plugin_dir;
 	gw_backend_set_open(set, NULL, &bc, &err); /* a backend that cannot start fails its resources only */
 }
+
+int cli_parse_state_reader(enum output_format *fmt, char **dir, int argc, char **argv, const char *cmd,
+			   const char *usage)
+{
+	static const struct option opts[] = { { "output", required_argument, 0, 'o' },
+					      { "state-dir", required_argument, 0, 's' },
+					      { "help", no_argument, 0, 'h' },
+					      { 0, 0, 0, 0 } };
+	int c;
+
+	*fmt = OUTPUT_TEXT;
+	*dir = NULL;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			fputs(usage, stdout);
+			free(*dir);
+			return 0;
+		case 'o':
+			if (cli_parse_output(fmt, optarg, cmd, OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON)) < 0) {
+				free(*dir);
+				return EXIT_USAGE;
+			}
+			break;
+		case 's':
+			free(*dir);
+			*dir = gw_xstrdup(optarg);
+			break;
+		default:
+			free(*dir);
+			return cli_option_error(cmd, opts, argv);
+		}
+	}
+	if (optind < argc) {
+		char esc[300];
+		free(*dir);
+		return cli_usage_error(cmd, "unexpected argument \"%s\"", gw_escape(esc, sizeof(esc), argv[optind]));
+	}
+	if (!*dir)
+		*dir = gw_state_default_dir();
+	return -1;
+}

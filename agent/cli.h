@@ -135,6 +135,12 @@ void cli_install_logging(const struct gw_config *cfg);
 #define OUTPUTS_ALL                                                                                                    \
 	(OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON) | OUTPUT_BIT(OUTPUT_MARKDOWN) | OUTPUT_BIT(OUTPUT_GITHUB))
 int cli_parse_output(enum output_format *out, const char *arg, const char *cmd, unsigned takes);
+/* The options of the commands that only read a state dir (status,
+ * history): --output text|json, --state-dir DIR, --help. Returns -1 to go
+ * on with *fmt and *dir (the default state dir when not given; caller
+ * frees), else the exit code (0 after --help, 64 on a usage error). */
+int cli_parse_state_reader(enum output_format *fmt, char **dir, int argc, char **argv, const char *cmd,
+			   const char *usage);
 /* GitHub Actions workflow annotations, one "::error file=F,line=L,col=C::MSG"
  * per problem (err: one more, when not NULL). */
 void cli_print_github(FILE *f, const struct gw_diags *d);

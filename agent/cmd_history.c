@@ -56,49 +56,17 @@ static void print_json(const struct gw_history_entry *v, size_t n, const char *n
 
 int cmd_history(int argc, char **argv)
 {
-	static const struct option opts[] = { { "output", required_argument, 0, 'o' },
-					      { "state-dir", required_argument, 0, 's' },
-					      { "help", no_argument, 0, 'h' },
-					      { 0, 0, 0, 0 } };
-	enum output_format fmt = OUTPUT_TEXT;
+	enum output_format fmt;
 	struct gw_state_file st;
 	struct gw_history_entry *v = NULL;
 	size_t n = 0;
 	struct gw_error err = { 0 };
-	char *dir = NULL, path[4096], esc[300];
-	int c, rc = 1;
+	char *dir = NULL, path[4096];
+	int rc = 1;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			fputs(history_usage, stdout);
-			free(dir);
-			return 0;
-		case 'o':
-			if (cli_parse_output(&fmt, optarg, "history",
-					     OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON)) < 0) {
-				free(dir);
-				return EXIT_USAGE;
-			}
-			break;
-		case 's':
-			free(dir);
-			dir = gw_xstrdup(optarg);
-			break;
-		default:
-			free(dir);
-			return cli_option_error("history", opts, argv);
-		}
-	}
-	if (optind < argc) {
-		free(dir);
-		return cli_usage_error("history", "unexpected argument \"%s\"",
-				       gw_escape(esc, sizeof(esc), argv[optind]));
-	}
-	if (!dir)
-		dir = gw_state_default_dir();
+	int code = cli_parse_state_reader(&fmt, &dir, argc, argv, "history", history_usage);
+	if (code >= 0)
+		return code;
 	gw_path_state_file(path, sizeof(path), dir);
 	if (gw_state_dir_readable(dir, &err) < 0 || gw_state_load(&st, path, &err) < 0) {
 		cli_print_state_error(&err, dir);
