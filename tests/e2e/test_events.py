@@ -318,7 +318,9 @@ class DeadSinks(EventsBase):
             marks.setdefault("open", 1)
         wait_for(lambda: "close" in marks, what="the first request given up")
         print(f"\npasses while the first request hung: {marks['close'] - marks['open']}")
-        self.assertGreaterEqual(marks["close"] - marks["open"], 3, marks)
+        # inline delivery would count none; one is the proof, and a loaded
+        # machine may fit few passes in the 10 s window
+        self.assertGreaterEqual(marks["close"] - marks["open"], 1, marks)
         # a request under way when SIGTERM comes: the agent still stops
         wait_for(lambda: dead.opened > dead.closed, what="a request under way")
         t0 = time.monotonic()
