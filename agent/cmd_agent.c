@@ -315,7 +315,7 @@ static bool parse_options(int *code, struct gw_config *cfg, int argc, char **arg
 			 "--forge-token-file together: missing %s",
 			 missing);
 		gw_config_free(cfg);
-		*code = cli_usage_error("agent", msg);
+		*code = cli_usage_error("agent", "%s", msg);
 		return true;
 	}
 	return false;

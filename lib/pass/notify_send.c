@@ -171,7 +171,7 @@ static int hook_deliver(struct gw_notify_sink *s, const struct gw_event *ev, con
 			       .group = GW_SPAWN_GROUP_NEW };
 	rc = gw_spawn_start(&pid, &sp, err);
 	if (rc < 0) {
-		gw_error_prefix(err, s->shown);
+		gw_error_prefix(err, "%s", s->shown);
 		goto out;
 	}
 	rc = hook_wait(pid, k->timeout_ms, stop, &status);
@@ -672,7 +672,7 @@ void gw_notifier_stop(struct gw_notifier *n)
 static int read_secret(char **out, size_t *len, const char *path, const char *option, struct gw_error *err)
 {
 	if (gw_file_read(out, len, path, SECRET_MAX, err) < 0)
-		return gw_error_prefix(err, option);
+		return gw_error_prefix(err, "%s", option);
 	while (*len && ((*out)[*len - 1] == '\n' || (*out)[*len - 1] == '\r'))
 		(*out)[--*len] = '\0';
 	if (!*len) {
