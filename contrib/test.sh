@@ -17,15 +17,6 @@ clang-format --dry-run --Werror $(git ls-files '*.c' '*.h')
 echo "== layers (contrib/layers.txt)"
 contrib/check-layers
 
-secs=${GW_FUZZ_SECONDS:-60}
-if [[ $secs != 0 ]]; then
-  # clang with -Werror builds the fuzz targets first: a warning only clang gives
-  # fails here in minutes, not after the suites
-  echo "== build the fuzz targets (clang)"
-  CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_manifest_struct fuzz_qmp fuzz_engine fuzz_state fuzz_record fuzz_http fuzz_manifest_cache
-fi
-
 if [[ ${GW_COVERAGE:-0} != 0 ]]; then
   echo "== build with --coverage"
   cmake -S . -B build-cov -DCMAKE_BUILD_TYPE=Debug -DGW_COVERAGE=ON -DGW_TESTS=ON >/dev/null
@@ -39,6 +30,15 @@ if [[ ${GW_COVERAGE:-0} != 0 ]]; then
   gcovr --root . --filter 'lib/' --filter 'agent/' --exclude-unreachable-branches --gcov-ignore-parse-errors \
     --exclude-throw-branches --sort-percentage --print-summary build-cov
   exit "$rc"
+fi
+
+secs=${GW_FUZZ_SECONDS:-60}
+if [[ $secs != 0 ]]; then
+  # clang with -Werror builds the fuzz targets first: a warning only clang gives
+  # fails here in minutes, not after the suites
+  echo "== build the fuzz targets (clang)"
+  CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_manifest_struct fuzz_qmp fuzz_engine fuzz_state fuzz_record fuzz_http fuzz_manifest_cache
 fi
 
 echo "== build"
