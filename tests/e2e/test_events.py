@@ -353,7 +353,7 @@ RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../contrib/
 
 
 class ChatRelay(EventsBase):
-    """contrib/notify/gitward-chat-relay, the README's Slack/Teams recipe:
+    """contrib/notify/gitward-chat-relay, the Slack/Teams recipe of contrib/docs/operations.md:
     the exec hook turns each event into {"text": ...} for a chat incoming
     webhook (here a local receiver standing in for Slack's)."""
 
@@ -365,7 +365,7 @@ class ChatRelay(EventsBase):
             f.write(chat.url + "?token=chat-" + URL_PASSWORD + "\n")
         os.chmod(url_file, 0o600)
         hook = os.path.join(self.tmp, "chat-hook")
-        with open(hook, "w") as f:  # the README's two-line wrapper
+        with open(hook, "w") as f:  # the two-line wrapper of operations.md
             f.write(f"#!/bin/sh\nexec {RELAY} {url_file}\n")
         os.chmod(hook, 0o755)
         a = self.agent(self.web_repo(), "--path", "apps", "--interval", "1h", "--notify-exec", hook)

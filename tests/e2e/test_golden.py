@@ -3,7 +3,7 @@ every field (tests/e2e/golden/*.yaml). The canonical form is a fixed point:
 the spec hash is the sha256 of it, and a changed hash replaces the workload.
 If the canonical form changed by accident, an upgrade would replace every
 workload of every node of a fleet at once. A deliberate change updates
-golden/expected.json in the same commit and says so in the README."""
+golden/expected.json in the same commit and says so in contrib/docs/manifests.md."""
 import hashlib
 import json
 import os

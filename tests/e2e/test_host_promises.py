@@ -1,4 +1,4 @@
-"""Host-side promises of the README that no other module pins: limits,
+"""Host-side promises of the docs (contrib/docs/) that no other module pins: limits,
 the clean environment, the SIGKILL fallback after a stopSignal, dependents
 waiting for health, the pid-reuse check, a dry-run over a corrupt state
 file, journald priority prefixes, SIGINT to the agent and the pass counts

@@ -1,4 +1,4 @@
-"""Promises of the README that no other module tests: stopSignal reaches the
+"""Promises of the docs (contrib/docs/) that no other module tests: stopSignal reaches the
 workload, a numeric uid runs it (known to the user database or not), tcp and
 http health checks of a Process (healthy, and refused), the agent with
 --listen off listens nowhere, and an agent whose --listen address is taken

@@ -278,7 +278,7 @@ class AgainstTest(AgentBase):
 
     def test_the_readme_example_plans_with_the_labels_of_the_status(self):
         """`gitward reconcile --dry-run --repo URL --ref feature --against
-        http://web-01:9420/status` as the README writes it (no --node, no
+        http://web-01:9420/status` as contrib/docs/ci.md writes it (no --node, no
         --label) against a node whose workloads have a nodeSelector: the
         node's name and labels come from its status, so web is an update,
         never a false delete. Flags override them."""
