@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark, not a test: every row of the performance table in ONE run, each
-beside its floor and its peer, as the markdown table of the README.
+beside its floor and its peer, as the markdown table of contrib/docs/benchmarks.md
+(with WRITE_DOCS=1 it also writes the table there, between its markers).
 
 Rows (gitward figure | floor | peer):
   dry-run, 10,000 manifests, cold (clone)   | git clone --bare file://; read + libyaml | -
@@ -24,6 +25,8 @@ env:   RUNS=5            runs per figure
                          removing 50, podman-compose up): the default run stays near 10 min
        BENCH_ROWS=a,b    only these rows: dryrun, process, container
        MANIFESTS=10000   size of the dry-run repository
+       WRITE_DOCS=1      replace the table between the markers of contrib/docs/benchmarks.md
+                         (only for a run of every row: a partial table would drop rows)
 """
 import http.client
 import json
@@ -520,12 +523,33 @@ def main():
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         print(f"[{name}] {time.monotonic() - t0:.0f} s", flush=True)
+    table = "\n".join([f"Measured on {machine()}: median (min–max, n runs) of `tests/bench/run_all.py`.", "",
+                       "| figure | gitward | floor | peer | gitward / floor | goal |",
+                       "|---|---|---|---|---|---|"] + ["| " + " | ".join(r) + " |" for r in rows])
     print()
-    print(f"Measured on {machine()}: median (min–max, n runs) of `tests/bench/run_all.py`.\n")
-    print("| figure | gitward | floor | peer | gitward / floor | goal |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    print(table)
+    if os.environ.get("WRITE_DOCS"):
+        write_docs(table)
+
+
+DOCS = os.path.join(HERE, "..", "..", "contrib", "docs", "benchmarks.md")
+BEGIN, END = "<!-- tests/bench/run_all.py: begin", "<!-- tests/bench/run_all.py: end -->"
+
+
+def write_docs(table):
+    """The table of benchmarks.md is this script's output: replace what lies between its markers."""
+    if ONLY:
+        sys.exit("WRITE_DOCS: not with BENCH_ROWS (the table would lose the rows not run)")
+    with open(DOCS) as f:
+        text = f.read()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        sys.exit(f"WRITE_DOCS: no {BEGIN} ... {END} markers in {DOCS}")
+    start = text.index("\n", start) + 1
+    with open(DOCS + ".tmp", "w") as f:
+        f.write(text[:start] + table + "\n\n" + text[end:])
+    os.replace(DOCS + ".tmp", DOCS)
+    print(f"written to {os.path.relpath(DOCS)}", flush=True)
 
 
 if __name__ == "__main__":
