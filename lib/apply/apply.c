@@ -503,6 +503,11 @@ static int act_may_run(struct act *c)
 		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "%s", pass->backend_error[a->kind]);
 		return -EIO;
 	}
+	const char *verr = a->desired ? gw_pass_value_error(pass, a->desired) : NULL;
+	if (verr) { /* a value the node lacks: what runs stays as it is */
+		act_end(c, GW_OUT_FAILED, GW_LOG_ERROR, "%s", verr);
+		return -EINVAL;
+	}
 	if (a->type == GW_ACTION_RESTART && !a->deliberate && a->observed->backoff_until_ms > now_ms(pass)) {
 		act_end(c, GW_OUT_WAITING, GW_LOG_INFO, "%s; restart backoff, next try in %llds", a->reason,
 			(long long)((a->observed->backoff_until_ms - now_ms(pass) + 999) / 1000));

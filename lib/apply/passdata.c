@@ -19,6 +19,12 @@ void gw_pass_free(struct gw_pass *pass)
 	free(pass->note);
 	free(pass->revert_reason);
 	free(pass->selected);
+	for (size_t i = 0; i < pass->nvalued; i++) {
+		gw_resource_free(pass->valued[i]);
+		free(pass->valued_error[i]);
+	}
+	free(pass->valued);
+	free(pass->valued_error);
 	gw_plan_free(&pass->plan);
 	gw_manifest_set_free(&pass->set);
 	gw_state_file_free(&pass->state);
@@ -26,4 +32,12 @@ void gw_pass_free(struct gw_pass *pass)
 		gw_observed_clear(&pass->observed[i]);
 	free(pass->observed);
 	memset(pass, 0, sizeof(*pass));
+}
+
+const char *gw_pass_value_error(const struct gw_pass *pass, const struct gw_resource *r)
+{
+	for (size_t i = 0; i < pass->nvalued; i++)
+		if (pass->valued[i] == r)
+			return pass->valued_error[i];
+	return NULL;
 }

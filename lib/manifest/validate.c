@@ -21,6 +21,7 @@ struct vctx {
 	const char *file;
 	enum gw_kind kind;
 	int errors;
+	bool expanded; /* the node's values are in: "${" is a literal */
 };
 
 static void verr(struct vctx *c, const struct gw_ynode *at, const char *path, const char *fmt, ...)
@@ -111,6 +112,30 @@ static int run_check(struct vctx *c, gw_fcheck check, const struct gw_ynode *v, 
 	return 0;
 }
 
+/* Node values in a string (gitward/manifest.h): their syntax is checked
+ * here, the string's own check waits for the node's values. 1: it holds
+ * some; 0: none; -EINVAL: reported, at the column of the "$" when the
+ * scalar is on one line. */
+static int values_syntax(struct vctx *c, const struct gw_ynode *v, const char *path)
+{
+	char msg[256];
+	size_t at = 0;
+
+	if (c->expanded || !gw_values_field(path) || !strstr(v->value, "${"))
+		return 0;
+	if (gw_values_expand(NULL, &at, msg, sizeof(msg), v->value, NULL) == 0)
+		return 1;
+	unsigned col = v->col;
+	if (!memchr(v->value, '\n', v->len)) {
+		col += v->plain ? 0 : 1; /* the quote */
+		for (size_t i = 0; i < at; i++)
+			col += ((unsigned char)v->value[i] & 0xC0) != 0x80;
+	}
+	gw_diags_add(c->diags, c->file, v->line, col, "%s: %s", path, msg);
+	c->errors++;
+	return -EINVAL;
+}
+
 static void walk_table(struct vctx *c, struct gw_resource *r, const struct gw_field *table, const struct gw_ynode *map,
 		       const char *path);
 
@@ -140,7 +165,9 @@ static int field_str(struct vctx *c, struct gw_resource *r, const struct gw_fiel
 		return rc;
 	if (memchr(v->value, '\0', v->len))
 		return -EINVAL; /* reported by the parser */
-	rc = run_check(c, f->check, v, path);
+	rc = values_syntax(c, v, path);
+	if (rc == 0)
+		rc = run_check(c, f->check, v, path);
 	if (rc < 0)
 		return rc;
 	char **p = slot(r, f);
@@ -169,7 +196,12 @@ static int field_strlist(struct vctx *c, struct gw_resource *r, const struct gw_
 	for (size_t i = 0; i < v->n; i++) {
 		const struct gw_ynode *it = v->items[i];
 		snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
-		if (scalar_string(c, it, sub, "a string") < 0 || run_check(c, f->check, it, sub) < 0) {
+		if (scalar_string(c, it, sub, "a string") < 0) {
+			rc = -EINVAL;
+			continue;
+		}
+		int vs = values_syntax(c, it, sub);
+		if (vs < 0 || (vs == 0 && run_check(c, f->check, it, sub) < 0)) {
 			rc = -EINVAL;
 			continue;
 		}
@@ -216,7 +248,8 @@ static int field_strmap(struct vctx *c, struct gw_resource *r, const struct gw_f
 			rc = -EINVAL;
 			continue;
 		}
-		if (run_check(c, f->check, val, sub) < 0) {
+		int vs = values_syntax(c, val, sub);
+		if (vs < 0 || (vs == 0 && run_check(c, f->check, val, sub) < 0)) {
 			rc = -EINVAL;
 			continue;
 		}
@@ -934,6 +967,135 @@ int gw_manifest__check_decoded(const struct gw_resource *r)
 	ynode_free(spec);
 	gw_resource_free(s);
 	gw_diags_free(&diags);
+	return rc;
+}
+
+/* ---- per-node values ---- */
+
+/* Put the node's values in every scalar under n (map values, list items;
+ * never keys) of the fields that take them. */
+static int ynode_values(struct gw_ynode *n, const char *path, const struct gw_strmap *labels, struct gw_error *err)
+{
+	char sub[256], msg[256];
+	int rc = 0;
+
+	if (n->type == GW_YNODE_SEQ) {
+		for (size_t i = 0; i < n->n && rc == 0; i++) {
+			snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+			rc = ynode_values(n->items[i], sub, labels, err);
+		}
+		return rc;
+	}
+	if (n->type == GW_YNODE_MAP) {
+		for (size_t i = 0; i + 1 < n->n && rc == 0; i += 2) {
+			snprintf(sub, sizeof(sub), "%s.%s", path, n->items[i]->value);
+			rc = ynode_values(n->items[i + 1], sub, labels, err);
+		}
+		return rc;
+	}
+	if (!strstr(n->value, "${") || !gw_values_field(path))
+		return 0;
+	char *v = NULL;
+	size_t at = 0;
+	rc = gw_values_expand(&v, &at, msg, sizeof(msg), n->value, labels);
+	if (rc < 0) {
+		size_t len = strcspn(n->value + at, "}");
+		return gw_error_set(err, rc, "%.*s%s in %s: %s", (int)(len > 80 ? 80 : len), n->value + at,
+				    n->value[at + len] ? "}" : "", path, msg);
+	}
+	free((char *)n->value);
+	n->value = v; /* now owned by the node */
+	n->len = strlen(v);
+	return 0;
+}
+
+/* What the source resolved against the commit, and where r was declared. */
+static void copy_resolved(struct gw_resource *to, const struct gw_resource *from)
+{
+	to->file = gw_xstrdup(from->file ? from->file : "");
+	to->line = from->line;
+	to->col = from->col;
+	free(to->depends_on_pos);
+	to->depends_on_pos = NULL;
+	if (from->depends_on_pos && to->depends_on.n == from->depends_on.n) {
+		to->depends_on_pos = gw_xcalloc(from->depends_on.n + 1, sizeof(*to->depends_on_pos));
+		memcpy(to->depends_on_pos, from->depends_on_pos, from->depends_on.n * sizeof(*to->depends_on_pos));
+	}
+	for (size_t i = 0; from->secrets && to->secrets && i < to->secret_env_files.n; i++) {
+		to->secrets[i] = from->secrets[i];
+		to->secrets[i].bytes = from->secrets[i].bytes ? gw_bytes_ref(from->secrets[i].bytes) : NULL;
+	}
+	for (size_t i = 0; from->source_files && to->source_files && i < to->sources.n; i++) {
+		to->source_files[i] = from->source_files[i];
+		to->source_files[i].bytes =
+			from->source_files[i].bytes ? gw_bytes_ref(from->source_files[i].bytes) : NULL;
+	}
+}
+
+/* The values put in, then the fields walked again with their checks (a
+ * port "${node.labels.port}:80" is checked as the node gives it); labels
+ * NULL: a copy of r as declared, its checks waiting for a node as when it
+ * was parsed. */
+static int node_values(struct gw_resource **out, const struct gw_resource *r, const struct gw_strmap *labels,
+		       struct gw_error *err)
+{
+	struct gw_diags diags;
+	int bad = 0, rc = 0;
+
+	gw_diags_init(&diags);
+	struct vctx c = { .diags = &diags, .file = r->file ? r->file : "", .kind = r->kind, .expanded = !!labels };
+	struct gw_resource *s = gw_xcalloc(1, sizeof(*s));
+	s->kind = r->kind;
+	struct gw_ynode *meta = ynode_table(r, gw_schema_metadata, &bad);
+	struct gw_ynode *spec = ynode_table(r, gw_schema_spec, &bad);
+	if (labels)
+		rc = ynode_values(spec, "spec", labels, err);
+	if (rc == 0) {
+		walk_table(&c, s, gw_schema_metadata, meta, "metadata");
+		walk_table(&c, s, gw_schema_spec, spec, "spec");
+		check_kind_rules(&c, s, spec);
+		copy_json_fields(s, r, gw_schema_spec, &bad);
+		const char *node = labels ? gw_strmap_get(labels, "node") : NULL;
+		if (c.errors)
+			rc = gw_error_set(err, -EINVAL, "%s (with the values of node \"%s\")", diags.v[0].msg,
+					  node ? node : "");
+		else if (bad)
+			rc = gw_error_set(err, -EINVAL, "cannot put the node's values in");
+	}
+	ynode_free(meta);
+	ynode_free(spec);
+	gw_diags_free(&diags);
+	if (rc < 0) {
+		gw_resource_free(s);
+		return rc;
+	}
+	copy_resolved(s, r);
+	gw_resource_finalize(s);
+	*out = s;
+	return 0;
+}
+
+int gw_manifest_node_values(struct gw_resource **out, const struct gw_resource *r, const struct gw_strmap *labels,
+			    struct gw_error *err)
+{
+	struct gw_resource *f = NULL;
+	struct gw_error copy_err;
+
+	*out = NULL;
+	if (!r->canonical || !strstr(r->canonical, "${"))
+		return 0;
+	int rc = node_values(out, r, labels, err);
+	if (rc == 0)
+		return 0;
+	/* failed on this node only: a copy as declared carries why; it is
+	 * never started (r was parsed by the same walk: it copies) */
+	int copied = node_values(&f, r, NULL, &copy_err);
+	assert(copied == 0);
+	(void)copied;
+	char msg[GW_ERROR_MSG_MAX + 64];
+	snprintf(msg, sizeof(msg), "%s (%s:%u:%u)", err->msg, r->file ? r->file : "", r->line, r->col);
+	snprintf(err->msg, sizeof(err->msg), "%s", msg);
+	*out = f;
 	return rc;
 }
 

@@ -57,7 +57,7 @@ const char *gw_check_name(const char *v)
 	return NULL;
 }
 
-static const char *check_label_key(const char *v)
+const char *gw_check_label_key(const char *v)
 {
 	size_t n = strlen(v);
 	if (n == 0 || n > 63 || !isalnum((unsigned char)v[0]) || !isalnum((unsigned char)v[n - 1]))
@@ -274,7 +274,7 @@ const struct gw_field gw_schema_metadata[] = { { .name = "name",
 						 .kinds = GW_K_ALL,
 						 .flags = GW_FF_NOHASH,
 						 .check = check_label_value,
-						 .key_check = check_label_key },
+						 .key_check = gw_check_label_key },
 					       { 0 } };
 
 const struct gw_field gw_schema_spec[] = {
@@ -284,7 +284,7 @@ const struct gw_field gw_schema_spec[] = {
 	  .kinds = GW_K_ALL,
 	  .flags = GW_FF_NOHASH,
 	  .check = check_label_value,
-	  .key_check = check_label_key },
+	  .key_check = gw_check_label_key },
 	{ .name = "dependsOn",
 	  .type = GW_F_STRLIST,
 	  .offset = OFF(depends_on),

@@ -160,7 +160,13 @@ static int commit_observe(struct gw_observer *self, struct gw_pass *pass, const 
 
 	for (size_t i = 0; i < o->set.n; i++)
 		if (gw_plan_selects(o->set.v[i], labels)) {
-			gw_observed_start(&v[n], o->set.v[i]);
+			/* with the node's values, as the head's; one the node
+			 * lacks: as declared */
+			struct gw_resource *valued;
+			struct gw_error verr;
+			int rc = gw_manifest_node_values(&valued, o->set.v[i], labels, &verr);
+			gw_observed_start(&v[n], rc == 0 && valued ? valued : o->set.v[i]);
+			gw_resource_free(valued);
 			v[n++].started_at = 0;
 		}
 	pass->observed = v; /* now owned by the pass */

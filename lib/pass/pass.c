@@ -391,13 +391,50 @@ static void plan_clear(struct gw_pass *pass)
 	gw_planned_free(&p);
 }
 
+/* The node's resources, with its values put in (a resource whose values
+ * it lacks fails there alone: gw_manifest_node_values). */
 static void select_for(struct gw_pass *pass, const struct gw_strmap *labels)
 {
 	pass->selected = gw_xcalloc(pass->set.n + 1, sizeof(*pass->selected));
 	pass->nselected = 0;
-	for (size_t i = 0; i < pass->set.n; i++)
-		if (gw_plan_selects(pass->set.v[i], labels))
-			pass->selected[pass->nselected++] = pass->set.v[i];
+	for (size_t i = 0; i < pass->set.n; i++) {
+		struct gw_resource *r = pass->set.v[i], *v;
+		struct gw_error err;
+		if (!gw_plan_selects(r, labels))
+			continue;
+		/* a failure fails that resource when applied (logged there) */
+		int rc = gw_manifest_node_values(&v, r, labels, &err);
+		if (v) {
+			pass->valued = gw_xrealloc(pass->valued, (pass->nvalued + 1) * sizeof(*pass->valued));
+			pass->valued_error =
+				gw_xrealloc(pass->valued_error, (pass->nvalued + 1) * sizeof(*pass->valued_error));
+			pass->valued_error[pass->nvalued] = rc < 0 ? gw_xstrdup(err.msg) : NULL;
+			pass->valued[pass->nvalued++] = v; /* now owned by the pass */
+			r = v;
+		}
+		pass->selected[pass->nselected++] = r;
+	}
+}
+
+/* A resource whose values the node lacks shows why in the plan, in place
+ * of field changes from what runs: it will fail, nothing is replaced. */
+static void value_errors(struct gw_pass *pass)
+{
+	for (size_t i = 0; i < pass->plan.n; i++) {
+		struct gw_action *a = &pass->plan.v[i];
+		const char *why = a->desired ? gw_pass_value_error(pass, a->desired) : NULL;
+		if (!why)
+			continue;
+		for (size_t k = 0; k < a->nchanges; k++) {
+			free(a->changes[k].path);
+			free(a->changes[k].from);
+			free(a->changes[k].to);
+		}
+		free(a->changes);
+		a->changes = NULL;
+		a->nchanges = 0;
+		snprintf(a->reason, sizeof(a->reason), "%s", why);
+	}
 }
 
 int gw_pass_observe_plan(struct gw_pass *pass, struct gw_observer *obs, const struct gw_strmap *labels,
@@ -419,6 +456,7 @@ int gw_pass_observe_plan(struct gw_pass *pass, struct gw_observer *obs, const st
 	GW_PROF_END(plan, "plan");
 	if (rc < 0)
 		return rc;
+	value_errors(pass);
 	pass->have_plan = 1;
 	return 0;
 }

@@ -197,7 +197,136 @@ static const struct bad bad_docs[] = {
 	  "spec.command: field is not valid for kind External" },
 	{ PROC "spec: {command: [/bin/true], plugin: files}\n", 4, 30,
 	  "spec.plugin: field is not valid for kind Process" },
+	/* per-node values: the column of the "$" (characters, after a quote) */
+	{ PROC "spec:\n  command: [/bin/true, \"x ${node.lables.role}\"]\n", 5, 27,
+	  "spec.command[1]: \"${node.lables.role}\" is not a node value (did you mean \"${node.labels.role}\"?)" },
+	{ PROC "spec:\n  command: [/bin/true]\n  env:\n    A: é${node.nmae}\n", 7, 9,
+	  "spec.env.A: \"${node.nmae}\" is not a node value (did you mean \"${node.name}\"?)" },
+	{ PROC "spec:\n  command: [/bin/true]\n  workingDir: /a/${node.name\n", 6, 18,
+	  "spec.workingDir: unterminated \"${\"" },
+	{ PROC "spec:\n  command: [/bin/true]\n  user: \"${os.user}\"\n", 6, 10,
+	  "spec.user: \"${os.user}\" is not a node value (${node.name} or ${node.labels.KEY}; $${ writes ${)" },
+	{ PROC "spec:\n  command: [/bin/true]\n  env: {A: \"${node.labels.-x}\"}\n", 6, 13,
+	  "spec.env.A: \"${node.labels.-x}\": expected a label key" },
 };
+
+static char *expand(int *rc, const char *s, const struct gw_strmap *labels, size_t *at)
+{
+	char *out = NULL, msg[256];
+	*rc = gw_values_expand(&out, at, msg, sizeof(msg), s, labels);
+	return out;
+}
+
+static void test_values_put_in_the_node_name_and_labels(void **state)
+{
+	(void)state;
+	struct gw_strmap l = { 0 };
+	size_t at = 0;
+	int rc;
+	gw_strmap_set(&l, "node", "n1");
+	gw_strmap_set(&l, "role", "edge");
+	char *v = expand(&rc, "é-${node.name}/${node.labels.role}-$${node.name}-$$${x}", &l, &at);
+	assert_int_equal(rc, 0);
+	assert_string_equal(v, "é-n1/edge-${node.name}-$${x}");
+	free(v);
+	/* a value holding "${" is not scanned again */
+	gw_strmap_set(&l, "role", "${node.name}");
+	v = expand(&rc, "${node.labels.role}", &l, &at);
+	assert_int_equal(rc, 0);
+	assert_string_equal(v, "${node.name}");
+	free(v);
+	gw_strmap_free(&l);
+}
+
+static void test_values_errors_name_the_offset_and_fill_msg_iff_failing(void **state)
+{
+	(void)state;
+	struct gw_strmap l = { 0 };
+	char *out = NULL, msg[256] = "";
+	size_t at = 99;
+	gw_strmap_set(&l, "node", "n1");
+	assert_int_equal(gw_values_expand(&out, &at, msg, sizeof(msg), "ab ${node.labels.role}", &l), -ENOENT);
+	assert_null(out);
+	assert_int_equal(at, 3);
+	assert_string_equal(msg, "node \"n1\" has no label \"role\"");
+	assert_int_equal(gw_values_expand(&out, &at, msg, sizeof(msg), "x${node.name", &l), -EINVAL);
+	assert_int_equal(at, 1);
+	assert_non_null(strstr(msg, "unterminated"));
+	assert_int_equal(gw_values_expand(&out, &at, msg, sizeof(msg), "${}", NULL), -EINVAL);
+	assert_int_equal(gw_values_expand(&out, &at, msg, sizeof(msg), "${node.labels.}", NULL), -EINVAL);
+	/* syntax only (no labels): valid, nothing written */
+	msg[0] = '\0';
+	assert_int_equal(gw_values_expand(&out, &at, msg, sizeof(msg), "${node.labels.role} $${", NULL), 0);
+	assert_null(out);
+	assert_string_equal(msg, "");
+	gw_strmap_free(&l);
+}
+
+static void test_values_apply_on_the_node_and_change_the_hash(void **state)
+{
+	(void)state;
+	static const char doc[] = PROC "spec:\n  command: [/bin/sleep, \"${node.labels.t}\"]\n"
+				       "  env: {WHO: \"${node.name}\"}\n  nodeSelector: {role: edge}\n";
+	struct gw_manifest_set set;
+	struct gw_strmap l = { 0 };
+	struct gw_resource *v = NULL, *w = NULL;
+	struct gw_error err = { 0 };
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "v.yaml", doc, strlen(doc));
+	assert_int_equal(set.diags.n, 0);
+	assert_int_equal(set.n, 1);
+	gw_strmap_set(&l, "node", "n1");
+	gw_strmap_set(&l, "role", "edge");
+	gw_strmap_set(&l, "t", "5");
+	assert_int_equal(gw_manifest_node_values(&v, set.v[0], &l, &err), 0);
+	assert_non_null(v);
+	assert_string_equal(v->command.v[1], "5");
+	assert_string_equal(gw_strmap_get(&v->env, "WHO"), "n1");
+	assert_string_equal(gw_strmap_get(&v->node_selector, "role"), "edge");
+	assert_string_not_equal(v->spec_hash, set.v[0]->spec_hash);
+	gw_strmap_set(&l, "t", "6");
+	assert_int_equal(gw_manifest_node_values(&w, set.v[0], &l, &err), 0);
+	assert_string_not_equal(w->spec_hash, v->spec_hash);
+	gw_resource_free(w);
+	/* a label the node lacks: a copy that carries why */
+	gw_strmap_free(&l);
+	gw_strmap_set(&l, "node", "n3");
+	assert_int_equal(gw_manifest_node_values(&w, set.v[0], &l, &err), -ENOENT);
+	assert_non_null(w); /* as declared, for the plan */
+	assert_string_equal(w->spec_hash, set.v[0]->spec_hash);
+	assert_string_equal(err.msg,
+			    "${node.labels.t} in spec.command[1]: node \"n3\" has no label \"t\" (v.yaml:3:18)");
+	gw_resource_free(w);
+	gw_resource_free(v);
+	gw_strmap_free(&l);
+	gw_manifest_set_free(&set);
+}
+
+static void test_values_are_checked_as_the_node_gives_them(void **state)
+{
+	(void)state;
+	static const char doc[] = PROC "spec:\n  command: [/bin/true]\n  workingDir: \"${node.labels.dir}\"\n";
+	struct gw_manifest_set set;
+	struct gw_strmap l = { 0 };
+	struct gw_resource *v = NULL;
+	struct gw_error err;
+	gw_manifest_set_init(&set);
+	gw_manifest_set_add_file(&set, "v.yaml", doc, strlen(doc));
+	assert_int_equal(set.diags.n, 0);
+	gw_strmap_set(&l, "node", "n1");
+	gw_strmap_set(&l, "dir", "relative");
+	assert_int_equal(gw_manifest_node_values(&v, set.v[0], &l, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "spec.workingDir: expected an absolute path"));
+	assert_non_null(strstr(err.msg, "node \"n1\""));
+	gw_resource_free(v);
+	/* no "${" at all: the resource applies as it is */
+	static const char plain[] = PROC "spec: {command: [/bin/true]}\n";
+	gw_manifest_set_add_file(&set, "p.yaml", plain, strlen(plain));
+	assert_int_equal(gw_manifest_node_values(&v, set.v[1], &l, &err), 0);
+	assert_null(v);
+	gw_strmap_free(&l);
+	gw_manifest_set_free(&set);
+}
 
 static void test_bad_documents_report_position_and_message(void **state)
 {
@@ -978,6 +1107,10 @@ int main(void)
 		cmocka_unit_test(test_explicit_null_and_empty_documents_are_fine),
 		cmocka_unit_test(test_external_config_is_canonical_json),
 		cmocka_unit_test(test_parse_returns_negative_errno_with_a_diagnostic),
+		cmocka_unit_test(test_values_put_in_the_node_name_and_labels),
+		cmocka_unit_test(test_values_errors_name_the_offset_and_fill_msg_iff_failing),
+		cmocka_unit_test(test_values_apply_on_the_node_and_change_the_hash),
+		cmocka_unit_test(test_values_are_checked_as_the_node_gives_them),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

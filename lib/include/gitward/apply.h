@@ -32,8 +32,15 @@ struct gw_pass {
 	char *ref; /* its name ("main"), also when the commit is another one */
 	struct gw_remote_tip remote; /* recorded as remote_commit */
 	struct gw_manifest_set set; /* every resource of the commit */
-	struct gw_resource **selected; /* borrowed from set: this node's */
+	struct gw_resource **selected; /* borrowed from set or valued: this node's */
 	size_t nselected;
+	/* the resources of set with a node's values put in (owned; kept
+	 * until the pass is freed, as a plan taken out borrows them), and
+	 * why when the node lacks one (NULL: none): such a resource fails
+	 * on the node, what runs of it is left as it is */
+	struct gw_resource **valued;
+	char **valued_error;
+	size_t nvalued;
 	struct gw_state_file state; /* as recorded */
 	struct gw_observed *observed; /* what runs, from the observer (owned) */
 	size_t nobserved;
@@ -89,6 +96,8 @@ struct gw_pass {
 };
 
 void gw_pass_init(struct gw_pass *pass);
+/* Why r (of pass->selected) cannot run on the node: its values; NULL: it can. */
+const char *gw_pass_value_error(const struct gw_pass *pass, const struct gw_resource *r);
 /* Frees what the pass owns; borrowed inputs (cache, cancel) stay. */
 void gw_pass_free(struct gw_pass *pass);
 

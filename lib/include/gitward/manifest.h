@@ -147,4 +147,26 @@ void gw_manifest_set_empty(struct gw_manifest_set *set, const char *where);
  * *.yaml or *.yml file)"), or NULL when every place read held one. */
 const char *gw_manifest_set_empty_warning(char *buf, size_t size, const struct gw_manifest_set *set);
 
+/* Per-node values (lib/manifest/values.c): in the strings of a spec,
+ * ${node.name} and ${node.labels.KEY} are the node's name and label values;
+ * $${ writes a literal ${. Not in nodeSelector, dependsOn, secretEnvFiles,
+ * sources, plugin or config, nor in map keys (env names). */
+#define GW_VALUE_REF_MAX 80u /* characters between ${ and } shown in a message */
+#define GW_VALUE_STRING_MAX (1u << 20) /* bytes of one string with the values put in */
+/* Expand s for a node (labels: its labels, "node" its name) into *out
+ * (caller frees); labels NULL: only check the syntax (*out untouched).
+ * -EINVAL: a syntax error; -ENOENT: a label the node lacks; -E2BIG: too
+ * long. On failure msg says why and *at is the byte offset of its "$". */
+int gw_values_expand(char **out, size_t *at, char *msg, size_t size, const char *s, const struct gw_strmap *labels);
+/* Does field (a path like "spec.env.A" or "spec.command[0]") take node values? */
+int gw_values_field(const char *path);
+/* r as on the node with labels: NULL in *out when r holds no "${" (r
+ * applies as it is), else a new finalized resource with the values put in
+ * and validated. On failure (-ENOENT: a label the node lacks; -EINVAL: a
+ * value that is not valid there) err says what, where and for which node,
+ * without the resource's key, and *out is a copy of r as declared (for the
+ * plan: it must never be started). */
+int gw_manifest_node_values(struct gw_resource **out, const struct gw_resource *r, const struct gw_strmap *labels,
+			    struct gw_error *err);
+
 #endif

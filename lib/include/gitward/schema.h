@@ -58,6 +58,8 @@ extern const struct gw_field gw_schema_spec[];
 extern const struct gw_field gw_schema_metadata[];
 
 const char *gw_check_name(const char *v);
+/* NULL when v is a valid label key, else what one looks like. */
+const char *gw_check_label_key(const char *v);
 /* The JSON Schema of manifests, generated from the tables (caller frees). */
 char *gw_schema_json(void);
 const char *gw_enum_name(const struct gw_enum_name *e, int value);
