@@ -254,8 +254,9 @@ class Restart(OperateBase):
                         and self.status_web()["last_action"], what="the restart recorded with its trigger")
         self.assertEqual(last["action"], "restart")
         self.assertEqual(oct(os.stat(os.path.join(self.state, "control")).st_mode & 0o777), "0o700")
-        os.kill(a.pid, signal.SIGHUP)
+        # the count is read before the signal: a quick pass after it would be missed
         seen = self.passes(a)
+        os.kill(a.pid, signal.SIGHUP)
         wait_for(lambda: self.passes(a) >= seen + 1, what="another pass")
         self.assertEqual(self.pids().get("web"), new)
 
