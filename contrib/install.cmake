@@ -80,7 +80,8 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT) # gitward_<version>-<debrev>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://gitward.example/")
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON) # appended to what the unit runs besides gitward:
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "procps") # /bin/kill (ExecReload), absent from a bare Debian
 # the plugin and gitward-reencrypt use these at run time; age, podman and
 # qemu only where manifests ask for them
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "git")

@@ -134,6 +134,12 @@ class Package(unittest.TestCase):
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "gitward.service"), "w") as f:
             f.write(unit.replace("/usr/bin/gitward", gw).replace("/etc/gitward", os.path.join(self.root, "etc/gitward")))
+        # what the unit runs besides gitward is a dependency (a bare Debian has no /bin/kill)
+        deps = {d.split()[0] for d in self.field(self.debs[0], "Depends").split(", ")}
+        for exe in re.findall(r"^Exec[A-Za-z]*=[-@+!]*(/\S+)", unit, re.M):
+            if exe != "/usr/bin/gitward":
+                owner = sh("dpkg", "-S", exe).stdout.split(":")[0]
+                self.assertIn(owner, deps, exe)
         r = sh("systemd-analyze", "verify", os.path.join(d, "gitward.service"), env={"MANPATH": man}, check=False)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
