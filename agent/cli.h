@@ -9,7 +9,13 @@
 #include "gitward/config.h"
 #include "gitward/manifest.h"
 
-#define GW_VERSION "0.1.0"
+/* set by CMake (GW_VERSION, GW_COMMIT: `gitward version`) */
+#ifndef GW_VERSION
+#define GW_VERSION "0.0.0"
+#endif
+#ifndef GW_COMMIT
+#define GW_COMMIT "unknown"
+#endif
 
 enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 

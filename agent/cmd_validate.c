@@ -1,14 +1,17 @@
 /* `gitward validate PATH...` and `gitward version`. */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yaml.h>
 
 #include "cli.h"
 #include "gitward/schema.h"
+#include "gitward/source.h"
 
 static const char validate_usage[] =
 	"usage: gitward validate [--output text|json|github] [--exclude GLOB] [--verbose] PATH...\n"
@@ -176,11 +179,62 @@ int cmd_schema(int argc, char **argv)
 	return 0;
 }
 
+static const char version_usage[] = "usage: gitward version [--output text|json]\n"
+				    "\n"
+				    "Print the version of gitward, the commit it was built from, and the versions\n"
+				    "of the libraries it runs with (libgit2, libcurl, libyaml, jansson).\n";
+
 int cmd_version(int argc, char **argv)
 {
-	int rc;
-	if (no_arguments(&rc, "version", "usage: gitward version\n\nPrint the version of gitward.\n", argc, argv))
-		return rc;
-	printf("gitward %s\n", GW_VERSION);
+	static const struct option opts[] = { { "output", required_argument, 0, 'o' },
+					      { "help", no_argument, 0, 'h' },
+					      { 0, 0, 0, 0 } };
+	enum output_format fmt = OUTPUT_TEXT;
+	char libgit2[32];
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(version_usage, stdout);
+			return 0;
+		}
+		if (c == 'o') {
+			if (cli_parse_output(&fmt, optarg, "version",
+					     OUTPUT_BIT(OUTPUT_TEXT) | OUTPUT_BIT(OUTPUT_JSON)) == 0)
+				continue;
+			return EXIT_USAGE;
+		}
+		return cli_option_error("version", opts, argv);
+	}
+	if (optind < argc) {
+		char esc[300];
+		return cli_usage_error("version", "unexpected argument \"%s\": version takes none",
+				       gw_escape(esc, sizeof(esc), argv[optind]));
+	}
+	/* the libraries' runtime versions, which a distribution upgrade can change
+	 * under the same binary */
+	gw_source_libgit2_version(libgit2, sizeof(libgit2));
+	const char *curl = curl_version_info(CURLVERSION_NOW)->version;
+	const char *yaml = yaml_get_version_string();
+	const char *jansson = jansson_version_str();
+	if (fmt == OUTPUT_JSON) {
+		json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s}}", "version", GW_VERSION, "commit", GW_COMMIT,
+				      "libraries", "libgit2", libgit2, "libcurl", curl, "libyaml", yaml, "jansson",
+				      jansson);
+		char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+		if (!text) {
+			json_decref(o);
+			fprintf(stderr, "gitward: out of memory\n");
+			return 1;
+		}
+		puts(text);
+		free(text);
+		json_decref(o);
+		return 0;
+	}
+	printf("gitward %s\ncommit %s\nlibgit2 %s\nlibcurl %s\nlibyaml %s\njansson %s\n", GW_VERSION, GW_COMMIT,
+	       libgit2, curl, yaml, jansson);
 	return 0;
 }

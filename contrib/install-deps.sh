@@ -2,10 +2,12 @@
 # Installs what gitward needs from Debian 12 packages, only when missing.
 # Nothing is assumed to be there already: every set names all it uses.
 #   install-deps.sh build   compiler, CMake and the libraries
-#   install-deps.sh test    build + everything contrib/test.sh runs: cmocka, clang with its
+#   install-deps.sh test    build + package + everything contrib/test.sh runs: cmocka, clang with its
 #                           sanitizer and libFuzzer runtimes, Podman, QEMU, the Git servers
 #                           (nginx, fcgiwrap, openssh-server), signing tools, Prometheus,
 #                           gcovr (GW_COVERAGE=1 contrib/test.sh), docker-registry (the pull test)
+#   install-deps.sh package build + what contrib/package.sh and its check need: dpkg-dev
+#                           (dpkg-shlibdeps), lintian, man-db, systemd (systemd-analyze)
 #   install-deps.sh bench   test + the peers the benchmarks measure (supervisor,
 #                           podman-compose, catatonit for podman kube play, hyperfine)
 set -euo pipefail
@@ -20,6 +22,10 @@ if [[ $what == test || $what == bench ]]; then
          podman runc catatonit busybox-static curl tar qemu-system-x86 docker-registry
          nginx fcgiwrap openssh-server openssh-client openssl apache2-utils gnupg age
          prometheus prometheus-alertmanager procps iproute2 groff-base gcovr)
+fi
+if [[ $what == package || $what == test || $what == bench ]]; then
+  # the suite builds the package (tests/e2e/test_package.py)
+  pkgs+=(dpkg-dev fakeroot lintian man-db systemd)
 fi
 if [[ $what == bench ]]; then
   pkgs+=(supervisor podman-compose hyperfine valgrind)

@@ -19,7 +19,7 @@ contrib/check-layers
 
 if [[ ${GW_COVERAGE:-0} != 0 ]]; then
   echo "== build with --coverage"
-  cmake -S . -B build-cov -DCMAKE_BUILD_TYPE=Debug -DGW_COVERAGE=ON -DGW_TESTS=ON >/dev/null
+  cmake -S . -B build-cov -DGW_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DGW_COVERAGE=ON -DGW_TESTS=ON >/dev/null
   cmake --build build-cov -j "$jobs"
   find build-cov -name '*.gcda' -delete
   echo "== tests with --coverage"
@@ -37,19 +37,19 @@ if [[ $secs != 0 ]]; then
   # clang with -Werror builds the fuzz targets first: a warning only clang gives
   # fails here in minutes, not after the suites
   echo "== build the fuzz targets (clang)"
-  CC=clang cmake -S . -B build-fuzz -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  CC=clang cmake -S . -B build-fuzz -DGW_WERROR=ON -DGW_FUZZ=ON -DGW_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build build-fuzz -j "$jobs" --target fuzz_manifest fuzz_manifest_struct fuzz_qmp fuzz_engine fuzz_state fuzz_record fuzz_http fuzz_manifest_cache
 fi
 
 echo "== build"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_TESTS=ON >/dev/null
+cmake -S . -B build -DGW_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_TESTS=ON >/dev/null
 cmake --build build -j "$jobs"
 echo "== tests"
 ctest --test-dir build --output-on-failure
 
 if [[ ${GW_SANITIZE:-1} != 0 ]]; then
   echo "== build with ASan+UBSan"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON -DGW_TESTS=ON >/dev/null
+  cmake -S . -B build-asan -DGW_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON -DGW_TESTS=ON >/dev/null
   cmake --build build-asan -j "$jobs"
   echo "== tests with ASan+UBSan"
   # the fleet simulation (30 agents) runs once, in the normal build

@@ -331,7 +331,14 @@ class DryRun(TempDirTest):
         self.assertEqual(run("reconcile", "--dry-run").rc, 64)
         self.assertEqual(run("reconcile", "--bogus").rc, 64)
         self.assertEqual(run("nosuch").rc, 64)
-        self.assertRegex(run("version").out, r"^gitward \d+\.\d+\.\d+\n$")
+        # version, the commit built from, the libraries' runtime versions
+        self.assertRegex(run("version").out, r"^gitward \d+\.\d+\.\d+\ncommit ([0-9a-f]{7,40}|unknown)\n"
+                                             r"libgit2 [\d.]+\nlibcurl [\d.]+\nlibyaml [\d.]+\njansson [\d.]+\n$")
+        v = run("version", "--output", "json").json()
+        self.assertEqual(set(v), {"version", "commit", "libraries"})
+        self.assertEqual(set(v["libraries"]), {"libgit2", "libcurl", "libyaml", "jansson"})
+        self.assertEqual(run("version", "--output", "markdown").rc, 64)
+        self.assertEqual(run("version", "extra").rc, 64)
         res = run("reconcile", "--dry-run", "--repo", "x", "--interval", "soon")
         self.assertEqual(res.rc, 64)
         self.assertIn("--interval", res.err)

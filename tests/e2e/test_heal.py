@@ -263,7 +263,10 @@ class Install(AgentBase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         with open(os.path.join(prefix, "lib/systemd/system/gitward.service")) as f:
             unit = f.read()
-        self.assertIn(f"ExecStart={prefix}/bin/gitward agent --config /etc/gitward/gitward.yaml\n", unit)
+        # outside /usr the config stays inside the prefix, where the unit names it
+        # (the package's prefix /usr: /etc/gitward, test_package.py)
+        self.assertIn(f"ExecStart={prefix}/bin/gitward agent --config {prefix}/etc/gitward/gitward.yaml\n", unit)
+        self.assertTrue(os.path.isfile(os.path.join(prefix, "etc/gitward/gitward.yaml")))
         self.assertIn("Type=notify\n", unit)
         self.assertIn("WatchdogSec=", unit)
         self.assertIn("KillMode=process\n", unit)

@@ -133,7 +133,8 @@ class Usage(unittest.TestCase):
         self.assertNotIn("$schema", res.out)
         res = run("version", "--help")
         self.assertEqual(res.rc, 0)
-        self.assertTrue(res.out.startswith("usage: gitward version\n"), res.out)
+        self.assertTrue(res.out.startswith("usage: gitward version [--output text|json]\n"), res.out)
+        self.assertNotIn("libgit2 1", res.out)
         res = run("--help")
         self.assertIn("Exit status: 0 success, 1 error, 2 changes pending (reconcile --dry-run),\n64 usage error",
                       res.out)
