@@ -846,11 +846,13 @@ void gw_notify_after_pass(struct gw_notifier *n, struct gw_notify_tracker *t, co
 				    .message = message,
 				    .changed = sum->count[GW_ACTION_CREATE] + sum->count[GW_ACTION_UPDATE] +
 						    sum->count[GW_ACTION_DELETE] + sum->count[GW_ACTION_RESTART] >
-					    sum->report.waiting + sum->report.failed,
+					    sum->report.waiting + sum->report.failed + sum->report.held,
 				    .suspended = sum->suspended,
 				    .res = st.res,
 				    .nres = st.n,
-				    .began_s = began_ms / 1000 };
+				    .began_s = began_ms / 1000,
+				    .pending = st.pending,
+				    .npending = st.npending };
 	commit_final(n, t, sum, node, &p);
 	if (gw_notify_derive(&evs, &nev, t, &p, gw_now_ms(), &err) < 0)
 		gw_log(GW_LOG_WARN, "", "events: %s", err.msg);
