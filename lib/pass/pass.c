@@ -543,10 +543,19 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	pass->observe_mode = opts->observe;
 	pass->auto_revert_ms = opts->auto_revert_ms;
 	pass->hold = pass->suspend.on || opts->observe;
-	/* a commit starts being applied (held: nothing is) */
 	const size_t *n = pass->plan.count;
-	if (opts->on_apply && !pass->hold &&
-	    n[GW_ACTION_CREATE] + n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE] + n[GW_ACTION_RESTART] > 0)
+	/* --window: outside every window, updates and deletes wait for the
+	 * next opening (the agent wakes then: gw_watch_build) */
+	if (!pass->hold && opts->nwindows && n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE] > 0) {
+		int64_t now = gw_now_ms();
+		if (!gw_windows_open(opts->windows, opts->nwindows, now))
+			gw_pass_hold_disruptive(pass, "window",
+						gw_windows_next_open(opts->windows, opts->nwindows, now));
+	}
+	/* a commit starts being applied (held: nothing is) */
+	size_t runs = n[GW_ACTION_CREATE] + n[GW_ACTION_RESTART] +
+		(pass->held ? 0 : n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE]);
+	if (opts->on_apply && !pass->hold && runs > 0)
 		opts->on_apply(opts->on_apply_ud, pass->commit);
 	GW_PROF_BEGIN(execute);
 	int rc = gw_apply_execute(out, pass, opts->node, opts->labels, opts->state_dir, set, err);

@@ -19,6 +19,7 @@
 #include "gitward/apply.h"
 #include "gitward/review.h"
 #include "gitward/source.h"
+#include "gitward/window.h"
 
 /* What a pass needs of the options, made once at the edge (agent/) from
  * the whole configuration; every pointer is borrowed. */
@@ -34,6 +35,10 @@ struct gw_pass_opts {
 	const char *const *paths; /* under which manifests are read (none: the root) */
 	size_t npaths;
 	const struct gw_strlist *excludes; /* --exclude */
+	/* --window: outside every one, disruptive actions are held until the
+	 * next opening (gw_pass_execute); none: always open */
+	const struct gw_window *windows;
+	size_t nwindows;
 	const char *node;
 	const struct gw_strmap *labels; /* the node's, "node" = its name included */
 	const char *state_dir; /* the Git cache, the manifest cache, the state file */
