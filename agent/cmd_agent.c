@@ -147,7 +147,7 @@ static bool changed(const struct gw_run_summary *sum)
 {
 	return sum->count[GW_ACTION_CREATE] + sum->count[GW_ACTION_UPDATE] + sum->count[GW_ACTION_DELETE] +
 		sum->count[GW_ACTION_RESTART] >
-		sum->report.waiting + sum->report.failed;
+		sum->report.waiting + sum->report.failed + sum->report.held;
 }
 
 /* What the scheduler is told while the agent waits: the clock, and what
