@@ -61,6 +61,8 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --auto-revert              go back to the last commit that converged when what a new\n"                     \
 	"                             commit created or updated is not running and healthy in time\n"                  \
 	"  --healthy-deadline DUR     that time, from the commit's first apply (default 2m)\n"                         \
+	"  --window SPEC              maintenance window for updates and deletes, e.g. \"mon-fri\n"                    \
+	"                             02:00-04:00 UTC\" (repeatable; outside every one they are held)\n"               \
 	"  --log-format text|json     logging on stderr\n"                                                             \
 	"  --log-level LEVEL          debug, info, warn, error\n"                                                      \
 	"  --container-socket PATH    Docker Engine API socket\n" CLI_HELP_GIT                                         \

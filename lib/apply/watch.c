@@ -52,6 +52,12 @@ int gw_watch_build(struct gw_watch *w, const char *state_dir, const struct gw_ba
 	/* --auto-revert's deadline: a pass then judges the commit in force */
 	if (st.revert_at && st.revert_at * 1000 > now && (!w->wake_at_ms || st.revert_at * 1000 < w->wake_at_ms))
 		w->wake_at_ms = st.revert_at * 1000;
+	/* held actions (a window): a pass when the hold ends applies them */
+	for (size_t i = 0; i < st.npending; i++) {
+		int64_t at = st.pending[i].until * 1000 + 500; /* just past the opening */
+		if (st.pending[i].held[0] && at > now && (!w->wake_at_ms || at < w->wake_at_ms))
+			w->wake_at_ms = at;
+	}
 	w->fds = gw_xcalloc(st.n + 1, sizeof(*w->fds));
 	w->probes = gw_xcalloc(st.n + 1, sizeof(*w->probes));
 	for (size_t i = 0; i < st.n; i++) {

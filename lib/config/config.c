@@ -97,6 +97,25 @@ static int set_exclude(struct gw_config *cfg, const char *name, void *slot, cons
 	return 0;
 }
 
+static int set_window(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	struct gw_window w;
+	struct gw_error perr = { 0 };
+	char esc[300];
+	(void)name;
+	(void)slot;
+	if (cfg->nwindows >= 64)
+		return gw_error_set(err, -EINVAL, "--window: at most 64 windows");
+	if (gw_window_parse(&w, value, &perr) < 0) {
+		gw_error_set(err, -EINVAL, "--window '%s': %s", gw_escape(esc, sizeof(esc), value), perr.msg);
+		err->col = perr.col;
+		return -EINVAL;
+	}
+	cfg->windows = gw_xrealloc(cfg->windows, (cfg->nwindows + 1) * sizeof(*cfg->windows));
+	cfg->windows[cfg->nwindows++] = w;
+	return 0;
+}
+
 static int set_dir(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
 {
 	(void)cfg;
@@ -390,6 +409,7 @@ static const struct {
 	{ "move-to-repo", 0, 1, set_bool, AT(move_to_repo) },
 	{ "age-identity", 0, 0, set_nonempty, AT(age_identity) },
 	{ "exclude", 1, 0, set_exclude, AT(excludes) },
+	{ "window", 1, 0, set_window, AT(windows) },
 	{ "plugin-dir", 0, 0, set_nonempty, AT(plugin_dir) },
 	{ "mode", 0, 0, set_mode, AT(observe) },
 	{ "auto-revert", 0, 1, set_bool, AT(auto_revert) },
@@ -431,6 +451,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->ref);
 	gw_strlist_free(&cfg->paths);
 	gw_strlist_free(&cfg->excludes);
+	free(cfg->windows);
 	free(cfg->state_dir);
 	free(cfg->run_dir);
 	free(cfg->log_dir);

@@ -24,6 +24,7 @@ static const char *const kind_names[GW_EVENT_MAX] = {
 	[GW_EVENT_REWIND_REFUSED] = "rewind-refused",
 	[GW_EVENT_REVERTED] = "reverted",
 	[GW_EVENT_COMMIT_STATUS] = "commit-status",
+	[GW_EVENT_HELD] = "held",
 };
 
 static const char *const commit_state_names[GW_COMMIT_MAX] = {
@@ -40,10 +41,16 @@ static const struct {
 	enum gw_event_kind kind;
 	bool failure;
 } by_result[GW_RUN_MAX] = {
-	[GW_RUN_CONVERGED] = { GW_EVENT_APPLIED, false },    [GW_RUN_NOT_CONVERGED] = { GW_EVENT_FAILED, true },
-	[GW_RUN_GIT_ERROR] = { GW_EVENT_FAILED, true },	     [GW_RUN_INVALID] = { GW_EVENT_INVALID_COMMIT, true },
-	[GW_RUN_ERROR] = { GW_EVENT_FAILED, true },	     [GW_RUN_UNVERIFIED] = { GW_EVENT_INVALID_COMMIT, true },
-	[GW_RUN_REWIND] = { GW_EVENT_REWIND_REFUSED, true }, [GW_RUN_REVERTED] = { GW_EVENT_REVERTED, true },
+	[GW_RUN_CONVERGED] = { GW_EVENT_APPLIED, false },
+	[GW_RUN_NOT_CONVERGED] = { GW_EVENT_FAILED, true },
+	[GW_RUN_GIT_ERROR] = { GW_EVENT_FAILED, true },
+	[GW_RUN_INVALID] = { GW_EVENT_INVALID_COMMIT, true },
+	[GW_RUN_ERROR] = { GW_EVENT_FAILED, true },
+	[GW_RUN_UNVERIFIED] = { GW_EVENT_INVALID_COMMIT, true },
+	[GW_RUN_REWIND] = { GW_EVENT_REWIND_REFUSED, true },
+	[GW_RUN_REVERTED] = { GW_EVENT_REVERTED, true },
+	/* what ran is applied; what is held is its own event (held_event) */
+	[GW_RUN_HELD] = { GW_EVENT_APPLIED, false },
 };
 
 const char *gw_event_kind_to_string(enum gw_event_kind k)
@@ -98,6 +105,18 @@ static json_t *resource_json(const struct gw_observed *o, int64_t began_s)
 			 action, "state", gw_state_to_string(o->state), "health", gw_health_to_string(o->health));
 }
 
+static json_t *held_json(const struct gw_pending_action *a)
+{
+	char until[64] = "";
+	if (a->until)
+		rfc3339_ms(until, sizeof(until), a->until * 1000);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "kind", gw_kind_to_string((enum gw_kind)a->kind), "name", a->name,
+			      "action", a->action, "held", a->held);
+	if (o && until[0])
+		json_object_set_new(o, "until", json_string(until));
+	return o;
+}
+
 /* One event: only of what the pass recorded; the message's URLs redacted
  * (no credentials), no spec, no environment. only: the resource the event
  * is about (NULL: all of them). */
@@ -114,9 +133,12 @@ static int event_make(struct gw_event *ev, enum gw_event_kind kind, const struct
 	if (only && asprintf(&ev->resource, "%s/%s", gw_kind_to_string(only->kind), only->name) < 0)
 		ev->resource = NULL;
 	json_t *res = json_array();
-	for (size_t i = 0; res && i < p->nres; i++)
+	for (size_t i = 0; res && kind != GW_EVENT_HELD && i < p->nres; i++)
 		if (!only || &p->res[i] == only)
 			json_array_append_new(res, resource_json(&p->res[i], p->began_s));
+	for (size_t i = 0; res && kind == GW_EVENT_HELD && i < p->npending; i++)
+		if (p->pending[i].held[0])
+			json_array_append_new(res, held_json(&p->pending[i]));
 	json_t *labels = p->labels ? gw_state_labels_json(p->labels) : json_object();
 	json_t *o =
 		json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:o}", "event", gw_event_kind_to_string(kind), "node",
@@ -266,6 +288,32 @@ static int resource_events(struct events *e, struct gw_notify_tracker *t, const 
 	return rc;
 }
 
+/* Disruptive actions held: told once per commit and reason while the
+ * hold lasts; a pass holding nothing ends it (a later hold is told again). */
+static int held_event(struct events *e, struct gw_notify_tracker *t, const struct gw_notify_pass *p, int64_t now_ms,
+		      struct gw_error *err)
+{
+	const struct gw_pending_action *first = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < p->npending; i++)
+		if (p->pending[i].held[0] && (n++, !first))
+			first = &p->pending[i];
+	if (!first) {
+		t->held_fp[0] = '\0';
+		return 0;
+	}
+	char fp[sizeof(t->held_fp)], msg[256], until[64] = "unknown";
+	snprintf(fp, sizeof(fp), "%.41s %.30s", p->commit ? p->commit : "", first->held);
+	if (!strcmp(fp, t->held_fp))
+		return 0;
+	snprintf(t->held_fp, sizeof(t->held_fp), "%s", fp);
+	if (first->until)
+		rfc3339_ms(until, sizeof(until), first->until * 1000);
+	snprintf(msg, sizeof(msg), "%zu disruptive action%s held (%s) until %s", n, n == 1 ? "" : "s", first->held,
+		 until);
+	return add(e, GW_EVENT_HELD, p, msg, NULL, now_ms, err);
+}
+
 int gw_notify_derive(struct gw_event **out, size_t *n, struct gw_notify_tracker *t, const struct gw_notify_pass *p,
 		     int64_t now_ms, struct gw_error *err)
 {
@@ -280,6 +328,8 @@ int gw_notify_derive(struct gw_event **out, size_t *n, struct gw_notify_tracker 
 	t->seen = true;
 	if (rc == 0)
 		rc = pass_events(&e, t, p, now_ms, err);
+	if (rc == 0)
+		rc = held_event(&e, t, p, now_ms, err);
 	if (rc == 0)
 		rc = resource_events(&e, t, p, now_ms, err);
 	if (rc < 0) {

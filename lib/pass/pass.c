@@ -495,11 +495,17 @@ static void history_executed(const struct gw_pass *pass, const struct gw_pass_op
 	const size_t *c = pass->plan.count;
 	size_t acted = c[GW_ACTION_CREATE] + c[GW_ACTION_UPDATE] + c[GW_ACTION_DELETE] + c[GW_ACTION_RESTART];
 	char msg[256];
-	if (pass->hold || (!acted && rep->converged))
+	/* held disruptive actions: what ran is history, what waits for its
+	 * window or lock is not (nor a failure) */
+	bool held_only = rep->held && !rep->failed && !rep->waiting;
+	if (held_only)
+		acted -= rep->held;
+	if (pass->hold || (!acted && (rep->converged || held_only)))
 		return;
-	if (rep->converged)
-		snprintf(msg, sizeof(msg), "%zu created, %zu updated, %zu deleted, %zu restarted", c[GW_ACTION_CREATE],
-			 c[GW_ACTION_UPDATE], c[GW_ACTION_DELETE], c[GW_ACTION_RESTART]);
+	if (rep->converged || held_only)
+		snprintf(msg, sizeof(msg), "%zu created, %zu updated, %zu deleted, %zu restarted%s",
+			 c[GW_ACTION_CREATE], c[GW_ACTION_UPDATE], c[GW_ACTION_DELETE], c[GW_ACTION_RESTART],
+			 held_only ? "; disruptive actions held" : "");
 	else
 		snprintf(msg, sizeof(msg), "not converged: %zu failed, %zu waiting", rep->failed, rep->waiting);
 	struct gw_pass_opts o = *opts;
@@ -512,10 +518,18 @@ static void history_executed(const struct gw_pass *pass, const struct gw_pass_op
 	if (pass->pinned && (!pass->state.commit || strcmp(pass->state.commit, pass->commit) != 0))
 		o.trigger = "rollback";
 	gw_pass__history(&o, pass->commit, pass->ref,
-			 !rep->converged	? "failed"
-				 : pass->pinned ? "rolled-back"
-						: "converged",
+			 !rep->converged && !held_only ? "failed"
+				 : pass->pinned	       ? "rolled-back"
+						       : "converged",
 			 msg);
+}
+
+void gw_pass_hold_disruptive(struct gw_pass *pass, const char *reason, int64_t until_ms)
+{
+	if (!pass->held)
+		pass->held = reason;
+	if (until_ms > pass->held_until_ms)
+		pass->held_until_ms = until_ms;
 }
 
 int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,
@@ -529,10 +543,19 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	pass->observe_mode = opts->observe;
 	pass->auto_revert_ms = opts->auto_revert_ms;
 	pass->hold = pass->suspend.on || opts->observe;
-	/* a commit starts being applied (held: nothing is) */
 	const size_t *n = pass->plan.count;
-	if (opts->on_apply && !pass->hold &&
-	    n[GW_ACTION_CREATE] + n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE] + n[GW_ACTION_RESTART] > 0)
+	/* --window: outside every window, updates and deletes wait for the
+	 * next opening (the agent wakes then: gw_watch_build) */
+	if (!pass->hold && opts->nwindows && n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE] > 0) {
+		int64_t now = gw_now_ms();
+		if (!gw_windows_open(opts->windows, opts->nwindows, now))
+			gw_pass_hold_disruptive(pass, "window",
+						gw_windows_next_open(opts->windows, opts->nwindows, now));
+	}
+	/* a commit starts being applied (held: nothing is) */
+	size_t runs = n[GW_ACTION_CREATE] + n[GW_ACTION_RESTART] +
+		(pass->held ? 0 : n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE]);
+	if (opts->on_apply && !pass->hold && runs > 0)
 		opts->on_apply(opts->on_apply_ud, pass->commit);
 	GW_PROF_BEGIN(execute);
 	int rc = gw_apply_execute(out, pass, opts->node, opts->labels, opts->state_dir, set, err);

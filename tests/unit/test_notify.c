@@ -74,6 +74,53 @@ static void test_a_converged_pass_that_changed_something_is_applied(void **state
 	gw_notify_tracker_free(&t);
 }
 
+/* held: once per commit and reason, never a failure; a create that ran
+ * beside it is applied; a pass holding nothing ends it */
+static void test_a_hold_is_told_once_per_commit_and_reason(void **state)
+{
+	(void)state;
+	struct gw_notify_tracker t;
+	gw_notify_tracker_init(&t, HOUR);
+	struct gw_pending_action held[2] = { { .kind = GW_KIND_PROCESS,
+					       .name = "web",
+					       .action = "update",
+					       .held = "window",
+					       .until = T0 / 1000 + 3600 },
+					     { .kind = GW_KIND_PROCESS,
+					       .name = "old",
+					       .action = "delete",
+					       .held = "window",
+					       .until = T0 / 1000 + 3600 } };
+	struct gw_notify_pass p = pass_of(GW_RUN_HELD, "", true);
+	p.pending = held;
+	p.npending = 2;
+	assert_string_equal(derive(&t, &p, T0), "applied,held");
+	p.changed = false;
+	for (int64_t s = 1; s < 7200; s += 60) /* past the repeat period too */
+		assert_string_equal(derive(&t, &p, T0 + s * 1000), "");
+	snprintf(held[0].held, sizeof(held[0].held), "fleet-lock");
+	snprintf(held[1].held, sizeof(held[1].held), "fleet-lock");
+	assert_string_equal(derive(&t, &p, T0 + 2 * HOUR), "held");
+	p.commit = "1123456789abcdef0123456789abcdef01234567";
+	assert_string_equal(derive(&t, &p, T0 + 2 * HOUR + 1000), "held");
+	struct gw_notify_pass done = pass_of(GW_RUN_CONVERGED, "", false);
+	assert_string_equal(derive(&t, &done, T0 + 3 * HOUR), "");
+	assert_string_equal(derive(&t, &p, T0 + 3 * HOUR + 1000), "held");
+
+	struct got g = { 0 };
+	struct gw_error err = { 0 };
+	gw_notify_tracker_free(&t);
+	gw_notify_tracker_init(&t, HOUR);
+	assert_int_equal(gw_notify_derive(&g.v, &g.n, &t, &p, T0, &err), 0);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.v[0].message, "2 disruptive actions held (fleet-lock) until 2026-12-07T13:00:00.000Z");
+	assert_non_null(strstr(g.v[0].body,
+			       "\"resources\":[{\"kind\":\"Process\",\"name\":\"web\",\"action\":"
+			       "\"update\",\"held\":\"fleet-lock\",\"until\":\"2026-12-07T13:00:00.000Z\"},"));
+	got_free(&g);
+	gw_notify_tracker_free(&t);
+}
+
 static void test_the_same_failure_is_told_once_per_repeat_period(void **state)
 {
 	(void)state;
@@ -314,6 +361,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_commit_gets_each_status_once),
 		cmocka_unit_test(test_a_converged_pass_that_changed_something_is_applied),
+		cmocka_unit_test(test_a_hold_is_told_once_per_commit_and_reason),
 		cmocka_unit_test(test_the_same_failure_is_told_once_per_repeat_period),
 		cmocka_unit_test(test_another_failure_is_told_at_once),
 		cmocka_unit_test(test_recovery_is_told_once),

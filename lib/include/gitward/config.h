@@ -9,6 +9,7 @@
 #include "gitward/manifest.h"
 #include "gitward/resource.h"
 #include "gitward/util.h"
+#include "gitward/window.h"
 
 /* --repo given more often than this is refused (mirrors, not a list of repositories) */
 #define GW_CONFIG_REPOS_MAX 16
@@ -72,6 +73,9 @@ struct gw_config {
 	/* --exclude: files under --path left out (gitignore syntax, after the
 	 * repository's .gitwardignore) */
 	struct gw_strlist excludes;
+	/* --window: maintenance windows for disruptive actions (none: always) */
+	struct gw_window *windows;
+	size_t nwindows;
 	/* events (SPEC "Events"): webhook URLs (the URL may hold credentials:
 	 * never logged raw), their HMAC secret, how often the same failure is
 	 * told again (0: 1 h), the exec hook */

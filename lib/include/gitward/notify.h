@@ -29,6 +29,7 @@ enum gw_event_kind {
 	GW_EVENT_REWIND_REFUSED,
 	GW_EVENT_REVERTED,
 	GW_EVENT_COMMIT_STATUS, /* for --commit-status only: body is the state */
+	GW_EVENT_HELD, /* disruptive actions held (a window, a fleet lock) */
 	GW_EVENT_MAX
 };
 /* "applied", "failed", "invalid-commit", ... */
@@ -59,6 +60,10 @@ struct gw_notify_pass {
 	const struct gw_observed *res; /* the resources as recorded after it */
 	size_t nres;
 	int64_t began_s; /* unix seconds: the pass's start (a last_action since is this pass's) */
+	/* the state's pending actions; those with a held reason make a held
+	 * event, told once per commit and reason */
+	const struct gw_pending_action *pending;
+	size_t npending;
 };
 
 #define GW_NOTIFY_RESOURCES_MAX 1024 /* resources remembered as degraded */
@@ -78,6 +83,8 @@ struct gw_notify_tracker {
 		int64_t sent_ms;
 	} * bad;
 	size_t nbad;
+	/* the commit and reason of the hold last told ("" none in force) */
+	char held_fp[80];
 	/* --commit-status: the states sent for the last few commits */
 	struct gw_notify_told {
 		char commit[41];
