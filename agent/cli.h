@@ -55,6 +55,9 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --auto-revert              go back to the last commit that converged when what a new\n"                     \
 	"                             commit created or updated is not running and healthy in time\n"                  \
 	"  --healthy-deadline DUR     that time, from the commit's first apply (default 2m)\n"                         \
+	"  --fleet-lock URL           a FleetLock server: update and delete wait for a slot (POST\n"                   \
+	"                             URL/v1/pre-reboot), given back once converged healthy\n"                         \
+	"  --fleet-lock-group G       the node's group on that server (default \"default\")\n"                         \
 	"  --log-format text|json     logging on stderr\n"                                                             \
 	"  --log-level LEVEL          debug, info, warn, error\n"                                                      \
 	"  --container-socket PATH    Docker Engine API socket\n" CLI_HELP_GIT                                         \
