@@ -123,6 +123,14 @@ static void log_pass(const struct gw_run_summary *sum, enum gw_pass_mode mode, i
 			    "%s done: commit %.12s, not converged: %zu failed, %zu waiting (%lldms)", what, sum->commit,
 			    sum->report.failed, sum->report.waiting, (long long)took);
 		break;
+	case GW_RUN_HELD: {
+		char until[64] = "unknown";
+		if (sum->held_until_ms > 0)
+			gw_time_format_utc(until, sizeof(until), sum->held_until_ms / 1000);
+		gw_log_with(GW_LOG_INFO, "", &lf, "%s done: commit %.12s, %zu disruptive held (%s) until %s (%lldms)",
+			    what, sum->commit, sum->report.held, sum->held ? sum->held : "-", until, (long long)took);
+		break;
+	}
 	case GW_RUN_GIT_ERROR:
 		if (sum->healing)
 			gw_log_with(quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "", &lf,
@@ -436,7 +444,8 @@ static const char *full_trigger(void)
 /* Said once when it changes: suspended or resumed. */
 static void log_controls(struct loop *l, const struct gw_run_summary *sum)
 {
-	bool applied = sum->result == GW_RUN_CONVERGED || sum->result == GW_RUN_NOT_CONVERGED || sum->healing;
+	bool applied = sum->result == GW_RUN_CONVERGED || sum->result == GW_RUN_NOT_CONVERGED ||
+		sum->result == GW_RUN_HELD || sum->healing;
 	if (!applied || sum->suspended == l->suspended)
 		return;
 	l->suspended = sum->suspended;

@@ -257,16 +257,21 @@ static int output_applied(const struct opts *o, const struct gw_pass *pass, cons
 		json_t *doc = json_loads(s, 0, NULL);
 		free(s);
 		json_object_set_new(doc, "result",
-				    json_pack("{s:b, s:I, s:I, s:I}", "converged", rep->converged, "ok",
+				    json_pack("{s:b, s:I, s:I, s:I, s:I}", "converged", rep->converged, "ok",
 					      (json_int_t)rep->ok, "failed", (json_int_t)rep->failed, "waiting",
-					      (json_int_t)rep->waiting));
+					      (json_int_t)rep->waiting, "held", (json_int_t)rep->held));
 		s = json_dumps(doc, JSON_COMPACT);
 		puts(s);
 		free(s);
 		json_decref(doc);
 	} else {
 		char empty[1024], esc[4096];
-		printf("Applied: %zu ok, %zu failed, %zu waiting. %s", rep->ok, rep->failed, rep->waiting,
+		char held[128] = "", until[64] = "unknown";
+		if (rep->held && pass->held_until_ms > 0)
+			gw_time_format_utc(until, sizeof(until), pass->held_until_ms / 1000);
+		if (rep->held)
+			snprintf(held, sizeof(held), ", %zu held (%s) until %s", rep->held, pass->held, until);
+		printf("Applied: %zu ok, %zu failed, %zu waiting%s. %s", rep->ok, rep->failed, rep->waiting, held,
 		       rep->converged ? "Converged" : "Not converged");
 		/* not a quiet success on nothing: the commit declares nothing there */
 		if (gw_manifest_set_empty_warning(empty, sizeof(empty), &pass->set))

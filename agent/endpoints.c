@@ -365,12 +365,22 @@ static void control_metrics(struct gw_strbuf *sb, const struct gw_state_file *st
 		gw_strbuf_printf(sb, "%d\n", (i == 1) == observe);
 	}
 	family(sb, "gitward_pending_actions", "gauge",
-	       "Actions planned but not applied (observe mode, suspended), by action.");
+	       "Actions planned but not applied (observe mode, suspended, held), by action.");
 	for (int a = 0; a < 4; a++) {
 		size_t n = 0;
 		for (size_t i = 0; i < st->npending; i++)
 			n += !strcmp(st->pending[i].action, actions[a]);
 		series(sb, "gitward_pending_actions", "action", actions[a], NULL, NULL);
+		gw_strbuf_printf(sb, "%zu\n", n);
+	}
+	static const char *const reasons[] = { "window", "fleet-lock" };
+	family(sb, "gitward_held_actions", "gauge",
+	       "Disruptive actions (update, delete) held by a maintenance window or a fleet lock, by reason.");
+	for (int r = 0; r < 2; r++) {
+		size_t n = 0;
+		for (size_t i = 0; i < st->npending; i++)
+			n += !strcmp(st->pending[i].held, reasons[r]);
+		series(sb, "gitward_held_actions", "reason", reasons[r], NULL, NULL);
 		gw_strbuf_printf(sb, "%zu\n", n);
 	}
 }

@@ -604,6 +604,24 @@ static void act_gate_health(struct act *c)
 	}
 }
 
+/* A disruptive action (a changed spec, a removal) while pass->held: not
+ * run. A create and a heal (restart) always run. */
+static bool held_action(const struct gw_pass *pass, const struct gw_action *a)
+{
+	return pass->held && (a->type == GW_ACTION_UPDATE || a->type == GW_ACTION_DELETE);
+}
+
+/* A held dependency lets its dependents go when its old workload runs
+ * (and is not unhealthy): they start beside what they already ran with.
+ * One that does not run keeps them waiting, as a failed one does. */
+static bool dep_ok(const struct job *dep)
+{
+	if (dep->out == GW_OUT_OK)
+		return true;
+	const struct gw_observed *o = dep->a->observed;
+	return dep->out == GW_OUT_HELD && o && o->state == GW_STATE_RUNNING && o->health != GW_HEALTH_UNHEALTHY;
+}
+
 static void run_action(struct exec *ex, struct job *j)
 {
 	const struct gw_action *a = j->a;
@@ -618,6 +636,13 @@ static void run_action(struct exec *ex, struct job *j)
 	if (ex->pass->hold) {
 		act_end(&c, GW_OUT_WAITING, GW_LOG_INFO, "pending (%s): not applied",
 			ex->pass->suspend.on ? "suspended" : "observe mode");
+		return;
+	}
+	if (held_action(ex->pass, a)) {
+		char until[64] = "unknown";
+		if (ex->pass->held_until_ms > 0)
+			gw_time_format_utc(until, sizeof(until), ex->pass->held_until_ms / 1000);
+		act_end(&c, GW_OUT_HELD, GW_LOG_INFO, "held (%s) until %s: not applied", ex->pass->held, until);
 		return;
 	}
 	if (act_may_run(&c) < 0 || act_stop_old(&c) < 0)
@@ -669,7 +694,7 @@ static void *exec_worker(void *arg)
 				struct job *dep = &ex->jobs[j->a->after[k]];
 				if (!dep->finished)
 					ready = 0;
-				else if (dep->out != GW_OUT_OK && blocked < 0)
+				else if (!dep_ok(dep) && blocked < 0)
 					blocked = (int)j->a->after[k];
 			}
 			if (!ready)
@@ -844,6 +869,10 @@ static void record_job(struct gw_state_file *st, struct gw_apply_report *rep, co
 	}
 	if (st->n > before)
 		st->res[st->n - 1].not_converged = j->out != GW_OUT_OK;
+	if (j->out == GW_OUT_HELD) {
+		rep->held++;
+		return;
+	}
 	if (st->n > before && j->have_result && j->out == GW_OUT_OK &&
 	    (a->type == GW_ACTION_CREATE || a->type == GW_ACTION_UPDATE || a->type == GW_ACTION_RESTART)) {
 		struct gw_observed *o = &st->res[st->n - 1];
@@ -878,17 +907,21 @@ static void record_controls(struct gw_state_file *st, const struct gw_pass *pass
 		st->suspended_reason = gw_xstrdup(pass->suspend.reason);
 		st->suspended_since = gw_xstrdup(pass->suspend.since);
 	}
-	if (!pass->hold)
+	if (!pass->hold && !pass->held)
 		return;
 	st->pending = gw_xcalloc(pass->plan.n + 1, sizeof(*st->pending));
 	for (size_t i = 0; i < pass->plan.n; i++) {
 		const struct gw_action *a = &pass->plan.v[i];
-		if (a->type == GW_ACTION_NONE)
+		if (a->type == GW_ACTION_NONE || (!pass->hold && !held_action(pass, a)))
 			continue;
 		struct gw_pending_action *p = &st->pending[st->npending++];
 		p->kind = (int)a->kind;
 		p->name = gw_xstrdup(a->name);
 		snprintf(p->action, sizeof(p->action), "%s", gw_action_to_string(a->type));
+		if (!pass->hold) {
+			snprintf(p->held, sizeof(p->held), "%s", pass->held);
+			p->until = pass->held_until_ms > 0 ? (pass->held_until_ms + 999) / 1000 : 0;
+		}
 	}
 }
 
@@ -920,7 +953,7 @@ static bool converged(const struct gw_state_file *st, const struct gw_pass *pass
 			continue;
 		return false;
 	}
-	return rep->failed == 0 && rep->waiting == 0;
+	return rep->failed == 0 && rep->waiting == 0 && rep->held == 0;
 }
 
 /* The same workload: the same handle (JSON, compared as such), or none. */
@@ -939,7 +972,7 @@ static bool same_workload(const char *a, const char *b)
  * it as the same workload: a restart starts a new one), the pass's verdict,
  * and the file. */
 static int record_state(struct gw_state_file *st, const struct gw_pass *pass, const char *state_dir,
-			const struct gw_backend_set *set, bool ok, struct gw_error *err)
+			const struct gw_backend_set *set, const struct gw_apply_report *rep, struct gw_error *err)
 {
 	char path[4096];
 	for (size_t i = 0; i < st->n; i++) {
@@ -948,10 +981,16 @@ static int record_state(struct gw_state_file *st, const struct gw_pass *pass, co
 		bool kept = was && was->state == o->state && was->since && same_workload(was->handle, o->handle);
 		o->since = kept ? was->since : gw_now_ms() / 1000;
 	}
+	bool ok = rep->converged;
+	/* held, and nothing else keeps it from converging */
+	bool held = !ok && rep->held && !rep->failed && !rep->waiting;
 	if (ok && !pass->result)
 		st->last_sync = st->last_attempt;
-	st->last_attempt_result = gw_xstrdup(
-		pass->result ? pass->result : gw_run_result_to_string(ok ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED));
+	st->last_attempt_result =
+		gw_xstrdup(pass->result ? pass->result
+					: gw_run_result_to_string(ok		 ? GW_RUN_CONVERGED
+									  : held ? GW_RUN_HELD
+										 : GW_RUN_NOT_CONVERGED));
 	gw_path_state_file(path, sizeof(path), state_dir);
 	struct gw_state_describer d = gw_apply_describer(set);
 	return gw_state_save(st, path, &d, err);
@@ -993,19 +1032,21 @@ static bool runs_healthy(const struct gw_state_file *st, const struct gw_pass *p
  * and what it created or updated (kept while it stays in force), the last
  * commit whose changes ran healthy, and the deadline by which those of the
  * commit in force must. A held pass (observe, suspended) applies nothing:
- * no clock starts. */
+ * no clock starts; nor while disruptive actions are held (a window, a fleet
+ * lock): the clock starts with the pass that applies them. */
 static void record_rollout(struct gw_state_file *st, const struct gw_pass *pass, struct gw_apply_report *rep)
 {
 	const struct gw_state_file *was = &pass->state;
 	int64_t now = gw_now_ms() / 1000;
 	bool same = was->commit && st->commit && !strcmp(was->commit, st->commit);
+	bool hold = pass->hold || rep->held;
 
 	if (same && was->commit_since) {
 		st->commit_since = was->commit_since;
 		st->changed = gw_xcalloc(was->nchanged + 1, sizeof(*st->changed));
 		for (size_t i = 0; i < was->nchanged; i++)
 			st->changed[st->nchanged++] = gw_xstrdup(was->changed[i]);
-	} else if (st->commit && !pass->hold) {
+	} else if (st->commit && !hold) {
 		st->commit_since = now;
 		st->changed = gw_xcalloc(pass->plan.n + 1, sizeof(*st->changed));
 		for (size_t i = 0; i < pass->plan.n && st->nchanged < GW_STATE_CHANGED_MAX; i++) {
@@ -1018,13 +1059,13 @@ static void record_rollout(struct gw_state_file *st, const struct gw_pass *pass,
 		}
 	}
 	char why[sizeof(rep->bad)] = "";
-	bool good = st->commit && st->commit_since && !pass->hold;
+	bool good = st->commit && st->commit_since && !hold;
 	for (size_t i = 0; good && i < st->nchanged; i++)
 		good = runs_healthy(st, pass, st->changed[i], why, sizeof(why));
 	const char *keep = good || rep->converged ? st->commit : was->good_commit;
 	st->good_commit = keep ? gw_xstrdup(keep) : NULL;
 	/* a rollback is the operator's choice: never reverted */
-	if (!pass->auto_revert_ms || pass->pinned || good || !st->commit_since || pass->hold || !st->good_commit ||
+	if (!pass->auto_revert_ms || pass->pinned || good || !st->commit_since || hold || !st->good_commit ||
 	    !strcmp(st->good_commit, st->commit))
 		return;
 	st->revert_at = st->commit_since + (pass->auto_revert_ms + 999) / 1000;
@@ -1107,7 +1148,7 @@ int gw_apply_execute(struct gw_apply_report *out, struct gw_pass *pass, const ch
 	record_rollout(&st, pass, &rep);
 	record_reverted(&st, pass);
 	GW_PROF_BEGIN(save);
-	rc = record_state(&st, pass, state_dir, set, rep.converged, err);
+	rc = record_state(&st, pass, state_dir, set, &rep, err);
 	GW_PROF_END(save, "  state file");
 	for (size_t i = 0; i < pass->plan.n; i++)
 		if (jobs[i].have_result)

@@ -816,7 +816,7 @@ void gw_notify_after_pass(struct gw_notifier *n, struct gw_notify_tracker *t, co
 	/* a heal pass between two full ones keeps the failure the last full
 	 * pass recorded (an invalid tip, a rewind, a revert): not a recovery */
 	for (int r = 0; sum->healing && result == GW_RUN_CONVERGED && st.last_attempt_result && r < GW_RUN_MAX; r++)
-		if (r != GW_RUN_CONVERGED && r != GW_RUN_NOT_CONVERGED && r != GW_RUN_ERROR &&
+		if (r != GW_RUN_CONVERGED && r != GW_RUN_NOT_CONVERGED && r != GW_RUN_ERROR && r != GW_RUN_HELD &&
 		    !strcmp(st.last_attempt_result, gw_run_result_to_string((enum gw_run_result)r))) {
 			result = (enum gw_run_result)r;
 			message = st.last_error ? st.last_error : "";

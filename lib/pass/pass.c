@@ -457,11 +457,17 @@ static void history_executed(const struct gw_pass *pass, const struct gw_pass_op
 	const size_t *c = pass->plan.count;
 	size_t acted = c[GW_ACTION_CREATE] + c[GW_ACTION_UPDATE] + c[GW_ACTION_DELETE] + c[GW_ACTION_RESTART];
 	char msg[256];
-	if (pass->hold || (!acted && rep->converged))
+	/* held disruptive actions: what ran is history, what waits for its
+	 * window or lock is not (nor a failure) */
+	bool held_only = rep->held && !rep->failed && !rep->waiting;
+	if (held_only)
+		acted -= rep->held;
+	if (pass->hold || (!acted && (rep->converged || held_only)))
 		return;
-	if (rep->converged)
-		snprintf(msg, sizeof(msg), "%zu created, %zu updated, %zu deleted, %zu restarted", c[GW_ACTION_CREATE],
-			 c[GW_ACTION_UPDATE], c[GW_ACTION_DELETE], c[GW_ACTION_RESTART]);
+	if (rep->converged || held_only)
+		snprintf(msg, sizeof(msg), "%zu created, %zu updated, %zu deleted, %zu restarted%s",
+			 c[GW_ACTION_CREATE], c[GW_ACTION_UPDATE], c[GW_ACTION_DELETE], c[GW_ACTION_RESTART],
+			 held_only ? "; disruptive actions held" : "");
 	else
 		snprintf(msg, sizeof(msg), "not converged: %zu failed, %zu waiting", rep->failed, rep->waiting);
 	struct gw_pass_opts o = *opts;
@@ -474,10 +480,18 @@ static void history_executed(const struct gw_pass *pass, const struct gw_pass_op
 	if (pass->pinned && (!pass->state.commit || strcmp(pass->state.commit, pass->commit) != 0))
 		o.trigger = "rollback";
 	gw_pass__history(&o, pass->commit, pass->ref,
-			 !rep->converged	? "failed"
-				 : pass->pinned ? "rolled-back"
-						: "converged",
+			 !rep->converged && !held_only ? "failed"
+				 : pass->pinned	       ? "rolled-back"
+						       : "converged",
 			 msg);
+}
+
+void gw_pass_hold_disruptive(struct gw_pass *pass, const char *reason, int64_t until_ms)
+{
+	if (!pass->held)
+		pass->held = reason;
+	if (until_ms > pass->held_until_ms)
+		pass->held_until_ms = until_ms;
 }
 
 int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,

@@ -79,7 +79,7 @@ static void recorded_load(struct recorded *out, const struct gw_pass_opts *opts)
 	if (gw_state_load(&st, path, &err) < 0)
 		return;
 	for (int r = 0; st.last_attempt_result && r < GW_RUN_MAX; r++)
-		if (r != GW_RUN_CONVERGED && r != GW_RUN_NOT_CONVERGED &&
+		if (r != GW_RUN_CONVERGED && r != GW_RUN_NOT_CONVERGED && r != GW_RUN_HELD &&
 		    !strcmp(st.last_attempt_result, gw_run_result_to_string((enum gw_run_result)r)))
 			out->failed = gw_run_result_to_string((enum gw_run_result)r);
 	/* now owned by out */
@@ -307,13 +307,21 @@ static void converge(struct gw_pass *pass, struct gw_run_summary *out, const str
 	out->observe = pass->observe_mode;
 	if (pass->hold)
 		memcpy(out->pending, pass->plan.count, sizeof(out->pending));
+	if (!pass->hold && out->report.held) {
+		out->held = pass->held;
+		out->held_until_ms = pass->held_until_ms;
+		out->pending[GW_ACTION_UPDATE] = pass->plan.count[GW_ACTION_UPDATE];
+		out->pending[GW_ACTION_DELETE] = pass->plan.count[GW_ACTION_DELETE];
+	}
 	if (rc < 0) {
 		finish_error(out, GW_RUN_ERROR, opts, set, pass, gw_error_format(buf, sizeof(buf), &err));
 		return;
 	}
 	if (out->result != GW_RUN_INVALID && out->result != GW_RUN_UNVERIFIED && out->result != GW_RUN_REWIND &&
 	    out->result != GW_RUN_GIT_ERROR && out->result != GW_RUN_REVERTED)
-		out->result = out->report.converged ? GW_RUN_CONVERGED : GW_RUN_NOT_CONVERGED;
+		out->result = out->report.converged				   ? GW_RUN_CONVERGED
+			: out->held && !out->report.failed && !out->report.waiting ? GW_RUN_HELD
+										   : GW_RUN_NOT_CONVERGED;
 }
 
 /* --auto-revert: what the commit in force changed has not run healthy by

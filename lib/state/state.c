@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gitward/paths.h"
@@ -20,8 +21,8 @@
 #define STATE_MAX (64u << 20)
 
 /* per gw_run_result: the names of the metrics and of last_attempt_result */
-static const char *const result_names[GW_RUN_MAX] = { "success", "not_converged", "git_error", "invalid",
-						      "error",	 "unverified",	  "rewind",    "reverted" };
+static const char *const result_names[GW_RUN_MAX] = { "success",    "not_converged", "git_error", "invalid", "error",
+						      "unverified", "rewind",	     "reverted",  "held" };
 
 void gw_state_entry_status(struct gw_observed *o, const json_t *r)
 {
@@ -255,6 +256,27 @@ static json_t *env_digests_json(const struct gw_strmap *m)
 	return obj;
 }
 
+/* A held action's reason and until ("2027-03-28T01:00:00Z"), each
+ * checked: what is wrong is left out. */
+static void pending_held_parse(struct gw_pending_action *p, json_t *a)
+{
+	const char *held = json_string_value(json_object_get(a, "held"));
+	const char *until = json_string_value(json_object_get(a, "until"));
+	struct tm tm = { 0 };
+	int n = 0;
+	if (held && strlen(held) < sizeof(p->held) && strspn(held, "abcdefghijklmnopqrstuvwxyz-") == strlen(held))
+		snprintf(p->held, sizeof(p->held), "%s", held);
+	if (p->held[0] && until &&
+	    sscanf(until, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+		   &tm.tm_sec, &n) == 6 &&
+	    (size_t)n == strlen(until)) {
+		tm.tm_year -= 1900;
+		tm.tm_mon -= 1;
+		time_t t = timegm(&tm);
+		p->until = t > 0 ? (int64_t)t : 0;
+	}
+}
+
 /* mode, suspended and pending, each checked: what is wrong is left out */
 static void controls_parse(struct gw_state_file *st, json_t *root, const char *path)
 {
@@ -286,6 +308,7 @@ static void controls_parse(struct gw_state_file *st, json_t *root, const char *p
 		p->kind = (int)k;
 		p->name = gw_xstrdup(name);
 		snprintf(p->action, sizeof(p->action), "%s", action);
+		pending_held_parse(p, a);
 	}
 }
 
@@ -389,6 +412,14 @@ static json_t *controls_pending(const struct gw_state_file *st)
 		json_object_set_new(o, "kind", json_string(gw_kind_to_string((enum gw_kind)st->pending[i].kind)));
 		json_object_set_new(o, "name", gw_json_string(st->pending[i].name));
 		json_object_set_new(o, "action", json_string(st->pending[i].action));
+		if (st->pending[i].held[0]) {
+			char ts[64];
+			json_object_set_new(o, "held", json_string(st->pending[i].held));
+			if (st->pending[i].until) {
+				gw_time_format_utc(ts, sizeof(ts), st->pending[i].until);
+				json_object_set_new(o, "until", json_string(ts));
+			}
+		}
 		json_array_append_new(a, o);
 	}
 	return a;
@@ -690,7 +721,14 @@ void gw_state_render_status_text(FILE *f, const struct gw_state_file *st, const 
 		snprintf(esc, sizeof(esc), "%s/%s", gw_kind_to_string((enum gw_kind)st->pending[i].kind),
 			 st->pending[i].name);
 		char key[200];
-		fprintf(f, "pending:      %s %s\n", st->pending[i].action, gw_escape(key, sizeof(key), esc));
+		char why[120] = "";
+		if (st->pending[i].held[0] && st->pending[i].until) {
+			gw_time_format_utc(ts, sizeof(ts), st->pending[i].until);
+			snprintf(why, sizeof(why), " (held: %s until %s)", st->pending[i].held, ts);
+		} else if (st->pending[i].held[0]) {
+			snprintf(why, sizeof(why), " (held: %s)", st->pending[i].held);
+		}
+		fprintf(f, "pending:      %s %s%s\n", st->pending[i].action, gw_escape(key, sizeof(key), esc), why);
 	}
 	for (size_t i = 0; i < st->n; i++) {
 		const struct gw_observed *o = &st->res[i];

@@ -363,6 +363,10 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* gw_pass_hold_disruptive before the next pass_over (reason NULL: none) */
+static const char *hold_reason;
+static int64_t hold_until_ms;
+
 /* One pass over the resources of yaml, from selection on, through the
  * live observer; *rep its report, *st the state file it wrote (caller
  * frees). heal: as a heal pass, which probes only the checks that are due. */
@@ -385,6 +389,9 @@ static void pass_over_as(struct env *e, bool heal, const char *yaml, struct gw_a
 	gw_observer_live_init(&live, &e->set, e->dir);
 	assert_int_equal(gw_pass_observe_plan(&pass, &live.base, e->opts.labels, &e->opts, &state_error, &err), 0);
 	assert_null(state_error);
+	if (hold_reason)
+		gw_pass_hold_disruptive(&pass, hold_reason, hold_until_ms);
+	hold_reason = NULL;
 	assert_int_equal(gw_pass_execute(rep, &pass, &e->opts, &e->set, &err), 0);
 	gw_backend_set_pass_end(&e->set);
 	gw_pass_free(&pass);
@@ -500,6 +507,48 @@ static void test_a_failing_resource_does_not_stop_the_others(void **state)
 	assert_int_equal(entry(&st, "c")->state, GW_STATE_RUNNING);
 	assert_string_equal(entry(&st, "d")->detail, "waiting for Process/a");
 	assert_string_equal(st.last_error, "Process/a: fake: cannot create a");
+	gw_state_file_free(&st);
+}
+
+/* A hold (a window, a fleet lock) keeps updates and deletes, never a
+ * create: a create whose dependency's update is held runs beside the old
+ * workload. Held is neither converged nor failed; the next pass applies. */
+static void test_hold_keeps_updates_and_deletes_not_creates(void **state)
+{
+	struct env *e = *state;
+	struct gw_apply_report rep;
+	struct gw_state_file st;
+
+	pass_over(e, PROC("a", "") PROC("b", ""), &rep, &st);
+	assert_true(rep.converged);
+	gw_state_file_free(&st);
+	hold_reason = "window";
+	hold_until_ms = 1800000000123;
+	const char *next = PROC("a", "  env: {V: \"2\"}\n") PROC("c", "  dependsOn: [a]\n");
+	pass_over(e, next, &rep, &st);
+	assert_int_equal(rep.held, 2); /* a's update, b's delete */
+	assert_int_equal(rep.failed, 0);
+	assert_int_equal(rep.waiting, 0);
+	assert_false(rep.converged);
+	assert_int_equal(count_calls("create", "a"), 1);
+	assert_int_equal(count_calls("destroy", NULL), 0);
+	assert_int_equal(count_calls("create", "c"), 1);
+	assert_string_equal(st.last_attempt_result, "held");
+	assert_int_equal(entry(&st, "b")->state, GW_STATE_RUNNING);
+	assert_int_equal(st.npending, 2);
+	for (size_t i = 0; i < st.npending; i++) {
+		assert_string_equal(st.pending[i].held, "window");
+		assert_int_equal(st.pending[i].until, 1800000001); /* rounded up to the second */
+		assert_string_equal(st.pending[i].action, !strcmp(st.pending[i].name, "a") ? "update" : "delete");
+	}
+	gw_state_file_free(&st);
+	pass_over(e, next, &rep, &st);
+	assert_true(rep.converged);
+	assert_int_equal(rep.held, 0);
+	assert_int_equal(count_calls("create", "a"), 2);
+	assert_int_equal(count_calls("destroy", "b"), 1);
+	assert_int_equal(st.npending, 0);
+	assert_string_equal(st.last_attempt_result, "success");
 	gw_state_file_free(&st);
 }
 
@@ -1110,6 +1159,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_independent_creates_overlap_and_dependents_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_gates_dependents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_keeps_updates_and_deletes_not_creates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unhealthy_dependency_holds_its_dependents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_failing_resource_does_not_stop_the_others, setup, teardown),
 		cmocka_unit_test(test_backoff_doubles_to_its_cap),

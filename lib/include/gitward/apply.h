@@ -75,6 +75,11 @@ struct gw_pass {
 	/* observe mode or suspended: every action is held (published as
 	 * pending), nothing is started, stopped or replaced */
 	bool hold;
+	/* the disruptive actions (update, delete) are held, the others run:
+	 * why ("window", "fleet-lock"; static, NULL: none) and until when (wall
+	 * clock ms; 0: unknown). Set by gw_pass_hold_disruptive. */
+	const char *held;
+	int64_t held_until_ms;
 	bool observe_mode; /* recorded as mode "observe" */
 	struct gw_suspend suspend; /* recorded as suspended */
 	/* --auto-revert: the healthy deadline in ms (0: off) */
@@ -93,11 +98,14 @@ void gw_pass_init(struct gw_pass *pass);
 void gw_pass_free(struct gw_pass *pass);
 
 /* Per-resource outcome of an apply, parallel to pass->plan.v. */
-enum gw_outcome { GW_OUT_PENDING, GW_OUT_OK, GW_OUT_FAILED, GW_OUT_WAITING };
+/* GW_OUT_HELD: a disruptive action not run (pass->held): the workload
+ * stays as observed; neither a failure nor converged. */
+enum gw_outcome { GW_OUT_PENDING, GW_OUT_OK, GW_OUT_FAILED, GW_OUT_WAITING, GW_OUT_HELD };
 
 struct gw_apply_report {
 	size_t ok, failed, waiting, unhealthy;
-	bool converged; /* everything desired runs (healthy where checked), nothing failed or waits */
+	size_t held; /* disruptive actions held (pass->held) */
+	bool converged; /* everything desired runs (healthy where checked), nothing failed, waits or is held */
 	/* --auto-revert: what the commit in force created or updated is not
 	 * running and healthy yet: reverted at revert_at (unix s; 0: nothing
 	 * watched); revert_due once that has passed, to revert_to, bad naming

@@ -154,6 +154,18 @@ int gw_pass_observe_plan(struct gw_pass *pass, struct gw_observer *obs, const st
  * dry-run stops. */
 int gw_pass_plan_commit(struct gw_pass *pass, enum gw_pass_stage *stage, const struct gw_pass_opts *opts,
 			struct gw_observer *obs, char **state_error, struct gw_error *err);
+/* Hold the disruptive actions of pass (update, delete: a changed spec or a
+ * removal) for reason ("window", "fleet-lock"; a static string) until
+ * until_ms (wall clock ms when they may go; 0: unknown). Call it after the
+ * plan and before gw_pass_execute (which also holds for --window itself).
+ * Creates and healing restarts still run; a dependent of a held action runs
+ * when the held resource's old workload runs (else it waits). The pass is
+ * then neither converged nor failed: result GW_RUN_HELD (when nothing else
+ * fails or waits), the held actions published as pending with held and
+ * until, no failure event, no --auto-revert clock; the next pass plans
+ * again and applies them once nothing holds them. A second call keeps the
+ * first reason and the later until. */
+void gw_pass_hold_disruptive(struct gw_pass *pass, const char *reason, int64_t until_ms);
 /* Execute the plan and record the state (a one-shot `reconcile`). */
 int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const struct gw_pass_opts *opts,
 		    const struct gw_backend_set *set, struct gw_error *err);
@@ -220,6 +232,10 @@ struct gw_run_summary {
 	 * actions held (pending[gw_action_type]) */
 	bool suspended, observe;
 	size_t pending[5];
+	/* disruptive actions held (gw_pass_hold_disruptive): why (static;
+	 * NULL: none), until when (wall clock ms; 0: unknown) */
+	const char *held;
+	int64_t held_until_ms;
 	/* "no manifest in ..." when a place read held none, else "" */
 	char no_manifest[1024];
 	/* --auto-revert: this pass went back from reverted to commit */

@@ -21,9 +21,10 @@ enum gw_run_result {
 	GW_RUN_UNVERIFIED, /* like GW_RUN_INVALID: the commit's signature was refused */
 	GW_RUN_REWIND, /* like GW_RUN_INVALID: the branch moved to a commit not descending from the one in force */
 	GW_RUN_REVERTED, /* --auto-revert: the commit in force went back, or the ref's tip is a reverted commit */
+	GW_RUN_HELD, /* nothing failed or waits, but disruptive actions are held (a window, a fleet lock) */
 	GW_RUN_MAX
 };
-/* "success", "not_converged", "git_error", "invalid", "error", "unverified", "rewind", "reverted" */
+/* "success", "not_converged", "git_error", "invalid", "error", "unverified", "rewind", "reverted", "held" */
 const char *gw_run_result_to_string(enum gw_run_result r);
 
 /* One remote of several --repo, as the last fetches found it
@@ -57,11 +58,14 @@ struct gw_state_file {
 	/* the operator's pin (gitward/pin.h), never saved: read from its file
 	 * when shown (gw_pin_overlay); commit NULL: none */
 	char *pinned_commit, *pinned_reason, *pinned_since, *pinned_tip;
-	/* the actions the node would take but did not (observe, suspended) */
+	/* the actions the node would take but did not (observe, suspended,
+	 * held) */
 	struct gw_pending_action {
 		int kind; /* enum gw_kind */
 		char *name;
 		char action[16]; /* create, update, delete, restart */
+		char held[16]; /* "window", "fleet-lock"; "": not a hold */
+		int64_t until; /* held until (unix s; 0: unknown) */
 	} * pending;
 	size_t npending;
 	/* --auto-revert (see gitward/pass.h): the last commit a pass converged
