@@ -198,7 +198,7 @@ bool gw_pass__fleet_lock_before(const struct gw_pass *pass, const struct gw_pass
 	enum gw_fleetlock_result r;
 	struct gw_error err = { 0 };
 
-	if (!o->url || pass->hold || !disruptive(pass))
+	if (!o->url || pass->hold || pass->held || !disruptive(pass))
 		return true;
 	if (pass->probe_due_only) {
 		gw_log(GW_LOG_INFO, "",
@@ -222,7 +222,7 @@ void gw_pass__fleet_lock_after(const struct gw_pass *pass, const struct gw_pass_
 	enum gw_fleetlock_result r;
 	struct gw_error err = { 0 };
 
-	if (!o->url || pass->hold || !converged || !gw_fleetlock_marked(opts->state_dir))
+	if (!o->url || pass->hold || pass->held || !converged || !gw_fleetlock_marked(opts->state_dir))
 		return;
 	if (gw_fleetlock_request(&r, o, GW_FLEETLOCK_STEADY_STATE, opts->node, pass->cancel, &err) < 0) {
 		gw_log(GW_LOG_WARN, "", "%s; the slot is given back after the next pass that converges", err.msg);

@@ -505,6 +505,10 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	pass->observe_mode = opts->observe;
 	pass->auto_revert_ms = opts->auto_revert_ms;
 	pass->hold = pass->suspend.on || opts->observe;
+	/* --fleet-lock: update and delete wait for a slot (not asked for while
+	 * something else holds them) */
+	if (!pass->held && !gw_pass__fleet_lock_before(pass, opts))
+		gw_pass_hold_disruptive(pass, "fleet-lock", 0);
 	/* a commit starts being applied (held: nothing is) */
 	const size_t *n = pass->plan.count;
 	if (opts->on_apply && !pass->hold &&
@@ -515,6 +519,8 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	GW_PROF_END(execute, "apply (execute, record)");
 	if (rc == 0)
 		history_executed(pass, opts, out);
+	if (rc == 0)
+		gw_pass__fleet_lock_after(pass, opts, out->converged);
 	return rc;
 }
 
