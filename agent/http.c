@@ -236,6 +236,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 /* libmicrohttpd's own messages (refused connections under load, bad
  * requests) at debug level: a flood of clients must not flood the log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[300];

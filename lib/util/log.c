@@ -43,6 +43,8 @@ void gw_log_set_handler(gw_log_fn fn, void *ud, enum gw_log_level min)
 }
 
 static void emit(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *fmt,
+		 va_list ap) __attribute__((format(printf, 4, 0)));
+static void emit(enum gw_log_level level, const char *key, const struct gw_log_fields *fields, const char *fmt,
 		 va_list ap)
 {
 	char msg[1024];

@@ -49,7 +49,7 @@ void gw_strbuf_free(struct gw_strbuf *sb);
 void gw_strbuf_add(struct gw_strbuf *sb, const char *data, size_t n);
 void gw_strbuf_puts(struct gw_strbuf *sb, const char *s);
 void gw_strbuf_printf(struct gw_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void gw_strbuf_vprintf(struct gw_strbuf *sb, const char *fmt, va_list ap);
+void gw_strbuf_vprintf(struct gw_strbuf *sb, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Returns the string and resets the buffer; caller frees. */
 char *gw_strbuf_detach(struct gw_strbuf *sb);
 
