@@ -191,6 +191,40 @@ class Bounded(FleetLockBase):
         wait_for(lambda: not self.status(ag).get("pending"), timeout=BOUND, what="nothing pending")
 
 
+class Restart(FleetLockBase):
+    def test_a_slot_taken_before_a_restart_is_released_after_it(self):
+        flag = os.path.join(self.tmp, "healthy")
+        open(flag, "w").close()
+
+        def a_yaml(v):
+            return (f"{HDR}kind: Process\nmetadata: {{name: a}}\nspec:\n"
+                    f"  command: [\"/bin/sleep\", \"3600\"]\n  env: {{V: \"{v}\"}}\n"
+                    f"  healthCheck:\n    exec: {{command: [\"/usr/bin/test\", \"-e\", \"{flag}\"]}}\n"
+                    "    interval: 1s\n    timeout: 1s\n    retries: 1\n")
+        r = self.repo()
+        r.write("a.yaml", a_yaml("1"))
+        r.commit("a")
+        ag = self.agent(r, "n1", "--interval", "1s", "--splay", "0")
+        wait_for(lambda: self.status(ag).get("last_attempt_result") == "success", timeout=BOUND, what="a healthy")
+        # the update takes the slot but does not run healthy: the slot stays taken
+        os.unlink(flag)
+        r.write("a.yaml", a_yaml("2"))
+        r.commit("a v2")
+        wait_for(lambda: self.server.requests("pre-reboot", "n1", 200), timeout=BOUND, what="slot granted")
+        wait_for(lambda: os.path.exists(os.path.join(ag.state, "fleet-lock")), timeout=BOUND, what="slot marked")
+        stop(ag)
+        self.assertEqual(self.server.holding(), ["n1"])
+        self.assertEqual(self.server.requests("steady-state"), [])
+        # healthy again, with nothing left to update: the restarted agent gives the slot back
+        open(flag, "w").close()
+        ag = self.agent(r, "n1", "--interval", "1s", "--splay", "0")
+        wait_for(lambda: self.server.requests("steady-state", "n1", 200), timeout=BOUND,
+                 what="the slot released after the restart")
+        self.assertEqual(self.server.holding(), [])
+        wait_for(lambda: not os.path.exists(os.path.join(ag.state, "fleet-lock")), timeout=BOUND,
+                 what="the marker removed")
+
+
 class Options(TempDirTest):
     def test_bad_fleet_lock_url_is_a_usage_error(self):
         r = self.repo()
