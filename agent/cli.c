@@ -67,6 +67,8 @@ static const struct option common[] = {
 	{ "forge-repo", required_argument, 0, 0 },
 	{ "forge-token-file", required_argument, 0, 0 },
 	{ "alertmanager", required_argument, 0, 0 },
+	{ "fleet-lock", required_argument, 0, 0 },
+	{ "fleet-lock-group", required_argument, 0, 0 },
 };
 #define NCOMMON (sizeof(common) / sizeof(common[0]))
 
@@ -618,6 +620,12 @@ void cli_pass_opts(struct gw_pass_opts *out, const struct gw_config *cfg)
 		.gpg_keyring = cfg->gpg_keyring,
 		.observe = cfg->observe,
 		.auto_revert_ms = cfg->auto_revert ? cfg->healthy_deadline_ms : 0,
+		.fleet_lock = { .url = cfg->fleet_lock,
+				.group = cfg->fleet_lock_group,
+				.ca_file = cfg->ca_file,
+				.insecure_skip_tls_verify = cfg->insecure_skip_tls_verify,
+				.timeout_ms = cfg->git_timeout_ms < 30000 ? cfg->git_timeout_ms : 30000,
+				.connect_timeout_ms = cfg->git_connect_timeout_ms },
 	};
 }
 

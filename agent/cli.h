@@ -63,6 +63,9 @@ enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_MARKDOWN, OUTPUT_GITHUB };
 	"  --healthy-deadline DUR     that time, from the commit's first apply (default 2m)\n"                         \
 	"  --window SPEC              maintenance window for updates and deletes, e.g. \"mon-fri\n"                    \
 	"                             02:00-04:00 UTC\" (repeatable; outside every one they are held)\n"               \
+	"  --fleet-lock URL           a FleetLock server: update and delete wait for a slot (POST\n"                   \
+	"                             URL/v1/pre-reboot), given back once converged healthy\n"                         \
+	"  --fleet-lock-group G       the node's group on that server (default \"default\")\n"                         \
 	"  --log-format text|json     logging on stderr\n"                                                             \
 	"  --log-level LEVEL          debug, info, warn, error\n"                                                      \
 	"  --container-socket PATH    Docker Engine API socket\n" CLI_HELP_GIT                                         \

@@ -619,6 +619,7 @@ int cmd_agent(int argc, char **argv)
 	if (notifier_open(&notifier, &cfg) < 0)
 		goto out;
 	gw_metrics_init(&metrics, &cfg);
+	po.fleet_lock.counts = &metrics.fleet_lock;
 	metrics.describe = gw_apply_describer(&backends);
 	metrics.notifier = notifier;
 	if (endpoints_start(&http, &metrics, &cfg) < 0) {

@@ -40,6 +40,7 @@ void gw_metrics_init(struct gw_metrics *m, const struct gw_config *cfg)
 	memset(m, 0, sizeof(*m));
 	pthread_mutex_init(&m->mu, NULL);
 	m->interval_ms = cfg->interval_ms;
+	m->fleet_lock_on = cfg->fleet_lock != NULL;
 	m->stuck_after_ms = cfg->stuck_after_ms ? cfg->stuck_after_ms : gw_stuck_after_default(cfg->interval_ms);
 	m->heartbeat = gw_monotonic_ms();
 	m->started_ms = gw_now_ms();
@@ -311,6 +312,18 @@ static void loop_metrics(struct gw_strbuf *sb, struct gw_metrics *m)
 	family(sb, "gitward_git_last_fetch_success_timestamp_seconds", "gauge",
 	       "End of the last pass whose fetch succeeded (0: none since the agent started).");
 	gw_strbuf_printf(sb, "gitward_git_last_fetch_success_timestamp_seconds %.3f\n", seconds(m->last_fetch_ok_ms));
+	if (m->fleet_lock_on) {
+		family(sb, "gitward_fleet_lock_requests_total", "counter",
+		       "Requests to the --fleet-lock server by op (pre-reboot, steady-state) and result (granted: 200, "
+		       "refused: another status, error: no answer).");
+		for (int o = 0; o < GW_FLEETLOCK_OP_MAX; o++)
+			for (int r = 0; r < GW_FLEETLOCK_RESULT_MAX; r++) {
+				series(sb, "gitward_fleet_lock_requests_total", "op",
+				       gw_fleetlock_op_to_string((enum gw_fleetlock_op)o), "result",
+				       gw_fleetlock_result_to_string((enum gw_fleetlock_result)r));
+				gw_strbuf_printf(sb, "%llu\n", atomic_load(&m->fleet_lock.n[o][r]));
+			}
+	}
 	family(sb, "gitward_webhook_requests_total", "counter", "Requests to /hooks/git by signing server and result.");
 	for (int s = 0; s < GW_HOOK_SOURCE_MAX; s++)
 		for (int r = 0; r < GW_HOOK_RESULT_MAX; r++) {

@@ -40,6 +40,8 @@ struct gw_metrics {
 	int64_t last_success_ms; /* end of the last pass that converged */
 	int64_t last_fetch_ok_ms; /* end of the last pass whose fetch succeeded */
 	unsigned long long fetch_errors; /* passes whose fetch failed */
+	struct gw_fleetlock_counts fleet_lock; /* --fleet-lock requests, counted by the passes */
+	bool fleet_lock_on;
 	char version[32], libgit2[32]; /* gitward_build_info */
 	int64_t heartbeat; /* monotonic ms, the loop is alive */
 	int64_t pass_started; /* monotonic ms of the running pass; 0 between passes */

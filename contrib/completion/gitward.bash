@@ -4,7 +4,7 @@ _gitward()
 	local cur prev words cword
 	_init_completion || return
 	local commands="reconcile agent validate status diff suspend resume restart history rollback down schema version"
-	local common="--repo --ref --path --state-dir --run-dir --log-dir --node --label --no-prune --allow-empty --allow-rewind --log-format --log-level --container-socket --ca-file --insecure-skip-tls-verify --known-hosts --ssh-key --git-username --git-password-file --git-timeout --git-connect-timeout --git-deadline --verify-signatures --allowed-signers --gpg-keyring --move-to-repo --age-identity --plugin-dir --exclude --window --mode --auto-revert --healthy-deadline --config --help"
+	local common="--repo --ref --path --state-dir --run-dir --log-dir --node --label --no-prune --allow-empty --allow-rewind --log-format --log-level --container-socket --ca-file --insecure-skip-tls-verify --known-hosts --ssh-key --git-username --git-password-file --git-timeout --git-connect-timeout --git-deadline --verify-signatures --allowed-signers --gpg-keyring --move-to-repo --age-identity --plugin-dir --exclude --window --mode --auto-revert --healthy-deadline --fleet-lock --fleet-lock-group --config --help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
 		return

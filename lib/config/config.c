@@ -365,6 +365,13 @@ static int set_forge_api(struct gw_config *cfg, const char *name, void *slot, co
 	return set_nonempty(cfg, name, slot, value, err);
 }
 
+static int set_fleet_lock(struct gw_config *cfg, const char *name, void *slot, const char *value, struct gw_error *err)
+{
+	if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+		return gw_error_set(err, -EINVAL, "--fleet-lock: expected an http:// or https:// URL");
+	return set_nonempty(cfg, name, slot, value, err);
+}
+
 #define AT(field) offsetof(struct gw_config, field)
 
 static const struct {
@@ -423,6 +430,8 @@ static const struct {
 	{ "forge-repo", 0, 0, set_nonempty, AT(forge_repo) },
 	{ "forge-token-file", 0, 0, set_file, AT(forge_token_file) },
 	{ "alertmanager", 1, 0, set_alertmanager, AT(alertmanager) },
+	{ "fleet-lock", 0, 0, set_fleet_lock, AT(fleet_lock) },
+	{ "fleet-lock-group", 0, 0, set_nonempty, AT(fleet_lock_group) },
 };
 _Static_assert(sizeof(options) / sizeof(options[0]) <= 64, "set_mask holds one bit per option");
 
@@ -479,6 +488,8 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->forge_repo);
 	free(cfg->forge_token_file);
 	gw_strlist_free(&cfg->alertmanager);
+	free(cfg->fleet_lock);
+	free(cfg->fleet_lock_group);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

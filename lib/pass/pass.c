@@ -552,6 +552,10 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 			gw_pass_hold_disruptive(pass, "window",
 						gw_windows_next_open(opts->windows, opts->nwindows, now));
 	}
+	/* --fleet-lock: update and delete wait for a slot (not asked for while
+	 * something else holds them: a closed window asks no server) */
+	if (!pass->held && !gw_pass__fleet_lock_before(pass, opts))
+		gw_pass_hold_disruptive(pass, "fleet-lock", 0);
 	/* a commit starts being applied (held: nothing is) */
 	size_t runs = n[GW_ACTION_CREATE] + n[GW_ACTION_RESTART] +
 		(pass->held ? 0 : n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE]);
@@ -562,6 +566,8 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	GW_PROF_END(execute, "apply (execute, record)");
 	if (rc == 0)
 		history_executed(pass, opts, out);
+	if (rc == 0)
+		gw_pass__fleet_lock_after(pass, opts, out->converged);
 	return rc;
 }
 

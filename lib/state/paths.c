@@ -136,6 +136,12 @@ char *gw_path_remotes(char *buf, size_t size, const char *state_dir)
 	return buf;
 }
 
+char *gw_path_fleet_lock(char *buf, size_t size, const char *state_dir)
+{
+	snprintf(buf, size, "%s/fleet-lock", state_dir);
+	return buf;
+}
+
 char *gw_path_manifest_cache(char *buf, size_t size, const char *state_dir)
 {
 	snprintf(buf, size, "%s/repo.git/gitward-manifests.cache", state_dir);

@@ -88,6 +88,9 @@ struct gw_config {
 	char *forge_repo;
 	char *forge_token_file;
 	struct gw_strlist alertmanager; /* --alertmanager URL */
+	/* --fleet-lock URL (may hold credentials: never logged raw), its group */
+	char *fleet_lock;
+	char *fleet_lock_group;
 	/* which of the above were set explicitly (flags win over the file) */
 	uint64_t set_mask; /* bit i: options[i] of config.c was given as a flag */
 };

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 
 #include "gitward/apply.h"
+#include "gitward/fleetlock.h"
 #include "gitward/review.h"
 #include "gitward/source.h"
 #include "gitward/window.h"
@@ -73,6 +74,10 @@ struct gw_pass_opts {
 	 * actions), before any runs; --commit-status sets pending there */
 	void (*on_apply)(void *ud, const char *commit);
 	void *on_apply_ud;
+	/* --fleet-lock (url NULL: off): a slot for the node is taken before
+	 * the disruptive actions (update, delete) of a pass, which are held
+	 * without one, and given back once a pass converged healthy */
+	struct gw_fleetlock_opts fleet_lock;
 };
 
 /* GW_PASS_VERIFY: the commit's signature was refused (--verify-signatures);

@@ -63,6 +63,8 @@ char *gw_path_repo(char *buf, size_t size, const char *state_dir);
 char *gw_path_repository(char *buf, size_t size, const char *state_dir);
 /* STATE/remotes.json: each remote's last fetch, with several --repo */
 char *gw_path_remotes(char *buf, size_t size, const char *state_dir);
+/* STATE/fleet-lock: present while this node may hold a FleetLock slot */
+char *gw_path_fleet_lock(char *buf, size_t size, const char *state_dir);
 /* STATE/repo.git/gitward-manifests.cache: parsed manifests by blob id, kept
  * beside the Git objects they come from (gitward/manifest_cache.h) */
 char *gw_path_manifest_cache(char *buf, size_t size, const char *state_dir);
