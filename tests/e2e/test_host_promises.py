@@ -155,7 +155,7 @@ class Host(TempDirTest):
         r.commit()
         res = self.reconcile(r, "--output", "json", expect=1)
         doc = res.json()
-        self.assertEqual(doc["result"], {"converged": False, "ok": 1, "failed": 1, "waiting": 2}, res)
+        self.assertEqual(doc["result"], {"converged": False, "ok": 1, "failed": 1, "waiting": 2, "held": 0}, res)
         self.assertEqual(sorted(self.pids()), ["a", "d"])
         st = {x["name"]: x for x in run("status", "--output", "json", "--state-dir", self.state).json()["resources"]}
         self.assertEqual((st["a"]["state"], st["a"]["health"]), ("running", "unhealthy"))

@@ -114,7 +114,7 @@ class Reconcile(Base):
         res = self.reconcile(r, "--output", "json")
         doc = res.json()
         self.assertEqual(doc["summary"]["create"], 3)
-        self.assertEqual(doc["result"], {"converged": True, "ok": 3, "failed": 0, "waiting": 0})
+        self.assertEqual(doc["result"], {"converged": True, "ok": 3, "failed": 0, "waiting": 0, "held": 0})
         res = self.reconcile(r, "--dry-run", expect=0)
         self.assertIn("3 unchanged", res.out)
         first = self.pids()
