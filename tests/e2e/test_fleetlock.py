@@ -22,13 +22,19 @@ BOUND = 120.0
 def slow_stop_yaml(name, log, version):
     """A process that logs its start and the start of its stop (with its
     pid and the time), and takes a second to stop: a replacement spans a
-    measurable interval of wall time."""
-    script = (f'echo "start $$ $(date +%s.%N)" >> {log}; '
-              f'trap \'echo "stop $$ $(date +%s.%N)" >> {log}; sleep 1; exit 0\' TERM; '
+    measurable interval of wall time. It is healthy once it has logged its
+    start (its ready file, per node by ${node.name}, is written after the
+    line and removed first thing on TERM): a pass converges, and gives its
+    slot back, only after the new workload's start is in the log."""
+    ready = os.path.join(os.path.dirname(log), "ready.${node.name}")
+    script = (f'echo "start $$ $(date +%s.%N)" >> {log}; echo $$ > {ready}; '
+              f'trap \'rm -f {ready}; echo "stop $$ $(date +%s.%N)" >> {log}; sleep 1; exit 0\' TERM; '
               'while :; do sleep 0.2; done')
     return (f"{HDR}kind: Process\nmetadata: {{name: {name}}}\nspec:\n"
             f"  command: [\"/bin/sh\", \"-c\", {json.dumps(script)}]\n"
-            f"  env: {{VERSION: \"{version}\"}}\n  stopTimeout: 30s\n")
+            f"  env: {{VERSION: \"{version}\"}}\n  stopTimeout: 30s\n"
+            f"  healthCheck:\n    exec: {{command: [\"/usr/bin/test\", \"-s\", {json.dumps(ready)}]}}\n"
+            "    interval: 1s\n    timeout: 1s\n    retries: 10\n")
 
 
 class FleetLockBase(TempDirTest):
