@@ -266,22 +266,27 @@ static void zone_eval(const struct gw_window *v, size_t n, int64_t now, bool *op
 	pthread_mutex_unlock(&zone_mu);
 }
 
-bool gw_windows_open(const struct gw_window *v, size_t n, int64_t now_ms)
+bool gw_windows_check(const struct gw_window *v, size_t n, int64_t now_ms, int64_t *next_ms)
 {
 	bool open = false;
 	int64_t next = 0;
 	if (!n)
-		return true;
-	zone_eval(v, n, now_ms / 1000, &open, &next);
+		open = true;
+	else
+		zone_eval(v, n, now_ms / 1000, &open, &next);
+	*next_ms = open ? now_ms : next * 1000;
 	return open;
+}
+
+bool gw_windows_open(const struct gw_window *v, size_t n, int64_t now_ms)
+{
+	int64_t next;
+	return gw_windows_check(v, n, now_ms, &next);
 }
 
 int64_t gw_windows_next_open(const struct gw_window *v, size_t n, int64_t now_ms)
 {
-	bool open = false;
-	int64_t next = 0;
-	if (!n)
-		return now_ms;
-	zone_eval(v, n, now_ms / 1000, &open, &next);
-	return open ? now_ms : next * 1000;
+	int64_t next;
+	gw_windows_check(v, n, now_ms, &next);
+	return next;
 }

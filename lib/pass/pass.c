@@ -547,10 +547,9 @@ int gw_pass_execute(struct gw_apply_report *out, struct gw_pass *pass, const str
 	/* --window: outside every window, updates and deletes wait for the
 	 * next opening (the agent wakes then: gw_watch_build) */
 	if (!pass->hold && opts->nwindows && n[GW_ACTION_UPDATE] + n[GW_ACTION_DELETE] > 0) {
-		int64_t now = gw_now_ms();
-		if (!gw_windows_open(opts->windows, opts->nwindows, now))
-			gw_pass_hold_disruptive(pass, "window",
-						gw_windows_next_open(opts->windows, opts->nwindows, now));
+		int64_t next;
+		if (!gw_windows_check(opts->windows, opts->nwindows, gw_now_ms(), &next))
+			gw_pass_hold_disruptive(pass, "window", next);
 	}
 	/* --fleet-lock: update and delete wait for a slot (not asked for while
 	 * something else holds them: a closed window asks no server) */

@@ -47,5 +47,8 @@ bool gw_windows_open(const struct gw_window *v, size_t n, int64_t now_ms);
  * open: now_ms when one is; 0 when none opens within 8 days (cannot happen
  * for a valid window but in a zone that skips it). */
 int64_t gw_windows_next_open(const struct gw_window *v, size_t n, int64_t now_ms);
+/* Both in one evaluation (the zones are switched once): returns whether
+ * one is open at now_ms, and sets *next_ms as gw_windows_next_open does. */
+bool gw_windows_check(const struct gw_window *v, size_t n, int64_t now_ms, int64_t *next_ms);
 
 #endif
